@@ -1,0 +1,128 @@
+//! Epoch headers (SPEC.md §5.9): the hash-chained, coordinator-signed sequence that commits
+//! to each epoch's receipts root and state root.
+//!
+//! Owns the header layout, its hash and the link rule. Must never decide when an epoch closes.
+
+use crate::codec::{expect_version, Decode, DecodeError, Encode, Reader, Writer};
+use crate::hash::{Hash32, Tag};
+use crate::keys::PubKey;
+use crate::network::Network;
+use crate::signed::{Object, Signed, Signer};
+
+/// An epoch header (unsigned body).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct EpochHeader {
+    /// Network.
+    pub network: Network,
+    /// The coordinator that signs the chain.
+    pub coordinator: PubKey,
+    /// Height: 0 for genesis, then +1.
+    pub height: u32,
+    /// Hash of the previous header; all zeros at genesis.
+    pub prev: Hash32,
+    /// Merkle root of the epoch's receipt leaf hashes, in receipt order.
+    pub receipts_root: Hash32,
+    /// Merkle root of the ledger after the epoch.
+    pub state_root: Hash32,
+    /// Number of receipts in the epoch.
+    pub receipt_count: u32,
+    /// How many of them were accepted.
+    pub accepted_count: u32,
+    /// Satoshis credited by the epoch's receipts.
+    pub reward_sats: u64,
+    /// Closing time, unix seconds (coordinator's clock; informational).
+    pub time: u64,
+}
+
+/// A header with the coordinator's signature.
+pub type SignedEpochHeader = Signed<EpochHeader>;
+
+impl EpochHeader {
+    /// Object version.
+    pub const VERSION: u8 = 1;
+    /// Encoded length of the unsigned header.
+    pub const ENCODED_LEN: usize = 1 + 1 + 32 + 4 + 32 + 32 + 32 + 4 + 4 + 8 + 8;
+    /// Offset of `prev` in the encoding.
+    pub const PREV_OFFSET: usize = 1 + 1 + 32 + 4;
+    /// Offset of `receipts_root` in the encoding.
+    pub const RECEIPTS_ROOT_OFFSET: usize = Self::PREV_OFFSET + 32;
+
+    /// The header hash (its id).
+    pub fn hash(&self) -> Hash32 {
+        self.id()
+    }
+
+    /// True when `self` directly follows `prev` (same network and coordinator, next height,
+    /// `self.prev` is `prev`'s hash).
+    pub fn follows(&self, prev: &EpochHeader) -> bool {
+        self.network == prev.network
+            && self.coordinator == prev.coordinator
+            && Some(self.height) == prev.height.checked_add(1)
+            && self.prev == prev.hash()
+    }
+}
+
+impl Encode for EpochHeader {
+    fn encode(&self, w: &mut Writer) {
+        w.u8(Self::VERSION);
+        self.network.encode(w);
+        self.coordinator.encode(w);
+        w.u32(self.height)
+            .raw(&self.prev.0)
+            .raw(&self.receipts_root.0)
+            .raw(&self.state_root.0)
+            .u32(self.receipt_count)
+            .u32(self.accepted_count)
+            .u64(self.reward_sats)
+            .u64(self.time);
+    }
+}
+
+impl Decode for EpochHeader {
+    const NAME: &'static str = "epoch header";
+
+    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        expect_version(r, Self::NAME, Self::VERSION)?;
+        let network = Network::decode(r)?;
+        let coordinator = PubKey::decode(r, "coordinator")?;
+        let height = r.u32("height")?;
+        let prev = Hash32(r.array("prev")?);
+        if (height == 0) != (prev == Hash32::ZERO) {
+            return Err(DecodeError::InvalidValue {
+                field: "prev",
+                reason: "must be all zeros exactly at height 0",
+            });
+        }
+        let receipts_root = Hash32(r.array("receipts_root")?);
+        let state_root = Hash32(r.array("state_root")?);
+        let receipt_count = r.u32("receipt_count")?;
+        let accepted_count = r.u32("accepted_count")?;
+        if accepted_count > receipt_count {
+            return Err(DecodeError::InvalidValue { field: "accepted_count", reason: "exceeds receipt_count" });
+        }
+        let reward_sats = r.u64("reward_sats")?;
+        let time = r.u64("time")?;
+        Ok(EpochHeader {
+            network,
+            coordinator,
+            height,
+            prev,
+            receipts_root,
+            state_root,
+            receipt_count,
+            accepted_count,
+            reward_sats,
+            time,
+        })
+    }
+}
+
+impl Object for EpochHeader {
+    const TAG: Tag = Tag::EpochHeader;
+}
+
+impl Signer for EpochHeader {
+    fn signer(&self) -> &PubKey {
+        &self.coordinator
+    }
+}

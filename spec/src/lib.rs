@@ -1,0 +1,41 @@
+//! The Cairn protocol as a library: objects and their canonical encoding, tagged hashes,
+//! Merkle trees and proofs, BIP340 signatures, the anchor payload and receipt proofs.
+//!
+//! This crate is the shared vocabulary of every other Cairn crate. It owns byte layouts and
+//! pure verification. It must never do I/O, read a clock, draw randomness or hold state:
+//! time, randomness and chain data are always arguments. `spec/SPEC.md` is the normative
+//! text; this crate and `spec/reference.py` are two implementations of it, checked against
+//! the same vectors in `spec/vectors/`.
+#![cfg_attr(not(test), deny(clippy::indexing_slicing))]
+
+pub mod anchor_payload;
+pub mod codec;
+pub mod epoch;
+pub mod hash;
+pub mod keys;
+pub mod ledger;
+pub mod merkle;
+pub mod network;
+pub mod proof;
+pub mod receipt;
+mod serde_hex;
+pub mod signed;
+pub mod task;
+pub mod work;
+
+pub use anchor_payload::{AnchorPayload, PayloadError};
+pub use codec::{Decode, DecodeError, Encode};
+pub use epoch::{EpochHeader, SignedEpochHeader};
+pub use hash::{content_hash, tagged_hash, Hash32, Tag};
+pub use keys::{PubKey, Signature, SigningKey};
+pub use ledger::LedgerEntry;
+pub use merkle::{MerkleProof, MerkleTree};
+pub use network::Network;
+pub use proof::{OtsOp, ProofError, ReceiptProof, VerifiedProof};
+pub use receipt::{SignedReceipt, Verdict, WorkReceipt};
+pub use signed::{Object, Signed, Signer};
+pub use task::{ComparisonRule, ExecutorKind, Payload, Task, TaskClass};
+pub use work::{Commitment, Registration, Reveal};
+
+/// The protocol version this crate implements (SPEC.md §1).
+pub const PROTOCOL_VERSION: u8 = 1;

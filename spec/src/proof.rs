@@ -1,0 +1,482 @@
+//! Receipt proofs (SPEC.md §8): receipt → receipts root → epoch header → header chain →
+//! anchored header → anchor transaction → block Merkle root → block header at a height.
+//!
+//! Owns the proof layout, the pure verification algorithm (every step that needs no chain
+//! access), and its mapping onto OpenTimestamps operations. Must never decide whether the
+//! block is on the best chain or deep enough: that needs Bitcoin, and is the caller's step
+//! (anchor/'s verifier online, or a bundle's headers offline).
+
+use bitcoin::consensus::encode::{deserialize, serialize, VarInt};
+use bitcoin::Transaction;
+use thiserror::Error;
+
+use crate::anchor_payload::{AnchorPayload, SCRIPT_HASH_OFFSET};
+use crate::codec::{expect_version, Decode, DecodeError, Encode, Reader, Writer};
+use crate::epoch::{EpochHeader, SignedEpochHeader};
+use crate::hash::{sha256d, Hash32, Tag};
+use crate::merkle::{MerkleError, MerkleProof, Side, MAX_DEPTH};
+use crate::network::Network;
+use crate::receipt::SignedReceipt;
+
+/// Most epoch headers a proof may carry (the receipt's epoch up to the anchored one).
+pub const MAX_PROOF_HEADERS: usize = 1024;
+/// Largest anchor transaction (non-witness bytes; standard transactions are below this).
+pub const MAX_ANCHOR_TX_BYTES: usize = 100_000;
+/// Length of a Bitcoin block header.
+pub const BLOCK_HEADER_LEN: usize = 80;
+
+/// Where the anchor payload sits. Only one place today; a coinbase anchor from a
+/// cooperating pool is a later kind, so the proof names it rather than assuming it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AnchorKind {
+    /// An OP_RETURN output of the coordinator's anchor transaction (code 1).
+    OpReturnOutput,
+}
+
+/// A self-contained proof that a receipt is committed in a Bitcoin block.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ReceiptProof {
+    /// Network the chain lives on.
+    pub network: Network,
+    /// The signed receipt.
+    pub receipt: SignedReceipt,
+    /// Index of the receipt in its epoch.
+    pub receipt_index: u32,
+    /// Siblings from the receipt's leaf to its epoch's receipts root.
+    pub receipt_path: Vec<Hash32>,
+    /// Signed headers from the receipt's epoch up to the anchored epoch, in height order.
+    pub headers: Vec<SignedEpochHeader>,
+    /// Where the payload sits.
+    pub anchor_kind: AnchorKind,
+    /// The anchor transaction in its non-witness serialization (the bytes of its txid).
+    #[serde(with = "crate::serde_hex")]
+    pub anchor_tx: Vec<u8>,
+    /// Position of the anchor transaction in its block.
+    pub tx_index: u32,
+    /// Bitcoin Merkle siblings of the transaction, in internal byte order.
+    pub tx_path: Vec<Hash32>,
+    /// The 80-byte block header.
+    #[serde(with = "crate::serde_hex")]
+    pub block_header: Vec<u8>,
+    /// Height of that block.
+    pub block_height: u32,
+}
+
+impl ReceiptProof {
+    /// Object version.
+    pub const VERSION: u8 = 1;
+}
+
+impl Encode for ReceiptProof {
+    fn encode(&self, w: &mut Writer) {
+        w.u8(Self::VERSION);
+        self.network.encode(w);
+        self.receipt.encode(w);
+        w.u32(self.receipt_index).u8(self.receipt_path.len() as u8);
+        for s in &self.receipt_path {
+            w.raw(&s.0);
+        }
+        w.u16(self.headers.len() as u16);
+        for h in &self.headers {
+            h.encode(w);
+        }
+        match self.anchor_kind {
+            AnchorKind::OpReturnOutput => w.u8(1),
+        };
+        w.bytes_u32(&self.anchor_tx).u32(self.tx_index).u8(self.tx_path.len() as u8);
+        for s in &self.tx_path {
+            w.raw(&s.0);
+        }
+        w.raw(&self.block_header).u32(self.block_height);
+    }
+}
+
+fn hashes(r: &mut Reader<'_>, field: &'static str) -> Result<Vec<Hash32>, DecodeError> {
+    let len = r.u8(field)? as usize;
+    let n = r.count(field, len, MAX_DEPTH, 32)?;
+    (0..n).map(|_| Ok(Hash32(r.array(field)?))).collect()
+}
+
+impl Decode for ReceiptProof {
+    const NAME: &'static str = "receipt proof";
+
+    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        expect_version(r, Self::NAME, Self::VERSION)?;
+        let network = Network::decode(r)?;
+        let receipt = SignedReceipt::decode(r)?;
+        let receipt_index = r.u32("receipt_index")?;
+        let receipt_path = hashes(r, "receipt_path")?;
+        let len = r.u16("headers")? as usize;
+        if len == 0 {
+            return Err(DecodeError::InvalidValue { field: "headers", reason: "at least one header" });
+        }
+        let n = r.count("headers", len, MAX_PROOF_HEADERS, EpochHeader::ENCODED_LEN + 64)?;
+        let headers = (0..n).map(|_| SignedEpochHeader::decode(r)).collect::<Result<Vec<_>, _>>()?;
+        let anchor_kind = match r.u8("anchor_kind")? {
+            1 => AnchorKind::OpReturnOutput,
+            tag => return Err(DecodeError::InvalidTag { field: "anchor_kind", tag }),
+        };
+        let anchor_tx = r.bytes_u32("anchor_tx", MAX_ANCHOR_TX_BYTES)?.to_vec();
+        let tx_index = r.u32("tx_index")?;
+        let tx_path = hashes(r, "tx_path")?;
+        let block_header = r.take("block_header", BLOCK_HEADER_LEN)?.to_vec();
+        let block_height = r.u32("block_height")?;
+        Ok(ReceiptProof {
+            network,
+            receipt,
+            receipt_index,
+            receipt_path,
+            headers,
+            anchor_kind,
+            anchor_tx,
+            tx_index,
+            tx_path,
+            block_header,
+            block_height,
+        })
+    }
+}
+
+/// The step of the verification algorithm that failed. `code()` names it in vectors.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum ProofError {
+    /// The receipt or a header is for another network than the proof.
+    #[error("network mismatch: proof is for {expected}, an object is for {found}")]
+    NetworkMismatch {
+        /// The proof's network.
+        expected: Network,
+        /// The object's.
+        found: Network,
+    },
+    /// The receipt's signature is not the coordinator's.
+    #[error("receipt signature invalid")]
+    ReceiptSignature,
+    /// The first header is not the receipt's epoch.
+    #[error("receipt is for epoch {receipt}, first header is epoch {header}")]
+    EpochMismatch {
+        /// Receipt's epoch.
+        receipt: u32,
+        /// First header's height.
+        header: u32,
+    },
+    /// A header is signed by another coordinator than the receipt.
+    #[error("header {height} is from another coordinator than the receipt")]
+    CoordinatorMismatch {
+        /// Header height.
+        height: u32,
+    },
+    /// The receipt's Merkle path does not fit the epoch's receipt count.
+    #[error("receipt path: {0}")]
+    ReceiptPath(MerkleError),
+    /// The receipt's path leads to another root than the header's.
+    #[error("receipt does not lead to the receipts root of epoch {height}")]
+    ReceiptsRootMismatch {
+        /// Header height.
+        height: u32,
+    },
+    /// A header's signature is invalid.
+    #[error("signature of epoch header {height} invalid")]
+    HeaderSignature {
+        /// Header height.
+        height: u32,
+    },
+    /// A header does not follow the one before it.
+    #[error("epoch header {height} does not link to its predecessor")]
+    HeaderLink {
+        /// Header height.
+        height: u32,
+    },
+    /// The anchor transaction bytes are not one canonical non-witness transaction.
+    #[error("anchor transaction does not decode: {0}")]
+    TxDecode(String),
+    /// A 64-byte transaction could be confused with an inner Merkle node; refused.
+    #[error("anchor transaction is 64 bytes long")]
+    Tx64Bytes,
+    /// No output carries a Cairn payload.
+    #[error("anchor transaction has no Cairn OP_RETURN output")]
+    PayloadMissing,
+    /// More than one output carries a Cairn payload.
+    #[error("anchor transaction has more than one Cairn OP_RETURN output")]
+    PayloadMultiple,
+    /// An output starts with the magic but is not a valid payload.
+    #[error("invalid anchor payload: {0}")]
+    PayloadInvalid(crate::anchor_payload::PayloadError),
+    /// The payload commits to another height than the last header's.
+    #[error("payload commits to epoch {payload}, last header is epoch {header}")]
+    PayloadHeight {
+        /// Payload's height.
+        payload: u32,
+        /// Last header's height.
+        header: u32,
+    },
+    /// The payload commits to another header hash.
+    #[error("payload commits to another header hash than the last header's")]
+    PayloadHash,
+    /// The transaction's position does not fit its Merkle path.
+    #[error("transaction index {index} does not fit a path of {depth} levels")]
+    BlockIndex {
+        /// Index.
+        index: u32,
+        /// Path length.
+        depth: usize,
+    },
+    /// The transaction's path leads to another root than the block header's.
+    #[error("anchor transaction does not lead to the block's Merkle root")]
+    BlockMerkleRoot,
+}
+
+impl ProofError {
+    /// Stable name used in test vectors.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ProofError::NetworkMismatch { .. } => "network_mismatch",
+            ProofError::ReceiptSignature => "receipt_signature",
+            ProofError::EpochMismatch { .. } => "epoch_mismatch",
+            ProofError::CoordinatorMismatch { .. } => "coordinator_mismatch",
+            ProofError::ReceiptPath(e) => e.code(),
+            ProofError::ReceiptsRootMismatch { .. } => "receipts_root_mismatch",
+            ProofError::HeaderSignature { .. } => "header_signature",
+            ProofError::HeaderLink { .. } => "header_link",
+            ProofError::TxDecode(_) => "tx_decode",
+            ProofError::Tx64Bytes => "tx_64_bytes",
+            ProofError::PayloadMissing => "payload_missing",
+            ProofError::PayloadMultiple => "payload_multiple",
+            ProofError::PayloadInvalid(_) => "payload_invalid",
+            ProofError::PayloadHeight { .. } => "payload_height",
+            ProofError::PayloadHash => "payload_hash",
+            ProofError::BlockIndex { .. } => "block_index",
+            ProofError::BlockMerkleRoot => "block_merkle_root",
+        }
+    }
+}
+
+/// What a proof establishes once `verify` succeeds. The caller still checks, against
+/// Bitcoin, that `block_hash` is the block at `block_height` on `network`'s best chain,
+/// and how deep it is.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct VerifiedProof {
+    /// Network.
+    pub network: Network,
+    /// The receipt's leaf hash (the OpenTimestamps digest).
+    pub receipt_leaf: Hash32,
+    /// The receipt's epoch.
+    pub epoch_height: u32,
+    /// The anchored epoch (the last header).
+    pub anchored_height: u32,
+    /// The anchored header's hash.
+    pub anchored_hash: Hash32,
+    /// Anchor txid in internal byte order (display order is reversed).
+    pub txid: Hash32,
+    /// Block hash in internal byte order.
+    pub block_hash: Hash32,
+    /// The block's Merkle root in internal byte order.
+    pub block_merkle_root: Hash32,
+    /// Claimed block height.
+    pub block_height: u32,
+}
+
+/// Parses a block header's Merkle root (bytes 36..68) in internal byte order.
+pub fn block_merkle_root(header: &[u8]) -> Option<Hash32> {
+    let mut out = [0u8; 32];
+    out.copy_from_slice(header.get(36..68)?);
+    Some(Hash32(out))
+}
+
+/// The anchor transaction decoded, with the byte offset of the committed header hash.
+struct AnchorTx {
+    payload: AnchorPayload,
+    hash_offset: usize,
+}
+
+fn parse_anchor_tx(bytes: &[u8]) -> Result<AnchorTx, ProofError> {
+    let tx: Transaction = deserialize(bytes).map_err(|e| ProofError::TxDecode(e.to_string()))?;
+    if tx.input.iter().any(|i| !i.witness.is_empty()) || serialize(&tx) != bytes {
+        return Err(ProofError::TxDecode("not the canonical non-witness serialization".into()));
+    }
+    if bytes.len() == 64 {
+        return Err(ProofError::Tx64Bytes);
+    }
+    // Offset of the first output: version, the inputs (with their count), the output count.
+    let mut offset = 4 + serialize(&tx.input).len() + VarInt(tx.output.len() as u64).size();
+    let mut found: Option<AnchorTx> = None;
+    for out in &tx.output {
+        let script_offset = offset + 8 + VarInt(out.script_pubkey.len() as u64).size();
+        if let Some(parsed) = AnchorPayload::from_script(&out.script_pubkey) {
+            let payload = parsed.map_err(ProofError::PayloadInvalid)?;
+            if found.is_some() {
+                return Err(ProofError::PayloadMultiple);
+            }
+            found = Some(AnchorTx { payload, hash_offset: script_offset + SCRIPT_HASH_OFFSET });
+        }
+        offset = script_offset + out.script_pubkey.len();
+    }
+    found.ok_or(ProofError::PayloadMissing)
+}
+
+/// Folds a Bitcoin Merkle path (sha256d of the concatenated pair).
+fn bitcoin_merkle_fold(txid: Hash32, index: u32, path: &[Hash32]) -> Result<Hash32, ProofError> {
+    if path.len() < 32 && (u64::from(index) >> path.len()) != 0 {
+        return Err(ProofError::BlockIndex { index, depth: path.len() });
+    }
+    let mut h = txid;
+    let mut buf = [0u8; 64];
+    for (level, s) in path.iter().enumerate() {
+        let (l, r) = if (index >> level) & 1 == 1 { (s, &h) } else { (&h, s) };
+        buf[..32].copy_from_slice(&l.0);
+        buf[32..].copy_from_slice(&r.0);
+        h = sha256d(&buf);
+    }
+    Ok(h)
+}
+
+impl ReceiptProof {
+    fn receipt_merkle(&self) -> Result<MerkleProof, ProofError> {
+        let first = self.headers.first().ok_or(ProofError::HeaderLink { height: 0 })?;
+        Ok(MerkleProof {
+            index: self.receipt_index,
+            count: first.body.receipt_count,
+            siblings: self.receipt_path.clone(),
+        })
+    }
+
+    /// Runs every check that needs no chain access, in SPEC.md §8.3's order, and returns
+    /// what the proof establishes or the first step that failed.
+    pub fn verify(&self) -> Result<VerifiedProof, ProofError> {
+        let receipt = &self.receipt.body;
+        // 1. One network throughout.
+        for found in std::iter::once(receipt.network).chain(self.headers.iter().map(|h| h.body.network)) {
+            if found != self.network {
+                return Err(ProofError::NetworkMismatch { expected: self.network, found });
+            }
+        }
+        // 2. The coordinator signed the receipt.
+        if !self.receipt.verify() {
+            return Err(ProofError::ReceiptSignature);
+        }
+        // 3. The first header is the receipt's epoch, from the same coordinator.
+        let first = self.headers.first().ok_or(ProofError::HeaderLink { height: 0 })?;
+        if first.body.height != receipt.epoch {
+            return Err(ProofError::EpochMismatch { receipt: receipt.epoch, header: first.body.height });
+        }
+        if let Some(h) = self.headers.iter().find(|h| h.body.coordinator != receipt.coordinator) {
+            return Err(ProofError::CoordinatorMismatch { height: h.body.height });
+        }
+        // 4. The receipt is in the epoch's receipts tree.
+        let leaf = receipt.leaf_hash();
+        let root = self.receipt_merkle()?.root_for(&leaf).map_err(ProofError::ReceiptPath)?;
+        if root != first.body.receipts_root {
+            return Err(ProofError::ReceiptsRootMismatch { height: first.body.height });
+        }
+        // 5. Every header is signed and links to the one before.
+        let mut prev: Option<&EpochHeader> = None;
+        for h in &self.headers {
+            if !h.verify() {
+                return Err(ProofError::HeaderSignature { height: h.body.height });
+            }
+            if let Some(p) = prev {
+                if !h.body.follows(p) {
+                    return Err(ProofError::HeaderLink { height: h.body.height });
+                }
+            }
+            prev = Some(&h.body);
+        }
+        let anchored = prev.ok_or(ProofError::HeaderLink { height: 0 })?;
+        let anchored_hash = anchored.hash();
+        // 6. The anchor transaction commits to the last header.
+        let tx = parse_anchor_tx(&self.anchor_tx)?;
+        if tx.payload.height != anchored.height {
+            return Err(ProofError::PayloadHeight { payload: tx.payload.height, header: anchored.height });
+        }
+        if tx.payload.header_hash != anchored_hash {
+            return Err(ProofError::PayloadHash);
+        }
+        // 7. The transaction is in the block.
+        let txid = sha256d(&self.anchor_tx);
+        let merkle_root = bitcoin_merkle_fold(txid, self.tx_index, &self.tx_path)?;
+        if Some(merkle_root) != block_merkle_root(&self.block_header) {
+            return Err(ProofError::BlockMerkleRoot);
+        }
+        Ok(VerifiedProof {
+            network: self.network,
+            receipt_leaf: leaf,
+            epoch_height: receipt.epoch,
+            anchored_height: anchored.height,
+            anchored_hash,
+            txid,
+            block_hash: sha256d(&self.block_header),
+            block_merkle_root: merkle_root,
+            block_height: self.block_height,
+        })
+    }
+
+    /// The OpenTimestamps operations that lead from the receipt's leaf hash to the block's
+    /// Merkle root (SPEC.md §9). Verifies the proof first.
+    pub fn ots_ops(&self) -> Result<Vec<OtsOp>, ProofError> {
+        self.verify()?;
+        let node_prefix = Tag::MerkleNode.prefix();
+        let header_prefix = Tag::EpochHeader.prefix();
+        let mut ops = Vec::new();
+        for (side, s) in self.receipt_merkle()?.steps().map_err(ProofError::ReceiptPath)? {
+            match side {
+                Side::Left => ops.push(OtsOp::Prepend([&node_prefix[..], &s.0[..]].concat())),
+                Side::Right => {
+                    ops.push(OtsOp::Prepend(node_prefix.to_vec()));
+                    ops.push(OtsOp::Append(s.0.to_vec()));
+                }
+            }
+            ops.push(OtsOp::Sha256);
+        }
+        for (i, h) in self.headers.iter().enumerate() {
+            let enc = h.body.to_bytes();
+            let at = if i == 0 { EpochHeader::RECEIPTS_ROOT_OFFSET } else { EpochHeader::PREV_OFFSET };
+            ops.push(OtsOp::Prepend([&header_prefix[..], enc.get(..at).unwrap_or_default()].concat()));
+            ops.push(OtsOp::Append(enc.get(at + 32..).unwrap_or_default().to_vec()));
+            ops.push(OtsOp::Sha256);
+        }
+        let tx = parse_anchor_tx(&self.anchor_tx)?;
+        let at = tx.hash_offset;
+        ops.push(OtsOp::Prepend(self.anchor_tx.get(..at).unwrap_or_default().to_vec()));
+        ops.push(OtsOp::Append(self.anchor_tx.get(at + 32..).unwrap_or_default().to_vec()));
+        ops.push(OtsOp::Sha256);
+        ops.push(OtsOp::Sha256);
+        for (level, s) in self.tx_path.iter().enumerate() {
+            if (self.tx_index >> level) & 1 == 1 {
+                ops.push(OtsOp::Prepend(s.0.to_vec()));
+            } else {
+                ops.push(OtsOp::Append(s.0.to_vec()));
+            }
+            ops.push(OtsOp::Sha256);
+            ops.push(OtsOp::Sha256);
+        }
+        // Empty prepends/appends are legal but pointless; OpenTimestamps refuses them.
+        ops.retain(|op| !matches!(op, OtsOp::Prepend(b) | OtsOp::Append(b) if b.is_empty()));
+        Ok(ops)
+    }
+}
+
+/// One OpenTimestamps operation.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OtsOp {
+    /// Prefix the message with these bytes.
+    Prepend(#[serde(with = "crate::serde_hex")] Vec<u8>),
+    /// Suffix the message with these bytes.
+    Append(#[serde(with = "crate::serde_hex")] Vec<u8>),
+    /// Replace the message by its SHA-256.
+    Sha256,
+}
+
+/// Applies OpenTimestamps operations to a message.
+pub fn apply_ots(start: &[u8], ops: &[OtsOp]) -> Vec<u8> {
+    let mut msg = start.to_vec();
+    for op in ops {
+        msg = match op {
+            OtsOp::Prepend(b) => [&b[..], &msg[..]].concat(),
+            OtsOp::Append(b) => [&msg[..], &b[..]].concat(),
+            OtsOp::Sha256 => crate::hash::sha256(&msg).0.to_vec(),
+        };
+    }
+    msg
+}
