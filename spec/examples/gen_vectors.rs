@@ -1,1 +1,648 @@
-fn main() {}
+//! Generates `spec/vectors/*.json` from the spec crate.
+//!
+//! Run: `cargo run -p cairn-spec --example gen-vectors -- spec/vectors`
+//! (without an argument it writes to `spec/vectors` relative to the workspace root).
+//! The test `vectors_are_generated_by_this_generator` fails when the committed files differ
+//! from what this program writes, so vectors cannot drift from the code silently.
+//! Everything is deterministic: fixed secrets, fixed BIP340 auxiliary randomness (zeros),
+//! no clock.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::print_stdout, missing_docs)]
+
+use std::collections::BTreeMap;
+
+use bitcoin::absolute::LockTime;
+use bitcoin::hashes::Hash as _;
+use bitcoin::{Amount, OutPoint, ScriptBuf, Sequence, Transaction, TxIn, TxOut, Txid, Witness};
+use cairn_spec::hash::{sha256, sha256d};
+use cairn_spec::merkle::{self, MerkleProof, MerkleTree};
+use cairn_spec::*;
+use serde_json::{json, Value};
+
+const AUX: [u8; 32] = [0u8; 32];
+
+fn key(n: u8) -> SigningKey {
+    SigningKey::from_secret_bytes([n; 32]).unwrap()
+}
+
+fn h(label: &str) -> Hash32 {
+    sha256(label.as_bytes())
+}
+
+fn hexs(hs: &[Hash32]) -> Vec<String> {
+    hs.iter().map(Hash32::to_hex).collect()
+}
+
+fn sample_class() -> TaskClass {
+    TaskClass {
+        name: "minilm-embed".into(),
+        executor: ExecutorKind::Embedding,
+        model_hash: h("model.safetensors"),
+        rule: ComparisonRule::Cosine { min_ppb: 999_900_000 },
+        replication: 2,
+        reward_per_unit: 10,
+        max_input_bytes: 65_536,
+        lease_secs: 60,
+        reveal_secs: 30,
+    }
+}
+
+fn sample_task(coordinator: &SigningKey) -> Task {
+    Task {
+        network: Network::Regtest,
+        coordinator: coordinator.public(),
+        class: sample_class().id(),
+        requester: key(9).public(),
+        nonce: 7,
+        units: 2,
+        budget_sats: 100,
+        created_at: 1_767_225_600,
+        input: Payload::Inline(b"The cat sat on the mat.\nA dog barked.".to_vec()),
+    }
+}
+
+fn receipt(coord: &SigningKey, epoch: u32, i: u32, verdict: Verdict) -> SignedReceipt {
+    let worker = key(20 + (i % 3) as u8).public();
+    let accepted = verdict.is_accepted();
+    let body = WorkReceipt {
+        network: Network::Regtest,
+        coordinator: coord.public(),
+        epoch,
+        task: h(&format!("task-{epoch}-{i}")),
+        class: sample_class().id(),
+        worker,
+        result_hash: h(&format!("result-{epoch}-{i}")),
+        verdict,
+        units: 2,
+        reward_sats: if accepted { 20 } else { 0 },
+    };
+    Signed::sign(body, coord, &AUX)
+}
+
+// ---------------------------------------------------------------- tagged hashes
+
+fn tagged_hash_vectors() -> Value {
+    let msgs: [&[u8]; 3] = [b"", b"abc", &[0x5a; 100]];
+    let mut cases = Vec::new();
+    for tag in Tag::ALL {
+        for m in msgs {
+            cases.push(json!({
+                "tag": tag.name(),
+                "msg": hex::encode(m),
+                "hash": tagged_hash(tag, m).to_hex(),
+            }));
+        }
+    }
+    json!({
+        "description": "tagged_hash(tag, msg) = SHA256(SHA256(tag) || SHA256(tag) || msg) for every tag of SPEC.md section 2",
+        "cases": cases,
+    })
+}
+
+// ---------------------------------------------------------------- merkle
+
+fn merkle_vectors() -> Value {
+    let mut valid = Vec::new();
+    for n in [0u32, 1, 2, 3, 4, 5, 6, 7, 8, 9, 16, 17] {
+        let leaves: Vec<Hash32> = (0..n).map(|i| h(&format!("leaf-{i}"))).collect();
+        let tree = MerkleTree::new(leaves.clone());
+        let proofs: Vec<Value> = (0..n)
+            .map(|i| {
+                let p = tree.proof(i).unwrap();
+                json!({ "index": i, "siblings": hexs(&p.siblings) })
+            })
+            .collect();
+        valid.push(json!({ "leaves": hexs(&leaves), "root": merkle::root(&leaves).to_hex(), "proofs": proofs }));
+    }
+    let leaves: Vec<Hash32> = (0..5).map(|i| h(&format!("leaf-{i}"))).collect();
+    let tree = MerkleTree::new(leaves.clone());
+    let mut invalid = Vec::new();
+    let mut push = |name: &str, leaf: Hash32, p: MerkleProof| {
+        let err = match p.root_for(&leaf) {
+            Ok(r) if r == tree.root() => panic!("{name} should fail"),
+            Ok(_) => "root_mismatch",
+            Err(e) => e.code(),
+        };
+        invalid.push(json!({
+            "name": name, "leaf": leaf.to_hex(), "index": p.index, "count": p.count,
+            "siblings": hexs(&p.siblings), "root": tree.root().to_hex(), "error": err,
+        }));
+    };
+    let p = tree.proof(1).unwrap();
+    push("index equal to count", leaves[1], MerkleProof { index: 5, ..p.clone() });
+    let mut short = p.clone();
+    short.siblings.pop();
+    push("path too short", leaves[1], short);
+    let mut long = tree.proof(4).unwrap();
+    long.siblings.push(leaves[0]);
+    push("path too long for a promoted leaf", leaves[4], long);
+    let mut wrong = p.clone();
+    wrong.siblings[0] = leaves[2];
+    push("wrong sibling", leaves[1], wrong);
+    push("wrong leaf", leaves[2], p.clone());
+    push("proof for another tree size", leaves[1], MerkleProof { count: 4, ..tree.proof(1).unwrap() });
+    json!({
+        "description": "Merkle roots and inclusion proofs (SPEC.md section 6). error root_mismatch: the proof fits its shape but yields another root",
+        "empty_root": merkle::empty_root().to_hex(),
+        "valid": valid,
+        "invalid": invalid,
+    })
+}
+
+// ---------------------------------------------------------------- signatures
+
+fn signature_vectors() -> Value {
+    let mut cases = Vec::new();
+    for (n, msg) in [(1u8, "m1"), (2, "m2"), (3, "epoch")] {
+        let k = key(n);
+        let id = h(msg);
+        let sig = k.sign(&id, &AUX);
+        cases.push(json!({
+            "secret": hex::encode([n; 32]), "pubkey": k.public().to_hex(), "aux": hex::encode(AUX),
+            "msg": id.to_hex(), "sig": sig.to_hex(), "valid": true,
+        }));
+        let mut bad = sig;
+        bad.0[63] ^= 1;
+        cases.push(json!({ "pubkey": k.public().to_hex(), "msg": id.to_hex(), "sig": bad.to_hex(), "valid": false }));
+        let other = h("other");
+        cases.push(json!({ "pubkey": k.public().to_hex(), "msg": other.to_hex(), "sig": sig.to_hex(), "valid": false }));
+    }
+    json!({
+        "description": "BIP340 signatures over 32-byte object ids (SPEC.md section 4). Valid cases also give the secret and aux_rand that produced the signature",
+        "cases": cases,
+    })
+}
+
+// ---------------------------------------------------------------- objects
+
+fn obj<T: Object + serde::Serialize>(ty: &str, v: &T) -> Value {
+    json!({ "type": ty, "json": serde_json::to_value(v).unwrap(), "encoding": hex::encode(v.to_bytes()), "id": v.id().to_hex() })
+}
+
+fn signed_obj<T: Object + Signer + serde::Serialize>(ty: &str, v: &Signed<T>) -> Value {
+    assert!(v.verify());
+    json!({
+        "type": ty, "json": serde_json::to_value(v).unwrap(), "encoding": hex::encode(v.to_bytes()),
+        "id": v.id().to_hex(), "signer": v.body.signer().to_hex(),
+    })
+}
+
+fn not_a_key() -> [u8; 32] {
+    (0u8..=255).map(|b| [b; 32]).find(|b| PubKey::from_bytes(*b).is_none()).unwrap()
+}
+
+fn object_vectors() -> Value {
+    let coord = key(1);
+    let worker = key(2);
+    let class = sample_class();
+    let exact = TaskClass { name: "echo.v1".into(), executor: ExecutorKind::Command, rule: ComparisonRule::ExactHash, model_hash: Hash32::ZERO, replication: 3, ..sample_class() };
+    let task = sample_task(&coord);
+    let blob_task = Task { input: Payload::Blob { hash: content_hash(b"big input"), size: 1 << 20 }, nonce: 8, ..sample_task(&coord) };
+    let mut reg = Registration {
+        network: Network::Regtest,
+        coordinator: coord.public(),
+        worker: worker.public(),
+        payout_address: "bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080".into(),
+        created_at: 1_767_225_600,
+        pow_nonce: 0,
+    };
+    assert!(reg.solve_pow(8, 1 << 20));
+    let salt = [0x11u8; 32];
+    let result = Payload::Inline(vec![0, 0, 128, 63, 0, 0, 0, 0]);
+    let commitment = Commitment {
+        task: task.id(),
+        worker: worker.public(),
+        commitment: work::commitment_value(&task.id(), &worker.public(), &result.content_hash(), &salt),
+    };
+    let reveal = Reveal { task: task.id(), worker: worker.public(), result, salt };
+    assert!(reveal.opens(&commitment));
+    let ledger = LedgerEntry { worker: worker.public(), locked: 40, claimable: 100, paid: 1_000 };
+    let genesis = EpochHeader {
+        network: Network::Regtest,
+        coordinator: coord.public(),
+        height: 0,
+        prev: Hash32::ZERO,
+        receipts_root: merkle::empty_root(),
+        state_root: merkle::empty_root(),
+        receipt_count: 0,
+        accepted_count: 0,
+        reward_sats: 0,
+        time: 1_767_225_600,
+    };
+    let next = EpochHeader { height: 1, prev: genesis.hash(), receipts_root: h("r"), state_root: h("s"), receipt_count: 3, accepted_count: 2, reward_sats: 40, time: 1_767_226_200, ..genesis.clone() };
+
+    let valid = vec![
+        obj("task_class", &class),
+        obj("task_class", &exact),
+        obj("task", &task),
+        obj("task", &blob_task),
+        signed_obj("registration", &Signed::sign(reg.clone(), &worker, &AUX)),
+        signed_obj("commitment", &Signed::sign(commitment.clone(), &worker, &AUX)),
+        signed_obj("reveal", &Signed::sign(reveal.clone(), &worker, &AUX)),
+        signed_obj("receipt", &receipt(&coord, 1, 0, Verdict::Accepted)),
+        signed_obj("receipt", &receipt(&coord, 1, 1, Verdict::Mismatch)),
+        obj("ledger_entry", &ledger),
+        signed_obj("epoch_header", &Signed::sign(genesis.clone(), &coord, &AUX)),
+        signed_obj("epoch_header", &Signed::sign(next.clone(), &coord, &AUX)),
+    ];
+
+    // Invalid encodings: each is a valid encoding with one defect.
+    let mut invalid = Vec::new();
+    let mut bad = |ty: &str, name: &str, bytes: Vec<u8>, err: &str| {
+        invalid.push(json!({ "type": ty, "name": name, "encoding": hex::encode(bytes), "error": err }));
+    };
+    let enc = |v: &dyn Fn() -> Vec<u8>| v();
+    let class_bytes = class.to_bytes();
+    let task_bytes = task.to_bytes();
+    let receipt_bytes = receipt(&coord, 1, 0, Verdict::Accepted).to_bytes();
+    let header_bytes = Signed::sign(next.clone(), &coord, &AUX).to_bytes();
+
+    let mut b = class_bytes.clone();
+    b[0] = 2;
+    bad("task_class", "unknown version", b, "unknown_version");
+    let mut b = class_bytes.clone();
+    b.push(0);
+    bad("task_class", "trailing byte", b, "trailing_bytes");
+    bad("task_class", "truncated", class_bytes[..class_bytes.len() - 1].to_vec(), "unexpected_end");
+    let mut b = class_bytes.clone();
+    b[2] = b'A';
+    bad("task_class", "upper-case name", b, "invalid_value");
+    let mut b = class_bytes.clone();
+    b[1] = 33;
+    bad("task_class", "name length above 32", b, "too_long");
+    let name_len = class.name.len();
+    let mut b = class_bytes.clone();
+    b[2 + name_len] = 9;
+    bad("task_class", "unknown executor", b, "invalid_tag");
+    let rule_at = 2 + name_len + 1 + 32;
+    let mut b = class_bytes.clone();
+    b[rule_at + 1..rule_at + 5].copy_from_slice(&(1_000_000_001u32).to_be_bytes());
+    bad("task_class", "cosine threshold above one", b, "invalid_value");
+    let mut b = class_bytes.clone();
+    b[rule_at + 5] = 0;
+    bad("task_class", "replication zero", b, "invalid_value");
+    let mut b = class_bytes.clone();
+    b[rule_at + 5] = 17;
+    bad("task_class", "replication above 16", b, "invalid_value");
+
+    let mut b = task_bytes.clone();
+    b[1] = 4;
+    bad("task", "unknown network", b, "invalid_tag");
+    let mut b = task_bytes.clone();
+    b[2..34].copy_from_slice(&not_a_key());
+    bad("task", "coordinator not a curve point", b, "invalid_public_key");
+    let units_at = 1 + 1 + 32 + 32 + 32 + 8;
+    let mut b = task_bytes.clone();
+    b[units_at..units_at + 4].copy_from_slice(&0u32.to_be_bytes());
+    bad("task", "zero units", b, "invalid_value");
+    let input_at = units_at + 4 + 8 + 8;
+    let mut b = task_bytes.clone();
+    b[input_at] = 2;
+    bad("task", "unknown payload kind", b, "invalid_tag");
+    let mut b = task_bytes[..input_at + 1].to_vec();
+    b.extend_from_slice(&(65_537u32).to_be_bytes());
+    bad("task", "inline input above 64 KiB", b, "too_long");
+    let mut b = task_bytes[..input_at + 1].to_vec();
+    b.extend_from_slice(&(u32::MAX).to_be_bytes());
+    bad("task", "forged inline length", b, "too_long");
+    let mut b = task_bytes[..input_at].to_vec();
+    b.push(1);
+    b.extend_from_slice(&[7u8; 32]);
+    b.extend_from_slice(&(1u64 << 40).to_be_bytes());
+    bad("task", "blob above 256 MiB", b, "too_long");
+
+    let reg_wrong_net = Registration { payout_address: "bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4".into(), ..reg.clone() };
+    bad("registration", "mainnet payout address on regtest", Signed::sign(reg_wrong_net, &worker, &AUX).to_bytes(), "invalid_value");
+    let reg_garbage = Registration { payout_address: "not-an-address".into(), ..reg.clone() };
+    bad("registration", "payout address is not an address", Signed::sign(reg_garbage, &worker, &AUX).to_bytes(), "invalid_value");
+
+    let mut b = receipt_bytes.clone();
+    let verdict_at = 1 + 1 + 32 + 4 + 32 + 32 + 32 + 32;
+    b[verdict_at] = 2; // rejected (mismatch) but keeps its reward
+    b[verdict_at + 1] = 1;
+    bad("receipt", "rejected receipt with a reward", b, "invalid_value");
+    let mut b = receipt_bytes.clone();
+    b[verdict_at + 1] = 3; // accepted with a reason
+    bad("receipt", "accepted with a rejection reason", b, "invalid_tag");
+    bad("receipt", "missing signature", receipt_bytes[..WorkReceipt::ENCODED_LEN].to_vec(), "unexpected_end");
+
+    let mut b = header_bytes.clone();
+    b[EpochHeader::PREV_OFFSET..EpochHeader::PREV_OFFSET + 32].copy_from_slice(&[0u8; 32]);
+    bad("epoch_header", "zero prev above genesis", b, "invalid_value");
+    let mut b = header_bytes.clone();
+    let acc_at = EpochHeader::RECEIPTS_ROOT_OFFSET + 64 + 4;
+    b[acc_at..acc_at + 4].copy_from_slice(&4u32.to_be_bytes());
+    bad("epoch_header", "more accepted than receipts", b, "invalid_value");
+    let _ = enc;
+
+    json!({
+        "description": "Canonical encodings (SPEC.md sections 3 and 5). valid: encoding of the JSON form, its id (tagged hash of the unsigned body) and, for signed types, the signer whose BIP340 signature over the id ends the encoding. invalid: a defective encoding and the decoder's error code",
+        "valid": valid,
+        "invalid": invalid,
+    })
+}
+
+fn state_root_vectors() -> Value {
+    let entries: Vec<LedgerEntry> = (0..5u8)
+        .map(|i| LedgerEntry { worker: key(30 + i).public(), locked: u64::from(i) * 10, claimable: 5, paid: 1 })
+        .collect();
+    let mut cases = Vec::new();
+    for n in [0usize, 1, 2, 5] {
+        let es = &entries[..n];
+        cases.push(json!({
+            "entries": serde_json::to_value(es).unwrap(),
+            "state_root": ledger::state_root(es).unwrap().to_hex(),
+        }));
+    }
+    json!({
+        "description": "State root: Merkle root over ledger-entry leaf hashes sorted by worker key (SPEC.md section 5.8). Entries are listed unsorted",
+        "cases": cases,
+    })
+}
+
+// ---------------------------------------------------------------- anchor payload
+
+fn anchor_payload_vectors() -> Value {
+    let mut valid = Vec::new();
+    for (height, label) in [(0u32, "genesis"), (1, "one"), (0xfffe_fdfc, "high")] {
+        let p = AnchorPayload { height, header_hash: h(label) };
+        valid.push(json!({
+            "height": height, "header_hash": p.header_hash.to_hex(),
+            "payload": hex::encode(p.to_bytes()), "script": hex::encode(p.to_script().as_bytes()),
+        }));
+    }
+    let good = AnchorPayload { height: 5, header_hash: h("x") }.to_bytes();
+    let mut invalid = Vec::new();
+    let mut v2 = good;
+    v2[3] = 2;
+    invalid.push(json!({ "name": "unknown version", "payload": hex::encode(v2), "error": "unknown_version" }));
+    invalid.push(json!({ "name": "short", "payload": hex::encode(&good[..39]), "error": "wrong_length" }));
+    let mut long = good.to_vec();
+    long.push(0);
+    invalid.push(json!({ "name": "long", "payload": hex::encode(long), "error": "wrong_length" }));
+    let mut magic = good;
+    magic[0] = b'X';
+    invalid.push(json!({ "name": "bad magic", "payload": hex::encode(magic), "error": "bad_magic" }));
+    let mut scripts = Vec::new();
+    let mut s = vec![0x6a, 0x4c, 40];
+    s.extend_from_slice(&good);
+    scripts.push(json!({ "name": "OP_PUSHDATA1 instead of a direct push", "script": hex::encode(&s), "cairn": false }));
+    scripts.push(json!({ "name": "foreign OP_RETURN", "script": "6a0568656c6c6f", "cairn": false }));
+    let mut s = vec![0x51, 40];
+    s.extend_from_slice(&good);
+    scripts.push(json!({ "name": "not OP_RETURN", "script": hex::encode(&s), "cairn": false }));
+    let mut s = vec![0x6a, 40];
+    s.extend_from_slice(&good);
+    s.push(0x00);
+    scripts.push(json!({ "name": "push does not cover the script", "script": hex::encode(&s), "cairn": false }));
+    json!({
+        "description": "Anchor payload: CRN magic, version 1, epoch height (u32 BE), 32-byte header hash; output script OP_RETURN OP_PUSHBYTES_40 payload (SPEC.md section 7). scripts: outputs that are not Cairn anchors and must be ignored",
+        "valid": valid,
+        "invalid": invalid,
+        "scripts": scripts,
+    })
+}
+
+// ---------------------------------------------------------------- receipt proofs
+
+struct World {
+    coord: SigningKey,
+    epochs: Vec<(Vec<SignedReceipt>, SignedEpochHeader)>,
+}
+
+fn build_world() -> World {
+    let coord = key(1);
+    let mut epochs: Vec<(Vec<SignedReceipt>, SignedEpochHeader)> = Vec::new();
+    let mut prev = Hash32::ZERO;
+    for (height, n) in [(0u32, 5u32), (1, 3), (2, 1)] {
+        let receipts: Vec<SignedReceipt> = (0..n)
+            .map(|i| receipt(&coord, height, i, if i == 2 { Verdict::Mismatch } else { Verdict::Accepted }))
+            .collect();
+        let leaves: Vec<Hash32> = receipts.iter().map(|r| r.body.leaf_hash()).collect();
+        let accepted = receipts.iter().filter(|r| r.body.verdict.is_accepted()).count() as u32;
+        let header = EpochHeader {
+            network: Network::Regtest,
+            coordinator: coord.public(),
+            height,
+            prev,
+            receipts_root: merkle::root(&leaves),
+            state_root: h(&format!("state-{height}")),
+            receipt_count: n,
+            accepted_count: accepted,
+            reward_sats: receipts.iter().map(|r| r.body.reward_sats).sum(),
+            time: 1_767_225_600 + u64::from(height) * 600,
+        };
+        prev = header.hash();
+        epochs.push((receipts, Signed::sign(header, &coord, &AUX)));
+    }
+    World { coord, epochs }
+}
+
+fn anchor_tx(outputs: Vec<TxOut>) -> Transaction {
+    Transaction {
+        version: bitcoin::transaction::Version::TWO,
+        lock_time: LockTime::ZERO,
+        input: vec![TxIn {
+            previous_output: OutPoint { txid: Txid::from_byte_array(h("funding").0), vout: 1 },
+            script_sig: ScriptBuf::new(),
+            sequence: Sequence::ENABLE_RBF_NO_LOCKTIME,
+            witness: Witness::new(),
+        }],
+        output: outputs,
+    }
+}
+
+fn p2tr_out(k: &SigningKey, sats: u64) -> TxOut {
+    let secp = bitcoin::secp256k1::Secp256k1::verification_only();
+    TxOut { value: Amount::from_sat(sats), script_pubkey: ScriptBuf::new_p2tr(&secp, k.public().x_only(), None) }
+}
+
+fn payload_out(p: &AnchorPayload) -> TxOut {
+    TxOut { value: Amount::ZERO, script_pubkey: p.to_script() }
+}
+
+/// A regtest block holding `anchor` at index 2 among four transactions; returns the header
+/// bytes (with regtest proof-of-work) and the anchor's Bitcoin Merkle path.
+fn block_with(anchor: &[u8]) -> (Vec<u8>, Vec<Hash32>) {
+    let txids = [h("coinbase"), h("tx-1"), sha256d(anchor), h("tx-3")];
+    let l01 = sha256d(&[txids[0].0, txids[1].0].concat());
+    let l23 = sha256d(&[txids[2].0, txids[3].0].concat());
+    let root = sha256d(&[l01.0, l23.0].concat());
+    let mut header = Vec::with_capacity(80);
+    header.extend_from_slice(&0x2000_0000u32.to_le_bytes());
+    header.extend_from_slice(&h("previous block").0);
+    header.extend_from_slice(&root.0);
+    header.extend_from_slice(&1_767_226_800u32.to_le_bytes());
+    header.extend_from_slice(&0x207f_ffffu32.to_le_bytes());
+    header.extend_from_slice(&0u32.to_le_bytes());
+    // Regtest proof-of-work: the hash, read as a little-endian number, below 0x7fffff << 232.
+    for nonce in 0u32.. {
+        header[76..80].copy_from_slice(&nonce.to_le_bytes());
+        if sha256d(&header).0[31] < 0x7f {
+            break;
+        }
+    }
+    (header, vec![txids[3], l01])
+}
+
+fn proof_for(w: &World, epoch: usize, index: u32, tx: &Transaction) -> ReceiptProof {
+    let (receipts, _) = &w.epochs[epoch];
+    let tree = MerkleTree::new(receipts.iter().map(|r| r.body.leaf_hash()).collect());
+    let tx_bytes = bitcoin::consensus::encode::serialize(tx);
+    let (block_header, tx_path) = block_with(&tx_bytes);
+    ReceiptProof {
+        network: Network::Regtest,
+        receipt: receipts[index as usize].clone(),
+        receipt_index: index,
+        receipt_path: tree.proof(index).unwrap().siblings,
+        headers: w.epochs[epoch..].iter().map(|(_, hd)| hd.clone()).collect(),
+        anchor_kind: proof::AnchorKind::OpReturnOutput,
+        anchor_tx: tx_bytes,
+        tx_index: 2,
+        tx_path,
+        block_header,
+        block_height: 101,
+    }
+}
+
+fn receipt_proof_vectors() -> Value {
+    let w = build_world();
+    let last = &w.epochs.last().unwrap().1.body;
+    let payload = AnchorPayload { height: last.height, header_hash: last.hash() };
+    let good_tx = anchor_tx(vec![p2tr_out(&w.coord, 49_000), payload_out(&payload)]);
+
+    let mut valid = Vec::new();
+    for (epoch, index) in [(0usize, 4u32), (0, 1), (1, 2), (2, 0)] {
+        let p = proof_for(&w, epoch, index, &good_tx);
+        let v = p.verify().unwrap();
+        let ops = p.ots_ops().unwrap();
+        assert_eq!(proof::apply_ots(&v.receipt_leaf.0, &ops), v.block_merkle_root.0.to_vec());
+        let rt = ReceiptProof::from_bytes(&p.to_bytes()).unwrap();
+        assert_eq!(rt, p);
+        valid.push(json!({
+            "name": format!("receipt {index} of epoch {epoch}, anchored at epoch 2"),
+            "proof": hex::encode(p.to_bytes()),
+            "receipt_leaf": v.receipt_leaf.to_hex(),
+            "epoch_height": v.epoch_height,
+            "anchored_height": v.anchored_height,
+            "anchored_hash": v.anchored_hash.to_hex(),
+            "txid": v.txid.to_hex(),
+            "block_hash": v.block_hash.to_hex(),
+            "block_merkle_root": v.block_merkle_root.to_hex(),
+            "block_height": v.block_height,
+            "ots_ops": serde_json::to_value(&ops).unwrap(),
+        }));
+    }
+
+    let base = proof_for(&w, 0, 1, &good_tx);
+    let mut invalid: Vec<Value> = Vec::new();
+    let mut push = |name: &str, p: ReceiptProof, expect: &str| {
+        let got = p.verify().err().map(|e| e.code()).unwrap_or("ok");
+        assert_eq!(got, expect, "{name}");
+        invalid.push(json!({ "name": name, "proof": hex::encode(p.to_bytes()), "error": expect }));
+    };
+    let with_tx = |tx: &Transaction| {
+        let mut p = base.clone();
+        p.anchor_tx = bitcoin::consensus::encode::serialize(tx);
+        let (hdr, path) = block_with(&p.anchor_tx);
+        p.block_header = hdr;
+        p.tx_path = path;
+        p
+    };
+
+    let mut p = base.clone();
+    p.network = Network::Signet;
+    push("proof claims another network", p, "network_mismatch");
+    let mut p = base.clone();
+    p.receipt.body.reward_sats += 1;
+    push("receipt reward changed after signing", p, "receipt_signature");
+    let mut p = base.clone();
+    p.headers.remove(0);
+    push("first header is not the receipt's epoch", p, "epoch_mismatch");
+    let mut p = base.clone();
+    p.receipt_path[0] = h("wrong sibling");
+    push("wrong sibling in the receipt path", p, "receipts_root_mismatch");
+    let mut p = base.clone();
+    p.receipt_index = 5;
+    push("receipt index equal to the epoch's receipt count", p, "index_out_of_range");
+    let mut p = base.clone();
+    p.receipt_path.push(h("extra"));
+    push("receipt path longer than the tree", p, "path_too_long");
+    let mut p = base.clone();
+    p.headers[1].signature.0[10] ^= 1;
+    push("header signature tampered", p, "header_signature");
+    let mut p = base.clone();
+    let other = key(5);
+    p.headers[1] = Signed::sign(p.headers[1].body.clone(), &other, &AUX);
+    push("header signed by another key", p, "header_signature");
+    let mut p = base.clone();
+    p.headers.remove(1);
+    push("a header missing from the chain", p, "header_link");
+    let mut p = base.clone();
+    let mut hdr = p.headers[1].body.clone();
+    hdr.prev = h("fork");
+    p.headers[1] = Signed::sign(hdr, &w.coord, &AUX);
+    push("header links to another predecessor", p, "header_link");
+    let mut wrong_hash = payload;
+    wrong_hash.header_hash = h("another header");
+    push("payload commits to another header", with_tx(&anchor_tx(vec![p2tr_out(&w.coord, 49_000), payload_out(&wrong_hash)])), "payload_hash");
+    let mut wrong_height = payload;
+    wrong_height.height = 1;
+    push("payload commits to another height", with_tx(&anchor_tx(vec![p2tr_out(&w.coord, 49_000), payload_out(&wrong_height)])), "payload_height");
+    push("no Cairn output", with_tx(&anchor_tx(vec![p2tr_out(&w.coord, 49_000)])), "payload_missing");
+    push("two Cairn outputs", with_tx(&anchor_tx(vec![payload_out(&payload), payload_out(&payload)])), "payload_multiple");
+    let mut v2 = payload.to_bytes();
+    v2[3] = 2;
+    let mut s = vec![0x6a, 40];
+    s.extend_from_slice(&v2);
+    let v2_out = TxOut { value: Amount::ZERO, script_pubkey: ScriptBuf::from_bytes(s) };
+    push("payload of an unknown version", with_tx(&anchor_tx(vec![p2tr_out(&w.coord, 49_000), v2_out])), "payload_invalid");
+    let mut p = base.clone();
+    p.anchor_tx.push(0);
+    push("anchor transaction with a trailing byte", p, "tx_decode");
+    let mut p = base.clone();
+    p.tx_index = 3;
+    push("wrong transaction index", p, "block_merkle_root");
+    let mut p = base.clone();
+    p.tx_index = 4;
+    push("transaction index beyond the path", p, "block_index");
+    let mut p = base.clone();
+    p.block_header[40] ^= 1;
+    push("block header with another merkle root", p, "block_merkle_root");
+
+    json!({
+        "description": "Receipt proofs (SPEC.md section 8): valid proofs with every value verification yields and the OpenTimestamps operations from the receipt leaf to the block merkle root (section 9); invalid proofs that decode but fail verification, with the code of the first failing step",
+        "valid": valid,
+        "invalid": invalid,
+    })
+}
+
+/// Every vector file, by name, with its contents.
+pub fn all_vectors() -> BTreeMap<&'static str, Value> {
+    BTreeMap::from([
+        ("tagged_hash.json", tagged_hash_vectors()),
+        ("merkle.json", merkle_vectors()),
+        ("signatures.json", signature_vectors()),
+        ("objects.json", object_vectors()),
+        ("state_root.json", state_root_vectors()),
+        ("anchor_payload.json", anchor_payload_vectors()),
+        ("receipt_proof.json", receipt_proof_vectors()),
+    ])
+}
+
+/// The bytes written for a vector file (pretty JSON, trailing newline).
+pub fn render(v: &Value) -> String {
+    let mut s = serde_json::to_string_pretty(v).unwrap();
+    s.push('\n');
+    s
+}
+
+#[allow(dead_code)]
+fn main() {
+    let dir = std::env::args().nth(1).unwrap_or_else(|| concat!(env!("CARGO_MANIFEST_DIR"), "/vectors").to_string());
+    std::fs::create_dir_all(&dir).unwrap();
+    for (name, v) in all_vectors() {
+        let path = std::path::Path::new(&dir).join(name);
+        std::fs::write(&path, render(&v)).unwrap();
+        println!("wrote {}", path.display());
+    }
+}
