@@ -111,7 +111,9 @@ fn merkle_vectors() -> Value {
                 json!({ "index": i, "siblings": hexs(&p.siblings) })
             })
             .collect();
-        valid.push(json!({ "leaves": hexs(&leaves), "root": merkle::root(&leaves).to_hex(), "proofs": proofs }));
+        valid.push(
+            json!({ "leaves": hexs(&leaves), "root": merkle::root(&leaves).to_hex(), "proofs": proofs }),
+        );
     }
     let leaves: Vec<Hash32> = (0..5).map(|i| h(&format!("leaf-{i}"))).collect();
     let tree = MerkleTree::new(leaves.clone());
@@ -162,7 +164,9 @@ fn signature_vectors() -> Value {
         }));
         let mut bad = sig;
         bad.0[63] ^= 1;
-        cases.push(json!({ "pubkey": k.public().to_hex(), "msg": id.to_hex(), "sig": bad.to_hex(), "valid": false }));
+        cases.push(
+            json!({ "pubkey": k.public().to_hex(), "msg": id.to_hex(), "sig": bad.to_hex(), "valid": false }),
+        );
         let other = h("other");
         cases.push(json!({ "pubkey": k.public().to_hex(), "msg": other.to_hex(), "sig": sig.to_hex(), "valid": false }));
     }
@@ -194,9 +198,20 @@ fn object_vectors() -> Value {
     let coord = key(1);
     let worker = key(2);
     let class = sample_class();
-    let exact = TaskClass { name: "echo.v1".into(), executor: ExecutorKind::Command, rule: ComparisonRule::ExactHash, model_hash: Hash32::ZERO, replication: 3, ..sample_class() };
+    let exact = TaskClass {
+        name: "echo.v1".into(),
+        executor: ExecutorKind::Command,
+        rule: ComparisonRule::ExactHash,
+        model_hash: Hash32::ZERO,
+        replication: 3,
+        ..sample_class()
+    };
     let task = sample_task(&coord);
-    let blob_task = Task { input: Payload::Blob { hash: content_hash(b"big input"), size: 1 << 20 }, nonce: 8, ..sample_task(&coord) };
+    let blob_task = Task {
+        input: Payload::Blob { hash: content_hash(b"big input"), size: 1 << 20 },
+        nonce: 8,
+        ..sample_task(&coord)
+    };
     let mut reg = Registration {
         network: Network::Regtest,
         coordinator: coord.public(),
@@ -228,7 +243,17 @@ fn object_vectors() -> Value {
         reward_sats: 0,
         time: 1_767_225_600,
     };
-    let next = EpochHeader { height: 1, prev: genesis.hash(), receipts_root: h("r"), state_root: h("s"), receipt_count: 3, accepted_count: 2, reward_sats: 40, time: 1_767_226_200, ..genesis.clone() };
+    let next = EpochHeader {
+        height: 1,
+        prev: genesis.hash(),
+        receipts_root: h("r"),
+        state_root: h("s"),
+        receipt_count: 3,
+        accepted_count: 2,
+        reward_sats: 40,
+        time: 1_767_226_200,
+        ..genesis.clone()
+    };
 
     let valid = vec![
         obj("task_class", &class),
@@ -310,10 +335,21 @@ fn object_vectors() -> Value {
     b.extend_from_slice(&(1u64 << 40).to_be_bytes());
     bad("task", "blob above 256 MiB", b, "too_long");
 
-    let reg_wrong_net = Registration { payout_address: "bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4".into(), ..reg.clone() };
-    bad("registration", "mainnet payout address on regtest", Signed::sign(reg_wrong_net, &worker, &AUX).to_bytes(), "invalid_value");
+    let reg_wrong_net =
+        Registration { payout_address: "bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4".into(), ..reg.clone() };
+    bad(
+        "registration",
+        "mainnet payout address on regtest",
+        Signed::sign(reg_wrong_net, &worker, &AUX).to_bytes(),
+        "invalid_value",
+    );
     let reg_garbage = Registration { payout_address: "not-an-address".into(), ..reg.clone() };
-    bad("registration", "payout address is not an address", Signed::sign(reg_garbage, &worker, &AUX).to_bytes(), "invalid_value");
+    bad(
+        "registration",
+        "payout address is not an address",
+        Signed::sign(reg_garbage, &worker, &AUX).to_bytes(),
+        "invalid_value",
+    );
 
     let mut b = receipt_bytes.clone();
     let verdict_at = 1 + 1 + 32 + 4 + 32 + 32 + 32 + 32;
@@ -343,7 +379,12 @@ fn object_vectors() -> Value {
 
 fn state_root_vectors() -> Value {
     let entries: Vec<LedgerEntry> = (0..5u8)
-        .map(|i| LedgerEntry { worker: key(30 + i).public(), locked: u64::from(i) * 10, claimable: 5, paid: 1 })
+        .map(|i| LedgerEntry {
+            worker: key(30 + i).public(),
+            locked: u64::from(i) * 10,
+            claimable: 5,
+            paid: 1,
+        })
         .collect();
     let mut cases = Vec::new();
     for n in [0usize, 1, 2, 5] {
@@ -374,7 +415,8 @@ fn anchor_payload_vectors() -> Value {
     let mut invalid = Vec::new();
     let mut v2 = good;
     v2[3] = 2;
-    invalid.push(json!({ "name": "unknown version", "payload": hex::encode(v2), "error": "unknown_version" }));
+    invalid
+        .push(json!({ "name": "unknown version", "payload": hex::encode(v2), "error": "unknown_version" }));
     invalid.push(json!({ "name": "short", "payload": hex::encode(&good[..39]), "error": "wrong_length" }));
     let mut long = good.to_vec();
     long.push(0);
@@ -385,7 +427,9 @@ fn anchor_payload_vectors() -> Value {
     let mut scripts = Vec::new();
     let mut s = vec![0x6a, 0x4c, 40];
     s.extend_from_slice(&good);
-    scripts.push(json!({ "name": "OP_PUSHDATA1 instead of a direct push", "script": hex::encode(&s), "cairn": false }));
+    scripts.push(
+        json!({ "name": "OP_PUSHDATA1 instead of a direct push", "script": hex::encode(&s), "cairn": false }),
+    );
     scripts.push(json!({ "name": "foreign OP_RETURN", "script": "6a0568656c6c6f", "cairn": false }));
     let mut s = vec![0x51, 40];
     s.extend_from_slice(&good);
@@ -393,7 +437,8 @@ fn anchor_payload_vectors() -> Value {
     let mut s = vec![0x6a, 40];
     s.extend_from_slice(&good);
     s.push(0x00);
-    scripts.push(json!({ "name": "push does not cover the script", "script": hex::encode(&s), "cairn": false }));
+    scripts
+        .push(json!({ "name": "push does not cover the script", "script": hex::encode(&s), "cairn": false }));
     json!({
         "description": "Anchor payload: CRN magic, version 1, epoch height (u32 BE), 32-byte header hash; output script OP_RETURN OP_PUSHBYTES_40 payload (SPEC.md section 7). scripts: outputs that are not Cairn anchors and must be ignored",
         "valid": valid,
@@ -453,7 +498,10 @@ fn anchor_tx(outputs: Vec<TxOut>) -> Transaction {
 
 fn p2tr_out(k: &SigningKey, sats: u64) -> TxOut {
     let secp = bitcoin::secp256k1::Secp256k1::verification_only();
-    TxOut { value: Amount::from_sat(sats), script_pubkey: ScriptBuf::new_p2tr(&secp, k.public().x_only(), None) }
+    TxOut {
+        value: Amount::from_sat(sats),
+        script_pubkey: ScriptBuf::new_p2tr(&secp, k.public().x_only(), None),
+    }
 }
 
 fn payload_out(p: &AnchorPayload) -> TxOut {
@@ -584,18 +632,34 @@ fn receipt_proof_vectors() -> Value {
     push("header links to another predecessor", p, "header_link");
     let mut wrong_hash = payload;
     wrong_hash.header_hash = h("another header");
-    push("payload commits to another header", with_tx(&anchor_tx(vec![p2tr_out(&w.coord, 49_000), payload_out(&wrong_hash)])), "payload_hash");
+    push(
+        "payload commits to another header",
+        with_tx(&anchor_tx(vec![p2tr_out(&w.coord, 49_000), payload_out(&wrong_hash)])),
+        "payload_hash",
+    );
     let mut wrong_height = payload;
     wrong_height.height = 1;
-    push("payload commits to another height", with_tx(&anchor_tx(vec![p2tr_out(&w.coord, 49_000), payload_out(&wrong_height)])), "payload_height");
+    push(
+        "payload commits to another height",
+        with_tx(&anchor_tx(vec![p2tr_out(&w.coord, 49_000), payload_out(&wrong_height)])),
+        "payload_height",
+    );
     push("no Cairn output", with_tx(&anchor_tx(vec![p2tr_out(&w.coord, 49_000)])), "payload_missing");
-    push("two Cairn outputs", with_tx(&anchor_tx(vec![payload_out(&payload), payload_out(&payload)])), "payload_multiple");
+    push(
+        "two Cairn outputs",
+        with_tx(&anchor_tx(vec![payload_out(&payload), payload_out(&payload)])),
+        "payload_multiple",
+    );
     let mut v2 = payload.to_bytes();
     v2[3] = 2;
     let mut s = vec![0x6a, 40];
     s.extend_from_slice(&v2);
     let v2_out = TxOut { value: Amount::ZERO, script_pubkey: ScriptBuf::from_bytes(s) };
-    push("payload of an unknown version", with_tx(&anchor_tx(vec![p2tr_out(&w.coord, 49_000), v2_out])), "payload_invalid");
+    push(
+        "payload of an unknown version",
+        with_tx(&anchor_tx(vec![p2tr_out(&w.coord, 49_000), v2_out])),
+        "payload_invalid",
+    );
     let mut p = base.clone();
     p.anchor_tx.push(0);
     push("anchor transaction with a trailing byte", p, "tx_decode");
@@ -638,7 +702,9 @@ pub fn render(v: &Value) -> String {
 
 #[allow(dead_code)]
 fn main() {
-    let dir = std::env::args().nth(1).unwrap_or_else(|| concat!(env!("CARGO_MANIFEST_DIR"), "/vectors").to_string());
+    let dir = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| concat!(env!("CARGO_MANIFEST_DIR"), "/vectors").to_string());
     std::fs::create_dir_all(&dir).unwrap();
     for (name, v) in all_vectors() {
         let path = std::path::Path::new(&dir).join(name);

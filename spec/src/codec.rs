@@ -194,9 +194,11 @@ impl<'a> Reader<'a> {
 
     /// The next `n` bytes.
     pub fn take(&mut self, field: &'static str, n: usize) -> Result<&'a [u8], DecodeError> {
-        let end = self.pos.checked_add(n).filter(|&e| e <= self.buf.len()).ok_or(
-            DecodeError::UnexpectedEnd { field, needed: n, remaining: self.remaining() },
-        )?;
+        let end = self
+            .pos
+            .checked_add(n)
+            .filter(|&e| e <= self.buf.len())
+            .ok_or(DecodeError::UnexpectedEnd { field, needed: n, remaining: self.remaining() })?;
         let out = self.buf.get(self.pos..end).ok_or(DecodeError::UnexpectedEnd {
             field,
             needed: n,

@@ -98,7 +98,10 @@ impl Decode for EpochHeader {
         let receipt_count = r.u32("receipt_count")?;
         let accepted_count = r.u32("accepted_count")?;
         if accepted_count > receipt_count {
-            return Err(DecodeError::InvalidValue { field: "accepted_count", reason: "exceeds receipt_count" });
+            return Err(DecodeError::InvalidValue {
+                field: "accepted_count",
+                reason: "exceeds receipt_count",
+            });
         }
         let reward_sats = r.u64("reward_sats")?;
         let time = r.u64("time")?;

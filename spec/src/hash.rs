@@ -237,9 +237,8 @@ pub fn sha256d(bytes: &[u8]) -> Hash32 {
     Hash32(Sha256::digest(once).into())
 }
 
-const SHA256_IV: [u32; 8] = [
-    0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19,
-];
+const SHA256_IV: [u32; 8] =
+    [0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19];
 
 /// The compression state after the Merkle-node tag prefix (one 64-byte block).
 static NODE_STATE: LazyLock<[u32; 8]> = LazyLock::new(|| {
@@ -265,10 +264,7 @@ pub fn merkle_node(left: &Hash32, right: &Hash32) -> Hash32 {
     let mut block = [0u8; 64];
     block[..32].copy_from_slice(&left.0);
     block[32..].copy_from_slice(&right.0);
-    sha2::compress256(
-        &mut state,
-        &[*GenericArray::from_slice(&block), *GenericArray::from_slice(&NODE_PAD)],
-    );
+    sha2::compress256(&mut state, &[*GenericArray::from_slice(&block), *GenericArray::from_slice(&NODE_PAD)]);
     let mut out = [0u8; 32];
     for (chunk, word) in out.chunks_exact_mut(4).zip(state) {
         chunk.copy_from_slice(&word.to_be_bytes());

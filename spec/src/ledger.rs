@@ -42,7 +42,12 @@ impl Decode for LedgerEntry {
     fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
         expect_version(r, Self::NAME, Self::VERSION)?;
         let worker = PubKey::decode(r, "worker")?;
-        Ok(LedgerEntry { worker, locked: r.u64("locked")?, claimable: r.u64("claimable")?, paid: r.u64("paid")? })
+        Ok(LedgerEntry {
+            worker,
+            locked: r.u64("locked")?,
+            claimable: r.u64("claimable")?,
+            paid: r.u64("paid")?,
+        })
     }
 }
 
@@ -54,7 +59,7 @@ impl Object for LedgerEntry {
 /// Returns `None` when two entries name the same worker (the order would be ambiguous).
 pub fn state_root(entries: &[LedgerEntry]) -> Option<Hash32> {
     let mut sorted: Vec<&LedgerEntry> = entries.iter().collect();
-    sorted.sort_by(|a, b| a.worker.cmp(&b.worker));
+    sorted.sort_by_key(|e| e.worker);
     if sorted.windows(2).any(|w| matches!(w, [a, b] if a.worker == b.worker)) {
         return None;
     }

@@ -127,13 +127,28 @@ impl Decode for WorkReceipt {
         let result_hash = Hash32(r.array("result_hash")?);
         let v = r.u8("verdict")?;
         let reason = r.u8("reason")?;
-        let verdict = Verdict::from_codes(v, reason).ok_or(DecodeError::InvalidTag { field: "verdict", tag: v })?;
+        let verdict =
+            Verdict::from_codes(v, reason).ok_or(DecodeError::InvalidTag { field: "verdict", tag: v })?;
         let units = r.u32("units")?;
         let reward_sats = r.u64("reward_sats")?;
         if !verdict.is_accepted() && reward_sats != 0 {
-            return Err(DecodeError::InvalidValue { field: "reward_sats", reason: "a rejected result earns nothing" });
+            return Err(DecodeError::InvalidValue {
+                field: "reward_sats",
+                reason: "a rejected result earns nothing",
+            });
         }
-        Ok(WorkReceipt { network, coordinator, epoch, task, class, worker, result_hash, verdict, units, reward_sats })
+        Ok(WorkReceipt {
+            network,
+            coordinator,
+            epoch,
+            task,
+            class,
+            worker,
+            result_hash,
+            verdict,
+            units,
+            reward_sats,
+        })
     }
 }
 

@@ -195,7 +195,10 @@ impl Decode for TaskClass {
             2 => {
                 let min_ppb = r.u32("rule")?;
                 if min_ppb > PPB {
-                    return Err(DecodeError::InvalidValue { field: "rule", reason: "cosine threshold above 1" });
+                    return Err(DecodeError::InvalidValue {
+                        field: "rule",
+                        reason: "cosine threshold above 1",
+                    });
                 }
                 ComparisonRule::Cosine { min_ppb }
             }
@@ -208,12 +211,18 @@ impl Decode for TaskClass {
         let reward_per_unit = r.u64("reward_per_unit")?;
         let max_input_bytes = r.u32("max_input_bytes")?;
         if u64::from(max_input_bytes) > MAX_BLOB_BYTES {
-            return Err(DecodeError::InvalidValue { field: "max_input_bytes", reason: "above the blob limit" });
+            return Err(DecodeError::InvalidValue {
+                field: "max_input_bytes",
+                reason: "above the blob limit",
+            });
         }
         let lease_secs = r.u32("lease_secs")?;
         let reveal_secs = r.u32("reveal_secs")?;
         if lease_secs == 0 || reveal_secs == 0 {
-            return Err(DecodeError::InvalidValue { field: "deadlines", reason: "must be at least one second" });
+            return Err(DecodeError::InvalidValue {
+                field: "deadlines",
+                reason: "must be at least one second",
+            });
         }
         Ok(TaskClass {
             name,

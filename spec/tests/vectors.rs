@@ -173,7 +173,10 @@ fn check_state_root(v: &Value) -> usize {
 fn check_anchor_payload(v: &Value) -> usize {
     let mut n = 0;
     for c in arr(&v["valid"]) {
-        let p = AnchorPayload { height: c["height"].as_u64().unwrap() as u32, header_hash: hash(&c["header_hash"]) };
+        let p = AnchorPayload {
+            height: c["height"].as_u64().unwrap() as u32,
+            header_hash: hash(&c["header_hash"]),
+        };
         assert_eq!(p.to_bytes().to_vec(), bytes(&c["payload"]));
         assert_eq!(p.to_script().as_bytes(), &bytes(&c["script"])[..]);
         assert_eq!(AnchorPayload::from_bytes(&bytes(&c["payload"])), Ok(p));

@@ -1,0 +1,856 @@
+#!/usr/bin/env python3
+"""Independent reference implementation of spec/SPEC.md, standard library only.
+
+Written from SPEC.md's text, not from the Rust code, and run against every file in
+spec/vectors/. It proves the text is enough to implement the protocol: tagged hashes (§2),
+canonical encodings and their error codes (§3, §5), BIP340 signatures (§4), Merkle trees and
+proofs (§6), the anchor payload (§7), receipt-proof verification down to the block Merkle
+root (§8) and the OpenTimestamps operations (§9).
+
+Usage: python3 spec/reference.py [VECTOR_DIR]      (exit status 0 when every vector checks)
+"""
+
+import hashlib
+import json
+import os
+import sys
+
+# ----------------------------------------------------------------------------- §2 hashes
+
+
+def sha256(b):
+    return hashlib.sha256(b).digest()
+
+
+def sha256d(b):
+    return sha256(sha256(b))
+
+
+def prefix(tag):
+    t = sha256(tag.encode())
+    return t + t
+
+
+def tagged_hash(tag, msg):
+    return sha256(prefix(tag) + msg)
+
+
+TAGS = [
+    "cairn/content", "cairn/task-class", "cairn/task", "cairn/commitment",
+    "cairn/commit-message", "cairn/reveal", "cairn/registration", "cairn/receipt",
+    "cairn/ledger-entry", "cairn/merkle-node", "cairn/merkle-empty", "cairn/epoch-header",
+]
+
+# ----------------------------------------------------------------------------- §4 BIP340
+
+P = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEFFFFFC2F
+N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
+G = (0x79BE667EF9DCBBAC55A06295CE870B07029BFCDB2DCE28D959F2815B16F81798,
+     0x483ADA7726A3C4655DA4FBFC0E1108A8FD17B448A68554199C47D08FFB10D4B8)
+
+
+def point_add(a, b):
+    if a is None:
+        return b
+    if b is None:
+        return a
+    if a[0] == b[0] and a[1] != b[1]:
+        return None
+    if a == b:
+        lam = 3 * a[0] * a[0] * pow(2 * a[1], P - 2, P) % P
+    else:
+        lam = (b[1] - a[1]) * pow(b[0] - a[0], P - 2, P) % P
+    x = (lam * lam - a[0] - b[0]) % P
+    return (x, (lam * (a[0] - x) - a[1]) % P)
+
+
+def point_mul(pt, k):
+    r = None
+    while k:
+        if k & 1:
+            r = point_add(r, pt)
+        pt = point_add(pt, pt)
+        k >>= 1
+    return r
+
+
+def lift_x(xb):
+    """The even-y point with x coordinate xb (32 bytes), or None (§4: x-only keys)."""
+    x = int.from_bytes(xb, "big")
+    if x >= P:
+        return None
+    y2 = (pow(x, 3, P) + 7) % P
+    y = pow(y2, (P + 1) // 4, P)
+    if y * y % P != y2:
+        return None
+    return (x, y if y % 2 == 0 else P - y)
+
+
+def schnorr_verify(pub, msg, sig):
+    pt = lift_x(pub)
+    if pt is None or len(sig) != 64:
+        return False
+    r = int.from_bytes(sig[:32], "big")
+    s = int.from_bytes(sig[32:], "big")
+    if r >= P or s >= N:
+        return False
+    e = int.from_bytes(tagged_hash("BIP0340/challenge", sig[:32] + pub + msg), "big") % N
+    R = point_add(point_mul(G, s), point_mul(pt, N - e))
+    return R is not None and R[1] % 2 == 0 and R[0] == r
+
+
+def pubkey_of(secret):
+    return point_mul(G, int.from_bytes(secret, "big"))[0].to_bytes(32, "big")
+
+
+# ----------------------------------------------------------------------------- §3 encoding
+
+
+class DecodeError(Exception):
+    def __init__(self, code):
+        super().__init__(code)
+        self.code = code
+
+
+class Reader:
+    def __init__(self, b):
+        self.b, self.pos = b, 0
+
+    def take(self, n):
+        if self.pos + n > len(self.b):
+            raise DecodeError("unexpected_end")
+        out = self.b[self.pos:self.pos + n]
+        self.pos += n
+        return out
+
+    def uint(self, width):
+        return int.from_bytes(self.take(width), "big")
+
+    def var(self, width, bound):
+        n = self.uint(width)
+        if n > bound:
+            raise DecodeError("too_long")
+        return self.take(n)
+
+    def finish(self):
+        if self.pos != len(self.b):
+            raise DecodeError("trailing_bytes")
+
+
+NETWORKS = {"mainnet": 0, "testnet4": 1, "signet": 2, "regtest": 3}
+EXECUTORS = {"embedding": 1, "command": 2, "chat_completion": 3}
+# (verdict, reason) per §5.7, keyed by the JSON names of the vectors.
+VERDICTS = {"accepted": (1, 0), "mismatch": (2, 1), "canary_failed": (2, 2),
+            "no_reveal": (2, 3), "bad_reveal": (2, 4), "invalid_result": (2, 5)}
+MAX_INLINE, MAX_BLOB = 65536, 256 * 1024 * 1024
+
+
+def u(n, width):
+    return n.to_bytes(width, "big")
+
+
+def h(s):
+    return bytes.fromhex(s)
+
+
+def enc_payload(p):
+    if "inline" in p:
+        b = h(p["inline"])
+        return b"\x00" + u(len(b), 4) + b
+    return b"\x01" + h(p["blob"]["hash"]) + u(p["blob"]["size"], 8)
+
+
+def dec_payload(r):
+    kind = r.uint(1)
+    if kind == 0:
+        return {"inline": r.var(4, MAX_INLINE).hex()}
+    if kind == 1:
+        hsh, size = r.take(32), r.uint(8)
+        if size > MAX_BLOB:
+            raise DecodeError("too_long")
+        return {"blob": {"hash": hsh.hex(), "size": size}}
+    raise DecodeError("invalid_tag")
+
+
+def dec_version(r):
+    if r.uint(1) != 1:
+        raise DecodeError("unknown_version")
+
+
+def dec_network(r):
+    n = r.uint(1)
+    if n not in NETWORKS.values():
+        raise DecodeError("invalid_tag")
+    return n
+
+
+def dec_key(r):
+    k = r.take(32)
+    if lift_x(k) is None:
+        raise DecodeError("invalid_public_key")
+    return k
+
+
+def dec_hash(r):
+    return r.take(32)
+
+
+# --- addresses (§5.4: a Bitcoin address valid for the network)
+
+B58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
+BECH32 = "qpzry9x8gf2tvdw0s3jn54khce6mua7l"
+HRP = {0: "bc", 1: "tb", 2: "tb", 3: "bcrt"}
+B58_VERSIONS = {0: (0x00, 0x05), 1: (0x6F, 0xC4), 2: (0x6F, 0xC4), 3: (0x6F, 0xC4)}
+
+
+def bech32_polymod(values):
+    gen = [0x3B6A57B2, 0x26508E6D, 0x1EA119FA, 0x3D4233DD, 0x2A1462B3]
+    chk = 1
+    for v in values:
+        top = chk >> 25
+        chk = (chk & 0x1FFFFFF) << 5 ^ v
+        for i in range(5):
+            chk ^= gen[i] if ((top >> i) & 1) else 0
+    return chk
+
+
+def valid_address(addr, network):
+    low = addr.lower()
+    hrp = HRP[network]
+    if low.startswith(hrp + "1") and (addr == low or addr == addr.upper()):
+        data = low[len(hrp) + 1:]
+        if len(data) < 7 or any(c not in BECH32 for c in data):
+            return False
+        vals = [BECH32.index(c) for c in data]
+        expand = [ord(c) >> 5 for c in hrp] + [0] + [ord(c) & 31 for c in hrp]
+        const = bech32_polymod(expand + vals)
+        witver = vals[0]
+        if witver > 16 or const != (1 if witver == 0 else 0x2BC830A3):
+            return False
+        acc, bits, prog = 0, 0, []
+        for v in vals[1:-6]:
+            acc, bits = (acc << 5) | v, bits + 5
+            while bits >= 8:
+                bits -= 8
+                prog.append((acc >> bits) & 0xFF)
+        if bits >= 5 or (acc & ((1 << bits) - 1)):
+            return False
+        return 2 <= len(prog) <= 40 and (witver != 0 or len(prog) in (20, 32))
+    if any(c not in B58 for c in addr) or not addr:
+        return False
+    n = 0
+    for c in addr:
+        n = n * 58 + B58.index(c)
+    raw = n.to_bytes((n.bit_length() + 7) // 8, "big")
+    raw = b"\x00" * (len(addr) - len(addr.lstrip("1"))) + raw
+    if len(raw) != 25 or sha256d(raw[:21])[:4] != raw[21:]:
+        return False
+    return raw[0] in B58_VERSIONS[network]
+
+
+# --- objects (§5): encode from the JSON form, decode with every rule of the layout tables
+
+def valid_class_name(s):
+    return 1 <= len(s) <= 32 and all(c in "abcdefghijklmnopqrstuvwxyz0123456789._-" for c in s)
+
+
+def enc_task_class(j):
+    rule = j["rule"]
+    rb = b"\x01" if rule["kind"] == "exact_hash" else b"\x02" + u(rule["min_ppb"], 4)
+    name = j["name"].encode()
+    return (b"\x01" + u(len(name), 1) + name + u(EXECUTORS[j["executor"]], 1) + h(j["model_hash"]) + rb
+            + u(j["replication"], 1) + u(j["reward_per_unit"], 8) + u(j["max_input_bytes"], 4)
+            + u(j["lease_secs"], 4) + u(j["reveal_secs"], 4))
+
+
+def dec_task_class(r):
+    dec_version(r)
+    name = r.var(1, 32)
+    try:
+        ok = valid_class_name(name.decode())
+    except UnicodeDecodeError:
+        ok = False
+    if not ok:
+        raise DecodeError("invalid_value")
+    if r.uint(1) not in EXECUTORS.values():
+        raise DecodeError("invalid_tag")
+    dec_hash(r)
+    rule = r.uint(1)
+    if rule == 2:
+        if r.uint(4) > 1_000_000_000:
+            raise DecodeError("invalid_value")
+    elif rule != 1:
+        raise DecodeError("invalid_tag")
+    if not 1 <= r.uint(1) <= 16:
+        raise DecodeError("invalid_value")
+    r.uint(8)
+    if r.uint(4) > MAX_BLOB:
+        raise DecodeError("invalid_value")
+    lease, reveal = r.uint(4), r.uint(4)
+    if lease == 0 or reveal == 0:
+        raise DecodeError("invalid_value")
+
+
+def enc_task(j):
+    return (b"\x01" + u(NETWORKS[j["network"]], 1) + h(j["coordinator"]) + h(j["class"]) + h(j["requester"])
+            + u(j["nonce"], 8) + u(j["units"], 4) + u(j["budget_sats"], 8) + u(j["created_at"], 8)
+            + enc_payload(j["input"]))
+
+
+def dec_task(r):
+    dec_version(r)
+    dec_network(r)
+    dec_key(r)
+    dec_hash(r)
+    dec_key(r)
+    r.uint(8)
+    if r.uint(4) == 0:
+        raise DecodeError("invalid_value")
+    r.uint(8)
+    r.uint(8)
+    dec_payload(r)
+
+
+def enc_registration(j):
+    a = j["payout_address"].encode()
+    return (b"\x01" + u(NETWORKS[j["network"]], 1) + h(j["coordinator"]) + h(j["worker"]) + u(len(a), 1) + a
+            + u(j["created_at"], 8) + u(j["pow_nonce"], 8))
+
+
+def dec_registration(r):
+    dec_version(r)
+    net = dec_network(r)
+    dec_key(r)
+    dec_key(r)
+    a = r.var(1, 90)
+    try:
+        ok = valid_address(a.decode("ascii"), net)
+    except UnicodeDecodeError:
+        ok = False
+    if not ok:
+        raise DecodeError("invalid_value")
+    r.uint(8)
+    r.uint(8)
+
+
+def enc_commitment(j):
+    return b"\x01" + h(j["task"]) + h(j["worker"]) + h(j["commitment"])
+
+
+def dec_commitment(r):
+    dec_version(r)
+    dec_hash(r)
+    dec_key(r)
+    dec_hash(r)
+
+
+def enc_reveal(j):
+    return b"\x01" + h(j["task"]) + h(j["worker"]) + enc_payload(j["result"]) + h(j["salt"])
+
+
+def dec_reveal(r):
+    dec_version(r)
+    dec_hash(r)
+    dec_key(r)
+    dec_payload(r)
+    r.take(32)
+
+
+def enc_receipt(j):
+    v, reason = VERDICTS[j["verdict"]]
+    return (b"\x01" + u(NETWORKS[j["network"]], 1) + h(j["coordinator"]) + u(j["epoch"], 4) + h(j["task"])
+            + h(j["class"]) + h(j["worker"]) + h(j["result_hash"]) + u(v, 1) + u(reason, 1)
+            + u(j["units"], 4) + u(j["reward_sats"], 8))
+
+
+def dec_receipt(r):
+    """Returns the fields the proof verifier needs."""
+    start = r.pos
+    dec_version(r)
+    net = dec_network(r)
+    coord = dec_key(r)
+    epoch = r.uint(4)
+    dec_hash(r)
+    dec_hash(r)
+    dec_key(r)
+    dec_hash(r)
+    v, reason = r.uint(1), r.uint(1)
+    if (v, reason) not in VERDICTS.values():
+        raise DecodeError("invalid_tag")
+    r.uint(4)
+    if v != 1 and r.uint(8) != 0:
+        raise DecodeError("invalid_value")
+    elif v == 1:
+        r.uint(8)
+    return {"network": net, "coordinator": coord, "epoch": epoch, "body": r.b[start:r.pos]}
+
+
+def enc_ledger_entry(j):
+    return b"\x01" + h(j["worker"]) + u(j["locked"], 8) + u(j["claimable"], 8) + u(j["paid"], 8)
+
+
+def dec_ledger_entry(r):
+    dec_version(r)
+    dec_key(r)
+    r.uint(8)
+    r.uint(8)
+    r.uint(8)
+
+
+def enc_epoch_header(j):
+    return (b"\x01" + u(NETWORKS[j["network"]], 1) + h(j["coordinator"]) + u(j["height"], 4) + h(j["prev"])
+            + h(j["receipts_root"]) + h(j["state_root"]) + u(j["receipt_count"], 4) + u(j["accepted_count"], 4)
+            + u(j["reward_sats"], 8) + u(j["time"], 8))
+
+
+def dec_epoch_header(r):
+    start = r.pos
+    dec_version(r)
+    net = dec_network(r)
+    coord = dec_key(r)
+    height = r.uint(4)
+    prev = dec_hash(r)
+    if (height == 0) != (prev == bytes(32)):
+        raise DecodeError("invalid_value")
+    receipts_root = dec_hash(r)
+    dec_hash(r)
+    count, accepted = r.uint(4), r.uint(4)
+    if accepted > count:
+        raise DecodeError("invalid_value")
+    r.uint(8)
+    r.uint(8)
+    return {"network": net, "coordinator": coord, "height": height, "prev": prev,
+            "receipts_root": receipts_root, "receipt_count": count, "body": r.b[start:r.pos]}
+
+
+# type -> (tag of the id, encoder, decoder, signer field or None)
+OBJECTS = {
+    "task_class": ("cairn/task-class", enc_task_class, dec_task_class, None),
+    "task": ("cairn/task", enc_task, dec_task, None),
+    "registration": ("cairn/registration", enc_registration, dec_registration, "worker"),
+    "commitment": ("cairn/commit-message", enc_commitment, dec_commitment, "worker"),
+    "reveal": ("cairn/reveal", enc_reveal, dec_reveal, "worker"),
+    "receipt": ("cairn/receipt", enc_receipt, dec_receipt, "coordinator"),
+    "ledger_entry": ("cairn/ledger-entry", enc_ledger_entry, dec_ledger_entry, None),
+    "epoch_header": ("cairn/epoch-header", enc_epoch_header, dec_epoch_header, "coordinator"),
+}
+
+
+def decode_object(ty, b):
+    """Returns the error code of decoding b as ty, or None when it decodes."""
+    _, _, dec, signer = OBJECTS[ty]
+    if len(b) > 1 << 20:
+        return "too_large"
+    r = Reader(b)
+    try:
+        dec(r)
+        if signer:
+            r.take(64)
+        r.finish()
+    except DecodeError as e:
+        return e.code
+    return None
+
+
+# ----------------------------------------------------------------------------- §6 Merkle
+
+
+def node(l, r):
+    return tagged_hash("cairn/merkle-node", l + r)
+
+
+def merkle_root(leaves):
+    if not leaves:
+        return tagged_hash("cairn/merkle-empty", b"")
+    level = list(leaves)
+    while len(level) > 1:
+        nxt = [node(level[i], level[i + 1]) for i in range(0, len(level) - 1, 2)]
+        if len(level) % 2:
+            nxt.append(level[-1])
+        level = nxt
+    return level[0]
+
+
+def merkle_steps(index, count, siblings):
+    """[(side, sibling)] bottom-up per §6.1, or raises DecodeError with the proof error code."""
+    if index >= count:
+        raise DecodeError("index_out_of_range")
+    it, steps, i, n = iter(siblings), [], index, count
+    while n > 1:
+        if i % 2 == 1 or i + 1 < n:
+            s = next(it, None)
+            if s is None:
+                raise DecodeError("path_too_short")
+            steps.append(("left" if i % 2 == 1 else "right", s))
+        i, n = i // 2, (n + 1) // 2
+    if next(it, None) is not None:
+        raise DecodeError("path_too_long")
+    return steps
+
+
+def merkle_fold(leaf, index, count, siblings):
+    hh = leaf
+    for side, s in merkle_steps(index, count, siblings):
+        hh = node(s, hh) if side == "left" else node(hh, s)
+    return hh
+
+
+# ----------------------------------------------------------------------------- §7 payload
+
+MAGIC = b"CRN"
+
+
+def parse_payload(data):
+    """(height, header_hash) or raises DecodeError(bad_magic|wrong_length|unknown_version)."""
+    if data[:3] != MAGIC:
+        raise DecodeError("bad_magic")
+    if len(data) != 40:
+        raise DecodeError("wrong_length")
+    if data[3] != 1:
+        raise DecodeError("unknown_version")
+    return int.from_bytes(data[4:8], "big"), data[8:40]
+
+
+def cairn_script_data(script):
+    """The pushed data if the script is recognised as a Cairn output (§7), else None."""
+    if len(script) < 2 or script[0] != 0x6A or not 1 <= script[1] <= 0x4B or script[1] != len(script) - 2:
+        return None
+    data = script[2:]
+    return data if data[:3] == MAGIC else None
+
+
+# ----------------------------------------------------------------------------- §8 proofs
+
+
+def read_compact(r):
+    first = r.uint(1)
+    if first < 0xFD:
+        return first
+    width, minimum = {0xFD: (2, 0xFD), 0xFE: (4, 0x10000), 0xFF: (8, 0x100000000)}[first]
+    n = int.from_bytes(r.take(width), "little")
+    if n < minimum:
+        raise DecodeError("tx_decode")
+    return n
+
+
+def parse_tx(b):
+    """Outputs as [(script, script_offset)] of a canonical non-witness transaction (§8.2)."""
+    r = Reader(b)
+    try:
+        r.take(4)
+        n_in = read_compact(r)
+        if n_in == 0:
+            raise DecodeError("tx_decode")  # would be the segwit marker
+        for _ in range(n_in):
+            r.take(36)
+            r.take(read_compact(r))
+            r.take(4)
+        outs = []
+        for _ in range(read_compact(r)):
+            r.take(8)
+            ln = read_compact(r)
+            outs.append((r.take(ln), r.pos - ln))
+        r.take(4)
+        r.finish()
+    except DecodeError:
+        raise DecodeError("tx_decode")
+    return outs
+
+
+def decode_proof(b):
+    r = Reader(b)
+    dec_version(r)
+    p = {"network": dec_network(r)}
+    p["receipt"] = dec_receipt(r)
+    p["receipt_sig"] = r.take(64)
+    p["receipt_index"] = r.uint(4)
+    n = r.uint(1)
+    if n > 32:
+        raise DecodeError("too_long")
+    p["receipt_path"] = [r.take(32) for _ in range(n)]
+    n = r.uint(2)
+    if n == 0 or n > 1024:
+        raise DecodeError("invalid_value" if n == 0 else "too_long")
+    p["headers"] = []
+    for _ in range(n):
+        hd = dec_epoch_header(r)
+        hd["sig"] = r.take(64)
+        p["headers"].append(hd)
+    if r.uint(1) != 1:
+        raise DecodeError("invalid_tag")
+    p["tx"] = r.var(4, 100_000)
+    p["tx_index"] = r.uint(4)
+    n = r.uint(1)
+    if n > 32:
+        raise DecodeError("too_long")
+    p["tx_path"] = [r.take(32) for _ in range(n)]
+    p["block_header"] = r.take(80)
+    p["block_height"] = r.uint(4)
+    r.finish()
+    return p
+
+
+class ProofError(Exception):
+    def __init__(self, code):
+        super().__init__(code)
+        self.code = code
+
+
+def verify_proof(p):
+    """§8.3 steps 1-7. Returns (result dict, OpenTimestamps ops) or raises ProofError."""
+    rc, hs = p["receipt"], p["headers"]
+    # 1. network
+    if rc["network"] != p["network"] or any(x["network"] != p["network"] for x in hs):
+        raise ProofError("network_mismatch")
+    # 2. receipt signature
+    leaf = tagged_hash("cairn/receipt", rc["body"])
+    if not schnorr_verify(rc["coordinator"], leaf, p["receipt_sig"]):
+        raise ProofError("receipt_signature")
+    # 3. epoch and coordinator
+    if hs[0]["height"] != rc["epoch"]:
+        raise ProofError("epoch_mismatch")
+    if any(x["coordinator"] != rc["coordinator"] for x in hs):
+        raise ProofError("coordinator_mismatch")
+    # 4. receipt inclusion
+    try:
+        steps = merkle_steps(p["receipt_index"], hs[0]["receipt_count"], p["receipt_path"])
+    except DecodeError as e:
+        raise ProofError(e.code)
+    if merkle_fold(leaf, p["receipt_index"], hs[0]["receipt_count"], p["receipt_path"]) != hs[0]["receipts_root"]:
+        raise ProofError("receipts_root_mismatch")
+    # 5. header chain
+    prev = None
+    for x in hs:
+        x["hash"] = tagged_hash("cairn/epoch-header", x["body"])
+        if not schnorr_verify(x["coordinator"], x["hash"], x["sig"]):
+            raise ProofError("header_signature")
+        if prev is not None and not (x["network"] == prev["network"] and x["coordinator"] == prev["coordinator"]
+                                     and x["height"] == prev["height"] + 1 and x["prev"] == prev["hash"]):
+            raise ProofError("header_link")
+        prev = x
+    anchored = prev
+    # 6. anchor transaction
+    try:
+        outs = parse_tx(p["tx"])
+    except DecodeError:
+        raise ProofError("tx_decode")
+    if len(p["tx"]) == 64:
+        raise ProofError("tx_64_bytes")
+    found = []
+    for script, offset in outs:
+        data = cairn_script_data(script)
+        if data is None:
+            continue
+        try:
+            payload = parse_payload(data)
+        except DecodeError:
+            raise ProofError("payload_invalid")
+        found.append((payload, offset + 10))
+    if not found:
+        raise ProofError("payload_missing")
+    if len(found) > 1:
+        raise ProofError("payload_multiple")
+    (height, header_hash), hash_offset = found[0]
+    if height != anchored["height"]:
+        raise ProofError("payload_height")
+    if header_hash != anchored["hash"]:
+        raise ProofError("payload_hash")
+    # 7. block inclusion
+    txid = sha256d(p["tx"])
+    idx, path = p["tx_index"], p["tx_path"]
+    if len(path) < 32 and idx >> len(path):
+        raise ProofError("block_index")
+    hh = txid
+    for level, s in enumerate(path):
+        hh = sha256d(s + hh) if (idx >> level) & 1 else sha256d(hh + s)
+    if hh != p["block_header"][36:68]:
+        raise ProofError("block_merkle_root")
+
+    # §9: the same path as OpenTimestamps operations.
+    ops = []
+    for side, s in steps:
+        if side == "left":
+            ops.append(("prepend", prefix("cairn/merkle-node") + s))
+        else:
+            ops += [("prepend", prefix("cairn/merkle-node")), ("append", s)]
+        ops.append(("sha256", None))
+    for i, x in enumerate(hs):
+        at = 70 if i == 0 else 38
+        ops += [("prepend", prefix("cairn/epoch-header") + x["body"][:at]), ("append", x["body"][at + 32:]),
+                ("sha256", None)]
+    ops += [("prepend", p["tx"][:hash_offset]), ("append", p["tx"][hash_offset + 32:]),
+            ("sha256", None), ("sha256", None)]
+    for level, s in enumerate(path):
+        ops += [("prepend" if (idx >> level) & 1 else "append", s), ("sha256", None), ("sha256", None)]
+    ops = [op for op in ops if op[0] == "sha256" or op[1]]
+    return {
+        "receipt_leaf": leaf, "epoch_height": rc["epoch"], "anchored_height": anchored["height"],
+        "anchored_hash": anchored["hash"], "txid": txid, "block_hash": sha256d(p["block_header"]),
+        "block_merkle_root": hh, "block_height": p["block_height"],
+    }, ops
+
+
+def apply_ops(msg, ops):
+    for kind, arg in ops:
+        msg = arg + msg if kind == "prepend" else msg + arg if kind == "append" else sha256(msg)
+    return msg
+
+
+# ----------------------------------------------------------------------------- vectors
+
+
+def check_tagged_hash(v):
+    for c in v["cases"]:
+        assert c["tag"] in TAGS, c["tag"]
+        assert tagged_hash(c["tag"], h(c["msg"])).hex() == c["hash"], c
+    return len(v["cases"])
+
+
+def check_merkle(v):
+    n = 0
+    assert merkle_root([]).hex() == v["empty_root"]
+    for c in v["valid"]:
+        leaves = [h(x) for x in c["leaves"]]
+        assert merkle_root(leaves).hex() == c["root"]
+        for p in c["proofs"]:
+            got = merkle_fold(leaves[p["index"]], p["index"], len(leaves), [h(s) for s in p["siblings"]])
+            assert got.hex() == c["root"]
+            n += 1
+    for c in v["invalid"]:
+        try:
+            got = merkle_fold(h(c["leaf"]), c["index"], c["count"], [h(s) for s in c["siblings"]])
+            code = "ok" if got.hex() == c["root"] else "root_mismatch"
+        except DecodeError as e:
+            code = e.code
+        assert code == c["error"], (c["name"], code)
+        n += 1
+    return n
+
+
+def check_signatures(v):
+    for c in v["cases"]:
+        assert schnorr_verify(h(c["pubkey"]), h(c["msg"]), h(c["sig"])) == c["valid"], c
+        if "secret" in c:
+            assert pubkey_of(h(c["secret"])).hex() == c["pubkey"]
+    return len(v["cases"])
+
+
+def check_objects(v):
+    n = 0
+    for c in v["valid"]:
+        tag, enc, _, signer = OBJECTS[c["type"]]
+        body = enc(c["json"])
+        full = h(c["encoding"])
+        oid = tagged_hash(tag, body)
+        assert oid.hex() == c["id"], c["type"]
+        if signer:
+            assert full[:-64] == body, c["type"]
+            assert full[-64:].hex() == c["json"]["signature"]
+            assert c["json"][signer] == c["signer"]
+            assert schnorr_verify(h(c["signer"]), oid, full[-64:]), c["type"]
+        else:
+            assert full == body, c["type"]
+        assert decode_object(c["type"], full) is None, c["type"]
+        n += 1
+    for c in v["invalid"]:
+        got = decode_object(c["type"], h(c["encoding"]))
+        assert got == c["error"], (c["name"], got, c["error"])
+        n += 1
+    return n
+
+
+def check_state_root(v):
+    for c in v["cases"]:
+        entries = sorted(c["entries"], key=lambda e: h(e["worker"]))
+        leaves = [tagged_hash("cairn/ledger-entry", enc_ledger_entry(e)) for e in entries]
+        assert merkle_root(leaves).hex() == c["state_root"]
+    return len(v["cases"])
+
+
+def check_anchor_payload(v):
+    n = 0
+    for c in v["valid"]:
+        payload = MAGIC + b"\x01" + u(c["height"], 4) + h(c["header_hash"])
+        assert payload.hex() == c["payload"]
+        assert (b"\x6a\x28" + payload).hex() == c["script"]
+        assert parse_payload(payload) == (c["height"], h(c["header_hash"]))
+        assert cairn_script_data(h(c["script"])) == payload
+        n += 1
+    for c in v["invalid"]:
+        try:
+            parse_payload(h(c["payload"]))
+            code = "ok"
+        except DecodeError as e:
+            code = e.code
+        assert code == c["error"], (c["name"], code)
+        n += 1
+    for c in v["scripts"]:
+        assert (cairn_script_data(h(c["script"])) is not None) == c["cairn"], c["name"]
+        n += 1
+    return n
+
+
+def check_receipt_proofs(v):
+    n = 0
+    for c in v["valid"]:
+        res, ops = verify_proof(decode_proof(h(c["proof"])))
+        for k in ("receipt_leaf", "anchored_hash", "txid", "block_hash", "block_merkle_root"):
+            assert res[k].hex() == c[k], (c["name"], k)
+        for k in ("epoch_height", "anchored_height", "block_height"):
+            assert res[k] == c[k], (c["name"], k)
+        # JSON form: "sha256", {"prepend": hex} or {"append": hex}
+        want = [(op, None) if op == "sha256" else next((k, h(a)) for k, a in op.items()) for op in c["ots_ops"]]
+        assert ops == want, c["name"]
+        assert apply_ops(res["receipt_leaf"], ops) == res["block_merkle_root"]
+        n += 1
+    for c in v["invalid"]:
+        try:
+            verify_proof(decode_proof(h(c["proof"])))
+            code = "ok"
+        except ProofError as e:
+            code = e.code
+        assert code == c["error"], (c["name"], code, c["error"])
+        n += 1
+    return n
+
+
+CHECKS = {
+    "tagged_hash.json": check_tagged_hash,
+    "merkle.json": check_merkle,
+    "signatures.json": check_signatures,
+    "objects.json": check_objects,
+    "state_root.json": check_state_root,
+    "anchor_payload.json": check_anchor_payload,
+    "receipt_proof.json": check_receipt_proofs,
+}
+
+
+def main():
+    d = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(os.path.abspath(__file__)), "vectors")
+    files = sorted(f for f in os.listdir(d) if f.endswith(".json"))
+    passed, failed = 0, 0
+    for f in files:
+        check = CHECKS.get(f)
+        if check is None:
+            print(f"FAIL {f}: no check in reference.py for this vector file")
+            failed += 1
+            continue
+        with open(os.path.join(d, f)) as fh:
+            data = json.load(fh)
+        try:
+            count = check(data)
+            print(f"ok   {f}: {count} cases")
+            passed += 1
+        except AssertionError as e:
+            print(f"FAIL {f}: {e!r}")
+            failed += 1
+    missing = sorted(set(CHECKS) - set(files))
+    for f in missing:
+        print(f"FAIL {f}: expected vector file is missing")
+        failed += 1
+    print(f"reference: {passed} passed, {failed} failed")
+    return 0 if failed == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
