@@ -1,3 +1,19 @@
-//! Bitcoin for Cairn (issue: anchor): the chain-backend trait, the Bitcoin Core RPC backend,
-//! the anchor state machine and the verifier. Not yet built: this crate only reserves its
-//! place in the workspace.
+//! Bitcoin for Cairn: the chain-backend trait and its Bitcoin Core implementation, the
+//! anchor transaction builder and signer, the anchor state machine with its persistence
+//! seam and driver, payouts, and the verifier auditors use.
+//!
+//! Owns everything that touches Bitcoin. Must never hold sidechain logic (tasks, receipts,
+//! the ledger): it is told which epoch header to commit and reports what Bitcoin did.
+
+pub mod backend;
+pub mod driver;
+pub mod machine;
+pub mod scripted;
+pub mod store;
+pub mod tx;
+
+pub use backend::{BroadcastError, ChainBackend, ChainError, ChainInfo, UtxoInfo};
+pub use driver::{AnchorDriver, DriverError};
+pub use machine::{AnchorConfig, AnchorMachine, AnchorRecord, AnchorStatus, EpochAnchorStatus, Notice};
+pub use store::{AnchorStore, Changeset, MemoryStore};
+pub use tx::{anchor_address, anchor_script, AnchorSigner, KeySigner, Payout};

@@ -1,0 +1,901 @@
+//! The anchor state machine: which epoch to commit, which outputs to spend, when to replace
+//! a stuck anchor, how confirmations and reorgs change what is anchored.
+//!
+//! Owns the anchor state (own UTXOs, anchor records, recent blocks with undo data, fee
+//! budget, payout queue) and every decision about it. Events in, effects out: it never
+//! talks to Bitcoin, reads a clock or draws randomness — the driver passes blocks, fee
+//! estimates, the time and auxiliary randomness, then performs the effects in order
+//! (persist before broadcast). It must never emit a broadcast that is not preceded by the
+//! persist that records it.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use bitcoin::consensus::encode::{deserialize, serialize};
+use bitcoin::{Amount, Block, BlockHash, FeeRate, OutPoint, ScriptBuf, Transaction, Txid};
+use cairn_spec::{AnchorPayload, Network, PubKey};
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::backend::BroadcastError;
+use crate::store::Changeset;
+use crate::tx::{anchor_script, build_anchor, AnchorPlan, AnchorSigner, BuildError, Payout, Utxo};
+
+/// `since_height` of an anchor that a reorg returned to the mempool: its wait restarts at
+/// the next decision round's tip.
+const SINCE_NEXT_ROUND: u32 = u32::MAX;
+
+/// Operator settings of the anchor machine.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AnchorConfig {
+    /// Network; the backend's chain must match.
+    pub network: Network,
+    /// Confirmation target passed to the fee estimator.
+    pub fee_target_blocks: u16,
+    /// Rate used when the node has no estimate (regtest, a fresh node).
+    pub fallback_fee_rate: FeeRate,
+    /// Most one anchor (including its replacements) may pay.
+    pub max_fee_per_anchor: Amount,
+    /// Most all anchors of one UTC day may pay together.
+    pub max_fee_per_day: Amount,
+    /// Blocks without confirmation after which an anchor is replaced.
+    pub stuck_after_blocks: u32,
+    /// Most inputs per anchor (the chain input plus top-ups).
+    pub max_inputs: usize,
+    /// Most payout outputs per anchor.
+    pub max_payouts: usize,
+    /// Confirmations before a coinbase output may be spent.
+    pub coinbase_maturity: u32,
+    /// Recent blocks kept with undo data: the deepest reorg handled.
+    pub keep_blocks: usize,
+}
+
+impl AnchorConfig {
+    /// Defaults for `network` (regtest and signet get a fallback rate of 2 sat/vB; others 10).
+    pub fn new(network: Network) -> Self {
+        let fallback: u32 = match network {
+            Network::Regtest | Network::Signet => 2,
+            _ => 10,
+        };
+        AnchorConfig {
+            network,
+            fee_target_blocks: 6,
+            fallback_fee_rate: FeeRate::from_sat_per_vb_u32(fallback),
+            max_fee_per_anchor: Amount::from_sat(50_000),
+            max_fee_per_day: Amount::from_sat(1_000_000),
+            stuck_after_blocks: 3,
+            max_inputs: 20,
+            max_payouts: 200,
+            coinbase_maturity: 100,
+            keep_blocks: 144,
+        }
+    }
+}
+
+/// Where an anchor transaction stands.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AnchorStatus {
+    /// Broadcast (or due to be), not in a block of the best chain.
+    Pending,
+    /// Superseded by a fee-bumped replacement.
+    Replaced {
+        /// The replacement.
+        by: Txid,
+    },
+    /// In a best-chain block.
+    Confirmed {
+        /// Block height.
+        height: u32,
+        /// Block hash.
+        block: BlockHash,
+    },
+    /// A conflicting transaction (its replacement, or its original) confirmed instead.
+    Conflicted,
+}
+
+/// One anchor transaction the machine signed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AnchorRecord {
+    /// Creation order.
+    pub seq: u64,
+    /// Txid.
+    pub txid: Txid,
+    /// The signed transaction, consensus-serialized (hex in JSON).
+    #[serde(with = "hex_bytes")]
+    pub raw: Vec<u8>,
+    /// Epoch committed.
+    pub payload: AnchorPayload,
+    /// Inputs (input 0 is the chain input).
+    pub inputs: Vec<Utxo>,
+    /// Fee paid.
+    pub fee: Amount,
+    /// Virtual size.
+    pub vsize: u64,
+    /// Payouts carried.
+    pub payouts: Vec<Payout>,
+    /// Status.
+    pub status: AnchorStatus,
+    /// Tip height when broadcast or last returned to the mempool (stuck detection).
+    pub since_height: u32,
+    /// The record this one replaced.
+    pub replaces: Option<Txid>,
+}
+
+impl AnchorRecord {
+    /// The signed transaction.
+    pub fn tx(&self) -> Option<Transaction> {
+        deserialize(&self.raw).ok()
+    }
+
+    /// The chain input.
+    pub fn chain_input(&self) -> Option<OutPoint> {
+        self.inputs.first().map(|u| u.outpoint)
+    }
+
+    /// Fee rate paid.
+    pub fn fee_rate(&self) -> FeeRate {
+        FeeRate::from_sat_per_kwu(self.fee.to_sat().saturating_mul(250) / self.vsize.max(1))
+    }
+
+    fn spends_any(&self, ops: &[OutPoint]) -> bool {
+        self.inputs.iter().any(|u| ops.contains(&u.outpoint))
+    }
+}
+
+/// An output paying the anchor key, confirmed in the best chain and not spent there.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OwnUtxo {
+    /// Outpoint.
+    pub outpoint: OutPoint,
+    /// Value.
+    pub value: Amount,
+    /// Height of its block.
+    pub height: u32,
+    /// Coinbase outputs wait for maturity.
+    pub coinbase: bool,
+}
+
+/// What connecting one block changed, so a reorg can undo it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockUndo {
+    /// Height.
+    pub height: u32,
+    /// Hash.
+    pub hash: BlockHash,
+    /// Own outputs the block created.
+    pub added: Vec<OutPoint>,
+    /// Own outputs the block spent.
+    pub removed: Vec<OwnUtxo>,
+    /// Records whose status the block changed, with their previous status.
+    pub changed: Vec<(Txid, AnchorStatus)>,
+    /// `last_confirmed` before the block.
+    pub prev_last_confirmed: Option<Txid>,
+}
+
+/// The bounded part of the state, persisted whole with every changeset.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Head {
+    /// Next block height to scan.
+    pub next_height: u32,
+    /// Recent connected blocks, oldest first.
+    pub blocks: VecDeque<BlockUndo>,
+    /// Own confirmed unspent outputs.
+    pub utxos: Vec<OwnUtxo>,
+    /// The confirmed anchor whose chain output the next anchor spends.
+    pub last_confirmed: Option<Txid>,
+    /// Newest epoch submitted for anchoring.
+    pub latest_epoch: Option<AnchorPayload>,
+    /// UTC day of `fee_spent_today`.
+    pub fee_day: u64,
+    /// Fees committed to anchors created today.
+    pub fee_spent_today: Amount,
+    /// Payouts waiting for the next anchor.
+    pub payout_queue: Vec<Payout>,
+    /// Next record sequence number.
+    pub next_seq: u64,
+}
+
+/// What the driver must do, in order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Effect {
+    /// Write atomically and durably before doing anything after it.
+    Persist(Changeset),
+    /// Relay this transaction.
+    Broadcast(Transaction),
+    /// Tell the operator / the coordinator.
+    Notice(Notice),
+}
+
+/// Things worth telling the operator and the coordinator.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Notice {
+    /// A new anchor was signed.
+    Anchored {
+        /// Txid.
+        txid: Txid,
+        /// Epoch committed.
+        payload: AnchorPayload,
+        /// Fee.
+        fee: Amount,
+    },
+    /// A stuck anchor was replaced by a higher-fee one committing the newest epoch.
+    Replaced {
+        /// Old txid.
+        old: Txid,
+        /// New txid.
+        new: Txid,
+        /// Epoch the replacement commits.
+        payload: AnchorPayload,
+        /// New fee.
+        fee: Amount,
+    },
+    /// An anchor confirmed.
+    Confirmed {
+        /// Txid.
+        txid: Txid,
+        /// Epoch committed.
+        payload: AnchorPayload,
+        /// Block height.
+        height: u32,
+        /// Payouts it carried.
+        payout_ids: Vec<u64>,
+    },
+    /// A reorg removed an anchor's block; it is pending again and will be re-broadcast.
+    Unconfirmed {
+        /// Txid.
+        txid: Txid,
+    },
+    /// Not enough confirmed funds at the anchor address.
+    InsufficientFunds {
+        /// Available.
+        available: Amount,
+        /// Needed.
+        needed: Amount,
+    },
+    /// The fee caps do not allow the anchor (or the replacement) now.
+    FeeCapReached {
+        /// Fee that would be needed.
+        wanted: Amount,
+        /// What the caps allow.
+        allowed: Amount,
+    },
+    /// The node refused a transaction.
+    BroadcastRejected {
+        /// Txid.
+        txid: Txid,
+        /// Node's reason.
+        reason: String,
+    },
+    /// The transaction could not be built or signed.
+    BuildFailed {
+        /// Why.
+        reason: String,
+    },
+    /// Someone else spent an output the anchor chain needed (the key is used elsewhere).
+    ForeignSpend {
+        /// The spent outpoint.
+        outpoint: OutPoint,
+        /// The spending transaction.
+        txid: Txid,
+    },
+}
+
+/// Inputs to a decision round.
+#[derive(Clone, Debug)]
+pub struct DecideContext {
+    /// Current best height.
+    pub tip_height: u32,
+    /// Unix seconds (for the daily fee budget).
+    pub now_unix: u64,
+    /// The node's estimate for the target, if any.
+    pub fee_estimate: Option<FeeRate>,
+    /// The node's minimum relay rate (also the BIP125 incremental rate).
+    pub relay_fee: FeeRate,
+    /// BIP340 auxiliary randomness for signing.
+    pub aux_rand: [u8; 32],
+}
+
+/// A block event that does not fit the machine's view of the chain.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum MachineError {
+    /// The block is not the next one on top of the last connected block.
+    #[error("block {hash} at height {height} does not connect (expected height {expected})")]
+    NotConnected {
+        /// Height given.
+        height: u32,
+        /// Its hash.
+        hash: BlockHash,
+        /// Height expected.
+        expected: u32,
+    },
+    /// A disconnect names a block that is not the last connected one.
+    #[error("cannot disconnect {0}: not the last connected block")]
+    NotTip(BlockHash),
+    /// The reorg is deeper than the undo data kept.
+    #[error("reorg deeper than the {0} blocks of undo data kept")]
+    TooDeep(usize),
+}
+
+/// Whether and how an epoch is anchored.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "status")]
+pub enum EpochAnchorStatus {
+    /// No anchor commits this epoch or a later one yet.
+    Unanchored,
+    /// An anchor committing it (or a later epoch) awaits confirmation.
+    Pending {
+        /// Txid.
+        txid: Txid,
+    },
+    /// Committed by a confirmed anchor (directly or through a later header).
+    Confirmed {
+        /// Anchor txid.
+        txid: Txid,
+        /// The epoch the anchor commits (≥ the one asked about).
+        anchored_epoch: u32,
+        /// Block height.
+        height: u32,
+        /// Confirmations.
+        depth: u32,
+    },
+}
+
+/// The anchor state machine.
+#[derive(Clone, Debug)]
+pub struct AnchorMachine {
+    config: AnchorConfig,
+    script: ScriptBuf,
+    head: Head,
+    records: BTreeMap<Txid, AnchorRecord>,
+    last_rebroadcast_tip: Option<u32>,
+}
+
+impl AnchorMachine {
+    /// A fresh machine for `key` that starts scanning at `start_height` (a height at or
+    /// before the funding transaction).
+    pub fn new(config: AnchorConfig, key: &PubKey, start_height: u32) -> Self {
+        AnchorMachine {
+            config,
+            script: anchor_script(key),
+            head: Head {
+                next_height: start_height,
+                blocks: VecDeque::new(),
+                utxos: Vec::new(),
+                last_confirmed: None,
+                latest_epoch: None,
+                fee_day: 0,
+                fee_spent_today: Amount::ZERO,
+                payout_queue: Vec::new(),
+                next_seq: 0,
+            },
+            records: BTreeMap::new(),
+            last_rebroadcast_tip: None,
+        }
+    }
+
+    /// A machine resumed from what the store holds.
+    pub fn restore(config: AnchorConfig, key: &PubKey, head: Head, records: Vec<AnchorRecord>) -> Self {
+        AnchorMachine {
+            config,
+            script: anchor_script(key),
+            head,
+            records: records.into_iter().map(|r| (r.txid, r)).collect(),
+            last_rebroadcast_tip: None,
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &AnchorConfig {
+        &self.config
+    }
+
+    /// The persisted head.
+    pub fn head(&self) -> &Head {
+        &self.head
+    }
+
+    /// All records, by txid.
+    pub fn records(&self) -> &BTreeMap<Txid, AnchorRecord> {
+        &self.records
+    }
+
+    /// Next height to scan.
+    pub fn next_height(&self) -> u32 {
+        self.head.next_height
+    }
+
+    /// The last connected block.
+    pub fn last_block(&self) -> Option<(u32, BlockHash)> {
+        self.head.blocks.back().map(|b| (b.height, b.hash))
+    }
+
+    /// Confirmed spendable balance at the anchor address at `tip_height`.
+    pub fn spendable(&self, tip_height: u32) -> Amount {
+        self.mature(tip_height).iter().map(|u| u.value).fold(Amount::ZERO, |a, b| a + b)
+    }
+
+    /// Records not yet confirmed, in creation order.
+    pub fn pending(&self) -> Vec<&AnchorRecord> {
+        let mut v: Vec<&AnchorRecord> =
+            self.records.values().filter(|r| r.status == AnchorStatus::Pending).collect();
+        v.sort_by_key(|r| r.seq);
+        v
+    }
+
+    /// The chain of confirmed anchors, oldest first (each spends the previous one's output 0).
+    pub fn confirmed_chain(&self) -> Vec<&AnchorRecord> {
+        let mut out = Vec::new();
+        let mut cur = self.head.last_confirmed.and_then(|t| self.records.get(&t));
+        while let Some(r) = cur {
+            out.push(r);
+            cur = r
+                .chain_input()
+                .and_then(|op| self.records.get(&op.txid))
+                .filter(|p| r.chain_input() == Some(OutPoint { txid: p.txid, vout: 0 }));
+        }
+        out.reverse();
+        out
+    }
+
+    /// How `epoch` is anchored at `tip_height`.
+    pub fn epoch_status(&self, epoch: u32, tip_height: u32) -> EpochAnchorStatus {
+        let confirmed = self
+            .records
+            .values()
+            .filter_map(|r| match r.status {
+                AnchorStatus::Confirmed { height, .. } if r.payload.height >= epoch => Some((height, r)),
+                _ => None,
+            })
+            .min_by_key(|(h, r)| (*h, r.payload.height));
+        if let Some((height, r)) = confirmed {
+            return EpochAnchorStatus::Confirmed {
+                txid: r.txid,
+                anchored_epoch: r.payload.height,
+                height,
+                depth: tip_height.saturating_add(1).saturating_sub(height),
+            };
+        }
+        match self.pending().into_iter().find(|r| r.payload.height >= epoch) {
+            Some(r) => EpochAnchorStatus::Pending { txid: r.txid },
+            None => EpochAnchorStatus::Unanchored,
+        }
+    }
+
+    fn persist(&self, changed: &[Txid]) -> Effect {
+        Effect::Persist(Changeset {
+            head: self.head.clone(),
+            records: changed.iter().filter_map(|t| self.records.get(t).cloned()).collect(),
+        })
+    }
+
+    /// A new epoch header to commit; anchors always commit the newest one submitted.
+    pub fn on_epoch(&mut self, payload: AnchorPayload) -> Vec<Effect> {
+        if self.head.latest_epoch.is_some_and(|p| p.height >= payload.height) {
+            return Vec::new();
+        }
+        self.head.latest_epoch = Some(payload);
+        vec![self.persist(&[])]
+    }
+
+    /// Payouts to carry in the next anchor.
+    pub fn queue_payouts(&mut self, payouts: Vec<Payout>) -> Vec<Effect> {
+        if payouts.is_empty() {
+            return Vec::new();
+        }
+        self.head.payout_queue.extend(payouts);
+        vec![self.persist(&[])]
+    }
+
+    /// A block on top of the last connected one.
+    pub fn on_block_connected(&mut self, height: u32, block: &Block) -> Result<Vec<Effect>, MachineError> {
+        let hash = block.block_hash();
+        let connects = match self.head.blocks.back() {
+            Some(last) => last.hash == block.header.prev_blockhash && height == last.height + 1,
+            None => height == self.head.next_height,
+        };
+        if !connects {
+            return Err(MachineError::NotConnected { height, hash, expected: self.head.next_height });
+        }
+        let mut undo = BlockUndo {
+            height,
+            hash,
+            added: Vec::new(),
+            removed: Vec::new(),
+            changed: Vec::new(),
+            prev_last_confirmed: self.head.last_confirmed,
+        };
+        let mut effects = Vec::new();
+        let mut changed_records = Vec::new();
+        for tx in &block.txdata {
+            let txid = tx.compute_txid();
+            let spent: Vec<OutPoint> = tx.input.iter().map(|i| i.previous_output).collect();
+            for op in &spent {
+                if let Some(pos) = self.head.utxos.iter().position(|u| u.outpoint == *op) {
+                    undo.removed.push(self.head.utxos.remove(pos));
+                }
+            }
+            for (vout, out) in tx.output.iter().enumerate() {
+                if out.script_pubkey == self.script {
+                    let outpoint = OutPoint { txid, vout: vout as u32 };
+                    self.head.utxos.push(OwnUtxo {
+                        outpoint,
+                        value: out.value,
+                        height,
+                        coinbase: tx.is_coinbase(),
+                    });
+                    undo.added.push(outpoint);
+                }
+            }
+            if let Some(rec) = self.records.get_mut(&txid) {
+                undo.changed.push((txid, rec.status.clone()));
+                rec.status = AnchorStatus::Confirmed { height, block: hash };
+                changed_records.push(txid);
+                let newer = self
+                    .head
+                    .last_confirmed
+                    .and_then(|t| self.records.get(&t))
+                    .is_none_or(|cur| cur.seq <= self.records.get(&txid).map_or(0, |r| r.seq));
+                if newer {
+                    self.head.last_confirmed = Some(txid);
+                }
+                if let Some(r) = self.records.get(&txid) {
+                    effects.push(Effect::Notice(Notice::Confirmed {
+                        txid,
+                        payload: r.payload,
+                        height,
+                        payout_ids: r.payouts.iter().map(|p| p.id).collect(),
+                    }));
+                }
+                // Every other version of this anchor can now never confirm.
+                for (other, r) in self.records.iter_mut() {
+                    if *other != txid
+                        && matches!(r.status, AnchorStatus::Pending | AnchorStatus::Replaced { .. })
+                        && r.spends_any(&spent)
+                    {
+                        undo.changed.push((*other, r.status.clone()));
+                        r.status = AnchorStatus::Conflicted;
+                        changed_records.push(*other);
+                    }
+                }
+            } else {
+                // A transaction of someone else spending what a pending anchor spends.
+                for r in self.records.values_mut() {
+                    if matches!(r.status, AnchorStatus::Pending | AnchorStatus::Replaced { .. })
+                        && r.spends_any(&spent)
+                    {
+                        if let Some(op) = r.chain_input() {
+                            effects.push(Effect::Notice(Notice::ForeignSpend { outpoint: op, txid }));
+                        }
+                        undo.changed.push((r.txid, r.status.clone()));
+                        r.status = AnchorStatus::Conflicted;
+                        changed_records.push(r.txid);
+                    }
+                }
+            }
+        }
+        self.head.blocks.push_back(undo);
+        while self.head.blocks.len() > self.config.keep_blocks {
+            self.head.blocks.pop_front();
+        }
+        self.head.next_height = height + 1;
+        effects.insert(0, self.persist(&changed_records));
+        Ok(effects)
+    }
+
+    /// The last connected block left the best chain.
+    pub fn on_block_disconnected(&mut self, hash: &BlockHash) -> Result<Vec<Effect>, MachineError> {
+        match self.head.blocks.back() {
+            Some(last) if last.hash == *hash => {}
+            Some(_) => return Err(MachineError::NotTip(*hash)),
+            None => return Err(MachineError::TooDeep(self.config.keep_blocks)),
+        }
+        let Some(undo) = self.head.blocks.pop_back() else {
+            return Err(MachineError::NotTip(*hash));
+        };
+        self.head.utxos.retain(|u| !undo.added.contains(&u.outpoint));
+        self.head.utxos.extend(undo.removed.iter().copied());
+        let mut effects = Vec::new();
+        let mut changed = Vec::new();
+        for (txid, prev) in undo.changed.iter().rev() {
+            if let Some(r) = self.records.get_mut(txid) {
+                if matches!(r.status, AnchorStatus::Confirmed { .. }) {
+                    // Back to the mempool (Bitcoin Core re-adds it); we re-broadcast too.
+                    r.status = AnchorStatus::Pending;
+                    // Its wait restarts at the tip the next decision round sees.
+                    r.since_height = SINCE_NEXT_ROUND;
+                    effects.push(Effect::Notice(Notice::Unconfirmed { txid: *txid }));
+                } else {
+                    r.status = prev.clone();
+                }
+                changed.push(*txid);
+            }
+        }
+        // Of conflicting versions now pending again, only the newest (highest fee) stays so.
+        let pending: Vec<(u64, Txid, Vec<OutPoint>)> = self
+            .records
+            .values()
+            .filter(|r| r.status == AnchorStatus::Pending)
+            .map(|r| (r.seq, r.txid, r.inputs.iter().map(|u| u.outpoint).collect()))
+            .collect();
+        for (seq, txid, inputs) in &pending {
+            if let Some((_, newer, _)) = pending
+                .iter()
+                .filter(|(s, _, i)| s > seq && i.iter().any(|o| inputs.contains(o)))
+                .max_by_key(|p| p.0)
+            {
+                if let Some(r) = self.records.get_mut(txid) {
+                    r.status = AnchorStatus::Replaced { by: *newer };
+                    changed.push(*txid);
+                }
+            }
+        }
+        self.head.last_confirmed = undo.prev_last_confirmed;
+        self.head.next_height = undo.height;
+        self.last_rebroadcast_tip = None;
+        effects.insert(0, self.persist(&changed));
+        Ok(effects)
+    }
+
+    fn mature(&self, tip_height: u32) -> Vec<OwnUtxo> {
+        let maturity = self.config.coinbase_maturity;
+        let mut v: Vec<OwnUtxo> = self
+            .head
+            .utxos
+            .iter()
+            .filter(|u| !u.coinbase || tip_height.saturating_add(1).saturating_sub(u.height) >= maturity)
+            .copied()
+            .collect();
+        v.sort_by(|a, b| b.value.cmp(&a.value).then(a.outpoint.cmp(&b.outpoint)));
+        v
+    }
+
+    fn target_rate(&self, ctx: &DecideContext) -> FeeRate {
+        ctx.fee_estimate.unwrap_or(self.config.fallback_fee_rate).max(ctx.relay_fee)
+    }
+
+    fn roll_day(&mut self, now_unix: u64) {
+        let day = now_unix / 86_400;
+        if day != self.head.fee_day {
+            self.head.fee_day = day;
+            self.head.fee_spent_today = Amount::ZERO;
+        }
+    }
+
+    /// The highest fee the caps allow for an anchor that has already paid `already`.
+    fn fee_allowance(&self, already: Amount) -> Amount {
+        let day_left =
+            self.config.max_fee_per_day.checked_sub(self.head.fee_spent_today).unwrap_or(Amount::ZERO);
+        self.config.max_fee_per_anchor.min(already + day_left)
+    }
+
+    /// One decision round: re-broadcast what is pending, replace a stuck anchor, or build
+    /// the next anchor for the newest epoch.
+    pub fn decide(&mut self, ctx: &DecideContext, signer: &dyn AnchorSigner) -> Vec<Effect> {
+        self.roll_day(ctx.now_unix);
+        let mut effects = Vec::new();
+        let restarted: Vec<Txid> = self
+            .records
+            .values_mut()
+            .filter(|r| r.status == AnchorStatus::Pending && r.since_height == SINCE_NEXT_ROUND)
+            .map(|r| {
+                r.since_height = ctx.tip_height;
+                r.txid
+            })
+            .collect();
+        if !restarted.is_empty() {
+            effects.push(self.persist(&restarted));
+        }
+        let pending: Vec<AnchorRecord> = self.pending().into_iter().cloned().collect();
+        if self.last_rebroadcast_tip != Some(ctx.tip_height) {
+            // Once per block, and at every start: the node may have lost its mempool.
+            effects.extend(pending.iter().filter_map(|r| r.tx()).map(Effect::Broadcast));
+            self.last_rebroadcast_tip = Some(ctx.tip_height);
+        }
+        if let [only] = pending.as_slice() {
+            let stuck = ctx.tip_height >= only.since_height.saturating_add(self.config.stuck_after_blocks)
+                || ctx.fee_estimate.is_some_and(|e| only.fee_rate() < e);
+            if stuck {
+                effects.extend(self.replace(only, ctx, signer));
+            }
+        }
+        if !pending.is_empty() {
+            return effects;
+        }
+        effects.extend(self.new_anchor(ctx, signer));
+        effects
+    }
+
+    fn new_anchor(&mut self, ctx: &DecideContext, signer: &dyn AnchorSigner) -> Vec<Effect> {
+        let Some(latest) = self.head.latest_epoch else { return Vec::new() };
+        let last = self.head.last_confirmed.and_then(|t| self.records.get(&t));
+        if last.is_some_and(|r| r.payload.height >= latest.height) {
+            return Vec::new();
+        }
+        let mature = self.mature(ctx.tip_height);
+        let chain_input = match last {
+            Some(r) => {
+                let op = OutPoint { txid: r.txid, vout: 0 };
+                match mature.iter().find(|u| u.outpoint == op) {
+                    Some(u) => *u,
+                    // The previous anchor's chain output is not (yet) ours to spend.
+                    None => return Vec::new(),
+                }
+            }
+            None => match mature.first() {
+                Some(u) => *u,
+                None => {
+                    return vec![Effect::Notice(Notice::InsufficientFunds {
+                        available: Amount::ZERO,
+                        needed: crate::tx::MIN_CHAIN_VALUE,
+                    })]
+                }
+            },
+        };
+        let extra: Vec<Utxo> = mature
+            .iter()
+            .filter(|u| u.outpoint != chain_input.outpoint)
+            .take(self.config.max_inputs.saturating_sub(1))
+            .map(|u| Utxo { outpoint: u.outpoint, value: u.value })
+            .collect();
+        let take = self.head.payout_queue.len().min(self.config.max_payouts);
+        let payouts: Vec<Payout> = self.head.payout_queue.iter().take(take).cloned().collect();
+        let mut plan = AnchorPlan {
+            chain_input: Utxo { outpoint: chain_input.outpoint, value: chain_input.value },
+            extra_inputs: extra,
+            payload: latest,
+            payouts,
+            fee_rate: self.target_rate(ctx),
+        };
+        let built = match self.build_within_caps(&mut plan, Amount::ZERO, ctx, signer) {
+            Ok(b) => b,
+            Err(notice) => return vec![Effect::Notice(notice)],
+        };
+        self.head.payout_queue.drain(..take);
+        self.head.fee_spent_today += built.fee;
+        let txid = built.tx.compute_txid();
+        let record = AnchorRecord {
+            seq: self.head.next_seq,
+            txid,
+            raw: serialize(&built.tx),
+            payload: latest,
+            inputs: std::iter::once(plan.chain_input).chain(plan.extra_inputs.iter().copied()).collect(),
+            fee: built.fee,
+            vsize: built.vsize,
+            payouts: plan.payouts.clone(),
+            status: AnchorStatus::Pending,
+            since_height: ctx.tip_height,
+            replaces: None,
+        };
+        self.head.next_seq += 1;
+        self.records.insert(txid, record);
+        vec![
+            self.persist(&[txid]),
+            Effect::Broadcast(built.tx),
+            Effect::Notice(Notice::Anchored { txid, payload: latest, fee: built.fee }),
+        ]
+    }
+
+    /// Builds `plan`; when the fee exceeds what the caps allow (given `already` paid by the
+    /// anchor being replaced), lowers the rate to fit, and refuses below the relay rate.
+    fn build_within_caps(
+        &self,
+        plan: &mut AnchorPlan,
+        already: Amount,
+        ctx: &DecideContext,
+        signer: &dyn AnchorSigner,
+    ) -> Result<crate::tx::BuiltAnchor, Notice> {
+        let to_notice = |e: BuildError| match e {
+            BuildError::InsufficientFunds { available, needed } => {
+                Notice::InsufficientFunds { available, needed }
+            }
+            other => Notice::BuildFailed { reason: other.to_string() },
+        };
+        let built = build_anchor(plan, signer, &ctx.aux_rand).map_err(to_notice)?;
+        let allowed = self.fee_allowance(already);
+        if built.fee <= allowed {
+            return Ok(built);
+        }
+        let rate = FeeRate::from_sat_per_kwu(allowed.to_sat().saturating_mul(250) / built.vsize.max(1));
+        if rate < ctx.relay_fee {
+            return Err(Notice::FeeCapReached { wanted: built.fee, allowed });
+        }
+        plan.fee_rate = rate;
+        let built = build_anchor(plan, signer, &ctx.aux_rand).map_err(to_notice)?;
+        if built.fee > allowed {
+            return Err(Notice::FeeCapReached { wanted: built.fee, allowed });
+        }
+        Ok(built)
+    }
+
+    fn replace(&mut self, old: &AnchorRecord, ctx: &DecideContext, signer: &dyn AnchorSigner) -> Vec<Effect> {
+        let payload = match self.head.latest_epoch {
+            Some(p) if p.height > old.payload.height => p,
+            _ => old.payload,
+        };
+        let Some((chain_input, extra)) = old.inputs.split_first() else { return Vec::new() };
+        // BIP125: a higher rate than the original by at least the incremental relay rate,
+        // and an absolute fee that pays for the replacement's own relay.
+        let bumped = FeeRate::from_sat_per_kwu(old.fee_rate().to_sat_per_kwu().saturating_mul(5) / 4);
+        let min_rate =
+            FeeRate::from_sat_per_kwu(old.fee_rate().to_sat_per_kwu() + ctx.relay_fee.to_sat_per_kwu());
+        let mut plan = AnchorPlan {
+            chain_input: *chain_input,
+            extra_inputs: extra.to_vec(),
+            payload,
+            payouts: old.payouts.clone(),
+            fee_rate: self.target_rate(ctx).max(bumped).max(min_rate),
+        };
+        let min_fee =
+            old.fee + crate::tx::fee_for(ctx.relay_fee, bitcoin::Weight::from_vb_unchecked(old.vsize));
+        let built = match self.build_within_caps(&mut plan, old.fee, ctx, signer) {
+            Ok(b) if b.fee >= min_fee && plan.fee_rate >= min_rate => b,
+            Ok(b) => {
+                return vec![Effect::Notice(Notice::FeeCapReached {
+                    wanted: min_fee.max(b.fee),
+                    allowed: b.fee,
+                })]
+            }
+            Err(n) => return vec![Effect::Notice(n)],
+        };
+        let txid = built.tx.compute_txid();
+        self.head.fee_spent_today += built.fee.checked_sub(old.fee).unwrap_or(Amount::ZERO);
+        if let Some(r) = self.records.get_mut(&old.txid) {
+            r.status = AnchorStatus::Replaced { by: txid };
+        }
+        let record = AnchorRecord {
+            seq: self.head.next_seq,
+            txid,
+            raw: serialize(&built.tx),
+            payload,
+            inputs: old.inputs.clone(),
+            fee: built.fee,
+            vsize: built.vsize,
+            payouts: old.payouts.clone(),
+            status: AnchorStatus::Pending,
+            since_height: ctx.tip_height,
+            replaces: Some(old.txid),
+        };
+        self.head.next_seq += 1;
+        self.records.insert(txid, record);
+        vec![
+            self.persist(&[old.txid, txid]),
+            Effect::Broadcast(built.tx),
+            Effect::Notice(Notice::Replaced { old: old.txid, new: txid, payload, fee: built.fee }),
+        ]
+    }
+
+    /// The node refused a broadcast.
+    pub fn on_broadcast_error(&mut self, txid: Txid, err: &BroadcastError) -> Vec<Effect> {
+        let notice = Effect::Notice(Notice::BroadcastRejected { txid, reason: err.to_string() });
+        match err {
+            BroadcastError::FeeTooLow(_) => {
+                // Treat as stuck right away: the next decision round replaces it.
+                if let Some(r) = self.records.get_mut(&txid) {
+                    if r.status == AnchorStatus::Pending {
+                        r.since_height = 0;
+                        return vec![self.persist(&[txid]), notice];
+                    }
+                }
+                vec![notice]
+            }
+            // Missing inputs resolve through the chain scan (a conflict confirmed, or the
+            // parent is not yet known to the node); other rejections need the operator.
+            _ => vec![notice],
+        }
+    }
+}
+
+mod hex_bytes {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&hex::encode(v))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        hex::decode(&*s).map_err(serde::de::Error::custom)
+    }
+}

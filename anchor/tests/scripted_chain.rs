@@ -1,0 +1,472 @@
+//! The anchor machine and driver on the scripted in-memory chain (not Bitcoin Core; the
+//! real-node tests are in `bitcoind.rs`): genesis, chaining, top-ups, RBF, fee caps, dust,
+//! reorgs, node outages, payouts, and restarts after a kill at every write.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing, missing_docs)]
+
+use bitcoin::{Amount, FeeRate, OutPoint, Txid};
+use cairn_anchor::machine::{AnchorConfig, AnchorStatus, EpochAnchorStatus, Notice};
+use cairn_anchor::scripted::ScriptedBackend;
+use cairn_anchor::store::{AnchorStore, Changeset, MemoryStore};
+use cairn_anchor::tx::{self, anchor_script, AnchorPlan, KeySigner, Payout, Utxo};
+use cairn_anchor::{AnchorDriver, ChainBackend, DriverError};
+use cairn_spec::{AnchorPayload, Network, SigningKey};
+
+fn key() -> SigningKey {
+    SigningKey::from_secret_bytes([42; 32]).unwrap()
+}
+
+fn payload(height: u32) -> AnchorPayload {
+    AnchorPayload { height, header_hash: cairn_spec::hash::sha256(&height.to_be_bytes()) }
+}
+
+fn config() -> AnchorConfig {
+    AnchorConfig::new(Network::Regtest)
+}
+
+type Driver = AnchorDriver<ScriptedBackend, MemoryStore>;
+
+fn open(chain: &ScriptedBackend, store: &MemoryStore, config: AnchorConfig) -> Driver {
+    AnchorDriver::open(chain.clone(), store.clone(), config, Box::new(KeySigner::new(key())), 0).unwrap()
+}
+
+fn funded() -> (ScriptedBackend, MemoryStore, Driver) {
+    let chain = ScriptedBackend::new();
+    chain.fund(&anchor_script(&key().public()), Amount::from_sat(1_000_000));
+    let store = MemoryStore::new();
+    let d = open(&chain, &store, config());
+    (chain, store, d)
+}
+
+fn step(d: &mut Driver) -> Vec<Notice> {
+    d.step(1_767_225_600, [7; 32]).unwrap()
+}
+
+fn anchored(notices: &[Notice]) -> Option<Txid> {
+    notices.iter().find_map(|n| match n {
+        Notice::Anchored { txid, .. } => Some(*txid),
+        _ => None,
+    })
+}
+
+fn confirmed(notices: &[Notice]) -> Vec<Txid> {
+    notices
+        .iter()
+        .filter_map(|n| match n {
+            Notice::Confirmed { txid, .. } => Some(*txid),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Anchors `epoch` and mines it; returns its txid.
+fn anchor_and_confirm(chain: &ScriptedBackend, d: &mut Driver, epoch: u32) -> Txid {
+    d.submit_epoch(payload(epoch)).unwrap();
+    let txid = anchored(&step(d)).expect("anchored");
+    chain.mine(1);
+    assert_eq!(confirmed(&step(d)), vec![txid]);
+    txid
+}
+
+#[test]
+fn genesis_then_chained_anchors_each_spend_the_previous_chain_output() {
+    let (chain, _store, mut d) = funded();
+    let a0 = anchor_and_confirm(&chain, &mut d, 0);
+    let a1 = anchor_and_confirm(&chain, &mut d, 1);
+    let a2 = anchor_and_confirm(&chain, &mut d, 2);
+    let c = d.machine().confirmed_chain();
+    assert_eq!(c.iter().map(|r| r.txid).collect::<Vec<_>>(), vec![a0, a1, a2]);
+    assert_eq!(c[1].chain_input(), Some(OutPoint { txid: a0, vout: 0 }));
+    assert_eq!(c[2].chain_input(), Some(OutPoint { txid: a1, vout: 0 }));
+    for r in &c {
+        let tx = r.tx().unwrap();
+        assert_eq!(AnchorPayload::from_script(&tx.output[1].script_pubkey), Some(Ok(r.payload)));
+        assert!(chain.is_confirmed(&r.txid));
+    }
+    let tip = chain.height();
+    match d.machine().epoch_status(1, tip) {
+        EpochAnchorStatus::Confirmed { txid, anchored_epoch, depth, .. } => {
+            assert_eq!((txid, anchored_epoch, depth), (a1, 1, 2));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(d.machine().epoch_status(3, tip), EpochAnchorStatus::Unanchored);
+}
+
+#[test]
+fn epochs_submitted_while_pending_ride_on_the_next_anchor() {
+    let (chain, _store, mut d) = funded();
+    d.submit_epoch(payload(0)).unwrap();
+    let a0 = anchored(&step(&mut d)).unwrap();
+    // Two epochs close while the anchor waits: nothing new is signed.
+    d.submit_epoch(payload(1)).unwrap();
+    d.submit_epoch(payload(2)).unwrap();
+    assert_eq!(anchored(&step(&mut d)), None);
+    chain.mine(1);
+    let n = step(&mut d);
+    assert_eq!(confirmed(&n), vec![a0]);
+    // The next anchor commits the newest epoch; epoch 1 is covered through the header chain.
+    let a = anchored(&n).expect("next anchor in the same round");
+    assert_eq!(d.machine().records()[&a].payload, payload(2));
+    assert_eq!(d.machine().epoch_status(1, chain.height()), EpochAnchorStatus::Pending { txid: a });
+}
+
+#[test]
+fn top_ups_at_the_anchor_address_are_spent_alongside() {
+    let (chain, _store, mut d) = funded();
+    let a0 = anchor_and_confirm(&chain, &mut d, 0);
+    let topup = chain.fund(&anchor_script(&key().public()), Amount::from_sat(250_000));
+    let a1 = anchor_and_confirm(&chain, &mut d, 1);
+    let r = &d.machine().records()[&a1];
+    assert_eq!(r.inputs[0].outpoint, OutPoint { txid: a0, vout: 0 });
+    assert!(r.inputs.iter().any(|u| u.outpoint == topup));
+    let before = d.machine().records()[&a0].tx().unwrap().output[0].value;
+    assert_eq!(r.tx().unwrap().output[0].value, before + Amount::from_sat(250_000) - r.fee);
+}
+
+#[test]
+fn coinbase_funding_waits_for_maturity() {
+    let chain = ScriptedBackend::new();
+    chain.mine_to(&anchor_script(&key().public()), 1);
+    let store = MemoryStore::new();
+    let mut d = open(&chain, &store, config());
+    d.submit_epoch(payload(0)).unwrap();
+    assert!(step(&mut d).iter().any(|n| matches!(n, Notice::InsufficientFunds { .. })));
+    chain.mine(99);
+    assert!(anchored(&step(&mut d)).is_some(), "spendable after 100 confirmations");
+}
+
+#[test]
+fn stuck_anchor_is_replaced_by_fee_and_commits_the_newest_epoch() {
+    let (chain, _store, mut d) = funded();
+    anchor_and_confirm(&chain, &mut d, 0);
+    d.submit_epoch(payload(1)).unwrap();
+    let first = anchored(&step(&mut d)).unwrap();
+    let first_rate = d.machine().records()[&first].fee_rate();
+    // Miners leave it out for three blocks; meanwhile epoch 2 closes.
+    chain.mine_empty(3);
+    d.submit_epoch(payload(2)).unwrap();
+    let n = step(&mut d);
+    let (old, new) = n
+        .iter()
+        .find_map(|n| match n {
+            Notice::Replaced { old, new, payload: p, .. } => {
+                assert_eq!(*p, payload(2));
+                Some((*old, *new))
+            }
+            _ => None,
+        })
+        .expect("replaced");
+    assert_eq!(old, first);
+    let rec = &d.machine().records()[&new];
+    assert!(rec.fee_rate() > first_rate);
+    assert!(rec.fee > d.machine().records()[&first].fee);
+    assert_eq!(chain.mempool().len(), 1, "the replacement evicted the original");
+    chain.mine(1);
+    assert_eq!(confirmed(&step(&mut d)), vec![new]);
+    assert_eq!(d.machine().records()[&first].status, AnchorStatus::Conflicted);
+    // And the original can never come back: Bitcoin refuses a second spend of the parent.
+    let orig = d.machine().records()[&first].tx().unwrap();
+    assert!(matches!(chain.broadcast(&orig), Err(cairn_anchor::BroadcastError::InputsMissing(_))));
+}
+
+#[test]
+fn below_estimate_anchor_is_bumped_without_waiting() {
+    let (chain, _store, mut d) = funded();
+    d.submit_epoch(payload(0)).unwrap();
+    let a = anchored(&step(&mut d)).unwrap();
+    chain.set_fee_estimate(Some(FeeRate::from_sat_per_vb_u32(20)));
+    chain.mine_empty(1);
+    let n = step(&mut d);
+    assert!(n.iter().any(|x| matches!(x, Notice::Replaced { old, .. } if *old == a)), "{n:?}");
+}
+
+#[test]
+fn fee_caps_lower_the_rate_and_refuse_below_relay() {
+    let chain = ScriptedBackend::new();
+    chain.fund(&anchor_script(&key().public()), Amount::from_sat(1_000_000));
+    chain.set_fee_estimate(Some(FeeRate::from_sat_per_vb_u32(100)));
+    let mut cfg = config();
+    cfg.max_fee_per_anchor = Amount::from_sat(1_000);
+    let store = MemoryStore::new();
+    let mut d = open(&chain, &store, cfg.clone());
+    d.submit_epoch(payload(0)).unwrap();
+    let a = anchored(&step(&mut d)).unwrap();
+    assert!(d.machine().records()[&a].fee <= Amount::from_sat(1_000), "capped");
+
+    let chain = ScriptedBackend::new();
+    chain.fund(&anchor_script(&key().public()), Amount::from_sat(1_000_000));
+    cfg.max_fee_per_anchor = Amount::from_sat(50);
+    let mut d = open(&chain, &MemoryStore::new(), cfg.clone());
+    d.submit_epoch(payload(0)).unwrap();
+    let n = step(&mut d);
+    assert!(n.iter().any(|x| matches!(x, Notice::FeeCapReached { .. })), "{n:?}");
+    assert!(chain.mempool().is_empty());
+
+    // The daily budget counts every anchor of the day.
+    let chain = ScriptedBackend::new();
+    chain.fund(&anchor_script(&key().public()), Amount::from_sat(1_000_000));
+    cfg.max_fee_per_anchor = Amount::from_sat(50_000);
+    cfg.max_fee_per_day = Amount::from_sat(400);
+    let mut d = open(&chain, &MemoryStore::new(), cfg);
+    anchor_and_confirm(&chain, &mut d, 0);
+    d.submit_epoch(payload(1)).unwrap();
+    let n = step(&mut d);
+    assert!(n.iter().any(|x| matches!(x, Notice::FeeCapReached { .. })), "{n:?}");
+    // Next day, the budget is back.
+    let n = d.step(1_767_225_600 + 86_400, [1; 32]).unwrap();
+    assert!(anchored(&n).is_some(), "{n:?}");
+}
+
+#[test]
+fn dust_is_never_created() {
+    let chain = ScriptedBackend::new();
+    chain.fund(&anchor_script(&key().public()), Amount::from_sat(1_050));
+    let mut d = open(&chain, &MemoryStore::new(), config());
+    d.submit_epoch(payload(0)).unwrap();
+    assert!(step(&mut d).iter().any(|n| matches!(n, Notice::InsufficientFunds { .. })));
+    assert!(chain.mempool().is_empty());
+    // A dust payout is refused by the builder.
+    let plan = AnchorPlan {
+        chain_input: Utxo { outpoint: OutPoint::null(), value: Amount::from_sat(100_000) },
+        extra_inputs: vec![],
+        payload: payload(0),
+        payouts: vec![Payout {
+            id: 9,
+            script_pubkey: anchor_script(&key().public()),
+            amount: Amount::from_sat(329),
+        }],
+        fee_rate: FeeRate::from_sat_per_vb_u32(1),
+    };
+    assert!(matches!(
+        tx::build_anchor(&plan, &KeySigner::new(key()), &[0; 32]),
+        Err(tx::BuildError::DustPayout { id: 9, .. })
+    ));
+}
+
+#[test]
+fn payouts_ride_on_an_anchor_and_are_reported_when_confirmed() {
+    let (chain, _store, mut d) = funded();
+    let worker = SigningKey::from_secret_bytes([5; 32]).unwrap();
+    let script = anchor_script(&worker.public());
+    d.queue_payouts(vec![
+        Payout { id: 1, script_pubkey: script.clone(), amount: Amount::from_sat(5_000) },
+        Payout { id: 2, script_pubkey: script.clone(), amount: Amount::from_sat(7_000) },
+    ])
+    .unwrap();
+    d.submit_epoch(payload(0)).unwrap();
+    let a = anchored(&step(&mut d)).unwrap();
+    let tx = d.machine().records()[&a].tx().unwrap();
+    assert_eq!(tx.output.len(), 4);
+    assert_eq!(tx.output[2].value + tx.output[3].value, Amount::from_sat(12_000));
+    chain.mine(1);
+    let n = step(&mut d);
+    assert!(n.iter().any(|x| matches!(x, Notice::Confirmed { payout_ids, .. } if payout_ids == &vec![1, 2])));
+}
+
+fn reorg_case(depth: u32) {
+    let (chain, _store, mut d) = funded();
+    anchor_and_confirm(&chain, &mut d, 0);
+    d.submit_epoch(payload(1)).unwrap();
+    let a1 = anchored(&step(&mut d)).unwrap();
+    chain.mine(1);
+    chain.mine_empty(depth - 1);
+    assert_eq!(confirmed(&step(&mut d)), vec![a1]);
+    let confirmed_at = match d.machine().records()[&a1].status {
+        AnchorStatus::Confirmed { height, .. } => height,
+        ref s => panic!("{s:?}"),
+    };
+    // A longer branch without the anchor (like `invalidateblock` and mining elsewhere).
+    chain.disconnect(depth);
+    chain.evict(&a1);
+    chain.mine_empty(depth + 1);
+    let n = step(&mut d);
+    assert!(n.iter().any(|x| matches!(x, Notice::Unconfirmed { txid } if *txid == a1)), "{n:?}");
+    assert_eq!(d.machine().records()[&a1].status, AnchorStatus::Pending);
+    assert!(matches!(d.machine().epoch_status(1, chain.height()), EpochAnchorStatus::Pending { .. }));
+    assert_eq!(chain.mempool().len(), 1, "re-broadcast after the reorg");
+    chain.mine(1);
+    assert_eq!(confirmed(&step(&mut d)), vec![a1]);
+    match d.machine().records()[&a1].status {
+        AnchorStatus::Confirmed { height, .. } => assert!(height > confirmed_at),
+        ref s => panic!("{s:?}"),
+    }
+    // The anchor chain continues from it.
+    let a2 = anchor_and_confirm(&chain, &mut d, 2);
+    assert_eq!(d.machine().records()[&a2].chain_input(), Some(OutPoint { txid: a1, vout: 0 }));
+}
+
+#[test]
+fn reorg_of_depth_1_is_recovered() {
+    reorg_case(1);
+}
+
+#[test]
+fn reorg_of_depth_3_is_recovered() {
+    reorg_case(3);
+}
+
+#[test]
+fn node_down_is_transient_and_work_resumes() {
+    let (chain, _store, mut d) = funded();
+    d.submit_epoch(payload(0)).unwrap();
+    chain.set_down(true);
+    let err = d.step(1, [0; 32]).unwrap_err();
+    assert!(err.is_transient(), "{err}");
+    chain.set_down(false);
+    let a = anchored(&step(&mut d)).unwrap();
+    chain.mine(1);
+    assert_eq!(confirmed(&step(&mut d)), vec![a]);
+}
+
+#[test]
+fn wrong_network_is_refused() {
+    let chain = ScriptedBackend::new();
+    let err = AnchorDriver::open(
+        chain,
+        MemoryStore::new(),
+        AnchorConfig::new(Network::Signet),
+        Box::new(KeySigner::new(key())),
+        0,
+    )
+    .err()
+    .unwrap();
+    assert!(matches!(err, DriverError::WrongNetwork { .. }), "{err}");
+    assert!(err.to_string().contains("regtest"));
+}
+
+#[test]
+fn nothing_is_broadcast_when_the_write_before_it_fails() {
+    let (chain2, store2) = (ScriptedBackend::new(), MemoryStore::new());
+    chain2.fund(&anchor_script(&key().public()), Amount::from_sat(1_000_000));
+    let mut d2 = open(&chain2, &store2, config());
+    d2.submit_epoch(payload(0)).unwrap();
+    d2.sync().unwrap();
+    store2.fail_next_commit();
+    assert!(matches!(d2.step(1, [0; 32]), Err(DriverError::Store(_))));
+    assert!(chain2.mempool().is_empty(), "a failed write must stop the broadcast");
+    // The next round, with the store healthy again, anchors normally.
+    assert!(anchored(&step(&mut d2)).is_some());
+}
+
+/// A store that dies after `limit` commits: every later commit fails, as if the process
+/// had been killed right after the last successful write.
+#[derive(Clone)]
+struct DyingStore {
+    inner: MemoryStore,
+    limit: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("killed")]
+struct Killed;
+
+impl AnchorStore for DyingStore {
+    type Error = Killed;
+    fn load(&self) -> Result<Option<(cairn_anchor::machine::Head, Vec<cairn_anchor::AnchorRecord>)>, Killed> {
+        self.inner.load().map_err(|_| Killed)
+    }
+    fn commit(&mut self, cs: &Changeset) -> Result<(), Killed> {
+        if self.inner.commits() >= self.limit {
+            return Err(Killed);
+        }
+        self.inner.commit(cs).map_err(|_| Killed)
+    }
+}
+
+/// The scenario: genesis, a chained anchor, a stuck one replaced, a reorg, payouts.
+fn scenario<S: AnchorStore>(
+    chain: &ScriptedBackend,
+    d: &mut AnchorDriver<ScriptedBackend, S>,
+    round: u32,
+) -> Result<(), DriverError> {
+    let t = 1_767_225_600 + u64::from(round);
+    match round {
+        0 => {
+            d.submit_epoch(payload(0))?;
+        }
+        1 | 3 | 5 | 9 | 11 => {
+            d.step(t, [round as u8; 32])?;
+        }
+        2 | 6 | 10 => {
+            chain.mine(1);
+        }
+        4 => {
+            d.submit_epoch(payload(1))?;
+            d.queue_payouts(vec![Payout {
+                id: 77,
+                script_pubkey: anchor_script(&SigningKey::from_secret_bytes([6; 32]).unwrap().public()),
+                amount: Amount::from_sat(4_000),
+            }])?;
+        }
+        7 => {
+            chain.mine_empty(3);
+            d.submit_epoch(payload(2))?;
+        }
+        8 => {
+            chain.disconnect(1);
+            chain.mine(2);
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+const ROUNDS: u32 = 13;
+
+#[test]
+fn killed_after_any_write_and_restarted_it_never_loses_or_doubles_an_anchor() {
+    // How many commits the full scenario makes when nothing dies.
+    let total = {
+        let chain = ScriptedBackend::new();
+        chain.fund(&anchor_script(&key().public()), Amount::from_sat(1_000_000));
+        let store = MemoryStore::new();
+        let mut d = open(&chain, &store, config());
+        for r in 0..ROUNDS {
+            scenario(&chain, &mut d, r).unwrap();
+        }
+        store.commits()
+    };
+    assert!(total > 10, "scenario too small: {total} commits");
+    for limit in 0..=total {
+        let chain = ScriptedBackend::new();
+        chain.fund(&anchor_script(&key().public()), Amount::from_sat(1_000_000));
+        let store = MemoryStore::new();
+        let dying = DyingStore { inner: store.clone(), limit };
+        let mut d =
+            AnchorDriver::open(chain.clone(), dying, config(), Box::new(KeySigner::new(key())), 0).unwrap();
+        let mut round = 0;
+        while round < ROUNDS {
+            if scenario(&chain, &mut d, round).is_err() {
+                break;
+            }
+            round += 1;
+        }
+        // Restart from what was written, and replay the rest (an operator re-submits the
+        // epoch the coordinator has not seen anchored; submitting twice is harmless).
+        let mut d = open(&chain, &store.snapshot(), config());
+        for r in round..ROUNDS {
+            scenario(&chain, &mut d, r).unwrap();
+        }
+        d.submit_epoch(payload(2)).unwrap();
+        for _ in 0..6 {
+            d.step(1_767_300_000, [9; 32]).unwrap();
+            chain.mine(1);
+        }
+        d.step(1_767_300_000, [9; 32]).unwrap();
+        // Every record that confirmed spends a distinct chain input; the chain is one line.
+        let chain_records = d.machine().confirmed_chain();
+        assert!(!chain_records.is_empty(), "limit {limit}");
+        assert_eq!(chain_records.last().unwrap().payload, payload(2), "limit {limit}: newest epoch anchored");
+        let mut parents: Vec<OutPoint> = chain_records.iter().filter_map(|r| r.chain_input()).collect();
+        parents.sort();
+        parents.dedup();
+        assert_eq!(parents.len(), chain_records.len(), "limit {limit}: two anchors share a parent");
+        for r in &chain_records {
+            assert!(chain.is_confirmed(&r.txid), "limit {limit}: {} not on chain", r.txid);
+        }
+        for w in chain_records.windows(2) {
+            assert_eq!(w[1].chain_input(), Some(OutPoint { txid: w[0].txid, vout: 0 }), "limit {limit}");
+        }
+        assert!(d.machine().pending().is_empty(), "limit {limit}");
+    }
+}
