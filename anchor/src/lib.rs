@@ -8,6 +8,8 @@
 pub mod backend;
 pub mod driver;
 pub mod machine;
+pub mod regtest;
+pub mod rpc;
 pub mod scripted;
 pub mod store;
 pub mod tx;
@@ -15,5 +17,6 @@ pub mod tx;
 pub use backend::{BroadcastError, ChainBackend, ChainError, ChainInfo, UtxoInfo};
 pub use driver::{AnchorDriver, DriverError};
 pub use machine::{AnchorConfig, AnchorMachine, AnchorRecord, AnchorStatus, EpochAnchorStatus, Notice};
+pub use rpc::{BitcoinCoreRpc, RpcAuth, RpcConfig};
 pub use store::{AnchorStore, Changeset, MemoryStore};
 pub use tx::{anchor_address, anchor_script, AnchorSigner, KeySigner, Payout};
