@@ -13,6 +13,7 @@ pub mod rpc;
 pub mod scripted;
 pub mod store;
 pub mod tx;
+pub mod verify;
 
 pub use backend::{BroadcastError, ChainBackend, ChainError, ChainInfo, UtxoInfo};
 pub use driver::{AnchorDriver, DriverError};

@@ -10,6 +10,8 @@
     missing_docs
 )]
 
+mod common;
+
 use std::time::Duration;
 
 use bitcoin::{OutPoint, Txid};
@@ -266,4 +268,44 @@ fn node_down_and_back() {
     env.mine(1);
     let n = step(&mut d);
     assert_eq!(confirmed(&n), vec![a], "{n:?}");
+}
+
+#[test]
+fn audit_a_receipt_against_bitcoin_core() {
+    let Some(env) = start("audit_a_receipt_against_bitcoin_core") else { return };
+    env.fund_anchor();
+    let side = common::Side::new(3, 5);
+    let store = MemoryStore::new();
+    let mut d = env.driver(&store);
+    d.submit_epoch(side.payload(2)).unwrap();
+    let a = anchored(&step(&mut d)).unwrap();
+    env.mine(6);
+    assert_eq!(confirmed(&step(&mut d)), vec![a]);
+    let AnchorStatus::Confirmed { block, .. } = d.machine().records()[&a].status else { panic!() };
+    // A receipt of epoch 0, covered through the header chain by the anchor of epoch 2.
+    let (r, i, path, headers) = side.parts(0, 4, 2);
+    let proof = cairn_anchor::verify::assemble_receipt_proof(
+        Network::Regtest,
+        r,
+        i,
+        path,
+        headers,
+        a,
+        block,
+        &env.rpc,
+    )
+    .unwrap();
+    let report = cairn_anchor::verify::verify_receipt(&proof, &env.rpc, Network::Regtest, 6);
+    assert!(report.ok(), "{report:#?}");
+    let report = cairn_anchor::verify::verify_receipt(&proof, &env.rpc, Network::Regtest, 7);
+    assert_eq!(report.first_failure().unwrap().name, "depth");
+    // The block header in the proof is the one Core has, and the OTS path reaches its root.
+    let v = proof.verify().unwrap();
+    let header: Value = env.call("getblockheader", json!([block.to_string()]));
+    let root_display = header["merkleroot"].as_str().unwrap();
+    let mut root = v.block_merkle_root.0;
+    root.reverse();
+    assert_eq!(hex::encode(root), root_display);
+    let ops = proof.ots_ops().unwrap();
+    assert_eq!(cairn_spec::proof::apply_ots(&v.receipt_leaf.0, &ops), v.block_merkle_root.0.to_vec());
 }

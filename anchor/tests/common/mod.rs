@@ -1,0 +1,75 @@
+//! A small sidechain for tests: a coordinator key, epochs of signed receipts and their
+//! signed, hash-chained headers.
+#![allow(dead_code, clippy::unwrap_used, clippy::indexing_slicing, missing_docs)]
+
+use cairn_spec::hash::sha256;
+use cairn_spec::merkle::{self, MerkleTree};
+use cairn_spec::*;
+
+pub struct Side {
+    pub coord: SigningKey,
+    pub epochs: Vec<(Vec<SignedReceipt>, SignedEpochHeader)>,
+}
+
+impl Side {
+    pub fn new(n_epochs: u32, receipts_per_epoch: u32) -> Side {
+        let coord = SigningKey::from_secret_bytes([11; 32]).unwrap();
+        let worker = SigningKey::from_secret_bytes([12; 32]).unwrap().public();
+        let mut epochs = Vec::new();
+        let mut prev = Hash32::ZERO;
+        for height in 0..n_epochs {
+            let receipts: Vec<SignedReceipt> = (0..receipts_per_epoch)
+                .map(|i| {
+                    let body = WorkReceipt {
+                        network: Network::Regtest,
+                        coordinator: coord.public(),
+                        epoch: height,
+                        task: sha256(format!("t{height}-{i}").as_bytes()),
+                        class: sha256(b"class"),
+                        worker,
+                        result_hash: sha256(format!("r{height}-{i}").as_bytes()),
+                        verdict: Verdict::Accepted,
+                        units: 1,
+                        reward_sats: 10,
+                    };
+                    Signed::sign(body, &coord, &[0; 32])
+                })
+                .collect();
+            let leaves: Vec<Hash32> = receipts.iter().map(|r| r.body.leaf_hash()).collect();
+            let header = EpochHeader {
+                network: Network::Regtest,
+                coordinator: coord.public(),
+                height,
+                prev,
+                receipts_root: merkle::root(&leaves),
+                state_root: sha256(b"state"),
+                receipt_count: receipts_per_epoch,
+                accepted_count: receipts_per_epoch,
+                reward_sats: 10 * u64::from(receipts_per_epoch),
+                time: 1_767_225_600 + u64::from(height) * 600,
+            };
+            prev = header.hash();
+            epochs.push((receipts, Signed::sign(header, &coord, &[0; 32])));
+        }
+        Side { coord, epochs }
+    }
+
+    pub fn payload(&self, epoch: u32) -> AnchorPayload {
+        let h = &self.epochs[epoch as usize].1.body;
+        AnchorPayload { height: h.height, header_hash: h.hash() }
+    }
+
+    /// (receipt, index, path, headers from its epoch up to `anchored`).
+    pub fn parts(
+        &self,
+        epoch: u32,
+        index: u32,
+        anchored: u32,
+    ) -> (SignedReceipt, u32, Vec<Hash32>, Vec<SignedEpochHeader>) {
+        let (receipts, _) = &self.epochs[epoch as usize];
+        let tree = MerkleTree::new(receipts.iter().map(|r| r.body.leaf_hash()).collect());
+        let headers =
+            self.epochs[epoch as usize..=anchored as usize].iter().map(|(_, h)| h.clone()).collect();
+        (receipts[index as usize].clone(), index, tree.proof(index).unwrap().siblings, headers)
+    }
+}

@@ -1,0 +1,203 @@
+//! The auditor's verifier on the scripted chain (not Bitcoin Core; see `bitcoind.rs` for the
+//! real node): every failure is reported under the name of the step that failed.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing, missing_docs)]
+
+mod common;
+
+use bitcoin::{Amount, Txid};
+use cairn_anchor::machine::{AnchorConfig, AnchorStatus, Notice};
+use cairn_anchor::scripted::ScriptedBackend;
+use cairn_anchor::store::MemoryStore;
+use cairn_anchor::tx::{anchor_script, KeySigner};
+use cairn_anchor::verify::{
+    assemble_receipt_proof, find_equivocation, verify_anchor_chain, verify_receipt, AnchorRef, Outcome,
+    Report,
+};
+use cairn_anchor::AnchorDriver;
+use cairn_spec::{Network, ReceiptProof, Signed, SigningKey};
+use common::Side;
+
+struct World {
+    chain: ScriptedBackend,
+    side: Side,
+    anchors: Vec<AnchorRef>,
+}
+
+/// Five epochs; anchors committing epochs 1, 3 and 4, each confirmed, then 5 more blocks.
+fn world() -> World {
+    let side = Side::new(5, 7);
+    let key = SigningKey::from_secret_bytes([42; 32]).unwrap();
+    let chain = ScriptedBackend::new();
+    chain.fund(&anchor_script(&key.public()), Amount::from_sat(1_000_000));
+    let mut d = AnchorDriver::open(
+        chain.clone(),
+        MemoryStore::new(),
+        AnchorConfig::new(Network::Regtest),
+        Box::new(KeySigner::new(key)),
+        0,
+    )
+    .unwrap();
+    let mut anchors = Vec::new();
+    for e in [1, 3, 4] {
+        d.submit_epoch(side.payload(e)).unwrap();
+        let txid = d
+            .step(1, [0; 32])
+            .unwrap()
+            .iter()
+            .find_map(|n| match n {
+                Notice::Anchored { txid, .. } => Some(*txid),
+                _ => None,
+            })
+            .unwrap();
+        chain.mine(1);
+        d.step(1, [0; 32]).unwrap();
+        let AnchorStatus::Confirmed { block, .. } = d.machine().records()[&txid].status else { panic!() };
+        anchors.push(AnchorRef { txid, block });
+    }
+    chain.mine(5);
+    World { chain, side, anchors }
+}
+
+fn proof(w: &World, epoch: u32, index: u32, anchor: usize, anchored_epoch: u32) -> ReceiptProof {
+    let (r, i, path, headers) = w.side.parts(epoch, index, anchored_epoch);
+    assemble_receipt_proof(
+        Network::Regtest,
+        r,
+        i,
+        path,
+        headers,
+        w.anchors[anchor].txid,
+        w.anchors[anchor].block,
+        &w.chain,
+    )
+    .unwrap()
+}
+
+fn failed(r: &Report) -> &'static str {
+    let f = r.first_failure().expect("a failure");
+    // Everything after the first failure is reported as not run.
+    let pos = r.checks.iter().position(|c| c.outcome == Outcome::Fail).unwrap();
+    assert!(r.checks[pos + 1..].iter().all(|c| c.outcome == Outcome::Skipped));
+    f.name
+}
+
+#[test]
+fn a_good_receipt_passes_every_named_check() {
+    let w = world();
+    // A receipt of epoch 0, anchored through the header chain by the anchor of epoch 1.
+    let p = proof(&w, 0, 6, 0, 1);
+    let r = verify_receipt(&p, &w.chain, Network::Regtest, 6);
+    assert!(r.ok(), "{r:#?}");
+    assert_eq!(r.checks.len(), cairn_anchor::verify::RECEIPT_CHECKS.len());
+    // Epoch 2 is covered by the anchor of epoch 3.
+    assert!(verify_receipt(&proof(&w, 2, 3, 1, 3), &w.chain, Network::Regtest, 1).ok());
+    // And the offline part of the proof exports to OpenTimestamps operations that reach the
+    // block's Merkle root.
+    let v = p.verify().unwrap();
+    let ops = p.ots_ops().unwrap();
+    assert_eq!(cairn_spec::proof::apply_ots(&v.receipt_leaf.0, &ops), v.block_merkle_root.0.to_vec());
+}
+
+#[test]
+fn a_tampered_receipt_fails_its_signature() {
+    let w = world();
+    let mut p = proof(&w, 0, 1, 0, 1);
+    p.receipt.body.reward_sats = 1_000_000;
+    assert_eq!(failed(&verify_receipt(&p, &w.chain, Network::Regtest, 1)), "receipt_signature");
+}
+
+#[test]
+fn a_wrong_sibling_fails_inclusion() {
+    let w = world();
+    let mut p = proof(&w, 0, 1, 0, 1);
+    p.receipt_path[1].0[0] ^= 1;
+    assert_eq!(failed(&verify_receipt(&p, &w.chain, Network::Regtest, 1)), "receipt_inclusion");
+}
+
+#[test]
+fn a_header_not_in_the_op_return_fails_the_payload() {
+    let w = world();
+    // Headers only up to epoch 0, but the anchor commits epoch 1.
+    let (r, i, path, headers) = w.side.parts(0, 1, 0);
+    let p = assemble_receipt_proof(
+        Network::Regtest,
+        r,
+        i,
+        path,
+        headers,
+        w.anchors[0].txid,
+        w.anchors[0].block,
+        &w.chain,
+    )
+    .unwrap();
+    assert_eq!(failed(&verify_receipt(&p, &w.chain, Network::Regtest, 1)), "anchor_payload");
+}
+
+#[test]
+fn an_anchor_at_the_wrong_height_is_not_on_the_best_chain() {
+    let w = world();
+    let mut p = proof(&w, 0, 1, 0, 1);
+    p.block_height += 1;
+    assert_eq!(failed(&verify_receipt(&p, &w.chain, Network::Regtest, 1)), "block_on_best_chain");
+}
+
+#[test]
+fn not_deep_enough() {
+    let w = world();
+    let p = proof(&w, 4, 0, 2, 4);
+    let r = verify_receipt(&p, &w.chain, Network::Regtest, 7);
+    assert_eq!(failed(&r), "depth");
+    assert!(r.first_failure().unwrap().detail.starts_with("6 confirmations"));
+    assert!(verify_receipt(&p, &w.chain, Network::Regtest, 6).ok());
+}
+
+#[test]
+fn wrong_network() {
+    let w = world();
+    let p = proof(&w, 0, 1, 0, 1);
+    assert_eq!(failed(&verify_receipt(&p, &w.chain, Network::Signet, 1)), "node_network");
+    let mut q = p.clone();
+    q.network = Network::Signet;
+    assert_eq!(failed(&verify_receipt(&q, &w.chain, Network::Signet, 1)), "network");
+}
+
+#[test]
+fn a_reorged_out_anchor_fails() {
+    let w = world();
+    let p = proof(&w, 4, 0, 2, 4);
+    w.chain.disconnect(6);
+    for a in &w.anchors {
+        w.chain.evict(&a.txid);
+    }
+    w.chain.mine_empty(8);
+    assert_eq!(failed(&verify_receipt(&p, &w.chain, Network::Regtest, 1)), "block_on_best_chain");
+}
+
+#[test]
+fn anchor_chain_continuity() {
+    let w = world();
+    let (r, payloads) = verify_anchor_chain(w.anchors[0].txid, &w.anchors, &w.chain);
+    assert!(r.ok(), "{r:#?}");
+    assert_eq!(payloads.iter().map(|p| p.height).collect::<Vec<_>>(), vec![1, 3, 4]);
+    // Skipping an anchor breaks the chain of spends.
+    let gap = [w.anchors[0], w.anchors[2]];
+    let (r, _) = verify_anchor_chain(w.anchors[0].txid, &gap, &w.chain);
+    assert_eq!(failed(&r), "continuity");
+    // Starting elsewhere than the trusted genesis anchor is refused.
+    let (r, _) =
+        verify_anchor_chain(Txid::from_raw_hash(bitcoin::hashes::Hash::all_zeros()), &w.anchors, &w.chain);
+    assert_eq!(failed(&r), "genesis");
+}
+
+#[test]
+fn equivocation_is_found_with_both_headers() {
+    let side = Side::new(3, 2);
+    let honest = side.epochs[1].1.clone();
+    let mut other = honest.body.clone();
+    other.state_root.0[0] ^= 1;
+    let forged = Signed::sign(other, &side.coord, &[0; 32]);
+    let headers = vec![side.epochs[0].1.clone(), honest.clone(), forged.clone(), side.epochs[2].1.clone()];
+    let (a, b) = find_equivocation(&headers).expect("equivocation");
+    assert_eq!((a, b), (honest, forged));
+    assert!(find_equivocation(&side.epochs.iter().map(|(_, h)| h.clone()).collect::<Vec<_>>()).is_none());
+}
