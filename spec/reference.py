@@ -39,6 +39,7 @@ TAGS = [
     "cairn/content", "cairn/task-class", "cairn/task", "cairn/commitment",
     "cairn/commit-message", "cairn/reveal", "cairn/registration", "cairn/receipt",
     "cairn/ledger-entry", "cairn/merkle-node", "cairn/merkle-empty", "cairn/epoch-header",
+    "cairn/task-announcement", "cairn/claim",
 ]
 
 # ----------------------------------------------------------------------------- §4 BIP340
@@ -423,6 +424,27 @@ def dec_epoch_header(r):
             "receipts_root": receipts_root, "receipt_count": count, "body": r.b[start:r.pos]}
 
 
+def enc_task_announcement(j):
+    return b"\x01" + enc_task(j["task"]) + u(j["announced_at"], 8)
+
+
+def dec_task_announcement(r):
+    dec_version(r)
+    dec_task(r)
+    r.uint(8)
+
+
+def enc_claim(j):
+    return b"\x01" + h(j["task"]) + h(j["worker"]) + u(j["claimed_at"], 8)
+
+
+def dec_claim(r):
+    dec_version(r)
+    dec_hash(r)
+    dec_key(r)
+    r.uint(8)
+
+
 # type -> (tag of the id, encoder, decoder, signer field or None)
 OBJECTS = {
     "task_class": ("cairn/task-class", enc_task_class, dec_task_class, None),
@@ -433,6 +455,8 @@ OBJECTS = {
     "receipt": ("cairn/receipt", enc_receipt, dec_receipt, "coordinator"),
     "ledger_entry": ("cairn/ledger-entry", enc_ledger_entry, dec_ledger_entry, None),
     "epoch_header": ("cairn/epoch-header", enc_epoch_header, dec_epoch_header, "coordinator"),
+    "task_announcement": ("cairn/task-announcement", enc_task_announcement, dec_task_announcement, "task"),
+    "claim": ("cairn/claim", enc_claim, dec_claim, "worker"),
 }
 
 
@@ -696,6 +720,136 @@ def apply_ops(msg, ops):
     return msg
 
 
+# ----------------------------------------------------------------------------- §11 wire
+
+# gossip kind -> (object type, topic)
+GOSSIP_KINDS = {1: ("task_announcement", "tasks"), 2: ("receipt", "receipts"), 3: ("epoch_header", "epochs")}
+# request tag -> object type for signed bodies
+REQUEST_SIGNED = {1: "registration", 2: "claim", 3: "commitment", 4: "reveal"}
+
+
+def dec_signed(r, ty):
+    OBJECTS[ty][2](r)
+    r.take(64)
+
+
+def dec_gossip(r):
+    if r.uint(1) != 1:
+        raise DecodeError("unknown_version")
+    kind = r.uint(1)
+    if kind not in GOSSIP_KINDS:
+        raise DecodeError("invalid_tag")
+    dec_signed(r, GOSSIP_KINDS[kind][0])
+
+
+def dec_request(r):
+    if r.uint(1) != 1:
+        raise DecodeError("unknown_version")
+    r.uint(8)
+    r.uint(8)
+    tag = r.uint(1)
+    if tag in REQUEST_SIGNED:
+        dec_signed(r, REQUEST_SIGNED[tag])
+    elif tag == 5:
+        r.take(32)
+        r.uint(8)
+        if r.uint(4) > 1 << 20:
+            raise DecodeError("too_long")
+    elif tag == 6:
+        r.take(32)
+    elif tag == 7:
+        r.uint(4)
+        if r.uint(2) > 256:
+            raise DecodeError("too_long")
+    else:
+        raise DecodeError("invalid_tag")
+
+
+def dec_response(r):
+    if r.uint(1) != 1:
+        raise DecodeError("unknown_version")
+    r.uint(8)
+    tag = r.uint(1)
+    if tag == 0:
+        r.uint(2)
+        try:
+            r.var(4, 256).decode()
+        except UnicodeDecodeError:
+            raise DecodeError("invalid_value")
+    elif tag == 1:
+        pass
+    elif tag == 2:
+        r.take(32)
+        r.uint(8)
+    elif tag == 3:
+        r.uint(8)
+        r.uint(8)
+        r.var(4, 1 << 20)
+    elif tag == 4:
+        flag = r.uint(1)
+        if flag == 1:
+            dec_signed(r, "receipt")
+        elif flag != 0:
+            raise DecodeError("invalid_tag")
+    elif tag == 5:
+        n = r.uint(2)
+        if n > 256:
+            raise DecodeError("too_long")
+        if n * 222 > len(r.b) - r.pos:
+            raise DecodeError("unexpected_end")
+        for _ in range(n):
+            dec_signed(r, "epoch_header")
+    else:
+        raise DecodeError("invalid_tag")
+
+
+WIRE = {"gossip": dec_gossip, "request": dec_request, "response": dec_response}
+
+
+def decode_wire(ty, b):
+    r = Reader(b)
+    try:
+        WIRE[ty](r)
+        r.finish()
+    except DecodeError as e:
+        return e.code
+    return None
+
+
+def check_wire(v):
+    n = 0
+    assert v["request_protocol"] == "/cairn/1/regtest/req"
+    for c in v["gossip"]:
+        b = h(c["encoding"])
+        ty, topic = GOSSIP_KINDS[b[1]]
+        assert b[0] == 1 and b[1] == c["kind"] and b[2:] == h(c["inner"])
+        assert c["topic"] == "cairn/1/regtest/" + topic
+        assert decode_wire("gossip", b) is None
+        inner = h(c["inner"])
+        tag, _, _, _ = OBJECTS[ty]
+        oid = tagged_hash(tag, inner[:-64])
+        # announcement: version, then the task (version, network, coordinator ...);
+        # receipt and header: version, network, coordinator.
+        signer = inner[3:35] if ty == "task_announcement" else inner[2:34]
+        assert schnorr_verify(signer, oid, inner[-64:]), ty
+        n += 1
+    for c in v["requests"]:
+        b = h(c["encoding"])
+        assert b[0] == 1 and int.from_bytes(b[1:9], "big") == c["id"] and int.from_bytes(b[9:17], "big") == c["deadline_ms"]
+        assert b[17] == c["kind"] and decode_wire("request", b) is None
+        n += 1
+    for c in v["responses"]:
+        b = h(c["encoding"])
+        assert b[0] == 1 and int.from_bytes(b[1:9], "big") == c["id"] and b[9] == c["kind"]
+        assert decode_wire("response", b) is None
+        n += 1
+    for c in v["invalid"]:
+        got = decode_wire(c["type"], h(c["encoding"]))
+        assert got == c["error"], (c["name"], got, c["error"])
+        n += 1
+    return n
+
+
 # ----------------------------------------------------------------------------- vectors
 
 
@@ -746,7 +900,8 @@ def check_objects(v):
         if signer:
             assert full[:-64] == body, c["type"]
             assert full[-64:].hex() == c["json"]["signature"]
-            assert c["json"][signer] == c["signer"]
+            signer_key = c["json"]["task"]["coordinator"] if signer == "task" else c["json"][signer]
+            assert signer_key == c["signer"]
             assert schnorr_verify(h(c["signer"]), oid, full[-64:]), c["type"]
         else:
             assert full == body, c["type"]
@@ -822,6 +977,7 @@ CHECKS = {
     "state_root.json": check_state_root,
     "anchor_payload.json": check_anchor_payload,
     "receipt_proof.json": check_receipt_proofs,
+    "wire.json": check_wire,
 }
 
 

@@ -14,7 +14,7 @@ fn check<T: Decode + Encode>(b: &[u8]) {
 fuzz_target!(|data: &[u8]| {
     // The first byte picks the type so the fuzzer can specialise; the rest is the input.
     let Some((&which, rest)) = data.split_first() else { return };
-    match which % 8 {
+    match which % 13 {
         0 => check::<TaskClass>(rest),
         1 => check::<Task>(rest),
         2 => check::<Signed<Registration>>(rest),
@@ -22,6 +22,11 @@ fuzz_target!(|data: &[u8]| {
         4 => check::<Signed<Reveal>>(rest),
         5 => check::<SignedReceipt>(rest),
         6 => check::<LedgerEntry>(rest),
-        _ => check::<SignedEpochHeader>(rest),
+        7 => check::<SignedEpochHeader>(rest),
+        8 => check::<Signed<TaskAnnouncement>>(rest),
+        9 => check::<Signed<Claim>>(rest),
+        10 => check::<GossipMessage>(rest),
+        11 => check::<Request>(rest),
+        _ => check::<Response>(rest),
     }
 });

@@ -268,6 +268,18 @@ fn object_vectors() -> Value {
         obj("ledger_entry", &ledger),
         signed_obj("epoch_header", &Signed::sign(genesis.clone(), &coord, &AUX)),
         signed_obj("epoch_header", &Signed::sign(next.clone(), &coord, &AUX)),
+        signed_obj(
+            "task_announcement",
+            &Signed::sign(TaskAnnouncement { task: task.clone(), announced_at: 1_767_225_601 }, &coord, &AUX),
+        ),
+        signed_obj(
+            "claim",
+            &Signed::sign(
+                Claim { task: task.id(), worker: worker.public(), claimed_at: 1_767_225_602 },
+                &worker,
+                &AUX,
+            ),
+        ),
     ];
 
     // Invalid encodings: each is a valid encoding with one defect.
@@ -680,6 +692,103 @@ fn receipt_proof_vectors() -> Value {
     })
 }
 
+// ---------------------------------------------------------------- wire
+
+fn wire_vectors() -> Value {
+    use cairn_spec::wire::{request_protocol, Request, RequestBody, Response, ResponseBody};
+    let coord = key(1);
+    let worker = key(2);
+    let task = sample_task(&coord);
+    let ann =
+        Signed::sign(TaskAnnouncement { task: task.clone(), announced_at: 1_767_225_601 }, &coord, &AUX);
+    let rec = receipt(&coord, 1, 0, Verdict::Accepted);
+    let w = build_world();
+    let hdr = w.epochs[1].1.clone();
+    let gossip: Vec<Value> = [
+        GossipMessage::Task(ann.clone()),
+        GossipMessage::Receipt(rec.clone()),
+        GossipMessage::Epoch(hdr.clone()),
+    ]
+    .into_iter()
+    .map(|m| {
+        let inner = match &m {
+            GossipMessage::Task(t) => t.to_bytes(),
+            GossipMessage::Receipt(r) => r.to_bytes(),
+            GossipMessage::Epoch(h) => h.to_bytes(),
+        };
+        json!({
+            "topic": m.topic().name(Network::Regtest),
+            "kind": m.to_bytes()[1],
+            "encoding": hex::encode(m.to_bytes()),
+            "inner": hex::encode(inner),
+        })
+    })
+    .collect();
+    let claim = Signed::sign(
+        Claim { task: task.id(), worker: worker.public(), claimed_at: 1_767_225_602 },
+        &worker,
+        &AUX,
+    );
+    let requests: Vec<Value> = [
+        RequestBody::Claim(claim.clone()),
+        RequestBody::GetBlob { hash: content_hash(b"blob"), offset: 65_536, len: 65_536 },
+        RequestBody::GetReceipt { id: rec.id() },
+        RequestBody::GetEpochs { from: 0, count: 256 },
+    ]
+    .into_iter()
+    .enumerate()
+    .map(|(i, body)| {
+        let r = Request { id: 1000 + i as u64, deadline_ms: 1_767_225_610_000, body };
+        json!({ "id": r.id, "deadline_ms": r.deadline_ms, "kind": r.to_bytes()[17], "encoding": hex::encode(r.to_bytes()) })
+    })
+    .collect();
+    let responses: Vec<Value> = [
+        ResponseBody::Error { code: 429, message: "rate limited".into() },
+        ResponseBody::Ack,
+        ResponseBody::Lease { task: task.id(), expires_at: 1_767_225_660 },
+        ResponseBody::Blob { total: 100_000, offset: 65_536, bytes: vec![7; 16] },
+        ResponseBody::Receipt(Some(rec.clone())),
+        ResponseBody::Receipt(None),
+        ResponseBody::Epochs(w.epochs.iter().map(|(_, h)| h.clone()).collect()),
+    ]
+    .into_iter()
+    .enumerate()
+    .map(|(i, body)| {
+        let r = Response { id: 2000 + i as u64, body };
+        json!({ "id": r.id, "kind": r.to_bytes()[9], "encoding": hex::encode(r.to_bytes()) })
+    })
+    .collect();
+    let mut invalid = Vec::new();
+    let mut g = GossipMessage::Receipt(rec.clone()).to_bytes();
+    g[0] = 2;
+    invalid.push(json!({ "type": "gossip", "name": "unknown wire version", "encoding": hex::encode(&g), "error": "unknown_version" }));
+    let mut g = GossipMessage::Receipt(rec).to_bytes();
+    g[1] = 9;
+    invalid.push(json!({ "type": "gossip", "name": "unknown kind", "encoding": hex::encode(&g), "error": "invalid_tag" }));
+    let big = Request { id: 1, deadline_ms: 2, body: RequestBody::GetEpochs { from: 0, count: 257 } };
+    invalid.push(json!({ "type": "request", "name": "too many epochs asked", "encoding": hex::encode(big.to_bytes()), "error": "too_long" }));
+    let big = Request {
+        id: 1,
+        deadline_ms: 2,
+        body: RequestBody::GetBlob { hash: Hash32::ZERO, offset: 0, len: (1 << 20) + 1 },
+    };
+    invalid.push(json!({ "type": "request", "name": "blob chunk above 1 MiB", "encoding": hex::encode(big.to_bytes()), "error": "too_long" }));
+    let mut forged = Response { id: 3, body: ResponseBody::Epochs(vec![hdr]) }.to_bytes();
+    forged[10..12].copy_from_slice(&300u16.to_be_bytes());
+    invalid.push(json!({ "type": "response", "name": "epoch count above 256", "encoding": hex::encode(&forged), "error": "too_long" }));
+    let mut forged = Response { id: 3, body: ResponseBody::Epochs(vec![]) }.to_bytes();
+    forged[10..12].copy_from_slice(&200u16.to_be_bytes());
+    invalid.push(json!({ "type": "response", "name": "epoch count beyond the bytes present", "encoding": hex::encode(&forged), "error": "unexpected_end" }));
+    json!({
+        "description": "Network frames (SPEC.md section 11): gossip messages with their topic and signed inner object, request and response frames; invalid frames with the decoder error code",
+        "request_protocol": request_protocol(Network::Regtest),
+        "gossip": gossip,
+        "requests": requests,
+        "responses": responses,
+        "invalid": invalid,
+    })
+}
+
 /// Every vector file, by name, with its contents.
 pub fn all_vectors() -> BTreeMap<&'static str, Value> {
     BTreeMap::from([
@@ -690,6 +799,7 @@ pub fn all_vectors() -> BTreeMap<&'static str, Value> {
         ("state_root.json", state_root_vectors()),
         ("anchor_payload.json", anchor_payload_vectors()),
         ("receipt_proof.json", receipt_proof_vectors()),
+        ("wire.json", wire_vectors()),
     ])
 }
 

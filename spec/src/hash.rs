@@ -105,11 +105,15 @@ pub enum Tag {
     MerkleEmpty,
     /// Epoch header hash.
     EpochHeader,
+    /// Id (signed digest) of a task announcement.
+    TaskAnnouncement,
+    /// Id (signed digest) of a claim.
+    Claim,
 }
 
 impl Tag {
     /// All tags, in SPEC.md order.
-    pub const ALL: [Tag; 12] = [
+    pub const ALL: [Tag; 14] = [
         Tag::Content,
         Tag::TaskClass,
         Tag::Task,
@@ -122,6 +126,8 @@ impl Tag {
         Tag::MerkleNode,
         Tag::MerkleEmpty,
         Tag::EpochHeader,
+        Tag::TaskAnnouncement,
+        Tag::Claim,
     ];
 
     /// The ASCII tag string hashed into the prefix.
@@ -139,6 +145,8 @@ impl Tag {
             Tag::MerkleNode => "cairn/merkle-node",
             Tag::MerkleEmpty => "cairn/merkle-empty",
             Tag::EpochHeader => "cairn/epoch-header",
+            Tag::TaskAnnouncement => "cairn/task-announcement",
+            Tag::Claim => "cairn/claim",
         }
     }
 
@@ -156,6 +164,8 @@ impl Tag {
             Tag::MerkleNode => 9,
             Tag::MerkleEmpty => 10,
             Tag::EpochHeader => 11,
+            Tag::TaskAnnouncement => 12,
+            Tag::Claim => 13,
         }
     }
 

@@ -21,6 +21,7 @@ pub mod receipt;
 mod serde_hex;
 pub mod signed;
 pub mod task;
+pub mod wire;
 pub mod work;
 
 pub use anchor_payload::{AnchorPayload, PayloadError};
@@ -35,6 +36,7 @@ pub use proof::{OtsOp, ProofError, ReceiptProof, VerifiedProof};
 pub use receipt::{SignedReceipt, Verdict, WorkReceipt};
 pub use signed::{Object, Signed, Signer};
 pub use task::{ComparisonRule, ExecutorKind, Payload, Task, TaskClass};
+pub use wire::{Claim, GossipMessage, Request, RequestBody, Response, ResponseBody, TaskAnnouncement, Topic};
 pub use work::{Commitment, Registration, Reveal};
 
 /// The protocol version this crate implements (SPEC.md §1).

@@ -209,6 +209,11 @@ fn decode_all_canonical(bytes: &[u8]) {
     check::<LedgerEntry>(bytes);
     check::<SignedEpochHeader>(bytes);
     check::<ReceiptProof>(bytes);
+    check::<Signed<TaskAnnouncement>>(bytes);
+    check::<Signed<Claim>>(bytes);
+    check::<GossipMessage>(bytes);
+    check::<Request>(bytes);
+    check::<Response>(bytes);
     let _ = AnchorPayload::from_bytes(bytes);
     let _ = AnchorPayload::from_script(bitcoin::Script::from_bytes(bytes));
     if let Ok(p) = ReceiptProof::from_bytes(bytes) {

@@ -128,6 +128,11 @@ fn decode_err(ty: &str, b: &[u8]) -> Option<&'static str> {
         "receipt" => SignedReceipt::from_bytes(b).err(),
         "ledger_entry" => LedgerEntry::from_bytes(b).err(),
         "epoch_header" => SignedEpochHeader::from_bytes(b).err(),
+        "task_announcement" => Signed::<TaskAnnouncement>::from_bytes(b).err(),
+        "claim" => Signed::<Claim>::from_bytes(b).err(),
+        "gossip" => GossipMessage::from_bytes(b).err(),
+        "request" => Request::from_bytes(b).err(),
+        "response" => Response::from_bytes(b).err(),
         other => panic!("unknown object type {other}"),
     };
     r.map(|e| e.code())
@@ -148,11 +153,13 @@ fn check_objects(v: &Value) -> usize {
             "receipt" => round_trip_signed::<WorkReceipt>(c),
             "ledger_entry" => round_trip::<LedgerEntry>(c),
             "epoch_header" => round_trip_signed::<EpochHeader>(c),
+            "task_announcement" => round_trip_signed::<TaskAnnouncement>(c),
+            "claim" => round_trip_signed::<Claim>(c),
             other => panic!("unknown object type {other}"),
         }
         n += 1;
     }
-    assert_eq!(types.len(), 8, "every object type has a valid vector");
+    assert_eq!(types.len(), 10, "every object type has a valid vector");
     for c in arr(&v["invalid"]) {
         let got = decode_err(c["type"].as_str().unwrap(), &bytes(&c["encoding"]));
         assert_eq!(got, Some(c["error"].as_str().unwrap()), "{}", c["name"]);
@@ -224,6 +231,36 @@ fn check_receipt_proofs(v: &Value) -> usize {
     n
 }
 
+fn check_wire(v: &Value) -> usize {
+    let mut n = 0;
+    assert_eq!(v["request_protocol"], "/cairn/1/regtest/req");
+    for c in arr(&v["gossip"]) {
+        let m = GossipMessage::from_bytes(&bytes(&c["encoding"])).unwrap();
+        assert_eq!(m.topic().name(Network::Regtest), c["topic"].as_str().unwrap());
+        assert!(m.verify_signature());
+        assert_eq!(hex::encode(m.to_bytes()), c["encoding"].as_str().unwrap());
+        n += 1;
+    }
+    for c in arr(&v["requests"]) {
+        let r = Request::from_bytes(&bytes(&c["encoding"])).unwrap();
+        assert_eq!(r.id, c["id"].as_u64().unwrap());
+        assert_eq!(hex::encode(r.to_bytes()), c["encoding"].as_str().unwrap());
+        n += 1;
+    }
+    for c in arr(&v["responses"]) {
+        let r = Response::from_bytes(&bytes(&c["encoding"])).unwrap();
+        assert_eq!(r.id, c["id"].as_u64().unwrap());
+        assert_eq!(hex::encode(r.to_bytes()), c["encoding"].as_str().unwrap());
+        n += 1;
+    }
+    for c in arr(&v["invalid"]) {
+        let got = decode_err(c["type"].as_str().unwrap(), &bytes(&c["encoding"]));
+        assert_eq!(got, Some(c["error"].as_str().unwrap()), "{}", c["name"]);
+        n += 1;
+    }
+    n
+}
+
 #[test]
 fn every_vector_file_is_checked() {
     let mut checked = Vec::new();
@@ -242,6 +279,7 @@ fn every_vector_file_is_checked() {
             "state_root.json" => check_state_root(&v),
             "anchor_payload.json" => check_anchor_payload(&v),
             "receipt_proof.json" => check_receipt_proofs(&v),
+            "wire.json" => check_wire(&v),
             other => panic!("vector file {other} is not used by any test"),
         };
         assert!(cases > 0, "{name} has no cases");

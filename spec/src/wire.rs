@@ -1,0 +1,477 @@
+//! What travels on the network (SPEC.md §11): gossip messages (task announcements,
+//! receipts, epoch headers) and the request/response frames of the Cairn request protocol,
+//! with their size bounds and topic names.
+//!
+//! Owns these layouts and bounds. Must never know about libp2p: the `p2p` crate carries the
+//! bytes; this module says what they mean.
+
+use crate::codec::{expect_version, Decode, DecodeError, Encode, Reader, Writer};
+use crate::epoch::SignedEpochHeader;
+use crate::hash::{Hash32, Tag};
+use crate::keys::PubKey;
+use crate::network::Network;
+use crate::receipt::SignedReceipt;
+use crate::signed::{Object, Signed, Signer};
+use crate::task::Task;
+use crate::work::{Commitment, Registration, Reveal};
+
+/// Largest gossip message.
+pub const MAX_GOSSIP_BYTES: usize = 128 * 1024;
+/// Largest request frame.
+pub const MAX_REQUEST_BYTES: usize = 256 * 1024;
+/// Largest response frame.
+pub const MAX_RESPONSE_BYTES: usize = 2 * 1024 * 1024;
+/// Most epoch headers per `GetEpochs` request or response.
+pub const MAX_EPOCHS_PER_REQUEST: usize = 256;
+/// Largest blob chunk per `GetBlob`.
+pub const MAX_BLOB_CHUNK: usize = 1024 * 1024;
+/// Longest error message in a response.
+pub const MAX_ERROR_MESSAGE: usize = 256;
+
+/// The wire protocol version carried in topic names and protocol ids.
+pub const WIRE_VERSION: u8 = 1;
+
+/// A gossip topic.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Topic {
+    /// Task announcements.
+    Tasks,
+    /// Work receipts.
+    Receipts,
+    /// Epoch headers.
+    Epochs,
+}
+
+impl Topic {
+    /// All topics.
+    pub const ALL: [Topic; 3] = [Topic::Tasks, Topic::Receipts, Topic::Epochs];
+
+    /// The topic string on `network`: `cairn/1/<network>/<topic>`.
+    pub fn name(self, network: Network) -> String {
+        let t = match self {
+            Topic::Tasks => "tasks",
+            Topic::Receipts => "receipts",
+            Topic::Epochs => "epochs",
+        };
+        format!("cairn/{WIRE_VERSION}/{}/{t}", network.name())
+    }
+}
+
+/// The request-response protocol id on `network`.
+pub fn request_protocol(network: Network) -> String {
+    format!("/cairn/{WIRE_VERSION}/{}/req", network.name())
+}
+
+/// A coordinator's announcement of a task open for claims.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TaskAnnouncement {
+    /// The task (its coordinator signs the announcement).
+    pub task: Task,
+    /// Unix seconds of the announcement.
+    pub announced_at: u64,
+}
+
+impl Encode for TaskAnnouncement {
+    fn encode(&self, w: &mut Writer) {
+        w.u8(1);
+        self.task.encode(w);
+        w.u64(self.announced_at);
+    }
+}
+
+impl Decode for TaskAnnouncement {
+    const NAME: &'static str = "task announcement";
+
+    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        expect_version(r, Self::NAME, 1)?;
+        Ok(TaskAnnouncement { task: Task::decode(r)?, announced_at: r.u64("announced_at")? })
+    }
+}
+
+impl Object for TaskAnnouncement {
+    const TAG: Tag = Tag::TaskAnnouncement;
+}
+
+impl Signer for TaskAnnouncement {
+    fn signer(&self) -> &PubKey {
+        &self.task.coordinator
+    }
+}
+
+/// A worker's claim on a task.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Claim {
+    /// Task id.
+    pub task: Hash32,
+    /// Worker's key.
+    pub worker: PubKey,
+    /// Unix seconds when signed.
+    pub claimed_at: u64,
+}
+
+impl Encode for Claim {
+    fn encode(&self, w: &mut Writer) {
+        w.u8(1).raw(&self.task.0);
+        self.worker.encode(w);
+        w.u64(self.claimed_at);
+    }
+}
+
+impl Decode for Claim {
+    const NAME: &'static str = "claim";
+
+    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        expect_version(r, Self::NAME, 1)?;
+        Ok(Claim {
+            task: Hash32(r.array("task")?),
+            worker: PubKey::decode(r, "worker")?,
+            claimed_at: r.u64("claimed_at")?,
+        })
+    }
+}
+
+impl Object for Claim {
+    const TAG: Tag = Tag::Claim;
+}
+
+impl Signer for Claim {
+    fn signer(&self) -> &PubKey {
+        &self.worker
+    }
+}
+
+/// A gossip message: one signed protocol object, tagged by kind.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum GossipMessage {
+    /// Kind 1, topic `tasks`.
+    Task(Signed<TaskAnnouncement>),
+    /// Kind 2, topic `receipts`.
+    Receipt(SignedReceipt),
+    /// Kind 3, topic `epochs`.
+    Epoch(SignedEpochHeader),
+}
+
+impl GossipMessage {
+    /// The topic this message belongs on.
+    pub fn topic(&self) -> Topic {
+        match self {
+            GossipMessage::Task(_) => Topic::Tasks,
+            GossipMessage::Receipt(_) => Topic::Receipts,
+            GossipMessage::Epoch(_) => Topic::Epochs,
+        }
+    }
+
+    /// The network the signed object is for.
+    pub fn network(&self) -> Network {
+        match self {
+            GossipMessage::Task(t) => t.body.task.network,
+            GossipMessage::Receipt(r) => r.body.network,
+            GossipMessage::Epoch(h) => h.body.network,
+        }
+    }
+
+    /// The key that signed the object (always a coordinator).
+    pub fn signer(&self) -> PubKey {
+        match self {
+            GossipMessage::Task(t) => *t.body.signer(),
+            GossipMessage::Receipt(r) => *r.body.signer(),
+            GossipMessage::Epoch(h) => *h.body.signer(),
+        }
+    }
+
+    /// Whether the object's signature is valid.
+    pub fn verify_signature(&self) -> bool {
+        match self {
+            GossipMessage::Task(t) => t.verify(),
+            GossipMessage::Receipt(r) => r.verify(),
+            GossipMessage::Epoch(h) => h.verify(),
+        }
+    }
+}
+
+impl Encode for GossipMessage {
+    fn encode(&self, w: &mut Writer) {
+        w.u8(WIRE_VERSION);
+        match self {
+            GossipMessage::Task(t) => {
+                w.u8(1);
+                t.encode(w);
+            }
+            GossipMessage::Receipt(r) => {
+                w.u8(2);
+                r.encode(w);
+            }
+            GossipMessage::Epoch(h) => {
+                w.u8(3);
+                h.encode(w);
+            }
+        }
+    }
+}
+
+impl Decode for GossipMessage {
+    const NAME: &'static str = "gossip message";
+
+    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        expect_version(r, Self::NAME, WIRE_VERSION)?;
+        match r.u8("kind")? {
+            1 => Ok(GossipMessage::Task(Signed::decode(r)?)),
+            2 => Ok(GossipMessage::Receipt(Signed::decode(r)?)),
+            3 => Ok(GossipMessage::Epoch(Signed::decode(r)?)),
+            tag => Err(DecodeError::InvalidTag { field: "kind", tag }),
+        }
+    }
+}
+
+/// What a request asks.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RequestBody {
+    /// 1: register as a worker.
+    Register(Signed<Registration>),
+    /// 2: claim a task (a lease).
+    Claim(Signed<Claim>),
+    /// 3: commit to a result.
+    Commit(Signed<Commitment>),
+    /// 4: reveal a result.
+    Reveal(Signed<Reveal>),
+    /// 5: a chunk of a content-addressed blob.
+    GetBlob {
+        /// Content hash.
+        hash: Hash32,
+        /// First byte.
+        offset: u64,
+        /// At most `MAX_BLOB_CHUNK`.
+        len: u32,
+    },
+    /// 6: a receipt by id.
+    GetReceipt {
+        /// Receipt id.
+        id: Hash32,
+    },
+    /// 7: signed epoch headers from a height (sync).
+    GetEpochs {
+        /// First height.
+        from: u32,
+        /// At most `MAX_EPOCHS_PER_REQUEST`.
+        count: u16,
+    },
+}
+
+/// A request frame: an id the response echoes, a deadline after which it is not answered.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Request {
+    /// Requester-chosen id, echoed by the response.
+    pub id: u64,
+    /// Unix milliseconds after which the responder drops the request.
+    pub deadline_ms: u64,
+    /// The request.
+    pub body: RequestBody,
+}
+
+impl Encode for Request {
+    fn encode(&self, w: &mut Writer) {
+        w.u8(WIRE_VERSION).u64(self.id).u64(self.deadline_ms);
+        match &self.body {
+            RequestBody::Register(x) => {
+                w.u8(1);
+                x.encode(w);
+            }
+            RequestBody::Claim(x) => {
+                w.u8(2);
+                x.encode(w);
+            }
+            RequestBody::Commit(x) => {
+                w.u8(3);
+                x.encode(w);
+            }
+            RequestBody::Reveal(x) => {
+                w.u8(4);
+                x.encode(w);
+            }
+            RequestBody::GetBlob { hash, offset, len } => {
+                w.u8(5).raw(&hash.0).u64(*offset).u32(*len);
+            }
+            RequestBody::GetReceipt { id } => {
+                w.u8(6).raw(&id.0);
+            }
+            RequestBody::GetEpochs { from, count } => {
+                w.u8(7).u32(*from).u16(*count);
+            }
+        }
+    }
+}
+
+impl Decode for Request {
+    const NAME: &'static str = "request";
+
+    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        expect_version(r, Self::NAME, WIRE_VERSION)?;
+        let id = r.u64("id")?;
+        let deadline_ms = r.u64("deadline_ms")?;
+        let body = match r.u8("request")? {
+            1 => RequestBody::Register(Signed::decode(r)?),
+            2 => RequestBody::Claim(Signed::decode(r)?),
+            3 => RequestBody::Commit(Signed::decode(r)?),
+            4 => RequestBody::Reveal(Signed::decode(r)?),
+            5 => {
+                let hash = Hash32(r.array("hash")?);
+                let offset = r.u64("offset")?;
+                let len = r.u32("len")?;
+                if len as usize > MAX_BLOB_CHUNK {
+                    return Err(DecodeError::TooLong {
+                        field: "len",
+                        len: len as usize,
+                        max: MAX_BLOB_CHUNK,
+                    });
+                }
+                RequestBody::GetBlob { hash, offset, len }
+            }
+            6 => RequestBody::GetReceipt { id: Hash32(r.array("id")?) },
+            7 => {
+                let from = r.u32("from")?;
+                let count = r.u16("count")?;
+                if count as usize > MAX_EPOCHS_PER_REQUEST {
+                    return Err(DecodeError::TooLong {
+                        field: "count",
+                        len: count as usize,
+                        max: MAX_EPOCHS_PER_REQUEST,
+                    });
+                }
+                RequestBody::GetEpochs { from, count }
+            }
+            tag => return Err(DecodeError::InvalidTag { field: "request", tag }),
+        };
+        Ok(Request { id, deadline_ms, body })
+    }
+}
+
+/// What a response says.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ResponseBody {
+    /// 0: refused, with a code and a reason for people.
+    Error {
+        /// Machine-readable code (400 bad request, 403 not registered, 404 not found,
+        /// 408 deadline passed, 409 conflict, 429 rate limited, 500 internal).
+        code: u16,
+        /// Reason, at most 256 bytes of UTF-8.
+        message: String,
+    },
+    /// 1: accepted.
+    Ack,
+    /// 2: a lease on a task until `expires_at` (unix seconds).
+    Lease {
+        /// Task id.
+        task: Hash32,
+        /// Lease end.
+        expires_at: u64,
+    },
+    /// 3: a blob chunk.
+    Blob {
+        /// Blob length.
+        total: u64,
+        /// Offset of the chunk.
+        offset: u64,
+        /// The bytes (at most `MAX_BLOB_CHUNK`).
+        bytes: Vec<u8>,
+    },
+    /// 4: a receipt, if known.
+    Receipt(Option<SignedReceipt>),
+    /// 5: consecutive epoch headers (possibly fewer than asked).
+    Epochs(Vec<SignedEpochHeader>),
+}
+
+/// A response frame.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Response {
+    /// The id of the request answered.
+    pub id: u64,
+    /// The answer.
+    pub body: ResponseBody,
+}
+
+impl Encode for Response {
+    fn encode(&self, w: &mut Writer) {
+        w.u8(WIRE_VERSION).u64(self.id);
+        match &self.body {
+            ResponseBody::Error { code, message } => {
+                // Cut to the bound at a character boundary so the result stays UTF-8.
+                let mut end = message.len().min(MAX_ERROR_MESSAGE);
+                while !message.is_char_boundary(end) {
+                    end -= 1;
+                }
+                w.u8(0).u16(*code).bytes_u32(message.get(..end).unwrap_or_default().as_bytes());
+            }
+            ResponseBody::Ack => {
+                w.u8(1);
+            }
+            ResponseBody::Lease { task, expires_at } => {
+                w.u8(2).raw(&task.0).u64(*expires_at);
+            }
+            ResponseBody::Blob { total, offset, bytes } => {
+                w.u8(3).u64(*total).u64(*offset).bytes_u32(bytes);
+            }
+            ResponseBody::Receipt(r) => {
+                w.u8(4);
+                match r {
+                    Some(r) => {
+                        w.u8(1);
+                        r.encode(w);
+                    }
+                    None => {
+                        w.u8(0);
+                    }
+                }
+            }
+            ResponseBody::Epochs(hs) => {
+                w.u8(5).u16(hs.len() as u16);
+                for h in hs {
+                    h.encode(w);
+                }
+            }
+        }
+    }
+}
+
+impl Decode for Response {
+    const NAME: &'static str = "response";
+
+    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        expect_version(r, Self::NAME, WIRE_VERSION)?;
+        let id = r.u64("id")?;
+        let body = match r.u8("response")? {
+            0 => {
+                let code = r.u16("code")?;
+                let m = r.bytes_u32("message", MAX_ERROR_MESSAGE)?;
+                let message = std::str::from_utf8(m)
+                    .map_err(|_| DecodeError::InvalidValue { field: "message", reason: "not UTF-8" })?
+                    .to_owned();
+                ResponseBody::Error { code, message }
+            }
+            1 => ResponseBody::Ack,
+            2 => ResponseBody::Lease { task: Hash32(r.array("task")?), expires_at: r.u64("expires_at")? },
+            3 => {
+                let total = r.u64("total")?;
+                let offset = r.u64("offset")?;
+                let bytes = r.bytes_u32("bytes", MAX_BLOB_CHUNK)?.to_vec();
+                ResponseBody::Blob { total, offset, bytes }
+            }
+            4 => match r.u8("receipt")? {
+                0 => ResponseBody::Receipt(None),
+                1 => ResponseBody::Receipt(Some(Signed::decode(r)?)),
+                tag => return Err(DecodeError::InvalidTag { field: "receipt", tag }),
+            },
+            5 => {
+                let len = r.u16("epochs")? as usize;
+                let n = r.count(
+                    "epochs",
+                    len,
+                    MAX_EPOCHS_PER_REQUEST,
+                    crate::epoch::EpochHeader::ENCODED_LEN + 64,
+                )?;
+                ResponseBody::Epochs((0..n).map(|_| Signed::decode(r)).collect::<Result<_, _>>()?)
+            }
+            tag => return Err(DecodeError::InvalidTag { field: "response", tag }),
+        };
+        Ok(Response { id, body })
+    }
+}
