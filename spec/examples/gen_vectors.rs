@@ -747,7 +747,7 @@ fn wire_vectors() -> Value {
         ResponseBody::Ack,
         ResponseBody::Lease { task: task.id(), expires_at: 1_767_225_660 },
         ResponseBody::Blob { total: 100_000, offset: 65_536, bytes: vec![7; 16] },
-        ResponseBody::Receipt(Some(rec.clone())),
+        ResponseBody::Receipt(Some(Box::new(rec.clone()))),
         ResponseBody::Receipt(None),
         ResponseBody::Epochs(w.epochs.iter().map(|(_, h)| h.clone()).collect()),
     ]

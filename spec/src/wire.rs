@@ -375,7 +375,7 @@ pub enum ResponseBody {
         bytes: Vec<u8>,
     },
     /// 4: a receipt, if known.
-    Receipt(Option<SignedReceipt>),
+    Receipt(Option<Box<SignedReceipt>>),
     /// 5: consecutive epoch headers (possibly fewer than asked).
     Epochs(Vec<SignedEpochHeader>),
 }
@@ -457,7 +457,7 @@ impl Decode for Response {
             }
             4 => match r.u8("receipt")? {
                 0 => ResponseBody::Receipt(None),
-                1 => ResponseBody::Receipt(Some(Signed::decode(r)?)),
+                1 => ResponseBody::Receipt(Some(Box::new(Signed::decode(r)?))),
                 tag => return Err(DecodeError::InvalidTag { field: "receipt", tag }),
             },
             5 => {
