@@ -1,0 +1,373 @@
+//! The one event loop that owns the swarm: it runs commands from the handle, validates
+//! every gossip message and request frame before the application sees it, enforces
+//! per-peer request rates, matches responses to requests, and reports events upward.
+//!
+//! Owns all libp2p state. Must never block on the application: events go out with
+//! `try_send`, and what the application cannot take is ignored (gossip) or answered "busy"
+//! (requests), never queued without bound.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use cairn_spec::wire::{Topic, MAX_GOSSIP_BYTES};
+use cairn_spec::{Decode, GossipMessage, Network, Request, Response, ResponseBody};
+use futures::StreamExt;
+use libp2p::gossipsub::{self, MessageAcceptance};
+use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
+use libp2p::swarm::SwarmEvent;
+use libp2p::{identify, Multiaddr, PeerId, Swarm};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::behaviour::{identify_version, topic, Behaviour, BehaviourEvent, Topics};
+use crate::config::NetworkConfig;
+use crate::{
+    Acceptance, GossipId, Metrics, NetworkEvent, P2pError, Peer, RejectReason, ReplyToken, RequestError,
+};
+
+pub(crate) enum Command {
+    Publish { topic: Topic, data: Vec<u8>, reply: oneshot::Sender<Result<(), P2pError>> },
+    Report { id: GossipId, acceptance: Acceptance },
+    Request { peer: PeerId, request: Box<Request>, reply: oneshot::Sender<Result<Response, RequestError>> },
+    Respond { token: ReplyToken, body: ResponseBody, reply: oneshot::Sender<Result<(), P2pError>> },
+    Dial { addr: Multiaddr, reply: oneshot::Sender<Result<(), P2pError>> },
+    Peers { reply: oneshot::Sender<Vec<PeerId>> },
+    ListenAddrs { reply: oneshot::Sender<Vec<Multiaddr>> },
+    Score { peer: PeerId, reply: oneshot::Sender<Option<f64>> },
+    MeshPeers { topic: Topic, reply: oneshot::Sender<usize> },
+    Disconnect { peer: PeerId },
+    Shutdown { reply: oneshot::Sender<()> },
+}
+
+struct Bucket {
+    tokens: f64,
+    last: Instant,
+}
+
+pub(crate) struct EventLoop {
+    pub(crate) swarm: Swarm<Behaviour>,
+    pub(crate) commands: mpsc::Receiver<Command>,
+    pub(crate) events: mpsc::Sender<NetworkEvent>,
+    pub(crate) config: NetworkConfig,
+    pub(crate) topics: Topics,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) pending_out:
+        HashMap<OutboundRequestId, (u64, oneshot::Sender<Result<Response, RequestError>>)>,
+    pub(crate) pending_in: HashMap<u64, (u64, ResponseChannel<Response>)>,
+    pub(crate) next_token: u64,
+    buckets: HashMap<PeerId, Bucket>,
+    pub(crate) listen_addrs: Vec<Multiaddr>,
+}
+
+/// Most inbound requests waiting for the application at once.
+const MAX_PENDING_INBOUND: usize = 4096;
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+impl EventLoop {
+    pub(crate) fn new(
+        swarm: Swarm<Behaviour>,
+        commands: mpsc::Receiver<Command>,
+        events: mpsc::Sender<NetworkEvent>,
+        config: NetworkConfig,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        let topics = crate::behaviour::topics(config.network);
+        EventLoop {
+            swarm,
+            commands,
+            events,
+            config,
+            topics,
+            metrics,
+            pending_out: HashMap::new(),
+            pending_in: HashMap::new(),
+            next_token: 0,
+            buckets: HashMap::new(),
+            listen_addrs: Vec::new(),
+        }
+    }
+
+    pub(crate) async fn run(mut self) {
+        let mut bootstrap = tokio::time::interval(Duration::from_secs(30));
+        loop {
+            tokio::select! {
+                cmd = self.commands.recv() => match cmd {
+                    None => break,
+                    Some(Command::Shutdown { reply }) => {
+                        let _ = reply.send(());
+                        break;
+                    }
+                    Some(c) => self.on_command(c),
+                },
+                ev = self.swarm.select_next_some() => self.on_swarm_event(ev),
+                _ = bootstrap.tick() => {
+                    // Fails harmlessly while no peer is known.
+                    let _ = self.swarm.behaviour_mut().kad.bootstrap();
+                }
+            }
+        }
+        tracing::debug!(target: "cairn::p2p", "event loop stopped");
+    }
+
+    fn network(&self) -> Network {
+        self.config.network
+    }
+
+    fn emit(&self, ev: NetworkEvent) -> bool {
+        match self.events.try_send(ev) {
+            Ok(()) => true,
+            Err(_) => {
+                self.metrics.events_dropped.fetch_add(1, Ordering::Relaxed);
+                false
+            }
+        }
+    }
+
+    fn on_command(&mut self, c: Command) {
+        match c {
+            Command::Publish { topic: t, data, reply } => {
+                let len = data.len() as u64;
+                let ident = topic(t, self.network());
+                let r = self
+                    .swarm
+                    .behaviour_mut()
+                    .gossipsub
+                    .publish(ident, data)
+                    .map(|_| ())
+                    .map_err(|e| P2pError::Publish(e.to_string()));
+                if r.is_ok() {
+                    self.metrics.gossip_out[t as usize].fetch_add(1, Ordering::Relaxed);
+                    self.metrics.bytes_out.fetch_add(len, Ordering::Relaxed);
+                }
+                let _ = reply.send(r);
+            }
+            Command::Report { id, acceptance } => {
+                let a = match acceptance {
+                    Acceptance::Accept => MessageAcceptance::Accept,
+                    Acceptance::Reject => MessageAcceptance::Reject,
+                    Acceptance::Ignore => MessageAcceptance::Ignore,
+                };
+                if matches!(acceptance, Acceptance::Reject) {
+                    self.metrics.rejects.fetch_add(1, Ordering::Relaxed);
+                }
+                self.swarm.behaviour_mut().gossipsub.report_message_validation_result(&id.id, &id.source, a);
+            }
+            Command::Request { peer, request, reply } => {
+                let id = request.id;
+                let rid = self.swarm.behaviour_mut().rpc.send_request(&peer, *request);
+                self.pending_out.insert(rid, (id, reply));
+            }
+            Command::Respond { token, body, reply } => {
+                let r = match self.pending_in.remove(&token.0) {
+                    Some((id, channel)) => self
+                        .swarm
+                        .behaviour_mut()
+                        .rpc
+                        .send_response(channel, Response { id, body })
+                        .map_err(|_| P2pError::Closed("the requester is gone".into())),
+                    None => Err(P2pError::Closed(
+                        "no such pending request (already answered or timed out)".into(),
+                    )),
+                };
+                let _ = reply.send(r);
+            }
+            Command::Dial { addr, reply } => {
+                if let Some(peer) = peer_of(&addr) {
+                    self.swarm.behaviour_mut().kad.add_address(&peer, addr.clone());
+                }
+                let _ = reply.send(self.swarm.dial(addr).map_err(|e| P2pError::Transport(e.to_string())));
+            }
+            Command::Peers { reply } => {
+                let _ = reply.send(self.swarm.connected_peers().copied().collect());
+            }
+            Command::ListenAddrs { reply } => {
+                let _ = reply.send(self.listen_addrs.clone());
+            }
+            Command::Score { peer, reply } => {
+                let _ = reply.send(self.swarm.behaviour().gossipsub.peer_score(&peer));
+            }
+            Command::MeshPeers { topic: t, reply } => {
+                let hash = topic(t, self.network()).hash();
+                let _ = reply.send(self.swarm.behaviour().gossipsub.mesh_peers(&hash).count());
+            }
+            Command::Disconnect { peer } => {
+                let _ = self.swarm.disconnect_peer_id(peer);
+            }
+            Command::Shutdown { .. } => {}
+        }
+    }
+
+    fn reject(&mut self, id: &gossipsub::MessageId, source: PeerId, reason: RejectReason) {
+        self.swarm.behaviour_mut().gossipsub.report_message_validation_result(
+            id,
+            &source,
+            MessageAcceptance::Reject,
+        );
+        self.metrics.rejects.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(target: "cairn::p2p", peer = %source, ?reason, "gossip rejected");
+        self.emit(NetworkEvent::Rejected { from: Peer(source), reason });
+    }
+
+    fn on_gossip(&mut self, source: PeerId, id: gossipsub::MessageId, message: gossipsub::Message) {
+        self.metrics.bytes_in.fetch_add(message.data.len() as u64, Ordering::Relaxed);
+        let Some(t) = self.topics.get(&message.topic).copied() else {
+            return self.reject(&id, source, RejectReason::UnknownTopic);
+        };
+        if message.data.len() > MAX_GOSSIP_BYTES {
+            return self.reject(&id, source, RejectReason::Oversize(message.data.len()));
+        }
+        let msg = match GossipMessage::from_bytes(&message.data) {
+            Ok(m) => m,
+            Err(e) => return self.reject(&id, source, RejectReason::Malformed(e.code())),
+        };
+        if msg.topic() != t {
+            return self.reject(&id, source, RejectReason::WrongTopic);
+        }
+        if msg.network() != self.network() {
+            return self.reject(&id, source, RejectReason::WrongNetwork);
+        }
+        if !msg.verify_signature() {
+            return self.reject(&id, source, RejectReason::BadSignature);
+        }
+        self.metrics.gossip_in[t as usize].fetch_add(1, Ordering::Relaxed);
+        let gid = GossipId { id: id.clone(), source };
+        if !self.emit(NetworkEvent::Gossip { from: Peer(source), message: msg, id: gid }) {
+            // The application is saturated: neither forward nor punish.
+            self.swarm.behaviour_mut().gossipsub.report_message_validation_result(
+                &id,
+                &source,
+                MessageAcceptance::Ignore,
+            );
+        }
+    }
+
+    fn allow_request(&mut self, peer: PeerId) -> bool {
+        let rate = f64::from(self.config.requests_per_second);
+        let burst = f64::from(self.config.request_burst);
+        let now = Instant::now();
+        let b = self.buckets.entry(peer).or_insert(Bucket { tokens: burst, last: now });
+        b.tokens = (b.tokens + now.duration_since(b.last).as_secs_f64() * rate).min(burst);
+        b.last = now;
+        if b.tokens >= 1.0 {
+            b.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn answer(&mut self, channel: ResponseChannel<Response>, id: u64, code: u16, message: &str) {
+        let body = ResponseBody::Error { code, message: message.to_owned() };
+        let _ = self.swarm.behaviour_mut().rpc.send_response(channel, Response { id, body });
+    }
+
+    fn on_rpc(&mut self, ev: request_response::Event<Request, Response>) {
+        match ev {
+            request_response::Event::Message { peer, message, .. } => match message {
+                request_response::Message::Request { request, channel, .. } => {
+                    self.metrics.requests_in.fetch_add(1, Ordering::Relaxed);
+                    if !self.allow_request(peer) {
+                        self.metrics.rate_limited.fetch_add(1, Ordering::Relaxed);
+                        return self.answer(channel, request.id, 429, "rate limited");
+                    }
+                    if request.deadline_ms < now_ms() {
+                        return self.answer(channel, request.id, 408, "deadline passed");
+                    }
+                    if self.pending_in.len() >= MAX_PENDING_INBOUND {
+                        return self.answer(channel, request.id, 503, "busy");
+                    }
+                    self.next_token += 1;
+                    let token = ReplyToken(self.next_token);
+                    let id = request.id;
+                    self.pending_in.insert(token.0, (id, channel));
+                    if !self.emit(NetworkEvent::Request { from: Peer(peer), request, reply: token }) {
+                        if let Some((id, channel)) = self.pending_in.remove(&token.0) {
+                            self.answer(channel, id, 503, "busy");
+                        }
+                    }
+                }
+                request_response::Message::Response { request_id, response } => {
+                    if let Some((id, reply)) = self.pending_out.remove(&request_id) {
+                        let r =
+                            if response.id == id { Ok(response) } else { Err(RequestError::MismatchedId) };
+                        let _ = reply.send(r);
+                    }
+                }
+            },
+            request_response::Event::OutboundFailure { request_id, error, .. } => {
+                if let Some((_, reply)) = self.pending_out.remove(&request_id) {
+                    let e = match error {
+                        request_response::OutboundFailure::Timeout => RequestError::Timeout,
+                        other => RequestError::Failed(other.to_string()),
+                    };
+                    let _ = reply.send(Err(e));
+                }
+            }
+            request_response::Event::InboundFailure { peer, error, .. } => {
+                // A frame that did not decode, or above its bound: never reaches the app.
+                if let request_response::InboundFailure::Io(e) = &error {
+                    if e.kind() == std::io::ErrorKind::InvalidData {
+                        self.metrics.rejects.fetch_add(1, Ordering::Relaxed);
+                        self.emit(NetworkEvent::Rejected {
+                            from: Peer(peer),
+                            reason: RejectReason::MalformedRequest,
+                        });
+                    }
+                }
+            }
+            request_response::Event::ResponseSent { .. } => {}
+        }
+    }
+
+    fn on_swarm_event(&mut self, ev: SwarmEvent<BehaviourEvent>) {
+        match ev {
+            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Message {
+                propagation_source,
+                message_id,
+                message,
+            })) => self.on_gossip(propagation_source, message_id, message),
+            SwarmEvent::Behaviour(BehaviourEvent::Rpc(e)) => self.on_rpc(e),
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
+                peer_id,
+                info,
+                ..
+            })) => {
+                if info.protocol_version != identify_version(self.network()) {
+                    tracing::info!(target: "cairn::p2p", peer = %peer_id, version = %info.protocol_version, "peer of another network; disconnecting");
+                    let _ = self.swarm.disconnect_peer_id(peer_id);
+                    return;
+                }
+                for addr in info.listen_addrs {
+                    self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
+                }
+            }
+            SwarmEvent::ConnectionEstablished { peer_id, num_established, .. } if num_established.get() == 1 => {
+                self.metrics.peers.fetch_add(1, Ordering::Relaxed);
+                self.emit(NetworkEvent::PeerConnected(Peer(peer_id)));
+            }
+            SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } => {
+                self.metrics.peers.fetch_sub(1, Ordering::Relaxed);
+                self.buckets.remove(&peer_id);
+                self.emit(NetworkEvent::PeerDisconnected(Peer(peer_id)));
+            }
+            SwarmEvent::NewListenAddr { address, .. } => {
+                tracing::info!(target: "cairn::p2p", %address, "listening");
+                self.listen_addrs.push(address);
+            }
+            SwarmEvent::ExpiredListenAddr { address, .. } => self.listen_addrs.retain(|a| *a != address),
+            _ => {}
+        }
+    }
+}
+
+/// The peer id at the end of a multiaddress, if any.
+pub(crate) fn peer_of(addr: &Multiaddr) -> Option<PeerId> {
+    addr.iter().find_map(|p| match p {
+        libp2p::multiaddr::Protocol::P2p(id) => Some(id),
+        _ => None,
+    })
+}

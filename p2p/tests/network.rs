@@ -1,0 +1,331 @@
+//! The network over real TCP sockets on 127.0.0.1, every wait bounded: propagation along a
+//! line of six nodes, request-response, a misbehaving peer, partition and catch-up through
+//! the sync protocol, network separation, and request rate limits.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing, missing_docs)]
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use cairn_p2p::{Acceptance, Network, NetworkConfig, NetworkEvent, Peer, RejectReason};
+use cairn_spec::hash::sha256;
+use cairn_spec::wire::Topic;
+use cairn_spec::{
+    Encode, EpochHeader, GossipMessage, Hash32, RequestBody, ResponseBody, Signed, SignedEpochHeader,
+    SigningKey,
+};
+use tokio::sync::mpsc;
+
+#[derive(Default, Clone)]
+struct AppState {
+    headers: BTreeMap<u32, SignedEpochHeader>,
+    gossip: usize,
+    rejected: Vec<(Peer, RejectReason)>,
+    disconnected: Vec<Peer>,
+}
+
+struct Node {
+    net: Network,
+    state: Arc<Mutex<AppState>>,
+    addr: String,
+}
+
+/// A minimal application: accepts every gossip message that reaches it, keeps epoch
+/// headers, serves them to `GetEpochs`, acknowledges other requests.
+fn spawn_app(net: Network, mut events: mpsc::Receiver<NetworkEvent>, state: Arc<Mutex<AppState>>) {
+    tokio::spawn(async move {
+        while let Some(ev) = events.recv().await {
+            match ev {
+                NetworkEvent::Gossip { message, id, .. } => {
+                    {
+                        let mut s = state.lock().unwrap();
+                        if let GossipMessage::Epoch(h) = &message {
+                            s.headers.insert(h.body.height, h.clone());
+                        }
+                        s.gossip += 1;
+                    }
+                    let _ = net.report(id, Acceptance::Accept).await;
+                }
+                NetworkEvent::Request { request, reply, .. } => {
+                    let body = match request.body {
+                        RequestBody::GetEpochs { from, count } => {
+                            let s = state.lock().unwrap();
+                            ResponseBody::Epochs(
+                                s.headers
+                                    .range(from..)
+                                    .take(count as usize)
+                                    .map(|(_, h)| h.clone())
+                                    .collect(),
+                            )
+                        }
+                        _ => ResponseBody::Ack,
+                    };
+                    let _ = net.respond(reply, body).await;
+                }
+                NetworkEvent::Rejected { from, reason } => {
+                    state.lock().unwrap().rejected.push((from, reason))
+                }
+                NetworkEvent::PeerDisconnected(p) => state.lock().unwrap().disconnected.push(p),
+                _ => {}
+            }
+        }
+    });
+}
+
+fn config(network: cairn_spec::Network) -> NetworkConfig {
+    let mut c = NetworkConfig::new(network);
+    c.heartbeat = Duration::from_millis(200);
+    c
+}
+
+async fn start_with(seed: u8, cfg: NetworkConfig) -> Node {
+    let key = SigningKey::from_secret_bytes([seed; 32]).unwrap();
+    let (net, events) = Network::start(cfg, &key).await.unwrap();
+    let state = Arc::new(Mutex::new(AppState::default()));
+    spawn_app(net.clone(), events, state.clone());
+    let addr = net.wait_listening(Duration::from_secs(5)).await.unwrap()[0].clone();
+    Node { net, state, addr }
+}
+
+async fn start(seed: u8) -> Node {
+    start_with(seed, config(cairn_spec::Network::Regtest)).await
+}
+
+/// A chain of `n` signed headers on `network`.
+fn headers(n: u32, network: cairn_spec::Network) -> Vec<SignedEpochHeader> {
+    let coord = SigningKey::from_secret_bytes([77; 32]).unwrap();
+    let mut prev = Hash32::ZERO;
+    (0..n)
+        .map(|height| {
+            let h = EpochHeader {
+                network,
+                coordinator: coord.public(),
+                height,
+                prev,
+                receipts_root: sha256(&height.to_be_bytes()),
+                state_root: sha256(b"s"),
+                receipt_count: 1,
+                accepted_count: 1,
+                reward_sats: 10,
+                time: 1_767_225_600 + u64::from(height),
+            };
+            prev = h.hash();
+            Signed::sign(h, &coord, &[0; 32])
+        })
+        .collect()
+}
+
+async fn until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + timeout;
+    while !f() {
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn until_mesh(nodes: &[&Node], topic: Topic) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    for n in nodes {
+        while n.net.mesh_peers(topic).await.unwrap() == 0 {
+            assert!(tokio::time::Instant::now() < deadline, "mesh did not form");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn six_nodes_in_a_line_gossip_and_request() {
+    let mut nodes = Vec::new();
+    for i in 0..6u8 {
+        let n = start(10 + i).await;
+        if let Some(prev) = nodes.last() {
+            let prev: &Node = prev;
+            n.net.dial(&prev.addr).await.unwrap();
+        }
+        nodes.push(n);
+    }
+    until_mesh(&nodes.iter().collect::<Vec<_>>(), Topic::Epochs).await;
+    let h = headers(1, cairn_spec::Network::Regtest).remove(0);
+    nodes[0].net.publish(&GossipMessage::Epoch(h.clone())).await.unwrap();
+    let started = std::time::Instant::now();
+    until("the header to reach all six nodes", Duration::from_secs(20), || {
+        nodes[1..].iter().all(|n| n.state.lock().unwrap().headers.contains_key(&0))
+    })
+    .await;
+    eprintln!("propagated over 5 hops in {:?}", started.elapsed());
+    // Request-response across a direct connection.
+    let peer = nodes[4].net.local_peer();
+    assert_eq!(peer.protocol_key(), Some(SigningKey::from_secret_bytes([14; 32]).unwrap().public()));
+    let r = nodes[5]
+        .net
+        .request(&peer, RequestBody::GetEpochs { from: 0, count: 10 }, Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(r, ResponseBody::Epochs(vec![h]));
+    let m = nodes[0].net.metrics();
+    assert_eq!(m.gossip_out[Topic::Epochs as usize], 1);
+    assert!(nodes[5].net.metrics().gossip_in[Topic::Epochs as usize] >= 1);
+    for n in &nodes {
+        n.net.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn misbehaving_peers_are_rejected_scored_down_and_graylisted() {
+    let honest = start(30).await;
+    let relay = start(31).await;
+    let bad1 = start(32).await;
+    let bad2 = start(33).await;
+    relay.net.dial(&honest.addr).await.unwrap();
+    bad1.net.dial(&relay.addr).await.unwrap();
+    bad2.net.dial(&relay.addr).await.unwrap();
+    until_mesh(&[&honest, &relay, &bad1, &bad2], Topic::Epochs).await;
+    let (p1, p2) = (bad1.net.local_peer(), bad2.net.local_peer());
+
+    let chain = headers(3, cairn_spec::Network::Regtest);
+    // bad1: garbage and an oversize message; bad2: a forged signature and a header on the
+    // receipts topic.
+    bad1.net.publish_unchecked(Topic::Epochs, vec![0xde, 0xad, 0xbe, 0xef]).await.unwrap();
+    bad1.net.publish_unchecked(Topic::Epochs, vec![7u8; 200 * 1024]).await.unwrap();
+    let mut forged = chain[1].clone();
+    forged.signature.0[5] ^= 1;
+    bad2.net.publish_unchecked(Topic::Epochs, GossipMessage::Epoch(forged).to_bytes()).await.unwrap();
+    bad2.net
+        .publish_unchecked(Topic::Receipts, GossipMessage::Epoch(chain[2].clone()).to_bytes())
+        .await
+        .unwrap();
+    until("four rejections at the relay", Duration::from_secs(10), || {
+        relay.state.lock().unwrap().rejected.len() >= 4
+    })
+    .await;
+    let rejected = relay.state.lock().unwrap().rejected.clone();
+    let of = |p: Peer| rejected.iter().filter(|(f, _)| *f == p).map(|(_, r)| r.clone()).collect::<Vec<_>>();
+    let r1 = of(p1);
+    let r2 = of(p2);
+    assert!(r1.iter().any(|r| matches!(r, RejectReason::Malformed(_))), "{r1:?}");
+    assert!(r1.iter().any(|r| matches!(r, RejectReason::Oversize(_))), "{r1:?}");
+    assert!(r2.contains(&RejectReason::BadSignature), "{r2:?}");
+    assert!(r2.contains(&RejectReason::WrongTopic), "{r2:?}");
+    // None of it reached the application, nothing invalid was forwarded, and the senders'
+    // scores fell.
+    assert_eq!(relay.state.lock().unwrap().gossip, 0);
+    assert!(honest.state.lock().unwrap().rejected.is_empty());
+    let s1 = relay.net.peer_score(&p1).await.unwrap().unwrap();
+    assert!(s1 < -10.0, "score {s1}");
+    // One more invalid message and bad1 is graylisted.
+    bad1.net.publish_unchecked(Topic::Epochs, vec![1, 2, 3]).await.unwrap();
+    until("a fifth rejection", Duration::from_secs(10), || relay.state.lock().unwrap().rejected.len() >= 5)
+        .await;
+    let s1 = relay.net.peer_score(&p1).await.unwrap().unwrap();
+    assert!(s1 < Network::GRAYLIST_THRESHOLD, "score {s1}");
+    // The honest network keeps working.
+    honest.net.publish(&GossipMessage::Epoch(chain[0].clone())).await.unwrap();
+    until("the honest header at the relay", Duration::from_secs(10), || {
+        relay.state.lock().unwrap().headers.contains_key(&0)
+    })
+    .await;
+    assert!(relay.net.metrics().rejects >= 5);
+    for n in [&honest, &relay, &bad1, &bad2] {
+        n.net.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partitioned_node_catches_up_through_sync() {
+    let a = start(40).await;
+    let b = start(41).await;
+    let c = start(42).await;
+    b.net.dial(&a.addr).await.unwrap();
+    c.net.dial(&b.addr).await.unwrap();
+    until_mesh(&[&a, &b, &c], Topic::Epochs).await;
+    let chain = headers(5, cairn_spec::Network::Regtest);
+    a.net.publish(&GossipMessage::Epoch(chain[0].clone())).await.unwrap();
+    until("epoch 0 at c", Duration::from_secs(10), || c.state.lock().unwrap().headers.contains_key(&0)).await;
+    // Cut c off, publish the rest while it is away.
+    c.net.shutdown().await;
+    until_mesh(&[&a, &b], Topic::Epochs).await;
+    for h in &chain[1..] {
+        a.net.publish(&GossipMessage::Epoch(h.clone())).await.unwrap();
+    }
+    until("epochs 1-4 at b", Duration::from_secs(10), || b.state.lock().unwrap().headers.len() == 5).await;
+    // c comes back with the same identity and asks b for what it missed.
+    let c2 = start(42).await;
+    c2.net.dial(&b.addr).await.unwrap();
+    let b_peer = b.net.local_peer();
+    let from = 1;
+    let resp = loop {
+        match c2
+            .net
+            .request(&b_peer, RequestBody::GetEpochs { from, count: 256 }, Duration::from_secs(5))
+            .await
+        {
+            Ok(r) => break r,
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    };
+    let ResponseBody::Epochs(got) = resp else { panic!("{resp:?}") };
+    assert_eq!(got.len(), 4);
+    let mut prev = chain[0].body.clone();
+    for h in &got {
+        assert!(h.verify() && h.body.follows(&prev));
+        prev = h.body.clone();
+    }
+    for n in [&a, &b, &c2] {
+        n.net.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn regtest_and_signet_never_exchange_gossip() {
+    let r = start_with(50, config(cairn_spec::Network::Regtest)).await;
+    let s = start_with(51, config(cairn_spec::Network::Signet)).await;
+    let r2 = start_with(52, config(cairn_spec::Network::Regtest)).await;
+    s.net.dial(&r.addr).await.unwrap();
+    r2.net.dial(&r.addr).await.unwrap();
+    until_mesh(&[&r, &r2], Topic::Epochs).await;
+    r.net.publish(&GossipMessage::Epoch(headers(1, cairn_spec::Network::Regtest).remove(0))).await.unwrap();
+    until("the regtest peer to get it", Duration::from_secs(10), || r2.state.lock().unwrap().gossip == 1)
+        .await;
+    // Identify tells them apart and they part ways; the signet node saw nothing.
+    until("the signet node to be dropped", Duration::from_secs(10), || {
+        !s.state.lock().unwrap().disconnected.is_empty()
+    })
+    .await;
+    assert_eq!(s.state.lock().unwrap().gossip, 0);
+    assert_eq!(s.net.mesh_peers(Topic::Epochs).await.unwrap(), 0);
+    // A signet object cannot even be published by a regtest node.
+    assert!(r
+        .net
+        .publish(&GossipMessage::Epoch(headers(1, cairn_spec::Network::Signet).remove(0)))
+        .await
+        .is_err());
+    for n in [&r, &s, &r2] {
+        n.net.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_beyond_the_rate_are_refused() {
+    let mut cfg = config(cairn_spec::Network::Regtest);
+    cfg.requests_per_second = 1;
+    cfg.request_burst = 3;
+    let server = start_with(60, cfg).await;
+    let client = start(61).await;
+    client.net.dial(&server.addr).await.unwrap();
+    let peer = server.net.local_peer();
+    let mut answers = Vec::new();
+    for _ in 0..6 {
+        answers.push(
+            client
+                .net
+                .request(&peer, RequestBody::GetReceipt { id: Hash32::ZERO }, Duration::from_secs(5))
+                .await
+                .unwrap(),
+        );
+    }
+    assert_eq!(answers.iter().filter(|a| **a == ResponseBody::Ack).count(), 3, "{answers:?}");
+    assert!(answers.iter().any(|a| matches!(a, ResponseBody::Error { code: 429, .. })));
+    assert!(server.net.metrics().rate_limited >= 2);
+    client.net.shutdown().await;
+    server.net.shutdown().await;
+}
