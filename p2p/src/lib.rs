@@ -403,7 +403,7 @@ impl Network {
         let peer = peer.0;
         let (tx, rx) = oneshot::channel();
         self.commands
-            .send(Command::Request { peer, request, reply: tx })
+            .send(Command::Request { peer, request: Box::new(request), reply: tx })
             .await
             .map_err(|_| RequestError::Closed)?;
         match tokio::time::timeout(timeout, rx).await {
