@@ -345,7 +345,9 @@ impl EventLoop {
                     self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
                 }
             }
-            SwarmEvent::ConnectionEstablished { peer_id, num_established, .. } if num_established.get() == 1 => {
+            SwarmEvent::ConnectionEstablished { peer_id, num_established, .. }
+                if num_established.get() == 1 =>
+            {
                 self.metrics.peers.fetch_add(1, Ordering::Relaxed);
                 self.emit(NetworkEvent::PeerConnected(Peer(peer_id)));
             }
