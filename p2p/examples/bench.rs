@@ -60,7 +60,7 @@ fn pct(v: &mut [Duration], p: f64) -> Duration {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let arrivals: Arrivals = Arc::default();
-    let mut nodes = Vec::new();
+    let mut nodes: Vec<(Network, String)> = Vec::new();
     for i in 0..5u8 {
         let (net, addr) = node(100 + i, arrivals.clone()).await;
         if let Some((_, prev_addr)) = nodes.last() {
