@@ -15,8 +15,9 @@ use libp2p::gossipsub::{
     ValidationMode,
 };
 use libp2p::identity::Keypair;
+use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::NetworkBehaviour;
-use libp2p::{connection_limits, identify, kad, ping, request_response, StreamProtocol};
+use libp2p::{connection_limits, identify, kad, mdns, ping, request_response, StreamProtocol};
 
 use crate::codec::CairnCodec;
 use crate::config::NetworkConfig;
@@ -29,6 +30,8 @@ pub(crate) struct Behaviour {
     pub(crate) identify: identify::Behaviour,
     pub(crate) kad: kad::Behaviour<kad::store::MemoryStore>,
     pub(crate) ping: ping::Behaviour,
+    /// Local-network discovery, only when configured (a LAN devnet).
+    pub(crate) mdns: Toggle<mdns::tokio::Behaviour>,
 }
 
 /// Gossipsub score thresholds (SPEC.md §11.5).
@@ -128,7 +131,20 @@ pub(crate) fn build(key: &Keypair, config: &NetworkConfig) -> Result<Behaviour, 
             .with_max_pending_incoming(Some(config.max_pending))
             .with_max_pending_outgoing(Some(config.max_pending)),
     );
-    Ok(Behaviour { limits, gossipsub, rpc, identify, kad, ping: ping::Behaviour::default() })
+    let mdns = if config.mdns {
+        Some(mdns::tokio::Behaviour::new(mdns::Config::default(), peer_id).map_err(|e| e.to_string())?)
+    } else {
+        None
+    };
+    Ok(Behaviour {
+        limits,
+        gossipsub,
+        rpc,
+        identify,
+        kad,
+        ping: ping::Behaviour::default(),
+        mdns: mdns.into(),
+    })
 }
 
 pub(crate) type Topics = HashMap<gossipsub::TopicHash, Topic>;

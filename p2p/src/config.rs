@@ -35,6 +35,10 @@ pub struct NetworkConfig {
     pub channel_capacity: usize,
     /// Connections idle this long are closed.
     pub idle_timeout: Duration,
+    /// Discover peers on the local network with mDNS (LAN devnets; off by default).
+    pub mdns: bool,
+    /// Malformed or rate-limited requests after which a peer is disconnected.
+    pub max_strikes: u32,
 }
 
 impl NetworkConfig {
@@ -54,6 +58,8 @@ impl NetworkConfig {
             heartbeat: Duration::from_millis(700),
             channel_capacity: 1024,
             idle_timeout: Duration::from_secs(120),
+            mdns: false,
+            max_strikes: 20,
         }
     }
 }

@@ -57,6 +57,7 @@ pub(crate) struct EventLoop {
     pub(crate) pending_in: HashMap<u64, (u64, ResponseChannel<Response>)>,
     pub(crate) next_token: u64,
     buckets: HashMap<PeerId, Bucket>,
+    strikes: HashMap<PeerId, u32>,
     pub(crate) listen_addrs: Vec<Multiaddr>,
 }
 
@@ -87,6 +88,7 @@ impl EventLoop {
             pending_in: HashMap::new(),
             next_token: 0,
             buckets: HashMap::new(),
+            strikes: HashMap::new(),
             listen_addrs: Vec::new(),
         }
     }
@@ -260,6 +262,17 @@ impl EventLoop {
         }
     }
 
+    /// Counts a misbehaviour on the request protocol; past the limit the peer is dropped.
+    fn strike(&mut self, peer: PeerId) {
+        let n = self.strikes.entry(peer).or_insert(0);
+        *n += 1;
+        if *n >= self.config.max_strikes {
+            tracing::info!(target: "cairn::p2p", %peer, strikes = *n, "disconnecting a misbehaving peer");
+            self.strikes.remove(&peer);
+            let _ = self.swarm.disconnect_peer_id(peer);
+        }
+    }
+
     fn answer(&mut self, channel: ResponseChannel<Response>, id: u64, code: u16, message: &str) {
         let body = ResponseBody::Error { code, message: message.to_owned() };
         let _ = self.swarm.behaviour_mut().rpc.send_response(channel, Response { id, body });
@@ -272,6 +285,7 @@ impl EventLoop {
                     self.metrics.requests_in.fetch_add(1, Ordering::Relaxed);
                     if !self.allow_request(peer) {
                         self.metrics.rate_limited.fetch_add(1, Ordering::Relaxed);
+                        self.strike(peer);
                         return self.answer(channel, request.id, 429, "rate limited");
                     }
                     if request.deadline_ms < now_ms() {
@@ -355,6 +369,12 @@ impl EventLoop {
                 self.metrics.peers.fetch_sub(1, Ordering::Relaxed);
                 self.buckets.remove(&peer_id);
                 self.emit(NetworkEvent::PeerDisconnected(Peer(peer_id)));
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Mdns(libp2p::mdns::Event::Discovered(found))) => {
+                for (peer, addr) in found {
+                    self.swarm.behaviour_mut().kad.add_address(&peer, addr.clone());
+                    let _ = self.swarm.dial(addr);
+                }
             }
             SwarmEvent::NewListenAddr { address, .. } => {
                 tracing::info!(target: "cairn::p2p", %address, "listening");

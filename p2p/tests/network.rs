@@ -328,4 +328,26 @@ async fn requests_beyond_the_rate_are_refused() {
     assert!(server.net.metrics().rate_limited >= 2);
     client.net.shutdown().await;
     server.net.shutdown().await;
+
+    // A peer that keeps hammering past its strikes is disconnected.
+    let mut cfg = config(cairn_spec::Network::Regtest);
+    cfg.requests_per_second = 1;
+    cfg.request_burst = 1;
+    cfg.max_strikes = 3;
+    let server = start_with(62, cfg).await;
+    let client = start(63).await;
+    client.net.dial(&server.addr).await.unwrap();
+    let peer = server.net.local_peer();
+    for _ in 0..5 {
+        let _ = client
+            .net
+            .request(&peer, RequestBody::GetReceipt { id: Hash32::ZERO }, Duration::from_secs(2))
+            .await;
+    }
+    until("the hammering client to be dropped", Duration::from_secs(10), || {
+        server.state.lock().unwrap().disconnected.contains(&client.net.local_peer())
+    })
+    .await;
+    client.net.shutdown().await;
+    server.net.shutdown().await;
 }
