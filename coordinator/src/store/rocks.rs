@@ -1,0 +1,144 @@
+//! The RocksDB store: one column family per table, the schema version in `meta` checked at
+//! open, every batch one atomic `WriteBatch`, synced when the batch asks for it.
+//!
+//! Owns the RocksDB handle and options. Must never open a database of another schema
+//! version, and never write outside a batch.
+
+use std::path::{Path, PathBuf};
+
+use rocksdb::{ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB};
+
+use super::{Batch, Entry, KvStore, Op, StoreError, Table, SCHEMA_KEY, SCHEMA_VERSION};
+
+/// A RocksDB database with Cairn's tables.
+pub struct RocksStore {
+    db: DB,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for RocksStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RocksStore({})", self.path.display())
+    }
+}
+
+fn engine(e: rocksdb::Error) -> StoreError {
+    StoreError::Engine(e.to_string())
+}
+
+impl RocksStore {
+    /// Opens (creating if needed) the database at `path`; refuses another schema version.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let mut opts = Options::default();
+        opts.create_if_missing(true);
+        opts.create_missing_column_families(true);
+        opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
+        // Bound open files and memory for small machines; RocksDB's defaults assume servers.
+        opts.set_max_open_files(256);
+        opts.set_keep_log_file_num(4);
+        let cfs = Table::ALL.iter().map(|t| ColumnFamilyDescriptor::new(t.name(), Options::default()));
+        let db = DB::open_cf_descriptors(&opts, path, cfs).map_err(engine)?;
+        let store = RocksStore { db, path: path.to_owned() };
+        match store.get(Table::Meta, SCHEMA_KEY)? {
+            None => {
+                // A new database (nothing but empty tables): stamp it.
+                let mut b = Batch::new();
+                b.put(Table::Meta, SCHEMA_KEY.to_vec(), SCHEMA_VERSION.to_be_bytes().to_vec()).sync();
+                store.write(&b)?;
+            }
+            Some(v) => {
+                let found =
+                    u32::from_be_bytes(v.as_slice().try_into().map_err(|_| StoreError::CorruptSchema)?);
+                if found != SCHEMA_VERSION {
+                    return Err(StoreError::SchemaMismatch { found, supported: SCHEMA_VERSION });
+                }
+            }
+        }
+        Ok(store)
+    }
+
+    /// Where the database lives.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn cf(&self, t: Table) -> Result<&rocksdb::ColumnFamily, StoreError> {
+        self.db
+            .cf_handle(t.name())
+            .ok_or_else(|| StoreError::Engine(format!("missing column family {}", t.name())))
+    }
+}
+
+impl KvStore for RocksStore {
+    fn get(&self, t: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.db.get_cf(self.cf(t)?, key).map_err(engine)
+    }
+
+    fn write(&self, batch: &Batch) -> Result<(), StoreError> {
+        let mut wb = WriteBatch::default();
+        for op in batch.ops() {
+            match op {
+                Op::Put(t, k, v) => wb.put_cf(self.cf(*t)?, k, v),
+                Op::Delete(t, k) => wb.delete_cf(self.cf(*t)?, k),
+            }
+        }
+        let mut wo = WriteOptions::default();
+        wo.set_sync(batch.is_sync());
+        self.db.write_opt(wb, &wo).map_err(engine)
+    }
+
+    fn scan(
+        &self,
+        t: Table,
+        prefix: &[u8],
+        start: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<Entry>, StoreError> {
+        let from = start.filter(|s| *s >= prefix).unwrap_or(prefix);
+        let mut out = Vec::new();
+        for item in self.db.iterator_cf(self.cf(t)?, IteratorMode::From(from, Direction::Forward)) {
+            let (k, v) = item.map_err(engine)?;
+            if !k.starts_with(prefix) || out.len() >= limit {
+                break;
+            }
+            out.push((k.to_vec(), v.to_vec()));
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passes_the_shared_suite() {
+        let dir = tempfile::tempdir().unwrap();
+        super::super::suite::run(&RocksStore::open(&dir.path().join("db")).unwrap());
+    }
+
+    #[test]
+    fn data_survives_reopen_and_other_schemas_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        {
+            let s = RocksStore::open(&path).unwrap();
+            let mut b = Batch::new();
+            b.put(Table::Receipts, b"r".to_vec(), b"1".to_vec()).sync();
+            s.write(&b).unwrap();
+        }
+        {
+            let s = RocksStore::open(&path).unwrap();
+            assert_eq!(s.get(Table::Receipts, b"r").unwrap().as_deref(), Some(&b"1"[..]));
+            let mut b = Batch::new();
+            b.put(Table::Meta, SCHEMA_KEY.to_vec(), (SCHEMA_VERSION + 1).to_be_bytes().to_vec()).sync();
+            s.write(&b).unwrap();
+        }
+        let err = RocksStore::open(&path).unwrap_err();
+        assert!(
+            matches!(err, StoreError::SchemaMismatch { found, supported } if found == SCHEMA_VERSION + 1 && supported == SCHEMA_VERSION),
+            "{err}"
+        );
+        assert!(err.to_string().contains("refusing"));
+    }
+}
