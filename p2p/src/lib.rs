@@ -14,13 +14,17 @@ mod identity;
 mod service;
 
 use std::fmt;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use cairn_spec::wire::Topic;
 use cairn_spec::{Encode, GossipMessage, PubKey, Request, RequestBody, ResponseBody, SigningKey};
 use libp2p::{noise, tcp, yamux, Multiaddr, PeerId};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
 use thiserror::Error;
 use tokio::sync::{mpsc, oneshot};
 
@@ -191,19 +195,63 @@ pub enum RequestError {
     Closed,
 }
 
-/// Counters of the network layer (exported by the node's `/metrics`).
+/// Counters of the network layer, as Prometheus metrics (the node serves them at `/metrics`).
 #[derive(Debug, Default)]
 pub struct Metrics {
-    peers: AtomicI64,
-    gossip_in: [AtomicU64; 3],
-    gossip_out: [AtomicU64; 3],
-    rejects: AtomicU64,
-    bytes_in: AtomicU64,
-    bytes_out: AtomicU64,
-    requests_in: AtomicU64,
-    requests_out: AtomicU64,
-    rate_limited: AtomicU64,
-    events_dropped: AtomicU64,
+    peers: Gauge,
+    gossip_in: Family<Vec<(String, String)>, Counter>,
+    gossip_out: Family<Vec<(String, String)>, Counter>,
+    rejects: Counter,
+    bytes_in: Counter,
+    bytes_out: Counter,
+    requests_in: Counter,
+    requests_out: Counter,
+    rate_limited: Counter,
+    events_dropped: Counter,
+}
+
+fn topic_label(t: Topic) -> Vec<(String, String)> {
+    let name = match t {
+        Topic::Tasks => "tasks",
+        Topic::Receipts => "receipts",
+        Topic::Epochs => "epochs",
+    };
+    vec![("topic".to_owned(), name.to_owned())]
+}
+
+impl Metrics {
+    pub(crate) fn gossip_in(&self, t: Topic) -> Counter {
+        self.gossip_in.get_or_create(&topic_label(t)).clone()
+    }
+
+    pub(crate) fn gossip_out(&self, t: Topic) -> Counter {
+        self.gossip_out.get_or_create(&topic_label(t)).clone()
+    }
+
+    fn register(&self, r: &mut Registry) {
+        r.register("cairn_p2p_peers", "Connected peers", self.peers.clone());
+        r.register(
+            "cairn_p2p_gossip_in",
+            "Gossip messages received and passed to validation",
+            self.gossip_in.clone(),
+        );
+        r.register("cairn_p2p_gossip_out", "Gossip messages published", self.gossip_out.clone());
+        r.register("cairn_p2p_rejects", "Messages rejected before the application", self.rejects.clone());
+        r.register("cairn_p2p_gossip_bytes_in", "Gossip bytes received", self.bytes_in.clone());
+        r.register("cairn_p2p_gossip_bytes_out", "Gossip bytes published", self.bytes_out.clone());
+        r.register("cairn_p2p_requests_in", "Inbound requests", self.requests_in.clone());
+        r.register("cairn_p2p_requests_out", "Outbound requests", self.requests_out.clone());
+        r.register(
+            "cairn_p2p_rate_limited",
+            "Inbound requests refused by the rate limit",
+            self.rate_limited.clone(),
+        );
+        r.register(
+            "cairn_p2p_events_dropped",
+            "Events the application could not take in time",
+            self.events_dropped.clone(),
+        );
+    }
 }
 
 /// A copy of the counters.
@@ -233,18 +281,18 @@ pub struct MetricsSnapshot {
 
 impl Metrics {
     fn snapshot(&self) -> MetricsSnapshot {
-        let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let per_topic = |f: &dyn Fn(Topic) -> Counter| Topic::ALL.map(|t| f(t).get());
         MetricsSnapshot {
-            peers: self.peers.load(Ordering::Relaxed),
-            gossip_in: [l(&self.gossip_in[0]), l(&self.gossip_in[1]), l(&self.gossip_in[2])],
-            gossip_out: [l(&self.gossip_out[0]), l(&self.gossip_out[1]), l(&self.gossip_out[2])],
-            rejects: l(&self.rejects),
-            bytes_in: l(&self.bytes_in),
-            bytes_out: l(&self.bytes_out),
-            requests_in: l(&self.requests_in),
-            requests_out: l(&self.requests_out),
-            rate_limited: l(&self.rate_limited),
-            events_dropped: l(&self.events_dropped),
+            peers: self.peers.get(),
+            gossip_in: per_topic(&|t| self.gossip_in(t)),
+            gossip_out: per_topic(&|t| self.gossip_out(t)),
+            rejects: self.rejects.get(),
+            bytes_in: self.bytes_in.get(),
+            bytes_out: self.bytes_out.get(),
+            requests_in: self.requests_in.get(),
+            requests_out: self.requests_out.get(),
+            rate_limited: self.rate_limited.get(),
+            events_dropped: self.events_dropped.get(),
         }
     }
 }
@@ -399,7 +447,7 @@ impl Network {
             .map(|d| d.as_millis() as u64)
             .unwrap_or(u64::MAX);
         let request = Request { id, deadline_ms, body };
-        self.metrics.requests_out.fetch_add(1, Ordering::Relaxed);
+        self.metrics.requests_out.inc();
         let peer = peer.0;
         let (tx, rx) = oneshot::channel();
         self.commands
@@ -445,6 +493,11 @@ impl Network {
     /// Counters.
     pub fn metrics(&self) -> MetricsSnapshot {
         self.metrics.snapshot()
+    }
+
+    /// Registers this node's counters in a Prometheus registry (the node's `/metrics`).
+    pub fn register_metrics(&self, registry: &mut Registry) {
+        self.metrics.register(registry);
     }
 
     /// Stops the event loop (connections close with it).

@@ -7,7 +7,6 @@
 //! (requests), never queued without bound.
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -123,7 +122,7 @@ impl EventLoop {
         match self.events.try_send(ev) {
             Ok(()) => true,
             Err(_) => {
-                self.metrics.events_dropped.fetch_add(1, Ordering::Relaxed);
+                self.metrics.events_dropped.inc();
                 false
             }
         }
@@ -142,8 +141,8 @@ impl EventLoop {
                     .map(|_| ())
                     .map_err(|e| P2pError::Publish(e.to_string()));
                 if r.is_ok() {
-                    self.metrics.gossip_out[t as usize].fetch_add(1, Ordering::Relaxed);
-                    self.metrics.bytes_out.fetch_add(len, Ordering::Relaxed);
+                    self.metrics.gossip_out(t).inc();
+                    self.metrics.bytes_out.inc_by(len);
                 }
                 let _ = reply.send(r);
             }
@@ -154,7 +153,7 @@ impl EventLoop {
                     Acceptance::Ignore => MessageAcceptance::Ignore,
                 };
                 if matches!(acceptance, Acceptance::Reject) {
-                    self.metrics.rejects.fetch_add(1, Ordering::Relaxed);
+                    self.metrics.rejects.inc();
                 }
                 self.swarm.behaviour_mut().gossipsub.report_message_validation_result(&id.id, &id.source, a);
             }
@@ -209,13 +208,13 @@ impl EventLoop {
             &source,
             MessageAcceptance::Reject,
         );
-        self.metrics.rejects.fetch_add(1, Ordering::Relaxed);
+        self.metrics.rejects.inc();
         tracing::debug!(target: "cairn::p2p", peer = %source, ?reason, "gossip rejected");
         self.emit(NetworkEvent::Rejected { from: Peer(source), reason });
     }
 
     fn on_gossip(&mut self, source: PeerId, id: gossipsub::MessageId, message: gossipsub::Message) {
-        self.metrics.bytes_in.fetch_add(message.data.len() as u64, Ordering::Relaxed);
+        self.metrics.bytes_in.inc_by(message.data.len() as u64);
         let Some(t) = self.topics.get(&message.topic).copied() else {
             return self.reject(&id, source, RejectReason::UnknownTopic);
         };
@@ -235,7 +234,7 @@ impl EventLoop {
         if !msg.verify_signature() {
             return self.reject(&id, source, RejectReason::BadSignature);
         }
-        self.metrics.gossip_in[t as usize].fetch_add(1, Ordering::Relaxed);
+        self.metrics.gossip_in(t).inc();
         let gid = GossipId { id: id.clone(), source };
         if !self.emit(NetworkEvent::Gossip { from: Peer(source), message: msg, id: gid }) {
             // The application is saturated: neither forward nor punish.
@@ -282,9 +281,9 @@ impl EventLoop {
         match ev {
             request_response::Event::Message { peer, message, .. } => match message {
                 request_response::Message::Request { request, channel, .. } => {
-                    self.metrics.requests_in.fetch_add(1, Ordering::Relaxed);
+                    self.metrics.requests_in.inc();
                     if !self.allow_request(peer) {
-                        self.metrics.rate_limited.fetch_add(1, Ordering::Relaxed);
+                        self.metrics.rate_limited.inc();
                         self.strike(peer);
                         return self.answer(channel, request.id, 429, "rate limited");
                     }
@@ -325,7 +324,7 @@ impl EventLoop {
                 // A frame that did not decode, or above its bound: never reaches the app.
                 if let request_response::InboundFailure::Io(e) = &error {
                     if e.kind() == std::io::ErrorKind::InvalidData {
-                        self.metrics.rejects.fetch_add(1, Ordering::Relaxed);
+                        self.metrics.rejects.inc();
                         self.emit(NetworkEvent::Rejected {
                             from: Peer(peer),
                             reason: RejectReason::MalformedRequest,
@@ -362,11 +361,11 @@ impl EventLoop {
             SwarmEvent::ConnectionEstablished { peer_id, num_established, .. }
                 if num_established.get() == 1 =>
             {
-                self.metrics.peers.fetch_add(1, Ordering::Relaxed);
+                self.metrics.peers.inc();
                 self.emit(NetworkEvent::PeerConnected(Peer(peer_id)));
             }
             SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } => {
-                self.metrics.peers.fetch_sub(1, Ordering::Relaxed);
+                self.metrics.peers.dec();
                 self.buckets.remove(&peer_id);
                 self.emit(NetworkEvent::PeerDisconnected(Peer(peer_id)));
             }

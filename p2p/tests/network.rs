@@ -165,6 +165,11 @@ async fn six_nodes_in_a_line_gossip_and_request() {
     let m = nodes[0].net.metrics();
     assert_eq!(m.gossip_out[Topic::Epochs as usize], 1);
     assert!(nodes[5].net.metrics().gossip_in[Topic::Epochs as usize] >= 1);
+    let mut registry = prometheus_client::registry::Registry::default();
+    nodes[0].net.register_metrics(&mut registry);
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+    assert!(text.contains("cairn_p2p_gossip_out_total{topic=\"epochs\"} 1"), "{text}");
     for n in &nodes {
         n.net.shutdown().await;
     }
