@@ -101,7 +101,7 @@ pub struct AnchorRecord {
     /// Txid.
     pub txid: Txid,
     /// The signed transaction, consensus-serialized (hex in JSON).
-    #[serde(with = "hex_bytes")]
+    #[serde(with = "cairn_spec::serde_hex")]
     pub raw: Vec<u8>,
     /// Epoch committed.
     pub payload: AnchorPayload,
@@ -884,18 +884,5 @@ impl AnchorMachine {
             // parent is not yet known to the node); other rejections need the operator.
             _ => vec![notice],
         }
-    }
-}
-
-mod hex_bytes {
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&hex::encode(v))
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
-        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-        hex::decode(&*s).map_err(serde::de::Error::custom)
     }
 }

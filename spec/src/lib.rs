@@ -18,7 +18,7 @@ pub mod merkle;
 pub mod network;
 pub mod proof;
 pub mod receipt;
-mod serde_hex;
+pub mod serde_hex;
 pub mod signed;
 pub mod task;
 pub mod wire;
