@@ -460,20 +460,23 @@ OBJECTS = {
 }
 
 
-def decode_object(ty, b):
-    """Returns the error code of decoding b as ty, or None when it decodes."""
-    _, _, dec, signer = OBJECTS[ty]
+def decode_with(dec, b):
+    """The error code of decoding all of b with dec (§3), or None when it decodes."""
     if len(b) > 1 << 20:
         return "too_large"
     r = Reader(b)
     try:
         dec(r)
-        if signer:
-            r.take(64)
         r.finish()
     except DecodeError as e:
         return e.code
     return None
+
+
+def decode_object(ty, b):
+    """Returns the error code of decoding b as ty (signed types end with a signature)."""
+    _, _, dec, signer = OBJECTS[ty]
+    return decode_with((lambda r: (dec(r), r.take(64))) if signer else dec, b)
 
 
 # ----------------------------------------------------------------------------- §6 Merkle
@@ -729,6 +732,7 @@ REQUEST_SIGNED = {1: "registration", 2: "claim", 3: "commitment", 4: "reveal"}
 
 
 def dec_signed(r, ty):
+    """A signed object of type ty: its body, then the 64-byte signature (§4)."""
     OBJECTS[ty][2](r)
     r.take(64)
 
@@ -807,13 +811,7 @@ WIRE = {"gossip": dec_gossip, "request": dec_request, "response": dec_response}
 
 
 def decode_wire(ty, b):
-    r = Reader(b)
-    try:
-        WIRE[ty](r)
-        r.finish()
-    except DecodeError as e:
-        return e.code
-    return None
+    return decode_with(WIRE[ty], b)
 
 
 def check_wire(v):
