@@ -8,4 +8,6 @@
 pub mod anchor_store;
 pub mod inspect;
 pub mod keyfile;
+pub mod lifecycle;
+pub mod lifecycle_store;
 pub mod store;

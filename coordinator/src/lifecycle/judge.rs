@@ -1,0 +1,143 @@
+//! Comparison of results under a class's rule, and the majority verdict over replicas.
+//!
+//! Owns what "agree" means (exact bytes, or cosine similarity of f32 vectors at or above the
+//! class threshold) and when a set of results has a winner. Must never touch workers,
+//! rewards or storage: it answers questions about bytes only.
+
+use cairn_spec::task::PPB;
+use cairn_spec::ComparisonRule;
+
+/// Whether `result` is well formed under `rule`: exact results are any non-empty bytes;
+/// cosine results are a non-empty vector of finite little-endian f32 with a non-zero norm.
+pub fn well_formed(rule: &ComparisonRule, result: &[u8]) -> bool {
+    match rule {
+        ComparisonRule::ExactHash => !result.is_empty(),
+        ComparisonRule::Cosine { .. } => {
+            result.len() % 4 == 0
+                && !result.is_empty()
+                && floats(result).all(f32::is_finite)
+                && floats(result).any(|x| x != 0.0)
+        }
+    }
+}
+
+fn floats(b: &[u8]) -> impl Iterator<Item = f32> + '_ {
+    b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+}
+
+/// Whether two well-formed results agree under `rule`. Honest numeric noise (different
+/// hardware, kernels, thread counts) moves a cosine by far less than any sane threshold, so
+/// it is agreement; a different answer is not.
+pub fn agree(rule: &ComparisonRule, a: &[u8], b: &[u8]) -> bool {
+    match rule {
+        ComparisonRule::ExactHash => a == b,
+        ComparisonRule::Cosine { min_ppb } => {
+            if a.len() != b.len() {
+                return false;
+            }
+            // f64 accumulation so the comparison itself adds no noise worth speaking of.
+            let (mut dot, mut na, mut nb) = (0f64, 0f64, 0f64);
+            for (x, y) in floats(a).zip(floats(b)) {
+                let (x, y) = (f64::from(x), f64::from(y));
+                dot += x * y;
+                na += x * x;
+                nb += y * y;
+            }
+            if na == 0.0 || nb == 0.0 {
+                return false;
+            }
+            dot / (na.sqrt() * nb.sqrt()) >= f64::from(*min_ppb) / f64::from(PPB)
+        }
+    }
+}
+
+/// The outcome of comparing the valid results of one task.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Judgement {
+    /// The results at these indices agree and form the verdict; the others are outvoted.
+    /// `clear` is true when the winners are at least two thirds of the results and at least
+    /// two, so a dissenting signed result is provable fraud rather than bad luck.
+    Decided {
+        /// Indices of the agreeing results.
+        winners: Vec<usize>,
+        /// Whether the majority is clear enough to punish dissent as fraud.
+        clear: bool,
+    },
+    /// No group is large enough: more replicas are needed.
+    Undecided,
+}
+
+/// Judges `results` (all well formed). `quorum` is how many must agree at least (1 when a
+/// single unaudited replica is the whole verdict, else 2); the winners must also be a strict
+/// majority. Agreement under a tolerance is not transitive, so the group is the largest set
+/// of results agreeing with one of them (the first such result on ties, for determinism).
+pub fn judge(rule: &ComparisonRule, results: &[&[u8]], quorum: usize) -> Judgement {
+    let n = results.len();
+    let mut best: Vec<usize> = Vec::new();
+    for (i, a) in results.iter().enumerate() {
+        let group: Vec<usize> = results
+            .iter()
+            .enumerate()
+            .filter(|(j, b)| *j == i || agree(rule, a, b))
+            .map(|(j, _)| j)
+            .collect();
+        if group.len() > best.len() {
+            best = group;
+        }
+    }
+    let size = best.len();
+    if n == 0 || size < quorum.max(1) || size * 2 <= n {
+        return Judgement::Undecided;
+    }
+    let clear = size >= 2 && size * 3 >= n * 2;
+    Judgement::Decided { winners: best, clear }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vec_bytes(v: &[f32]) -> Vec<u8> {
+        v.iter().flat_map(|x| x.to_le_bytes()).collect()
+    }
+
+    const COS: ComparisonRule = ComparisonRule::Cosine { min_ppb: 990_000_000 };
+
+    #[test]
+    fn exact_and_cosine_agreement() {
+        assert!(agree(&ComparisonRule::ExactHash, b"a", b"a"));
+        assert!(!agree(&ComparisonRule::ExactHash, b"a", b"b"));
+        let a = vec_bytes(&[1.0, 2.0, 3.0]);
+        let noisy = vec_bytes(&[1.0001, 1.9999, 3.0002]);
+        let other = vec_bytes(&[3.0, -2.0, 1.0]);
+        assert!(agree(&COS, &a, &noisy));
+        assert!(!agree(&COS, &a, &other));
+        assert!(!agree(&COS, &a, &vec_bytes(&[1.0, 2.0])));
+    }
+
+    #[test]
+    fn malformed_results() {
+        assert!(!well_formed(&COS, &[1, 2, 3]));
+        assert!(!well_formed(&COS, &vec_bytes(&[f32::NAN, 1.0])));
+        assert!(!well_formed(&COS, &vec_bytes(&[0.0, 0.0])));
+        assert!(!well_formed(&ComparisonRule::ExactHash, b""));
+        assert!(well_formed(&COS, &vec_bytes(&[0.5])));
+    }
+
+    #[test]
+    fn majorities() {
+        let r = ComparisonRule::ExactHash;
+        assert_eq!(judge(&r, &[b"x"], 1), Judgement::Decided { winners: vec![0], clear: false });
+        assert_eq!(judge(&r, &[b"x"], 2), Judgement::Undecided);
+        assert_eq!(judge(&r, &[b"x", b"y"], 2), Judgement::Undecided);
+        assert_eq!(
+            judge(&r, &[b"x", b"y", b"x"], 2),
+            Judgement::Decided { winners: vec![0, 2], clear: true }
+        );
+        // 3 against 2 is a majority but not a clear one: dissent is outvoted, not fraud.
+        let five: [&[u8]; 5] = [b"x", b"y", b"x", b"y", b"x"];
+        assert_eq!(judge(&r, &five, 2), Judgement::Decided { winners: vec![0, 2, 4], clear: false });
+        assert_eq!(judge(&r, &[b"x", b"y", b"x", b"y"], 2), Judgement::Undecided);
+        assert_eq!(judge(&r, &[], 1), Judgement::Undecided);
+    }
+}

@@ -1,0 +1,1182 @@
+//! The task lifecycle as a deterministic state machine: tasks, registrations, claims,
+//! commitments and reveals go in (each with the time as an argument); changes to persist and
+//! effects to perform come out. Verification (replication, adaptive audits, canaries,
+//! escalation to a majority, fraud), the ledger (locked → claimable → paid) and epoch closing
+//! live here because they change the same state in the same step.
+//!
+//! Owns every decision about work and money. Must never do I/O, read a clock or draw
+//! randomness of its own: the node's driver persists each `Step` atomically before it acts on
+//! the step's effects or answers the request that caused it.
+
+pub mod judge;
+pub mod records;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use cairn_spec::hash::sha256;
+use cairn_spec::merkle;
+use cairn_spec::{
+    AnchorPayload, Claim, Commitment, EpochHeader, Hash32, LedgerEntry, Network, Object, Payload, PubKey,
+    Registration, Reveal, Signed, SignedEpochHeader, SignedReceipt, Signer, SigningKey, Task,
+    TaskAnnouncement, TaskClass, Verdict, WorkReceipt,
+};
+use thiserror::Error;
+
+use judge::{agree, judge, well_formed, Judgement};
+pub use records::{
+    Assignment, Ban, MetaState, PayoutRecord, PayoutStatus, Phase, Rejection, TaskRecord, WorkerRecord,
+};
+
+/// Operator settings of the lifecycle.
+#[derive(Clone, Debug)]
+pub struct LifecycleConfig {
+    /// Network of the chain.
+    pub network: Network,
+    /// Task classes offered.
+    pub classes: Vec<TaskClass>,
+    /// Leading zero bits a registration id must have.
+    pub pow_difficulty: u32,
+    /// Floor of the audit probability, in parts per million (BOINC's p_min).
+    pub audit_min_ppm: u32,
+    /// Extra replicas a disagreement may add before the task fails.
+    pub max_escalations: u8,
+    /// Uncommitted leases one worker may hold at once.
+    pub max_leases_per_worker: u32,
+    /// Largest difference allowed between a signed timestamp and the node's clock.
+    pub clock_skew_secs: u64,
+    /// Close an epoch once it holds this many receipts.
+    pub epoch_max_receipts: u32,
+    /// Close a non-empty epoch once it has been open this long.
+    pub epoch_interval_secs: u64,
+    /// Pay a worker once its claimable balance reaches this.
+    pub payout_threshold_sats: u64,
+}
+
+impl LifecycleConfig {
+    /// Defaults for `network` with the given classes.
+    pub fn new(network: Network, classes: Vec<TaskClass>) -> Self {
+        LifecycleConfig {
+            network,
+            classes,
+            pow_difficulty: 16,
+            audit_min_ppm: 50_000,
+            max_escalations: 2,
+            max_leases_per_worker: 16,
+            clock_skew_secs: 600,
+            epoch_max_receipts: 10_000,
+            epoch_interval_secs: 600,
+            payout_threshold_sats: 10_000,
+        }
+    }
+}
+
+/// Why a message was refused. A refusal never changes state.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Refusal {
+    /// The signature does not verify.
+    #[error("signature does not verify")]
+    BadSignature,
+    /// Malformed or out of bounds.
+    #[error("{0}")]
+    Invalid(String),
+    /// The worker has not registered.
+    #[error("worker is not registered")]
+    NotRegistered,
+    /// The worker is banned.
+    #[error("worker is banned: {0}")]
+    Banned(String),
+    /// Unknown object.
+    #[error("unknown {0}")]
+    NotFound(&'static str),
+    /// Conflicts with the recorded state.
+    #[error("{0}")]
+    Conflict(String),
+    /// Valid, but not yet: retry later.
+    #[error("{0}")]
+    TooEarly(String),
+    /// A per-worker limit is reached.
+    #[error("{0}")]
+    Limit(String),
+}
+
+impl Refusal {
+    /// The HTTP-like status code (also used on the wire).
+    pub fn code(&self) -> u16 {
+        match self {
+            Refusal::BadSignature | Refusal::Invalid(_) => 400,
+            Refusal::NotRegistered | Refusal::Banned(_) => 403,
+            Refusal::NotFound(_) => 404,
+            Refusal::Conflict(_) => 409,
+            Refusal::TooEarly(_) => 425,
+            Refusal::Limit(_) => 429,
+        }
+    }
+}
+
+fn invalid(s: impl Into<String>) -> Refusal {
+    Refusal::Invalid(s.into())
+}
+
+/// A signed object whose signature was checked. Checking is the expensive part of ingest,
+/// so the node may do it on several threads before the single-threaded machine runs.
+#[derive(Clone, Debug)]
+pub struct Verified<T>(Signed<T>);
+
+impl<T: Object + Signer> Verified<T> {
+    /// Checks the signature.
+    pub fn check(s: Signed<T>) -> Result<Self, Refusal> {
+        if s.verify() {
+            Ok(Verified(s))
+        } else {
+            Err(Refusal::BadSignature)
+        }
+    }
+
+    /// The signed object.
+    pub fn get(&self) -> &Signed<T> {
+        &self.0
+    }
+}
+
+/// A change to persist; the driver maps each onto table rows (SCHEMA.md).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Change {
+    /// A task record (open or final).
+    Task(Box<TaskRecord>),
+    /// A worker's signed commitment.
+    Commitment(Box<Signed<Commitment>>),
+    /// A worker's signed reveal that opened its commitment.
+    Reveal(Box<Signed<Reveal>>),
+    /// A receipt at its position in its epoch.
+    Receipt {
+        /// Position in the epoch's receipts tree.
+        index: u32,
+        /// The receipt.
+        receipt: Box<SignedReceipt>,
+    },
+    /// A worker record.
+    Worker(Box<WorkerRecord>),
+    /// A ledger entry.
+    Ledger(LedgerEntry),
+    /// Satoshis of `worker` locked until epoch `epoch` settles (0 deletes the row).
+    Lock {
+        /// Epoch height.
+        epoch: u32,
+        /// Worker.
+        worker: PubKey,
+        /// Amount.
+        amount: u64,
+    },
+    /// A payout.
+    Payout(PayoutRecord),
+    /// A closed epoch with the ledger its state root commits to.
+    Epoch {
+        /// The signed header.
+        header: Box<SignedEpochHeader>,
+        /// Ledger entries in worker-key order.
+        ledger: Vec<LedgerEntry>,
+    },
+    /// The node-wide counters.
+    Meta(Box<MetaState>),
+}
+
+/// Something the node must do after the step is persisted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Effect {
+    /// Gossip a task announcement.
+    Announce(Box<Signed<TaskAnnouncement>>),
+    /// Gossip a receipt.
+    Receipt(Box<SignedReceipt>),
+    /// Gossip an epoch header.
+    Epoch(Box<SignedEpochHeader>),
+    /// Hand an epoch to the anchor.
+    Anchor(AnchorPayload),
+    /// Hand payouts to the anchor queue.
+    Payouts(Vec<PayoutRecord>),
+}
+
+/// What one event did: persist `changes` atomically (durably when `sync`), then perform
+/// `effects` in order.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Step {
+    /// Rows to write.
+    pub changes: Vec<Change>,
+    /// Actions after the write.
+    pub effects: Vec<Effect>,
+    /// Whether the write must be durable before anything is answered.
+    pub sync: bool,
+}
+
+impl Step {
+    /// True when nothing changed.
+    pub fn is_empty(&self) -> bool {
+        self.changes.is_empty() && self.effects.is_empty()
+    }
+
+    /// Appends another step.
+    pub fn extend(&mut self, other: Step) {
+        self.changes.extend(other.changes);
+        self.effects.extend(other.effects);
+        self.sync |= other.sync;
+    }
+}
+
+/// Everything the machine needs to resume, as loaded from the store.
+#[derive(Clone, Debug, Default)]
+pub struct Snapshot {
+    /// Tasks not yet final.
+    pub open_tasks: Vec<TaskRecord>,
+    /// Ids of final tasks.
+    pub finished: Vec<Hash32>,
+    /// Reveals of open tasks.
+    pub reveals: Vec<Signed<Reveal>>,
+    /// Workers.
+    pub workers: Vec<WorkerRecord>,
+    /// Ledger entries.
+    pub ledger: Vec<LedgerEntry>,
+    /// Payouts not yet confirmed.
+    pub queued_payouts: Vec<PayoutRecord>,
+    /// Counters.
+    pub meta: MetaState,
+    /// Locked amounts by epoch and worker.
+    pub locks: Vec<(u32, PubKey, u64)>,
+    /// Leaf hashes of the open epoch's receipts, in index order.
+    pub open_leaves: Vec<Hash32>,
+}
+
+/// A snapshot that does not add up.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+#[error("stored lifecycle state is inconsistent: {0}")]
+pub struct RestoreError(pub String);
+
+/// The lifecycle state machine.
+pub struct Machine {
+    cfg: LifecycleConfig,
+    classes: BTreeMap<Hash32, TaskClass>,
+    key: SigningKey,
+    me: PubKey,
+    seed: [u8; 32],
+    open: BTreeMap<Hash32, TaskRecord>,
+    results: HashMap<(Hash32, PubKey), Vec<u8>>,
+    finished: HashSet<Hash32>,
+    workers: BTreeMap<PubKey, WorkerRecord>,
+    ledger: BTreeMap<PubKey, LedgerEntry>,
+    queued_payouts: BTreeMap<u64, PayoutRecord>,
+    meta: MetaState,
+    open_leaves: Vec<Hash32>,
+    leases: HashMap<PubKey, u32>,
+}
+
+/// Outcome of one slot when a task is decided.
+struct SlotVerdict {
+    verdict: Option<Verdict>,
+    fraud: bool,
+    reason: String,
+}
+
+impl Machine {
+    /// A fresh machine. `key` signs announcements, receipts and epoch headers; the audit
+    /// draws are keyed by a secret derived from it so workers cannot predict them.
+    pub fn new(cfg: LifecycleConfig, key: SigningKey, now: u64) -> Self {
+        let meta = MetaState { epoch_opened_at: now, ..MetaState::default() };
+        Self::build(cfg, key, meta)
+    }
+
+    fn build(cfg: LifecycleConfig, key: SigningKey, meta: MetaState) -> Self {
+        let classes = cfg.classes.iter().map(|c| (c.id(), c.clone())).collect();
+        let mut pre = b"cairn/audit-seed".to_vec();
+        pre.extend_from_slice(&key.secret_bytes());
+        let seed = sha256(&pre).0;
+        let me = key.public();
+        Machine {
+            cfg,
+            classes,
+            key,
+            me,
+            seed,
+            open: BTreeMap::new(),
+            results: HashMap::new(),
+            finished: HashSet::new(),
+            workers: BTreeMap::new(),
+            ledger: BTreeMap::new(),
+            queued_payouts: BTreeMap::new(),
+            meta,
+            open_leaves: Vec::new(),
+            leases: HashMap::new(),
+        }
+    }
+
+    /// Resumes from a snapshot.
+    pub fn restore(cfg: LifecycleConfig, key: SigningKey, snap: Snapshot) -> Result<Self, RestoreError> {
+        let mut m = Self::build(cfg, key, snap.meta);
+        m.open_leaves = snap.open_leaves;
+        if m.open_leaves.len() != m.meta.open_receipts as usize {
+            return Err(RestoreError(format!(
+                "open epoch has {} receipts stored but the counters say {}",
+                m.open_leaves.len(),
+                m.meta.open_receipts
+            )));
+        }
+        for t in snap.open_tasks {
+            for a in &t.assignments {
+                if a.commitment.is_none() {
+                    *m.leases.entry(a.worker).or_default() += 1;
+                }
+            }
+            m.open.insert(t.id, t);
+        }
+        m.finished = snap.finished.into_iter().collect();
+        for r in snap.reveals {
+            if let Payload::Inline(bytes) = r.body.result {
+                m.results.insert((r.body.task, r.body.worker), bytes);
+            }
+        }
+        m.workers = snap.workers.into_iter().map(|w| (w.key(), w)).collect();
+        m.ledger = snap.ledger.into_iter().map(|e| (e.worker, e)).collect();
+        m.queued_payouts = snap.queued_payouts.into_iter().map(|p| (p.id, p)).collect();
+        m.meta.locked.clear();
+        for (epoch, worker, amount) in snap.locks {
+            m.meta.locked.entry(epoch).or_default().insert(worker, amount);
+        }
+        m.check_invariants().map_err(RestoreError)?;
+        Ok(m)
+    }
+
+    /// The coordinator's key.
+    pub fn coordinator(&self) -> PubKey {
+        self.me
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &LifecycleConfig {
+        &self.cfg
+    }
+
+    /// The classes by id.
+    pub fn classes(&self) -> &BTreeMap<Hash32, TaskClass> {
+        &self.classes
+    }
+
+    /// An open task.
+    pub fn open_task(&self, id: &Hash32) -> Option<&TaskRecord> {
+        self.open.get(id)
+    }
+
+    /// Open tasks in id order.
+    pub fn open_tasks(&self) -> impl Iterator<Item = &TaskRecord> {
+        self.open.values()
+    }
+
+    /// Whether a task reached a final phase.
+    pub fn is_finished(&self, id: &Hash32) -> bool {
+        self.finished.contains(id)
+    }
+
+    /// A worker.
+    pub fn worker(&self, key: &PubKey) -> Option<&WorkerRecord> {
+        self.workers.get(key)
+    }
+
+    /// All workers.
+    pub fn workers(&self) -> impl Iterator<Item = &WorkerRecord> {
+        self.workers.values()
+    }
+
+    /// A ledger entry.
+    pub fn balance(&self, key: &PubKey) -> Option<&LedgerEntry> {
+        self.ledger.get(key)
+    }
+
+    /// The counters.
+    pub fn meta(&self) -> &MetaState {
+        &self.meta
+    }
+
+    /// Payouts handed to the anchor and not yet confirmed.
+    pub fn queued_payouts(&self) -> impl Iterator<Item = &PayoutRecord> {
+        self.queued_payouts.values()
+    }
+
+    /// Checks the money invariants: every satoshi credited is locked, claimable, paid or
+    /// forfeited, exactly once; each locked column equals the worker's locked buckets.
+    pub fn check_invariants(&self) -> Result<(), String> {
+        let mut held: u128 = 0;
+        for e in self.ledger.values() {
+            held += u128::from(e.locked) + u128::from(e.claimable) + u128::from(e.paid);
+            let bucketed: u128 =
+                self.meta.locked.values().filter_map(|b| b.get(&e.worker)).map(|x| u128::from(*x)).sum();
+            if bucketed != u128::from(e.locked) {
+                return Err(format!(
+                    "worker {} locks {} but its buckets hold {bucketed}",
+                    e.worker, e.locked
+                ));
+            }
+        }
+        let total = held + u128::from(self.meta.forfeited);
+        if total != u128::from(self.meta.credited) {
+            return Err(format!("ledger holds {total} sats but receipts credited {}", self.meta.credited));
+        }
+        Ok(())
+    }
+
+    fn finish(&self, mut step: Step) -> Step {
+        if !step.changes.is_empty() {
+            step.changes.push(Change::Meta(Box::new(self.meta.clone())));
+        }
+        step
+    }
+
+    fn aux(&self, id: &Hash32) -> [u8; 32] {
+        let mut pre = b"cairn/aux".to_vec();
+        pre.extend_from_slice(&self.seed);
+        pre.extend_from_slice(&id.0);
+        sha256(&pre).0
+    }
+
+    fn sign<T: Object + Signer>(&self, body: T) -> Signed<T> {
+        let aux = self.aux(&body.id());
+        Signed::sign(body, &self.key, &aux)
+    }
+
+    fn active_worker(&self, key: &PubKey) -> Result<&WorkerRecord, Refusal> {
+        let w = self.workers.get(key).ok_or(Refusal::NotRegistered)?;
+        match &w.banned {
+            Some(b) => Err(Refusal::Banned(b.reason.clone())),
+            None => Ok(w),
+        }
+    }
+
+    fn open_mut(&mut self, id: &Hash32) -> Result<&mut TaskRecord, Refusal> {
+        if self.finished.contains(id) {
+            return Err(Refusal::Conflict("task already decided".into()));
+        }
+        self.open.get_mut(id).ok_or(Refusal::NotFound("task"))
+    }
+
+    fn check_time(&self, t: u64, now: u64, what: &str) -> Result<(), Refusal> {
+        if t.abs_diff(now) > self.cfg.clock_skew_secs {
+            return Err(invalid(format!(
+                "{what} time {t} is more than {}s from the coordinator's clock ({now})",
+                self.cfg.clock_skew_secs
+            )));
+        }
+        Ok(())
+    }
+
+    /// Accepts a task (from the API), or a canary with its known answer (from the node's
+    /// canary scheduler). Returns the task id; submitting the same task twice is a no-op.
+    pub fn submit_task(
+        &mut self,
+        task: Task,
+        canary: Option<Vec<u8>>,
+        now: u64,
+    ) -> Result<(Hash32, Step), Refusal> {
+        if task.network != self.cfg.network {
+            return Err(invalid(format!(
+                "task is for {}, this node runs {}",
+                task.network, self.cfg.network
+            )));
+        }
+        if task.coordinator != self.me {
+            return Err(invalid("task names another coordinator"));
+        }
+        let class = self.classes.get(&task.class).ok_or(Refusal::NotFound("task class"))?;
+        let Payload::Inline(input) = &task.input else {
+            return Err(invalid("task input must be inline (blob inputs are not accepted by this node)"));
+        };
+        if input.len() > class.max_input_bytes as usize {
+            return Err(invalid(format!(
+                "input is {} bytes; class {} accepts at most {}",
+                input.len(),
+                class.name,
+                class.max_input_bytes
+            )));
+        }
+        let cost = class
+            .reward_per_unit
+            .checked_mul(u64::from(task.units))
+            .and_then(|x| x.checked_mul(u64::from(class.replication)))
+            .ok_or_else(|| invalid("reward overflows"))?;
+        if task.budget_sats < cost {
+            return Err(invalid(format!(
+                "budget {} sats is below {cost} (units × reward per unit × replication)",
+                task.budget_sats
+            )));
+        }
+        if let Some(expected) = &canary {
+            if !well_formed(&class.rule, expected) {
+                return Err(invalid("canary answer is not a well-formed result for the class"));
+            }
+        }
+        let id = task.id();
+        if self.open.contains_key(&id) || self.finished.contains(&id) {
+            return Ok((id, Step::default()));
+        }
+        let rec = TaskRecord {
+            id,
+            task: task.clone(),
+            accepted_at: now,
+            canary,
+            phase: Phase::Commit,
+            wanted: class.replication,
+            audit_drawn: false,
+            escalations: 0,
+            assignments: Vec::new(),
+        };
+        let ann = self.sign(TaskAnnouncement { task, announced_at: now });
+        self.open.insert(id, rec.clone());
+        let step = Step {
+            changes: vec![Change::Task(Box::new(rec))],
+            effects: vec![Effect::Announce(Box::new(ann))],
+            sync: true,
+        };
+        Ok((id, self.finish(step)))
+    }
+
+    /// Registers a worker (or updates its payout address with a newer registration).
+    pub fn register(&mut self, reg: Verified<Registration>, now: u64) -> Result<Step, Refusal> {
+        let signed = reg.0;
+        let r = &signed.body;
+        if r.network != self.cfg.network {
+            return Err(invalid(format!(
+                "registration is for {}, this node runs {}",
+                r.network, self.cfg.network
+            )));
+        }
+        if r.coordinator != self.me {
+            return Err(invalid("registration names another coordinator"));
+        }
+        if r.created_at > now.saturating_add(self.cfg.clock_skew_secs) {
+            return Err(invalid("registration is dated in the future"));
+        }
+        let bits = r.work_bits();
+        if bits < self.cfg.pow_difficulty {
+            return Err(invalid(format!(
+                "registration proof-of-work has {bits} leading zero bits; this node asks for {}",
+                self.cfg.pow_difficulty
+            )));
+        }
+        let rec = match self.workers.get(&r.worker) {
+            Some(w) if w.banned.is_some() => {
+                return Err(Refusal::Banned(w.banned.as_ref().map(|b| b.reason.clone()).unwrap_or_default()))
+            }
+            Some(w) if w.registration.id() == signed.id() => return Ok(Step::default()),
+            Some(w) if w.registration.body.created_at >= r.created_at => {
+                return Err(Refusal::Conflict("a newer registration of this worker is in force".into()))
+            }
+            Some(w) => WorkerRecord { registration: signed, ..w.clone() },
+            None => WorkerRecord {
+                registration: signed,
+                registered_at: now,
+                streak: 0,
+                accepted: 0,
+                rejected: 0,
+                banned: None,
+                rejections: Default::default(),
+            },
+        };
+        self.workers.insert(rec.key(), rec.clone());
+        Ok(self.finish(Step { changes: vec![Change::Worker(Box::new(rec))], effects: vec![], sync: true }))
+    }
+
+    /// Leases a task to a worker; returns the lease end. Claiming again returns the same lease.
+    pub fn claim(&mut self, claim: Verified<Claim>, now: u64) -> Result<(u64, Step), Refusal> {
+        let c = &claim.0.body;
+        self.active_worker(&c.worker)?;
+        self.check_time(c.claimed_at, now, "claim")?;
+        let held = self.leases.get(&c.worker).copied().unwrap_or(0);
+        let max_leases = self.cfg.max_leases_per_worker;
+        self.open_mut(&c.task)?;
+        let Machine { open, classes, leases, .. } = self;
+        let rec = open.get_mut(&c.task).ok_or(Refusal::NotFound("task"))?;
+        let lease_secs = u64::from(classes.get(&rec.task.class).map(|k| k.lease_secs).unwrap_or(60));
+        if rec.phase != Phase::Commit {
+            return Err(Refusal::Conflict("task is not open for claims".into()));
+        }
+        if let Some(a) = rec.slot(&c.worker) {
+            if a.commitment.is_some() {
+                return Err(Refusal::Conflict("already committed to this task".into()));
+            }
+            if a.lease_expires > now {
+                return Ok((a.lease_expires, Step::default()));
+            }
+        }
+        let live = rec
+            .assignments
+            .iter()
+            .filter(|a| a.worker != c.worker && (a.commitment.is_some() || a.lease_expires > now))
+            .count();
+        if live >= usize::from(rec.wanted) {
+            return Err(Refusal::Conflict("task is fully claimed".into()));
+        }
+        if held >= max_leases {
+            return Err(Refusal::Limit(format!(
+                "worker holds {held} uncommitted leases (limit {max_leases})"
+            )));
+        }
+        let expires = now.saturating_add(lease_secs);
+        let audit = rec.audit_drawn;
+        match rec.slot_mut(&c.worker) {
+            // An expired lease of this worker, not yet swept: renew it.
+            Some(a) => a.lease_expires = expires,
+            None => {
+                rec.assignments.push(Assignment {
+                    worker: c.worker,
+                    lease_expires: expires,
+                    commitment: None,
+                    revealed: None,
+                    audit,
+                    verdict: None,
+                    receipt: None,
+                });
+                *leases.entry(c.worker).or_default() += 1;
+            }
+        }
+        let rec = rec.clone();
+        Ok((expires, self.finish(Step { changes: vec![Change::Task(Box::new(rec))], ..Step::default() })))
+    }
+
+    /// Records a commitment under a live lease.
+    pub fn commit(&mut self, c: Verified<Commitment>, now: u64) -> Result<Step, Refusal> {
+        let signed = c.0;
+        let body = &signed.body;
+        self.active_worker(&body.worker)?;
+        let rec = self.open_mut(&body.task)?;
+        let slot = rec
+            .slot_mut(&body.worker)
+            .ok_or_else(|| Refusal::Conflict("no lease on this task: claim it first".into()))?;
+        match slot.commitment {
+            Some(v) if v == body.commitment => return Ok(Step::default()),
+            Some(_) => return Err(Refusal::Conflict("a different commitment is already recorded".into())),
+            None if slot.lease_expires <= now => {
+                return Err(Refusal::Conflict("lease expired: claim the task again".into()))
+            }
+            None => slot.commitment = Some(body.commitment),
+        }
+        if let Some(n) = self.leases.get_mut(&body.worker) {
+            *n = n.saturating_sub(1);
+        }
+        let task = body.task;
+        let mut step =
+            Step { changes: vec![Change::Commitment(Box::new(signed))], effects: vec![], sync: true };
+        self.advance(&task, now, &mut step);
+        Ok(self.finish(step))
+    }
+
+    /// Records a reveal that opens the worker's commitment; decides the task when the last
+    /// reveal is in.
+    pub fn reveal(&mut self, r: Verified<Reveal>, now: u64) -> Result<Step, Refusal> {
+        let signed = r.0;
+        let body = &signed.body;
+        self.active_worker(&body.worker)?;
+        let rec = self.open_mut(&body.task)?;
+        let in_reveal = matches!(rec.phase, Phase::Reveal { .. });
+        let slot =
+            rec.slot(&body.worker).ok_or(Refusal::Conflict("no commitment from this worker".into()))?;
+        let Some(commitment) = slot.commitment else {
+            return Err(Refusal::Conflict("no commitment from this worker".into()));
+        };
+        let hash = body.result.content_hash();
+        match slot.revealed {
+            Some(h) if h == hash => return Ok(Step::default()),
+            Some(_) => return Err(Refusal::Conflict("a different result was already revealed".into())),
+            None => {}
+        }
+        if !in_reveal {
+            return Err(Refusal::TooEarly(
+                "reveals open once every replica has committed; retry later".into(),
+            ));
+        }
+        let Payload::Inline(bytes) = &body.result else {
+            return Err(invalid("results must be inline"));
+        };
+        let c = Commitment { task: body.task, worker: body.worker, commitment };
+        if !body.opens(&c) {
+            return Err(invalid("reveal does not open the recorded commitment"));
+        }
+        let bytes = bytes.clone();
+        if let Some(slot) = rec.slot_mut(&body.worker) {
+            slot.revealed = Some(hash);
+        }
+        let (task, worker) = (body.task, body.worker);
+        self.results.insert((task, worker), bytes);
+        let mut step = Step { changes: vec![Change::Reveal(Box::new(signed))], effects: vec![], sync: true };
+        self.advance(&task, now, &mut step);
+        Ok(self.finish(step))
+    }
+
+    /// The newest Bitcoin block: mixed into audit draws so they cannot be precomputed.
+    pub fn on_chain_tip(&mut self, height: u32, hash: Hash32) -> Step {
+        if self.meta.chain_tip == Some((height, hash)) {
+            return Step::default();
+        }
+        self.meta.chain_tip = Some((height, hash));
+        self.finish(Step { changes: vec![], ..Step::default() }).with_meta(&self.meta)
+    }
+
+    /// Time passes: expired leases return their slots, reveal deadlines close, a due epoch
+    /// closes.
+    pub fn tick(&mut self, now: u64) -> Step {
+        let mut step = Step::default();
+        let due: Vec<Hash32> = self
+            .open
+            .values()
+            .filter(|t| match t.phase {
+                Phase::Commit => {
+                    t.assignments.iter().any(|a| a.commitment.is_none() && a.lease_expires <= now)
+                }
+                Phase::Reveal { deadline } => deadline <= now,
+                _ => false,
+            })
+            .map(|t| t.id)
+            .collect();
+        for id in due {
+            self.advance(&id, now, &mut step);
+        }
+        self.maybe_close_epoch(now, &mut step);
+        self.finish(step)
+    }
+
+    /// Epochs up to `epoch` are settled (anchored deep enough, challenge window over): their
+    /// locked credits become claimable, and balances over the threshold are paid out.
+    pub fn settle(&mut self, epoch: u32, now: u64) -> Step {
+        if self.meta.settled_epoch.is_some_and(|s| s >= epoch) {
+            return Step::default();
+        }
+        let mut step = Step { sync: true, ..Step::default() };
+        let ready: Vec<u32> = self.meta.locked.range(..=epoch).map(|(h, _)| *h).collect();
+        let mut touched = std::collections::BTreeSet::new();
+        for h in ready {
+            let Some(bucket) = self.meta.locked.remove(&h) else { continue };
+            for (worker, amount) in bucket {
+                if let Some(e) = self.ledger.get_mut(&worker) {
+                    e.locked = e.locked.saturating_sub(amount);
+                    e.claimable = e.claimable.saturating_add(amount);
+                    touched.insert(worker);
+                }
+                step.changes.push(Change::Lock { epoch: h, worker, amount: 0 });
+            }
+        }
+        self.meta.settled_epoch = Some(epoch);
+        let mut payouts = Vec::new();
+        for worker in touched {
+            let address = match self.workers.get(&worker) {
+                Some(w) if w.banned.is_none() => w.registration.body.payout_address.clone(),
+                _ => String::new(),
+            };
+            let Some(e) = self.ledger.get_mut(&worker) else { continue };
+            if !address.is_empty() && e.claimable >= self.cfg.payout_threshold_sats && e.claimable > 0 {
+                let p = PayoutRecord {
+                    id: self.meta.next_payout,
+                    worker,
+                    address,
+                    amount: e.claimable,
+                    queued_at: now,
+                    status: PayoutStatus::Queued,
+                };
+                self.meta.next_payout += 1;
+                e.paid = e.paid.saturating_add(e.claimable);
+                e.claimable = 0;
+                self.queued_payouts.insert(p.id, p.clone());
+                step.changes.push(Change::Payout(p.clone()));
+                payouts.push(p);
+            }
+            step.changes.push(Change::Ledger(e.clone()));
+        }
+        if !payouts.is_empty() {
+            step.effects.push(Effect::Payouts(payouts));
+        }
+        step.changes.push(Change::Meta(Box::new(self.meta.clone())));
+        step
+    }
+
+    /// Payouts confirmed in an anchor transaction.
+    pub fn payouts_confirmed(&mut self, ids: &[u64], txid: bitcoin::Txid, height: u32) -> Step {
+        let mut step = Step { sync: true, ..Step::default() };
+        for id in ids {
+            if let Some(mut p) = self.queued_payouts.remove(id) {
+                p.status = PayoutStatus::Paid { txid, height };
+                step.changes.push(Change::Payout(p));
+            }
+        }
+        step
+    }
+
+    /// Closes the open epoch now if it holds any receipt (used at shutdown and by tests).
+    pub fn close_epoch(&mut self, now: u64) -> Step {
+        let mut step = Step::default();
+        if self.meta.open_receipts > 0 {
+            self.close(now, &mut step);
+        }
+        self.finish(step)
+    }
+
+    fn maybe_close_epoch(&mut self, now: u64, step: &mut Step) {
+        let m = &self.meta;
+        if m.open_receipts > 0
+            && (m.open_receipts >= self.cfg.epoch_max_receipts
+                || now >= m.epoch_opened_at.saturating_add(self.cfg.epoch_interval_secs))
+        {
+            self.close(now, step);
+        }
+    }
+
+    fn close(&mut self, now: u64, step: &mut Step) {
+        let height = self.meta.next_epoch;
+        let prev = self.meta.last_header.as_ref().map(|h| h.id()).unwrap_or(Hash32::ZERO);
+        let entries: Vec<LedgerEntry> = self.ledger.values().cloned().collect();
+        let leaves: Vec<Hash32> = entries.iter().map(|e| e.id()).collect();
+        let header = EpochHeader {
+            network: self.cfg.network,
+            coordinator: self.me,
+            height,
+            prev,
+            receipts_root: merkle::root(&self.open_leaves),
+            state_root: merkle::root(&leaves),
+            receipt_count: self.meta.open_receipts,
+            accepted_count: self.meta.open_accepted,
+            reward_sats: self.meta.open_reward,
+            time: now,
+        };
+        let signed = self.sign(header);
+        let payload = AnchorPayload { height, header_hash: signed.id() };
+        self.meta.next_epoch = height.saturating_add(1);
+        self.meta.last_header = Some(signed.clone());
+        self.meta.epoch_opened_at = now;
+        self.meta.open_receipts = 0;
+        self.meta.open_accepted = 0;
+        self.meta.open_reward = 0;
+        self.open_leaves.clear();
+        step.changes.push(Change::Epoch { header: Box::new(signed.clone()), ledger: entries });
+        step.effects.push(Effect::Epoch(Box::new(signed)));
+        step.effects.push(Effect::Anchor(payload));
+        step.sync = true;
+    }
+
+    /// Moves a task forward as far as its state and the time allow.
+    fn advance(&mut self, id: &Hash32, now: u64, step: &mut Step) {
+        loop {
+            let Some(rec) = self.open.get_mut(id) else { return };
+            let Some(class) = self.classes.get(&rec.task.class) else { return };
+            match rec.phase {
+                Phase::Commit => {
+                    let before = rec.assignments.len();
+                    let leases = &mut self.leases;
+                    rec.assignments.retain(|a| {
+                        let expired = a.commitment.is_none() && a.lease_expires <= now;
+                        if expired {
+                            if let Some(n) = leases.get_mut(&a.worker) {
+                                *n = n.saturating_sub(1);
+                            }
+                        }
+                        !expired
+                    });
+                    let changed = before != rec.assignments.len();
+                    if rec.committed() < usize::from(rec.wanted) {
+                        if changed {
+                            step.changes.push(Change::Task(Box::new(rec.clone())));
+                        }
+                        return;
+                    }
+                    if !rec.audit_drawn {
+                        rec.audit_drawn = true;
+                        let max = max_replicas(class, self.cfg.max_escalations);
+                        let streak = rec
+                            .assignments
+                            .iter()
+                            .filter_map(|a| self.workers.get(&a.worker).map(|w| w.streak))
+                            .min()
+                            .unwrap_or(0);
+                        if rec.canary.is_none()
+                            && rec.wanted < max
+                            && audit_draw(&self.seed, &self.meta, rec, streak, self.cfg.audit_min_ppm)
+                        {
+                            rec.wanted += 1;
+                            step.changes.push(Change::Task(Box::new(rec.clone())));
+                            return;
+                        }
+                    }
+                    rec.phase = Phase::Reveal { deadline: now.saturating_add(u64::from(class.reveal_secs)) };
+                    step.changes.push(Change::Task(Box::new(rec.clone())));
+                }
+                Phase::Reveal { deadline } => {
+                    let all = rec.assignments.iter().all(|a| a.commitment.is_none() || a.revealed.is_some());
+                    if !all && now < deadline {
+                        step.changes.push(Change::Task(Box::new(rec.clone())));
+                        return;
+                    }
+                    self.decide(id, now, step);
+                }
+                Phase::Decided { .. } | Phase::Failed { .. } => return,
+            }
+        }
+    }
+
+    fn decide(&mut self, id: &Hash32, now: u64, step: &mut Step) {
+        let Some(rec) = self.open.get(id) else { return };
+        let Some(class) = self.classes.get(&rec.task.class).cloned() else { return };
+        let slots: Vec<(usize, Option<&[u8]>)> = rec
+            .assignments
+            .iter()
+            .enumerate()
+            .filter(|(_, a)| a.commitment.is_some())
+            .map(|(i, a)| (i, self.results.get(&(rec.id, a.worker)).map(Vec::as_slice)))
+            .collect();
+        let mut verdicts: BTreeMap<usize, SlotVerdict> = BTreeMap::new();
+        let mut valid: Vec<(usize, &[u8])> = Vec::new();
+        for (i, res) in &slots {
+            match res {
+                None => {
+                    verdicts.insert(
+                        *i,
+                        SlotVerdict {
+                            verdict: Some(Verdict::NoReveal),
+                            fraud: false,
+                            reason: "committed but revealed nothing before the deadline".into(),
+                        },
+                    );
+                }
+                Some(b) if !well_formed(&class.rule, b) => {
+                    verdicts.insert(
+                        *i,
+                        SlotVerdict {
+                            verdict: Some(Verdict::InvalidResult),
+                            fraud: false,
+                            reason: "result is not well formed for the class's rule".into(),
+                        },
+                    );
+                }
+                Some(b) => valid.push((*i, b)),
+            }
+        }
+        let mut accepted: Option<Hash32> = None;
+        let mut failure: Option<String> = None;
+        if let Some(expected) = &rec.canary {
+            for (i, b) in &valid {
+                let ok = agree(&class.rule, b, expected);
+                if ok {
+                    accepted = Some(cairn_spec::content_hash(b));
+                }
+                verdicts.insert(
+                    *i,
+                    SlotVerdict {
+                        verdict: Some(if ok { Verdict::Accepted } else { Verdict::CanaryFailed }),
+                        fraud: !ok,
+                        reason: if ok { String::new() } else { "result contradicts a known answer".into() },
+                    },
+                );
+            }
+            if accepted.is_none() {
+                failure = Some("no correct result".into());
+            }
+        } else {
+            let quorum = if rec.wanted == 1 { 1 } else { 2 };
+            let results: Vec<&[u8]> = valid.iter().map(|(_, b)| *b).collect();
+            match judge(&class.rule, &results, quorum) {
+                Judgement::Decided { winners, clear } => {
+                    for (k, (i, b)) in valid.iter().enumerate() {
+                        let win = winners.contains(&k);
+                        if win && accepted.is_none() {
+                            accepted = Some(cairn_spec::content_hash(b));
+                        }
+                        verdicts.insert(
+                            *i,
+                            SlotVerdict {
+                                verdict: Some(if win { Verdict::Accepted } else { Verdict::Mismatch }),
+                                fraud: !win && clear,
+                                reason: if win {
+                                    String::new()
+                                } else {
+                                    format!(
+                                        "disagreed with {} of {} results under the class's rule",
+                                        winners.len(),
+                                        valid.len()
+                                    )
+                                },
+                            },
+                        );
+                    }
+                }
+                Judgement::Undecided => {
+                    let max = max_replicas(&class, self.cfg.max_escalations);
+                    let committed = slots.len();
+                    if committed < usize::from(max) {
+                        let wanted = u8::try_from(committed + 1).unwrap_or(u8::MAX);
+                        if let Some(rec) = self.open.get_mut(id) {
+                            rec.escalations = rec.escalations.saturating_add(1);
+                            rec.wanted = wanted;
+                            rec.phase = Phase::Commit;
+                            step.changes.push(Change::Task(Box::new(rec.clone())));
+                        }
+                        return;
+                    }
+                    failure =
+                        Some(format!("no majority among {} results after {committed} replicas", valid.len()));
+                    for (i, _) in &valid {
+                        verdicts.insert(
+                            *i,
+                            SlotVerdict {
+                                verdict: None,
+                                fraud: false,
+                                reason: "task failed: no majority".into(),
+                            },
+                        );
+                    }
+                }
+            }
+        }
+        self.finalize(id, verdicts, accepted, failure, now, step);
+    }
+
+    fn finalize(
+        &mut self,
+        id: &Hash32,
+        verdicts: BTreeMap<usize, SlotVerdict>,
+        accepted: Option<Hash32>,
+        failure: Option<String>,
+        now: u64,
+        step: &mut Step,
+    ) {
+        let Some(mut rec) = self.open.remove(id) else { return };
+        let Some(class) = self.classes.get(&rec.task.class).cloned() else { return };
+        let reward = class.reward_per_unit.saturating_mul(u64::from(rec.task.units));
+        let epoch = self.meta.next_epoch;
+        for (i, a) in rec.assignments.iter_mut().enumerate() {
+            self.results.remove(&(rec.id, a.worker));
+            let Some(sv) = verdicts.get(&i) else {
+                // An uncommitted lease on a task that is over.
+                if let Some(n) = self.leases.get_mut(&a.worker) {
+                    *n = n.saturating_sub(1);
+                }
+                continue;
+            };
+            let Some(w) = self.workers.get_mut(&a.worker) else { continue };
+            a.verdict = sv.verdict;
+            if let Some(v) = sv.verdict {
+                let paid = if v.is_accepted() { reward } else { 0 };
+                let receipt = WorkReceipt {
+                    network: self.cfg.network,
+                    coordinator: self.me,
+                    epoch,
+                    task: rec.id,
+                    class: rec.task.class,
+                    worker: a.worker,
+                    result_hash: a.revealed.unwrap_or(Hash32::ZERO),
+                    verdict: v,
+                    units: rec.task.units,
+                    reward_sats: paid,
+                };
+                let aux = {
+                    let mut pre = b"cairn/aux".to_vec();
+                    pre.extend_from_slice(&self.seed);
+                    pre.extend_from_slice(&receipt.id().0);
+                    sha256(&pre).0
+                };
+                let signed = Signed::sign(receipt, &self.key, &aux);
+                let rid = signed.id();
+                a.receipt = Some(rid);
+                let index = self.meta.open_receipts;
+                self.open_leaves.push(rid);
+                self.meta.open_receipts += 1;
+                if v.is_accepted() {
+                    self.meta.open_accepted += 1;
+                    self.meta.open_reward = self.meta.open_reward.saturating_add(paid);
+                    self.meta.credited = self.meta.credited.saturating_add(paid);
+                    let e = self.ledger.entry(a.worker).or_insert(LedgerEntry {
+                        worker: a.worker,
+                        locked: 0,
+                        claimable: 0,
+                        paid: 0,
+                    });
+                    e.locked = e.locked.saturating_add(paid);
+                    let bucket = self.meta.locked.entry(epoch).or_default().entry(a.worker).or_default();
+                    *bucket = bucket.saturating_add(paid);
+                    step.changes.push(Change::Lock { epoch, worker: a.worker, amount: *bucket });
+                    step.changes.push(Change::Ledger(e.clone()));
+                    w.streak = w.streak.saturating_add(1);
+                    w.accepted += 1;
+                } else {
+                    w.streak = 0;
+                    w.rejected += 1;
+                }
+                step.changes.push(Change::Receipt { index, receipt: Box::new(signed.clone()) });
+                step.effects.push(Effect::Receipt(Box::new(signed)));
+            }
+            if sv.verdict != Some(Verdict::Accepted) {
+                w.note_rejection(Rejection {
+                    task: rec.id,
+                    verdict: sv.verdict,
+                    reason: sv.reason.clone(),
+                    at: now,
+                });
+            }
+            if sv.fraud && w.banned.is_none() {
+                let forfeited = self.ledger.get(&a.worker).map(|e| e.locked).unwrap_or(0);
+                for bucket in self.meta.locked.values_mut() {
+                    if bucket.remove(&a.worker).is_some() {
+                        // Deleting rows per epoch is done below from the bucket keys.
+                    }
+                }
+                if let Some(e) = self.ledger.get_mut(&a.worker) {
+                    e.locked = 0;
+                    step.changes.push(Change::Ledger(e.clone()));
+                }
+                self.meta.forfeited = self.meta.forfeited.saturating_add(forfeited);
+                w.banned = Some(Ban { reason: sv.reason.clone(), task: rec.id, forfeited, at: now });
+                for h in self.meta.locked.keys().copied().chain(std::iter::once(epoch)) {
+                    step.changes.push(Change::Lock { epoch: h, worker: a.worker, amount: 0 });
+                }
+            }
+            step.changes.push(Change::Worker(Box::new(w.clone())));
+        }
+        self.meta.locked.retain(|_, b| !b.is_empty());
+        rec.phase = match (accepted, failure) {
+            (Some(result), _) => Phase::Decided { result, at: now },
+            (None, reason) => Phase::Failed { reason: reason.unwrap_or_else(|| "no result".into()), at: now },
+        };
+        self.finished.insert(rec.id);
+        step.changes.push(Change::Task(Box::new(rec)));
+        step.sync = true;
+        self.maybe_close_epoch_on_count(now, step);
+    }
+
+    fn maybe_close_epoch_on_count(&mut self, now: u64, step: &mut Step) {
+        if self.meta.open_receipts >= self.cfg.epoch_max_receipts {
+            self.close(now, step);
+        }
+    }
+}
+
+impl Step {
+    fn with_meta(mut self, meta: &MetaState) -> Step {
+        self.changes.push(Change::Meta(Box::new(meta.clone())));
+        self
+    }
+}
+
+fn max_replicas(class: &TaskClass, max_escalations: u8) -> u8 {
+    class.replication.saturating_add(1).saturating_add(max_escalations).min(cairn_spec::task::MAX_REPLICATION)
+}
+
+/// The audit draw: probability max(p_min, 1/streak) of the least proven committed worker,
+/// from a hash of the node's secret seed, the newest block hash and the commitments. Workers
+/// committed before the draw, cannot know the seed, and cannot change their commitment.
+fn audit_draw(seed: &[u8; 32], meta: &MetaState, rec: &TaskRecord, streak: u32, min_ppm: u32) -> bool {
+    let mut pre = b"cairn/audit-draw".to_vec();
+    pre.extend_from_slice(seed);
+    if let Some((h, hash)) = meta.chain_tip {
+        pre.extend_from_slice(&h.to_be_bytes());
+        pre.extend_from_slice(&hash.0);
+    }
+    pre.extend_from_slice(&rec.id.0);
+    for a in &rec.assignments {
+        if let Some(c) = a.commitment {
+            pre.extend_from_slice(&c.0);
+        }
+    }
+    let d = sha256(&pre).0;
+    let r = u64::from_be_bytes([d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]]) % 1_000_000;
+    let p = (1_000_000 / u64::from(streak.max(1))).max(u64::from(min_ppm));
+    r < p
+}

@@ -1,0 +1,311 @@
+//! The lifecycle's persistence: how each `Change` becomes table rows, how the machine's
+//! snapshot is loaded back, and the read-side lookups the API serves from disk (final tasks,
+//! receipts, epochs, ledger snapshots).
+//!
+//! Owns the key layouts of `tasks`, `commitments`, `reveals`, `receipts`, `ledger`, `epochs`,
+//! `workers` and the lifecycle rows of `meta` (SCHEMA.md). Must never decide anything: it
+//! writes what the machine changed, in one batch per step.
+
+use cairn_spec::{
+    Decode, Encode, EpochHeader, Hash32, LedgerEntry, PubKey, Reveal, Signed, SignedEpochHeader,
+    SignedReceipt,
+};
+use thiserror::Error;
+
+use crate::lifecycle::{
+    Change, MetaState, PayoutRecord, PayoutStatus, Snapshot, Step, TaskRecord, WorkerRecord,
+};
+use crate::store::{Batch, Entry, KvStore, StoreError, Table};
+
+const META_KEY: &[u8] = b"lifecycle";
+const PAGE: usize = 1024;
+
+/// Why lifecycle state could not be read.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum LoadError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A stored value does not parse.
+    #[error("corrupt {table} row {key}: {reason}")]
+    Corrupt {
+        /// Table.
+        table: &'static str,
+        /// Key, hex.
+        key: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+fn corrupt(t: Table, key: &[u8], reason: impl ToString) -> LoadError {
+    LoadError::Corrupt { table: t.name(), key: hex::encode(key), reason: reason.to_string() }
+}
+
+fn json<T: serde::Serialize>(v: &T) -> Vec<u8> {
+    // Plain data types: serializing cannot fail; an empty value would load as corrupt.
+    serde_json::to_vec(v).unwrap_or_default()
+}
+
+fn parse<T: serde::de::DeserializeOwned>(t: Table, key: &[u8], v: &[u8]) -> Result<T, LoadError> {
+    serde_json::from_slice(v).map_err(|e| corrupt(t, key, e))
+}
+
+fn decode<T: Decode>(t: Table, key: &[u8], v: &[u8]) -> Result<T, LoadError> {
+    T::from_bytes(v).map_err(|e| corrupt(t, key, e))
+}
+
+/// `tasks`: `t` ‖ task id → task record; `o` ‖ task id → empty while the task is open.
+pub fn task_key(id: &Hash32) -> Vec<u8> {
+    [b"t".as_slice(), &id.0].concat()
+}
+fn open_key(id: &Hash32) -> Vec<u8> {
+    [b"o".as_slice(), &id.0].concat()
+}
+fn pair_key(task: &Hash32, worker: &PubKey) -> Vec<u8> {
+    [&task.0[..], worker.as_bytes()].concat()
+}
+/// `receipts`: `e` ‖ epoch ‖ index → signed receipt; `i` ‖ receipt id → epoch ‖ index.
+fn receipt_key(epoch: u32, index: u32) -> Vec<u8> {
+    [b"e".as_slice(), &epoch.to_be_bytes(), &index.to_be_bytes()].concat()
+}
+fn receipt_id_key(id: &Hash32) -> Vec<u8> {
+    [b"i".as_slice(), &id.0].concat()
+}
+/// `ledger`: `w` ‖ worker → entry; `l` ‖ epoch ‖ worker → locked u64; `p` ‖ id → payout.
+fn ledger_key(w: &PubKey) -> Vec<u8> {
+    [b"w".as_slice(), w.as_bytes()].concat()
+}
+fn lock_key(epoch: u32, w: &PubKey) -> Vec<u8> {
+    [b"l".as_slice(), &epoch.to_be_bytes(), w.as_bytes()].concat()
+}
+fn payout_key(id: u64) -> Vec<u8> {
+    [b"p".as_slice(), &id.to_be_bytes()].concat()
+}
+/// `epochs`: `h` ‖ height → signed header; `s` ‖ height → the ledger entries it commits to.
+fn header_key(h: u32) -> Vec<u8> {
+    [b"h".as_slice(), &h.to_be_bytes()].concat()
+}
+fn snapshot_key(h: u32) -> Vec<u8> {
+    [b"s".as_slice(), &h.to_be_bytes()].concat()
+}
+
+/// The batch that persists `step`.
+pub fn batch_for(step: &Step) -> Batch {
+    let mut b = Batch::new();
+    for c in &step.changes {
+        add(&mut b, c);
+    }
+    if step.sync {
+        b.sync();
+    }
+    b
+}
+
+/// Adds one change to `b`.
+pub fn add(b: &mut Batch, c: &Change) {
+    match c {
+        Change::Task(t) => {
+            b.put(Table::Tasks, task_key(&t.id), json(t.as_ref()));
+            if t.phase.is_final() {
+                b.delete(Table::Tasks, open_key(&t.id));
+            } else {
+                b.put(Table::Tasks, open_key(&t.id), Vec::new());
+            }
+        }
+        Change::Commitment(s) => {
+            b.put(Table::Commitments, pair_key(&s.body.task, &s.body.worker), s.to_bytes());
+        }
+        Change::Reveal(s) => {
+            b.put(Table::Reveals, pair_key(&s.body.task, &s.body.worker), s.to_bytes());
+        }
+        Change::Receipt { index, receipt } => {
+            let epoch = receipt.body.epoch;
+            b.put(Table::Receipts, receipt_key(epoch, *index), receipt.to_bytes());
+            b.put(Table::Receipts, receipt_id_key(&receipt.id()), receipt_key(epoch, *index));
+        }
+        Change::Worker(w) => {
+            b.put(Table::Workers, w.key().as_bytes().to_vec(), json(w.as_ref()));
+        }
+        Change::Ledger(e) => {
+            b.put(Table::Ledger, ledger_key(&e.worker), e.to_bytes());
+        }
+        Change::Lock { epoch, worker, amount } => {
+            if *amount == 0 {
+                b.delete(Table::Ledger, lock_key(*epoch, worker));
+            } else {
+                b.put(Table::Ledger, lock_key(*epoch, worker), amount.to_be_bytes().to_vec());
+            }
+        }
+        Change::Payout(p) => {
+            b.put(Table::Ledger, payout_key(p.id), json(p));
+        }
+        Change::Epoch { header, ledger } => {
+            let h = header.body.height;
+            b.put(Table::Epochs, header_key(h), header.to_bytes());
+            let mut snap = Vec::with_capacity(ledger.len() * 57);
+            for e in ledger {
+                snap.extend_from_slice(&e.to_bytes());
+            }
+            b.put(Table::Epochs, snapshot_key(h), snap);
+        }
+        Change::Meta(m) => {
+            b.put(Table::Meta, META_KEY.to_vec(), json(m.as_ref()));
+        }
+    }
+}
+
+/// Every row under `prefix`, page by page.
+fn scan_all(s: &dyn KvStore, t: Table, prefix: &[u8]) -> Result<Vec<Entry>, StoreError> {
+    let mut out: Vec<Entry> = Vec::new();
+    loop {
+        let start = out.last().map(|(k, _)| {
+            let mut k = k.clone();
+            k.push(0);
+            k
+        });
+        let page = s.scan(t, prefix, start.as_deref(), PAGE)?;
+        let done = page.len() < PAGE;
+        out.extend(page);
+        if done {
+            return Ok(out);
+        }
+    }
+}
+
+/// Loads the machine's snapshot; `None` when the store holds no lifecycle state yet.
+pub fn load(s: &dyn KvStore) -> Result<Option<Snapshot>, LoadError> {
+    let Some(raw) = s.get(Table::Meta, META_KEY)? else { return Ok(None) };
+    let meta: MetaState = parse(Table::Meta, META_KEY, &raw)?;
+    let mut snap = Snapshot { meta, ..Snapshot::default() };
+    let open: std::collections::HashSet<Vec<u8>> =
+        scan_all(s, Table::Tasks, b"o")?.into_iter().map(|(k, _)| k[1..].to_vec()).collect();
+    for (k, v) in scan_all(s, Table::Tasks, b"t")? {
+        let id = Hash32(k[1..].try_into().map_err(|_| corrupt(Table::Tasks, &k, "key length"))?);
+        if open.contains(&k[1..]) {
+            let rec: TaskRecord = parse(Table::Tasks, &k, &v)?;
+            for (rk, rv) in scan_all(s, Table::Reveals, &id.0)? {
+                snap.reveals.push(decode::<Signed<Reveal>>(Table::Reveals, &rk, &rv)?);
+            }
+            snap.open_tasks.push(rec);
+        } else {
+            snap.finished.push(id);
+        }
+    }
+    for (k, v) in scan_all(s, Table::Workers, b"")? {
+        snap.workers.push(parse::<WorkerRecord>(Table::Workers, &k, &v)?);
+    }
+    for (k, v) in scan_all(s, Table::Ledger, b"w")? {
+        snap.ledger.push(decode::<LedgerEntry>(Table::Ledger, &k, &v)?);
+    }
+    for (k, v) in scan_all(s, Table::Ledger, b"l")? {
+        let (Some(e), Some(w), Ok(a)) = (
+            k.get(1..5),
+            k.get(5..37).and_then(|w| PubKey::from_bytes(w.try_into().ok()?)),
+            <[u8; 8]>::try_from(v.as_slice()),
+        ) else {
+            return Err(corrupt(Table::Ledger, &k, "lock row"));
+        };
+        let epoch = u32::from_be_bytes(e.try_into().map_err(|_| corrupt(Table::Ledger, &k, "lock key"))?);
+        snap.locks.push((epoch, w, u64::from_be_bytes(a)));
+    }
+    for (k, v) in scan_all(s, Table::Ledger, b"p")? {
+        let p: PayoutRecord = parse(Table::Ledger, &k, &v)?;
+        if p.status == PayoutStatus::Queued {
+            snap.queued_payouts.push(p);
+        }
+    }
+    let prefix = [b"e".as_slice(), &snap.meta.next_epoch.to_be_bytes()].concat();
+    for (k, v) in scan_all(s, Table::Receipts, &prefix)? {
+        snap.open_leaves.push(decode::<SignedReceipt>(Table::Receipts, &k, &v)?.id());
+    }
+    Ok(Some(snap))
+}
+
+/// A task record (open or final).
+pub fn task(s: &dyn KvStore, id: &Hash32) -> Result<Option<TaskRecord>, LoadError> {
+    let k = task_key(id);
+    s.get(Table::Tasks, &k)?.map(|v| parse(Table::Tasks, &k, &v)).transpose()
+}
+
+/// Task records in id order from `after` (exclusive), at most `limit`.
+pub fn tasks(s: &dyn KvStore, after: Option<&Hash32>, limit: usize) -> Result<Vec<TaskRecord>, LoadError> {
+    let start = after.map(|a| {
+        let mut k = task_key(a);
+        k.push(0);
+        k
+    });
+    s.scan(Table::Tasks, b"t", start.as_deref(), limit)?
+        .into_iter()
+        .map(|(k, v)| parse(Table::Tasks, &k, &v))
+        .collect()
+}
+
+/// A receipt by id, with its epoch and index.
+pub fn receipt(s: &dyn KvStore, id: &Hash32) -> Result<Option<(u32, u32, SignedReceipt)>, LoadError> {
+    let Some(pos) = s.get(Table::Receipts, &receipt_id_key(id))? else { return Ok(None) };
+    let (Some(e), Some(i)) = (pos.get(1..5), pos.get(5..9)) else {
+        return Err(corrupt(Table::Receipts, &receipt_id_key(id), "position"));
+    };
+    let epoch = u32::from_be_bytes(e.try_into().map_err(|_| corrupt(Table::Receipts, &pos, "epoch"))?);
+    let index = u32::from_be_bytes(i.try_into().map_err(|_| corrupt(Table::Receipts, &pos, "index"))?);
+    let Some(v) = s.get(Table::Receipts, &pos)? else { return Ok(None) };
+    Ok(Some((epoch, index, decode(Table::Receipts, &pos, &v)?)))
+}
+
+/// The receipts of an epoch, in index order.
+pub fn epoch_receipts(s: &dyn KvStore, epoch: u32) -> Result<Vec<SignedReceipt>, LoadError> {
+    let prefix = [b"e".as_slice(), &epoch.to_be_bytes()].concat();
+    scan_all(s, Table::Receipts, &prefix)?.into_iter().map(|(k, v)| decode(Table::Receipts, &k, &v)).collect()
+}
+
+/// A signed epoch header.
+pub fn header(s: &dyn KvStore, height: u32) -> Result<Option<SignedEpochHeader>, LoadError> {
+    let k = header_key(height);
+    s.get(Table::Epochs, &k)?.map(|v| decode(Table::Epochs, &k, &v)).transpose()
+}
+
+/// Headers from `from`, at most `count`.
+pub fn headers(s: &dyn KvStore, from: u32, count: usize) -> Result<Vec<SignedEpochHeader>, LoadError> {
+    s.scan(Table::Epochs, b"h", Some(&header_key(from)), count)?
+        .into_iter()
+        .map(|(k, v)| decode(Table::Epochs, &k, &v))
+        .collect()
+}
+
+/// The ledger entries epoch `height`'s state root commits to, in key order.
+pub fn ledger_snapshot(s: &dyn KvStore, height: u32) -> Result<Option<Vec<LedgerEntry>>, LoadError> {
+    let k = snapshot_key(height);
+    let Some(v) = s.get(Table::Epochs, &k)? else { return Ok(None) };
+    let mut r = cairn_spec::codec::Reader::new(&v);
+    let mut out = Vec::new();
+    while r.remaining() > 0 {
+        out.push(LedgerEntry::decode(&mut r).map_err(|e| corrupt(Table::Epochs, &k, e))?);
+    }
+    Ok(Some(out))
+}
+
+/// Payouts of a worker (all statuses).
+pub fn payouts(s: &dyn KvStore) -> Result<Vec<PayoutRecord>, LoadError> {
+    scan_all(s, Table::Ledger, b"p")?.into_iter().map(|(k, v)| parse(Table::Ledger, &k, &v)).collect()
+}
+
+/// Checks a header chain: every stored header follows the previous one.
+pub fn check_header_chain(s: &dyn KvStore) -> Result<u32, String> {
+    let rows = scan_all(s, Table::Epochs, b"h").map_err(|e| e.to_string())?;
+    let mut prev: Option<EpochHeader> = None;
+    for (k, v) in &rows {
+        let h: SignedEpochHeader = decode(Table::Epochs, k, v).map_err(|e| e.to_string())?;
+        if !h.verify() {
+            return Err(format!("epoch {} signature does not verify", h.body.height));
+        }
+        match &prev {
+            None if h.body.height != 0 => return Err("first stored epoch is not genesis".into()),
+            Some(p) if !h.body.follows(p) => return Err(format!("epoch {} does not follow", h.body.height)),
+            _ => {}
+        }
+        prev = Some(h.body);
+    }
+    Ok(rows.len() as u32)
+}

@@ -1,0 +1,578 @@
+//! The lifecycle state machine driven by scripted events: every step is persisted to the
+//! in-memory store exactly as the node does, and the machine is restored from the store at
+//! intervals to prove the persisted state is complete.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing, missing_docs)]
+use cairn_coordinator::lifecycle::{
+    Effect, LifecycleConfig, Machine, PayoutStatus, Phase, Refusal, Step, Verified,
+};
+use cairn_coordinator::lifecycle_store as ls;
+use cairn_coordinator::store::{KvStore, MemoryStore};
+use cairn_spec::task::PPB;
+use cairn_spec::work::commitment_value;
+use cairn_spec::{
+    Claim, Commitment, ComparisonRule, ExecutorKind, Hash32, Network, Object, Payload, PubKey, Registration,
+    Reveal, Signed, SigningKey, Task, TaskClass, Verdict,
+};
+
+const NET: Network = Network::Regtest;
+const ADDR: &str = "bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080";
+
+fn key(i: u32) -> SigningKey {
+    let mut b = [0u8; 32];
+    b[..4].copy_from_slice(&(i + 1).to_be_bytes());
+    b[31] = 7;
+    SigningKey::from_secret_bytes(b).unwrap()
+}
+
+fn class(name: &str, rule: ComparisonRule, replication: u8) -> TaskClass {
+    TaskClass {
+        name: name.into(),
+        executor: ExecutorKind::Embedding,
+        model_hash: Hash32([9; 32]),
+        rule,
+        replication,
+        reward_per_unit: 100,
+        max_input_bytes: 4096,
+        lease_secs: 60,
+        reveal_secs: 60,
+    }
+}
+
+fn exact(replication: u8) -> TaskClass {
+    class("exact", ComparisonRule::ExactHash, replication)
+}
+
+fn cosine(replication: u8) -> TaskClass {
+    class("embed", ComparisonRule::Cosine { min_ppb: PPB / 100 * 99 }, replication)
+}
+
+struct Harness {
+    m: Machine,
+    store: MemoryStore,
+    cfg: LifecycleConfig,
+    coord: SigningKey,
+    now: u64,
+    nonce: u64,
+    effects: Vec<Effect>,
+}
+
+impl Harness {
+    fn new(classes: Vec<TaskClass>, tweak: impl FnOnce(&mut LifecycleConfig)) -> Self {
+        let mut cfg = LifecycleConfig::new(NET, classes);
+        cfg.pow_difficulty = 4;
+        tweak(&mut cfg);
+        let coord = key(1000);
+        let now = 1_700_000_000;
+        Harness {
+            m: Machine::new(cfg.clone(), coord.clone(), now),
+            store: MemoryStore::new(),
+            cfg,
+            coord,
+            now,
+            nonce: 0,
+            effects: Vec::new(),
+        }
+    }
+
+    fn apply(&mut self, step: Step) {
+        self.store.write(&ls::batch_for(&step)).unwrap();
+        self.effects.extend(step.effects);
+        self.m.check_invariants().unwrap();
+    }
+
+    /// Restores the machine from the store and checks it agrees with the live one.
+    fn reload(&mut self) {
+        let snap = ls::load(&self.store).unwrap().expect("state stored");
+        let m = Machine::restore(self.cfg.clone(), self.coord.clone(), snap).unwrap();
+        assert_eq!(m.meta(), self.m.meta());
+        assert_eq!(m.open_tasks().collect::<Vec<_>>(), self.m.open_tasks().collect::<Vec<_>>());
+        assert_eq!(m.workers().collect::<Vec<_>>(), self.m.workers().collect::<Vec<_>>());
+        self.m = m;
+    }
+
+    fn register(&mut self, w: &SigningKey) {
+        let mut reg = Registration {
+            network: NET,
+            coordinator: self.coord.public(),
+            worker: w.public(),
+            payout_address: ADDR.into(),
+            created_at: self.now,
+            pow_nonce: 0,
+        };
+        assert!(reg.solve_pow(4, 1 << 20));
+        let step =
+            self.m.register(Verified::check(Signed::sign(reg, w, &[0; 32])).unwrap(), self.now).unwrap();
+        self.apply(step);
+    }
+
+    fn submit(&mut self, class: &TaskClass, input: &[u8], canary: Option<Vec<u8>>) -> Hash32 {
+        self.nonce += 1;
+        let task = Task {
+            network: NET,
+            coordinator: self.coord.public(),
+            class: class.id(),
+            requester: key(2000).public(),
+            nonce: self.nonce,
+            units: 2,
+            budget_sats: 10_000,
+            created_at: self.now,
+            input: Payload::Inline(input.to_vec()),
+        };
+        let (id, step) = self.m.submit_task(task, canary, self.now).unwrap();
+        self.apply(step);
+        id
+    }
+
+    fn claim(&mut self, w: &SigningKey, task: Hash32) -> Result<u64, Refusal> {
+        let c = Claim { task, worker: w.public(), claimed_at: self.now };
+        let (exp, step) = self.m.claim(Verified::check(Signed::sign(c, w, &[0; 32]))?, self.now)?;
+        self.apply(step);
+        Ok(exp)
+    }
+
+    fn commit(&mut self, w: &SigningKey, task: Hash32, result: &[u8]) -> Result<[u8; 32], Refusal> {
+        let salt = salt_for(w, &task);
+        let v = commitment_value(&task, &w.public(), &cairn_spec::content_hash(result), &salt);
+        self.commit_value(w, task, v)?;
+        Ok(salt)
+    }
+
+    fn commit_value(&mut self, w: &SigningKey, task: Hash32, v: Hash32) -> Result<(), Refusal> {
+        let c = Commitment { task, worker: w.public(), commitment: v };
+        let step = self.m.commit(Verified::check(Signed::sign(c, w, &[0; 32]))?, self.now)?;
+        self.apply(step);
+        Ok(())
+    }
+
+    fn reveal(&mut self, w: &SigningKey, task: Hash32, result: &[u8]) -> Result<(), Refusal> {
+        self.reveal_salted(w, task, result, salt_for(w, &task))
+    }
+
+    fn reveal_salted(
+        &mut self,
+        w: &SigningKey,
+        task: Hash32,
+        result: &[u8],
+        salt: [u8; 32],
+    ) -> Result<(), Refusal> {
+        let r = Reveal { task, worker: w.public(), result: Payload::Inline(result.to_vec()), salt };
+        let step = self.m.reveal(Verified::check(Signed::sign(r, w, &[0; 32]))?, self.now)?;
+        self.apply(step);
+        Ok(())
+    }
+
+    fn tick(&mut self, secs: u64) {
+        self.now += secs;
+        let step = self.m.tick(self.now);
+        self.apply(step);
+    }
+
+    /// Runs a task to its end with `answers` (worker index → result), workers claiming in
+    /// order as slots open (audits and escalations pull in further workers).
+    fn run_task(&mut self, task: Hash32, workers: &[SigningKey], answer: &dyn Fn(usize) -> Vec<u8>) {
+        let mut joined: Vec<usize> = Vec::new();
+        for _round in 0..20 {
+            let Some(rec) = self.m.open_task(&task).cloned() else { return };
+            match rec.phase {
+                Phase::Commit => {
+                    let idx = (0..workers.len())
+                        .find(|i| {
+                            !joined.contains(i)
+                                && self.m.worker(&workers[*i].public()).unwrap().banned.is_none()
+                        })
+                        .expect("a free worker");
+                    joined.push(idx);
+                    self.claim(&workers[idx], task).unwrap();
+                    self.commit(&workers[idx], task, &answer(idx)).unwrap();
+                }
+                Phase::Reveal { .. } => {
+                    for &i in &joined {
+                        let w = &workers[i];
+                        let slot = rec.slot(&w.public());
+                        if slot.is_some_and(|s| s.revealed.is_none()) {
+                            match self.reveal(w, task, &answer(i)) {
+                                Ok(()) | Err(Refusal::Banned(_)) => {}
+                                Err(e) => panic!("reveal refused: {e}"),
+                            }
+                        }
+                    }
+                    if self.m.open_task(&task).is_some_and(|r| matches!(r.phase, Phase::Reveal { .. })) {
+                        self.tick(61);
+                    }
+                }
+                _ => return,
+            }
+        }
+        panic!("task did not finish");
+    }
+
+    fn final_task(&self, id: &Hash32) -> cairn_coordinator::lifecycle::TaskRecord {
+        ls::task(&self.store, id).unwrap().unwrap()
+    }
+}
+
+fn salt_for(w: &SigningKey, task: &Hash32) -> [u8; 32] {
+    let mut s = task.0;
+    s[0] ^= w.public().as_bytes()[0];
+    s[31] = 0x5a;
+    s
+}
+
+fn vector(seed: u32, noise: f32) -> Vec<u8> {
+    (0..32u32)
+        .map(|i| ((seed * 31 + i * 7) % 17) as f32 - 8.0 + noise * (((i * 13 + seed) % 5) as f32 - 2.0))
+        .flat_map(|x| x.to_le_bytes())
+        .collect()
+}
+
+fn workers(n: u32) -> Vec<SigningKey> {
+    (0..n).map(key).collect()
+}
+
+#[test]
+fn happy_path_receipts_epoch_settlement_payout() {
+    let class = exact(2);
+    let mut h = Harness::new(vec![class.clone()], |c| {
+        c.audit_min_ppm = 0;
+        c.epoch_interval_secs = 300;
+        c.payout_threshold_sats = 1000;
+    });
+    let ws = workers(4);
+    for w in &ws {
+        h.register(w);
+    }
+    let mut ids = Vec::new();
+    for i in 0..5u8 {
+        let id = h.submit(&class, &[i; 8], None);
+        ids.push(id);
+        h.run_task(id, &ws, &|_| vec![i, 42]);
+    }
+    assert!(matches!(h.effects.iter().filter(|e| matches!(e, Effect::Announce(_))).count(), 5));
+    for id in &ids {
+        let rec = h.final_task(id);
+        assert!(matches!(rec.phase, Phase::Decided { .. }), "{:?}", rec.phase);
+        assert!(rec
+            .assignments
+            .iter()
+            .filter(|a| a.verdict.is_some())
+            .all(|a| a.verdict == Some(Verdict::Accepted)));
+    }
+    // 5 tasks × (2 replicas + any audit) receipts, each accepted one worth 2 units × 100 sats.
+    let receipts: Vec<_> = h
+        .effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Receipt(r) => Some(r.clone()),
+            _ => None,
+        })
+        .collect();
+    assert!(receipts.len() >= 10);
+    assert!(receipts.iter().all(|r| r.verify() && r.body.reward_sats == 200 && r.body.epoch == 0));
+    let credited: u64 = receipts.iter().map(|r| r.body.reward_sats).sum();
+    assert_eq!(h.m.meta().credited, credited);
+    // Epoch closes on the cadence, with receipts and state roots, handed to the anchor.
+    h.reload();
+    h.tick(300);
+    let header = h.m.meta().last_header.clone().expect("epoch closed");
+    assert_eq!(header.body.height, 0);
+    assert_eq!(header.body.receipt_count as usize, receipts.len());
+    assert_eq!(header.body.reward_sats, credited);
+    assert!(header.verify());
+    let leaves: Vec<Hash32> = receipts.iter().map(|r| r.id()).collect();
+    assert_eq!(header.body.receipts_root, cairn_spec::merkle::root(&leaves));
+    let snapshot = ls::ledger_snapshot(&h.store, 0).unwrap().unwrap();
+    assert_eq!(cairn_spec::ledger::state_root(&snapshot), Some(header.body.state_root));
+    assert!(h
+        .effects
+        .iter()
+        .any(|e| matches!(e, Effect::Anchor(p) if p.height == 0 && p.header_hash == header.id())));
+    // Locked until settled, then claimable, then paid out over the threshold.
+    let w0 = ws[0].public();
+    let locked = h.m.balance(&w0).unwrap().locked;
+    assert!(locked > 0);
+    let step = h.m.settle(0, h.now);
+    h.apply(step);
+    let e = h.m.balance(&w0).unwrap().clone();
+    assert_eq!(e.locked, 0);
+    assert_eq!(e.claimable + e.paid, locked);
+    let payouts: Vec<_> = h
+        .effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Payouts(p) => Some(p.clone()),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    assert!(payouts.iter().any(|p| p.worker == w0 && p.amount == locked && p.address == ADDR));
+    let txid: bitcoin::Txid =
+        "0101010101010101010101010101010101010101010101010101010101010101".parse().unwrap();
+    let step = h.m.payouts_confirmed(&payouts.iter().map(|p| p.id).collect::<Vec<_>>(), txid, 120);
+    h.apply(step);
+    assert!(ls::payouts(&h.store)
+        .unwrap()
+        .iter()
+        .all(|p| p.status == PayoutStatus::Paid { txid, height: 120 }));
+    assert_eq!(ls::check_header_chain(&h.store), Ok(1));
+    h.reload();
+}
+
+#[test]
+fn a_copied_result_is_caught_by_the_commitment() {
+    let class = exact(2);
+    let mut h = Harness::new(vec![class.clone()], |c| c.audit_min_ppm = 0);
+    let ws = workers(3);
+    for w in &ws {
+        h.register(w);
+    }
+    // Give both workers a streak so no audit replica joins (1/streak with p_min 0).
+    let task = h.submit(&class, b"copy me", None);
+    h.claim(&ws[0], task).unwrap();
+    h.claim(&ws[1], task).unwrap();
+    let salt0 = h.commit(&ws[0], task, b"honest answer").unwrap();
+    // The copier commits before seeing anything: it can only copy the commitment value.
+    let c0 = commitment_value(&task, &ws[0].public(), &cairn_spec::content_hash(b"honest answer"), &salt0);
+    h.commit_value(&ws[1], task, c0).unwrap();
+    let rec = h.m.open_task(&task).unwrap().clone();
+    if rec.phase == Phase::Commit {
+        // An audit replica was drawn: let an honest third worker fill it.
+        h.claim(&ws[2], task).unwrap();
+        h.commit(&ws[2], task, b"honest answer").unwrap();
+    }
+    h.reveal(&ws[0], task, b"honest answer").unwrap();
+    // Even with the leaked result and salt, the copier's reveal does not open its commitment.
+    let err = h.reveal_salted(&ws[1], task, b"honest answer", salt0).unwrap_err();
+    assert!(matches!(err, Refusal::Invalid(ref m) if m.contains("does not open")), "{err}");
+    if h.m.open_task(&task).is_some_and(|r| r.slot(&ws[2].public()).is_some()) {
+        h.reveal(&ws[2], task, b"honest answer").unwrap();
+    }
+    h.tick(61);
+    let rec = h.final_task(&task);
+    assert_eq!(rec.slot(&ws[1].public()).unwrap().verdict, Some(Verdict::NoReveal));
+    assert_eq!(h.m.balance(&ws[1].public()).map(|e| e.locked).unwrap_or(0), 0);
+    let copier = h.m.worker(&ws[1].public()).unwrap();
+    assert!(copier.rejections.iter().any(|r| r.verdict == Some(Verdict::NoReveal)));
+}
+
+#[test]
+fn a_lazy_worker_is_caught_by_audits_within_a_bounded_number_of_tasks() {
+    let class = exact(1);
+    let mut h = Harness::new(vec![class.clone()], |c| c.audit_min_ppm = 100_000);
+    let ws = workers(4);
+    for w in &ws {
+        h.register(w);
+    }
+    let lazy = ws[0].public();
+    // Honest workers earn streaks first, so the lazy one (index 0) claims first afterwards.
+    let mut tasks = 0u32;
+    while h.m.worker(&lazy).unwrap().banned.is_none() {
+        tasks += 1;
+        assert!(tasks <= 50, "lazy worker not caught within 50 tasks");
+        let id = h.submit(&class, &tasks.to_be_bytes(), None);
+        let t = tasks;
+        h.run_task(id, &ws, &|i| if i == 0 { format!("random {t}").into_bytes() } else { b"right".to_vec() });
+    }
+    let w = h.m.worker(&lazy).unwrap();
+    let ban = w.banned.clone().unwrap();
+    assert!(w.rejections.iter().any(|r| r.verdict == Some(Verdict::Mismatch)));
+    assert_eq!(h.m.balance(&lazy).map(|e| e.locked).unwrap_or(0), 0);
+    assert_eq!(h.m.meta().forfeited, ban.forfeited);
+    // A banned worker is refused from then on.
+    let id = h.submit(&class, b"after ban", None);
+    assert!(matches!(h.claim(&ws[0], id), Err(Refusal::Banned(_))));
+    // Honest workers were never penalised.
+    for w in &ws[1..] {
+        let r = h.m.worker(&w.public()).unwrap();
+        assert_eq!(r.rejected, 0, "honest worker rejected: {:?}", r.rejections);
+    }
+    h.reload();
+}
+
+#[test]
+fn a_lazy_worker_fails_a_canary() {
+    let class = exact(1);
+    let mut h = Harness::new(vec![class.clone()], |c| c.audit_min_ppm = 0);
+    let ws = workers(2);
+    for w in &ws {
+        h.register(w);
+    }
+    let canary = h.submit(&class, b"what is 2+2", Some(b"4".to_vec()));
+    // To the worker a canary looks like any task: the announcement carries no answer.
+    let ann = h
+        .effects
+        .iter()
+        .rev()
+        .find_map(|e| match e {
+            Effect::Announce(a) => Some(a.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(ann.body.task.id(), canary);
+    h.run_task(canary, &ws, &|_| b"5".to_vec());
+    let rec = h.final_task(&canary);
+    assert_eq!(rec.assignments[0].verdict, Some(Verdict::CanaryFailed));
+    assert!(h.m.worker(&ws[0].public()).unwrap().banned.is_some());
+    // The honest worker passes its canary.
+    let c2 = h.submit(&class, b"what is 3+3", Some(b"6".to_vec()));
+    h.run_task(c2, &ws, &|_| b"6".to_vec());
+    assert_eq!(h.final_task(&c2).slot(&ws[1].public()).unwrap().verdict, Some(Verdict::Accepted));
+}
+
+#[test]
+fn honest_float_noise_inside_the_tolerance_is_never_penalised() {
+    let class = cosine(2);
+    let mut h = Harness::new(vec![class.clone()], |c| c.audit_min_ppm = 200_000);
+    let ws = workers(5);
+    for w in &ws {
+        h.register(w);
+    }
+    for t in 0..40u32 {
+        let id = h.submit(&class, &t.to_be_bytes(), None);
+        h.run_task(id, &ws, &|i| vector(t, 1e-4 * (i as f32 + 1.0)));
+        assert!(matches!(h.final_task(&id).phase, Phase::Decided { .. }));
+    }
+    for w in &ws {
+        let r = h.m.worker(&w.public()).unwrap();
+        assert!(r.banned.is_none());
+        assert_eq!(r.rejected, 0, "{:?}", r.rejections);
+    }
+}
+
+#[test]
+fn disagreement_escalates_to_a_majority() {
+    let class = exact(2);
+    let mut h = Harness::new(vec![class.clone()], |c| c.audit_min_ppm = 0);
+    let ws = workers(4);
+    for w in &ws {
+        h.register(w);
+    }
+    let id = h.submit(&class, b"x", None);
+    // Worker 1 disagrees; the audit (new workers: p = 1) and escalation bring in more.
+    h.run_task(id, &ws, &|i| if i == 1 { b"B".to_vec() } else { b"A".to_vec() });
+    let rec = h.final_task(&id);
+    assert!(matches!(rec.phase, Phase::Decided { result, .. } if result == cairn_spec::content_hash(b"A")));
+    assert_eq!(rec.slot(&ws[1].public()).unwrap().verdict, Some(Verdict::Mismatch));
+    assert!(rec.assignments.len() >= 3);
+}
+
+#[test]
+fn expired_leases_return_the_task() {
+    let class = exact(1);
+    let mut h = Harness::new(vec![class.clone()], |c| c.audit_min_ppm = 0);
+    let ws = workers(2);
+    for w in &ws {
+        h.register(w);
+    }
+    let id = h.submit(&class, b"slow", None);
+    let exp = h.claim(&ws[0], id).unwrap();
+    assert!(matches!(h.claim(&ws[1], id), Err(Refusal::Conflict(_))));
+    h.tick(exp - h.now);
+    assert!(h.m.open_task(&id).unwrap().assignments.is_empty());
+    // The late worker's commitment is refused; another worker takes the task.
+    assert!(h.commit(&ws[0], id, b"late").is_err());
+    h.claim(&ws[1], id).unwrap();
+    h.reload();
+    h.commit(&ws[1], id, b"done").unwrap();
+}
+
+#[test]
+fn duplicates_and_replays_are_idempotent() {
+    let class = exact(1);
+    let mut h = Harness::new(vec![class.clone()], |c| c.audit_min_ppm = 0);
+    let ws = workers(2);
+    let w = &ws[0];
+    h.register(w);
+    let mut reg = Registration {
+        network: NET,
+        coordinator: h.coord.public(),
+        worker: w.public(),
+        payout_address: ADDR.into(),
+        created_at: h.now,
+        pow_nonce: 0,
+    };
+    reg.solve_pow(4, 1 << 20);
+    let signed = Signed::sign(reg, w, &[0; 32]);
+    // Same registration again: nothing changes.
+    assert!(h.m.register(Verified::check(signed.clone()).unwrap(), h.now).unwrap().is_empty());
+    h.register(&ws[1]);
+    let id = h.submit(&class, b"once", None);
+    let before = h.m.meta().clone();
+    let task = h.m.open_task(&id).unwrap().task.clone();
+    let (id2, step) = h.m.submit_task(task, None, h.now).unwrap();
+    assert_eq!((id2, step.is_empty()), (id, true));
+    let e1 = h.claim(w, id).unwrap();
+    let claim = Signed::sign(Claim { task: id, worker: w.public(), claimed_at: h.now }, w, &[0; 32]);
+    let (e2, step) = h.m.claim(Verified::check(claim).unwrap(), h.now).unwrap();
+    assert_eq!((e1, step.is_empty()), (e2, true));
+    h.commit(w, id, b"r").unwrap();
+    let salt = salt_for(w, &id);
+    let v = commitment_value(&id, &w.public(), &cairn_spec::content_hash(b"r"), &salt);
+    let c = Signed::sign(Commitment { task: id, worker: w.public(), commitment: v }, w, &[0; 32]);
+    assert!(h.m.commit(Verified::check(c).unwrap(), h.now).unwrap().is_empty());
+    // A new worker's task always draws an audit replica (p = 1/streak = 1).
+    assert_eq!(h.m.open_task(&id).unwrap().phase, Phase::Commit);
+    assert_eq!(h.reveal(w, id, b"r").unwrap_err().code(), 425);
+    h.claim(&ws[1], id).unwrap();
+    h.commit(&ws[1], id, b"r").unwrap();
+    h.reveal(w, id, b"r").unwrap();
+    h.reveal(w, id, b"r").unwrap();
+    h.reveal(&ws[1], id, b"r").unwrap();
+    let receipts = h.m.meta().open_receipts;
+    // The replayed reveal after the decision changes nothing and is refused clearly.
+    let err = h.reveal(w, id, b"r").unwrap_err();
+    assert!(matches!(err, Refusal::Conflict(_)));
+    assert_eq!(h.m.meta().open_receipts, receipts);
+    assert_eq!(h.m.meta().credited, before.credited + 400);
+    // A forged signature is refused before the machine sees it.
+    let mut forged = signed;
+    forged.signature.0[0] ^= 1;
+    assert_eq!(Verified::check(forged).err(), Some(Refusal::BadSignature));
+}
+
+#[test]
+fn bad_input_is_refused_without_changing_state() {
+    let class = exact(1);
+    let mut h = Harness::new(vec![class.clone()], |_| {});
+    let w = key(0);
+    // Not enough proof-of-work (difficulty 4, nonce searched for 0 bits).
+    let reg = Registration {
+        network: NET,
+        coordinator: h.coord.public(),
+        worker: w.public(),
+        payout_address: ADDR.into(),
+        created_at: h.now,
+        pow_nonce: 0,
+    };
+    let mut weak = reg.clone();
+    while weak.work_bits() >= 4 {
+        weak.pow_nonce += 1;
+    }
+    let meta = h.m.meta().clone();
+    let err = h.m.register(Verified::check(Signed::sign(weak, &w, &[0; 32])).unwrap(), h.now).unwrap_err();
+    assert!(err.to_string().contains("proof-of-work"), "{err}");
+    // Another coordinator's registration.
+    let mut other = reg.clone();
+    other.coordinator = key(5).public();
+    other.solve_pow(4, 1 << 20);
+    assert!(h.m.register(Verified::check(Signed::sign(other, &w, &[0; 32])).unwrap(), h.now).is_err());
+    // Unregistered workers cannot claim.
+    let id = h.submit(&class, b"t", None);
+    assert_eq!(h.claim(&w, id), Err(Refusal::NotRegistered));
+    // Unknown class, oversized input, short budget, wrong network.
+    let mut t = h.m.open_task(&id).unwrap().task.clone();
+    t.class = Hash32([1; 32]);
+    assert_eq!(h.m.submit_task(t.clone(), None, h.now).unwrap_err().code(), 404);
+    t.class = class.id();
+    t.input = Payload::Inline(vec![0; 5000]);
+    assert_eq!(h.m.submit_task(t.clone(), None, h.now).unwrap_err().code(), 400);
+    t.input = Payload::Inline(vec![1]);
+    t.budget_sats = 1;
+    assert!(h.m.submit_task(t.clone(), None, h.now).unwrap_err().to_string().contains("budget"));
+    t.budget_sats = 10_000;
+    t.network = Network::Signet;
+    assert_eq!(h.m.submit_task(t, None, h.now).unwrap_err().code(), 400);
+    let _ = PubKey::from_bytes([2; 32]);
+    assert_eq!(h.m.meta().credited, meta.credited);
+    assert_eq!(h.m.open_tasks().count(), 1);
+}
