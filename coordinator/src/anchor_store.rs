@@ -36,11 +36,11 @@ pub enum AnchorStoreError {
 
 /// `AnchorStore` over any `KvStore`.
 #[derive(Debug)]
-pub struct KvAnchorStore<S> {
+pub struct KvAnchorStore<S: ?Sized> {
     store: Arc<S>,
 }
 
-impl<S> KvAnchorStore<S> {
+impl<S: ?Sized> KvAnchorStore<S> {
     /// Uses `store`'s `anchors` table.
     pub fn new(store: Arc<S>) -> Self {
         KvAnchorStore { store }
@@ -57,7 +57,7 @@ fn json<T: serde::Serialize>(v: &T) -> Vec<u8> {
     serde_json::to_vec(v).unwrap_or_default()
 }
 
-impl<S: KvStore> AnchorStore for KvAnchorStore<S> {
+impl<S: KvStore + ?Sized> AnchorStore for KvAnchorStore<S> {
     type Error = AnchorStoreError;
 
     fn load(&self) -> Result<Option<(Head, Vec<AnchorRecord>)>, AnchorStoreError> {

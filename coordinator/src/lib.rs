@@ -11,3 +11,8 @@ pub mod keyfile;
 pub mod lifecycle;
 pub mod lifecycle_store;
 pub mod store;
+pub mod config;
+pub mod core;
+pub mod api;
+pub mod metrics;
+pub mod node;

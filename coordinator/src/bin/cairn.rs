@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
-use cairn_coordinator::{inspect, keyfile};
+use cairn_coordinator::config::{BitcoinMode, NodeConfig, Overrides};
+use cairn_coordinator::{inspect, keyfile, node};
 use clap::{Parser, Subcommand};
 
 /// Cairn: a Bitcoin-anchored sidechain that coordinates AI work.
@@ -34,6 +35,8 @@ enum Command {
         #[arg(long)]
         key: PathBuf,
     },
+    /// Run a coordinator node (config: defaults < TOML file < CAIRN_* env < flags).
+    Coordinator(Box<CoordinatorArgs>),
     /// Decode a protocol object and print it as JSON (validates it as the node would).
     Decode {
         /// Object kind: task-class, task, registration, commitment, reveal, receipt,
@@ -42,6 +45,90 @@ enum Command {
         /// Hex of the object, `@FILE` for a binary file, or `-` for hex on stdin.
         input: String,
     },
+}
+
+/// Flags of `cairn coordinator`; each also reads the `CAIRN_*` variable named, and a set
+/// flag or variable replaces the config file's value.
+#[derive(clap::Args, Debug)]
+struct CoordinatorArgs {
+    /// TOML config file.
+    #[arg(long, env = "CAIRN_CONFIG")]
+    config: Option<PathBuf>,
+    /// Network: mainnet, testnet4, signet, regtest.
+    #[arg(long, env = "CAIRN_NETWORK")]
+    network: Option<String>,
+    /// Data directory (database, keys, token).
+    #[arg(long, env = "CAIRN_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// HTTP API listen address.
+    #[arg(long, env = "CAIRN_API_LISTEN")]
+    api_listen: Option<String>,
+    /// p2p listen multiaddresses, comma separated.
+    #[arg(long, env = "CAIRN_P2P_LISTEN", value_delimiter = ',')]
+    p2p_listen: Option<Vec<String>>,
+    /// Bootstrap peers, comma separated.
+    #[arg(long, env = "CAIRN_BOOTSTRAP", value_delimiter = ',')]
+    bootstrap: Option<Vec<String>>,
+    /// `rpc` (anchor through Bitcoin Core) or `none` (no anchoring: tests and demos only).
+    #[arg(long, env = "CAIRN_BITCOIN")]
+    bitcoin: Option<String>,
+    /// Bitcoin Core RPC URL.
+    #[arg(long, env = "CAIRN_RPC_URL")]
+    rpc_url: Option<String>,
+    /// Bitcoin Core cookie file.
+    #[arg(long, env = "CAIRN_RPC_COOKIE")]
+    rpc_cookie: Option<PathBuf>,
+    /// Print the resolved configuration as JSON and exit.
+    #[arg(long)]
+    print_config: bool,
+}
+
+fn resolve_config(a: &CoordinatorArgs) -> Result<NodeConfig> {
+    let mut cfg = match &a.config {
+        Some(p) => NodeConfig::from_file(p)?,
+        None => NodeConfig::default(),
+    };
+    let bitcoin_mode = match a.bitcoin.as_deref() {
+        None => None,
+        Some("rpc") => Some(BitcoinMode::Rpc),
+        Some("none") => Some(BitcoinMode::None),
+        Some(other) => bail!("--bitcoin must be rpc or none, not {other:?}"),
+    };
+    cfg.apply(Overrides {
+        network: a.network.clone(),
+        data_dir: a.data_dir.clone(),
+        api_listen: a.api_listen.clone(),
+        p2p_listen: a.p2p_listen.clone(),
+        bootstrap: a.bootstrap.clone(),
+        bitcoin_mode,
+        rpc_url: a.rpc_url.clone(),
+        rpc_cookie: a.rpc_cookie.clone(),
+    });
+    cfg.lifecycle()?;
+    Ok(cfg)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+    tracing::info!("shutdown signal received");
 }
 
 /// Largest input `decode` reads (the spec's own object limit is 1 MiB of binary).
@@ -91,6 +178,15 @@ fn run(cli: Cli) -> Result<()> {
             println!("{}", key.public());
         }
         Command::Pubkey { key } => println!("{}", keyfile::load(&key)?.public()),
+        Command::Coordinator(args) => {
+            let cfg = resolve_config(&args)?;
+            if args.print_config {
+                println!("{}", serde_json::to_string_pretty(&cfg)?);
+                return Ok(());
+            }
+            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            rt.block_on(node::run(cfg, shutdown_signal(), None))?;
+        }
         Command::Decode { kind, input } => {
             let bytes = read_input(&input)?;
             let v = inspect::decode(&kind, &bytes)?;

@@ -368,6 +368,20 @@ impl Machine {
         self.open.values()
     }
 
+    /// Fresh signed announcements of up to `max` tasks that still have open slots.
+    pub fn open_announcements(&self, now: u64, max: usize) -> Vec<Signed<TaskAnnouncement>> {
+        self.open
+            .values()
+            .filter(|t| {
+                t.phase == Phase::Commit
+                    && t.assignments.iter().filter(|a| a.commitment.is_some() || a.lease_expires > now).count()
+                        < usize::from(t.wanted)
+            })
+            .take(max)
+            .map(|t| self.sign(TaskAnnouncement { task: t.task.clone(), announced_at: now }))
+            .collect()
+    }
+
     /// Whether a task reached a final phase.
     pub fn is_finished(&self, id: &Hash32) -> bool {
         self.finished.contains(id)

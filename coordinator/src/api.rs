@@ -1,0 +1,570 @@
+//! The HTTP API (axum, JSON, versioned under `/v1`): tasks, results, workers and their
+//! rejection reasons, epochs, anchors, receipts with Merkle proofs, ledger balances with a
+//! proof against the newest state root, health, and Prometheus `/metrics`. Write endpoints
+//! need the operator token (compared in constant time). `coordinator/openapi.json` describes
+//! every route and a test holds the two together.
+//!
+//! Owns request parsing, auth and the JSON views. Must never decide anything (it calls the
+//! core) and never show what only the node may know: which tasks are canaries or audits.
+
+use std::sync::{Arc, Mutex, RwLock};
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use cairn_spec::{Encode, Hash32, MerkleTree, Object, Payload, PubKey, Task};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+
+use crate::core::{Core, CoreError};
+use crate::lifecycle::{Effect, Phase, Refusal, TaskRecord};
+use crate::lifecycle_store as ls;
+use crate::metrics::NodeMetrics;
+
+/// Largest page of a list.
+pub const MAX_PAGE: usize = 500;
+
+/// Every route: (method, path template). The OpenAPI document must list exactly these.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("get", "/v1/health"),
+    ("get", "/metrics"),
+    ("get", "/v1/classes"),
+    ("post", "/v1/tasks"),
+    ("get", "/v1/tasks"),
+    ("get", "/v1/tasks/{id}"),
+    ("get", "/v1/tasks/{id}/result"),
+    ("get", "/v1/workers"),
+    ("get", "/v1/workers/{key}"),
+    ("get", "/v1/epochs"),
+    ("post", "/v1/epochs/close"),
+    ("get", "/v1/epochs/{height}"),
+    ("get", "/v1/anchors"),
+    ("get", "/v1/receipts/{id}"),
+    ("get", "/v1/receipts/{id}/proof"),
+    ("get", "/v1/ledger/{worker}"),
+    ("get", "/v1/payouts"),
+];
+
+/// What the anchor side reports for the API (refreshed by the node each anchor round).
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct AnchorView {
+    /// Whether epochs are anchored at all (false in `bitcoin.mode = "none"`).
+    pub enabled: bool,
+    /// Best height seen.
+    pub tip_height: Option<u32>,
+    /// Newest settled epoch.
+    pub settled_epoch: Option<u32>,
+    /// Anchor transactions, newest first.
+    pub anchors: Vec<AnchorEntry>,
+    /// Last error talking to Bitcoin Core, if the last round failed.
+    pub last_error: Option<String>,
+}
+
+/// One anchor transaction as the API shows it.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct AnchorEntry {
+    /// Txid.
+    pub txid: String,
+    /// Epoch committed.
+    pub epoch: u32,
+    /// Header hash committed.
+    pub header_hash: Hash32,
+    /// `pending`, `confirmed`, `replaced`, `conflicted`.
+    pub status: String,
+    /// Block height when confirmed.
+    pub height: Option<u32>,
+    /// Confirmations.
+    pub confirmations: u32,
+    /// Fee, sats.
+    pub fee_sats: u64,
+    /// Payout ids carried.
+    pub payouts: Vec<u64>,
+}
+
+impl AnchorView {
+    /// The confirmed anchor covering `epoch` (the earliest-confirmed one committing it or a
+    /// later epoch), or a pending one.
+    pub fn status_of(&self, epoch: u32) -> Value {
+        let confirmed = self
+            .anchors
+            .iter()
+            .filter(|a| a.status == "confirmed" && a.epoch >= epoch)
+            .min_by_key(|a| (a.height, a.epoch));
+        if let Some(a) = confirmed {
+            return json!({"status": "confirmed", "txid": a.txid, "anchored_epoch": a.epoch, "height": a.height, "confirmations": a.confirmations});
+        }
+        match self.anchors.iter().find(|a| a.status == "pending" && a.epoch >= epoch) {
+            Some(a) => json!({"status": "pending", "txid": a.txid, "anchored_epoch": a.epoch}),
+            None if self.enabled => json!({"status": "unanchored"}),
+            None => json!({"status": "anchoring_disabled"}),
+        }
+    }
+}
+
+/// Shared state of the handlers.
+#[derive(Clone)]
+pub struct ApiState {
+    /// The core.
+    pub core: Arc<Mutex<Core>>,
+    /// Operator token.
+    pub token: Arc<String>,
+    /// Where effects of accepted writes go (the node performs them).
+    pub effects: mpsc::Sender<Vec<Effect>>,
+    /// Anchor status.
+    pub anchor: Arc<RwLock<AnchorView>>,
+    /// Metrics.
+    pub metrics: Arc<NodeMetrics>,
+    /// Set once shutdown starts: writes are refused.
+    pub stopping: Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// An API error: status and reason.
+#[derive(Debug)]
+pub struct ApiError(StatusCode, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(json!({ "error": self.1 }))).into_response()
+    }
+}
+
+impl From<Refusal> for ApiError {
+    fn from(r: Refusal) -> Self {
+        ApiError(StatusCode::from_u16(r.code()).unwrap_or(StatusCode::BAD_REQUEST), r.to_string())
+    }
+}
+
+impl From<CoreError> for ApiError {
+    fn from(e: CoreError) -> Self {
+        match e {
+            CoreError::Refused(r) => r.into(),
+            other => ApiError(StatusCode::SERVICE_UNAVAILABLE, other.to_string()),
+        }
+    }
+}
+
+impl From<ls::LoadError> for ApiError {
+    fn from(e: ls::LoadError) -> Self {
+        tracing::error!(target: "cairn::api", error = %e, "storage read failed");
+        ApiError(StatusCode::INTERNAL_SERVER_ERROR, "storage read failed".into())
+    }
+}
+
+fn bad(msg: impl Into<String>) -> ApiError {
+    ApiError(StatusCode::BAD_REQUEST, msg.into())
+}
+
+fn not_found(what: &str) -> ApiError {
+    ApiError(StatusCode::NOT_FOUND, format!("unknown {what}"))
+}
+
+type ApiResult = Result<Json<Value>, ApiError>;
+
+/// Constant-time equality: the time taken does not depend on where the inputs differ.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn authorize(state: &ApiState, headers: &HeaderMap) -> Result<(), ApiError> {
+    let given = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if !constant_time_eq(given.as_bytes(), state.token.as_bytes()) {
+        return Err(ApiError(StatusCode::UNAUTHORIZED, "missing or wrong operator token".into()));
+    }
+    if state.stopping.load(std::sync::atomic::Ordering::SeqCst) {
+        return Err(ApiError(StatusCode::SERVICE_UNAVAILABLE, "node is shutting down".into()));
+    }
+    Ok(())
+}
+
+fn parse_hash(s: &str, what: &str) -> Result<Hash32, ApiError> {
+    Hash32::from_hex(s).map_err(|_| bad(format!("{what} must be 64 hex characters")))
+}
+
+fn parse_key(s: &str) -> Result<PubKey, ApiError> {
+    PubKey::from_hex(s).ok_or_else(|| bad("key must be a 64-hex-character x-only public key"))
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+fn lock(state: &ApiState) -> Result<std::sync::MutexGuard<'_, Core>, ApiError> {
+    state.core.lock().map_err(|_| ApiError(StatusCode::SERVICE_UNAVAILABLE, "core unavailable".into()))
+}
+
+/// The router.
+pub fn router(state: ApiState, max_body: usize) -> Router {
+    Router::new()
+        .route("/v1/health", get(health))
+        .route("/metrics", get(metrics))
+        .route("/v1/classes", get(classes))
+        .route("/v1/tasks", post(submit_task).get(list_tasks))
+        .route("/v1/tasks/{id}", get(get_task))
+        .route("/v1/tasks/{id}/result", get(get_result))
+        .route("/v1/workers", get(list_workers))
+        .route("/v1/workers/{key}", get(get_worker))
+        .route("/v1/epochs", get(list_epochs))
+        .route("/v1/epochs/close", post(close_epoch))
+        .route("/v1/epochs/{height}", get(get_epoch))
+        .route("/v1/anchors", get(anchors))
+        .route("/v1/receipts/{id}", get(get_receipt))
+        .route("/v1/receipts/{id}/proof", get(receipt_proof))
+        .route("/v1/ledger/{worker}", get(ledger))
+        .route("/v1/payouts", get(payouts))
+        .fallback(|| async { ApiError(StatusCode::NOT_FOUND, "no such route".into()) })
+        .layer(DefaultBodyLimit::max(max_body))
+        .with_state(state)
+}
+
+async fn health(State(s): State<ApiState>) -> ApiResult {
+    let core = lock(&s)?;
+    let m = core.machine();
+    let anchor = s.anchor.read().map(|a| a.clone()).unwrap_or_default();
+    Ok(Json(json!({
+        "status": if s.stopping.load(std::sync::atomic::Ordering::SeqCst) { "stopping" } else { "ok" },
+        "network": m.config().network.name(),
+        "coordinator": m.coordinator(),
+        "next_epoch": m.meta().next_epoch,
+        "open_tasks": m.open_tasks().count(),
+        "workers": m.workers().count(),
+        "anchoring": anchor.enabled,
+        "bitcoin_tip": anchor.tip_height,
+        "bitcoin_error": anchor.last_error,
+    })))
+}
+
+async fn metrics(State(s): State<ApiState>) -> Response {
+    let body = s.metrics.encode();
+    ([(axum::http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], body)
+        .into_response()
+}
+
+async fn classes(State(s): State<ApiState>) -> ApiResult {
+    let core = lock(&s)?;
+    let list: Vec<Value> = core
+        .machine()
+        .classes()
+        .iter()
+        .map(|(id, c)| json!({ "id": id, "class": c, "encoding": hex::encode(c.to_bytes()) }))
+        .collect();
+    Ok(Json(json!({ "classes": list })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SubmitBody {
+    /// Class name or id.
+    class: String,
+    input_hex: Option<String>,
+    input_text: Option<String>,
+    units: u32,
+    budget_sats: u64,
+    nonce: Option<u64>,
+    requester: Option<String>,
+    /// A canary: the known answer, hex. Operator-only, never shown.
+    canary_answer_hex: Option<String>,
+}
+
+fn json_body<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| bad(format!("invalid JSON body: {e}")))
+}
+
+async fn submit_task(State(s): State<ApiState>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
+    authorize(&s, &headers)?;
+    let b: SubmitBody = json_body(&body)?;
+    let input = match (b.input_hex, b.input_text) {
+        (Some(h), None) => hex::decode(h).map_err(|_| bad("input_hex is not hex"))?,
+        (None, Some(t)) => t.into_bytes(),
+        _ => return Err(bad("give exactly one of input_hex and input_text")),
+    };
+    if input.len() > cairn_spec::task::MAX_INLINE_BYTES {
+        return Err(bad(format!("input above {} bytes", cairn_spec::task::MAX_INLINE_BYTES)));
+    }
+    if b.units == 0 {
+        return Err(bad("units must be at least 1"));
+    }
+    let canary = b.canary_answer_hex.map(|h| hex::decode(h).map_err(|_| bad("canary_answer_hex is not hex"))).transpose()?;
+    let requester = b.requester.as_deref().map(parse_key).transpose()?;
+    let nonce = match b.nonce {
+        Some(n) => n,
+        None => {
+            let mut buf = [0u8; 8];
+            getrandom::fill(&mut buf).map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+            u64::from_le_bytes(buf)
+        }
+    };
+    let t = now();
+    let (id, effects) = {
+        let mut core = lock(&s)?;
+        let m = core.machine();
+        let class = m
+            .classes()
+            .iter()
+            .find(|(id, c)| c.name == b.class || id.to_hex() == b.class)
+            .map(|(id, _)| *id)
+            .ok_or_else(|| not_found("task class"))?;
+        let task = Task {
+            network: m.config().network,
+            coordinator: m.coordinator(),
+            class,
+            requester: requester.unwrap_or(m.coordinator()),
+            nonce,
+            units: b.units,
+            budget_sats: b.budget_sats,
+            created_at: t,
+            input: Payload::Inline(input),
+        };
+        core.apply(|m| m.submit_task(task, canary, t))?
+    };
+    s.metrics.tasks_submitted.inc();
+    let _ = s.effects.send(effects).await;
+    Ok((StatusCode::CREATED, Json(json!({ "id": id })) ).into_response())
+}
+
+/// The public view of a task: no canary answer, no audit flags.
+fn task_view(r: &TaskRecord) -> Value {
+    let slots: Vec<Value> = r
+        .assignments
+        .iter()
+        .map(|a| {
+            json!({
+                "worker": a.worker,
+                "committed": a.commitment.is_some(),
+                "revealed": a.revealed.is_some(),
+                "verdict": a.verdict,
+                "receipt": a.receipt,
+            })
+        })
+        .collect();
+    let (phase, result, reason) = match &r.phase {
+        Phase::Commit => ("open", None, None),
+        Phase::Reveal { .. } => ("revealing", None, None),
+        Phase::Decided { result, .. } => ("decided", Some(*result), None),
+        Phase::Failed { reason, .. } => ("failed", None, Some(reason.clone())),
+    };
+    json!({
+        "id": r.id,
+        "class": r.task.class,
+        "requester": r.task.requester,
+        "units": r.task.units,
+        "budget_sats": r.task.budget_sats,
+        "accepted_at": r.accepted_at,
+        "input_hash": r.task.input.content_hash(),
+        "input_size": r.task.input.size(),
+        "phase": phase,
+        "result_hash": result,
+        "failure": reason,
+        "assignments": slots,
+    })
+}
+
+fn load_task(s: &ApiState, id: &Hash32) -> Result<TaskRecord, ApiError> {
+    let core = lock(s)?;
+    if let Some(t) = core.machine().open_task(id) {
+        return Ok(t.clone());
+    }
+    let store = core.store().clone();
+    drop(core);
+    ls::task(store.as_ref(), id)?.ok_or_else(|| not_found("task"))
+}
+
+async fn get_task(State(s): State<ApiState>, Path(id): Path<String>) -> ApiResult {
+    let id = parse_hash(&id, "task id")?;
+    Ok(Json(task_view(&load_task(&s, &id)?)))
+}
+
+async fn get_result(State(s): State<ApiState>, Path(id): Path<String>) -> ApiResult {
+    let id = parse_hash(&id, "task id")?;
+    let rec = load_task(&s, &id)?;
+    let Phase::Decided { result, .. } = rec.phase else {
+        return Err(ApiError(StatusCode::CONFLICT, "task has no accepted result (yet)".into()));
+    };
+    let store = lock(&s)?.store().clone();
+    for a in rec.assignments.iter().filter(|a| a.revealed == Some(result)) {
+        let key = [&id.0[..], a.worker.as_bytes()].concat();
+        if let Some(v) = store.get(crate::store::Table::Reveals, &key).map_err(|e| bad(e.to_string()))? {
+            let r: cairn_spec::Signed<cairn_spec::Reveal> = cairn_spec::Decode::from_bytes(&v)
+                .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+            if let Payload::Inline(bytes) = r.body.result {
+                return Ok(Json(json!({ "task": id, "result_hash": result, "result_hex": hex::encode(bytes) })));
+            }
+        }
+    }
+    Err(not_found("result"))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Page {
+    after: Option<String>,
+    from: Option<u32>,
+    limit: Option<usize>,
+}
+
+fn limit(p: &Page) -> Result<usize, ApiError> {
+    match p.limit {
+        Some(0) => Err(bad("limit must be at least 1")),
+        Some(n) if n > MAX_PAGE => Err(bad(format!("limit above {MAX_PAGE}"))),
+        Some(n) => Ok(n),
+        None => Ok(100),
+    }
+}
+
+async fn list_tasks(State(s): State<ApiState>, Query(p): Query<Page>) -> ApiResult {
+    let n = limit(&p)?;
+    let after = p.after.as_deref().map(|a| parse_hash(a, "after")).transpose()?;
+    let store = lock(&s)?.store().clone();
+    let list: Vec<Value> = ls::tasks(store.as_ref(), after.as_ref(), n)?.iter().map(task_view).collect();
+    Ok(Json(json!({ "tasks": list })))
+}
+
+fn worker_view(w: &crate::lifecycle::WorkerRecord) -> Value {
+    json!({
+        "key": w.key(),
+        "payout_address": w.registration.body.payout_address,
+        "registered_at": w.registered_at,
+        "status": if w.banned.is_some() { "banned" } else { "active" },
+        "ban": w.banned,
+        "streak": w.streak,
+        "accepted": w.accepted,
+        "rejected": w.rejected,
+        "rejections": w.rejections,
+    })
+}
+
+async fn list_workers(State(s): State<ApiState>) -> ApiResult {
+    let core = lock(&s)?;
+    let list: Vec<Value> = core.machine().workers().map(worker_view).collect();
+    Ok(Json(json!({ "workers": list })))
+}
+
+async fn get_worker(State(s): State<ApiState>, Path(key): Path<String>) -> ApiResult {
+    let key = parse_key(&key)?;
+    let core = lock(&s)?;
+    let w = core.machine().worker(&key).ok_or_else(|| not_found("worker"))?;
+    Ok(Json(worker_view(w)))
+}
+
+fn header_view(h: &cairn_spec::SignedEpochHeader, anchor: &AnchorView) -> Value {
+    json!({
+        "height": h.body.height,
+        "hash": h.id(),
+        "header": h,
+        "encoding": hex::encode(h.to_bytes()),
+        "anchor": anchor.status_of(h.body.height),
+    })
+}
+
+async fn list_epochs(State(s): State<ApiState>, Query(p): Query<Page>) -> ApiResult {
+    let n = limit(&p)?;
+    let store = lock(&s)?.store().clone();
+    let anchor = s.anchor.read().map(|a| a.clone()).unwrap_or_default();
+    let list: Vec<Value> =
+        ls::headers(store.as_ref(), p.from.unwrap_or(0), n)?.iter().map(|h| header_view(h, &anchor)).collect();
+    Ok(Json(json!({ "epochs": list })))
+}
+
+async fn get_epoch(State(s): State<ApiState>, Path(height): Path<String>) -> ApiResult {
+    let height: u32 = height.parse().map_err(|_| bad("height must be a non-negative integer"))?;
+    let store = lock(&s)?.store().clone();
+    let h = ls::header(store.as_ref(), height)?.ok_or_else(|| not_found("epoch"))?;
+    let anchor = s.anchor.read().map(|a| a.clone()).unwrap_or_default();
+    Ok(Json(header_view(&h, &anchor)))
+}
+
+async fn close_epoch(State(s): State<ApiState>, headers: HeaderMap) -> ApiResult {
+    authorize(&s, &headers)?;
+    let t = now();
+    let (_, effects) = lock(&s)?.apply(|m| Ok(((), m.close_epoch(t))))?;
+    let closed = effects.iter().find_map(|e| match e {
+        Effect::Epoch(h) => Some(h.body.height),
+        _ => None,
+    });
+    let _ = s.effects.send(effects).await;
+    Ok(Json(json!({ "closed": closed })))
+}
+
+async fn anchors(State(s): State<ApiState>) -> ApiResult {
+    let anchor = s.anchor.read().map(|a| a.clone()).unwrap_or_default();
+    Ok(Json(serde_json::to_value(anchor).unwrap_or(Value::Null)))
+}
+
+async fn get_receipt(State(s): State<ApiState>, Path(id): Path<String>) -> ApiResult {
+    let id = parse_hash(&id, "receipt id")?;
+    let store = lock(&s)?.store().clone();
+    let (epoch, index, r) = ls::receipt(store.as_ref(), &id)?.ok_or_else(|| not_found("receipt"))?;
+    Ok(Json(json!({ "id": id, "epoch": epoch, "index": index, "receipt": r, "encoding": hex::encode(r.to_bytes()) })))
+}
+
+async fn receipt_proof(State(s): State<ApiState>, Path(id): Path<String>) -> ApiResult {
+    let id = parse_hash(&id, "receipt id")?;
+    let store = lock(&s)?.store().clone();
+    let (epoch, index, r) = ls::receipt(store.as_ref(), &id)?.ok_or_else(|| not_found("receipt"))?;
+    let Some(header) = ls::header(store.as_ref(), epoch)? else {
+        return Err(ApiError(StatusCode::CONFLICT, "the receipt's epoch is not closed yet".into()));
+    };
+    let leaves: Vec<Hash32> = ls::epoch_receipts(store.as_ref(), epoch)?.iter().map(|r| r.id()).collect();
+    let tree = MerkleTree::new(leaves);
+    let proof = tree.proof(index).ok_or_else(|| ApiError(StatusCode::INTERNAL_SERVER_ERROR, "proof".into()))?;
+    if tree.root() != header.body.receipts_root {
+        return Err(ApiError(StatusCode::INTERNAL_SERVER_ERROR, "stored receipts disagree with the header".into()));
+    }
+    let anchor = s.anchor.read().map(|a| a.clone()).unwrap_or_default();
+    Ok(Json(json!({
+        "receipt": r,
+        "receipt_encoding": hex::encode(r.to_bytes()),
+        "merkle_proof": proof,
+        "receipts_root": header.body.receipts_root,
+        "header": header_view(&header, &anchor),
+    })))
+}
+
+async fn ledger(State(s): State<ApiState>, Path(worker): Path<String>) -> ApiResult {
+    let key = parse_key(&worker)?;
+    let (entry, last, store) = {
+        let core = lock(&s)?;
+        let m = core.machine();
+        (m.balance(&key).cloned(), m.meta().last_header.clone(), core.store().clone())
+    };
+    let entry = entry.ok_or_else(|| not_found("ledger entry"))?;
+    let mut proof = Value::Null;
+    if let Some(h) = last {
+        if let Some(snap) = ls::ledger_snapshot(store.as_ref(), h.body.height)? {
+            if let Some(i) = snap.iter().position(|e| e.worker == key) {
+                let tree = MerkleTree::new(snap.iter().map(|e| e.id()).collect());
+                proof = json!({
+                    "epoch": h.body.height,
+                    "state_root": h.body.state_root,
+                    "entry": snap.get(i),
+                    "entry_encoding": snap.get(i).map(|e| hex::encode(e.to_bytes())),
+                    "merkle_proof": tree.proof(i as u32),
+                });
+            }
+        }
+    }
+    let paid: Vec<_> = ls::payouts(store.as_ref())?.into_iter().filter(|p| p.worker == key).collect();
+    Ok(Json(json!({
+        "worker": key,
+        "locked": entry.locked,
+        "claimable": entry.claimable,
+        "paid": entry.paid,
+        "payouts": paid,
+        "proof": proof,
+    })))
+}
+
+async fn payouts(State(s): State<ApiState>) -> ApiResult {
+    let store = lock(&s)?.store().clone();
+    Ok(Json(json!({ "payouts": ls::payouts(store.as_ref())? })))
+}

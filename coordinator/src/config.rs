@@ -1,0 +1,435 @@
+//! Node configuration: defaults, a TOML file, `CAIRN_*` environment variables and command
+//! line flags, in that order of increasing precedence (flags win). clap reads flags and their
+//! environment variables; this module merges them over the file.
+//!
+//! Owns the meaning and validation of every setting. Must never read secrets into the config
+//! (key files and the operator token are paths, read by the node).
+
+use std::path::PathBuf;
+
+use cairn_spec::task::PPB;
+use cairn_spec::{ComparisonRule, ExecutorKind, Hash32, Network, TaskClass};
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::lifecycle::LifecycleConfig;
+
+/// Largest config file read.
+pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
+
+/// A setting that is missing, malformed or out of range.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("reading config {path}: {reason}")]
+    Read {
+        /// Path.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// The TOML does not parse or has unknown keys.
+    #[error("config: {0}")]
+    Parse(String),
+    /// A value is out of range.
+    #[error("config: {0}")]
+    Invalid(String),
+}
+
+/// HTTP API settings.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiSection {
+    /// Listen address, e.g. `127.0.0.1:8686`.
+    pub listen: String,
+    /// File holding the operator token (created with 0600 on first start when missing).
+    /// Relative paths are under the data directory.
+    pub token_file: PathBuf,
+    /// Largest request body accepted.
+    pub max_body_bytes: usize,
+}
+
+impl Default for ApiSection {
+    fn default() -> Self {
+        ApiSection { listen: "127.0.0.1:8686".into(), token_file: "operator.token".into(), max_body_bytes: 256 * 1024 }
+    }
+}
+
+/// Peer-to-peer settings.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct P2pSection {
+    /// Multiaddresses to listen on (default: an OS-chosen port on 127.0.0.1).
+    pub listen: Vec<String>,
+    /// Peers dialled at start.
+    pub bootstrap: Vec<String>,
+    /// LAN discovery.
+    pub mdns: bool,
+}
+
+/// How the node reaches Bitcoin.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BitcoinMode {
+    /// Bitcoin Core over JSON-RPC: epochs are anchored.
+    Rpc,
+    /// No Bitcoin: epochs are closed and signed but NOT anchored (tests and demos only; the
+    /// node says so loudly at start).
+    None,
+}
+
+/// Bitcoin and anchoring settings.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BitcoinSection {
+    /// `rpc` or `none`.
+    pub mode: BitcoinMode,
+    /// Bitcoin Core RPC URL.
+    pub rpc_url: String,
+    /// Cookie file (preferred over user/password).
+    pub cookie_file: Option<PathBuf>,
+    /// RPC user.
+    pub rpc_user: Option<String>,
+    /// RPC password.
+    pub rpc_password: Option<String>,
+    /// Confirmations before an epoch counts as anchored.
+    pub finality_depth: u32,
+    /// Blocks after anchoring during which rewards stay locked (challenge window).
+    pub challenge_window_blocks: u32,
+    /// Seconds between anchor rounds.
+    pub poll_secs: u64,
+    /// Height to start scanning at on first start.
+    pub start_height: u32,
+    /// Fee rate when the node has no estimate, sat/vB.
+    pub fallback_fee_sat_vb: u32,
+    /// Most fee per anchor, sats.
+    pub max_fee_per_anchor_sats: u64,
+    /// Most fee per day, sats.
+    pub max_fee_per_day_sats: u64,
+}
+
+impl Default for BitcoinSection {
+    fn default() -> Self {
+        BitcoinSection {
+            mode: BitcoinMode::Rpc,
+            rpc_url: "http://127.0.0.1:18443".into(),
+            cookie_file: None,
+            rpc_user: None,
+            rpc_password: None,
+            finality_depth: 6,
+            challenge_window_blocks: 6,
+            poll_secs: 10,
+            start_height: 0,
+            fallback_fee_sat_vb: 2,
+            max_fee_per_anchor_sats: 50_000,
+            max_fee_per_day_sats: 1_000_000,
+        }
+    }
+}
+
+/// Lifecycle settings (see `LifecycleConfig`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LifecycleSection {
+    /// Registration proof-of-work, leading zero bits (0–40).
+    pub pow_difficulty: u32,
+    /// Audit probability floor, parts per million.
+    pub audit_min_ppm: u32,
+    /// Extra replicas after disagreement.
+    pub max_escalations: u8,
+    /// Uncommitted leases per worker.
+    pub max_leases_per_worker: u32,
+    /// Allowed clock difference of signed timestamps, seconds.
+    pub clock_skew_secs: u64,
+    /// Epoch closes at this many receipts.
+    pub epoch_max_receipts: u32,
+    /// Epoch closes after this many seconds (if not empty).
+    pub epoch_interval_secs: u64,
+    /// Payout threshold, sats.
+    pub payout_threshold_sats: u64,
+}
+
+impl Default for LifecycleSection {
+    fn default() -> Self {
+        let d = LifecycleConfig::new(Network::Regtest, Vec::new());
+        LifecycleSection {
+            pow_difficulty: d.pow_difficulty,
+            audit_min_ppm: d.audit_min_ppm,
+            max_escalations: d.max_escalations,
+            max_leases_per_worker: d.max_leases_per_worker,
+            clock_skew_secs: d.clock_skew_secs,
+            epoch_max_receipts: d.epoch_max_receipts,
+            epoch_interval_secs: d.epoch_interval_secs,
+            payout_threshold_sats: d.payout_threshold_sats,
+        }
+    }
+}
+
+/// A comparison rule as written in the config.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum RuleConfig {
+    /// Identical bytes.
+    Exact,
+    /// Cosine similarity at least this (0–1).
+    Cosine(f64),
+}
+
+/// A task class as written in the config.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClassConfig {
+    /// Name.
+    pub name: String,
+    /// `embedding`, `command` or `chat_completion`.
+    pub executor: ExecutorKind,
+    /// SHA-256 of the model file, hex (64 zeros when none).
+    #[serde(default = "zero_hash")]
+    pub model_hash: String,
+    /// Agreement rule.
+    pub rule: RuleConfig,
+    /// Replicas.
+    pub replication: u8,
+    /// Sats per unit.
+    pub reward_per_unit: u64,
+    /// Largest input.
+    pub max_input_bytes: u32,
+    /// Lease seconds.
+    pub lease_secs: u32,
+    /// Reveal seconds.
+    pub reveal_secs: u32,
+}
+
+fn zero_hash() -> String {
+    "00".repeat(32)
+}
+
+impl ClassConfig {
+    /// The protocol class, validated as the decoder would.
+    pub fn to_class(&self) -> Result<TaskClass, ConfigError> {
+        let model_hash = Hash32::from_hex(&self.model_hash)
+            .map_err(|e| ConfigError::Invalid(format!("class {}: model_hash: {e}", self.name)))?;
+        let rule = match self.rule {
+            RuleConfig::Exact => ComparisonRule::ExactHash,
+            RuleConfig::Cosine(t) if (0.0..=1.0).contains(&t) => {
+                ComparisonRule::Cosine { min_ppb: (t * f64::from(PPB)).round() as u32 }
+            }
+            RuleConfig::Cosine(t) => {
+                return Err(ConfigError::Invalid(format!("class {}: cosine threshold {t} not in 0..=1", self.name)))
+            }
+        };
+        let class = TaskClass {
+            name: self.name.clone(),
+            executor: self.executor,
+            model_hash,
+            rule,
+            replication: self.replication,
+            reward_per_unit: self.reward_per_unit,
+            max_input_bytes: self.max_input_bytes,
+            lease_secs: self.lease_secs,
+            reveal_secs: self.reveal_secs,
+        };
+        // The decoder holds every range rule: a class it would refuse is refused here.
+        use cairn_spec::{Decode, Encode};
+        TaskClass::from_bytes(&class.to_bytes())
+            .map_err(|e| ConfigError::Invalid(format!("class {}: {e}", self.name)))
+    }
+}
+
+/// The whole node configuration.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NodeConfig {
+    /// `mainnet`, `testnet4`, `signet` or `regtest`.
+    pub network: String,
+    /// Data directory (database, key files, token).
+    pub data_dir: PathBuf,
+    /// HTTP API.
+    pub api: ApiSection,
+    /// Peer-to-peer.
+    pub p2p: P2pSection,
+    /// Bitcoin.
+    pub bitcoin: BitcoinSection,
+    /// Lifecycle.
+    pub lifecycle: LifecycleSection,
+    /// Task classes.
+    #[serde(rename = "class")]
+    pub classes: Vec<ClassConfig>,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        NodeConfig {
+            network: "regtest".into(),
+            data_dir: PathBuf::from("cairn-data"),
+            api: ApiSection::default(),
+            p2p: P2pSection::default(),
+            bitcoin: BitcoinSection::default(),
+            lifecycle: LifecycleSection::default(),
+            classes: Vec::new(),
+        }
+    }
+}
+
+/// Values from flags or their environment variables (clap resolves flag over env); each set
+/// one replaces the file's value.
+#[derive(Clone, Debug, Default)]
+pub struct Overrides {
+    /// `--network` / `CAIRN_NETWORK`.
+    pub network: Option<String>,
+    /// `--data-dir` / `CAIRN_DATA_DIR`.
+    pub data_dir: Option<PathBuf>,
+    /// `--api-listen` / `CAIRN_API_LISTEN`.
+    pub api_listen: Option<String>,
+    /// `--p2p-listen` / `CAIRN_P2P_LISTEN`.
+    pub p2p_listen: Option<Vec<String>>,
+    /// `--bootstrap` / `CAIRN_BOOTSTRAP`.
+    pub bootstrap: Option<Vec<String>>,
+    /// `--bitcoin` / `CAIRN_BITCOIN` (`rpc` or `none`).
+    pub bitcoin_mode: Option<BitcoinMode>,
+    /// `--rpc-url` / `CAIRN_RPC_URL`.
+    pub rpc_url: Option<String>,
+    /// `--rpc-cookie` / `CAIRN_RPC_COOKIE`.
+    pub rpc_cookie: Option<PathBuf>,
+}
+
+impl NodeConfig {
+    /// Parses a TOML document.
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))
+    }
+
+    /// Reads a TOML file (bounded).
+    pub fn from_file(path: &std::path::Path) -> Result<Self, ConfigError> {
+        use std::io::Read;
+        let err = |reason: String| ConfigError::Read { path: path.to_owned(), reason };
+        let f = std::fs::File::open(path).map_err(|e| err(e.to_string()))?;
+        let mut text = String::new();
+        f.take(MAX_CONFIG_BYTES + 1).read_to_string(&mut text).map_err(|e| err(e.to_string()))?;
+        if text.len() as u64 > MAX_CONFIG_BYTES {
+            return Err(err(format!("larger than {MAX_CONFIG_BYTES} bytes")));
+        }
+        Self::from_toml(&text)
+    }
+
+    /// Applies flag/env overrides.
+    pub fn apply(&mut self, o: Overrides) {
+        if let Some(v) = o.network {
+            self.network = v;
+        }
+        if let Some(v) = o.data_dir {
+            self.data_dir = v;
+        }
+        if let Some(v) = o.api_listen {
+            self.api.listen = v;
+        }
+        if let Some(v) = o.p2p_listen {
+            self.p2p.listen = v;
+        }
+        if let Some(v) = o.bootstrap {
+            self.p2p.bootstrap = v;
+        }
+        if let Some(v) = o.bitcoin_mode {
+            self.bitcoin.mode = v;
+        }
+        if let Some(v) = o.rpc_url {
+            self.bitcoin.rpc_url = v;
+        }
+        if let Some(v) = o.rpc_cookie {
+            self.bitcoin.cookie_file = Some(v);
+        }
+    }
+
+    /// The network, validated.
+    pub fn network(&self) -> Result<Network, ConfigError> {
+        Network::from_name(&self.network)
+            .ok_or_else(|| ConfigError::Invalid(format!("unknown network {:?}", self.network)))
+    }
+
+    /// Checks every value and builds the lifecycle settings.
+    pub fn lifecycle(&self) -> Result<LifecycleConfig, ConfigError> {
+        let network = self.network()?;
+        let mut classes = Vec::new();
+        for c in &self.classes {
+            let class = c.to_class()?;
+            if classes.iter().any(|k: &TaskClass| k.name == class.name) {
+                return Err(ConfigError::Invalid(format!("class {} is defined twice", class.name)));
+            }
+            classes.push(class);
+        }
+        let l = &self.lifecycle;
+        if l.pow_difficulty > 40 {
+            return Err(ConfigError::Invalid("lifecycle.pow_difficulty above 40 bits".into()));
+        }
+        if l.audit_min_ppm > 1_000_000 {
+            return Err(ConfigError::Invalid("lifecycle.audit_min_ppm above 1000000".into()));
+        }
+        if l.epoch_max_receipts == 0 || l.epoch_interval_secs == 0 {
+            return Err(ConfigError::Invalid("epoch cadence must be positive".into()));
+        }
+        if self.bitcoin.finality_depth == 0 {
+            return Err(ConfigError::Invalid("bitcoin.finality_depth must be at least 1".into()));
+        }
+        let mut cfg = LifecycleConfig::new(network, classes);
+        cfg.pow_difficulty = l.pow_difficulty;
+        cfg.audit_min_ppm = l.audit_min_ppm;
+        cfg.max_escalations = l.max_escalations;
+        cfg.max_leases_per_worker = l.max_leases_per_worker;
+        cfg.clock_skew_secs = l.clock_skew_secs;
+        cfg.epoch_max_receipts = l.epoch_max_receipts;
+        cfg.epoch_interval_secs = l.epoch_interval_secs;
+        cfg.payout_threshold_sats = l.payout_threshold_sats;
+        Ok(cfg)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FILE: &str = r#"
+network = "signet"
+data_dir = "/from/file"
+[api]
+listen = "127.0.0.1:1111"
+[bitcoin]
+mode = "none"
+[[class]]
+name = "embed"
+executor = "embedding"
+rule = { cosine = 0.99 }
+replication = 2
+reward_per_unit = 10
+max_input_bytes = 4096
+lease_secs = 60
+reveal_secs = 60
+"#;
+
+    #[test]
+    fn defaults_then_file_then_overrides() {
+        let d = NodeConfig::default();
+        assert_eq!(d.api.listen, "127.0.0.1:8686");
+        let mut c = NodeConfig::from_toml(FILE).unwrap();
+        assert_eq!((c.network.as_str(), c.api.listen.as_str()), ("signet", "127.0.0.1:1111"));
+        // A value the file leaves out keeps its default.
+        assert_eq!(c.bitcoin.finality_depth, 6);
+        c.apply(Overrides { api_listen: Some("127.0.0.1:2222".into()), ..Overrides::default() });
+        assert_eq!(c.api.listen, "127.0.0.1:2222");
+        assert_eq!(c.data_dir, PathBuf::from("/from/file"));
+        let l = c.lifecycle().unwrap();
+        assert_eq!(l.classes[0].rule, ComparisonRule::Cosine { min_ppb: 990_000_000 });
+    }
+
+    #[test]
+    fn bad_configs_are_refused_clearly() {
+        assert!(NodeConfig::from_toml("nonsense = 1").unwrap_err().to_string().contains("nonsense"));
+        let c = NodeConfig { network: "moon".into(), ..NodeConfig::default() };
+        assert!(c.lifecycle().unwrap_err().to_string().contains("moon"));
+        let bad = FILE.replace("replication = 2", "replication = 0");
+        let e = NodeConfig::from_toml(&bad).unwrap().lifecycle().unwrap_err();
+        assert!(e.to_string().contains("replication"), "{e}");
+        let bad = FILE.replace("0.99", "1.5");
+        assert!(NodeConfig::from_toml(&bad).unwrap().lifecycle().is_err());
+    }
+}

@@ -1,0 +1,73 @@
+//! The node's Prometheus metrics: its own counters and gauges, plus the p2p layer's,
+//! in one registry served at `/metrics`.
+//!
+//! Owns metric names. Must never label a metric with unbounded values (keys, ids).
+
+use std::sync::Mutex;
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+/// Counters and gauges of the node.
+pub struct NodeMetrics {
+    registry: Mutex<Registry>,
+    /// Tasks accepted.
+    pub tasks_submitted: Counter,
+    /// Receipts issued.
+    pub receipts: Counter,
+    /// Epochs closed.
+    pub epochs: Counter,
+    /// Worker messages refused.
+    pub refusals: Counter,
+    /// Worker messages accepted.
+    pub accepted_messages: Counter,
+    /// Tasks not yet final.
+    pub open_tasks: Gauge,
+    /// Anchor rounds that failed.
+    pub anchor_errors: Counter,
+}
+
+impl Default for NodeMetrics {
+    fn default() -> Self {
+        Self::new(Registry::default())
+    }
+}
+
+impl NodeMetrics {
+    /// Registers the node's metrics in `registry` (which may already hold others, e.g. p2p's).
+    pub fn new(mut registry: Registry) -> Self {
+        let m = NodeMetrics {
+            registry: Mutex::new(Registry::default()),
+            tasks_submitted: Counter::default(),
+            receipts: Counter::default(),
+            epochs: Counter::default(),
+            refusals: Counter::default(),
+            accepted_messages: Counter::default(),
+            open_tasks: Gauge::default(),
+            anchor_errors: Counter::default(),
+        };
+        let r = registry.sub_registry_with_prefix("cairn");
+        r.register("tasks_submitted", "Tasks accepted", m.tasks_submitted.clone());
+        r.register("receipts", "Work receipts issued", m.receipts.clone());
+        r.register("epochs_closed", "Epochs closed", m.epochs.clone());
+        r.register("worker_refusals", "Worker messages refused", m.refusals.clone());
+        r.register("worker_accepted", "Worker messages accepted", m.accepted_messages.clone());
+        r.register("open_tasks", "Tasks not yet decided", m.open_tasks.clone());
+        r.register("anchor_errors", "Anchor rounds that failed", m.anchor_errors.clone());
+        if let Ok(mut r) = m.registry.lock() {
+            *r = registry;
+        }
+        m
+    }
+
+    /// The OpenMetrics text.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        if let Ok(r) = self.registry.lock() {
+            let _ = encode(&mut out, &r);
+        }
+        out
+    }
+}

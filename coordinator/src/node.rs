@@ -1,0 +1,578 @@
+//! The running coordinator: opens the store and keys, starts the p2p network, the HTTP API
+//! and the anchor worker thread, and drives the core with requests, ticks and Bitcoin
+//! reports until a shutdown signal.
+//!
+//! Owns the wiring and the order of shutdown (stop accepting work, finish in-flight writes,
+//! stop the network and the anchor thread, close the database). Must never decide anything
+//! the lifecycle or anchor machines decide, and never log a secret.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use bitcoin::hashes::Hash as _;
+use cairn_anchor::{
+    AnchorConfig, AnchorDriver, AnchorStatus, BitcoinCoreRpc, ChainBackend, KeySigner, Notice, Payout, RpcAuth,
+    RpcConfig,
+};
+use cairn_p2p::{Network, NetworkConfig, NetworkEvent, Peer, ReplyToken};
+use cairn_spec::{GossipMessage, Hash32, Request, RequestBody, ResponseBody, SigningKey};
+use thiserror::Error;
+use tokio::sync::mpsc;
+
+use crate::anchor_store::KvAnchorStore;
+use crate::api::{self, AnchorEntry, AnchorView, ApiState};
+use crate::config::{BitcoinMode, ConfigError, NodeConfig};
+use crate::core::{Core, CoreError};
+use crate::keyfile;
+use crate::lifecycle::{Effect, PayoutRecord, Refusal, Verified};
+use crate::lifecycle_store as ls;
+use crate::metrics::NodeMetrics;
+use crate::store::{KvStore, RocksStore};
+
+/// Why the node could not start or had to stop.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum NodeError {
+    /// Bad configuration.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A key file.
+    #[error(transparent)]
+    Key(#[from] keyfile::KeyFileError),
+    /// Opening the database or the state in it.
+    #[error("opening state: {0}")]
+    Open(String),
+    /// Bitcoin Core.
+    #[error("bitcoin: {0}")]
+    Bitcoin(String),
+    /// Network.
+    #[error("p2p: {0}")]
+    P2p(String),
+    /// I/O (data directory, API socket).
+    #[error("{0}")]
+    Io(String),
+    /// A storage write failed while running.
+    #[error(transparent)]
+    Core(#[from] CoreError),
+}
+
+/// Where a started node can be reached (also written to `<data-dir>/node.json`).
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct NodeInfo {
+    /// HTTP API address.
+    pub api: SocketAddr,
+    /// p2p listen addresses (with `/p2p/<peer id>`).
+    pub p2p: Vec<String>,
+    /// The coordinator's protocol key.
+    pub coordinator: String,
+    /// The anchor address to fund, when anchoring.
+    pub anchor_address: Option<String>,
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+fn resolve(data_dir: &Path, p: &Path) -> PathBuf {
+    if p.is_absolute() {
+        p.to_owned()
+    } else {
+        data_dir.join(p)
+    }
+}
+
+/// Commands to the anchor thread.
+enum AnchorCmd {
+    Epoch(cairn_spec::AnchorPayload),
+    Payouts(Vec<Payout>),
+}
+
+/// What the anchor thread reports after each round.
+struct AnchorReport {
+    tip: Option<(u32, Hash32)>,
+    settled: Option<u32>,
+    confirmed: Vec<(Vec<u64>, bitcoin::Txid, u32)>,
+}
+
+/// Runs the node until `shutdown` resolves. `started` receives the node's addresses once
+/// it serves.
+pub async fn run(
+    cfg: NodeConfig,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+    started: Option<tokio::sync::oneshot::Sender<NodeInfo>>,
+) -> Result<(), NodeError> {
+    let network = cfg.network()?;
+    let lifecycle = cfg.lifecycle()?;
+    if lifecycle.classes.is_empty() {
+        tracing::warn!(target: "cairn::node", "no task classes configured: tasks cannot be submitted");
+    }
+    let dir = cfg.data_dir.clone();
+    std::fs::create_dir_all(&dir).map_err(|e| NodeError::Io(format!("data dir {}: {e}", dir.display())))?;
+    let key = keyfile::load_or_create(&dir.join("node.key"))?;
+    let token = hex::encode(keyfile::load_or_create(&resolve(&dir, &cfg.api.token_file))?.secret_bytes());
+    let store: Arc<dyn KvStore> =
+        Arc::new(RocksStore::open(&dir.join("db")).map_err(|e| NodeError::Open(e.to_string()))?);
+    let core = Core::open(lifecycle, key.clone(), store.clone(), unix_now()).map_err(|e| NodeError::Open(e.to_string()))?;
+    tracing::info!(target: "cairn::node", coordinator = %key.public(), network = %network, "state opened");
+    let core = Arc::new(Mutex::new(core));
+
+    // p2p.
+    let mut ncfg = NetworkConfig::new(network);
+    if !cfg.p2p.listen.is_empty() {
+        ncfg.listen = cfg.p2p.listen.clone();
+    }
+    ncfg.bootstrap = cfg.p2p.bootstrap.clone();
+    ncfg.mdns = cfg.p2p.mdns;
+    let (net, mut events) = Network::start(ncfg, &key).await.map_err(|e| NodeError::P2p(e.to_string()))?;
+    let p2p_addrs = net.wait_listening(Duration::from_secs(10)).await.map_err(|e| NodeError::P2p(e.to_string()))?;
+    let mut registry = prometheus_client::registry::Registry::default();
+    net.register_metrics(&mut registry);
+    let metrics = Arc::new(NodeMetrics::new(registry));
+
+    // Anchor thread.
+    let view = Arc::new(RwLock::new(AnchorView::default()));
+    let (report_tx, mut reports) = mpsc::channel::<AnchorReport>(64);
+    let (anchor_tx, anchor_thread, anchor_address) = match cfg.bitcoin.mode {
+        BitcoinMode::None => {
+            tracing::warn!(target: "cairn::node", "bitcoin.mode = none: epochs are closed and signed but NOT ANCHORED TO BITCOIN; rewards never settle. For tests and demos only.");
+            (None, None, None)
+        }
+        BitcoinMode::Rpc => {
+            let (tx, handle, addr) = start_anchor(&cfg, &dir, store.clone(), view.clone(), report_tx, metrics.clone())?;
+            (Some(tx), Some(handle), Some(addr))
+        }
+    };
+
+    // HTTP API.
+    let (effects_tx, mut effects_rx) = mpsc::channel::<Vec<Effect>>(1024);
+    let stopping = Arc::new(AtomicBool::new(false));
+    let state = ApiState {
+        core: core.clone(),
+        token: Arc::new(token),
+        effects: effects_tx.clone(),
+        anchor: view.clone(),
+        metrics: metrics.clone(),
+        stopping: stopping.clone(),
+    };
+    let listener = tokio::net::TcpListener::bind(&cfg.api.listen)
+        .await
+        .map_err(|e| NodeError::Io(format!("API listen {}: {e}", cfg.api.listen)))?;
+    let api_addr = listener.local_addr().map_err(|e| NodeError::Io(e.to_string()))?;
+    let (api_stop_tx, api_stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let app = api::router(state, cfg.api.max_body_bytes);
+    let api_task = tokio::spawn(async move {
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = api_stop_rx.await;
+            })
+            .await;
+    });
+
+    let info = NodeInfo {
+        api: api_addr,
+        p2p: p2p_addrs,
+        coordinator: key.public().to_hex(),
+        anchor_address: anchor_address.clone(),
+    };
+    let _ = std::fs::write(dir.join("node.json"), serde_json::to_vec_pretty(&info).unwrap_or_default());
+    tracing::info!(target: "cairn::node", api = %api_addr, p2p = ?info.p2p, anchor_address = ?anchor_address, "serving");
+    if let Some(s) = started {
+        let _ = s.send(info);
+    }
+
+    let ctx = Ctx { core: core.clone(), net: net.clone(), anchor: anchor_tx.clone(), metrics: metrics.clone() };
+    // Effects lost to a crash between a write and its effects are redone at start: open tasks
+    // are announced again and the newest epoch handed to the anchor again (both idempotent).
+    ctx.recover().await;
+
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut announce = tokio::time::interval(Duration::from_secs(10));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tokio::pin!(shutdown);
+    let result: Result<(), NodeError> = loop {
+        tokio::select! {
+            _ = &mut shutdown => break Ok(()),
+            ev = events.recv() => match ev {
+                Some(NetworkEvent::Request { from, request, reply }) => ctx.on_request(from, request, reply).await,
+                Some(NetworkEvent::Gossip { id, .. }) => {
+                    // Coordinators do not relay other coordinators' objects yet (federation).
+                    let _ = net.report(id, cairn_p2p::Acceptance::Ignore).await;
+                }
+                Some(_) => {}
+                None => break Err(NodeError::P2p("network stopped".into())),
+            },
+            Some(effects) = effects_rx.recv() => ctx.perform(effects).await,
+            Some(r) = reports.recv() => {
+                if let Err(e) = ctx.on_report(r).await { break Err(e) }
+            }
+            _ = announce.tick() => ctx.reannounce().await,
+            _ = tick.tick() => {
+                let now = unix_now();
+                match ctx.apply(move |m| Ok(((), m.tick(now)))).await {
+                    Ok(((), effects)) => ctx.perform(effects).await,
+                    Err(e @ (CoreError::Store(_) | CoreError::Poisoned)) => break Err(e.into()),
+                    Err(_) => {}
+                }
+                metrics.open_tasks.set(ctx.core.lock().map(|c| c.machine().open_tasks().count() as i64).unwrap_or(0));
+            }
+        }
+    };
+
+    // Shutdown: refuse new work, let the API finish in-flight requests, stop the network
+    // and the anchor thread, then close the database (dropping the last handle).
+    tracing::info!(target: "cairn::node", "shutting down");
+    stopping.store(true, Ordering::SeqCst);
+    let _ = api_stop_tx.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(10), api_task).await;
+    while let Ok(effects) = effects_rx.try_recv() {
+        ctx.perform(effects).await;
+    }
+    net.shutdown().await;
+    drop(anchor_tx);
+    drop(ctx);
+    if let Some(h) = anchor_thread {
+        let _ = tokio::task::spawn_blocking(move || h.join()).await;
+    }
+    drop(core);
+    drop(store);
+    tracing::info!(target: "cairn::node", "stopped cleanly");
+    result
+}
+
+struct Ctx {
+    core: Arc<Mutex<Core>>,
+    net: Network,
+    anchor: Option<std::sync::mpsc::Sender<AnchorCmd>>,
+    metrics: Arc<NodeMetrics>,
+}
+
+impl Ctx {
+    async fn apply<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut crate::lifecycle::Machine) -> Result<(T, crate::lifecycle::Step), Refusal> + Send + 'static,
+    ) -> Result<(T, Vec<Effect>), CoreError> {
+        let core = self.core.clone();
+        tokio::task::spawn_blocking(move || match core.lock() {
+            Ok(mut c) => c.apply(f),
+            Err(_) => Err(CoreError::Poisoned),
+        })
+        .await
+        .unwrap_or(Err(CoreError::Poisoned))
+    }
+
+    async fn recover(&self) {
+        let last = match self.core.lock() {
+            Ok(c) => c.machine().meta().last_header.clone(),
+            Err(_) => return,
+        };
+        self.reannounce().await;
+        if let (Some(h), Some(a)) = (last, &self.anchor) {
+            let _ = a.send(AnchorCmd::Epoch(cairn_spec::AnchorPayload { height: h.body.height, header_hash: h.id() }));
+        }
+    }
+
+    /// Announces again the tasks that still have open slots (workers that joined after the
+    /// first announcement, escalations, expired leases). Fresh `announced_at`, so gossip does
+    /// not drop them as duplicates.
+    async fn reannounce(&self) {
+        let anns = match self.core.lock() {
+            Ok(c) => c.machine().open_announcements(unix_now(), 256),
+            Err(_) => return,
+        };
+        for a in anns {
+            self.publish(GossipMessage::Task(a)).await;
+        }
+    }
+
+    async fn perform(&self, effects: Vec<Effect>) {
+        for e in effects {
+            match e {
+                Effect::Announce(a) => self.publish(GossipMessage::Task(*a)).await,
+                Effect::Receipt(r) => {
+                    self.metrics.receipts.inc();
+                    self.publish(GossipMessage::Receipt(*r)).await
+                }
+                Effect::Epoch(h) => {
+                    self.metrics.epochs.inc();
+                    tracing::info!(target: "cairn::node", height = h.body.height, hash = %h.id(), receipts = h.body.receipt_count, "epoch closed");
+                    self.publish(GossipMessage::Epoch(*h)).await
+                }
+                Effect::Anchor(p) => {
+                    if let Some(a) = &self.anchor {
+                        let _ = a.send(AnchorCmd::Epoch(p));
+                    }
+                }
+                Effect::Payouts(ps) => {
+                    if let Some(a) = &self.anchor {
+                        let _ = a.send(AnchorCmd::Payouts(to_anchor_payouts(&ps)));
+                    }
+                }
+            }
+        }
+    }
+
+    async fn publish(&self, m: GossipMessage) {
+        if let Err(e) = self.net.publish(&m).await {
+            // No peers yet is normal on a fresh network; receivers can also pull by request.
+            tracing::debug!(target: "cairn::node", error = %e, topic = ?m.topic(), "gossip not sent");
+        }
+    }
+
+    async fn on_report(&self, r: AnchorReport) -> Result<(), NodeError> {
+        let now = unix_now();
+        let mut effects = Vec::new();
+        let res = self
+            .apply(move |m| {
+                let mut step = crate::lifecycle::Step::default();
+                if let Some((h, hash)) = r.tip {
+                    step.extend(m.on_chain_tip(h, hash));
+                }
+                if let Some(e) = r.settled {
+                    step.extend(m.settle(e, now));
+                }
+                for (ids, txid, height) in &r.confirmed {
+                    step.extend(m.payouts_confirmed(ids, *txid, *height));
+                }
+                Ok(((), step))
+            })
+            .await;
+        match res {
+            Ok(((), e)) => effects.extend(e),
+            Err(e @ (CoreError::Store(_) | CoreError::Poisoned)) => return Err(e.into()),
+            Err(_) => {}
+        }
+        self.perform(effects).await;
+        Ok(())
+    }
+
+    async fn on_request(&self, from: Peer, req: Request, reply: ReplyToken) {
+        let now = unix_now();
+        let body = match self.answer(&from, req.body, now).await {
+            Ok(b) => {
+                self.metrics.accepted_messages.inc();
+                b
+            }
+            Err(r) => {
+                self.metrics.refusals.inc();
+                tracing::debug!(target: "cairn::node", peer = ?from, reason = %r, "request refused");
+                ResponseBody::Error { code: r.code(), message: r.to_string() }
+            }
+        };
+        if let Err(e) = self.net.respond(reply, body).await {
+            tracing::debug!(target: "cairn::node", error = %e, "response not sent");
+        }
+    }
+
+    async fn answer(&self, from: &Peer, body: RequestBody, now: u64) -> Result<ResponseBody, Refusal> {
+        // Worker messages must come from the worker's own node: its libp2p identity is its
+        // protocol key, so a relayed or replayed message from elsewhere is refused.
+        let bound = |signer: &cairn_spec::PubKey| {
+            if from.protocol_key().as_ref() == Some(signer) {
+                Ok(())
+            } else {
+                Err(Refusal::Invalid("message signer is not the sending peer's key".into()))
+            }
+        };
+        let result = match body {
+            RequestBody::Register(s) => {
+                bound(&s.body.worker)?;
+                let v = Verified::check(s)?;
+                self.apply(move |m| Ok(((), m.register(v, now)?))).await.map(|(_, e)| (ResponseBody::Ack, e))
+            }
+            RequestBody::Claim(s) => {
+                bound(&s.body.worker)?;
+                let task = s.body.task;
+                let v = Verified::check(s)?;
+                self.apply(move |m| m.claim(v, now))
+                    .await
+                    .map(|(expires_at, e)| (ResponseBody::Lease { task, expires_at }, e))
+            }
+            RequestBody::Commit(s) => {
+                bound(&s.body.worker)?;
+                let v = Verified::check(s)?;
+                self.apply(move |m| Ok(((), m.commit(v, now)?))).await.map(|(_, e)| (ResponseBody::Ack, e))
+            }
+            RequestBody::Reveal(s) => {
+                bound(&s.body.worker)?;
+                let v = Verified::check(s)?;
+                self.apply(move |m| Ok(((), m.reveal(v, now)?))).await.map(|(_, e)| (ResponseBody::Ack, e))
+            }
+            RequestBody::GetReceipt { id } => {
+                let store = self.store()?;
+                let r = ls::receipt(store.as_ref(), &id).map_err(|e| Refusal::Conflict(e.to_string()))?;
+                return Ok(ResponseBody::Receipt(r.map(|(_, _, r)| Box::new(r))));
+            }
+            RequestBody::GetEpochs { from, count } => {
+                let store = self.store()?;
+                let hs = ls::headers(store.as_ref(), from, usize::from(count))
+                    .map_err(|e| Refusal::Conflict(e.to_string()))?;
+                return Ok(ResponseBody::Epochs(hs));
+            }
+            RequestBody::GetBlob { .. } => return Err(Refusal::NotFound("blob (this node keeps inputs inline)")),
+        };
+        match result {
+            Ok((body, effects)) => {
+                self.perform(effects).await;
+                Ok(body)
+            }
+            Err(CoreError::Refused(r)) => Err(r),
+            Err(e) => Err(Refusal::Conflict(format!("node unavailable: {e}"))),
+        }
+    }
+
+    fn store(&self) -> Result<Arc<dyn KvStore>, Refusal> {
+        self.core.lock().map(|c| c.store().clone()).map_err(|_| Refusal::Conflict("node unavailable".into()))
+    }
+}
+
+fn to_anchor_payouts(ps: &[PayoutRecord]) -> Vec<Payout> {
+    ps.iter()
+        .filter_map(|p| {
+            let addr = p.address.parse::<bitcoin::Address<bitcoin::address::NetworkUnchecked>>().ok()?;
+            Some(Payout {
+                id: p.id,
+                script_pubkey: addr.assume_checked().script_pubkey(),
+                amount: bitcoin::Amount::from_sat(p.amount),
+            })
+        })
+        .collect()
+}
+
+type AnchorStart = (std::sync::mpsc::Sender<AnchorCmd>, std::thread::JoinHandle<()>, String);
+
+fn start_anchor(
+    cfg: &NodeConfig,
+    dir: &Path,
+    store: Arc<dyn KvStore>,
+    view: Arc<RwLock<AnchorView>>,
+    reports: mpsc::Sender<AnchorReport>,
+    metrics: Arc<NodeMetrics>,
+) -> Result<AnchorStart, NodeError> {
+    let network = cfg.network()?;
+    let b = &cfg.bitcoin;
+    let auth = match (&b.cookie_file, &b.rpc_user, &b.rpc_password) {
+        (Some(c), _, _) => RpcAuth::Cookie(c.clone()),
+        (None, Some(u), Some(p)) => RpcAuth::UserPass { user: u.clone(), password: p.clone() },
+        _ => return Err(NodeError::Bitcoin("set bitcoin.cookie_file, or rpc_user and rpc_password".into())),
+    };
+    let rpc = BitcoinCoreRpc::new(RpcConfig::new(b.rpc_url.clone(), auth)).map_err(|e| NodeError::Bitcoin(e.to_string()))?;
+    rpc.wait_ready(Duration::from_secs(60)).map_err(|e| NodeError::Bitcoin(e.to_string()))?;
+    let anchor_key: SigningKey = keyfile::load_or_create(&dir.join("anchor.key"))?;
+    let address = cairn_anchor::anchor_address(&anchor_key.public(), network).to_string();
+    let mut acfg = AnchorConfig::new(network);
+    acfg.fallback_fee_rate = bitcoin::FeeRate::from_sat_per_vb_u32(b.fallback_fee_sat_vb.max(1));
+    acfg.max_fee_per_anchor = bitcoin::Amount::from_sat(b.max_fee_per_anchor_sats);
+    acfg.max_fee_per_day = bitcoin::Amount::from_sat(b.max_fee_per_day_sats);
+    let mut driver = AnchorDriver::open(
+        rpc,
+        KvAnchorStore::new(store),
+        acfg,
+        Box::new(KeySigner::new(anchor_key)),
+        b.start_height,
+    )
+    .map_err(|e| NodeError::Bitcoin(e.to_string()))?;
+    let need = b.finality_depth.max(b.challenge_window_blocks);
+    let poll = Duration::from_secs(b.poll_secs.max(1));
+    let (tx, rx) = std::sync::mpsc::channel::<AnchorCmd>();
+    if let Ok(mut v) = view.write() {
+        v.enabled = true;
+    }
+    let handle = std::thread::Builder::new()
+        .name("cairn-anchor".into())
+        .spawn(move || {
+            let mut last = Instant::now() - poll;
+            loop {
+                let wait = poll.saturating_sub(last.elapsed());
+                match rx.recv_timeout(wait) {
+                    Ok(AnchorCmd::Epoch(p)) => {
+                        if let Err(e) = driver.submit_epoch(p) {
+                            tracing::warn!(target: "cairn::anchor", error = %e, "epoch not recorded");
+                        }
+                        continue;
+                    }
+                    Ok(AnchorCmd::Payouts(ps)) => {
+                        if let Err(e) = driver.queue_payouts(ps) {
+                            tracing::warn!(target: "cairn::anchor", error = %e, "payouts not queued");
+                        }
+                        continue;
+                    }
+                    Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                }
+                last = Instant::now();
+                let mut aux = [0u8; 32];
+                let _ = getrandom::fill(&mut aux);
+                let notices = match driver.step(unix_now(), aux) {
+                    Ok(n) => n,
+                    Err(e) => {
+                        metrics.anchor_errors.inc();
+                        tracing::warn!(target: "cairn::anchor", error = %e, "anchor round failed");
+                        if let Ok(mut v) = view.write() {
+                            v.last_error = Some(e.to_string());
+                        }
+                        continue;
+                    }
+                };
+                let mut confirmed = Vec::new();
+                for n in notices {
+                    tracing::info!(target: "cairn::anchor", notice = ?n, "anchor");
+                    if let Notice::Confirmed { txid, height, payout_ids, .. } = n {
+                        if !payout_ids.is_empty() {
+                            confirmed.push((payout_ids, txid, height));
+                        }
+                    }
+                }
+                let tip = driver.backend().chain_info().ok();
+                let tip_height = tip.as_ref().map(|t| t.tip_height);
+                let mut anchors: Vec<AnchorEntry> = driver
+                    .machine()
+                    .records()
+                    .values()
+                    .map(|r| {
+                        let (status, height) = match &r.status {
+                            AnchorStatus::Pending => ("pending", None),
+                            AnchorStatus::Replaced { .. } => ("replaced", None),
+                            AnchorStatus::Confirmed { height, .. } => ("confirmed", Some(*height)),
+                            AnchorStatus::Conflicted => ("conflicted", None),
+                        };
+                        let confirmations = match (height, tip_height) {
+                            (Some(h), Some(t)) => t.saturating_add(1).saturating_sub(h),
+                            _ => 0,
+                        };
+                        AnchorEntry {
+                            txid: r.txid.to_string(),
+                            epoch: r.payload.height,
+                            header_hash: r.payload.header_hash,
+                            status: status.into(),
+                            height,
+                            confirmations,
+                            fee_sats: r.fee.to_sat(),
+                            payouts: r.payouts.iter().map(|p| p.id).collect(),
+                        }
+                    })
+                    .collect();
+                anchors.sort_by(|a, b| b.epoch.cmp(&a.epoch));
+                let settled = anchors
+                    .iter()
+                    .filter(|a| a.status == "confirmed" && a.confirmations >= need)
+                    .map(|a| a.epoch)
+                    .max();
+                if let Ok(mut v) = view.write() {
+                    *v = AnchorView { enabled: true, tip_height, settled_epoch: settled, anchors, last_error: None };
+                }
+                let report = AnchorReport {
+                    tip: tip.map(|t| (t.tip_height, Hash32(t.tip_hash.to_byte_array()))),
+                    settled,
+                    confirmed,
+                };
+                if reports.blocking_send(report).is_err() {
+                    return;
+                }
+            }
+        })
+        .map_err(|e| NodeError::Io(e.to_string()))?;
+    Ok((tx, handle, address))
+}
