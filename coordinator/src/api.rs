@@ -280,7 +280,11 @@ fn json_body<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, ApiError
     serde_json::from_slice(body).map_err(|e| bad(format!("invalid JSON body: {e}")))
 }
 
-async fn submit_task(State(s): State<ApiState>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
+async fn submit_task(
+    State(s): State<ApiState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     authorize(&s, &headers)?;
     let b: SubmitBody = json_body(&body)?;
     let input = match (b.input_hex, b.input_text) {
@@ -294,13 +298,17 @@ async fn submit_task(State(s): State<ApiState>, headers: HeaderMap, body: Bytes)
     if b.units == 0 {
         return Err(bad("units must be at least 1"));
     }
-    let canary = b.canary_answer_hex.map(|h| hex::decode(h).map_err(|_| bad("canary_answer_hex is not hex"))).transpose()?;
+    let canary = b
+        .canary_answer_hex
+        .map(|h| hex::decode(h).map_err(|_| bad("canary_answer_hex is not hex")))
+        .transpose()?;
     let requester = b.requester.as_deref().map(parse_key).transpose()?;
     let nonce = match b.nonce {
         Some(n) => n,
         None => {
             let mut buf = [0u8; 8];
-            getrandom::fill(&mut buf).map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+            getrandom::fill(&mut buf)
+                .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
             u64::from_le_bytes(buf)
         }
     };
@@ -329,7 +337,7 @@ async fn submit_task(State(s): State<ApiState>, headers: HeaderMap, body: Bytes)
     };
     s.metrics.tasks_submitted.inc();
     let _ = s.effects.send(effects).await;
-    Ok((StatusCode::CREATED, Json(json!({ "id": id })) ).into_response())
+    Ok((StatusCode::CREATED, Json(json!({ "id": id }))).into_response())
 }
 
 /// The public view of a task: no canary answer, no audit flags.
@@ -397,7 +405,9 @@ async fn get_result(State(s): State<ApiState>, Path(id): Path<String>) -> ApiRes
             let r: cairn_spec::Signed<cairn_spec::Reveal> = cairn_spec::Decode::from_bytes(&v)
                 .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
             if let Payload::Inline(bytes) = r.body.result {
-                return Ok(Json(json!({ "task": id, "result_hash": result, "result_hex": hex::encode(bytes) })));
+                return Ok(Json(
+                    json!({ "task": id, "result_hash": result, "result_hex": hex::encode(bytes) }),
+                ));
             }
         }
     }
@@ -470,8 +480,10 @@ async fn list_epochs(State(s): State<ApiState>, Query(p): Query<Page>) -> ApiRes
     let n = limit(&p)?;
     let store = lock(&s)?.store().clone();
     let anchor = s.anchor.read().map(|a| a.clone()).unwrap_or_default();
-    let list: Vec<Value> =
-        ls::headers(store.as_ref(), p.from.unwrap_or(0), n)?.iter().map(|h| header_view(h, &anchor)).collect();
+    let list: Vec<Value> = ls::headers(store.as_ref(), p.from.unwrap_or(0), n)?
+        .iter()
+        .map(|h| header_view(h, &anchor))
+        .collect();
     Ok(Json(json!({ "epochs": list })))
 }
 
@@ -504,7 +516,9 @@ async fn get_receipt(State(s): State<ApiState>, Path(id): Path<String>) -> ApiRe
     let id = parse_hash(&id, "receipt id")?;
     let store = lock(&s)?.store().clone();
     let (epoch, index, r) = ls::receipt(store.as_ref(), &id)?.ok_or_else(|| not_found("receipt"))?;
-    Ok(Json(json!({ "id": id, "epoch": epoch, "index": index, "receipt": r, "encoding": hex::encode(r.to_bytes()) })))
+    Ok(Json(
+        json!({ "id": id, "epoch": epoch, "index": index, "receipt": r, "encoding": hex::encode(r.to_bytes()) }),
+    ))
 }
 
 async fn receipt_proof(State(s): State<ApiState>, Path(id): Path<String>) -> ApiResult {
@@ -516,9 +530,13 @@ async fn receipt_proof(State(s): State<ApiState>, Path(id): Path<String>) -> Api
     };
     let leaves: Vec<Hash32> = ls::epoch_receipts(store.as_ref(), epoch)?.iter().map(|r| r.id()).collect();
     let tree = MerkleTree::new(leaves);
-    let proof = tree.proof(index).ok_or_else(|| ApiError(StatusCode::INTERNAL_SERVER_ERROR, "proof".into()))?;
+    let proof =
+        tree.proof(index).ok_or_else(|| ApiError(StatusCode::INTERNAL_SERVER_ERROR, "proof".into()))?;
     if tree.root() != header.body.receipts_root {
-        return Err(ApiError(StatusCode::INTERNAL_SERVER_ERROR, "stored receipts disagree with the header".into()));
+        return Err(ApiError(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "stored receipts disagree with the header".into(),
+        ));
     }
     let anchor = s.anchor.read().map(|a| a.clone()).unwrap_or_default();
     Ok(Json(json!({

@@ -52,7 +52,11 @@ pub struct ApiSection {
 
 impl Default for ApiSection {
     fn default() -> Self {
-        ApiSection { listen: "127.0.0.1:8686".into(), token_file: "operator.token".into(), max_body_bytes: 256 * 1024 }
+        ApiSection {
+            listen: "127.0.0.1:8686".into(),
+            token_file: "operator.token".into(),
+            max_body_bytes: 256 * 1024,
+        }
     }
 }
 
@@ -216,7 +220,10 @@ impl ClassConfig {
                 ComparisonRule::Cosine { min_ppb: (t * f64::from(PPB)).round() as u32 }
             }
             RuleConfig::Cosine(t) => {
-                return Err(ConfigError::Invalid(format!("class {}: cosine threshold {t} not in 0..=1", self.name)))
+                return Err(ConfigError::Invalid(format!(
+                    "class {}: cosine threshold {t} not in 0..=1",
+                    self.name
+                )))
             }
         };
         let class = TaskClass {

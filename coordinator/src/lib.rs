@@ -6,13 +6,13 @@
 //! protocol layouts (those are `cairn-spec`'s) nor libp2p types (those stay in `cairn-p2p`).
 
 pub mod anchor_store;
+pub mod api;
+pub mod config;
+pub mod core;
 pub mod inspect;
 pub mod keyfile;
 pub mod lifecycle;
 pub mod lifecycle_store;
-pub mod store;
-pub mod config;
-pub mod core;
-pub mod api;
 pub mod metrics;
 pub mod node;
+pub mod store;

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use bitcoin::hashes::Hash as _;
 use cairn_anchor::{
-    AnchorConfig, AnchorDriver, AnchorStatus, BitcoinCoreRpc, ChainBackend, KeySigner, Notice, Payout, RpcAuth,
-    RpcConfig,
+    AnchorConfig, AnchorDriver, AnchorStatus, BitcoinCoreRpc, ChainBackend, KeySigner, Notice, Payout,
+    RpcAuth, RpcConfig,
 };
 use cairn_p2p::{Network, NetworkConfig, NetworkEvent, Peer, ReplyToken};
 use cairn_spec::{GossipMessage, Hash32, Request, RequestBody, ResponseBody, SigningKey};
@@ -115,7 +115,8 @@ pub async fn run(
     let token = hex::encode(keyfile::load_or_create(&resolve(&dir, &cfg.api.token_file))?.secret_bytes());
     let store: Arc<dyn KvStore> =
         Arc::new(RocksStore::open(&dir.join("db")).map_err(|e| NodeError::Open(e.to_string()))?);
-    let core = Core::open(lifecycle, key.clone(), store.clone(), unix_now()).map_err(|e| NodeError::Open(e.to_string()))?;
+    let core = Core::open(lifecycle, key.clone(), store.clone(), unix_now())
+        .map_err(|e| NodeError::Open(e.to_string()))?;
     tracing::info!(target: "cairn::node", coordinator = %key.public(), network = %network, "state opened");
     let core = Arc::new(Mutex::new(core));
 
@@ -127,7 +128,8 @@ pub async fn run(
     ncfg.bootstrap = cfg.p2p.bootstrap.clone();
     ncfg.mdns = cfg.p2p.mdns;
     let (net, mut events) = Network::start(ncfg, &key).await.map_err(|e| NodeError::P2p(e.to_string()))?;
-    let p2p_addrs = net.wait_listening(Duration::from_secs(10)).await.map_err(|e| NodeError::P2p(e.to_string()))?;
+    let p2p_addrs =
+        net.wait_listening(Duration::from_secs(10)).await.map_err(|e| NodeError::P2p(e.to_string()))?;
     let mut registry = prometheus_client::registry::Registry::default();
     net.register_metrics(&mut registry);
     let metrics = Arc::new(NodeMetrics::new(registry));
@@ -141,7 +143,8 @@ pub async fn run(
             (None, None, None)
         }
         BitcoinMode::Rpc => {
-            let (tx, handle, addr) = start_anchor(&cfg, &dir, store.clone(), view.clone(), report_tx, metrics.clone())?;
+            let (tx, handle, addr) =
+                start_anchor(&cfg, &dir, store.clone(), view.clone(), report_tx, metrics.clone())?;
             (Some(tx), Some(handle), Some(addr))
         }
     };
@@ -183,7 +186,8 @@ pub async fn run(
         let _ = s.send(info);
     }
 
-    let ctx = Ctx { core: core.clone(), net: net.clone(), anchor: anchor_tx.clone(), metrics: metrics.clone() };
+    let ctx =
+        Ctx { core: core.clone(), net: net.clone(), anchor: anchor_tx.clone(), metrics: metrics.clone() };
     // Effects lost to a crash between a write and its effects are redone at start: open tasks
     // are announced again and the newest epoch handed to the anchor again (both idempotent).
     ctx.recover().await;
@@ -252,7 +256,9 @@ struct Ctx {
 impl Ctx {
     async fn apply<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&mut crate::lifecycle::Machine) -> Result<(T, crate::lifecycle::Step), Refusal> + Send + 'static,
+        f: impl FnOnce(&mut crate::lifecycle::Machine) -> Result<(T, crate::lifecycle::Step), Refusal>
+            + Send
+            + 'static,
     ) -> Result<(T, Vec<Effect>), CoreError> {
         let core = self.core.clone();
         tokio::task::spawn_blocking(move || match core.lock() {
@@ -270,7 +276,10 @@ impl Ctx {
         };
         self.reannounce().await;
         if let (Some(h), Some(a)) = (last, &self.anchor) {
-            let _ = a.send(AnchorCmd::Epoch(cairn_spec::AnchorPayload { height: h.body.height, header_hash: h.id() }));
+            let _ = a.send(AnchorCmd::Epoch(cairn_spec::AnchorPayload {
+                height: h.body.height,
+                header_hash: h.id(),
+            }));
         }
     }
 
@@ -411,7 +420,9 @@ impl Ctx {
                     .map_err(|e| Refusal::Conflict(e.to_string()))?;
                 return Ok(ResponseBody::Epochs(hs));
             }
-            RequestBody::GetBlob { .. } => return Err(Refusal::NotFound("blob (this node keeps inputs inline)")),
+            RequestBody::GetBlob { .. } => {
+                return Err(Refusal::NotFound("blob (this node keeps inputs inline)"))
+            }
         };
         match result {
             Ok((body, effects)) => {
@@ -458,7 +469,8 @@ fn start_anchor(
         (None, Some(u), Some(p)) => RpcAuth::UserPass { user: u.clone(), password: p.clone() },
         _ => return Err(NodeError::Bitcoin("set bitcoin.cookie_file, or rpc_user and rpc_password".into())),
     };
-    let rpc = BitcoinCoreRpc::new(RpcConfig::new(b.rpc_url.clone(), auth)).map_err(|e| NodeError::Bitcoin(e.to_string()))?;
+    let rpc = BitcoinCoreRpc::new(RpcConfig::new(b.rpc_url.clone(), auth))
+        .map_err(|e| NodeError::Bitcoin(e.to_string()))?;
     rpc.wait_ready(Duration::from_secs(60)).map_err(|e| NodeError::Bitcoin(e.to_string()))?;
     let anchor_key: SigningKey = keyfile::load_or_create(&dir.join("anchor.key"))?;
     let address = cairn_anchor::anchor_address(&anchor_key.public(), network).to_string();
@@ -561,7 +573,13 @@ fn start_anchor(
                     .map(|a| a.epoch)
                     .max();
                 if let Ok(mut v) = view.write() {
-                    *v = AnchorView { enabled: true, tip_height, settled_epoch: settled, anchors, last_error: None };
+                    *v = AnchorView {
+                        enabled: true,
+                        tip_height,
+                        settled_epoch: settled,
+                        anchors,
+                        last_error: None,
+                    };
                 }
                 let report = AnchorReport {
                     tip: tip.map(|t| (t.tip_height, Hash32(t.tip_hash.to_byte_array()))),

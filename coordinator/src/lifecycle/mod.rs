@@ -374,7 +374,10 @@ impl Machine {
             .values()
             .filter(|t| {
                 t.phase == Phase::Commit
-                    && t.assignments.iter().filter(|a| a.commitment.is_some() || a.lease_expires > now).count()
+                    && t.assignments
+                        .iter()
+                        .filter(|a| a.commitment.is_some() || a.lease_expires > now)
+                        .count()
                         < usize::from(t.wanted)
             })
             .take(max)

@@ -1,0 +1,211 @@
+//! The coordinator node over real sockets: the HTTP API on 127.0.0.1 (every endpoint,
+//! unauthorised and malformed requests, the OpenAPI document against the routes) and workers
+//! over real libp2p running a task to its receipt; then a clean shutdown and a restart that
+//! finds everything where it was.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing, missing_docs)]
+
+mod common;
+
+use std::collections::BTreeSet;
+
+use cairn_coordinator::api::ROUTES;
+use cairn_coordinator::config::NodeConfig;
+use cairn_coordinator::node::{self, NodeInfo};
+use cairn_spec::{Decode, Hash32, LedgerEntry, MerkleProof, Object, PubKey, ResponseBody, SignedReceipt};
+use common::{http, Worker};
+use serde_json::Value;
+
+async fn start(
+    dir: &std::path::Path,
+) -> (NodeInfo, tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
+    let cfg = NodeConfig::from_toml(&common::test_config(dir)).unwrap();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let (info_tx, info_rx) = tokio::sync::oneshot::channel();
+    let handle = tokio::spawn(async move {
+        node::run(
+            cfg,
+            async move {
+                let _ = stop_rx.await;
+            },
+            Some(info_tx),
+        )
+        .await
+        .unwrap();
+    });
+    (info_rx.await.unwrap(), stop_tx, handle)
+}
+
+fn h(v: &Value) -> Hash32 {
+    Hash32::from_hex(v.as_str().unwrap()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_and_workers_over_real_sockets() {
+    let dir = tempfile::tempdir().unwrap();
+    let (info, stop, handle) = start(dir.path()).await;
+    let api = info.api;
+    let token = std::fs::read_to_string(dir.path().join("operator.token")).unwrap().trim().to_string();
+    let coordinator = PubKey::from_hex(&info.coordinator).unwrap();
+    let get = |p: &str| http(api, "GET", p, None, None);
+
+    let (s, v) = get("/v1/health");
+    assert_eq!((s, v["status"].as_str()), (200, Some("ok")));
+    assert_eq!(v["anchoring"], Value::Bool(false));
+
+    // Writes need the token; bad bodies get 4xx with a reason and change nothing.
+    let body = r#"{"class":"echo","input_text":"hello","units":2,"budget_sats":1000,"nonce":1}"#;
+    assert_eq!(http(api, "POST", "/v1/tasks", None, Some(body)).0, 401);
+    assert_eq!(http(api, "POST", "/v1/tasks", Some("wrong"), Some(body)).0, 401);
+    let (s, v) = http(api, "POST", "/v1/tasks", Some(&token), Some("{not json"));
+    assert_eq!(s, 400);
+    assert!(v["error"].as_str().unwrap().contains("invalid JSON"));
+    let (s, v) = http(
+        api,
+        "POST",
+        "/v1/tasks",
+        Some(&token),
+        Some(r#"{"class":"echo","units":1,"budget_sats":1,"input_text":"x","bogus":1}"#),
+    );
+    assert_eq!(s, 400, "{v}");
+    let (s, _) = http(
+        api,
+        "POST",
+        "/v1/tasks",
+        Some(&token),
+        Some(r#"{"class":"nope","input_text":"x","units":1,"budget_sats":1000}"#),
+    );
+    assert_eq!(s, 404);
+    let (s, v) = http(
+        api,
+        "POST",
+        "/v1/tasks",
+        Some(&token),
+        Some(r#"{"class":"echo","input_text":"x","units":1,"budget_sats":1}"#),
+    );
+    assert_eq!(s, 400);
+    assert!(v["error"].as_str().unwrap().contains("budget"));
+    let big =
+        format!(r#"{{"class":"echo","input_hex":"{}","units":1,"budget_sats":1000}}"#, "00".repeat(300_000));
+    assert_eq!(http(api, "POST", "/v1/tasks", Some(&token), Some(&big)).0, 413);
+    assert_eq!(get("/v1/tasks").1["tasks"].as_array().unwrap().len(), 0);
+
+    let (s, v) = http(api, "POST", "/v1/tasks", Some(&token), Some(body));
+    assert_eq!(s, 201, "{v}");
+    let task = h(&v["id"]);
+    // Submitting the same task again is idempotent.
+    assert_eq!(h(&http(api, "POST", "/v1/tasks", Some(&token), Some(body)).1["id"]), task);
+
+    // Two workers over libp2p.
+    let coord_addr = info.p2p[0].clone();
+    let w0 = Worker::start(common::key(1), &coord_addr).await;
+    let w1 = Worker::start(common::key(2), &coord_addr).await;
+    // Unregistered workers are refused.
+    assert!(matches!(w0.claim(task).await, ResponseBody::Error { code: 403, .. }));
+    assert_eq!(w0.register(coordinator, 4).await, ResponseBody::Ack);
+    assert_eq!(w1.register(coordinator, 4).await, ResponseBody::Ack);
+    // A message signed by one worker but sent from another worker's node is refused.
+    let c = cairn_spec::Claim { task, worker: w0.public(), claimed_at: common::now() };
+    let forged = cairn_spec::RequestBody::Claim(cairn_spec::Signed::sign(c, &w0.key, &[0; 32]));
+    assert!(matches!(w1.req(forged).await, ResponseBody::Error { code: 400, .. }));
+
+    assert!(matches!(w0.claim(task).await, ResponseBody::Lease { task: t, .. } if t == task));
+    assert_eq!(w0.commit(task, b"HELLO").await, ResponseBody::Ack);
+    // New workers are always audited (p = 1/streak): a second replica is needed.
+    assert!(matches!(w0.reveal(task, b"HELLO").await, ResponseBody::Error { code: 425, .. }));
+    assert!(matches!(w1.claim(task).await, ResponseBody::Lease { .. }));
+    assert_eq!(w1.commit(task, b"HELLO").await, ResponseBody::Ack);
+    assert_eq!(w0.reveal(task, b"HELLO").await, ResponseBody::Ack);
+    assert_eq!(w1.reveal(task, b"HELLO").await, ResponseBody::Ack);
+
+    let (s, t) = get(&format!("/v1/tasks/{task}"));
+    assert_eq!(s, 200);
+    assert_eq!(t["phase"], "decided", "{t}");
+    assert!(t.get("canary").is_none() && t["assignments"][0].get("audit").is_none());
+    let (_, r) = get(&format!("/v1/tasks/{task}/result"));
+    assert_eq!(r["result_hex"], hex::encode(b"HELLO"));
+    let receipt_id = h(&t["assignments"][0]["receipt"]);
+    let (s, w) = get(&format!("/v1/workers/{}", w0.public()));
+    assert_eq!((s, w["status"].as_str(), w["accepted"].as_u64()), (200, Some("active"), Some(1)));
+    assert_eq!(get("/v1/workers").1["workers"].as_array().unwrap().len(), 2);
+    let (s, rv) = get(&format!("/v1/receipts/{receipt_id}"));
+    assert_eq!(s, 200);
+    let receipt = SignedReceipt::from_bytes(&hex::decode(rv["encoding"].as_str().unwrap()).unwrap()).unwrap();
+    assert!(receipt.verify() && receipt.id() == receipt_id && receipt.body.reward_sats == 200);
+    // The receipt is also served over p2p.
+    assert!(
+        matches!(w0.req(cairn_spec::RequestBody::GetReceipt { id: receipt_id }).await, ResponseBody::Receipt(Some(r)) if r.id() == receipt_id)
+    );
+
+    // Proof before the epoch closes: a clear conflict.
+    assert_eq!(get(&format!("/v1/receipts/{receipt_id}/proof")).0, 409);
+    assert_eq!(http(api, "POST", "/v1/epochs/close", None, None).0, 401);
+    let (s, v) = http(api, "POST", "/v1/epochs/close", Some(&token), None);
+    assert_eq!((s, v["closed"].as_u64()), (200, Some(0)));
+    let (_, e) = get("/v1/epochs/0");
+    assert_eq!(e["anchor"]["status"], "anchoring_disabled");
+    assert_eq!(get("/v1/epochs?from=0&limit=10").1["epochs"].as_array().unwrap().len(), 1);
+    let (s, p) = get(&format!("/v1/receipts/{receipt_id}/proof"));
+    assert_eq!(s, 200);
+    let proof: MerkleProof = serde_json::from_value(p["merkle_proof"].clone()).unwrap();
+    assert_eq!(proof.root_for(&receipt_id).unwrap(), h(&p["receipts_root"]));
+    // Balances with a proof against the epoch's state root.
+    let (s, l) = get(&format!("/v1/ledger/{}", w0.public()));
+    assert_eq!((s, l["locked"].as_u64()), (200, Some(200)));
+    let entry =
+        LedgerEntry::from_bytes(&hex::decode(l["proof"]["entry_encoding"].as_str().unwrap()).unwrap())
+            .unwrap();
+    let lp: MerkleProof = serde_json::from_value(l["proof"]["merkle_proof"].clone()).unwrap();
+    assert_eq!(lp.root_for(&entry.id()).unwrap(), h(&l["proof"]["state_root"]));
+    assert_eq!(e["header"]["state_root"], l["proof"]["state_root"]);
+    assert_eq!(get("/v1/anchors").1["enabled"], Value::Bool(false));
+    assert_eq!(get("/v1/payouts").0, 200);
+    assert_eq!(get("/v1/classes").1["classes"].as_array().unwrap().len(), 1);
+    let (_, m) = get("/metrics");
+    let m = m.as_str().unwrap().to_string();
+    assert!(m.contains("cairn_receipts_total 2"), "{m}");
+    assert!(m.contains("cairn_p2p_peers"));
+
+    // Malformed paths and queries.
+    assert_eq!(get("/v1/tasks/zz").0, 400);
+    assert_eq!(get(&format!("/v1/tasks/{}", Hash32([7; 32]))).0, 404);
+    assert_eq!(get("/v1/workers/00").0, 400);
+    assert_eq!(get("/v1/epochs/x").0, 400);
+    assert_eq!(get("/v1/epochs/99").0, 404);
+    assert_eq!(get("/v1/tasks?limit=100000").0, 400);
+    assert_eq!(get(&format!("/v1/ledger/{}", common::key(50).public())).0, 404);
+    let (s, v) = get("/v1/nothing-here");
+    assert_eq!((s, v["error"].as_str()), (404, Some("no such route")));
+
+    // The OpenAPI document lists exactly the routes, and every route is served.
+    let doc: Value = serde_json::from_str(include_str!("../openapi.json")).unwrap();
+    let documented: BTreeSet<(String, String)> = doc["paths"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .flat_map(|(p, ops)| ops.as_object().unwrap().keys().map(move |m| (m.clone(), p.clone())))
+        .collect();
+    let routed: BTreeSet<(String, String)> =
+        ROUTES.iter().map(|(m, p)| (m.to_string(), p.to_string())).collect();
+    assert_eq!(documented, routed);
+    for (method, path) in ROUTES {
+        let concrete = path
+            .replace("{id}", &receipt_id.to_hex())
+            .replace("{key}", &w0.public().to_hex())
+            .replace("{worker}", &w0.public().to_hex())
+            .replace("{height}", "0");
+        let (_, v) = http(api, &method.to_uppercase(), &concrete, None, Some("{}"));
+        assert_ne!(v["error"].as_str(), Some("no such route"), "{method} {path} not routed");
+    }
+
+    // Graceful shutdown, then a restart finds the same state.
+    w0.net.shutdown().await;
+    w1.net.shutdown().await;
+    stop.send(()).unwrap();
+    handle.await.unwrap();
+    let (info, stop, handle) = start(dir.path()).await;
+    let (_, t2) = http(info.api, "GET", &format!("/v1/tasks/{task}"), None, None);
+    assert_eq!(t2["phase"], "decided");
+    assert_eq!(http(info.api, "GET", "/v1/health", None, None).1["next_epoch"], 1);
+    stop.send(()).unwrap();
+    handle.await.unwrap();
+}
