@@ -44,6 +44,9 @@ pub enum OpenError {
     Store(#[from] StoreError),
 }
 
+/// Answers of a group commit, in order, and the effects of the accepted ones.
+pub type Batched<T> = (Vec<Result<T, Refusal>>, Vec<Effect>);
+
 /// The machine and its store.
 pub struct Core {
     machine: Machine,
@@ -102,7 +105,7 @@ impl Core {
         &mut self,
         events: impl IntoIterator<Item = E>,
         mut f: impl FnMut(&mut Machine, E) -> Result<(T, Step), Refusal>,
-    ) -> Result<(Vec<Result<T, Refusal>>, Vec<Effect>), CoreError> {
+    ) -> Result<Batched<T>, CoreError> {
         if self.poisoned {
             return Err(CoreError::Poisoned);
         }

@@ -566,7 +566,7 @@ fn start_anchor(
                         }
                     })
                     .collect();
-                anchors.sort_by(|a, b| b.epoch.cmp(&a.epoch));
+                anchors.sort_by_key(|a| std::cmp::Reverse(a.epoch));
                 let settled = anchors
                     .iter()
                     .filter(|a| a.status == "confirmed" && a.confirmations >= need)

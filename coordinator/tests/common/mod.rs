@@ -32,22 +32,33 @@ pub fn http(
     token: Option<&str>,
     body: Option<&str>,
 ) -> (u16, Value) {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    try_http(addr, method, path, token, body).expect("HTTP request failed")
+}
+
+/// As `http`, but `None` when the node cannot be reached or the connection breaks.
+pub fn try_http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+) -> Option<(u16, Value)> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
     let body = body.unwrap_or("");
     let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
     let req = format!(
         "{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\nContent-Type: application/json\r\n{auth}Content-Length: {}\r\n\r\n{body}",
         body.len()
     );
-    s.write_all(req.as_bytes()).unwrap();
+    s.write_all(req.as_bytes()).ok()?;
     let mut out = Vec::new();
-    let _ = s.read_to_end(&mut out);
+    s.read_to_end(&mut out).ok()?;
     let text = String::from_utf8_lossy(&out).to_string();
-    let (head, rest) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status: u16 = head.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let (head, rest) = text.split_once("\r\n\r\n")?;
+    let status: u16 = head.split(' ').nth(1).and_then(|c| c.parse().ok())?;
     let v = serde_json::from_str(rest).unwrap_or(Value::String(rest.to_string()));
-    (status, v)
+    Some((status, v))
 }
 
 pub fn key(i: u32) -> SigningKey {
@@ -66,6 +77,7 @@ pub struct Worker {
     pub key: SigningKey,
     pub net: Network,
     pub coord: Peer,
+    pub coord_addr: String,
     pub announced: Arc<Mutex<Vec<Hash32>>>,
 }
 
@@ -95,7 +107,7 @@ impl Worker {
             }
         });
         net.dial(coord_addr).await.unwrap();
-        let w = Worker { key, net, coord, announced };
+        let w = Worker { key, net, coord, coord_addr: coord_addr.to_string(), announced };
         // Connected once a request round-trips.
         for _ in 0..100 {
             if w.try_req(RequestBody::GetEpochs { from: 0, count: 1 }).await.is_some() {
@@ -110,8 +122,16 @@ impl Worker {
         self.key.public()
     }
 
-    async fn try_req(&self, body: RequestBody) -> Option<ResponseBody> {
-        self.net.request(&self.coord, body, Duration::from_secs(10)).await.ok()
+    /// One attempt; on a broken connection, dials again (the node may have restarted).
+    pub async fn try_req(&self, body: RequestBody) -> Option<ResponseBody> {
+        match self.net.request(&self.coord, body, Duration::from_secs(5)).await {
+            Ok(r) => Some(r),
+            Err(_) => {
+                let _ = self.net.dial(&self.coord_addr).await;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                None
+            }
+        }
     }
 
     pub async fn req(&self, body: RequestBody) -> ResponseBody {
@@ -126,7 +146,7 @@ impl Worker {
         panic!("request kept failing")
     }
 
-    pub async fn register(&self, coordinator: PubKey, difficulty: u32) -> ResponseBody {
+    pub fn register_body(&self, coordinator: PubKey, difficulty: u32) -> RequestBody {
         let mut reg = Registration {
             network: cairn_spec::Network::Regtest,
             coordinator,
@@ -136,15 +156,15 @@ impl Worker {
             pow_nonce: 0,
         };
         assert!(reg.solve_pow(difficulty, 1 << 24));
-        self.req(RequestBody::Register(Signed::sign(reg, &self.key, &[1; 32]))).await
+        RequestBody::Register(Signed::sign(reg, &self.key, &[1; 32]))
     }
 
-    pub async fn claim(&self, task: Hash32) -> ResponseBody {
+    pub fn claim_body(&self, task: Hash32) -> RequestBody {
         let c = Claim { task, worker: self.public(), claimed_at: now() };
-        self.req(RequestBody::Claim(Signed::sign(c, &self.key, &[1; 32]))).await
+        RequestBody::Claim(Signed::sign(c, &self.key, &[1; 32]))
     }
 
-    pub async fn commit(&self, task: Hash32, result: &[u8]) -> ResponseBody {
+    pub fn commit_body(&self, task: Hash32, result: &[u8]) -> RequestBody {
         let v = commitment_value(
             &task,
             &self.public(),
@@ -152,17 +172,33 @@ impl Worker {
             &salt(&self.public(), &task),
         );
         let c = Commitment { task, worker: self.public(), commitment: v };
-        self.req(RequestBody::Commit(Signed::sign(c, &self.key, &[1; 32]))).await
+        RequestBody::Commit(Signed::sign(c, &self.key, &[1; 32]))
     }
 
-    pub async fn reveal(&self, task: Hash32, result: &[u8]) -> ResponseBody {
+    pub fn reveal_body(&self, task: Hash32, result: &[u8]) -> RequestBody {
         let r = Reveal {
             task,
             worker: self.public(),
             result: Payload::Inline(result.to_vec()),
             salt: salt(&self.public(), &task),
         };
-        self.req(RequestBody::Reveal(Signed::sign(r, &self.key, &[1; 32]))).await
+        RequestBody::Reveal(Signed::sign(r, &self.key, &[1; 32]))
+    }
+
+    pub async fn register(&self, coordinator: PubKey, difficulty: u32) -> ResponseBody {
+        self.req(self.register_body(coordinator, difficulty)).await
+    }
+
+    pub async fn claim(&self, task: Hash32) -> ResponseBody {
+        self.req(self.claim_body(task)).await
+    }
+
+    pub async fn commit(&self, task: Hash32, result: &[u8]) -> ResponseBody {
+        self.req(self.commit_body(task, result)).await
+    }
+
+    pub async fn reveal(&self, task: Hash32, result: &[u8]) -> ResponseBody {
+        self.req(self.reveal_body(task, result)).await
     }
 }
 
