@@ -14,6 +14,10 @@ use thiserror::Error;
 
 use crate::lifecycle::LifecycleConfig;
 
+/// Smallest payout any standard output type may carry without being dust (P2PKH at the
+/// default dust relay fee is 546 sats; the others are lower).
+pub const DUST_SAFE_SATS: u64 = 546;
+
 /// Largest config file read.
 pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
 
@@ -374,6 +378,11 @@ impl NodeConfig {
         }
         if l.epoch_max_receipts == 0 || l.epoch_interval_secs == 0 {
             return Err(ConfigError::Invalid("epoch cadence must be positive".into()));
+        }
+        if l.payout_threshold_sats < DUST_SAFE_SATS {
+            return Err(ConfigError::Invalid(format!(
+                "lifecycle.payout_threshold_sats must be at least {DUST_SAFE_SATS} (smaller outputs are dust and Bitcoin Core would not relay the anchor)"
+            )));
         }
         if self.bitcoin.finality_depth == 0 {
             return Err(ConfigError::Invalid("bitcoin.finality_depth must be at least 1".into()));

@@ -111,6 +111,7 @@ impl Core {
         }
         let mut all = Step::default();
         let mut answers = Vec::new();
+        self.machine.set_deferred_signing(true);
         for e in events {
             match f(&mut self.machine, e) {
                 Ok((t, step)) => {
@@ -120,8 +121,50 @@ impl Core {
                 Err(r) => answers.push(Err(r)),
             }
         }
+        self.machine.set_deferred_signing(false);
+        self.sign_receipts(&mut all);
         let effects = self.persist(all)?;
         Ok((answers, effects))
+    }
+
+    /// Signs the step's receipts on every core (they were left unsigned by the machine).
+    fn sign_receipts(&self, step: &mut Step) {
+        use crate::lifecycle::Change;
+        let mut slots: Vec<&mut cairn_spec::SignedReceipt> = step
+            .changes
+            .iter_mut()
+            .filter_map(|c| match c {
+                Change::Receipt { receipt, .. } => Some(receipt.as_mut()),
+                _ => None,
+            })
+            .collect();
+        let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        let chunk = slots.len().div_ceil(threads).max(16);
+        let machine = &self.machine;
+        std::thread::scope(|s| {
+            for part in slots.chunks_mut(chunk) {
+                s.spawn(move || {
+                    for r in part.iter_mut() {
+                        r.signature = machine.sign_receipt(&r.id());
+                    }
+                });
+            }
+        });
+        let signed: std::collections::HashMap<cairn_spec::Hash32, cairn_spec::Signature> = step
+            .changes
+            .iter()
+            .filter_map(|c| match c {
+                Change::Receipt { receipt, .. } => Some((receipt.id(), receipt.signature)),
+                _ => None,
+            })
+            .collect();
+        for e in &mut step.effects {
+            if let Effect::Receipt(r) = e {
+                if let Some(sig) = signed.get(&r.id()) {
+                    r.signature = *sig;
+                }
+            }
+        }
     }
 
     fn persist(&mut self, step: Step) -> Result<Vec<Effect>, CoreError> {

@@ -91,10 +91,34 @@ fn snapshot_key(h: u32) -> Vec<u8> {
     [b"s".as_slice(), &h.to_be_bytes()].concat()
 }
 
-/// The batch that persists `step`.
+/// The row a change rewrites whole, when later changes to it supersede earlier ones.
+fn superseded_key(c: &Change) -> Option<(u8, Vec<u8>)> {
+    match c {
+        Change::Task(t) => Some((0, t.id.0.to_vec())),
+        Change::Worker(w) => Some((1, w.key().as_bytes().to_vec())),
+        Change::Ledger(e) => Some((2, e.worker.as_bytes().to_vec())),
+        Change::Lock { epoch, worker, .. } => Some((3, lock_key(*epoch, worker))),
+        Change::Payout(p) => Some((4, p.id.to_be_bytes().to_vec())),
+        Change::Meta(_) => Some((5, Vec::new())),
+        _ => None,
+    }
+}
+
+/// The batch that persists `step`. A row changed several times in one step (a group commit
+/// of many events) is encoded once, with its last value: the result is the same as writing
+/// every change in order.
 pub fn batch_for(step: &Step) -> Batch {
+    let mut last = std::collections::HashMap::new();
+    for (i, c) in step.changes.iter().enumerate() {
+        if let Some(k) = superseded_key(c) {
+            last.insert(k, i);
+        }
+    }
     let mut b = Batch::new();
-    for c in &step.changes {
+    for (i, c) in step.changes.iter().enumerate() {
+        if superseded_key(c).is_some_and(|k| last.get(&k) != Some(&i)) {
+            continue;
+        }
         add(&mut b, c);
     }
     if step.sync {

@@ -576,3 +576,83 @@ fn bad_input_is_refused_without_changing_state() {
     assert_eq!(h.m.meta().credited, meta.credited);
     assert_eq!(h.m.open_tasks().count(), 1);
 }
+
+#[test]
+fn group_commit_signs_every_receipt_and_writes_once() {
+    use std::sync::Arc;
+    let class = exact(1);
+    let mut cfg = LifecycleConfig::new(NET, vec![class.clone()]);
+    cfg.pow_difficulty = 0;
+    cfg.audit_min_ppm = 0;
+    let coord = key(1000);
+    let now = 1_700_000_000;
+    let store = Arc::new(MemoryStore::new());
+    let mut core = cairn_coordinator::core::Core::open(cfg, coord.clone(), store.clone(), now).unwrap();
+    let ws = workers(40);
+    let mut reveals = Vec::new();
+    for w in &ws {
+        let reg = Registration {
+            network: NET,
+            coordinator: coord.public(),
+            worker: w.public(),
+            payout_address: ADDR.into(),
+            created_at: now,
+            pow_nonce: 0,
+        };
+        let v = Verified::check(Signed::sign(reg, w, &[0; 32])).unwrap();
+        core.apply(|m| Ok(((), m.register(v, now)?))).unwrap();
+    }
+    for (i, w) in ws.iter().enumerate() {
+        let task = Task {
+            network: NET,
+            coordinator: coord.public(),
+            class: class.id(),
+            requester: coord.public(),
+            nonce: i as u64,
+            units: 1,
+            budget_sats: 1000,
+            created_at: now,
+            input: Payload::Inline(vec![i as u8]),
+        };
+        let (id, _) = core.apply(|m| m.submit_task(task, None, now)).unwrap();
+        // New workers are audited: two replicas per task (this worker and the next).
+        for w in [w, &ws[(i + 1) % ws.len()]] {
+            let c = Verified::check(Signed::sign(
+                Claim { task: id, worker: w.public(), claimed_at: now },
+                w,
+                &[0; 32],
+            ))
+            .unwrap();
+            core.apply(|m| m.claim(c, now)).unwrap();
+            let salt = salt_for(w, &id);
+            let v = commitment_value(&id, &w.public(), &cairn_spec::content_hash(b"r"), &salt);
+            let c = Verified::check(Signed::sign(
+                Commitment { task: id, worker: w.public(), commitment: v },
+                w,
+                &[0; 32],
+            ))
+            .unwrap();
+            core.apply(|m| Ok(((), m.commit(c, now)?))).unwrap();
+            let r = Reveal { task: id, worker: w.public(), result: Payload::Inline(b"r".to_vec()), salt };
+            reveals.push(Verified::check(Signed::sign(r, w, &[0; 32])).unwrap());
+        }
+    }
+    let (answers, effects) = core.apply_many(reveals, |m, v| Ok(((), m.reveal(v, now)?))).unwrap();
+    assert!(answers.iter().all(Result::is_ok));
+    let gossiped: Vec<_> = effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Receipt(r) => Some(r),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(gossiped.len(), 80);
+    assert!(gossiped.iter().all(|r| r.verify()));
+    let stored = ls::epoch_receipts(store.as_ref(), 0).unwrap();
+    assert_eq!(stored.len(), 80);
+    assert!(stored.iter().all(|r| r.verify()));
+    // The same receipts as the one-at-a-time path would sign (deterministic signatures).
+    let one = core.machine().sign_receipt(&stored[0].id());
+    assert_eq!(one, stored[0].signature);
+    core.machine().check_invariants().unwrap();
+}

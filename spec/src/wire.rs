@@ -350,8 +350,9 @@ impl Decode for Request {
 pub enum ResponseBody {
     /// 0: refused, with a code and a reason for people.
     Error {
-        /// Machine-readable code (400 bad request, 403 not registered, 404 not found,
-        /// 408 deadline passed, 409 conflict, 429 rate limited, 500 internal).
+        /// Machine-readable code (400 bad request, 403 not registered or banned, 404 not
+        /// found, 408 deadline passed, 409 conflict, 425 too early, 429 rate limited, 500
+        /// internal).
         code: u16,
         /// Reason, at most 256 bytes of UTF-8.
         message: String,

@@ -266,6 +266,7 @@ pub struct Machine {
     meta: MetaState,
     open_leaves: Vec<Hash32>,
     leases: HashMap<PubKey, u32>,
+    defer_signing: bool,
 }
 
 /// Outcome of one slot when a task is decided.
@@ -304,6 +305,7 @@ impl Machine {
             meta,
             open_leaves: Vec::new(),
             leases: HashMap::new(),
+            defer_signing: false,
         }
     }
 
@@ -445,10 +447,19 @@ impl Machine {
     }
 
     fn aux(&self, id: &Hash32) -> [u8; 32] {
-        let mut pre = b"cairn/aux".to_vec();
-        pre.extend_from_slice(&self.seed);
-        pre.extend_from_slice(&id.0);
-        sha256(&pre).0
+        aux_for(&self.seed, id)
+    }
+
+    /// Leaves receipts unsigned (all-zero signatures) until `sign_receipt` fills them in, so
+    /// a group commit can sign its receipts on every core. The driver must sign every
+    /// receipt of a step before persisting or publishing it.
+    pub fn set_deferred_signing(&mut self, on: bool) {
+        self.defer_signing = on;
+    }
+
+    /// The coordinator's signature over a receipt id (the same one the machine would make).
+    pub fn sign_receipt(&self, id: &Hash32) -> cairn_spec::Signature {
+        self.key.sign(id, &self.aux(id))
     }
 
     fn sign<T: Object + Signer>(&self, body: T) -> Signed<T> {
@@ -1084,13 +1095,13 @@ impl Machine {
                     units: rec.task.units,
                     reward_sats: paid,
                 };
-                let aux = {
-                    let mut pre = b"cairn/aux".to_vec();
-                    pre.extend_from_slice(&self.seed);
-                    pre.extend_from_slice(&receipt.id().0);
-                    sha256(&pre).0
+                let signed = if self.defer_signing {
+                    // Signed later, on every core, by the driver (`sign_receipt`).
+                    Signed { body: receipt, signature: cairn_spec::Signature([0; 64]) }
+                } else {
+                    let aux = aux_for(&self.seed, &receipt.id());
+                    Signed::sign(receipt, &self.key, &aux)
                 };
-                let signed = Signed::sign(receipt, &self.key, &aux);
                 let rid = signed.id();
                 a.receipt = Some(rid);
                 let index = self.meta.open_receipts;
@@ -1170,6 +1181,15 @@ impl Step {
         self.changes.push(Change::Meta(Box::new(meta.clone())));
         self
     }
+}
+
+/// BIP340 auxiliary randomness for the coordinator's signatures: derived from the secret
+/// seed and the signed id, so signing is deterministic and restarts re-sign identically.
+fn aux_for(seed: &[u8; 32], id: &Hash32) -> [u8; 32] {
+    let mut pre = b"cairn/aux".to_vec();
+    pre.extend_from_slice(seed);
+    pre.extend_from_slice(&id.0);
+    sha256(&pre).0
 }
 
 fn max_replicas(class: &TaskClass, max_escalations: u8) -> u8 {

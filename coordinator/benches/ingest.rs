@@ -1,0 +1,189 @@
+//! `cargo bench -p cairn-coordinator --bench ingest`: signed reveals of N registered workers
+//! for tasks whose commitments are all in, pushed through signature verification (on every
+//! core), the lifecycle machine (opening the commitment, comparison, verdict, receipt
+//! creation and signing, ledger credit) and RocksDB persistence (group commits, synced).
+//! Prints receipts/s and, measured in the same run, the raw BIP340 verifications/s of this
+//! machine on one core and on all cores: the physical limit of the verification step.
+//! Asserts nothing about time.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::indexing_slicing,
+    missing_docs
+)]
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use cairn_coordinator::core::Core;
+use cairn_coordinator::lifecycle::{LifecycleConfig, Phase, Verified};
+use cairn_coordinator::store::RocksStore;
+use cairn_spec::work::commitment_value;
+use cairn_spec::{
+    Claim, Commitment, ComparisonRule, ExecutorKind, Hash32, Network, Object, Payload, Registration, Reveal,
+    Signed, SigningKey, Task, TaskClass,
+};
+
+const WORKERS: u32 = 64;
+const TASKS: u32 = 20_000;
+const BATCH: usize = 512;
+
+fn key(i: u32) -> SigningKey {
+    let mut b = [0u8; 32];
+    b[..4].copy_from_slice(&(i + 1).to_be_bytes());
+    b[31] = 3;
+    SigningKey::from_secret_bytes(b).unwrap()
+}
+
+fn threads() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+}
+
+/// Verifies in parallel on every core, keeping order.
+fn verify_all(reveals: Vec<Signed<Reveal>>) -> Vec<Verified<Reveal>> {
+    let n = threads();
+    let chunk = reveals.len().div_ceil(n).max(1);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = reveals
+            .chunks(chunk)
+            .map(|c| {
+                s.spawn(move || c.iter().map(|r| Verified::check(r.clone()).unwrap()).collect::<Vec<_>>())
+            })
+            .collect();
+        handles.into_iter().flat_map(|h| h.join().unwrap()).collect()
+    })
+}
+
+fn main() {
+    let dir = tempfile::tempdir().unwrap();
+    let class = TaskClass {
+        name: "bench".into(),
+        executor: ExecutorKind::Embedding,
+        model_hash: Hash32::ZERO,
+        rule: ComparisonRule::Cosine { min_ppb: 990_000_000 },
+        replication: 1,
+        reward_per_unit: 10,
+        max_input_bytes: 1024,
+        lease_secs: 3600,
+        reveal_secs: 3600,
+    };
+    let mut cfg = LifecycleConfig::new(Network::Regtest, vec![class.clone()]);
+    cfg.pow_difficulty = 0;
+    cfg.audit_min_ppm = 0;
+    cfg.max_leases_per_worker = u32::MAX;
+    cfg.epoch_max_receipts = 10_000;
+    let coord = key(100_000);
+    let now = 1_700_000_000;
+    let store = Arc::new(RocksStore::open(&dir.path().join("db")).unwrap());
+    let mut core = Core::open(cfg, coord.clone(), store, now).unwrap();
+    let workers: Vec<SigningKey> = (0..WORKERS).map(key).collect();
+    for w in &workers {
+        let reg = Registration {
+            network: Network::Regtest,
+            coordinator: coord.public(),
+            worker: w.public(),
+            payout_address: "bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080".into(),
+            created_at: now,
+            pow_nonce: 0,
+        };
+        let v = Verified::check(Signed::sign(reg, w, &[0; 32])).unwrap();
+        core.apply(|m| Ok(((), m.register(v, now)?))).unwrap();
+    }
+    // An embedding-sized result: 384 little-endian f32.
+    let result: Vec<u8> = (0..384u32).flat_map(|i| ((i % 17) as f32 - 8.0).to_le_bytes()).collect();
+    let result_hash = cairn_spec::content_hash(&result);
+    let salt = [7u8; 32];
+
+    // Set-up (not timed): tasks submitted, claimed and committed until reveals are open.
+    print!("setting up {TASKS} tasks ... ");
+    let mut reveals = Vec::new();
+    for t in 0..TASKS {
+        let task = Task {
+            network: Network::Regtest,
+            coordinator: coord.public(),
+            class: class.id(),
+            requester: coord.public(),
+            nonce: u64::from(t),
+            units: 1,
+            budget_sats: 1000,
+            created_at: now,
+            input: Payload::Inline(t.to_be_bytes().to_vec()),
+        };
+        let (id, _) = core.apply(|m| m.submit_task(task, None, now)).unwrap();
+        let mut k = t as usize;
+        loop {
+            let w = &workers[k % workers.len()];
+            k += 1;
+            let claim = Verified::check(Signed::sign(
+                Claim { task: id, worker: w.public(), claimed_at: now },
+                w,
+                &[0; 32],
+            ))
+            .unwrap();
+            core.apply(|m| m.claim(claim, now)).unwrap();
+            let c = Commitment {
+                task: id,
+                worker: w.public(),
+                commitment: commitment_value(&id, &w.public(), &result_hash, &salt),
+            };
+            let c = Verified::check(Signed::sign(c, w, &[0; 32])).unwrap();
+            core.apply(|m| Ok(((), m.commit(c, now)?))).unwrap();
+            let r = Reveal { task: id, worker: w.public(), result: Payload::Inline(result.clone()), salt };
+            reveals.push(Signed::sign(r, w, &[0; 32]));
+            if matches!(core.machine().open_task(&id).unwrap().phase, Phase::Reveal { .. }) {
+                break;
+            }
+        }
+    }
+    println!("{} reveals", reveals.len());
+
+    // Baselines in the same run: raw BIP340 verification on one core and on all.
+    let sample: Vec<Signed<Reveal>> = reveals.iter().take(4000).cloned().collect();
+    let t0 = Instant::now();
+    for r in &sample {
+        assert!(r.verify());
+    }
+    let one_core = sample.len() as f64 / t0.elapsed().as_secs_f64();
+    let t0 = Instant::now();
+    let _ = verify_all(sample.clone());
+    let all_cores = sample.len() as f64 / t0.elapsed().as_secs_f64();
+
+    // Timed: verification (all cores), machine, receipt signing, synced RocksDB batches.
+    let receipts_before = core.machine().meta().open_receipts;
+    let epochs_before = core.machine().meta().next_epoch;
+    let n = reveals.len();
+    let t0 = Instant::now();
+    let mut it = reveals.into_iter();
+    let (mut t_verify, mut t_apply) = (0f64, 0f64);
+    loop {
+        let batch: Vec<Signed<Reveal>> = it.by_ref().take(BATCH).collect();
+        if batch.is_empty() {
+            break;
+        }
+        let t1 = Instant::now();
+        let verified = verify_all(batch);
+        t_verify += t1.elapsed().as_secs_f64();
+        let t1 = Instant::now();
+        let (answers, _effects) = core.apply_many(verified, |m, v| Ok(((), m.reveal(v, now)?))).unwrap();
+        t_apply += t1.elapsed().as_secs_f64();
+        assert!(answers.iter().all(Result::is_ok));
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    println!("  of which: verification {t_verify:.2} s, machine + signing + RocksDB {t_apply:.2} s");
+    let m = core.machine().meta();
+    let receipts = u64::from(m.next_epoch - epochs_before) * 10_000 + u64::from(m.open_receipts)
+        - u64::from(receipts_before);
+    core.machine().check_invariants().unwrap();
+    let rate = receipts as f64 / secs;
+    println!(
+        "ingest: {n} reveals -> {receipts} receipts in {secs:.2} s = {rate:.0} receipts/s ({} threads)",
+        threads()
+    );
+    println!("raw BIP340 verify: {one_core:.0}/s on one core, {all_cores:.0}/s on {} cores", threads());
+    println!(
+        "ingest / raw verify: {:.2}x of one core, {:.2}x of all cores (goal >= 0.50)",
+        rate / one_core,
+        rate / all_cores
+    );
+}

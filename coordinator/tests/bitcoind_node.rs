@@ -1,0 +1,147 @@
+//! The coordinator against a real regtest Bitcoin Core (found via `BITCOIND_EXE`, then
+//! `PATH`; skipped with one line when absent): workers finish a task over libp2p, the epoch
+//! is anchored in an OP_RETURN transaction, confirmations settle it, the worker's reward
+//! becomes claimable and is paid in the next anchor transaction, recorded with its txid.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::print_stderr,
+    missing_docs
+)]
+
+mod common;
+
+use std::time::Duration;
+
+use cairn_anchor::regtest::{find_bitcoind, RegtestNode};
+use cairn_coordinator::config::NodeConfig;
+use cairn_coordinator::node;
+use cairn_spec::{PubKey, ResponseBody};
+use common::{http, Worker};
+use serde_json::{json, Value};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn epochs_are_anchored_settled_and_paid_out() {
+    let Some(exe) = find_bitcoind() else {
+        eprintln!("skipping epochs_are_anchored_settled_and_paid_out: no bitcoind found (set BITCOIND_EXE or put bitcoind on PATH)");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let btc = RegtestNode::start(&exe, &dir.path().join("bitcoind")).unwrap();
+    let rpc = btc.rpc().unwrap();
+    let call = |m: &str, p: Value| rpc.raw_call(m, p).unwrap();
+    let miner = "bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080";
+    let data = dir.path().join("data");
+    let toml = common::test_config(&data)
+        .replace("mode = \"none\"", &format!(
+            "mode = \"rpc\"\nrpc_url = \"{}\"\ncookie_file = \"{}\"\npoll_secs = 1\nfinality_depth = 2\nchallenge_window_blocks = 2",
+            btc.rpc_url(),
+            btc.cookie_path().display()
+        ))
+        .replace("audit_min_ppm = 0", "audit_min_ppm = 0\npayout_threshold_sats = 100");
+    let cfg = NodeConfig::from_toml(&toml).unwrap();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let (info_tx, info_rx) = tokio::sync::oneshot::channel();
+    let handle = tokio::spawn(async move {
+        node::run(
+            cfg,
+            async move {
+                let _ = stop_rx.await;
+            },
+            Some(info_tx),
+        )
+        .await
+        .unwrap();
+    });
+    let info = info_rx.await.unwrap();
+    let api = info.api;
+    let token = std::fs::read_to_string(data.join("operator.token")).unwrap().trim().to_string();
+    let coordinator = PubKey::from_hex(&info.coordinator).unwrap();
+    // Fund the anchor address with a coinbase, then let it mature.
+    call("generatetoaddress", json!([1, info.anchor_address.clone().unwrap()]));
+    call("generatetoaddress", json!([100, miner]));
+
+    let w0 = Worker::start(common::key(1), &info.p2p[0]).await;
+    let w1 = Worker::start(common::key(2), &info.p2p[0]).await;
+    assert_eq!(w0.register(coordinator, 4).await, ResponseBody::Ack);
+    assert_eq!(w1.register(coordinator, 4).await, ResponseBody::Ack);
+    let run_task = |n: u32| {
+        let (w0, w1, token) = (&w0, &w1, token.clone());
+        async move {
+            let body = format!(
+                r#"{{"class":"echo","input_text":"t{n}","units":10,"budget_sats":1000,"nonce":{n}}}"#
+            );
+            let (s, v) = http(api, "POST", "/v1/tasks", Some(&token), Some(&body));
+            assert_eq!(s, 201);
+            let id = cairn_spec::Hash32::from_hex(v["id"].as_str().unwrap()).unwrap();
+            for w in [w0, w1] {
+                if matches!(w.claim(id).await, ResponseBody::Lease { .. }) {
+                    assert_eq!(w.commit(id, b"ok").await, ResponseBody::Ack);
+                }
+            }
+            for w in [w0, w1] {
+                let _ = w.reveal(id, b"ok").await;
+            }
+            let (_, t) = http(api, "GET", &format!("/v1/tasks/{id}"), None, None);
+            assert_eq!(t["phase"], "decided", "{t}");
+        }
+    };
+    run_task(1).await;
+    assert_eq!(http(api, "POST", "/v1/epochs/close", Some(&token), None).1["closed"], 0);
+
+    let wait_for = |what: &str, f: &dyn Fn() -> bool| {
+        for _ in 0..200 {
+            if f() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("timed out waiting for {what}");
+    };
+    wait_for("anchor broadcast", &|| {
+        http(api, "GET", "/v1/epochs/0", None, None).1["anchor"]["status"] == "pending"
+    });
+    let txid =
+        http(api, "GET", "/v1/anchors", None, None).1["anchors"][0]["txid"].as_str().unwrap().to_string();
+    assert!(call("getrawmempool", json!([])).as_array().unwrap().iter().any(|t| t == &json!(txid)));
+    call("generatetoaddress", json!([1, miner]));
+    wait_for("confirmation", &|| {
+        http(api, "GET", "/v1/epochs/0", None, None).1["anchor"]["status"] == "confirmed"
+    });
+    // k-deep and past the challenge window: the reward becomes claimable and is paid out.
+    call("generatetoaddress", json!([2, miner]));
+    let worker = w0.public().to_hex();
+    wait_for("settlement", &|| {
+        let l = http(api, "GET", &format!("/v1/ledger/{worker}"), None, None).1;
+        l["locked"] == 0 && l["paid"].as_u64().unwrap_or(0) > 0
+    });
+    // Payouts ride in the next anchor: a new epoch.
+    run_task(2).await;
+    assert_eq!(http(api, "POST", "/v1/epochs/close", Some(&token), None).1["closed"], 1);
+    wait_for("second anchor", &|| {
+        http(api, "GET", "/v1/epochs/1", None, None).1["anchor"]["status"] == "pending"
+    });
+    call("generatetoaddress", json!([1, miner]));
+    wait_for("payout confirmation", &|| {
+        let p = http(api, "GET", "/v1/payouts", None, None).1;
+        let list = p["payouts"].as_array().unwrap().clone();
+        !list.is_empty() && list.iter().all(|p| p["status"]["status"] == "paid")
+    });
+    let p = http(api, "GET", "/v1/payouts", None, None).1;
+    let paid = &p["payouts"][0];
+    let tx = call("getrawtransaction", json!([paid["status"]["txid"], true]));
+    let to_worker = tx["vout"].as_array().unwrap().iter().any(|o| {
+        o["scriptPubKey"]["address"] == json!(common::ADDR)
+            && (o["value"].as_f64().unwrap() * 1e8).round() as u64 == paid["amount"].as_u64().unwrap()
+    });
+    assert!(to_worker, "payout output not found in {tx}");
+    assert!(tx["vout"].as_array().unwrap().iter().any(|o| o["scriptPubKey"]["type"] == "nulldata"));
+
+    w0.net.shutdown().await;
+    w1.net.shutdown().await;
+    stop_tx.send(()).unwrap();
+    handle.await.unwrap();
+    drop(btc);
+}
