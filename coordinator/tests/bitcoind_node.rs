@@ -40,7 +40,7 @@ async fn epochs_are_anchored_settled_and_paid_out() {
             btc.rpc_url(),
             btc.cookie_path().display()
         ))
-        .replace("audit_min_ppm = 0", "audit_min_ppm = 0\npayout_threshold_sats = 100");
+        .replace("audit_min_ppm = 0", "audit_min_ppm = 0\npayout_threshold_sats = 1000");
     let cfg = NodeConfig::from_toml(&toml).unwrap();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let (info_tx, info_rx) = tokio::sync::oneshot::channel();
@@ -131,7 +131,8 @@ async fn epochs_are_anchored_settled_and_paid_out() {
     });
     let p = http(api, "GET", "/v1/payouts", None, None).1;
     let paid = &p["payouts"][0];
-    let tx = call("getrawtransaction", json!([paid["status"]["txid"], true]));
+    let block = call("getblockhash", json!([paid["status"]["height"]]));
+    let tx = call("getrawtransaction", json!([paid["status"]["txid"], true, block]));
     let to_worker = tx["vout"].as_array().unwrap().iter().any(|o| {
         o["scriptPubKey"]["address"] == json!(common::ADDR)
             && (o["value"].as_f64().unwrap() * 1e8).round() as u64 == paid["amount"].as_u64().unwrap()
