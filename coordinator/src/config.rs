@@ -449,3 +449,12 @@ reveal_secs = 60
         assert!(NodeConfig::from_toml(&bad).unwrap().lifecycle().is_err());
     }
 }
+
+#[cfg(test)]
+mod example {
+    #[test]
+    fn the_example_config_is_valid() {
+        let c = super::NodeConfig::from_toml(include_str!("../cairn.example.toml")).unwrap();
+        assert_eq!(c.lifecycle().unwrap().classes.len(), 2);
+    }
+}

@@ -80,3 +80,39 @@ fn decode_refuses_garbage_with_one_clear_line() {
     let out = cairn(&["decode", "task", &format!("@{}", f.display())]);
     assert!(text(&out.stderr).contains("not a valid task"), "{}", text(&out.stderr));
 }
+
+/// Config precedence, as documented: defaults < file < `CAIRN_*` env < flags.
+#[test]
+fn coordinator_config_precedence_file_env_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("c.toml");
+    std::fs::write(&file, "[api]\nlisten = \"127.0.0.1:1111\"\n[bitcoin]\nmode = \"none\"\n").unwrap();
+    let run = |env: &[(&str, &str)], flags: &[&str]| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_cairn"));
+        c.args(["coordinator", "--print-config", "--config", file.to_str().unwrap()]).args(flags);
+        for k in ["CAIRN_API_LISTEN", "CAIRN_NETWORK", "CAIRN_DATA_DIR", "CAIRN_CONFIG", "CAIRN_BITCOIN"] {
+            c.env_remove(k);
+        }
+        c.envs(env.iter().copied());
+        let out = c.output().unwrap();
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    // Defaults where the file is silent.
+    let v = run(&[], &[]);
+    assert_eq!(v["api"]["listen"], "127.0.0.1:1111");
+    assert_eq!(v["network"], "regtest");
+    assert_eq!(v["bitcoin"]["finality_depth"], 6);
+    // Env beats the file; a flag beats env.
+    assert_eq!(run(&[("CAIRN_API_LISTEN", "127.0.0.1:2222")], &[])["api"]["listen"], "127.0.0.1:2222");
+    let v = run(&[("CAIRN_API_LISTEN", "127.0.0.1:2222")], &["--api-listen", "127.0.0.1:3333"]);
+    assert_eq!(v["api"]["listen"], "127.0.0.1:3333");
+    assert_eq!(run(&[("CAIRN_NETWORK", "signet")], &[])["network"], "signet");
+    // A bad value is refused with a clear error and a non-zero exit.
+    let out = Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .args(["coordinator", "--print-config", "--network", "moon"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("moon"));
+}
