@@ -16,8 +16,6 @@ mod common;
 use std::time::Duration;
 
 use cairn_anchor::regtest::{find_bitcoind, RegtestNode};
-use cairn_coordinator::config::NodeConfig;
-use cairn_coordinator::node;
 use cairn_spec::{PubKey, ResponseBody};
 use common::{http, Worker};
 use serde_json::{json, Value};
@@ -41,21 +39,7 @@ async fn epochs_are_anchored_settled_and_paid_out() {
             btc.cookie_path().display()
         ))
         .replace("audit_min_ppm = 0", "audit_min_ppm = 0\npayout_threshold_sats = 1000");
-    let cfg = NodeConfig::from_toml(&toml).unwrap();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let (info_tx, info_rx) = tokio::sync::oneshot::channel();
-    let handle = tokio::spawn(async move {
-        node::run(
-            cfg,
-            async move {
-                let _ = stop_rx.await;
-            },
-            Some(info_tx),
-        )
-        .await
-        .unwrap();
-    });
-    let info = info_rx.await.unwrap();
+    let (info, stop_tx, handle) = common::start_node(&toml).await;
     let api = info.api;
     let token = std::fs::read_to_string(data.join("operator.token")).unwrap().trim().to_string();
     let coordinator = PubKey::from_hex(&info.coordinator).unwrap();

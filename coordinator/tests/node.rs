@@ -9,8 +9,7 @@ mod common;
 use std::collections::BTreeSet;
 
 use cairn_coordinator::api::ROUTES;
-use cairn_coordinator::config::NodeConfig;
-use cairn_coordinator::node::{self, NodeInfo};
+use cairn_coordinator::node::NodeInfo;
 use cairn_spec::{Decode, Hash32, LedgerEntry, MerkleProof, Object, PubKey, ResponseBody, SignedReceipt};
 use common::{http, Worker};
 use serde_json::Value;
@@ -18,21 +17,7 @@ use serde_json::Value;
 async fn start(
     dir: &std::path::Path,
 ) -> (NodeInfo, tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
-    let cfg = NodeConfig::from_toml(&common::test_config(dir)).unwrap();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let (info_tx, info_rx) = tokio::sync::oneshot::channel();
-    let handle = tokio::spawn(async move {
-        node::run(
-            cfg,
-            async move {
-                let _ = stop_rx.await;
-            },
-            Some(info_tx),
-        )
-        .await
-        .unwrap();
-    });
-    (info_rx.await.unwrap(), stop_tx, handle)
+    common::start_node(&common::test_config(dir)).await
 }
 
 fn h(v: &Value) -> Hash32 {

@@ -202,6 +202,22 @@ impl Worker {
     }
 }
 
+/// Starts a node in this process; returns where it listens, its stop switch and its task.
+pub async fn start_node(
+    toml: &str,
+) -> (cairn_coordinator::node::NodeInfo, tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
+    let cfg = cairn_coordinator::config::NodeConfig::from_toml(toml).unwrap();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let (info_tx, info_rx) = tokio::sync::oneshot::channel();
+    let handle = tokio::spawn(async move {
+        let stop = async move {
+            let _ = stop_rx.await;
+        };
+        cairn_coordinator::node::run(cfg, stop, Some(info_tx)).await.unwrap();
+    });
+    (info_rx.await.unwrap(), stop_tx, handle)
+}
+
 /// A node config for tests: regtest, no Bitcoin, one exact class, cheap registration.
 pub fn test_config(dir: &std::path::Path) -> String {
     format!(
