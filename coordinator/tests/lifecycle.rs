@@ -364,15 +364,29 @@ fn a_lazy_worker_is_caught_by_audits_within_a_bounded_number_of_tasks() {
         h.register(w);
     }
     let lazy = ws[0].public();
-    // Honest workers earn streaks first, so the lazy one (index 0) claims first afterwards.
+    // Worker 0 first works honestly and earns a long streak, so audits of its tasks fall to
+    // the floor p_min = 10%; then it turns lazy (it always claims first).
+    for t in 0..40u32 {
+        let id = h.submit(&class, &(1000 + t).to_be_bytes(), None);
+        h.run_task(id, &ws, &|_| b"right".to_vec());
+    }
+    assert!(h.m.worker(&lazy).unwrap().streak >= 10);
+    let receipts = |h: &Harness| h.effects.iter().filter(|e| matches!(e, Effect::Receipt(_))).count();
+    let honest_receipts = receipts(&h);
+    println!("honest phase: 40 tasks, {honest_receipts} receipts (audits and escalations add replicas)");
+    let locked_before = h.m.balance(&lazy).unwrap().locked;
+    assert!(locked_before > 0);
     let mut tasks = 0u32;
     while h.m.worker(&lazy).unwrap().banned.is_none() {
         tasks += 1;
-        assert!(tasks <= 50, "lazy worker not caught within 50 tasks");
-        let id = h.submit(&class, &tasks.to_be_bytes(), None);
+        // At p_min = 0.1 per task, 100 unaudited tasks in a row happen with probability 3e-5.
+        assert!(tasks <= 100, "lazy worker not caught within 100 tasks");
+        let id = h.submit(&class, &(5000 + tasks).to_be_bytes(), None);
         let t = tasks;
         h.run_task(id, &ws, &|i| if i == 0 { format!("random {t}").into_bytes() } else { b"right".to_vec() });
     }
+    println!("lazy worker with a streak banned after {tasks} lazy tasks");
+    assert!(h.m.meta().forfeited >= locked_before);
     let w = h.m.worker(&lazy).unwrap();
     let ban = w.banned.clone().unwrap();
     assert!(w.rejections.iter().any(|r| r.verdict == Some(Verdict::Mismatch)));
