@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use bitcoin::hashes::Hash as _;
 use cairn_anchor::{
-    AnchorConfig, AnchorDriver, AnchorStatus, BitcoinCoreRpc, ChainBackend, KeySigner, Notice, Payout,
-    RpcAuth, RpcConfig,
+    AnchorConfig, AnchorDriver, AnchorStatus, BitcoinCoreRpc, ChainBackend, KeySigner, Payout, RpcAuth,
+    RpcConfig,
 };
 use cairn_p2p::{Network, NetworkConfig, NetworkEvent, Peer, ReplyToken};
 use cairn_spec::{GossipMessage, Hash32, Request, RequestBody, ResponseBody, SigningKey};
@@ -143,8 +143,12 @@ pub async fn run(
             (None, None, None)
         }
         BitcoinMode::Rpc => {
+            let queued: Vec<PayoutRecord> = match core.lock() {
+                Ok(c) => c.machine().queued_payouts().cloned().collect(),
+                Err(_) => Vec::new(),
+            };
             let (tx, handle, addr) =
-                start_anchor(&cfg, &dir, store.clone(), view.clone(), report_tx, metrics.clone())?;
+                start_anchor(&cfg, &dir, store.clone(), view.clone(), report_tx, metrics.clone(), queued)?;
             (Some(tx), Some(handle), Some(addr))
         }
     };
@@ -461,6 +465,7 @@ fn start_anchor(
     view: Arc<RwLock<AnchorView>>,
     reports: mpsc::Sender<AnchorReport>,
     metrics: Arc<NodeMetrics>,
+    queued: Vec<PayoutRecord>,
 ) -> Result<AnchorStart, NodeError> {
     let network = cfg.network()?;
     let b = &cfg.bitcoin;
@@ -486,6 +491,22 @@ fn start_anchor(
         b.start_height,
     )
     .map_err(|e| NodeError::Bitcoin(e.to_string()))?;
+    // The lifecycle and the anchor persist in separate batches: a crash between the two can
+    // leave payouts the lifecycle queued that the anchor never saw. Hand those over again
+    // (payout ids make this idempotent: one the anchor already carries is not re-queued).
+    let known: std::collections::HashSet<u64> = driver
+        .machine()
+        .head()
+        .payout_queue
+        .iter()
+        .map(|p| p.id)
+        .chain(driver.machine().records().values().flat_map(|r| r.payouts.iter().map(|p| p.id)))
+        .collect();
+    let missing: Vec<PayoutRecord> = queued.into_iter().filter(|p| !known.contains(&p.id)).collect();
+    if !missing.is_empty() {
+        tracing::warn!(target: "cairn::anchor", count = missing.len(), "re-queueing payouts the anchor had not recorded");
+        driver.queue_payouts(to_anchor_payouts(&missing)).map_err(|e| NodeError::Bitcoin(e.to_string()))?;
+    }
     let need = b.finality_depth.max(b.challenge_window_blocks);
     let poll = Duration::from_secs(b.poll_secs.max(1));
     let (tx, rx) = std::sync::mpsc::channel::<AnchorCmd>();
@@ -528,15 +549,22 @@ fn start_anchor(
                         continue;
                     }
                 };
-                let mut confirmed = Vec::new();
                 for n in notices {
                     tracing::info!(target: "cairn::anchor", notice = ?n, "anchor");
-                    if let Notice::Confirmed { txid, height, payout_ids, .. } = n {
-                        if !payout_ids.is_empty() {
-                            confirmed.push((payout_ids, txid, height));
-                        }
-                    }
                 }
+                // Every confirmed anchor's payouts, not only this round's: the lifecycle ignores
+                // ids already paid, and a confirmation a crash made it miss is recorded now.
+                let confirmed: Vec<(Vec<u64>, bitcoin::Txid, u32)> = driver
+                    .machine()
+                    .records()
+                    .values()
+                    .filter_map(|r| match r.status {
+                        AnchorStatus::Confirmed { height, .. } if !r.payouts.is_empty() => {
+                            Some((r.payouts.iter().map(|p| p.id).collect(), r.txid, height))
+                        }
+                        _ => None,
+                    })
+                    .collect();
                 let tip = driver.backend().chain_info().ok();
                 let tip_height = tip.as_ref().map(|t| t.tip_height);
                 let mut anchors: Vec<AnchorEntry> = driver

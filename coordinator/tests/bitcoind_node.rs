@@ -16,8 +16,15 @@ mod common;
 use std::time::Duration;
 
 use cairn_anchor::regtest::{find_bitcoind, RegtestNode};
+use cairn_anchor::{AnchorStore, Changeset};
+use cairn_coordinator::anchor_store::KvAnchorStore;
+use cairn_coordinator::store::RocksStore;
 use cairn_spec::{PubKey, ResponseBody};
 use common::{http, Worker};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
 use serde_json::{json, Value};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -38,7 +45,9 @@ async fn epochs_are_anchored_settled_and_paid_out() {
             btc.rpc_url(),
             btc.cookie_path().display()
         ))
-        .replace("audit_min_ppm = 0", "audit_min_ppm = 0\npayout_threshold_sats = 1000");
+        .replace("audit_min_ppm = 0", "audit_min_ppm = 0\npayout_threshold_sats = 1000")
+        .replace("listen = \"127.0.0.1:0\"", &format!("listen = \"127.0.0.1:{}\"", free_port()))
+        + &format!("[p2p]\nlisten = [\"/ip4/127.0.0.1/tcp/{}\"]\n", free_port());
     let (info, stop_tx, handle) = common::start_node(&toml).await;
     let api = info.api;
     let token = std::fs::read_to_string(data.join("operator.token")).unwrap().trim().to_string();
@@ -101,7 +110,22 @@ async fn epochs_are_anchored_settled_and_paid_out() {
         let l = http(api, "GET", &format!("/v1/ledger/{worker}"), None, None).1;
         l["locked"] == 0 && l["paid"].as_u64().unwrap_or(0) > 0
     });
-    // Payouts ride in the next anchor: a new epoch.
+    // The lifecycle queued the payouts and the anchor recorded them in its own batch. Simulate
+    // a crash between the two batches: stop, drop the payouts from the anchor's queue, restart.
+    // The node must hand them over again at start.
+    stop_tx.send(()).unwrap();
+    handle.await.unwrap();
+    {
+        let store = std::sync::Arc::new(RocksStore::open(&data.join("db")).unwrap());
+        let mut anchors = KvAnchorStore::new(store);
+        let (mut head, _) = anchors.load().unwrap().unwrap();
+        assert!(!head.payout_queue.is_empty());
+        head.payout_queue.clear();
+        anchors.commit(&Changeset { head, records: Vec::new() }).unwrap();
+    }
+    let (info2, stop_tx, handle) = common::start_node(&toml).await;
+    assert_eq!(info2.api, api);
+    // Payouts ride in the next anchor: a new epoch (the workers reconnect by themselves).
     run_task(2).await;
     assert_eq!(http(api, "POST", "/v1/epochs/close", Some(&token), None).1["closed"], 1);
     wait_for("second anchor", &|| {
