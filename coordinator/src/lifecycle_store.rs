@@ -63,6 +63,10 @@ pub fn task_key(id: &Hash32) -> Vec<u8> {
 fn open_key(id: &Hash32) -> Vec<u8> {
     [b"o".as_slice(), &id.0].concat()
 }
+/// `tasks`: `n` ‖ requester ‖ nonce → task id (the submission's idempotency key).
+fn nonce_key(requester: &PubKey, nonce: u64) -> Vec<u8> {
+    [b"n".as_slice(), requester.as_bytes(), &nonce.to_be_bytes()].concat()
+}
 fn pair_key(task: &Hash32, worker: &PubKey) -> Vec<u8> {
     [&task.0[..], worker.as_bytes()].concat()
 }
@@ -132,6 +136,7 @@ pub fn add(b: &mut Batch, c: &Change) {
     match c {
         Change::Task(t) => {
             b.put(Table::Tasks, task_key(&t.id), json(t.as_ref()));
+            b.put(Table::Tasks, nonce_key(&t.task.requester, t.task.nonce), t.id.0.to_vec());
             if t.phase.is_final() {
                 b.delete(Table::Tasks, open_key(&t.id));
             } else {
@@ -216,6 +221,14 @@ pub fn load(s: &dyn KvStore) -> Result<Option<Snapshot>, LoadError> {
         } else {
             snap.finished.push(id);
         }
+    }
+    for (k, v) in scan_all(s, Table::Tasks, b"n")? {
+        let parsed = (|| {
+            let r = PubKey::from_bytes(k.get(1..33)?.try_into().ok()?)?;
+            let n = u64::from_be_bytes(k.get(33..41)?.try_into().ok()?);
+            Some((r, n, Hash32(v.as_slice().try_into().ok()?)))
+        })();
+        snap.nonces.push(parsed.ok_or_else(|| corrupt(Table::Tasks, &k, "nonce row"))?);
     }
     for (k, v) in scan_all(s, Table::Workers, b"")? {
         snap.workers.push(parse::<WorkerRecord>(Table::Workers, &k, &v)?);

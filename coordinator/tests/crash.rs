@@ -238,6 +238,8 @@ async fn sigkill_at_random_points_loses_nothing() {
             }
         }
     }
+    // No task was created twice by a retried submission.
+    assert_eq!(ls::tasks(&store, None, 10_000).unwrap().len(), TASKS as usize);
     // Receipts: all epochs chain; each (task, worker) has exactly one receipt; totals match.
     let epochs = ls::check_header_chain(&store).unwrap();
     assert!(epochs >= (TASKS as u32) / 25, "only {epochs} epochs");

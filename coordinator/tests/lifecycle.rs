@@ -513,8 +513,14 @@ fn duplicates_and_replays_are_idempotent() {
     let id = h.submit(&class, b"once", None);
     let before = h.m.meta().clone();
     let task = h.m.open_task(&id).unwrap().task.clone();
-    let (id2, step) = h.m.submit_task(task, None, h.now).unwrap();
+    let (id2, step) = h.m.submit_task(task.clone(), None, h.now).unwrap();
     assert_eq!((id2, step.is_empty()), (id, true));
+    // A retry with a later created_at is the same submission (requester and nonce are the
+    // idempotency key), also after a restart.
+    let later = Task { created_at: task.created_at + 5, ..task };
+    h.reload();
+    let (id3, step) = h.m.submit_task(later, None, h.now).unwrap();
+    assert_eq!((id3, step.is_empty()), (id, true));
     let e1 = h.claim(w, id).unwrap();
     let claim = Signed::sign(Claim { task: id, worker: w.public(), claimed_at: h.now }, w, &[0; 32]);
     let (e2, step) = h.m.claim(Verified::check(claim).unwrap(), h.now).unwrap();

@@ -243,6 +243,8 @@ pub struct Snapshot {
     pub locks: Vec<(u32, PubKey, u64)>,
     /// Leaf hashes of the open epoch's receipts, in index order.
     pub open_leaves: Vec<Hash32>,
+    /// Every (requester, nonce) submitted, with its task id.
+    pub nonces: Vec<(PubKey, u64, Hash32)>,
 }
 
 /// A snapshot that does not add up.
@@ -267,6 +269,7 @@ pub struct Machine {
     open_leaves: Vec<Hash32>,
     leases: HashMap<PubKey, u32>,
     defer_signing: bool,
+    nonces: HashMap<(PubKey, u64), Hash32>,
 }
 
 /// Outcome of one slot when a task is decided.
@@ -306,6 +309,7 @@ impl Machine {
             open_leaves: Vec::new(),
             leases: HashMap::new(),
             defer_signing: false,
+            nonces: HashMap::new(),
         }
     }
 
@@ -329,6 +333,7 @@ impl Machine {
             m.open.insert(t.id, t);
         }
         m.finished = snap.finished.into_iter().collect();
+        m.nonces = snap.nonces.into_iter().map(|(r, n, id)| ((r, n), id)).collect();
         for r in snap.reveals {
             if let Payload::Inline(bytes) = r.body.result {
                 m.results.insert((r.body.task, r.body.worker), bytes);
@@ -537,10 +542,16 @@ impl Machine {
                 return Err(invalid("canary answer is not a well-formed result for the class"));
             }
         }
+        // (requester, nonce) is the submission's idempotency key: a retry after a lost answer
+        // (with a later created_at) is the same submission, not a second task.
+        if let Some(id) = self.nonces.get(&(task.requester, task.nonce)) {
+            return Ok((*id, Step::default()));
+        }
         let id = task.id();
         if self.open.contains_key(&id) || self.finished.contains(&id) {
             return Ok((id, Step::default()));
         }
+        self.nonces.insert((task.requester, task.nonce), id);
         let rec = TaskRecord {
             id,
             task: task.clone(),
