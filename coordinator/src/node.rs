@@ -204,7 +204,28 @@ pub async fn run(
         tokio::select! {
             _ = &mut shutdown => break Ok(()),
             ev = events.recv() => match ev {
-                Some(NetworkEvent::Request { from, request, reply }) => ctx.on_request(from, request, reply).await,
+                Some(NetworkEvent::Request { from, request, reply }) => {
+                    // Group commit: take every request already waiting (up to a bound) and
+                    // persist their changes in one synced batch.
+                    let mut batch = vec![(from, request, reply)];
+                    let mut other = None;
+                    while batch.len() < MAX_GROUP {
+                        match events.try_recv() {
+                            Ok(NetworkEvent::Request { from, request, reply }) => batch.push((from, request, reply)),
+                            Ok(ev) => {
+                                other = Some(ev);
+                                break;
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                    if let Err(e) = ctx.on_requests(batch).await {
+                        break Err(e);
+                    }
+                    if let Some(NetworkEvent::Gossip { id, .. }) = other {
+                        let _ = net.report(id, cairn_p2p::Acceptance::Ignore).await;
+                    }
+                }
                 Some(NetworkEvent::Gossip { id, .. }) => {
                     // Coordinators do not relay other coordinators' objects yet (federation).
                     let _ = net.report(id, cairn_p2p::Acceptance::Ignore).await;
@@ -361,85 +382,157 @@ impl Ctx {
         Ok(())
     }
 
-    async fn on_request(&self, from: Peer, req: Request, reply: ReplyToken) {
+    /// Answers a group of requests: reads at once; worker messages checked (sender bound to
+    /// signer, signature) off the async threads, then applied and persisted in one batch, and
+    /// answered only after that batch is on disk.
+    async fn on_requests(&self, batch: Vec<(Peer, Request, ReplyToken)>) -> Result<(), NodeError> {
         let now = unix_now();
-        let body = match self.answer(&from, req.body, now).await {
-            Ok(b) => {
-                self.metrics.accepted_messages.inc();
-                b
+        let mut answers: Vec<(ReplyToken, Result<ResponseBody, Refusal>)> = Vec::new();
+        let mut work: Vec<(Peer, RequestBody, ReplyToken)> = Vec::new();
+        for (from, req, reply) in batch {
+            match req.body {
+                RequestBody::GetReceipt { .. }
+                | RequestBody::GetEpochs { .. }
+                | RequestBody::GetBlob { .. } => {
+                    answers.push((reply, self.read(req.body)));
+                }
+                body => work.push((from, body, reply)),
             }
-            Err(r) => {
-                self.metrics.refusals.inc();
-                tracing::debug!(target: "cairn::node", peer = ?from, reason = %r, "request refused");
-                ResponseBody::Error { code: r.code(), message: r.to_string() }
-            }
-        };
-        if let Err(e) = self.net.respond(reply, body).await {
-            tracing::debug!(target: "cairn::node", error = %e, "response not sent");
         }
+        if !work.is_empty() {
+            let checked = tokio::task::spawn_blocking(move || {
+                work.into_iter().map(|(from, body, reply)| (reply, check(&from, body))).collect::<Vec<_>>()
+            })
+            .await
+            .unwrap_or_default();
+            let (mut replies, mut msgs) = (Vec::new(), Vec::new());
+            for (reply, c) in checked {
+                match c {
+                    Ok(m) => {
+                        replies.push(reply);
+                        msgs.push(m);
+                    }
+                    Err(r) => answers.push((reply, Err(r))),
+                }
+            }
+            let core = self.core.clone();
+            let applied = tokio::task::spawn_blocking(move || match core.lock() {
+                Ok(mut c) => c.apply_many(msgs, |m, msg| dispatch(m, msg, now)),
+                Err(_) => Err(CoreError::Poisoned),
+            })
+            .await
+            .unwrap_or(Err(CoreError::Poisoned));
+            match applied {
+                Ok((results, effects)) => {
+                    answers.extend(replies.into_iter().zip(results));
+                    self.perform(effects).await;
+                }
+                Err(e) => {
+                    for reply in replies {
+                        let body = ResponseBody::Error { code: 500, message: "node unavailable".into() };
+                        let _ = self.net.respond(reply, body).await;
+                    }
+                    return Err(e.into());
+                }
+            }
+        }
+        for (reply, answer) in answers {
+            let body = match answer {
+                Ok(b) => {
+                    self.metrics.accepted_messages.inc();
+                    b
+                }
+                Err(r) => {
+                    self.metrics.refusals.inc();
+                    tracing::debug!(target: "cairn::node", reason = %r, "request refused");
+                    ResponseBody::Error { code: r.code(), message: r.to_string() }
+                }
+            };
+            if let Err(e) = self.net.respond(reply, body).await {
+                tracing::debug!(target: "cairn::node", error = %e, "response not sent");
+            }
+        }
+        Ok(())
     }
 
-    async fn answer(&self, from: &Peer, body: RequestBody, now: u64) -> Result<ResponseBody, Refusal> {
-        // Worker messages must come from the worker's own node: its libp2p identity is its
-        // protocol key, so a relayed or replayed message from elsewhere is refused.
-        let bound = |signer: &cairn_spec::PubKey| {
-            if from.protocol_key().as_ref() == Some(signer) {
-                Ok(())
-            } else {
-                Err(Refusal::Invalid("message signer is not the sending peer's key".into()))
-            }
-        };
-        let result = match body {
-            RequestBody::Register(s) => {
-                bound(&s.body.worker)?;
-                let v = Verified::check(s)?;
-                self.apply(move |m| Ok(((), m.register(v, now)?))).await.map(|(_, e)| (ResponseBody::Ack, e))
-            }
-            RequestBody::Claim(s) => {
-                bound(&s.body.worker)?;
-                let task = s.body.task;
-                let v = Verified::check(s)?;
-                self.apply(move |m| m.claim(v, now))
-                    .await
-                    .map(|(expires_at, e)| (ResponseBody::Lease { task, expires_at }, e))
-            }
-            RequestBody::Commit(s) => {
-                bound(&s.body.worker)?;
-                let v = Verified::check(s)?;
-                self.apply(move |m| Ok(((), m.commit(v, now)?))).await.map(|(_, e)| (ResponseBody::Ack, e))
-            }
-            RequestBody::Reveal(s) => {
-                bound(&s.body.worker)?;
-                let v = Verified::check(s)?;
-                self.apply(move |m| Ok(((), m.reveal(v, now)?))).await.map(|(_, e)| (ResponseBody::Ack, e))
-            }
+    fn read(&self, body: RequestBody) -> Result<ResponseBody, Refusal> {
+        let store = self.store()?;
+        match body {
             RequestBody::GetReceipt { id } => {
-                let store = self.store()?;
                 let r = ls::receipt(store.as_ref(), &id).map_err(|e| Refusal::Conflict(e.to_string()))?;
-                return Ok(ResponseBody::Receipt(r.map(|(_, _, r)| Box::new(r))));
+                Ok(ResponseBody::Receipt(r.map(|(_, _, r)| Box::new(r))))
             }
             RequestBody::GetEpochs { from, count } => {
-                let store = self.store()?;
                 let hs = ls::headers(store.as_ref(), from, usize::from(count))
                     .map_err(|e| Refusal::Conflict(e.to_string()))?;
-                return Ok(ResponseBody::Epochs(hs));
+                Ok(ResponseBody::Epochs(hs))
             }
-            RequestBody::GetBlob { .. } => {
-                return Err(Refusal::NotFound("blob (this node keeps inputs inline)"))
-            }
-        };
-        match result {
-            Ok((body, effects)) => {
-                self.perform(effects).await;
-                Ok(body)
-            }
-            Err(CoreError::Refused(r)) => Err(r),
-            Err(e) => Err(Refusal::Conflict(format!("node unavailable: {e}"))),
+            RequestBody::GetBlob { .. } => Err(Refusal::NotFound("blob (this node keeps inputs inline)")),
+            _ => Err(Refusal::Invalid("not a read request".into())),
         }
     }
 
     fn store(&self) -> Result<Arc<dyn KvStore>, Refusal> {
         self.core.lock().map(|c| c.store().clone()).map_err(|_| Refusal::Conflict("node unavailable".into()))
+    }
+}
+
+/// Most requests persisted in one group commit.
+const MAX_GROUP: usize = 256;
+
+/// A worker message whose sender and signature were checked.
+enum WorkerMsg {
+    Register(Verified<cairn_spec::Registration>),
+    Claim(Verified<cairn_spec::Claim>),
+    Commit(Verified<cairn_spec::Commitment>),
+    Reveal(Verified<cairn_spec::Reveal>),
+}
+
+/// Worker messages must come from the worker's own node (its libp2p identity is its protocol
+/// key), so a relayed or replayed message from elsewhere is refused; then the signature.
+fn check(from: &Peer, body: RequestBody) -> Result<WorkerMsg, Refusal> {
+    let bound = |signer: &cairn_spec::PubKey| {
+        if from.protocol_key().as_ref() == Some(signer) {
+            Ok(())
+        } else {
+            Err(Refusal::Invalid("message signer is not the sending peer's key".into()))
+        }
+    };
+    match body {
+        RequestBody::Register(s) => {
+            bound(&s.body.worker)?;
+            Ok(WorkerMsg::Register(Verified::check(s)?))
+        }
+        RequestBody::Claim(s) => {
+            bound(&s.body.worker)?;
+            Ok(WorkerMsg::Claim(Verified::check(s)?))
+        }
+        RequestBody::Commit(s) => {
+            bound(&s.body.worker)?;
+            Ok(WorkerMsg::Commit(Verified::check(s)?))
+        }
+        RequestBody::Reveal(s) => {
+            bound(&s.body.worker)?;
+            Ok(WorkerMsg::Reveal(Verified::check(s)?))
+        }
+        _ => Err(Refusal::Invalid("not a worker message".into())),
+    }
+}
+
+fn dispatch(
+    m: &mut crate::lifecycle::Machine,
+    msg: WorkerMsg,
+    now: u64,
+) -> Result<(ResponseBody, crate::lifecycle::Step), Refusal> {
+    match msg {
+        WorkerMsg::Register(v) => Ok((ResponseBody::Ack, m.register(v, now)?)),
+        WorkerMsg::Claim(v) => {
+            let task = v.get().body.task;
+            let (expires_at, step) = m.claim(v, now)?;
+            Ok((ResponseBody::Lease { task, expires_at }, step))
+        }
+        WorkerMsg::Commit(v) => Ok((ResponseBody::Ack, m.commit(v, now)?)),
+        WorkerMsg::Reveal(v) => Ok((ResponseBody::Ack, m.reveal(v, now)?)),
     }
 }
 

@@ -182,6 +182,34 @@ async fn api_and_workers_over_real_sockets() {
         assert_ne!(v["error"].as_str(), Some("no such route"), "{method} {path} not routed");
     }
 
+    // Many requests in flight at once are persisted in group commits and each answered.
+    let w2 = std::sync::Arc::new(Worker::start(common::key(3), &coord_addr).await);
+    assert_eq!(w2.register(coordinator, 4).await, ResponseBody::Ack);
+    let mut ids = Vec::new();
+    for n in 0..12 {
+        let body = format!(
+            r#"{{"class":"echo","input_text":"g{n}","units":1,"budget_sats":1000,"nonce":{}}}"#,
+            100 + n
+        );
+        ids.push(h(&http(api, "POST", "/v1/tasks", Some(&token), Some(&body)).1["id"]));
+    }
+    let mut set = tokio::task::JoinSet::new();
+    for id in ids.clone() {
+        let w = w2.clone();
+        set.spawn(async move {
+            assert!(matches!(w.claim(id).await, ResponseBody::Lease { .. }));
+            w.commit(id, b"G").await
+        });
+    }
+    while let Some(r) = set.join_next().await {
+        assert_eq!(r.unwrap(), ResponseBody::Ack);
+    }
+    for id in &ids {
+        let (_, t) = get(&format!("/v1/tasks/{id}"));
+        assert_eq!(t["assignments"][0]["committed"], true, "{t}");
+    }
+    w2.net.shutdown().await;
+
     // Graceful shutdown, then a restart finds the same state.
     w0.net.shutdown().await;
     w1.net.shutdown().await;
