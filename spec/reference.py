@@ -39,7 +39,7 @@ TAGS = [
     "cairn/content", "cairn/task-class", "cairn/task", "cairn/commitment",
     "cairn/commit-message", "cairn/reveal", "cairn/registration", "cairn/receipt",
     "cairn/ledger-entry", "cairn/merkle-node", "cairn/merkle-empty", "cairn/epoch-header",
-    "cairn/task-announcement", "cairn/claim",
+    "cairn/task-announcement", "cairn/claim", "cairn/bond",
 ]
 
 # ----------------------------------------------------------------------------- §4 BIP340
@@ -315,7 +315,17 @@ def dec_task(r):
 def enc_registration(j):
     a = j["payout_address"].encode()
     return (b"\x01" + u(NETWORKS[j["network"]], 1) + h(j["coordinator"]) + h(j["worker"]) + u(len(a), 1) + a
-            + u(j["created_at"], 8) + u(j["pow_nonce"], 8))
+            + u(j["created_at"], 8) + u(j["pow_nonce"], 8) + enc_bond(j.get("bond")))
+
+
+def enc_bond(b):
+    if b is None:
+        return b"\x00"
+    return b"\x01" + h(b["txid"]) + u(b["vout"], 4) + h(b["key"]) + h(b["signature"])
+
+
+def bond_message(coordinator, worker, b):
+    return tagged_hash("cairn/bond", h(coordinator) + h(worker) + h(b["txid"]) + u(b["vout"], 4))
 
 
 def dec_registration(r):
@@ -332,6 +342,14 @@ def dec_registration(r):
         raise DecodeError("invalid_value")
     r.uint(8)
     r.uint(8)
+    flag = r.uint(1)
+    if flag == 1:
+        r.take(32)
+        r.uint(4)
+        dec_key(r)
+        r.take(64)
+    elif flag != 0:
+        raise DecodeError("invalid_tag")
 
 
 def enc_commitment(j):
@@ -901,6 +919,10 @@ def check_objects(v):
             signer_key = c["json"]["task"]["coordinator"] if signer == "task" else c["json"][signer]
             assert signer_key == c["signer"]
             assert schnorr_verify(h(c["signer"]), oid, full[-64:]), c["type"]
+            bond = c["json"].get("bond") if c["type"] == "registration" else None
+            if bond is not None:
+                msg = bond_message(c["json"]["coordinator"], c["json"]["worker"], bond)
+                assert schnorr_verify(h(bond["key"]), msg, h(bond["signature"])), "bond signature"
         else:
             assert full == body, c["type"]
         assert decode_object(c["type"], full) is None, c["type"]

@@ -87,6 +87,7 @@ fn main() {
             payout_address: "bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080".into(),
             created_at: now,
             pow_nonce: 0,
+            bond: None,
         };
         let v = Verified::check(Signed::sign(reg, w, &[0; 32])).unwrap();
         core.apply(|m| Ok(((), m.register(v, now)?))).unwrap();

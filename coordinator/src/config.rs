@@ -156,6 +156,9 @@ pub struct LifecycleSection {
     pub epoch_interval_secs: u64,
     /// Payout threshold, sats.
     pub payout_threshold_sats: u64,
+    /// Smallest bond (a confirmed unspent P2TR output the worker signs for) admitted instead of
+    /// proof-of-work; 0 = proof-of-work only. Needs `bitcoin.mode = "rpc"`.
+    pub bond_min_sats: u64,
 }
 
 impl Default for LifecycleSection {
@@ -170,6 +173,7 @@ impl Default for LifecycleSection {
             epoch_max_receipts: d.epoch_max_receipts,
             epoch_interval_secs: d.epoch_interval_secs,
             payout_threshold_sats: d.payout_threshold_sats,
+            bond_min_sats: d.bond_min_sats,
         }
     }
 }
@@ -396,6 +400,7 @@ impl NodeConfig {
         cfg.epoch_max_receipts = l.epoch_max_receipts;
         cfg.epoch_interval_secs = l.epoch_interval_secs;
         cfg.payout_threshold_sats = l.payout_threshold_sats;
+        cfg.bond_min_sats = l.bond_min_sats;
         Ok(cfg)
     }
 }

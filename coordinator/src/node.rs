@@ -190,8 +190,17 @@ pub async fn run(
         let _ = s.send(info);
     }
 
-    let ctx =
-        Ctx { core: core.clone(), net: net.clone(), anchor: anchor_tx.clone(), metrics: metrics.clone() };
+    let bond_rpc = match cfg.bitcoin.mode {
+        BitcoinMode::Rpc => Some(Arc::new(rpc_client(&cfg)?)),
+        BitcoinMode::None => None,
+    };
+    let ctx = Ctx {
+        core: core.clone(),
+        bond_rpc,
+        net: net.clone(),
+        anchor: anchor_tx.clone(),
+        metrics: metrics.clone(),
+    };
     // Effects lost to a crash between a write and its effects are redone at start: open tasks
     // are announced again and the newest epoch handed to the anchor again (both idempotent).
     ctx.recover().await;
@@ -273,6 +282,8 @@ pub async fn run(
 
 struct Ctx {
     core: Arc<Mutex<Core>>,
+    /// Bitcoin Core client for bond checks (`None` without Bitcoin).
+    bond_rpc: Option<Arc<BitcoinCoreRpc>>,
     net: Network,
     anchor: Option<std::sync::mpsc::Sender<AnchorCmd>>,
     metrics: Arc<NodeMetrics>,
@@ -400,8 +411,11 @@ impl Ctx {
             }
         }
         if !work.is_empty() {
+            let rpc = self.bond_rpc.clone();
             let checked = tokio::task::spawn_blocking(move || {
-                work.into_iter().map(|(from, body, reply)| (reply, check(&from, body))).collect::<Vec<_>>()
+                work.into_iter()
+                    .map(|(from, body, reply)| (reply, check(&from, body, rpc.as_deref())))
+                    .collect::<Vec<_>>()
             })
             .await
             .unwrap_or_default();
@@ -482,7 +496,7 @@ const MAX_GROUP: usize = 256;
 
 /// A worker message whose sender and signature were checked.
 enum WorkerMsg {
-    Register(Verified<cairn_spec::Registration>),
+    Register(Verified<cairn_spec::Registration>, Option<u64>),
     Claim(Verified<cairn_spec::Claim>),
     Commit(Verified<cairn_spec::Commitment>),
     Reveal(Verified<cairn_spec::Reveal>),
@@ -490,7 +504,7 @@ enum WorkerMsg {
 
 /// Worker messages must come from the worker's own node (its libp2p identity is its protocol
 /// key), so a relayed or replayed message from elsewhere is refused; then the signature.
-fn check(from: &Peer, body: RequestBody) -> Result<WorkerMsg, Refusal> {
+fn check(from: &Peer, body: RequestBody, rpc: Option<&BitcoinCoreRpc>) -> Result<WorkerMsg, Refusal> {
     let bound = |signer: &cairn_spec::PubKey| {
         if from.protocol_key().as_ref() == Some(signer) {
             Ok(())
@@ -501,7 +515,11 @@ fn check(from: &Peer, body: RequestBody) -> Result<WorkerMsg, Refusal> {
     match body {
         RequestBody::Register(s) => {
             bound(&s.body.worker)?;
-            Ok(WorkerMsg::Register(Verified::check(s)?))
+            let bond = match (&s.body.bond, rpc) {
+                (Some(b), Some(rpc)) => bond_value(rpc, b),
+                _ => None,
+            };
+            Ok(WorkerMsg::Register(Verified::check(s)?, bond))
         }
         RequestBody::Claim(s) => {
             bound(&s.body.worker)?;
@@ -525,7 +543,7 @@ fn dispatch(
     now: u64,
 ) -> Result<(ResponseBody, crate::lifecycle::Step), Refusal> {
     match msg {
-        WorkerMsg::Register(v) => Ok((ResponseBody::Ack, m.register(v, now)?)),
+        WorkerMsg::Register(v, bond) => Ok((ResponseBody::Ack, m.register_bonded(v, bond, now)?)),
         WorkerMsg::Claim(v) => {
             let task = v.get().body.task;
             let (expires_at, step) = m.claim(v, now)?;
@@ -549,6 +567,29 @@ fn to_anchor_payouts(ps: &[PayoutRecord]) -> Vec<Payout> {
         .collect()
 }
 
+/// A Bitcoin Core client from the config (cookie preferred over user/password).
+fn rpc_client(cfg: &NodeConfig) -> Result<BitcoinCoreRpc, NodeError> {
+    let b = &cfg.bitcoin;
+    let auth = match (&b.cookie_file, &b.rpc_user, &b.rpc_password) {
+        (Some(c), _, _) => RpcAuth::Cookie(c.clone()),
+        (None, Some(u), Some(p)) => RpcAuth::UserPass { user: u.clone(), password: p.clone() },
+        _ => return Err(NodeError::Bitcoin("set bitcoin.cookie_file, or rpc_user and rpc_password".into())),
+    };
+    BitcoinCoreRpc::new(RpcConfig::new(b.rpc_url.clone(), auth))
+        .map_err(|e| NodeError::Bitcoin(e.to_string()))
+}
+
+/// The value of a bond's output when Bitcoin Core reports it confirmed, unspent and paying to
+/// the bond key (P2TR, output key = bond key); `None` otherwise or when Core is unreachable.
+fn bond_value(rpc: &BitcoinCoreRpc, bond: &cairn_spec::Bond) -> Option<u64> {
+    use bitcoin::key::TweakedPublicKey;
+    let txid = bitcoin::Txid::from_byte_array(bond.txid.0);
+    let info = rpc.utxo(&bitcoin::OutPoint { txid, vout: bond.vout }, false).ok()??;
+    let script =
+        bitcoin::ScriptBuf::new_p2tr_tweaked(TweakedPublicKey::dangerous_assume_tweaked(bond.key.x_only()));
+    (info.confirmations >= 1 && info.script_pubkey == script).then(|| info.value.to_sat())
+}
+
 type AnchorStart = (std::sync::mpsc::Sender<AnchorCmd>, std::thread::JoinHandle<()>, String);
 
 fn start_anchor(
@@ -562,13 +603,7 @@ fn start_anchor(
 ) -> Result<AnchorStart, NodeError> {
     let network = cfg.network()?;
     let b = &cfg.bitcoin;
-    let auth = match (&b.cookie_file, &b.rpc_user, &b.rpc_password) {
-        (Some(c), _, _) => RpcAuth::Cookie(c.clone()),
-        (None, Some(u), Some(p)) => RpcAuth::UserPass { user: u.clone(), password: p.clone() },
-        _ => return Err(NodeError::Bitcoin("set bitcoin.cookie_file, or rpc_user and rpc_password".into())),
-    };
-    let rpc = BitcoinCoreRpc::new(RpcConfig::new(b.rpc_url.clone(), auth))
-        .map_err(|e| NodeError::Bitcoin(e.to_string()))?;
+    let rpc = rpc_client(cfg)?;
     rpc.wait_ready(Duration::from_secs(60)).map_err(|e| NodeError::Bitcoin(e.to_string()))?;
     let anchor_key: SigningKey = keyfile::load_or_create(&dir.join("anchor.key"))?;
     let address = cairn_anchor::anchor_address(&anchor_key.public(), network).to_string();

@@ -45,7 +45,7 @@ async fn epochs_are_anchored_settled_and_paid_out() {
             btc.rpc_url(),
             btc.cookie_path().display()
         ))
-        .replace("audit_min_ppm = 0", "audit_min_ppm = 0\npayout_threshold_sats = 1000")
+        .replace("audit_min_ppm = 0", "audit_min_ppm = 0\npayout_threshold_sats = 1000\nbond_min_sats = 100000")
         .replace("listen = \"127.0.0.1:0\"", &format!("listen = \"127.0.0.1:{}\"", free_port()))
         + &format!("[p2p]\nlisten = [\"/ip4/127.0.0.1/tcp/{}\"]\n", free_port());
     let (info, stop_tx, handle) = common::start_node(&toml).await;
@@ -60,6 +60,48 @@ async fn epochs_are_anchored_settled_and_paid_out() {
     let w1 = Worker::start(common::key(2), &info.p2p[0]).await;
     assert_eq!(w0.register(coordinator, 4).await, ResponseBody::Ack);
     assert_eq!(w1.register(coordinator, 4).await, ResponseBody::Ack);
+    // A third worker joins by a bond instead of proof-of-work: a confirmed P2TR output whose
+    // output key signs the bond message.
+    let bond_key = common::key(9);
+    let bond_addr = bitcoin::Address::p2tr_tweaked(
+        bitcoin::key::TweakedPublicKey::dangerous_assume_tweaked(bond_key.public().x_only()),
+        bitcoin::Network::Regtest,
+    );
+    let block = call("generatetoaddress", json!([1, bond_addr.to_string()]));
+    let coinbase = call("getblock", json!([block[0]]))["tx"][0].as_str().unwrap().to_string();
+    let txid: bitcoin::Txid = coinbase.parse().unwrap();
+    let w2 = Worker::start(common::key(3), &info.p2p[0]).await;
+    let bonded = |vout: u32, signer: &cairn_spec::SigningKey| {
+        use bitcoin::hashes::Hash as _;
+        let txid = cairn_spec::Hash32(txid.to_byte_array());
+        let mut reg = cairn_spec::Registration {
+            network: cairn_spec::Network::Regtest,
+            coordinator,
+            worker: w2.public(),
+            payout_address: common::ADDR.into(),
+            created_at: common::now(),
+            pow_nonce: 0,
+            bond: Some(cairn_spec::Bond {
+                txid,
+                vout,
+                key: bond_key.public(),
+                signature: signer
+                    .sign(&cairn_spec::work::bond_message(&coordinator, &w2.public(), &txid, vout), &[3; 32]),
+            }),
+        };
+        // Make sure the work alone would not admit it (the node asks for 4 bits).
+        while reg.work_bits() >= 4 {
+            reg.pow_nonce += 1;
+        }
+        cairn_spec::RequestBody::Register(cairn_spec::Signed::sign(reg, &w2.key, &[1; 32]))
+    };
+    // An output that does not exist, or a signature by another key: refused.
+    assert!(matches!(w2.req(bonded(7, &bond_key)).await, ResponseBody::Error { code: 400, .. }));
+    assert!(matches!(w2.req(bonded(0, &w2.key)).await, ResponseBody::Error { code: 400, .. }));
+    assert_eq!(w2.req(bonded(0, &bond_key)).await, ResponseBody::Ack);
+    assert_eq!(http(api, "GET", &format!("/v1/workers/{}", w2.public()), None, None).1["status"], "active");
+    w2.net.shutdown().await;
+
     let run_task = |n: u32| {
         let (w0, w1, token) = (&w0, &w1, token.clone());
         async move {

@@ -99,6 +99,7 @@ impl Harness {
             payout_address: ADDR.into(),
             created_at: self.now,
             pow_nonce: 0,
+            bond: None,
         };
         assert!(reg.solve_pow(4, 1 << 20));
         let step =
@@ -504,6 +505,7 @@ fn duplicates_and_replays_are_idempotent() {
         payout_address: ADDR.into(),
         created_at: h.now,
         pow_nonce: 0,
+        bond: None,
     };
     reg.solve_pow(4, 1 << 20);
     let signed = Signed::sign(reg, w, &[0; 32]);
@@ -563,6 +565,7 @@ fn bad_input_is_refused_without_changing_state() {
         payout_address: ADDR.into(),
         created_at: h.now,
         pow_nonce: 0,
+        bond: None,
     };
     let mut weak = reg.clone();
     while weak.work_bits() >= 4 {
@@ -618,6 +621,7 @@ fn group_commit_signs_every_receipt_and_writes_once() {
             payout_address: ADDR.into(),
             created_at: now,
             pow_nonce: 0,
+            bond: None,
         };
         let v = Verified::check(Signed::sign(reg, w, &[0; 32])).unwrap();
         core.apply(|m| Ok(((), m.register(v, now)?))).unwrap();
@@ -675,4 +679,60 @@ fn group_commit_signs_every_receipt_and_writes_once() {
     let one = core.machine().sign_receipt(&stored[0].id());
     assert_eq!(one, stored[0].signature);
     core.machine().check_invariants().unwrap();
+}
+
+#[test]
+fn a_bond_admits_a_worker_without_proof_of_work() {
+    let class = exact(1);
+    let mut h = Harness::new(vec![class], |c| {
+        c.pow_difficulty = 30;
+        c.bond_min_sats = 5_000;
+    });
+    let bond_key = key(77);
+    let txid = Hash32([5; 32]);
+    let reg_for = |w: &SigningKey, coord: &SigningKey, vout: u32, signer: &SigningKey| Registration {
+        network: NET,
+        coordinator: coord.public(),
+        worker: w.public(),
+        payout_address: ADDR.into(),
+        created_at: 1_700_000_000,
+        pow_nonce: 0,
+        bond: Some(cairn_spec::Bond {
+            txid,
+            vout,
+            key: bond_key.public(),
+            signature: signer
+                .sign(&cairn_spec::work::bond_message(&coord.public(), &w.public(), &txid, vout), &[0; 32]),
+        }),
+    };
+    let (w0, w1) = (key(0), key(1));
+    let coord = h.coord.clone();
+    let reg = |r: Registration, w: &SigningKey| Verified::check(Signed::sign(r, w, &[0; 32])).unwrap();
+    // Not enough work and no bond checked by the driver: refused, nothing stored.
+    let err = h.m.register_bonded(reg(reg_for(&w0, &coord, 0, &bond_key), &w0), None, h.now).unwrap_err();
+    assert!(err.to_string().contains("not found"), "{err}");
+    // Too small, or signed by another key: refused.
+    let err =
+        h.m.register_bonded(reg(reg_for(&w0, &coord, 0, &bond_key), &w0), Some(4_999), h.now).unwrap_err();
+    assert!(err.to_string().contains("5000"), "{err}");
+    let err = h.m.register_bonded(reg(reg_for(&w0, &coord, 0, &w0), &w0), Some(10_000), h.now).unwrap_err();
+    assert!(err.to_string().contains("bond signature"), "{err}");
+    assert!(h.m.worker(&w0.public()).is_none());
+    // A sufficient, correctly signed bond admits the worker.
+    let step =
+        h.m.register_bonded(reg(reg_for(&w0, &coord, 0, &bond_key), &w0), Some(10_000), h.now).unwrap();
+    h.apply(step);
+    assert!(h.m.worker(&w0.public()).is_some());
+    // The same output cannot back a second worker.
+    let err =
+        h.m.register_bonded(reg(reg_for(&w1, &coord, 0, &bond_key), &w1), Some(10_000), h.now).unwrap_err();
+    assert_eq!(err.code(), 409);
+    // A node that takes no bonds refuses them.
+    let mut h2 = Harness::new(vec![exact(1)], |c| c.pow_difficulty = 30);
+    let coord2 = h2.coord.clone();
+    let err =
+        h2.m.register_bonded(reg(reg_for(&w1, &coord2, 0, &bond_key), &w1), Some(10_000), h2.now)
+            .unwrap_err();
+    assert!(err.to_string().contains("no bonds"), "{err}");
+    h.reload();
 }

@@ -219,8 +219,23 @@ fn object_vectors() -> Value {
         payout_address: "bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080".into(),
         created_at: 1_767_225_600,
         pow_nonce: 0,
+        bond: None,
     };
     assert!(reg.solve_pow(8, 1 << 20));
+    // A bonded registration: the bond key signs bond_message (SPEC.md §5.4).
+    let bond_key = SigningKey::from_secret_bytes([0x42; 32]).expect("valid key");
+    let bond_txid = h("bond utxo");
+    let bonded = Registration {
+        pow_nonce: 0,
+        bond: Some(work::Bond {
+            txid: bond_txid,
+            vout: 1,
+            key: bond_key.public(),
+            signature: bond_key
+                .sign(&work::bond_message(&coord.public(), &worker.public(), &bond_txid, 1), &AUX),
+        }),
+        ..reg.clone()
+    };
     let salt = [0x11u8; 32];
     let result = Payload::Inline(vec![0, 0, 128, 63, 0, 0, 0, 0]);
     let commitment = Commitment {
@@ -261,6 +276,7 @@ fn object_vectors() -> Value {
         obj("task", &task),
         obj("task", &blob_task),
         signed_obj("registration", &Signed::sign(reg.clone(), &worker, &AUX)),
+        signed_obj("registration", &Signed::sign(bonded, &worker, &AUX)),
         signed_obj("commitment", &Signed::sign(commitment.clone(), &worker, &AUX)),
         signed_obj("reveal", &Signed::sign(reveal.clone(), &worker, &AUX)),
         signed_obj("receipt", &receipt(&coord, 1, 0, Verdict::Accepted)),

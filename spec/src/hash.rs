@@ -109,11 +109,13 @@ pub enum Tag {
     TaskAnnouncement,
     /// Id (signed digest) of a claim.
     Claim,
+    /// What a registration bond's key signs (SPEC.md §5.4).
+    Bond,
 }
 
 impl Tag {
     /// All tags, in SPEC.md order.
-    pub const ALL: [Tag; 14] = [
+    pub const ALL: [Tag; 15] = [
         Tag::Content,
         Tag::TaskClass,
         Tag::Task,
@@ -128,6 +130,7 @@ impl Tag {
         Tag::EpochHeader,
         Tag::TaskAnnouncement,
         Tag::Claim,
+        Tag::Bond,
     ];
 
     /// The ASCII tag string hashed into the prefix.
@@ -147,6 +150,7 @@ impl Tag {
             Tag::EpochHeader => "cairn/epoch-header",
             Tag::TaskAnnouncement => "cairn/task-announcement",
             Tag::Claim => "cairn/claim",
+            Tag::Bond => "cairn/bond",
         }
     }
 
@@ -166,6 +170,7 @@ impl Tag {
             Tag::EpochHeader => 11,
             Tag::TaskAnnouncement => 12,
             Tag::Claim => 13,
+            Tag::Bond => 14,
         }
     }
 

@@ -37,7 +37,7 @@ pub use receipt::{SignedReceipt, Verdict, WorkReceipt};
 pub use signed::{Object, Signed, Signer};
 pub use task::{ComparisonRule, ExecutorKind, Payload, Task, TaskClass};
 pub use wire::{Claim, GossipMessage, Request, RequestBody, Response, ResponseBody, TaskAnnouncement, Topic};
-pub use work::{Commitment, Registration, Reveal};
+pub use work::{Bond, Commitment, Registration, Reveal};
 
 /// The protocol version this crate implements (SPEC.md §1).
 pub const PROTOCOL_VERSION: u8 = 1;

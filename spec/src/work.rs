@@ -31,6 +31,42 @@ pub struct Registration {
     pub created_at: u64,
     /// Nonce searched so that the registration id has enough leading zero bits.
     pub pow_nonce: u64,
+    /// A bond instead of (or besides) the proof-of-work: a UTXO the worker controls.
+    pub bond: Option<Bond>,
+}
+
+/// Proof that the worker controls an unspent Taproot output: a BIP340 signature by the
+/// output key over `bond_message`. The coordinator checks with Bitcoin Core that the output
+/// exists, is unspent, pays to `key` (P2TR) and holds enough.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Bond {
+    /// Txid of the output (internal byte order, as in a serialized outpoint).
+    pub txid: Hash32,
+    /// Output index.
+    pub vout: u32,
+    /// The P2TR output key (x-only).
+    pub key: PubKey,
+    /// Signature by `key` over `bond_message(coordinator, worker, txid, vout)`.
+    pub signature: crate::keys::Signature,
+}
+
+/// What a bond key signs: `tagged_hash(Bond, coordinator ‖ worker ‖ txid ‖ vout u32)`.
+/// Binding both keys means a bond proof works for one worker at one coordinator only.
+pub fn bond_message(coordinator: &PubKey, worker: &PubKey, txid: &Hash32, vout: u32) -> Hash32 {
+    let mut h = TaggedHasher::new(Tag::Bond);
+    h.update(coordinator.as_bytes()).update(worker.as_bytes()).update(&txid.0).update(&vout.to_be_bytes());
+    h.finish()
+}
+
+impl Bond {
+    /// True when the signature is valid for this coordinator and worker.
+    pub fn verify(&self, coordinator: &PubKey, worker: &PubKey) -> bool {
+        crate::keys::verify(
+            &self.key,
+            &bond_message(coordinator, worker, &self.txid, self.vout),
+            &self.signature,
+        )
+    }
 }
 
 impl Registration {
@@ -62,6 +98,16 @@ impl Encode for Registration {
         self.coordinator.encode(w);
         self.worker.encode(w);
         w.bytes_u8(self.payout_address.as_bytes()).u64(self.created_at).u64(self.pow_nonce);
+        match &self.bond {
+            None => {
+                w.u8(0);
+            }
+            Some(b) => {
+                w.u8(1).raw(&b.txid.0).u32(b.vout);
+                b.key.encode(w);
+                w.raw(&b.signature.0);
+            }
+        }
     }
 }
 
@@ -86,7 +132,17 @@ impl Decode for Registration {
             .to_owned();
         let created_at = r.u64("created_at")?;
         let pow_nonce = r.u64("pow_nonce")?;
-        Ok(Registration { network, coordinator, worker, payout_address, created_at, pow_nonce })
+        let bond = match r.u8("bond")? {
+            0 => None,
+            1 => Some(Bond {
+                txid: Hash32(r.array("bond")?),
+                vout: r.u32("bond")?,
+                key: PubKey::decode(r, "bond")?,
+                signature: crate::keys::Signature(r.array("bond")?),
+            }),
+            tag => return Err(DecodeError::InvalidTag { field: "bond", tag }),
+        };
+        Ok(Registration { network, coordinator, worker, payout_address, created_at, pow_nonce, bond })
     }
 }
 

@@ -109,8 +109,15 @@ fn task() -> impl Strategy<Value = Task> {
 }
 
 fn registration() -> impl Strategy<Value = Registration> {
-    (network(), pubkey(), key_strategy(), any::<u64>(), any::<u64>()).prop_map(
-        |(network, coordinator, worker, created_at, pow_nonce)| {
+    (
+        network(),
+        pubkey(),
+        key_strategy(),
+        any::<u64>(),
+        any::<u64>(),
+        proptest::option::of((hash32(), any::<u32>(), pubkey(), any::<[u8; 32]>())),
+    )
+        .prop_map(|(network, coordinator, worker, created_at, pow_nonce, bond)| {
             let secp = bitcoin::secp256k1::Secp256k1::verification_only();
             let addr = bitcoin::Address::p2tr(&secp, worker.public().x_only(), None, network.to_bitcoin());
             Registration {
@@ -120,9 +127,14 @@ fn registration() -> impl Strategy<Value = Registration> {
                 payout_address: addr.to_string(),
                 created_at,
                 pow_nonce,
+                bond: bond.map(|(txid, vout, key, half)| cairn_spec::Bond {
+                    txid,
+                    vout,
+                    key,
+                    signature: cairn_spec::Signature([half, half].concat().try_into().unwrap()),
+                }),
             }
-        },
-    )
+        })
 }
 
 fn receipt() -> impl Strategy<Value = WorkReceipt> {

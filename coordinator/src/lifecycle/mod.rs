@@ -50,6 +50,8 @@ pub struct LifecycleConfig {
     pub epoch_interval_secs: u64,
     /// Pay a worker once its claimable balance reaches this.
     pub payout_threshold_sats: u64,
+    /// Smallest bond admitted instead of proof-of-work (0: bonds not accepted).
+    pub bond_min_sats: u64,
 }
 
 impl LifecycleConfig {
@@ -66,6 +68,7 @@ impl LifecycleConfig {
             epoch_max_receipts: 10_000,
             epoch_interval_secs: 600,
             payout_threshold_sats: 10_000,
+            bond_min_sats: 0,
         }
     }
 }
@@ -575,6 +578,18 @@ impl Machine {
 
     /// Registers a worker (or updates its payout address with a newer registration).
     pub fn register(&mut self, reg: Verified<Registration>, now: u64) -> Result<Step, Refusal> {
+        self.register_bonded(reg, None, now)
+    }
+
+    /// Registers a worker admitted by proof-of-work or by a bond. `bond_sats` is what Bitcoin
+    /// Core reports for the bond's output when the driver found it confirmed, unspent and
+    /// paying to the bond key (`None` when not checked or not found).
+    pub fn register_bonded(
+        &mut self,
+        reg: Verified<Registration>,
+        bond_sats: Option<u64>,
+        now: u64,
+    ) -> Result<Step, Refusal> {
         let signed = reg.0;
         let r = &signed.body;
         if r.network != self.cfg.network {
@@ -591,10 +606,41 @@ impl Machine {
         }
         let bits = r.work_bits();
         if bits < self.cfg.pow_difficulty {
-            return Err(invalid(format!(
-                "registration proof-of-work has {bits} leading zero bits; this node asks for {}",
-                self.cfg.pow_difficulty
-            )));
+            let Some(bond) = &r.bond else {
+                return Err(invalid(format!(
+                    "registration proof-of-work has {bits} leading zero bits; this node asks for {}",
+                    self.cfg.pow_difficulty
+                )));
+            };
+            let min = self.cfg.bond_min_sats;
+            if min == 0 {
+                return Err(invalid("this node admits by proof-of-work only (no bonds)"));
+            }
+            if !bond.verify(&self.me, &r.worker) {
+                return Err(invalid("bond signature does not verify"));
+            }
+            match bond_sats {
+                None => {
+                    return Err(invalid(
+                        "bond output not found confirmed and unspent, paying to the bond key",
+                    ))
+                }
+                Some(v) if v < min => {
+                    return Err(invalid(format!("bond output holds {v} sats; this node asks for {min}")))
+                }
+                Some(_) => {}
+            }
+            let taken = self.workers.values().any(|w| {
+                w.key() != r.worker
+                    && w.registration
+                        .body
+                        .bond
+                        .as_ref()
+                        .is_some_and(|b| b.txid == bond.txid && b.vout == bond.vout)
+            });
+            if taken {
+                return Err(Refusal::Conflict("bond output already backs another worker".into()));
+            }
         }
         let rec = match self.workers.get(&r.worker) {
             Some(w) if w.banned.is_some() => {

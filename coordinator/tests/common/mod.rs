@@ -154,6 +154,7 @@ impl Worker {
             payout_address: ADDR.into(),
             created_at: now(),
             pow_nonce: 0,
+            bond: None,
         };
         assert!(reg.solve_pow(difficulty, 1 << 24));
         RequestBody::Register(Signed::sign(reg, &self.key, &[1; 32]))
