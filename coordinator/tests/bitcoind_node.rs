@@ -81,13 +81,13 @@ async fn epochs_are_anchored_settled_and_paid_out() {
             payout_address: common::ADDR.into(),
             created_at: common::now(),
             pow_nonce: 0,
-            bond: Some(cairn_spec::Bond {
+            bond: Some(Box::new(cairn_spec::Bond {
                 txid,
                 vout,
                 key: bond_key.public(),
                 signature: signer
                     .sign(&cairn_spec::work::bond_message(&coordinator, &w2.public(), &txid, vout), &[3; 32]),
-            }),
+            })),
         };
         // Make sure the work alone would not admit it (the node asks for 4 bits).
         while reg.work_bits() >= 4 {

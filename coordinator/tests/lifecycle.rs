@@ -697,13 +697,13 @@ fn a_bond_admits_a_worker_without_proof_of_work() {
         payout_address: ADDR.into(),
         created_at: 1_700_000_000,
         pow_nonce: 0,
-        bond: Some(cairn_spec::Bond {
+        bond: Some(Box::new(cairn_spec::Bond {
             txid,
             vout,
             key: bond_key.public(),
             signature: signer
                 .sign(&cairn_spec::work::bond_message(&coord.public(), &w.public(), &txid, vout), &[0; 32]),
-        }),
+        })),
     };
     let (w0, w1) = (key(0), key(1));
     let coord = h.coord.clone();

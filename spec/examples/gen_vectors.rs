@@ -227,13 +227,13 @@ fn object_vectors() -> Value {
     let bond_txid = h("bond utxo");
     let bonded = Registration {
         pow_nonce: 0,
-        bond: Some(work::Bond {
+        bond: Some(Box::new(work::Bond {
             txid: bond_txid,
             vout: 1,
             key: bond_key.public(),
             signature: bond_key
                 .sign(&work::bond_message(&coord.public(), &worker.public(), &bond_txid, 1), &AUX),
-        }),
+        })),
         ..reg.clone()
     };
     let salt = [0x11u8; 32];

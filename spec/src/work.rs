@@ -32,7 +32,7 @@ pub struct Registration {
     /// Nonce searched so that the registration id has enough leading zero bits.
     pub pow_nonce: u64,
     /// A bond instead of (or besides) the proof-of-work: a UTXO the worker controls.
-    pub bond: Option<Bond>,
+    pub bond: Option<Box<Bond>>,
 }
 
 /// Proof that the worker controls an unspent Taproot output: a BIP340 signature by the
@@ -134,12 +134,12 @@ impl Decode for Registration {
         let pow_nonce = r.u64("pow_nonce")?;
         let bond = match r.u8("bond")? {
             0 => None,
-            1 => Some(Bond {
+            1 => Some(Box::new(Bond {
                 txid: Hash32(r.array("bond")?),
                 vout: r.u32("bond")?,
                 key: PubKey::decode(r, "bond")?,
                 signature: crate::keys::Signature(r.array("bond")?),
-            }),
+            })),
             tag => return Err(DecodeError::InvalidTag { field: "bond", tag }),
         };
         Ok(Registration { network, coordinator, worker, payout_address, created_at, pow_nonce, bond })

@@ -127,11 +127,13 @@ fn registration() -> impl Strategy<Value = Registration> {
                 payout_address: addr.to_string(),
                 created_at,
                 pow_nonce,
-                bond: bond.map(|(txid, vout, key, half)| cairn_spec::Bond {
-                    txid,
-                    vout,
-                    key,
-                    signature: cairn_spec::Signature([half, half].concat().try_into().unwrap()),
+                bond: bond.map(|(txid, vout, key, half)| {
+                    Box::new(cairn_spec::Bond {
+                        txid,
+                        vout,
+                        key,
+                        signature: cairn_spec::Signature([half, half].concat().try_into().unwrap()),
+                    })
                 }),
             }
         })
