@@ -120,6 +120,37 @@ pub struct ApiState {
     pub metrics: Arc<NodeMetrics>,
     /// Set once shutdown starts: writes are refused.
     pub stopping: Arc<std::sync::atomic::AtomicBool>,
+    /// Canaries mixed in among submitted tasks.
+    pub canaries: Arc<CanaryMixer>,
+}
+
+/// Mixes a canary in after every `every` submitted tasks. A canary is built exactly like a
+/// default API submission (the coordinator as requester, a random nonce, the current time), so
+/// nothing in its announcement tells it apart; only its answer, kept by the node, differs.
+#[derive(Debug, Default)]
+pub struct CanaryMixer {
+    /// Pool: (class name, input, answer, units).
+    pub pool: Vec<(String, Vec<u8>, Vec<u8>, u32)>,
+    /// One canary per this many submissions (0: never).
+    pub every: u64,
+    /// Submissions so far.
+    pub count: std::sync::atomic::AtomicU64,
+}
+
+impl CanaryMixer {
+    /// The canary due after this submission, if any.
+    fn due(&self) -> Option<&(String, Vec<u8>, Vec<u8>, u32)> {
+        if self.every == 0 || self.pool.is_empty() {
+            return None;
+        }
+        let n = self.count.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+        if n % self.every != 0 {
+            return None;
+        }
+        let mut b = [0u8; 8];
+        getrandom::fill(&mut b).ok()?;
+        self.pool.get((u64::from_le_bytes(b) % self.pool.len() as u64) as usize)
+    }
 }
 
 /// An API error: status and reason.
@@ -337,6 +368,35 @@ async fn submit_task(
     };
     s.metrics.tasks_submitted.inc();
     let _ = s.effects.send(effects).await;
+    if let Some((class, input, answer, units)) = s.canaries.due().cloned() {
+        let mut b = [0u8; 8];
+        if getrandom::fill(&mut b).is_ok() {
+            let made = lock(&s).map(|mut core| {
+                let m = core.machine();
+                let Some((class_id, c)) = m.classes().iter().find(|(_, c)| c.name == class) else {
+                    return Vec::new();
+                };
+                let task = Task {
+                    network: m.config().network,
+                    coordinator: m.coordinator(),
+                    class: *class_id,
+                    requester: m.coordinator(),
+                    nonce: u64::from_le_bytes(b),
+                    units,
+                    budget_sats: c
+                        .reward_per_unit
+                        .saturating_mul(u64::from(units))
+                        .saturating_mul(u64::from(c.replication)),
+                    created_at: t,
+                    input: Payload::Inline(input),
+                };
+                core.apply(|m| m.submit_task(task, Some(answer), t)).map(|(_, e)| e).unwrap_or_default()
+            });
+            if let Ok(effects) = made {
+                let _ = s.effects.send(effects).await;
+            }
+        }
+    }
     Ok((StatusCode::CREATED, Json(json!({ "id": id }))).into_response())
 }
 

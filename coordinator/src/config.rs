@@ -271,6 +271,30 @@ pub struct NodeConfig {
     /// Task classes.
     #[serde(rename = "class")]
     pub classes: Vec<ClassConfig>,
+    /// Canary pool: tasks with known answers the node mixes in among submitted tasks.
+    #[serde(rename = "canary")]
+    pub canaries: Vec<CanaryConfig>,
+    /// Mix in one canary after every this many submitted tasks (0: never).
+    pub canary_every: u64,
+}
+
+/// A canary: a task with a known answer, indistinguishable from others to workers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CanaryConfig {
+    /// Class name.
+    pub class: String,
+    /// Input, hex.
+    pub input_hex: String,
+    /// The known correct result, hex.
+    pub answer_hex: String,
+    /// Units.
+    #[serde(default = "one")]
+    pub units: u32,
+}
+
+fn one() -> u32 {
+    1
 }
 
 impl Default for NodeConfig {
@@ -283,6 +307,8 @@ impl Default for NodeConfig {
             bitcoin: BitcoinSection::default(),
             lifecycle: LifecycleSection::default(),
             classes: Vec::new(),
+            canaries: Vec::new(),
+            canary_every: 0,
         }
     }
 }
@@ -391,6 +417,20 @@ impl NodeConfig {
         if self.bitcoin.finality_depth == 0 {
             return Err(ConfigError::Invalid("bitcoin.finality_depth must be at least 1".into()));
         }
+        for c in &self.canaries {
+            if !classes.iter().any(|k| k.name == c.class) {
+                return Err(ConfigError::Invalid(format!("canary names unknown class {}", c.class)));
+            }
+            if hex::decode(&c.input_hex).is_err() || hex::decode(&c.answer_hex).is_err() || c.units == 0 {
+                return Err(ConfigError::Invalid(format!(
+                    "canary of class {}: bad hex or zero units",
+                    c.class
+                )));
+            }
+        }
+        if self.canary_every > 0 && self.canaries.is_empty() {
+            return Err(ConfigError::Invalid("canary_every is set but no [[canary]] is defined".into()));
+        }
         let mut cfg = LifecycleConfig::new(network, classes);
         cfg.pow_difficulty = l.pow_difficulty;
         cfg.audit_min_ppm = l.audit_min_ppm;
@@ -450,6 +490,10 @@ reveal_secs = 60
         let bad = FILE.replace("replication = 2", "replication = 0");
         let e = NodeConfig::from_toml(&bad).unwrap().lifecycle().unwrap_err();
         assert!(e.to_string().contains("replication"), "{e}");
+        let bad = format!(
+            "canary_every = 2\n{FILE}[[canary]]\nclass = \"nope\"\ninput_hex = \"00\"\nanswer_hex = \"00\"\n"
+        );
+        assert!(NodeConfig::from_toml(&bad).unwrap().lifecycle().unwrap_err().to_string().contains("nope"));
         let bad = FILE.replace("0.99", "1.5");
         assert!(NodeConfig::from_toml(&bad).unwrap().lifecycle().is_err());
     }

@@ -163,6 +163,19 @@ pub async fn run(
         anchor: view.clone(),
         metrics: metrics.clone(),
         stopping: stopping.clone(),
+        canaries: Arc::new(api::CanaryMixer {
+            pool: cfg
+                .canaries
+                .iter()
+                .map(|c| {
+                    let input = hex::decode(&c.input_hex).unwrap_or_default();
+                    let answer = hex::decode(&c.answer_hex).unwrap_or_default();
+                    (c.class.clone(), input, answer, c.units)
+                })
+                .collect(),
+            every: cfg.canary_every,
+            count: Default::default(),
+        }),
     };
     let listener = tokio::net::TcpListener::bind(&cfg.api.listen)
         .await

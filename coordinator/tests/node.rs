@@ -17,7 +17,11 @@ use serde_json::Value;
 async fn start(
     dir: &std::path::Path,
 ) -> (NodeInfo, tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
-    common::start_node(&common::test_config(dir)).await
+    // One canary mixed in after every 3 submitted tasks.
+    let toml = common::test_config(dir)
+        .replace("network = \"regtest\"", "network = \"regtest\"\ncanary_every = 3")
+        + "[[canary]]\nclass = \"echo\"\ninput_hex = \"6869\"\nanswer_hex = \"4849\"\n";
+    common::start_node(&toml).await
 }
 
 fn h(v: &Value) -> Hash32 {
@@ -209,6 +213,12 @@ async fn api_and_workers_over_real_sockets() {
         assert_eq!(t["assignments"][0]["committed"], true, "{t}");
     }
     w2.net.shutdown().await;
+    // Canaries were mixed in (14 submissions: 4 canaries), and no view tells them apart.
+    let all = get("/v1/tasks?limit=500").1["tasks"].as_array().unwrap().clone();
+    assert_eq!(all.len(), 13 + 4, "{}", all.len());
+    let keys = |v: &Value| v.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
+    assert!(all.iter().all(|t| keys(t) == keys(&all[0])));
+    assert!(!serde_json::to_string(&all).unwrap().contains("4849"));
 
     // Graceful shutdown, then a restart finds the same state.
     w0.net.shutdown().await;
