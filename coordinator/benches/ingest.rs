@@ -70,10 +70,10 @@ fn main() {
         reveal_secs: 3600,
     };
     let mut cfg = LifecycleConfig::new(Network::Regtest, vec![class.clone()]);
-    cfg.pow_difficulty = 0;
-    cfg.audit_min_ppm = 0;
-    cfg.max_leases_per_worker = u32::MAX;
-    cfg.epoch_max_receipts = 10_000;
+    cfg.tunables.pow_difficulty = 0;
+    cfg.tunables.audit_min_ppm = 0;
+    cfg.tunables.max_leases_per_worker = u32::MAX;
+    cfg.tunables.epoch_max_receipts = 10_000;
     let coord = key(100_000);
     let now = 1_700_000_000;
     let store = Arc::new(RocksStore::open(&dir.path().join("db")).unwrap());

@@ -12,7 +12,7 @@ use cairn_spec::{ComparisonRule, ExecutorKind, Hash32, Network, TaskClass};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::lifecycle::LifecycleConfig;
+use crate::lifecycle::{LifecycleConfig, Tunables};
 
 /// Smallest payout any standard output type may carry without being dust (P2PKH at the
 /// default dust relay fee is 546 sats; the others are lower).
@@ -136,48 +136,6 @@ impl Default for BitcoinSection {
     }
 }
 
-/// Lifecycle settings (see `LifecycleConfig`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct LifecycleSection {
-    /// Registration proof-of-work, leading zero bits (0–40).
-    pub pow_difficulty: u32,
-    /// Audit probability floor, parts per million.
-    pub audit_min_ppm: u32,
-    /// Extra replicas after disagreement.
-    pub max_escalations: u8,
-    /// Uncommitted leases per worker.
-    pub max_leases_per_worker: u32,
-    /// Allowed clock difference of signed timestamps, seconds.
-    pub clock_skew_secs: u64,
-    /// Epoch closes at this many receipts.
-    pub epoch_max_receipts: u32,
-    /// Epoch closes after this many seconds (if not empty).
-    pub epoch_interval_secs: u64,
-    /// Payout threshold, sats.
-    pub payout_threshold_sats: u64,
-    /// Smallest bond (a confirmed unspent P2TR output the worker signs for) admitted instead of
-    /// proof-of-work; 0 = proof-of-work only. Needs `bitcoin.mode = "rpc"`.
-    pub bond_min_sats: u64,
-}
-
-impl Default for LifecycleSection {
-    fn default() -> Self {
-        let d = LifecycleConfig::new(Network::Regtest, Vec::new());
-        LifecycleSection {
-            pow_difficulty: d.pow_difficulty,
-            audit_min_ppm: d.audit_min_ppm,
-            max_escalations: d.max_escalations,
-            max_leases_per_worker: d.max_leases_per_worker,
-            clock_skew_secs: d.clock_skew_secs,
-            epoch_max_receipts: d.epoch_max_receipts,
-            epoch_interval_secs: d.epoch_interval_secs,
-            payout_threshold_sats: d.payout_threshold_sats,
-            bond_min_sats: d.bond_min_sats,
-        }
-    }
-}
-
 /// A comparison rule as written in the config.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
@@ -267,7 +225,7 @@ pub struct NodeConfig {
     /// Bitcoin.
     pub bitcoin: BitcoinSection,
     /// Lifecycle.
-    pub lifecycle: LifecycleSection,
+    pub lifecycle: Tunables,
     /// Task classes.
     #[serde(rename = "class")]
     pub classes: Vec<ClassConfig>,
@@ -305,7 +263,7 @@ impl Default for NodeConfig {
             api: ApiSection::default(),
             p2p: P2pSection::default(),
             bitcoin: BitcoinSection::default(),
-            lifecycle: LifecycleSection::default(),
+            lifecycle: Tunables::default(),
             classes: Vec::new(),
             canaries: Vec::new(),
             canary_every: 0,
@@ -432,15 +390,7 @@ impl NodeConfig {
             return Err(ConfigError::Invalid("canary_every is set but no [[canary]] is defined".into()));
         }
         let mut cfg = LifecycleConfig::new(network, classes);
-        cfg.pow_difficulty = l.pow_difficulty;
-        cfg.audit_min_ppm = l.audit_min_ppm;
-        cfg.max_escalations = l.max_escalations;
-        cfg.max_leases_per_worker = l.max_leases_per_worker;
-        cfg.clock_skew_secs = l.clock_skew_secs;
-        cfg.epoch_max_receipts = l.epoch_max_receipts;
-        cfg.epoch_interval_secs = l.epoch_interval_secs;
-        cfg.payout_threshold_sats = l.payout_threshold_sats;
-        cfg.bond_min_sats = l.bond_min_sats;
+        cfg.tunables = self.lifecycle.clone();
         Ok(cfg)
     }
 }

@@ -60,7 +60,7 @@ struct Harness {
 impl Harness {
     fn new(classes: Vec<TaskClass>, tweak: impl FnOnce(&mut LifecycleConfig)) -> Self {
         let mut cfg = LifecycleConfig::new(NET, classes);
-        cfg.pow_difficulty = 4;
+        cfg.tunables.pow_difficulty = 4;
         tweak(&mut cfg);
         let coord = key(1000);
         let now = 1_700_000_000;
@@ -92,15 +92,7 @@ impl Harness {
     }
 
     fn register(&mut self, w: &SigningKey) {
-        let mut reg = Registration {
-            network: NET,
-            coordinator: self.coord.public(),
-            worker: w.public(),
-            payout_address: ADDR.into(),
-            created_at: self.now,
-            pow_nonce: 0,
-            bond: None,
-        };
+        let mut reg = registration(self.coord.public(), w, self.now);
         assert!(reg.solve_pow(4, 1 << 20));
         let step =
             self.m.register(Verified::check(Signed::sign(reg, w, &[0; 32])).unwrap(), self.now).unwrap();
@@ -213,6 +205,19 @@ impl Harness {
     }
 }
 
+/// A registration of `w` at `coordinator` on regtest, without work or bond.
+fn registration(coordinator: PubKey, w: &SigningKey, created_at: u64) -> Registration {
+    Registration {
+        network: NET,
+        coordinator,
+        worker: w.public(),
+        payout_address: ADDR.into(),
+        created_at,
+        pow_nonce: 0,
+        bond: None,
+    }
+}
+
 fn salt_for(w: &SigningKey, task: &Hash32) -> [u8; 32] {
     let mut s = task.0;
     s[0] ^= w.public().as_bytes()[0];
@@ -235,9 +240,9 @@ fn workers(n: u32) -> Vec<SigningKey> {
 fn happy_path_receipts_epoch_settlement_payout() {
     let class = exact(2);
     let mut h = Harness::new(vec![class.clone()], |c| {
-        c.audit_min_ppm = 0;
-        c.epoch_interval_secs = 300;
-        c.payout_threshold_sats = 1000;
+        c.tunables.audit_min_ppm = 0;
+        c.tunables.epoch_interval_secs = 300;
+        c.tunables.payout_threshold_sats = 1000;
     });
     let ws = workers(4);
     for w in &ws {
@@ -322,7 +327,7 @@ fn happy_path_receipts_epoch_settlement_payout() {
 #[test]
 fn a_copied_result_is_caught_by_the_commitment() {
     let class = exact(2);
-    let mut h = Harness::new(vec![class.clone()], |c| c.audit_min_ppm = 0);
+    let mut h = Harness::new(vec![class.clone()], |c| c.tunables.audit_min_ppm = 0);
     let ws = workers(3);
     for w in &ws {
         h.register(w);
@@ -359,7 +364,7 @@ fn a_copied_result_is_caught_by_the_commitment() {
 #[test]
 fn a_lazy_worker_is_caught_by_audits_within_a_bounded_number_of_tasks() {
     let class = exact(1);
-    let mut h = Harness::new(vec![class.clone()], |c| c.audit_min_ppm = 100_000);
+    let mut h = Harness::new(vec![class.clone()], |c| c.tunables.audit_min_ppm = 100_000);
     let ws = workers(4);
     for w in &ws {
         h.register(w);
@@ -407,7 +412,7 @@ fn a_lazy_worker_is_caught_by_audits_within_a_bounded_number_of_tasks() {
 #[test]
 fn a_lazy_worker_fails_a_canary() {
     let class = exact(1);
-    let mut h = Harness::new(vec![class.clone()], |c| c.audit_min_ppm = 0);
+    let mut h = Harness::new(vec![class.clone()], |c| c.tunables.audit_min_ppm = 0);
     let ws = workers(2);
     for w in &ws {
         h.register(w);
@@ -437,7 +442,7 @@ fn a_lazy_worker_fails_a_canary() {
 #[test]
 fn honest_float_noise_inside_the_tolerance_is_never_penalised() {
     let class = cosine(2);
-    let mut h = Harness::new(vec![class.clone()], |c| c.audit_min_ppm = 200_000);
+    let mut h = Harness::new(vec![class.clone()], |c| c.tunables.audit_min_ppm = 200_000);
     let ws = workers(5);
     for w in &ws {
         h.register(w);
@@ -457,7 +462,7 @@ fn honest_float_noise_inside_the_tolerance_is_never_penalised() {
 #[test]
 fn disagreement_escalates_to_a_majority() {
     let class = exact(2);
-    let mut h = Harness::new(vec![class.clone()], |c| c.audit_min_ppm = 0);
+    let mut h = Harness::new(vec![class.clone()], |c| c.tunables.audit_min_ppm = 0);
     let ws = workers(4);
     for w in &ws {
         h.register(w);
@@ -474,7 +479,7 @@ fn disagreement_escalates_to_a_majority() {
 #[test]
 fn expired_leases_return_the_task() {
     let class = exact(1);
-    let mut h = Harness::new(vec![class.clone()], |c| c.audit_min_ppm = 0);
+    let mut h = Harness::new(vec![class.clone()], |c| c.tunables.audit_min_ppm = 0);
     let ws = workers(2);
     for w in &ws {
         h.register(w);
@@ -494,19 +499,11 @@ fn expired_leases_return_the_task() {
 #[test]
 fn duplicates_and_replays_are_idempotent() {
     let class = exact(1);
-    let mut h = Harness::new(vec![class.clone()], |c| c.audit_min_ppm = 0);
+    let mut h = Harness::new(vec![class.clone()], |c| c.tunables.audit_min_ppm = 0);
     let ws = workers(2);
     let w = &ws[0];
     h.register(w);
-    let mut reg = Registration {
-        network: NET,
-        coordinator: h.coord.public(),
-        worker: w.public(),
-        payout_address: ADDR.into(),
-        created_at: h.now,
-        pow_nonce: 0,
-        bond: None,
-    };
+    let mut reg = registration(h.coord.public(), w, h.now);
     reg.solve_pow(4, 1 << 20);
     let signed = Signed::sign(reg, w, &[0; 32]);
     // Same registration again: nothing changes.
@@ -558,15 +555,7 @@ fn bad_input_is_refused_without_changing_state() {
     let mut h = Harness::new(vec![class.clone()], |_| {});
     let w = key(0);
     // Not enough proof-of-work (difficulty 4, nonce searched for 0 bits).
-    let reg = Registration {
-        network: NET,
-        coordinator: h.coord.public(),
-        worker: w.public(),
-        payout_address: ADDR.into(),
-        created_at: h.now,
-        pow_nonce: 0,
-        bond: None,
-    };
+    let reg = registration(h.coord.public(), &w, h.now);
     let mut weak = reg.clone();
     while weak.work_bits() >= 4 {
         weak.pow_nonce += 1;
@@ -605,8 +594,8 @@ fn group_commit_signs_every_receipt_and_writes_once() {
     use std::sync::Arc;
     let class = exact(1);
     let mut cfg = LifecycleConfig::new(NET, vec![class.clone()]);
-    cfg.pow_difficulty = 0;
-    cfg.audit_min_ppm = 0;
+    cfg.tunables.pow_difficulty = 0;
+    cfg.tunables.audit_min_ppm = 0;
     let coord = key(1000);
     let now = 1_700_000_000;
     let store = Arc::new(MemoryStore::new());
@@ -614,15 +603,7 @@ fn group_commit_signs_every_receipt_and_writes_once() {
     let ws = workers(40);
     let mut reveals = Vec::new();
     for w in &ws {
-        let reg = Registration {
-            network: NET,
-            coordinator: coord.public(),
-            worker: w.public(),
-            payout_address: ADDR.into(),
-            created_at: now,
-            pow_nonce: 0,
-            bond: None,
-        };
+        let reg = registration(coord.public(), w, now);
         let v = Verified::check(Signed::sign(reg, w, &[0; 32])).unwrap();
         core.apply(|m| Ok(((), m.register(v, now)?))).unwrap();
     }
@@ -685,18 +666,12 @@ fn group_commit_signs_every_receipt_and_writes_once() {
 fn a_bond_admits_a_worker_without_proof_of_work() {
     let class = exact(1);
     let mut h = Harness::new(vec![class], |c| {
-        c.pow_difficulty = 30;
-        c.bond_min_sats = 5_000;
+        c.tunables.pow_difficulty = 30;
+        c.tunables.bond_min_sats = 5_000;
     });
     let bond_key = key(77);
     let txid = Hash32([5; 32]);
     let reg_for = |w: &SigningKey, coord: &SigningKey, vout: u32, signer: &SigningKey| Registration {
-        network: NET,
-        coordinator: coord.public(),
-        worker: w.public(),
-        payout_address: ADDR.into(),
-        created_at: 1_700_000_000,
-        pow_nonce: 0,
         bond: Some(Box::new(cairn_spec::Bond {
             txid,
             vout,
@@ -704,6 +679,7 @@ fn a_bond_admits_a_worker_without_proof_of_work() {
             signature: signer
                 .sign(&cairn_spec::work::bond_message(&coord.public(), &w.public(), &txid, vout), &[0; 32]),
         })),
+        ..registration(coord.public(), w, 1_700_000_000)
     };
     let (w0, w1) = (key(0), key(1));
     let coord = h.coord.clone();
@@ -728,7 +704,7 @@ fn a_bond_admits_a_worker_without_proof_of_work() {
         h.m.register_bonded(reg(reg_for(&w1, &coord, 0, &bond_key), &w1), Some(10_000), h.now).unwrap_err();
     assert_eq!(err.code(), 409);
     // A node that takes no bonds refuses them.
-    let mut h2 = Harness::new(vec![exact(1)], |c| c.pow_difficulty = 30);
+    let mut h2 = Harness::new(vec![exact(1)], |c| c.tunables.pow_difficulty = 30);
     let coord2 = h2.coord.clone();
     let err =
         h2.m.register_bonded(reg(reg_for(&w1, &coord2, 0, &bond_key), &w1), Some(10_000), h2.now)

@@ -27,13 +27,22 @@ pub use records::{
     Assignment, Ban, MetaState, PayoutRecord, PayoutStatus, Phase, Rejection, TaskRecord, WorkerRecord,
 };
 
-/// Operator settings of the lifecycle.
+/// Operator settings of the lifecycle: the network, the classes and the tunables.
 #[derive(Clone, Debug)]
 pub struct LifecycleConfig {
     /// Network of the chain.
     pub network: Network,
     /// Task classes offered.
     pub classes: Vec<TaskClass>,
+    /// Admission, verification, epoch and payout settings (the `[lifecycle]` config section).
+    pub tunables: Tunables,
+}
+
+/// The lifecycle's tunable settings, read as they are from the `[lifecycle]` section of the
+/// node's config (missing keys keep these defaults).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Tunables {
     /// Leading zero bits a registration id must have.
     pub pow_difficulty: u32,
     /// Floor of the audit probability, in parts per million (BOINC's p_min).
@@ -54,12 +63,9 @@ pub struct LifecycleConfig {
     pub bond_min_sats: u64,
 }
 
-impl LifecycleConfig {
-    /// Defaults for `network` with the given classes.
-    pub fn new(network: Network, classes: Vec<TaskClass>) -> Self {
-        LifecycleConfig {
-            network,
-            classes,
+impl Default for Tunables {
+    fn default() -> Self {
+        Tunables {
             pow_difficulty: 16,
             audit_min_ppm: 50_000,
             max_escalations: 2,
@@ -70,6 +76,13 @@ impl LifecycleConfig {
             payout_threshold_sats: 10_000,
             bond_min_sats: 0,
         }
+    }
+}
+
+impl LifecycleConfig {
+    /// Defaults for `network` with the given classes.
+    pub fn new(network: Network, classes: Vec<TaskClass>) -> Self {
+        LifecycleConfig { network, classes, tunables: Tunables::default() }
     }
 }
 
@@ -491,10 +504,10 @@ impl Machine {
     }
 
     fn check_time(&self, t: u64, now: u64, what: &str) -> Result<(), Refusal> {
-        if t.abs_diff(now) > self.cfg.clock_skew_secs {
+        if t.abs_diff(now) > self.cfg.tunables.clock_skew_secs {
             return Err(invalid(format!(
                 "{what} time {t} is more than {}s from the coordinator's clock ({now})",
-                self.cfg.clock_skew_secs
+                self.cfg.tunables.clock_skew_secs
             )));
         }
         Ok(())
@@ -601,18 +614,18 @@ impl Machine {
         if r.coordinator != self.me {
             return Err(invalid("registration names another coordinator"));
         }
-        if r.created_at > now.saturating_add(self.cfg.clock_skew_secs) {
+        if r.created_at > now.saturating_add(self.cfg.tunables.clock_skew_secs) {
             return Err(invalid("registration is dated in the future"));
         }
         let bits = r.work_bits();
-        if bits < self.cfg.pow_difficulty {
+        if bits < self.cfg.tunables.pow_difficulty {
             let Some(bond) = &r.bond else {
                 return Err(invalid(format!(
                     "registration proof-of-work has {bits} leading zero bits; this node asks for {}",
-                    self.cfg.pow_difficulty
+                    self.cfg.tunables.pow_difficulty
                 )));
             };
-            let min = self.cfg.bond_min_sats;
+            let min = self.cfg.tunables.bond_min_sats;
             if min == 0 {
                 return Err(invalid("this node admits by proof-of-work only (no bonds)"));
             }
@@ -671,7 +684,7 @@ impl Machine {
         self.active_worker(&c.worker)?;
         self.check_time(c.claimed_at, now, "claim")?;
         let held = self.leases.get(&c.worker).copied().unwrap_or(0);
-        let max_leases = self.cfg.max_leases_per_worker;
+        let max_leases = self.cfg.tunables.max_leases_per_worker;
         self.open_mut(&c.task)?;
         let Machine { open, classes, leases, .. } = self;
         let rec = open.get_mut(&c.task).ok_or(Refusal::NotFound("task"))?;
@@ -851,7 +864,10 @@ impl Machine {
                 _ => String::new(),
             };
             let Some(e) = self.ledger.get_mut(&worker) else { continue };
-            if !address.is_empty() && e.claimable >= self.cfg.payout_threshold_sats && e.claimable > 0 {
+            if !address.is_empty()
+                && e.claimable >= self.cfg.tunables.payout_threshold_sats
+                && e.claimable > 0
+            {
                 let p = PayoutRecord {
                     id: self.meta.next_payout,
                     worker,
@@ -900,8 +916,8 @@ impl Machine {
     fn maybe_close_epoch(&mut self, now: u64, step: &mut Step) {
         let m = &self.meta;
         if m.open_receipts > 0
-            && (m.open_receipts >= self.cfg.epoch_max_receipts
-                || now >= m.epoch_opened_at.saturating_add(self.cfg.epoch_interval_secs))
+            && (m.open_receipts >= self.cfg.tunables.epoch_max_receipts
+                || now >= m.epoch_opened_at.saturating_add(self.cfg.tunables.epoch_interval_secs))
         {
             self.close(now, step);
         }
@@ -966,7 +982,7 @@ impl Machine {
                     }
                     if !rec.audit_drawn {
                         rec.audit_drawn = true;
-                        let max = max_replicas(class, self.cfg.max_escalations);
+                        let max = max_replicas(class, self.cfg.tunables.max_escalations);
                         let streak = rec
                             .assignments
                             .iter()
@@ -975,7 +991,13 @@ impl Machine {
                             .unwrap_or(0);
                         if rec.canary.is_none()
                             && rec.wanted < max
-                            && audit_draw(&self.seed, &self.meta, rec, streak, self.cfg.audit_min_ppm)
+                            && audit_draw(
+                                &self.seed,
+                                &self.meta,
+                                rec,
+                                streak,
+                                self.cfg.tunables.audit_min_ppm,
+                            )
                         {
                             rec.wanted += 1;
                             step.changes.push(Change::Task(Box::new(rec.clone())));
@@ -1084,7 +1106,7 @@ impl Machine {
                     }
                 }
                 Judgement::Undecided => {
-                    let max = max_replicas(&class, self.cfg.max_escalations);
+                    let max = max_replicas(&class, self.cfg.tunables.max_escalations);
                     let committed = slots.len();
                     if committed < usize::from(max) {
                         let wanted = u8::try_from(committed + 1).unwrap_or(u8::MAX);
@@ -1227,7 +1249,7 @@ impl Machine {
     }
 
     fn maybe_close_epoch_on_count(&mut self, now: u64, step: &mut Step) {
-        if self.meta.open_receipts >= self.cfg.epoch_max_receipts {
+        if self.meta.open_receipts >= self.cfg.tunables.epoch_max_receipts {
             self.close(now, step);
         }
     }
