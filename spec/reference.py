@@ -783,6 +783,8 @@ def dec_request(r):
         r.uint(4)
         if r.uint(2) > 256:
             raise DecodeError("too_long")
+    elif tag == 8:
+        pass
     else:
         raise DecodeError("invalid_tag")
 
@@ -821,6 +823,16 @@ def dec_response(r):
             raise DecodeError("unexpected_end")
         for _ in range(n):
             dec_signed(r, "epoch_header")
+    elif tag == 6:
+        r.uint(4)
+        r.uint(8)
+        n = r.uint(1)
+        if n > 64:
+            raise DecodeError("too_long")
+        if n * 58 > len(r.b) - r.pos:
+            raise DecodeError("unexpected_end")
+        for _ in range(n):
+            OBJECTS["task_class"][2](r)
     else:
         raise DecodeError("invalid_tag")
 

@@ -357,6 +357,13 @@ impl NodeConfig {
             }
             classes.push(class);
         }
+        if classes.len() > cairn_spec::wire::MAX_CLASSES_PER_TERMS {
+            return Err(ConfigError::Invalid(format!(
+                "{} task classes; a coordinator offers at most {} (SPEC.md §11.4)",
+                classes.len(),
+                cairn_spec::wire::MAX_CLASSES_PER_TERMS
+            )));
+        }
         let l = &self.lifecycle;
         if l.pow_difficulty > 40 {
             return Err(ConfigError::Invalid("lifecycle.pow_difficulty above 40 bits".into()));

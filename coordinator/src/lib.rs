@@ -10,7 +10,7 @@ pub mod api;
 pub mod config;
 pub mod core;
 pub mod inspect;
-pub mod keyfile;
+pub use cairn_p2p::keyfile;
 pub mod lifecycle;
 pub mod lifecycle_store;
 pub mod metrics;

@@ -106,6 +106,11 @@ pub async fn run(
 ) -> Result<(), NodeError> {
     let network = cfg.network()?;
     let lifecycle = cfg.lifecycle()?;
+    let terms = Arc::new(cairn_spec::Terms {
+        pow_difficulty: lifecycle.tunables.pow_difficulty,
+        bond_min_sats: lifecycle.tunables.bond_min_sats,
+        classes: lifecycle.classes.clone(),
+    });
     if lifecycle.classes.is_empty() {
         tracing::warn!(target: "cairn::node", "no task classes configured: tasks cannot be submitted");
     }
@@ -208,6 +213,7 @@ pub async fn run(
         BitcoinMode::None => None,
     };
     let ctx = Ctx {
+        terms,
         core: core.clone(),
         bond_rpc,
         net: net.clone(),
@@ -294,6 +300,8 @@ pub async fn run(
 }
 
 struct Ctx {
+    /// What `GetTerms` answers: fixed for the life of the process (config is read at start).
+    terms: Arc<cairn_spec::Terms>,
     core: Arc<Mutex<Core>>,
     /// Bitcoin Core client for bond checks (`None` without Bitcoin).
     bond_rpc: Option<Arc<BitcoinCoreRpc>>,
@@ -417,6 +425,7 @@ impl Ctx {
             match req.body {
                 RequestBody::GetReceipt { .. }
                 | RequestBody::GetEpochs { .. }
+                | RequestBody::GetTerms
                 | RequestBody::GetBlob { .. } => {
                     answers.push((reply, self.read(req.body)));
                 }
@@ -483,6 +492,9 @@ impl Ctx {
     }
 
     fn read(&self, body: RequestBody) -> Result<ResponseBody, Refusal> {
+        if matches!(body, RequestBody::GetTerms) {
+            return Ok(ResponseBody::Terms(Box::new((*self.terms).clone())));
+        }
         let store = self.store()?;
         match body {
             RequestBody::GetReceipt { id } => {

@@ -5,12 +5,14 @@
 //! Shape: [`Network`] is a cheap cloneable handle with typed async methods; one event-loop
 //! task owns the swarm; the application receives [`NetworkEvent`]s on a bounded channel.
 //! This crate owns the network and must never let a libp2p type out of it: peers are
-//! [`Peer`]s, addresses are strings, messages are `cairn-spec` types.
+//! [`Peer`]s, addresses are strings, messages are `cairn-spec` types. It also owns the node's
+//! identity on disk ([`keyfile`]): the protocol key that is the libp2p identity.
 
 mod behaviour;
 mod codec;
 mod config;
 mod identity;
+pub mod keyfile;
 mod service;
 
 use std::fmt;

@@ -750,6 +750,7 @@ fn wire_vectors() -> Value {
         RequestBody::GetBlob { hash: content_hash(b"blob"), offset: 65_536, len: 65_536 },
         RequestBody::GetReceipt { id: rec.id() },
         RequestBody::GetEpochs { from: 0, count: 256 },
+        RequestBody::GetTerms,
     ]
     .into_iter()
     .enumerate()
@@ -766,6 +767,11 @@ fn wire_vectors() -> Value {
         ResponseBody::Receipt(Some(Box::new(rec.clone()))),
         ResponseBody::Receipt(None),
         ResponseBody::Epochs(w.epochs.iter().map(|(_, h)| h.clone()).collect()),
+        ResponseBody::Terms(Box::new(Terms {
+            pow_difficulty: 20,
+            bond_min_sats: 50_000,
+            classes: vec![sample_class()],
+        })),
     ]
     .into_iter()
     .enumerate()

@@ -12,7 +12,7 @@ use crate::keys::PubKey;
 use crate::network::Network;
 use crate::receipt::SignedReceipt;
 use crate::signed::{Object, Signed, Signer};
-use crate::task::Task;
+use crate::task::{Task, TaskClass};
 use crate::work::{Commitment, Registration, Reveal};
 
 /// Largest gossip message.
@@ -27,6 +27,8 @@ pub const MAX_EPOCHS_PER_REQUEST: usize = 256;
 pub const MAX_BLOB_CHUNK: usize = 1024 * 1024;
 /// Longest error message in a response.
 pub const MAX_ERROR_MESSAGE: usize = 256;
+/// Most task classes in one `Terms` answer.
+pub const MAX_CLASSES_PER_TERMS: usize = 64;
 
 /// The wire protocol version carried in topic names and protocol ids.
 pub const WIRE_VERSION: u8 = 1;
@@ -255,6 +257,8 @@ pub enum RequestBody {
         /// At most `MAX_EPOCHS_PER_REQUEST`.
         count: u16,
     },
+    /// The coordinator's terms: registration cost and task classes (tag 8, empty body).
+    GetTerms,
 }
 
 /// A request frame: an id the response echoes, a deadline after which it is not answered.
@@ -296,6 +300,9 @@ impl Encode for Request {
             }
             RequestBody::GetEpochs { from, count } => {
                 w.u8(7).u32(*from).u16(*count);
+            }
+            RequestBody::GetTerms => {
+                w.u8(8);
             }
         }
     }
@@ -339,6 +346,7 @@ impl Decode for Request {
                 }
                 RequestBody::GetEpochs { from, count }
             }
+            8 => RequestBody::GetTerms,
             tag => return Err(DecodeError::InvalidTag { field: "request", tag }),
         };
         Ok(Request { id, deadline_ms, body })
@@ -379,6 +387,19 @@ pub enum ResponseBody {
     Receipt(Option<Box<SignedReceipt>>),
     /// 5: consecutive epoch headers (possibly fewer than asked).
     Epochs(Vec<SignedEpochHeader>),
+    /// Answer to `GetTerms` (tag 6): what registration costs and which classes run here.
+    Terms(Box<Terms>),
+}
+
+/// A coordinator's terms for workers (response tag 6).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Terms {
+    /// Leading zero bits a registration's proof-of-work must reach (when it carries no bond).
+    pub pow_difficulty: u32,
+    /// Smallest bond accepted instead of proof-of-work, in satoshis (0: bonds not accepted).
+    pub bond_min_sats: u64,
+    /// The task classes this coordinator runs (at most 64).
+    pub classes: Vec<TaskClass>,
 }
 
 /// A response frame.
@@ -429,6 +450,12 @@ impl Encode for Response {
                     h.encode(w);
                 }
             }
+            ResponseBody::Terms(t) => {
+                w.u8(6).u32(t.pow_difficulty).u64(t.bond_min_sats).u8(t.classes.len() as u8);
+                for c in &t.classes {
+                    c.encode(w);
+                }
+            }
         }
     }
 }
@@ -470,6 +497,15 @@ impl Decode for Response {
                     crate::epoch::EpochHeader::ENCODED_LEN + 64,
                 )?;
                 ResponseBody::Epochs((0..n).map(|_| Signed::decode(r)).collect::<Result<_, _>>()?)
+            }
+            6 => {
+                let pow_difficulty = r.u32("pow_difficulty")?;
+                let bond_min_sats = r.u64("bond_min_sats")?;
+                let len = r.u8("classes")? as usize;
+                // A class encodes to at least 58 bytes; the count is checked against that.
+                let n = r.count("classes", len, MAX_CLASSES_PER_TERMS, 58)?;
+                let classes = (0..n).map(|_| TaskClass::decode(r)).collect::<Result<_, _>>()?;
+                ResponseBody::Terms(Box::new(Terms { pow_difficulty, bond_min_sats, classes }))
             }
             tag => return Err(DecodeError::InvalidTag { field: "response", tag }),
         };

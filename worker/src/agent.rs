@@ -1,0 +1,585 @@
+//! The worker node: joins coordinators over p2p, registers (proof-of-work or bond), takes the
+//! announced tasks it can run, and drives each through claim → execute → commit → reveal,
+//! recording every step in the journal before acting on it.
+//!
+//! Owns the worker's I/O: the network, the executors' threads, the journal file. Must never
+//! decide protocol order itself: [`crate::job::Job`] says what may happen next, and this
+//! module only performs it.
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use cairn_p2p::{keyfile, Acceptance, Network, NetworkConfig, NetworkEvent, Peer};
+use cairn_spec::work::{bond_message, commitment_value};
+use cairn_spec::{
+    Bond, Claim, Commitment, GossipMessage, Hash32, Object, Payload, PubKey, Registration, RequestBody,
+    ResponseBody, Reveal, Signed, SigningKey, TaskClass, Terms,
+};
+use thiserror::Error;
+use tokio::sync::{oneshot, Semaphore};
+
+use crate::config::WorkerConfig;
+use crate::executor::{can_run, ExecError, Executor};
+use crate::job::{Action, Job};
+use crate::journal::{Journal, RegistrationRecord};
+
+/// Why the worker stopped.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum AgentError {
+    /// The configuration is unusable.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    /// The protocol key could not be loaded or created.
+    #[error(transparent)]
+    Key(#[from] keyfile::KeyFileError),
+    /// The journal could not be read or written.
+    #[error(transparent)]
+    Journal(#[from] crate::journal::JournalError),
+    /// The network could not start.
+    #[error("p2p: {0}")]
+    P2p(String),
+    /// A coordinator could not be reached.
+    #[error("coordinator {0} did not answer: {1}")]
+    Unreachable(String, String),
+    /// A coordinator refused the registration.
+    #[error("coordinator {0} refused the registration: {1}")]
+    Refused(String, String),
+    /// No configured coordinator has a class this worker can run.
+    #[error("nothing to do: {0}")]
+    NothingToRun(String),
+}
+
+/// What a started worker reports.
+#[derive(Clone, Debug)]
+pub struct WorkerInfo {
+    /// Its protocol key.
+    pub key: PubKey,
+    /// Its p2p addresses.
+    pub p2p: Vec<String>,
+    /// Classes it runs, per coordinator key.
+    pub classes: Vec<(PubKey, String)>,
+}
+
+/// Called while solving proof-of-work: (tries so far, expected tries).
+pub type Progress = Arc<dyn Fn(u64, u64) + Send + Sync>;
+
+/// Hooks for the binary and tests.
+#[derive(Default)]
+pub struct Hooks {
+    /// Receives the worker's addresses once registered with every coordinator.
+    pub started: Option<oneshot::Sender<WorkerInfo>>,
+    /// Proof-of-work progress.
+    pub progress: Option<Progress>,
+}
+
+/// How long one request may take.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+struct Coord {
+    key: PubKey,
+    peer: Peer,
+    addr: String,
+    /// Runnable classes by id, with their executor.
+    classes: HashMap<Hash32, (TaskClass, Arc<dyn Executor>)>,
+}
+
+struct Shared {
+    key: SigningKey,
+    net: Network,
+    coords: Vec<Coord>,
+    journal: Mutex<Journal>,
+    journal_path: PathBuf,
+    /// Tasks seen and not taken (fully claimed, not runnable): not asked about again.
+    skip: Mutex<HashSet<Hash32>>,
+    /// Tasks with a driver running.
+    driving: Mutex<HashSet<Hash32>>,
+    permits: Semaphore,
+    max_input: u32,
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+fn random32() -> [u8; 32] {
+    let mut b = [0u8; 32];
+    // Without an OS random source the aux bytes fall back to zeros, which BIP340 allows; the
+    // salt below is also hashed with the secret key, so it stays unpredictable to others.
+    let _ = getrandom::fill(&mut b);
+    b
+}
+
+impl Shared {
+    fn coord(&self, key: &PubKey) -> Option<&Coord> {
+        self.coords.iter().find(|c| &c.key == key)
+    }
+
+    fn sign<T: Object + cairn_spec::Signer>(&self, body: T) -> Signed<T> {
+        Signed::sign(body, &self.key, &random32())
+    }
+
+    /// A salt no one else can guess: fresh randomness, bound to our key and the task.
+    fn salt(&self, task: &Hash32) -> Hash32 {
+        let mut h = cairn_spec::hash::TaggedHasher::new(cairn_spec::Tag::Commitment);
+        h.update(&self.key.secret_bytes()).update(&task.0).update(&random32());
+        h.finish()
+    }
+
+    async fn request(&self, peer: &Peer, addr: &str, body: RequestBody) -> Option<ResponseBody> {
+        match self.net.request(peer, body, REQUEST_TIMEOUT).await {
+            Ok(r) => Some(r),
+            Err(e) => {
+                tracing::debug!(target: "cairn::worker", error = %e, "request failed; dialing again");
+                let _ = self.net.dial(addr).await;
+                None
+            }
+        }
+    }
+
+    fn save(&self, job: &Job) -> Result<(), AgentError> {
+        let mut j = self.journal.lock().map_err(|_| AgentError::P2p("journal lock poisoned".into()))?;
+        j.update(job.clone());
+        j.save(&self.journal_path)?;
+        Ok(())
+    }
+}
+
+/// Runs the worker until `shutdown` resolves, with `executors` as the work it can do.
+pub async fn run(
+    cfg: WorkerConfig,
+    executors: Vec<Arc<dyn Executor>>,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+    hooks: Hooks,
+) -> Result<(), AgentError> {
+    cfg.validate()?;
+    let network = cfg.network()?;
+    std::fs::create_dir_all(&cfg.data_dir)
+        .map_err(|e| AgentError::P2p(format!("data dir {}: {e}", cfg.data_dir.display())))?;
+    let key = keyfile::load_or_create(&cfg.data_dir.join("worker.key"))?;
+    let journal_path = cfg.data_dir.join("journal.json");
+    let journal = Journal::load(&journal_path)?;
+    tracing::info!(target: "cairn::worker", worker = %key.public(), payout = %cfg.payout_address, "worker starting");
+
+    let mut ncfg = NetworkConfig::new(network);
+    if !cfg.p2p_listen.is_empty() {
+        ncfg.listen = cfg.p2p_listen.clone();
+    }
+    let (net, mut events) = Network::start(ncfg, &key).await.map_err(|e| AgentError::P2p(e.to_string()))?;
+    let p2p = net.wait_listening(Duration::from_secs(10)).await.map_err(|e| AgentError::P2p(e.to_string()))?;
+
+    // Events are drained from the start so the network never stalls while we register.
+    let (gossip_tx, mut gossip_rx) = tokio::sync::mpsc::channel::<(GossipMessage, cairn_p2p::GossipId)>(1024);
+    let net2 = net.clone();
+    tokio::spawn(async move {
+        while let Some(ev) = events.recv().await {
+            if let NetworkEvent::Gossip { message, id, .. } = ev {
+                if let Err(tokio::sync::mpsc::error::TrySendError::Full((_, id))) = gossip_tx.try_send((message, id)) {
+                    let _ = net2.report(id, Acceptance::Ignore).await;
+                }
+            }
+        }
+    });
+
+    let mut coords = Vec::new();
+    let mut journal = journal;
+    for entry in &cfg.coordinators {
+        let peer_part = entry.p2p.rsplit_once("/p2p/").map(|(_, p)| p).unwrap_or_default();
+        let peer: Peer = peer_part.parse().map_err(|_| AgentError::Unreachable(entry.p2p.clone(), "bad peer id".into()))?;
+        let ckey = peer.protocol_key().ok_or_else(|| AgentError::Unreachable(entry.p2p.clone(), "not a Cairn peer id".into()))?;
+        let terms = terms(&net, &peer, &entry.p2p).await?;
+        let mut classes = HashMap::new();
+        for class in &terms.classes {
+            if !cfg.limits.classes.is_empty() && !cfg.limits.classes.contains(&class.name) {
+                continue;
+            }
+            let mut why = Vec::new();
+            match executors.iter().find(|e| match can_run(e.as_ref(), class) {
+                Ok(()) => true,
+                Err(w) => {
+                    why.push(w);
+                    false
+                }
+            }) {
+                Some(e) => {
+                    classes.insert(class.id(), (class.clone(), e.clone()));
+                }
+                None => tracing::info!(target: "cairn::worker", class = %class.name, reasons = ?why, "class skipped"),
+            }
+        }
+        if classes.is_empty() {
+            tracing::warn!(target: "cairn::worker", coordinator = %ckey, "no class of this coordinator can run here");
+        }
+        register(&cfg, &key, &net, &peer, &entry.p2p, ckey, &terms, &mut journal, &journal_path, hooks.progress.clone())
+            .await?;
+        coords.push(Coord { key: ckey, peer, addr: entry.p2p.clone(), classes });
+    }
+    if coords.iter().all(|c| c.classes.is_empty()) {
+        return Err(AgentError::NothingToRun(
+            "no coordinator offers a class this worker's executors can run (see the log for why each was skipped)".into(),
+        ));
+    }
+    let info = WorkerInfo {
+        key: key.public(),
+        p2p,
+        classes: coords.iter().flat_map(|c| c.classes.values().map(|(k, _)| (c.key, k.name.clone()))).collect(),
+    };
+    let pending: Vec<Job> = journal.jobs.values().filter(|j| !j.is_final()).cloned().collect();
+    let shared = Arc::new(Shared {
+        key,
+        net: net.clone(),
+        coords,
+        journal: Mutex::new(journal),
+        journal_path,
+        skip: Mutex::new(HashSet::new()),
+        driving: Mutex::new(HashSet::new()),
+        permits: Semaphore::new(cfg.limits.concurrent_tasks),
+        max_input: cfg.limits.max_input_bytes,
+    });
+    // A restart picks up every job where the journal left it.
+    for job in pending {
+        tracing::info!(target: "cairn::worker", task = %job.id, stage = ?std::mem::discriminant(&job.stage), "resuming job");
+        spawn_driver(&shared, job);
+    }
+    if let Some(tx) = hooks.started {
+        let _ = tx.send(info);
+    }
+
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            ev = gossip_rx.recv() => {
+                let Some((message, id)) = ev else { break };
+                let verdict = on_gossip(&shared, message);
+                let _ = net.report(id, verdict).await;
+            }
+        }
+    }
+    tracing::info!(target: "cairn::worker", "worker stopping");
+    net.shutdown().await;
+    Ok(())
+}
+
+async fn terms(net: &Network, peer: &Peer, addr: &str) -> Result<Terms, AgentError> {
+    let mut last = String::from("no answer");
+    for attempt in 0..60u32 {
+        let _ = net.dial(addr).await;
+        match net.request(peer, RequestBody::GetTerms, REQUEST_TIMEOUT).await {
+            Ok(ResponseBody::Terms(t)) => return Ok(*t),
+            Ok(ResponseBody::Error { code, message }) => last = format!("error {code}: {message}"),
+            Ok(other) => last = format!("unexpected answer {other:?}"),
+            Err(e) => last = e.to_string(),
+        }
+        tokio::time::sleep(Duration::from_millis(if attempt < 10 { 200 } else { 1000 })).await;
+    }
+    Err(AgentError::Unreachable(addr.to_owned(), last))
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn register(
+    cfg: &WorkerConfig,
+    key: &SigningKey,
+    net: &Network,
+    peer: &Peer,
+    addr: &str,
+    coordinator: PubKey,
+    terms: &Terms,
+    journal: &mut Journal,
+    journal_path: &std::path::Path,
+    progress: Option<Progress>,
+) -> Result<(), AgentError> {
+    let ck = coordinator.to_hex();
+    if journal.registrations.get(&ck).is_some_and(|r| r.payout_address == cfg.payout_address) {
+        return Ok(());
+    }
+    let network = cfg.network()?;
+    let mut reg = Registration {
+        network,
+        coordinator,
+        worker: key.public(),
+        payout_address: cfg.payout_address.clone(),
+        created_at: unix_now(),
+        pow_nonce: 0,
+        bond: None,
+    };
+    if let Some(b) = &cfg.bond {
+        if terms.bond_min_sats == 0 {
+            return Err(AgentError::Refused(addr.to_owned(), "this coordinator does not accept bonds".into()));
+        }
+        let bond_key = keyfile::load(&b.key_file)?;
+        let txid = Hash32::from_hex(&b.txid).map_err(|e| AgentError::Refused(addr.to_owned(), format!("bond txid: {e}")))?;
+        // Bitcoin shows txids byte-reversed; the protocol carries them in internal order.
+        let mut internal = txid.0;
+        internal.reverse();
+        let txid = Hash32(internal);
+        let msg = bond_message(&coordinator, &key.public(), &txid, b.vout);
+        let signature = bond_key.sign(&msg, &random32());
+        reg.bond = Some(Box::new(Bond { txid, vout: b.vout, key: bond_key.public(), signature }));
+    } else {
+        if terms.pow_difficulty > cfg.limits.max_pow_bits {
+            return Err(AgentError::Refused(
+                addr.to_owned(),
+                format!(
+                    "it asks {} bits of proof-of-work; limits.max_pow_bits is {}",
+                    terms.pow_difficulty, cfg.limits.max_pow_bits
+                ),
+            ));
+        }
+        let difficulty = terms.pow_difficulty;
+        tracing::info!(target: "cairn::worker", bits = difficulty, "solving the registration proof-of-work");
+        reg = tokio::task::spawn_blocking(move || solve(reg, difficulty, progress))
+            .await
+            .map_err(|e| AgentError::P2p(e.to_string()))?;
+    }
+    let body = RequestBody::Register(Signed::sign(reg, key, &random32()));
+    let mut last = String::new();
+    for _ in 0..30 {
+        match net.request(peer, body.clone(), REQUEST_TIMEOUT).await {
+            Ok(ResponseBody::Ack) => {
+                journal
+                    .registrations
+                    .insert(ck, RegistrationRecord { payout_address: cfg.payout_address.clone(), at: unix_now() });
+                journal.save(journal_path)?;
+                tracing::info!(target: "cairn::worker", coordinator = %coordinator, "registered");
+                return Ok(());
+            }
+            Ok(ResponseBody::Error { code: 429, message }) => last = message,
+            Ok(ResponseBody::Error { code, message }) => {
+                return Err(AgentError::Refused(addr.to_owned(), format!("{message} (code {code})")));
+            }
+            Ok(other) => last = format!("unexpected answer {other:?}"),
+            Err(e) => {
+                last = e.to_string();
+                let _ = net.dial(addr).await;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    Err(AgentError::Unreachable(addr.to_owned(), last))
+}
+
+/// Solves the registration's proof-of-work, reporting progress every 2^16 tries.
+pub fn solve(mut reg: Registration, difficulty: u32, progress: Option<Progress>) -> Registration {
+    let expected = 1u64.checked_shl(difficulty).unwrap_or(u64::MAX);
+    let mut tried = 0u64;
+    loop {
+        if reg.solve_pow(difficulty, 1 << 16) {
+            if let Some(p) = &progress {
+                p(expected.max(tried), expected);
+            }
+            return reg;
+        }
+        tried += 1 << 16;
+        if let Some(p) = &progress {
+            p(tried, expected);
+        }
+    }
+}
+
+fn on_gossip(shared: &Arc<Shared>, message: GossipMessage) -> Acceptance {
+    let signer = message.signer();
+    let Some(coord) = shared.coord(&signer) else {
+        // Not a coordinator we work for: nothing to judge, so neither spread nor punish.
+        return Acceptance::Ignore;
+    };
+    match message {
+        GossipMessage::Task(a) => {
+            let task = a.body.task;
+            let id = task.id();
+            let known = shared.journal.lock().map(|j| j.jobs.contains_key(&id)).unwrap_or(true)
+                || shared.skip.lock().map(|s| s.contains(&id)).unwrap_or(true);
+            if known {
+                return Acceptance::Accept;
+            }
+            let why_not = match coord.classes.get(&task.class) {
+                None => Some("class not run here"),
+                Some(_) if !matches!(task.input, Payload::Inline(_)) => Some("blob inputs are not fetched"),
+                Some(_) if task.input.size() > u64::from(shared.max_input) => Some("input above limits.max_input_bytes"),
+                Some((c, _)) if task.input.size() > u64::from(c.max_input_bytes) => Some("input above the class limit"),
+                _ => None,
+            };
+            if let Some(why) = why_not {
+                tracing::debug!(target: "cairn::worker", task = %id, why, "task not taken");
+                if let Ok(mut s) = shared.skip.lock() {
+                    s.insert(id);
+                }
+                return Acceptance::Accept;
+            }
+            let Some((class, _)) = coord.classes.get(&task.class) else { return Acceptance::Accept };
+            let job = Job::new(coord.key, task, id, class.name.clone(), u64::from(class.reveal_secs));
+            spawn_driver(shared, job);
+            Acceptance::Accept
+        }
+        GossipMessage::Receipt(r) => {
+            let b = &r.body;
+            if b.worker == shared.key.public() {
+                let job = shared.journal.lock().ok().and_then(|j| j.jobs.get(&b.task).cloned());
+                if let Some(mut job) = job {
+                    job.on_receipt(b.verdict, b.reward_sats, r.id(), b.epoch);
+                    tracing::info!(target: "cairn::worker", task = %b.task, verdict = ?b.verdict, reward = b.reward_sats, "receipt");
+                    if let Err(e) = shared.save(&job) {
+                        tracing::error!(target: "cairn::worker", error = %e, "journal write failed");
+                    }
+                }
+            }
+            Acceptance::Accept
+        }
+        GossipMessage::Epoch(_) => Acceptance::Accept,
+    }
+}
+
+fn spawn_driver(shared: &Arc<Shared>, job: Job) {
+    let fresh = shared.driving.lock().map(|mut d| d.insert(job.id)).unwrap_or(false);
+    if !fresh {
+        return;
+    }
+    let s = shared.clone();
+    tokio::spawn(async move {
+        let id = job.id;
+        if let Err(e) = drive(&s, job).await {
+            tracing::error!(target: "cairn::worker", task = %id, error = %e, "job stopped");
+        }
+        if let Ok(mut d) = s.driving.lock() {
+            d.remove(&id);
+        }
+    });
+}
+
+/// Drives one job until it waits for its receipt or ends. The permit bounds the jobs
+/// claiming, executing and committing at once; it is let go before the reveal, whose wait
+/// depends on other workers (holding it there could stall every worker at once).
+async fn drive(s: &Arc<Shared>, mut job: Job) -> Result<(), AgentError> {
+    let Some(coord) = s.coord(&job.coordinator) else {
+        job.abandon("coordinator no longer configured".into());
+        return s.save(&job);
+    };
+    let Some((class, exec)) = coord.classes.get(&job.task.class).cloned() else {
+        job.abandon("class no longer runnable here".into());
+        return s.save(&job);
+    };
+    let (peer, addr) = (coord.peer, coord.addr.clone());
+    let me = s.key.public();
+    let mut permit = None;
+    loop {
+        let now = unix_now();
+        let action = job.next(now);
+        if matches!(action, Action::Claim | Action::Execute | Action::Commit) && permit.is_none() {
+            permit = Some(s.permits.acquire().await.map_err(|e| AgentError::P2p(e.to_string()))?);
+        }
+        match action {
+            Action::Claim => {
+                let c = s.sign(Claim { task: job.id, worker: me, claimed_at: now });
+                match s.request(&peer, &addr, RequestBody::Claim(c)).await {
+                    Some(ResponseBody::Lease { expires_at, .. }) => {
+                        job.on_lease(expires_at);
+                        s.save(&job)?;
+                    }
+                    Some(ResponseBody::Error { code: 429, message }) => {
+                        job.on_transient(message);
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                    }
+                    Some(ResponseBody::Error { code, message }) => {
+                        // Not ours to run (fully claimed, closed, unknown): forget it quietly.
+                        tracing::debug!(target: "cairn::worker", task = %job.id, code, %message, "claim refused");
+                        if let Ok(mut sk) = s.skip.lock() {
+                            sk.insert(job.id);
+                        }
+                        return Ok(());
+                    }
+                    other => {
+                        job.on_transient(format!("claim: {other:?}"));
+                        tokio::time::sleep(Duration::from_millis(300)).await;
+                    }
+                }
+            }
+            Action::Execute => {
+                let input = match &job.task.input {
+                    Payload::Inline(b) => b.clone(),
+                    Payload::Blob { .. } => Vec::new(),
+                };
+                let e = exec.clone();
+                let out = tokio::task::spawn_blocking(move || e.run(&input)).await;
+                match out {
+                    Ok(Ok(result)) => {
+                        let salt = s.salt(&job.id);
+                        job.on_executed(result, salt);
+                        // Kept on disk before the commitment leaves: a restart reveals this.
+                        s.save(&job)?;
+                    }
+                    Ok(Err(ExecError::BadInput(why))) => job.abandon(format!("bad input: {why}")),
+                    Ok(Err(e)) => {
+                        tracing::warn!(target: "cairn::worker", task = %job.id, error = %e, "execution failed");
+                        job.on_transient(e.to_string());
+                    }
+                    Err(e) => job.on_transient(format!("executor thread: {e}")),
+                }
+            }
+            Action::Commit => {
+                let crate::job::Stage::Executed { result, salt, .. } = &job.stage else { continue };
+                let v = commitment_value(&job.id, &me, &cairn_spec::content_hash(result), &salt.0);
+                let c = s.sign(Commitment { task: job.id, worker: me, commitment: v });
+                match s.request(&peer, &addr, RequestBody::Commit(c)).await {
+                    Some(ResponseBody::Ack) => {
+                        job.on_commit_ack(unix_now(), u64::from(class.lease_secs));
+                        s.save(&job)?;
+                        permit = None;
+                    }
+                    Some(ResponseBody::Error { code: 429, message }) => {
+                        job.on_transient(message);
+                        tokio::time::sleep(Duration::from_millis(300)).await;
+                    }
+                    Some(ResponseBody::Error { code, message }) => {
+                        job.abandon(format!("commitment refused ({code}): {message}"));
+                    }
+                    other => {
+                        job.on_transient(format!("commit: {other:?}"));
+                        tokio::time::sleep(Duration::from_millis(300)).await;
+                    }
+                }
+            }
+            Action::Reveal => {
+                permit = None;
+                let crate::job::Stage::Committed { result, salt, .. } = &job.stage else { continue };
+                let r = s.sign(Reveal {
+                    task: job.id,
+                    worker: me,
+                    result: Payload::Inline(result.clone()),
+                    salt: salt.0,
+                });
+                match s.request(&peer, &addr, RequestBody::Reveal(r)).await {
+                    Some(ResponseBody::Ack) => {
+                        job.on_reveal_ack();
+                        s.save(&job)?;
+                    }
+                    // Other replicas have not all committed yet: wait, without counting it
+                    // as a failure (the reveal window bounds the wait).
+                    Some(ResponseBody::Error { code: 425, .. }) => {
+                        tokio::time::sleep(Duration::from_millis(250)).await;
+                    }
+                    Some(ResponseBody::Error { code: 429, message }) => {
+                        job.on_transient(message);
+                        tokio::time::sleep(Duration::from_millis(300)).await;
+                    }
+                    Some(ResponseBody::Error { code, message }) => {
+                        job.abandon(format!("reveal refused ({code}): {message}"));
+                    }
+                    other => {
+                        job.on_transient(format!("reveal: {other:?}"));
+                        tokio::time::sleep(Duration::from_millis(300)).await;
+                    }
+                }
+            }
+            Action::Abandon(reason) => job.abandon(reason),
+            Action::Wait => return Ok(()),
+        }
+        if job.is_final() {
+            if let crate::job::Stage::Abandoned { reason } = &job.stage {
+                tracing::warn!(target: "cairn::worker", task = %job.id, %reason, "job abandoned");
+            }
+            return s.save(&job);
+        }
+    }
+}

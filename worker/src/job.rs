@@ -1,0 +1,283 @@
+//! One task's life on the worker side, as a pure state machine: lease → executed → committed
+//! → revealed → receipt, or abandoned with a reason.
+//!
+//! Owns the rules that keep a worker honest and safe whatever the network does: it never
+//! reveals before its commitment was acknowledged, never reveals (nor commits) for a task
+//! whose lease it lost, and keeps the result and salt from before the commitment is sent so
+//! a restart reveals exactly what was committed. Must never do I/O or read a clock: the
+//! agent passes the time in and performs the action that comes out.
+
+use cairn_spec::{Hash32, PubKey, Task, Verdict};
+use serde::{Deserialize, Serialize};
+
+/// Where a job is.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "stage")]
+pub enum Stage {
+    /// Seen in an announcement; not claimed yet.
+    New,
+    /// The coordinator granted a lease until `expires_at`.
+    Leased {
+        /// Unix seconds.
+        expires_at: u64,
+    },
+    /// Executed; result and salt kept before the commitment is sent.
+    Executed {
+        /// Unix seconds the lease ends.
+        expires_at: u64,
+        /// Canonical result (hex in the journal).
+        #[serde(with = "cairn_spec::serde_hex")]
+        result: Vec<u8>,
+        /// Commitment salt.
+        salt: Hash32,
+    },
+    /// The coordinator acknowledged the commitment.
+    Committed {
+        /// Canonical result.
+        #[serde(with = "cairn_spec::serde_hex")]
+        result: Vec<u8>,
+        /// Commitment salt.
+        salt: Hash32,
+        /// Unix seconds after which reveals are no longer taken (lease + reveal window).
+        reveal_by: u64,
+    },
+    /// The coordinator acknowledged the reveal; waiting for the receipt.
+    Revealed {
+        /// Content hash of the revealed result.
+        result_hash: Hash32,
+    },
+    /// The coordinator's signed verdict arrived.
+    Done {
+        /// Verdict.
+        verdict: Verdict,
+        /// Reward credited (locked until the epoch is anchored and final).
+        reward_sats: u64,
+        /// The receipt's id.
+        receipt: Hash32,
+        /// The epoch it belongs to.
+        epoch: u32,
+    },
+    /// Given up; nothing more is sent for this task.
+    Abandoned {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// What the agent should do next for a job.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Send a claim.
+    Claim,
+    /// Run the executor.
+    Execute,
+    /// Send the commitment of the kept result.
+    Commit,
+    /// Send the reveal of the committed result.
+    Reveal,
+    /// Nothing to send; a receipt (or nothing) is awaited.
+    Wait,
+    /// Mark the job abandoned for this reason.
+    Abandon(String),
+}
+
+/// A worker's job on one task of one coordinator.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Job {
+    /// The coordinator.
+    pub coordinator: PubKey,
+    /// The task, as announced.
+    pub task: Task,
+    /// The task's id.
+    pub id: Hash32,
+    /// The class's name (for status).
+    pub class_name: String,
+    /// Seconds of the class's reveal window.
+    pub reveal_secs: u64,
+    /// Where it is.
+    pub stage: Stage,
+    /// Attempts of the current step that failed transiently.
+    pub retries: u32,
+    /// The last refusal or error, for status.
+    pub last_error: Option<String>,
+}
+
+/// Transient failures of one step before the job is abandoned.
+pub const MAX_RETRIES: u32 = 20;
+
+impl Job {
+    /// A job for an announced task.
+    pub fn new(coordinator: PubKey, task: Task, id: Hash32, class_name: String, reveal_secs: u64) -> Self {
+        Job { coordinator, task, id, class_name, reveal_secs, stage: Stage::New, retries: 0, last_error: None }
+    }
+
+    /// Whether nothing more will happen to this job.
+    pub fn is_final(&self) -> bool {
+        matches!(self.stage, Stage::Done { .. } | Stage::Abandoned { .. })
+    }
+
+    /// The next action at `now`.
+    pub fn next(&self, now: u64) -> Action {
+        if self.retries >= MAX_RETRIES && !self.is_final() {
+            return Action::Abandon(format!(
+                "gave up after {} failed attempts: {}",
+                self.retries,
+                self.last_error.as_deref().unwrap_or("no answer")
+            ));
+        }
+        match &self.stage {
+            Stage::New => Action::Claim,
+            Stage::Leased { expires_at } if now < *expires_at => Action::Execute,
+            Stage::Executed { expires_at, .. } if now < *expires_at => Action::Commit,
+            Stage::Leased { .. } | Stage::Executed { .. } => {
+                Action::Abandon("lease expired before the commitment was acknowledged".into())
+            }
+            Stage::Committed { reveal_by, .. } if now <= *reveal_by => Action::Reveal,
+            Stage::Committed { .. } => Action::Abandon("reveal window closed".into()),
+            Stage::Revealed { .. } | Stage::Done { .. } | Stage::Abandoned { .. } => Action::Wait,
+        }
+    }
+
+    fn step(&mut self, stage: Stage) {
+        self.stage = stage;
+        self.retries = 0;
+        self.last_error = None;
+    }
+
+    /// The coordinator granted (or confirmed) a lease.
+    pub fn on_lease(&mut self, expires_at: u64) {
+        if matches!(self.stage, Stage::New) {
+            self.step(Stage::Leased { expires_at });
+        }
+    }
+
+    /// The executor produced `result`; `salt` is fresh randomness for the commitment.
+    pub fn on_executed(&mut self, result: Vec<u8>, salt: Hash32) {
+        if let Stage::Leased { expires_at } = self.stage {
+            self.step(Stage::Executed { expires_at, result, salt });
+        }
+    }
+
+    /// The commitment was acknowledged at `now`; `lease_secs` bound how long the other
+    /// replicas may take to commit, after which the reveal window runs.
+    pub fn on_commit_ack(&mut self, now: u64, lease_secs: u64) {
+        if let Stage::Executed { result, salt, .. } = &self.stage {
+            let reveal_by = now + lease_secs + self.reveal_secs;
+            let stage = Stage::Committed { result: result.clone(), salt: *salt, reveal_by };
+            self.step(stage);
+        }
+    }
+
+    /// The reveal was acknowledged.
+    pub fn on_reveal_ack(&mut self) {
+        if let Stage::Committed { result, .. } = &self.stage {
+            let result_hash = cairn_spec::content_hash(result);
+            self.step(Stage::Revealed { result_hash });
+        }
+    }
+
+    /// A step failed in a way worth retrying (no answer, rate limited, too early).
+    pub fn on_transient(&mut self, error: String) {
+        self.retries += 1;
+        self.last_error = Some(error);
+    }
+
+    /// A step was refused for good, or cannot be done.
+    pub fn abandon(&mut self, reason: String) {
+        if !self.is_final() {
+            self.stage = Stage::Abandoned { reason: reason.clone() };
+            self.last_error = Some(reason);
+        }
+    }
+
+    /// The coordinator's receipt for this task and worker.
+    pub fn on_receipt(&mut self, verdict: Verdict, reward_sats: u64, receipt: Hash32, epoch: u32) {
+        if !matches!(self.stage, Stage::Done { .. }) {
+            self.step(Stage::Done { verdict, reward_sats, receipt, epoch });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use cairn_spec::{Network, Payload, SigningKey};
+
+    fn job() -> Job {
+        let k = SigningKey::from_secret_bytes([7; 32]).unwrap();
+        let task = Task {
+            network: Network::Regtest,
+            coordinator: k.public(),
+            class: Hash32::ZERO,
+            requester: k.public(),
+            nonce: 1,
+            units: 1,
+            budget_sats: 100,
+            created_at: 0,
+            input: Payload::Inline(b"x".to_vec()),
+        };
+        Job::new(k.public(), task, Hash32([1; 32]), "c".into(), 30)
+    }
+
+    #[test]
+    fn happy_path_in_order() {
+        let mut j = job();
+        assert_eq!(j.next(0), Action::Claim);
+        j.on_lease(100);
+        assert_eq!(j.next(10), Action::Execute);
+        j.on_executed(b"r".to_vec(), Hash32([2; 32]));
+        assert_eq!(j.next(20), Action::Commit);
+        j.on_commit_ack(20, 30);
+        assert_eq!(j.next(21), Action::Reveal);
+        j.on_reveal_ack();
+        assert_eq!(j.next(22), Action::Wait);
+        j.on_receipt(Verdict::Accepted, 100, Hash32([3; 32]), 0);
+        assert!(j.is_final());
+    }
+
+    #[test]
+    fn never_reveals_before_the_commitment_is_acknowledged() {
+        let mut j = job();
+        j.on_lease(100);
+        j.on_executed(b"r".to_vec(), Hash32([2; 32]));
+        // Acknowledging a reveal out of order changes nothing, and no time makes it Reveal.
+        j.on_reveal_ack();
+        for t in [0, 50, 99] {
+            assert_eq!(j.next(t), Action::Commit);
+        }
+        j.on_transient("no answer".into());
+        assert_eq!(j.next(50), Action::Commit);
+    }
+
+    #[test]
+    fn a_lost_lease_is_never_committed_nor_revealed() {
+        let mut j = job();
+        j.on_lease(100);
+        j.on_executed(b"r".to_vec(), Hash32([2; 32]));
+        assert!(matches!(j.next(100), Action::Abandon(_)));
+        let mut k = job();
+        k.on_lease(100);
+        assert!(matches!(k.next(150), Action::Abandon(_)));
+        // Once abandoned, an ack that arrives late does not revive it.
+        k.abandon("lease expired".into());
+        k.on_executed(b"r".to_vec(), Hash32([2; 32]));
+        k.on_commit_ack(160, 30);
+        assert_eq!(k.next(161), Action::Wait);
+    }
+
+    #[test]
+    fn retries_are_bounded_and_the_reveal_window_ends() {
+        let mut j = job();
+        for _ in 0..MAX_RETRIES {
+            j.on_transient("timeout".into());
+        }
+        assert!(matches!(j.next(0), Action::Abandon(r) if r.contains("timeout")));
+        let mut k = job();
+        k.on_lease(100);
+        k.on_executed(b"r".to_vec(), Hash32([2; 32]));
+        k.on_commit_ack(10, 30);
+        assert_eq!(k.next(70), Action::Reveal);
+        assert!(matches!(k.next(71), Action::Abandon(_)));
+    }
+}

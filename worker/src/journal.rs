@@ -1,0 +1,149 @@
+//! The worker's journal on disk: every job's stage, the registrations made, and running
+//! totals, written atomically (temporary file, fsync, rename) after every step.
+//!
+//! Owns the journal file's format and its durability. Must never hold a secret: the salt of
+//! a commitment is kept (it must survive a restart to reveal), keys are not.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use cairn_spec::Hash32;
+use serde::{Deserialize, Serialize};
+
+use crate::job::{Job, Stage};
+
+/// Final jobs kept in the journal; older ones are dropped (the totals keep counting them).
+pub const MAX_FINAL_JOBS: usize = 10_000;
+/// Journal format version.
+pub const VERSION: u32 = 1;
+
+/// A registration the coordinator acknowledged.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegistrationRecord {
+    /// The payout address registered.
+    pub payout_address: String,
+    /// Unix seconds.
+    pub at: u64,
+}
+
+/// Running totals per outcome.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Totals {
+    /// Receipts with an accepted verdict.
+    pub accepted: u64,
+    /// Receipts with any other verdict.
+    pub rejected: u64,
+    /// Jobs given up.
+    pub abandoned: u64,
+    /// Satoshis credited by accepted receipts.
+    pub credited_sats: u64,
+}
+
+/// Everything the worker remembers.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Journal {
+    /// Format version.
+    pub version: u32,
+    /// Jobs by task id.
+    pub jobs: BTreeMap<Hash32, Job>,
+    /// Registrations by coordinator key (hex).
+    pub registrations: BTreeMap<String, RegistrationRecord>,
+    /// Totals, including pruned jobs.
+    pub totals: Totals,
+    /// Order in which jobs became final (for pruning).
+    #[serde(default)]
+    pub finished: Vec<Hash32>,
+}
+
+/// Why the journal could not be read or written.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum JournalError {
+    /// File I/O failed.
+    #[error("journal {0}: {1}")]
+    Io(PathBuf, String),
+    /// The file is not a journal this version reads.
+    #[error("journal {0} is unreadable: {1}")]
+    Corrupt(PathBuf, String),
+}
+
+impl Journal {
+    /// Loads the journal at `path`; a missing file is an empty journal.
+    pub fn load(path: &Path) -> Result<Self, JournalError> {
+        match std::fs::read(path) {
+            Ok(bytes) => {
+                let j: Journal = serde_json::from_slice(&bytes)
+                    .map_err(|e| JournalError::Corrupt(path.to_owned(), e.to_string()))?;
+                if j.version != VERSION {
+                    return Err(JournalError::Corrupt(
+                        path.to_owned(),
+                        format!("format version {} (this build reads {VERSION})", j.version),
+                    ));
+                }
+                Ok(j)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Journal { version: VERSION, ..Default::default() }),
+            Err(e) => Err(JournalError::Io(path.to_owned(), e.to_string())),
+        }
+    }
+
+    /// Writes the journal so that a crash leaves either the old or the new file.
+    pub fn save(&self, path: &Path) -> Result<(), JournalError> {
+        let err = |e: std::io::Error| JournalError::Io(path.to_owned(), e.to_string());
+        let bytes = serde_json::to_vec(self).map_err(|e| JournalError::Io(path.to_owned(), e.to_string()))?;
+        let tmp = path.with_extension("tmp");
+        {
+            let mut f = std::fs::File::create(&tmp).map_err(err)?;
+            f.write_all(&bytes).map_err(err)?;
+            f.sync_all().map_err(err)?;
+        }
+        std::fs::rename(&tmp, path).map_err(err)?;
+        if let Some(dir) = path.parent() {
+            if let Ok(d) = std::fs::File::open(dir) {
+                let _ = d.sync_all();
+            }
+        }
+        Ok(())
+    }
+
+    /// Records that `job` changed; counts it when it became final and prunes old final jobs.
+    pub fn update(&mut self, job: Job) {
+        let was_final = self.jobs.get(&job.id).is_some_and(Job::is_final);
+        if job.is_final() && !was_final {
+            match &job.stage {
+                Stage::Done { verdict, reward_sats, .. } if verdict.is_accepted() => {
+                    self.totals.accepted += 1;
+                    self.totals.credited_sats += reward_sats;
+                }
+                Stage::Done { .. } => self.totals.rejected += 1,
+                _ => self.totals.abandoned += 1,
+            }
+            self.finished.push(job.id);
+        }
+        self.jobs.insert(job.id, job);
+        while self.finished.len() > MAX_FINAL_JOBS {
+            let old = self.finished.remove(0);
+            self.jobs.remove(&old);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn missing_is_empty_and_round_trips() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("journal.json");
+        let mut j = Journal::load(&p).unwrap();
+        assert!(j.jobs.is_empty());
+        j.registrations.insert("ab".into(), RegistrationRecord { payout_address: "x".into(), at: 1 });
+        j.save(&p).unwrap();
+        assert_eq!(Journal::load(&p).unwrap(), j);
+        std::fs::write(&p, b"{not json").unwrap();
+        assert!(matches!(Journal::load(&p), Err(JournalError::Corrupt(..))));
+    }
+}
