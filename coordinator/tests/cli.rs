@@ -28,7 +28,12 @@ fn keygen_writes_a_private_key_and_never_prints_the_secret() {
         assert_eq!(std::fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
     }
     let again = cairn(&["pubkey", "--key", key.to_str().unwrap()]);
-    assert_eq!(text(&again.stdout).trim(), public);
+    let mut lines = text(&again.stdout).lines().map(str::to_owned).collect::<Vec<_>>().into_iter();
+    assert_eq!(lines.next().unwrap(), public);
+    // The peer id a node with this key has, and it names the same protocol key.
+    let peer = lines.next().unwrap().strip_prefix("peer id: ").unwrap().to_owned();
+    let p: cairn_p2p::Peer = peer.parse().unwrap();
+    assert_eq!(p.protocol_key().unwrap().to_hex(), public);
     let twice = cairn(&["keygen", "--out", key.to_str().unwrap()]);
     assert!(!twice.status.success());
     assert!(text(&twice.stderr).contains("already exists"));

@@ -40,6 +40,11 @@ use service::{Command, EventLoop};
 pub struct Peer(PeerId);
 
 impl Peer {
+    /// The peer id a node with protocol key `key` has (what follows `/p2p/` in its address).
+    pub fn for_key(key: &SigningKey) -> Option<Peer> {
+        identity::keypair(key).map(|k| Peer(k.public().to_peer_id()))
+    }
+
     /// The Cairn protocol key this peer proved in its handshake.
     pub fn protocol_key(&self) -> Option<PubKey> {
         identity::protocol_key(&self.0)

@@ -92,8 +92,10 @@ struct Shared {
     coords: Vec<Coord>,
     journal: Mutex<Journal>,
     journal_path: PathBuf,
-    /// Tasks seen and not taken (fully claimed, not runnable): not asked about again.
-    skip: Mutex<HashSet<Hash32>>,
+    /// Tasks seen and not taken, with when to look again: never for tasks this worker cannot
+    /// run; a little later for tasks that were fully claimed (an escalation may open a slot,
+    /// and the coordinator announces open tasks again).
+    skip: Mutex<HashMap<Hash32, u64>>,
     /// Tasks with a driver running.
     driving: Mutex<HashSet<Hash32>>,
     permits: Semaphore,
@@ -233,7 +235,7 @@ pub async fn run(
         coords,
         journal: Mutex::new(journal),
         journal_path,
-        skip: Mutex::new(HashSet::new()),
+        skip: Mutex::new(HashMap::new()),
         driving: Mutex::new(HashSet::new()),
         permits: Semaphore::new(cfg.limits.concurrent_tasks),
         max_input: cfg.limits.max_input_bytes,
@@ -389,8 +391,9 @@ fn on_gossip(shared: &Arc<Shared>, message: GossipMessage) -> Acceptance {
         GossipMessage::Task(a) => {
             let task = a.body.task;
             let id = task.id();
+            let now = unix_now();
             let known = shared.journal.lock().map(|j| j.jobs.contains_key(&id)).unwrap_or(true)
-                || shared.skip.lock().map(|s| s.contains(&id)).unwrap_or(true);
+                || shared.skip.lock().map(|s| s.get(&id).is_some_and(|until| now < *until)).unwrap_or(true);
             if known {
                 return Acceptance::Accept;
             }
@@ -403,9 +406,7 @@ fn on_gossip(shared: &Arc<Shared>, message: GossipMessage) -> Acceptance {
             };
             if let Some(why) = why_not {
                 tracing::debug!(target: "cairn::worker", task = %id, why, "task not taken");
-                if let Ok(mut s) = shared.skip.lock() {
-                    s.insert(id);
-                }
+                skip(shared, id, u64::MAX, now);
                 return Acceptance::Accept;
             }
             let Some((class, _)) = coord.classes.get(&task.class) else { return Acceptance::Accept };
@@ -428,6 +429,17 @@ fn on_gossip(shared: &Arc<Shared>, message: GossipMessage) -> Acceptance {
             Acceptance::Accept
         }
         GossipMessage::Epoch(_) => Acceptance::Accept,
+    }
+}
+
+/// Remembers not to look at `id` again before `until`. Bounded: when full, entries past their
+/// time and the permanent ones (cheap to judge again) are dropped.
+fn skip(shared: &Shared, id: Hash32, until: u64, now: u64) {
+    if let Ok(mut sk) = shared.skip.lock() {
+        if sk.len() >= 100_000 {
+            sk.retain(|_, u| *u > now && *u != u64::MAX);
+        }
+        sk.insert(id, until);
     }
 }
 
@@ -482,11 +494,13 @@ async fn drive(s: &Arc<Shared>, mut job: Job) -> Result<(), AgentError> {
                         tokio::time::sleep(Duration::from_millis(500)).await;
                     }
                     Some(ResponseBody::Error { code, message }) => {
-                        // Not ours to run (fully claimed, closed, unknown): forget it quietly.
+                        // Not ours to run now (fully claimed, closed, unknown): nothing was
+                        // promised, so nothing is journaled; look again if it is announced later.
                         tracing::debug!(target: "cairn::worker", task = %job.id, code, %message, "claim refused");
-                        if let Ok(mut sk) = s.skip.lock() {
-                            sk.insert(job.id);
+                        if code == 403 {
+                            tracing::error!(target: "cairn::worker", coordinator = %job.coordinator, %message, "the coordinator refuses this worker");
                         }
+                        skip(s, job.id, now + 5, now);
                         return Ok(());
                     }
                     other => {
@@ -582,4 +596,22 @@ async fn drive(s: &Arc<Shared>, mut job: Job) -> Result<(), AgentError> {
             return s.save(&job);
         }
     }
+}
+
+/// The executors `cfg` configures: the embedding model when enabled (its weights checked
+/// against the pinned hash), the command and the chat endpoint when set.
+pub fn executors_from_config(cfg: &WorkerConfig) -> Result<Vec<Arc<dyn Executor>>, ExecError> {
+    let mut out: Vec<Arc<dyn Executor>> = Vec::new();
+    if cfg.embedding.enabled {
+        let dir = crate::models::minilm_dir(&cfg.models_dir());
+        let m = crate::executor::embedding::MiniLm::load(&dir, Some(crate::models::minilm_sha256()))?;
+        out.push(Arc::new(m));
+    }
+    if let Some(c) = cfg.command_executor() {
+        out.push(Arc::new(c));
+    }
+    if let Some(c) = cfg.chat_executor() {
+        out.push(Arc::new(c));
+    }
+    Ok(out)
 }

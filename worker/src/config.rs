@@ -390,3 +390,15 @@ concurrent_tasks = 3
         assert!(WorkerConfig::from_toml("bogus = 1").is_err());
     }
 }
+
+#[cfg(test)]
+mod example {
+    #![allow(clippy::unwrap_used)]
+
+    #[test]
+    fn the_example_config_is_valid() {
+        let c = super::WorkerConfig::from_toml(include_str!("../cairn-worker.example.toml")).unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.coordinators.len(), 1);
+    }
+}

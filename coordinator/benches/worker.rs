@@ -1,0 +1,142 @@
+//! `cargo bench -p cairn-coordinator --bench worker`: the worker's side of Cairn on this
+//! machine.
+//! 1. Embeddings per second with all-MiniLM-L6-v2 (candle, CPU) for batches of 1, 8 and 32
+//!    sentences.
+//! 2. The protocol's overhead per task: a real coordinator node over loopback (RocksDB,
+//!    synced writes) and a worker speaking libp2p run tasks one after another; the time of
+//!    claim, commit and reveal round trips is set against the execution time of the same task
+//!    (batches of 1 and 8 sentences), as a fraction.
+//! Prints figures; asserts nothing about time. Skips without the model.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr,
+    clippy::indexing_slicing,
+    missing_docs,
+    dead_code
+)]
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::time::{Duration, Instant};
+
+use cairn_spec::{Hash32, ResponseBody};
+use cairn_worker::executor::embedding::MiniLm;
+use cairn_worker::executor::Executor;
+use cairn_worker::models;
+
+const WORDS: [&str; 16] = [
+    "miners", "verify", "blocks", "while", "workers", "embed", "sentences", "about", "rivers",
+    "markets", "guitars", "and", "bread", "under", "a", "quiet",
+];
+
+fn sentence(i: usize) -> String {
+    (0..12).map(|k| WORDS[(i * 7 + k * 3 + k * k) % WORDS.len()]).collect::<Vec<_>>().join(" ")
+}
+
+fn main() {
+    let dir = match models::fetch_minilm(&models::default_models_dir(), None) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("SKIP: model unavailable ({e}); run `cairn models fetch minilm`");
+            return;
+        }
+    };
+    let m = MiniLm::load(&dir, Some(models::minilm_sha256())).unwrap();
+    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    println!("all-MiniLM-L6-v2 on candle (CPU, {threads} threads), 12-word sentences");
+    let mut single_rate = 0.0;
+    for batch in [1usize, 8, 32] {
+        let sents: Vec<String> = (0..batch).map(sentence).collect();
+        let refs: Vec<&str> = sents.iter().map(String::as_str).collect();
+        m.embed(&refs).unwrap(); // warm
+        let rounds = (256 / batch).max(8);
+        let t = Instant::now();
+        for _ in 0..rounds {
+            std::hint::black_box(m.embed(&refs).unwrap());
+        }
+        let secs = t.elapsed().as_secs_f64();
+        let rate = (rounds * batch) as f64 / secs;
+        if batch == 1 {
+            single_rate = rate;
+        }
+        println!(
+            "  batch {batch:>2}: {rate:8.1} embeddings/s  ({:.2} ms per batch; {:.2}x batch-1 throughput)",
+            secs * 1000.0 / rounds as f64,
+            rate / single_rate
+        );
+    }
+
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    rt.block_on(protocol_overhead(m));
+}
+
+async fn protocol_overhead(m: MiniLm) {
+    let dir = tempfile::tempdir().unwrap();
+    let toml = format!(
+        r#"
+network = "regtest"
+data_dir = "{}"
+[api]
+listen = "127.0.0.1:0"
+[bitcoin]
+mode = "none"
+[lifecycle]
+pow_difficulty = 4
+audit_min_ppm = 0
+epoch_interval_secs = 3600
+[[class]]
+name = "minilm"
+executor = "embedding"
+model_hash = "{}"
+rule = {{ cosine = 0.9999 }}
+replication = 1
+reward_per_unit = 10
+max_input_bytes = 65536
+lease_secs = 60
+reveal_secs = 60
+"#,
+        dir.path().display(),
+        models::MINILM_SHA256
+    );
+    let (info, stop, handle) = common::start_node(&toml).await;
+    let token = std::fs::read_to_string(dir.path().join("operator.token")).unwrap().trim().to_string();
+    let w = common::Worker::start(common::key(7), &info.p2p[0]).await;
+    let coord = cairn_spec::PubKey::from_hex(&info.coordinator).unwrap();
+    assert!(matches!(w.register(coord, 4).await, ResponseBody::Ack));
+    println!("protocol overhead per task (coordinator node on loopback: libp2p, RocksDB synced writes; replication 1)");
+    let mut nonce = 0u64;
+    for batch in [1usize, 8] {
+        let n = 30;
+        let (mut proto, mut exec) = (Duration::ZERO, Duration::ZERO);
+        for _ in 0..n {
+            nonce += 1;
+            let text: Vec<String> = (0..batch).map(|k| sentence(nonce as usize * 31 + k)).collect();
+            let body = serde_json::json!({
+                "class": "minilm", "input_text": text.join("\n"), "units": batch, "budget_sats": 100_000, "nonce": nonce,
+            });
+            let (s, v) = common::http(info.api, "POST", "/v1/tasks", Some(&token), Some(&body.to_string()));
+            assert!(s == 201 || s == 200, "{s} {v}");
+            let id = Hash32::from_hex(v["id"].as_str().unwrap()).unwrap();
+            let t = Instant::now();
+            assert!(matches!(w.claim(id).await, ResponseBody::Lease { .. }));
+            proto += t.elapsed();
+            let t = Instant::now();
+            let result = m.run(text.join("\n").as_bytes()).unwrap();
+            exec += t.elapsed();
+            let t = Instant::now();
+            assert!(matches!(w.commit(id, &result).await, ResponseBody::Ack));
+            assert!(matches!(w.reveal(id, &result).await, ResponseBody::Ack));
+            proto += t.elapsed();
+        }
+        let (p, e) = (proto.as_secs_f64() * 1000.0 / n as f64, exec.as_secs_f64() * 1000.0 / n as f64);
+        println!(
+            "  batch {batch:>2}: execution {e:7.2} ms, claim+commit+reveal {p:6.2} ms per task: overhead {:.2}x the execution time",
+            p / e
+        );
+    }
+    let _ = stop.send(());
+    let _ = handle.await;
+}

@@ -1,0 +1,201 @@
+//! End to end on loopback: a coordinator and three `cairn-worker` agents running the real
+//! embedding model. 50 tasks with replication 2 are all decided and accepted, receipts issued
+//! and the ledger credited; a fourth worker patched to return random vectors is caught and
+//! banned; the honest workers are never penalised. Skips with one line without the model.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::print_stderr, clippy::indexing_slicing, missing_docs)]
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cairn_spec::{ComparisonRule, ExecutorKind, Hash32};
+use cairn_worker::agent::{self, Hooks, WorkerInfo};
+use cairn_worker::config::{CoordinatorEntry, WorkerConfig};
+use cairn_worker::executor::embedding::MiniLm;
+use cairn_worker::executor::{ExecError, Executor};
+use cairn_worker::journal::Journal;
+use cairn_worker::models;
+use common::{http, start_node, ADDR};
+use serde_json::Value;
+
+/// A dishonest worker: the real model's declarations, random unit vectors as results.
+struct RandomVectors(Arc<MiniLm>);
+
+impl Executor for RandomVectors {
+    fn kind(&self) -> ExecutorKind {
+        ExecutorKind::Embedding
+    }
+    fn rule(&self) -> ComparisonRule {
+        self.0.rule()
+    }
+    fn model_hash(&self) -> Hash32 {
+        self.0.model_hash()
+    }
+    fn run(&self, input: &[u8]) -> Result<Vec<u8>, ExecError> {
+        let n = cairn_worker::executor::embedding::sentences(input)?.len();
+        let mut seed = [0u8; 32];
+        getrandom::fill(&mut seed).unwrap();
+        let v: Vec<f32> = (0..n * 384)
+            .map(|i| f32::from(seed[i % 32]) - 127.5 + (i as f32).sin())
+            .collect();
+        cairn_worker::executor::canonical_f32(&v)
+    }
+}
+
+fn worker_config(dir: &std::path::Path, coord_p2p: &str) -> WorkerConfig {
+    WorkerConfig {
+        network: "regtest".into(),
+        data_dir: dir.to_owned(),
+        payout_address: ADDR.into(),
+        coordinators: vec![CoordinatorEntry { p2p: coord_p2p.into(), api: None }],
+        p2p_listen: vec!["/ip4/127.0.0.1/tcp/0".into()],
+        ..Default::default()
+    }
+}
+
+async fn start_worker(
+    dir: &std::path::Path,
+    coord_p2p: &str,
+    exec: Arc<dyn Executor>,
+) -> (WorkerInfo, tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
+    let cfg = worker_config(dir, coord_p2p);
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let (info_tx, info_rx) = tokio::sync::oneshot::channel();
+    let h = tokio::spawn(async move {
+        let stop = async move {
+            let _ = stop_rx.await;
+        };
+        agent::run(cfg, vec![exec], stop, Hooks { started: Some(info_tx), progress: None }).await.unwrap();
+    });
+    (info_rx.await.expect("worker started"), stop_tx, h)
+}
+
+const SENTENCES: [&str; 10] = [
+    "A man is playing a guitar.",
+    "The cat sleeps on the warm windowsill.",
+    "Interest rates rose again this quarter.",
+    "Bitcoin blocks are found about every ten minutes.",
+    "She planted tomatoes in the spring.",
+    "The train to the city was delayed.",
+    "Proof of work makes rewriting history expensive.",
+    "Children were playing football in the park.",
+    "A recipe for bread needs flour, water and yeast.",
+    "The committee approved the new budget.",
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_honest_workers_and_a_cheater() {
+    let model_dir = match models::fetch_minilm(&models::default_models_dir(), None) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("SKIP: model all-MiniLM-L6-v2 unavailable ({e}); run `cairn models fetch minilm`");
+            return;
+        }
+    };
+    let model = Arc::new(MiniLm::load(&model_dir, Some(models::minilm_sha256())).unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    let toml = format!(
+        r#"
+network = "regtest"
+data_dir = "{}"
+[api]
+listen = "127.0.0.1:0"
+[bitcoin]
+mode = "none"
+[lifecycle]
+pow_difficulty = 8
+audit_min_ppm = 0
+epoch_max_receipts = 40
+epoch_interval_secs = 3600
+max_escalations = 2
+[[class]]
+name = "minilm"
+executor = "embedding"
+model_hash = "{}"
+rule = {{ cosine = 0.9999 }}
+replication = 2
+reward_per_unit = 100
+max_input_bytes = 4096
+lease_secs = 60
+reveal_secs = 60
+"#,
+        dir.path().join("coord").display(),
+        models::MINILM_SHA256
+    );
+    let (info, stop, handle) = start_node(&toml).await;
+    let api = info.api;
+    let token = std::fs::read_to_string(dir.path().join("coord/operator.token")).unwrap().trim().to_string();
+    let p2p = info.p2p[0].clone();
+
+    let mut workers = Vec::new();
+    for i in 0..3 {
+        let w = start_worker(&dir.path().join(format!("w{i}")), &p2p, model.clone()).await;
+        assert_eq!(w.0.classes.len(), 1, "the embedding class is runnable");
+        workers.push(w);
+    }
+    let cheater = start_worker(&dir.path().join("cheat"), &p2p, Arc::new(RandomVectors(model.clone()))).await;
+
+    let mut ids = Vec::new();
+    for n in 0..50u64 {
+        let text = format!("{}\n{}", SENTENCES[(n % 10) as usize], SENTENCES[((n / 10 + n + 1) % 10) as usize]);
+        let body = serde_json::json!({
+            "class": "minilm", "input_text": text, "units": 2, "budget_sats": 2000, "nonce": n,
+        });
+        let (s, v) = http(api, "POST", "/v1/tasks", Some(&token), Some(&body.to_string()));
+        assert!(s == 201 || s == 200, "{s} {v}");
+        ids.push(v["id"].as_str().unwrap().to_string());
+    }
+
+    // Every task reaches a verdict.
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let mut views: Vec<Value>;
+    loop {
+        views = ids.iter().map(|id| http(api, "GET", &format!("/v1/tasks/{id}"), None, None).1).collect();
+        let open = views.iter().filter(|v| v["phase"] != "decided" && v["phase"] != "failed").count();
+        if open == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{open} tasks still open: {:?}", views.iter().find(|v| v["phase"] != "decided"));
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let decided = views.iter().filter(|v| v["phase"] == "decided").count();
+    assert_eq!(decided, 50, "all tasks accepted: {:?}", views.iter().find(|v| v["phase"] != "decided"));
+
+    // The cheater is caught and banned; the honest are never penalised.
+    let cheat_key = cheater.0.key.to_hex();
+    let (_, cw) = http(api, "GET", &format!("/v1/workers/{cheat_key}"), None, None);
+    eprintln!("cheater: {cw}");
+    assert_eq!(cw["status"], "banned", "{cw}");
+    let mut credited = 0u64;
+    for (w, _, _) in &workers {
+        let k = w.key.to_hex();
+        let (_, v) = http(api, "GET", &format!("/v1/workers/{k}"), None, None);
+        assert_eq!(v["status"], "active", "{v}");
+        assert_eq!(v["rejected"], 0, "an honest worker was penalised: {v}");
+        let (s, l) = http(api, "GET", &format!("/v1/ledger/{k}"), None, None);
+        if s == 200 {
+            credited += l["locked"].as_u64().unwrap() + l["claimable"].as_u64().unwrap();
+        }
+    }
+    // 50 tasks × 2 replicas × 2 units × 100 sats, all to honest workers (the cheater's share
+    // of agreeing work is forfeited).
+    assert!(credited >= 50 * 2 * 200 - 400, "credited {credited}");
+
+    // Each honest worker saw its receipts (over gossip) and journaled them.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut receipts = 0;
+    for i in 0..3 {
+        let j = Journal::load(&dir.path().join(format!("w{i}/journal.json"))).unwrap();
+        assert_eq!(j.totals.rejected, 0);
+        receipts += j.totals.accepted;
+    }
+    assert!(receipts >= 90, "honest workers journaled {receipts} accepted receipts");
+
+    for (_, stop_w, h) in workers.into_iter().chain([cheater]) {
+        let _ = stop_w.send(());
+        let _ = h.await;
+    }
+    let _ = stop.send(());
+    let _ = handle.await;
+}
