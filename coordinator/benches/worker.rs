@@ -6,6 +6,7 @@
 //!    synced writes) and a worker speaking libp2p run tasks one after another; the time of
 //!    claim, commit and reveal round trips is set against the execution time of the same task
 //!    (batches of 1 and 8 sentences), as a fraction.
+//!
 //! Prints figures; asserts nothing about time. Skips without the model.
 #![allow(
     clippy::unwrap_used,
@@ -28,8 +29,22 @@ use cairn_worker::executor::Executor;
 use cairn_worker::models;
 
 const WORDS: [&str; 16] = [
-    "miners", "verify", "blocks", "while", "workers", "embed", "sentences", "about", "rivers",
-    "markets", "guitars", "and", "bread", "under", "a", "quiet",
+    "miners",
+    "verify",
+    "blocks",
+    "while",
+    "workers",
+    "embed",
+    "sentences",
+    "about",
+    "rivers",
+    "markets",
+    "guitars",
+    "and",
+    "bread",
+    "under",
+    "a",
+    "quiet",
 ];
 
 fn sentence(i: usize) -> String {

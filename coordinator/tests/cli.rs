@@ -121,3 +121,50 @@ fn coordinator_config_precedence_file_env_flag() {
     assert!(!out.status.success());
     assert!(text(&out.stderr).contains("moon"));
 }
+
+#[test]
+fn worker_settings_are_checked_before_anything_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("c.key");
+    assert!(cairn(&["keygen", "--out", key.to_str().unwrap()]).status.success());
+    let out = cairn(&["pubkey", "--key", key.to_str().unwrap()]);
+    let peer = text(&out.stdout).lines().nth(1).unwrap().strip_prefix("peer id: ").unwrap().to_owned();
+    let coord = format!("/ip4/127.0.0.1/tcp/1/p2p/{peer}");
+    let data = dir.path().join("w");
+    let base =
+        ["worker", "--network", "regtest", "--data-dir", data.to_str().unwrap(), "--coordinator", &coord];
+    // A mainnet address on regtest: the sats could never be paid.
+    let mut args = base.to_vec();
+    args.extend(["--payout-address", "bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4"]);
+    let out = cairn(&args);
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("not a regtest address"), "{}", text(&out.stderr));
+    // No payout address at all.
+    let out = cairn(&base);
+    assert!(text(&out.stderr).contains("payout_address is required"), "{}", text(&out.stderr));
+    // A coordinator address without its peer id.
+    let out = cairn(&[
+        "worker",
+        "--payout-address",
+        "bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080",
+        "--coordinator",
+        "/ip4/127.0.0.1/tcp/1",
+    ]);
+    assert!(text(&out.stderr).contains("/p2p/"), "{}", text(&out.stderr));
+    // Env and flags resolve; --print-config shows the result and starts nothing.
+    let out = Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .args(base)
+        .args(["--print-config", "--concurrent-tasks", "3"])
+        .env("CAIRN_PAYOUT_ADDRESS", "bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080")
+        .env("CAIRN_CONCURRENT_TASKS", "7")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["limits"]["concurrent_tasks"], 3, "the flag beats the environment");
+    assert_eq!(v["payout_address"], "bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080");
+    assert!(!data.exists(), "print-config creates nothing");
+    // An unknown model name is a clear error.
+    let out = cairn(&["models", "fetch", "gpt5", "--models-dir", dir.path().to_str().unwrap()]);
+    assert!(text(&out.stderr).contains("unknown model"), "{}", text(&out.stderr));
+}

@@ -2,7 +2,14 @@
 //! embedding model. 50 tasks with replication 2 are all decided and accepted, receipts issued
 //! and the ledger credited; a fourth worker patched to return random vectors is caught and
 //! banned; the honest workers are never penalised. Skips with one line without the model.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::print_stderr, clippy::indexing_slicing, missing_docs)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stderr,
+    clippy::indexing_slicing,
+    missing_docs
+)]
 
 mod common;
 
@@ -36,9 +43,7 @@ impl Executor for RandomVectors {
         let n = cairn_worker::executor::embedding::sentences(input)?.len();
         let mut seed = [0u8; 32];
         getrandom::fill(&mut seed).unwrap();
-        let v: Vec<f32> = (0..n * 384)
-            .map(|i| f32::from(seed[i % 32]) - 127.5 + (i as f32).sin())
-            .collect();
+        let v: Vec<f32> = (0..n * 384).map(|i| f32::from(seed[i % 32]) - 127.5 + (i as f32).sin()).collect();
         cairn_worker::executor::canonical_f32(&v)
     }
 }
@@ -138,7 +143,8 @@ reveal_secs = 60
 
     let mut ids = Vec::new();
     for n in 0..50u64 {
-        let text = format!("{}\n{}", SENTENCES[(n % 10) as usize], SENTENCES[((n / 10 + n + 1) % 10) as usize]);
+        let text =
+            format!("{}\n{}", SENTENCES[(n % 10) as usize], SENTENCES[((n / 10 + n + 1) % 10) as usize]);
         let body = serde_json::json!({
             "class": "minilm", "input_text": text, "units": 2, "budget_sats": 2000, "nonce": n,
         });
@@ -156,7 +162,11 @@ reveal_secs = 60
         if open == 0 {
             break;
         }
-        assert!(Instant::now() < deadline, "{open} tasks still open: {:?}", views.iter().find(|v| v["phase"] != "decided"));
+        assert!(
+            Instant::now() < deadline,
+            "{open} tasks still open: {:?}",
+            views.iter().find(|v| v["phase"] != "decided")
+        );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     let decided = views.iter().filter(|v| v["phase"] == "decided").count();
@@ -191,6 +201,27 @@ reveal_secs = 60
         receipts += j.totals.accepted;
     }
     assert!(receipts >= 90, "honest workers journaled {receipts} accepted receipts");
+
+    // `cairn worker status`: every receipt checked against the coordinator's signatures and
+    // its signed epoch headers, earnings read from the ledger.
+    let (s, v) = http(api, "POST", "/v1/epochs/close", Some(&token), None);
+    assert!(s < 300, "{s} {v}");
+    let mut cfg = worker_config(&dir.path().join("w0"), &p2p);
+    cfg.coordinators[0].api = Some(format!("http://{api}"));
+    let me = workers[0].0.key;
+    let report = tokio::task::spawn_blocking(move || {
+        let j = Journal::load(&cfg.data_dir.join("journal.json")).unwrap();
+        cairn_worker::status::report(&cfg, &me, &j, None)
+    })
+    .await
+    .unwrap();
+    eprintln!("status: {}", serde_json::to_string(&report["coordinators"][0]["receipts_checked"]).unwrap());
+    let c = &report["coordinators"][0];
+    assert_eq!(c["receipt_failures"].as_array().unwrap().len(), 0, "{c}");
+    let included = c["receipts_checked"]["included"].as_u64().unwrap_or(0);
+    assert_eq!(included, report["totals"]["accepted"].as_u64().unwrap().min(100), "{c}");
+    assert!(c["earnings_sats"]["locked"].as_u64().unwrap() > 0, "{c}");
+    assert_eq!(c["standing"]["status"], "active");
 
     for (_, stop_w, h) in workers.into_iter().chain([cheater]) {
         let _ = stop_w.send(());

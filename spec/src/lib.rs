@@ -36,7 +36,9 @@ pub use proof::{OtsOp, ProofError, ReceiptProof, VerifiedProof};
 pub use receipt::{SignedReceipt, Verdict, WorkReceipt};
 pub use signed::{Object, Signed, Signer};
 pub use task::{ComparisonRule, ExecutorKind, Payload, Task, TaskClass};
-pub use wire::{Claim, GossipMessage, Request, RequestBody, Response, ResponseBody, TaskAnnouncement, Terms, Topic};
+pub use wire::{
+    Claim, GossipMessage, Request, RequestBody, Response, ResponseBody, TaskAnnouncement, Terms, Topic,
+};
 pub use work::{Bond, Commitment, Registration, Reveal};
 
 /// The protocol version this crate implements (SPEC.md §1).

@@ -170,7 +170,8 @@ pub async fn run(
         ncfg.listen = cfg.p2p_listen.clone();
     }
     let (net, mut events) = Network::start(ncfg, &key).await.map_err(|e| AgentError::P2p(e.to_string()))?;
-    let p2p = net.wait_listening(Duration::from_secs(10)).await.map_err(|e| AgentError::P2p(e.to_string()))?;
+    let p2p =
+        net.wait_listening(Duration::from_secs(10)).await.map_err(|e| AgentError::P2p(e.to_string()))?;
 
     // Events are drained from the start so the network never stalls while we register.
     let (gossip_tx, mut gossip_rx) = tokio::sync::mpsc::channel::<(GossipMessage, cairn_p2p::GossipId)>(1024);
@@ -178,7 +179,9 @@ pub async fn run(
     tokio::spawn(async move {
         while let Some(ev) = events.recv().await {
             if let NetworkEvent::Gossip { message, id, .. } = ev {
-                if let Err(tokio::sync::mpsc::error::TrySendError::Full((_, id))) = gossip_tx.try_send((message, id)) {
+                if let Err(tokio::sync::mpsc::error::TrySendError::Full((_, id))) =
+                    gossip_tx.try_send((message, id))
+                {
                     let _ = net2.report(id, Acceptance::Ignore).await;
                 }
             }
@@ -189,8 +192,12 @@ pub async fn run(
     let mut journal = journal;
     for entry in &cfg.coordinators {
         let peer_part = entry.p2p.rsplit_once("/p2p/").map(|(_, p)| p).unwrap_or_default();
-        let peer: Peer = peer_part.parse().map_err(|_| AgentError::Unreachable(entry.p2p.clone(), "bad peer id".into()))?;
-        let ckey = peer.protocol_key().ok_or_else(|| AgentError::Unreachable(entry.p2p.clone(), "not a Cairn peer id".into()))?;
+        let peer: Peer = peer_part
+            .parse()
+            .map_err(|_| AgentError::Unreachable(entry.p2p.clone(), "bad peer id".into()))?;
+        let ckey = peer
+            .protocol_key()
+            .ok_or_else(|| AgentError::Unreachable(entry.p2p.clone(), "not a Cairn peer id".into()))?;
         let terms = terms(&net, &peer, &entry.p2p).await?;
         let mut classes = HashMap::new();
         for class in &terms.classes {
@@ -208,14 +215,27 @@ pub async fn run(
                 Some(e) => {
                     classes.insert(class.id(), (class.clone(), e.clone()));
                 }
-                None => tracing::info!(target: "cairn::worker", class = %class.name, reasons = ?why, "class skipped"),
+                None => {
+                    tracing::info!(target: "cairn::worker", class = %class.name, reasons = ?why, "class skipped")
+                }
             }
         }
         if classes.is_empty() {
             tracing::warn!(target: "cairn::worker", coordinator = %ckey, "no class of this coordinator can run here");
         }
-        register(&cfg, &key, &net, &peer, &entry.p2p, ckey, &terms, &mut journal, &journal_path, hooks.progress.clone())
-            .await?;
+        register(
+            &cfg,
+            &key,
+            &net,
+            &peer,
+            &entry.p2p,
+            ckey,
+            &terms,
+            &mut journal,
+            &journal_path,
+            hooks.progress.clone(),
+        )
+        .await?;
         coords.push(Coord { key: ckey, peer, addr: entry.p2p.clone(), classes });
     }
     if coords.iter().all(|c| c.classes.is_empty()) {
@@ -226,7 +246,10 @@ pub async fn run(
     let info = WorkerInfo {
         key: key.public(),
         p2p,
-        classes: coords.iter().flat_map(|c| c.classes.values().map(|(k, _)| (c.key, k.name.clone()))).collect(),
+        classes: coords
+            .iter()
+            .flat_map(|c| c.classes.values().map(|(k, _)| (c.key, k.name.clone())))
+            .collect(),
     };
     let pending: Vec<Job> = journal.jobs.values().filter(|j| !j.is_final()).cloned().collect();
     let shared = Arc::new(Shared {
@@ -309,10 +332,14 @@ async fn register(
     };
     if let Some(b) = &cfg.bond {
         if terms.bond_min_sats == 0 {
-            return Err(AgentError::Refused(addr.to_owned(), "this coordinator does not accept bonds".into()));
+            return Err(AgentError::Refused(
+                addr.to_owned(),
+                "this coordinator does not accept bonds".into(),
+            ));
         }
         let bond_key = keyfile::load(&b.key_file)?;
-        let txid = Hash32::from_hex(&b.txid).map_err(|e| AgentError::Refused(addr.to_owned(), format!("bond txid: {e}")))?;
+        let txid = Hash32::from_hex(&b.txid)
+            .map_err(|e| AgentError::Refused(addr.to_owned(), format!("bond txid: {e}")))?;
         // Bitcoin shows txids byte-reversed; the protocol carries them in internal order.
         let mut internal = txid.0;
         internal.reverse();
@@ -341,9 +368,10 @@ async fn register(
     for _ in 0..30 {
         match net.request(peer, body.clone(), REQUEST_TIMEOUT).await {
             Ok(ResponseBody::Ack) => {
-                journal
-                    .registrations
-                    .insert(ck, RegistrationRecord { payout_address: cfg.payout_address.clone(), at: unix_now() });
+                journal.registrations.insert(
+                    ck,
+                    RegistrationRecord { payout_address: cfg.payout_address.clone(), at: unix_now() },
+                );
                 journal.save(journal_path)?;
                 tracing::info!(target: "cairn::worker", coordinator = %coordinator, "registered");
                 return Ok(());
@@ -400,8 +428,12 @@ fn on_gossip(shared: &Arc<Shared>, message: GossipMessage) -> Acceptance {
             let why_not = match coord.classes.get(&task.class) {
                 None => Some("class not run here"),
                 Some(_) if !matches!(task.input, Payload::Inline(_)) => Some("blob inputs are not fetched"),
-                Some(_) if task.input.size() > u64::from(shared.max_input) => Some("input above limits.max_input_bytes"),
-                Some((c, _)) if task.input.size() > u64::from(c.max_input_bytes) => Some("input above the class limit"),
+                Some(_) if task.input.size() > u64::from(shared.max_input) => {
+                    Some("input above limits.max_input_bytes")
+                }
+                Some((c, _)) if task.input.size() > u64::from(c.max_input_bytes) => {
+                    Some("input above the class limit")
+                }
                 _ => None,
             };
             if let Some(why) = why_not {

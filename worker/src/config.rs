@@ -211,7 +211,8 @@ impl WorkerConfig {
 
     /// Reads and parses a file.
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read(path.to_owned(), e.to_string()))?;
+        let text =
+            std::fs::read_to_string(path).map_err(|e| ConfigError::Read(path.to_owned(), e.to_string()))?;
         Self::from_toml(&text)
     }
 
@@ -262,7 +263,9 @@ impl WorkerConfig {
         let network = self.network()?;
         check_payout_address(&self.payout_address, network)?;
         if self.coordinators.is_empty() {
-            return Err(ConfigError::Invalid("no coordinator to work for (set [[coordinator]] p2p = ...)".into()));
+            return Err(ConfigError::Invalid(
+                "no coordinator to work for (set [[coordinator]] p2p = ...)".into(),
+            ));
         }
         for c in &self.coordinators {
             let peer = c.p2p.rsplit_once("/p2p/").map(|(_, p)| p).unwrap_or_default();
@@ -275,7 +278,9 @@ impl WorkerConfig {
             }
             if let Some(api) = &c.api {
                 if !api.starts_with("http://") {
-                    return Err(ConfigError::Invalid(format!("coordinator api {api:?} must be an http:// URL")));
+                    return Err(ConfigError::Invalid(format!(
+                        "coordinator api {api:?} must be an http:// URL"
+                    )));
                 }
             }
         }
@@ -287,7 +292,10 @@ impl WorkerConfig {
             return Err(ConfigError::Invalid("limits.max_pow_bits above 40".into()));
         }
         if let Some(c) = &self.command {
-            if c.timeout_secs == 0 || c.max_output_bytes == 0 || c.max_output_bytes > cairn_spec::task::MAX_INLINE_BYTES {
+            if c.timeout_secs == 0
+                || c.max_output_bytes == 0
+                || c.max_output_bytes > cairn_spec::task::MAX_INLINE_BYTES
+            {
                 return Err(ConfigError::Invalid(format!(
                     "command: timeout_secs must be positive and max_output_bytes 1-{}",
                     cairn_spec::task::MAX_INLINE_BYTES
@@ -298,8 +306,13 @@ impl WorkerConfig {
             if !c.url.starts_with("http://") {
                 return Err(ConfigError::Invalid(format!("chat.url {:?} must be an http:// URL", c.url)));
             }
-            if c.timeout_secs == 0 || c.max_output_bytes == 0 || c.max_output_bytes > cairn_spec::task::MAX_INLINE_BYTES {
-                return Err(ConfigError::Invalid("chat: timeout_secs and max_output_bytes must be in range".into()));
+            if c.timeout_secs == 0
+                || c.max_output_bytes == 0
+                || c.max_output_bytes > cairn_spec::task::MAX_INLINE_BYTES
+            {
+                return Err(ConfigError::Invalid(
+                    "chat: timeout_secs and max_output_bytes must be in range".into(),
+                ));
             }
         }
         if let Some(b) = &self.bond {
@@ -376,7 +389,7 @@ mod tests {
 network = "regtest"
 payout_address = "bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080"
 [[coordinator]]
-p2p = "/ip4/127.0.0.1/tcp/1/p2p/16Uiu2HAmQvcqzuxKv2tdYKotxkrfF8C3gnMfiunTe2nUeqcNzpca"
+p2p = "/ip4/127.0.0.1/tcp/1/p2p/16Uiu2HAm9DaeEPb9MJBHzW9KwDSjdqpbJEycRADMqvfX8mVerQUx"
 [limits]
 concurrent_tasks = 3
 "#,

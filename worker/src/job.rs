@@ -108,7 +108,16 @@ pub const MAX_RETRIES: u32 = 20;
 impl Job {
     /// A job for an announced task.
     pub fn new(coordinator: PubKey, task: Task, id: Hash32, class_name: String, reveal_secs: u64) -> Self {
-        Job { coordinator, task, id, class_name, reveal_secs, stage: Stage::New, retries: 0, last_error: None }
+        Job {
+            coordinator,
+            task,
+            id,
+            class_name,
+            reveal_secs,
+            stage: Stage::New,
+            retries: 0,
+            last_error: None,
+        }
     }
 
     /// Whether nothing more will happen to this job.

@@ -83,7 +83,9 @@ impl Journal {
                 }
                 Ok(j)
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Journal { version: VERSION, ..Default::default() }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Ok(Journal { version: VERSION, ..Default::default() })
+            }
             Err(e) => Err(JournalError::Io(path.to_owned(), e.to_string())),
         }
     }
@@ -108,9 +110,21 @@ impl Journal {
     }
 
     /// Records that `job` changed; counts it when it became final and prunes old final jobs.
+    /// Stages only move forward: a job's driver and the receipt it gets race, and a receipt
+    /// recorded first must not be overwritten by the driver's older view. A receipt still
+    /// replaces an abandonment (the coordinator's verdict is what counts).
     pub fn update(&mut self, job: Job) {
-        let was_final = self.jobs.get(&job.id).is_some_and(Job::is_final);
-        if job.is_final() && !was_final {
+        let old = self.jobs.get(&job.id).map(|j| &j.stage);
+        match (old, &job.stage) {
+            (Some(Stage::Done { .. }), _) => return,
+            (Some(Stage::Abandoned { .. }), Stage::Done { .. }) => {
+                self.totals.abandoned = self.totals.abandoned.saturating_sub(1);
+                self.finished.retain(|id| *id != job.id);
+            }
+            (Some(Stage::Abandoned { .. }), _) => return,
+            _ => {}
+        }
+        if job.is_final() {
             match &job.stage {
                 Stage::Done { verdict, reward_sats, .. } if verdict.is_accepted() => {
                     self.totals.accepted += 1;
@@ -145,5 +159,44 @@ mod tests {
         assert_eq!(Journal::load(&p).unwrap(), j);
         std::fs::write(&p, b"{not json").unwrap();
         assert!(matches!(Journal::load(&p), Err(JournalError::Corrupt(..))));
+    }
+
+    #[test]
+    fn a_receipt_is_never_overwritten_by_an_older_view() {
+        use cairn_spec::{Network, Payload, SigningKey, Task, Verdict};
+        let k = SigningKey::from_secret_bytes([7; 32]).unwrap();
+        let task = Task {
+            network: Network::Regtest,
+            coordinator: k.public(),
+            class: Hash32::ZERO,
+            requester: k.public(),
+            nonce: 1,
+            units: 1,
+            budget_sats: 100,
+            created_at: 0,
+            input: Payload::Inline(b"x".to_vec()),
+        };
+        let mut job = Job::new(k.public(), task, Hash32([1; 32]), "c".into(), 30);
+        job.on_lease(100);
+        job.on_executed(b"r".to_vec(), Hash32([2; 32]));
+        job.on_commit_ack(1, 1);
+        let mut driver_view = job.clone();
+        let mut receipt_view = job.clone();
+        receipt_view.on_receipt(Verdict::Accepted, 100, Hash32([3; 32]), 0);
+        driver_view.on_reveal_ack();
+        let mut j = Journal::default();
+        j.update(receipt_view.clone());
+        j.update(driver_view);
+        assert_eq!(j.jobs[&job.id], receipt_view);
+        assert_eq!(j.totals.accepted, 1);
+        // A verdict replaces an abandonment, counted once.
+        let mut abandoned = job.clone();
+        abandoned.id = Hash32([9; 32]);
+        abandoned.abandon("reveal window closed".into());
+        j.update(abandoned.clone());
+        assert_eq!(j.totals.abandoned, 1);
+        abandoned.on_receipt(Verdict::NoReveal, 0, Hash32([4; 32]), 0);
+        j.update(abandoned);
+        assert_eq!((j.totals.abandoned, j.totals.rejected, j.finished.len()), (0, 1, 2));
     }
 }

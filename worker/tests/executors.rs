@@ -129,7 +129,11 @@ fn executors_take_only_classes_they_can_honour() {
     assert_eq!(cmd.run(b"echo").unwrap(), b"echo");
     assert!(can_run(&cmd, &class(ExecutorKind::Command, ComparisonRule::ExactHash, Hash32::ZERO)).is_ok());
     // Exact results satisfy a tolerance too.
-    assert!(can_run(&cmd, &class(ExecutorKind::Command, ComparisonRule::Cosine { min_ppb: 1 }, Hash32::ZERO)).is_ok());
+    assert!(can_run(
+        &cmd,
+        &class(ExecutorKind::Command, ComparisonRule::Cosine { min_ppb: 1 }, Hash32::ZERO)
+    )
+    .is_ok());
     assert!(can_run(&cmd, &class(ExecutorKind::Embedding, ComparisonRule::ExactHash, Hash32::ZERO)).is_err());
     // A pinned model this executor does not have.
     assert!(can_run(&cmd, &class(ExecutorKind::Command, ComparisonRule::ExactHash, Hash32([1; 32]))).is_err());

@@ -56,7 +56,8 @@ impl Executor for ChatExecutor {
     }
 
     fn run(&self, input: &[u8]) -> Result<Vec<u8>, ExecError> {
-        let prompt = std::str::from_utf8(input).map_err(|_| ExecError::BadInput("prompt is not UTF-8".into()))?;
+        let prompt =
+            std::str::from_utf8(input).map_err(|_| ExecError::BadInput("prompt is not UTF-8".into()))?;
         let body = json!({
             "model": self.model,
             "messages": [{ "role": "user", "content": prompt }],
@@ -84,10 +85,9 @@ impl Executor for ChatExecutor {
         }
         let v: Value = serde_json::from_str(&text)
             .map_err(|e| ExecError::Failed(format!("{url}: answer is not JSON: {e}")))?;
-        let content = v
-            .pointer("/choices/0/message/content")
-            .and_then(Value::as_str)
-            .ok_or_else(|| ExecError::Failed(format!("{url}: no choices[0].message.content in the answer")))?;
+        let content = v.pointer("/choices/0/message/content").and_then(Value::as_str).ok_or_else(|| {
+            ExecError::Failed(format!("{url}: no choices[0].message.content in the answer"))
+        })?;
         let out = canonical_text(content);
         if out.len() > self.max_output_bytes {
             return Err(ExecError::TooLarge(self.max_output_bytes));

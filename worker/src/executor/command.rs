@@ -49,7 +49,8 @@ impl Executor for CommandExecutor {
             .stderr(Stdio::piped())
             .spawn()
             .map_err(|e| ExecError::Failed(format!("cannot start {}: {e}", self.program.display())))?;
-        let (Some(mut stdin), Some(stdout), Some(stderr)) = (child.stdin.take(), child.stdout.take(), child.stderr.take())
+        let (Some(mut stdin), Some(stdout), Some(stderr)) =
+            (child.stdin.take(), child.stdout.take(), child.stderr.take())
         else {
             let _ = child.kill();
             return Err(ExecError::Failed("no pipes to the child".into()));

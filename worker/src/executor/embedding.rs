@@ -11,10 +11,10 @@
 
 use std::path::{Path, PathBuf};
 
+use cairn_spec::{ComparisonRule, ExecutorKind, Hash32};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use candle_transformers::models::bert::{BertModel, Config};
-use cairn_spec::{ComparisonRule, ExecutorKind, Hash32};
 use sha2::{Digest, Sha256};
 use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
 
@@ -76,14 +76,17 @@ impl MiniLm {
         }
         let config: Config = serde_json::from_slice(&read("config.json")?)
             .map_err(|e| ExecError::Failed(format!("config.json: {e}")))?;
-        let mut tokenizer =
-            Tokenizer::from_bytes(read("tokenizer.json")?).map_err(|e| failed("tokenizer.json")(e.to_string()))?;
+        let mut tokenizer = Tokenizer::from_bytes(read("tokenizer.json")?)
+            .map_err(|e| failed("tokenizer.json")(e.to_string()))?;
         // The file ships fixed 128-token padding and truncation; sentence-transformers pads to
         // the batch's longest and truncates at its own max_seq_length instead.
         tokenizer
             .with_truncation(Some(TruncationParams { max_length: MAX_TOKENS, ..Default::default() }))
             .map_err(|e| failed("tokenizer")(e.to_string()))?;
-        tokenizer.with_padding(Some(PaddingParams { strategy: PaddingStrategy::BatchLongest, ..Default::default() }));
+        tokenizer.with_padding(Some(PaddingParams {
+            strategy: PaddingStrategy::BatchLongest,
+            ..Default::default()
+        }));
         let device = Device::Cpu;
         let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, &device)
             .map_err(|e| failed("model.safetensors")(e.to_string()))?;
