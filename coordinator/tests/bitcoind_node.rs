@@ -121,9 +121,10 @@ async fn epochs_are_anchored_settled_and_paid_out() {
             }
             let (_, t) = http(api, "GET", &format!("/v1/tasks/{id}"), None, None);
             assert_eq!(t["phase"], "decided", "{t}");
+            id
         }
     };
-    run_task(1).await;
+    let task1 = run_task(1).await;
     assert_eq!(http(api, "POST", "/v1/epochs/close", Some(&token), None).1["closed"], 0);
 
     let wait_for = |what: &str, f: &dyn Fn() -> bool| {
@@ -145,6 +146,52 @@ async fn epochs_are_anchored_settled_and_paid_out() {
     wait_for("confirmation", &|| {
         http(api, "GET", "/v1/epochs/0", None, None).1["anchor"]["status"] == "confirmed"
     });
+    // The worker checks its own receipt: the coordinator's signatures, inclusion in the signed
+    // epoch, and the anchor in Bitcoin itself, with the auditors' verifier.
+    let (_, t) = http(api, "GET", &format!("/v1/tasks/{task1}"), None, None);
+    let slot = t["assignments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["worker"] == json!(w0.public()))
+        .unwrap()
+        .clone();
+    let receipt = cairn_spec::Hash32::from_hex(slot["receipt"].as_str().unwrap()).unwrap();
+    let url = format!("http://{api}");
+    let me = w0.public();
+    let (state, detail) = cairn_worker::status::verify_one(
+        &url,
+        &me,
+        &coordinator,
+        &task1,
+        &receipt,
+        cairn_spec::Network::Regtest,
+        Some((&rpc, 1)),
+    );
+    assert_eq!(state, "anchored", "{detail}");
+    // Too few confirmations, or someone else's receipt: refused with the reason.
+    let (state, detail) = cairn_worker::status::verify_one(
+        &url,
+        &me,
+        &coordinator,
+        &task1,
+        &receipt,
+        cairn_spec::Network::Regtest,
+        Some((&rpc, 6)),
+    );
+    assert_eq!(state, "failed", "{detail}");
+    assert!(detail.contains("depth"), "{detail}");
+    let other = w1.public();
+    let (state, _) = cairn_worker::status::verify_one(
+        &url,
+        &other,
+        &coordinator,
+        &task1,
+        &receipt,
+        cairn_spec::Network::Regtest,
+        Some((&rpc, 1)),
+    );
+    assert_eq!(state, "failed");
     // k-deep and past the challenge window: the reward becomes claimable and is paid out.
     call("generatetoaddress", json!([2, miner]));
     let worker = w0.public().to_hex();

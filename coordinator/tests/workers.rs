@@ -230,3 +230,91 @@ reveal_secs = 60
     let _ = stop.send(());
     let _ = handle.await;
 }
+
+/// A worker killed after its commitment was acknowledged restarts where it was: it reveals
+/// exactly the committed result (kept with its salt in the journal) and records the receipt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_worker_reveals_what_it_committed() {
+    use cairn_worker::job::{Job, Stage};
+    let dir = tempfile::tempdir().unwrap();
+    let (info, stop, handle) = start_node(&common::test_config(&dir.path().join("coord"))).await;
+    let api = info.api;
+    let token = std::fs::read_to_string(dir.path().join("coord/operator.token")).unwrap().trim().to_string();
+    let coord = cairn_spec::PubKey::from_hex(&info.coordinator).unwrap();
+    let wdir = dir.path().join("w");
+    let key = cairn_p2p::keyfile::create(&wdir.join("worker.key")).unwrap();
+
+    // The worker's life before the crash: registered, claimed, executed, committed.
+    let body = r#"{"class":"echo","input_text":"hello","units":1,"budget_sats":1000,"nonce":1}"#;
+    let (s, v) = http(api, "POST", "/v1/tasks", Some(&token), Some(body));
+    assert_eq!(s, 201, "{v}");
+    let id = Hash32::from_hex(v["id"].as_str().unwrap()).unwrap();
+    let before = common::Worker::start(key.clone(), &info.p2p[0]).await;
+    assert!(matches!(before.register(coord, 4).await, cairn_spec::ResponseBody::Ack));
+    assert!(matches!(before.claim(id).await, cairn_spec::ResponseBody::Lease { .. }));
+    assert!(matches!(before.commit(id, b"HELLO").await, cairn_spec::ResponseBody::Ack));
+    before.net.shutdown().await;
+    let task = {
+        let classes = http(api, "GET", "/v1/classes", None, None).1;
+        let class = Hash32::from_hex(classes["classes"][0]["id"].as_str().unwrap()).unwrap();
+        cairn_spec::Task {
+            network: cairn_spec::Network::Regtest,
+            coordinator: coord,
+            class,
+            requester: coord,
+            nonce: 1,
+            units: 1,
+            budget_sats: 1000,
+            created_at: 0,
+            input: cairn_spec::Payload::Inline(b"hello".to_vec()),
+        }
+    };
+    let mut job = Job::new(coord, task, id, "echo".into(), 30);
+    job.stage = Stage::Committed {
+        result: b"HELLO".to_vec(),
+        salt: Hash32(common::salt(&key.public(), &id)),
+        reveal_by: common::now() + 60,
+    };
+    let mut journal = Journal { version: cairn_worker::journal::VERSION, ..Default::default() };
+    journal.registrations.insert(
+        coord.to_hex(),
+        cairn_worker::journal::RegistrationRecord { payout_address: ADDR.into(), at: common::now() },
+    );
+    journal.update(job);
+    journal.save(&wdir.join("journal.json")).unwrap();
+
+    // Restart with an executor that would answer differently: the journal, not a re-run, is
+    // what gets revealed.
+    let exec = Arc::new(cairn_worker::executor::command::CommandExecutor {
+        program: "tr".into(),
+        args: vec!["a-z".into(), "A-Z".into()],
+        timeout: Duration::from_secs(5),
+        max_output_bytes: 1000,
+    });
+    let (_, stop_w, h) = start_worker(&wdir, &info.p2p[0], exec).await;
+    // A new worker's results are audited (one extra replica): another worker takes it.
+    let auditor = common::Worker::start(common::key(5), &info.p2p[0]).await;
+    assert!(matches!(auditor.register(coord, 4).await, cairn_spec::ResponseBody::Ack));
+    if matches!(auditor.claim(id).await, cairn_spec::ResponseBody::Lease { .. }) {
+        assert!(matches!(auditor.commit(id, b"HELLO").await, cairn_spec::ResponseBody::Ack));
+        let _ = auditor.reveal(id, b"HELLO").await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let j = Journal::load(&wdir.join("journal.json")).unwrap();
+        if let Stage::Done { verdict, .. } = &j.jobs[&id].stage {
+            assert!(verdict.is_accepted());
+            break;
+        }
+        assert!(Instant::now() < deadline, "no receipt: {:?}", j.jobs[&id]);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (_, t) = http(api, "GET", &format!("/v1/tasks/{id}"), None, None);
+    assert_eq!(t["phase"], "decided", "{t}");
+    assert_eq!(t["result_hash"], serde_json::json!(cairn_spec::content_hash(b"HELLO")));
+    auditor.net.shutdown().await;
+    let _ = stop_w.send(());
+    let _ = h.await;
+    let _ = stop.send(());
+    let _ = handle.await;
+}
