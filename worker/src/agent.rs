@@ -338,15 +338,9 @@ async fn register(
             ));
         }
         let bond_key = keyfile::load(&b.key_file)?;
-        let txid = Hash32::from_hex(&b.txid)
-            .map_err(|e| AgentError::Refused(addr.to_owned(), format!("bond txid: {e}")))?;
-        // Bitcoin shows txids byte-reversed; the protocol carries them in internal order.
-        let mut internal = txid.0;
-        internal.reverse();
-        let txid = Hash32(internal);
-        let msg = bond_message(&coordinator, &key.public(), &txid, b.vout);
-        let signature = bond_key.sign(&msg, &random32());
-        reg.bond = Some(Box::new(Bond { txid, vout: b.vout, key: bond_key.public(), signature }));
+        let bond = bond_proof(&coordinator, &key.public(), &b.txid, b.vout, &bond_key)
+            .map_err(|e| AgentError::Refused(addr.to_owned(), e))?;
+        reg.bond = Some(Box::new(bond));
     } else {
         if terms.pow_difficulty > cfg.limits.max_pow_bits {
             return Err(AgentError::Refused(
@@ -389,6 +383,23 @@ async fn register(
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     Err(AgentError::Unreachable(addr.to_owned(), last))
+}
+
+/// The bond proof for output `txid:vout` (txid as Bitcoin Core shows it): the output key
+/// `bond_key` signs the bond message binding coordinator, worker and outpoint (SPEC §5.4).
+pub fn bond_proof(
+    coordinator: &PubKey,
+    worker: &PubKey,
+    txid: &str,
+    vout: u32,
+    bond_key: &SigningKey,
+) -> Result<Bond, String> {
+    use bitcoin::hashes::Hash as _;
+    let txid: bitcoin::Txid = txid.parse().map_err(|e| format!("bond txid {txid:?}: {e}"))?;
+    // The protocol carries txids in Bitcoin's internal byte order.
+    let txid = Hash32(txid.to_byte_array());
+    let signature = bond_key.sign(&bond_message(coordinator, worker, &txid, vout), &random32());
+    Ok(Bond { txid, vout, key: bond_key.public(), signature })
 }
 
 /// Solves the registration's proof-of-work, reporting progress every 2^16 tries.
@@ -646,4 +657,47 @@ pub fn executors_from_config(cfg: &WorkerConfig) -> Result<Vec<Arc<dyn Executor>
         out.push(Arc::new(c));
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn bond_proofs_verify_and_carry_the_internal_txid() {
+        let (c, w, b) = (
+            SigningKey::from_secret_bytes([1; 32]).unwrap(),
+            SigningKey::from_secret_bytes([2; 32]).unwrap(),
+            SigningKey::from_secret_bytes([3; 32]).unwrap(),
+        );
+        let shown = "00000000000000000000000000000000000000000000000000000000000000ff";
+        let bond = bond_proof(&c.public(), &w.public(), shown, 1, &b).unwrap();
+        assert!(bond.verify(&c.public(), &w.public()));
+        assert!(!bond.verify(&c.public(), &c.public()), "bound to the worker");
+        assert_eq!(bond.txid.0[0], 0xff, "Bitcoin shows txids byte-reversed");
+        assert!(bond_proof(&c.public(), &w.public(), "xyz", 1, &b).is_err());
+    }
+
+    #[test]
+    fn proof_of_work_reports_progress_and_solves() {
+        let k = SigningKey::from_secret_bytes([4; 32]).unwrap();
+        let reg = Registration {
+            network: cairn_spec::Network::Regtest,
+            coordinator: k.public(),
+            worker: k.public(),
+            payout_address: "bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080".into(),
+            created_at: 1,
+            pow_nonce: 0,
+            bond: None,
+        };
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let s2 = seen.clone();
+        let progress: Progress = Arc::new(move |t, e| s2.lock().unwrap().push((t, e)));
+        let solved = solve(reg, 18, Some(progress));
+        assert!(solved.work_bits() >= 18);
+        let seen = seen.lock().unwrap();
+        assert!(seen.iter().all(|(_, e)| *e == 1 << 18));
+        assert!(seen.last().is_some_and(|(t, e)| t >= e), "the bar ends full");
+    }
 }

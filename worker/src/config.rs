@@ -316,8 +316,7 @@ impl WorkerConfig {
             }
         }
         if let Some(b) = &self.bond {
-            cairn_spec::Hash32::from_hex(&b.txid)
-                .map_err(|e| ConfigError::Invalid(format!("bond.txid: {e}")))?;
+            b.txid.parse::<bitcoin::Txid>().map_err(|e| ConfigError::Invalid(format!("bond.txid: {e}")))?;
         }
         Ok(())
     }
