@@ -124,7 +124,7 @@ struct WorkerArgs {
     /// Bitcoin address rewards are paid to (checked against the network).
     #[arg(long, env = "CAIRN_PAYOUT_ADDRESS", global = true)]
     payout_address: Option<String>,
-    /// Coordinators' p2p addresses (ending in /p2p/<peer id>), comma separated.
+    /// Coordinators' p2p addresses (ending in `/p2p/<peer id>`), comma separated.
     #[arg(long = "coordinator", env = "CAIRN_COORDINATORS", value_delimiter = ',', global = true)]
     coordinators: Option<Vec<String>>,
     /// The first coordinator's HTTP API (for status: earnings and receipt proofs).
