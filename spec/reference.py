@@ -604,6 +604,55 @@ def parse_tx(b):
 
 def decode_proof(b):
     r = Reader(b)
+    p = read_proof(r)
+    r.finish()
+    return p
+
+
+BUNDLE_MAGIC = b"cairnpb\x00"
+
+
+def decode_bundle(b):
+    """§8.4: magic, version, a receipt proof, then up to 4032 80-byte block headers."""
+    r = Reader(b)
+    if r.take(8) != BUNDLE_MAGIC:
+        raise DecodeError("invalid_value")
+    dec_version(r)
+    p = read_proof(r)
+    n = r.uint(2)
+    if n > 4032:
+        raise DecodeError("too_long")
+    headers = [r.take(80) for _ in range(n)]
+    r.finish()
+    return p, headers
+
+
+OTS_MAGIC = b"\x00OpenTimestamps\x00\x00Proof\x00\xbf\x89\xe2\xe8\x84\xe8\x92\x94"
+OTS_BITCOIN = bytes.fromhex("0588960d73d71901")
+
+
+def ots_varuint(n):
+    out = b""
+    while True:
+        b, n = n & 0x7F, n >> 7
+        if n == 0:
+            return out + bytes([b])
+        out += bytes([b | 0x80])
+
+
+def ots_file(digest, ops, height):
+    """§9.1: a detached timestamp file, as python-opentimestamps writes one."""
+    out = OTS_MAGIC + ots_varuint(1) + b"\x08" + digest
+    for op, arg in ops:
+        if op == "sha256":
+            out += b"\x08"
+        else:
+            out += (b"\xf0" if op == "append" else b"\xf1") + ots_varuint(len(arg)) + arg
+    payload = ots_varuint(height)
+    return out + b"\x00" + OTS_BITCOIN + ots_varuint(len(payload)) + payload
+
+
+def read_proof(r):
     dec_version(r)
     p = {"network": dec_network(r)}
     p["receipt"] = dec_receipt(r)
@@ -631,7 +680,6 @@ def decode_proof(b):
     p["tx_path"] = [r.take(32) for _ in range(n)]
     p["block_header"] = r.take(80)
     p["block_height"] = r.uint(4)
-    r.finish()
     return p
 
 
@@ -989,6 +1037,9 @@ def check_receipt_proofs(v):
         want = [(op, None) if op == "sha256" else next((k, h(a)) for k, a in op.items()) for op in c["ots_ops"]]
         assert ops == want, c["name"]
         assert apply_ops(res["receipt_leaf"], ops) == res["block_merkle_root"]
+        assert ots_file(res["receipt_leaf"], ops, res["block_height"]).hex() == c["ots_file"], c["name"]
+        bp, bh = decode_bundle(h(c["bundle"]))
+        assert bp == decode_proof(h(c["proof"])) and len(bh) == 2, c["name"]
         n += 1
     for c in v["invalid"]:
         try:

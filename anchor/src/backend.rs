@@ -78,6 +78,10 @@ pub trait ChainBackend {
     fn block_hash(&self, height: u32) -> Result<Option<BlockHash>, ChainError>;
     /// A block by hash (with its transactions).
     fn block(&self, hash: &BlockHash) -> Result<Block, ChainError>;
+    /// A block's header (the whole block unless the backend can do better).
+    fn block_header(&self, hash: &BlockHash) -> Result<bitcoin::block::Header, ChainError> {
+        Ok(self.block(hash)?.header)
+    }
     /// Height of a block if it is on the best chain, `None` if it is stale or unknown.
     fn block_height(&self, hash: &BlockHash) -> Result<Option<u32>, ChainError>;
     /// A transaction: from the mempool, or from `block` when given.

@@ -413,6 +413,16 @@ impl ChainBackend for BitcoinCoreRpc {
         Ok(block)
     }
 
+    fn block_header(&self, hash: &BlockHash) -> Result<bitcoin::block::Header, ChainError> {
+        let v = self.call_chain("getblockheader", json!([hash.to_string(), false]))?;
+        let header: bitcoin::block::Header = deserialize_hex(hex_str(&v, "getblockheader")?)
+            .map_err(|e| ChainError::Permanent(format!("getblockheader: {e}")))?;
+        if header.block_hash() != *hash {
+            return Err(ChainError::Permanent(format!("getblockheader: node returned another header than {hash}")));
+        }
+        Ok(header)
+    }
+
     fn block_height(&self, hash: &BlockHash) -> Result<Option<u32>, ChainError> {
         match self.call("getblockheader", json!([hash.to_string(), true])) {
             Ok(v) => {

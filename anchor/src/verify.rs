@@ -9,7 +9,7 @@
 use bitcoin::consensus::encode::serialize;
 use bitcoin::hashes::Hash as _;
 use bitcoin::{BlockHash, OutPoint, Transaction, Txid, Witness};
-use cairn_spec::{AnchorPayload, Hash32, Network, ReceiptProof, SignedEpochHeader, SignedReceipt};
+use cairn_spec::{AnchorPayload, Hash32, Network, ProofBundle, ReceiptProof, SignedEpochHeader, SignedReceipt};
 use serde::Serialize;
 
 use crate::backend::{bitcoin_merkle_path, ChainBackend, ChainError};
@@ -99,16 +99,9 @@ fn step_of(code: &str) -> &'static str {
     }
 }
 
-/// Verifies `proof` against Bitcoin through `backend`: every step named, the first failure
-/// stopping the rest. `network` is what the auditor expects; `min_depth` the confirmations
-/// required.
-pub fn verify_receipt(
-    proof: &ReceiptProof,
-    backend: &dyn ChainBackend,
-    network: Network,
-    min_depth: u32,
-) -> Report {
-    let mut r = Report::default();
+/// Runs the pure steps of SPEC.md §8.3 (the first seven of [`RECEIPT_CHECKS`]) into `r`;
+/// returns what the proof establishes when they all pass.
+fn pure_checks(proof: &ReceiptProof, r: &mut Report) -> Option<cairn_spec::VerifiedProof> {
     let pure = proof.verify();
     let failed_step = pure.as_ref().err().map(|e| (step_of(e.code()), e.to_string()));
     for name in RECEIPT_CHECKS.iter().take(7) {
@@ -136,7 +129,20 @@ pub fn verify_receipt(
             }
         }
     }
-    let Ok(v) = pure else {
+    pure.ok()
+}
+
+/// Verifies `proof` against Bitcoin through `backend`: every step named, the first failure
+/// stopping the rest. `network` is what the auditor expects; `min_depth` the confirmations
+/// required.
+pub fn verify_receipt(
+    proof: &ReceiptProof,
+    backend: &dyn ChainBackend,
+    network: Network,
+    min_depth: u32,
+) -> Report {
+    let mut r = Report::default();
+    let Some(v) = pure_checks(proof, &mut r) else {
         for name in RECEIPT_CHECKS.iter().skip(7) {
             r.push(name, false, "not reached");
         }
@@ -317,4 +323,220 @@ pub fn assemble_receipt_proof(
         block_header: serialize(&block.header),
         block_height: height,
     })
+}
+
+/// The checks of an offline verification of a proof bundle, in order: the pure steps, then
+/// Bitcoin's rules applied to the bundle's own headers. No node is asked anything, so the
+/// best-chain question is answered only by proof-of-work; the report says how much.
+pub const BUNDLE_CHECKS: [&str; 12] = [
+    "network",
+    "receipt_signature",
+    "epoch",
+    "receipt_inclusion",
+    "header_chain",
+    "anchor_payload",
+    "block_inclusion",
+    "bundle_network",
+    "header_links",
+    "proof_of_work",
+    "difficulty",
+    "depth",
+];
+
+/// Blocks per difficulty period.
+const RETARGET_INTERVAL: u32 = 2016;
+/// testnet4's minimum-difficulty exception: a block more than 20 minutes after its parent.
+const MIN_DIFFICULTY_GAP_SECS: u32 = 20 * 60;
+
+/// Verifies a bundle with no node: the receipt proof, then that the included headers build
+/// on the anchor block, each with valid proof-of-work for `network`, with difficulty
+/// transitions its rules allow, at least `min_depth` blocks deep.
+pub fn verify_bundle(bundle: &ProofBundle, network: Network, min_depth: u32) -> Report {
+    use bitcoin::block::Header;
+    use bitcoin::consensus::encode::deserialize;
+
+    let mut r = Report::default();
+    let proof = &bundle.proof;
+    let not_reached = |r: &mut Report| {
+        for name in BUNDLE_CHECKS.iter().skip(r.checks.len()) {
+            r.push(name, false, "not reached");
+        }
+    };
+    if pure_checks(proof, &mut r).is_none() {
+        not_reached(&mut r);
+        return r;
+    }
+    if !r.push(
+        "bundle_network",
+        proof.network == network,
+        format!("bundle for {}, expected {network}", proof.network),
+    ) {
+        not_reached(&mut r);
+        return r;
+    }
+    let mut headers: Vec<Header> = Vec::with_capacity(bundle.headers.len() + 1);
+    let decoded = std::iter::once(proof.block_header.as_slice())
+        .chain(bundle.headers.iter().map(|h| &h.0[..]))
+        .map(deserialize::<Header>)
+        .collect::<Result<Vec<_>, _>>();
+    match decoded {
+        Ok(h) => headers.extend(h),
+        Err(e) => {
+            r.push("header_links", false, format!("a block header does not decode: {e}"));
+            not_reached(&mut r);
+            return r;
+        }
+    }
+    let broken = headers.windows(2).position(|w| matches!(w, [a, b] if b.prev_blockhash != a.block_hash()));
+    let links = match broken {
+        None => format!("{} headers from block {} at height {}", headers.len(), headers.first().map(|h| h.block_hash()).unwrap_or_else(BlockHash::all_zeros), proof.block_height),
+        Some(i) => format!("header at height {} does not build on the one before", proof.block_height as usize + i + 1),
+    };
+    if !r.push("header_links", broken.is_none(), links) {
+        not_reached(&mut r);
+        return r;
+    }
+    let params = bitcoin::consensus::Params::new(network.to_bitcoin());
+    let limit = params.max_attainable_target;
+    let bad_pow = headers
+        .iter()
+        .position(|h| h.target() > limit || h.validate_pow(h.target()).is_err());
+    let total_work = headers.iter().fold(bitcoin::Work::from_be_bytes([0; 32]), |acc, h| acc + h.work());
+    let pow = match bad_pow {
+        None => format!("every header meets its target; total work 2^{:.1} hashes", total_work.log2()),
+        Some(i) => format!(
+            "header at height {} does not meet its target or is easier than {network} allows",
+            proof.block_height as usize + i
+        ),
+    };
+    if !r.push("proof_of_work", bad_pow.is_none(), pow) {
+        not_reached(&mut r);
+        return r;
+    }
+    let difficulty = difficulty_rule(network, proof.block_height, &headers, limit.to_compact_lossy());
+    let ok = difficulty.is_ok();
+    if !r.push("difficulty", ok, difficulty.unwrap_or_else(|e| e)) {
+        not_reached(&mut r);
+        return r;
+    }
+    r.push(
+        "depth",
+        bundle.depth() >= min_depth,
+        format!("{} confirmations in the bundle, {min_depth} required", bundle.depth()),
+    );
+    r
+}
+
+/// Difficulty transitions between consecutive headers, starting at `first_height`: no change
+/// inside a period, at most ×4 either way at a period boundary; regtest never retargets;
+/// testnet4 allows a minimum-difficulty block more than 20 minutes after its parent.
+fn difficulty_rule(
+    network: Network,
+    first_height: u32,
+    headers: &[bitcoin::block::Header],
+    min_bits: bitcoin::CompactTarget,
+) -> Result<String, String> {
+    // testnet4's period difficulty is that of its non-minimum blocks.
+    let normal = |bits: bitcoin::CompactTarget| network != Network::Testnet4 || bits != min_bits;
+    let mut period_bits = headers.first().map(|h| h.bits).filter(|b| normal(*b));
+    for (i, w) in headers.windows(2).enumerate() {
+        let [a, b] = w else { continue };
+        let height = first_height.saturating_add(i as u32 + 1);
+        let fail = |why: &str| Err(format!("header at height {height}: {why}"));
+        if network == Network::Regtest {
+            if b.bits != a.bits {
+                return fail("regtest never changes difficulty");
+            }
+        } else if height % RETARGET_INTERVAL == 0 {
+            let old = bitcoin::Target::from(period_bits.unwrap_or(a.bits));
+            let new = b.target();
+            if new > old.max_transition_threshold_unchecked() || new < old.min_transition_threshold() {
+                return fail("difficulty changes more than fourfold at a period boundary");
+            }
+            period_bits = Some(b.bits).filter(|b| normal(*b));
+        } else if !normal(b.bits) {
+            if b.time <= a.time.saturating_add(MIN_DIFFICULTY_GAP_SECS) {
+                return fail("a minimum-difficulty block less than 20 minutes after its parent");
+            }
+        } else if period_bits.is_some_and(|p| p != b.bits) {
+            return fail("difficulty changes inside a period");
+        } else {
+            period_bits = Some(b.bits);
+        }
+    }
+    Ok(match network {
+        Network::Regtest => "regtest: every header at the one fixed difficulty, which anyone can meet; only a node can say this is the best chain".to_owned(),
+        _ => format!("transitions follow {network}'s rules; compare block {} with a node or explorer you trust", headers.first().map(|h| h.block_hash()).unwrap_or_else(BlockHash::all_zeros)),
+    })
+}
+
+/// Builds a bundle: the receipt proof and the headers of the `depth - 1` blocks above its
+/// block on the backend's best chain.
+pub fn assemble_bundle(proof: ReceiptProof, backend: &dyn ChainBackend, depth: u32) -> Result<ProofBundle, ChainError> {
+    let above = depth.saturating_sub(1) as usize;
+    if above > cairn_spec::bundle::MAX_BUNDLE_HEADERS {
+        return Err(ChainError::Permanent(format!(
+            "a bundle carries at most {} headers above the anchor block",
+            cairn_spec::bundle::MAX_BUNDLE_HEADERS
+        )));
+    }
+    let mut headers = Vec::with_capacity(above);
+    for h in (1..=above as u32).map(|i| proof.block_height.saturating_add(i)) {
+        let hash = backend
+            .block_hash(h)?
+            .ok_or_else(|| ChainError::Permanent(format!("the chain has no block at height {h} yet: fewer than {depth} confirmations")))?;
+        let mut b = [0u8; cairn_spec::proof::BLOCK_HEADER_LEN];
+        b.copy_from_slice(&serialize(&backend.block_header(&hash)?));
+        headers.push(cairn_spec::bundle::BlockHeaderBytes(b));
+    }
+    Ok(ProofBundle { proof, headers })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use bitcoin::block::{Header, Version};
+    use bitcoin::{CompactTarget, TxMerkleNode};
+
+    fn chain(bits: &[(u32, u32)]) -> Vec<Header> {
+        let mut prev = BlockHash::all_zeros();
+        bits.iter()
+            .map(|(b, time)| {
+                let h = Header {
+                    version: Version::TWO,
+                    prev_blockhash: prev,
+                    merkle_root: TxMerkleNode::all_zeros(),
+                    time: *time,
+                    bits: CompactTarget::from_consensus(*b),
+                    nonce: 0,
+                };
+                prev = h.block_hash();
+                h
+            })
+            .collect()
+    }
+
+    const MIN: u32 = 0x1d00_ffff;
+
+    fn rule(net: Network, first: u32, bits: &[(u32, u32)]) -> Result<String, String> {
+        difficulty_rule(net, first, &chain(bits), CompactTarget::from_consensus(MIN))
+    }
+
+    #[test]
+    fn difficulty_transitions_follow_each_networks_rules() {
+        let d = 0x1703_0000;
+        assert!(rule(Network::Mainnet, 100, &[(d, 0), (d, 600), (d, 1200)]).is_ok());
+        assert!(rule(Network::Mainnet, 100, &[(d, 0), (0x1702_0000, 600)]).is_err());
+        // At a period boundary (height 4032) up to fourfold either way.
+        assert!(rule(Network::Mainnet, 4031, &[(d, 0), (0x1701_8000, 600)]).is_ok());
+        assert!(rule(Network::Mainnet, 4031, &[(d, 0), (0x1600_1000, 600)]).is_err());
+        // testnet4: a minimum-difficulty block only after a 20-minute gap, then back.
+        assert!(rule(Network::Testnet4, 10, &[(d, 0), (MIN, 1201), (d, 1300)]).is_ok());
+        assert!(rule(Network::Testnet4, 10, &[(d, 0), (MIN, 600)]).is_err());
+        assert!(rule(Network::Testnet4, 10, &[(MIN, 0), (d, 600), (0x1702_0000, 1200)]).is_err());
+        // Mainnet has no such exception.
+        assert!(rule(Network::Mainnet, 10, &[(d, 0), (MIN, 1201)]).is_err());
+        assert!(rule(Network::Regtest, 4031, &[(0x207f_ffff, 0), (0x207f_fffe, 1)]).is_err());
+    }
 }

@@ -10,11 +10,11 @@ use cairn_anchor::scripted::ScriptedBackend;
 use cairn_anchor::store::MemoryStore;
 use cairn_anchor::tx::{anchor_script, KeySigner};
 use cairn_anchor::verify::{
-    assemble_receipt_proof, find_equivocation, verify_anchor_chain, verify_receipt, AnchorRef, Outcome,
-    Report,
+    assemble_bundle, assemble_receipt_proof, find_equivocation, verify_anchor_chain, verify_bundle,
+    verify_receipt, AnchorRef, Outcome, Report, BUNDLE_CHECKS,
 };
 use cairn_anchor::AnchorDriver;
-use cairn_spec::{Network, ReceiptProof, Signed, SigningKey};
+use cairn_spec::{Decode, Encode, Network, ReceiptProof, Signed, SigningKey};
 use common::Side;
 
 struct World {
@@ -200,4 +200,80 @@ fn equivocation_is_found_with_both_headers() {
     let (a, b) = find_equivocation(&headers).expect("equivocation");
     assert_eq!((a, b), (honest, forged));
     assert!(find_equivocation(&side.epochs.iter().map(|(_, h)| h.clone()).collect::<Vec<_>>()).is_none());
+}
+
+fn bundle_world() -> (World, cairn_spec::ProofBundle) {
+    let w = world();
+    let p = proof(&w, 0, 6, 0, 1);
+    let b = assemble_bundle(p, &w.chain, 6).unwrap();
+    (w, b)
+}
+
+#[test]
+fn an_offline_bundle_passes_every_check_with_no_node() {
+    let (_w, b) = bundle_world();
+    assert_eq!(b.headers.len(), 5);
+    // Through its encoding, as an auditor receives it.
+    let b = cairn_spec::ProofBundle::from_bytes(&b.to_bytes()).unwrap();
+    let r = verify_bundle(&b, Network::Regtest, 6);
+    assert!(r.ok(), "{r:#?}");
+    assert_eq!(r.checks.iter().map(|c| c.name).collect::<Vec<_>>(), BUNDLE_CHECKS.to_vec());
+    // Regtest proof-of-work proves little, and the report says so.
+    assert!(r.checks.iter().any(|c| c.name == "difficulty" && c.detail.contains("only a node")));
+}
+
+#[test]
+fn an_offline_bundle_names_each_failure() {
+    let (w, b) = bundle_world();
+    let name = |b: &cairn_spec::ProofBundle, net, depth| failed(&verify_bundle(b, net, depth));
+    // Not deep enough for the auditor.
+    assert_eq!(name(&b, Network::Regtest, 7), "depth");
+    // The auditor expects another network.
+    assert_eq!(name(&b, Network::Signet, 1), "bundle_network");
+    // Headers out of order do not build on each other.
+    let mut swapped = b.clone();
+    swapped.headers.swap(1, 2);
+    assert_eq!(name(&swapped, Network::Regtest, 1), "header_links");
+    // A header whose nonce was changed no longer meets its target (or, by luck, no longer
+    // links its successor); either way the chain of work breaks.
+    let mut forged = b.clone();
+    let mut broke = None;
+    for n in 0..64u8 {
+        forged.headers[4].0[76] = n;
+        let f = name(&forged, Network::Regtest, 1);
+        if f == "proof_of_work" {
+            broke = Some(f);
+            break;
+        }
+    }
+    assert_eq!(broke, Some("proof_of_work"));
+    // The newest header claiming an easier target than the network allows (an older one
+    // would also break its successor's link).
+    let mut easy = b.clone();
+    easy.headers[4].0[72..76].copy_from_slice(&0x2100_ffffu32.to_le_bytes());
+    assert_eq!(name(&easy, Network::Regtest, 1), "proof_of_work");
+    easy.headers[0].0[72..76].copy_from_slice(&0x2100_ffffu32.to_le_bytes());
+    assert_eq!(name(&easy, Network::Regtest, 1), "header_links");
+    // A tampered receipt fails before any Bitcoin check.
+    let mut tampered = b.clone();
+    tampered.proof.receipt.body.units += 1;
+    assert_eq!(name(&tampered, Network::Regtest, 1), "receipt_signature");
+    // More confirmations than the chain has cannot be bundled.
+    assert!(assemble_bundle(b.proof.clone(), &w.chain, 100).is_err());
+}
+
+#[test]
+fn the_ots_export_reaches_the_block_merkle_root_and_reads_back() {
+    let (_w, b) = bundle_world();
+    let t = cairn_spec::ots::receipt_timestamp(&b.proof).unwrap();
+    let v = b.proof.verify().unwrap();
+    let file = t.detached_file(&v.receipt_leaf.0);
+    let (digest, back) = cairn_spec::ots::LinearTimestamp::from_detached_file(&file).unwrap();
+    assert_eq!(digest, v.receipt_leaf.0);
+    assert_eq!(back, t);
+    assert_eq!(cairn_spec::proof::apply_ots(&digest, &back.ops), v.block_merkle_root.0.to_vec());
+    assert_eq!(back.attestation, cairn_spec::ots::Attestation::BitcoinBlockHeader { height: b.proof.block_height });
+    // The stamped file hashes to the digest, so `ots verify` finds it next to the .ots.
+    let stamped = cairn_spec::ots::stamped_receipt_file(&b.proof.receipt);
+    assert_eq!(cairn_spec::hash::sha256(&stamped), v.receipt_leaf);
 }

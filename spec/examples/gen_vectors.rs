@@ -594,8 +594,23 @@ fn receipt_proof_vectors() -> Value {
         assert_eq!(proof::apply_ots(&v.receipt_leaf.0, &ops), v.block_merkle_root.0.to_vec());
         let rt = ReceiptProof::from_bytes(&p.to_bytes()).unwrap();
         assert_eq!(rt, p);
+        let ots_file = cairn_spec::ots::receipt_timestamp(&p).unwrap().detached_file(&v.receipt_leaf.0);
+        // A bundle carrying two (format-only) headers above the block; their proof-of-work is
+        // the offline verifier's business, not the encoding's.
+        let bundle = cairn_spec::ProofBundle {
+            proof: p.clone(),
+            headers: (0u8..2)
+                .map(|i| {
+                    let mut b = [0u8; 80];
+                    b.iter_mut().enumerate().for_each(|(j, x)| *x = (j as u8).wrapping_mul(7).wrapping_add(i));
+                    cairn_spec::bundle::BlockHeaderBytes(b)
+                })
+                .collect(),
+        };
         valid.push(json!({
             "name": format!("receipt {index} of epoch {epoch}, anchored at epoch 2"),
+            "ots_file": hex::encode(ots_file),
+            "bundle": hex::encode(bundle.to_bytes()),
             "proof": hex::encode(p.to_bytes()),
             "receipt_leaf": v.receipt_leaf.to_hex(),
             "epoch_height": v.epoch_height,

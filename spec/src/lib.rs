@@ -9,6 +9,7 @@
 #![cfg_attr(not(test), deny(clippy::indexing_slicing))]
 
 pub mod anchor_payload;
+pub mod bundle;
 pub mod codec;
 pub mod epoch;
 pub mod hash;
@@ -16,6 +17,7 @@ pub mod keys;
 pub mod ledger;
 pub mod merkle;
 pub mod network;
+pub mod ots;
 pub mod proof;
 pub mod receipt;
 pub mod serde_hex;
@@ -25,6 +27,7 @@ pub mod wire;
 pub mod work;
 
 pub use anchor_payload::{AnchorPayload, PayloadError};
+pub use bundle::ProofBundle;
 pub use codec::{Decode, DecodeError, Encode};
 pub use epoch::{EpochHeader, SignedEpochHeader};
 pub use hash::{content_hash, tagged_hash, Hash32, Tag};
