@@ -55,7 +55,9 @@ impl Report {
         self.checks.iter().find(|c| c.outcome == Outcome::Fail)
     }
 
-    fn push(&mut self, name: &'static str, ok: bool, detail: impl Into<String>) -> bool {
+    /// Appends a check: passed when `ok`, skipped when an earlier one did not pass. Returns
+    /// whether it passed.
+    pub fn push(&mut self, name: &'static str, ok: bool, detail: impl Into<String>) -> bool {
         let failed_before = self.checks.iter().any(|c| c.outcome != Outcome::Pass);
         let outcome = if failed_before {
             Outcome::Skipped

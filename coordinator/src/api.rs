@@ -42,11 +42,14 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/epochs"),
     ("post", "/v1/epochs/close"),
     ("get", "/v1/epochs/{height}"),
+    ("get", "/v1/epochs/{height}/receipts"),
+    ("get", "/v1/epochs/{height}/ledger"),
     ("get", "/v1/anchors"),
     ("get", "/v1/receipts/{id}"),
     ("get", "/v1/receipts/{id}/proof"),
     ("get", "/v1/ledger/{worker}"),
     ("get", "/v1/payouts"),
+    ("get", "/timestamp/{commitment}"),
 ];
 
 /// What the anchor side reports for the API (refreshed by the node each anchor round).
@@ -86,6 +89,20 @@ pub struct AnchorEntry {
 }
 
 impl AnchorView {
+    /// The confirmed anchors, in chain order, as an auditor's source names them.
+    pub fn claims(&self) -> Vec<cairn_audit::AnchorClaim> {
+        let mut out: Vec<_> = self
+            .anchors
+            .iter()
+            .filter(|a| a.status == "confirmed")
+            .filter_map(|a| {
+                Some(cairn_audit::AnchorClaim { txid: a.txid.parse().ok()?, epoch: a.epoch, height: a.height? })
+            })
+            .collect();
+        out.sort_by_key(|a| (a.height, a.epoch));
+        out
+    }
+
     /// The confirmed anchor covering `epoch` (the earliest-confirmed one committing it or a
     /// later epoch), or a pending one.
     pub fn status_of(&self, epoch: u32) -> Value {
@@ -122,6 +139,8 @@ pub struct ApiState {
     pub stopping: Arc<std::sync::atomic::AtomicBool>,
     /// Canaries mixed in among submitted tasks.
     pub canaries: Arc<CanaryMixer>,
+    /// The node's Bitcoin Core, for OpenTimestamps answers (`None` without anchoring).
+    pub chain: Option<Arc<dyn cairn_anchor::ChainBackend + Send + Sync>>,
 }
 
 /// Mixes a canary in after every `every` submitted tasks. A canary is built exactly like a
@@ -248,11 +267,14 @@ pub fn router(state: ApiState, max_body: usize) -> Router {
         .route("/v1/epochs", get(list_epochs))
         .route("/v1/epochs/close", post(close_epoch))
         .route("/v1/epochs/{height}", get(get_epoch))
+        .route("/v1/epochs/{height}/receipts", get(epoch_receipts))
+        .route("/v1/epochs/{height}/ledger", get(epoch_ledger))
         .route("/v1/anchors", get(anchors))
         .route("/v1/receipts/{id}", get(get_receipt))
         .route("/v1/receipts/{id}/proof", get(receipt_proof))
         .route("/v1/ledger/{worker}", get(ledger))
         .route("/v1/payouts", get(payouts))
+        .route("/timestamp/{commitment}", get(timestamp))
         .fallback(|| async { ApiError(StatusCode::NOT_FOUND, "no such route".into()) })
         .layer(DefaultBodyLimit::max(max_body))
         .with_state(state)
@@ -585,19 +607,11 @@ async fn receipt_proof(State(s): State<ApiState>, Path(id): Path<String>) -> Api
     let id = parse_hash(&id, "receipt id")?;
     let store = lock(&s)?.store().clone();
     let (epoch, index, r) = ls::receipt(store.as_ref(), &id)?.ok_or_else(|| not_found("receipt"))?;
-    let Some(header) = ls::header(store.as_ref(), epoch)? else {
+    let (Some(header), Some(proof)) =
+        (ls::header(store.as_ref(), epoch)?, ls::receipt_path(store.as_ref(), epoch, index)?)
+    else {
         return Err(ApiError(StatusCode::CONFLICT, "the receipt's epoch is not closed yet".into()));
     };
-    let leaves: Vec<Hash32> = ls::epoch_receipts(store.as_ref(), epoch)?.iter().map(|r| r.id()).collect();
-    let tree = MerkleTree::new(leaves);
-    let proof =
-        tree.proof(index).ok_or_else(|| ApiError(StatusCode::INTERNAL_SERVER_ERROR, "proof".into()))?;
-    if tree.root() != header.body.receipts_root {
-        return Err(ApiError(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "stored receipts disagree with the header".into(),
-        ));
-    }
     let anchor = s.anchor.read().map(|a| a.clone()).unwrap_or_default();
     Ok(Json(json!({
         "receipt": r,
@@ -606,6 +620,77 @@ async fn receipt_proof(State(s): State<ApiState>, Path(id): Path<String>) -> Api
         "receipts_root": header.body.receipts_root,
         "header": header_view(&header, &anchor),
     })))
+}
+
+fn parse_height(s: &str) -> Result<u32, ApiError> {
+    s.parse().map_err(|_| bad("height must be a non-negative integer"))
+}
+
+/// Most receipts in one page of `/v1/epochs/{height}/receipts`.
+pub const MAX_RECEIPT_PAGE: usize = 5000;
+
+async fn epoch_receipts(State(s): State<ApiState>, Path(height): Path<String>, Query(p): Query<Page>) -> ApiResult {
+    let height = parse_height(&height)?;
+    let n = match p.limit {
+        Some(0) => return Err(bad("limit must be at least 1")),
+        Some(n) if n > MAX_RECEIPT_PAGE => return Err(bad(format!("limit above {MAX_RECEIPT_PAGE}"))),
+        Some(n) => n,
+        None => 1000,
+    };
+    let store = lock(&s)?.store().clone();
+    let h = ls::header(store.as_ref(), height)?.ok_or_else(|| not_found("epoch"))?;
+    let from = p.from.unwrap_or(0);
+    let page = ls::epoch_receipts_page(store.as_ref(), height, from, n)?;
+    Ok(Json(json!({
+        "height": height,
+        "receipt_count": h.body.receipt_count,
+        "from": from,
+        "receipts": page.iter().map(|r| hex::encode(r.to_bytes())).collect::<Vec<_>>(),
+    })))
+}
+
+async fn epoch_ledger(State(s): State<ApiState>, Path(height): Path<String>) -> ApiResult {
+    let height = parse_height(&height)?;
+    let store = lock(&s)?.store().clone();
+    let h = ls::header(store.as_ref(), height)?.ok_or_else(|| not_found("epoch"))?;
+    let entries = ls::ledger_snapshot(store.as_ref(), height)?.ok_or_else(|| not_found("ledger snapshot"))?;
+    Ok(Json(json!({
+        "height": height,
+        "state_root": h.body.state_root,
+        "entries": entries.iter().map(|e| hex::encode(e.to_bytes())).collect::<Vec<_>>(),
+    })))
+}
+
+/// `GET /timestamp/<commitment>`, as an OpenTimestamps calendar answers it (SPEC.md §9.1): the
+/// serialized timestamp from a receipt's leaf hash to the Merkle root of the block holding its
+/// anchor, once that anchor is confirmed; 404 before, so `ots upgrade` tries again later.
+async fn timestamp(State(s): State<ApiState>, Path(commitment): Path<String>) -> Result<Response, ApiError> {
+    let id = parse_hash(&commitment, "commitment")?;
+    let Some(chain) = s.chain.clone() else {
+        return Err(ApiError(StatusCode::NOT_FOUND, "this node does not anchor to Bitcoin".into()));
+    };
+    let (store, network) = {
+        let core = lock(&s)?;
+        (core.store().clone(), core.machine().config().network)
+    };
+    let anchors = s.anchor.read().map(|a| a.claims()).unwrap_or_default();
+    let source = crate::audit_source::StoreSource { store, anchors, name: "this node".into() };
+    let built = tokio::task::spawn_blocking(move || {
+        let proof = cairn_audit::receipt::assemble(&source, &id, chain.as_ref(), network)?;
+        cairn_spec::ots::receipt_timestamp(&proof)
+            .map_err(|e| cairn_audit::receipt::ProofSourceError::File(e.to_string()))
+    })
+    .await
+    .map_err(|_| ApiError(StatusCode::INTERNAL_SERVER_ERROR, "timestamp task failed".into()))?;
+    use cairn_audit::receipt::ProofSourceError as E;
+    match built {
+        Ok(t) => Ok(([(axum::http::header::CONTENT_TYPE, "application/octet-stream")], t.serialize()).into_response()),
+        Err(E::Source(cairn_audit::SourceError::NotFound(m)) | E::NotAnchored(m)) => {
+            Err(ApiError(StatusCode::NOT_FOUND, format!("no timestamp yet: {m}")))
+        }
+        Err(E::Chain(m)) => Err(ApiError(StatusCode::SERVICE_UNAVAILABLE, format!("bitcoin: {m}"))),
+        Err(e) => Err(ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
+    }
 }
 
 async fn ledger(State(s): State<ApiState>, Path(worker): Path<String>) -> ApiResult {

@@ -7,8 +7,8 @@
 //! writes what the machine changed, in one batch per step.
 
 use cairn_spec::{
-    Decode, Encode, EpochHeader, Hash32, LedgerEntry, PubKey, Reveal, Signed, SignedEpochHeader,
-    SignedReceipt,
+    Decode, Encode, EpochHeader, Hash32, LedgerEntry, MerkleProof, PubKey, Reveal, Signed,
+    SignedEpochHeader, SignedReceipt,
 };
 use thiserror::Error;
 
@@ -295,6 +295,33 @@ pub fn receipt(s: &dyn KvStore, id: &Hash32) -> Result<Option<(u32, u32, SignedR
 pub fn epoch_receipts(s: &dyn KvStore, epoch: u32) -> Result<Vec<SignedReceipt>, LoadError> {
     let prefix = [b"e".as_slice(), &epoch.to_be_bytes()].concat();
     scan_all(s, Table::Receipts, &prefix)?.into_iter().map(|(k, v)| decode(Table::Receipts, &k, &v)).collect()
+}
+
+/// Up to `count` receipts of an epoch from index `from`, in index order.
+pub fn epoch_receipts_page(
+    s: &dyn KvStore,
+    epoch: u32,
+    from: u32,
+    count: usize,
+) -> Result<Vec<SignedReceipt>, LoadError> {
+    let prefix = [b"e".as_slice(), &epoch.to_be_bytes()].concat();
+    s.scan(Table::Receipts, &prefix, Some(&receipt_key(epoch, from)), count)?
+        .into_iter()
+        .map(|(k, v)| decode(Table::Receipts, &k, &v))
+        .collect()
+}
+
+/// The Merkle path of the receipt at `index` of a closed epoch, checked against the header's
+/// receipts root. `None` when the epoch is not closed yet.
+pub fn receipt_path(s: &dyn KvStore, epoch: u32, index: u32) -> Result<Option<MerkleProof>, LoadError> {
+    let Some(header) = header(s, epoch)? else { return Ok(None) };
+    let leaves: Vec<Hash32> = epoch_receipts(s, epoch)?.iter().map(|r| r.id()).collect();
+    let tree = cairn_spec::MerkleTree::new(leaves);
+    let key = header_key(epoch);
+    if tree.root() != header.body.receipts_root {
+        return Err(corrupt(Table::Receipts, &key, "stored receipts disagree with the epoch header"));
+    }
+    tree.proof(index).map(Some).ok_or_else(|| corrupt(Table::Receipts, &receipt_key(epoch, index), "index"))
 }
 
 /// A signed epoch header.

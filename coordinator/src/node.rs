@@ -158,6 +158,11 @@ pub async fn run(
         }
     };
 
+    let bond_rpc = match cfg.bitcoin.mode {
+        BitcoinMode::Rpc => Some(Arc::new(rpc_client(&cfg)?)),
+        BitcoinMode::None => None,
+    };
+
     // HTTP API.
     let (effects_tx, mut effects_rx) = mpsc::channel::<Vec<Effect>>(1024);
     let stopping = Arc::new(AtomicBool::new(false));
@@ -181,6 +186,7 @@ pub async fn run(
             every: cfg.canary_every,
             count: Default::default(),
         }),
+        chain: bond_rpc.clone().map(|r| r as Arc<dyn ChainBackend + Send + Sync>),
     };
     let listener = tokio::net::TcpListener::bind(&cfg.api.listen)
         .await
@@ -208,10 +214,6 @@ pub async fn run(
         let _ = s.send(info);
     }
 
-    let bond_rpc = match cfg.bitcoin.mode {
-        BitcoinMode::Rpc => Some(Arc::new(rpc_client(&cfg)?)),
-        BitcoinMode::None => None,
-    };
     let ctx = Ctx {
         terms,
         core: core.clone(),

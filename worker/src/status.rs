@@ -7,12 +7,11 @@
 //! Owns the report. Must never trust the coordinator's word where a signature or Bitcoin can
 //! speak: the API is only where the bytes come from.
 
-use std::time::Duration;
-
-use cairn_anchor::verify::{assemble_receipt_proof, verify_receipt};
+use cairn_anchor::verify::verify_receipt;
 use cairn_anchor::ChainBackend;
-use cairn_spec::merkle::MerkleProof;
-use cairn_spec::{Decode, Hash32, Network, PubKey, SignedEpochHeader, SignedReceipt};
+use cairn_audit::receipt::{assemble, ProofSourceError};
+use cairn_audit::{ApiSource, Source, SourceError};
+use cairn_spec::{Hash32, Network, PubKey};
 use serde_json::{json, Value};
 
 use crate::job::Stage;
@@ -22,26 +21,7 @@ use crate::journal::Journal;
 pub const MAX_VERIFIED: usize = 100;
 
 fn get(api: &str, path: &str) -> Result<Value, String> {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_global(Some(Duration::from_secs(10)))
-        .http_status_as_error(false)
-        .build()
-        .into();
-    let url = format!("{}{path}", api.trim_end_matches('/'));
-    let mut r = agent.get(&url).call().map_err(|e| format!("{url}: {e}"))?;
-    let status = r.status().as_u16();
-    let body: Value =
-        r.body_mut().with_config().limit(8 << 20).read_json().map_err(|e| format!("{url}: {e}"))?;
-    if status != 200 {
-        return Err(format!("{url}: {status} {}", body["error"].as_str().unwrap_or_default()));
-    }
-    Ok(body)
-}
-
-fn decode<T: Decode>(v: &Value, what: &str) -> Result<T, String> {
-    let hex = v.as_str().ok_or_else(|| format!("{what}: missing"))?;
-    let bytes = hex::decode(hex).map_err(|_| format!("{what}: not hex"))?;
-    T::from_bytes(&bytes).map_err(|e| format!("{what}: {e}"))
+    ApiSource::new(api).get(path).map_err(|e| e.to_string())
 }
 
 /// Checks one receipt: off-chain always, on-chain when `chain` is given and the coordinator
@@ -70,77 +50,45 @@ fn verify_inner(
     network: Network,
     chain: Option<(&dyn ChainBackend, u32)>,
 ) -> Result<(&'static str, String), String> {
-    let v = match get(api, &format!("/v1/receipts/{receipt_id}/proof")) {
-        Ok(v) => v,
-        Err(e) if e.contains(" 409 ") => return Ok(("pending", "its epoch is not closed yet".into())),
-        Err(e) => return Err(e),
+    let src = ApiSource::new(api);
+    let located = match src.receipt(receipt_id) {
+        Ok(l) => l,
+        Err(SourceError::NotFound(_)) => return Ok(("pending", "its epoch is not closed yet".into())),
+        Err(e) => return Err(e.to_string()),
     };
-    let receipt: SignedReceipt = decode(&v["receipt_encoding"], "receipt")?;
-    let b = &receipt.body;
-    if !receipt.verify() || &b.coordinator != coordinator {
+    let b = &located.receipt.body;
+    if !located.receipt.verify() || &b.coordinator != coordinator {
         return Err("receipt is not signed by the coordinator".into());
     }
     if &b.worker != me || &b.task != task || b.network != network {
         return Err("receipt names another worker, task or network".into());
     }
-    let header: SignedEpochHeader = decode(&v["header"]["encoding"], "header")?;
-    if !header.verify() || &header.body.coordinator != coordinator || header.body.height != b.epoch {
+    let header = src.headers(b.epoch, 1).map_err(|e| e.to_string())?.into_iter().next();
+    let Some(header) = header.filter(|h| h.verify() && &h.body.coordinator == coordinator && h.body.height == b.epoch)
+    else {
         return Err("epoch header is not the coordinator's signed header of the receipt's epoch".into());
-    }
-    let path: MerkleProof =
-        serde_json::from_value(v["merkle_proof"].clone()).map_err(|e| format!("merkle proof: {e}"))?;
-    let root = path.root_for(&b.leaf_hash()).map_err(|e| format!("merkle proof: {e}"))?;
+    };
+    let root = located.path.root_for(&b.leaf_hash()).map_err(|e| format!("merkle proof: {e}"))?;
     if root != header.body.receipts_root {
         return Err(format!("receipt is not in epoch {}'s receipts root", b.epoch));
     }
-    let anchor = &v["header"]["anchor"];
-    if anchor["status"] != "confirmed" {
-        let s = anchor["status"].as_str().unwrap_or("unknown").to_owned();
-        return Ok(("included", format!("in signed epoch {}; anchor {s}", b.epoch)));
-    }
     let Some((backend, min_depth)) = chain else {
-        return Ok((
-            "included",
-            format!(
-                "in signed epoch {}; coordinator reports it anchored (give --rpc-url to check Bitcoin)",
-                b.epoch
-            ),
-        ));
+        let anchored = src.anchors().map_err(|e| e.to_string())?.iter().any(|a| a.epoch >= b.epoch);
+        let note = if anchored { "coordinator reports it anchored (give --rpc-url to check Bitcoin)" } else { "not anchored yet" };
+        return Ok(("included", format!("in signed epoch {}; {note}", b.epoch)));
     };
-    // Bitcoin's word: the anchor transaction at the height the coordinator names, checked by
-    // the same verifier auditors use.
-    let txid: bitcoin::Txid =
-        anchor["txid"].as_str().and_then(|t| t.parse().ok()).ok_or("anchor txid missing")?;
-    let height = u32::try_from(anchor["height"].as_u64().ok_or("anchor height missing")?)
-        .map_err(|_| "anchor height out of range")?;
-    let anchored = u32::try_from(anchor["anchored_epoch"].as_u64().ok_or("anchored epoch missing")?)
-        .map_err(|_| "anchored epoch out of range")?;
-    let block = backend
-        .block_hash(height)
-        .map_err(|e| format!("bitcoin: {e}"))?
-        .ok_or_else(|| format!("bitcoin has no block at height {height}"))?;
-    let n = anchored.saturating_sub(b.epoch) + 1;
-    let list = get(api, &format!("/v1/epochs?from={}&limit={n}", b.epoch))?;
-    let headers: Vec<SignedEpochHeader> = list["epochs"]
-        .as_array()
-        .ok_or("epochs missing")?
-        .iter()
-        .map(|e| decode(&e["encoding"], "header"))
-        .collect::<Result<_, _>>()?;
-    let proof = assemble_receipt_proof(
-        network,
-        receipt.clone(),
-        path.index,
-        path.siblings.clone(),
-        headers,
-        txid,
-        block,
-        backend,
-    )
-    .map_err(|e| format!("bitcoin: {e}"))?;
+    // Bitcoin's word, through the auditors' own assembly and verifier.
+    let proof = match assemble(&src, receipt_id, backend, network) {
+        Ok(p) => p,
+        Err(ProofSourceError::NotAnchored(m)) => return Ok(("included", format!("in signed epoch {}; {m}", b.epoch))),
+        Err(e) => return Err(e.to_string()),
+    };
     let report = verify_receipt(&proof, backend, network, min_depth);
     match report.first_failure() {
-        None => Ok(("anchored", format!("epoch {} committed in {txid} at height {height}", b.epoch))),
+        None => Ok((
+            "anchored",
+            format!("epoch {} committed in Bitcoin at height {}", b.epoch, proof.block_height),
+        )),
         Some(c) => Err(format!("{}: {}", c.name, c.detail)),
     }
 }

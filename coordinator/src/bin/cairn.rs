@@ -45,6 +45,18 @@ enum Command {
         #[command(subcommand)]
         command: ModelsCommand,
     },
+    /// Verify receipts, epochs and the whole chain against your own Bitcoin Core (or a proof
+    /// bundle offline). Prints each check ✓/✗; exits non-zero on any failure, naming the step.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+    /// Export a receipt's proof: a self-contained bundle for offline audits, or an
+    /// OpenTimestamps `.ots` file.
+    Proof {
+        #[command(subcommand)]
+        command: ProofCommand,
+    },
     /// Decode a protocol object and print it as JSON (validates it as the node would).
     Decode {
         /// Object kind: task-class, task, registration, commitment, reveal, receipt,
@@ -89,6 +101,138 @@ struct CoordinatorArgs {
     /// Print the resolved configuration as JSON and exit.
     #[arg(long)]
     print_config: bool,
+}
+
+/// The auditor's Bitcoin Core.
+#[derive(clap::Args, Debug, Clone)]
+struct RpcArgs {
+    /// Bitcoin Core RPC URL (e.g. http://127.0.0.1:18443).
+    #[arg(long, env = "CAIRN_RPC_URL")]
+    rpc_url: Option<String>,
+    /// Bitcoin Core cookie file.
+    #[arg(long, env = "CAIRN_RPC_COOKIE")]
+    rpc_cookie: Option<PathBuf>,
+    /// RPC user (instead of a cookie).
+    #[arg(long, env = "CAIRN_RPC_USER")]
+    rpc_user: Option<String>,
+    /// RPC password.
+    #[arg(long, env = "CAIRN_RPC_PASSWORD", hide_env_values = true)]
+    rpc_password: Option<String>,
+}
+
+impl RpcArgs {
+    fn bitcoin(&self) -> cairn_coordinator::audit_cli::BitcoinArgs {
+        cairn_coordinator::audit_cli::BitcoinArgs {
+            rpc_url: self.rpc_url.clone(),
+            rpc_cookie: self.rpc_cookie.clone(),
+            rpc_user: self.rpc_user.clone(),
+            rpc_password: self.rpc_password.clone(),
+        }
+    }
+}
+
+#[derive(Subcommand, Debug)]
+enum AuditCommand {
+    /// One receipt: every hash step, the OP_RETURN, the block at its height, the depth, the
+    /// network. TARGET is a proof or bundle file, or a receipt id fetched with --api.
+    Receipt {
+        /// Proof file, bundle file, or receipt id (64 hex).
+        target: String,
+        /// Coordinator's or follower's API, to fetch a receipt by id.
+        #[arg(long, env = "CAIRN_API")]
+        api: Option<String>,
+        /// Network you expect: mainnet, testnet4, signet, regtest (default: the proof's).
+        #[arg(long)]
+        network: Option<String>,
+        /// Confirmations required.
+        #[arg(long, default_value_t = 6)]
+        min_depth: u32,
+        /// Verify a proof bundle with no node (proof-of-work of its headers).
+        #[arg(long)]
+        offline: bool,
+        /// JSON output.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        rpc: RpcArgs,
+    },
+    /// One epoch: header signature and link, receipts root and state root recomputed, and
+    /// (with --rpc-url) the anchor chain through Bitcoin.
+    Epoch {
+        /// Epoch height.
+        height: u32,
+        #[command(flatten)]
+        chain: ChainFlags,
+    },
+    /// The whole chain: every epoch, the anchor transactions from the genesis anchor, and
+    /// equivocation (also against --also sources).
+    Chain {
+        /// First epoch.
+        #[arg(long, default_value_t = 0)]
+        from: u32,
+        /// Last epoch (default: the newest).
+        #[arg(long)]
+        to: Option<u32>,
+        #[command(flatten)]
+        chain: ChainFlags,
+    },
+}
+
+#[derive(clap::Args, Debug)]
+struct ChainFlags {
+    /// Coordinator's or follower's API.
+    #[arg(long, env = "CAIRN_API")]
+    api: String,
+    /// More APIs (followers, mirrors) whose headers are compared for equivocation.
+    #[arg(long, value_delimiter = ',')]
+    also: Vec<String>,
+    /// The genesis anchor txid you trust (default: the first the API names, reported as such).
+    #[arg(long)]
+    genesis_anchor: Option<String>,
+    /// JSON output.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    rpc: RpcArgs,
+}
+
+#[derive(Subcommand, Debug)]
+enum ProofCommand {
+    /// Write a self-contained proof bundle: the receipt proof and the block headers above its
+    /// block (`cairn audit receipt --offline FILE` checks it with no node).
+    Bundle {
+        /// Receipt id (with --api) or proof file.
+        target: String,
+        /// Coordinator's or follower's API.
+        #[arg(long, env = "CAIRN_API")]
+        api: Option<String>,
+        /// Confirmations to include.
+        #[arg(long, default_value_t = 6)]
+        depth: u32,
+        /// Output file.
+        #[arg(long)]
+        out: PathBuf,
+        #[command(flatten)]
+        rpc: RpcArgs,
+    },
+    /// Write an OpenTimestamps proof: OUT (the stamped receipt, whose SHA-256 is the receipt
+    /// id) and OUT.ots, which `ots verify OUT.ots` accepts against Bitcoin Core.
+    Ots {
+        /// Receipt id (with --api) or proof file.
+        target: String,
+        /// Coordinator's or follower's API.
+        #[arg(long, env = "CAIRN_API")]
+        api: Option<String>,
+        /// Not anchored yet: write a pending attestation naming this calendar (e.g. the API
+        /// URL, which serves /timestamp/) for `ots upgrade`.
+        #[arg(long)]
+        calendar: Option<String>,
+        /// Output file (OUT and OUT.ots are written).
+        #[arg(long)]
+        out: PathBuf,
+        #[command(flatten)]
+        rpc: RpcArgs,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -302,7 +446,8 @@ fn read_input(input: &str) -> Result<Vec<u8>> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(2),
         Err(e) => {
             // One clear line (with its causes), no backtrace: this is for operators.
             eprintln!("error: {e:#}");
@@ -311,7 +456,72 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> Result<()> {
+fn parse_network(n: &Option<String>) -> Result<Option<cairn_spec::Network>> {
+    n.as_deref()
+        .map(|s| cairn_spec::Network::from_name(s).with_context(|| format!("unknown network {s:?}")))
+        .transpose()
+}
+
+/// A progress bar on stderr, drawn only on a terminal.
+fn epoch_progress() -> impl FnMut(u32, u32) {
+    use std::io::IsTerminal;
+    let tty = std::io::stderr().is_terminal();
+    move |done: u32, total: u32| {
+        if !tty {
+            return;
+        }
+        let filled = (u64::from(done) * 30 / u64::from(total.max(1))) as usize;
+        eprint!("\rauditing [{}{}] {done}/{total} epochs", "#".repeat(filled), " ".repeat(30 - filled.min(30)));
+        if done >= total {
+            eprintln!();
+        }
+    }
+}
+
+fn run_audit(command: AuditCommand) -> Result<bool> {
+    use cairn_coordinator::audit_cli as a;
+    let out = match command {
+        AuditCommand::Receipt { target, api, network, min_depth, offline, json, rpc } => a::audit_receipt(
+            &a::ReceiptAudit { target, api, network: parse_network(&network)?, min_depth, offline, json },
+            &rpc.bitcoin(),
+        )?,
+        AuditCommand::Epoch { height, chain } => chain_audit(chain, height, Some(height))?,
+        AuditCommand::Chain { from, to, chain } => chain_audit(chain, from, to)?,
+    };
+    print!("{}", out.output);
+    Ok(out.ok)
+}
+
+fn chain_audit(c: ChainFlags, from: u32, to: Option<u32>) -> Result<cairn_coordinator::audit_cli::Outcome> {
+    let genesis = c
+        .genesis_anchor
+        .as_deref()
+        .map(|t| t.parse::<bitcoin::Txid>().with_context(|| format!("--genesis-anchor {t:?} is not a txid")))
+        .transpose()?;
+    let args = cairn_coordinator::audit_cli::ChainArgs {
+        api: c.api,
+        also: c.also,
+        scope: cairn_audit::chain::Scope { from, to, genesis },
+        json: c.json,
+    };
+    Ok(cairn_coordinator::audit_cli::audit_epochs(&args, &c.rpc.bitcoin(), &mut epoch_progress())?)
+}
+
+fn run_proof(command: ProofCommand) -> Result<()> {
+    use cairn_coordinator::audit_cli as a;
+    let msg = match command {
+        ProofCommand::Bundle { target, api, depth, out, rpc } => {
+            a::proof_bundle(&target, api.as_deref(), &rpc.bitcoin(), depth, &out)?
+        }
+        ProofCommand::Ots { target, api, calendar, out, rpc } => {
+            a::proof_ots(&target, api.as_deref(), &rpc.bitcoin(), calendar.as_deref(), &out)?
+        }
+    };
+    print!("{msg}");
+    Ok(())
+}
+
+fn run(cli: Cli) -> Result<bool> {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_new(&cli.log).context("invalid --log filter")?)
         .with_writer(std::io::stderr)
@@ -333,7 +543,7 @@ fn run(cli: Cli) -> Result<()> {
             let cfg = resolve_config(&args)?;
             if args.print_config {
                 println!("{}", serde_json::to_string_pretty(&cfg)?);
-                return Ok(());
+                return Ok(true);
             }
             let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
             rt.block_on(node::run(cfg, shutdown_signal(), None))?;
@@ -352,6 +562,8 @@ fn run(cli: Cli) -> Result<()> {
             let v = inspect::decode(&kind, &bytes)?;
             println!("{}", serde_json::to_string_pretty(&v)?);
         }
+        Command::Audit { command } => return run_audit(command),
+        Command::Proof { command } => run_proof(command)?,
     }
-    Ok(())
+    Ok(true)
 }

@@ -1,0 +1,279 @@
+//! Auditing a run of epochs, or the whole chain: each epoch re-verified from its parts, no
+//! receipt in two places, the ledger never holding more than the receipts paid, the anchor
+//! transactions walked from the genesis anchor through Bitcoin (each spending its
+//! predecessor's chain output and committing a header of this chain), and equivocation —
+//! two signed headers for one height, from any of the sources, or a header Bitcoin commits
+//! that differs from the one served — reported with both as evidence.
+//!
+//! Owns the procedure and its summary. Must never stop at the first bad epoch: an auditor
+//! wants every finding.
+
+use std::collections::{BTreeMap, HashMap};
+
+use bitcoin::Txid;
+use cairn_anchor::verify::{find_equivocation, verify_anchor_chain, AnchorRef, Report};
+use cairn_anchor::ChainBackend;
+use cairn_spec::{EpochHeader, Hash32, Network, SignedEpochHeader};
+use serde::Serialize;
+
+use crate::epoch::{check_epoch, ledger_total};
+use crate::source::{Source, SourceError};
+
+/// One epoch's findings.
+#[derive(Clone, Debug, Serialize)]
+pub struct EpochResult {
+    /// Height.
+    pub height: u32,
+    /// Header hash.
+    pub hash: Hash32,
+    /// Receipts checked.
+    pub receipts: u32,
+    /// Sats in them.
+    pub reward_sats: u64,
+    /// The checks.
+    pub report: Report,
+}
+
+/// Two conflicting commitments for one height.
+#[derive(Clone, Debug, Serialize)]
+pub struct Equivocation {
+    /// Height.
+    pub height: u32,
+    /// A signed header (hex encoding and fields).
+    pub first: SignedEpochHeader,
+    /// Another signed header for the same height, when one was found.
+    pub second: Option<SignedEpochHeader>,
+    /// Or the header hash an anchor transaction commits for that height.
+    pub committed: Option<(Txid, Hash32)>,
+    /// Where each came from.
+    pub detail: String,
+}
+
+/// What an audit found.
+#[derive(Clone, Debug, Serialize)]
+pub struct ChainAudit {
+    /// The source audited.
+    pub source: String,
+    /// Per epoch.
+    pub epochs: Vec<EpochResult>,
+    /// Receipt ids found in more than one place.
+    pub duplicate_receipts: Vec<Hash32>,
+    /// Ledger versus receipts (whole-chain audits only).
+    pub ledger: Report,
+    /// The anchor chain, when a Bitcoin node was given.
+    pub anchors: Option<Report>,
+    /// Anchor transactions walked.
+    pub anchor_count: usize,
+    /// Newest epoch committed in Bitcoin.
+    pub anchored_through: Option<u32>,
+    /// Equivocations, with evidence.
+    pub equivocations: Vec<Equivocation>,
+}
+
+impl ChainAudit {
+    /// True when nothing failed.
+    pub fn ok(&self) -> bool {
+        self.epochs.iter().all(|e| e.report.ok())
+            && self.duplicate_receipts.is_empty()
+            && self.ledger.first_failure().is_none()
+            && self.anchors.as_ref().is_none_or(|a| a.ok())
+            && self.equivocations.is_empty()
+    }
+
+    /// Receipts checked in all.
+    pub fn receipts(&self) -> u64 {
+        self.epochs.iter().map(|e| u64::from(e.receipts)).sum()
+    }
+}
+
+/// What to audit.
+#[derive(Clone, Debug, Default)]
+pub struct Scope {
+    /// First epoch.
+    pub from: u32,
+    /// Last epoch (`None`: the newest).
+    pub to: Option<u32>,
+    /// The genesis anchor the auditor trusts (`None`: the first the source names, which the
+    /// report says is the source's word).
+    pub genesis: Option<Txid>,
+}
+
+/// Audits `scope` of the chain `source` serves; `others` are more sources of headers (other
+/// coordinators' mirrors, followers) compared for equivocation; `backend` is the auditor's
+/// own Bitcoin node. `progress(done, total)` is called after each epoch.
+pub fn audit_chain(
+    source: &dyn Source,
+    others: &[&dyn Source],
+    backend: Option<&dyn ChainBackend>,
+    scope: &Scope,
+    progress: &mut dyn FnMut(u32, u32),
+) -> Result<ChainAudit, SourceError> {
+    let to = scope.to.unwrap_or(u32::MAX);
+    let base = scope.from.checked_sub(1);
+    let mut headers = source.header_range(base.unwrap_or(scope.from), to)?;
+    let mut prev: Option<EpochHeader> = None;
+    if base.is_some() {
+        match headers.first() {
+            Some(h) if Some(h.body.height) == base => prev = Some(headers.remove(0).body),
+            _ => return Err(SourceError::NotFound(format!("epoch {}", scope.from.saturating_sub(1)))),
+        }
+    }
+    if headers.is_empty() {
+        return Err(SourceError::NotFound(format!("epoch {}", scope.from)));
+    }
+    let total = headers.len() as u32;
+    let mut epochs = Vec::with_capacity(headers.len());
+    let mut seen: HashMap<Hash32, u32> = HashMap::new();
+    let mut duplicates = Vec::new();
+    let mut rewards: u64 = 0;
+    let mut last_ledger = None;
+    for (i, h) in headers.iter().enumerate() {
+        let receipts = source.epoch_receipts(h.body.height)?;
+        let ledger = source.ledger(h.body.height)?;
+        let report = check_epoch(h, prev.as_ref(), &receipts, &ledger);
+        for r in &receipts {
+            if seen.insert(r.id(), h.body.height).is_some() {
+                duplicates.push(r.id());
+            }
+        }
+        let reward = receipts.iter().fold(0u64, |a, r| a.saturating_add(r.body.reward_sats));
+        rewards = rewards.saturating_add(reward);
+        last_ledger = Some(ledger_total(&ledger));
+        epochs.push(EpochResult {
+            height: h.body.height,
+            hash: h.id(),
+            receipts: receipts.len() as u32,
+            reward_sats: reward,
+            report,
+        });
+        prev = Some(h.body.clone());
+        progress(i as u32 + 1, total);
+    }
+    let mut ledger = Report::default();
+    if scope.from == 0 {
+        if let Some(total) = last_ledger {
+            ledger.push(
+                "ledger_total",
+                total.is_some_and(|t| t <= rewards),
+                match total {
+                    Some(t) => format!(
+                        "ledger holds {t} sats of {rewards} paid in receipts ({} forfeited)",
+                        rewards.saturating_sub(t)
+                    ),
+                    None => "ledger total overflows".to_owned(),
+                },
+            );
+        }
+    }
+
+    // Equivocation between sources.
+    let mut equivocations = Vec::new();
+    let mut all: Vec<SignedEpochHeader> = headers.clone();
+    for o in others {
+        let theirs = o.header_range(scope.from, to)?;
+        all.extend(theirs);
+    }
+    let by_height: BTreeMap<u32, &SignedEpochHeader> = headers.iter().map(|h| (h.body.height, h)).collect();
+    let mut rest = all;
+    while let Some((a, b)) = find_equivocation(&rest) {
+        let height = a.body.height;
+        equivocations.push(Equivocation {
+            height,
+            detail: format!("two headers signed by {} for epoch {height}", a.body.coordinator),
+            first: a,
+            second: Some(b),
+            committed: None,
+        });
+        rest.retain(|h| h.body.height != height);
+    }
+
+    // The anchor chain, through the auditor's own node.
+    let mut anchors = None;
+    let mut anchor_count = 0;
+    let mut anchored_through = None;
+    if let Some(backend) = backend {
+        let mut r = Report::default();
+        let network = headers.first().map(|h| h.body.network).unwrap_or(Network::Regtest);
+        let chain = backend.chain_info();
+        let same = matches!(&chain, Ok(c) if c.chain == network.core_chain_name());
+        r.push(
+            "node_network",
+            same,
+            match &chain {
+                Ok(c) => format!("node on {:?}, chain on {network}", c.chain),
+                Err(e) => e.to_string(),
+            },
+        );
+        let claims = source.anchors()?;
+        let mut refs = Vec::with_capacity(claims.len());
+        for c in &claims {
+            match backend.block_hash(c.height) {
+                Ok(Some(block)) => refs.push(AnchorRef { txid: c.txid, block }),
+                Ok(None) => {
+                    r.push("anchor_block", false, format!("{} claimed at height {} above the tip", c.txid, c.height));
+                }
+                Err(e) => {
+                    r.push("anchor_block", false, format!("bitcoin: {e}"));
+                }
+            }
+        }
+        let genesis = scope.genesis.or(refs.first().map(|a| a.txid));
+        if let (Some(genesis), true) = (genesis, r.ok()) {
+            if scope.genesis.is_none() {
+                r.push("genesis_trust", true, format!("genesis anchor {genesis} as the source names it (pin it with --genesis-anchor)"));
+            }
+            let (walk, payloads) = verify_anchor_chain(genesis, &refs, backend);
+            anchor_count = payloads.len();
+            r.checks.extend(walk.checks);
+            let mut commits_ok = true;
+            for (p, a) in payloads.iter().zip(&refs) {
+                let served = match by_height.get(&p.height) {
+                    Some(h) => Some((*h).clone()),
+                    None if p.height < scope.from || p.height > to => continue,
+                    None => None,
+                };
+                match served {
+                    Some(h) if h.id() == p.header_hash => {}
+                    Some(h) => {
+                        commits_ok = false;
+                        equivocations.push(Equivocation {
+                            height: p.height,
+                            detail: format!(
+                                "anchor {} commits header {} for epoch {}, the source serves {}",
+                                a.txid,
+                                p.header_hash,
+                                p.height,
+                                h.id()
+                            ),
+                            first: h,
+                            second: None,
+                            committed: Some((a.txid, p.header_hash)),
+                        });
+                    }
+                    None => {
+                        commits_ok = false;
+                    }
+                }
+            }
+            anchored_through = payloads.iter().map(|p| p.height).max();
+            r.push(
+                "anchor_commits",
+                commits_ok,
+                format!("{} anchors commit headers of this chain; anchored through epoch {}", payloads.len(), anchored_through.map_or("none".into(), |h| h.to_string())),
+            );
+        } else if claims.is_empty() {
+            r.push("anchors", true, "no confirmed anchors yet");
+        }
+        anchors = Some(r);
+    }
+    Ok(ChainAudit {
+        source: source.describe(),
+        epochs,
+        duplicate_receipts: duplicates,
+        ledger,
+        anchors,
+        anchor_count,
+        anchored_through,
+        equivocations,
+    })
+}

@@ -1,0 +1,114 @@
+//! One receipt's proof, assembled from a source and the auditor's Bitcoin node: the receipt
+//! and its Merkle path, the headers from its epoch to the epoch the covering anchor commits,
+//! and — from Bitcoin itself — the anchor transaction, its place in its block and the block
+//! header. Also reads proof files in every form `cairn` writes them.
+//!
+//! Owns assembly and file reading. Must never verify anything (that is `cairn-anchor`'s
+//! verifier) nor take the source's word for a Bitcoin fact it can ask the node.
+
+use cairn_anchor::verify::assemble_receipt_proof;
+use cairn_anchor::ChainBackend;
+use cairn_spec::{Decode, Hash32, Network, ProofBundle, ReceiptProof};
+use thiserror::Error;
+
+use crate::source::{Source, SourceError};
+
+/// Why a proof could not be assembled or read.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum ProofSourceError {
+    /// The source could not say.
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    /// The receipt's epoch is not anchored in a confirmed transaction yet.
+    #[error("not anchored yet: {0}")]
+    NotAnchored(String),
+    /// Bitcoin could not say.
+    #[error("bitcoin: {0}")]
+    Chain(String),
+    /// A proof file in no known form.
+    #[error("{0}")]
+    File(String),
+}
+
+/// Assembles the proof of receipt `id`.
+pub fn assemble(
+    source: &dyn Source,
+    id: &Hash32,
+    backend: &dyn ChainBackend,
+    network: Network,
+) -> Result<ReceiptProof, ProofSourceError> {
+    let located = source.receipt(id)?;
+    let epoch = located.epoch;
+    // The first confirmed anchor committing this epoch or a later one covers it.
+    let claim = source
+        .anchors()?
+        .into_iter()
+        .filter(|a| a.epoch >= epoch)
+        .min_by_key(|a| (a.height, a.epoch))
+        .ok_or_else(|| ProofSourceError::NotAnchored(format!("no confirmed anchor covers epoch {epoch}")))?;
+    let headers = source.header_range(epoch, claim.epoch)?;
+    if headers.len() as u64 != u64::from(claim.epoch - epoch) + 1 {
+        return Err(SourceError::BadAnswer(format!("headers {epoch}..={} incomplete", claim.epoch)).into());
+    }
+    let block = backend
+        .block_hash(claim.height)
+        .map_err(|e| ProofSourceError::Chain(e.to_string()))?
+        .ok_or_else(|| ProofSourceError::Chain(format!("no block at height {} (claimed for {})", claim.height, claim.txid)))?;
+    assemble_receipt_proof(
+        network,
+        located.receipt,
+        located.path.index,
+        located.path.siblings,
+        headers,
+        claim.txid,
+        block,
+        backend,
+    )
+    .map_err(|e| ProofSourceError::Chain(e.to_string()))
+}
+
+/// A proof read from a file: a bare proof, or a bundle with headers for offline checking.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ProofFile {
+    /// A receipt proof.
+    Proof(ReceiptProof),
+    /// A bundle.
+    Bundle(ProofBundle),
+}
+
+impl ProofFile {
+    /// The receipt proof inside.
+    pub fn proof(&self) -> &ReceiptProof {
+        match self {
+            ProofFile::Proof(p) => p,
+            ProofFile::Bundle(b) => &b.proof,
+        }
+    }
+
+    /// Reads any form `cairn` writes: a binary bundle or proof, either as hex text, or JSON
+    /// (a bundle or a proof, as `cairn proof bundle --json` and the decoders print them).
+    pub fn parse(bytes: &[u8]) -> Result<Self, ProofSourceError> {
+        if bytes.starts_with(cairn_spec::bundle::BUNDLE_MAGIC) {
+            return ProofBundle::from_bytes(bytes)
+                .map(ProofFile::Bundle)
+                .map_err(|e| ProofSourceError::File(format!("proof bundle: {e}")));
+        }
+        let text = std::str::from_utf8(bytes).map(str::trim).unwrap_or_default();
+        if text.starts_with('{') {
+            let v: serde_json::Value =
+                serde_json::from_str(text).map_err(|e| ProofSourceError::File(format!("JSON: {e}")))?;
+            if v.get("proof").is_some() {
+                return serde_json::from_value(v).map(ProofFile::Bundle).map_err(|e| ProofSourceError::File(format!("bundle JSON: {e}")));
+            }
+            return serde_json::from_value(v).map(ProofFile::Proof).map_err(|e| ProofSourceError::File(format!("proof JSON: {e}")));
+        }
+        if !text.is_empty() && text.bytes().all(|b| b.is_ascii_hexdigit()) {
+            let raw = hex::decode(text).map_err(|e| ProofSourceError::File(format!("hex: {e}")))?;
+            return Self::parse(&raw);
+        }
+        ReceiptProof::from_bytes(bytes)
+            .map(ProofFile::Proof)
+            .map_err(|e| ProofSourceError::File(format!("not a proof bundle, receipt proof, hex or JSON: {e}")))
+    }
+}
