@@ -1,0 +1,259 @@
+//! Auditing against a real regtest Bitcoin Core (found via `BITCOIND_EXE`, then `PATH`;
+//! skipped with one line when absent), through the `cairn` binary as an auditor runs it: a
+//! coordinator anchors two epochs; a receipt is audited online, offline from a bundle, and
+//! through the `.ots` export, read by the PyPI `opentimestamps` library and, when installed,
+//! verified by the stock `ots` client against the same node; the coordinator's `/timestamp/`
+//! answer matches; the whole chain audits ✓; tampering and shallow depth are named.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::print_stderr,
+    missing_docs
+)]
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use cairn_anchor::regtest::{find_bitcoind, RegtestNode};
+use cairn_spec::{Decode, Encode, PubKey, ResponseBody};
+use common::{http, Worker};
+use serde_json::{json, Value};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn cairn(args: &[&str]) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_cairn")).args(args).env("CAIRN_LOG", "warn").output().unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.code().unwrap_or(-1), text)
+}
+
+fn python_has(module: &str) -> bool {
+    Command::new("python3").args(["-c", &format!("import {module}")]).output().is_ok_and(|o| o.status.success())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receipt_audits_online_offline_and_through_opentimestamps() {
+    let Some(exe) = find_bitcoind() else {
+        eprintln!("skipping a_receipt_audits_online_offline_and_through_opentimestamps: no bitcoind found (set BITCOIND_EXE or put bitcoind on PATH)");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let btc = RegtestNode::start(&exe, &dir.path().join("bitcoind")).unwrap();
+    let rpc = btc.rpc().unwrap();
+    let call = |m: &str, p: Value| rpc.raw_call(m, p).unwrap();
+    let miner = "bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080";
+    let data = dir.path().join("data");
+    let toml = common::test_config(&data)
+        .replace("mode = \"none\"", &format!(
+            "mode = \"rpc\"\nrpc_url = \"{}\"\ncookie_file = \"{}\"\npoll_secs = 1\nfinality_depth = 2\nchallenge_window_blocks = 2",
+            btc.rpc_url(),
+            btc.cookie_path().display()
+        ))
+        .replace("listen = \"127.0.0.1:0\"", &format!("listen = \"127.0.0.1:{}\"", free_port()))
+        + &format!("[p2p]\nlisten = [\"/ip4/127.0.0.1/tcp/{}\"]\n", free_port());
+    let (info, stop_tx, handle) = common::start_node(&toml).await;
+    let api = info.api;
+    let url = format!("http://{api}");
+    let token = std::fs::read_to_string(data.join("operator.token")).unwrap().trim().to_string();
+    let coordinator = PubKey::from_hex(&info.coordinator).unwrap();
+    call("generatetoaddress", json!([1, info.anchor_address.clone().unwrap()]));
+    call("generatetoaddress", json!([100, miner]));
+    let w0 = Worker::start(common::key(1), &info.p2p[0]).await;
+    let w1 = Worker::start(common::key(2), &info.p2p[0]).await;
+    assert_eq!(w0.register(coordinator, 4).await, ResponseBody::Ack);
+    assert_eq!(w1.register(coordinator, 4).await, ResponseBody::Ack);
+
+    let wait_for = |what: &str, f: &dyn Fn() -> bool| {
+        for _ in 0..300 {
+            if f() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("timed out waiting for {what}");
+    };
+    let mut receipts = Vec::new();
+    for epoch in 0..2u32 {
+        for n in 0..3u32 {
+            let body = format!(
+                r#"{{"class":"echo","input_text":"e{epoch}t{n}","units":10,"budget_sats":1000,"nonce":{}}}"#,
+                epoch * 10 + n
+            );
+            let (s, v) = http(api, "POST", "/v1/tasks", Some(&token), Some(&body));
+            assert_eq!(s, 201, "{v}");
+            let id = cairn_spec::Hash32::from_hex(v["id"].as_str().unwrap()).unwrap();
+            for w in [&w0, &w1] {
+                if matches!(w.claim(id).await, ResponseBody::Lease { .. }) {
+                    assert_eq!(w.commit(id, b"ok").await, ResponseBody::Ack);
+                }
+            }
+            for w in [&w0, &w1] {
+                let _ = w.reveal(id, b"ok").await;
+            }
+            let (_, t) = http(api, "GET", &format!("/v1/tasks/{id}"), None, None);
+            for a in t["assignments"].as_array().unwrap() {
+                if let Some(r) = a["receipt"].as_str() {
+                    receipts.push((epoch, r.to_owned()));
+                }
+            }
+        }
+        assert_eq!(http(api, "POST", "/v1/epochs/close", Some(&token), None).1["closed"], epoch);
+        let path = format!("/v1/epochs/{epoch}");
+        wait_for("anchor broadcast", &|| http(api, "GET", &path, None, None).1["anchor"]["status"] == "pending");
+        // Before its anchor confirms, the calendar has nothing for the receipt yet.
+        if epoch == 0 {
+            let (s, _) = common::try_http(api, "GET", &format!("/timestamp/{}", receipts[0].1), None, None).unwrap();
+            assert_eq!(s, 404);
+        }
+        call("generatetoaddress", json!([1, miner]));
+        wait_for("confirmation", &|| http(api, "GET", &path, None, None).1["anchor"]["status"] == "confirmed");
+    }
+    call("generatetoaddress", json!([5, miner]));
+    let rpc_args = |v: &mut Vec<String>| {
+        v.extend(["--rpc-url".into(), btc.rpc_url(), "--rpc-cookie".into(), btc.cookie_path().display().to_string()]);
+    };
+    let receipt = receipts.iter().find(|(e, _)| *e == 0).unwrap().1.clone();
+
+    // Online: every step ✓ against Bitcoin Core.
+    let mut a = vec!["audit".into(), "receipt".into(), receipt.clone(), "--api".into(), url.clone(), "--network".into(), "regtest".into(), "--min-depth".into(), "6".into()];
+    rpc_args(&mut a);
+    let a: Vec<&str> = a.iter().map(String::as_str).collect();
+    let (code, out) = cairn(&a);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("VERIFIED") && !out.contains('✗'), "{out}");
+    for step in cairn_anchor::verify::RECEIPT_CHECKS {
+        assert!(out.contains(&format!("✓ {step}")), "{step} missing: {out}");
+    }
+    // Too shallow for a demanding auditor, or the wrong network: non-zero, step named.
+    let mut deep = a.clone();
+    deep[8] = "100";
+    let (code, out) = cairn(&deep);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("step `depth` failed"), "{out}");
+    let mut wrong = a.clone();
+    wrong[6] = "signet";
+    let (code, out) = cairn(&wrong);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("step `network` failed") || out.contains("step `node_network` failed"), "{out}");
+
+    // Offline: a bundle with 6 confirmations, checked with no node at all.
+    let bundle = dir.path().join("receipt.bundle");
+    let mut b = vec!["proof".into(), "bundle".into(), receipt.clone(), "--api".into(), url.clone(), "--depth".into(), "6".into(), "--out".into(), bundle.display().to_string()];
+    rpc_args(&mut b);
+    let (code, out) = cairn(&b.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(code, 0, "{out}");
+    let bpath = bundle.display().to_string();
+    let (code, out) = cairn(&["audit", "receipt", "--offline", &bpath, "--network", "regtest", "--min-depth", "6", "--json"]);
+    assert_eq!(code, 0, "{out}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["ok"], true);
+    assert_eq!(v["checks"].as_array().unwrap().len(), cairn_anchor::verify::BUNDLE_CHECKS.len());
+    // A tampered receipt inside the bundle is named.
+    let mut parsed = cairn_spec::ProofBundle::from_bytes(&std::fs::read(&bundle).unwrap()).unwrap();
+    parsed.proof.receipt.body.reward_sats += 1;
+    let forged = dir.path().join("forged.bundle");
+    std::fs::write(&forged, parsed.to_bytes()).unwrap();
+    let (code, out) = cairn(&["audit", "receipt", "--offline", forged.to_str().unwrap(), "--min-depth", "1"]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("step `receipt_signature` failed"), "{out}");
+
+    // OpenTimestamps: the export, read by the reference library, reaches the block's root.
+    let stamped = dir.path().join(format!("receipt-{receipt}"));
+    let mut o = vec!["proof".into(), "ots".into(), receipt.clone(), "--api".into(), url.clone(), "--out".into(), stamped.display().to_string()];
+    rpc_args(&mut o);
+    let (code, out) = cairn(&o.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(code, 0, "{out}");
+    let ots = format!("{}.ots", stamped.display());
+    let (_, t) = cairn_spec::ots::LinearTimestamp::from_detached_file(&std::fs::read(&ots).unwrap()).unwrap();
+    let cairn_spec::ots::Attestation::BitcoinBlockHeader { height } = t.attestation else { panic!() };
+    let block = call("getblockhash", json!([height]));
+    let root = call("getblockheader", json!([block]))["merkleroot"].as_str().unwrap().to_owned();
+    // The coordinator's calendar answer is the same timestamp.
+    let answer = reqwest_bytes(api, &format!("/timestamp/{receipt}"));
+    assert_eq!(cairn_spec::ots::LinearTimestamp::deserialize(&answer).unwrap(), t);
+    let answer_path = dir.path().join("calendar-answer");
+    std::fs::write(&answer_path, &answer).unwrap();
+    if python_has("opentimestamps") {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scripts/ots_check.py");
+        let out = Command::new("python3")
+            .arg(&script)
+            .args([&ots, stamped.to_str().unwrap(), &height.to_string(), &root, answer_path.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    } else if std::env::var_os("CI").is_some() {
+        panic!("the PyPI package opentimestamps is missing: .ci/run installs it");
+    } else {
+        eprintln!("skipping the opentimestamps library check: `pip install opentimestamps`");
+    }
+    // The stock client verifies it against the same node.
+    if Command::new("ots").arg("--version").output().is_ok_and(|o| o.status.success()) {
+        let cookie = std::fs::read_to_string(btc.cookie_path()).unwrap();
+        let node = btc.rpc_url().replacen("http://", &format!("http://{}@", cookie.trim()), 1);
+        let out = Command::new("ots")
+            .args(["--no-cache", "--btc-regtest", "--bitcoin-node", &node, "verify", &ots])
+            .output()
+            .unwrap();
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success() && text.contains("Success!"), "ots verify: {text}");
+    } else if std::env::var_os("CI").is_some() {
+        panic!("the stock OpenTimestamps client (ots) is missing: .ci/run installs opentimestamps-client");
+    } else {
+        eprintln!("skipping `ots verify`: `pip install opentimestamps-client`");
+    }
+
+    // The whole chain: every epoch recomputed, both anchors walked from the genesis anchor.
+    let genesis = http(api, "GET", "/v1/anchors", None, None).1["anchors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["status"] == "confirmed")
+        .min_by_key(|a| a["height"].as_u64())
+        .unwrap()["txid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut c = vec!["audit".into(), "chain".into(), "--api".into(), url.clone(), "--genesis-anchor".into(), genesis];
+    rpc_args(&mut c);
+    let (code, out) = cairn(&c.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("│ anchors walked       │ 2") && out.contains("│ epochs checked       │ 2"), "{out}");
+    assert!(out.contains("│ equivocations        │ 0") && out.contains("VERIFIED"), "{out}");
+    let mut e = vec!["audit".into(), "epoch".into(), "1".into(), "--api".into(), url.clone(), "--json".into()];
+    rpc_args(&mut e);
+    let (code, out) = cairn(&e.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(code, 0, "{out}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["audit"]["epochs"].as_array().unwrap().len(), 1);
+    assert_eq!(v["audit"]["anchored_through"], 1);
+
+    w0.net.shutdown().await;
+    w1.net.shutdown().await;
+    stop_tx.send(()).unwrap();
+    handle.await.unwrap();
+    drop(btc);
+}
+
+/// A raw GET returning the body bytes (the calendar answer is not JSON).
+fn reqwest_bytes(api: std::net::SocketAddr, path: &str) -> Vec<u8> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(api).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {api}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).unwrap();
+    let at = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let head = String::from_utf8_lossy(&buf[..at]).to_string();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(head.to_ascii_lowercase().contains("application/octet-stream"), "{head}");
+    let body = buf[at + 4..].to_vec();
+    // axum answers a known-length body without chunking.
+    assert!(!head.to_ascii_lowercase().contains("chunked"));
+    body
+}
