@@ -418,7 +418,9 @@ impl ChainBackend for BitcoinCoreRpc {
         let header: bitcoin::block::Header = deserialize_hex(hex_str(&v, "getblockheader")?)
             .map_err(|e| ChainError::Permanent(format!("getblockheader: {e}")))?;
         if header.block_hash() != *hash {
-            return Err(ChainError::Permanent(format!("getblockheader: node returned another header than {hash}")));
+            return Err(ChainError::Permanent(format!(
+                "getblockheader: node returned another header than {hash}"
+            )));
         }
         Ok(header)
     }

@@ -9,7 +9,9 @@
 use bitcoin::consensus::encode::serialize;
 use bitcoin::hashes::Hash as _;
 use bitcoin::{BlockHash, OutPoint, Transaction, Txid, Witness};
-use cairn_spec::{AnchorPayload, Hash32, Network, ProofBundle, ReceiptProof, SignedEpochHeader, SignedReceipt};
+use cairn_spec::{
+    AnchorPayload, Hash32, Network, ProofBundle, ReceiptProof, SignedEpochHeader, SignedReceipt,
+};
 use serde::Serialize;
 
 use crate::backend::{bitcoin_merkle_path, ChainBackend, ChainError};
@@ -391,8 +393,16 @@ pub fn verify_bundle(bundle: &ProofBundle, network: Network, min_depth: u32) -> 
     }
     let broken = headers.windows(2).position(|w| matches!(w, [a, b] if b.prev_blockhash != a.block_hash()));
     let links = match broken {
-        None => format!("{} headers from block {} at height {}", headers.len(), headers.first().map(|h| h.block_hash()).unwrap_or_else(BlockHash::all_zeros), proof.block_height),
-        Some(i) => format!("header at height {} does not build on the one before", proof.block_height as usize + i + 1),
+        None => format!(
+            "{} headers from block {} at height {}",
+            headers.len(),
+            headers.first().map(|h| h.block_hash()).unwrap_or_else(BlockHash::all_zeros),
+            proof.block_height
+        ),
+        Some(i) => format!(
+            "header at height {} does not build on the one before",
+            proof.block_height as usize + i + 1
+        ),
     };
     if !r.push("header_links", broken.is_none(), links) {
         not_reached(&mut r);
@@ -400,9 +410,7 @@ pub fn verify_bundle(bundle: &ProofBundle, network: Network, min_depth: u32) -> 
     }
     let params = bitcoin::consensus::Params::new(network.to_bitcoin());
     let limit = params.max_attainable_target;
-    let bad_pow = headers
-        .iter()
-        .position(|h| h.target() > limit || h.validate_pow(h.target()).is_err());
+    let bad_pow = headers.iter().position(|h| h.target() > limit || h.validate_pow(h.target()).is_err());
     let total_work = headers.iter().fold(bitcoin::Work::from_be_bytes([0; 32]), |acc, h| acc + h.work());
     let pow = match bad_pow {
         None => format!("every header meets its target; total work 2^{:.1} hashes", total_work.log2()),
@@ -474,7 +482,11 @@ fn difficulty_rule(
 
 /// Builds a bundle: the receipt proof and the headers of the `depth - 1` blocks above its
 /// block on the backend's best chain.
-pub fn assemble_bundle(proof: ReceiptProof, backend: &dyn ChainBackend, depth: u32) -> Result<ProofBundle, ChainError> {
+pub fn assemble_bundle(
+    proof: ReceiptProof,
+    backend: &dyn ChainBackend,
+    depth: u32,
+) -> Result<ProofBundle, ChainError> {
     let above = depth.saturating_sub(1) as usize;
     if above > cairn_spec::bundle::MAX_BUNDLE_HEADERS {
         return Err(ChainError::Permanent(format!(
@@ -484,9 +496,11 @@ pub fn assemble_bundle(proof: ReceiptProof, backend: &dyn ChainBackend, depth: u
     }
     let mut headers = Vec::with_capacity(above);
     for h in (1..=above as u32).map(|i| proof.block_height.saturating_add(i)) {
-        let hash = backend
-            .block_hash(h)?
-            .ok_or_else(|| ChainError::Permanent(format!("the chain has no block at height {h} yet: fewer than {depth} confirmations")))?;
+        let hash = backend.block_hash(h)?.ok_or_else(|| {
+            ChainError::Permanent(format!(
+                "the chain has no block at height {h} yet: fewer than {depth} confirmations"
+            ))
+        })?;
         let mut b = [0u8; cairn_spec::proof::BLOCK_HEADER_LEN];
         b.copy_from_slice(&serialize(&backend.block_header(&hash)?));
         headers.push(cairn_spec::bundle::BlockHeaderBytes(b));

@@ -272,7 +272,10 @@ fn the_ots_export_reaches_the_block_merkle_root_and_reads_back() {
     assert_eq!(digest, v.receipt_leaf.0);
     assert_eq!(back, t);
     assert_eq!(cairn_spec::proof::apply_ots(&digest, &back.ops), v.block_merkle_root.0.to_vec());
-    assert_eq!(back.attestation, cairn_spec::ots::Attestation::BitcoinBlockHeader { height: b.proof.block_height });
+    assert_eq!(
+        back.attestation,
+        cairn_spec::ots::Attestation::BitcoinBlockHeader { height: b.proof.block_height }
+    );
     // The stamped file hashes to the digest, so `ots verify` finds it next to the .ots.
     let stamped = cairn_spec::ots::stamped_receipt_file(&b.proof.receipt);
     assert_eq!(cairn_spec::hash::sha256(&stamped), v.receipt_leaf);

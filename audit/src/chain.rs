@@ -210,7 +210,11 @@ pub fn audit_chain(
             match backend.block_hash(c.height) {
                 Ok(Some(block)) => refs.push(AnchorRef { txid: c.txid, block }),
                 Ok(None) => {
-                    r.push("anchor_block", false, format!("{} claimed at height {} above the tip", c.txid, c.height));
+                    r.push(
+                        "anchor_block",
+                        false,
+                        format!("{} claimed at height {} above the tip", c.txid, c.height),
+                    );
                 }
                 Err(e) => {
                     r.push("anchor_block", false, format!("bitcoin: {e}"));
@@ -220,7 +224,11 @@ pub fn audit_chain(
         let genesis = scope.genesis.or(refs.first().map(|a| a.txid));
         if let (Some(genesis), true) = (genesis, r.ok()) {
             if scope.genesis.is_none() {
-                r.push("genesis_trust", true, format!("genesis anchor {genesis} as the source names it (pin it with --genesis-anchor)"));
+                r.push(
+                    "genesis_trust",
+                    true,
+                    format!("genesis anchor {genesis} as the source names it (pin it with --genesis-anchor)"),
+                );
             }
             let (walk, payloads) = verify_anchor_chain(genesis, &refs, backend);
             anchor_count = payloads.len();
@@ -259,7 +267,11 @@ pub fn audit_chain(
             r.push(
                 "anchor_commits",
                 commits_ok,
-                format!("{} anchors commit headers of this chain; anchored through epoch {}", payloads.len(), anchored_through.map_or("none".into(), |h| h.to_string())),
+                format!(
+                    "{} anchors commit headers of this chain; anchored through epoch {}",
+                    payloads.len(),
+                    anchored_through.map_or("none".into(), |h| h.to_string())
+                ),
             );
         } else if claims.is_empty() {
             r.push("anchors", true, "no confirmed anchors yet");

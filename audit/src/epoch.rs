@@ -28,7 +28,9 @@ pub fn check_epoch(
     r.push("header_signature", header.verify(), format!("epoch {} signed by {}", h.height, h.coordinator));
     let (linked, why) = match prev {
         Some(p) => (h.follows(p), format!("follows epoch {} ({})", p.height, p.hash())),
-        None => (h.height == 0 && h.prev == Hash32::ZERO, "genesis: height 0, previous hash all zeros".to_owned()),
+        None => {
+            (h.height == 0 && h.prev == Hash32::ZERO, "genesis: height 0, previous hash all zeros".to_owned())
+        }
     };
     r.push("header_link", linked, if linked { why } else { format!("does not link: expected {why}") });
     let mut seen = HashSet::with_capacity(receipts.len());
@@ -57,7 +59,11 @@ pub fn check_epoch(
     );
     let ids: Vec<Hash32> = receipts.iter().map(|s| s.id()).collect();
     let root = merkle::root(&ids);
-    r.push("receipts_root", root == h.receipts_root, format!("recomputed {root}, header {}", h.receipts_root));
+    r.push(
+        "receipts_root",
+        root == h.receipts_root,
+        format!("recomputed {root}, header {}", h.receipts_root),
+    );
     let accepted = receipts.iter().filter(|s| s.body.verdict.is_accepted()).count();
     let reward = receipts.iter().try_fold(0u64, |a, s| a.checked_add(s.body.reward_sats));
     r.push(
@@ -75,7 +81,9 @@ pub fn check_epoch(
         "state_root",
         state == Some(h.state_root),
         match state {
-            Some(s) => format!("recomputed from {} ledger entries: {s}, header {}", ledger.len(), h.state_root),
+            Some(s) => {
+                format!("recomputed from {} ledger entries: {s}, header {}", ledger.len(), h.state_root)
+            }
             None => "the ledger snapshot names a worker twice".to_owned(),
         },
     );
@@ -84,5 +92,7 @@ pub fn check_epoch(
 
 /// Sats a ledger snapshot holds in all columns (locked + claimable + paid).
 pub fn ledger_total(ledger: &[LedgerEntry]) -> Option<u64> {
-    ledger.iter().try_fold(0u64, |a, e| a.checked_add(e.locked)?.checked_add(e.claimable)?.checked_add(e.paid))
+    ledger
+        .iter()
+        .try_fold(0u64, |a, e| a.checked_add(e.locked)?.checked_add(e.claimable)?.checked_add(e.paid))
 }

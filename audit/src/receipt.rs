@@ -54,7 +54,12 @@ pub fn assemble(
     let block = backend
         .block_hash(claim.height)
         .map_err(|e| ProofSourceError::Chain(e.to_string()))?
-        .ok_or_else(|| ProofSourceError::Chain(format!("no block at height {} (claimed for {})", claim.height, claim.txid)))?;
+        .ok_or_else(|| {
+            ProofSourceError::Chain(format!(
+                "no block at height {} (claimed for {})",
+                claim.height, claim.txid
+            ))
+        })?;
     assemble_receipt_proof(
         network,
         located.receipt,
@@ -99,16 +104,20 @@ impl ProofFile {
             let v: serde_json::Value =
                 serde_json::from_str(text).map_err(|e| ProofSourceError::File(format!("JSON: {e}")))?;
             if v.get("proof").is_some() {
-                return serde_json::from_value(v).map(ProofFile::Bundle).map_err(|e| ProofSourceError::File(format!("bundle JSON: {e}")));
+                return serde_json::from_value(v)
+                    .map(ProofFile::Bundle)
+                    .map_err(|e| ProofSourceError::File(format!("bundle JSON: {e}")));
             }
-            return serde_json::from_value(v).map(ProofFile::Proof).map_err(|e| ProofSourceError::File(format!("proof JSON: {e}")));
+            return serde_json::from_value(v)
+                .map(ProofFile::Proof)
+                .map_err(|e| ProofSourceError::File(format!("proof JSON: {e}")));
         }
         if !text.is_empty() && text.bytes().all(|b| b.is_ascii_hexdigit()) {
             let raw = hex::decode(text).map_err(|e| ProofSourceError::File(format!("hex: {e}")))?;
             return Self::parse(&raw);
         }
-        ReceiptProof::from_bytes(bytes)
-            .map(ProofFile::Proof)
-            .map_err(|e| ProofSourceError::File(format!("not a proof bundle, receipt proof, hex or JSON: {e}")))
+        ReceiptProof::from_bytes(bytes).map(ProofFile::Proof).map_err(|e| {
+            ProofSourceError::File(format!("not a proof bundle, receipt proof, hex or JSON: {e}"))
+        })
     }
 }

@@ -117,7 +117,8 @@ impl ApiSource {
     /// GETs a JSON document.
     pub fn get(&self, path: &str) -> Result<Value, SourceError> {
         let url = format!("{}{path}", self.base);
-        let mut r = self.agent.get(&url).call().map_err(|e| SourceError::Unreachable(format!("{url}: {e}")))?;
+        let mut r =
+            self.agent.get(&url).call().map_err(|e| SourceError::Unreachable(format!("{url}: {e}")))?;
         let status = r.status().as_u16();
         let body: Value = r
             .body_mut()
@@ -158,7 +159,8 @@ impl Source for ApiSource {
     fn epoch_receipts(&self, height: u32) -> Result<Vec<SignedReceipt>, SourceError> {
         let mut out = Vec::new();
         loop {
-            let v = self.get(&format!("/v1/epochs/{height}/receipts?from={}&limit={RECEIPT_PAGE}", out.len()))?;
+            let v =
+                self.get(&format!("/v1/epochs/{height}/receipts?from={}&limit={RECEIPT_PAGE}", out.len()))?;
             let page = list(&v, "receipts")?;
             if page.len() > RECEIPT_PAGE as usize {
                 return Err(SourceError::BadAnswer("receipt page over its limit".into()));
@@ -196,7 +198,10 @@ impl Source for ApiSource {
             out.push(AnchorClaim {
                 txid: a["txid"].as_str().and_then(|t| t.parse().ok()).ok_or_else(|| bad("txid"))?,
                 epoch: a["epoch"].as_u64().and_then(|e| u32::try_from(e).ok()).ok_or_else(|| bad("epoch"))?,
-                height: a["height"].as_u64().and_then(|e| u32::try_from(e).ok()).ok_or_else(|| bad("height"))?,
+                height: a["height"]
+                    .as_u64()
+                    .and_then(|e| u32::try_from(e).ok())
+                    .ok_or_else(|| bad("height"))?,
             });
         }
         out.sort_by_key(|a| (a.height, a.epoch));

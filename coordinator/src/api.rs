@@ -96,7 +96,11 @@ impl AnchorView {
             .iter()
             .filter(|a| a.status == "confirmed")
             .filter_map(|a| {
-                Some(cairn_audit::AnchorClaim { txid: a.txid.parse().ok()?, epoch: a.epoch, height: a.height? })
+                Some(cairn_audit::AnchorClaim {
+                    txid: a.txid.parse().ok()?,
+                    epoch: a.epoch,
+                    height: a.height?,
+                })
             })
             .collect();
         out.sort_by_key(|a| (a.height, a.epoch));
@@ -629,7 +633,11 @@ fn parse_height(s: &str) -> Result<u32, ApiError> {
 /// Most receipts in one page of `/v1/epochs/{height}/receipts`.
 pub const MAX_RECEIPT_PAGE: usize = 5000;
 
-async fn epoch_receipts(State(s): State<ApiState>, Path(height): Path<String>, Query(p): Query<Page>) -> ApiResult {
+async fn epoch_receipts(
+    State(s): State<ApiState>,
+    Path(height): Path<String>,
+    Query(p): Query<Page>,
+) -> ApiResult {
     let height = parse_height(&height)?;
     let n = match p.limit {
         Some(0) => return Err(bad("limit must be at least 1")),
@@ -684,7 +692,10 @@ async fn timestamp(State(s): State<ApiState>, Path(commitment): Path<String>) ->
     .map_err(|_| ApiError(StatusCode::INTERNAL_SERVER_ERROR, "timestamp task failed".into()))?;
     use cairn_audit::receipt::ProofSourceError as E;
     match built {
-        Ok(t) => Ok(([(axum::http::header::CONTENT_TYPE, "application/octet-stream")], t.serialize()).into_response()),
+        Ok(t) => {
+            Ok(([(axum::http::header::CONTENT_TYPE, "application/octet-stream")], t.serialize())
+                .into_response())
+        }
         Err(E::Source(cairn_audit::SourceError::NotFound(m)) | E::NotAnchored(m)) => {
             Err(ApiError(StatusCode::NOT_FOUND, format!("no timestamp yet: {m}")))
         }

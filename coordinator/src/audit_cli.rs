@@ -46,7 +46,9 @@ impl BitcoinArgs {
         let auth = match (&self.rpc_cookie, &self.rpc_user, &self.rpc_password) {
             (Some(c), _, _) => RpcAuth::Cookie(c.clone()),
             (None, Some(u), Some(p)) => RpcAuth::UserPass { user: u.clone(), password: p.clone() },
-            _ => return Err(CliError("--rpc-url needs --rpc-cookie, or --rpc-user and --rpc-password".into())),
+            _ => {
+                return Err(CliError("--rpc-url needs --rpc-cookie, or --rpc-user and --rpc-password".into()))
+            }
         };
         BitcoinCoreRpc::new(RpcConfig::new(url.clone(), auth)).map(Some).map_err(err)
     }
@@ -68,7 +70,9 @@ fn read_file(path: &Path) -> Result<Vec<u8>, CliError> {
     use std::io::Read;
     let f = std::fs::File::open(path).map_err(|e| CliError(format!("opening {}: {e}", path.display())))?;
     let mut buf = Vec::new();
-    f.take(MAX_PROOF_FILE + 1).read_to_end(&mut buf).map_err(|e| CliError(format!("reading {}: {e}", path.display())))?;
+    f.take(MAX_PROOF_FILE + 1)
+        .read_to_end(&mut buf)
+        .map_err(|e| CliError(format!("reading {}: {e}", path.display())))?;
     if buf.len() as u64 > MAX_PROOF_FILE {
         return Err(CliError(format!("{} is larger than {MAX_PROOF_FILE} bytes", path.display())));
     }
@@ -84,9 +88,14 @@ pub fn load_proof(
 ) -> Result<ProofFile, CliError> {
     if let Ok(id) = Hash32::from_hex(target) {
         if !Path::new(target).exists() {
-            let api = api.ok_or_else(|| CliError("a receipt id needs --api (a coordinator's or follower's URL)".into()))?;
+            let api = api.ok_or_else(|| {
+                CliError("a receipt id needs --api (a coordinator's or follower's URL)".into())
+            })?;
             let backend = backend.ok_or_else(|| {
-                CliError("assembling a proof from an id needs your Bitcoin Core (--rpc-url); or pass a proof file".into())
+                CliError(
+                    "assembling a proof from an id needs your Bitcoin Core (--rpc-url); or pass a proof file"
+                        .into(),
+                )
             })?;
             let source = ApiSource::new(api);
             let network = match network {
@@ -120,7 +129,10 @@ pub struct ReceiptAudit {
 pub fn audit_receipt(a: &ReceiptAudit, bitcoin: &BitcoinArgs) -> Result<Outcome, CliError> {
     let client = if a.offline { None } else { bitcoin.client()? };
     if !a.offline && client.is_none() {
-        return Err(CliError("online verification needs your Bitcoin Core (--rpc-url ...); or use --offline with a bundle".into()));
+        return Err(CliError(
+            "online verification needs your Bitcoin Core (--rpc-url ...); or use --offline with a bundle"
+                .into(),
+        ));
     }
     let backend = client.as_ref().map(|c| c as &dyn ChainBackend);
     let file = load_proof(&a.target, a.api.as_deref(), backend, a.network)?;
@@ -132,7 +144,9 @@ pub fn audit_receipt(a: &ReceiptAudit, bitcoin: &BitcoinArgs) -> Result<Outcome,
     let (mode, report) = match (&file, backend) {
         (ProofFile::Bundle(b), _) if a.offline => ("offline bundle", verify_bundle(b, network, a.min_depth)),
         (ProofFile::Proof(_), None) => {
-            return Err(CliError("--offline needs a proof bundle (`cairn proof bundle`), not a bare proof".into()))
+            return Err(CliError(
+                "--offline needs a proof bundle (`cairn proof bundle`), not a bare proof".into(),
+            ))
         }
         (_, Some(be)) => ("Bitcoin Core", verify_receipt(proof, be, network, a.min_depth)),
         (_, None) => return Err(CliError("no Bitcoin Core given".into())),
@@ -176,13 +190,23 @@ pub struct ChainArgs {
 }
 
 /// `cairn audit epoch` / `cairn audit chain`. `progress` is called after each epoch.
-pub fn audit_epochs(a: &ChainArgs, bitcoin: &BitcoinArgs, progress: &mut dyn FnMut(u32, u32)) -> Result<Outcome, CliError> {
+pub fn audit_epochs(
+    a: &ChainArgs,
+    bitcoin: &BitcoinArgs,
+    progress: &mut dyn FnMut(u32, u32),
+) -> Result<Outcome, CliError> {
     let client = bitcoin.client()?;
     let source = ApiSource::new(&a.api);
     let others: Vec<ApiSource> = a.also.iter().map(|u| ApiSource::new(u)).collect();
     let other_refs: Vec<&dyn Source> = others.iter().map(|o| o as &dyn Source).collect();
-    let audit = audit_chain(&source, &other_refs, client.as_ref().map(|c| c as &dyn ChainBackend), &a.scope, progress)
-        .map_err(err)?;
+    let audit = audit_chain(
+        &source,
+        &other_refs,
+        client.as_ref().map(|c| c as &dyn ChainBackend),
+        &a.scope,
+        progress,
+    )
+    .map_err(err)?;
     let ok = audit.ok();
     let output = if a.json {
         serde_json::to_string_pretty(&json!({
@@ -214,15 +238,25 @@ pub fn proof_bundle(
     depth: u32,
     out: &Path,
 ) -> Result<String, CliError> {
-    let client = bitcoin.client()?.ok_or_else(|| CliError("a bundle is built from Bitcoin Core: give --rpc-url".into()))?;
+    let client = bitcoin
+        .client()?
+        .ok_or_else(|| CliError("a bundle is built from Bitcoin Core: give --rpc-url".into()))?;
     let proof = load_proof(target, api, Some(&client), None)?.proof().clone();
     let report = verify_receipt(&proof, &client, proof.network, depth);
     if let Some(c) = report.first_failure() {
-        return Err(CliError(format!("the proof does not verify against your node (step `{}`: {}); no bundle written", c.name, c.detail)));
+        return Err(CliError(format!(
+            "the proof does not verify against your node (step `{}`: {}); no bundle written",
+            c.name, c.detail
+        )));
     }
     let bundle = assemble_bundle(proof, &client, depth).map_err(err)?;
     write_atomic(out, &bundle.to_bytes())?;
-    Ok(format!("wrote {} ({} confirmations, {} bytes)\n", out.display(), bundle.depth(), bundle.to_bytes().len()))
+    Ok(format!(
+        "wrote {} ({} confirmations, {} bytes)\n",
+        out.display(),
+        bundle.depth(),
+        bundle.to_bytes().len()
+    ))
 }
 
 /// `cairn proof ots`: writes `<out>` (the stamped file: its SHA-256 is the receipt id) and
@@ -246,12 +280,15 @@ pub fn proof_ots(
             (p.receipt.clone(), t, format!("attested by Bitcoin block {}", p.block_height))
         }
         Err(e) => {
-            let (Some(cal), Some(api), Ok(id)) = (calendar, api, Hash32::from_hex(target)) else { return Err(e) };
+            let (Some(cal), Some(api), Ok(id)) = (calendar, api, Hash32::from_hex(target)) else {
+                return Err(e);
+            };
             let located = ApiSource::new(api).receipt(&id).map_err(err)?;
             if !located.receipt.verify() {
                 return Err(CliError("the API served a receipt whose signature does not verify".into()));
             }
-            let t = LinearTimestamp { ops: vec![], attestation: Attestation::Pending { uri: cal.to_owned() } };
+            let t =
+                LinearTimestamp { ops: vec![], attestation: Attestation::Pending { uri: cal.to_owned() } };
             t.check(&id.0).map_err(err)?;
             (located.receipt, t, format!("pending ({e}); `ots upgrade` will ask {cal}"))
         }

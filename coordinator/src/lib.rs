@@ -6,9 +6,9 @@
 //! protocol layouts (those are `cairn-spec`'s) nor libp2p types (those stay in `cairn-p2p`).
 
 pub mod anchor_store;
+pub mod api;
 pub mod audit_cli;
 pub mod audit_source;
-pub mod api;
 pub mod config;
 pub mod core;
 pub mod inspect;

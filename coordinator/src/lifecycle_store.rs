@@ -7,8 +7,8 @@
 //! writes what the machine changed, in one batch per step.
 
 use cairn_spec::{
-    Decode, Encode, EpochHeader, Hash32, LedgerEntry, MerkleProof, PubKey, Reveal, Signed,
-    SignedEpochHeader, SignedReceipt,
+    Decode, Encode, EpochHeader, Hash32, LedgerEntry, MerkleProof, PubKey, Reveal, Signed, SignedEpochHeader,
+    SignedReceipt,
 };
 use thiserror::Error;
 

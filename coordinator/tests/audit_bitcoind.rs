@@ -35,7 +35,10 @@ fn cairn(args: &[&str]) -> (i32, String) {
 }
 
 fn python_has(module: &str) -> bool {
-    Command::new("python3").args(["-c", &format!("import {module}")]).output().is_ok_and(|o| o.status.success())
+    Command::new("python3")
+        .args(["-c", &format!("import {module}")])
+        .output()
+        .is_ok_and(|o| o.status.success())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -106,23 +109,43 @@ async fn a_receipt_audits_online_offline_and_through_opentimestamps() {
         }
         assert_eq!(http(api, "POST", "/v1/epochs/close", Some(&token), None).1["closed"], epoch);
         let path = format!("/v1/epochs/{epoch}");
-        wait_for("anchor broadcast", &|| http(api, "GET", &path, None, None).1["anchor"]["status"] == "pending");
+        wait_for("anchor broadcast", &|| {
+            http(api, "GET", &path, None, None).1["anchor"]["status"] == "pending"
+        });
         // Before its anchor confirms, the calendar has nothing for the receipt yet.
         if epoch == 0 {
-            let (s, _) = common::try_http(api, "GET", &format!("/timestamp/{}", receipts[0].1), None, None).unwrap();
+            let (s, _) =
+                common::try_http(api, "GET", &format!("/timestamp/{}", receipts[0].1), None, None).unwrap();
             assert_eq!(s, 404);
         }
         call("generatetoaddress", json!([1, miner]));
-        wait_for("confirmation", &|| http(api, "GET", &path, None, None).1["anchor"]["status"] == "confirmed");
+        wait_for("confirmation", &|| {
+            http(api, "GET", &path, None, None).1["anchor"]["status"] == "confirmed"
+        });
     }
     call("generatetoaddress", json!([5, miner]));
     let rpc_args = |v: &mut Vec<String>| {
-        v.extend(["--rpc-url".into(), btc.rpc_url(), "--rpc-cookie".into(), btc.cookie_path().display().to_string()]);
+        v.extend([
+            "--rpc-url".into(),
+            btc.rpc_url(),
+            "--rpc-cookie".into(),
+            btc.cookie_path().display().to_string(),
+        ]);
     };
     let receipt = receipts.iter().find(|(e, _)| *e == 0).unwrap().1.clone();
 
     // Online: every step ✓ against Bitcoin Core.
-    let mut a = vec!["audit".into(), "receipt".into(), receipt.clone(), "--api".into(), url.clone(), "--network".into(), "regtest".into(), "--min-depth".into(), "6".into()];
+    let mut a = vec![
+        "audit".into(),
+        "receipt".into(),
+        receipt.clone(),
+        "--api".into(),
+        url.clone(),
+        "--network".into(),
+        "regtest".into(),
+        "--min-depth".into(),
+        "6".into(),
+    ];
     rpc_args(&mut a);
     let a: Vec<&str> = a.iter().map(String::as_str).collect();
     let (code, out) = cairn(&a);
@@ -145,12 +168,32 @@ async fn a_receipt_audits_online_offline_and_through_opentimestamps() {
 
     // Offline: a bundle with 6 confirmations, checked with no node at all.
     let bundle = dir.path().join("receipt.bundle");
-    let mut b = vec!["proof".into(), "bundle".into(), receipt.clone(), "--api".into(), url.clone(), "--depth".into(), "6".into(), "--out".into(), bundle.display().to_string()];
+    let mut b = vec![
+        "proof".into(),
+        "bundle".into(),
+        receipt.clone(),
+        "--api".into(),
+        url.clone(),
+        "--depth".into(),
+        "6".into(),
+        "--out".into(),
+        bundle.display().to_string(),
+    ];
     rpc_args(&mut b);
     let (code, out) = cairn(&b.iter().map(String::as_str).collect::<Vec<_>>());
     assert_eq!(code, 0, "{out}");
     let bpath = bundle.display().to_string();
-    let (code, out) = cairn(&["audit", "receipt", "--offline", &bpath, "--network", "regtest", "--min-depth", "6", "--json"]);
+    let (code, out) = cairn(&[
+        "audit",
+        "receipt",
+        "--offline",
+        &bpath,
+        "--network",
+        "regtest",
+        "--min-depth",
+        "6",
+        "--json",
+    ]);
     assert_eq!(code, 0, "{out}");
     let v: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["ok"], true);
@@ -166,7 +209,15 @@ async fn a_receipt_audits_online_offline_and_through_opentimestamps() {
 
     // OpenTimestamps: the export, read by the reference library, reaches the block's root.
     let stamped = dir.path().join(format!("receipt-{receipt}"));
-    let mut o = vec!["proof".into(), "ots".into(), receipt.clone(), "--api".into(), url.clone(), "--out".into(), stamped.display().to_string()];
+    let mut o = vec![
+        "proof".into(),
+        "ots".into(),
+        receipt.clone(),
+        "--api".into(),
+        url.clone(),
+        "--out".into(),
+        stamped.display().to_string(),
+    ];
     rpc_args(&mut o);
     let (code, out) = cairn(&o.iter().map(String::as_str).collect::<Vec<_>>());
     assert_eq!(code, 0, "{out}");
@@ -184,10 +235,21 @@ async fn a_receipt_audits_online_offline_and_through_opentimestamps() {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scripts/ots_check.py");
         let out = Command::new("python3")
             .arg(&script)
-            .args([&ots, stamped.to_str().unwrap(), &height.to_string(), &root, answer_path.to_str().unwrap()])
+            .args([
+                &ots,
+                stamped.to_str().unwrap(),
+                &height.to_string(),
+                &root,
+                answer_path.to_str().unwrap(),
+            ])
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
     } else if std::env::var_os("CI").is_some() {
         panic!("the PyPI package opentimestamps is missing: .ci/run installs it");
     } else {
@@ -201,7 +263,8 @@ async fn a_receipt_audits_online_offline_and_through_opentimestamps() {
             .args(["--no-cache", "--btc-regtest", "--bitcoin-node", &node, "verify", &ots])
             .output()
             .unwrap();
-        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        let text =
+            format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
         assert!(out.status.success() && text.contains("Success!"), "ots verify: {text}");
     } else if std::env::var_os("CI").is_some() {
         panic!("the stock OpenTimestamps client (ots) is missing: .ci/run installs opentimestamps-client");
@@ -220,13 +283,18 @@ async fn a_receipt_audits_online_offline_and_through_opentimestamps() {
         .as_str()
         .unwrap()
         .to_owned();
-    let mut c = vec!["audit".into(), "chain".into(), "--api".into(), url.clone(), "--genesis-anchor".into(), genesis];
+    let mut c =
+        vec!["audit".into(), "chain".into(), "--api".into(), url.clone(), "--genesis-anchor".into(), genesis];
     rpc_args(&mut c);
     let (code, out) = cairn(&c.iter().map(String::as_str).collect::<Vec<_>>());
     assert_eq!(code, 0, "{out}");
-    assert!(out.contains("│ anchors walked       │ 2") && out.contains("│ epochs checked       │ 2"), "{out}");
+    assert!(
+        out.contains("│ anchors walked       │ 2") && out.contains("│ epochs checked       │ 2"),
+        "{out}"
+    );
     assert!(out.contains("│ equivocations        │ 0") && out.contains("VERIFIED"), "{out}");
-    let mut e = vec!["audit".into(), "epoch".into(), "1".into(), "--api".into(), url.clone(), "--json".into()];
+    let mut e =
+        vec!["audit".into(), "epoch".into(), "1".into(), "--api".into(), url.clone(), "--json".into()];
     rpc_args(&mut e);
     let (code, out) = cairn(&e.iter().map(String::as_str).collect::<Vec<_>>());
     assert_eq!(code, 0, "{out}");

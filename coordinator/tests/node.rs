@@ -146,6 +146,36 @@ async fn api_and_workers_over_real_sockets() {
     let lp: MerkleProof = serde_json::from_value(l["proof"]["merkle_proof"].clone()).unwrap();
     assert_eq!(lp.root_for(&entry.id()).unwrap(), h(&l["proof"]["state_root"]));
     assert_eq!(e["header"]["state_root"], l["proof"]["state_root"]);
+    // The epoch's receipts and ledger snapshot, as auditors recompute its roots from them.
+    let (s, r) = get("/v1/epochs/0/receipts?from=0&limit=10");
+    assert_eq!((s, r["receipt_count"].as_u64()), (200, Some(2)));
+    let got: Vec<Hash32> = r["receipts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| {
+            cairn_spec::SignedReceipt::from_bytes(&hex::decode(x.as_str().unwrap()).unwrap()).unwrap().id()
+        })
+        .collect();
+    assert_eq!(cairn_spec::merkle::root(&got), h(&e["header"]["receipts_root"]));
+    assert_eq!(get("/v1/epochs/0/receipts?from=1").1["receipts"].as_array().unwrap().len(), 1);
+    let (s, l0) = get("/v1/epochs/0/ledger");
+    assert_eq!(s, 200);
+    let entries: Vec<LedgerEntry> = l0["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| LedgerEntry::from_bytes(&hex::decode(x.as_str().unwrap()).unwrap()).unwrap())
+        .collect();
+    assert_eq!(Some(h(&e["header"]["state_root"])), cairn_spec::ledger::state_root(&entries));
+    assert_eq!(get("/v1/epochs/0/receipts?limit=0").0, 400);
+    assert_eq!(get("/v1/epochs/0/receipts?limit=5001").0, 400);
+    assert_eq!(get("/v1/epochs/x/ledger").0, 400);
+    assert_eq!(get("/v1/epochs/9/ledger").0, 404);
+    assert_eq!(get("/v1/epochs/9/receipts").0, 404);
+    // No Bitcoin here, so no OpenTimestamps answer; a malformed commitment is a 400.
+    assert_eq!(get(&format!("/timestamp/{receipt_id}")).0, 404);
+    assert_eq!(get("/timestamp/xyz").0, 400);
     assert_eq!(get("/v1/anchors").1["enabled"], Value::Bool(false));
     assert_eq!(get("/v1/payouts").0, 200);
     assert_eq!(get("/v1/classes").1["classes"].as_array().unwrap().len(), 1);

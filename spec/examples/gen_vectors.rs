@@ -602,7 +602,9 @@ fn receipt_proof_vectors() -> Value {
             headers: (0u8..2)
                 .map(|i| {
                     let mut b = [0u8; 80];
-                    b.iter_mut().enumerate().for_each(|(j, x)| *x = (j as u8).wrapping_mul(7).wrapping_add(i));
+                    b.iter_mut()
+                        .enumerate()
+                        .for_each(|(j, x)| *x = (j as u8).wrapping_mul(7).wrapping_add(i));
                     cairn_spec::bundle::BlockHeaderBytes(b)
                 })
                 .collect(),

@@ -286,7 +286,11 @@ impl<'a> OtsReader<'a> {
                     if arg.is_empty() {
                         return Err(OtsError::Bound("empty operation argument"));
                     }
-                    ops.push(if tag == OP_APPEND { OtsOp::Append(arg.to_vec()) } else { OtsOp::Prepend(arg.to_vec()) });
+                    ops.push(if tag == OP_APPEND {
+                        OtsOp::Append(arg.to_vec())
+                    } else {
+                        OtsOp::Prepend(arg.to_vec())
+                    });
                 }
                 other => return Err(OtsError::Op(other)),
             }
@@ -362,10 +366,16 @@ mod tests {
     fn refuses_what_the_reference_refuses() {
         let t = sample();
         let mut file = t.detached_file(&[0; 32]);
-        assert_eq!(LinearTimestamp::from_detached_file(&file[..file.len() - 1]), Err(OtsError::UnexpectedEnd));
+        assert_eq!(
+            LinearTimestamp::from_detached_file(&file[..file.len() - 1]),
+            Err(OtsError::UnexpectedEnd)
+        );
         file.push(0);
         assert_eq!(LinearTimestamp::from_detached_file(&file), Err(OtsError::Trailing(1)));
-        assert_eq!(LinearTimestamp::from_detached_file(b"not a timestamp at all, no magic"), Err(OtsError::BadMagic));
+        assert_eq!(
+            LinearTimestamp::from_detached_file(b"not a timestamp at all, no magic"),
+            Err(OtsError::BadMagic)
+        );
         assert_eq!(LinearTimestamp::deserialize(&[0xff, 0x08]), Err(OtsError::Branch));
         assert_eq!(LinearTimestamp::deserialize(&[0x02]), Err(OtsError::Op(0x02)));
         assert!(LinearTimestamp::deserialize(&[0xf0, 0x00, 0x00]).is_err());
@@ -383,6 +393,11 @@ mod tests {
         assert!(LinearTimestamp::deserialize(&many.serialize()).is_err());
         assert!(sample().check(&[0; 32]).is_ok());
         // A varuint longer than 64 bits.
-        assert_eq!(LinearTimestamp::deserialize(&[0xf0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]), Err(OtsError::Overflow));
+        assert_eq!(
+            LinearTimestamp::deserialize(&[
+                0xf0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01
+            ]),
+            Err(OtsError::Overflow)
+        );
     }
 }

@@ -220,10 +220,14 @@ fn check_receipt_proofs(v: &Value) -> usize {
         assert_eq!(p.ots_ops().unwrap(), ops);
         assert_eq!(apply_ots(&r.receipt_leaf.0, &ops), r.block_merkle_root.0.to_vec());
         // The .ots file (§9.1): digest = leaf, the same operations, the block's height.
-        let (digest, t) = cairn_spec::ots::LinearTimestamp::from_detached_file(&bytes(&c["ots_file"])).unwrap();
+        let (digest, t) =
+            cairn_spec::ots::LinearTimestamp::from_detached_file(&bytes(&c["ots_file"])).unwrap();
         assert_eq!(digest, r.receipt_leaf.0);
         assert_eq!(t.ops, ops);
-        assert_eq!(t.attestation, cairn_spec::ots::Attestation::BitcoinBlockHeader { height: r.block_height });
+        assert_eq!(
+            t.attestation,
+            cairn_spec::ots::Attestation::BitcoinBlockHeader { height: r.block_height }
+        );
         assert_eq!(t.detached_file(&digest), bytes(&c["ots_file"]));
         // The bundle (§8.4) carries this proof and its headers.
         let b = cairn_spec::ProofBundle::from_bytes(&bytes(&c["bundle"])).unwrap();

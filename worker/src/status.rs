@@ -64,7 +64,8 @@ fn verify_inner(
         return Err("receipt names another worker, task or network".into());
     }
     let header = src.headers(b.epoch, 1).map_err(|e| e.to_string())?.into_iter().next();
-    let Some(header) = header.filter(|h| h.verify() && &h.body.coordinator == coordinator && h.body.height == b.epoch)
+    let Some(header) =
+        header.filter(|h| h.verify() && &h.body.coordinator == coordinator && h.body.height == b.epoch)
     else {
         return Err("epoch header is not the coordinator's signed header of the receipt's epoch".into());
     };
@@ -74,13 +75,19 @@ fn verify_inner(
     }
     let Some((backend, min_depth)) = chain else {
         let anchored = src.anchors().map_err(|e| e.to_string())?.iter().any(|a| a.epoch >= b.epoch);
-        let note = if anchored { "coordinator reports it anchored (give --rpc-url to check Bitcoin)" } else { "not anchored yet" };
+        let note = if anchored {
+            "coordinator reports it anchored (give --rpc-url to check Bitcoin)"
+        } else {
+            "not anchored yet"
+        };
         return Ok(("included", format!("in signed epoch {}; {note}", b.epoch)));
     };
     // Bitcoin's word, through the auditors' own assembly and verifier.
     let proof = match assemble(&src, receipt_id, backend, network) {
         Ok(p) => p,
-        Err(ProofSourceError::NotAnchored(m)) => return Ok(("included", format!("in signed epoch {}; {m}", b.epoch))),
+        Err(ProofSourceError::NotAnchored(m)) => {
+            return Ok(("included", format!("in signed epoch {}; {m}", b.epoch)))
+        }
         Err(e) => return Err(e.to_string()),
     };
     let report = verify_receipt(&proof, backend, network, min_depth);

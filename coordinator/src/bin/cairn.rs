@@ -471,7 +471,11 @@ fn epoch_progress() -> impl FnMut(u32, u32) {
             return;
         }
         let filled = (u64::from(done) * 30 / u64::from(total.max(1))) as usize;
-        eprint!("\rauditing [{}{}] {done}/{total} epochs", "#".repeat(filled), " ".repeat(30 - filled.min(30)));
+        eprint!(
+            "\rauditing [{}{}] {done}/{total} epochs",
+            "#".repeat(filled),
+            " ".repeat(30 - filled.min(30))
+        );
         if done >= total {
             eprintln!();
         }

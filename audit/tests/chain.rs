@@ -1,0 +1,254 @@
+//! The auditor's chain procedure on a scripted sidechain and the scripted Bitcoin chain (not
+//! Bitcoin Core; `coordinator/tests/audit_bitcoind.rs` runs the real node): a good chain
+//! verifies; each kind of lie is found and named; equivocation comes with its evidence.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing, missing_docs)]
+
+use std::collections::BTreeMap;
+
+use bitcoin::Amount;
+use cairn_anchor::machine::{AnchorConfig, AnchorStatus, Notice};
+use cairn_anchor::scripted::ScriptedBackend;
+use cairn_anchor::store::MemoryStore;
+use cairn_anchor::tx::{anchor_script, KeySigner};
+use cairn_anchor::AnchorDriver;
+use cairn_audit::chain::{audit_chain, ChainAudit, Scope};
+use cairn_audit::source::{AnchorClaim, LocatedReceipt, Source, SourceError};
+use cairn_spec::hash::sha256;
+use cairn_spec::*;
+
+#[derive(Clone)]
+struct Mem {
+    headers: BTreeMap<u32, SignedEpochHeader>,
+    receipts: BTreeMap<u32, Vec<SignedReceipt>>,
+    ledgers: BTreeMap<u32, Vec<LedgerEntry>>,
+    anchors: Vec<AnchorClaim>,
+}
+
+impl Source for Mem {
+    fn describe(&self) -> String {
+        "memory".into()
+    }
+    fn headers(&self, from: u32, count: u32) -> Result<Vec<SignedEpochHeader>, SourceError> {
+        Ok(self.headers.range(from..).take(count as usize).map(|(_, h)| h.clone()).collect())
+    }
+    fn epoch_receipts(&self, h: u32) -> Result<Vec<SignedReceipt>, SourceError> {
+        self.receipts.get(&h).cloned().ok_or_else(|| SourceError::NotFound(h.to_string()))
+    }
+    fn ledger(&self, h: u32) -> Result<Vec<LedgerEntry>, SourceError> {
+        self.ledgers.get(&h).cloned().ok_or_else(|| SourceError::NotFound(h.to_string()))
+    }
+    fn receipt(&self, _: &Hash32) -> Result<LocatedReceipt, SourceError> {
+        Err(SourceError::NotFound("unused".into()))
+    }
+    fn anchors(&self) -> Result<Vec<AnchorClaim>, SourceError> {
+        Ok(self.anchors.clone())
+    }
+}
+
+fn coord() -> SigningKey {
+    SigningKey::from_secret_bytes([11; 32]).unwrap()
+}
+
+/// Four epochs of three receipts; each worker's ledger grows by its rewards.
+fn chain() -> Mem {
+    let c = coord();
+    let workers: Vec<PubKey> =
+        (1..=3u8).map(|i| SigningKey::from_secret_bytes([i; 32]).unwrap().public()).collect();
+    let mut m = Mem {
+        headers: BTreeMap::new(),
+        receipts: BTreeMap::new(),
+        ledgers: BTreeMap::new(),
+        anchors: vec![],
+    };
+    let mut ledger: BTreeMap<PubKey, LedgerEntry> = BTreeMap::new();
+    let mut prev = Hash32::ZERO;
+    for height in 0..4u32 {
+        let receipts: Vec<SignedReceipt> = workers
+            .iter()
+            .enumerate()
+            .map(|(i, w)| {
+                let body = WorkReceipt {
+                    network: Network::Regtest,
+                    coordinator: c.public(),
+                    epoch: height,
+                    task: sha256(format!("t{height}-{i}").as_bytes()),
+                    class: sha256(b"class"),
+                    worker: *w,
+                    result_hash: sha256(b"r"),
+                    verdict: Verdict::Accepted,
+                    units: 1,
+                    reward_sats: 10 + i as u64,
+                };
+                let e =
+                    ledger.entry(*w).or_insert(LedgerEntry { worker: *w, locked: 0, claimable: 0, paid: 0 });
+                e.locked += body.reward_sats;
+                Signed::sign(body, &c, &[0; 32])
+            })
+            .collect();
+        let entries: Vec<LedgerEntry> = ledger.values().cloned().collect();
+        let header = EpochHeader {
+            network: Network::Regtest,
+            coordinator: c.public(),
+            height,
+            prev,
+            receipts_root: merkle::root(&receipts.iter().map(|r| r.id()).collect::<Vec<_>>()),
+            state_root: cairn_spec::ledger::state_root(&entries).unwrap(),
+            receipt_count: 3,
+            accepted_count: 3,
+            reward_sats: 33,
+            time: 1_767_225_600 + u64::from(height) * 600,
+        };
+        prev = header.hash();
+        m.headers.insert(height, Signed::sign(header, &c, &[0; 32]));
+        m.receipts.insert(height, receipts);
+        m.ledgers.insert(height, entries);
+    }
+    m
+}
+
+fn audit(m: &Mem) -> ChainAudit {
+    audit_chain(m, &[], None, &Scope::default(), &mut |_, _| {}).unwrap()
+}
+
+fn failing(a: &ChainAudit) -> Vec<(u32, &'static str)> {
+    a.epochs.iter().filter_map(|e| e.report.first_failure().map(|c| (e.height, c.name))).collect()
+}
+
+#[test]
+fn a_good_chain_verifies_and_reports_progress() {
+    let m = chain();
+    let mut seen = Vec::new();
+    let a = audit_chain(&m, &[], None, &Scope::default(), &mut |d, t| seen.push((d, t))).unwrap();
+    assert!(a.ok(), "{a:#?}");
+    assert_eq!((a.epochs.len(), a.receipts()), (4, 12));
+    assert_eq!(seen, vec![(1, 4), (2, 4), (3, 4), (4, 4)]);
+    assert!(a.ledger.ok(), "{:?}", a.ledger);
+    // A range links to the epoch before it.
+    let part =
+        audit_chain(&m, &[], None, &Scope { from: 2, to: Some(3), genesis: None }, &mut |_, _| {}).unwrap();
+    assert!(part.ok() && part.epochs.len() == 2);
+}
+
+#[test]
+fn each_lie_is_found_and_named() {
+    // A receipt changed after signing.
+    let mut m = chain();
+    m.receipts.get_mut(&1).unwrap()[2].body.reward_sats = 1_000;
+    assert_eq!(failing(&audit(&m)), vec![(1, "receipts")]);
+    // A receipt dropped: the count and root no longer match.
+    let mut m = chain();
+    m.receipts.get_mut(&2).unwrap().pop();
+    assert_eq!(failing(&audit(&m)), vec![(2, "receipts")]);
+    // Receipts swapped: each is fine, but the root is another.
+    let mut m = chain();
+    m.receipts.get_mut(&2).unwrap().swap(0, 1);
+    assert_eq!(failing(&audit(&m)), vec![(2, "receipts_root")]);
+    // A ledger that does not hash to the state root.
+    let mut m = chain();
+    m.ledgers.get_mut(&3).unwrap()[0].paid += 1;
+    assert_eq!(failing(&audit(&m)), vec![(3, "state_root")]);
+    // A header with a bad signature.
+    let mut m = chain();
+    m.headers.get_mut(&0).unwrap().signature.0[5] ^= 1;
+    assert_eq!(failing(&audit(&m)), vec![(0, "header_signature")]);
+    // A re-signed header that no longer links: it and its successor fail the link.
+    let mut m = chain();
+    let mut h = m.headers[&2].body.clone();
+    h.prev = sha256(b"fork");
+    m.headers.insert(2, Signed::sign(h, &coord(), &[0; 32]));
+    assert_eq!(failing(&audit(&m)), vec![(2, "header_link"), (3, "header_link")]);
+    // A receipt served in two epochs.
+    let mut m = chain();
+    let dup = m.receipts[&0][0].clone();
+    m.receipts.get_mut(&1).unwrap()[0] = dup.clone();
+    let a = audit(&m);
+    assert_eq!(a.duplicate_receipts, vec![dup.id()]);
+    assert_eq!(failing(&a), vec![(1, "receipts")]);
+}
+
+#[test]
+fn equivocation_between_sources_is_reported_with_both_headers() {
+    let m = chain();
+    let mut other = m.clone();
+    let mut h = m.headers[&2].body.clone();
+    h.state_root = sha256(b"another ledger");
+    let forged = Signed::sign(h, &coord(), &[0; 32]);
+    other.headers.insert(2, forged.clone());
+    let a = audit_chain(&m, &[&other], None, &Scope::default(), &mut |_, _| {}).unwrap();
+    assert!(!a.ok());
+    assert_eq!(a.equivocations.len(), 1);
+    let q = &a.equivocations[0];
+    assert_eq!(q.height, 2);
+    let pair = [q.first.clone(), q.second.clone().unwrap()];
+    assert!(pair.contains(&m.headers[&2]) && pair.contains(&forged));
+    let text = cairn_audit::render::chain(&a);
+    assert!(text.contains("EQUIVOCATION at epoch 2") && text.contains("header B:"), "{text}");
+}
+
+/// The scripted Bitcoin chain with anchors committing epochs 1 and 3 of `m`.
+fn anchored(m: &mut Mem) -> ScriptedBackend {
+    let key = SigningKey::from_secret_bytes([42; 32]).unwrap();
+    let chain = ScriptedBackend::new();
+    chain.fund(&anchor_script(&key.public()), Amount::from_sat(1_000_000));
+    let mut d = AnchorDriver::open(
+        chain.clone(),
+        MemoryStore::new(),
+        AnchorConfig::new(Network::Regtest),
+        Box::new(KeySigner::new(key)),
+        0,
+    )
+    .unwrap();
+    for e in [1u32, 3] {
+        let h = &m.headers[&e];
+        d.submit_epoch(AnchorPayload { height: e, header_hash: h.id() }).unwrap();
+        let txid = d
+            .step(1, [0; 32])
+            .unwrap()
+            .iter()
+            .find_map(|n| match n {
+                Notice::Anchored { txid, .. } => Some(*txid),
+                _ => None,
+            })
+            .unwrap();
+        chain.mine(1);
+        d.step(1, [0; 32]).unwrap();
+        let AnchorStatus::Confirmed { height, .. } = d.machine().records()[&txid].status else { panic!() };
+        m.anchors.push(AnchorClaim { txid, epoch: e, height });
+    }
+    chain.mine(3);
+    chain
+}
+
+#[test]
+fn anchors_are_walked_and_a_header_bitcoin_does_not_commit_is_equivocation() {
+    let mut m = chain();
+    let btc = anchored(&mut m);
+    let genesis = m.anchors[0].txid;
+    let scope = Scope { genesis: Some(genesis), ..Scope::default() };
+    let a = audit_chain(&m, &[], Some(&btc), &scope, &mut |_, _| {}).unwrap();
+    assert!(a.ok(), "{:#?}", a.anchors);
+    assert_eq!((a.anchor_count, a.anchored_through), (2, Some(3)));
+    // Without a pinned genesis the report says whose word it took.
+    let a = audit_chain(&m, &[], Some(&btc), &Scope::default(), &mut |_, _| {}).unwrap();
+    assert!(a.anchors.unwrap().checks.iter().any(|c| c.name == "genesis_trust"));
+    // The source serves another (validly signed, linked) history from epoch 3 on: Bitcoin
+    // commits the original header, so the audit reports equivocation with the txid.
+    let mut lie = m.clone();
+    let mut h = m.headers[&3].body.clone();
+    h.time += 1;
+    lie.headers.insert(3, Signed::sign(h, &coord(), &[0; 32]));
+    let a = audit_chain(&lie, &[], Some(&btc), &scope, &mut |_, _| {}).unwrap();
+    assert!(!a.ok());
+    assert_eq!(a.equivocations.len(), 1);
+    assert_eq!(a.equivocations[0].committed.unwrap(), (m.anchors[1].txid, m.headers[&3].id()));
+    assert_eq!(a.anchors.as_ref().unwrap().first_failure().unwrap().name, "anchor_commits");
+    // A genesis anchor other than the one the auditor trusts breaks the walk.
+    let wrong = Scope { genesis: Some(m.anchors[1].txid), ..Scope::default() };
+    let a = audit_chain(&m, &[], Some(&btc), &wrong, &mut |_, _| {}).unwrap();
+    assert_eq!(a.anchors.unwrap().first_failure().unwrap().name, "genesis");
+    // An anchor claimed at a height Bitcoin does not have.
+    let mut far = m.clone();
+    far.anchors[1].height = 10_000;
+    let a = audit_chain(&far, &[], Some(&btc), &scope, &mut |_, _| {}).unwrap();
+    assert_eq!(a.anchors.unwrap().first_failure().unwrap().name, "anchor_block");
+}
