@@ -180,13 +180,52 @@ pub fn audit_receipt(a: &ReceiptAudit, bitcoin: &BitcoinArgs) -> Result<Outcome,
 #[derive(Clone, Debug, Default)]
 pub struct ChainArgs {
     /// Coordinator or follower API.
-    pub api: String,
+    pub api: Option<String>,
+    /// Or a node's data directory.
+    pub data_dir: Option<PathBuf>,
     /// More APIs whose headers are compared for equivocation.
     pub also: Vec<String>,
     /// What to audit.
     pub scope: Scope,
     /// JSON output.
     pub json: bool,
+}
+
+/// Where sidechain data comes from: an API, or a node's data directory opened read-only (the
+/// anchors it names are its anchor records that are confirmed).
+pub fn open_source(api: Option<&str>, data_dir: Option<&Path>) -> Result<Box<dyn Source>, CliError> {
+    match (api, data_dir) {
+        (Some(a), None) => Ok(Box::new(ApiSource::new(a))),
+        (None, Some(dir)) => {
+            use cairn_anchor::AnchorStore;
+            let db = dir.join("db");
+            let store: std::sync::Arc<dyn crate::store::KvStore> = std::sync::Arc::new(
+                crate::store::RocksStore::open_read_only(&db)
+                    .map_err(|e| CliError(format!("opening {} read-only: {e}", db.display())))?,
+            );
+            let mut anchors: Vec<cairn_audit::AnchorClaim> =
+                crate::anchor_store::KvAnchorStore::new(store.clone())
+                    .load()
+                    .map_err(err)?
+                    .map(|(_, records)| records)
+                    .unwrap_or_default()
+                    .iter()
+                    .filter_map(|r| match r.status {
+                        cairn_anchor::AnchorStatus::Confirmed { height, .. } => {
+                            Some(cairn_audit::AnchorClaim { txid: r.txid, epoch: r.payload.height, height })
+                        }
+                        _ => None,
+                    })
+                    .collect();
+            anchors.sort_by_key(|a| (a.height, a.epoch));
+            Ok(Box::new(crate::audit_source::StoreSource {
+                store,
+                anchors,
+                name: format!("database {}", db.display()),
+            }))
+        }
+        _ => Err(CliError("give one source: --api URL or --data-dir DIR".into())),
+    }
 }
 
 /// `cairn audit epoch` / `cairn audit chain`. `progress` is called after each epoch.
@@ -196,11 +235,11 @@ pub fn audit_epochs(
     progress: &mut dyn FnMut(u32, u32),
 ) -> Result<Outcome, CliError> {
     let client = bitcoin.client()?;
-    let source = ApiSource::new(&a.api);
+    let source = open_source(a.api.as_deref(), a.data_dir.as_deref())?;
     let others: Vec<ApiSource> = a.also.iter().map(|u| ApiSource::new(u)).collect();
     let other_refs: Vec<&dyn Source> = others.iter().map(|o| o as &dyn Source).collect();
     let audit = audit_chain(
-        &source,
+        source.as_ref(),
         &other_refs,
         client.as_ref().map(|c| c as &dyn ChainBackend),
         &a.scope,

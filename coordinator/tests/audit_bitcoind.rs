@@ -24,10 +24,6 @@ use cairn_spec::{Decode, Encode, PubKey, ResponseBody};
 use common::{http, Worker};
 use serde_json::{json, Value};
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 fn cairn(args: &[&str]) -> (i32, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_cairn")).args(args).env("CAIRN_LOG", "warn").output().unwrap();
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
@@ -53,14 +49,7 @@ async fn a_receipt_audits_online_offline_and_through_opentimestamps() {
     let call = |m: &str, p: Value| rpc.raw_call(m, p).unwrap();
     let miner = "bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080";
     let data = dir.path().join("data");
-    let toml = common::test_config(&data)
-        .replace("mode = \"none\"", &format!(
-            "mode = \"rpc\"\nrpc_url = \"{}\"\ncookie_file = \"{}\"\npoll_secs = 1\nfinality_depth = 2\nchallenge_window_blocks = 2",
-            btc.rpc_url(),
-            btc.cookie_path().display()
-        ))
-        .replace("listen = \"127.0.0.1:0\"", &format!("listen = \"127.0.0.1:{}\"", free_port()))
-        + &format!("[p2p]\nlisten = [\"/ip4/127.0.0.1/tcp/{}\"]\n", free_port());
+    let toml = common::rpc_config(&data, &btc.rpc_url(), &btc.cookie_path());
     let (info, stop_tx, handle) = common::start_node(&toml).await;
     let api = info.api;
     let url = format!("http://{api}");
@@ -283,8 +272,14 @@ async fn a_receipt_audits_online_offline_and_through_opentimestamps() {
         .as_str()
         .unwrap()
         .to_owned();
-    let mut c =
-        vec!["audit".into(), "chain".into(), "--api".into(), url.clone(), "--genesis-anchor".into(), genesis];
+    let mut c = vec![
+        "audit".into(),
+        "chain".into(),
+        "--api".into(),
+        url.clone(),
+        "--genesis-anchor".into(),
+        genesis.clone(),
+    ];
     rpc_args(&mut c);
     let (code, out) = cairn(&c.iter().map(String::as_str).collect::<Vec<_>>());
     assert_eq!(code, 0, "{out}");
@@ -293,6 +288,19 @@ async fn a_receipt_audits_online_offline_and_through_opentimestamps() {
         "{out}"
     );
     assert!(out.contains("│ equivocations        │ 0") && out.contains("VERIFIED"), "{out}");
+    // The same from the node's own database, opened read-only while the node runs.
+    let mut c = vec![
+        "audit".into(),
+        "chain".into(),
+        "--data-dir".into(),
+        data.display().to_string(),
+        "--genesis-anchor".into(),
+        genesis.clone(),
+    ];
+    rpc_args(&mut c);
+    let (code, out) = cairn(&c.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("│ anchors walked       │ 2") && out.contains("source: database"), "{out}");
     let mut e =
         vec!["audit".into(), "epoch".into(), "1".into(), "--api".into(), url.clone(), "--json".into()];
     rpc_args(&mut e);

@@ -22,9 +22,6 @@ use cairn_coordinator::store::RocksStore;
 use cairn_spec::{PubKey, ResponseBody};
 use common::{http, Worker};
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
 use serde_json::{json, Value};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -39,15 +36,10 @@ async fn epochs_are_anchored_settled_and_paid_out() {
     let call = |m: &str, p: Value| rpc.raw_call(m, p).unwrap();
     let miner = "bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080";
     let data = dir.path().join("data");
-    let toml = common::test_config(&data)
-        .replace("mode = \"none\"", &format!(
-            "mode = \"rpc\"\nrpc_url = \"{}\"\ncookie_file = \"{}\"\npoll_secs = 1\nfinality_depth = 2\nchallenge_window_blocks = 2",
-            btc.rpc_url(),
-            btc.cookie_path().display()
-        ))
-        .replace("audit_min_ppm = 0", "audit_min_ppm = 0\npayout_threshold_sats = 1000\nbond_min_sats = 100000")
-        .replace("listen = \"127.0.0.1:0\"", &format!("listen = \"127.0.0.1:{}\"", free_port()))
-        + &format!("[p2p]\nlisten = [\"/ip4/127.0.0.1/tcp/{}\"]\n", free_port());
+    let toml = common::rpc_config(&data, &btc.rpc_url(), &btc.cookie_path()).replace(
+        "audit_min_ppm = 0",
+        "audit_min_ppm = 0\npayout_threshold_sats = 1000\nbond_min_sats = 100000",
+    );
     let (info, stop_tx, handle) = common::start_node(&toml).await;
     let api = info.api;
     let token = std::fs::read_to_string(data.join("operator.token")).unwrap().trim().to_string();

@@ -8,7 +8,7 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
@@ -18,13 +18,9 @@ use cairn_coordinator::lifecycle::{LifecycleConfig, Machine, Phase};
 use cairn_coordinator::lifecycle_store as ls;
 use cairn_coordinator::store::RocksStore;
 use cairn_spec::{Hash32, PubKey, ResponseBody, Verdict};
-use common::{http, try_http, Worker};
+use common::{free_port, http, try_http, Worker};
 
 const TASKS: u64 = 240;
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
 
 fn spawn(config: &std::path::Path, dir: &std::path::Path) -> Child {
     Command::new(env!("CARGO_BIN_EXE_cairn"))

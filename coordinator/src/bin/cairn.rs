@@ -181,8 +181,11 @@ enum AuditCommand {
 #[derive(clap::Args, Debug)]
 struct ChainFlags {
     /// Coordinator's or follower's API.
-    #[arg(long, env = "CAIRN_API")]
-    api: String,
+    #[arg(long, env = "CAIRN_API", conflicts_with = "data_dir")]
+    api: Option<String>,
+    /// Or a node's data directory, opened read-only (the node may keep running).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
     /// More APIs (followers, mirrors) whose headers are compared for equivocation.
     #[arg(long, value_delimiter = ',')]
     also: Vec<String>,
@@ -504,6 +507,7 @@ fn chain_audit(c: ChainFlags, from: u32, to: Option<u32>) -> Result<cairn_coordi
         .transpose()?;
     let args = cairn_coordinator::audit_cli::ChainArgs {
         api: c.api,
+        data_dir: c.data_dir,
         also: c.also,
         scope: cairn_audit::chain::Scope { from, to, genesis },
         json: c.json,

@@ -57,6 +57,23 @@ impl RocksStore {
         Ok(store)
     }
 
+    /// Opens the database at `path` read-only, as an auditor does: no lock is taken (a running
+    /// node keeps writing; this sees the state at open), nothing is created or written, and a
+    /// schema other than this build's is refused.
+    pub fn open_read_only(path: &Path) -> Result<Self, StoreError> {
+        let mut opts = Options::default();
+        opts.set_max_open_files(256);
+        let names = Table::ALL.iter().map(|t| t.name());
+        let db = DB::open_cf_for_read_only(&opts, path, names, false).map_err(engine)?;
+        let store = RocksStore { db, path: path.to_owned() };
+        let v = store.get(Table::Meta, SCHEMA_KEY)?.ok_or(StoreError::CorruptSchema)?;
+        let found = u32::from_be_bytes(v.as_slice().try_into().map_err(|_| StoreError::CorruptSchema)?);
+        if found != SCHEMA_VERSION {
+            return Err(StoreError::SchemaMismatch { found, supported: SCHEMA_VERSION });
+        }
+        Ok(store)
+    }
+
     /// Where the database lives.
     pub fn path(&self) -> &Path {
         &self.path

@@ -246,3 +246,22 @@ reveal_secs = 30
         dir.display()
     )
 }
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// `test_config` anchoring through the regtest node at `rpc_url` (finality and challenge
+/// window of 2 blocks), on fixed free ports so a restart listens where it did.
+pub fn rpc_config(dir: &std::path::Path, rpc_url: &str, cookie: &std::path::Path) -> String {
+    test_config(dir)
+        .replace(
+            "mode = \"none\"",
+            &format!(
+                "mode = \"rpc\"\nrpc_url = \"{rpc_url}\"\ncookie_file = \"{}\"\npoll_secs = 1\nfinality_depth = 2\nchallenge_window_blocks = 2",
+                cookie.display()
+            ),
+        )
+        .replace("listen = \"127.0.0.1:0\"", &format!("listen = \"127.0.0.1:{}\"", free_port()))
+        + &format!("[p2p]\nlisten = [\"/ip4/127.0.0.1/tcp/{}\"]\n", free_port())
+}
