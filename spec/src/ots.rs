@@ -259,6 +259,11 @@ impl<'a> OtsReader<'a> {
             }
             v |= u64::from(b & 0x7f) << shift;
             if b & 0x80 == 0 {
+                // One encoding per value: a trailing zero group is refused, so what parses
+                // re-serializes to the same bytes.
+                if shift > 0 && b == 0 {
+                    return Err(OtsError::Bound("non-minimal varuint"));
+                }
                 return Ok(v);
             }
         }
@@ -392,6 +397,11 @@ mod tests {
         assert!(many.check(&[0; 32]).is_err());
         assert!(LinearTimestamp::deserialize(&many.serialize()).is_err());
         assert!(sample().check(&[0; 32]).is_ok());
+        // A non-minimal varuint (zero written in two bytes) as an argument length.
+        assert_eq!(
+            LinearTimestamp::deserialize(&[0xf0, 0x81, 0x00, 0x07, 0x00]),
+            Err(OtsError::Bound("non-minimal varuint"))
+        );
         // A varuint longer than 64 bits.
         assert_eq!(
             LinearTimestamp::deserialize(&[
