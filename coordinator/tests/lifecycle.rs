@@ -312,6 +312,25 @@ fn happy_path_receipts_epoch_settlement_payout() {
         .flatten()
         .collect();
     assert!(payouts.iter().any(|p| p.worker == w0 && p.amount == locked && p.address == ADDR));
+    // Payouts ride on the next epoch's anchor: with no new work, the cadence still closes an
+    // (empty) epoch, whose state root commits the ledger that records them as paid.
+    h.reload();
+    h.tick(299);
+    assert_eq!(h.m.meta().next_epoch, 1, "not before the cadence");
+    h.tick(1);
+    let empty = h.m.meta().last_header.clone().expect("an epoch for the payouts");
+    assert_eq!((empty.body.height, empty.body.receipt_count, empty.body.reward_sats), (1, 0, 0));
+    assert_eq!(empty.body.prev, header.id());
+    let snapshot = ls::ledger_snapshot(&h.store, 1).unwrap().unwrap();
+    assert_eq!(cairn_spec::ledger::state_root(&snapshot), Some(empty.body.state_root));
+    assert!(snapshot.iter().any(|e| e.worker == w0 && e.paid == locked));
+    assert!(h
+        .effects
+        .iter()
+        .any(|e| matches!(e, Effect::Anchor(p) if p.height == 1 && p.header_hash == empty.id())));
+    // Once they ride on an anchor, an idle coordinator closes nothing more.
+    h.tick(600);
+    assert_eq!(h.m.meta().next_epoch, 2);
     let txid: bitcoin::Txid =
         "0101010101010101010101010101010101010101010101010101010101010101".parse().unwrap();
     let step = h.m.payouts_confirmed(&payouts.iter().map(|p| p.id).collect::<Vec<_>>(), txid, 120);
@@ -320,7 +339,7 @@ fn happy_path_receipts_epoch_settlement_payout() {
         .unwrap()
         .iter()
         .all(|p| p.status == PayoutStatus::Paid { txid, height: 120 }));
-    assert_eq!(ls::check_header_chain(&h.store), Ok(1));
+    assert_eq!(ls::check_header_chain(&h.store), Ok(2));
     h.reload();
 }
 
@@ -437,6 +456,43 @@ fn a_lazy_worker_fails_a_canary() {
     let c2 = h.submit(&class, b"what is 3+3", Some(b"6".to_vec()));
     h.run_task(c2, &ws, &|_| b"6".to_vec());
     assert_eq!(h.final_task(&c2).slot(&ws[1].public()).unwrap().verdict, Some(Verdict::Accepted));
+}
+
+#[test]
+fn a_banned_workers_other_slots_reopen_at_once() {
+    let class = exact(1);
+    let mut h = Harness::new(vec![class.clone()], |c| c.tunables.audit_min_ppm = 0);
+    let ws = workers(3);
+    for w in &ws {
+        h.register(w);
+    }
+    let (cheat, honest) = (&ws[0], &ws[1..]);
+    // The cheater holds a commitment on one task (waiting for its audit replica) and an
+    // uncommitted lease on another when it fails a canary.
+    let committed = h.submit(&class, b"task one", None);
+    h.claim(cheat, committed).unwrap();
+    h.commit(cheat, committed, b"ONE").unwrap();
+    assert!(matches!(h.m.open_task(&committed).unwrap().phase, Phase::Commit), "an audit replica is wanted");
+    let leased = h.submit(&class, b"task two", None);
+    h.claim(cheat, leased).unwrap();
+    let canary = h.submit(&class, b"what is 2+2", Some(b"4".to_vec()));
+    h.run_task(canary, std::slice::from_ref(cheat), &|_| b"5".to_vec());
+    assert!(h.m.worker(&cheat.public()).unwrap().banned.is_some());
+    // Both slots are free again at once, with no tick: no lease or reveal window to wait out.
+    for id in [committed, leased] {
+        let rec = h.m.open_task(&id).unwrap();
+        assert!(rec.slot(&cheat.public()).is_none(), "{:?}", rec.assignments);
+    }
+    h.reload();
+    let t = h.now;
+    h.run_task(committed, honest, &|_| b"ONE".to_vec());
+    h.run_task(leased, honest, &|_| b"TWO".to_vec());
+    assert_eq!(h.now, t, "decided without waiting");
+    for id in [committed, leased] {
+        let rec = h.final_task(&id);
+        assert!(matches!(rec.phase, Phase::Decided { .. }), "{:?}", rec.phase);
+        assert!(rec.assignments.iter().all(|a| a.worker != cheat.public()));
+    }
 }
 
 #[test]

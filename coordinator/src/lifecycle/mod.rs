@@ -886,6 +886,7 @@ impl Machine {
             step.changes.push(Change::Ledger(e.clone()));
         }
         if !payouts.is_empty() {
+            self.meta.payouts_waiting = true;
             step.effects.push(Effect::Payouts(payouts));
         }
         step.changes.push(Change::Meta(Box::new(self.meta.clone())));
@@ -904,10 +905,10 @@ impl Machine {
         step
     }
 
-    /// Closes the open epoch now if it holds any receipt (used at shutdown and by tests).
+    /// Closes the open epoch now if it holds any receipt or payouts wait for an anchor.
     pub fn close_epoch(&mut self, now: u64) -> Step {
         let mut step = Step::default();
-        if self.meta.open_receipts > 0 {
+        if self.meta.open_receipts > 0 || self.meta.payouts_waiting {
             self.close(now, &mut step);
         }
         self.finish(step)
@@ -915,9 +916,9 @@ impl Machine {
 
     fn maybe_close_epoch(&mut self, now: u64, step: &mut Step) {
         let m = &self.meta;
-        if m.open_receipts > 0
-            && (m.open_receipts >= self.cfg.tunables.epoch_max_receipts
-                || now >= m.epoch_opened_at.saturating_add(self.cfg.tunables.epoch_interval_secs))
+        let due = now >= m.epoch_opened_at.saturating_add(self.cfg.tunables.epoch_interval_secs);
+        if (m.open_receipts > 0 && (m.open_receipts >= self.cfg.tunables.epoch_max_receipts || due))
+            || (m.payouts_waiting && due)
         {
             self.close(now, step);
         }
@@ -948,6 +949,7 @@ impl Machine {
         self.meta.open_receipts = 0;
         self.meta.open_accepted = 0;
         self.meta.open_reward = 0;
+        self.meta.payouts_waiting = false;
         self.open_leaves.clear();
         step.changes.push(Change::Epoch { header: Box::new(signed.clone()), ledger: entries });
         step.effects.push(Effect::Epoch(Box::new(signed)));
@@ -1149,6 +1151,7 @@ impl Machine {
         let Some(class) = self.classes.get(&rec.task.class).cloned() else { return };
         let reward = class.reward_per_unit.saturating_mul(u64::from(rec.task.units));
         let epoch = self.meta.next_epoch;
+        let mut banned_now = Vec::new();
         for (i, a) in rec.assignments.iter_mut().enumerate() {
             self.results.remove(&(rec.id, a.worker));
             let Some(sv) = verdicts.get(&i) else {
@@ -1231,6 +1234,7 @@ impl Machine {
                 }
                 self.meta.forfeited = self.meta.forfeited.saturating_add(forfeited);
                 w.banned = Some(Ban { reason: sv.reason.clone(), task: rec.id, forfeited, at: now });
+                banned_now.push(a.worker);
                 for h in self.meta.locked.keys().copied().chain(std::iter::once(epoch)) {
                     step.changes.push(Change::Lock { epoch: h, worker: a.worker, amount: 0 });
                 }
@@ -1245,7 +1249,39 @@ impl Machine {
         self.finished.insert(rec.id);
         step.changes.push(Change::Task(Box::new(rec)));
         step.sync = true;
+        for w in banned_now {
+            self.release_banned(&w, now, step);
+        }
         self.maybe_close_epoch_on_count(now, step);
+    }
+
+    /// A banned worker's slots in other open tasks, where it has revealed nothing yet: its
+    /// leases and commitments are dropped at once, so those tasks go on with other workers
+    /// (a slot reopens, or the reveals already in are judged) instead of waiting out the
+    /// lease or the reveal window for a worker that may no longer reveal.
+    fn release_banned(&mut self, worker: &PubKey, now: u64, step: &mut Step) {
+        let ids: Vec<Hash32> = self
+            .open
+            .values()
+            .filter(|t| matches!(t.phase, Phase::Commit | Phase::Reveal { .. }))
+            .filter(|t| t.assignments.iter().any(|a| a.worker == *worker && a.revealed.is_none()))
+            .map(|t| t.id)
+            .collect();
+        for id in ids {
+            let Some(rec) = self.open.get_mut(&id) else { continue };
+            if let Some(pos) =
+                rec.assignments.iter().position(|a| a.worker == *worker && a.revealed.is_none())
+            {
+                let slot = rec.assignments.remove(pos);
+                if slot.commitment.is_none() {
+                    if let Some(n) = self.leases.get_mut(worker) {
+                        *n = n.saturating_sub(1);
+                    }
+                }
+                step.changes.push(Change::Task(Box::new(rec.clone())));
+            }
+            self.advance(&id, now, step);
+        }
     }
 
     fn maybe_close_epoch_on_count(&mut self, now: u64, step: &mut Step) {

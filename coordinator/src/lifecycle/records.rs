@@ -226,6 +226,11 @@ pub struct MetaState {
     pub next_payout: u64,
     /// Newest Bitcoin block the node told us about (height, hash): audit randomness.
     pub chain_tip: Option<(u32, Hash32)>,
+    /// Payouts were queued since the newest epoch closed. Payouts ride on the anchor of the
+    /// next epoch, so an idle coordinator closes an epoch (even with no receipt) on its time
+    /// cadence to pay them; the new state root commits the ledger that records them.
+    #[serde(default)]
+    pub payouts_waiting: bool,
 }
 
 mod opt_hex {
