@@ -833,6 +833,11 @@ def dec_request(r):
             raise DecodeError("too_long")
     elif tag == 8:
         pass
+    elif tag in (9, 10):
+        r.uint(4)
+        r.uint(4)
+        if r.uint(2) > (4096 if tag == 9 else 8192):
+            raise DecodeError("too_long")
     else:
         raise DecodeError("invalid_tag")
 
@@ -881,6 +886,23 @@ def dec_response(r):
             raise DecodeError("unexpected_end")
         for _ in range(n):
             OBJECTS["task_class"][2](r)
+    elif tag == 7:
+        n = r.uint(2)
+        if n > 4096:
+            raise DecodeError("too_long")
+        if n * 244 > len(r.b) - r.pos:
+            raise DecodeError("unexpected_end")
+        for _ in range(n):
+            dec_signed(r, "receipt")
+    elif tag == 8:
+        r.uint(4)
+        n = r.uint(2)
+        if n > 8192:
+            raise DecodeError("too_long")
+        if n * 57 > len(r.b) - r.pos:
+            raise DecodeError("unexpected_end")
+        for _ in range(n):
+            OBJECTS["ledger_entry"][2](r)
     else:
         raise DecodeError("invalid_tag")
 

@@ -50,6 +50,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/ledger/{worker}"),
     ("get", "/v1/payouts"),
     ("get", "/timestamp/{commitment}"),
+    ("get", "/v1/evidence"),
 ];
 
 /// What the anchor side reports for the API (refreshed by the node each anchor round).
@@ -126,11 +127,34 @@ impl AnchorView {
     }
 }
 
+/// What a follower reports for the API (refreshed by its driver).
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct FollowView {
+    /// Newest accepted epoch.
+    pub tip_height: Option<u32>,
+    /// Peers synced from.
+    pub peers: Vec<String>,
+    /// Unix seconds of the last completed sync round.
+    pub last_sync: Option<u64>,
+    /// Last sync error, if the last round failed.
+    pub last_error: Option<String>,
+    /// Refused epochs and equivocations seen, oldest first.
+    pub evidence: Vec<crate::follower::Evidence>,
+}
+
 /// Shared state of the handlers.
 #[derive(Clone)]
 pub struct ApiState {
-    /// The core.
-    pub core: Arc<Mutex<Core>>,
+    /// The core (`None` on a follower, which runs no lifecycle).
+    pub core: Option<Arc<Mutex<Core>>>,
+    /// The database the read routes serve from.
+    pub store: Arc<dyn crate::store::KvStore>,
+    /// The network.
+    pub network: cairn_spec::Network,
+    /// The coordinator this node is (or follows).
+    pub coordinator: PubKey,
+    /// A follower's sync status and evidence (`None` on a coordinator).
+    pub follower: Option<Arc<RwLock<FollowView>>>,
     /// Operator token.
     pub token: Arc<String>,
     /// Where effects of accepted writes go (the node performs them).
@@ -227,6 +251,12 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 fn authorize(state: &ApiState, headers: &HeaderMap) -> Result<(), ApiError> {
+    if state.core.is_none() {
+        return Err(ApiError(
+            StatusCode::NOT_FOUND,
+            "a follower takes no writes: send them to the coordinator".into(),
+        ));
+    }
     let given = headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -254,7 +284,18 @@ fn now() -> u64 {
 }
 
 fn lock(state: &ApiState) -> Result<std::sync::MutexGuard<'_, Core>, ApiError> {
-    state.core.lock().map_err(|_| ApiError(StatusCode::SERVICE_UNAVAILABLE, "core unavailable".into()))
+    let Some(core) = &state.core else {
+        return Err(ApiError(
+            StatusCode::NOT_FOUND,
+            "a follower serves epochs, receipts, ledger snapshots and anchors; ask the coordinator for this"
+                .into(),
+        ));
+    };
+    core.lock().map_err(|_| ApiError(StatusCode::SERVICE_UNAVAILABLE, "core unavailable".into()))
+}
+
+fn follow_view(s: &ApiState) -> Option<FollowView> {
+    s.follower.as_ref().and_then(|f| f.read().ok().map(|v| v.clone()))
 }
 
 /// The router.
@@ -279,17 +320,36 @@ pub fn router(state: ApiState, max_body: usize) -> Router {
         .route("/v1/ledger/{worker}", get(ledger))
         .route("/v1/payouts", get(payouts))
         .route("/timestamp/{commitment}", get(timestamp))
+        .route("/v1/evidence", get(evidence))
         .fallback(|| async { ApiError(StatusCode::NOT_FOUND, "no such route".into()) })
         .layer(DefaultBodyLimit::max(max_body))
         .with_state(state)
 }
 
 async fn health(State(s): State<ApiState>) -> ApiResult {
+    if let Some(f) = follow_view(&s) {
+        let anchor = s.anchor.read().map(|a| a.clone()).unwrap_or_default();
+        return Ok(Json(json!({
+            "status": if s.stopping.load(std::sync::atomic::Ordering::SeqCst) { "stopping" } else { "ok" },
+            "role": "follower",
+            "network": s.network.name(),
+            "coordinator": s.coordinator,
+            "next_epoch": f.tip_height.map_or(0, |h| h.saturating_add(1)),
+            "peers": f.peers,
+            "last_sync": f.last_sync,
+            "sync_error": f.last_error,
+            "evidence": f.evidence.len(),
+            "anchoring": anchor.enabled,
+            "bitcoin_tip": anchor.tip_height,
+            "bitcoin_error": anchor.last_error,
+        })));
+    }
     let core = lock(&s)?;
     let m = core.machine();
     let anchor = s.anchor.read().map(|a| a.clone()).unwrap_or_default();
     Ok(Json(json!({
         "status": if s.stopping.load(std::sync::atomic::Ordering::SeqCst) { "stopping" } else { "ok" },
+        "role": "coordinator",
         "network": m.config().network.name(),
         "coordinator": m.coordinator(),
         "next_epoch": m.meta().next_epoch,
@@ -484,7 +544,7 @@ async fn get_result(State(s): State<ApiState>, Path(id): Path<String>) -> ApiRes
     let Phase::Decided { result, .. } = rec.phase else {
         return Err(ApiError(StatusCode::CONFLICT, "task has no accepted result (yet)".into()));
     };
-    let store = lock(&s)?.store().clone();
+    let store = s.store.clone();
     for a in rec.assignments.iter().filter(|a| a.revealed == Some(result)) {
         let key = [&id.0[..], a.worker.as_bytes()].concat();
         if let Some(v) = store.get(crate::store::Table::Reveals, &key).map_err(|e| bad(e.to_string()))? {
@@ -520,7 +580,7 @@ fn limit(p: &Page) -> Result<usize, ApiError> {
 async fn list_tasks(State(s): State<ApiState>, Query(p): Query<Page>) -> ApiResult {
     let n = limit(&p)?;
     let after = p.after.as_deref().map(|a| parse_hash(a, "after")).transpose()?;
-    let store = lock(&s)?.store().clone();
+    let store = s.store.clone();
     let list: Vec<Value> = ls::tasks(store.as_ref(), after.as_ref(), n)?.iter().map(task_view).collect();
     Ok(Json(json!({ "tasks": list })))
 }
@@ -564,7 +624,7 @@ fn header_view(h: &cairn_spec::SignedEpochHeader, anchor: &AnchorView) -> Value 
 
 async fn list_epochs(State(s): State<ApiState>, Query(p): Query<Page>) -> ApiResult {
     let n = limit(&p)?;
-    let store = lock(&s)?.store().clone();
+    let store = s.store.clone();
     let anchor = s.anchor.read().map(|a| a.clone()).unwrap_or_default();
     let list: Vec<Value> = ls::headers(store.as_ref(), p.from.unwrap_or(0), n)?
         .iter()
@@ -575,7 +635,7 @@ async fn list_epochs(State(s): State<ApiState>, Query(p): Query<Page>) -> ApiRes
 
 async fn get_epoch(State(s): State<ApiState>, Path(height): Path<String>) -> ApiResult {
     let height: u32 = height.parse().map_err(|_| bad("height must be a non-negative integer"))?;
-    let store = lock(&s)?.store().clone();
+    let store = s.store.clone();
     let h = ls::header(store.as_ref(), height)?.ok_or_else(|| not_found("epoch"))?;
     let anchor = s.anchor.read().map(|a| a.clone()).unwrap_or_default();
     Ok(Json(header_view(&h, &anchor)))
@@ -600,7 +660,7 @@ async fn anchors(State(s): State<ApiState>) -> ApiResult {
 
 async fn get_receipt(State(s): State<ApiState>, Path(id): Path<String>) -> ApiResult {
     let id = parse_hash(&id, "receipt id")?;
-    let store = lock(&s)?.store().clone();
+    let store = s.store.clone();
     let (epoch, index, r) = ls::receipt(store.as_ref(), &id)?.ok_or_else(|| not_found("receipt"))?;
     Ok(Json(
         json!({ "id": id, "epoch": epoch, "index": index, "receipt": r, "encoding": hex::encode(r.to_bytes()) }),
@@ -609,7 +669,7 @@ async fn get_receipt(State(s): State<ApiState>, Path(id): Path<String>) -> ApiRe
 
 async fn receipt_proof(State(s): State<ApiState>, Path(id): Path<String>) -> ApiResult {
     let id = parse_hash(&id, "receipt id")?;
-    let store = lock(&s)?.store().clone();
+    let store = s.store.clone();
     let (epoch, index, r) = ls::receipt(store.as_ref(), &id)?.ok_or_else(|| not_found("receipt"))?;
     let (Some(header), Some(proof)) =
         (ls::header(store.as_ref(), epoch)?, ls::receipt_path(store.as_ref(), epoch, index)?)
@@ -645,7 +705,7 @@ async fn epoch_receipts(
         Some(n) => n,
         None => 1000,
     };
-    let store = lock(&s)?.store().clone();
+    let store = s.store.clone();
     let h = ls::header(store.as_ref(), height)?.ok_or_else(|| not_found("epoch"))?;
     let from = p.from.unwrap_or(0);
     let page = ls::epoch_receipts_page(store.as_ref(), height, from, n)?;
@@ -659,7 +719,7 @@ async fn epoch_receipts(
 
 async fn epoch_ledger(State(s): State<ApiState>, Path(height): Path<String>) -> ApiResult {
     let height = parse_height(&height)?;
-    let store = lock(&s)?.store().clone();
+    let store = s.store.clone();
     let h = ls::header(store.as_ref(), height)?.ok_or_else(|| not_found("epoch"))?;
     let entries = ls::ledger_snapshot(store.as_ref(), height)?.ok_or_else(|| not_found("ledger snapshot"))?;
     Ok(Json(json!({
@@ -677,10 +737,7 @@ async fn timestamp(State(s): State<ApiState>, Path(commitment): Path<String>) ->
     let Some(chain) = s.chain.clone() else {
         return Err(ApiError(StatusCode::NOT_FOUND, "this node does not anchor to Bitcoin".into()));
     };
-    let (store, network) = {
-        let core = lock(&s)?;
-        (core.store().clone(), core.machine().config().network)
-    };
+    let (store, network) = (s.store.clone(), s.network);
     let anchors = s.anchor.read().map(|a| a.claims()).unwrap_or_default();
     let source = crate::audit_source::StoreSource { store, anchors, name: "this node".into() };
     let built = tokio::task::spawn_blocking(move || {
@@ -706,10 +763,26 @@ async fn timestamp(State(s): State<ApiState>, Path(commitment): Path<String>) ->
 
 async fn ledger(State(s): State<ApiState>, Path(worker): Path<String>) -> ApiResult {
     let key = parse_key(&worker)?;
-    let (entry, last, store) = {
-        let core = lock(&s)?;
-        let m = core.machine();
-        (m.balance(&key).cloned(), m.meta().last_header.clone(), core.store().clone())
+    let store = s.store.clone();
+    let (entry, last) = match (&s.core, follow_view(&s)) {
+        (Some(_), _) => {
+            let core = lock(&s)?;
+            let m = core.machine();
+            (m.balance(&key).cloned(), m.meta().last_header.clone())
+        }
+        // A follower knows balances as of its newest accepted epoch: the snapshot there.
+        (None, f) => {
+            let last = match f.and_then(|f| f.tip_height) {
+                Some(h) => ls::header(store.as_ref(), h)?,
+                None => None,
+            };
+            let entry = match &last {
+                Some(h) => ls::ledger_snapshot(store.as_ref(), h.body.height)?
+                    .and_then(|snap| snap.into_iter().find(|e| e.worker == key)),
+                None => None,
+            };
+            (entry, last)
+        }
     };
     let entry = entry.ok_or_else(|| not_found("ledger entry"))?;
     let mut proof = Value::Null;
@@ -739,6 +812,16 @@ async fn ledger(State(s): State<ApiState>, Path(worker): Path<String>) -> ApiRes
 }
 
 async fn payouts(State(s): State<ApiState>) -> ApiResult {
-    let store = lock(&s)?.store().clone();
+    let store = s.store.clone();
     Ok(Json(json!({ "payouts": ls::payouts(store.as_ref())? })))
+}
+
+/// Refused epochs and equivocations this node has seen, with the headers as evidence (a
+/// follower's; a coordinator keeps none).
+async fn evidence(State(s): State<ApiState>) -> ApiResult {
+    let f = follow_view(&s);
+    Ok(Json(json!({
+        "role": if f.is_some() { "follower" } else { "coordinator" },
+        "evidence": f.map(|f| f.evidence).unwrap_or_default(),
+    })))
 }

@@ -234,6 +234,28 @@ pub struct NodeConfig {
     pub canaries: Vec<CanaryConfig>,
     /// Mix in one canary after every this many submitted tasks (0: never).
     pub canary_every: u64,
+    /// Follower settings (`cairn follow`).
+    pub follow: FollowSection,
+}
+
+/// What a follower (`cairn follow`) follows and how often it asks.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FollowSection {
+    /// The coordinator's protocol key, hex (default: the key of the first bootstrap peer,
+    /// whose peer id is that key).
+    pub coordinator: Option<String>,
+    /// A txid trusted as the first anchor (default: the first transaction whose payload
+    /// commits an accepted header).
+    pub genesis_anchor: Option<String>,
+    /// Seconds between sync rounds (a gossiped epoch header also starts one).
+    pub sync_secs: u64,
+}
+
+impl Default for FollowSection {
+    fn default() -> Self {
+        FollowSection { coordinator: None, genesis_anchor: None, sync_secs: 5 }
+    }
 }
 
 /// A canary: a task with a known answer, indistinguishable from others to workers.
@@ -267,6 +289,7 @@ impl Default for NodeConfig {
             classes: Vec::new(),
             canaries: Vec::new(),
             canary_every: 0,
+            follow: FollowSection::default(),
         }
     }
 }

@@ -28,7 +28,6 @@ use crate::config::{BitcoinMode, ConfigError, NodeConfig};
 use crate::core::{Core, CoreError};
 use crate::keyfile;
 use crate::lifecycle::{Effect, PayoutRecord, Refusal, Verified};
-use crate::lifecycle_store as ls;
 use crate::metrics::NodeMetrics;
 use crate::store::{KvStore, RocksStore};
 
@@ -167,7 +166,11 @@ pub async fn run(
     let (effects_tx, mut effects_rx) = mpsc::channel::<Vec<Effect>>(1024);
     let stopping = Arc::new(AtomicBool::new(false));
     let state = ApiState {
-        core: core.clone(),
+        core: Some(core.clone()),
+        store: store.clone(),
+        network,
+        coordinator: key.public(),
+        follower: None,
         token: Arc::new(token),
         effects: effects_tx.clone(),
         anchor: view.clone(),
@@ -424,14 +427,10 @@ impl Ctx {
         let mut answers: Vec<(ReplyToken, Result<ResponseBody, Refusal>)> = Vec::new();
         let mut work: Vec<(Peer, RequestBody, ReplyToken)> = Vec::new();
         for (from, req, reply) in batch {
-            match req.body {
-                RequestBody::GetReceipt { .. }
-                | RequestBody::GetEpochs { .. }
-                | RequestBody::GetTerms
-                | RequestBody::GetBlob { .. } => {
-                    answers.push((reply, self.read(req.body)));
-                }
-                body => work.push((from, body, reply)),
+            if matches!(req.body, RequestBody::GetTerms) || crate::sync::is_read(&req.body) {
+                answers.push((reply, self.read(req.body)));
+            } else {
+                work.push((from, req.body, reply));
             }
         }
         if !work.is_empty() {
@@ -497,20 +496,7 @@ impl Ctx {
         if matches!(body, RequestBody::GetTerms) {
             return Ok(ResponseBody::Terms(Box::new((*self.terms).clone())));
         }
-        let store = self.store()?;
-        match body {
-            RequestBody::GetReceipt { id } => {
-                let r = ls::receipt(store.as_ref(), &id).map_err(|e| Refusal::Conflict(e.to_string()))?;
-                Ok(ResponseBody::Receipt(r.map(|(_, _, r)| Box::new(r))))
-            }
-            RequestBody::GetEpochs { from, count } => {
-                let hs = ls::headers(store.as_ref(), from, usize::from(count))
-                    .map_err(|e| Refusal::Conflict(e.to_string()))?;
-                Ok(ResponseBody::Epochs(hs))
-            }
-            RequestBody::GetBlob { .. } => Err(Refusal::NotFound("blob (this node keeps inputs inline)")),
-            _ => Err(Refusal::Invalid("not a read request".into())),
-        }
+        crate::sync::answer(self.store()?.as_ref(), &body)
     }
 
     fn store(&self) -> Result<Arc<dyn KvStore>, Refusal> {
@@ -595,7 +581,7 @@ fn to_anchor_payouts(ps: &[PayoutRecord]) -> Vec<Payout> {
 }
 
 /// A Bitcoin Core client from the config (cookie preferred over user/password).
-fn rpc_client(cfg: &NodeConfig) -> Result<BitcoinCoreRpc, NodeError> {
+pub(crate) fn rpc_client(cfg: &NodeConfig) -> Result<BitcoinCoreRpc, NodeError> {
     let b = &cfg.bitcoin;
     let auth = match (&b.cookie_file, &b.rpc_user, &b.rpc_password) {
         (Some(c), _, _) => RpcAuth::Cookie(c.clone()),

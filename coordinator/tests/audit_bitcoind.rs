@@ -3,7 +3,8 @@
 //! coordinator anchors two epochs; a receipt is audited online, offline from a bundle, and
 //! through the `.ots` export, read by the PyPI `opentimestamps` library and, when installed,
 //! verified by the stock `ots` client against the same node; the coordinator's `/timestamp/`
-//! answer matches; the whole chain audits ✓; tampering and shallow depth are named.
+//! answer matches; the whole chain audits ✓; tampering and shallow depth are named; a
+//! follower on the same node finds the anchors itself and what it serves audits ✓.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -309,6 +310,53 @@ async fn a_receipt_audits_online_offline_and_through_opentimestamps() {
     let v: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["audit"]["epochs"].as_array().unwrap().len(), 1);
     assert_eq!(v["audit"]["anchored_through"], 1);
+
+    // A follower on the same Bitcoin node: it replicates the chain over p2p, finds both
+    // anchors on its own (nothing the coordinator says about them is used), and what it
+    // serves audits ✓ the same way.
+    let fdir = dir.path().join("follower");
+    let bitcoin = format!(
+        "mode = \"rpc\"\nrpc_url = \"{}\"\ncookie_file = \"{}\"\npoll_secs = 1\nfinality_depth = 2\nchallenge_window_blocks = 2",
+        btc.rpc_url(),
+        btc.cookie_path().display()
+    );
+    let (finfo, fstop, fhandle) =
+        common::start_follower(&common::follower_config(&fdir, &info.p2p[0], &bitcoin)).await;
+    let furl = format!("http://{}", finfo.api);
+    let confirmed = |api| -> Vec<String> {
+        let v = http(api, "GET", "/v1/anchors", None, None).1;
+        let mut t: Vec<String> = v["anchors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|a| a["status"] == "confirmed")
+            .map(|a| a["txid"].as_str().unwrap().to_owned())
+            .collect();
+        t.sort();
+        t
+    };
+    wait_for("the follower to find both anchors", &|| confirmed(finfo.api).len() == 2);
+    assert_eq!(confirmed(finfo.api), confirmed(api));
+    let health = http(finfo.api, "GET", "/v1/health", None, None).1;
+    assert_eq!((health["next_epoch"].as_u64(), health["evidence"].as_u64()), (Some(2), Some(0)), "{health}");
+    let mut c = vec![
+        "audit".into(),
+        "chain".into(),
+        "--api".into(),
+        furl.clone(),
+        "--genesis-anchor".into(),
+        genesis,
+    ];
+    rpc_args(&mut c);
+    let (code, out) = cairn(&c.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("│ anchors walked       │ 2") && out.contains("VERIFIED"), "{out}");
+    let mut r = a.clone();
+    r[4] = &furl;
+    let (code, out) = cairn(&r);
+    assert_eq!(code, 0, "{out}");
+    let _ = fstop.send(());
+    fhandle.await.unwrap();
 
     w0.net.shutdown().await;
     w1.net.shutdown().await;

@@ -768,6 +768,8 @@ fn wire_vectors() -> Value {
         RequestBody::GetReceipt { id: rec.id() },
         RequestBody::GetEpochs { from: 0, count: 256 },
         RequestBody::GetTerms,
+        RequestBody::GetEpochReceipts { height: 1, from: 0, count: 4096 },
+        RequestBody::GetLedger { height: 1, from: 2, count: 8192 },
     ]
     .into_iter()
     .enumerate()
@@ -789,6 +791,15 @@ fn wire_vectors() -> Value {
             bond_min_sats: 50_000,
             classes: vec![sample_class()],
         })),
+        ResponseBody::Receipts(w.epochs[1].0.clone()),
+        ResponseBody::Receipts(Vec::new()),
+        ResponseBody::Ledger {
+            total: 3,
+            entries: vec![
+                LedgerEntry { worker: worker.public(), locked: 40, claimable: 100, paid: 1_000 },
+                LedgerEntry { worker: coord.public(), locked: 0, claimable: 0, paid: 7 },
+            ],
+        },
     ]
     .into_iter()
     .enumerate()
@@ -812,6 +823,21 @@ fn wire_vectors() -> Value {
         body: RequestBody::GetBlob { hash: Hash32::ZERO, offset: 0, len: (1 << 20) + 1 },
     };
     invalid.push(json!({ "type": "request", "name": "blob chunk above 1 MiB", "encoding": hex::encode(big.to_bytes()), "error": "too_long" }));
+    let big = Request {
+        id: 1,
+        deadline_ms: 2,
+        body: RequestBody::GetEpochReceipts { height: 0, from: 0, count: 4097 },
+    };
+    invalid.push(json!({ "type": "request", "name": "too many receipts asked", "encoding": hex::encode(big.to_bytes()), "error": "too_long" }));
+    let big =
+        Request { id: 1, deadline_ms: 2, body: RequestBody::GetLedger { height: 0, from: 0, count: 8193 } };
+    invalid.push(json!({ "type": "request", "name": "too many ledger entries asked", "encoding": hex::encode(big.to_bytes()), "error": "too_long" }));
+    let mut forged = Response { id: 3, body: ResponseBody::Receipts(vec![]) }.to_bytes();
+    forged[10..12].copy_from_slice(&4097u16.to_be_bytes());
+    invalid.push(json!({ "type": "response", "name": "receipt count above 4096", "encoding": hex::encode(&forged), "error": "too_long" }));
+    let mut forged = Response { id: 3, body: ResponseBody::Ledger { total: 1, entries: vec![] } }.to_bytes();
+    forged[14..16].copy_from_slice(&2u16.to_be_bytes());
+    invalid.push(json!({ "type": "response", "name": "ledger entries beyond the bytes present", "encoding": hex::encode(&forged), "error": "unexpected_end" }));
     let mut forged = Response { id: 3, body: ResponseBody::Epochs(vec![hdr]) }.to_bytes();
     forged[10..12].copy_from_slice(&300u16.to_be_bytes());
     invalid.push(json!({ "type": "response", "name": "epoch count above 256", "encoding": hex::encode(&forged), "error": "too_long" }));

@@ -26,6 +26,8 @@ pub struct LedgerEntry {
 impl LedgerEntry {
     /// Object version.
     pub const VERSION: u8 = 1;
+    /// Encoded size: version, worker key, three amounts.
+    pub const ENCODED_LEN: usize = 1 + 32 + 8 + 8 + 8;
 }
 
 impl Encode for LedgerEntry {

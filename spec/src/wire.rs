@@ -9,6 +9,7 @@ use crate::codec::{expect_version, Decode, DecodeError, Encode, Reader, Writer};
 use crate::epoch::SignedEpochHeader;
 use crate::hash::{Hash32, Tag};
 use crate::keys::PubKey;
+use crate::ledger::LedgerEntry;
 use crate::network::Network;
 use crate::receipt::SignedReceipt;
 use crate::signed::{Object, Signed, Signer};
@@ -29,6 +30,10 @@ pub const MAX_BLOB_CHUNK: usize = 1024 * 1024;
 pub const MAX_ERROR_MESSAGE: usize = 256;
 /// Most task classes in one `Terms` answer.
 pub const MAX_CLASSES_PER_TERMS: usize = 64;
+/// Most receipts per `GetEpochReceipts` request or `Receipts` response (≈ 1 MiB).
+pub const MAX_RECEIPTS_PER_REQUEST: usize = 4096;
+/// Most ledger entries per `GetLedger` request or `Ledger` response (≈ 467 KiB).
+pub const MAX_LEDGER_PER_REQUEST: usize = 8192;
 
 /// The wire protocol version carried in topic names and protocol ids.
 pub const WIRE_VERSION: u8 = 1;
@@ -259,6 +264,31 @@ pub enum RequestBody {
     },
     /// The coordinator's terms: registration cost and task classes (tag 8, empty body).
     GetTerms,
+    /// 9: receipts of a closed epoch, by index (follower sync).
+    GetEpochReceipts {
+        /// Epoch height.
+        height: u32,
+        /// First receipt index.
+        from: u32,
+        /// At most `MAX_RECEIPTS_PER_REQUEST`.
+        count: u16,
+    },
+    /// 10: the ledger entries a closed epoch's state root commits to, by index (follower sync).
+    GetLedger {
+        /// Epoch height.
+        height: u32,
+        /// First entry index (entries are in worker-key order).
+        from: u32,
+        /// At most `MAX_LEDGER_PER_REQUEST`.
+        count: u16,
+    },
+}
+
+fn bounded_count(field: &'static str, count: u16, max: usize) -> Result<u16, DecodeError> {
+    if count as usize > max {
+        return Err(DecodeError::TooLong { field, len: count as usize, max });
+    }
+    Ok(count)
 }
 
 /// A request frame: an id the response echoes, a deadline after which it is not answered.
@@ -304,6 +334,12 @@ impl Encode for Request {
             RequestBody::GetTerms => {
                 w.u8(8);
             }
+            RequestBody::GetEpochReceipts { height, from, count } => {
+                w.u8(9).u32(*height).u32(*from).u16(*count);
+            }
+            RequestBody::GetLedger { height, from, count } => {
+                w.u8(10).u32(*height).u32(*from).u16(*count);
+            }
         }
     }
 }
@@ -347,6 +383,16 @@ impl Decode for Request {
                 RequestBody::GetEpochs { from, count }
             }
             8 => RequestBody::GetTerms,
+            9 => RequestBody::GetEpochReceipts {
+                height: r.u32("height")?,
+                from: r.u32("from")?,
+                count: bounded_count("count", r.u16("count")?, MAX_RECEIPTS_PER_REQUEST)?,
+            },
+            10 => RequestBody::GetLedger {
+                height: r.u32("height")?,
+                from: r.u32("from")?,
+                count: bounded_count("count", r.u16("count")?, MAX_LEDGER_PER_REQUEST)?,
+            },
             tag => return Err(DecodeError::InvalidTag { field: "request", tag }),
         };
         Ok(Request { id, deadline_ms, body })
@@ -389,6 +435,16 @@ pub enum ResponseBody {
     Epochs(Vec<SignedEpochHeader>),
     /// Answer to `GetTerms` (tag 6): what registration costs and which classes run here.
     Terms(Box<Terms>),
+    /// 7: consecutive receipts of an epoch from the index asked (possibly fewer than asked;
+    /// none past the end).
+    Receipts(Vec<SignedReceipt>),
+    /// 8: consecutive entries of an epoch's ledger snapshot from the index asked.
+    Ledger {
+        /// How many entries the snapshot holds in all.
+        total: u32,
+        /// The entries (at most `MAX_LEDGER_PER_REQUEST`).
+        entries: Vec<LedgerEntry>,
+    },
 }
 
 /// A coordinator's terms for workers (response tag 6).
@@ -456,6 +512,18 @@ impl Encode for Response {
                     c.encode(w);
                 }
             }
+            ResponseBody::Receipts(rs) => {
+                w.u8(7).u16(rs.len() as u16);
+                for r in rs {
+                    r.encode(w);
+                }
+            }
+            ResponseBody::Ledger { total, entries } => {
+                w.u8(8).u32(*total).u16(entries.len() as u16);
+                for e in entries {
+                    e.encode(w);
+                }
+            }
         }
     }
 }
@@ -506,6 +574,23 @@ impl Decode for Response {
                 let n = r.count("classes", len, MAX_CLASSES_PER_TERMS, 58)?;
                 let classes = (0..n).map(|_| TaskClass::decode(r)).collect::<Result<_, _>>()?;
                 ResponseBody::Terms(Box::new(Terms { pow_difficulty, bond_min_sats, classes }))
+            }
+            7 => {
+                let len = r.u16("receipts")? as usize;
+                let n = r.count(
+                    "receipts",
+                    len,
+                    MAX_RECEIPTS_PER_REQUEST,
+                    crate::receipt::WorkReceipt::ENCODED_LEN + 64,
+                )?;
+                ResponseBody::Receipts((0..n).map(|_| Signed::decode(r)).collect::<Result<_, _>>()?)
+            }
+            8 => {
+                let total = r.u32("total")?;
+                let len = r.u16("entries")? as usize;
+                let n = r.count("entries", len, MAX_LEDGER_PER_REQUEST, LedgerEntry::ENCODED_LEN)?;
+                let entries = (0..n).map(|_| LedgerEntry::decode(r)).collect::<Result<_, _>>()?;
+                ResponseBody::Ledger { total, entries }
             }
             tag => return Err(DecodeError::InvalidTag { field: "response", tag }),
         };

@@ -37,6 +37,11 @@ enum Command {
     },
     /// Run a coordinator node (config: defaults < TOML file < CAIRN_* env < flags).
     Coordinator(Box<CoordinatorArgs>),
+    /// Run a follower: the sidechain's full node. Replicates a coordinator's epochs, receipts
+    /// and ledger over p2p into its own database, re-verifies each as an auditor does, finds
+    /// the anchors on its own Bitcoin Core, and serves the same read API (config as for
+    /// `cairn coordinator`, plus `[follow]`).
+    Follow(Box<FollowArgs>),
     /// Run a worker: join coordinators, run their AI tasks, get paid (config: defaults < TOML
     /// file < CAIRN_* env < flags). `cairn worker status` reports work, earnings and receipts.
     Worker(Box<WorkerArgs>),
@@ -101,6 +106,20 @@ struct CoordinatorArgs {
     /// Print the resolved configuration as JSON and exit.
     #[arg(long)]
     print_config: bool,
+}
+
+/// Flags of `cairn follow`: the node's flags, and whom to follow.
+#[derive(clap::Args, Debug)]
+struct FollowArgs {
+    #[command(flatten)]
+    node: CoordinatorArgs,
+    /// The coordinator's protocol key, hex (default: the key of the first `--bootstrap` peer).
+    #[arg(long, env = "CAIRN_FOLLOW_COORDINATOR")]
+    coordinator_key: Option<String>,
+    /// A txid you trust as the first anchor (default: the first transaction whose payload
+    /// commits a verified header).
+    #[arg(long, env = "CAIRN_FOLLOW_GENESIS_ANCHOR")]
+    genesis_anchor: Option<String>,
 }
 
 /// The auditor's Bitcoin Core.
@@ -555,6 +574,21 @@ fn run(cli: Cli) -> Result<bool> {
             }
             let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
             rt.block_on(node::run(cfg, shutdown_signal(), None))?;
+        }
+        Command::Follow(args) => {
+            let mut cfg = resolve_config(&args.node)?;
+            if let Some(k) = &args.coordinator_key {
+                cfg.follow.coordinator = Some(k.clone());
+            }
+            if let Some(g) = &args.genesis_anchor {
+                cfg.follow.genesis_anchor = Some(g.clone());
+            }
+            if args.node.print_config {
+                println!("{}", serde_json::to_string_pretty(&cfg)?);
+                return Ok(true);
+            }
+            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            rt.block_on(cairn_coordinator::follower::run::run(cfg, shutdown_signal(), None))?;
         }
         Command::Worker(args) => run_worker(&args)?,
         Command::Models { command: ModelsCommand::Fetch { name, models_dir, wheel } } => {

@@ -203,10 +203,20 @@ impl Worker {
     }
 }
 
-/// Starts a node in this process; returns where it listens, its stop switch and its task.
-pub async fn start_node(
-    toml: &str,
-) -> (cairn_coordinator::node::NodeInfo, tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
+type Started =
+    (cairn_coordinator::node::NodeInfo, tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>);
+
+/// Starts a coordinator in this process; returns where it listens, its stop switch and its task.
+pub async fn start_node(toml: &str) -> Started {
+    start_role(toml, false).await
+}
+
+/// Starts a follower (`cairn follow`) in this process.
+pub async fn start_follower(toml: &str) -> Started {
+    start_role(toml, true).await
+}
+
+async fn start_role(toml: &str, follower: bool) -> Started {
     let cfg = cairn_coordinator::config::NodeConfig::from_toml(toml).unwrap();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let (info_tx, info_rx) = tokio::sync::oneshot::channel();
@@ -214,9 +224,34 @@ pub async fn start_node(
         let stop = async move {
             let _ = stop_rx.await;
         };
-        cairn_coordinator::node::run(cfg, stop, Some(info_tx)).await.unwrap();
+        if follower {
+            cairn_coordinator::follower::run::run(cfg, stop, Some(info_tx)).await.unwrap();
+        } else {
+            cairn_coordinator::node::run(cfg, stop, Some(info_tx)).await.unwrap();
+        }
     });
     (info_rx.await.unwrap(), stop_tx, handle)
+}
+
+/// A follower config for tests: regtest, following the coordinator at `coordinator` (a p2p
+/// address ending in its peer id), syncing every second; no Bitcoin unless `bitcoin` replaces
+/// the section.
+pub fn follower_config(dir: &std::path::Path, coordinator: &str, bitcoin: &str) -> String {
+    format!(
+        r#"
+network = "regtest"
+data_dir = "{}"
+[api]
+listen = "127.0.0.1:0"
+[p2p]
+bootstrap = ["{coordinator}"]
+[bitcoin]
+{bitcoin}
+[follow]
+sync_secs = 1
+"#,
+        dir.display()
+    )
 }
 
 /// A node config for tests: regtest, no Bitcoin, one exact class, cheap registration.

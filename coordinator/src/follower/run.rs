@@ -1,0 +1,575 @@
+//! The running follower (`cairn follow`): opens its own database and p2p identity, syncs
+//! epochs from its peers (the coordinator, or other followers) over the request protocol,
+//! has each judged by [`Follower::judge`] before one synced write keeps it, scans its own
+//! Bitcoin Core for the anchors, and serves the read API and the sync protocol to others.
+//!
+//! Owns the follower's I/O and its shutdown order. Must never accept an epoch the follower
+//! refused, nor take worker messages (a follower runs no lifecycle).
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use cairn_anchor::ChainBackend;
+use cairn_p2p::{Acceptance, Network, NetworkConfig, NetworkEvent, Peer};
+use cairn_spec::wire::{MAX_LEDGER_PER_REQUEST, MAX_RECEIPTS_PER_REQUEST};
+use cairn_spec::{GossipMessage, PubKey, RequestBody, ResponseBody, SignedEpochHeader};
+use tokio::sync::mpsc;
+
+use super::anchors::{AnchorTracker, FoundAnchor};
+use super::{Evidence, FetchedEpoch, Follower, Judgement, MAX_EPOCH_LEDGER, MAX_EPOCH_RECEIPTS};
+use crate::api::{self, AnchorEntry, AnchorView, ApiState, FollowView};
+use crate::config::{BitcoinMode, NodeConfig};
+use crate::keyfile;
+use crate::lifecycle_store as ls;
+use crate::metrics::NodeMetrics;
+use crate::node::{NodeError, NodeInfo};
+use crate::store::{KvStore, RocksStore};
+
+/// Headers asked per `GetEpochs` while syncing.
+const HEADERS_PER_ROUND: u16 = 64;
+/// How long one sync request may take.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// A peer to sync from.
+#[derive(Clone)]
+struct Source {
+    peer: Peer,
+    addr: String,
+}
+
+/// The state the sync loop, the anchor thread and the API share.
+struct Shared {
+    store: Arc<dyn KvStore>,
+    view: Arc<RwLock<FollowView>>,
+    evidence: Mutex<Vec<Evidence>>,
+}
+
+impl Shared {
+    /// Keeps evidence (once) and shows it.
+    fn evidence(&self, e: Evidence) {
+        let Ok(mut kept) = self.evidence.lock() else { return };
+        tracing::warn!(target: "cairn::follow", kind = %e.kind, height = e.height, check = %e.check, detail = %e.detail, source = %e.source, "evidence kept");
+        match super::keep_evidence(self.store.as_ref(), &mut kept, e) {
+            Ok(_) => {
+                if let Ok(mut v) = self.view.write() {
+                    v.evidence = kept.clone();
+                }
+            }
+            Err(err) => tracing::error!(target: "cairn::follow", error = %err, "evidence not written"),
+        }
+    }
+
+    fn accepted_hash(&self, height: u32) -> Option<cairn_spec::Hash32> {
+        ls::header(self.store.as_ref(), height).ok().flatten().map(|h| h.id())
+    }
+}
+
+/// The coordinator followed: from `follow.coordinator`, else the first bootstrap peer's key.
+fn coordinator_key(cfg: &NodeConfig) -> Result<PubKey, NodeError> {
+    if let Some(hex) = &cfg.follow.coordinator {
+        return PubKey::from_hex(hex).ok_or_else(|| {
+            NodeError::Open(format!("follow.coordinator {hex:?} is not an x-only public key"))
+        });
+    }
+    cfg.p2p
+        .bootstrap
+        .iter()
+        .find_map(|a| a.rsplit('/').next()?.parse::<Peer>().ok()?.protocol_key())
+        .ok_or_else(|| {
+            NodeError::Open(
+                "a follower needs the coordinator: set follow.coordinator or a bootstrap peer ending in /p2p/<peer id>"
+                    .into(),
+            )
+        })
+}
+
+fn sources(cfg: &NodeConfig) -> Result<Vec<Source>, NodeError> {
+    let out: Vec<Source> = cfg
+        .p2p
+        .bootstrap
+        .iter()
+        .filter_map(|a| Some(Source { peer: a.rsplit('/').next()?.parse().ok()?, addr: a.clone() }))
+        .collect();
+    if out.is_empty() {
+        return Err(NodeError::Open(
+            "a follower needs at least one bootstrap peer ending in /p2p/<peer id>".into(),
+        ));
+    }
+    Ok(out)
+}
+
+/// Runs a follower until `shutdown` resolves. `started` receives its addresses once it serves.
+pub async fn run(
+    cfg: NodeConfig,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+    started: Option<tokio::sync::oneshot::Sender<NodeInfo>>,
+) -> Result<(), NodeError> {
+    let network = cfg.network()?;
+    let coordinator = coordinator_key(&cfg)?;
+    let peers = sources(&cfg)?;
+    let genesis = cfg
+        .follow
+        .genesis_anchor
+        .as_deref()
+        .map(|t| {
+            t.parse::<bitcoin::Txid>()
+                .map_err(|_| NodeError::Open(format!("follow.genesis_anchor {t:?} is not a txid")))
+        })
+        .transpose()?;
+    let dir = cfg.data_dir.clone();
+    std::fs::create_dir_all(&dir).map_err(|e| NodeError::Io(format!("data dir {}: {e}", dir.display())))?;
+    let key = keyfile::load_or_create(&dir.join("node.key"))?;
+    let store: Arc<dyn KvStore> =
+        Arc::new(RocksStore::open(&dir.join("db")).map_err(|e| NodeError::Open(e.to_string()))?);
+    // What is on disk was verified before it was written; check the chain again at open so a
+    // damaged database is found here rather than served.
+    let held =
+        ls::check_header_chain(store.as_ref()).map_err(|e| NodeError::Open(format!("stored chain: {e}")))?;
+    let tip = super::load_tip(store.as_ref()).map_err(|e| NodeError::Open(e.to_string()))?;
+    if let Some(t) = &tip {
+        if t.body.coordinator != coordinator || t.body.network != network {
+            return Err(NodeError::Open(format!(
+                "this data directory follows {} on {}, not {coordinator} on {network}",
+                t.body.coordinator, t.body.network
+            )));
+        }
+    }
+    let mut follower = Follower { coordinator, network, tip };
+    let evidence = super::load_evidence(store.as_ref()).map_err(|e| NodeError::Open(e.to_string()))?;
+    tracing::info!(target: "cairn::follow", %coordinator, %network, epochs = held, evidence = evidence.len(), "follower state opened");
+    let view = Arc::new(RwLock::new(FollowView {
+        tip_height: follower.tip.as_ref().map(|t| t.body.height),
+        peers: peers.iter().map(|p| p.peer.to_string()).collect(),
+        evidence: evidence.clone(),
+        ..FollowView::default()
+    }));
+    let shared =
+        Arc::new(Shared { store: store.clone(), view: view.clone(), evidence: Mutex::new(evidence) });
+
+    let mut ncfg = NetworkConfig::new(network);
+    if !cfg.p2p.listen.is_empty() {
+        ncfg.listen = cfg.p2p.listen.clone();
+    }
+    ncfg.bootstrap = cfg.p2p.bootstrap.clone();
+    ncfg.mdns = cfg.p2p.mdns;
+    let (net, mut events) = Network::start(ncfg, &key).await.map_err(|e| NodeError::P2p(e.to_string()))?;
+    let p2p_addrs =
+        net.wait_listening(Duration::from_secs(10)).await.map_err(|e| NodeError::P2p(e.to_string()))?;
+    let mut registry = prometheus_client::registry::Registry::default();
+    net.register_metrics(&mut registry);
+    let metrics = Arc::new(NodeMetrics::new(registry));
+
+    // Bitcoin: the follower's own node, scanned for the anchors.
+    let anchor_view = Arc::new(RwLock::new(AnchorView::default()));
+    let (anchor_stop, anchor_thread, chain) = match cfg.bitcoin.mode {
+        BitcoinMode::None => {
+            tracing::warn!(target: "cairn::follow", "bitcoin.mode = none: epochs are verified but anchors are NOT CHECKED against Bitcoin");
+            (None, None, None)
+        }
+        BitcoinMode::Rpc => {
+            let rpc = Arc::new(crate::node::rpc_client(&cfg)?);
+            rpc.wait_ready(Duration::from_secs(60)).map_err(|e| NodeError::Bitcoin(e.to_string()))?;
+            let info = rpc.chain_info().map_err(|e| NodeError::Bitcoin(e.to_string()))?;
+            if info.chain != network.core_chain_name() {
+                return Err(NodeError::Bitcoin(format!(
+                    "Bitcoin Core is on {:?}, the follower on {network}",
+                    info.chain
+                )));
+            }
+            let tracker = super::load_tracker(store.as_ref())
+                .map_err(|e| NodeError::Open(e.to_string()))?
+                .filter(|t| t.genesis == genesis && t.start_height == cfg.bitcoin.start_height)
+                .unwrap_or_else(|| AnchorTracker::new(cfg.bitcoin.start_height, genesis));
+            let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
+            let need = cfg.bitcoin.finality_depth.max(cfg.bitcoin.challenge_window_blocks);
+            let poll = Duration::from_secs(cfg.bitcoin.poll_secs.max(1));
+            let handle = spawn_tracker(
+                tracker,
+                rpc.clone(),
+                shared.clone(),
+                anchor_view.clone(),
+                stop_rx,
+                poll,
+                need,
+            )?;
+            (Some(stop_tx), Some(handle), Some(rpc as Arc<dyn ChainBackend + Send + Sync>))
+        }
+    };
+
+    // HTTP API: the read routes over this database; writes are refused (no core).
+    let stopping = Arc::new(AtomicBool::new(false));
+    let (effects_tx, _effects_rx) = mpsc::channel(1);
+    let state = ApiState {
+        core: None,
+        store: store.clone(),
+        network,
+        coordinator,
+        follower: Some(view.clone()),
+        token: Arc::new(String::new()),
+        effects: effects_tx,
+        anchor: anchor_view.clone(),
+        metrics: metrics.clone(),
+        stopping: stopping.clone(),
+        canaries: Arc::new(api::CanaryMixer::default()),
+        chain,
+    };
+    let listener = tokio::net::TcpListener::bind(&cfg.api.listen)
+        .await
+        .map_err(|e| NodeError::Io(format!("API listen {}: {e}", cfg.api.listen)))?;
+    let api_addr: SocketAddr = listener.local_addr().map_err(|e| NodeError::Io(e.to_string()))?;
+    let (api_stop_tx, api_stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let app = api::router(state, cfg.api.max_body_bytes);
+    let api_task = tokio::spawn(async move {
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = api_stop_rx.await;
+            })
+            .await;
+    });
+    let info =
+        NodeInfo { api: api_addr, p2p: p2p_addrs, coordinator: coordinator.to_hex(), anchor_address: None };
+    let _ = std::fs::write(dir.join("node.json"), serde_json::to_vec_pretty(&info).unwrap_or_default());
+    tracing::info!(target: "cairn::follow", api = %api_addr, p2p = ?info.p2p, "following");
+    if let Some(s) = started {
+        let _ = s.send(info);
+    }
+
+    let mut tick = tokio::time::interval(Duration::from_secs(cfg.follow.sync_secs.max(1)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut sync_now = false;
+    tokio::pin!(shutdown);
+    let result = loop {
+        if sync_now {
+            sync_now = false;
+            sync_round(&net, &peers, &mut follower, &shared).await;
+        }
+        tokio::select! {
+            _ = &mut shutdown => break Ok(()),
+            _ = tick.tick() => sync_now = true,
+            ev = events.recv() => match ev {
+                Some(NetworkEvent::Gossip { from, message, id }) => {
+                    let verdict = match &message {
+                        GossipMessage::Epoch(h) => on_gossip_header(h, &from, &follower, &shared, &mut sync_now),
+                        _ => Acceptance::Ignore,
+                    };
+                    let _ = net.report(id, verdict).await;
+                }
+                Some(NetworkEvent::Request { request, reply, .. }) => {
+                    let body = if crate::sync::is_read(&request.body) {
+                        let store = store.clone();
+                        let b = request.body;
+                        tokio::task::spawn_blocking(move || crate::sync::answer(store.as_ref(), &b))
+                            .await
+                            .unwrap_or(Err(crate::lifecycle::Refusal::Conflict("node unavailable".into())))
+                    } else {
+                        Err(crate::lifecycle::Refusal::Invalid("a follower takes no worker messages".into()))
+                    };
+                    let body = body.unwrap_or_else(|r| ResponseBody::Error { code: r.code(), message: r.to_string() });
+                    let _ = net.respond(reply, body).await;
+                }
+                Some(_) => {}
+                None => break Err(NodeError::P2p("network stopped".into())),
+            },
+        }
+    };
+
+    tracing::info!(target: "cairn::follow", "shutting down");
+    stopping.store(true, Ordering::SeqCst);
+    let _ = api_stop_tx.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(10), api_task).await;
+    net.shutdown().await;
+    drop(anchor_stop);
+    if let Some(h) = anchor_thread {
+        let _ = tokio::task::spawn_blocking(move || h.join()).await;
+    }
+    drop(shared);
+    drop(store);
+    tracing::info!(target: "cairn::follow", "stopped cleanly");
+    result
+}
+
+/// A gossiped header of the followed coordinator: a new height starts a sync; one for an
+/// accepted height that differs is equivocation (kept as evidence, the message rejected).
+fn on_gossip_header(
+    h: &SignedEpochHeader,
+    from: &Peer,
+    follower: &Follower,
+    shared: &Shared,
+    sync_now: &mut bool,
+) -> Acceptance {
+    if h.body.coordinator != follower.coordinator {
+        return Acceptance::Ignore;
+    }
+    if h.body.height >= follower.next_height() {
+        *sync_now = true;
+        return Acceptance::Accept;
+    }
+    let accepted = ls::header(shared.store.as_ref(), h.body.height).ok().flatten();
+    match accepted.and_then(|a| follower.equivocation(&a, h, &format!("gossip from {from}"), unix_now())) {
+        Some(e) => {
+            shared.evidence(e);
+            Acceptance::Reject
+        }
+        None => Acceptance::Ignore,
+    }
+}
+
+/// Why a sync from one peer stopped early.
+enum Stop {
+    /// The peer could not be asked (kept as the last error).
+    Unreachable(String),
+    /// The peer served something refused (kept as evidence).
+    Refused,
+}
+
+async fn ask(net: &Network, src: &Source, body: RequestBody) -> Result<ResponseBody, Stop> {
+    let mut last = String::new();
+    for attempt in 0..2 {
+        match net.request(&src.peer, body.clone(), REQUEST_TIMEOUT).await {
+            Ok(ResponseBody::Error { code, message }) => {
+                return Err(Stop::Unreachable(format!("{code} {message}")))
+            }
+            Ok(r) => return Ok(r),
+            Err(e) => {
+                last = e.to_string();
+                if attempt == 0 {
+                    let _ = net.dial(&src.addr).await;
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        }
+    }
+    Err(Stop::Unreachable(format!("{}: {last}", src.peer)))
+}
+
+/// One round: from each peer in turn, every epoch past the tip.
+async fn sync_round(net: &Network, peers: &[Source], follower: &mut Follower, shared: &Arc<Shared>) {
+    let mut error = None;
+    for src in peers {
+        match sync_from(net, src, follower, shared).await {
+            Ok(()) => {}
+            Err(Stop::Unreachable(e)) => {
+                tracing::debug!(target: "cairn::follow", peer = %src.peer, error = %e, "sync stopped");
+                error = Some(e);
+            }
+            Err(Stop::Refused) => {}
+        }
+    }
+    if let Ok(mut v) = shared.view.write() {
+        v.tip_height = follower.tip.as_ref().map(|t| t.body.height);
+        v.last_sync = Some(unix_now());
+        v.last_error = error;
+    }
+}
+
+async fn sync_from(
+    net: &Network,
+    src: &Source,
+    follower: &mut Follower,
+    shared: &Arc<Shared>,
+) -> Result<(), Stop> {
+    let source = src.peer.to_string();
+    loop {
+        // Ask from the tip itself, so a peer serving another header there is caught.
+        let from = follower.tip.as_ref().map_or(0, |t| t.body.height);
+        let ResponseBody::Epochs(headers) =
+            ask(net, src, RequestBody::GetEpochs { from, count: HEADERS_PER_ROUND }).await?
+        else {
+            return Err(Stop::Unreachable("GetEpochs answered with another kind".into()));
+        };
+        let mut progressed = false;
+        for h in headers {
+            if let Some(t) = &follower.tip {
+                if h.body.height <= t.body.height {
+                    if h.body.height == t.body.height {
+                        if let Some(e) = follower.equivocation(t, &h, &source, unix_now()) {
+                            shared.evidence(e);
+                            return Err(Stop::Refused);
+                        }
+                    }
+                    continue;
+                }
+            }
+            let fetched = fetch_epoch(net, src, h).await?;
+            let (f, name) = (follower.clone(), source.clone());
+            let (judged, fetched) = tokio::task::spawn_blocking(move || {
+                let j = f.judge(&fetched, &name, unix_now());
+                (j, fetched)
+            })
+            .await
+            .map_err(|e| Stop::Unreachable(e.to_string()))?;
+            match judged {
+                Judgement::Accept(batch) => {
+                    let store = shared.store.clone();
+                    tokio::task::spawn_blocking(move || store.write(&batch))
+                        .await
+                        .map_err(|e| Stop::Unreachable(e.to_string()))?
+                        .map_err(|e| Stop::Unreachable(format!("storage write failed: {e}")))?;
+                    tracing::info!(target: "cairn::follow", height = fetched.header.body.height, receipts = fetched.receipts.len(), hash = %fetched.header.id(), "epoch verified and kept");
+                    follower.accepted(fetched.header);
+                    if let Ok(mut v) = shared.view.write() {
+                        v.tip_height = follower.tip.as_ref().map(|t| t.body.height);
+                    }
+                    progressed = true;
+                }
+                Judgement::NotNext => {
+                    return Err(Stop::Unreachable(format!(
+                        "{source} served epoch {} while {} was next",
+                        fetched.header.body.height,
+                        follower.next_height()
+                    )))
+                }
+                Judgement::Refuse(e) => {
+                    shared.evidence(e);
+                    return Err(Stop::Refused);
+                }
+            }
+        }
+        if !progressed {
+            return Ok(());
+        }
+    }
+}
+
+/// Fetches an epoch's receipts and ledger snapshot, page by page, within the bounds.
+async fn fetch_epoch(net: &Network, src: &Source, header: SignedEpochHeader) -> Result<FetchedEpoch, Stop> {
+    let height = header.body.height;
+    // A header claiming more than the bound is fetched only up to it; the count check then
+    // refuses the epoch with the evidence.
+    let want = header.body.receipt_count.min(MAX_EPOCH_RECEIPTS);
+    let mut receipts = Vec::new();
+    while (receipts.len() as u32) < want {
+        let count = (want - receipts.len() as u32).min(MAX_RECEIPTS_PER_REQUEST as u32) as u16;
+        let from = receipts.len() as u32;
+        let ResponseBody::Receipts(page) =
+            ask(net, src, RequestBody::GetEpochReceipts { height, from, count }).await?
+        else {
+            return Err(Stop::Unreachable("GetEpochReceipts answered with another kind".into()));
+        };
+        let n = page.len();
+        receipts.extend(page.into_iter().take(usize::from(count)));
+        if n < usize::from(count) {
+            break;
+        }
+    }
+    let mut ledger = Vec::new();
+    loop {
+        let from = ledger.len() as u32;
+        let ResponseBody::Ledger { total, entries } =
+            ask(net, src, RequestBody::GetLedger { height, from, count: MAX_LEDGER_PER_REQUEST as u16 })
+                .await?
+        else {
+            return Err(Stop::Unreachable("GetLedger answered with another kind".into()));
+        };
+        let total = total.min(MAX_EPOCH_LEDGER);
+        let n = entries.len();
+        ledger.extend(entries.into_iter().take((total as usize).saturating_sub(ledger.len())));
+        if n == 0 || ledger.len() as u32 >= total {
+            break;
+        }
+    }
+    Ok(FetchedEpoch { header, receipts, ledger })
+}
+
+/// The anchor thread: polls the follower's Bitcoin Core, follows the anchor chain, keeps
+/// evidence when Bitcoin commits another header than the one accepted, and refreshes the
+/// API's anchor view.
+fn spawn_tracker(
+    mut tracker: AnchorTracker,
+    rpc: Arc<cairn_anchor::BitcoinCoreRpc>,
+    shared: Arc<Shared>,
+    view: Arc<RwLock<AnchorView>>,
+    stop: std::sync::mpsc::Receiver<()>,
+    poll: Duration,
+    need: u32,
+) -> Result<std::thread::JoinHandle<()>, NodeError> {
+    if let Ok(mut v) = view.write() {
+        v.enabled = true;
+    }
+    std::thread::Builder::new()
+        .name("cairn-follow-anchors".into())
+        .spawn(move || loop {
+            let tip = super::load_tip(shared.store.as_ref()).ok().flatten().map(|t| t.body.height);
+            let accepted = |h: u32| shared.accepted_hash(h);
+            match tracker.poll(rpc.as_ref(), &accepted, tip) {
+                Ok(report) => {
+                    for a in &report.found {
+                        tracing::info!(target: "cairn::follow", txid = %a.txid, epoch = a.payload.height, block = a.height, "anchor found");
+                    }
+                    for a in &report.dropped {
+                        tracing::warn!(target: "cairn::follow", txid = %a.txid, epoch = a.payload.height, "anchor dropped by a reorg");
+                    }
+                    if report.connected + report.disconnected > 0 {
+                        if let Err(e) = super::save_tracker(shared.store.as_ref(), &tracker) {
+                            tracing::warn!(target: "cairn::follow", error = %e, "anchor scan not saved");
+                        }
+                    }
+                    let best = rpc.chain_info().ok().map(|c| c.tip_height);
+                    let entries = anchor_entries(&tracker.anchors, &shared, best);
+                    for a in &tracker.anchors {
+                        if let Some(e) = anchor_equivocation(a, &shared) {
+                            shared.evidence(e);
+                        }
+                    }
+                    let settled = entries
+                        .iter()
+                        .filter(|a| a.status == "confirmed" && a.confirmations >= need)
+                        .map(|a| a.epoch)
+                        .max();
+                    if let Ok(mut v) = view.write() {
+                        *v = AnchorView { enabled: true, tip_height: best, settled_epoch: settled, anchors: entries, last_error: None };
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(target: "cairn::follow", error = %e, "anchor scan failed");
+                    if let Ok(mut v) = view.write() {
+                        v.last_error = Some(e.to_string());
+                    }
+                }
+            }
+            match stop.recv_timeout(poll) {
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                _ => return,
+            }
+        })
+        .map_err(|e| NodeError::Io(e.to_string()))
+}
+
+/// The API's view of the anchors found: `confirmed` when the committed header is the one
+/// accepted at its height, `unverified` while that epoch is not accepted yet, and
+/// `equivocation` when Bitcoin commits another header.
+fn anchor_entries(found: &[FoundAnchor], shared: &Shared, best: Option<u32>) -> Vec<AnchorEntry> {
+    let mut out: Vec<AnchorEntry> = found
+        .iter()
+        .map(|a| {
+            let status = match shared.accepted_hash(a.payload.height) {
+                Some(h) if h == a.payload.header_hash => "confirmed",
+                Some(_) => "equivocation",
+                None => "unverified",
+            };
+            AnchorEntry {
+                txid: a.txid.to_string(),
+                epoch: a.payload.height,
+                header_hash: a.payload.header_hash,
+                status: status.into(),
+                height: Some(a.height),
+                confirmations: best.map_or(0, |b| AnchorTracker::confirmations(a.height, b)),
+                fee_sats: 0,
+                payouts: Vec::new(),
+            }
+        })
+        .collect();
+    out.sort_by_key(|a| std::cmp::Reverse(a.epoch));
+    out
+}
+
+fn anchor_equivocation(a: &FoundAnchor, shared: &Shared) -> Option<Evidence> {
+    let accepted = ls::header(shared.store.as_ref(), a.payload.height).ok().flatten()?;
+    super::anchor_equivocation(a, &accepted, unix_now())
+}
