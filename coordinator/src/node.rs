@@ -124,19 +124,7 @@ pub async fn run(
     tracing::info!(target: "cairn::node", coordinator = %key.public(), network = %network, "state opened");
     let core = Arc::new(Mutex::new(core));
 
-    // p2p.
-    let mut ncfg = NetworkConfig::new(network);
-    if !cfg.p2p.listen.is_empty() {
-        ncfg.listen = cfg.p2p.listen.clone();
-    }
-    ncfg.bootstrap = cfg.p2p.bootstrap.clone();
-    ncfg.mdns = cfg.p2p.mdns;
-    let (net, mut events) = Network::start(ncfg, &key).await.map_err(|e| NodeError::P2p(e.to_string()))?;
-    let p2p_addrs =
-        net.wait_listening(Duration::from_secs(10)).await.map_err(|e| NodeError::P2p(e.to_string()))?;
-    let mut registry = prometheus_client::registry::Registry::default();
-    net.register_metrics(&mut registry);
-    let metrics = Arc::new(NodeMetrics::new(registry));
+    let (net, mut events, p2p_addrs, metrics) = start_p2p(&cfg, &key).await?;
 
     // Anchor thread.
     let view = Arc::new(RwLock::new(AnchorView::default()));
@@ -191,31 +179,15 @@ pub async fn run(
         }),
         chain: bond_rpc.clone().map(|r| r as Arc<dyn ChainBackend + Send + Sync>),
     };
-    let listener = tokio::net::TcpListener::bind(&cfg.api.listen)
-        .await
-        .map_err(|e| NodeError::Io(format!("API listen {}: {e}", cfg.api.listen)))?;
-    let api_addr = listener.local_addr().map_err(|e| NodeError::Io(e.to_string()))?;
-    let (api_stop_tx, api_stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let app = api::router(state, cfg.api.max_body_bytes);
-    let api_task = tokio::spawn(async move {
-        let _ = axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                let _ = api_stop_rx.await;
-            })
-            .await;
-    });
-
+    let (api_addr, api_stop_tx, api_task) = serve_api(&cfg, state).await?;
     let info = NodeInfo {
         api: api_addr,
         p2p: p2p_addrs,
         coordinator: key.public().to_hex(),
         anchor_address: anchor_address.clone(),
     };
-    let _ = std::fs::write(dir.join("node.json"), serde_json::to_vec_pretty(&info).unwrap_or_default());
     tracing::info!(target: "cairn::node", api = %api_addr, p2p = ?info.p2p, anchor_address = ?anchor_address, "serving");
-    if let Some(s) = started {
-        let _ = s.send(info);
-    }
+    announce(&dir, info, started);
 
     let ctx = Ctx {
         terms,
@@ -302,6 +274,55 @@ pub async fn run(
     drop(store);
     tracing::info!(target: "cairn::node", "stopped cleanly");
     result
+}
+
+/// Starts the p2p network from the config's `[p2p]` section, with `key` as its identity, and
+/// the node's metrics registry (the network's counters in it). Shared by every role.
+pub(crate) async fn start_p2p(
+    cfg: &NodeConfig,
+    key: &SigningKey,
+) -> Result<(Network, mpsc::Receiver<NetworkEvent>, Vec<String>, Arc<NodeMetrics>), NodeError> {
+    let mut ncfg = NetworkConfig::new(cfg.network()?);
+    if !cfg.p2p.listen.is_empty() {
+        ncfg.listen = cfg.p2p.listen.clone();
+    }
+    ncfg.bootstrap = cfg.p2p.bootstrap.clone();
+    ncfg.mdns = cfg.p2p.mdns;
+    let (net, events) = Network::start(ncfg, key).await.map_err(|e| NodeError::P2p(e.to_string()))?;
+    let addrs =
+        net.wait_listening(Duration::from_secs(10)).await.map_err(|e| NodeError::P2p(e.to_string()))?;
+    let mut registry = prometheus_client::registry::Registry::default();
+    net.register_metrics(&mut registry);
+    Ok((net, events, addrs, Arc::new(NodeMetrics::new(registry))))
+}
+
+/// Serves the HTTP API on `[api] listen` until the returned switch is sent.
+pub(crate) async fn serve_api(
+    cfg: &NodeConfig,
+    state: ApiState,
+) -> Result<(SocketAddr, tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>), NodeError> {
+    let listener = tokio::net::TcpListener::bind(&cfg.api.listen)
+        .await
+        .map_err(|e| NodeError::Io(format!("API listen {}: {e}", cfg.api.listen)))?;
+    let addr = listener.local_addr().map_err(|e| NodeError::Io(e.to_string()))?;
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let app = api::router(state, cfg.api.max_body_bytes);
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = stop_rx.await;
+            })
+            .await;
+    });
+    Ok((addr, stop_tx, task))
+}
+
+/// Writes `<data-dir>/node.json` and tells the starter where the node serves.
+pub(crate) fn announce(dir: &Path, info: NodeInfo, started: Option<tokio::sync::oneshot::Sender<NodeInfo>>) {
+    let _ = std::fs::write(dir.join("node.json"), serde_json::to_vec_pretty(&info).unwrap_or_default());
+    if let Some(s) = started {
+        let _ = s.send(info);
+    }
 }
 
 struct Ctx {

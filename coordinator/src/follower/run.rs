@@ -6,13 +6,12 @@
 //! Owns the follower's I/O and its shutdown order. Must never accept an epoch the follower
 //! refused, nor take worker messages (a follower runs no lifecycle).
 
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use cairn_anchor::ChainBackend;
-use cairn_p2p::{Acceptance, Network, NetworkConfig, NetworkEvent, Peer};
+use cairn_p2p::{Acceptance, Network, NetworkEvent, Peer};
 use cairn_spec::wire::{MAX_LEDGER_PER_REQUEST, MAX_RECEIPTS_PER_REQUEST};
 use cairn_spec::{GossipMessage, PubKey, RequestBody, ResponseBody, SignedEpochHeader};
 use tokio::sync::mpsc;
@@ -23,7 +22,6 @@ use crate::api::{self, AnchorEntry, AnchorView, ApiState, FollowView};
 use crate::config::{BitcoinMode, NodeConfig};
 use crate::keyfile;
 use crate::lifecycle_store as ls;
-use crate::metrics::NodeMetrics;
 use crate::node::{NodeError, NodeInfo};
 use crate::store::{KvStore, RocksStore};
 
@@ -152,18 +150,7 @@ pub async fn run(
     let shared =
         Arc::new(Shared { store: store.clone(), view: view.clone(), evidence: Mutex::new(evidence) });
 
-    let mut ncfg = NetworkConfig::new(network);
-    if !cfg.p2p.listen.is_empty() {
-        ncfg.listen = cfg.p2p.listen.clone();
-    }
-    ncfg.bootstrap = cfg.p2p.bootstrap.clone();
-    ncfg.mdns = cfg.p2p.mdns;
-    let (net, mut events) = Network::start(ncfg, &key).await.map_err(|e| NodeError::P2p(e.to_string()))?;
-    let p2p_addrs =
-        net.wait_listening(Duration::from_secs(10)).await.map_err(|e| NodeError::P2p(e.to_string()))?;
-    let mut registry = prometheus_client::registry::Registry::default();
-    net.register_metrics(&mut registry);
-    let metrics = Arc::new(NodeMetrics::new(registry));
+    let (net, mut events, p2p_addrs, metrics) = crate::node::start_p2p(&cfg, &key).await?;
 
     // Bitcoin: the follower's own node, scanned for the anchors.
     let anchor_view = Arc::new(RwLock::new(AnchorView::default()));
@@ -219,26 +206,11 @@ pub async fn run(
         canaries: Arc::new(api::CanaryMixer::default()),
         chain,
     };
-    let listener = tokio::net::TcpListener::bind(&cfg.api.listen)
-        .await
-        .map_err(|e| NodeError::Io(format!("API listen {}: {e}", cfg.api.listen)))?;
-    let api_addr: SocketAddr = listener.local_addr().map_err(|e| NodeError::Io(e.to_string()))?;
-    let (api_stop_tx, api_stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let app = api::router(state, cfg.api.max_body_bytes);
-    let api_task = tokio::spawn(async move {
-        let _ = axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                let _ = api_stop_rx.await;
-            })
-            .await;
-    });
+    let (api_addr, api_stop_tx, api_task) = crate::node::serve_api(&cfg, state).await?;
     let info =
         NodeInfo { api: api_addr, p2p: p2p_addrs, coordinator: coordinator.to_hex(), anchor_address: None };
-    let _ = std::fs::write(dir.join("node.json"), serde_json::to_vec_pretty(&info).unwrap_or_default());
     tracing::info!(target: "cairn::follow", api = %api_addr, p2p = ?info.p2p, "following");
-    if let Some(s) = started {
-        let _ = s.send(info);
-    }
+    crate::node::announce(&dir, info, started);
 
     let mut tick = tokio::time::interval(Duration::from_secs(cfg.follow.sync_secs.max(1)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
