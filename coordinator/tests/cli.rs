@@ -168,3 +168,47 @@ fn worker_settings_are_checked_before_anything_starts() {
     let out = cairn(&["models", "fetch", "gpt5", "--models-dir", dir.path().to_str().unwrap()]);
     assert!(text(&out.stderr).contains("unknown model"), "{}", text(&out.stderr));
 }
+
+#[test]
+fn follow_resolves_whom_to_follow_and_refuses_what_it_cannot_follow() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().join("f");
+    let key = "79be667ef9dcbbac55a06295ce870b07029bfcdb2dce28d959f2815b16f81798";
+    let out = cairn(&[
+        "follow",
+        "--data-dir",
+        d.to_str().unwrap(),
+        "--coordinator-key",
+        key,
+        "--genesis-anchor",
+        &"ab".repeat(32),
+        "--print-config",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (v["follow"]["coordinator"].as_str(), v["follow"]["sync_secs"].as_u64()),
+        (Some(key), Some(5))
+    );
+    assert!(!d.exists(), "--print-config creates nothing");
+    // No peer to sync from, a key that is not a key, a txid that is not one: clear errors.
+    let out = cairn(&["follow", "--data-dir", d.to_str().unwrap(), "--bitcoin", "none"]);
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("needs the coordinator"), "{}", text(&out.stderr));
+    let out =
+        cairn(&["follow", "--data-dir", d.to_str().unwrap(), "--bitcoin", "none", "--coordinator-key", "zz"]);
+    assert!(text(&out.stderr).contains("not an x-only public key"), "{}", text(&out.stderr));
+    let peer = "/ip4/127.0.0.1/tcp/1/p2p/16Uiu2HAmLhLvBoYaoZfaMUKuibM6ac163GwKY74c5kiSLg5KvLpY";
+    let out = cairn(&[
+        "follow",
+        "--data-dir",
+        d.to_str().unwrap(),
+        "--bitcoin",
+        "none",
+        "--bootstrap",
+        peer,
+        "--genesis-anchor",
+        "nope",
+    ]);
+    assert!(text(&out.stderr).contains("is not a txid"), "{}", text(&out.stderr));
+}
