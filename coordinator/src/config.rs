@@ -115,6 +115,9 @@ pub struct BitcoinSection {
     pub max_fee_per_anchor_sats: u64,
     /// Most fee per day, sats.
     pub max_fee_per_day_sats: u64,
+    /// Seconds between re-checks of the bonds that admitted workers (a spent bond ends the
+    /// worker's admission).
+    pub bond_check_secs: u64,
 }
 
 impl Default for BitcoinSection {
@@ -132,6 +135,7 @@ impl Default for BitcoinSection {
             fallback_fee_sat_vb: 2,
             max_fee_per_anchor_sats: 50_000,
             max_fee_per_day_sats: 1_000_000,
+            bond_check_secs: 60,
         }
     }
 }

@@ -203,6 +203,8 @@ pub async fn run(
 
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut announce = tokio::time::interval(Duration::from_secs(10));
+    let mut bonds = tokio::time::interval(Duration::from_secs(cfg.bitcoin.bond_check_secs.max(1)));
+    bonds.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tokio::pin!(shutdown);
     let result: Result<(), NodeError> = loop {
@@ -243,6 +245,11 @@ pub async fn run(
                 if let Err(e) = ctx.on_report(r).await { break Err(e) }
             }
             _ = announce.tick() => ctx.reannounce().await,
+            _ = bonds.tick() => {
+                if let Err(e) = ctx.recheck_bonds().await {
+                    break Err(e);
+                }
+            }
             _ = tick.tick() => {
                 let now = unix_now();
                 match ctx.apply(move |m| Ok(((), m.tick(now)))).await {
@@ -364,6 +371,60 @@ impl Ctx {
                 header_hash: h.id(),
             }));
         }
+    }
+
+    /// Asks Bitcoin Core about every bond that admitted a worker: one that is spent, no longer
+    /// confirmed, or now below the minimum ends that worker's admission. When Core cannot be
+    /// reached nothing is decided (a node outage is not a spent bond).
+    async fn recheck_bonds(&self) -> Result<(), NodeError> {
+        let Some(rpc) = self.bond_rpc.clone() else { return Ok(()) };
+        let (bonds, min) = match self.core.lock() {
+            Ok(c) => (c.machine().bonded_workers(), c.machine().config().tunables.bond_min_sats),
+            Err(_) => return Ok(()),
+        };
+        if bonds.is_empty() {
+            return Ok(());
+        }
+        let lost = tokio::task::spawn_blocking(move || {
+            bonds
+                .into_iter()
+                .filter_map(|(w, b)| match bond_status(&rpc, &b) {
+                    Ok(Some(v)) if v >= min => None,
+                    Ok(Some(v)) => Some((
+                        w,
+                        format!(
+                            "bond output {}:{} holds {v} sats, below {min}",
+                            bitcoin::Txid::from_byte_array(b.txid.0),
+                            b.vout
+                        ),
+                    )),
+                    Ok(None) => Some((
+                        w,
+                        format!(
+                            "bond output {}:{} is spent or no longer confirmed",
+                            bitcoin::Txid::from_byte_array(b.txid.0),
+                            b.vout
+                        ),
+                    )),
+                    Err(e) => {
+                        tracing::debug!(target: "cairn::node", error = %e, "bond re-check postponed");
+                        None
+                    }
+                })
+                .collect::<Vec<_>>()
+        })
+        .await
+        .unwrap_or_default();
+        for (w, why) in lost {
+            tracing::warn!(target: "cairn::node", worker = %w, reason = %why, "worker's bond lost: admission ended");
+            let now = unix_now();
+            match self.apply(move |m| Ok(((), m.bond_lost(&w, why, now)))).await {
+                Ok(((), effects)) => self.perform(effects).await,
+                Err(e @ (CoreError::Store(_) | CoreError::Poisoned)) => return Err(e.into()),
+                Err(_) => {}
+            }
+        }
+        Ok(())
     }
 
     /// Announces again the tasks that still have open slots (workers that joined after the
@@ -616,12 +677,20 @@ pub(crate) fn rpc_client(cfg: &NodeConfig) -> Result<BitcoinCoreRpc, NodeError> 
 /// The value of a bond's output when Bitcoin Core reports it confirmed, unspent and paying to
 /// the bond key (P2TR, output key = bond key); `None` otherwise or when Core is unreachable.
 fn bond_value(rpc: &BitcoinCoreRpc, bond: &cairn_spec::Bond) -> Option<u64> {
+    bond_status(rpc, bond).ok().flatten()
+}
+
+/// As [`bond_value`], telling "Core says no" (`Ok(None)`) from "Core did not answer" (`Err`).
+fn bond_status(
+    rpc: &BitcoinCoreRpc,
+    bond: &cairn_spec::Bond,
+) -> Result<Option<u64>, cairn_anchor::ChainError> {
     use bitcoin::key::TweakedPublicKey;
     let txid = bitcoin::Txid::from_byte_array(bond.txid.0);
-    let info = rpc.utxo(&bitcoin::OutPoint { txid, vout: bond.vout }, false).ok()??;
+    let Some(info) = rpc.utxo(&bitcoin::OutPoint { txid, vout: bond.vout }, false)? else { return Ok(None) };
     let script =
         bitcoin::ScriptBuf::new_p2tr_tweaked(TweakedPublicKey::dangerous_assume_tweaked(bond.key.x_only()));
-    (info.confirmations >= 1 && info.script_pubkey == script).then(|| info.value.to_sat())
+    Ok((info.confirmations >= 1 && info.script_pubkey == script).then(|| info.value.to_sat()))
 }
 
 type AnchorStart = (std::sync::mpsc::Sender<AnchorCmd>, std::thread::JoinHandle<()>, String);

@@ -92,6 +92,22 @@ async fn epochs_are_anchored_settled_and_paid_out() {
     assert!(matches!(w2.req(bonded(0, &w2.key)).await, ResponseBody::Error { code: 400, .. }));
     assert_eq!(w2.req(bonded(0, &bond_key)).await, ResponseBody::Ack);
     assert_eq!(http(api, "GET", &format!("/v1/workers/{}", w2.public()), None, None).1["status"], "active");
+    // A bond counts only while Bitcoin shows it unspent: with the block holding it invalidated
+    // (a reorg), the next re-check ends the worker's admission (not a ban) and says why.
+    call("invalidateblock", json!([block[0]]));
+    call("generatetoaddress", json!([1, miner]));
+    let mut seen = Value::Null;
+    for _ in 0..100 {
+        seen = http(api, "GET", &format!("/v1/workers/{}", w2.public()), None, None).1;
+        if seen["status"] == "lapsed" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(seen["status"], "lapsed", "{seen}");
+    assert!(seen["bond_lost"]["reason"].as_str().unwrap().contains("no longer confirmed"), "{seen}");
+    assert!(seen["ban"].is_null());
+    assert!(matches!(w2.claim(cairn_spec::Hash32([1; 32])).await, ResponseBody::Error { code: 403, .. }));
     w2.net.shutdown().await;
 
     let run_task = |n: u32| {

@@ -721,7 +721,7 @@ fn group_commit_signs_every_receipt_and_writes_once() {
 #[test]
 fn a_bond_admits_a_worker_without_proof_of_work() {
     let class = exact(1);
-    let mut h = Harness::new(vec![class], |c| {
+    let mut h = Harness::new(vec![class.clone()], |c| {
         c.tunables.pow_difficulty = 30;
         c.tunables.bond_min_sats = 5_000;
     });
@@ -755,6 +755,29 @@ fn a_bond_admits_a_worker_without_proof_of_work() {
         h.m.register_bonded(reg(reg_for(&w0, &coord, 0, &bond_key), &w0), Some(10_000), h.now).unwrap();
     h.apply(step);
     assert!(h.m.worker(&w0.public()).is_some());
+    // Its admission rests on the bond: the node re-checks it. Once Bitcoin no longer shows it
+    // unspent, claims are refused (not a ban: nothing forfeited) and its open lease reopens.
+    let bonded = h.m.bonded_workers();
+    assert_eq!(bonded.iter().map(|(w, b)| (*w, b.vout)).collect::<Vec<_>>(), vec![(w0.public(), 0)]);
+    let task = h.submit(&class, b"x", None);
+    h.claim(&w0, task).unwrap();
+    let step = h.m.bond_lost(&w0.public(), "bond output is spent".into(), h.now);
+    h.apply(step);
+    assert!(h.m.open_task(&task).unwrap().slot(&w0.public()).is_none(), "its lease reopened");
+    let err = h.claim(&w0, task).unwrap_err();
+    assert_eq!(err.code(), 403);
+    assert!(
+        err.to_string().contains("bond output is spent") && err.to_string().contains("register again"),
+        "{err}"
+    );
+    assert!(h.m.bonded_workers().is_empty() && h.m.worker(&w0.public()).unwrap().banned.is_none());
+    h.reload();
+    assert!(h.m.worker(&w0.public()).unwrap().bond_lost.is_some(), "kept across a restart");
+    // The same bond confirmed unspent again re-admits the worker.
+    let step =
+        h.m.register_bonded(reg(reg_for(&w0, &coord, 0, &bond_key), &w0), Some(10_000), h.now).unwrap();
+    h.apply(step);
+    h.claim(&w0, task).unwrap();
     // The same output cannot back a second worker.
     let err =
         h.m.register_bonded(reg(reg_for(&w1, &coord, 0, &bond_key), &w1), Some(10_000), h.now).unwrap_err();

@@ -114,6 +114,9 @@ pub enum Refusal {
     /// A per-worker limit is reached.
     #[error("{0}")]
     Limit(String),
+    /// The worker's admission ended (its bond is gone): it must register again.
+    #[error("worker's admission ended: {0}; register again")]
+    Lapsed(String),
 }
 
 impl Refusal {
@@ -121,7 +124,7 @@ impl Refusal {
     pub fn code(&self) -> u16 {
         match self {
             Refusal::BadSignature | Refusal::Invalid(_) => 400,
-            Refusal::NotRegistered | Refusal::Banned(_) => 403,
+            Refusal::NotRegistered | Refusal::Banned(_) | Refusal::Lapsed(_) => 403,
             Refusal::NotFound(_) => 404,
             Refusal::Conflict(_) => 409,
             Refusal::TooEarly(_) => 425,
@@ -490,9 +493,10 @@ impl Machine {
 
     fn active_worker(&self, key: &PubKey) -> Result<&WorkerRecord, Refusal> {
         let w = self.workers.get(key).ok_or(Refusal::NotRegistered)?;
-        match &w.banned {
-            Some(b) => Err(Refusal::Banned(b.reason.clone())),
-            None => Ok(w),
+        match (&w.banned, &w.bond_lost) {
+            (Some(b), _) => Err(Refusal::Banned(b.reason.clone())),
+            (None, Some((why, _))) => Err(Refusal::Lapsed(why.clone())),
+            (None, None) => Ok(w),
         }
     }
 
@@ -659,11 +663,16 @@ impl Machine {
             Some(w) if w.banned.is_some() => {
                 return Err(Refusal::Banned(w.banned.as_ref().map(|b| b.reason.clone()).unwrap_or_default()))
             }
-            Some(w) if w.registration.id() == signed.id() => return Ok(Step::default()),
+            // The same registration again: nothing to do, unless its bond was lost and is
+            // confirmed unspent again (checked above), which re-admits the worker.
+            Some(w) if w.registration.id() == signed.id() && w.bond_lost.is_none() => {
+                return Ok(Step::default())
+            }
+            Some(w) if w.registration.id() == signed.id() => WorkerRecord { bond_lost: None, ..w.clone() },
             Some(w) if w.registration.body.created_at >= r.created_at => {
                 return Err(Refusal::Conflict("a newer registration of this worker is in force".into()))
             }
-            Some(w) => WorkerRecord { registration: signed, ..w.clone() },
+            Some(w) => WorkerRecord { registration: signed, bond_lost: None, ..w.clone() },
             None => WorkerRecord {
                 registration: signed,
                 registered_at: now,
@@ -672,10 +681,37 @@ impl Machine {
                 rejected: 0,
                 banned: None,
                 rejections: Default::default(),
+                bond_lost: None,
             },
         };
         self.workers.insert(rec.key(), rec.clone());
         Ok(self.finish(Step { changes: vec![Change::Worker(Box::new(rec))], effects: vec![], sync: true }))
+    }
+
+    /// Workers in force admitted by a bond rather than by proof-of-work, with their bonds:
+    /// what the node re-checks against Bitcoin, since a bond counts only while it is unspent.
+    pub fn bonded_workers(&self) -> Vec<(PubKey, cairn_spec::Bond)> {
+        self.workers
+            .values()
+            .filter(|w| w.banned.is_none() && w.bond_lost.is_none())
+            .filter(|w| w.registration.body.work_bits() < self.cfg.tunables.pow_difficulty)
+            .filter_map(|w| Some((w.key(), w.registration.body.bond.as_deref()?.clone())))
+            .collect()
+    }
+
+    /// Bitcoin no longer shows a bonded worker's bond as a confirmed unspent output of at
+    /// least the minimum (`why`): its admission ends and its unrevealed slots reopen. It keeps
+    /// its record and locked rewards, and may register again.
+    pub fn bond_lost(&mut self, worker: &PubKey, why: String, now: u64) -> Step {
+        let Some(w) = self.workers.get_mut(worker) else { return Step::default() };
+        if w.banned.is_some() || w.bond_lost.is_some() {
+            return Step::default();
+        }
+        w.bond_lost = Some((why, now));
+        let mut step =
+            Step { changes: vec![Change::Worker(Box::new(w.clone()))], effects: vec![], sync: true };
+        self.release_slots(worker, now, &mut step);
+        self.finish(step)
     }
 
     /// Leases a task to a worker; returns the lease end. Claiming again returns the same lease.
@@ -1250,16 +1286,16 @@ impl Machine {
         step.changes.push(Change::Task(Box::new(rec)));
         step.sync = true;
         for w in banned_now {
-            self.release_banned(&w, now, step);
+            self.release_slots(&w, now, step);
         }
         self.maybe_close_epoch_on_count(now, step);
     }
 
-    /// A banned worker's slots in other open tasks, where it has revealed nothing yet: its
-    /// leases and commitments are dropped at once, so those tasks go on with other workers
-    /// (a slot reopens, or the reveals already in are judged) instead of waiting out the
-    /// lease or the reveal window for a worker that may no longer reveal.
-    fn release_banned(&mut self, worker: &PubKey, now: u64, step: &mut Step) {
+    /// The slots of a worker that may no longer reveal (banned, or its bond lost) in open
+    /// tasks where it has revealed nothing yet: its leases and commitments are dropped at
+    /// once, so those tasks go on with other workers (a slot reopens, or the reveals already
+    /// in are judged) instead of waiting out the lease or the reveal window.
+    fn release_slots(&mut self, worker: &PubKey, now: u64, step: &mut Step) {
         let ids: Vec<Hash32> = self
             .open
             .values()

@@ -149,6 +149,11 @@ pub struct WorkerRecord {
     pub banned: Option<Ban>,
     /// Newest rejection reasons (at most `MAX_REJECTIONS_KEPT`).
     pub rejections: VecDeque<Rejection>,
+    /// Set when the bond that admitted the worker stopped being a confirmed unspent output of
+    /// at least the minimum (why, unix seconds): the worker must register again, by work or
+    /// with another bond. Not fraud: nothing is forfeited.
+    #[serde(default)]
+    pub bond_lost: Option<(String, u64)>,
 }
 
 impl WorkerRecord {

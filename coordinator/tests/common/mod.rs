@@ -293,7 +293,7 @@ pub fn rpc_config(dir: &std::path::Path, rpc_url: &str, cookie: &std::path::Path
         .replace(
             "mode = \"none\"",
             &format!(
-                "mode = \"rpc\"\nrpc_url = \"{rpc_url}\"\ncookie_file = \"{}\"\npoll_secs = 1\nfinality_depth = 2\nchallenge_window_blocks = 2",
+                "mode = \"rpc\"\nrpc_url = \"{rpc_url}\"\ncookie_file = \"{}\"\npoll_secs = 1\nbond_check_secs = 1\nfinality_depth = 2\nchallenge_window_blocks = 2",
                 cookie.display()
             ),
         )
