@@ -404,6 +404,7 @@ async fn submit_task(
 ) -> Result<Response, ApiError> {
     authorize(&s, &headers)?;
     let b: SubmitBody = json_body(&body)?;
+    let submitted_budget = b.budget_sats;
     let input = match (b.input_hex, b.input_text) {
         (Some(h), None) => hex::decode(h).map_err(|_| bad("input_hex is not hex"))?,
         (None, Some(t)) => t.into_bytes(),
@@ -469,10 +470,13 @@ async fn submit_task(
                     requester: m.coordinator(),
                     nonce: u64::from_le_bytes(b),
                     units,
+                    // The budget of the submission it follows (when that covers the cost),
+                    // so a canary's budget is not the tell-tale exact cost.
                     budget_sats: c
                         .reward_per_unit
                         .saturating_mul(u64::from(units))
-                        .saturating_mul(u64::from(c.replication)),
+                        .saturating_mul(u64::from(c.replication))
+                        .max(submitted_budget),
                     created_at: t,
                     input: Payload::Inline(input),
                 };

@@ -249,6 +249,9 @@ async fn api_and_workers_over_real_sockets() {
     let keys = |v: &Value| v.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
     assert!(all.iter().all(|t| keys(t) == keys(&all[0])));
     assert!(!serde_json::to_string(&all).unwrap().contains("4849"));
+    // Nor their budgets: a canary carries the budget of the submission it follows, not its
+    // exact cost (100 sats here), so every task shows one of the budgets requesters sent.
+    assert!(all.iter().all(|t| t["budget_sats"] == 1000), "{all:?}");
 
     // Graceful shutdown, then a restart finds the same state.
     w0.net.shutdown().await;
