@@ -410,9 +410,16 @@ async fn submit_task(
         (None, Some(t)) => t.into_bytes(),
         _ => return Err(bad("give exactly one of input_hex and input_text")),
     };
-    if input.len() > cairn_spec::task::MAX_INLINE_BYTES {
-        return Err(bad(format!("input above {} bytes", cairn_spec::task::MAX_INLINE_BYTES)));
+    if input.len() as u64 > cairn_spec::task::MAX_BLOB_BYTES {
+        return Err(bad(format!("input above {} bytes", cairn_spec::task::MAX_BLOB_BYTES)));
     }
+    // Small inputs travel in the announcement; larger ones become a content-addressed blob
+    // the node keeps and workers fetch by `GetBlob`.
+    let (payload, blob) = if input.len() <= cairn_spec::task::MAX_INLINE_BYTES {
+        (Payload::Inline(input), None)
+    } else {
+        (Payload::Blob { hash: cairn_spec::content_hash(&input), size: input.len() as u64 }, Some(input))
+    };
     if b.units == 0 {
         return Err(bad("units must be at least 1"));
     }
@@ -449,9 +456,12 @@ async fn submit_task(
             units: b.units,
             budget_sats: b.budget_sats,
             created_at: t,
-            input: Payload::Inline(input),
+            input: payload,
         };
-        core.apply(|m| m.submit_task(task, canary, t))?
+        match blob {
+            None => core.apply(|m| m.submit_task(task, canary, t))?,
+            Some(bytes) => core.apply(|m| m.submit_task_with_blob(task, bytes, canary, t))?,
+        }
     };
     s.metrics.tasks_submitted.inc();
     let _ = s.effects.send(effects).await;

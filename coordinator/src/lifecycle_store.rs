@@ -182,7 +182,49 @@ pub fn add(b: &mut Batch, c: &Change) {
         Change::Meta(m) => {
             b.put(Table::Meta, META_KEY.to_vec(), json(m.as_ref()));
         }
+        Change::Blob { hash, bytes } => {
+            b.put(Table::Blobs, hash.0.to_vec(), (bytes.len() as u64).to_be_bytes().to_vec());
+            for (i, chunk) in bytes.chunks(BLOB_CHUNK).enumerate() {
+                b.put(Table::Blobs, blob_chunk_key(hash, i as u32), chunk.to_vec());
+            }
+        }
     }
+}
+
+/// Bytes per stored blob chunk (one `GetBlob` answer at most reads two).
+pub const BLOB_CHUNK: usize = cairn_spec::wire::MAX_BLOB_CHUNK;
+
+/// `blobs`: hash → size `u64`; hash ‖ chunk index `u32` → up to `BLOB_CHUNK` bytes.
+fn blob_chunk_key(hash: &Hash32, index: u32) -> Vec<u8> {
+    [&hash.0[..], &index.to_be_bytes()].concat()
+}
+
+/// Up to `len` bytes of a blob from `offset`, with its total size; `None` when not held.
+pub fn blob_range(
+    s: &dyn KvStore,
+    hash: &Hash32,
+    offset: u64,
+    len: u32,
+) -> Result<Option<(u64, Vec<u8>)>, LoadError> {
+    let Some(v) = s.get(Table::Blobs, &hash.0)? else { return Ok(None) };
+    let total =
+        u64::from_be_bytes(v.as_slice().try_into().map_err(|_| corrupt(Table::Blobs, &hash.0, "size"))?);
+    let end = offset.saturating_add(u64::from(len)).min(total);
+    let mut out = Vec::with_capacity(end.saturating_sub(offset) as usize);
+    let mut at = offset;
+    while at < end {
+        let index = (at / BLOB_CHUNK as u64) as u32;
+        let key = blob_chunk_key(hash, index);
+        let chunk = s.get(Table::Blobs, &key)?.ok_or_else(|| corrupt(Table::Blobs, &key, "missing chunk"))?;
+        let from = (at % BLOB_CHUNK as u64) as usize;
+        let take = ((end - at) as usize).min(chunk.len().saturating_sub(from));
+        if take == 0 {
+            return Err(corrupt(Table::Blobs, &key, "short chunk"));
+        }
+        out.extend_from_slice(chunk.get(from..from + take).unwrap_or_default());
+        at += take as u64;
+    }
+    Ok(Some((total, out)))
 }
 
 /// Every row under `prefix`, page by page.

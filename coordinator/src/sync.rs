@@ -56,7 +56,13 @@ pub fn answer(store: &dyn KvStore, body: &RequestBody) -> Result<ResponseBody, R
             let entries: Vec<_> = snap.iter().skip(from as usize).take(n).cloned().collect();
             Ok(ResponseBody::Ledger { total: snap.len() as u32, entries })
         }
-        RequestBody::GetBlob { .. } => Err(Refusal::NotFound("blob (this node keeps inputs inline)")),
+        RequestBody::GetBlob { hash, offset, len } => {
+            let len = len.min(cairn_spec::wire::MAX_BLOB_ANSWER as u32);
+            let (total, bytes) = ls::blob_range(store, &hash, offset, len)
+                .map_err(storage)?
+                .ok_or(Refusal::NotFound("blob"))?;
+            Ok(ResponseBody::Blob { total, offset, bytes })
+        }
         _ => Err(Refusal::Invalid("not a read request".into())),
     }
 }

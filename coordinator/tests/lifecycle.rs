@@ -791,3 +791,47 @@ fn a_bond_admits_a_worker_without_proof_of_work() {
     assert!(err.to_string().contains("no bonds"), "{err}");
     h.reload();
 }
+
+#[test]
+fn a_blob_input_is_kept_with_its_task_and_must_match_its_hash() {
+    let mut big = exact(1);
+    big.max_input_bytes = 3_000_000;
+    let mut h = Harness::new(vec![big.clone()], |_| {});
+    let bytes: Vec<u8> = (0..2_500_000u32).map(|i| (i * 7 % 256) as u8).collect();
+    let task = |input: Payload| Task {
+        network: NET,
+        coordinator: h.coord.public(),
+        class: big.id(),
+        requester: key(2000).public(),
+        nonce: 1,
+        units: 1,
+        budget_sats: 10_000,
+        created_at: h.now,
+        input,
+    };
+    let blob = Payload::Blob { hash: cairn_spec::content_hash(&bytes), size: bytes.len() as u64 };
+    // Without its bytes, with other bytes, or as a blob larger than the class takes: refused.
+    let now = h.now;
+    assert!(h.m.submit_task(task(blob.clone()), None, now).is_err());
+    let mut other = bytes.clone();
+    other[5] ^= 1;
+    let err = h.m.submit_task_with_blob(task(blob.clone()), other, None, now).unwrap_err();
+    assert!(err.to_string().contains("do not match"), "{err}");
+    let huge = vec![1u8; 3_000_001];
+    let too_big = Payload::Blob { hash: cairn_spec::content_hash(&huge), size: huge.len() as u64 };
+    let err = h.m.submit_task_with_blob(task(too_big), huge, None, now).unwrap_err();
+    assert!(err.to_string().contains("accepts at most"), "{err}");
+    assert!(ls::blob_range(&h.store, &cairn_spec::content_hash(&bytes), 0, 10).unwrap().is_none());
+    // Accepted: the bytes are stored in chunks with the task, and read back from any offset.
+    let (id, step) = h.m.submit_task_with_blob(task(blob.clone()), bytes.clone(), None, now).unwrap();
+    h.apply(step);
+    let hash = cairn_spec::content_hash(&bytes);
+    let at = 1_048_000u64;
+    let (total, got) = ls::blob_range(&h.store, &hash, at, 200_000).unwrap().unwrap();
+    assert_eq!((total, got.as_slice()), (2_500_000, &bytes[at as usize..at as usize + 200_000]));
+    let (_, tail) = ls::blob_range(&h.store, &hash, 2_499_990, 100).unwrap().unwrap();
+    assert_eq!(tail.as_slice(), &bytes[2_499_990..]);
+    assert!(ls::blob_range(&h.store, &hash, 3_000_000, 10).unwrap().unwrap().1.is_empty());
+    assert_eq!(h.m.open_task(&id).unwrap().task.input, blob);
+    h.reload();
+}

@@ -318,3 +318,81 @@ async fn a_restarted_worker_reveals_what_it_committed() {
     let _ = stop.send(());
     let _ = handle.await;
 }
+
+/// A task input above the inline limit becomes a content-addressed blob: the coordinator
+/// keeps it and serves it by `GetBlob`; real worker agents fetch it chunk by chunk, check it
+/// against its hash and run it (an external command, no model needed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blob_input_is_fetched_checked_and_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let toml = common::test_config(&dir.path().join("coord"))
+        .replace("max_input_bytes = 4096", "max_input_bytes = 2000000")
+        .replace("listen = \"127.0.0.1:0\"", "listen = \"127.0.0.1:0\"\nmax_body_bytes = 5000000");
+    let (info, stop, handle) = start_node(&toml).await;
+    let api = info.api;
+    let token = std::fs::read_to_string(dir.path().join("coord/operator.token")).unwrap().trim().to_string();
+    // 1.2 MB: more than one 1 MiB chunk.
+    let input: Vec<u8> = (0..1_200_000u32).map(|i| (i % 251) as u8).collect();
+    let body =
+        format!(r#"{{"class":"echo","input_hex":"{}","units":1,"budget_sats":1000}}"#, hex::encode(&input));
+    let (s, v) = http(api, "POST", "/v1/tasks", Some(&token), Some(&body));
+    assert_eq!(s, 201, "{v}");
+    let id = v["id"].as_str().unwrap().to_owned();
+    let (_, t) = http(api, "GET", &format!("/v1/tasks/{id}"), None, None);
+    assert_eq!(t["input_size"], 1_200_000);
+    assert_eq!(t["input_hash"], serde_json::json!(cairn_spec::content_hash(&input)));
+
+    // The sync protocol serves it in bounded chunks, and nothing for an unknown hash.
+    let probe = common::Worker::start(common::key(40), &info.p2p[0]).await;
+    let hash = cairn_spec::content_hash(&input);
+    let r = probe.req(cairn_spec::RequestBody::GetBlob { hash, offset: 1_048_000, len: 1 << 20 }).await;
+    let cairn_spec::ResponseBody::Blob { total, offset, bytes } = r else { panic!("{r:?}") };
+    assert_eq!((total, offset, bytes.as_slice()), (1_200_000, 1_048_000, &input[1_048_000..]));
+    // A full 1 MiB ask gets an answer that fits the 1 MiB frame bound: shorter, by design.
+    let r = probe.req(cairn_spec::RequestBody::GetBlob { hash, offset: 0, len: 1 << 20 }).await;
+    let cairn_spec::ResponseBody::Blob { bytes, .. } = r else { panic!("{r:?}") };
+    assert_eq!(bytes.as_slice(), &input[..cairn_spec::wire::MAX_BLOB_ANSWER]);
+    let r = probe.req(cairn_spec::RequestBody::GetBlob { hash: Hash32([9; 32]), offset: 0, len: 10 }).await;
+    assert!(matches!(r, cairn_spec::ResponseBody::Error { code: 404, .. }), "{r:?}");
+    probe.net.shutdown().await;
+
+    let mut stops = Vec::new();
+    for i in 0..2 {
+        let exec = Arc::new(cairn_worker::executor::command::CommandExecutor {
+            program: "sha256sum".into(),
+            args: vec![],
+            timeout: Duration::from_secs(10),
+            max_output_bytes: 1000,
+        });
+        let mut cfg = worker_config(&dir.path().join(format!("w{i}")), &info.p2p[0]);
+        cfg.limits.max_input_bytes = 2_000_000;
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let h = tokio::spawn(async move {
+            let stop = async move {
+                let _ = stop_rx.await;
+            };
+            agent::run(cfg, vec![exec], stop, Hooks::default()).await.unwrap();
+        });
+        stops.push((stop_tx, h));
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let want = format!("{}  -\n", hex::encode(cairn_spec::hash::sha256(&input).0));
+    loop {
+        let (_, t) = http(api, "GET", &format!("/v1/tasks/{id}"), None, None);
+        if t["phase"] == "decided" {
+            let (_, r) = http(api, "GET", &format!("/v1/tasks/{id}/result"), None, None);
+            assert_eq!(r["result_hex"], hex::encode(want.as_bytes()), "{r}");
+            break;
+        }
+        let journals: Vec<_> =
+            (0..2).map(|i| Journal::load(&dir.path().join(format!("w{i}/journal.json"))).ok()).collect();
+        assert!(Instant::now() < deadline, "not decided: {t}; worker journals: {journals:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    for (s, h) in stops {
+        let _ = s.send(());
+        let _ = h.await;
+    }
+    let _ = stop.send(());
+    let _ = handle.await;
+}

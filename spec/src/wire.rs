@@ -24,8 +24,11 @@ pub const MAX_REQUEST_BYTES: usize = 256 * 1024;
 pub const MAX_RESPONSE_BYTES: usize = 2 * 1024 * 1024;
 /// Most epoch headers per `GetEpochs` request or response.
 pub const MAX_EPOCHS_PER_REQUEST: usize = 256;
-/// Largest blob chunk per `GetBlob`.
+/// Largest blob chunk a `GetBlob` may ask for.
 pub const MAX_BLOB_CHUNK: usize = 1024 * 1024;
+/// Most blob bytes one `Blob` answer carries: the whole frame must stay within the 1 MiB
+/// object bound (§3), so an answer to a 1 MiB ask is shorter; the asker goes on from there.
+pub const MAX_BLOB_ANSWER: usize = crate::codec::MAX_OBJECT_BYTES - 64;
 /// Longest error message in a response.
 pub const MAX_ERROR_MESSAGE: usize = 256;
 /// Most task classes in one `Terms` answer.

@@ -438,7 +438,6 @@ fn on_gossip(shared: &Arc<Shared>, message: GossipMessage) -> Acceptance {
             }
             let why_not = match coord.classes.get(&task.class) {
                 None => Some("class not run here"),
-                Some(_) if !matches!(task.input, Payload::Inline(_)) => Some("blob inputs are not fetched"),
                 Some(_) if task.input.size() > u64::from(shared.max_input) => {
                     Some("input above limits.max_input_bytes")
                 }
@@ -484,6 +483,52 @@ fn skip(shared: &Shared, id: Hash32, until: u64, now: u64) {
         }
         sk.insert(id, until);
     }
+}
+
+/// Why a blob input could not be had.
+enum BlobError {
+    /// The coordinator refused or served bytes that are not the blob: give the task up.
+    Bad(String),
+    /// No answer: try again.
+    Transient(String),
+}
+
+/// Fetches a blob input from the coordinator chunk by chunk (each bounded, each at the offset
+/// asked) and checks the whole against the content hash the task names. The size was bounded
+/// by the limits before the task was taken.
+async fn fetch_blob(
+    s: &Shared,
+    peer: &Peer,
+    addr: &str,
+    hash: Hash32,
+    size: u64,
+) -> Result<Vec<u8>, BlobError> {
+    let mut out: Vec<u8> = Vec::with_capacity(size as usize);
+    while (out.len() as u64) < size {
+        let offset = out.len() as u64;
+        let len = (size - offset).min(cairn_spec::wire::MAX_BLOB_CHUNK as u64) as u32;
+        match s.request(peer, addr, RequestBody::GetBlob { hash, offset, len }).await {
+            Some(ResponseBody::Blob { total, offset: at, bytes })
+                if total == size && at == offset && !bytes.is_empty() && bytes.len() <= len as usize =>
+            {
+                out.extend_from_slice(&bytes);
+            }
+            Some(ResponseBody::Blob { .. }) => {
+                return Err(BlobError::Bad(
+                    "the coordinator served a blob chunk that does not fit the input".into(),
+                ))
+            }
+            Some(ResponseBody::Error { code: 429, message }) => return Err(BlobError::Transient(message)),
+            Some(ResponseBody::Error { code, message }) => {
+                return Err(BlobError::Bad(format!("blob input refused ({code}): {message}")))
+            }
+            other => return Err(BlobError::Transient(format!("blob: {other:?}"))),
+        }
+    }
+    if cairn_spec::content_hash(&out) != hash {
+        return Err(BlobError::Bad("the blob served does not match the input's content hash".into()));
+    }
+    Ok(out)
 }
 
 fn spawn_driver(shared: &Arc<Shared>, job: Job) {
@@ -555,7 +600,18 @@ async fn drive(s: &Arc<Shared>, mut job: Job) -> Result<(), AgentError> {
             Action::Execute => {
                 let input = match &job.task.input {
                     Payload::Inline(b) => b.clone(),
-                    Payload::Blob { .. } => Vec::new(),
+                    Payload::Blob { hash, size } => match fetch_blob(s, &peer, &addr, *hash, *size).await {
+                        Ok(b) => b,
+                        Err(BlobError::Bad(why)) => {
+                            job.abandon(why);
+                            continue;
+                        }
+                        Err(BlobError::Transient(why)) => {
+                            job.on_transient(why);
+                            tokio::time::sleep(Duration::from_millis(500)).await;
+                            continue;
+                        }
+                    },
                 };
                 let e = exec.clone();
                 let out = tokio::task::spawn_blocking(move || e.run(&input)).await;

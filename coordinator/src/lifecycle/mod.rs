@@ -198,6 +198,13 @@ pub enum Change {
     },
     /// The node-wide counters.
     Meta(Box<MetaState>),
+    /// A task input kept as a content-addressed blob.
+    Blob {
+        /// Its content hash.
+        hash: Hash32,
+        /// Its bytes.
+        bytes: Vec<u8>,
+    },
 }
 
 /// Something the node must do after the step is persisted.
@@ -525,6 +532,28 @@ impl Machine {
         canary: Option<Vec<u8>>,
         now: u64,
     ) -> Result<(Hash32, Step), Refusal> {
+        self.submit(task, None, canary, now)
+    }
+
+    /// Accepts a task whose input is a content-addressed blob, with the blob's bytes (kept in
+    /// the `blobs` table in the same step, served to workers by `GetBlob`).
+    pub fn submit_task_with_blob(
+        &mut self,
+        task: Task,
+        blob: Vec<u8>,
+        canary: Option<Vec<u8>>,
+        now: u64,
+    ) -> Result<(Hash32, Step), Refusal> {
+        self.submit(task, Some(blob), canary, now)
+    }
+
+    fn submit(
+        &mut self,
+        task: Task,
+        blob: Option<Vec<u8>>,
+        canary: Option<Vec<u8>>,
+        now: u64,
+    ) -> Result<(Hash32, Step), Refusal> {
         if task.network != self.cfg.network {
             return Err(invalid(format!(
                 "task is for {}, this node runs {}",
@@ -535,13 +564,20 @@ impl Machine {
             return Err(invalid("task names another coordinator"));
         }
         let class = self.classes.get(&task.class).ok_or(Refusal::NotFound("task class"))?;
-        let Payload::Inline(input) = &task.input else {
-            return Err(invalid("task input must be inline (blob inputs are not accepted by this node)"));
-        };
-        if input.len() > class.max_input_bytes as usize {
+        match (&task.input, &blob) {
+            (Payload::Inline(_), None) => {}
+            (Payload::Blob { hash, size }, Some(bytes)) => {
+                if bytes.len() as u64 != *size || cairn_spec::content_hash(bytes) != *hash {
+                    return Err(invalid("blob bytes do not match the input's content hash and size"));
+                }
+            }
+            (Payload::Blob { .. }, None) => return Err(invalid("a blob input needs its bytes")),
+            (Payload::Inline(_), Some(_)) => return Err(invalid("an inline input carries its bytes itself")),
+        }
+        if task.input.size() > u64::from(class.max_input_bytes) {
             return Err(invalid(format!(
                 "input is {} bytes; class {} accepts at most {}",
-                input.len(),
+                task.input.size(),
                 class.name,
                 class.max_input_bytes
             )));
@@ -585,11 +621,12 @@ impl Machine {
         };
         let ann = self.sign(TaskAnnouncement { task, announced_at: now });
         self.open.insert(id, rec.clone());
-        let step = Step {
-            changes: vec![Change::Task(Box::new(rec))],
-            effects: vec![Effect::Announce(Box::new(ann))],
-            sync: true,
-        };
+        let mut changes = Vec::with_capacity(2);
+        if let (Some(bytes), Payload::Blob { hash, .. }) = (blob, &rec.task.input) {
+            changes.push(Change::Blob { hash: *hash, bytes });
+        }
+        changes.push(Change::Task(Box::new(rec)));
+        let step = Step { changes, effects: vec![Effect::Announce(Box::new(ann))], sync: true };
         Ok((id, self.finish(step)))
     }
 
