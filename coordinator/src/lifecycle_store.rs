@@ -112,15 +112,22 @@ fn superseded_key(c: &Change) -> Option<(u8, Vec<u8>)> {
 /// of many events) is encoded once, with its last value: the result is the same as writing
 /// every change in order.
 pub fn batch_for(step: &Step) -> Batch {
-    let mut last = std::collections::HashMap::new();
-    for (i, c) in step.changes.iter().enumerate() {
-        if let Some(k) = superseded_key(c) {
+    let keys: Vec<Option<(u8, Vec<u8>)>> = step.changes.iter().map(superseded_key).collect();
+    let mut last = std::collections::HashMap::with_capacity(keys.len());
+    for (i, k) in keys.iter().enumerate() {
+        if let Some(k) = k {
             last.insert(k, i);
         }
     }
     let mut b = Batch::new();
-    for (i, c) in step.changes.iter().enumerate() {
-        if superseded_key(c).is_some_and(|k| last.get(&k) != Some(&i)) {
+    for (i, (c, k)) in step.changes.iter().zip(&keys).enumerate() {
+        if k.as_ref().is_some_and(|k| last.get(k) != Some(&i)) {
+            // A task accepted and changed again in one step: its idempotency row is still due.
+            if let Change::Task(t) = c {
+                if t.assignments.is_empty() {
+                    b.put(Table::Tasks, nonce_key(&t.task.requester, t.task.nonce), t.id.0.to_vec());
+                }
+            }
             continue;
         }
         add(&mut b, c);
@@ -136,7 +143,11 @@ pub fn add(b: &mut Batch, c: &Change) {
     match c {
         Change::Task(t) => {
             b.put(Table::Tasks, task_key(&t.id), json(t.as_ref()));
-            b.put(Table::Tasks, nonce_key(&t.task.requester, t.task.nonce), t.id.0.to_vec());
+            // The idempotency row is written when the task is accepted (no assignment yet);
+            // rewriting it with every later change would only repeat it.
+            if t.assignments.is_empty() {
+                b.put(Table::Tasks, nonce_key(&t.task.requester, t.task.nonce), t.id.0.to_vec());
+            }
             if t.phase.is_final() {
                 b.delete(Table::Tasks, open_key(&t.id));
             } else {

@@ -835,3 +835,31 @@ fn a_blob_input_is_kept_with_its_task_and_must_match_its_hash() {
     assert_eq!(h.m.open_task(&id).unwrap().task.input, blob);
     h.reload();
 }
+
+#[test]
+fn a_task_accepted_and_claimed_in_one_step_keeps_its_idempotency_row() {
+    let class = exact(1);
+    let mut h = Harness::new(vec![class.clone()], |_| {});
+    let w = key(3);
+    h.register(&w);
+    let task = Task {
+        network: NET,
+        coordinator: h.coord.public(),
+        class: class.id(),
+        requester: key(2000).public(),
+        nonce: 77,
+        units: 1,
+        budget_sats: 10_000,
+        created_at: h.now,
+        input: Payload::Inline(b"one step".to_vec()),
+    };
+    let (id, mut step) = h.m.submit_task(task.clone(), None, h.now).unwrap();
+    let c = Claim { task: id, worker: w.public(), claimed_at: h.now };
+    let (_, claimed) = h.m.claim(Verified::check(Signed::sign(c, &w, &[0; 32])).unwrap(), h.now).unwrap();
+    step.extend(claimed);
+    h.apply(step);
+    // Restored from disk, a retried submission is still the same task.
+    h.reload();
+    let (again, _) = h.m.submit_task(Task { created_at: h.now + 5, ..task }, None, h.now).unwrap();
+    assert_eq!(again, id);
+}

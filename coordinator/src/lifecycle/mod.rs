@@ -294,7 +294,7 @@ pub struct Machine {
     meta: MetaState,
     open_leaves: Vec<Hash32>,
     leases: HashMap<PubKey, u32>,
-    defer_signing: bool,
+    group_commit: bool,
     nonces: HashMap<(PubKey, u64), Hash32>,
 }
 
@@ -334,7 +334,7 @@ impl Machine {
             meta,
             open_leaves: Vec::new(),
             leases: HashMap::new(),
-            defer_signing: false,
+            group_commit: false,
             nonces: HashMap::new(),
         }
     }
@@ -471,7 +471,9 @@ impl Machine {
     }
 
     fn finish(&self, mut step: Step) -> Step {
-        if !step.changes.is_empty() {
+        // In a group commit the driver writes the counters once for the whole group; a copy
+        // per event would be cloned, encoded and dropped for nothing.
+        if !step.changes.is_empty() && !self.group_commit {
             step.changes.push(Change::Meta(Box::new(self.meta.clone())));
         }
         step
@@ -481,11 +483,13 @@ impl Machine {
         aux_for(&self.seed, id)
     }
 
-    /// Leaves receipts unsigned (all-zero signatures) until `sign_receipt` fills them in, so
-    /// a group commit can sign its receipts on every core. The driver must sign every
-    /// receipt of a step before persisting or publishing it.
-    pub fn set_deferred_signing(&mut self, on: bool) {
-        self.defer_signing = on;
+    /// Group commit mode, for a driver that persists many events as one step: receipts are
+    /// left unsigned (all-zero signatures) until `sign_receipt` fills them in, so they can be
+    /// signed on every core, and the counters (`Change::Meta`) are left out of each event's
+    /// step. The driver must sign every receipt and append the counters once before
+    /// persisting or publishing the group.
+    pub fn set_group_commit(&mut self, on: bool) {
+        self.group_commit = on;
     }
 
     /// The coordinator's signature over a receipt id (the same one the machine would make).
@@ -1250,7 +1254,7 @@ impl Machine {
                     units: rec.task.units,
                     reward_sats: paid,
                 };
-                let signed = if self.defer_signing {
+                let signed = if self.group_commit {
                     // Signed later, on every core, by the driver (`sign_receipt`).
                     Signed { body: receipt, signature: cairn_spec::Signature([0; 64]) }
                 } else {
