@@ -214,7 +214,11 @@ async fn misbehaving_peers_are_rejected_scored_down_and_graylisted() {
     // None of it reached the application, nothing invalid was forwarded, and the senders'
     // scores fell.
     assert_eq!(relay.state.lock().unwrap().gossip, 0);
-    assert!(honest.state.lock().unwrap().rejected.is_empty());
+    // (The bad peers may also find the honest node through Kademlia and send it the same
+    // junk directly; what matters is that none of it came through the relay.)
+    let relay_peer = relay.net.local_peer();
+    let at_honest = honest.state.lock().unwrap().rejected.clone();
+    assert!(at_honest.iter().all(|(from, _)| *from != relay_peer), "the relay forwarded: {at_honest:?}");
     let s1 = relay.net.peer_score(&p1).await.unwrap().unwrap();
     assert!(s1 < -10.0, "score {s1}");
     // One more invalid message and bad1 is graylisted.
