@@ -467,7 +467,9 @@ fn spawn_tracker(
     std::thread::Builder::new()
         .name("cairn-follow-anchors".into())
         .spawn(move || loop {
-            let tip = super::load_tip(shared.store.as_ref()).ok().flatten().map(|t| t.body.height);
+            // The sync loop keeps the view's tip current; rescanning every header per poll
+            // to find it again would grow with the chain.
+            let tip = shared.view.read().ok().and_then(|v| v.tip_height);
             let accepted = |h: u32| shared.accepted_hash(h);
             match tracker.poll(rpc.as_ref(), &accepted, tip) {
                 Ok(report) => {
