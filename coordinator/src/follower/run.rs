@@ -205,6 +205,8 @@ pub async fn run(
         stopping: stopping.clone(),
         canaries: Arc::new(api::CanaryMixer::default()),
         chain,
+        p2p: Arc::new(p2p_addrs.clone()),
+        anchor_address: None,
     };
     let (api_addr, api_stop_tx, api_task) = crate::node::serve_api(&cfg, state).await?;
     let info =

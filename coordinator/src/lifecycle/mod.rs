@@ -24,7 +24,8 @@ use thiserror::Error;
 
 use judge::{agree, judge, well_formed, Judgement};
 pub use records::{
-    Assignment, Ban, MetaState, PayoutRecord, PayoutStatus, Phase, Rejection, TaskRecord, WorkerRecord,
+    Assignment, Ban, Counts, MetaState, PayoutRecord, PayoutStatus, Phase, Rejection, TaskRecord,
+    WorkerRecord,
 };
 
 /// Operator settings of the lifecycle: the network, the classes and the tunables.
@@ -625,6 +626,7 @@ impl Machine {
         };
         let ann = self.sign(TaskAnnouncement { task, announced_at: now });
         self.open.insert(id, rec.clone());
+        self.meta.counts.submitted += 1;
         let mut changes = Vec::with_capacity(2);
         if let (Some(bytes), Payload::Blob { hash, .. }) = (blob, &rec.task.input) {
             changes.push(Change::Blob { hash: *hash, bytes });
@@ -1288,6 +1290,7 @@ impl Machine {
                     w.rejected += 1;
                 }
                 step.changes.push(Change::Receipt { index, receipt: Box::new(signed.clone()) });
+                self.meta.counts.receipts += 1;
                 step.effects.push(Effect::Receipt(Box::new(signed)));
             }
             if sv.verdict != Some(Verdict::Accepted) {
@@ -1320,8 +1323,14 @@ impl Machine {
         }
         self.meta.locked.retain(|_, b| !b.is_empty());
         rec.phase = match (accepted, failure) {
-            (Some(result), _) => Phase::Decided { result, at: now },
-            (None, reason) => Phase::Failed { reason: reason.unwrap_or_else(|| "no result".into()), at: now },
+            (Some(result), _) => {
+                self.meta.counts.decided += 1;
+                Phase::Decided { result, at: now }
+            }
+            (None, reason) => {
+                self.meta.counts.failed += 1;
+                Phase::Failed { reason: reason.unwrap_or_else(|| "no result".into()), at: now }
+            }
         };
         self.finished.insert(rec.id);
         step.changes.push(Change::Task(Box::new(rec)));

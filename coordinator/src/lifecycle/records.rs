@@ -236,6 +236,22 @@ pub struct MetaState {
     /// cadence to pay them; the new state root commits the ledger that records them.
     #[serde(default)]
     pub payouts_waiting: bool,
+    /// Running totals for dashboards (`/v1/stats`); not part of any root.
+    #[serde(default)]
+    pub counts: Counts,
+}
+
+/// Running totals of what the lifecycle did, kept with the counters so they survive restarts.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counts {
+    /// Tasks accepted for work (canaries included: they must look like any other).
+    pub submitted: u64,
+    /// Tasks decided with an accepted result.
+    pub decided: u64,
+    /// Tasks that ended with no verdict.
+    pub failed: u64,
+    /// Receipts issued.
+    pub receipts: u64,
 }
 
 mod opt_hex {

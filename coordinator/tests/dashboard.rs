@@ -1,0 +1,109 @@
+//! The dashboard in a real headless Chromium against a running devnet (embedded chain): the
+//! numbers match the API, a receipt is verified step by step by clicking through, the proof
+//! downloads answer, and screenshots are saved under the test's output directory. Driven by
+//! `tests/browser/dashboard.cjs` (playwright-core). `.ci/run` installs Chromium and
+//! playwright-core; without them this test skips with one line.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::print_stderr, missing_docs)]
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use cairn_coordinator::devnet::{self, ChainChoice, DevnetOptions, Started};
+use serde_json::Value;
+
+fn chromium() -> Option<PathBuf> {
+    std::env::var_os("CHROMIUM")
+        .map(PathBuf::from)
+        .or_else(|| Some(PathBuf::from("/usr/bin/chromium")))
+        .filter(|p| p.is_file())
+}
+
+fn playwright() -> Option<PathBuf> {
+    let dir = std::env::var_os("CAIRN_PLAYWRIGHT").map(PathBuf::from).or_else(|| {
+        std::env::var_os("HOME")
+            .map(|h| PathBuf::from(h).join(".cache/cairn/browser/node_modules/playwright-core"))
+    })?;
+    dir.join("package.json").is_file().then_some(dir)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn dashboard_in_headless_chromium() {
+    let (Some(chrome), Some(pw)) = (chromium(), playwright()) else {
+        eprintln!("skipping dashboard_in_headless_chromium: needs /usr/bin/chromium (or CHROMIUM) and playwright-core in ~/.cache/cairn/browser (or CAIRN_PLAYWRIGHT); .ci/run installs both");
+        return;
+    };
+    if std::process::Command::new("node").arg("--version").output().is_err() {
+        eprintln!("skipping dashboard_in_headless_chromium: no node");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let opts = DevnetOptions {
+        data_dir: Some(dir.path().join("devnet")),
+        workers: 3,
+        block_interval: Duration::from_millis(700),
+        epoch_interval: Duration::from_secs(3),
+        task_interval: Duration::from_millis(400),
+        api_port: 0,
+        chain: ChainChoice::Embedded,
+        embeddings: false,
+        ..Default::default()
+    };
+    let (started_tx, started_rx) = std::sync::mpsc::channel::<Started>();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let run = tokio::spawn(devnet::run(
+        opts,
+        async move {
+            let _ = stop_rx.await;
+        },
+        move |s| {
+            let _ = started_tx.send(s.clone());
+        },
+        |_| {},
+    ));
+    let started = tokio::task::spawn_blocking(move || started_rx.recv_timeout(Duration::from_secs(120)))
+        .await
+        .unwrap()
+        .unwrap();
+    let api = started.api.clone();
+    // Wait for something worth showing: receipts in an anchored epoch, and a payout.
+    let t0 = Instant::now();
+    loop {
+        let a = api.clone();
+        let stats: Value = tokio::task::spawn_blocking(move || {
+            cairn_audit::source::ApiSource::new(&a).get("/v1/stats").unwrap_or(Value::Null)
+        })
+        .await
+        .unwrap();
+        if stats["anchors"]["confirmed"].as_u64().unwrap_or(0) >= 2
+            && stats["ledger"]["paid"].as_u64().unwrap_or(0) > 0
+        {
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(240), "devnet not ready: {stats}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("dashboard");
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/browser/dashboard.cjs");
+    let (api2, out2) = (api.clone(), out.clone());
+    let result = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("node")
+            .arg(&script)
+            .arg(&api2)
+            .arg(&out2)
+            .env("CHROMIUM", &chrome)
+            .env("PLAYWRIGHT_CORE", &pw)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let _ = stop_tx.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(60), run).await;
+    let stdout = String::from_utf8_lossy(&result.stdout);
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert!(result.status.success(), "browser check failed:\n{stdout}\n{stderr}");
+    eprintln!("{stdout}");
+    for f in ["dashboard.png", "receipt.png"] {
+        assert!(std::fs::metadata(out.join(f)).map(|m| m.len() > 10_000).unwrap_or(false), "{f} not written");
+    }
+}
