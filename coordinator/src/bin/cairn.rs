@@ -331,10 +331,27 @@ fn print_devnet_summary(s: &cairn_coordinator::devnet::Summary) {
                 "    cairn audit receipt --offline {} --network regtest --min-depth 1",
                 x.bundle.display()
             );
-            println!("  with the stock OpenTimestamps client (needs the Bitcoin node running):");
-            println!("    ots --btc-regtest --bitcoin-node http://... verify {}.ots", x.stamped.display());
+            if s.started.embedded {
+                println!("  (the OpenTimestamps client checks {}.ots against Bitcoin Core, which the embedded chain is not)", x.stamped.display());
+            } else {
+                let port = s.started.rpc_url.rsplit(':').next().unwrap_or("18443");
+                println!(
+                    "  with the stock OpenTimestamps client, against the devnet's bitcoind started again:"
+                );
+                println!(
+                    "    bitcoind -regtest -datadir={}/bitcoind -rpcport={port} -listen=0 -daemon",
+                    s.started.data_dir.display()
+                );
+                println!(
+                    "    ots --btc-regtest --bitcoin-node http://$(cat {})@127.0.0.1:{port} verify {}.ots",
+                    s.started.rpc_cookie.display(),
+                    x.stamped.display()
+                );
+            }
         }
-        Some(x) => println!("  (receipt {} was anchored; its bundle went with the data dir)", x.receipt),
+        Some(x) => {
+            println!("  (receipt {} was anchored; its bundle went with the data dir: use --keep)", x.receipt)
+        }
         None => println!("  (no receipt was anchored yet: run the devnet longer)"),
     }
     println!("  online, while a devnet runs (against its Bitcoin):");
@@ -798,8 +815,14 @@ fn run_proof(command: ProofCommand) -> Result<()> {
 }
 
 fn run(cli: Cli) -> Result<bool> {
+    // The devnet runs a whole network in one process: its progress line is the output, so
+    // only warnings are logged unless a filter is asked for (`--log info` shows every node's).
+    let quiet = matches!(cli.command, Command::Devnet(_))
+        && cli.log == "info"
+        && std::env::var_os("CAIRN_LOG").is_none();
+    let filter = if quiet { "warn" } else { cli.log.as_str() };
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&cli.log).context("invalid --log filter")?)
+        .with_env_filter(tracing_subscriber::EnvFilter::try_new(filter).context("invalid --log filter")?)
         .with_writer(std::io::stderr)
         .init();
     match cli.command {
