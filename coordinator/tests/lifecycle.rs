@@ -863,3 +863,40 @@ fn a_task_accepted_and_claimed_in_one_step_keeps_its_idempotency_row() {
     let (again, _) = h.m.submit_task(Task { created_at: h.now + 5, ..task }, None, h.now).unwrap();
     assert_eq!(again, id);
 }
+
+/// Found by the chaos test: a commitment acknowledged while other replicas were still
+/// missing was written to the commitments table but not to the task's row, so a restart
+/// rebuilt the task without it and the worker's reveal was refused ("no commitment from this
+/// worker"). Now the task row carries it and the restored machine equals the live one.
+#[test]
+fn a_commitment_survives_a_restart_before_the_other_replicas_commit() {
+    let class = exact(2);
+    let mut h = Harness::new(vec![class.clone()], |c| c.tunables.audit_min_ppm = 0);
+    let ws = workers(3);
+    for w in &ws {
+        h.register(w);
+    }
+    let id = h.submit(&class, b"two replicas", None);
+    h.claim(&ws[0], id).unwrap();
+    h.commit(&ws[0], id, b"answer").unwrap();
+    // Restart here: the restored task still holds worker 0's commitment (reload compares the
+    // restored open tasks with the live ones).
+    h.reload();
+    let slot = |h: &Harness, w: &SigningKey| h.m.open_task(&id).and_then(|t| t.slot(&w.public()).cloned());
+    assert!(slot(&h, &ws[0]).is_some_and(|a| a.commitment.is_some()));
+    // The others join (a new worker's streak may draw an audit replica), with a restart after
+    // each commitment; then every committed worker reveals and the task is decided.
+    for w in &ws[1..] {
+        if h.m.open_task(&id).is_some_and(|t| t.phase == Phase::Commit) {
+            h.claim(w, id).unwrap();
+            h.commit(w, id, b"answer").unwrap();
+            h.reload();
+        }
+    }
+    for w in &ws {
+        if slot(&h, w).is_some_and(|a| a.commitment.is_some()) {
+            h.reveal(w, id, b"answer").unwrap();
+        }
+    }
+    assert!(matches!(h.final_task(&id).phase, Phase::Decided { .. }), "{:?}", h.final_task(&id).phase);
+}

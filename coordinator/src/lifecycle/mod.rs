@@ -838,6 +838,16 @@ impl Machine {
         let mut step =
             Step { changes: vec![Change::Commitment(Box::new(signed))], effects: vec![], sync: true };
         self.advance(&task, now, &mut step);
+        // The task row carries the commitment too: a restart rebuilds open tasks from their
+        // rows, so a commitment written only to the commitments table would be forgotten
+        // (found by the chaos test: an acknowledged commitment, then "no commitment from this
+        // worker" after a SIGKILL). `advance` writes the row only when the task moved on.
+        let written = step.changes.iter().any(|c| matches!(c, Change::Task(t) if t.id == task));
+        if !written {
+            if let Some(rec) = self.open.get(&task) {
+                step.changes.push(Change::Task(Box::new(rec.clone())));
+            }
+        }
         Ok(self.finish(step))
     }
 
