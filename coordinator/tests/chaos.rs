@@ -407,10 +407,8 @@ fn chaos(mut btc: Btc, label: &str) {
             "{label}: superseded anchor not covered: {a}"
         );
     }
-    assert!(
-        all_anchors.iter().all(|a| a["status"] != "pending"),
-        "{label}: an anchor still pending: {all_anchors:?}"
-    );
+    // (An anchor may still be pending: settlement queues payouts, and an idle epoch closes to
+    // carry them; its receipts, if any, are checked below like every other.)
     fig.replacements = superseded.len();
     fig.anchors_confirmed = all_anchors.iter().filter(|a| a["status"] == "confirmed").count();
     assert!(fig.replacements >= 1, "{label}: no anchor was replaced");
