@@ -136,6 +136,12 @@ fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
     }
 }
 
+/// Anchors superseded by a replacement: `replaced` while the replacement waits, `conflicted`
+/// once it confirmed (it spends the same output).
+fn superseded(api: SocketAddr) -> usize {
+    anchors(api).iter().filter(|a| a["status"] == "replaced" || a["status"] == "conflicted").count()
+}
+
 fn regtest_address(seed: u8) -> String {
     let key = cairn_spec::SigningKey::from_secret_bytes([seed; 32]).unwrap();
     cairn_anchor::anchor_address(&key.public(), cairn_spec::Network::Regtest).to_string()
@@ -296,7 +302,7 @@ fn chaos(mut btc: Btc, label: &str) {
             }
             // An anchor kept out of blocks (as if its fee were too low) must be replaced.
             9 => {
-                let replaced_before = anchors(api).iter().filter(|a| a["status"] == "replaced").count();
+                let replaced_before = superseded(api);
                 mining.store(false, Ordering::SeqCst);
                 let _ = try_http(api, "POST", "/v1/epochs/close", Some(&token), None);
                 let mut pending = None;
@@ -315,14 +321,12 @@ fn chaos(mut btc: Btc, label: &str) {
                         }
                     }
                     std::thread::sleep(Duration::from_millis(400));
-                    if anchors(api).iter().filter(|a| a["status"] == "replaced").count() > replaced_before {
+                    if superseded(api) > replaced_before {
                         break;
                     }
                 }
                 mining.store(true, Ordering::SeqCst);
-                wait_for("the stuck anchor to be replaced", 60, || {
-                    anchors(api).iter().filter(|a| a["status"] == "replaced").count() > replaced_before
-                });
+                wait_for("the stuck anchor to be replaced", 60, || superseded(api) > replaced_before);
             }
             _ => {}
         }
@@ -473,7 +477,7 @@ fn chaos(mut btc: Btc, label: &str) {
     assert_eq!(ledger + snap.meta.forfeited, rewards, "{label}: the ledger does not add up");
     assert!(fig.decided > 0 && fig.accepted > 20, "{label}: too little work: {fig:?}");
     println!(
-        "chaos ({label}, seed {seed}, {chaos_secs} s of chaos): {} tasks accepted ({} decided, {} pending, none lost or duplicated); \
+        "chaos ({label}, seed {seed}, {chaos_secs} s of chaos): {} tasks accepted ({} final, decided or failed; {} pending; none lost or duplicated); \
          {} coordinator SIGKILLs and {} worker SIGKILL survived; {} Bitcoin outage; {} reorg; {} anchor replacement(s); \
          {} epochs chained, {} anchors confirmed in one chain of spends; {} receipts, {} verified against Bitcoin; credits = rewards = {rewards} sats",
         fig.accepted,

@@ -900,3 +900,41 @@ fn a_commitment_survives_a_restart_before_the_other_replicas_commit() {
     }
     assert!(matches!(h.final_task(&id).phase, Phase::Decided { .. }), "{:?}", h.final_task(&id).phase);
 }
+
+/// Found by the long chaos run: with every admitted worker already on a task, an escalation
+/// for want of a majority opened a slot nobody could fill and the task waited for ever. Now
+/// the task fails with the reason instead; with a free worker it still escalates.
+#[test]
+fn no_escalation_when_no_other_worker_can_take_the_slot() {
+    let class = exact(2);
+    for extra in [false, true] {
+        let mut h = Harness::new(vec![class.clone()], |c| c.tunables.audit_min_ppm = 0);
+        let ws = workers(if extra { 4 } else { 3 });
+        for w in &ws {
+            h.register(w);
+        }
+        let id = h.submit(&class, b"who answers", None);
+        // Everyone who can join commits (a new worker's streak draws an audit replica).
+        let mut joined = Vec::new();
+        for w in &ws[..3] {
+            if h.m.open_task(&id).is_some_and(|t| t.phase == Phase::Commit) {
+                h.claim(w, id).unwrap();
+                h.commit(w, id, b"answer").unwrap();
+                joined.push(w.clone());
+            }
+        }
+        assert!(matches!(h.m.open_task(&id).unwrap().phase, Phase::Reveal { .. }));
+        // Only one reveal arrives before the window closes: no majority.
+        h.reveal(&joined[0], id, b"answer").unwrap();
+        h.tick(u64::from(class.reveal_secs) + 1);
+        if joined.len() < ws.len() {
+            // A worker not on the task exists: the task asks it (escalation).
+            assert_eq!(h.m.open_task(&id).map(|t| t.phase.clone()), Some(Phase::Commit));
+        } else {
+            match h.final_task(&id).phase {
+                Phase::Failed { reason, .. } => assert!(reason.contains("no other worker"), "{reason}"),
+                other => panic!("expected a failed task, got {other:?}"),
+            }
+        }
+    }
+}

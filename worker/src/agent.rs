@@ -454,7 +454,17 @@ fn on_gossip(shared: &Arc<Shared>, message: GossipMessage) -> Acceptance {
             let task = a.body.task;
             let id = task.id();
             let now = unix_now();
-            let known = shared.journal.lock().map(|j| j.jobs.contains_key(&id)).unwrap_or(true)
+            // A job given up with nothing held by the coordinator is started afresh when the task
+            // is announced again (announcements name tasks with a free slot).
+            let known = shared
+                .journal
+                .lock()
+                .map(|mut j| match j.jobs.get(&id) {
+                    Some(job) if job.may_retake() => !j.retake(&id),
+                    Some(_) => true,
+                    None => false,
+                })
+                .unwrap_or(true)
                 || shared.skip.lock().map(|s| s.get(&id).is_some_and(|until| now < *until)).unwrap_or(true);
             if known {
                 return Acceptance::Accept;
@@ -667,6 +677,10 @@ async fn drive(s: &Arc<Shared>, mut job: Job) -> Result<(), AgentError> {
                         job.on_transient(message);
                         tokio::time::sleep(Duration::from_millis(300)).await;
                     }
+                    // A lease that ran out: nothing of ours is held; the task may be retaken.
+                    Some(ResponseBody::Error { code: 409, message }) if message.contains("lease expired") => {
+                        job.abandon_retryable(format!("commitment refused (409): {message}"), true);
+                    }
                     Some(ResponseBody::Error { code, message }) => {
                         job.abandon(format!("commitment refused ({code}): {message}"));
                     }
@@ -699,6 +713,13 @@ async fn drive(s: &Arc<Shared>, mut job: Job) -> Result<(), AgentError> {
                         job.on_transient(message);
                         tokio::time::sleep(Duration::from_millis(300)).await;
                     }
+                    // The coordinator holds no commitment of ours: start over if it offers the
+                    // task again.
+                    Some(ResponseBody::Error { code: 409, message })
+                        if message.contains("no commitment from this worker") =>
+                    {
+                        job.abandon_retryable(format!("reveal refused (409): {message}"), true);
+                    }
                     Some(ResponseBody::Error { code, message }) => {
                         job.abandon(format!("reveal refused ({code}): {message}"));
                     }
@@ -708,11 +729,12 @@ async fn drive(s: &Arc<Shared>, mut job: Job) -> Result<(), AgentError> {
                     }
                 }
             }
-            Action::Abandon(reason) => job.abandon(reason),
+            // Out of time or attempts: retryable when no commitment of ours was acknowledged.
+            Action::Abandon(reason) => job.abandon_retryable(reason, false),
             Action::Wait => return Ok(()),
         }
         if job.is_final() {
-            if let crate::job::Stage::Abandoned { reason } = &job.stage {
+            if let crate::job::Stage::Abandoned { reason, .. } = &job.stage {
                 tracing::warn!(target: "cairn::worker", task = %job.id, %reason, "job abandoned");
             }
             return s.save(&job);

@@ -61,6 +61,11 @@ pub enum Stage {
     Abandoned {
         /// Why.
         reason: String,
+        /// The coordinator holds nothing of this worker's for the task (no acknowledged
+        /// commitment), so the task may be taken again from scratch when it is announced
+        /// with a free slot (a lease that ran out, a commitment the coordinator lost).
+        #[serde(default)]
+        retake: bool,
     },
 }
 
@@ -193,10 +198,27 @@ impl Job {
 
     /// A step was refused for good, or cannot be done.
     pub fn abandon(&mut self, reason: String) {
+        self.give_up(reason, false);
+    }
+
+    /// Gives the task up for now: when the coordinator acknowledged no commitment of ours
+    /// (or says it has none), the task may be taken again later; after an acknowledged
+    /// commitment never (a second commitment would be refused, and must be).
+    pub fn abandon_retryable(&mut self, reason: String, coordinator_has_none: bool) {
+        let before_commit = matches!(self.stage, Stage::New | Stage::Leased { .. } | Stage::Executed { .. });
+        self.give_up(reason, before_commit || coordinator_has_none);
+    }
+
+    fn give_up(&mut self, reason: String, retake: bool) {
         if !self.is_final() {
-            self.stage = Stage::Abandoned { reason: reason.clone() };
+            self.stage = Stage::Abandoned { reason: reason.clone(), retake };
             self.last_error = Some(reason);
         }
+    }
+
+    /// Whether the task may be taken again (see [`Stage::Abandoned`]).
+    pub fn may_retake(&self) -> bool {
+        matches!(self.stage, Stage::Abandoned { retake: true, .. })
     }
 
     /// The coordinator's receipt for this task and worker.
@@ -288,5 +310,36 @@ mod tests {
         k.on_commit_ack(10, 30);
         assert_eq!(k.next(70), Action::Reveal);
         assert!(matches!(k.next(71), Action::Abandon(_)));
+    }
+
+    #[test]
+    fn only_a_job_the_coordinator_holds_nothing_of_may_be_retaken() {
+        // Given up before the commitment was acknowledged: retakeable.
+        let mut j = job();
+        j.on_lease(100);
+        j.abandon_retryable("lease expired before the commitment was acknowledged".into(), false);
+        assert!(j.may_retake());
+        // After an acknowledged commitment: never (unless the coordinator says it has none).
+        let mut k = job();
+        k.on_lease(100);
+        k.on_executed(b"r".to_vec(), Hash32([2; 32]));
+        k.on_commit_ack(20, 30);
+        k.abandon_retryable("reveal window closed".into(), false);
+        assert!(!k.may_retake());
+        let mut l = job();
+        l.on_lease(100);
+        l.on_executed(b"r".to_vec(), Hash32([2; 32]));
+        l.on_commit_ack(20, 30);
+        l.abandon_retryable("reveal refused (409): no commitment from this worker".into(), true);
+        assert!(l.may_retake());
+        // A refusal for good: never.
+        let mut m = job();
+        m.abandon("bad input: not UTF-8".into());
+        assert!(!m.may_retake());
+        // A final job stays final.
+        let mut n = job();
+        n.on_receipt(Verdict::Accepted, 1, Hash32([3; 32]), 0);
+        n.abandon_retryable("late".into(), true);
+        assert!(n.is_final() && !n.may_retake());
     }
 }

@@ -109,6 +109,18 @@ impl Journal {
         Ok(())
     }
 
+    /// Forgets a job given up with nothing held by the coordinator ([`Job::may_retake`]) so
+    /// the task can be taken afresh; true when it was forgotten.
+    pub fn retake(&mut self, id: &Hash32) -> bool {
+        if !self.jobs.get(id).is_some_and(Job::may_retake) {
+            return false;
+        }
+        self.jobs.remove(id);
+        self.totals.abandoned = self.totals.abandoned.saturating_sub(1);
+        self.finished.retain(|f| f != id);
+        true
+    }
+
     /// Records that `job` changed; counts it when it became final and prunes old final jobs.
     /// Stages only move forward: a job's driver and the receipt it gets race, and a receipt
     /// recorded first must not be overwritten by the driver's older view. A receipt still
@@ -198,5 +210,17 @@ mod tests {
         abandoned.on_receipt(Verdict::NoReveal, 0, Hash32([4; 32]), 0);
         j.update(abandoned);
         assert_eq!((j.totals.abandoned, j.totals.rejected, j.finished.len()), (0, 1, 2));
+        // A job the coordinator holds nothing of is forgotten for a retake; no other is.
+        let mut lapsed = job.clone();
+        lapsed.id = Hash32([10; 32]);
+        lapsed.stage = Stage::New;
+        lapsed.abandon_retryable("lease expired before the commitment was acknowledged".into(), false);
+        j.update(lapsed.clone());
+        assert_eq!(j.totals.abandoned, 1);
+        assert!(!j.retake(&job.id));
+        assert!(j.retake(&lapsed.id));
+        assert!(!j.jobs.contains_key(&lapsed.id));
+        assert_eq!((j.totals.abandoned, j.finished.len()), (0, 2));
+        assert!(!j.retake(&lapsed.id));
     }
 }

@@ -119,7 +119,7 @@ pub fn report(
                 problems.push(json!({ "task": j.id, "class": j.class_name, "verdict": verdict }));
                 "rejected"
             }
-            Stage::Abandoned { reason } => {
+            Stage::Abandoned { reason, .. } => {
                 problems.push(json!({ "task": j.id, "class": j.class_name, "abandoned": reason }));
                 "abandoned"
             }

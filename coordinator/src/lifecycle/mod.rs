@@ -11,7 +11,7 @@
 pub mod judge;
 pub mod records;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use cairn_spec::hash::sha256;
 use cairn_spec::merkle;
@@ -1199,7 +1199,19 @@ impl Machine {
                 Judgement::Undecided => {
                     let max = max_replicas(&class, self.cfg.tunables.max_escalations);
                     let committed = slots.len();
-                    if committed < usize::from(max) {
+                    // Escalate only when some admitted worker is not on the task yet: otherwise
+                    // the extra slot could never be filled and the task would wait for ever
+                    // (found by the long chaos run: three workers, all on an escalated task).
+                    let on_task: BTreeSet<PubKey> = self
+                        .open
+                        .get(id)
+                        .map(|r| r.assignments.iter().map(|a| a.worker).collect())
+                        .unwrap_or_default();
+                    let free = self
+                        .workers
+                        .values()
+                        .any(|w| w.banned.is_none() && w.bond_lost.is_none() && !on_task.contains(&w.key()));
+                    if committed < usize::from(max) && free {
                         let wanted = u8::try_from(committed + 1).unwrap_or(u8::MAX);
                         if let Some(rec) = self.open.get_mut(id) {
                             rec.escalations = rec.escalations.saturating_add(1);
@@ -1209,8 +1221,14 @@ impl Machine {
                         }
                         return;
                     }
-                    failure =
-                        Some(format!("no majority among {} results after {committed} replicas", valid.len()));
+                    failure = Some(if free {
+                        format!("no majority among {} results after {committed} replicas", valid.len())
+                    } else {
+                        format!(
+                            "no majority among {} results after {committed} replicas, and no other worker to ask",
+                            valid.len()
+                        )
+                    });
                     for (i, _) in &valid {
                         verdicts.insert(
                             *i,
