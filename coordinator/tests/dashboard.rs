@@ -5,10 +5,12 @@
 //! playwright-core; without them this test skips with one line.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::print_stderr, missing_docs)]
 
+mod common;
+
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use cairn_coordinator::devnet::{self, ChainChoice, DevnetOptions, Started};
+use cairn_coordinator::devnet::{ChainChoice, DevnetOptions};
 use serde_json::Value;
 
 fn chromium() -> Option<PathBuf> {
@@ -48,22 +50,7 @@ async fn dashboard_in_headless_chromium() {
         embeddings: false,
         ..Default::default()
     };
-    let (started_tx, started_rx) = std::sync::mpsc::channel::<Started>();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let run = tokio::spawn(devnet::run(
-        opts,
-        async move {
-            let _ = stop_rx.await;
-        },
-        move |s| {
-            let _ = started_tx.send(s.clone());
-        },
-        |_| {},
-    ));
-    let started = tokio::task::spawn_blocking(move || started_rx.recv_timeout(Duration::from_secs(120)))
-        .await
-        .unwrap()
-        .unwrap();
+    let (started, stop_tx, run) = common::start_devnet(opts).await;
     let api = started.api.clone();
     // Wait for something worth showing: receipts in an anchored epoch, and a payout.
     let t0 = Instant::now();

@@ -11,10 +11,12 @@
     missing_docs
 )]
 
+mod common;
+
 use std::time::{Duration, Instant};
 
 use cairn_coordinator::audit_cli::{self, BitcoinArgs, ChainArgs, ReceiptAudit};
-use cairn_coordinator::devnet::{self, ChainChoice, DevnetOptions, Started};
+use cairn_coordinator::devnet::{ChainChoice, DevnetOptions};
 use serde_json::Value;
 
 fn get(api: &str, path: &str) -> Value {
@@ -35,22 +37,7 @@ async fn run_devnet(chain: ChainChoice, label: &str) {
         embeddings: false,
         ..Default::default()
     };
-    let (started_tx, started_rx) = std::sync::mpsc::channel::<Started>();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let run = tokio::spawn(devnet::run(
-        opts,
-        async move {
-            let _ = stop_rx.await;
-        },
-        move |s| {
-            let _ = started_tx.send(s.clone());
-        },
-        |_| {},
-    ));
-    let started = tokio::task::spawn_blocking(move || started_rx.recv_timeout(Duration::from_secs(120)))
-        .await
-        .unwrap()
-        .unwrap_or_else(|_| panic!("{label}: devnet did not start"));
+    let (started, stop_tx, run) = common::start_devnet(opts).await;
     assert_eq!(started.embedded, label == "embedded");
     let api = started.api.clone();
 

@@ -158,6 +158,26 @@ fn reject_reason(e: &BroadcastError) -> String {
     }
 }
 
+/// A block header as Core's verbose answers show it; `confirmations` is -1 off the best chain.
+fn header_json(
+    chain: &ScriptedBackend,
+    hash: &BlockHash,
+    h: &bitcoin::block::Header,
+) -> Result<Value, RpcError> {
+    let height = chain.block_height(hash).map_err(chain_err)?;
+    let tip = chain.chain_info().map_err(chain_err)?.tip_height;
+    Ok(json!({
+        "hash": hash.to_string(),
+        "height": height,
+        "confirmations": height.map_or(-1, |h| i64::from(tip) - i64::from(h) + 1),
+        "previousblockhash": h.prev_blockhash.to_string(),
+        "merkleroot": h.merkle_root.to_string(),
+        "time": h.time,
+        "bits": format!("{:08x}", h.bits.to_consensus()),
+        "nonce": h.nonce,
+    }))
+}
+
 fn call(chain: &ScriptedBackend, method: &str, p: &[Value]) -> Result<Value, RpcError> {
     match method {
         "getblockchaininfo" => {
@@ -197,17 +217,9 @@ fn call(chain: &ScriptedBackend, method: &str, p: &[Value]) -> Result<Value, Rpc
             if verbosity == 0 {
                 return Ok(json!(serialize_hex(&block)));
             }
-            let height = chain.block_height(&hash).map_err(chain_err)?;
-            let tip = chain.chain_info().map_err(chain_err)?.tip_height;
-            Ok(json!({
-                "hash": hash.to_string(),
-                "height": height,
-                "confirmations": height.map_or(-1, |h| i64::from(tip) - i64::from(h) + 1),
-                "tx": block.txdata.iter().map(|t| t.compute_txid().to_string()).collect::<Vec<_>>(),
-                "previousblockhash": block.header.prev_blockhash.to_string(),
-                "merkleroot": block.header.merkle_root.to_string(),
-                "time": block.header.time,
-            }))
+            let mut v = header_json(chain, &hash, &block.header)?;
+            v["tx"] = json!(block.txdata.iter().map(|t| t.compute_txid().to_string()).collect::<Vec<_>>());
+            Ok(v)
         }
         "getblockheader" => {
             let hash = hash_param(p, 0)?;
@@ -216,18 +228,7 @@ fn call(chain: &ScriptedBackend, method: &str, p: &[Value]) -> Result<Value, Rpc
             if !verbose {
                 return Ok(json!(serialize_hex(&block.header)));
             }
-            let height = chain.block_height(&hash).map_err(chain_err)?;
-            let tip = chain.chain_info().map_err(chain_err)?.tip_height;
-            Ok(json!({
-                "hash": hash.to_string(),
-                "height": height,
-                "confirmations": height.map_or(-1, |h| i64::from(tip) - i64::from(h) + 1),
-                "previousblockhash": block.header.prev_blockhash.to_string(),
-                "merkleroot": block.header.merkle_root.to_string(),
-                "time": block.header.time,
-                "bits": format!("{:08x}", block.header.bits.to_consensus()),
-                "nonce": block.header.nonce,
-            }))
+            header_json(chain, &hash, &block.header)
         }
         "getrawtransaction" => {
             let txid = txid_param(p, 0)?;

@@ -300,3 +300,35 @@ pub fn rpc_config(dir: &std::path::Path, rpc_url: &str, cookie: &std::path::Path
         .replace("listen = \"127.0.0.1:0\"", &format!("listen = \"127.0.0.1:{}\"", free_port()))
         + &format!("[p2p]\nlisten = [\"/ip4/127.0.0.1/tcp/{}\"]\n", free_port())
 }
+
+/// A devnet run in this process: where it runs, its stop switch, and its task (which yields
+/// the summary once stopped).
+pub type RunningDevnet = (
+    cairn_coordinator::devnet::Started,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<
+        Result<cairn_coordinator::devnet::Summary, cairn_coordinator::devnet::DevnetError>,
+    >,
+);
+
+/// Starts `cairn devnet` with `opts` and waits (up to 2 minutes) until it runs.
+pub async fn start_devnet(opts: cairn_coordinator::devnet::DevnetOptions) -> RunningDevnet {
+    let (started_tx, started_rx) = std::sync::mpsc::channel();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let run = tokio::spawn(cairn_coordinator::devnet::run(
+        opts,
+        async move {
+            let _ = stop_rx.await;
+        },
+        move |s| {
+            let _ = started_tx.send(s.clone());
+        },
+        |_| {},
+    ));
+    let started =
+        tokio::task::spawn_blocking(move || started_rx.recv_timeout(std::time::Duration::from_secs(120)))
+            .await
+            .unwrap()
+            .expect("devnet did not start");
+    (started, stop_tx, run)
+}
