@@ -193,4 +193,11 @@ fn main() {
         rate / one_core,
         rate / all_cores
     );
+    println!();
+    println!("summary: receipts ingested per second = {rate:.0}");
+    println!(
+        "summary: ingest / BIP340 verification limit of all {} cores = {:.2}x (goal >= 0.50)",
+        threads(),
+        rate / all_cores
+    );
 }

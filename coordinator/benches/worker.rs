@@ -63,6 +63,7 @@ fn main() {
     let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     println!("all-MiniLM-L6-v2 on candle (CPU, {threads} threads), 12-word sentences");
     let mut single_rate = 0.0;
+    let mut rates = Vec::new();
     for batch in [1usize, 8, 32] {
         let sents: Vec<String> = (0..batch).map(sentence).collect();
         let refs: Vec<&str> = sents.iter().map(String::as_str).collect();
@@ -77,6 +78,7 @@ fn main() {
         if batch == 1 {
             single_rate = rate;
         }
+        rates.push(format!("{rate:.1}"));
         println!(
             "  batch {batch:>2}: {rate:8.1} embeddings/s  ({:.2} ms per batch; {:.2}x batch-1 throughput)",
             secs * 1000.0 / rounds as f64,
@@ -84,6 +86,7 @@ fn main() {
         );
     }
 
+    println!("summary: embeddings per second, batches of 1 / 8 / 32 = {}", rates.join(" / "));
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     rt.block_on(protocol_overhead(m));
 }

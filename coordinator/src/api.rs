@@ -395,56 +395,15 @@ async fn classes(State(s): State<ApiState>) -> ApiResult {
     Ok(Json(json!({ "classes": list })))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SubmitBody {
-    /// Class name or id.
-    class: String,
-    input_hex: Option<String>,
-    input_text: Option<String>,
-    units: u32,
-    budget_sats: u64,
-    nonce: Option<u64>,
-    requester: Option<String>,
-    /// A canary: the known answer, hex. Operator-only, never shown.
-    canary_answer_hex: Option<String>,
-}
-
-fn json_body<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
-    serde_json::from_slice(body).map_err(|e| bad(format!("invalid JSON body: {e}")))
-}
-
 async fn submit_task(
     State(s): State<ApiState>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     authorize(&s, &headers)?;
-    let b: SubmitBody = json_body(&body)?;
+    let b = crate::api_body::submission(&body).map_err(bad)?;
     let submitted_budget = b.budget_sats;
-    let input = match (b.input_hex, b.input_text) {
-        (Some(h), None) => hex::decode(h).map_err(|_| bad("input_hex is not hex"))?,
-        (None, Some(t)) => t.into_bytes(),
-        _ => return Err(bad("give exactly one of input_hex and input_text")),
-    };
-    if input.len() as u64 > cairn_spec::task::MAX_BLOB_BYTES {
-        return Err(bad(format!("input above {} bytes", cairn_spec::task::MAX_BLOB_BYTES)));
-    }
-    // Small inputs travel in the announcement; larger ones become a content-addressed blob
-    // the node keeps and workers fetch by `GetBlob`.
-    let (payload, blob) = if input.len() <= cairn_spec::task::MAX_INLINE_BYTES {
-        (Payload::Inline(input), None)
-    } else {
-        (Payload::Blob { hash: cairn_spec::content_hash(&input), size: input.len() as u64 }, Some(input))
-    };
-    if b.units == 0 {
-        return Err(bad("units must be at least 1"));
-    }
-    let canary = b
-        .canary_answer_hex
-        .map(|h| hex::decode(h).map_err(|_| bad("canary_answer_hex is not hex")))
-        .transpose()?;
-    let requester = b.requester.as_deref().map(parse_key).transpose()?;
+    let (payload, blob, canary) = (b.payload, b.blob, b.canary);
     let nonce = match b.nonce {
         Some(n) => n,
         None => {
@@ -468,7 +427,7 @@ async fn submit_task(
             network: m.config().network,
             coordinator: m.coordinator(),
             class,
-            requester: requester.unwrap_or(m.coordinator()),
+            requester: b.requester.unwrap_or(m.coordinator()),
             nonce,
             units: b.units,
             budget_sats: b.budget_sats,

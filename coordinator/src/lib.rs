@@ -7,6 +7,7 @@
 
 pub mod anchor_store;
 pub mod api;
+pub mod api_body;
 pub mod audit_cli;
 pub mod audit_source;
 pub mod config;

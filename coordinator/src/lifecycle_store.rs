@@ -238,22 +238,40 @@ pub fn blob_range(
     Ok(Some((total, out)))
 }
 
-/// Every row under `prefix`, page by page.
-fn scan_all(s: &dyn KvStore, t: Table, prefix: &[u8]) -> Result<Vec<Entry>, StoreError> {
-    let mut out: Vec<Entry> = Vec::new();
+/// Calls `f` on every row under `prefix`, one page in memory at a time (a restart with
+/// millions of finished tasks must not hold their rows all at once).
+fn for_each<E: From<StoreError>>(
+    s: &dyn KvStore,
+    t: Table,
+    prefix: &[u8],
+    mut f: impl FnMut(Vec<u8>, Vec<u8>) -> Result<(), E>,
+) -> Result<(), E> {
+    let mut start: Option<Vec<u8>> = None;
     loop {
-        let start = out.last().map(|(k, _)| {
+        let page = s.scan(t, prefix, start.as_deref(), PAGE)?;
+        let done = page.len() < PAGE;
+        start = page.last().map(|(k, _)| {
             let mut k = k.clone();
             k.push(0);
             k
         });
-        let page = s.scan(t, prefix, start.as_deref(), PAGE)?;
-        let done = page.len() < PAGE;
-        out.extend(page);
+        for (k, v) in page {
+            f(k, v)?;
+        }
         if done {
-            return Ok(out);
+            return Ok(());
         }
     }
+}
+
+/// Every row under `prefix`.
+fn scan_all(s: &dyn KvStore, t: Table, prefix: &[u8]) -> Result<Vec<Entry>, StoreError> {
+    let mut out = Vec::new();
+    for_each(s, t, prefix, |k, v| {
+        out.push((k, v));
+        Ok::<(), StoreError>(())
+    })?;
+    Ok(out)
 }
 
 /// Loads the machine's snapshot; `None` when the store holds no lifecycle state yet.
@@ -263,7 +281,7 @@ pub fn load(s: &dyn KvStore) -> Result<Option<Snapshot>, LoadError> {
     let mut snap = Snapshot { meta, ..Snapshot::default() };
     let open: std::collections::HashSet<Vec<u8>> =
         scan_all(s, Table::Tasks, b"o")?.into_iter().map(|(k, _)| k[1..].to_vec()).collect();
-    for (k, v) in scan_all(s, Table::Tasks, b"t")? {
+    for_each(s, Table::Tasks, b"t", |k, v| {
         let id = Hash32(k[1..].try_into().map_err(|_| corrupt(Table::Tasks, &k, "key length"))?);
         if open.contains(&k[1..]) {
             let rec: TaskRecord = parse(Table::Tasks, &k, &v)?;
@@ -274,15 +292,17 @@ pub fn load(s: &dyn KvStore) -> Result<Option<Snapshot>, LoadError> {
         } else {
             snap.finished.push(id);
         }
-    }
-    for (k, v) in scan_all(s, Table::Tasks, b"n")? {
+        Ok::<(), LoadError>(())
+    })?;
+    for_each(s, Table::Tasks, b"n", |k, v| {
         let parsed = (|| {
             let r = PubKey::from_bytes(k.get(1..33)?.try_into().ok()?)?;
             let n = u64::from_be_bytes(k.get(33..41)?.try_into().ok()?);
             Some((r, n, Hash32(v.as_slice().try_into().ok()?)))
         })();
         snap.nonces.push(parsed.ok_or_else(|| corrupt(Table::Tasks, &k, "nonce row"))?);
-    }
+        Ok::<(), LoadError>(())
+    })?;
     for (k, v) in scan_all(s, Table::Workers, b"")? {
         snap.workers.push(parse::<WorkerRecord>(Table::Workers, &k, &v)?);
     }
@@ -307,9 +327,10 @@ pub fn load(s: &dyn KvStore) -> Result<Option<Snapshot>, LoadError> {
         }
     }
     let prefix = [b"e".as_slice(), &snap.meta.next_epoch.to_be_bytes()].concat();
-    for (k, v) in scan_all(s, Table::Receipts, &prefix)? {
+    for_each(s, Table::Receipts, &prefix, |k, v| {
         snap.open_leaves.push(decode::<SignedReceipt>(Table::Receipts, &k, &v)?.id());
-    }
+        Ok::<(), LoadError>(())
+    })?;
     Ok(Some(snap))
 }
 

@@ -215,6 +215,7 @@ pub struct Metrics {
     requests_out: Counter,
     rate_limited: Counter,
     events_dropped: Counter,
+    graylisted: Gauge,
 }
 
 fn topic_label(t: Topic) -> Vec<(String, String)> {
@@ -258,6 +259,11 @@ impl Metrics {
             "Events the application could not take in time",
             self.events_dropped.clone(),
         );
+        r.register(
+            "cairn_p2p_graylisted_peers",
+            "Connected peers whose gossip score is below the graylist threshold (their gossip is ignored)",
+            self.graylisted.clone(),
+        );
     }
 }
 
@@ -284,6 +290,8 @@ pub struct MetricsSnapshot {
     pub rate_limited: u64,
     /// Events the application could not take in time.
     pub events_dropped: u64,
+    /// Connected peers below the graylist threshold (refreshed every second).
+    pub graylisted: i64,
 }
 
 impl Metrics {
@@ -300,6 +308,7 @@ impl Metrics {
             requests_out: self.requests_out.get(),
             rate_limited: self.rate_limited.get(),
             events_dropped: self.events_dropped.get(),
+            graylisted: self.graylisted.get(),
         }
     }
 }

@@ -94,6 +94,7 @@ impl EventLoop {
 
     pub(crate) async fn run(mut self) {
         let mut bootstrap = tokio::time::interval(Duration::from_secs(30));
+        let mut scores = tokio::time::interval(Duration::from_secs(1));
         loop {
             tokio::select! {
                 cmd = self.commands.recv() => match cmd {
@@ -109,9 +110,21 @@ impl EventLoop {
                     // Fails harmlessly while no peer is known.
                     let _ = self.swarm.behaviour_mut().kad.bootstrap();
                 }
+                _ = scores.tick() => self.count_graylisted(),
             }
         }
         tracing::debug!(target: "cairn::p2p", "event loop stopped");
+    }
+
+    /// Sets the graylisted-peers gauge: connected peers scored below the threshold.
+    fn count_graylisted(&self) {
+        let gs = &self.swarm.behaviour().gossipsub;
+        let n = self
+            .swarm
+            .connected_peers()
+            .filter(|p| gs.peer_score(p).is_some_and(|s| s < crate::behaviour::GRAYLIST_THRESHOLD))
+            .count();
+        self.metrics.graylisted.set(i64::try_from(n).unwrap_or(i64::MAX));
     }
 
     fn network(&self) -> Network {

@@ -332,3 +332,49 @@ pub async fn start_devnet(opts: cairn_coordinator::devnet::DevnetOptions) -> Run
             .expect("devnet did not start");
     (started, stop_tx, run)
 }
+
+/// The trivial executor of the end-to-end bench and the adversary test: the input,
+/// upper-cased, in process (a `command` class with the exact rule).
+pub struct Upper;
+
+impl cairn_worker::executor::Executor for Upper {
+    fn kind(&self) -> cairn_spec::ExecutorKind {
+        cairn_spec::ExecutorKind::Command
+    }
+    fn rule(&self) -> cairn_spec::ComparisonRule {
+        cairn_spec::ComparisonRule::ExactHash
+    }
+    fn run(&self, input: &[u8]) -> Result<Vec<u8>, cairn_worker::executor::ExecError> {
+        Ok(input.to_ascii_uppercase())
+    }
+}
+
+/// A running in-process worker agent: its stop switch and task.
+pub type Agent = (tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>);
+
+/// Starts a real worker agent (`cairn_worker::agent`) with its own data dir, libp2p node and
+/// journal, registered with the coordinator at `coord_p2p` once this returns.
+pub async fn start_agent(
+    dir: &std::path::Path,
+    coord_p2p: &str,
+    exec: std::sync::Arc<dyn cairn_worker::executor::Executor>,
+) -> (cairn_worker::agent::WorkerInfo, Agent) {
+    let cfg = cairn_worker::config::WorkerConfig {
+        network: "regtest".into(),
+        data_dir: dir.to_owned(),
+        payout_address: ADDR.into(),
+        coordinators: vec![cairn_worker::config::CoordinatorEntry { p2p: coord_p2p.into(), api: None }],
+        p2p_listen: vec!["/ip4/127.0.0.1/tcp/0".into()],
+        ..Default::default()
+    };
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let (info_tx, info_rx) = tokio::sync::oneshot::channel();
+    let h = tokio::spawn(async move {
+        let stop = async move {
+            let _ = stop_rx.await;
+        };
+        let hooks = cairn_worker::agent::Hooks { started: Some(info_tx), progress: None };
+        cairn_worker::agent::run(cfg, vec![exec], stop, hooks).await.unwrap();
+    });
+    (info_rx.await.expect("worker started"), (stop_tx, h))
+}
