@@ -10,6 +10,7 @@
 //! shows it decided, so it includes up to one polling round (printed as the resolution).
 //! Prints tasks/s, p50, p99 and max; asserts nothing about time.
 #![allow(
+    clippy::panic,
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::print_stdout,

@@ -32,8 +32,8 @@ use cairn_coordinator::lifecycle::{Effect, LifecycleConfig, Phase, Verified};
 use cairn_coordinator::store::RocksStore;
 use cairn_spec::work::commitment_value;
 use cairn_spec::{
-    AnchorPayload, Claim, Commitment, ComparisonRule, ExecutorKind, Hash32, Network, Payload, Registration,
-    Reveal, Signed, SigningKey, Task, TaskClass,
+    AnchorPayload, Claim, Commitment, ComparisonRule, ExecutorKind, Hash32, Network, Object, Payload,
+    Registration, Reveal, Signed, SigningKey, Task, TaskClass,
 };
 
 const WORKERS: u32 = 64;
@@ -204,8 +204,8 @@ fn result_for(id: &Hash32) -> Vec<u8> {
     id.0.to_vec()
 }
 
-fn salt() -> Hash32 {
-    Hash32([9; 32])
+fn salt() -> [u8; 32] {
+    [9; 32]
 }
 
 fn main() {
@@ -302,7 +302,7 @@ fn main() {
             extra_inputs: vec![],
             payload: *payload,
             payouts: vec![],
-            fee_rate: bitcoin::FeeRate::from_sat_per_vb_unchecked(2),
+            fee_rate: bitcoin::FeeRate::from_sat_per_vb_u32(2),
         };
         let built = build_anchor(&plan, &signer, &[3; 32]).unwrap();
         let bytes = bitcoin::consensus::serialize(&built.tx).len();
