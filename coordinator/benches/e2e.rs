@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 use cairn_spec::Hash32;
 
 const WORKERS: usize = 3;
-const REPLICATION: u32 = 2;
+const REPLICATION: u8 = 2;
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
@@ -50,31 +50,9 @@ fn main() {
 
 async fn run(total: usize, window: usize) {
     let dir = tempfile::tempdir().unwrap();
-    let toml = format!(
-        r#"
-network = "regtest"
-data_dir = "{}"
-[api]
-listen = "127.0.0.1:0"
-[bitcoin]
-mode = "none"
-[lifecycle]
-pow_difficulty = 4
-audit_min_ppm = 0
-epoch_interval_secs = 3600
-max_leases_per_worker = 1000
-[[class]]
-name = "upper"
-executor = "command"
-rule = "exact"
-replication = {REPLICATION}
-reward_per_unit = 10
-max_input_bytes = 4096
-lease_secs = 60
-reveal_secs = 60
-"#,
-        dir.path().join("coord").display(),
-    );
+    let class =
+        common::class_toml("upper", r#"executor = "command""#, r#""exact""#, REPLICATION, 10, 4096, 60);
+    let toml = common::node_toml(&dir.path().join("coord"), 4, "max_leases_per_worker = 1000", &class);
     let (info, stop, handle) = common::start_node(&toml).await;
     let api = info.api;
     let token = std::fs::read_to_string(dir.path().join("coord/operator.token")).unwrap().trim().to_string();

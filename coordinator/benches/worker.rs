@@ -93,32 +93,9 @@ fn main() {
 
 async fn protocol_overhead(m: MiniLm) {
     let dir = tempfile::tempdir().unwrap();
-    let toml = format!(
-        r#"
-network = "regtest"
-data_dir = "{}"
-[api]
-listen = "127.0.0.1:0"
-[bitcoin]
-mode = "none"
-[lifecycle]
-pow_difficulty = 4
-audit_min_ppm = 0
-epoch_interval_secs = 3600
-[[class]]
-name = "minilm"
-executor = "embedding"
-model_hash = "{}"
-rule = {{ cosine = 0.9999 }}
-replication = 1
-reward_per_unit = 10
-max_input_bytes = 65536
-lease_secs = 60
-reveal_secs = 60
-"#,
-        dir.path().display(),
-        models::MINILM_SHA256
-    );
+    let class =
+        common::class_toml("minilm", &common::minilm_executor(), "{ cosine = 0.9999 }", 1, 10, 65536, 60);
+    let toml = common::node_toml(dir.path(), 4, "", &class);
     let (info, stop, handle) = common::start_node(&toml).await;
     let token = std::fs::read_to_string(dir.path().join("operator.token")).unwrap().trim().to_string();
     let w = common::Worker::start(common::key(7), &info.p2p[0]).await;

@@ -62,30 +62,8 @@ async fn peer(seed: u32, coord_addr: &str) -> (Network, Arc<Mutex<Vec<Signed<Tas
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_honest_network_keeps_working_under_attack_and_the_flooder_is_graylisted() {
     let dir = tempfile::tempdir().unwrap();
-    let toml = format!(
-        r#"
-network = "regtest"
-data_dir = "{}"
-[api]
-listen = "127.0.0.1:0"
-[bitcoin]
-mode = "none"
-[lifecycle]
-pow_difficulty = 4
-audit_min_ppm = 0
-epoch_interval_secs = 3600
-[[class]]
-name = "upper"
-executor = "command"
-rule = "exact"
-replication = 2
-reward_per_unit = 10
-max_input_bytes = 4096
-lease_secs = 30
-reveal_secs = 30
-"#,
-        dir.path().join("coord").display(),
-    );
+    let class = common::class_toml("upper", r#"executor = "command""#, r#""exact""#, 2, 10, 4096, 30);
+    let toml = common::node_toml(&dir.path().join("coord"), 4, "", &class);
     let (info, stop, handle) = start_node(&toml).await;
     let api = info.api;
     let coord_addr = info.p2p[0].clone();

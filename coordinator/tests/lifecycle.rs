@@ -254,7 +254,16 @@ fn happy_path_receipts_epoch_settlement_payout() {
         ids.push(id);
         h.run_task(id, &ws, &|_| vec![i, 42]);
     }
-    assert!(matches!(h.effects.iter().filter(|e| matches!(e, Effect::Announce(_))).count(), 5));
+    // Every task was announced (again when an audit replica's slot opened), and nothing else.
+    let announced: std::collections::BTreeSet<Hash32> = h
+        .effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Announce(a) => Some(a.body.task.id()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(announced, ids.iter().copied().collect());
     for id in &ids {
         let rec = h.final_task(id);
         assert!(matches!(rec.phase, Phase::Decided { .. }), "{:?}", rec.phase);
@@ -935,6 +944,79 @@ fn no_escalation_when_no_other_worker_can_take_the_slot() {
                 Phase::Failed { reason, .. } => assert!(reason.contains("no other worker"), "{reason}"),
                 other => panic!("expected a failed task, got {other:?}"),
             }
+        }
+    }
+}
+
+/// Announcements of `id` among the effects since the last call.
+fn announced(h: &mut Harness, id: Hash32) -> usize {
+    let n = h.effects.iter().filter(|e| matches!(e, Effect::Announce(a) if a.body.task.id() == id)).count();
+    h.effects.clear();
+    n
+}
+
+#[test]
+fn a_slot_that_opens_is_announced_at_once() {
+    // A worker refused a full task hears of its next free slot from gossip at once, instead of
+    // waiting for the node's periodic re-announcement (found by the end-to-end bench: audit
+    // replicas waited up to 10 s).
+    let class = exact(1);
+    let mut h = Harness::new(vec![class.clone()], |c| c.tunables.audit_min_ppm = 0);
+    let ws = workers(4);
+    for w in &ws {
+        h.register(w);
+    }
+    let id = h.submit(&class, b"audited", None);
+    assert_eq!(announced(&mut h, id), 1, "a new task is announced");
+    h.claim(&ws[0], id).unwrap();
+    assert!(matches!(h.claim(&ws[1], id), Err(Refusal::Conflict(_))), "full");
+    assert_eq!(announced(&mut h, id), 0);
+    // A new worker's streak draws an audit replica (p = 1): its slot is announced.
+    h.commit(&ws[0], id, b"A").unwrap();
+    assert_eq!(h.m.open_task(&id).unwrap().wanted, 2);
+    assert_eq!(announced(&mut h, id), 1, "the audit replica's slot");
+    h.claim(&ws[1], id).unwrap();
+    h.commit(&ws[1], id, b"B").unwrap();
+    assert_eq!(announced(&mut h, id), 0, "every slot is held");
+    // Disagreement escalates: the new slot is announced.
+    h.reveal(&ws[0], id, b"A").unwrap();
+    h.reveal(&ws[1], id, b"B").unwrap();
+    assert_eq!(h.m.open_task(&id).unwrap().phase, Phase::Commit);
+    assert_eq!(announced(&mut h, id), 1, "the escalation's slot");
+    // An expired lease gives its slot back: announced when the tick finds it.
+    let exp = h.claim(&ws[2], id).unwrap();
+    assert_eq!(announced(&mut h, id), 0);
+    h.tick(exp - h.now);
+    assert_eq!(announced(&mut h, id), 1, "the expired lease's slot");
+    h.claim(&ws[3], id).unwrap();
+    h.commit(&ws[3], id, b"A").unwrap();
+    h.reveal(&ws[3], id, b"A").unwrap();
+    assert!(matches!(h.final_task(&id).phase, Phase::Decided { .. }));
+    assert_eq!(announced(&mut h, id), 0, "a decided task is not announced");
+}
+
+#[test]
+fn no_audit_replica_when_no_other_worker_can_take_it() {
+    // A network of one worker: an audit slot could never be filled and the task would wait
+    // in the commit phase for ever. With a second worker the same draw adds the slot.
+    let class = exact(1);
+    for n in [1, 2] {
+        let mut h = Harness::new(vec![class.clone()], |c| c.tunables.audit_min_ppm = 1_000_000);
+        let ws = workers(n);
+        for w in &ws {
+            h.register(w);
+        }
+        let id = h.submit(&class, b"alone", None);
+        h.claim(&ws[0], id).unwrap();
+        h.commit(&ws[0], id, b"ALONE").unwrap();
+        let rec = h.m.open_task(&id).unwrap();
+        if n == 1 {
+            assert!(matches!(rec.phase, Phase::Reveal { .. }), "{:?}", rec.phase);
+            assert_eq!(rec.wanted, 1);
+            h.reveal(&ws[0], id, b"ALONE").unwrap();
+            assert!(matches!(h.final_task(&id).phase, Phase::Decided { .. }));
+        } else {
+            assert_eq!((rec.phase.clone(), rec.wanted), (Phase::Commit, 2), "audited");
         }
     }
 }

@@ -17,8 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cairn_spec::{ComparisonRule, ExecutorKind, Hash32};
-use cairn_worker::agent::{self, Hooks, WorkerInfo};
-use cairn_worker::config::{CoordinatorEntry, WorkerConfig};
+use cairn_worker::agent::{self, Hooks};
 use cairn_worker::executor::embedding::MiniLm;
 use cairn_worker::executor::{ExecError, Executor};
 use cairn_worker::journal::Journal;
@@ -48,34 +47,6 @@ impl Executor for RandomVectors {
     }
 }
 
-fn worker_config(dir: &std::path::Path, coord_p2p: &str) -> WorkerConfig {
-    WorkerConfig {
-        network: "regtest".into(),
-        data_dir: dir.to_owned(),
-        payout_address: ADDR.into(),
-        coordinators: vec![CoordinatorEntry { p2p: coord_p2p.into(), api: None }],
-        p2p_listen: vec!["/ip4/127.0.0.1/tcp/0".into()],
-        ..Default::default()
-    }
-}
-
-async fn start_worker(
-    dir: &std::path::Path,
-    coord_p2p: &str,
-    exec: Arc<dyn Executor>,
-) -> (WorkerInfo, tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
-    let cfg = worker_config(dir, coord_p2p);
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let (info_tx, info_rx) = tokio::sync::oneshot::channel();
-    let h = tokio::spawn(async move {
-        let stop = async move {
-            let _ = stop_rx.await;
-        };
-        agent::run(cfg, vec![exec], stop, Hooks { started: Some(info_tx), progress: None }).await.unwrap();
-    });
-    (info_rx.await.expect("worker started"), stop_tx, h)
-}
-
 const SENTENCES: [&str; 10] = [
     "A man is playing a guitar.",
     "The cat sleeps on the warm windowsill.",
@@ -100,33 +71,13 @@ async fn three_honest_workers_and_a_cheater() {
     };
     let model = Arc::new(MiniLm::load(&model_dir, Some(models::minilm_sha256())).unwrap());
     let dir = tempfile::tempdir().unwrap();
-    let toml = format!(
-        r#"
-network = "regtest"
-data_dir = "{}"
-[api]
-listen = "127.0.0.1:0"
-[bitcoin]
-mode = "none"
-[lifecycle]
-pow_difficulty = 8
-audit_min_ppm = 0
-epoch_max_receipts = 40
-epoch_interval_secs = 3600
-max_escalations = 2
-[[class]]
-name = "minilm"
-executor = "embedding"
-model_hash = "{}"
-rule = {{ cosine = 0.9999 }}
-replication = 2
-reward_per_unit = 100
-max_input_bytes = 4096
-lease_secs = 60
-reveal_secs = 60
-"#,
-        dir.path().join("coord").display(),
-        models::MINILM_SHA256
+    let class =
+        common::class_toml("minilm", &common::minilm_executor(), "{ cosine = 0.9999 }", 2, 100, 4096, 60);
+    let toml = common::node_toml(
+        &dir.path().join("coord"),
+        8,
+        "epoch_max_receipts = 40\nmax_escalations = 2",
+        &class,
     );
     let (info, stop, handle) = start_node(&toml).await;
     let api = info.api;
@@ -135,11 +86,12 @@ reveal_secs = 60
 
     let mut workers = Vec::new();
     for i in 0..3 {
-        let w = start_worker(&dir.path().join(format!("w{i}")), &p2p, model.clone()).await;
+        let w = common::start_agent(&dir.path().join(format!("w{i}")), &p2p, model.clone()).await;
         assert_eq!(w.0.classes.len(), 1, "the embedding class is runnable");
         workers.push(w);
     }
-    let cheater = start_worker(&dir.path().join("cheat"), &p2p, Arc::new(RandomVectors(model.clone()))).await;
+    let cheater =
+        common::start_agent(&dir.path().join("cheat"), &p2p, Arc::new(RandomVectors(model.clone()))).await;
 
     let mut ids = Vec::new();
     for n in 0..50u64 {
@@ -178,7 +130,7 @@ reveal_secs = 60
     eprintln!("cheater: {cw}");
     assert_eq!(cw["status"], "banned", "{cw}");
     let mut credited = 0u64;
-    for (w, _, _) in &workers {
+    for (w, _) in &workers {
         let k = w.key.to_hex();
         let (_, v) = http(api, "GET", &format!("/v1/workers/{k}"), None, None);
         assert_eq!(v["status"], "active", "{v}");
@@ -206,7 +158,7 @@ reveal_secs = 60
     // its signed epoch headers, earnings read from the ledger.
     let (s, v) = http(api, "POST", "/v1/epochs/close", Some(&token), None);
     assert!(s < 300, "{s} {v}");
-    let mut cfg = worker_config(&dir.path().join("w0"), &p2p);
+    let mut cfg = common::agent_config(&dir.path().join("w0"), &p2p);
     cfg.coordinators[0].api = Some(format!("http://{api}"));
     let me = workers[0].0.key;
     let report = tokio::task::spawn_blocking(move || {
@@ -223,7 +175,7 @@ reveal_secs = 60
     assert!(c["earnings_sats"]["locked"].as_u64().unwrap() > 0, "{c}");
     assert_eq!(c["standing"]["status"], "active");
 
-    for (_, stop_w, h) in workers.into_iter().chain([cheater]) {
+    for (_, (stop_w, h)) in workers.into_iter().chain([cheater]) {
         let _ = stop_w.send(());
         let _ = h.await;
     }
@@ -291,7 +243,7 @@ async fn a_restarted_worker_reveals_what_it_committed() {
         timeout: Duration::from_secs(5),
         max_output_bytes: 1000,
     });
-    let (_, stop_w, h) = start_worker(&wdir, &info.p2p[0], exec).await;
+    let (_, (stop_w, h)) = common::start_agent(&wdir, &info.p2p[0], exec).await;
     // A new worker's results are audited (one extra replica): another worker takes it.
     let auditor = common::Worker::start(common::key(5), &info.p2p[0]).await;
     assert!(matches!(auditor.register(coord, 4).await, cairn_spec::ResponseBody::Ack));
@@ -364,7 +316,7 @@ async fn a_blob_input_is_fetched_checked_and_run() {
             timeout: Duration::from_secs(10),
             max_output_bytes: 1000,
         });
-        let mut cfg = worker_config(&dir.path().join(format!("w{i}")), &info.p2p[0]);
+        let mut cfg = common::agent_config(&dir.path().join(format!("w{i}")), &info.p2p[0]);
         cfg.limits.max_input_bytes = 2_000_000;
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let h = tokio::spawn(async move {

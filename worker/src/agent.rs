@@ -92,10 +92,8 @@ struct Shared {
     coords: Vec<Coord>,
     journal: Mutex<Journal>,
     journal_path: PathBuf,
-    /// Tasks seen and not taken, with when to look again: never for tasks this worker cannot
-    /// run; a little later for tasks that were fully claimed (an escalation may open a slot,
-    /// and the coordinator announces open tasks again).
-    skip: Mutex<HashMap<Hash32, u64>>,
+    /// Tasks seen and not taken (see [`Skip`]).
+    skip: Mutex<HashMap<Hash32, Skip>>,
     /// Tasks with a driver running.
     driving: Mutex<HashSet<Hash32>>,
     permits: Semaphore,
@@ -451,6 +449,7 @@ fn on_gossip(shared: &Arc<Shared>, message: GossipMessage) -> Acceptance {
     };
     match message {
         GossipMessage::Task(a) => {
+            let announced_at = a.body.announced_at;
             let task = a.body.task;
             let id = task.id();
             let now = unix_now();
@@ -465,7 +464,11 @@ fn on_gossip(shared: &Arc<Shared>, message: GossipMessage) -> Acceptance {
                     None => false,
                 })
                 .unwrap_or(true)
-                || shared.skip.lock().map(|s| s.get(&id).is_some_and(|until| now < *until)).unwrap_or(true);
+                || shared
+                    .skip
+                    .lock()
+                    .map(|s| s.get(&id).is_some_and(|k| k.passes_over(announced_at, now)))
+                    .unwrap_or(true);
             if known {
                 return Acceptance::Accept;
             }
@@ -481,7 +484,7 @@ fn on_gossip(shared: &Arc<Shared>, message: GossipMessage) -> Acceptance {
             };
             if let Some(why) = why_not {
                 tracing::debug!(target: "cairn::worker", task = %id, why, "task not taken");
-                skip(shared, id, u64::MAX, now);
+                skip(shared, id, Skip::FOREVER, now);
                 return Acceptance::Accept;
             }
             let Some((class, _)) = coord.classes.get(&task.class) else { return Acceptance::Accept };
@@ -507,14 +510,39 @@ fn on_gossip(shared: &Arc<Shared>, message: GossipMessage) -> Acceptance {
     }
 }
 
-/// Remembers not to look at `id` again before `until`. Bounded: when full, entries past their
-/// time and the permanent ones (cheap to judge again) are dropped.
-fn skip(shared: &Shared, id: Hash32, until: u64, now: u64) {
+/// A task seen and not taken: announcements of it made before `since` are passed over until
+/// `until`. A task this worker cannot run is passed over for good (`since` and `until` never
+/// come); a task whose claim was refused (fully claimed) only until it is announced again,
+/// since the coordinator announces a task again when a slot opens (an audit replica, an
+/// escalation, an expired lease), or for a few seconds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Skip {
+    until: u64,
+    since: u64,
+}
+
+impl Skip {
+    const FOREVER: Skip = Skip { until: u64::MAX, since: u64::MAX };
+
+    /// A refused claim at `now`.
+    fn refused(now: u64) -> Skip {
+        Skip { until: now.saturating_add(5), since: now }
+    }
+
+    /// Whether an announcement made at `announced_at` is passed over at `now`.
+    fn passes_over(&self, announced_at: u64, now: u64) -> bool {
+        now < self.until && announced_at < self.since
+    }
+}
+
+/// Remembers to pass over `id` (see [`Skip`]). Bounded: when full, entries past their time
+/// and the permanent ones (cheap to judge again) are dropped.
+fn skip(shared: &Shared, id: Hash32, what: Skip, now: u64) {
     if let Ok(mut sk) = shared.skip.lock() {
         if sk.len() >= 100_000 {
-            sk.retain(|_, u| *u > now && *u != u64::MAX);
+            sk.retain(|_, s| s.until > now && *s != Skip::FOREVER);
         }
-        sk.insert(id, until);
+        sk.insert(id, what);
     }
 }
 
@@ -621,7 +649,7 @@ async fn drive(s: &Arc<Shared>, mut job: Job) -> Result<(), AgentError> {
                         if code == 403 {
                             tracing::error!(target: "cairn::worker", coordinator = %job.coordinator, %message, "the coordinator refuses this worker");
                         }
-                        skip(s, job.id, now + 5, now);
+                        skip(s, job.id, Skip::refused(now), now);
                         return Ok(());
                     }
                     other => {
@@ -764,6 +792,15 @@ pub fn executors_from_config(cfg: &WorkerConfig) -> Result<Vec<Arc<dyn Executor>
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn a_refused_task_is_looked_at_again_when_announced_again() {
+        let refused = Skip::refused(100);
+        assert!(refused.passes_over(99, 100), "the announcement it was refused on");
+        assert!(!refused.passes_over(100, 101), "announced again (a slot opened)");
+        assert!(!refused.passes_over(99, 105), "or after a few seconds");
+        assert!(Skip::FOREVER.passes_over(u64::MAX - 1, u64::MAX - 1), "a class not run here");
+    }
 
     #[test]
     fn bond_proofs_verify_and_carry_the_internal_txid() {

@@ -1046,8 +1046,25 @@ impl Machine {
         step.sync = true;
     }
 
-    /// Moves a task forward as far as its state and the time allow.
+    /// Moves a task forward as far as its state and the time allow, and announces it again
+    /// when that opened a slot (an audit replica, an escalation, expired leases).
     fn advance(&mut self, id: &Hash32, now: u64, step: &mut Step) {
+        let before = self.open.get(id).map_or(0, unheld_slots);
+        self.advance_phases(id, now, step);
+        self.announce_if_reopened(id, before, now, step);
+    }
+
+    /// A task that gained slots nobody holds is announced at once: workers that were refused
+    /// a full task would otherwise wait for the periodic re-announcement to hear of them.
+    fn announce_if_reopened(&mut self, id: &Hash32, before: usize, now: u64, step: &mut Step) {
+        let Some(t) = self.open.get(id) else { return };
+        if unheld_slots(t) > before {
+            let ann = self.sign(TaskAnnouncement { task: t.task.clone(), announced_at: now });
+            step.effects.push(Effect::Announce(Box::new(ann)));
+        }
+    }
+
+    fn advance_phases(&mut self, id: &Hash32, now: u64, step: &mut Step) {
         loop {
             let Some(rec) = self.open.get_mut(id) else { return };
             let Some(class) = self.classes.get(&rec.task.class) else { return };
@@ -1089,6 +1106,9 @@ impl Machine {
                                 streak,
                                 self.cfg.tunables.audit_min_ppm,
                             )
+                            // An audit slot nobody could fill would hold the task for ever (a
+                            // network of one worker): audit only while someone else can join.
+                            && another_worker_can_join(&self.workers, rec)
                         {
                             rec.wanted += 1;
                             step.changes.push(Change::Task(Box::new(rec.clone())));
@@ -1202,15 +1222,7 @@ impl Machine {
                     // Escalate only when some admitted worker is not on the task yet: otherwise
                     // the extra slot could never be filled and the task would wait for ever
                     // (found by the long chaos run: three workers, all on an escalated task).
-                    let on_task: BTreeSet<PubKey> = self
-                        .open
-                        .get(id)
-                        .map(|r| r.assignments.iter().map(|a| a.worker).collect())
-                        .unwrap_or_default();
-                    let free = self
-                        .workers
-                        .values()
-                        .any(|w| w.banned.is_none() && w.bond_lost.is_none() && !on_task.contains(&w.key()));
+                    let free = self.open.get(id).is_some_and(|r| another_worker_can_join(&self.workers, r));
                     if committed < usize::from(max) && free {
                         let wanted = u8::try_from(committed + 1).unwrap_or(u8::MAX);
                         if let Some(rec) = self.open.get_mut(id) {
@@ -1383,6 +1395,7 @@ impl Machine {
             .collect();
         for id in ids {
             let Some(rec) = self.open.get_mut(&id) else { continue };
+            let before = unheld_slots(rec);
             if let Some(pos) =
                 rec.assignments.iter().position(|a| a.worker == *worker && a.revealed.is_none())
             {
@@ -1394,7 +1407,8 @@ impl Machine {
                 }
                 step.changes.push(Change::Task(Box::new(rec.clone())));
             }
-            self.advance(&id, now, step);
+            self.advance_phases(&id, now, step);
+            self.announce_if_reopened(&id, before, now, step);
         }
     }
 
@@ -1419,6 +1433,22 @@ fn aux_for(seed: &[u8; 32], id: &Hash32) -> [u8; 32] {
     pre.extend_from_slice(seed);
     pre.extend_from_slice(&id.0);
     sha256(&pre).0
+}
+
+/// Whether an admitted worker (neither banned nor with a lapsed bond) is not on the task yet.
+fn another_worker_can_join(workers: &BTreeMap<PubKey, WorkerRecord>, t: &TaskRecord) -> bool {
+    let on_task: BTreeSet<PubKey> = t.assignments.iter().map(|a| a.worker).collect();
+    workers.values().any(|w| w.banned.is_none() && w.bond_lost.is_none() && !on_task.contains(&w.key()))
+}
+
+/// Slots of a task in the commit phase that no assignment holds (a lease, live or not yet
+/// expired by a tick, or a commitment); none in any other phase.
+fn unheld_slots(t: &TaskRecord) -> usize {
+    if t.phase == Phase::Commit {
+        usize::from(t.wanted).saturating_sub(t.assignments.len())
+    } else {
+        0
+    }
 }
 
 fn max_replicas(class: &TaskClass, max_escalations: u8) -> u8 {

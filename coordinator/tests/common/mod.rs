@@ -254,8 +254,10 @@ sync_secs = 1
     )
 }
 
-/// A node config for tests: regtest, no Bitcoin, one exact class, cheap registration.
-pub fn test_config(dir: &std::path::Path) -> String {
+/// A coordinator config for nodes started in-process by tests and benches: regtest, the API
+/// on any free port, no Bitcoin, registration by `pow` bits of work, no adaptive audits,
+/// hour-long epochs. `lifecycle` adds lines to that section; `classes` are `[[class]]` blocks.
+pub fn node_toml(data_dir: &std::path::Path, pow: u32, lifecycle: &str, classes: &str) -> String {
     format!(
         r#"
 network = "regtest"
@@ -265,21 +267,50 @@ listen = "127.0.0.1:0"
 [bitcoin]
 mode = "none"
 [lifecycle]
-pow_difficulty = 4
+pow_difficulty = {pow}
 audit_min_ppm = 0
 epoch_interval_secs = 3600
-[[class]]
-name = "echo"
-executor = "command"
-rule = "exact"
-replication = 1
-reward_per_unit = 100
-max_input_bytes = 4096
-lease_secs = 30
-reveal_secs = 30
+{lifecycle}
+{classes}
 "#,
-        dir.display()
+        data_dir.display()
     )
+}
+
+/// One `[[class]]` block: `executor` is the executor's lines (kind, and a model hash where it
+/// has one), `rule` a TOML value; leases and reveal windows last `window_secs`.
+pub fn class_toml(
+    name: &str,
+    executor: &str,
+    rule: &str,
+    replication: u8,
+    reward_per_unit: u64,
+    max_input_bytes: u32,
+    window_secs: u32,
+) -> String {
+    format!(
+        r#"
+[[class]]
+name = "{name}"
+{executor}
+rule = {rule}
+replication = {replication}
+reward_per_unit = {reward_per_unit}
+max_input_bytes = {max_input_bytes}
+lease_secs = {window_secs}
+reveal_secs = {window_secs}
+"#
+    )
+}
+
+/// The executor lines of an all-MiniLM-L6-v2 class, pinned to the model's hash.
+pub fn minilm_executor() -> String {
+    format!("executor = \"embedding\"\nmodel_hash = \"{}\"", cairn_worker::models::MINILM_SHA256)
+}
+
+/// A node config for tests: regtest, no Bitcoin, one exact class, cheap registration.
+pub fn test_config(dir: &std::path::Path) -> String {
+    node_toml(dir, 4, "", &class_toml("echo", r#"executor = "command""#, r#""exact""#, 1, 100, 4096, 30))
 }
 
 pub fn free_port() -> u16 {
@@ -354,19 +385,25 @@ pub type Agent = (tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>)
 
 /// Starts a real worker agent (`cairn_worker::agent`) with its own data dir, libp2p node and
 /// journal, registered with the coordinator at `coord_p2p` once this returns.
-pub async fn start_agent(
-    dir: &std::path::Path,
-    coord_p2p: &str,
-    exec: std::sync::Arc<dyn cairn_worker::executor::Executor>,
-) -> (cairn_worker::agent::WorkerInfo, Agent) {
-    let cfg = cairn_worker::config::WorkerConfig {
+/// A worker agent's config: regtest, data in `dir`, one coordinator at `coord_p2p`, p2p on a
+/// free loopback port.
+pub fn agent_config(dir: &std::path::Path, coord_p2p: &str) -> cairn_worker::config::WorkerConfig {
+    cairn_worker::config::WorkerConfig {
         network: "regtest".into(),
         data_dir: dir.to_owned(),
         payout_address: ADDR.into(),
         coordinators: vec![cairn_worker::config::CoordinatorEntry { p2p: coord_p2p.into(), api: None }],
         p2p_listen: vec!["/ip4/127.0.0.1/tcp/0".into()],
         ..Default::default()
-    };
+    }
+}
+
+pub async fn start_agent(
+    dir: &std::path::Path,
+    coord_p2p: &str,
+    exec: std::sync::Arc<dyn cairn_worker::executor::Executor>,
+) -> (cairn_worker::agent::WorkerInfo, Agent) {
+    let cfg = agent_config(dir, coord_p2p);
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let (info_tx, info_rx) = tokio::sync::oneshot::channel();
     let h = tokio::spawn(async move {
