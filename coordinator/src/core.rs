@@ -111,7 +111,7 @@ impl Core {
         }
         let mut all = Step::default();
         let mut answers = Vec::new();
-        self.machine.set_group_commit(true);
+        self.machine.begin_group();
         for e in events {
             match f(&mut self.machine, e) {
                 Ok((t, step)) => {
@@ -121,10 +121,8 @@ impl Core {
                 Err(r) => answers.push(Err(r)),
             }
         }
-        self.machine.set_group_commit(false);
-        if !all.changes.is_empty() {
-            all.changes.push(crate::lifecycle::Change::Meta(Box::new(self.machine.meta().clone())));
-        }
+        let changed = !all.changes.is_empty();
+        all.changes.extend(self.machine.end_group(changed));
         self.sign_receipts(&mut all);
         let effects = self.persist(all)?;
         Ok((answers, effects))

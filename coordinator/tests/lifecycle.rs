@@ -664,7 +664,8 @@ fn group_commit_signs_every_receipt_and_writes_once() {
     let coord = key(1000);
     let now = 1_700_000_000;
     let store = Arc::new(MemoryStore::new());
-    let mut core = cairn_coordinator::core::Core::open(cfg, coord.clone(), store.clone(), now).unwrap();
+    let mut core =
+        cairn_coordinator::core::Core::open(cfg.clone(), coord.clone(), store.clone(), now).unwrap();
     let ws = workers(40);
     let mut reveals = Vec::new();
     for w in &ws {
@@ -725,6 +726,16 @@ fn group_commit_signs_every_receipt_and_writes_once() {
     let one = core.machine().sign_receipt(&stored[0].id());
     assert_eq!(one, stored[0].signature);
     core.machine().check_invariants().unwrap();
+    // The worker, ledger and lock rows a group writes once, at its end, are complete: a
+    // machine restored from the store agrees with the live one.
+    let live = core.machine();
+    let restored = Machine::restore(cfg, coord, ls::load(store.as_ref()).unwrap().unwrap()).unwrap();
+    assert_eq!(restored.meta(), live.meta());
+    assert_eq!(restored.workers().collect::<Vec<_>>(), live.workers().collect::<Vec<_>>());
+    for w in &ws {
+        assert!(live.balance(&w.public()).is_some_and(|e| e.locked == 200), "two accepted receipts each");
+        assert_eq!(restored.balance(&w.public()), live.balance(&w.public()));
+    }
 }
 
 #[test]

@@ -296,7 +296,19 @@ pub struct Machine {
     open_leaves: Vec<Hash32>,
     leases: HashMap<PubKey, u32>,
     group_commit: bool,
+    /// Rows a group commit changed, written once with their final value when it ends.
+    group_rows: GroupRows,
     nonces: HashMap<(PubKey, u64), Hash32>,
+}
+
+/// The worker, ledger and lock rows touched during a group commit: a burst of reveals from
+/// one worker would otherwise copy its record (with its kept rejections) once per receipt
+/// only for all but the last copy to be superseded.
+#[derive(Default)]
+struct GroupRows {
+    workers: BTreeSet<PubKey>,
+    ledger: BTreeSet<PubKey>,
+    locks: BTreeSet<(u32, PubKey)>,
 }
 
 /// Outcome of one slot when a task is decided.
@@ -336,6 +348,7 @@ impl Machine {
             open_leaves: Vec::new(),
             leases: HashMap::new(),
             group_commit: false,
+            group_rows: GroupRows::default(),
             nonces: HashMap::new(),
         }
     }
@@ -484,13 +497,41 @@ impl Machine {
         aux_for(&self.seed, id)
     }
 
-    /// Group commit mode, for a driver that persists many events as one step: receipts are
-    /// left unsigned (all-zero signatures) until `sign_receipt` fills them in, so they can be
-    /// signed on every core, and the counters (`Change::Meta`) are left out of each event's
-    /// step. The driver must sign every receipt and append the counters once before
-    /// persisting or publishing the group.
-    pub fn set_group_commit(&mut self, on: bool) {
-        self.group_commit = on;
+    /// Starts a group commit, for a driver that persists many events as one step: receipts
+    /// are left unsigned (all-zero signatures) until `sign_receipt` fills them in, so they can
+    /// be signed on every core; the counters (`Change::Meta`) and the worker, ledger and lock
+    /// rows that receipts touch are left out of each event's step. The driver must call
+    /// [`Machine::end_group`], add what it returns, and sign every receipt before persisting
+    /// or publishing the group.
+    pub fn begin_group(&mut self) {
+        self.group_commit = true;
+        self.group_rows = GroupRows::default();
+    }
+
+    /// Ends a group commit: the rows it left out, each once with its current value, and the
+    /// counters last (nothing when the group changed nothing).
+    pub fn end_group(&mut self, changed: bool) -> Vec<Change> {
+        self.group_commit = false;
+        let rows = std::mem::take(&mut self.group_rows);
+        let mut out = Vec::new();
+        for k in rows.workers {
+            if let Some(w) = self.workers.get(&k) {
+                out.push(Change::Worker(Box::new(w.clone())));
+            }
+        }
+        for k in rows.ledger {
+            if let Some(e) = self.ledger.get(&k) {
+                out.push(Change::Ledger(e.clone()));
+            }
+        }
+        for (epoch, worker) in rows.locks {
+            let amount = self.meta.locked.get(&epoch).and_then(|b| b.get(&worker)).copied().unwrap_or(0);
+            out.push(Change::Lock { epoch, worker, amount });
+        }
+        if changed || !out.is_empty() {
+            out.push(Change::Meta(Box::new(self.meta.clone())));
+        }
+        out
     }
 
     /// The coordinator's signature over a receipt id (the same one the machine would make).
@@ -1321,8 +1362,13 @@ impl Machine {
                     e.locked = e.locked.saturating_add(paid);
                     let bucket = self.meta.locked.entry(epoch).or_default().entry(a.worker).or_default();
                     *bucket = bucket.saturating_add(paid);
-                    step.changes.push(Change::Lock { epoch, worker: a.worker, amount: *bucket });
-                    step.changes.push(Change::Ledger(e.clone()));
+                    if self.group_commit {
+                        self.group_rows.locks.insert((epoch, a.worker));
+                        self.group_rows.ledger.insert(a.worker);
+                    } else {
+                        step.changes.push(Change::Lock { epoch, worker: a.worker, amount: *bucket });
+                        step.changes.push(Change::Ledger(e.clone()));
+                    }
                     w.streak = w.streak.saturating_add(1);
                     w.accepted += 1;
                 } else {
@@ -1359,7 +1405,11 @@ impl Machine {
                     step.changes.push(Change::Lock { epoch: h, worker: a.worker, amount: 0 });
                 }
             }
-            step.changes.push(Change::Worker(Box::new(w.clone())));
+            if self.group_commit {
+                self.group_rows.workers.insert(a.worker);
+            } else {
+                step.changes.push(Change::Worker(Box::new(w.clone())));
+            }
         }
         self.meta.locked.retain(|_, b| !b.is_empty());
         rec.phase = match (accepted, failure) {
