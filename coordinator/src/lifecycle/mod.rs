@@ -299,6 +299,9 @@ pub struct Machine {
     /// Rows a group commit changed, written once with their final value when it ends.
     group_rows: GroupRows,
     nonces: HashMap<(PubKey, u64), Hash32>,
+    /// `announced_at` of each open task's newest announcement (not persisted: after a restart
+    /// the periodic re-announcement starts over).
+    announced: HashMap<Hash32, u64>,
 }
 
 /// The worker, ledger and lock rows touched during a group commit: a burst of reveals from
@@ -350,6 +353,7 @@ impl Machine {
             group_commit: false,
             group_rows: GroupRows::default(),
             nonces: HashMap::new(),
+            announced: HashMap::new(),
         }
     }
 
@@ -665,6 +669,7 @@ impl Machine {
             escalations: 0,
             assignments: Vec::new(),
         };
+        self.announced.insert(id, now);
         let ann = self.sign(TaskAnnouncement { task, announced_at: now });
         self.open.insert(id, rec.clone());
         self.meta.counts.submitted += 1;
@@ -1100,7 +1105,12 @@ impl Machine {
     fn announce_if_reopened(&mut self, id: &Hash32, before: usize, now: u64, step: &mut Step) {
         let Some(t) = self.open.get(id) else { return };
         if unheld_slots(t) > before {
-            let ann = self.sign(TaskAnnouncement { task: t.task.clone(), announced_at: now });
+            // Each announcement of a task is a new gossip message: gossip drops a message it
+            // has seen (its id is the hash of its bytes), and the signature is deterministic,
+            // so a slot opening in the second the task was announced must carry a later time.
+            let at = self.announced.get(id).map_or(now, |last| now.max(last.saturating_add(1)));
+            let ann = self.sign(TaskAnnouncement { task: t.task.clone(), announced_at: at });
+            self.announced.insert(*id, at);
             step.effects.push(Effect::Announce(Box::new(ann)));
         }
     }
@@ -1308,6 +1318,7 @@ impl Machine {
         step: &mut Step,
     ) {
         let Some(mut rec) = self.open.remove(id) else { return };
+        self.announced.remove(id);
         let Some(class) = self.classes.get(&rec.task.class).cloned() else { return };
         let reward = class.reward_per_unit.saturating_mul(u64::from(rec.task.units));
         let epoch = self.meta.next_epoch;
