@@ -45,7 +45,10 @@ cpu="$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo 2>/dev/null |
     echo "## \`cargo bench --workspace --bench $b\`"
     echo
     # The bench's own description: its first doc-comment block.
-    src="$(ls spec/benches/$b.rs coordinator/benches/$b.rs 2>/dev/null | head -1)"
+    src=""
+    for f in "spec/benches/$b.rs" "coordinator/benches/$b.rs"; do
+      if [ -f "$f" ]; then src="$f"; break; fi
+    done
     if [ -n "$src" ]; then
       sed -n '/^\/\/!/!q; s/^\/\/! \{0,1\}//p' "$src"
       echo

@@ -624,6 +624,7 @@ async fn drive(s: &Arc<Shared>, mut job: Job) -> Result<(), AgentError> {
     let (peer, addr) = (coord.peer, coord.addr.clone());
     let me = s.key.public();
     let mut permit = None;
+    let mut early_polls = 0u32;
     loop {
         let now = unix_now();
         let action = job.next(now);
@@ -639,8 +640,9 @@ async fn drive(s: &Arc<Shared>, mut job: Job) -> Result<(), AgentError> {
                         s.save(&job)?;
                     }
                     Some(ResponseBody::Error { code: 429, message }) => {
+                        // Nothing promised yet: giving up costs nothing, so rate limits count here.
                         job.on_transient(message);
-                        tokio::time::sleep(Duration::from_millis(500)).await;
+                        tokio::time::sleep(busy_backoff()).await;
                     }
                     Some(ResponseBody::Error { code, message }) => {
                         // Not ours to run now (fully claimed, closed, unknown): nothing was
@@ -702,8 +704,8 @@ async fn drive(s: &Arc<Shared>, mut job: Job) -> Result<(), AgentError> {
                         permit = None;
                     }
                     Some(ResponseBody::Error { code: 429, message }) => {
-                        job.on_transient(message);
-                        tokio::time::sleep(Duration::from_millis(300)).await;
+                        job.on_busy(message);
+                        tokio::time::sleep(busy_backoff()).await;
                     }
                     // A lease that ran out: nothing of ours is held; the task may be retaken.
                     Some(ResponseBody::Error { code: 409, message }) if message.contains("lease expired") => {
@@ -735,11 +737,12 @@ async fn drive(s: &Arc<Shared>, mut job: Job) -> Result<(), AgentError> {
                     // Other replicas have not all committed yet: wait, without counting it
                     // as a failure (the reveal window bounds the wait).
                     Some(ResponseBody::Error { code: 425, .. }) => {
-                        tokio::time::sleep(Duration::from_millis(250)).await;
+                        early_polls += 1;
+                        tokio::time::sleep(reveal_poll(early_polls)).await;
                     }
                     Some(ResponseBody::Error { code: 429, message }) => {
-                        job.on_transient(message);
-                        tokio::time::sleep(Duration::from_millis(300)).await;
+                        job.on_busy(message);
+                        tokio::time::sleep(busy_backoff()).await;
                     }
                     // The coordinator holds no commitment of ours: start over if it offers the
                     // task again.
@@ -768,6 +771,21 @@ async fn drive(s: &Arc<Shared>, mut job: Job) -> Result<(), AgentError> {
             return s.save(&job);
         }
     }
+}
+
+/// How long to wait after a 429: half a second to a second, spread at random so the jobs
+/// of a worker (and the workers of a network) that were slowed together do not return
+/// together.
+fn busy_backoff() -> Duration {
+    let r = random32();
+    Duration::from_millis(500 + u64::from(u16::from_be_bytes([r[0], r[1]])) % 500)
+}
+
+/// How long to wait before asking again whether reveals are open: briefly at first (the
+/// other replicas usually commit within a second), then once a second, so many jobs waiting
+/// on slow replicas do not add up to a flood of requests.
+fn reveal_poll(polls: u32) -> Duration {
+    Duration::from_millis(if polls <= 8 { 250 } else { 1000 })
 }
 
 /// The executors `cfg` configures: the embedding model when enabled (its weights checked

@@ -196,6 +196,14 @@ impl Job {
         self.last_error = Some(error);
     }
 
+    /// The coordinator answered 429 (rate limited): it is alive and asks for less. Not a
+    /// failed attempt: a worker with many jobs waiting would otherwise give up honest work
+    /// while the coordinator is merely busy; the stage's own deadlines (lease, reveal window)
+    /// still bound the wait.
+    pub fn on_busy(&mut self, error: String) {
+        self.last_error = Some(error);
+    }
+
     /// A step was refused for good, or cannot be done.
     pub fn abandon(&mut self, reason: String) {
         self.give_up(reason, false);
@@ -249,6 +257,27 @@ mod tests {
             input: Payload::Inline(b"x".to_vec()),
         };
         Job::new(k.public(), task, Hash32([1; 32]), "c".into(), 30)
+    }
+
+    #[test]
+    fn being_rate_limited_is_not_a_failed_attempt() {
+        let mut j = job();
+        j.on_lease(u64::MAX);
+        j.on_executed(b"r".to_vec(), Hash32([1; 32]));
+        j.on_commit_ack(100, 60);
+        for _ in 0..10 * MAX_RETRIES {
+            j.on_busy("rate limited".into());
+        }
+        assert_eq!(j.next(101), Action::Reveal, "a busy coordinator is waited for");
+        assert_eq!(
+            j.next(100 + 60 + 30 + 1),
+            Action::Abandon("reveal window closed".into()),
+            "within the window"
+        );
+        for _ in 0..MAX_RETRIES {
+            j.on_transient("no answer".into());
+        }
+        assert!(matches!(j.next(101), Action::Abandon(_)), "failures still count");
     }
 
     #[test]
