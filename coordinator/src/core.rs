@@ -1,16 +1,27 @@
 //! The node's core: the lifecycle machine and the store it persists to, behind one lock.
 //! Every accepted event is written (one atomic batch, synced when it accepts a receipt, an
-//! epoch or a commitment) before its effects are returned, so nothing answered is ever lost.
+//! epoch or a commitment) before its answer and effects are released, so nothing answered is
+//! ever lost.
+//!
+//! Group commits are pipelined: the machine decides a group on the caller's thread while a
+//! writer thread signs the previous group's receipts, encodes it and writes it, in the order
+//! the groups were decided. A group's answers and effects come out of its [`Pending`] only
+//! once its write, and so every earlier one, is on disk; `machine()` waits for every write
+//! already handed over, so no reader sees state that is not on disk.
 //!
 //! Owns the order "decide, persist, then act". Must never perform an effect itself (the node
 //! gossips and anchors) and never keep running after a failed write: memory would be ahead of
-//! disk, so the core refuses everything until the node restarts from disk.
+//! disk, so the failing group, every group behind it and every later event are refused until
+//! the node restarts from disk.
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc, Condvar, Mutex};
 
 use thiserror::Error;
 
-use crate::lifecycle::{Effect, LifecycleConfig, Machine, Refusal, RestoreError, Step};
+use crate::lifecycle::{
+    Change, Effect, LifecycleConfig, Machine, ReceiptSigner, Refusal, RestoreError, Step,
+};
 use crate::lifecycle_store::{self as ls, LoadError};
 use crate::store::{KvStore, StoreError};
 
@@ -47,11 +58,172 @@ pub enum OpenError {
 /// Answers of a group commit, in order, and the effects of the accepted ones.
 pub type Batched<T> = (Vec<Result<T, Refusal>>, Vec<Effect>);
 
+/// Groups decided but not yet written, at most: the machine runs at most this far ahead of
+/// the disk (and of the answers), then waits for the writer.
+const WRITE_QUEUE: usize = 4;
+
+/// A decided group on its way to disk: its answers, released with its effects once its write
+/// is durable.
+#[must_use = "answers and effects are released only by waiting"]
+pub struct Pending<T> {
+    answers: Vec<Result<T, Refusal>>,
+    written: mpsc::Receiver<Result<Vec<Effect>, CoreError>>,
+}
+
+impl<T> Pending<T> {
+    /// Blocks until the group is on disk; then its answers and effects, or the write's error
+    /// (every answer is then void: the node must restart from disk).
+    pub fn wait(self) -> Result<Batched<T>, CoreError> {
+        let effects = self.written.recv().unwrap_or(Err(CoreError::Poisoned))?;
+        Ok((self.answers, effects))
+    }
+}
+
+/// How far the writer is: groups handed over and groups done (written or refused).
+#[derive(Default)]
+struct Progress {
+    counts: Mutex<(u64, u64)>,
+    done: Condvar,
+    poisoned: AtomicBool,
+}
+
+struct Job {
+    step: Step,
+    written: mpsc::SyncSender<Result<Vec<Effect>, CoreError>>,
+}
+
+/// The writer thread: signs, encodes and writes groups in the order they were handed over.
+struct Writer {
+    jobs: Option<mpsc::SyncSender<Job>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    progress: Arc<Progress>,
+}
+
+impl Writer {
+    fn start(store: Arc<dyn KvStore>, signer: ReceiptSigner) -> Self {
+        let (jobs, rx) = mpsc::sync_channel::<Job>(WRITE_QUEUE);
+        let progress = Arc::new(Progress::default());
+        let p = progress.clone();
+        let thread = std::thread::Builder::new()
+            .name("cairn-writer".into())
+            .spawn(move || {
+                for mut job in rx {
+                    let res = if p.poisoned.load(Ordering::SeqCst) {
+                        Err(CoreError::Poisoned)
+                    } else {
+                        sign_receipts(&signer, &mut job.step);
+                        write(store.as_ref(), &job.step).map(|()| std::mem::take(&mut job.step.effects))
+                    };
+                    if res.is_err() {
+                        p.poisoned.store(true, Ordering::SeqCst);
+                    }
+                    if let Ok(mut c) = p.counts.lock() {
+                        c.1 += 1;
+                    }
+                    p.done.notify_all();
+                    let _ = job.written.send(res);
+                }
+            })
+            .ok();
+        Writer { jobs: thread.as_ref().map(|_| jobs), thread, progress }
+    }
+
+    fn poisoned(&self) -> bool {
+        self.progress.poisoned.load(Ordering::SeqCst)
+    }
+
+    fn submit(&self, step: Step) -> Result<mpsc::Receiver<Result<Vec<Effect>, CoreError>>, CoreError> {
+        let jobs = self.jobs.as_ref().ok_or(CoreError::Poisoned)?;
+        let (written, rx) = mpsc::sync_channel(1);
+        if let Ok(mut c) = self.progress.counts.lock() {
+            c.0 += 1;
+        }
+        if jobs.send(Job { step, written }).is_err() {
+            self.progress.poisoned.store(true, Ordering::SeqCst);
+            return Err(CoreError::Poisoned);
+        }
+        Ok(rx)
+    }
+
+    /// Waits until every group handed over is done (or a write failed).
+    fn settle(&self) {
+        let Ok(mut c) = self.progress.counts.lock() else { return };
+        while c.1 < c.0 && !self.poisoned() {
+            match self.progress.done.wait(c) {
+                Ok(g) => c = g,
+                Err(_) => return,
+            }
+        }
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        // Every group handed over is written before the store can close.
+        drop(self.jobs.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn write(store: &dyn KvStore, step: &Step) -> Result<(), CoreError> {
+    if step.changes.is_empty() {
+        return Ok(());
+    }
+    store.write(&ls::batch_for(step)).map_err(|e| {
+        tracing::error!(target: "cairn::core", error = %e, "storage write failed; refusing further work");
+        CoreError::from(e)
+    })
+}
+
+/// Signs the step's unsigned receipts (a group commit leaves them unsigned) on every core,
+/// and puts the signatures into the receipts its effects carry.
+fn sign_receipts(signer: &ReceiptSigner, step: &mut Step) {
+    let mut slots: Vec<&mut cairn_spec::SignedReceipt> = step
+        .changes
+        .iter_mut()
+        .filter_map(|c| match c {
+            Change::Receipt { receipt, .. } if receipt.signature.0 == [0; 64] => Some(receipt.as_mut()),
+            _ => None,
+        })
+        .collect();
+    if slots.is_empty() {
+        return;
+    }
+    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let chunk = slots.len().div_ceil(threads).max(16);
+    std::thread::scope(|s| {
+        for part in slots.chunks_mut(chunk) {
+            s.spawn(move || {
+                for r in part.iter_mut() {
+                    r.signature = signer.sign(&r.id());
+                }
+            });
+        }
+    });
+    let signed: std::collections::HashMap<cairn_spec::Hash32, cairn_spec::Signature> = step
+        .changes
+        .iter()
+        .filter_map(|c| match c {
+            Change::Receipt { receipt, .. } => Some((receipt.id(), receipt.signature)),
+            _ => None,
+        })
+        .collect();
+    for e in &mut step.effects {
+        if let Effect::Receipt(r) = e {
+            if let Some(sig) = signed.get(&r.id()) {
+                r.signature = *sig;
+            }
+        }
+    }
+}
+
 /// The machine and its store.
 pub struct Core {
     machine: Machine,
     store: Arc<dyn KvStore>,
-    poisoned: bool,
+    writer: Writer,
 }
 
 impl Core {
@@ -67,16 +239,18 @@ impl Core {
             None => {
                 let m = Machine::new(cfg, key, now);
                 let mut b = crate::store::Batch::new();
-                ls::add(&mut b, &crate::lifecycle::Change::Meta(Box::new(m.meta().clone())));
+                ls::add(&mut b, &Change::Meta(Box::new(m.meta().clone())));
                 store.write(b.sync())?;
                 m
             }
         };
-        Ok(Core { machine, store, poisoned: false })
+        let writer = Writer::start(store.clone(), machine.receipt_signer());
+        Ok(Core { machine, store, writer })
     }
 
-    /// The machine (read-only).
+    /// The machine (read-only), once everything it decided is on disk.
     pub fn machine(&self) -> &Machine {
+        self.writer.settle();
         &self.machine
     }
 
@@ -86,27 +260,37 @@ impl Core {
     }
 
     /// Runs one event on the machine and persists its step; returns the event's answer and
-    /// the effects to perform.
+    /// the effects to perform, once the step is on disk.
     pub fn apply<T>(
         &mut self,
         f: impl FnOnce(&mut Machine) -> Result<(T, Step), Refusal>,
     ) -> Result<(T, Vec<Effect>), CoreError> {
-        if self.poisoned {
+        if self.writer.poisoned() {
             return Err(CoreError::Poisoned);
         }
         let (out, step) = f(&mut self.machine)?;
-        let effects = self.persist(step)?;
+        let effects = self.writer.submit(step)?.recv().unwrap_or(Err(CoreError::Poisoned))?;
         Ok((out, effects))
     }
 
-    /// Runs many events and persists them in one batch (group commit): answers in order,
-    /// each `Ok` only once the whole batch is on disk.
+    /// Runs many events and persists them in one batch (group commit), waiting until it is
+    /// on disk: answers in order, each `Ok` only once the whole batch is written.
     pub fn apply_many<E, T>(
         &mut self,
         events: impl IntoIterator<Item = E>,
-        mut f: impl FnMut(&mut Machine, E) -> Result<(T, Step), Refusal>,
+        f: impl FnMut(&mut Machine, E) -> Result<(T, Step), Refusal>,
     ) -> Result<Batched<T>, CoreError> {
-        if self.poisoned {
+        self.submit_many(events, f)?.wait()
+    }
+
+    /// Runs many events as one group and hands it to the writer: the caller waits on the
+    /// [`Pending`] (without holding the core) while the machine decides the next group.
+    pub fn submit_many<E, T>(
+        &mut self,
+        events: impl IntoIterator<Item = E>,
+        mut f: impl FnMut(&mut Machine, E) -> Result<(T, Step), Refusal>,
+    ) -> Result<Pending<T>, CoreError> {
+        if self.writer.poisoned() {
             return Err(CoreError::Poisoned);
         }
         let mut all = Step::default();
@@ -123,59 +307,7 @@ impl Core {
         }
         let changed = !all.changes.is_empty();
         all.changes.extend(self.machine.end_group(changed));
-        self.sign_receipts(&mut all);
-        let effects = self.persist(all)?;
-        Ok((answers, effects))
-    }
-
-    /// Signs the step's receipts on every core (they were left unsigned by the machine).
-    fn sign_receipts(&self, step: &mut Step) {
-        use crate::lifecycle::Change;
-        let mut slots: Vec<&mut cairn_spec::SignedReceipt> = step
-            .changes
-            .iter_mut()
-            .filter_map(|c| match c {
-                Change::Receipt { receipt, .. } => Some(receipt.as_mut()),
-                _ => None,
-            })
-            .collect();
-        let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-        let chunk = slots.len().div_ceil(threads).max(16);
-        let machine = &self.machine;
-        std::thread::scope(|s| {
-            for part in slots.chunks_mut(chunk) {
-                s.spawn(move || {
-                    for r in part.iter_mut() {
-                        r.signature = machine.sign_receipt(&r.id());
-                    }
-                });
-            }
-        });
-        let signed: std::collections::HashMap<cairn_spec::Hash32, cairn_spec::Signature> = step
-            .changes
-            .iter()
-            .filter_map(|c| match c {
-                Change::Receipt { receipt, .. } => Some((receipt.id(), receipt.signature)),
-                _ => None,
-            })
-            .collect();
-        for e in &mut step.effects {
-            if let Effect::Receipt(r) = e {
-                if let Some(sig) = signed.get(&r.id()) {
-                    r.signature = *sig;
-                }
-            }
-        }
-    }
-
-    fn persist(&mut self, step: Step) -> Result<Vec<Effect>, CoreError> {
-        if !step.changes.is_empty() {
-            if let Err(e) = self.store.write(&ls::batch_for(&step)) {
-                self.poisoned = true;
-                tracing::error!(target: "cairn::core", error = %e, "storage write failed; refusing further work");
-                return Err(e.into());
-            }
-        }
-        Ok(step.effects)
+        let written = self.writer.submit(all)?;
+        Ok(Pending { answers, written })
     }
 }

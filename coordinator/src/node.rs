@@ -191,6 +191,8 @@ pub async fn run(
     tracing::info!(target: "cairn::node", api = %api_addr, p2p = ?info.p2p, anchor_address = ?anchor_address, "serving");
     announce(&dir, info, started);
 
+    let (written_tx, written_rx) = mpsc::channel::<Written>(GROUPS_IN_FLIGHT);
+    let (fatal_tx, mut fatal_rx) = mpsc::channel::<CoreError>(1);
     let ctx = Ctx {
         terms,
         core: core.clone(),
@@ -198,7 +200,12 @@ pub async fn run(
         net: net.clone(),
         anchor: anchor_tx.clone(),
         metrics: metrics.clone(),
+        written: written_tx,
     };
+    // The answerer never decides groups: its copy of the context sends into a closed channel,
+    // so the group channel closes when the node's loop drops its context.
+    let answerer =
+        tokio::spawn(answer_groups(Ctx { written: mpsc::channel(1).0, ..ctx.clone() }, written_rx, fatal_tx));
     // Effects lost to a crash between a write and its effects are redone at start: open tasks
     // are announced again and the newest epoch handed to the anchor again (both idempotent).
     ctx.recover().await;
@@ -212,6 +219,7 @@ pub async fn run(
     let result: Result<(), NodeError> = loop {
         tokio::select! {
             _ = &mut shutdown => break Ok(()),
+            Some(e) = fatal_rx.recv() => break Err(e.into()),
             ev = events.recv() => match ev {
                 Some(NetworkEvent::Request { from, request, reply }) => {
                     // Group commit: take every request already waiting (up to a bound) and
@@ -273,9 +281,11 @@ pub async fn run(
     while let Ok(effects) = effects_rx.try_recv() {
         ctx.perform(effects).await;
     }
+    // Groups already decided are written and answered before the network stops.
+    drop(ctx);
+    let _ = answerer.await;
     net.shutdown().await;
     drop(anchor_tx);
-    drop(ctx);
     if let Some(h) = anchor_thread {
         let _ = tokio::task::spawn_blocking(move || h.join()).await;
     }
@@ -334,6 +344,7 @@ pub(crate) fn announce(dir: &Path, info: NodeInfo, started: Option<tokio::sync::
     }
 }
 
+#[derive(Clone)]
 struct Ctx {
     /// What `GetTerms` answers: fixed for the life of the process (config is read at start).
     terms: Arc<cairn_spec::Terms>,
@@ -343,6 +354,45 @@ struct Ctx {
     net: Network,
     anchor: Option<std::sync::mpsc::Sender<AnchorCmd>>,
     metrics: Arc<NodeMetrics>,
+    /// Groups decided and on their way to disk, answered in order by [`answer_groups`].
+    written: mpsc::Sender<Written>,
+}
+
+/// A group of worker messages decided by the machine: its answers (and effects) are sent
+/// once its write is on disk.
+struct Written {
+    pending: crate::core::Pending<ResponseBody>,
+    replies: Vec<ReplyToken>,
+}
+
+/// Groups in flight between the machine and their answers, at most (each holds up to
+/// `MAX_GROUP` requests); the next group waits for a place.
+const GROUPS_IN_FLIGHT: usize = 2;
+
+/// Answers each group once it is on disk, in the order the groups were decided, after
+/// performing its effects. A failed write answers the group with an error and stops: `fatal`
+/// tells the node's loop, which then stops the node.
+async fn answer_groups(ctx: Ctx, mut groups: mpsc::Receiver<Written>, fatal: mpsc::Sender<CoreError>) {
+    while let Some(Written { pending, replies }) = groups.recv().await {
+        let written =
+            tokio::task::spawn_blocking(move || pending.wait()).await.unwrap_or(Err(CoreError::Poisoned));
+        match written {
+            Ok((results, effects)) => {
+                ctx.perform(effects).await;
+                for (reply, answer) in replies.into_iter().zip(results) {
+                    ctx.respond(reply, answer).await;
+                }
+            }
+            Err(e) => {
+                for reply in replies {
+                    let body = ResponseBody::Error { code: 500, message: "node unavailable".into() };
+                    let _ = ctx.net.respond(reply, body).await;
+                }
+                let _ = fatal.send(e).await;
+                return;
+            }
+        }
+    }
 }
 
 impl Ctx {
@@ -503,9 +553,9 @@ impl Ctx {
         Ok(())
     }
 
-    /// Answers a group of requests: reads at once; worker messages checked (sender bound to
-    /// signer, signature) off the async threads, then applied and persisted in one batch, and
-    /// answered only after that batch is on disk.
+    /// Answers a group of requests: reads and refusals at once; worker messages checked
+    /// (sender bound to signer, signature) off the async threads, then decided as one group
+    /// and handed to the writer; `answer_groups` answers them once that group is on disk.
     async fn on_requests(&self, batch: Vec<(Peer, Request, ReplyToken)>) -> Result<(), NodeError> {
         let now = unix_now();
         let mut answers: Vec<(ReplyToken, Result<ResponseBody, Refusal>)> = Vec::new();
@@ -537,16 +587,18 @@ impl Ctx {
                 }
             }
             let core = self.core.clone();
-            let applied = tokio::task::spawn_blocking(move || match core.lock() {
-                Ok(mut c) => c.apply_many(msgs, |m, msg| dispatch(m, msg, now)),
+            let decided = tokio::task::spawn_blocking(move || match core.lock() {
+                Ok(mut c) => c.submit_many(msgs, |m, msg| dispatch(m, msg, now)),
                 Err(_) => Err(CoreError::Poisoned),
             })
             .await
             .unwrap_or(Err(CoreError::Poisoned));
-            match applied {
-                Ok((results, effects)) => {
-                    answers.extend(replies.into_iter().zip(results));
-                    self.perform(effects).await;
+            match decided {
+                Ok(pending) => {
+                    // Answered once on disk, while the next group is checked and decided.
+                    if self.written.send(Written { pending, replies }).await.is_err() {
+                        return Err(CoreError::Poisoned.into());
+                    }
                 }
                 Err(e) => {
                     for reply in replies {
@@ -558,22 +610,26 @@ impl Ctx {
             }
         }
         for (reply, answer) in answers {
-            let body = match answer {
-                Ok(b) => {
-                    self.metrics.accepted_messages.inc();
-                    b
-                }
-                Err(r) => {
-                    self.metrics.refusals.inc();
-                    tracing::debug!(target: "cairn::node", reason = %r, "request refused");
-                    ResponseBody::Error { code: r.code(), message: r.to_string() }
-                }
-            };
-            if let Err(e) = self.net.respond(reply, body).await {
-                tracing::debug!(target: "cairn::node", error = %e, "response not sent");
-            }
+            self.respond(reply, answer).await;
         }
         Ok(())
+    }
+
+    async fn respond(&self, reply: ReplyToken, answer: Result<ResponseBody, Refusal>) {
+        let body = match answer {
+            Ok(b) => {
+                self.metrics.accepted_messages.inc();
+                b
+            }
+            Err(r) => {
+                self.metrics.refusals.inc();
+                tracing::debug!(target: "cairn::node", reason = %r, "request refused");
+                ResponseBody::Error { code: r.code(), message: r.to_string() }
+            }
+        };
+        if let Err(e) = self.net.respond(reply, body).await {
+            tracing::debug!(target: "cairn::node", error = %e, "response not sent");
+        }
     }
 
     fn read(&self, body: RequestBody) -> Result<ResponseBody, Refusal> {

@@ -7,7 +7,7 @@ use cairn_coordinator::lifecycle::{
     Effect, LifecycleConfig, Machine, PayoutStatus, Phase, Refusal, Step, Verified,
 };
 use cairn_coordinator::lifecycle_store as ls;
-use cairn_coordinator::store::{KvStore, MemoryStore};
+use cairn_coordinator::store::{KvStore, MemoryStore, StoreError, Table};
 use cairn_spec::task::PPB;
 use cairn_spec::work::commitment_value;
 use cairn_spec::{
@@ -1040,4 +1040,91 @@ fn no_audit_replica_when_no_other_worker_can_take_it() {
             assert_eq!((rec.phase.clone(), rec.wanted), (Phase::Commit, 2), "audited");
         }
     }
+}
+
+/// A store whose writes can be held back (while `gate` is locked) and made to fail.
+struct GatedStore {
+    inner: MemoryStore,
+    gate: std::sync::Mutex<()>,
+    fail: std::sync::atomic::AtomicBool,
+}
+
+impl KvStore for GatedStore {
+    fn get(&self, t: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.inner.get(t, key)
+    }
+    fn write(&self, batch: &cairn_coordinator::store::Batch) -> Result<(), StoreError> {
+        let _held = self.gate.lock().unwrap();
+        if self.fail.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(StoreError::Engine("disk full (test)".into()));
+        }
+        self.inner.write(batch)
+    }
+    fn scan(
+        &self,
+        t: Table,
+        prefix: &[u8],
+        start: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<cairn_coordinator::store::Entry>, StoreError> {
+        self.inner.scan(t, prefix, start, limit)
+    }
+}
+
+#[test]
+fn a_group_is_answered_only_once_written_and_a_failed_write_refuses_every_later_group() {
+    use cairn_coordinator::core::{Core, CoreError};
+    use std::sync::Arc;
+    let mut cfg = LifecycleConfig::new(NET, vec![exact(1)]);
+    cfg.tunables.pow_difficulty = 0;
+    let coord = key(1000);
+    let now = 1_700_000_000;
+    let store = Arc::new(GatedStore {
+        inner: MemoryStore::new(),
+        gate: std::sync::Mutex::new(()),
+        fail: false.into(),
+    });
+    let mut core = Core::open(cfg, coord.clone(), store.clone(), now).unwrap();
+    let ws = workers(4);
+    let reg = |w: &SigningKey| {
+        Verified::check(Signed::sign(registration(coord.public(), w, now), w, &[0; 32])).unwrap()
+    };
+    let stored = |w: &SigningKey| store.inner.get(Table::Workers, w.public().as_bytes()).unwrap().is_some();
+
+    // Writes held back: the machine decides two groups, neither is answered nor on disk.
+    let gate = store.gate.lock().unwrap();
+    let first = core.submit_many([reg(&ws[0])], |m, v| Ok(((), m.register(v, now)?))).unwrap();
+    let second = core.submit_many([reg(&ws[1])], |m, v| Ok(((), m.register(v, now)?))).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let waiter = std::thread::spawn(move || {
+        for p in [first, second] {
+            tx.send(p.wait().map(|(answers, _)| answers.len()).map_err(|e| e.to_string())).unwrap();
+        }
+    });
+    assert!(rx.recv_timeout(std::time::Duration::from_millis(300)).is_err(), "answered before written");
+    assert!(!stored(&ws[0]) && !stored(&ws[1]));
+    drop(gate);
+    assert_eq!(rx.recv().unwrap(), Ok(1));
+    assert_eq!(rx.recv().unwrap(), Ok(1));
+    waiter.join().unwrap();
+    assert!(stored(&ws[0]) && stored(&ws[1]));
+    // Reads through the core see only what is on disk: it waits for the writer.
+    assert_eq!(core.machine().workers().count(), 2);
+
+    // A write fails with a later group already decided behind it: the failing group gets the
+    // storage error, the one behind it and every later event are refused, nothing is written.
+    let gate = store.gate.lock().unwrap();
+    store.fail.store(true, std::sync::atomic::Ordering::SeqCst);
+    let failing = core.submit_many([reg(&ws[2])], |m, v| Ok(((), m.register(v, now)?))).unwrap();
+    let behind = core.submit_many([reg(&ws[3])], |m, v| Ok(((), m.register(v, now)?))).unwrap();
+    drop(gate);
+    assert!(matches!(failing.wait(), Err(CoreError::Store(_))));
+    store.fail.store(false, std::sync::atomic::Ordering::SeqCst);
+    assert!(matches!(behind.wait(), Err(CoreError::Poisoned)));
+    assert!(matches!(core.apply(|m| Ok(((), m.tick(now)))), Err(CoreError::Poisoned)));
+    assert!(matches!(
+        core.submit_many([reg(&ws[3])], |m, v| Ok(((), m.register(v, now)?))),
+        Err(CoreError::Poisoned)
+    ));
+    assert!(!stored(&ws[2]) && !stored(&ws[3]));
 }

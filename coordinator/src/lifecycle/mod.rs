@@ -543,6 +543,12 @@ impl Machine {
         self.key.sign(id, &self.aux(id))
     }
 
+    /// What signs this machine's receipts, for a driver that signs a group's receipts on
+    /// another thread than the one running the machine.
+    pub fn receipt_signer(&self) -> ReceiptSigner {
+        ReceiptSigner { key: self.key.clone(), seed: self.seed }
+    }
+
     fn sign<T: Object + Signer>(&self, body: T) -> Signed<T> {
         let aux = self.aux(&body.id());
         Signed::sign(body, &self.key, &aux)
@@ -1484,6 +1490,21 @@ impl Step {
     fn with_meta(mut self, meta: &MetaState) -> Step {
         self.changes.push(Change::Meta(Box::new(meta.clone())));
         self
+    }
+}
+
+/// The coordinator's key and the machine's signing seed: signs receipt ids exactly as the
+/// machine does (`Machine::sign_receipt`), without the machine.
+#[derive(Clone)]
+pub struct ReceiptSigner {
+    key: SigningKey,
+    seed: [u8; 32],
+}
+
+impl ReceiptSigner {
+    /// The signature over a receipt id.
+    pub fn sign(&self, id: &Hash32) -> cairn_spec::Signature {
+        self.key.sign(id, &aux_for(&self.seed, id))
     }
 }
 
