@@ -42,16 +42,18 @@ fn threads() -> usize {
     std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
 }
 
-/// Verifies in parallel on every core, keeping order.
+/// Verifies in parallel on every core, keeping order (as the node checks a group).
 fn verify_all(reveals: Vec<Signed<Reveal>>) -> Vec<Verified<Reveal>> {
-    let n = threads();
-    let chunk = reveals.len().div_ceil(n).max(1);
+    let per = reveals.len().div_ceil(threads()).max(1);
+    let mut parts = Vec::new();
+    let mut it = reveals.into_iter().peekable();
+    while it.peek().is_some() {
+        parts.push(it.by_ref().take(per).collect::<Vec<_>>());
+    }
     std::thread::scope(|s| {
-        let handles: Vec<_> = reveals
-            .chunks(chunk)
-            .map(|c| {
-                s.spawn(move || c.iter().map(|r| Verified::check(r.clone()).unwrap()).collect::<Vec<_>>())
-            })
+        let handles: Vec<_> = parts
+            .into_iter()
+            .map(|c| s.spawn(move || c.into_iter().map(|r| Verified::check(r).unwrap()).collect::<Vec<_>>()))
             .collect();
         handles.into_iter().flat_map(|h| h.join().unwrap()).collect()
     })

@@ -569,13 +569,9 @@ impl Ctx {
         }
         if !work.is_empty() {
             let rpc = self.bond_rpc.clone();
-            let checked = tokio::task::spawn_blocking(move || {
-                work.into_iter()
-                    .map(|(from, body, reply)| (reply, check(&from, body, rpc.as_deref())))
-                    .collect::<Vec<_>>()
-            })
-            .await
-            .unwrap_or_default();
+            let checked = tokio::task::spawn_blocking(move || check_all(work, rpc.as_deref()))
+                .await
+                .unwrap_or_default();
             let (mut replies, mut msgs) = (Vec::new(), Vec::new());
             for (reply, c) in checked {
                 match c {
@@ -657,6 +653,34 @@ enum WorkerMsg {
 
 /// Worker messages must come from the worker's own node (its libp2p identity is its protocol
 /// key), so a relayed or replayed message from elsewhere is refused; then the signature.
+/// Checks a group's messages on every core (signature verification is most of the node's
+/// work per message), keeping their order.
+fn check_all(
+    work: Vec<(Peer, RequestBody, ReplyToken)>,
+    rpc: Option<&BitcoinCoreRpc>,
+) -> Vec<(ReplyToken, Result<WorkerMsg, Refusal>)> {
+    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    // Below a few messages per core a thread costs more than it saves.
+    let per = work.len().div_ceil(threads).max(32);
+    let mut parts: Vec<Vec<(Peer, RequestBody, ReplyToken)>> = Vec::new();
+    let mut it = work.into_iter().peekable();
+    while it.peek().is_some() {
+        parts.push(it.by_ref().take(per).collect());
+    }
+    let one = |part: Vec<(Peer, RequestBody, ReplyToken)>| {
+        part.into_iter().map(|(from, body, reply)| (reply, check(&from, body, rpc))).collect::<Vec<_>>()
+    };
+    if parts.len() <= 1 {
+        return parts.into_iter().flat_map(one).collect();
+    }
+    std::thread::scope(|s| {
+        let handles: Vec<_> = parts.into_iter().map(|p| s.spawn(move || one(p))).collect();
+        // A checker cannot panic on bad input (every decoder and check returns a refusal);
+        // should one panic anyway, its messages get no answer rather than a wrong one.
+        handles.into_iter().flat_map(|h| h.join().unwrap_or_default()).collect()
+    })
+}
+
 fn check(from: &Peer, body: RequestBody, rpc: Option<&BitcoinCoreRpc>) -> Result<WorkerMsg, Refusal> {
     let bound = |signer: &cairn_spec::PubKey| {
         if from.protocol_key().as_ref() == Some(signer) {
