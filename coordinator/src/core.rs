@@ -3,9 +3,9 @@
 //! epoch or a commitment) before its answer and effects are released, so nothing answered is
 //! ever lost.
 //!
-//! Group commits are pipelined: the machine decides a group on the caller's thread while a
-//! writer thread signs the previous group's receipts, encodes it and writes it, in the order
-//! the groups were decided. A group's answers and effects come out of its [`Pending`] only
+//! Group commits are pipelined: the machine decides a group on the caller's thread while one
+//! thread signs and encodes the previous group and another writes the one before, each in
+//! the order the groups were decided. A group's answers and effects come out of its [`Pending`] only
 //! once its write, and so every earlier one, is on disk; `machine()` waits for every write
 //! already handed over, so no reader sees state that is not on disk.
 //!
@@ -92,40 +92,57 @@ struct Job {
     written: mpsc::SyncSender<Result<Vec<Effect>, CoreError>>,
 }
 
-/// The writer thread: signs, encodes and writes groups in the order they were handed over.
+/// A group signed and encoded, on its way to the store.
+struct Encoded {
+    batch: Option<crate::store::Batch>,
+    effects: Vec<Effect>,
+    written: mpsc::SyncSender<Result<Vec<Effect>, CoreError>>,
+}
+
+/// The writer: one thread signs and encodes groups, another writes them, both in the order
+/// the groups were handed over.
 struct Writer {
     jobs: Option<mpsc::SyncSender<Job>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
     progress: Arc<Progress>,
 }
 
 impl Writer {
     fn start(store: Arc<dyn KvStore>, signer: ReceiptSigner) -> Self {
         let (jobs, rx) = mpsc::sync_channel::<Job>(WRITE_QUEUE);
+        let (encoded_tx, encoded) = mpsc::sync_channel::<Encoded>(1);
         let progress = Arc::new(Progress::default());
         let p = progress.clone();
-        let thread = std::thread::Builder::new()
-            .name("cairn-writer".into())
-            .spawn(move || {
-                for mut job in rx {
-                    let res = if p.poisoned.load(Ordering::SeqCst) {
-                        Err(CoreError::Poisoned)
-                    } else {
-                        sign_receipts(&signer, &mut job.step);
-                        write(store.as_ref(), &job.step).map(|()| std::mem::take(&mut job.step.effects))
-                    };
-                    if res.is_err() {
-                        p.poisoned.store(true, Ordering::SeqCst);
-                    }
-                    if let Ok(mut c) = p.counts.lock() {
-                        c.1 += 1;
-                    }
-                    p.done.notify_all();
-                    let _ = job.written.send(res);
+        // Two stages, so the receipts of group N+1 are signed while group N is written.
+        let sign = std::thread::Builder::new().name("cairn-signer".into()).spawn(move || {
+            for Job { mut step, written } in rx {
+                sign_receipts(&signer, &mut step);
+                let batch = (!step.changes.is_empty()).then(|| ls::batch_for(&step));
+                if encoded_tx.send(Encoded { batch, effects: step.effects, written }).is_err() {
+                    return;
                 }
-            })
-            .ok();
-        Writer { jobs: thread.as_ref().map(|_| jobs), thread, progress }
+            }
+        });
+        let write = std::thread::Builder::new().name("cairn-writer".into()).spawn(move || {
+            for Encoded { batch, effects, written } in encoded {
+                let res = if p.poisoned.load(Ordering::SeqCst) {
+                    Err(CoreError::Poisoned)
+                } else {
+                    batch.as_ref().map_or(Ok(()), |b| write(store.as_ref(), b)).map(|()| effects)
+                };
+                if res.is_err() {
+                    p.poisoned.store(true, Ordering::SeqCst);
+                }
+                if let Ok(mut c) = p.counts.lock() {
+                    c.1 += 1;
+                }
+                p.done.notify_all();
+                let _ = written.send(res);
+            }
+        });
+        let threads: Vec<_> = [sign, write].into_iter().filter_map(Result::ok).collect();
+        let jobs = (threads.len() == 2).then_some(jobs);
+        Writer { jobs, threads, progress }
     }
 
     fn poisoned(&self) -> bool {
@@ -161,17 +178,14 @@ impl Drop for Writer {
     fn drop(&mut self) {
         // Every group handed over is written before the store can close.
         drop(self.jobs.take());
-        if let Some(t) = self.thread.take() {
+        for t in self.threads.drain(..) {
             let _ = t.join();
         }
     }
 }
 
-fn write(store: &dyn KvStore, step: &Step) -> Result<(), CoreError> {
-    if step.changes.is_empty() {
-        return Ok(());
-    }
-    store.write(&ls::batch_for(step)).map_err(|e| {
+fn write(store: &dyn KvStore, batch: &crate::store::Batch) -> Result<(), CoreError> {
+    store.write(batch).map_err(|e| {
         tracing::error!(target: "cairn::core", error = %e, "storage write failed; refusing further work");
         CoreError::from(e)
     })
