@@ -14,6 +14,10 @@ use crate::codec::{DecodeError, Reader, Writer};
 use crate::hash::Hash32;
 
 static SECP: LazyLock<Secp256k1<secp256k1::All>> = LazyLock::new(Secp256k1::new);
+/// Signing goes through the newer libsecp256k1 (a faster generator multiplication); the
+/// signatures are the same.
+static SIGNER: LazyLock<::secp256k1::Secp256k1<::secp256k1::SignOnly>> =
+    LazyLock::new(::secp256k1::Secp256k1::signing_only);
 
 /// A BIP340 x-only public key. Equality, order and hashing follow the 32 serialized bytes,
 /// which is also the canonical encoding.
@@ -144,6 +148,8 @@ impl<'de> serde::Deserialize<'de> for Signature {
 #[derive(Clone)]
 pub struct SigningKey {
     keypair: Keypair,
+    /// The same key for the protocol signer.
+    signer: ::secp256k1::Keypair,
     public: PubKey,
 }
 
@@ -151,9 +157,10 @@ impl SigningKey {
     /// From 32 secret bytes; fails for zero or values not below the curve order.
     pub fn from_secret_bytes(secret: [u8; 32]) -> Option<Self> {
         let keypair = Keypair::from_seckey_slice(&SECP, &secret).ok()?;
+        let signer = ::secp256k1::Keypair::from_seckey_byte_array(&*SIGNER, secret).ok()?;
         let (x, _parity) = keypair.x_only_public_key();
         let public = PubKey { bytes: x.serialize(), key: x };
-        Some(SigningKey { keypair, public })
+        Some(SigningKey { keypair, signer, public })
     }
 
     /// The secret bytes, for writing the key file. Handle with care.
@@ -174,9 +181,7 @@ impl SigningKey {
     /// BIP340-signs a 32-byte object id. `aux_rand` is the auxiliary randomness of BIP340
     /// (fresh random bytes in production; fixed bytes in test vectors).
     pub fn sign(&self, id: &Hash32, aux_rand: &[u8; 32]) -> Signature {
-        let msg = Message::from_digest(id.0);
-        let sig = SECP.sign_schnorr_with_aux_rand(&msg, &self.keypair, aux_rand);
-        Signature(sig.serialize())
+        Signature(SIGNER.sign_schnorr_with_aux_rand(&id.0, &self.signer, aux_rand).to_byte_array())
     }
 }
 
