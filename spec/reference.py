@@ -39,7 +39,7 @@ TAGS = [
     "cairn/content", "cairn/task-class", "cairn/task", "cairn/commitment",
     "cairn/commit-message", "cairn/reveal", "cairn/registration", "cairn/receipt",
     "cairn/ledger-entry", "cairn/merkle-node", "cairn/merkle-empty", "cairn/epoch-header",
-    "cairn/task-announcement", "cairn/claim", "cairn/bond",
+    "cairn/task-announcement", "cairn/claim", "cairn/bond", "cairn/receipt-batch",
 ]
 
 # ----------------------------------------------------------------------------- §4 BIP340
@@ -375,6 +375,9 @@ def dec_reveal(r):
     r.take(32)
 
 
+RECEIPT_BODY_LEN = 180  # §5.7: the unsigned receipt has a fixed length
+
+
 def enc_receipt(j):
     v, reason = VERDICTS[j["verdict"]]
     return (b"\x01" + u(NETWORKS[j["network"]], 1) + h(j["coordinator"]) + u(j["epoch"], 4) + h(j["task"])
@@ -494,7 +497,7 @@ def decode_with(dec, b):
 def decode_object(ty, b):
     """Returns the error code of decoding b as ty (signed types end with a signature)."""
     _, _, dec, signer = OBJECTS[ty]
-    return decode_with((lambda r: (dec(r), r.take(64))) if signer else dec, b)
+    return decode_with((lambda r: dec_signed(r, ty)) if signer else dec, b)
 
 
 # ----------------------------------------------------------------------------- §6 Merkle
@@ -538,6 +541,36 @@ def merkle_fold(leaf, index, count, siblings):
     for side, s in merkle_steps(index, count, siblings):
         hh = node(s, hh) if side == "left" else node(hh, s)
     return hh
+
+
+def dec_receipt_batch(r):
+    """§5.7: a signed receipt's batch, (count, index, path); the path must fit the shape."""
+    count = r.uint(2)
+    if count == 0 or count > 256:
+        raise DecodeError("invalid_value")
+    index = r.uint(2)
+    if index >= count:
+        raise DecodeError("invalid_value")
+    n = r.uint(1)
+    if n > 8:
+        raise DecodeError("too_long")
+    path = [r.take(32) for _ in range(n)]
+    try:
+        merkle_steps(index, count, path)
+    except DecodeError:
+        raise DecodeError("invalid_value")
+    return count, index, path
+
+
+def enc_receipt_batch(batch):
+    count, index, path = batch
+    return u(count, 2) + u(index, 2) + u(len(path), 1) + b"".join(path)
+
+
+def receipt_batch_id(leaf, batch):
+    """§5.7: what the coordinator signs for the batch a receipt (leaf hash) sits in."""
+    count, index, path = batch
+    return tagged_hash("cairn/receipt-batch", u(count, 2) + merkle_fold(leaf, index, count, path))
 
 
 # ----------------------------------------------------------------------------- §7 payload
@@ -656,6 +689,7 @@ def read_proof(r):
     dec_version(r)
     p = {"network": dec_network(r)}
     p["receipt"] = dec_receipt(r)
+    p["receipt_batch"] = dec_receipt_batch(r)
     p["receipt_sig"] = r.take(64)
     p["receipt_index"] = r.uint(4)
     n = r.uint(1)
@@ -695,9 +729,9 @@ def verify_proof(p):
     # 1. network
     if rc["network"] != p["network"] or any(x["network"] != p["network"] for x in hs):
         raise ProofError("network_mismatch")
-    # 2. receipt signature
+    # 2. receipt signature (over the receipt's batch, §5.7)
     leaf = tagged_hash("cairn/receipt", rc["body"])
-    if not schnorr_verify(rc["coordinator"], leaf, p["receipt_sig"]):
+    if not schnorr_verify(rc["coordinator"], receipt_batch_id(leaf, p["receipt_batch"]), p["receipt_sig"]):
         raise ProofError("receipt_signature")
     # 3. epoch and coordinator
     if hs[0]["height"] != rc["epoch"]:
@@ -798,8 +832,11 @@ REQUEST_SIGNED = {1: "registration", 2: "claim", 3: "commitment", 4: "reveal"}
 
 
 def dec_signed(r, ty):
-    """A signed object of type ty: its body, then the 64-byte signature (§4)."""
+    """A signed object of type ty: its body, then the 64-byte signature (§4); a receipt
+    has its batch between the two (§5.7)."""
     OBJECTS[ty][2](r)
+    if ty == "receipt":
+        dec_receipt_batch(r)
     r.take(64)
 
 
@@ -836,7 +873,7 @@ def dec_request(r):
     elif tag in (9, 10):
         r.uint(4)
         r.uint(4)
-        if r.uint(2) > (4096 if tag == 9 else 8192):
+        if r.uint(2) > (2048 if tag == 9 else 8192):
             raise DecodeError("too_long")
     else:
         raise DecodeError("invalid_tag")
@@ -888,9 +925,9 @@ def dec_response(r):
             OBJECTS["task_class"][2](r)
     elif tag == 7:
         n = r.uint(2)
-        if n > 4096:
+        if n > 2048:
             raise DecodeError("too_long")
-        if n * 244 > len(r.b) - r.pos:
+        if n * 249 > len(r.b) - r.pos:
             raise DecodeError("unexpected_end")
         for _ in range(n):
             dec_signed(r, "receipt")
@@ -925,7 +962,12 @@ def check_wire(v):
         assert decode_wire("gossip", b) is None
         inner = h(c["inner"])
         tag, _, _, _ = OBJECTS[ty]
-        oid = tagged_hash(tag, inner[:-64])
+        if ty == "receipt":
+            body_len = RECEIPT_BODY_LEN
+            batch = dec_receipt_batch(Reader(inner[body_len:-64]))
+            oid = receipt_batch_id(tagged_hash(tag, inner[:body_len]), batch)
+        else:
+            oid = tagged_hash(tag, inner[:-64])
         # announcement: version, then the task (version, network, coordinator ...);
         # receipt and header: version, network, coordinator.
         signer = inner[3:35] if ty == "task_announcement" else inner[2:34]
@@ -996,11 +1038,21 @@ def check_objects(v):
         oid = tagged_hash(tag, body)
         assert oid.hex() == c["id"], c["type"]
         if signer:
-            assert full[:-64] == body, c["type"]
+            signed = oid
+            if c["type"] == "receipt":
+                # A receipt's signature is over its batch (§5.7).
+                j = c["json"]["batch"]
+                batch = (j["count"], j["index"], [h(x) for x in j["siblings"]])
+                assert full[len(body):-64] == enc_receipt_batch(batch), c["type"]
+                signed = receipt_batch_id(oid, batch)
+                assert signed.hex() == c["batch_id"]
+            else:
+                assert full[:-64] == body, c["type"]
+            assert full[:len(body)] == body, c["type"]
             assert full[-64:].hex() == c["json"]["signature"]
             signer_key = c["json"]["task"]["coordinator"] if signer == "task" else c["json"][signer]
             assert signer_key == c["signer"]
-            assert schnorr_verify(h(c["signer"]), oid, full[-64:]), c["type"]
+            assert schnorr_verify(h(c["signer"]), signed, full[-64:]), c["type"]
             bond = c["json"].get("bond") if c["type"] == "registration" else None
             if bond is not None:
                 msg = bond_message(c["json"]["coordinator"], c["json"]["worker"], bond)

@@ -9,6 +9,7 @@
 use std::collections::HashSet;
 
 use cairn_anchor::verify::Report;
+use cairn_spec::receipt::ReceiptVerifier;
 use cairn_spec::{merkle, EpochHeader, Hash32, LedgerEntry, SignedEpochHeader, SignedReceipt};
 
 /// The checks of an epoch, in order.
@@ -34,9 +35,11 @@ pub fn check_epoch(
     };
     r.push("header_link", linked, if linked { why } else { format!("does not link: expected {why}") });
     let mut seen = HashSet::with_capacity(receipts.len());
+    // Receipts come in signed batches (SPEC.md §5.7): each batch's signature is checked once.
+    let mut signatures = ReceiptVerifier::default();
     let bad = receipts.iter().enumerate().find_map(|(i, s)| {
         let b = &s.body;
-        let why = if !s.verify() {
+        let why = if !signatures.verify(s) {
             "signature invalid"
         } else if b.coordinator != h.coordinator {
             "signed by another coordinator"

@@ -63,7 +63,8 @@ fn chain() -> Mem {
     let mut ledger: BTreeMap<PubKey, LedgerEntry> = BTreeMap::new();
     let mut prev = Hash32::ZERO;
     for height in 0..4u32 {
-        let receipts: Vec<SignedReceipt> = workers
+        // Signed as one batch per epoch, as the coordinator's group commits do (SPEC.md §5.7).
+        let bodies: Vec<WorkReceipt> = workers
             .iter()
             .enumerate()
             .map(|(i, w)| {
@@ -82,9 +83,10 @@ fn chain() -> Mem {
                 let e =
                     ledger.entry(*w).or_insert(LedgerEntry { worker: *w, locked: 0, claimable: 0, paid: 0 });
                 e.locked += body.reward_sats;
-                Signed::sign(body, &c, &[0; 32])
+                body
             })
             .collect();
+        let receipts = SignedReceipt::sign_all(bodies, |m| c.sign(m, &[0; 32]));
         let entries: Vec<LedgerEntry> = ledger.values().cloned().collect();
         let header = EpochHeader {
             network: Network::Regtest,

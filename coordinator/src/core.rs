@@ -191,8 +191,9 @@ fn write(store: &dyn KvStore, batch: &crate::store::Batch) -> Result<(), CoreErr
     })
 }
 
-/// Signs the step's unsigned receipts (a group commit leaves them unsigned) on every core,
-/// and puts the signatures into the receipts its effects carry.
+/// Seals the step's unsigned receipts (a group commit leaves them unsigned) as batches of
+/// at most 256, one BIP340 signature each (SPEC.md §5.7), and gives the receipts its effects
+/// carry the same batch paths and signatures.
 fn sign_receipts(signer: &ReceiptSigner, step: &mut Step) {
     let mut slots: Vec<&mut cairn_spec::SignedReceipt> = step
         .changes
@@ -205,29 +206,20 @@ fn sign_receipts(signer: &ReceiptSigner, step: &mut Step) {
     if slots.is_empty() {
         return;
     }
-    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    let chunk = slots.len().div_ceil(threads).max(16);
-    std::thread::scope(|s| {
-        for part in slots.chunks_mut(chunk) {
-            s.spawn(move || {
-                for r in part.iter_mut() {
-                    r.signature = signer.sign(&r.id());
-                }
-            });
-        }
-    });
-    let signed: std::collections::HashMap<cairn_spec::Hash32, cairn_spec::Signature> = step
+    cairn_spec::SignedReceipt::seal_batch(&mut slots, |m| signer.sign_batch(m));
+    let sealed: std::collections::HashMap<cairn_spec::Hash32, &cairn_spec::SignedReceipt> = step
         .changes
         .iter()
         .filter_map(|c| match c {
-            Change::Receipt { receipt, .. } => Some((receipt.id(), receipt.signature)),
+            Change::Receipt { receipt, .. } => Some((receipt.id(), receipt.as_ref())),
             _ => None,
         })
         .collect();
     for e in &mut step.effects {
         if let Effect::Receipt(r) = e {
-            if let Some(sig) = signed.get(&r.id()) {
-                r.signature = *sig;
+            if let Some(s) = sealed.get(&r.id()) {
+                r.batch = s.batch.clone();
+                r.signature = s.signature;
             }
         }
     }

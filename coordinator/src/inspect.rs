@@ -79,7 +79,13 @@ pub fn decode(kind: &str, bytes: &[u8]) -> Result<Value, InspectError> {
         }
         "commitment" => signed(Signed::<Commitment>::from_bytes(bytes).map_err(err)?),
         "reveal" => signed(Signed::<Reveal>::from_bytes(bytes).map_err(err)?),
-        "receipt" => signed(SignedReceipt::from_bytes(bytes).map_err(err)?),
+        "receipt" => {
+            let v = SignedReceipt::from_bytes(bytes).map_err(err)?;
+            let mut out = render(&v, Some(v.id().to_hex()));
+            out["batch_id"] = json!(v.batch_id().map(|b| b.to_hex()));
+            out["signature_valid"] = Value::Bool(v.verify());
+            out
+        }
         "ledger-entry" => {
             let v = LedgerEntry::from_bytes(bytes).map_err(err)?;
             render(&v, Some(v.id().to_hex()))
@@ -96,4 +102,38 @@ pub fn decode(kind: &str, bytes: &[u8]) -> Result<Value, InspectError> {
         }
         other => return Err(InspectError::UnknownKind(other.to_owned())),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use cairn_spec::{Encode, Hash32, Network, SigningKey, Verdict, WorkReceipt};
+
+    use super::*;
+
+    #[test]
+    fn a_batch_signed_receipt_shows_its_batch_and_whether_it_verifies() {
+        let k = SigningKey::from_secret_bytes([4; 32]).expect("valid key");
+        let body = |i: u8| WorkReceipt {
+            network: Network::Regtest,
+            coordinator: k.public(),
+            epoch: 1,
+            task: Hash32([i; 32]),
+            class: Hash32([9; 32]),
+            worker: k.public(),
+            result_hash: Hash32::ZERO,
+            verdict: Verdict::Accepted,
+            units: 1,
+            reward_sats: 5,
+        };
+        let rs = SignedReceipt::sign_all(vec![body(1), body(2), body(3)], |m| k.sign(m, &[0; 32]));
+        let v = decode("receipt", &rs[1].to_bytes()).expect("decodes");
+        assert_eq!(v["signature_valid"], Value::Bool(true));
+        assert_eq!(v["batch"]["count"], json!(3));
+        assert_eq!(v["batch_id"], json!(rs[1].batch_id().map(|b| b.to_hex())));
+        let mut bytes = rs[1].to_bytes();
+        bytes[WorkReceipt::ENCODED_LEN + 5] ^= 1; // a sibling of its path
+        let v = decode("receipt", &bytes).expect("still decodes");
+        assert_eq!(v["signature_valid"], Value::Bool(false));
+        assert!(decode("receipt", &bytes[..WorkReceipt::ENCODED_LEN + 64]).is_err());
+    }
 }

@@ -109,7 +109,7 @@ async fn impostor(
         reward_sats: 100,
         ..last.body.clone()
     };
-    let receipt = Signed::sign(
+    let receipt = SignedReceipt::sign(
         WorkReceipt {
             epoch: forged.height,
             task: sha256(b"a task never run"),

@@ -722,9 +722,15 @@ fn group_commit_signs_every_receipt_and_writes_once() {
     let stored = ls::epoch_receipts(store.as_ref(), 0).unwrap();
     assert_eq!(stored.len(), 80);
     assert!(stored.iter().all(|r| r.verify()));
-    // The same receipts as the one-at-a-time path would sign (deterministic signatures).
-    let one = core.machine().sign_receipt(&stored[0].id());
-    assert_eq!(one, stored[0].signature);
+    // One batch, one signature (SPEC.md §5.7), the one the machine itself would make
+    // (deterministic signatures), and what was gossiped is what was stored.
+    assert!(stored.iter().all(|r| r.batch.count == 80 && r.signature == stored[0].signature));
+    let batch = stored[0].batch_id().unwrap();
+    assert!(stored.iter().all(|r| r.batch_id() == Some(batch)));
+    assert_eq!(core.machine().sign_receipt_batch(&batch), stored[0].signature);
+    for r in &stored {
+        assert!(gossiped.iter().any(|g| ***g == *r), "receipt {} gossiped as stored", r.id());
+    }
     core.machine().check_invariants().unwrap();
     // The worker, ledger and lock rows a group writes once, at its end, are complete: a
     // machine restored from the store agrees with the live one.

@@ -18,7 +18,7 @@ use cairn_p2p::{Acceptance, Network, NetworkConfig, NetworkEvent};
 use cairn_spec::hash::sha256;
 use cairn_spec::wire::Topic;
 use cairn_spec::{
-    GossipMessage, Hash32, Network as Chain, RequestBody, ResponseBody, Signed, SigningKey, Verdict,
+    GossipMessage, Hash32, Network as Chain, RequestBody, ResponseBody, SignedReceipt, SigningKey, Verdict,
     WorkReceipt,
 };
 
@@ -91,7 +91,7 @@ async fn main() {
             units: 1,
             reward_sats: 1,
         };
-        let msg = GossipMessage::Receipt(Signed::sign(body.clone(), &coord, &[0; 32]));
+        let msg = GossipMessage::Receipt(SignedReceipt::sign(body.clone(), &coord, &[0; 32]));
         sent.insert(body.task, Instant::now());
         nodes[0].0.publish(&msg).await.unwrap();
         tokio::time::sleep(Duration::from_millis(5)).await;

@@ -61,9 +61,19 @@ fn sample_task(coordinator: &SigningKey) -> Task {
 }
 
 fn receipt(coord: &SigningKey, epoch: u32, i: u32, verdict: Verdict) -> SignedReceipt {
+    SignedReceipt::sign(receipt_body(coord, epoch, i, verdict), coord, &AUX)
+}
+
+/// Receipts signed as one batch (SPEC.md §5.7), as a coordinator signs a group commit.
+fn receipt_batch(coord: &SigningKey, epoch: u32, verdicts: &[Verdict]) -> Vec<SignedReceipt> {
+    let bodies = verdicts.iter().zip(0u32..).map(|(v, i)| receipt_body(coord, epoch, i, *v)).collect();
+    SignedReceipt::sign_all(bodies, |m| coord.sign(m, &AUX))
+}
+
+fn receipt_body(coord: &SigningKey, epoch: u32, i: u32, verdict: Verdict) -> WorkReceipt {
     let worker = key(20 + (i % 3) as u8).public();
     let accepted = verdict.is_accepted();
-    let body = WorkReceipt {
+    WorkReceipt {
         network: Network::Regtest,
         coordinator: coord.public(),
         epoch,
@@ -74,8 +84,7 @@ fn receipt(coord: &SigningKey, epoch: u32, i: u32, verdict: Verdict) -> SignedRe
         verdict,
         units: 2,
         reward_sats: if accepted { 20 } else { 0 },
-    };
-    Signed::sign(body, coord, &AUX)
+    }
 }
 
 // ---------------------------------------------------------------- tagged hashes
@@ -182,6 +191,15 @@ fn obj<T: Object + serde::Serialize>(ty: &str, v: &T) -> Value {
     json!({ "type": ty, "json": serde_json::to_value(v).unwrap(), "encoding": hex::encode(v.to_bytes()), "id": v.id().to_hex() })
 }
 
+fn receipt_obj(v: &SignedReceipt) -> Value {
+    assert!(v.verify());
+    json!({
+        "type": "receipt", "json": serde_json::to_value(v).unwrap(), "encoding": hex::encode(v.to_bytes()),
+        "id": v.id().to_hex(), "signer": v.body.coordinator.to_hex(),
+        "batch_id": v.batch_id().unwrap().to_hex(),
+    })
+}
+
 fn signed_obj<T: Object + Signer + serde::Serialize>(ty: &str, v: &Signed<T>) -> Value {
     assert!(v.verify());
     json!({
@@ -270,6 +288,12 @@ fn object_vectors() -> Value {
         ..genesis.clone()
     };
 
+    // A batch of five: paths of two and three siblings, and a promoted last leaf.
+    let batch = receipt_batch(
+        &coord,
+        1,
+        &[Verdict::Accepted, Verdict::Mismatch, Verdict::Accepted, Verdict::NoReveal, Verdict::Accepted],
+    );
     let valid = vec![
         obj("task_class", &class),
         obj("task_class", &exact),
@@ -279,8 +303,11 @@ fn object_vectors() -> Value {
         signed_obj("registration", &Signed::sign(bonded, &worker, &AUX)),
         signed_obj("commitment", &Signed::sign(commitment.clone(), &worker, &AUX)),
         signed_obj("reveal", &Signed::sign(reveal.clone(), &worker, &AUX)),
-        signed_obj("receipt", &receipt(&coord, 1, 0, Verdict::Accepted)),
-        signed_obj("receipt", &receipt(&coord, 1, 1, Verdict::Mismatch)),
+        receipt_obj(&receipt(&coord, 1, 0, Verdict::Accepted)),
+        receipt_obj(&receipt(&coord, 1, 1, Verdict::Mismatch)),
+        receipt_obj(&batch[0]),
+        receipt_obj(&batch[2]),
+        receipt_obj(&batch[4]),
         obj("ledger_entry", &ledger),
         signed_obj("epoch_header", &Signed::sign(genesis.clone(), &coord, &AUX)),
         signed_obj("epoch_header", &Signed::sign(next.clone(), &coord, &AUX)),
@@ -387,7 +414,37 @@ fn object_vectors() -> Value {
     let mut b = receipt_bytes.clone();
     b[verdict_at + 1] = 3; // accepted with a reason
     bad("receipt", "accepted with a rejection reason", b, "invalid_tag");
-    bad("receipt", "missing signature", receipt_bytes[..WorkReceipt::ENCODED_LEN].to_vec(), "unexpected_end");
+    bad(
+        "receipt",
+        "missing batch and signature",
+        receipt_bytes[..WorkReceipt::ENCODED_LEN].to_vec(),
+        "unexpected_end",
+    );
+    let batch_at = WorkReceipt::ENCODED_LEN;
+    let mut b = receipt_bytes.clone();
+    b[batch_at..batch_at + 2].copy_from_slice(&0u16.to_be_bytes());
+    bad("receipt", "batch of zero receipts", b, "invalid_value");
+    let mut b = receipt_bytes.clone();
+    b[batch_at..batch_at + 2].copy_from_slice(&257u16.to_be_bytes());
+    bad("receipt", "batch above 256 receipts", b, "invalid_value");
+    let mut b = receipt_bytes.clone();
+    b[batch_at + 2..batch_at + 4].copy_from_slice(&1u16.to_be_bytes());
+    bad("receipt", "batch index equal to the batch count", b, "invalid_value");
+    let in_batch = batch[2].to_bytes();
+    let mut b = in_batch[..batch_at + 4].to_vec();
+    b.push(9);
+    b.extend(std::iter::repeat_n(7u8, 9 * 32 + 64));
+    bad("receipt", "batch path above 8 siblings", b, "too_long");
+    let mut b = in_batch[..batch_at + 4].to_vec();
+    b.push(2);
+    b.extend_from_slice(&in_batch[batch_at + 5..batch_at + 5 + 64]);
+    b.extend_from_slice(&in_batch[in_batch.len() - 64..]);
+    bad("receipt", "batch path shorter than the batch's shape", b, "invalid_value");
+    let mut b = receipt_bytes[..batch_at + 4].to_vec();
+    b.push(1);
+    b.extend_from_slice(&[7u8; 32]);
+    b.extend_from_slice(&receipt_bytes[receipt_bytes.len() - 64..]);
+    bad("receipt", "sibling in a batch of one", b, "invalid_value");
 
     let mut b = header_bytes.clone();
     b[EpochHeader::PREV_OFFSET..EpochHeader::PREV_OFFSET + 32].copy_from_slice(&[0u8; 32]);
@@ -487,9 +544,10 @@ fn build_world() -> World {
     let mut epochs: Vec<(Vec<SignedReceipt>, SignedEpochHeader)> = Vec::new();
     let mut prev = Hash32::ZERO;
     for (height, n) in [(0u32, 5u32), (1, 3), (2, 1)] {
-        let receipts: Vec<SignedReceipt> = (0..n)
-            .map(|i| receipt(&coord, height, i, if i == 2 { Verdict::Mismatch } else { Verdict::Accepted }))
-            .collect();
+        // Each epoch's receipts are one signed batch, as a group commit issues them.
+        let verdicts: Vec<Verdict> =
+            (0..n).map(|i| if i == 2 { Verdict::Mismatch } else { Verdict::Accepted }).collect();
+        let receipts = receipt_batch(&coord, height, &verdicts);
         let leaves: Vec<Hash32> = receipts.iter().map(|r| r.body.leaf_hash()).collect();
         let accepted = receipts.iter().filter(|r| r.body.verdict.is_accepted()).count() as u32;
         let header = EpochHeader {
@@ -649,6 +707,10 @@ fn receipt_proof_vectors() -> Value {
     p.receipt.body.reward_sats += 1;
     push("receipt reward changed after signing", p, "receipt_signature");
     let mut p = base.clone();
+    assert!(!p.receipt.batch.siblings.is_empty());
+    p.receipt.batch.siblings[0] = h("wrong batch sibling");
+    push("wrong sibling in the receipt's batch path", p, "receipt_signature");
+    let mut p = base.clone();
     p.headers.remove(0);
     push("first header is not the receipt's epoch", p, "epoch_mismatch");
     let mut p = base.clone();
@@ -768,7 +830,7 @@ fn wire_vectors() -> Value {
         RequestBody::GetReceipt { id: rec.id() },
         RequestBody::GetEpochs { from: 0, count: 256 },
         RequestBody::GetTerms,
-        RequestBody::GetEpochReceipts { height: 1, from: 0, count: 4096 },
+        RequestBody::GetEpochReceipts { height: 1, from: 0, count: 2048 },
         RequestBody::GetLedger { height: 1, from: 2, count: 8192 },
     ]
     .into_iter()
@@ -826,15 +888,15 @@ fn wire_vectors() -> Value {
     let big = Request {
         id: 1,
         deadline_ms: 2,
-        body: RequestBody::GetEpochReceipts { height: 0, from: 0, count: 4097 },
+        body: RequestBody::GetEpochReceipts { height: 0, from: 0, count: 2049 },
     };
     invalid.push(json!({ "type": "request", "name": "too many receipts asked", "encoding": hex::encode(big.to_bytes()), "error": "too_long" }));
     let big =
         Request { id: 1, deadline_ms: 2, body: RequestBody::GetLedger { height: 0, from: 0, count: 8193 } };
     invalid.push(json!({ "type": "request", "name": "too many ledger entries asked", "encoding": hex::encode(big.to_bytes()), "error": "too_long" }));
     let mut forged = Response { id: 3, body: ResponseBody::Receipts(vec![]) }.to_bytes();
-    forged[10..12].copy_from_slice(&4097u16.to_be_bytes());
-    invalid.push(json!({ "type": "response", "name": "receipt count above 4096", "encoding": hex::encode(&forged), "error": "too_long" }));
+    forged[10..12].copy_from_slice(&2049u16.to_be_bytes());
+    invalid.push(json!({ "type": "response", "name": "receipt count above 2048", "encoding": hex::encode(&forged), "error": "too_long" }));
     let mut forged = Response { id: 3, body: ResponseBody::Ledger { total: 1, entries: vec![] } }.to_bytes();
     forged[14..16].copy_from_slice(&2u16.to_be_bytes());
     invalid.push(json!({ "type": "response", "name": "ledger entries beyond the bytes present", "encoding": hex::encode(&forged), "error": "unexpected_end" }));

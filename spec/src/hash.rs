@@ -111,11 +111,14 @@ pub enum Tag {
     Claim,
     /// What a registration bond's key signs (SPEC.md §5.4).
     Bond,
+    /// What a coordinator signs for a batch of receipts: the batch's leaf count and root
+    /// (SPEC.md §5.7).
+    ReceiptBatch,
 }
 
 impl Tag {
     /// All tags, in SPEC.md order.
-    pub const ALL: [Tag; 15] = [
+    pub const ALL: [Tag; 16] = [
         Tag::Content,
         Tag::TaskClass,
         Tag::Task,
@@ -131,6 +134,7 @@ impl Tag {
         Tag::TaskAnnouncement,
         Tag::Claim,
         Tag::Bond,
+        Tag::ReceiptBatch,
     ];
 
     /// The ASCII tag string hashed into the prefix.
@@ -151,6 +155,7 @@ impl Tag {
             Tag::TaskAnnouncement => "cairn/task-announcement",
             Tag::Claim => "cairn/claim",
             Tag::Bond => "cairn/bond",
+            Tag::ReceiptBatch => "cairn/receipt-batch",
         }
     }
 
@@ -171,6 +176,7 @@ impl Tag {
             Tag::TaskAnnouncement => 12,
             Tag::Claim => 13,
             Tag::Bond => 14,
+            Tag::ReceiptBatch => 15,
         }
     }
 

@@ -1,13 +1,18 @@
 //! Work receipts (SPEC.md §5.7): the coordinator's signed verdict on one worker's result,
 //! and the leaves of an epoch's receipts tree.
 //!
-//! Owns the receipt layout and its consistency rules. Must never compute a verdict.
+//! Owns the receipt layout, its consistency rules and batch signing (one signature over the
+//! Merkle root of a batch of receipts; each receipt carries its path). Must never compute a
+//! verdict.
+
+use std::collections::HashSet;
 
 use crate::codec::{expect_version, Decode, DecodeError, Encode, Reader, Writer};
-use crate::hash::{Hash32, Tag};
-use crate::keys::PubKey;
+use crate::hash::{tagged_hash, Hash32, Tag};
+use crate::keys::{verify, PubKey, Signature, SigningKey};
+use crate::merkle::{MerkleProof, MerkleTree};
 use crate::network::Network;
-use crate::signed::{Object, Signed, Signer};
+use crate::signed::{Object, Signer};
 
 /// Why a result was rejected (or `None` for an accepted one).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -86,8 +91,181 @@ pub struct WorkReceipt {
     pub reward_sats: u64,
 }
 
-/// A receipt with the coordinator's signature.
-pub type SignedReceipt = Signed<WorkReceipt>;
+/// A receipt with the coordinator's signature over the batch it was issued in (SPEC.md
+/// §5.7): the coordinator signs one Merkle root per batch of receipts, and each receipt
+/// carries its place in that tree. A batch of one is a receipt signed alone.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SignedReceipt {
+    /// The receipt.
+    #[serde(flatten)]
+    pub body: WorkReceipt,
+    /// The receipt's place in its batch: index, leaf count and the sibling path.
+    pub batch: MerkleProof,
+    /// BIP340 signature by `body.coordinator` over the batch id (`batch_id`).
+    pub signature: Signature,
+}
+
+/// What the coordinator signs for a batch of `count` receipts whose ids have Merkle root
+/// `root` (§6): `tagged_hash("cairn/receipt-batch", count u16 ‖ root)`.
+pub fn batch_id(count: u16, root: &Hash32) -> Hash32 {
+    let mut m = [0u8; 34];
+    m[..2].copy_from_slice(&count.to_be_bytes());
+    m[2..].copy_from_slice(&root.0);
+    tagged_hash(Tag::ReceiptBatch, &m)
+}
+
+impl SignedReceipt {
+    /// Most receipts one signature may cover.
+    pub const MAX_BATCH: usize = 256;
+    /// Longest batch path (a tree of `MAX_BATCH` leaves).
+    pub const MAX_PATH: usize = 8;
+    /// Encoded length of a receipt signed alone (249 bytes).
+    pub const MIN_LEN: usize = WorkReceipt::ENCODED_LEN + 2 + 2 + 1 + 64;
+    /// Longest encoding: a path of `MAX_PATH` siblings (505 bytes).
+    pub const MAX_LEN: usize = Self::MIN_LEN + 32 * Self::MAX_PATH;
+
+    /// An unsigned receipt (a batch of one with a zero signature), to be sealed later by
+    /// `seal_batch`.
+    pub fn unsigned(body: WorkReceipt) -> Self {
+        SignedReceipt {
+            body,
+            batch: MerkleProof { index: 0, count: 1, siblings: Vec::new() },
+            signature: Signature([0; 64]),
+        }
+    }
+
+    /// Signs one receipt alone (a batch of one).
+    pub fn sign(body: WorkReceipt, key: &SigningKey, aux_rand: &[u8; 32]) -> Self {
+        let mut r = Self::unsigned(body);
+        Self::seal_batch(&mut [&mut r], |m| key.sign(m, aux_rand));
+        r
+    }
+
+    /// Signs receipts as batches of at most `MAX_BATCH`, in order: one call to `sign` per
+    /// batch, with the batch id to sign.
+    pub fn sign_all(bodies: Vec<WorkReceipt>, mut sign: impl FnMut(&Hash32) -> Signature) -> Vec<Self> {
+        let mut out: Vec<Self> = bodies.into_iter().map(Self::unsigned).collect();
+        for chunk in out.chunks_mut(Self::MAX_BATCH) {
+            let mut refs: Vec<&mut SignedReceipt> = chunk.iter_mut().collect();
+            Self::seal_batch(&mut refs, &mut sign);
+        }
+        out
+    }
+
+    /// Makes `receipts` (1 to `MAX_BATCH` of them, all for the same coordinator) one batch:
+    /// builds the tree over their ids, signs its batch id once with `sign`, and gives each
+    /// receipt its path and the signature. Longer inputs are sealed in consecutive batches
+    /// of `MAX_BATCH`; an empty input does nothing.
+    pub fn seal_batch(receipts: &mut [&mut SignedReceipt], mut sign: impl FnMut(&Hash32) -> Signature) {
+        for chunk in receipts.chunks_mut(Self::MAX_BATCH) {
+            let tree = MerkleTree::new(chunk.iter().map(|r| r.id()).collect());
+            // At most MAX_BATCH (256) leaves, so the count fits a u16.
+            let count = chunk.len() as u16;
+            let signature = sign(&batch_id(count, &tree.root()));
+            for (i, r) in chunk.iter_mut().enumerate() {
+                if let Some(p) = tree.proof(i as u32) {
+                    r.batch = p;
+                }
+                r.signature = signature;
+            }
+        }
+    }
+
+    /// The receipt's id (its leaf hash); the batch and signature do not enter it.
+    pub fn id(&self) -> Hash32 {
+        self.body.id()
+    }
+
+    /// The id of the batch this receipt claims to belong to (what its signature signs), or
+    /// `None` when the path does not fit the batch's shape.
+    pub fn batch_id(&self) -> Option<Hash32> {
+        let count = u16::try_from(self.batch.count).ok()?;
+        let root = self.batch.root_for(&self.id()).ok()?;
+        Some(batch_id(count, &root))
+    }
+
+    /// True when the coordinator named in the receipt signed its batch.
+    pub fn verify(&self) -> bool {
+        self.batch_id().is_some_and(|m| verify(&self.body.coordinator, &m, &self.signature))
+    }
+}
+
+/// Verifies many receipts, checking each batch's signature once: the receipts of a batch
+/// share it, so an epoch of `n` receipts issued in batches of `b` costs about `n / b`
+/// signature verifications instead of `n`.
+#[derive(Debug, Default)]
+pub struct ReceiptVerifier {
+    /// (coordinator, batch id, signature) triples already verified. The coordinator is part
+    /// of the key: a receipt naming another coordinator never rides on this one's signature.
+    verified: HashSet<(PubKey, Hash32, Signature)>,
+}
+
+impl ReceiptVerifier {
+    /// The same answer as `receipt.verify()`.
+    pub fn verify(&mut self, receipt: &SignedReceipt) -> bool {
+        let Some(batch) = receipt.batch_id() else { return false };
+        let k = (receipt.body.coordinator, batch, receipt.signature);
+        if self.verified.contains(&k) {
+            return true;
+        }
+        let ok = verify(&receipt.body.coordinator, &batch, &receipt.signature);
+        if ok {
+            self.verified.insert(k);
+        }
+        ok
+    }
+}
+
+impl Encode for SignedReceipt {
+    fn encode(&self, w: &mut Writer) {
+        self.body.encode(w);
+        // Bounded by decode and by `seal_batch` (count ≤ 256, path ≤ 8).
+        w.u16(self.batch.count as u16).u16(self.batch.index as u16).u8(self.batch.siblings.len() as u8);
+        for s in &self.batch.siblings {
+            w.raw(&s.0);
+        }
+        w.raw(&self.signature.0);
+    }
+}
+
+impl Decode for SignedReceipt {
+    const NAME: &'static str = WorkReceipt::NAME;
+
+    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        let body = WorkReceipt::decode(r)?;
+        let count = r.u16("batch_count")?;
+        if count == 0 || usize::from(count) > Self::MAX_BATCH {
+            return Err(DecodeError::InvalidValue {
+                field: "batch_count",
+                reason: "a batch holds 1 to 256 receipts",
+            });
+        }
+        let index = r.u16("batch_index")?;
+        if index >= count {
+            return Err(DecodeError::InvalidValue {
+                field: "batch_index",
+                reason: "not below the batch count",
+            });
+        }
+        let n = r.u8("batch_path")?;
+        let n = r.count("batch_path", n.into(), Self::MAX_PATH, 32)?;
+        let mut siblings = Vec::with_capacity(n);
+        for _ in 0..n {
+            siblings.push(Hash32(r.array("batch_path")?));
+        }
+        let batch = MerkleProof { index: index.into(), count: count.into(), siblings };
+        // The path must fit the shape (index, count) fixes (§6.1), so each receipt has one
+        // encoding.
+        if batch.steps().is_err() {
+            return Err(DecodeError::InvalidValue {
+                field: "batch_path",
+                reason: "the path does not fit the batch's shape",
+            });
+        }
+        let signature = Signature::decode(r)?;
+        Ok(SignedReceipt { body, batch, signature })
+    }
+}
 
 impl WorkReceipt {
     /// Object version.
@@ -159,5 +337,96 @@ impl Object for WorkReceipt {
 impl Signer for WorkReceipt {
     fn signer(&self) -> &PubKey {
         &self.coordinator
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(coord: &SigningKey, i: u32) -> WorkReceipt {
+        WorkReceipt {
+            network: Network::Regtest,
+            coordinator: coord.public(),
+            epoch: 3,
+            task: tagged_hash(Tag::Task, &i.to_be_bytes()),
+            class: Hash32([2; 32]),
+            worker: coord.public(),
+            result_hash: Hash32([3; 32]),
+            verdict: Verdict::Accepted,
+            units: 1,
+            reward_sats: 10,
+        }
+    }
+
+    fn key() -> SigningKey {
+        SigningKey::from_secret_bytes([9; 32]).expect("valid key")
+    }
+
+    #[test]
+    fn every_receipt_of_a_batch_verifies_and_round_trips() {
+        let k = key();
+        for n in [1usize, 2, 3, 5, 8, 17, 256, 257, 600] {
+            let mut signatures = 0;
+            let rs = SignedReceipt::sign_all((0..n as u32).map(|i| body(&k, i)).collect(), |m| {
+                signatures += 1;
+                k.sign(m, &[0; 32])
+            });
+            assert_eq!(signatures, n.div_ceil(SignedReceipt::MAX_BATCH), "one signature per batch of {n}");
+            for (i, r) in rs.iter().enumerate() {
+                assert!(r.verify(), "receipt {i} of {n}");
+                assert_eq!(r.batch.index as usize, i % SignedReceipt::MAX_BATCH);
+                let bytes = r.to_bytes();
+                assert!(bytes.len() >= SignedReceipt::MIN_LEN && bytes.len() <= SignedReceipt::MAX_LEN);
+                assert_eq!(&SignedReceipt::from_bytes(&bytes).expect("decodes"), r);
+            }
+        }
+    }
+
+    #[test]
+    fn a_changed_body_a_moved_leaf_or_another_batch_fails() {
+        let k = key();
+        let rs = SignedReceipt::sign_all((0..5).map(|i| body(&k, i)).collect(), |m| k.sign(m, &[0; 32]));
+        let mut r = rs[1].clone();
+        r.body.reward_sats += 1;
+        assert!(!r.verify(), "a changed body");
+        let mut r = rs[1].clone();
+        r.batch.index = 0;
+        assert!(!r.verify(), "claimed at another index");
+        let mut r = rs[1].clone();
+        r.batch.siblings[0] = rs[1].id();
+        assert!(!r.verify(), "a wrong sibling");
+        let mut r = rs[4].clone();
+        r.batch.count = 6;
+        assert!(!r.verify(), "claimed in a bigger batch");
+        let other = SignedReceipt::sign_all((5..10).map(|i| body(&k, i)).collect(), |m| k.sign(m, &[0; 32]));
+        let mut r = rs[1].clone();
+        r.signature = other[1].signature;
+        assert!(!r.verify(), "another batch's signature");
+        let alone = SignedReceipt::sign(body(&k, 1), &k, &[0; 32]);
+        assert!(alone.verify());
+        assert_eq!(alone.id(), rs[1].id(), "the batch never enters the id");
+        assert_ne!(alone.batch_id(), rs[1].batch_id());
+        let stranger = SigningKey::from_secret_bytes([8; 32]).expect("valid key");
+        let forged = SignedReceipt::sign(body(&k, 1), &stranger, &[0; 32]);
+        assert!(!forged.verify(), "signed by a key other than the coordinator's");
+    }
+
+    #[test]
+    fn the_verifier_checks_a_batch_once_and_answers_as_verify_does() {
+        let k = key();
+        let rs = SignedReceipt::sign_all((0..9).map(|i| body(&k, i)).collect(), |m| k.sign(m, &[0; 32]));
+        let mut v = ReceiptVerifier::default();
+        assert!(rs.iter().all(|r| v.verify(r)));
+        assert_eq!(v.verified.len(), 1, "one batch, one signature checked");
+        // A receipt naming another coordinator, claiming a place in the verified batch, is
+        // not accepted on the strength of the cached signature.
+        let stranger = SigningKey::from_secret_bytes([8; 32]).expect("valid key");
+        let mut r = rs[3].clone();
+        r.body.coordinator = stranger.public();
+        assert!(!v.verify(&r));
+        let mut r = rs[3].clone();
+        r.body.units += 1;
+        assert!(!v.verify(&r), "a changed body folds to another batch id");
     }
 }

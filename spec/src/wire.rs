@@ -33,8 +33,9 @@ pub const MAX_BLOB_ANSWER: usize = crate::codec::MAX_OBJECT_BYTES - 64;
 pub const MAX_ERROR_MESSAGE: usize = 256;
 /// Most task classes in one `Terms` answer.
 pub const MAX_CLASSES_PER_TERMS: usize = 64;
-/// Most receipts per `GetEpochReceipts` request or `Receipts` response (≈ 1 MiB).
-pub const MAX_RECEIPTS_PER_REQUEST: usize = 4096;
+/// Most receipts per `GetEpochReceipts` request or `Receipts` response: 2048 of the longest
+/// signed receipt (505 bytes) stay under the 1 MiB object bound (§3).
+pub const MAX_RECEIPTS_PER_REQUEST: usize = 2048;
 /// Most ledger entries per `GetLedger` request or `Ledger` response (≈ 467 KiB).
 pub const MAX_LEDGER_PER_REQUEST: usize = 8192;
 
@@ -226,7 +227,7 @@ impl Decode for GossipMessage {
         expect_version(r, Self::NAME, WIRE_VERSION)?;
         match r.u8("kind")? {
             1 => Ok(GossipMessage::Task(Signed::decode(r)?)),
-            2 => Ok(GossipMessage::Receipt(Signed::decode(r)?)),
+            2 => Ok(GossipMessage::Receipt(SignedReceipt::decode(r)?)),
             3 => Ok(GossipMessage::Epoch(Signed::decode(r)?)),
             tag => Err(DecodeError::InvalidTag { field: "kind", tag }),
         }
@@ -556,7 +557,7 @@ impl Decode for Response {
             }
             4 => match r.u8("receipt")? {
                 0 => ResponseBody::Receipt(None),
-                1 => ResponseBody::Receipt(Some(Box::new(Signed::decode(r)?))),
+                1 => ResponseBody::Receipt(Some(Box::new(SignedReceipt::decode(r)?))),
                 tag => return Err(DecodeError::InvalidTag { field: "receipt", tag }),
             },
             5 => {
@@ -580,13 +581,8 @@ impl Decode for Response {
             }
             7 => {
                 let len = r.u16("receipts")? as usize;
-                let n = r.count(
-                    "receipts",
-                    len,
-                    MAX_RECEIPTS_PER_REQUEST,
-                    crate::receipt::WorkReceipt::ENCODED_LEN + 64,
-                )?;
-                ResponseBody::Receipts((0..n).map(|_| Signed::decode(r)).collect::<Result<_, _>>()?)
+                let n = r.count("receipts", len, MAX_RECEIPTS_PER_REQUEST, SignedReceipt::MIN_LEN)?;
+                ResponseBody::Receipts((0..n).map(|_| SignedReceipt::decode(r)).collect::<Result<_, _>>()?)
             }
             8 => {
                 let total = r.u32("total")?;

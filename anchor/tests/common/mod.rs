@@ -18,23 +18,22 @@ impl Side {
         let mut epochs = Vec::new();
         let mut prev = Hash32::ZERO;
         for height in 0..n_epochs {
-            let receipts: Vec<SignedReceipt> = (0..receipts_per_epoch)
-                .map(|i| {
-                    let body = WorkReceipt {
-                        network: Network::Regtest,
-                        coordinator: coord.public(),
-                        epoch: height,
-                        task: sha256(format!("t{height}-{i}").as_bytes()),
-                        class: sha256(b"class"),
-                        worker,
-                        result_hash: sha256(format!("r{height}-{i}").as_bytes()),
-                        verdict: Verdict::Accepted,
-                        units: 1,
-                        reward_sats: 10,
-                    };
-                    Signed::sign(body, &coord, &[0; 32])
+            // One signed batch per epoch, as a coordinator's group commit issues them.
+            let bodies: Vec<WorkReceipt> = (0..receipts_per_epoch)
+                .map(|i| WorkReceipt {
+                    network: Network::Regtest,
+                    coordinator: coord.public(),
+                    epoch: height,
+                    task: sha256(format!("t{height}-{i}").as_bytes()),
+                    class: sha256(b"class"),
+                    worker,
+                    result_hash: sha256(format!("r{height}-{i}").as_bytes()),
+                    verdict: Verdict::Accepted,
+                    units: 1,
+                    reward_sats: 10,
                 })
                 .collect();
+            let receipts = SignedReceipt::sign_all(bodies, |m| coord.sign(m, &[0; 32]));
             let leaves: Vec<Hash32> = receipts.iter().map(|r| r.body.leaf_hash()).collect();
             let header = EpochHeader {
                 network: Network::Regtest,

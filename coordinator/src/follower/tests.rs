@@ -50,7 +50,7 @@ pub(crate) fn epochs(n: u32) -> Vec<FetchedEpoch> {
                     .entry(w)
                     .or_insert(LedgerEntry { worker: w, locked: 0, claimable: 0, paid: 0 })
                     .locked += 100;
-                Signed::sign(body, &c, &[0; 32])
+                SignedReceipt::sign(body, &c, &[0; 32])
             })
             .collect();
         let entries: Vec<LedgerEntry> = ledger.values().cloned().collect();

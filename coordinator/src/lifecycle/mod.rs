@@ -502,8 +502,9 @@ impl Machine {
     }
 
     /// Starts a group commit, for a driver that persists many events as one step: receipts
-    /// are left unsigned (all-zero signatures) until `sign_receipt` fills them in, so they can
-    /// be signed on every core; the counters (`Change::Meta`) and the worker, ledger and lock
+    /// are left unsigned (all-zero signatures) until the driver seals them as one batch
+    /// (`SignedReceipt::seal_batch` with [`ReceiptSigner`]: one signature per batch, SPEC.md
+    /// §5.7), off the machine's thread; the counters (`Change::Meta`) and the worker, ledger and lock
     /// rows that receipts touch are left out of each event's step. The driver must call
     /// [`Machine::end_group`], add what it returns, and sign every receipt before persisting
     /// or publishing the group.
@@ -538,9 +539,10 @@ impl Machine {
         out
     }
 
-    /// The coordinator's signature over a receipt id (the same one the machine would make).
-    pub fn sign_receipt(&self, id: &Hash32) -> cairn_spec::Signature {
-        self.key.sign(id, &self.aux(id))
+    /// The coordinator's signature over a receipt batch id (SPEC.md §5.7), the same one the
+    /// machine and its [`ReceiptSigner`] make.
+    pub fn sign_receipt_batch(&self, batch_id: &Hash32) -> cairn_spec::Signature {
+        self.key.sign(batch_id, &self.aux(batch_id))
     }
 
     /// What signs this machine's receipts, for a driver that signs a group's receipts on
@@ -1355,11 +1357,14 @@ impl Machine {
                     reward_sats: paid,
                 };
                 let signed = if self.group_commit {
-                    // Signed later, on every core, by the driver (`sign_receipt`).
-                    Signed { body: receipt, signature: cairn_spec::Signature([0; 64]) }
+                    // Sealed later with the group's other receipts, as one batch, by the
+                    // driver (`ReceiptSigner`).
+                    SignedReceipt::unsigned(receipt)
                 } else {
-                    let aux = aux_for(&self.seed, &receipt.id());
-                    Signed::sign(receipt, &self.key, &aux)
+                    let mut r = SignedReceipt::unsigned(receipt);
+                    let (key, seed) = (&self.key, &self.seed);
+                    SignedReceipt::seal_batch(&mut [&mut r], |m| key.sign(m, &aux_for(seed, m)));
+                    r
                 };
                 let rid = signed.id();
                 a.receipt = Some(rid);
@@ -1493,8 +1498,8 @@ impl Step {
     }
 }
 
-/// The coordinator's key and the machine's signing seed: signs receipt ids exactly as the
-/// machine does (`Machine::sign_receipt`), without the machine.
+/// The coordinator's key and the machine's signing seed: signs receipt batch ids exactly as
+/// the machine does (`Machine::sign_receipt_batch`), without the machine.
 #[derive(Clone)]
 pub struct ReceiptSigner {
     key: SigningKey,
@@ -1502,9 +1507,9 @@ pub struct ReceiptSigner {
 }
 
 impl ReceiptSigner {
-    /// The signature over a receipt id.
-    pub fn sign(&self, id: &Hash32) -> cairn_spec::Signature {
-        self.key.sign(id, &aux_for(&self.seed, id))
+    /// The signature over a receipt batch id (SPEC.md §5.7).
+    pub fn sign_batch(&self, batch_id: &Hash32) -> cairn_spec::Signature {
+        self.key.sign(batch_id, &aux_for(&self.seed, batch_id))
     }
 }
 

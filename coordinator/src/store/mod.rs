@@ -14,8 +14,9 @@ use thiserror::Error;
 pub use memory::MemoryStore;
 pub use rocks::RocksStore;
 
-/// The schema version this build writes and accepts.
-pub const SCHEMA_VERSION: u32 = 1;
+/// The schema version this build writes and accepts. Version 2: receipts are stored with
+/// their batch (SPEC.md §5.7); a version 1 database holds receipts signed one by one.
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// Key of the schema version in the `meta` table.
 pub const SCHEMA_KEY: &[u8] = b"schema_version";
