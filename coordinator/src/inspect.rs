@@ -128,7 +128,7 @@ mod tests {
         let rs = SignedReceipt::sign_all(vec![body(1), body(2), body(3)], |m| k.sign(m, &[0; 32]));
         let v = decode("receipt", &rs[1].to_bytes()).expect("decodes");
         assert_eq!(v["signature_valid"], Value::Bool(true));
-        assert_eq!(v["batch"]["count"], json!(3));
+        assert_eq!(v["object"]["batch"]["count"], json!(3));
         assert_eq!(v["batch_id"], json!(rs[1].batch_id().map(|b| b.to_hex())));
         let mut bytes = rs[1].to_bytes();
         bytes[WorkReceipt::ENCODED_LEN + 5] ^= 1; // a sibling of its path
