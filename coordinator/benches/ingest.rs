@@ -1,12 +1,17 @@
 //! `cargo bench -p cairn-coordinator --bench ingest`: signed reveals of N registered workers
 //! for tasks whose commitments are all in, pushed through signature verification (on every
 //! core), the lifecycle machine (opening the commitment, comparison, verdict, receipt
-//! creation and signing, ledger credit) and RocksDB persistence (group commits, synced).
-//! Prints receipts/s and, measured in the same run, the raw BIP340 verifications/s of this
-//! machine on one core and on all cores: the physical limit of the verification step.
+//! creation, ledger credit), receipt batch signing and RocksDB persistence (group commits,
+//! synced). Prints receipts/s and, measured in the same run, the raw BIP340 verifications/s
+//! of this machine on one core and on all cores: the physical limit of the verification step.
 //! Verification of the next batch, the machine on the current one and the signing and
 //! writing of the previous one overlap, as in the node.
-//! Asserts nothing about time.
+//!
+//! This VM's speed drifts by a third within a minute (other tenants, steal time, disk
+//! stalls), so the measurement runs in rounds, each on a fresh database: the verification
+//! limit is measured right before and right after each round's ingest. Every round's own
+//! ratio is printed; the summary compares the best ingest with the best limit seen in any
+//! round, so both sides are the best of their samples. Asserts nothing about time.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -20,6 +25,7 @@ use std::time::Instant;
 
 use cairn_coordinator::core::{Core, Pending};
 use cairn_coordinator::lifecycle::{Effect, LifecycleConfig, Phase, Verified};
+use cairn_coordinator::parallel::{cores, map_ordered};
 use cairn_coordinator::store::RocksStore;
 use cairn_spec::work::commitment_value;
 use cairn_spec::{
@@ -30,6 +36,8 @@ use cairn_spec::{
 const WORKERS: u32 = 64;
 const TASKS: u32 = 20_000;
 const BATCH: usize = 512;
+const ROUNDS: usize = 3;
+const NOW: u64 = 1_700_000_000;
 
 fn key(i: u32) -> SigningKey {
     let mut b = [0u8; 32];
@@ -38,25 +46,9 @@ fn key(i: u32) -> SigningKey {
     SigningKey::from_secret_bytes(b).unwrap()
 }
 
-fn threads() -> usize {
-    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
-}
-
-/// Verifies in parallel on every core, keeping order (as the node checks a group).
-fn verify_all(reveals: Vec<Signed<Reveal>>) -> Vec<Verified<Reveal>> {
-    let per = reveals.len().div_ceil(threads()).max(1);
-    let mut parts = Vec::new();
-    let mut it = reveals.into_iter().peekable();
-    while it.peek().is_some() {
-        parts.push(it.by_ref().take(per).collect::<Vec<_>>());
-    }
-    std::thread::scope(|s| {
-        let handles: Vec<_> = parts
-            .into_iter()
-            .map(|c| s.spawn(move || c.into_iter().map(|r| Verified::check(r).unwrap()).collect::<Vec<_>>()))
-            .collect();
-        handles.into_iter().flat_map(|h| h.join().unwrap()).collect()
-    })
+/// Verifies on every core, keeping order, as the node checks a group.
+fn verify_all<T: Object + cairn_spec::Signer + Send>(items: Vec<Signed<T>>) -> Vec<Verified<T>> {
+    map_ordered(items, |r| Verified::check(r).unwrap()).unwrap()
 }
 
 /// Raw BIP340 verifications per second of `sample` on one core and on all cores, the best of
@@ -88,9 +80,26 @@ fn cpu_secs() -> f64 {
     (tick(11) + tick(12)) / 100.0
 }
 
-fn main() {
-    let dir = tempfile::tempdir().unwrap();
-    let class = TaskClass {
+/// Machine-wide CPU time so far, in clock ticks: (busy, idle + iowait, steal), from the
+/// first line of Linux `/proc/stat` (zeros elsewhere). Steal is time the hypervisor gave
+/// this VM's cores to someone else.
+fn machine_ticks() -> [f64; 3] {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let f: Vec<f64> = stat
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .skip(1)
+        .map(|x| x.parse().unwrap_or(0.0))
+        .collect();
+    let v = |i: usize| f.get(i).copied().unwrap_or(0.0);
+    // user nice system idle iowait irq softirq steal
+    [v(0) + v(1) + v(2) + v(5) + v(6), v(3) + v(4), v(7)]
+}
+
+fn class() -> TaskClass {
+    TaskClass {
         name: "bench".into(),
         executor: ExecutorKind::Embedding,
         model_hash: Hash32::ZERO,
@@ -100,40 +109,40 @@ fn main() {
         max_input_bytes: 1024,
         lease_secs: 3600,
         reveal_secs: 3600,
-    };
+    }
+}
+
+/// A node with registered workers and `TASKS` tasks whose commitments are all in, and the
+/// signed reveals that will decide them. Set-up runs in group commits (not timed).
+fn setup(dir: &std::path::Path, coord: &SigningKey, workers: &[SigningKey]) -> (Core, Vec<Signed<Reveal>>) {
+    let class = class();
     let mut cfg = LifecycleConfig::new(Network::Regtest, vec![class.clone()]);
     cfg.tunables.pow_difficulty = 0;
     cfg.tunables.audit_min_ppm = 0;
     cfg.tunables.max_leases_per_worker = u32::MAX;
     cfg.tunables.epoch_max_receipts = 10_000;
-    let coord = key(100_000);
-    let now = 1_700_000_000;
-    let store = Arc::new(RocksStore::open(&dir.path().join("db")).unwrap());
-    let mut core = Core::open(cfg, coord.clone(), store, now).unwrap();
-    let workers: Vec<SigningKey> = (0..WORKERS).map(key).collect();
-    for w in &workers {
+    let store = Arc::new(RocksStore::open(&dir.join("db")).unwrap());
+    let mut core = Core::open(cfg, coord.clone(), store, NOW).unwrap();
+    for w in workers {
         let reg = Registration {
             network: Network::Regtest,
             coordinator: coord.public(),
             worker: w.public(),
             payout_address: "bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080".into(),
-            created_at: now,
+            created_at: NOW,
             pow_nonce: 0,
             bond: None,
         };
         let v = Verified::check(Signed::sign(reg, w, &[0; 32])).unwrap();
-        core.apply(|m| Ok(((), m.register(v, now)?))).unwrap();
+        core.apply(|m| Ok(((), m.register(v, NOW)?))).unwrap();
     }
     // An embedding-sized result: 384 little-endian f32.
     let result: Vec<u8> = (0..384u32).flat_map(|i| ((i % 17) as f32 - 8.0).to_le_bytes()).collect();
     let result_hash = cairn_spec::content_hash(&result);
     let salt = [7u8; 32];
 
-    // Set-up (not timed): tasks submitted, claimed and committed until reveals are open.
-    print!("setting up {TASKS} tasks ... ");
-    let mut reveals = Vec::new();
-    for t in 0..TASKS {
-        let task = Task {
+    let tasks: Vec<Task> = (0..TASKS)
+        .map(|t| Task {
             network: Network::Regtest,
             coordinator: coord.public(),
             class: class.id(),
@@ -141,60 +150,88 @@ fn main() {
             nonce: u64::from(t),
             units: 1,
             budget_sats: 1000,
-            created_at: now,
+            created_at: NOW,
             input: Payload::Inline(t.to_be_bytes().to_vec()),
-        };
-        let (id, _) = core.apply(|m| m.submit_task(task, None, now)).unwrap();
-        let mut k = t as usize;
-        loop {
-            let w = &workers[k % workers.len()];
-            k += 1;
-            let claim = Verified::check(Signed::sign(
-                Claim { task: id, worker: w.public(), claimed_at: now },
-                w,
-                &[0; 32],
-            ))
+        })
+        .collect();
+    let mut ids = Vec::new();
+    for group in tasks.chunks(BATCH) {
+        let (answers, _) =
+            core.apply_many(group.iter().cloned(), |m, t| m.submit_task(t, None, NOW)).unwrap();
+        ids.extend(answers.into_iter().map(|a| a.unwrap()));
+    }
+    // Each pass gives every task still collecting commitments one more worker (the audit
+    // draw asks some for a second replica), until all have moved on to reveals.
+    let mut waiting: Vec<(Hash32, usize, usize)> =
+        ids.iter().enumerate().map(|(t, id)| (*id, t, t)).collect();
+    let mut reveals: Vec<(usize, Signed<Reveal>)> = Vec::new();
+    while !waiting.is_empty() {
+        for group in waiting.chunks(BATCH) {
+            let pick = |&(id, _, k): &(Hash32, usize, usize)| (id, &workers[k % workers.len()]);
+            let claims: Vec<Signed<Claim>> = map_ordered(group.to_vec(), |e| {
+                let (task, w) = pick(&e);
+                Signed::sign(Claim { task, worker: w.public(), claimed_at: NOW }, w, &[0; 32])
+            })
             .unwrap();
-            core.apply(|m| m.claim(claim, now)).unwrap();
-            let c = Commitment {
-                task: id,
-                worker: w.public(),
-                commitment: commitment_value(&id, &w.public(), &result_hash, &salt),
-            };
-            let c = Verified::check(Signed::sign(c, w, &[0; 32])).unwrap();
-            core.apply(|m| Ok(((), m.commit(c, now)?))).unwrap();
-            let r = Reveal { task: id, worker: w.public(), result: Payload::Inline(result.clone()), salt };
-            reveals.push(Signed::sign(r, w, &[0; 32]));
-            if matches!(core.machine().open_task(&id).unwrap().phase, Phase::Reveal { .. }) {
-                break;
-            }
+            let (answers, _) = core.apply_many(verify_all(claims), |m, c| m.claim(c, NOW)).unwrap();
+            assert!(answers.iter().all(Result::is_ok));
+            let commits: Vec<Signed<Commitment>> = map_ordered(group.to_vec(), |e| {
+                let (task, w) = pick(&e);
+                let c = Commitment {
+                    task,
+                    worker: w.public(),
+                    commitment: commitment_value(&task, &w.public(), &result_hash, &salt),
+                };
+                Signed::sign(c, w, &[0; 32])
+            })
+            .unwrap();
+            let (answers, _) =
+                core.apply_many(verify_all(commits), |m, c| Ok(((), m.commit(c, NOW)?))).unwrap();
+            assert!(answers.iter().all(Result::is_ok));
+            reveals.extend(
+                map_ordered(group.to_vec(), |e| {
+                    let (task, w) = pick(&e);
+                    let r =
+                        Reveal { task, worker: w.public(), result: Payload::Inline(result.clone()), salt };
+                    (e.1, Signed::sign(r, w, &[0; 32]))
+                })
+                .unwrap(),
+            );
         }
+        let m = core.machine();
+        waiting = waiting
+            .into_iter()
+            .filter(|(id, _, _)| matches!(m.open_task(id).map(|t| &t.phase), Some(Phase::Commit)))
+            .map(|(id, t, k)| (id, t, k + 1))
+            .collect();
     }
-    println!("{} reveals", reveals.len());
+    // A task's replicas reveal together (reveals open for all of them at once), in task order.
+    reveals.sort_by_key(|(t, _)| *t);
+    let reveals = reveals.into_iter().map(|(_, r)| r).collect();
+    (core, reveals)
+}
 
-    // Baselines in the same run: raw BIP340 verification on one core and on all, before and
-    // after the ingest (this VM's speed drifts within seconds); the best of each is the limit.
-    let sample: Vec<Signed<Reveal>> = reveals.iter().take(4000).cloned().collect();
-    let before = baseline(&sample);
-    // The coordinator's BIP340 signature, in verifications; receipts are signed in batches
-    // (SPEC §5.7), so a receipt costs a fraction of one.
-    let ids: Vec<Hash32> = sample.iter().map(|r| r.id()).collect();
-    let mut sign_rate = 0f64;
-    for _ in 0..3 {
-        let t0 = Instant::now();
-        let n = ids.iter().map(|id| coord.sign(id, &[0; 32]).0[0] as usize).fold(0usize, usize::wrapping_add);
-        sign_rate = sign_rate.max(ids.len() as f64 / t0.elapsed().as_secs_f64());
-        std::hint::black_box(n);
-    }
+/// What one timed ingest did.
+struct Ingest {
+    receipts: u64,
+    secs: f64,
+    cpu: f64,
+    machine_secs: f64,
+    issued: usize,
+    signatures: usize,
+    /// The machine's CPU time meanwhile: shares busy, idle, stolen.
+    split: [f64; 3],
+}
 
-    // Timed: verification (all cores), machine, receipt signing, synced RocksDB batches.
+/// Timed: verification (all cores), machine, receipt signing, synced RocksDB batches.
+fn ingest(core: &mut Core, reveals: Vec<Signed<Reveal>>) -> Ingest {
     let receipts_before = core.machine().meta().open_receipts;
     let epochs_before = core.machine().meta().next_epoch;
-    let n = reveals.len();
     // Pipelined: one thread verifies the next batch (itself on every core) while this one
     // applies and persists the current batch.
     let t0 = Instant::now();
     let cpu0 = cpu_secs();
+    let ticks0 = machine_ticks();
     let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Verified<Reveal>>>(2);
     let verifier = std::thread::spawn(move || {
         let mut it = reveals.into_iter();
@@ -225,11 +262,11 @@ fn main() {
         }
         (issued, signatures.len(), last)
     });
-    let mut t_apply = 0f64;
+    let mut machine_secs = 0f64;
     for verified in rx {
         let t1 = Instant::now();
-        let pending = core.submit_many(verified, |m, v| Ok(((), m.reveal(v, now)?))).unwrap();
-        t_apply += t1.elapsed().as_secs_f64();
+        let pending = core.submit_many(verified, |m, v| Ok(((), m.reveal(v, NOW)?))).unwrap();
+        machine_secs += t1.elapsed().as_secs_f64();
         done_tx.send(pending).unwrap();
     }
     drop(done_tx);
@@ -238,50 +275,109 @@ fn main() {
     let (issued, signatures, one_per_batch) = answerer.join().unwrap();
     let secs = t0.elapsed().as_secs_f64();
     let cpu = cpu_secs() - cpu0;
+    let ticks = machine_ticks();
+    let [busy, idle, steal] = [0, 1, 2].map(|i| ticks[i] - ticks0[i]);
+    let split = [busy, idle, steal].map(|t| t / (busy + idle + steal).max(1.0));
     assert!(one_per_batch.iter().all(|r| r.verify()), "every batch signature verifies");
-    println!("  CPU used: {cpu:.2} s in {secs:.2} s = {:.2} of {} cores busy", cpu / secs, threads());
-    println!(
-        "  the machine busy {t_apply:.2} s of it (verification, receipt signing and RocksDB writes overlap)"
-    );
     let m = core.machine().meta();
     let receipts = u64::from(m.next_epoch - epochs_before) * 10_000 + u64::from(m.open_receipts)
         - u64::from(receipts_before);
     core.machine().check_invariants().unwrap();
-    let rate = receipts as f64 / secs;
+    assert_eq!(receipts, issued as u64, "every receipt issued was counted");
+    Ingest { receipts, secs, cpu, machine_secs, issued, signatures, split }
+}
+
+fn main() {
+    let threads = cores();
+    let coord = key(100_000);
+    let workers: Vec<SigningKey> = (0..WORKERS).map(key).collect();
+    let (mut best_rate, mut best_one, mut best_all) = (0f64, 0f64, 0f64);
+    let mut ratios = Vec::new();
+    let mut last = None;
+    let mut sample_ids = Vec::new();
+    for round in 1..=ROUNDS {
+        let dir = tempfile::tempdir().unwrap();
+        let t_setup = Instant::now();
+        let (mut core, reveals) = setup(dir.path(), &coord, &workers);
+        println!(
+            "round {round}: {TASKS} tasks set up ({:.1} s), {} reveals from {WORKERS} workers",
+            t_setup.elapsed().as_secs_f64(),
+            reveals.len()
+        );
+        let sample: Vec<Signed<Reveal>> = reveals.iter().take(4000).cloned().collect();
+        let before = baseline(&sample);
+        let n = reveals.len();
+        let r = ingest(&mut core, reveals);
+        let after = baseline(&sample);
+        let (one, all) = (before.0.max(after.0), before.1.max(after.1));
+        let rate = r.receipts as f64 / r.secs;
+        println!(
+            "  ingest: {n} reveals -> {} receipts in {:.2} s = {rate:.0} receipts/s; CPU {:.2} s = {:.2} of {threads} cores busy; the machine busy {:.2} s of it",
+            r.receipts,
+            r.secs,
+            r.cpu,
+            r.cpu / r.secs,
+            r.machine_secs
+        );
+        println!(
+            "  all cores meanwhile: {:.0}% busy, {:.0}% idle, {:.0}% stolen by the hypervisor",
+            r.split[0] * 100.0,
+            r.split[1] * 100.0,
+            r.split[2] * 100.0
+        );
+        println!(
+            "  raw BIP340 verify (best of 3, before / after): {:.0} / {:.0} per s on one core, {:.0} / {:.0} per s on {threads} cores",
+            before.0, after.0, before.1, after.1
+        );
+        println!(
+            "  this round: ingest / raw verify = {:.2}x of one core, {:.2}x of all cores",
+            rate / one,
+            rate / all
+        );
+        ratios.push(rate / all);
+        best_rate = best_rate.max(rate);
+        best_one = best_one.max(one);
+        best_all = best_all.max(all);
+        if sample_ids.is_empty() {
+            sample_ids = sample.iter().map(|r| r.id()).collect();
+        }
+        last = Some(r);
+    }
+    // The coordinator's BIP340 signature, in verifications; receipts are signed in batches
+    // (SPEC §5.7), so a receipt costs a fraction of one.
+    let mut sign_rate = 0f64;
+    for _ in 0..3 {
+        let t0 = Instant::now();
+        let n = sample_ids
+            .iter()
+            .map(|id| coord.sign(id, &[0; 32]).0[0] as usize)
+            .fold(0usize, usize::wrapping_add);
+        sign_rate = sign_rate.max(sample_ids.len() as f64 / t0.elapsed().as_secs_f64());
+        std::hint::black_box(n);
+    }
+    let last = last.unwrap();
+    let per_signature = last.issued as f64 / last.signatures.max(1) as f64;
+    let sign_cost = best_one / sign_rate;
     println!(
-        "ingest: {n} reveals -> {receipts} receipts in {secs:.2} s = {rate:.0} receipts/s ({} threads)",
-        threads()
+        "raw BIP340 sign: {sign_rate:.0}/s on one core = {sign_cost:.2} verifications; {} receipts under {} batch signatures ({per_signature:.0} per signature), so signing costs {:.3} verifications a receipt",
+        last.issued,
+        last.signatures,
+        sign_cost / per_signature
     );
-    let after = baseline(&sample);
-    let (one_core, all_cores) = (before.0.max(after.0), before.1.max(after.1));
+    let shown: Vec<String> = ratios.iter().map(|r| format!("{r:.2}x")).collect();
+    println!("rounds' own ratios to all cores: {}", shown.join(", "));
     println!(
-        "raw BIP340 verify (best of 3, before / after the ingest): {:.0} / {:.0} per s on one core, {:.0} / {:.0} per s on {} cores",
-        before.0,
-        after.0,
-        before.1,
-        after.1,
-        threads()
-    );
-    println!(
-        "raw BIP340 verify limit (the best): {one_core:.0}/s on one core, {all_cores:.0}/s on {} cores",
-        threads()
+        "best of {ROUNDS} rounds: ingest {best_rate:.0} receipts/s; raw BIP340 verify limit {best_one:.0}/s on one core, {best_all:.0}/s on {threads} cores"
     );
     println!(
         "ingest / raw verify: {:.2}x of one core, {:.2}x of all cores (goal >= 0.50)",
-        rate / one_core,
-        rate / all_cores
-    );
-    let sign_cost = one_core / sign_rate;
-    let per_signature = issued as f64 / signatures.max(1) as f64;
-    println!(
-        "raw BIP340 sign: {sign_rate:.0}/s on one core = {sign_cost:.2} verifications; {issued} receipts under {signatures} batch signatures ({per_signature:.0} per signature), so signing costs {:.3} verifications a receipt",
-        sign_cost / per_signature
+        best_rate / best_one,
+        best_rate / best_all
     );
     println!();
-    println!("summary: receipts ingested per second = {rate:.0}");
+    println!("summary: receipts ingested per second = {best_rate:.0}");
     println!(
-        "summary: ingest / BIP340 verification limit of all {} cores = {:.2}x (goal >= 0.50)",
-        threads(),
-        rate / all_cores
+        "summary: ingest / BIP340 verification limit of all {threads} cores = {:.2}x (goal >= 0.50)",
+        best_rate / best_all
     );
 }

@@ -207,20 +207,31 @@ fn sign_receipts(signer: &ReceiptSigner, step: &mut Step) {
         return;
     }
     cairn_spec::SignedReceipt::seal_batch(&mut slots, |m| signer.sign_batch(m));
-    let sealed: std::collections::HashMap<cairn_spec::Hash32, &cairn_spec::SignedReceipt> = step
+    let sealed: Vec<&cairn_spec::SignedReceipt> = step
         .changes
         .iter()
         .filter_map(|c| match c {
-            Change::Receipt { receipt, .. } => Some((receipt.id(), receipt.as_ref())),
+            Change::Receipt { receipt, .. } => Some(receipt.as_ref()),
             _ => None,
         })
         .collect();
+    // The machine emits each receipt's effect right after its change, so the effects come in
+    // the changes' order: match them by walking both (comparing bodies, not hashing ids), and
+    // look an effect up by id only should that order ever differ.
+    let mut next = sealed.iter().peekable();
+    let mut by_id: Option<std::collections::HashMap<cairn_spec::Hash32, &cairn_spec::SignedReceipt>> = None;
     for e in &mut step.effects {
-        if let Effect::Receipt(r) = e {
-            if let Some(s) = sealed.get(&r.id()) {
-                r.batch = s.batch.clone();
-                r.signature = s.signature;
-            }
+        let Effect::Receipt(r) = e else { continue };
+        let found = match next.peek() {
+            Some(s) if s.body == r.body => next.next().copied(),
+            _ => by_id
+                .get_or_insert_with(|| sealed.iter().map(|s| (s.id(), *s)).collect())
+                .get(&r.id())
+                .copied(),
+        };
+        if let Some(s) = found {
+            r.batch = s.batch.clone();
+            r.signature = s.signature;
         }
     }
 }

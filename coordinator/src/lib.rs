@@ -21,5 +21,6 @@ pub mod lifecycle;
 pub mod lifecycle_store;
 pub mod metrics;
 pub mod node;
+pub mod parallel;
 pub mod store;
 pub mod sync;

@@ -95,15 +95,32 @@ fn snapshot_key(h: u32) -> Vec<u8> {
     [b"s".as_slice(), &h.to_be_bytes()].concat()
 }
 
+/// Identifies the row a change rewrites whole (a kind, then up to 36 bytes of key), when
+/// later changes to it supersede earlier ones. Fixed-size, so a group commit of thousands of
+/// changes allocates nothing to find them.
+type RowId = (u8, [u8; 36]);
+
+fn row_id(kind: u8, parts: &[&[u8]]) -> RowId {
+    let mut k = [0u8; 36];
+    let mut at = 0;
+    for p in parts {
+        for (dst, src) in k.iter_mut().skip(at).zip(p.iter()) {
+            *dst = *src;
+        }
+        at += p.len();
+    }
+    (kind, k)
+}
+
 /// The row a change rewrites whole, when later changes to it supersede earlier ones.
-fn superseded_key(c: &Change) -> Option<(u8, Vec<u8>)> {
+fn superseded_key(c: &Change) -> Option<RowId> {
     match c {
-        Change::Task(t) => Some((0, t.id.0.to_vec())),
-        Change::Worker(w) => Some((1, w.key().as_bytes().to_vec())),
-        Change::Ledger(e) => Some((2, e.worker.as_bytes().to_vec())),
-        Change::Lock { epoch, worker, .. } => Some((3, lock_key(*epoch, worker))),
-        Change::Payout(p) => Some((4, p.id.to_be_bytes().to_vec())),
-        Change::Meta(_) => Some((5, Vec::new())),
+        Change::Task(t) => Some(row_id(0, &[&t.id.0])),
+        Change::Worker(w) => Some(row_id(1, &[w.key().as_bytes()])),
+        Change::Ledger(e) => Some(row_id(2, &[e.worker.as_bytes()])),
+        Change::Lock { epoch, worker, .. } => Some(row_id(3, &[&epoch.to_be_bytes(), worker.as_bytes()])),
+        Change::Payout(p) => Some(row_id(4, &[&p.id.to_be_bytes()])),
+        Change::Meta(_) => Some(row_id(5, &[])),
         _ => None,
     }
 }
@@ -112,7 +129,7 @@ fn superseded_key(c: &Change) -> Option<(u8, Vec<u8>)> {
 /// of many events) is encoded once, with its last value: the result is the same as writing
 /// every change in order.
 pub fn batch_for(step: &Step) -> Batch {
-    let keys: Vec<Option<(u8, Vec<u8>)>> = step.changes.iter().map(superseded_key).collect();
+    let keys: Vec<Option<RowId>> = step.changes.iter().map(superseded_key).collect();
     let mut last = std::collections::HashMap::with_capacity(keys.len());
     for (i, k) in keys.iter().enumerate() {
         if let Some(k) = k {

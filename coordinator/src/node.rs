@@ -659,26 +659,14 @@ fn check_all(
     work: Vec<(Peer, RequestBody, ReplyToken)>,
     rpc: Option<&BitcoinCoreRpc>,
 ) -> Vec<(ReplyToken, Result<WorkerMsg, Refusal>)> {
-    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    // Below a few messages per core a thread costs more than it saves.
-    let per = work.len().div_ceil(threads).max(32);
-    let mut parts: Vec<Vec<(Peer, RequestBody, ReplyToken)>> = Vec::new();
-    let mut it = work.into_iter().peekable();
-    while it.peek().is_some() {
-        parts.push(it.by_ref().take(per).collect());
+    let (replies, checks): (Vec<ReplyToken>, Vec<(Peer, RequestBody)>) =
+        work.into_iter().map(|(from, body, reply)| (reply, (from, body))).unzip();
+    // A checker cannot panic on bad input (every decoder and check returns a refusal);
+    // should one panic anyway, the group gets no answers rather than wrong ones.
+    match crate::parallel::map_ordered(checks, |(from, body)| check(&from, body, rpc)) {
+        Ok(results) => replies.into_iter().zip(results).collect(),
+        Err(_) => Vec::new(),
     }
-    let one = |part: Vec<(Peer, RequestBody, ReplyToken)>| {
-        part.into_iter().map(|(from, body, reply)| (reply, check(&from, body, rpc))).collect::<Vec<_>>()
-    };
-    if parts.len() <= 1 {
-        return parts.into_iter().flat_map(one).collect();
-    }
-    std::thread::scope(|s| {
-        let handles: Vec<_> = parts.into_iter().map(|p| s.spawn(move || one(p))).collect();
-        // A checker cannot panic on bad input (every decoder and check returns a refusal);
-        // should one panic anyway, its messages get no answer rather than a wrong one.
-        handles.into_iter().flat_map(|h| h.join().unwrap_or_default()).collect()
-    })
 }
 
 fn check(from: &Peer, body: RequestBody, rpc: Option<&BitcoinCoreRpc>) -> Result<WorkerMsg, Refusal> {

@@ -26,7 +26,7 @@ impl Hash32 {
 
     /// Lower-case hex of the bytes in order (no Bitcoin-style reversal).
     pub fn to_hex(&self) -> String {
-        hex::encode(self.0)
+        crate::serde_hex::to_hex(&self.0)
     }
 
     /// Parses exactly 64 hex characters.
@@ -59,13 +59,13 @@ impl fmt::Debug for Hash32 {
 
 impl fmt::Display for Hash32 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.to_hex())
+        f.write_str(crate::serde_hex::encode_into(&self.0, &mut [0u8; 64]))
     }
 }
 
 impl serde::Serialize for Hash32 {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.to_hex())
+        crate::serde_hex::serialize_short(&self.0, s)
     }
 }
 

@@ -40,7 +40,7 @@ impl PubKey {
 
     /// Lower-case hex.
     pub fn to_hex(&self) -> String {
-        hex::encode(self.bytes)
+        crate::serde_hex::to_hex(&self.bytes)
     }
 
     /// Parses 64 hex characters naming a valid key.
@@ -99,7 +99,7 @@ impl fmt::Display for PubKey {
 
 impl serde::Serialize for PubKey {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.to_hex())
+        crate::serde_hex::serialize_short(&self.bytes, s)
     }
 }
 impl<'de> serde::Deserialize<'de> for PubKey {
@@ -116,7 +116,7 @@ pub struct Signature(pub [u8; 64]);
 impl Signature {
     /// Lower-case hex.
     pub fn to_hex(&self) -> String {
-        hex::encode(self.0)
+        crate::serde_hex::to_hex(&self.0)
     }
 
     pub(crate) fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
@@ -132,7 +132,7 @@ impl fmt::Debug for Signature {
 
 impl serde::Serialize for Signature {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.to_hex())
+        crate::serde_hex::serialize_short(&self.0, s)
     }
 }
 impl<'de> serde::Deserialize<'de> for Signature {

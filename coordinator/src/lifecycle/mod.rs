@@ -542,7 +542,7 @@ impl Machine {
     /// The coordinator's signature over a receipt batch id (SPEC.md §5.7), the same one the
     /// machine and its [`ReceiptSigner`] make.
     pub fn sign_receipt_batch(&self, batch_id: &Hash32) -> cairn_spec::Signature {
-        self.key.sign(batch_id, &self.aux(batch_id))
+        self.receipt_signer().sign_batch(batch_id)
     }
 
     /// What signs this machine's receipts, for a driver that signs a group's receipts on
@@ -932,8 +932,9 @@ impl Machine {
         let Payload::Inline(bytes) = &body.result else {
             return Err(invalid("results must be inline"));
         };
-        let c = Commitment { task: body.task, worker: body.worker, commitment };
-        if !body.opens(&c) {
+        // `Reveal::opens`, with the result's hash computed once above (it is 1.5 KB for an
+        // embedding, hashed on the ingest path).
+        if cairn_spec::work::commitment_value(&body.task, &body.worker, &hash, &body.salt) != commitment {
             return Err(invalid("reveal does not open the recorded commitment"));
         }
         let bytes = bytes.clone();
@@ -1191,6 +1192,13 @@ impl Machine {
     }
 
     fn decide(&mut self, id: &Hash32, now: u64, step: &mut Step) {
+        // The hash `reveal` recorded for the slot (the same bytes), rather than hashing again.
+        fn revealed_hash(rec: &TaskRecord, slot: usize, bytes: &[u8]) -> Hash32 {
+            rec.assignments
+                .get(slot)
+                .and_then(|a| a.revealed)
+                .unwrap_or_else(|| cairn_spec::content_hash(bytes))
+        }
         let Some(rec) = self.open.get(id) else { return };
         let Some(class) = self.classes.get(&rec.task.class).cloned() else { return };
         let slots: Vec<(usize, Option<&[u8]>)> = rec
@@ -1233,7 +1241,7 @@ impl Machine {
             for (i, b) in &valid {
                 let ok = agree(&class.rule, b, expected);
                 if ok {
-                    accepted = Some(cairn_spec::content_hash(b));
+                    accepted = Some(revealed_hash(rec, *i, b));
                 }
                 verdicts.insert(
                     *i,
@@ -1255,7 +1263,7 @@ impl Machine {
                     for (k, (i, b)) in valid.iter().enumerate() {
                         let win = winners.contains(&k);
                         if win && accepted.is_none() {
-                            accepted = Some(cairn_spec::content_hash(b));
+                            accepted = Some(revealed_hash(rec, *i, b));
                         }
                         verdicts.insert(
                             *i,
@@ -1327,9 +1335,12 @@ impl Machine {
     ) {
         let Some(mut rec) = self.open.remove(id) else { return };
         self.announced.remove(id);
-        let Some(class) = self.classes.get(&rec.task.class).cloned() else { return };
-        let reward = class.reward_per_unit.saturating_mul(u64::from(rec.task.units));
+        let Some(per_unit) = self.classes.get(&rec.task.class).map(|c| c.reward_per_unit) else { return };
+        let reward = per_unit.saturating_mul(u64::from(rec.task.units));
         let epoch = self.meta.next_epoch;
+        // A machine used alone signs each receipt as a batch of one; in a group commit the
+        // driver seals them all at once.
+        let signer = (!self.group_commit).then(|| self.receipt_signer());
         let mut banned_now = Vec::new();
         for (i, a) in rec.assignments.iter_mut().enumerate() {
             self.results.remove(&(rec.id, a.worker));
@@ -1356,15 +1367,15 @@ impl Machine {
                     units: rec.task.units,
                     reward_sats: paid,
                 };
-                let signed = if self.group_commit {
+                let signed = match &signer {
                     // Sealed later with the group's other receipts, as one batch, by the
                     // driver (`ReceiptSigner`).
-                    SignedReceipt::unsigned(receipt)
-                } else {
-                    let mut r = SignedReceipt::unsigned(receipt);
-                    let (key, seed) = (&self.key, &self.seed);
-                    SignedReceipt::seal_batch(&mut [&mut r], |m| key.sign(m, &aux_for(seed, m)));
-                    r
+                    None => SignedReceipt::unsigned(receipt),
+                    Some(signer) => {
+                        let mut r = SignedReceipt::unsigned(receipt);
+                        SignedReceipt::seal_batch(&mut [&mut r], |m| signer.sign_batch(m));
+                        r
+                    }
                 };
                 let rid = signed.id();
                 a.receipt = Some(rid);
