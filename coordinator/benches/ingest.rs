@@ -35,7 +35,8 @@ use cairn_spec::{
 
 const WORKERS: u32 = 64;
 const TASKS: u32 = 20_000;
-const BATCH: usize = 512;
+/// Reveals per group commit: the node's own bound on a group.
+const BATCH: usize = cairn_coordinator::node::MAX_GROUP;
 const ROUNDS: usize = 3;
 const NOW: u64 = 1_700_000_000;
 

@@ -12,7 +12,7 @@ use std::sync::Mutex;
 /// at most one chunk; with a fixed share per thread the other cores waited for its whole
 /// share (measured: 1.5–1.7 of 2 cores busy during the ingest bench). Large enough that
 /// taking a chunk costs nothing next to checking it.
-const CHUNK: usize = 16;
+const CHUNK: usize = 8;
 
 /// The chunks one thread mapped: (chunk number, results).
 type Done<U> = Vec<(usize, Vec<U>)>;
