@@ -328,3 +328,71 @@ impl Core {
         Ok(Pending { answers, written })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cairn_spec::{Hash32, Network, SignedReceipt, SigningKey, Verdict, WorkReceipt};
+
+    fn key(i: u8) -> SigningKey {
+        let mut b = [0u8; 32];
+        b[0] = i;
+        b[31] = 1;
+        SigningKey::from_secret_bytes(b).unwrap()
+    }
+
+    /// A step as a group commit leaves it: `n` unsigned receipts, each change with its
+    /// effect; `reorder` shuffles the effects against the changes.
+    fn step(coord: &SigningKey, n: u8, reorder: bool) -> Step {
+        let mut step = Step::default();
+        for i in 0..n {
+            let r = SignedReceipt::unsigned(WorkReceipt {
+                network: Network::Regtest,
+                coordinator: coord.public(),
+                epoch: 0,
+                task: Hash32([i; 32]),
+                class: Hash32::ZERO,
+                worker: key(100 + i).public(),
+                result_hash: Hash32([7; 32]),
+                verdict: Verdict::Accepted,
+                units: 1,
+                reward_sats: 10,
+            });
+            step.changes.push(Change::Receipt { index: u32::from(i), receipt: Box::new(r.clone()) });
+            step.effects.push(Effect::Receipt(Box::new(r)));
+        }
+        if reorder {
+            step.effects.reverse();
+            step.effects.swap(0, 1);
+        }
+        step
+    }
+
+    #[test]
+    fn every_receipt_effect_carries_its_sealed_path_and_signature_in_any_order() {
+        let coord = key(1);
+        let signer =
+            Machine::new(LifecycleConfig::new(Network::Regtest, vec![]), coord.clone(), 0).receipt_signer();
+        for reorder in [false, true] {
+            let mut s = step(&coord, 9, reorder);
+            sign_receipts(&signer, &mut s);
+            let stored: Vec<&cairn_spec::SignedReceipt> = s
+                .changes
+                .iter()
+                .filter_map(|c| match c {
+                    Change::Receipt { receipt, .. } => Some(receipt.as_ref()),
+                    _ => None,
+                })
+                .collect();
+            assert!(stored.iter().all(|r| r.verify() && r.batch.count == 9));
+            let mut seen = 0;
+            for e in &s.effects {
+                let Effect::Receipt(r) = e else { continue };
+                assert!(r.verify(), "reorder {reorder}: effect {} verifies", r.id());
+                assert!(stored.iter().any(|s| **s == **r), "reorder {reorder}: gossiped as stored");
+                seen += 1;
+            }
+            assert_eq!(seen, 9);
+        }
+    }
+}
