@@ -192,7 +192,9 @@ pub async fn run(
     announce(&dir, info, started);
 
     let (written_tx, written_rx) = mpsc::channel::<Written>(GROUPS_IN_FLIGHT);
-    let (fatal_tx, mut fatal_rx) = mpsc::channel::<CoreError>(1);
+    let (checking_tx, checking_rx) = mpsc::channel::<Checking>(GROUPS_CHECKING);
+    // The decider and the answerer each report a failed write; the loop stops on the first.
+    let (fatal_tx, mut fatal_rx) = mpsc::channel::<CoreError>(2);
     let ctx = Ctx {
         terms,
         core: core.clone(),
@@ -200,12 +202,22 @@ pub async fn run(
         net: net.clone(),
         anchor: anchor_tx.clone(),
         metrics: metrics.clone(),
-        written: written_tx,
+        written: mpsc::channel(1).0,
+        checking: checking_tx,
     };
-    // The answerer never decides groups: its copy of the context sends into a closed channel,
-    // so the group channel closes when the node's loop drops its context.
-    let answerer =
-        tokio::spawn(answer_groups(Ctx { written: mpsc::channel(1).0, ..ctx.clone() }, written_rx, fatal_tx));
+    // Each stage holds only the sender of the stage after it (the others are closed
+    // channels), so when the node's loop drops its context the checked groups drain through
+    // the decider, then the decided ones through the answerer, and both stop.
+    let decider = tokio::spawn(decide_groups(
+        Ctx { written: written_tx, checking: mpsc::channel(1).0, ..ctx.clone() },
+        checking_rx,
+        fatal_tx.clone(),
+    ));
+    let answerer = tokio::spawn(answer_groups(
+        Ctx { written: mpsc::channel(1).0, checking: mpsc::channel(1).0, ..ctx.clone() },
+        written_rx,
+        fatal_tx,
+    ));
     // Effects lost to a crash between a write and its effects are redone at start: open tasks
     // are announced again and the newest epoch handed to the anchor again (both idempotent).
     ctx.recover().await;
@@ -281,8 +293,10 @@ pub async fn run(
     while let Ok(effects) = effects_rx.try_recv() {
         ctx.perform(effects).await;
     }
-    // Groups already decided are written and answered before the network stops.
+    // Groups already checked are decided, and decided ones written and answered, before the
+    // network stops.
     drop(ctx);
+    let _ = decider.await;
     let _ = answerer.await;
     net.shutdown().await;
     drop(anchor_tx);
@@ -354,8 +368,12 @@ struct Ctx {
     net: Network,
     anchor: Option<std::sync::mpsc::Sender<AnchorCmd>>,
     metrics: Arc<NodeMetrics>,
-    /// Groups decided and on their way to disk, answered in order by [`answer_groups`].
+    /// Groups decided and on their way to disk, answered in order by [`answer_groups`]
+    /// (live only in the copy `decide_groups` holds).
     written: mpsc::Sender<Written>,
+    /// Groups being checked, decided in order by [`decide_groups`] (live only in the node
+    /// loop's copy).
+    checking: mpsc::Sender<Checking>,
 }
 
 /// A group of worker messages decided by the machine: its answers (and effects) are sent
@@ -368,6 +386,66 @@ struct Written {
 /// Groups in flight between the machine and their answers, at most (each holds up to
 /// `MAX_GROUP` requests); the next group waits for a place.
 const GROUPS_IN_FLIGHT: usize = 2;
+
+/// A group of worker messages being checked (signatures, on every core).
+struct Checking {
+    checked: tokio::task::JoinHandle<Vec<(ReplyToken, Result<WorkerMsg, Refusal>)>>,
+}
+
+/// Groups whose check may run while the previous group is decided: the check of group N+1
+/// (most of the node's CPU per message) overlaps the machine deciding group N, as the ingest
+/// bench measures.
+const GROUPS_CHECKING: usize = 1;
+
+/// Decides each checked group, in the order the groups arrived: refusals from the check are
+/// answered at once, the rest decided by the machine as one group and handed to
+/// [`answer_groups`]. A failed decision (storage) answers the group with an error and stops:
+/// `fatal` tells the node's loop, which then stops the node.
+async fn decide_groups(ctx: Ctx, mut groups: mpsc::Receiver<Checking>, fatal: mpsc::Sender<CoreError>) {
+    while let Some(Checking { checked }) = groups.recv().await {
+        // A check cannot panic on bad input; should one panic anyway, its group gets no
+        // answers rather than wrong ones (as `check_all` does for a panicking thread).
+        let checked = checked.await.unwrap_or_default();
+        let (mut replies, mut msgs) = (Vec::new(), Vec::new());
+        for (reply, c) in checked {
+            match c {
+                Ok(m) => {
+                    replies.push(reply);
+                    msgs.push(m);
+                }
+                Err(r) => ctx.respond(reply, Err(r)).await,
+            }
+        }
+        if msgs.is_empty() {
+            continue;
+        }
+        let now = unix_now();
+        let core = ctx.core.clone();
+        let decided = tokio::task::spawn_blocking(move || match core.lock() {
+            Ok(mut c) => c.submit_many(msgs, |m, msg| dispatch(m, msg, now)),
+            Err(_) => Err(CoreError::Poisoned),
+        })
+        .await
+        .unwrap_or(Err(CoreError::Poisoned));
+        let failure = match decided {
+            // Answered once on disk, while the next group is checked and decided.
+            Ok(pending) => match ctx.written.send(Written { pending, replies }).await {
+                Ok(()) => continue,
+                Err(_) => CoreError::Poisoned,
+            },
+            Err(e) => {
+                for reply in replies {
+                    let body = ResponseBody::Error { code: 500, message: "node unavailable".into() };
+                    let _ = ctx.net.respond(reply, body).await;
+                }
+                e
+            }
+        };
+        // The loop stops the node on the first failure it hears of; a second one is moot.
+        let _ = fatal.try_send(failure);
+        return;
+    }
+}
 
 /// Answers each group once it is on disk, in the order the groups were decided, after
 /// performing its effects. A failed write answers the group with an error and stops: `fatal`
@@ -553,11 +631,10 @@ impl Ctx {
         Ok(())
     }
 
-    /// Answers a group of requests: reads and refusals at once; worker messages checked
-    /// (sender bound to signer, signature) off the async threads, then decided as one group
-    /// and handed to the writer; `answer_groups` answers them once that group is on disk.
+    /// Answers a group of requests: reads at once; worker messages are checked (sender bound
+    /// to signer, signature) off the async threads and handed, in order, to `decide_groups`,
+    /// which decides each group once its check is done while the next group is checked.
     async fn on_requests(&self, batch: Vec<(Peer, Request, ReplyToken)>) -> Result<(), NodeError> {
-        let now = unix_now();
         let mut answers: Vec<(ReplyToken, Result<ResponseBody, Refusal>)> = Vec::new();
         let mut work: Vec<(Peer, RequestBody, ReplyToken)> = Vec::new();
         for (from, req, reply) in batch {
@@ -569,40 +646,9 @@ impl Ctx {
         }
         if !work.is_empty() {
             let rpc = self.bond_rpc.clone();
-            let checked = tokio::task::spawn_blocking(move || check_all(work, rpc.as_deref()))
-                .await
-                .unwrap_or_default();
-            let (mut replies, mut msgs) = (Vec::new(), Vec::new());
-            for (reply, c) in checked {
-                match c {
-                    Ok(m) => {
-                        replies.push(reply);
-                        msgs.push(m);
-                    }
-                    Err(r) => answers.push((reply, Err(r))),
-                }
-            }
-            let core = self.core.clone();
-            let decided = tokio::task::spawn_blocking(move || match core.lock() {
-                Ok(mut c) => c.submit_many(msgs, |m, msg| dispatch(m, msg, now)),
-                Err(_) => Err(CoreError::Poisoned),
-            })
-            .await
-            .unwrap_or(Err(CoreError::Poisoned));
-            match decided {
-                Ok(pending) => {
-                    // Answered once on disk, while the next group is checked and decided.
-                    if self.written.send(Written { pending, replies }).await.is_err() {
-                        return Err(CoreError::Poisoned.into());
-                    }
-                }
-                Err(e) => {
-                    for reply in replies {
-                        let body = ResponseBody::Error { code: 500, message: "node unavailable".into() };
-                        let _ = self.net.respond(reply, body).await;
-                    }
-                    return Err(e.into());
-                }
+            let checked = tokio::task::spawn_blocking(move || check_all(work, rpc.as_deref()));
+            if self.checking.send(Checking { checked }).await.is_err() {
+                return Err(CoreError::Poisoned.into());
             }
         }
         for (reply, answer) in answers {
