@@ -191,6 +191,14 @@ fn write(store: &dyn KvStore, batch: &crate::store::Batch) -> Result<(), CoreErr
     })
 }
 
+/// The receipts among a step's changes, in order.
+fn stored_receipts(changes: &[Change]) -> impl Iterator<Item = &cairn_spec::SignedReceipt> {
+    changes.iter().filter_map(|c| match c {
+        Change::Receipt { receipt, .. } => Some(receipt.as_ref()),
+        _ => None,
+    })
+}
+
 /// Seals the step's unsigned receipts (a group commit leaves them unsigned) as batches of
 /// at most 256, one BIP340 signature each (SPEC.md §5.7), and gives the receipts its effects
 /// carry the same batch paths and signatures.
@@ -207,14 +215,7 @@ fn sign_receipts(signer: &ReceiptSigner, step: &mut Step) {
         return;
     }
     cairn_spec::SignedReceipt::seal_batch(&mut slots, |m| signer.sign_batch(m));
-    let sealed: Vec<&cairn_spec::SignedReceipt> = step
-        .changes
-        .iter()
-        .filter_map(|c| match c {
-            Change::Receipt { receipt, .. } => Some(receipt.as_ref()),
-            _ => None,
-        })
-        .collect();
+    let sealed: Vec<&cairn_spec::SignedReceipt> = stored_receipts(&step.changes).collect();
     // The machine emits each receipt's effect right after its change, so the effects come in
     // the changes' order: match them by walking both (comparing bodies, not hashing ids), and
     // look an effect up by id only should that order ever differ.
@@ -376,14 +377,7 @@ mod tests {
         for reorder in [false, true] {
             let mut s = step(&coord, 9, reorder);
             sign_receipts(&signer, &mut s);
-            let stored: Vec<&cairn_spec::SignedReceipt> = s
-                .changes
-                .iter()
-                .filter_map(|c| match c {
-                    Change::Receipt { receipt, .. } => Some(receipt.as_ref()),
-                    _ => None,
-                })
-                .collect();
+            let stored: Vec<&cairn_spec::SignedReceipt> = stored_receipts(&s.changes).collect();
             assert!(stored.iter().all(|r| r.verify() && r.batch.count == 9));
             let mut seen = 0;
             for e in &s.effects {
