@@ -72,13 +72,53 @@ fn baseline(sample: &[Signed<Reveal>]) -> (f64, f64) {
 
 /// User + system CPU seconds of this process so far (Linux `/proc/self/stat`; 0 elsewhere).
 fn cpu_secs() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    stat_cpu("/proc/self/stat")
+}
+
+/// User + system CPU seconds of the calling thread so far (Linux; 0 elsewhere).
+fn thread_secs() -> f64 {
+    stat_cpu("/proc/thread-self/stat")
+}
+
+fn stat_cpu(path: &str) -> f64 {
+    let stat = std::fs::read_to_string(path).unwrap_or_default();
     // Fields after the command name (which may hold spaces): utime and stime are the 12th and
     // 13th, in clock ticks of 1/100 s.
     let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
     let f: Vec<&str> = rest.split_whitespace().collect();
     let tick = |i: usize| f.get(i).and_then(|x| x.parse::<f64>().ok()).unwrap_or(0.0);
     (tick(11) + tick(12)) / 100.0
+}
+
+/// CPU seconds so far of this process's live threads, by role: the thread running the
+/// machine (this one), the core's receipt signer and its writer, RocksDB's background
+/// threads. Linux `/proc/self/task`; empty elsewhere. Verification threads live for one group
+/// each, so their time is the process's total less these.
+fn thread_cpu() -> [f64; 4] {
+    let mut by_role = [0f64; 4];
+    let me = std::process::id().to_string();
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else { return by_role };
+    for t in tasks.flatten() {
+        let Ok(stat) = std::fs::read_to_string(t.path().join("stat")) else { continue };
+        let Some((head, rest)) = stat.rsplit_once(')') else { continue };
+        let comm = head.split_once('(').map(|(_, c)| c).unwrap_or("");
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let tick = |i: usize| f.get(i).and_then(|x| x.parse::<f64>().ok()).unwrap_or(0.0);
+        let secs = (tick(11) + tick(12)) / 100.0;
+        let role = if t.file_name().to_str() == Some(me.as_str()) {
+            0
+        } else if comm == "cairn-signer" {
+            1
+        } else if comm == "cairn-writer" {
+            2
+        } else if comm.starts_with("rocksdb") {
+            3
+        } else {
+            continue;
+        };
+        by_role[role] += secs;
+    }
+    by_role
 }
 
 /// Machine-wide CPU time so far, in clock ticks: (busy, idle + iowait, steal), from the
@@ -222,6 +262,9 @@ struct Ingest {
     signatures: usize,
     /// The machine's CPU time meanwhile: shares busy, idle, stolen.
     split: [f64; 3],
+    /// CPU seconds of the machine's thread, the signer, the writer, RocksDB's own threads
+    /// and the thread awaiting the answers.
+    roles: [f64; 5],
 }
 
 /// Timed: verification (all cores), machine, receipt signing, synced RocksDB batches.
@@ -232,13 +275,18 @@ fn ingest(core: &mut Core, reveals: Vec<Signed<Reveal>>) -> Ingest {
     // applies and persists the current batch.
     let t0 = Instant::now();
     let cpu0 = cpu_secs();
+    let roles0 = thread_cpu();
     let ticks0 = machine_ticks();
-    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Verified<Reveal>>>(2);
+    // As the node's loop does: each group's check is started (on every core) and handed over
+    // in order, up to `GROUPS_CHECKING` waiting, so the check of the next groups overlaps the
+    // tail of this one's and the machine deciding it.
+    type Check = std::thread::JoinHandle<Vec<Verified<Reveal>>>;
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Check>(cairn_coordinator::node::GROUPS_CHECKING);
     let verifier = std::thread::spawn(move || {
         let mut it = reveals.into_iter();
         loop {
             let batch: Vec<Signed<Reveal>> = it.by_ref().take(BATCH).collect();
-            if batch.is_empty() || tx.send(verify_all(batch)).is_err() {
+            if batch.is_empty() || tx.send(std::thread::spawn(move || verify_all(batch))).is_err() {
                 return;
             }
         }
@@ -246,8 +294,10 @@ fn ingest(core: &mut Core, reveals: Vec<Signed<Reveal>>) -> Ingest {
     // As the node does: each group's answers are awaited off the thread running the machine,
     // in order, while the machine decides the next group and the core's writer signs and
     // writes the previous one.
-    let (done_tx, done_rx) = std::sync::mpsc::sync_channel::<Pending<()>>(2);
+    let (done_tx, done_rx) =
+        std::sync::mpsc::sync_channel::<Pending<()>>(cairn_coordinator::node::GROUPS_IN_FLIGHT);
     let answerer = std::thread::spawn(move || {
+        let cpu0 = thread_secs();
         let (mut issued, mut signatures, mut last) = (0usize, std::collections::HashSet::new(), Vec::new());
         for pending in done_rx {
             let (answers, effects) = pending.wait().unwrap();
@@ -261,10 +311,11 @@ fn ingest(core: &mut Core, reveals: Vec<Signed<Reveal>>) -> Ingest {
                 }
             }
         }
-        (issued, signatures.len(), last)
+        (issued, signatures.len(), last, thread_secs() - cpu0)
     });
     let mut machine_secs = 0f64;
-    for verified in rx {
+    for check in rx {
+        let verified = check.join().unwrap();
         let t1 = Instant::now();
         let pending = core.submit_many(verified, |m, v| Ok(((), m.reveal(v, NOW)?))).unwrap();
         machine_secs += t1.elapsed().as_secs_f64();
@@ -273,9 +324,12 @@ fn ingest(core: &mut Core, reveals: Vec<Signed<Reveal>>) -> Ingest {
     drop(done_tx);
     verifier.join().unwrap();
     // Every group answered, so every receipt is written.
-    let (issued, signatures, one_per_batch) = answerer.join().unwrap();
+    let (issued, signatures, one_per_batch, answering) = answerer.join().unwrap();
     let secs = t0.elapsed().as_secs_f64();
     let cpu = cpu_secs() - cpu0;
+    let roles1 = thread_cpu();
+    let roles = [0, 1, 2, 3].map(|i| roles1[i] - roles0[i]);
+    let roles = [roles[0], roles[1], roles[2], roles[3], answering];
     let ticks = machine_ticks();
     let [busy, idle, steal] = [0, 1, 2].map(|i| ticks[i] - ticks0[i]);
     let split = [busy, idle, steal].map(|t| t / (busy + idle + steal).max(1.0));
@@ -285,7 +339,7 @@ fn ingest(core: &mut Core, reveals: Vec<Signed<Reveal>>) -> Ingest {
         - u64::from(receipts_before);
     core.machine().check_invariants().unwrap();
     assert_eq!(receipts, issued as u64, "every receipt issued was counted");
-    Ingest { receipts, secs, cpu, machine_secs, issued, signatures, split }
+    Ingest { receipts, secs, cpu, machine_secs, issued, signatures, split, roles }
 }
 
 fn main() {
@@ -325,6 +379,18 @@ fn main() {
             r.split[0] * 100.0,
             r.split[1] * 100.0,
             r.split[2] * 100.0
+        );
+        let us = |s: f64| s * 1e6 / r.receipts.max(1) as f64;
+        let [machine, signer, writer, rocks, answers] = r.roles;
+        println!(
+            "  CPU per receipt: {:.1} us = verification {:.1} + machine {:.1} + signer {:.1} + writer {:.1} + RocksDB background {:.1} + answers {:.1}",
+            us(r.cpu),
+            us(r.cpu - machine - signer - writer - rocks - answers),
+            us(machine),
+            us(signer),
+            us(writer),
+            us(rocks),
+            us(answers)
         );
         println!(
             "  raw BIP340 verify (best of 3, before / after): {:.0} / {:.0} per s on one core, {:.0} / {:.0} per s on {threads} cores",

@@ -385,7 +385,7 @@ struct Written {
 
 /// Groups in flight between the machine and their answers, at most (each holds up to
 /// `MAX_GROUP` requests); the next group waits for a place.
-const GROUPS_IN_FLIGHT: usize = 2;
+pub const GROUPS_IN_FLIGHT: usize = 2;
 
 /// A group of worker messages being checked (signatures, on every core).
 struct Checking {
@@ -395,7 +395,7 @@ struct Checking {
 /// Groups whose check may run while the previous group is decided: the check of group N+1
 /// (most of the node's CPU per message) overlaps the machine deciding group N, as the ingest
 /// bench measures.
-const GROUPS_CHECKING: usize = 1;
+pub const GROUPS_CHECKING: usize = 1;
 
 /// Decides each checked group, in the order the groups arrived: refusals from the check are
 /// answered at once, the rest decided by the machine as one group and handed to
