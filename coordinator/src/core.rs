@@ -203,18 +203,20 @@ fn stored_receipts(changes: &[Change]) -> impl Iterator<Item = &cairn_spec::Sign
 /// at most 256, one BIP340 signature each (SPEC.md §5.7), and gives the receipts its effects
 /// carry the same batch paths and signatures.
 fn sign_receipts(signer: &ReceiptSigner, step: &mut Step) {
-    let mut slots: Vec<&mut cairn_spec::SignedReceipt> = step
+    let mut slots: Vec<(cairn_spec::Hash32, &mut cairn_spec::SignedReceipt)> = step
         .changes
         .iter_mut()
         .filter_map(|c| match c {
-            Change::Receipt { receipt, .. } if receipt.signature.0 == [0; 64] => Some(receipt.as_mut()),
+            Change::Receipt { id, receipt, .. } if receipt.signature.0 == [0; 64] => {
+                Some((*id, receipt.as_mut()))
+            }
             _ => None,
         })
         .collect();
     if slots.is_empty() {
         return;
     }
-    cairn_spec::SignedReceipt::seal_batch(&mut slots, |m| signer.sign_batch(m));
+    cairn_spec::SignedReceipt::seal_batch_ids(&mut slots, |m| signer.sign_batch(m));
     let sealed: Vec<&cairn_spec::SignedReceipt> = stored_receipts(&step.changes).collect();
     // The machine emits each receipt's effect right after its change, so the effects come in
     // the changes' order: match them by walking both (comparing bodies, not hashing ids), and
@@ -359,7 +361,11 @@ mod tests {
                 units: 1,
                 reward_sats: 10,
             });
-            step.changes.push(Change::Receipt { index: u32::from(i), receipt: Box::new(r.clone()) });
+            step.changes.push(Change::Receipt {
+                index: u32::from(i),
+                id: r.id(),
+                receipt: Box::new(r.clone()),
+            });
             step.effects.push(Effect::Receipt(Box::new(r)));
         }
         if reorder {

@@ -56,7 +56,7 @@ fn decode<T: Decode>(t: Table, key: &[u8], v: &[u8]) -> Result<T, LoadError> {
     T::from_bytes(v).map_err(|e| corrupt(t, key, e))
 }
 
-/// `tasks`: `t` ‖ task id → task record; `o` ‖ task id → empty while the task is open.
+/// `tasks`: `t` ‖ task id → task record (binary); `o` ‖ task id → empty while the task is open.
 pub fn task_key(id: &Hash32) -> Vec<u8> {
     [b"t".as_slice(), &id.0].concat()
 }
@@ -159,7 +159,7 @@ pub fn batch_for(step: &Step) -> Batch {
 pub fn add(b: &mut Batch, c: &Change) {
     match c {
         Change::Task(t) => {
-            b.put(Table::Tasks, task_key(&t.id), json(t.as_ref()));
+            b.put(Table::Tasks, task_key(&t.id), t.to_bytes());
             // The idempotency row is written when the task is accepted (no assignment yet);
             // rewriting it with every later change would only repeat it.
             if t.assignments.is_empty() {
@@ -177,10 +177,10 @@ pub fn add(b: &mut Batch, c: &Change) {
         Change::Reveal(s) => {
             b.put(Table::Reveals, pair_key(&s.body.task, &s.body.worker), s.to_bytes());
         }
-        Change::Receipt { index, receipt } => {
+        Change::Receipt { index, id, receipt } => {
             let epoch = receipt.body.epoch;
             b.put(Table::Receipts, receipt_key(epoch, *index), receipt.to_bytes());
-            b.put(Table::Receipts, receipt_id_key(&receipt.id()), receipt_key(epoch, *index));
+            b.put(Table::Receipts, receipt_id_key(id), receipt_key(epoch, *index));
         }
         Change::Worker(w) => {
             b.put(Table::Workers, w.key().as_bytes().to_vec(), json(w.as_ref()));
@@ -301,7 +301,7 @@ pub fn load(s: &dyn KvStore) -> Result<Option<Snapshot>, LoadError> {
     for_each(s, Table::Tasks, b"t", |k, v| {
         let id = Hash32(k[1..].try_into().map_err(|_| corrupt(Table::Tasks, &k, "key length"))?);
         if open.contains(&k[1..]) {
-            let rec: TaskRecord = parse(Table::Tasks, &k, &v)?;
+            let rec: TaskRecord = decode(Table::Tasks, &k, &v)?;
             for (rk, rv) in scan_all(s, Table::Reveals, &id.0)? {
                 snap.reveals.push(decode::<Signed<Reveal>>(Table::Reveals, &rk, &rv)?);
             }
@@ -354,7 +354,7 @@ pub fn load(s: &dyn KvStore) -> Result<Option<Snapshot>, LoadError> {
 /// A task record (open or final).
 pub fn task(s: &dyn KvStore, id: &Hash32) -> Result<Option<TaskRecord>, LoadError> {
     let k = task_key(id);
-    s.get(Table::Tasks, &k)?.map(|v| parse(Table::Tasks, &k, &v)).transpose()
+    s.get(Table::Tasks, &k)?.map(|v| decode(Table::Tasks, &k, &v)).transpose()
 }
 
 /// Task records in id order from `after` (exclusive), at most `limit`.
@@ -366,7 +366,7 @@ pub fn tasks(s: &dyn KvStore, after: Option<&Hash32>, limit: usize) -> Result<Ve
     });
     s.scan(Table::Tasks, b"t", start.as_deref(), limit)?
         .into_iter()
-        .map(|(k, v)| parse(Table::Tasks, &k, &v))
+        .map(|(k, v)| decode(Table::Tasks, &k, &v))
         .collect()
 }
 

@@ -288,12 +288,33 @@ pub trait Encode {
     /// Appends the canonical encoding.
     fn encode(&self, w: &mut Writer);
 
-    /// The canonical encoding as a vector.
+    /// The canonical encoding as a vector (allocated once, at its exact size).
     fn to_bytes(&self) -> Vec<u8> {
-        let mut w = Writer::new();
-        self.encode(&mut w);
-        w.into_bytes()
+        with_encoding(self, <[u8]>::to_vec)
     }
+}
+
+/// Largest buffer a thread keeps for [`with_encoding`] between calls; a larger encoding's
+/// buffer is freed after use, so a rare big object does not pin its size per thread.
+const SCRATCH_KEEP: usize = 64 * 1024;
+
+thread_local! {
+    static SCRATCH: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+/// Calls `f` with `v`'s canonical encoding, built in a buffer this thread reuses: hashing
+/// an object (its id) or copying its encoding out then allocates nothing, where growing a
+/// fresh vector reallocated about log2(size) times (a 1.6 KB reveal: 9).
+pub fn with_encoding<T: Encode + ?Sized, R>(v: &T, f: impl FnOnce(&[u8]) -> R) -> R {
+    let mut w = Writer { buf: SCRATCH.try_with(std::cell::Cell::take).unwrap_or_default() };
+    w.buf.clear();
+    v.encode(&mut w);
+    let out = f(&w.buf);
+    if w.buf.capacity() <= SCRATCH_KEEP {
+        // Reentrant calls (none today) would each find an empty buffer: `take` left one.
+        let _ = SCRATCH.try_with(|s| s.set(w.buf));
+    }
+    out
 }
 
 /// A type decodable from its canonical encoding.
@@ -328,6 +349,41 @@ pub fn expect_version(r: &mut Reader<'_>, object: &'static str, known: u8) -> Re
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Bytes of a given length, encoded with a u32 length prefix.
+    struct Blob(Vec<u8>);
+    impl Encode for Blob {
+        fn encode(&self, w: &mut Writer) {
+            w.bytes_u32(&self.0);
+        }
+    }
+
+    fn fresh(b: &Blob) -> Vec<u8> {
+        let mut w = Writer::new();
+        b.encode(&mut w);
+        w.into_bytes()
+    }
+
+    #[test]
+    fn reused_scratch_buffer_encodes_like_a_fresh_writer() {
+        // Large (not kept), small after large, small after small, empty, nested use.
+        let sizes = [SCRATCH_KEEP * 2, 3, 1600, 0, 70_000, 5];
+        for n in sizes {
+            let b = Blob((0..n).map(|i| (i % 251) as u8).collect());
+            assert_eq!(b.to_bytes(), fresh(&b), "{n} bytes");
+            let inner = Blob(vec![9; n / 2]);
+            let (outer, nested) = with_encoding(&b, |o| (o.to_vec(), inner.to_bytes()));
+            assert_eq!(outer, fresh(&b));
+            assert_eq!(nested, fresh(&inner));
+        }
+        let kept = SCRATCH.with(|s| {
+            let v = s.take();
+            let c = v.capacity();
+            s.set(v);
+            c
+        });
+        assert!(kept <= SCRATCH_KEEP, "a thread keeps at most SCRATCH_KEEP bytes, kept {kept}");
+    }
 
     #[test]
     fn forged_length_is_refused_before_reading() {

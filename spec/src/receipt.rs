@@ -156,13 +156,25 @@ impl SignedReceipt {
     /// builds the tree over their ids, signs its batch id once with `sign`, and gives each
     /// receipt its path and the signature. Longer inputs are sealed in consecutive batches
     /// of `MAX_BATCH`; an empty input does nothing.
-    pub fn seal_batch(receipts: &mut [&mut SignedReceipt], mut sign: impl FnMut(&Hash32) -> Signature) {
+    pub fn seal_batch(receipts: &mut [&mut SignedReceipt], sign: impl FnMut(&Hash32) -> Signature) {
+        let mut with_ids: Vec<(Hash32, &mut SignedReceipt)> =
+            receipts.iter_mut().map(|r| (r.id(), &mut **r)).collect();
+        Self::seal_batch_ids(&mut with_ids, sign);
+    }
+
+    /// [`seal_batch`](Self::seal_batch) for receipts whose ids the caller already holds
+    /// (each pair: the receipt's [`id`](Self::id), the receipt), so they are not hashed again.
+    /// An id that is not its receipt's gives that receipt a path that does not verify.
+    pub fn seal_batch_ids(
+        receipts: &mut [(Hash32, &mut SignedReceipt)],
+        mut sign: impl FnMut(&Hash32) -> Signature,
+    ) {
         for chunk in receipts.chunks_mut(Self::MAX_BATCH) {
-            let tree = MerkleTree::new(chunk.iter().map(|r| r.id()).collect());
+            let tree = MerkleTree::new(chunk.iter().map(|(id, _)| *id).collect());
             // At most MAX_BATCH (256) leaves, so the count fits a u16.
             let count = chunk.len() as u16;
             let signature = sign(&batch_id(count, &tree.root()));
-            for (i, r) in chunk.iter_mut().enumerate() {
+            for (i, (_, r)) in chunk.iter_mut().enumerate() {
                 if let Some(p) = tree.proof(i as u32) {
                     r.batch = p;
                 }

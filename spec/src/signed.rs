@@ -16,7 +16,7 @@ pub trait Object: Encode + Decode {
 
     /// `tagged_hash(TAG, canonical encoding)`.
     fn id(&self) -> Hash32 {
-        tagged_hash(Self::TAG, &self.to_bytes())
+        crate::codec::with_encoding(self, |b| tagged_hash(Self::TAG, b))
     }
 }
 

@@ -143,7 +143,7 @@ impl Follower {
         }
         let mut b = Batch::new();
         for (i, r) in e.receipts.iter().enumerate() {
-            ls::add(&mut b, &Change::Receipt { index: i as u32, receipt: Box::new(r.clone()) });
+            ls::add(&mut b, &Change::Receipt { index: i as u32, id: r.id(), receipt: Box::new(r.clone()) });
         }
         ls::add(&mut b, &Change::Epoch { header: Box::new(e.header.clone()), ledger: e.ledger.clone() });
         b.sync();

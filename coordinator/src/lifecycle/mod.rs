@@ -172,6 +172,8 @@ pub enum Change {
     Receipt {
         /// Position in the epoch's receipts tree.
         index: u32,
+        /// The receipt's id (its leaf), hashed once when the receipt is issued.
+        id: Hash32,
         /// The receipt.
         receipt: Box<SignedReceipt>,
     },
@@ -1408,7 +1410,7 @@ impl Machine {
                     w.streak = 0;
                     w.rejected += 1;
                 }
-                step.changes.push(Change::Receipt { index, receipt: Box::new(signed.clone()) });
+                step.changes.push(Change::Receipt { index, id: rid, receipt: Box::new(signed.clone()) });
                 self.meta.counts.receipts += 1;
                 step.effects.push(Effect::Receipt(Box::new(signed)));
             }
