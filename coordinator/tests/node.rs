@@ -272,7 +272,21 @@ async fn api_and_workers_over_real_sockets() {
     assert_eq!(all.len(), 13 + 4, "{}", all.len());
     let keys = |v: &Value| v.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
     assert!(all.iter().all(|t| keys(t) == keys(&all[0])));
-    assert!(!serde_json::to_string(&all).unwrap().contains("4849"));
+    // No value carries the canary's answer (hex 4849). Ids, hashes and keys (64 hex digits)
+    // are digests that cannot carry it, and a random one holds "4849" about once in 40 runs
+    // of this test, so they are left out of the substring check.
+    fn strings<'a>(v: &'a Value, out: &mut Vec<&'a str>) {
+        match v {
+            Value::String(s) => out.push(s),
+            Value::Array(a) => a.iter().for_each(|x| strings(x, out)),
+            Value::Object(o) => o.values().for_each(|x| strings(x, out)),
+            _ => {}
+        }
+    }
+    let (views, mut values) = (Value::Array(all.clone()), Vec::new());
+    strings(&views, &mut values);
+    let digest = |s: &str| s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit());
+    assert!(values.iter().all(|s| !s.contains("4849") || digest(s)), "{values:?}");
     // Nor their budgets: a canary carries the budget of the submission it follows, not its
     // exact cost (100 sats here), so every task shows one of the budgets requesters sent.
     assert!(all.iter().all(|t| t["budget_sats"] == 1000), "{all:?}");
