@@ -164,7 +164,8 @@ impl SignedReceipt {
 
     /// [`seal_batch`](Self::seal_batch) for receipts whose ids the caller already holds
     /// (each pair: the receipt's [`id`](Self::id), the receipt), so they are not hashed again.
-    /// An id that is not its receipt's gives that receipt a path that does not verify.
+    /// An id that is not its receipt's puts a wrong leaf in the tree: no receipt of that batch
+    /// then verifies, so the mistake cannot go unnoticed by any checker.
     pub fn seal_batch_ids(
         receipts: &mut [(Hash32, &mut SignedReceipt)],
         mut sign: impl FnMut(&Hash32) -> Signature,
