@@ -81,7 +81,11 @@ fn thread_secs() -> f64 {
 }
 
 fn stat_cpu(path: &str) -> f64 {
-    let stat = std::fs::read_to_string(path).unwrap_or_default();
+    stat_secs(&std::fs::read_to_string(path).unwrap_or_default())
+}
+
+/// User + system CPU seconds in the text of a Linux `stat` file (of a process or a thread).
+fn stat_secs(stat: &str) -> f64 {
     // Fields after the command name (which may hold spaces): utime and stime are the 12th and
     // 13th, in clock ticks of 1/100 s.
     let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
@@ -100,11 +104,9 @@ fn thread_cpu() -> [f64; 4] {
     let Ok(tasks) = std::fs::read_dir("/proc/self/task") else { return by_role };
     for t in tasks.flatten() {
         let Ok(stat) = std::fs::read_to_string(t.path().join("stat")) else { continue };
-        let Some((head, rest)) = stat.rsplit_once(')') else { continue };
+        let Some((head, _)) = stat.rsplit_once(')') else { continue };
         let comm = head.split_once('(').map(|(_, c)| c).unwrap_or("");
-        let f: Vec<&str> = rest.split_whitespace().collect();
-        let tick = |i: usize| f.get(i).and_then(|x| x.parse::<f64>().ok()).unwrap_or(0.0);
-        let secs = (tick(11) + tick(12)) / 100.0;
+        let secs = stat_secs(&stat);
         let role = if t.file_name().to_str() == Some(me.as_str()) {
             0
         } else if comm == "cairn-signer" {

@@ -434,10 +434,7 @@ async fn decide_groups(ctx: Ctx, mut groups: mpsc::Receiver<Checking>, fatal: mp
                 Err(_) => CoreError::Poisoned,
             },
             Err(e) => {
-                for reply in replies {
-                    let body = ResponseBody::Error { code: 500, message: "node unavailable".into() };
-                    let _ = ctx.net.respond(reply, body).await;
-                }
+                ctx.unavailable(replies).await;
                 e
             }
         };
@@ -462,10 +459,7 @@ async fn answer_groups(ctx: Ctx, mut groups: mpsc::Receiver<Written>, fatal: mps
                 }
             }
             Err(e) => {
-                for reply in replies {
-                    let body = ResponseBody::Error { code: 500, message: "node unavailable".into() };
-                    let _ = ctx.net.respond(reply, body).await;
-                }
+                ctx.unavailable(replies).await;
                 let _ = fatal.send(e).await;
                 return;
             }
@@ -655,6 +649,15 @@ impl Ctx {
             self.respond(reply, answer).await;
         }
         Ok(())
+    }
+
+    /// Answers a group the node could not decide or write: it is stopping after a storage
+    /// failure, and the workers retry elsewhere or after its restart.
+    async fn unavailable(&self, replies: Vec<ReplyToken>) {
+        for reply in replies {
+            let body = ResponseBody::Error { code: 500, message: "node unavailable".into() };
+            let _ = self.net.respond(reply, body).await;
+        }
     }
 
     async fn respond(&self, reply: ReplyToken, answer: Result<ResponseBody, Refusal>) {
