@@ -1,6 +1,6 @@
 //! Starting a private regtest `bitcoind` for tests and the devnet: found through
-//! `BITCOIND_EXE`, then `PATH`; its own data directory; free loopback ports; no peers;
-//! stopped on drop.
+//! `BITCOIND_EXE`, then `PATH`, then the per-machine cache that `scripts/bitcoin-core.sh`
+//! builds; its own data directory; free loopback ports; no peers; stopped on drop.
 //!
 //! Owns the node process. Must never touch a data directory it was not given, listen
 //! beyond 127.0.0.1, or connect to the outside network.
@@ -15,12 +15,31 @@ use serde_json::json;
 use crate::backend::ChainError;
 use crate::rpc::{BitcoinCoreRpc, RpcAuth, RpcConfig};
 
-/// Finds `bitcoind`: `BITCOIND_EXE` when set (and a file), else the first `bitcoind` on `PATH`.
+/// The registry package whose Bitcoin Core source tree `scripts/bitcoin-core.sh` builds, and
+/// its version: the cache directory's name (the script and a test keep them in step).
+pub const CORE_SOURCE_PACKAGE: (&str, &str) = ("libbitcoinkernel-sys", "0.4.1");
+
+/// Finds `bitcoind`: `BITCOIND_EXE` when set (and a file), else the first `bitcoind` on `PATH`,
+/// else the one `scripts/bitcoin-core.sh` built into the cache.
 pub fn find_bitcoind() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("BITCOIND_EXE").map(PathBuf::from) {
         return p.is_file().then_some(p);
     }
-    std::env::split_paths(&std::env::var_os("PATH")?).map(|d| d.join("bitcoind")).find(|p| p.is_file())
+    let on_path = std::env::var_os("PATH")
+        .and_then(|path| std::env::split_paths(&path).map(|d| d.join("bitcoind")).find(|p| p.is_file()));
+    on_path.or_else(|| cached_bitcoind().filter(|p| p.is_file()))
+}
+
+/// Where `scripts/bitcoin-core.sh` puts the `bitcoind` it builds:
+/// `$CAIRN_BITCOIN_CACHE/<package>-<version>/bin/bitcoind`, the cache defaulting to
+/// `~/.cache/cairn/bitcoin-core`.
+pub fn cached_bitcoind() -> Option<PathBuf> {
+    let root = match std::env::var_os("CAIRN_BITCOIN_CACHE") {
+        Some(c) => PathBuf::from(c),
+        None => PathBuf::from(std::env::var_os("HOME")?).join(".cache/cairn/bitcoin-core"),
+    };
+    let (package, version) = CORE_SOURCE_PACKAGE;
+    Some(root.join(format!("{package}-{version}")).join("bin/bitcoind"))
 }
 
 fn free_port() -> std::io::Result<u16> {
@@ -157,5 +176,20 @@ impl RegtestNode {
 impl Drop for RegtestNode {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::CORE_SOURCE_PACKAGE;
+
+    #[test]
+    fn the_build_script_fills_the_cache_this_crate_reads() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/bitcoin-core.sh");
+        let script = std::fs::read_to_string(path).unwrap_or_default();
+        let (package, version) = CORE_SOURCE_PACKAGE;
+        assert!(script.lines().any(|l| l == format!("PKG={package}")), "PKG in {path}");
+        assert!(script.lines().any(|l| l.starts_with(&format!("VERSION={version} "))), "VERSION in {path}");
+        assert!(script.contains("$HOME/.cache/cairn/bitcoin-core}/$PKG-$VERSION"), "cache dir in {path}");
     }
 }

@@ -1,6 +1,7 @@
 //! Real Bitcoin Core tests: each starts its own regtest `bitcoind` (found via `BITCOIND_EXE`,
-//! then `PATH`) in a temp dir on free loopback ports and stops it at the end. Without a
-//! `bitcoind` each test prints one line saying so and passes without checking anything.
+//! then `PATH`, then the cache `scripts/bitcoin-core.sh` builds) in a temp dir on free loopback
+//! ports and stops it at the end. Without a `bitcoind` each test fails under `CI=true` and
+//! otherwise skips visibly (`cairn_testkit::skip`).
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -16,7 +17,7 @@ use std::time::Duration;
 
 use bitcoin::{OutPoint, Txid};
 use cairn_anchor::machine::{AnchorConfig, AnchorStatus, EpochAnchorStatus, Notice};
-use cairn_anchor::regtest::{find_bitcoind, RegtestNode};
+use cairn_anchor::regtest::RegtestNode;
 use cairn_anchor::store::MemoryStore;
 use cairn_anchor::tx::{self, anchor_address, AnchorPlan, KeySigner};
 use cairn_anchor::{
@@ -33,11 +34,8 @@ struct Env {
     _dir: tempfile::TempDir,
 }
 
-fn start(test: &str) -> Option<Env> {
-    let Some(exe) = find_bitcoind() else {
-        eprintln!("skipping {test}: no bitcoind found (set BITCOIND_EXE or put bitcoind on PATH)");
-        return None;
-    };
+fn start() -> Option<Env> {
+    let exe = cairn_testkit::bitcoind()?;
     let dir = tempfile::tempdir().unwrap();
     let node = RegtestNode::start(&exe, &dir.path().join("bitcoind")).unwrap();
     let rpc = node.rpc().unwrap();
@@ -123,7 +121,7 @@ fn confirmed(n: &[Notice]) -> Vec<Txid> {
 
 #[test]
 fn fund_anchor_confirm_and_chain_three_anchors() {
-    let Some(env) = start("fund_anchor_confirm_and_chain_three_anchors") else { return };
+    let Some(env) = start() else { return };
     let version = env.rpc.version().unwrap();
     eprintln!("Bitcoin Core version {version}");
     env.fund_anchor();
@@ -181,7 +179,7 @@ fn fund_anchor_confirm_and_chain_three_anchors() {
 
 #[test]
 fn stuck_anchor_is_replaced_by_fee() {
-    let Some(env) = start("stuck_anchor_is_replaced_by_fee") else { return };
+    let Some(env) = start() else { return };
     env.fund_anchor();
     let store = MemoryStore::new();
     let mut d = env.driver(&store);
@@ -206,7 +204,7 @@ fn stuck_anchor_is_replaced_by_fee() {
 
 #[test]
 fn reorg_with_invalidateblock_is_detected_and_recovered() {
-    let Some(env) = start("reorg_with_invalidateblock_is_detected_and_recovered") else { return };
+    let Some(env) = start() else { return };
     env.fund_anchor();
     let store = MemoryStore::new();
     let mut d = env.driver(&store);
@@ -233,7 +231,7 @@ fn reorg_with_invalidateblock_is_detected_and_recovered() {
 
 #[test]
 fn wrong_network_is_refused() {
-    let Some(env) = start("wrong_network_is_refused") else { return };
+    let Some(env) = start() else { return };
     let rpc = env.node.rpc().unwrap();
     let err = rpc.check_network(Network::Signet).unwrap_err();
     assert!(err.to_string().contains("regtest"), "{err}");
@@ -251,7 +249,7 @@ fn wrong_network_is_refused() {
 
 #[test]
 fn node_down_and_back() {
-    let Some(mut env) = start("node_down_and_back") else { return };
+    let Some(mut env) = start() else { return };
     env.fund_anchor();
     let store = MemoryStore::new();
     let mut d = env.driver(&store);
@@ -272,7 +270,7 @@ fn node_down_and_back() {
 
 #[test]
 fn audit_a_receipt_against_bitcoin_core() {
-    let Some(env) = start("audit_a_receipt_against_bitcoin_core") else { return };
+    let Some(env) = start() else { return };
     env.fund_anchor();
     let side = common::Side::new(3, 5);
     let store = MemoryStore::new();

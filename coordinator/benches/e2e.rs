@@ -50,10 +50,10 @@ fn main() {
 
 async fn run(total: usize, window: usize) {
     let dir = tempfile::tempdir().unwrap();
-    let class =
-        common::class_toml("upper", r#"executor = "command""#, r#""exact""#, REPLICATION, 10, 4096, 60);
-    let toml = common::node_toml(&dir.path().join("coord"), 4, "max_leases_per_worker = 1000", &class);
-    let (info, stop, handle) = common::start_node(&toml).await;
+    let class = common::exact_class("upper", REPLICATION, 10, 60);
+    let mut cfg = common::node_config(&dir.path().join("coord"), 4, vec![class]);
+    cfg.lifecycle.max_leases_per_worker = 1000;
+    let (info, stop, handle) = common::start_node(&cfg).await;
     let api = info.api;
     let token = std::fs::read_to_string(dir.path().join("coord/operator.token")).unwrap().trim().to_string();
     let mut workers = Vec::new();

@@ -93,10 +93,9 @@ fn main() {
 
 async fn protocol_overhead(m: MiniLm) {
     let dir = tempfile::tempdir().unwrap();
-    let class =
-        common::class_toml("minilm", &common::minilm_executor(), "{ cosine = 0.9999 }", 1, 10, 65536, 60);
-    let toml = common::node_toml(dir.path(), 4, "", &class);
-    let (info, stop, handle) = common::start_node(&toml).await;
+    let class = common::minilm_class("minilm", 0.9999, 1, 10, 65536);
+    let cfg = common::node_config(dir.path(), 4, vec![class]);
+    let (info, stop, handle) = common::start_node(&cfg).await;
     let token = std::fs::read_to_string(dir.path().join("operator.token")).unwrap().trim().to_string();
     let w = common::Worker::start(common::key(7), &info.p2p[0]).await;
     // A second worker takes the audit replicas the coordinator adds (untimed).

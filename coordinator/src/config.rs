@@ -471,15 +471,18 @@ reveal_secs = 60
         assert!(NodeConfig::from_toml("nonsense = 1").unwrap_err().to_string().contains("nonsense"));
         let c = NodeConfig { network: "moon".into(), ..NodeConfig::default() };
         assert!(c.lifecycle().unwrap_err().to_string().contains("moon"));
-        let bad = FILE.replace("replication = 2", "replication = 0");
-        let e = NodeConfig::from_toml(&bad).unwrap().lifecycle().unwrap_err();
+        let mut bad = NodeConfig::from_toml(FILE).unwrap();
+        bad.classes[0].replication = 0;
+        let e = bad.lifecycle().unwrap_err();
         assert!(e.to_string().contains("replication"), "{e}");
         let bad = format!(
             "canary_every = 2\n{FILE}[[canary]]\nclass = \"nope\"\ninput_hex = \"00\"\nanswer_hex = \"00\"\n"
         );
         assert!(NodeConfig::from_toml(&bad).unwrap().lifecycle().unwrap_err().to_string().contains("nope"));
-        let bad = FILE.replace("0.99", "1.5");
-        assert!(NodeConfig::from_toml(&bad).unwrap().lifecycle().is_err());
+        let mut bad = NodeConfig::from_toml(FILE).unwrap();
+        let cosine = bad.classes.iter_mut().find(|c| matches!(c.rule, RuleConfig::Cosine(_))).unwrap();
+        cosine.rule = RuleConfig::Cosine(1.5);
+        assert!(bad.lifecycle().unwrap_err().to_string().contains("1.5"));
     }
 }
 

@@ -110,8 +110,7 @@ mod tests {
     #[test]
     fn a_panicking_item_is_reported_not_dropped() {
         if cores() < 2 {
-            eprintln!("one core: the map runs inline and a panic would unwind; skipped");
-            return;
+            return cairn_testkit::skip("one core: the map runs inline and a panic would unwind");
         }
         let items: Vec<u32> = (0..500).collect();
         // Prints the panic of item 321 (expected).

@@ -62,9 +62,9 @@ async fn peer(seed: u32, coord_addr: &str) -> (Network, Arc<Mutex<Vec<Signed<Tas
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_honest_network_keeps_working_under_attack_and_the_flooder_is_graylisted() {
     let dir = tempfile::tempdir().unwrap();
-    let class = common::class_toml("upper", r#"executor = "command""#, r#""exact""#, 2, 10, 4096, 30);
-    let toml = common::node_toml(&dir.path().join("coord"), 4, "", &class);
-    let (info, stop, handle) = start_node(&toml).await;
+    let cfg =
+        common::node_config(&dir.path().join("coord"), 4, vec![common::exact_class("upper", 2, 10, 30)]);
+    let (info, stop, handle) = start_node(&cfg).await;
     let api = info.api;
     let coord_addr = info.p2p[0].clone();
     let coord_peer: Peer = coord_addr.rsplit('/').next().unwrap().parse().unwrap();

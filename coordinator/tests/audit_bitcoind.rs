@@ -1,7 +1,7 @@
-//! Auditing against a real regtest Bitcoin Core (found via `BITCOIND_EXE`, then `PATH`;
-//! skipped with one line when absent), through the `cairn` binary as an auditor runs it: a
+//! Auditing against a real regtest Bitcoin Core (found via `BITCOIND_EXE`, `PATH`, then the
+//! cache of `scripts/bitcoin-core.sh`; `cairn_testkit`'s skip policy when absent), through the `cairn` binary as an auditor runs it: a
 //! coordinator anchors two epochs; a receipt is audited online, offline from a bundle, and
-//! through the `.ots` export, read by the PyPI `opentimestamps` library and, when installed,
+//! through the `.ots` export, read by the PyPI `opentimestamps` library and
 //! verified by the stock `ots` client against the same node; the coordinator's `/timestamp/`
 //! answer matches; the whole chain audits ✓; tampering and shallow depth are named; a
 //! follower on the same node finds the anchors itself and what it serves audits ✓.
@@ -20,7 +20,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use cairn_anchor::regtest::{find_bitcoind, RegtestNode};
+use cairn_anchor::regtest::RegtestNode;
 use cairn_spec::{Decode, Encode, PubKey, ResponseBody};
 use common::{http, Worker};
 use serde_json::{json, Value};
@@ -31,27 +31,17 @@ fn cairn(args: &[&str]) -> (i32, String) {
     (out.status.code().unwrap_or(-1), text)
 }
 
-fn python_has(module: &str) -> bool {
-    Command::new("python3")
-        .args(["-c", &format!("import {module}")])
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_receipt_audits_online_offline_and_through_opentimestamps() {
-    let Some(exe) = find_bitcoind() else {
-        eprintln!("skipping a_receipt_audits_online_offline_and_through_opentimestamps: no bitcoind found (set BITCOIND_EXE or put bitcoind on PATH)");
-        return;
-    };
+    let Some(exe) = cairn_testkit::bitcoind() else { return };
     let dir = tempfile::tempdir().unwrap();
     let btc = RegtestNode::start(&exe, &dir.path().join("bitcoind")).unwrap();
     let rpc = btc.rpc().unwrap();
     let call = |m: &str, p: Value| rpc.raw_call(m, p).unwrap();
     let miner = "bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080";
     let data = dir.path().join("data");
-    let toml = common::rpc_config(&data, &btc.rpc_url(), &btc.cookie_path());
-    let (info, stop_tx, handle) = common::start_node(&toml).await;
+    let cfg = common::rpc_config(&data, &btc.rpc_url(), &btc.cookie_path());
+    let (info, stop_tx, handle) = common::start_node(&cfg).await;
     let api = info.api;
     let url = format!("http://{api}");
     let token = std::fs::read_to_string(data.join("operator.token")).unwrap().trim().to_string();
@@ -63,15 +53,8 @@ async fn a_receipt_audits_online_offline_and_through_opentimestamps() {
     assert_eq!(w0.register(coordinator, 4).await, ResponseBody::Ack);
     assert_eq!(w1.register(coordinator, 4).await, ResponseBody::Ack);
 
-    let wait_for = |what: &str, f: &dyn Fn() -> bool| {
-        for _ in 0..300 {
-            if f() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        panic!("timed out waiting for {what}");
-    };
+    let wait_for =
+        |what: &str, f: &dyn Fn() -> bool| cairn_testkit::wait_for(what, Duration::from_secs(30), f);
     let mut receipts = Vec::new();
     for epoch in 0..2u32 {
         for n in 0..3u32 {
@@ -221,7 +204,7 @@ async fn a_receipt_audits_online_offline_and_through_opentimestamps() {
     assert_eq!(cairn_spec::ots::LinearTimestamp::deserialize(&answer).unwrap(), t);
     let answer_path = dir.path().join("calendar-answer");
     std::fs::write(&answer_path, &answer).unwrap();
-    if python_has("opentimestamps") {
+    if cairn_testkit::python_has("opentimestamps") {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scripts/ots_check.py");
         let out = Command::new("python3")
             .arg(&script)
@@ -240,13 +223,13 @@ async fn a_receipt_audits_online_offline_and_through_opentimestamps() {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
-    } else if std::env::var_os("CI").is_some() {
-        panic!("the PyPI package opentimestamps is missing: .ci/run installs it");
     } else {
-        eprintln!("skipping the opentimestamps library check: `pip install opentimestamps`");
+        cairn_testkit::skip(
+            "the PyPI package opentimestamps is missing for its library check; .ci/run installs it",
+        );
     }
     // The stock client verifies it against the same node.
-    if Command::new("ots").arg("--version").output().is_ok_and(|o| o.status.success()) {
+    if cairn_testkit::runs("ots") {
         let cookie = std::fs::read_to_string(btc.cookie_path()).unwrap();
         let node = btc.rpc_url().replacen("http://", &format!("http://{}@", cookie.trim()), 1);
         let out = Command::new("ots")
@@ -256,10 +239,10 @@ async fn a_receipt_audits_online_offline_and_through_opentimestamps() {
         let text =
             format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
         assert!(out.status.success() && text.contains("Success!"), "ots verify: {text}");
-    } else if std::env::var_os("CI").is_some() {
-        panic!("the stock OpenTimestamps client (ots) is missing: .ci/run installs opentimestamps-client");
     } else {
-        eprintln!("skipping `ots verify`: `pip install opentimestamps-client`");
+        cairn_testkit::skip(
+            "the stock OpenTimestamps client (`ots`) is missing; .ci/run installs opentimestamps-client",
+        );
     }
 
     // The whole chain: every epoch recomputed, both anchors walked from the genesis anchor.
@@ -315,13 +298,9 @@ async fn a_receipt_audits_online_offline_and_through_opentimestamps() {
     // anchors on its own (nothing the coordinator says about them is used), and what it
     // serves audits ✓ the same way.
     let fdir = dir.path().join("follower");
-    let bitcoin = format!(
-        "mode = \"rpc\"\nrpc_url = \"{}\"\ncookie_file = \"{}\"\npoll_secs = 1\nfinality_depth = 2\nchallenge_window_blocks = 2",
-        btc.rpc_url(),
-        btc.cookie_path().display()
-    );
+    let bitcoin = common::core_bitcoin(&btc.rpc_url(), &btc.cookie_path());
     let (finfo, fstop, fhandle) =
-        common::start_follower(&common::follower_config(&fdir, &info.p2p[0], &bitcoin)).await;
+        common::start_follower(&common::follower_config(&fdir, &info.p2p[0], bitcoin)).await;
     let furl = format!("http://{}", finfo.api);
     let confirmed = |api| -> Vec<String> {
         let v = http(api, "GET", "/v1/anchors", None, None).1;

@@ -1,5 +1,5 @@
-//! The coordinator against a real regtest Bitcoin Core (found via `BITCOIND_EXE`, then
-//! `PATH`; skipped with one line when absent): workers finish a task over libp2p, the epoch
+//! The coordinator against a real regtest Bitcoin Core (found via `BITCOIND_EXE`,
+//! `PATH`, then the cache of `scripts/bitcoin-core.sh`; `cairn_testkit`'s skip policy when absent): workers finish a task over libp2p, the epoch
 //! is anchored in an OP_RETURN transaction, confirmations settle it, the worker's reward
 //! becomes claimable and is paid in the next anchor transaction, recorded with its txid.
 #![allow(
@@ -15,7 +15,7 @@ mod common;
 
 use std::time::Duration;
 
-use cairn_anchor::regtest::{find_bitcoind, RegtestNode};
+use cairn_anchor::regtest::RegtestNode;
 use cairn_anchor::{AnchorStore, Changeset};
 use cairn_coordinator::anchor_store::KvAnchorStore;
 use cairn_coordinator::store::RocksStore;
@@ -26,21 +26,17 @@ use serde_json::{json, Value};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn epochs_are_anchored_settled_and_paid_out() {
-    let Some(exe) = find_bitcoind() else {
-        eprintln!("skipping epochs_are_anchored_settled_and_paid_out: no bitcoind found (set BITCOIND_EXE or put bitcoind on PATH)");
-        return;
-    };
+    let Some(exe) = cairn_testkit::bitcoind() else { return };
     let dir = tempfile::tempdir().unwrap();
     let btc = RegtestNode::start(&exe, &dir.path().join("bitcoind")).unwrap();
     let rpc = btc.rpc().unwrap();
     let call = |m: &str, p: Value| rpc.raw_call(m, p).unwrap();
     let miner = "bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080";
     let data = dir.path().join("data");
-    let toml = common::rpc_config(&data, &btc.rpc_url(), &btc.cookie_path()).replace(
-        "audit_min_ppm = 0",
-        "audit_min_ppm = 0\npayout_threshold_sats = 1000\nbond_min_sats = 100000",
-    );
-    let (info, stop_tx, handle) = common::start_node(&toml).await;
+    let mut cfg = common::rpc_config(&data, &btc.rpc_url(), &btc.cookie_path());
+    cfg.lifecycle.payout_threshold_sats = 1000;
+    cfg.lifecycle.bond_min_sats = 100_000;
+    let (info, stop_tx, handle) = common::start_node(&cfg).await;
     let api = info.api;
     let token = std::fs::read_to_string(data.join("operator.token")).unwrap().trim().to_string();
     let coordinator = PubKey::from_hex(&info.coordinator).unwrap();
@@ -135,15 +131,8 @@ async fn epochs_are_anchored_settled_and_paid_out() {
     let task1 = run_task(1).await;
     assert_eq!(http(api, "POST", "/v1/epochs/close", Some(&token), None).1["closed"], 0);
 
-    let wait_for = |what: &str, f: &dyn Fn() -> bool| {
-        for _ in 0..200 {
-            if f() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        panic!("timed out waiting for {what}");
-    };
+    let wait_for =
+        |what: &str, f: &dyn Fn() -> bool| cairn_testkit::wait_for(what, Duration::from_secs(20), f);
     wait_for("anchor broadcast", &|| {
         http(api, "GET", "/v1/epochs/0", None, None).1["anchor"]["status"] == "pending"
     });
@@ -220,7 +209,7 @@ async fn epochs_are_anchored_settled_and_paid_out() {
         head.payout_queue.clear();
         anchors.commit(&Changeset { head, records: Vec::new() }).unwrap();
     }
-    let (info2, stop_tx, handle) = common::start_node(&toml).await;
+    let (info2, stop_tx, handle) = common::start_node(&cfg).await;
     assert_eq!(info2.api, api);
     // Payouts ride in the next anchor: a new epoch (the workers reconnect by themselves).
     run_task(2).await;

@@ -127,13 +127,9 @@ fn anchors(api: SocketAddr) -> Vec<Value> {
     get(api, "/v1/anchors").and_then(|v| v["anchors"].as_array().cloned()).unwrap_or_default()
 }
 
-/// Waits (up to `secs`) for `f`, keeping the coordinator's API in reach.
-fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
-    let t0 = Instant::now();
-    while !f() {
-        assert!(t0.elapsed() < Duration::from_secs(secs), "chaos: timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+/// Waits (up to `secs`) for `f`.
+fn wait_for(what: &str, secs: u64, f: impl FnMut() -> bool) {
+    cairn_testkit::wait_for(&format!("chaos: {what}"), Duration::from_secs(secs), f);
 }
 
 /// Anchors superseded by a replacement: `replaced` while the replacement waits, `conflicted`
@@ -171,15 +167,13 @@ fn chaos(mut btc: Btc, label: &str) {
     let data = dir.path().join("coordinator");
     let (url, cookie) = btc.url_cookie();
     let rpc = Arc::new(btc.rpc());
-    let config = common::rpc_config(&data, &url, &cookie)
-        .replace(
-            "epoch_interval_secs = 3600",
-            "epoch_interval_secs = 2\nepoch_max_receipts = 40\npayout_threshold_sats = 1000",
-        )
-        .replace("replication = 1", "replication = 2");
+    let mut cfg = common::rpc_config(&data, &url, &cookie);
+    cfg.lifecycle.epoch_interval_secs = 2;
+    cfg.lifecycle.epoch_max_receipts = 40;
+    cfg.lifecycle.payout_threshold_sats = 1000;
+    cfg.classes[0].replication = 2;
     let cfg_path = dir.path().join("coordinator.toml");
-    std::fs::write(&cfg_path, &config).unwrap();
-    let cfg = cairn_coordinator::config::NodeConfig::from_toml(&config).unwrap();
+    std::fs::write(&cfg_path, common::to_toml(&cfg)).unwrap();
     let api: SocketAddr = cfg.api.listen.parse().unwrap();
     let p2p_port: u16 = cfg.p2p.listen[0].rsplit('/').next().unwrap().parse().unwrap();
 
@@ -506,10 +500,7 @@ fn chaos_on_the_embedded_chain() {
 
 #[test]
 fn chaos_on_bitcoind() {
-    let Some(exe) = cairn_anchor::regtest::find_bitcoind() else {
-        eprintln!("skipping chaos_on_bitcoind: no bitcoind found (set BITCOIND_EXE or put bitcoind on PATH)");
-        return;
-    };
+    let Some(exe) = cairn_testkit::bitcoind() else { return };
     let dir = tempfile::tempdir().unwrap();
     let node = RegtestNode::start(&exe, &dir.path().join("bitcoind")).unwrap();
     chaos(Btc::Core(node), "bitcoind");

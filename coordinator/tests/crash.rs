@@ -18,7 +18,7 @@ use cairn_coordinator::lifecycle::{LifecycleConfig, Machine, Phase};
 use cairn_coordinator::lifecycle_store as ls;
 use cairn_coordinator::store::RocksStore;
 use cairn_spec::{Hash32, PubKey, ResponseBody, Verdict};
-use common::{free_port, http, try_http, Worker};
+use common::{http, try_http, Worker};
 
 const TASKS: u64 = 240;
 
@@ -48,14 +48,12 @@ impl Lcg {
 async fn sigkill_at_random_points_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let (api_port, p2p_port) = (free_port(), free_port());
-    let config = common::test_config(&data)
-        .replace("listen = \"127.0.0.1:0\"", &format!("listen = \"127.0.0.1:{api_port}\""))
-        .replace("epoch_interval_secs = 3600", "epoch_interval_secs = 3600\nepoch_max_receipts = 25")
-        + &format!("[p2p]\nlisten = [\"/ip4/127.0.0.1/tcp/{p2p_port}\"]\n");
+    let mut cfg = common::test_config(&data);
+    common::fixed_ports(&mut cfg);
+    cfg.lifecycle.epoch_max_receipts = 25;
     let cfg_path = dir.path().join("cairn.toml");
-    std::fs::write(&cfg_path, &config).unwrap();
-    let api: SocketAddr = format!("127.0.0.1:{api_port}").parse().unwrap();
+    std::fs::write(&cfg_path, common::to_toml(&cfg)).unwrap();
+    let api: SocketAddr = cfg.api.listen.parse().unwrap();
 
     let child = Arc::new(Mutex::new(spawn(&cfg_path, dir.path())));
     let wait_up = || {
@@ -76,7 +74,7 @@ async fn sigkill_at_random_points_loses_nothing() {
         serde_json::from_slice(&std::fs::read(data.join("node.json")).unwrap()).unwrap();
     let coordinator = PubKey::from_hex(info["coordinator"].as_str().unwrap()).unwrap();
     let peer = info["p2p"][0].as_str().unwrap().rsplit('/').next().unwrap().to_string();
-    let coord_addr = format!("/ip4/127.0.0.1/tcp/{p2p_port}/p2p/{peer}");
+    let coord_addr = format!("{}/p2p/{peer}", cfg.p2p.listen[0]);
 
     // The killer: SIGKILL after a random pause, restart at once, until told to stop.
     let seed = std::env::var("CAIRN_CRASH_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(7u64);
@@ -261,8 +259,6 @@ async fn sigkill_at_random_points_loses_nothing() {
     let ledger: u64 = snap.ledger.iter().map(|e| e.locked + e.claimable + e.paid).sum();
     assert_eq!(ledger + snap.meta.forfeited, total);
     // And the node's own consistency check passes on the state as stored.
-    let cfg: cairn_coordinator::config::NodeConfig =
-        cairn_coordinator::config::NodeConfig::from_toml(&config).unwrap();
     let lc: LifecycleConfig = cfg.lifecycle().unwrap();
     let key = cairn_coordinator::keyfile::load(&data.join("node.key")).unwrap();
     Machine::restore(lc, key, snap).unwrap();

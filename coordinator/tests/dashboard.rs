@@ -2,7 +2,8 @@
 //! numbers match the API, a receipt is verified step by step by clicking through, the proof
 //! downloads answer, and screenshots are saved under the test's output directory. Driven by
 //! `tests/browser/dashboard.cjs` (playwright-core). `.ci/run` installs Chromium and
-//! playwright-core; without them this test skips with one line.
+//! playwright-core; without them this test fails under `CI=true` and
+//! otherwise skips visibly (`cairn_testkit::skip`).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::print_stderr, missing_docs)]
 
 mod common;
@@ -31,12 +32,12 @@ fn playwright() -> Option<PathBuf> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn dashboard_in_headless_chromium() {
     let (Some(chrome), Some(pw)) = (chromium(), playwright()) else {
-        eprintln!("skipping dashboard_in_headless_chromium: needs /usr/bin/chromium (or CHROMIUM) and playwright-core in ~/.cache/cairn/browser (or CAIRN_PLAYWRIGHT); .ci/run installs both");
-        return;
+        return cairn_testkit::skip(
+            "needs /usr/bin/chromium (or CHROMIUM) and playwright-core in ~/.cache/cairn/browser (or CAIRN_PLAYWRIGHT); .ci/run installs both",
+        );
     };
-    if std::process::Command::new("node").arg("--version").output().is_err() {
-        eprintln!("skipping dashboard_in_headless_chromium: no node");
-        return;
+    if !cairn_testkit::runs("node") {
+        return cairn_testkit::skip("no Node.js (`node`) to run playwright-core");
     }
     let dir = tempfile::tempdir().unwrap();
     let opts = DevnetOptions {

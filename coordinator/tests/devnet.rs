@@ -1,5 +1,5 @@
-//! `cairn devnet` for a bounded time, on the embedded chain and (when one is found) on a real
-//! regtest `bitcoind`: tasks are accepted, at least two epochs are anchored in one chain of
+//! `cairn devnet` for a bounded time, on the embedded chain and on a real regtest
+//! `bitcoind` (`cairn_testkit::bitcoind`: fails under `CI=true` when none is found): tasks are accepted, at least two epochs are anchored in one chain of
 //! spends, a worker is paid in a confirmed Bitcoin transaction, and receipts audit ✓ online
 //! (against the devnet's Bitcoin) and offline (the bundle written at shutdown).
 #![allow(
@@ -158,11 +158,6 @@ async fn devnet_on_the_embedded_chain() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn devnet_on_bitcoind() {
-    let Some(exe) = cairn_anchor::regtest::find_bitcoind() else {
-        eprintln!(
-            "skipping devnet_on_bitcoind: no bitcoind found (set BITCOIND_EXE or put bitcoind on PATH)"
-        );
-        return;
-    };
+    let Some(exe) = cairn_testkit::bitcoind() else { return };
     run_devnet(ChainChoice::Bitcoind(exe), "bitcoind").await;
 }

@@ -10,7 +10,7 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -51,14 +51,8 @@ fn get(api: SocketAddr, path: &str) -> Value {
     v
 }
 
-async fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
-    for _ in 0..300 {
-        if ok() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("timed out waiting for {what}");
+async fn wait_for(what: &str, ok: impl FnMut() -> bool) {
+    cairn_testkit::wait_for_async(what, Duration::from_secs(30), ok).await;
 }
 
 fn next_epoch(api: SocketAddr) -> u64 {
@@ -98,6 +92,7 @@ async fn impostor(
     listen: String,
     chain: Copy,
     twin: Arc<AtomicBool>,
+    rounds: Arc<AtomicUsize>,
 ) -> Network {
     let last = chain.headers.last().unwrap().clone();
     let mut forged = EpochHeader {
@@ -138,9 +133,14 @@ async fn impostor(
                 headers.push(forged.clone());
             }
             let body = match request.body {
-                RequestBody::GetEpochs { from, count } => ResponseBody::Epochs(
-                    headers.into_iter().filter(|h| h.body.height >= from).take(count as usize).collect(),
-                ),
+                RequestBody::GetEpochs { from, count } => {
+                    // A sync round starts with the headers: counting them tells the test a
+                    // whole round ran after another one.
+                    rounds.fetch_add(1, Ordering::SeqCst);
+                    ResponseBody::Epochs(
+                        headers.into_iter().filter(|h| h.body.height >= from).take(count as usize).collect(),
+                    )
+                }
                 RequestBody::GetEpochReceipts { height, from, .. } => {
                     let rs = if height == forged.body.height {
                         vec![receipt.clone()]
@@ -168,9 +168,9 @@ async fn impostor(
 async fn a_follower_replicates_reverifies_and_keeps_evidence_of_a_bad_epoch() {
     let cdir = tempfile::tempdir().unwrap();
     let port = common::free_port();
-    let toml =
-        common::test_config(cdir.path()) + &format!("[p2p]\nlisten = [\"/ip4/127.0.0.1/tcp/{port}\"]\n");
-    let (info, stop, handle) = common::start_node(&toml).await;
+    let mut cfg = common::test_config(cdir.path());
+    cfg.p2p.listen = vec![format!("/ip4/127.0.0.1/tcp/{port}")];
+    let (info, stop, handle) = common::start_node(&cfg).await;
     let api = info.api;
     let token = std::fs::read_to_string(cdir.path().join("operator.token")).unwrap().trim().to_string();
     let coordinator = PubKey::from_hex(&info.coordinator).unwrap();
@@ -185,7 +185,7 @@ async fn a_follower_replicates_reverifies_and_keeps_evidence_of_a_bad_epoch() {
 
     // A follower that knows only the coordinator's address (its peer id is the key).
     let fdir = tempfile::tempdir().unwrap();
-    let ftoml = common::follower_config(fdir.path(), &coord_addr, "mode = \"none\"");
+    let ftoml = common::follower_config(fdir.path(), &coord_addr, common::no_bitcoin());
     let (finfo, fstop, fhandle) = common::start_follower(&ftoml).await;
     let fapi = finfo.api;
     assert_eq!(finfo.coordinator, coordinator.to_hex());
@@ -240,7 +240,8 @@ async fn a_follower_replicates_reverifies_and_keeps_evidence_of_a_bad_epoch() {
     let _ = stop.send(());
     handle.await.unwrap();
     let twin = Arc::new(AtomicBool::new(false));
-    let fake = impostor(key, format!("/ip4/127.0.0.1/tcp/{port}"), chain, twin.clone()).await;
+    let rounds = Arc::new(AtomicUsize::new(0));
+    let fake = impostor(key, format!("/ip4/127.0.0.1/tcp/{port}"), chain, twin.clone(), rounds.clone()).await;
     let evidence = |a| get(a, "/v1/evidence")["evidence"].as_array().unwrap().clone();
     wait_for("evidence of the bad epoch", || !evidence(fapi).is_empty()).await;
     let ev = evidence(fapi);
@@ -251,7 +252,9 @@ async fn a_follower_replicates_reverifies_and_keeps_evidence_of_a_bad_epoch() {
     );
     let refused: SignedEpochHeader = decode(&ev[0]["headers"][0]);
     assert_eq!(refused.body.height, 4);
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Two more rounds start after the refusal, so at least one whole round ran after it.
+    let seen = rounds.load(Ordering::SeqCst);
+    wait_for("two more sync rounds", || rounds.load(Ordering::SeqCst) >= seen + 2).await;
     assert_eq!(next_epoch(fapi), 4, "the refused epoch is not kept");
     assert_eq!(evidence(fapi).len(), 1, "the same refusal is kept once");
 

@@ -9,6 +9,7 @@ mod common;
 use std::collections::BTreeSet;
 
 use cairn_coordinator::api::ROUTES;
+use cairn_coordinator::config::CanaryConfig;
 use cairn_coordinator::node::NodeInfo;
 use cairn_spec::{Decode, Hash32, LedgerEntry, MerkleProof, Object, PubKey, ResponseBody, SignedReceipt};
 use common::{http, Worker};
@@ -18,10 +19,15 @@ async fn start(
     dir: &std::path::Path,
 ) -> (NodeInfo, tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
     // One canary mixed in after every 3 submitted tasks.
-    let toml = common::test_config(dir)
-        .replace("network = \"regtest\"", "network = \"regtest\"\ncanary_every = 3")
-        + "[[canary]]\nclass = \"echo\"\ninput_hex = \"6869\"\nanswer_hex = \"4849\"\n";
-    common::start_node(&toml).await
+    let mut cfg = common::test_config(dir);
+    cfg.canary_every = 3;
+    cfg.canaries = vec![CanaryConfig {
+        class: "echo".into(),
+        input_hex: "6869".into(),
+        answer_hex: "4849".into(),
+        units: 1,
+    }];
+    common::start_node(&cfg).await
 }
 
 fn h(v: &Value) -> Hash32 {

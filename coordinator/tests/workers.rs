@@ -65,21 +65,21 @@ async fn three_honest_workers_and_a_cheater() {
     let model_dir = match models::fetch_minilm(&models::default_models_dir(), None) {
         Ok(d) => d,
         Err(e) => {
-            eprintln!("SKIP: model all-MiniLM-L6-v2 unavailable ({e}); run `cairn models fetch minilm`");
-            return;
+            return cairn_testkit::skip(&format!(
+                "model all-MiniLM-L6-v2 unavailable ({e}); run `cairn models fetch minilm`"
+            ));
         }
     };
     let model = Arc::new(MiniLm::load(&model_dir, Some(models::minilm_sha256())).unwrap());
     let dir = tempfile::tempdir().unwrap();
-    let class =
-        common::class_toml("minilm", &common::minilm_executor(), "{ cosine = 0.9999 }", 2, 100, 4096, 60);
-    let toml = common::node_toml(
+    let mut cfg = common::node_config(
         &dir.path().join("coord"),
         8,
-        "epoch_max_receipts = 40\nmax_escalations = 2",
-        &class,
+        vec![common::minilm_class("minilm", 0.9999, 2, 100, 4096)],
     );
-    let (info, stop, handle) = start_node(&toml).await;
+    cfg.lifecycle.epoch_max_receipts = 40;
+    cfg.lifecycle.max_escalations = 2;
+    let (info, stop, handle) = start_node(&cfg).await;
     let api = info.api;
     let token = std::fs::read_to_string(dir.path().join("coord/operator.token")).unwrap().trim().to_string();
     let p2p = info.p2p[0].clone();
@@ -145,14 +145,15 @@ async fn three_honest_workers_and_a_cheater() {
     assert!(credited >= 50 * 2 * 200 - 400, "credited {credited}");
 
     // Each honest worker saw its receipts (over gossip) and journaled them.
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let mut receipts = 0;
-    for i in 0..3 {
-        let j = Journal::load(&dir.path().join(format!("w{i}/journal.json"))).unwrap();
-        assert_eq!(j.totals.rejected, 0);
-        receipts += j.totals.accepted;
-    }
-    assert!(receipts >= 90, "honest workers journaled {receipts} accepted receipts");
+    let journals = || (0..3).map(|i| Journal::load(&dir.path().join(format!("w{i}/journal.json"))).unwrap());
+    let accepted = || journals().map(|j| j.totals.accepted).sum::<u64>();
+    cairn_testkit::wait_for_async(
+        "90 accepted receipts in the honest workers' journals",
+        Duration::from_secs(30),
+        || accepted() >= 90,
+    )
+    .await;
+    assert!(journals().all(|j| j.totals.rejected == 0), "an honest worker journaled a rejection");
 
     // `cairn worker status`: every receipt checked against the coordinator's signatures and
     // its signed epoch headers, earnings read from the ledger.
@@ -277,10 +278,10 @@ async fn a_restarted_worker_reveals_what_it_committed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_blob_input_is_fetched_checked_and_run() {
     let dir = tempfile::tempdir().unwrap();
-    let toml = common::test_config(&dir.path().join("coord"))
-        .replace("max_input_bytes = 4096", "max_input_bytes = 2000000")
-        .replace("listen = \"127.0.0.1:0\"", "listen = \"127.0.0.1:0\"\nmax_body_bytes = 5000000");
-    let (info, stop, handle) = start_node(&toml).await;
+    let mut cfg = common::test_config(&dir.path().join("coord"));
+    cfg.classes[0].max_input_bytes = 2_000_000;
+    cfg.api.max_body_bytes = 5_000_000;
+    let (info, stop, handle) = start_node(&cfg).await;
     let api = info.api;
     let token = std::fs::read_to_string(dir.path().join("coord/operator.token")).unwrap().trim().to_string();
     // 1.2 MB: more than one 1 MiB chunk.

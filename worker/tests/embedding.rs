@@ -1,6 +1,7 @@
 //! The real model: all-MiniLM-L6-v2 from its PyPI package, run by candle. Checks real
 //! semantics and agreement with reference values computed independently (numpy, float64;
-//! `vectors/minilm_reference.py`). Skips with one line when the model cannot be fetched.
+//! `vectors/minilm_reference.py`). Fails under `CI=true`, and
+//! otherwise skips visibly, when the model cannot be fetched.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -18,7 +19,9 @@ fn model() -> Option<MiniLm> {
     let dir = match models::fetch_minilm(&models::default_models_dir(), None) {
         Ok(d) => d,
         Err(e) => {
-            eprintln!("SKIP: model all-MiniLM-L6-v2 unavailable ({e}); run `cairn models fetch minilm`");
+            cairn_testkit::skip(&format!(
+                "model all-MiniLM-L6-v2 unavailable ({e}); run `cairn models fetch minilm`"
+            ));
             return None;
         }
     };

@@ -288,9 +288,10 @@ fn print_devnet_banner(s: &cairn_coordinator::devnet::Started) {
     println!("{rule}");
     if s.embedded {
         println!("  BITCOIN: EMBEDDED IN-PROCESS REGTEST CHAIN — NOT BITCOIN CORE.");
-        println!("  No bitcoind was found (set BITCOIND_EXE or put bitcoind on PATH). Anchors are");
-        println!("  transactions in a scripted chain inside this process: they are not checked by");
-        println!("  Bitcoin Core, not relayed, and vanish when the devnet stops.");
+        println!("  No bitcoind was found (BITCOIND_EXE, PATH, or the cache that");
+        println!("  scripts/bitcoin-core.sh builds once). Anchors are transactions in a scripted");
+        println!("  chain inside this process: they are not checked by Bitcoin Core, not relayed,");
+        println!("  and vanish when the devnet stops.");
     } else {
         println!(
             "  Bitcoin: a private regtest bitcoind ({}),",

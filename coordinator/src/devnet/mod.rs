@@ -45,7 +45,8 @@ pub enum DevnetError {
 /// Which Bitcoin the devnet runs on.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ChainChoice {
-    /// `bitcoind` from `BITCOIND_EXE` or `PATH` when found, else the embedded chain.
+    /// `bitcoind` from `BITCOIND_EXE`, `PATH` or the cache of `scripts/bitcoin-core.sh` when
+    /// found, else the embedded chain.
     Auto,
     /// The embedded in-process regtest chain (not Bitcoin Core).
     Embedded,

@@ -14,8 +14,10 @@ use std::net::{SocketAddr, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use cairn_coordinator::config::{BitcoinMode, BitcoinSection, ClassConfig, NodeConfig, RuleConfig};
 use cairn_p2p::{Acceptance, Network, NetworkConfig, NetworkEvent, Peer};
 use cairn_spec::work::commitment_value;
+use cairn_spec::ExecutorKind;
 use cairn_spec::{
     Claim, Commitment, GossipMessage, Hash32, Payload, PubKey, Registration, RequestBody, ResponseBody,
     Reveal, Signed, SigningKey,
@@ -207,17 +209,16 @@ type Started =
     (cairn_coordinator::node::NodeInfo, tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>);
 
 /// Starts a coordinator in this process; returns where it listens, its stop switch and its task.
-pub async fn start_node(toml: &str) -> Started {
-    start_role(toml, false).await
+pub async fn start_node(cfg: &NodeConfig) -> Started {
+    start_role(cfg.clone(), false).await
 }
 
 /// Starts a follower (`cairn follow`) in this process.
-pub async fn start_follower(toml: &str) -> Started {
-    start_role(toml, true).await
+pub async fn start_follower(cfg: &NodeConfig) -> Started {
+    start_role(cfg.clone(), true).await
 }
 
-async fn start_role(toml: &str, follower: bool) -> Started {
-    let cfg = cairn_coordinator::config::NodeConfig::from_toml(toml).unwrap();
+async fn start_role(cfg: NodeConfig, follower: bool) -> Started {
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let (info_tx, info_rx) = tokio::sync::oneshot::channel();
     let handle = tokio::spawn(async move {
@@ -233,103 +234,128 @@ async fn start_role(toml: &str, follower: bool) -> Started {
     (info_rx.await.unwrap(), stop_tx, handle)
 }
 
+/// A config as the node reads it from a file: what tests hand to a `cairn` process.
+pub fn to_toml(cfg: &NodeConfig) -> String {
+    let text = toml::to_string(cfg).unwrap();
+    assert_eq!(&NodeConfig::from_toml(&text).unwrap(), cfg, "the config survives its file");
+    text
+}
+
 /// A follower config for tests: regtest, following the coordinator at `coordinator` (a p2p
-/// address ending in its peer id), syncing every second; no Bitcoin unless `bitcoin` replaces
-/// the section.
-pub fn follower_config(dir: &std::path::Path, coordinator: &str, bitcoin: &str) -> String {
-    format!(
-        r#"
-network = "regtest"
-data_dir = "{}"
-[api]
-listen = "127.0.0.1:0"
-[p2p]
-bootstrap = ["{coordinator}"]
-[bitcoin]
-{bitcoin}
-[follow]
-sync_secs = 1
-"#,
-        dir.display()
-    )
+/// address ending in its peer id), syncing every second, with `bitcoin` as its Bitcoin.
+pub fn follower_config(dir: &std::path::Path, coordinator: &str, bitcoin: BitcoinSection) -> NodeConfig {
+    let mut cfg =
+        NodeConfig { network: "regtest".into(), data_dir: dir.to_owned(), bitcoin, ..Default::default() };
+    cfg.api.listen = "127.0.0.1:0".into();
+    cfg.p2p.bootstrap = vec![coordinator.to_string()];
+    cfg.follow.sync_secs = 1;
+    cfg
+}
+
+/// No Bitcoin at all (tests and demos).
+pub fn no_bitcoin() -> BitcoinSection {
+    BitcoinSection { mode: BitcoinMode::None, ..Default::default() }
 }
 
 /// A coordinator config for nodes started in-process by tests and benches: regtest, the API
 /// on any free port, no Bitcoin, registration by `pow` bits of work, no adaptive audits,
-/// hour-long epochs. `lifecycle` adds lines to that section; `classes` are `[[class]]` blocks.
-pub fn node_toml(data_dir: &std::path::Path, pow: u32, lifecycle: &str, classes: &str) -> String {
-    format!(
-        r#"
-network = "regtest"
-data_dir = "{}"
-[api]
-listen = "127.0.0.1:0"
-[bitcoin]
-mode = "none"
-[lifecycle]
-pow_difficulty = {pow}
-audit_min_ppm = 0
-epoch_interval_secs = 3600
-{lifecycle}
-{classes}
-"#,
-        data_dir.display()
-    )
+/// hour-long epochs, these classes.
+pub fn node_config(data_dir: &std::path::Path, pow: u32, classes: Vec<ClassConfig>) -> NodeConfig {
+    let mut cfg = NodeConfig {
+        network: "regtest".into(),
+        data_dir: data_dir.to_owned(),
+        bitcoin: no_bitcoin(),
+        classes,
+        ..Default::default()
+    };
+    cfg.api.listen = "127.0.0.1:0".into();
+    cfg.lifecycle.pow_difficulty = pow;
+    cfg.lifecycle.audit_min_ppm = 0;
+    cfg.lifecycle.epoch_interval_secs = 3600;
+    cfg
 }
 
-/// One `[[class]]` block: `executor` is the executor's lines (kind, and a model hash where it
-/// has one), `rule` a TOML value; leases and reveal windows last `window_secs`.
-pub fn class_toml(
+/// One task class with no model; leases and reveal windows last `window_secs`.
+pub fn class(
     name: &str,
-    executor: &str,
-    rule: &str,
+    executor: ExecutorKind,
+    rule: RuleConfig,
     replication: u8,
     reward_per_unit: u64,
     max_input_bytes: u32,
     window_secs: u32,
-) -> String {
-    format!(
-        r#"
-[[class]]
-name = "{name}"
-{executor}
-rule = {rule}
-replication = {replication}
-reward_per_unit = {reward_per_unit}
-max_input_bytes = {max_input_bytes}
-lease_secs = {window_secs}
-reveal_secs = {window_secs}
-"#
-    )
+) -> ClassConfig {
+    ClassConfig {
+        name: name.into(),
+        executor,
+        model_hash: "00".repeat(32),
+        rule,
+        replication,
+        reward_per_unit,
+        max_input_bytes,
+        lease_secs: window_secs,
+        reveal_secs: window_secs,
+    }
 }
 
-/// The executor lines of an all-MiniLM-L6-v2 class, pinned to the model's hash.
-pub fn minilm_executor() -> String {
-    format!("executor = \"embedding\"\nmodel_hash = \"{}\"", cairn_worker::models::MINILM_SHA256)
+/// An all-MiniLM-L6-v2 class, pinned to the model's hash, agreeing at cosine `theta`.
+pub fn minilm_class(
+    name: &str,
+    theta: f64,
+    replication: u8,
+    reward_per_unit: u64,
+    max_input_bytes: u32,
+) -> ClassConfig {
+    let rule = RuleConfig::Cosine(theta);
+    ClassConfig {
+        model_hash: cairn_worker::models::MINILM_SHA256.into(),
+        ..class(name, ExecutorKind::Embedding, rule, replication, reward_per_unit, max_input_bytes, 60)
+    }
+}
+
+/// An exact-match `command` class (the trivial executors of tests and benches), inputs up to
+/// 4096 bytes.
+pub fn exact_class(name: &str, replication: u8, reward_per_unit: u64, window_secs: u32) -> ClassConfig {
+    class(name, ExecutorKind::Command, RuleConfig::Exact, replication, reward_per_unit, 4096, window_secs)
 }
 
 /// A node config for tests: regtest, no Bitcoin, one exact class, cheap registration.
-pub fn test_config(dir: &std::path::Path) -> String {
-    node_toml(dir, 4, "", &class_toml("echo", r#"executor = "command""#, r#""exact""#, 1, 100, 4096, 30))
+pub fn test_config(dir: &std::path::Path) -> NodeConfig {
+    node_config(dir, 4, vec![exact_class("echo", 1, 100, 30)])
 }
 
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-/// `test_config` anchoring through the regtest node at `rpc_url` (finality and challenge
-/// window of 2 blocks), on fixed free ports so a restart listens where it did.
-pub fn rpc_config(dir: &std::path::Path, rpc_url: &str, cookie: &std::path::Path) -> String {
-    test_config(dir)
-        .replace(
-            "mode = \"none\"",
-            &format!(
-                "mode = \"rpc\"\nrpc_url = \"{rpc_url}\"\ncookie_file = \"{}\"\npoll_secs = 1\nbond_check_secs = 1\nfinality_depth = 2\nchallenge_window_blocks = 2",
-                cookie.display()
-            ),
-        )
-        .replace("listen = \"127.0.0.1:0\"", &format!("listen = \"127.0.0.1:{}\"", free_port()))
-        + &format!("[p2p]\nlisten = [\"/ip4/127.0.0.1/tcp/{}\"]\n", free_port())
+/// A regtest Bitcoin Core at `rpc_url` (cookie auth), polled every second, finality and
+/// challenge window of 2 blocks, bonds re-checked every second.
+pub fn core_bitcoin(rpc_url: &str, cookie: &std::path::Path) -> BitcoinSection {
+    BitcoinSection {
+        mode: BitcoinMode::Rpc,
+        rpc_url: rpc_url.into(),
+        cookie_file: Some(cookie.to_owned()),
+        poll_secs: 1,
+        bond_check_secs: 1,
+        finality_depth: 2,
+        challenge_window_blocks: 2,
+        ..Default::default()
+    }
+}
+
+/// `test_config` anchoring through the regtest node at `rpc_url`, on fixed free ports so a
+/// restart listens where it did.
+pub fn rpc_config(dir: &std::path::Path, rpc_url: &str, cookie: &std::path::Path) -> NodeConfig {
+    let mut cfg = test_config(dir);
+    cfg.bitcoin = core_bitcoin(rpc_url, cookie);
+    fixed_ports(&mut cfg);
+    cfg
+}
+
+/// The API and p2p on free ports chosen now, so a restart listens where it did.
+pub fn fixed_ports(cfg: &mut NodeConfig) {
+    cfg.api.listen = format!("127.0.0.1:{}", free_port());
+    cfg.p2p.listen = vec![format!("/ip4/127.0.0.1/tcp/{}", free_port())];
 }
 
 /// A devnet run in this process: where it runs, its stop switch, and its task (which yields

