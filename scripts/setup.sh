@@ -39,13 +39,14 @@ setup_apt() {
     $sudo apt-get update -qq >&2
     SETUP_APT_UPDATED=1
   fi
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 }
 
 # What building Cairn needs: a C/C++ compiler for the -sys crates, libclang for RocksDB's
 # bindings, Python 3 for the model download and the spec's reference check.
 setup_build_tools() {
-  command -v cargo >/dev/null || { setup_say "cargo not found: install Rust (rustup) first"; return 1; }
+  command -v cargo >/dev/null && command -v rustc >/dev/null \
+    || { setup_say "cargo or rustc not found: install Rust (rustup) first"; return 1; }
   local pkgs=(libclang-dev)
   command -v cc >/dev/null || pkgs+=(gcc)
   command -v c++ >/dev/null || pkgs+=(g++)
@@ -69,19 +70,10 @@ setup_python() {
     fi
   fi
   export PATH="$CAIRN_VENV/bin:$PATH"
+  # Pinned requirements (NAME==VERSION): pip does nothing, offline, when they are satisfied,
+  # and moves the environment to the pin when one changes.
   if [ $# -gt 0 ]; then
-    local need=() m
-    for m in "$@"; do
-      case "$m" in
-        opentimestamps) python3 -c 'import opentimestamps' 2>/dev/null || need+=(opentimestamps) ;;
-        opentimestamps-client) [ -x "$CAIRN_VENV/bin/ots" ] || need+=(opentimestamps-client) ;;
-        *) need+=("$m") ;;
-      esac
-    done
-    if [ ${#need[@]} -gt 0 ]; then
-      setup_say "installing ${need[*]} (PyPI) into $CAIRN_VENV"
-      python3 -m pip install -q --disable-pip-version-check "${need[@]}" >&2
-    fi
+    python3 -m pip install -q --disable-pip-version-check "$@" >&2
   fi
 }
 
@@ -98,15 +90,23 @@ setup_bitcoin_core() {
   fi
 }
 
-# Chromium and playwright-core for the dashboard's browser test.
+# Chromium and playwright-core (which needs Node.js 20 or newer) for the dashboard's browser test.
+CAIRN_PLAYWRIGHT_VERSION=1.65.1
 setup_browser() {
   local pkgs=(chromium)
   command -v node >/dev/null || pkgs+=(nodejs)
   command -v npm >/dev/null || pkgs+=(npm)
-  setup_apt "${pkgs[@]}"
-  if [ ! -f "$CAIRN_PLAYWRIGHT/package.json" ]; then
-    setup_say "installing playwright-core (npm) into $CAIRN_CACHE/browser"
+  setup_apt "${pkgs[@]}" || return 1
+  local major
+  major="$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)"
+  if [ "$major" -lt 20 ]; then
+    setup_say "Node.js $(node --version 2>/dev/null) is older than the 20 playwright-core needs: the browser test will say so"
+    return 1
+  fi
+  if ! grep -q "\"version\": \"$CAIRN_PLAYWRIGHT_VERSION\"" "$CAIRN_PLAYWRIGHT/package.json" 2>/dev/null; then
+    setup_say "installing playwright-core $CAIRN_PLAYWRIGHT_VERSION (npm) into $CAIRN_CACHE/browser"
     mkdir -p "$CAIRN_CACHE/browser"
-    npm install --prefix "$CAIRN_CACHE/browser" --no-audit --no-fund --silent playwright-core@1.65.1 >&2
+    npm install --prefix "$CAIRN_CACHE/browser" --no-audit --no-fund --silent \
+      "playwright-core@$CAIRN_PLAYWRIGHT_VERSION" >&2
   fi
 }

@@ -23,11 +23,24 @@ pub const CORE_SOURCE_PACKAGE: (&str, &str) = ("libbitcoinkernel-sys", "0.4.1");
 /// else the one `scripts/bitcoin-core.sh` built into the cache.
 pub fn find_bitcoind() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("BITCOIND_EXE").map(PathBuf::from) {
-        return p.is_file().then_some(p);
+        return is_executable(&p).then_some(p);
     }
     let on_path = std::env::var_os("PATH")
-        .and_then(|path| std::env::split_paths(&path).map(|d| d.join("bitcoind")).find(|p| p.is_file()));
-    on_path.or_else(|| cached_bitcoind().filter(|p| p.is_file()))
+        .and_then(|path| std::env::split_paths(&path).map(|d| d.join("bitcoind")).find(|p| is_executable(p)));
+    on_path.or_else(|| cached_bitcoind().filter(|p| is_executable(p)))
+}
+
+/// A file someone may run (as `command -v` and `scripts/bitcoin-core.sh` see it).
+fn is_executable(p: &Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        p.metadata().is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    }
+    #[cfg(not(unix))]
+    {
+        p.is_file()
+    }
 }
 
 /// Where `scripts/bitcoin-core.sh` puts the `bitcoind` it builds:

@@ -55,8 +55,7 @@ fn main() {
     let dir = match models::fetch_minilm(&models::default_models_dir(), None) {
         Ok(d) => d,
         Err(e) => {
-            eprintln!("SKIP: model unavailable ({e}); run `cairn models fetch minilm`");
-            return;
+            return cairn_testkit::skip(&format!("model unavailable ({e}); run `cairn models fetch minilm`"));
         }
     };
     let m = MiniLm::load(&dir, Some(models::minilm_sha256())).unwrap();

@@ -8,7 +8,8 @@
 //! receipt rewards; every anchored receipt audits ✓ against Bitcoin.
 //!
 //! Runs on the embedded chain (always: served in this process behind the same JSON-RPC a
-//! `bitcoind` speaks) and on a real regtest `bitcoind` when one is found. The short form runs
+//! `bitcoind` speaks) and on a real regtest `bitcoind` (`cairn_testkit::bitcoind`: a failure under `CI=true`
+//! when none is found). The short form runs
 //! in CI; `CAIRN_CHAOS_KILLS=40` (and `CAIRN_CHAOS_SEED`) runs a longer one.
 #![cfg(unix)]
 #![allow(

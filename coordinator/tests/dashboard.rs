@@ -29,6 +29,13 @@ fn playwright() -> Option<PathBuf> {
     dir.join("package.json").is_file().then_some(dir)
 }
 
+/// The major version of `node` on PATH.
+fn node_major() -> Option<u32> {
+    let out = std::process::Command::new("node").arg("--version").output().ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.trim().trim_start_matches('v').split('.').next()?.parse().ok()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn dashboard_in_headless_chromium() {
     let (Some(chrome), Some(pw)) = (chromium(), playwright()) else {
@@ -36,8 +43,12 @@ async fn dashboard_in_headless_chromium() {
             "needs /usr/bin/chromium (or CHROMIUM) and playwright-core in ~/.cache/cairn/browser (or CAIRN_PLAYWRIGHT); .ci/run installs both",
         );
     };
-    if !cairn_testkit::runs("node") {
-        return cairn_testkit::skip("no Node.js (`node`) to run playwright-core");
+    match node_major() {
+        None => return cairn_testkit::skip("no Node.js (`node`) to run playwright-core"),
+        Some(v) if v < 20 => {
+            return cairn_testkit::skip(&format!("Node.js {v} is older than the 20 playwright-core needs"))
+        }
+        Some(_) => {}
     }
     let dir = tempfile::tempdir().unwrap();
     let opts = DevnetOptions {

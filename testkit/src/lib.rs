@@ -16,9 +16,10 @@ use std::time::{Duration, Instant};
 /// Where `.ci/run` asks skips to be recorded, one `test<TAB>reason` line each.
 pub const SKIP_LOG_ENV: &str = "CAIRN_SKIP_LOG";
 
-/// True when running under CI (`CI=true`, as CI sets it, or `CI=1`): nothing may skip.
+/// True when running under CI (`CI` set to anything but empty, `0` or `false`; CI sets
+/// `CI=true`): nothing may skip.
 pub fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v.eq_ignore_ascii_case("true") || v == "1")
+    std::env::var("CI").is_ok_and(|v| !(v.is_empty() || v == "0" || v.eq_ignore_ascii_case("false")))
 }
 
 /// The running test's name: libtest names each test's thread after the test.
@@ -53,7 +54,9 @@ fn skip_as(ci: bool, log: Option<&std::path::Path>, test: &str, reason: &str) ->
             "{test} cannot run: {reason}. Under CI=true no test skips; .ci/run installs what tests need"
         ));
     }
-    eprintln!("SKIPPED {test}: {reason}");
+    // Straight to the process's stderr: libtest captures `eprintln!` of a passing test, and a
+    // skip must show under a plain `cargo test` too.
+    let _ = std::io::stderr().write_all(format!("SKIPPED {test}: {reason}\n").as_bytes());
     if let Some(path) = log {
         let line = format!("{test}\t{}\n", reason.replace(['\n', '\t'], " "));
         // One write of one short line to a file opened for append: lines from tests running
