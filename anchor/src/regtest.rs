@@ -203,6 +203,10 @@ mod tests {
         let (package, version) = CORE_SOURCE_PACKAGE;
         assert!(script.lines().any(|l| l == format!("PKG={package}")), "PKG in {path}");
         assert!(script.lines().any(|l| l.starts_with(&format!("VERSION={version} "))), "VERSION in {path}");
-        assert!(script.contains("$HOME/.cache/cairn/bitcoin-core}/$PKG-$VERSION"), "cache dir in {path}");
+        assert!(
+            script.contains(r#"${CAIRN_BITCOIN_CACHE:-$HOME/.cache/cairn/bitcoin-core}"#),
+            "cache root in {path}"
+        );
+        assert!(script.lines().any(|l| l == r#"CACHE="$CACHE_ROOT/$PKG-$VERSION""#), "cache dir in {path}");
     }
 }
