@@ -51,21 +51,13 @@ fi
 if found; then exit 0; fi
 
 # ---- build dependencies (Debian) ---------------------------------------------------------------
+# setup.sh's apt helper (installs only what dpkg lacks; root or sudo). Sourced for that alone.
+# shellcheck source=scripts/setup.sh
+source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 need=()
-command -v cmake >/dev/null 2>&1 || need+=(cmake)
 command -v c++ >/dev/null 2>&1 || need+=(g++)
 command -v make >/dev/null 2>&1 || need+=(make)
-command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
-dpkg -s libboost-dev >/dev/null 2>&1 || need+=(libboost-dev)
-dpkg -s libevent-dev >/dev/null 2>&1 || need+=(libevent-dev)
-if [ ${#need[@]} -gt 0 ]; then
-  say "installing ${need[*]} (Debian)"
-  if [ "$(id -u)" = 0 ]; then SUDO=""; elif command -v sudo >/dev/null; then SUDO="sudo"; else
-    say "cannot install ${need[*]}: not root and no sudo"; exit 1
-  fi
-  $SUDO apt-get update -qq >&2
-  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >&2
-fi
+setup_apt "${need[@]}" cmake pkg-config libboost-dev libevent-dev
 command -v cargo >/dev/null 2>&1 || { say "cargo not found: it fetches the $PKG package"; exit 1; }
 
 # ---- the source: the registry package, fetched by cargo -----------------------------------------
