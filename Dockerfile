@@ -8,7 +8,7 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
-RUN cargo build --release --locked -p cairn-coordinator --bin cairn \
+RUN cargo build --release --locked -p cairn --bin cairn \
  && strip target/release/cairn
 
 # ---- runtime stage: the binary, its configs, curl for health checks ----

@@ -1,5 +1,5 @@
 //! The auditor's chain procedure on a scripted sidechain and the scripted Bitcoin chain (not
-//! Bitcoin Core; `coordinator/tests/audit_bitcoind.rs` runs the real node): a good chain
+//! Bitcoin Core; `cli/tests/audit_bitcoind.rs` runs the real node): a good chain
 //! verifies; each kind of lie is found and named; equivocation comes with its evidence.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing, missing_docs)]
 

@@ -18,8 +18,7 @@
     dead_code
 )]
 
-#[path = "../tests/common/mod.rs"]
-mod common;
+use cairn_testkit::node as common;
 
 use std::time::{Duration, Instant};
 

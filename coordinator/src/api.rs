@@ -7,6 +7,7 @@
 //! Owns request parsing, auth and the JSON views. Must never decide anything (it calls the
 //! core) and never show what only the node may know: which tasks are canaries or audits.
 
+use cairn_p2p::clock::unix_secs;
 use std::sync::{Arc, Mutex, RwLock};
 
 use axum::body::Bytes;
@@ -288,10 +289,6 @@ fn parse_key(s: &str) -> Result<PubKey, ApiError> {
     PubKey::from_hex(s).ok_or_else(|| bad("key must be a 64-hex-character x-only public key"))
 }
 
-fn now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
-}
-
 fn lock(state: &ApiState) -> Result<std::sync::MutexGuard<'_, Core>, ApiError> {
     let Some(core) = &state.core else {
         return Err(ApiError(
@@ -413,7 +410,7 @@ async fn submit_task(
             u64::from_le_bytes(buf)
         }
     };
-    let t = now();
+    let t = unix_secs();
     let (id, effects) = {
         let mut core = lock(&s)?;
         let m = core.machine();
@@ -638,7 +635,7 @@ async fn get_epoch(State(s): State<ApiState>, Path(height): Path<String>) -> Api
 
 async fn close_epoch(State(s): State<ApiState>, headers: HeaderMap) -> ApiResult {
     authorize(&s, &headers)?;
-    let t = now();
+    let t = unix_secs();
     let (_, effects) = lock(&s)?.apply(|m| Ok(((), m.close_epoch(t))))?;
     let closed = effects.iter().find_map(|e| match e {
         Effect::Epoch(h) => Some(h.body.height),

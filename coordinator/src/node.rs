@@ -6,6 +6,7 @@
 //! stop the network and the anchor thread, close the database). Must never decide anything
 //! the lifecycle or anchor machines decide, and never log a secret.
 
+use cairn_p2p::clock::unix_secs;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -71,10 +72,6 @@ pub struct NodeInfo {
     pub anchor_address: Option<String>,
 }
 
-fn unix_now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
-}
-
 fn resolve(data_dir: &Path, p: &Path) -> PathBuf {
     if p.is_absolute() {
         p.to_owned()
@@ -119,7 +116,7 @@ pub async fn run(
     let token = hex::encode(keyfile::load_or_create(&resolve(&dir, &cfg.api.token_file))?.secret_bytes());
     let store: Arc<dyn KvStore> =
         Arc::new(RocksStore::open(&dir.join("db")).map_err(|e| NodeError::Open(e.to_string()))?);
-    let core = Core::open(lifecycle, key.clone(), store.clone(), unix_now())
+    let core = Core::open(lifecycle, key.clone(), store.clone(), unix_secs())
         .map_err(|e| NodeError::Open(e.to_string()))?;
     tracing::info!(target: "cairn::node", coordinator = %key.public(), network = %network, "state opened");
     let core = Arc::new(Mutex::new(core));
@@ -273,7 +270,7 @@ pub async fn run(
                 }
             }
             _ = tick.tick() => {
-                let now = unix_now();
+                let now = unix_secs();
                 match ctx.apply(move |m| Ok(((), m.tick(now)))).await {
                     Ok(((), effects)) => ctx.perform(effects).await,
                     Err(e @ (CoreError::Store(_) | CoreError::Poisoned)) => break Err(e.into()),
@@ -419,7 +416,7 @@ async fn decide_groups(ctx: Ctx, mut groups: mpsc::Receiver<Checking>, fatal: mp
         if msgs.is_empty() {
             continue;
         }
-        let now = unix_now();
+        let now = unix_secs();
         let core = ctx.core.clone();
         let decided = tokio::task::spawn_blocking(move || match core.lock() {
             Ok(mut c) => c.submit_many(msgs, |m, msg| dispatch(m, msg, now)),
@@ -541,7 +538,7 @@ impl Ctx {
         .unwrap_or_default();
         for (w, why) in lost {
             tracing::warn!(target: "cairn::node", worker = %w, reason = %why, "worker's bond lost: admission ended");
-            let now = unix_now();
+            let now = unix_secs();
             match self.apply(move |m| Ok(((), m.bond_lost(&w, why, now)))).await {
                 Ok(((), effects)) => self.perform(effects).await,
                 Err(e @ (CoreError::Store(_) | CoreError::Poisoned)) => return Err(e.into()),
@@ -556,7 +553,7 @@ impl Ctx {
     /// not drop them as duplicates.
     async fn reannounce(&self) {
         let anns = match self.core.lock() {
-            Ok(c) => c.machine().open_announcements(unix_now(), 256),
+            Ok(c) => c.machine().open_announcements(unix_secs(), 256),
             Err(_) => return,
         };
         for a in anns {
@@ -599,7 +596,7 @@ impl Ctx {
     }
 
     async fn on_report(&self, r: AnchorReport) -> Result<(), NodeError> {
-        let now = unix_now();
+        let now = unix_secs();
         let mut effects = Vec::new();
         let res = self
             .apply(move |m| {
@@ -891,7 +888,7 @@ fn start_anchor(
                 last = Instant::now();
                 let mut aux = [0u8; 32];
                 let _ = getrandom::fill(&mut aux);
-                let notices = match driver.step(unix_now(), aux) {
+                let notices = match driver.step(unix_secs(), aux) {
                     Ok(n) => n,
                     Err(e) => {
                         metrics.anchor_errors.inc();

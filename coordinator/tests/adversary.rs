@@ -12,7 +12,7 @@
 //! the threshold, read from `/metrics`).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing, missing_docs)]
 
-mod common;
+use cairn_testkit::node as common;
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};

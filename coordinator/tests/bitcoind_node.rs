@@ -11,7 +11,7 @@
     missing_docs
 )]
 
-mod common;
+use cairn_testkit::node as common;
 
 use std::time::Duration;
 

@@ -6,7 +6,7 @@
 //! node).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing, missing_docs)]
 
-mod common;
+use cairn_testkit::node as common;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

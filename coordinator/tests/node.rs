@@ -4,7 +4,7 @@
 //! finds everything where it was.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing, missing_docs)]
 
-mod common;
+use cairn_testkit::node as common;
 
 use std::collections::BTreeSet;
 

@@ -12,7 +12,7 @@
     missing_docs
 )]
 
-mod common;
+use cairn_testkit::node as common;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -9,6 +9,7 @@
 //! identity on disk ([`keyfile`]): the protocol key that is the libp2p identity.
 
 mod behaviour;
+pub mod clock;
 mod codec;
 mod config;
 mod identity;

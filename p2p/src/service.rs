@@ -6,9 +6,10 @@
 //! `try_send`, and what the application cannot take is ignored (gossip) or answered "busy"
 //! (requests), never queued without bound.
 
+use crate::clock::unix_millis;
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use cairn_spec::wire::{Topic, MAX_GOSSIP_BYTES};
 use cairn_spec::{Decode, GossipMessage, Network, Request, Response, ResponseBody};
@@ -62,10 +63,6 @@ pub(crate) struct EventLoop {
 
 /// Most inbound requests waiting for the application at once.
 const MAX_PENDING_INBOUND: usize = 4096;
-
-fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
-}
 
 impl EventLoop {
     pub(crate) fn new(
@@ -300,7 +297,7 @@ impl EventLoop {
                         self.strike(peer);
                         return self.answer(channel, request.id, 429, "rate limited");
                     }
-                    if request.deadline_ms < now_ms() {
+                    if request.deadline_ms < unix_millis() {
                         return self.answer(channel, request.id, 408, "deadline passed");
                     }
                     if self.pending_in.len() >= MAX_PENDING_INBOUND {

@@ -9,6 +9,9 @@
 #![allow(clippy::panic, clippy::print_stderr)]
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+#[cfg(feature = "node")]
+pub mod node;
+
 use std::io::Write;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};

@@ -6,6 +6,7 @@
 //! decide protocol order itself: [`crate::job::Job`] says what may happen next, and this
 //! module only performs it.
 
+use cairn_p2p::clock::unix_secs;
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -98,10 +99,6 @@ struct Shared {
     driving: Mutex<HashSet<Hash32>>,
     permits: Semaphore,
     max_input: u32,
-}
-
-fn unix_now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
 fn random32() -> [u8; 32] {
@@ -347,7 +344,7 @@ async fn register(
         coordinator,
         worker: key.public(),
         payout_address: cfg.payout_address.clone(),
-        created_at: unix_now(),
+        created_at: unix_secs(),
         pow_nonce: 0,
         bond: None,
     };
@@ -385,7 +382,7 @@ async fn register(
             Ok(ResponseBody::Ack) => {
                 journal.registrations.insert(
                     ck,
-                    RegistrationRecord { payout_address: cfg.payout_address.clone(), at: unix_now() },
+                    RegistrationRecord { payout_address: cfg.payout_address.clone(), at: unix_secs() },
                 );
                 journal.save(journal_path)?;
                 tracing::info!(target: "cairn::worker", coordinator = %coordinator, "registered");
@@ -452,7 +449,7 @@ fn on_gossip(shared: &Arc<Shared>, message: GossipMessage) -> Acceptance {
             let announced_at = a.body.announced_at;
             let task = a.body.task;
             let id = task.id();
-            let now = unix_now();
+            let now = unix_secs();
             // A job given up with nothing held by the coordinator is started afresh when the task
             // is announced again (announcements name tasks with a free slot).
             let known = shared
@@ -626,7 +623,7 @@ async fn drive(s: &Arc<Shared>, mut job: Job) -> Result<(), AgentError> {
     let mut permit = None;
     let mut early_polls = 0u32;
     loop {
-        let now = unix_now();
+        let now = unix_secs();
         let action = job.next(now);
         if matches!(action, Action::Claim | Action::Execute | Action::Commit) && permit.is_none() {
             permit = Some(s.permits.acquire().await.map_err(|e| AgentError::P2p(e.to_string()))?);
@@ -699,7 +696,7 @@ async fn drive(s: &Arc<Shared>, mut job: Job) -> Result<(), AgentError> {
                 let c = s.sign(Commitment { task: job.id, worker: me, commitment: v });
                 match s.request(&peer, &addr, RequestBody::Commit(c)).await {
                     Some(ResponseBody::Ack) => {
-                        job.on_commit_ack(unix_now(), u64::from(class.lease_secs));
+                        job.on_commit_ack(unix_secs(), u64::from(class.lease_secs));
                         s.save(&job)?;
                         permit = None;
                     }

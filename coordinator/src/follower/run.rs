@@ -6,6 +6,7 @@
 //! Owns the follower's I/O and its shutdown order. Must never accept an epoch the follower
 //! refused, nor take worker messages (a follower runs no lifecycle).
 
+use cairn_p2p::clock::unix_secs;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -29,10 +30,6 @@ use crate::store::{KvStore, RocksStore};
 const HEADERS_PER_ROUND: u16 = 64;
 /// How long one sync request may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
-
-fn unix_now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
-}
 
 /// A peer to sync from.
 #[derive(Clone)]
@@ -285,7 +282,7 @@ fn on_gossip_header(
         return Acceptance::Accept;
     }
     let accepted = ls::header(shared.store.as_ref(), h.body.height).ok().flatten();
-    match accepted.and_then(|a| follower.equivocation(&a, h, &format!("gossip from {from}"), unix_now())) {
+    match accepted.and_then(|a| follower.equivocation(&a, h, &format!("gossip from {from}"), unix_secs())) {
         Some(e) => {
             shared.evidence(e);
             Acceptance::Reject
@@ -337,7 +334,7 @@ async fn sync_round(net: &Network, peers: &[Source], follower: &mut Follower, sh
     }
     if let Ok(mut v) = shared.view.write() {
         v.tip_height = follower.tip.as_ref().map(|t| t.body.height);
-        v.last_sync = Some(unix_now());
+        v.last_sync = Some(unix_secs());
         v.last_error = error;
     }
 }
@@ -362,7 +359,7 @@ async fn sync_from(
             if let Some(t) = &follower.tip {
                 if h.body.height <= t.body.height {
                     if h.body.height == t.body.height {
-                        if let Some(e) = follower.equivocation(t, &h, &source, unix_now()) {
+                        if let Some(e) = follower.equivocation(t, &h, &source, unix_secs()) {
                             shared.evidence(e);
                             return Err(Stop::Refused);
                         }
@@ -373,7 +370,7 @@ async fn sync_from(
             let fetched = fetch_epoch(net, src, h).await?;
             let (f, name) = (follower.clone(), source.clone());
             let (judged, fetched) = tokio::task::spawn_blocking(move || {
-                let j = f.judge(&fetched, &name, unix_now());
+                let j = f.judge(&fetched, &name, unix_secs());
                 (j, fetched)
             })
             .await
@@ -547,5 +544,5 @@ fn anchor_entries(found: &[FoundAnchor], shared: &Shared, best: Option<u32>) -> 
 
 fn anchor_equivocation(a: &FoundAnchor, shared: &Shared) -> Option<Evidence> {
     let accepted = ls::header(shared.store.as_ref(), a.payload.height).ok().flatten()?;
-    super::anchor_equivocation(a, &accepted, unix_now())
+    super::anchor_equivocation(a, &accepted, unix_secs())
 }

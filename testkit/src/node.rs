@@ -1,5 +1,9 @@
-//! Shared test helpers: a tiny HTTP/1.1 client over std sockets, and a worker that speaks
-//! to a coordinator over real libp2p.
+//! A node under test (feature `node`): typed config builders, starting a coordinator or a
+//! follower in this process, a tiny HTTP/1.1 client over std sockets, a protocol-speaking
+//! worker over real libp2p, and real worker agents.
+//!
+//! Owns the ways tests build and reach a node. Must never decide for a test what it asserts.
+// Test support: a failed set-up is a failed test, so panicking on it is the point.
 #![allow(
     dead_code,
     clippy::unwrap_used,
@@ -71,7 +75,7 @@ pub fn key(i: u32) -> SigningKey {
 }
 
 pub fn now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+    cairn_p2p::clock::unix_secs()
 }
 
 /// A worker node: its own libp2p identity (its protocol key), connected to the coordinator.
@@ -356,38 +360,6 @@ pub fn rpc_config(dir: &std::path::Path, rpc_url: &str, cookie: &std::path::Path
 pub fn fixed_ports(cfg: &mut NodeConfig) {
     cfg.api.listen = format!("127.0.0.1:{}", free_port());
     cfg.p2p.listen = vec![format!("/ip4/127.0.0.1/tcp/{}", free_port())];
-}
-
-/// A devnet run in this process: where it runs, its stop switch, and its task (which yields
-/// the summary once stopped).
-pub type RunningDevnet = (
-    cairn_coordinator::devnet::Started,
-    tokio::sync::oneshot::Sender<()>,
-    tokio::task::JoinHandle<
-        Result<cairn_coordinator::devnet::Summary, cairn_coordinator::devnet::DevnetError>,
-    >,
-);
-
-/// Starts `cairn devnet` with `opts` and waits (up to 2 minutes) until it runs.
-pub async fn start_devnet(opts: cairn_coordinator::devnet::DevnetOptions) -> RunningDevnet {
-    let (started_tx, started_rx) = std::sync::mpsc::channel();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let run = tokio::spawn(cairn_coordinator::devnet::run(
-        opts,
-        async move {
-            let _ = stop_rx.await;
-        },
-        move |s| {
-            let _ = started_tx.send(s.clone());
-        },
-        |_| {},
-    ));
-    let started =
-        tokio::task::spawn_blocking(move || started_rx.recv_timeout(std::time::Duration::from_secs(120)))
-            .await
-            .unwrap()
-            .expect("devnet did not start");
-    (started, stop_tx, run)
 }
 
 /// The trivial executor of the end-to-end bench and the adversary test: the input,

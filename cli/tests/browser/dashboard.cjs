@@ -1,7 +1,7 @@
 // Drives the dashboard in headless Chromium (playwright-core) against a running devnet:
 // the numbers shown match the API, a receipt is verified by clicking through, the downloads
 // answer, and screenshots are saved. Usage: node dashboard.cjs <api url> <output dir>.
-// Run by coordinator/tests/dashboard.rs, which starts the devnet and finds Chromium.
+// Run by cli/tests/dashboard.rs, which starts the devnet and finds Chromium.
 "use strict";
 const path = require("path");
 const fs = require("fs");
@@ -64,8 +64,12 @@ const num = (s) => Number(String(s).replace(/[^0-9]/g, ""));
   if (cards.length < 1) fail("no epoch on the timeline");
   const newest = cards[cards.length - 1].h;
   const e = await getJson(`/v1/epochs/${newest}`);
-  if (!cards[cards.length - 1].cls.includes(e.anchor.status) && e.anchor.status !== "confirmed") {
-    // A pending anchor may have confirmed between the two reads; anything else is a mismatch.
+  // The API is read after the page, and an epoch only moves forward (unanchored → pending →
+  // confirmed): the card may show an earlier state than the API, never a later or unknown one.
+  const order = ["unanchored", "pending", "confirmed"];
+  const card = order.findIndex((st) => cards[cards.length - 1].cls.split(/\s+/).includes(st));
+  const api = order.indexOf(e.anchor.status);
+  if (card < 0 || api < 0 || card > api) {
     fail(`epoch ${newest}: card ${cards[cards.length - 1].cls}, API ${e.anchor.status}`);
   }
   if (!cards.some((c) => c.cls.includes("confirmed"))) fail("no anchored epoch shown as confirmed");

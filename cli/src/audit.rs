@@ -199,12 +199,12 @@ pub fn open_source(api: Option<&str>, data_dir: Option<&Path>) -> Result<Box<dyn
         (None, Some(dir)) => {
             use cairn_anchor::AnchorStore;
             let db = dir.join("db");
-            let store: std::sync::Arc<dyn crate::store::KvStore> = std::sync::Arc::new(
-                crate::store::RocksStore::open_read_only(&db)
+            let store: std::sync::Arc<dyn cairn_coordinator::store::KvStore> = std::sync::Arc::new(
+                cairn_coordinator::store::RocksStore::open_read_only(&db)
                     .map_err(|e| CliError(format!("opening {} read-only: {e}", db.display())))?,
             );
             let mut anchors: Vec<cairn_audit::AnchorClaim> =
-                crate::anchor_store::KvAnchorStore::new(store.clone())
+                cairn_coordinator::anchor_store::KvAnchorStore::new(store.clone())
                     .load()
                     .map_err(err)?
                     .map(|(_, records)| records)
@@ -218,7 +218,7 @@ pub fn open_source(api: Option<&str>, data_dir: Option<&Path>) -> Result<Box<dyn
                     })
                     .collect();
             anchors.sort_by_key(|a| (a.height, a.epoch));
-            Ok(Box::new(crate::audit_source::StoreSource {
+            Ok(Box::new(cairn_coordinator::audit_source::StoreSource {
                 store,
                 anchors,
                 name: format!("database {}", db.display()),

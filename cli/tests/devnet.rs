@@ -15,8 +15,8 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use cairn_coordinator::audit_cli::{self, BitcoinArgs, ChainArgs, ReceiptAudit};
-use cairn_coordinator::devnet::{ChainChoice, DevnetOptions};
+use cairn_cli::audit::{self as audit_cli, BitcoinArgs, ChainArgs, ReceiptAudit};
+use cairn_cli::devnet::{ChainChoice, DevnetOptions};
 use serde_json::Value;
 
 fn get(api: &str, path: &str) -> Value {

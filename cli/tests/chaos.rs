@@ -35,7 +35,7 @@ use std::time::{Duration, Instant};
 use cairn_anchor::regtest::RegtestNode;
 use cairn_anchor::scripted::ScriptedBackend;
 use cairn_anchor::{BitcoinCoreRpc, ChainBackend, RpcAuth, RpcConfig};
-use cairn_coordinator::devnet::chain_rpc::EmbeddedRpc;
+use cairn_cli::devnet::chain_rpc::EmbeddedRpc;
 use cairn_coordinator::lifecycle_store as ls;
 use cairn_coordinator::store::RocksStore;
 use cairn_spec::{Hash32, Verdict};
@@ -376,17 +376,17 @@ fn chaos(mut btc: Btc, label: &str) {
 
     // The auditor's whole-chain audit: every epoch re-verified, the anchors walked as one
     // chain of spends from the genesis anchor, each committing a header of that chain.
-    let bitcoin = cairn_coordinator::audit_cli::BitcoinArgs {
+    let bitcoin = cairn_cli::audit::BitcoinArgs {
         rpc_url: Some(btc.url_cookie().0),
         rpc_cookie: Some(btc.url_cookie().1),
         ..Default::default()
     };
-    let args = cairn_coordinator::audit_cli::ChainArgs {
+    let args = cairn_cli::audit::ChainArgs {
         api: Some(format!("http://{api}")),
         scope: cairn_audit::chain::Scope { from: 0, to: None, genesis: None },
         ..Default::default()
     };
-    let out = cairn_coordinator::audit_cli::audit_epochs(&args, &bitcoin, &mut |_, _| {}).unwrap();
+    let out = cairn_cli::audit::audit_epochs(&args, &bitcoin, &mut |_, _| {}).unwrap();
     assert!(out.ok, "{label}: chain audit failed:\n{}", out.output);
     let all_anchors = anchors(api);
     // A replaced anchor ends `replaced`, or `conflicted` once its replacement confirmed (it

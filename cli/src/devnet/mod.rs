@@ -21,8 +21,8 @@ use cairn_anchor::{BitcoinCoreRpc, RpcAuth, RpcConfig};
 use serde_json::{json, Value};
 use thiserror::Error;
 
-use crate::config::NodeConfig;
-use crate::node::NodeInfo;
+use cairn_coordinator::config::NodeConfig;
+use cairn_coordinator::node::NodeInfo;
 
 /// Why the devnet could not run.
 #[derive(Debug, Error)]
@@ -196,7 +196,7 @@ fn new_data_dir() -> Result<PathBuf, DevnetError> {
 /// A regtest P2TR address for a key kept in `path` (created 0600): where a worker is paid, or
 /// where the devnet's blocks pay.
 fn address_for(path: &Path) -> Result<String, DevnetError> {
-    let key = crate::keyfile::load_or_create(path).map_err(|e| DevnetError::Io(e.to_string()))?;
+    let key = cairn_coordinator::keyfile::load_or_create(path).map_err(|e| DevnetError::Io(e.to_string()))?;
     Ok(cairn_anchor::anchor_address(&key.public(), cairn_spec::Network::Regtest).to_string())
 }
 
@@ -399,7 +399,7 @@ pub async fn run(
     let (node_stop, node_stop_rx) = tokio::sync::oneshot::channel::<()>();
     let (info_tx, info_rx) = tokio::sync::oneshot::channel::<NodeInfo>();
     let mut node_task = tokio::spawn(async move {
-        crate::node::run(
+        cairn_coordinator::node::run(
             cfg,
             async move {
                 let _ = node_stop_rx.await;

@@ -11,7 +11,7 @@ mod common;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use cairn_coordinator::devnet::{ChainChoice, DevnetOptions};
+use cairn_cli::devnet::{ChainChoice, DevnetOptions};
 use serde_json::Value;
 
 fn chromium() -> Option<PathBuf> {

@@ -98,7 +98,7 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 
 async fn handle(State(s): State<RpcState>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
     let given = headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()).unwrap_or("");
-    if !crate::api::constant_time_eq(given.as_bytes(), s.auth.as_bytes()) {
+    if !cairn_coordinator::api::constant_time_eq(given.as_bytes(), s.auth.as_bytes()) {
         return (StatusCode::UNAUTHORIZED, "").into_response();
     }
     let Ok(req) = serde_json::from_slice::<Value>(&body) else {

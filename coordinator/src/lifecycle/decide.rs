@@ -1,0 +1,420 @@
+//! Deciding a task: phases (commit → reveal → decided), the audit draw, escalation to more
+//! replicas, verdicts by the class's rule, receipts, credits and fraud.
+//!
+//! Owns every verdict and what it pays or forfeits. Must never read a worker's claim about its
+//! own result beyond what it committed to.
+
+use super::*;
+
+impl Machine {
+    /// Moves a task forward as far as its state and the time allow, and announces it again
+    /// when that opened a slot (an audit replica, an escalation, expired leases).
+    pub(super) fn advance(&mut self, id: &Hash32, now: u64, step: &mut Step) {
+        let before = self.open.get(id).map_or(0, unheld_slots);
+        self.advance_phases(id, now, step);
+        self.announce_if_reopened(id, before, now, step);
+    }
+
+    /// A task that gained slots nobody holds is announced at once: workers that were refused
+    /// a full task would otherwise wait for the periodic re-announcement to hear of them.
+    pub(super) fn announce_if_reopened(&mut self, id: &Hash32, before: usize, now: u64, step: &mut Step) {
+        let Some(t) = self.open.get(id) else { return };
+        if unheld_slots(t) > before {
+            // Each announcement of a task is a new gossip message: gossip drops a message it
+            // has seen (its id is the hash of its bytes), and the signature is deterministic,
+            // so a slot opening in the second the task was announced must carry a later time.
+            let at = self.announced.get(id).map_or(now, |last| now.max(last.saturating_add(1)));
+            let ann = self.sign(TaskAnnouncement { task: t.task.clone(), announced_at: at });
+            self.announced.insert(*id, at);
+            step.effects.push(Effect::Announce(Box::new(ann)));
+        }
+    }
+
+    pub(super) fn advance_phases(&mut self, id: &Hash32, now: u64, step: &mut Step) {
+        loop {
+            let Some(rec) = self.open.get_mut(id) else { return };
+            let Some(class) = self.classes.get(&rec.task.class) else { return };
+            match rec.phase {
+                Phase::Commit => {
+                    let before = rec.assignments.len();
+                    let leases = &mut self.leases;
+                    rec.assignments.retain(|a| {
+                        let expired = a.commitment.is_none() && a.lease_expires <= now;
+                        if expired {
+                            if let Some(n) = leases.get_mut(&a.worker) {
+                                *n = n.saturating_sub(1);
+                            }
+                        }
+                        !expired
+                    });
+                    let changed = before != rec.assignments.len();
+                    if rec.committed() < usize::from(rec.wanted) {
+                        if changed {
+                            step.changes.push(Change::Task(Box::new(rec.clone())));
+                        }
+                        return;
+                    }
+                    if !rec.audit_drawn {
+                        rec.audit_drawn = true;
+                        let max = max_replicas(class, self.cfg.tunables.max_escalations);
+                        let streak = rec
+                            .assignments
+                            .iter()
+                            .filter_map(|a| self.workers.get(&a.worker).map(|w| w.streak))
+                            .min()
+                            .unwrap_or(0);
+                        if rec.canary.is_none()
+                            && rec.wanted < max
+                            && audit_draw(
+                                &self.seed,
+                                &self.meta,
+                                rec,
+                                streak,
+                                self.cfg.tunables.audit_min_ppm,
+                            )
+                            // An audit slot nobody could fill would hold the task for ever (a
+                            // network of one worker): audit only while someone else can join.
+                            && another_worker_can_join(&self.workers, rec)
+                        {
+                            rec.wanted += 1;
+                            step.changes.push(Change::Task(Box::new(rec.clone())));
+                            return;
+                        }
+                    }
+                    rec.phase = Phase::Reveal { deadline: now.saturating_add(u64::from(class.reveal_secs)) };
+                    step.changes.push(Change::Task(Box::new(rec.clone())));
+                }
+                Phase::Reveal { deadline } => {
+                    let all = rec.assignments.iter().all(|a| a.commitment.is_none() || a.revealed.is_some());
+                    if !all && now < deadline {
+                        step.changes.push(Change::Task(Box::new(rec.clone())));
+                        return;
+                    }
+                    self.decide(id, now, step);
+                }
+                Phase::Decided { .. } | Phase::Failed { .. } => return,
+            }
+        }
+    }
+
+    pub(super) fn decide(&mut self, id: &Hash32, now: u64, step: &mut Step) {
+        // The hash `reveal` recorded for the slot (the same bytes), rather than hashing again.
+        fn revealed_hash(rec: &TaskRecord, slot: usize, bytes: &[u8]) -> Hash32 {
+            rec.assignments
+                .get(slot)
+                .and_then(|a| a.revealed)
+                .unwrap_or_else(|| cairn_spec::content_hash(bytes))
+        }
+        let Some(rec) = self.open.get(id) else { return };
+        let Some(class) = self.classes.get(&rec.task.class).cloned() else { return };
+        let slots: Vec<(usize, Option<&[u8]>)> = rec
+            .assignments
+            .iter()
+            .enumerate()
+            .filter(|(_, a)| a.commitment.is_some())
+            .map(|(i, a)| (i, self.results.get(&(rec.id, a.worker)).map(Vec::as_slice)))
+            .collect();
+        let mut verdicts: BTreeMap<usize, SlotVerdict> = BTreeMap::new();
+        let mut valid: Vec<(usize, &[u8])> = Vec::new();
+        for (i, res) in &slots {
+            match res {
+                None => {
+                    verdicts.insert(
+                        *i,
+                        SlotVerdict {
+                            verdict: Some(Verdict::NoReveal),
+                            fraud: false,
+                            reason: "committed but revealed nothing before the deadline".into(),
+                        },
+                    );
+                }
+                Some(b) if !well_formed(&class.rule, b) => {
+                    verdicts.insert(
+                        *i,
+                        SlotVerdict {
+                            verdict: Some(Verdict::InvalidResult),
+                            fraud: false,
+                            reason: "result is not well formed for the class's rule".into(),
+                        },
+                    );
+                }
+                Some(b) => valid.push((*i, b)),
+            }
+        }
+        let mut accepted: Option<Hash32> = None;
+        let mut failure: Option<String> = None;
+        if let Some(expected) = &rec.canary {
+            for (i, b) in &valid {
+                let ok = agree(&class.rule, b, expected);
+                if ok {
+                    accepted = Some(revealed_hash(rec, *i, b));
+                }
+                verdicts.insert(
+                    *i,
+                    SlotVerdict {
+                        verdict: Some(if ok { Verdict::Accepted } else { Verdict::CanaryFailed }),
+                        fraud: !ok,
+                        reason: if ok { String::new() } else { "result contradicts a known answer".into() },
+                    },
+                );
+            }
+            if accepted.is_none() {
+                failure = Some("no correct result".into());
+            }
+        } else {
+            let quorum = if rec.wanted == 1 { 1 } else { 2 };
+            let results: Vec<&[u8]> = valid.iter().map(|(_, b)| *b).collect();
+            match judge(&class.rule, &results, quorum) {
+                Judgement::Decided { winners, clear } => {
+                    for (k, (i, b)) in valid.iter().enumerate() {
+                        let win = winners.contains(&k);
+                        if win && accepted.is_none() {
+                            accepted = Some(revealed_hash(rec, *i, b));
+                        }
+                        verdicts.insert(
+                            *i,
+                            SlotVerdict {
+                                verdict: Some(if win { Verdict::Accepted } else { Verdict::Mismatch }),
+                                fraud: !win && clear,
+                                reason: if win {
+                                    String::new()
+                                } else {
+                                    format!(
+                                        "disagreed with {} of {} results under the class's rule",
+                                        winners.len(),
+                                        valid.len()
+                                    )
+                                },
+                            },
+                        );
+                    }
+                }
+                Judgement::Undecided => {
+                    let max = max_replicas(&class, self.cfg.tunables.max_escalations);
+                    let committed = slots.len();
+                    // Escalate only when some admitted worker is not on the task yet: otherwise
+                    // the extra slot could never be filled and the task would wait for ever
+                    // (found by the long chaos run: three workers, all on an escalated task).
+                    let free = self.open.get(id).is_some_and(|r| another_worker_can_join(&self.workers, r));
+                    if committed < usize::from(max) && free {
+                        let wanted = u8::try_from(committed + 1).unwrap_or(u8::MAX);
+                        if let Some(rec) = self.open.get_mut(id) {
+                            rec.escalations = rec.escalations.saturating_add(1);
+                            rec.wanted = wanted;
+                            rec.phase = Phase::Commit;
+                            step.changes.push(Change::Task(Box::new(rec.clone())));
+                        }
+                        return;
+                    }
+                    failure = Some(if free {
+                        format!("no majority among {} results after {committed} replicas", valid.len())
+                    } else {
+                        format!(
+                            "no majority among {} results after {committed} replicas, and no other worker to ask",
+                            valid.len()
+                        )
+                    });
+                    for (i, _) in &valid {
+                        verdicts.insert(
+                            *i,
+                            SlotVerdict {
+                                verdict: None,
+                                fraud: false,
+                                reason: "task failed: no majority".into(),
+                            },
+                        );
+                    }
+                }
+            }
+        }
+        self.finalize(id, verdicts, accepted, failure, now, step);
+    }
+
+    pub(super) fn finalize(
+        &mut self,
+        id: &Hash32,
+        verdicts: BTreeMap<usize, SlotVerdict>,
+        accepted: Option<Hash32>,
+        failure: Option<String>,
+        now: u64,
+        step: &mut Step,
+    ) {
+        let Some(mut rec) = self.open.remove(id) else { return };
+        self.announced.remove(id);
+        let Some(per_unit) = self.classes.get(&rec.task.class).map(|c| c.reward_per_unit) else { return };
+        let reward = per_unit.saturating_mul(u64::from(rec.task.units));
+        let epoch = self.meta.next_epoch;
+        // A machine used alone signs each receipt as a batch of one; in a group commit the
+        // driver seals them all at once.
+        let signer = (!self.group_commit).then(|| self.receipt_signer());
+        let mut banned_now = Vec::new();
+        for (i, a) in rec.assignments.iter_mut().enumerate() {
+            self.results.remove(&(rec.id, a.worker));
+            let Some(sv) = verdicts.get(&i) else {
+                // An uncommitted lease on a task that is over.
+                if let Some(n) = self.leases.get_mut(&a.worker) {
+                    *n = n.saturating_sub(1);
+                }
+                continue;
+            };
+            let Some(w) = self.workers.get_mut(&a.worker) else { continue };
+            a.verdict = sv.verdict;
+            if let Some(v) = sv.verdict {
+                let paid = if v.is_accepted() { reward } else { 0 };
+                let receipt = WorkReceipt {
+                    network: self.cfg.network,
+                    coordinator: self.me,
+                    epoch,
+                    task: rec.id,
+                    class: rec.task.class,
+                    worker: a.worker,
+                    result_hash: a.revealed.unwrap_or(Hash32::ZERO),
+                    verdict: v,
+                    units: rec.task.units,
+                    reward_sats: paid,
+                };
+                let signed = match &signer {
+                    // Sealed later with the group's other receipts, as one batch, by the
+                    // driver (`ReceiptSigner`).
+                    None => SignedReceipt::unsigned(receipt),
+                    Some(signer) => {
+                        let mut r = SignedReceipt::unsigned(receipt);
+                        SignedReceipt::seal_batch(&mut [&mut r], |m| signer.sign_batch(m));
+                        r
+                    }
+                };
+                let rid = signed.id();
+                a.receipt = Some(rid);
+                let index = self.meta.open_receipts;
+                self.open_leaves.push(rid);
+                self.meta.open_receipts += 1;
+                if v.is_accepted() {
+                    self.meta.open_accepted += 1;
+                    self.meta.open_reward = self.meta.open_reward.saturating_add(paid);
+                    self.meta.credited = self.meta.credited.saturating_add(paid);
+                    let e = self.ledger.entry(a.worker).or_insert(LedgerEntry {
+                        worker: a.worker,
+                        locked: 0,
+                        claimable: 0,
+                        paid: 0,
+                    });
+                    e.locked = e.locked.saturating_add(paid);
+                    let bucket = self.meta.locked.entry(epoch).or_default().entry(a.worker).or_default();
+                    *bucket = bucket.saturating_add(paid);
+                    if self.group_commit {
+                        self.group_rows.locks.insert((epoch, a.worker));
+                        self.group_rows.ledger.insert(a.worker);
+                    } else {
+                        step.changes.push(Change::Lock { epoch, worker: a.worker, amount: *bucket });
+                        step.changes.push(Change::Ledger(e.clone()));
+                    }
+                    w.streak = w.streak.saturating_add(1);
+                    w.accepted += 1;
+                } else {
+                    w.streak = 0;
+                    w.rejected += 1;
+                }
+                step.changes.push(Change::Receipt { index, id: rid, receipt: Box::new(signed.clone()) });
+                self.meta.counts.receipts += 1;
+                step.effects.push(Effect::Receipt(Box::new(signed)));
+            }
+            if sv.verdict != Some(Verdict::Accepted) {
+                w.note_rejection(Rejection {
+                    task: rec.id,
+                    verdict: sv.verdict,
+                    reason: sv.reason.clone(),
+                    at: now,
+                });
+            }
+            if sv.fraud && w.banned.is_none() {
+                let forfeited = self.ledger.get(&a.worker).map(|e| e.locked).unwrap_or(0);
+                for bucket in self.meta.locked.values_mut() {
+                    if bucket.remove(&a.worker).is_some() {
+                        // Deleting rows per epoch is done below from the bucket keys.
+                    }
+                }
+                if let Some(e) = self.ledger.get_mut(&a.worker) {
+                    e.locked = 0;
+                    step.changes.push(Change::Ledger(e.clone()));
+                }
+                self.meta.forfeited = self.meta.forfeited.saturating_add(forfeited);
+                w.banned = Some(Ban { reason: sv.reason.clone(), task: rec.id, forfeited, at: now });
+                banned_now.push(a.worker);
+                for h in self.meta.locked.keys().copied().chain(std::iter::once(epoch)) {
+                    step.changes.push(Change::Lock { epoch: h, worker: a.worker, amount: 0 });
+                }
+            }
+            if self.group_commit {
+                self.group_rows.workers.insert(a.worker);
+            } else {
+                step.changes.push(Change::Worker(Box::new(w.clone())));
+            }
+        }
+        self.meta.locked.retain(|_, b| !b.is_empty());
+        rec.phase = match (accepted, failure) {
+            (Some(result), _) => {
+                self.meta.counts.decided += 1;
+                Phase::Decided { result, at: now }
+            }
+            (None, reason) => {
+                self.meta.counts.failed += 1;
+                Phase::Failed { reason: reason.unwrap_or_else(|| "no result".into()), at: now }
+            }
+        };
+        self.finished.insert(rec.id);
+        step.changes.push(Change::Task(Box::new(rec)));
+        step.sync = true;
+        for w in banned_now {
+            self.release_slots(&w, now, step);
+        }
+        self.maybe_close_epoch_on_count(now, step);
+    }
+}
+
+/// Whether an admitted worker (neither banned nor with a lapsed bond) is not on the task yet.
+pub(super) fn another_worker_can_join(workers: &BTreeMap<PubKey, WorkerRecord>, t: &TaskRecord) -> bool {
+    let on_task: BTreeSet<PubKey> = t.assignments.iter().map(|a| a.worker).collect();
+    workers.values().any(|w| w.banned.is_none() && w.bond_lost.is_none() && !on_task.contains(&w.key()))
+}
+
+/// Slots of a task in the commit phase that no assignment holds (a lease, live or not yet
+/// expired by a tick, or a commitment); none in any other phase.
+pub(super) fn unheld_slots(t: &TaskRecord) -> usize {
+    if t.phase == Phase::Commit {
+        usize::from(t.wanted).saturating_sub(t.assignments.len())
+    } else {
+        0
+    }
+}
+
+pub(super) fn max_replicas(class: &TaskClass, max_escalations: u8) -> u8 {
+    class.replication.saturating_add(1).saturating_add(max_escalations).min(cairn_spec::task::MAX_REPLICATION)
+}
+
+/// The audit draw: probability max(p_min, 1/streak) of the least proven committed worker,
+/// from a hash of the node's secret seed, the newest block hash and the commitments. Workers
+/// committed before the draw, cannot know the seed, and cannot change their commitment.
+pub(super) fn audit_draw(
+    seed: &[u8; 32],
+    meta: &MetaState,
+    rec: &TaskRecord,
+    streak: u32,
+    min_ppm: u32,
+) -> bool {
+    let mut pre = b"cairn/audit-draw".to_vec();
+    pre.extend_from_slice(seed);
+    if let Some((h, hash)) = meta.chain_tip {
+        pre.extend_from_slice(&h.to_be_bytes());
+        pre.extend_from_slice(&hash.0);
+    }
+    pre.extend_from_slice(&rec.id.0);
+    for a in &rec.assignments {
+        if let Some(c) = a.commitment {
+            pre.extend_from_slice(&c.0);
+        }
+    }
+    let d = sha256(&pre).0;
+    let r = u64::from_be_bytes([d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]]) % 1_000_000;
+    let p = (1_000_000 / u64::from(streak.max(1))).max(u64::from(min_ppm));
+    r < p
+}

@@ -1,0 +1,168 @@
+//! Time, chain tips and money: ticks (expired leases, deadlines), epochs closed into signed
+//! headers, settlement (locked → claimable) and payouts confirmed.
+//!
+//! Owns when money moves. Must never decide when an anchor is deep enough: the anchor machine
+//! says which epoch settled.
+
+use super::*;
+
+impl Machine {
+    /// The newest Bitcoin block: mixed into audit draws so they cannot be precomputed.
+    pub fn on_chain_tip(&mut self, height: u32, hash: Hash32) -> Step {
+        if self.meta.chain_tip == Some((height, hash)) {
+            return Step::default();
+        }
+        self.meta.chain_tip = Some((height, hash));
+        self.finish(Step { changes: vec![], ..Step::default() }).with_meta(&self.meta)
+    }
+
+    /// Time passes: expired leases return their slots, reveal deadlines close, a due epoch
+    /// closes.
+    pub fn tick(&mut self, now: u64) -> Step {
+        let mut step = Step::default();
+        let due: Vec<Hash32> = self
+            .open
+            .values()
+            .filter(|t| match t.phase {
+                Phase::Commit => {
+                    t.assignments.iter().any(|a| a.commitment.is_none() && a.lease_expires <= now)
+                }
+                Phase::Reveal { deadline } => deadline <= now,
+                _ => false,
+            })
+            .map(|t| t.id)
+            .collect();
+        for id in due {
+            self.advance(&id, now, &mut step);
+        }
+        self.maybe_close_epoch(now, &mut step);
+        self.finish(step)
+    }
+
+    /// Epochs up to `epoch` are settled (anchored deep enough, challenge window over): their
+    /// locked credits become claimable, and balances over the threshold are paid out.
+    pub fn settle(&mut self, epoch: u32, now: u64) -> Step {
+        if self.meta.settled_epoch.is_some_and(|s| s >= epoch) {
+            return Step::default();
+        }
+        let mut step = Step { sync: true, ..Step::default() };
+        let ready: Vec<u32> = self.meta.locked.range(..=epoch).map(|(h, _)| *h).collect();
+        let mut touched = std::collections::BTreeSet::new();
+        for h in ready {
+            let Some(bucket) = self.meta.locked.remove(&h) else { continue };
+            for (worker, amount) in bucket {
+                if let Some(e) = self.ledger.get_mut(&worker) {
+                    e.locked = e.locked.saturating_sub(amount);
+                    e.claimable = e.claimable.saturating_add(amount);
+                    touched.insert(worker);
+                }
+                step.changes.push(Change::Lock { epoch: h, worker, amount: 0 });
+            }
+        }
+        self.meta.settled_epoch = Some(epoch);
+        let mut payouts = Vec::new();
+        for worker in touched {
+            let address = match self.workers.get(&worker) {
+                Some(w) if w.banned.is_none() => w.registration.body.payout_address.clone(),
+                _ => String::new(),
+            };
+            let Some(e) = self.ledger.get_mut(&worker) else { continue };
+            if !address.is_empty()
+                && e.claimable >= self.cfg.tunables.payout_threshold_sats
+                && e.claimable > 0
+            {
+                let p = PayoutRecord {
+                    id: self.meta.next_payout,
+                    worker,
+                    address,
+                    amount: e.claimable,
+                    queued_at: now,
+                    status: PayoutStatus::Queued,
+                };
+                self.meta.next_payout += 1;
+                e.paid = e.paid.saturating_add(e.claimable);
+                e.claimable = 0;
+                self.queued_payouts.insert(p.id, p.clone());
+                step.changes.push(Change::Payout(p.clone()));
+                payouts.push(p);
+            }
+            step.changes.push(Change::Ledger(e.clone()));
+        }
+        if !payouts.is_empty() {
+            self.meta.payouts_waiting = true;
+            step.effects.push(Effect::Payouts(payouts));
+        }
+        step.changes.push(Change::Meta(Box::new(self.meta.clone())));
+        step
+    }
+
+    /// Payouts confirmed in an anchor transaction.
+    pub fn payouts_confirmed(&mut self, ids: &[u64], txid: bitcoin::Txid, height: u32) -> Step {
+        let mut step = Step { sync: true, ..Step::default() };
+        for id in ids {
+            if let Some(mut p) = self.queued_payouts.remove(id) {
+                p.status = PayoutStatus::Paid { txid, height };
+                step.changes.push(Change::Payout(p));
+            }
+        }
+        step
+    }
+
+    /// Closes the open epoch now if it holds any receipt or payouts wait for an anchor.
+    pub fn close_epoch(&mut self, now: u64) -> Step {
+        let mut step = Step::default();
+        if self.meta.open_receipts > 0 || self.meta.payouts_waiting {
+            self.close(now, &mut step);
+        }
+        self.finish(step)
+    }
+
+    pub(super) fn maybe_close_epoch(&mut self, now: u64, step: &mut Step) {
+        let m = &self.meta;
+        let due = now >= m.epoch_opened_at.saturating_add(self.cfg.tunables.epoch_interval_secs);
+        if (m.open_receipts > 0 && (m.open_receipts >= self.cfg.tunables.epoch_max_receipts || due))
+            || (m.payouts_waiting && due)
+        {
+            self.close(now, step);
+        }
+    }
+
+    pub(super) fn close(&mut self, now: u64, step: &mut Step) {
+        let height = self.meta.next_epoch;
+        let prev = self.meta.last_header.as_ref().map(|h| h.id()).unwrap_or(Hash32::ZERO);
+        let entries: Vec<LedgerEntry> = self.ledger.values().cloned().collect();
+        let leaves: Vec<Hash32> = entries.iter().map(|e| e.id()).collect();
+        let header = EpochHeader {
+            network: self.cfg.network,
+            coordinator: self.me,
+            height,
+            prev,
+            receipts_root: merkle::root(&self.open_leaves),
+            state_root: merkle::root(&leaves),
+            receipt_count: self.meta.open_receipts,
+            accepted_count: self.meta.open_accepted,
+            reward_sats: self.meta.open_reward,
+            time: now,
+        };
+        let signed = self.sign(header);
+        let payload = AnchorPayload { height, header_hash: signed.id() };
+        self.meta.next_epoch = height.saturating_add(1);
+        self.meta.last_header = Some(signed.clone());
+        self.meta.epoch_opened_at = now;
+        self.meta.open_receipts = 0;
+        self.meta.open_accepted = 0;
+        self.meta.open_reward = 0;
+        self.meta.payouts_waiting = false;
+        self.open_leaves.clear();
+        step.changes.push(Change::Epoch { header: Box::new(signed.clone()), ledger: entries });
+        step.effects.push(Effect::Epoch(Box::new(signed)));
+        step.effects.push(Effect::Anchor(payload));
+        step.sync = true;
+    }
+
+    pub(super) fn maybe_close_epoch_on_count(&mut self, now: u64, step: &mut Step) {
+        if self.meta.open_receipts >= self.cfg.tunables.epoch_max_receipts {
+            self.close(now, step);
+        }
+    }
+}
