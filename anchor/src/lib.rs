@@ -11,6 +11,7 @@ pub mod machine;
 pub mod regtest;
 pub mod rpc;
 pub mod scripted;
+pub mod settle;
 pub mod store;
 pub mod tx;
 pub mod verify;

@@ -454,7 +454,7 @@ impl AnchorMachine {
                 txid: r.txid,
                 anchored_epoch: r.payload.height,
                 height,
-                depth: tip_height.saturating_add(1).saturating_sub(height),
+                depth: crate::settle::confirmations(height, tip_height),
             };
         }
         match self.pending().into_iter().find(|r| r.payload.height >= epoch) {
@@ -468,6 +468,16 @@ impl AnchorMachine {
             head: self.head.clone(),
             records: changed.iter().filter_map(|t| self.records.get(t).cloned()).collect(),
         })
+    }
+
+    /// The newest epoch settled at `tip_height`: committed by a confirmed anchor at least
+    /// `depth` blocks deep (`settle::settled_epoch`).
+    pub fn settled_epoch(&self, tip_height: u32, depth: u32) -> Option<u32> {
+        let confirmed = self.records.values().filter_map(|r| match r.status {
+            AnchorStatus::Confirmed { height, .. } => Some((r.payload.height, height)),
+            _ => None,
+        });
+        crate::settle::settled_epoch(confirmed, tip_height, depth)
     }
 
     /// A new epoch header to commit; anchors always commit the newest one submitted.

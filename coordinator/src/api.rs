@@ -73,6 +73,27 @@ pub struct AnchorView {
     pub last_error: Option<String>,
 }
 
+/// Where an anchor transaction stands, as the API shows it: a coordinator's own anchors are
+/// `pending`, `replaced`, `confirmed` or `conflicted` (`cairn_anchor::AnchorStatus`); a
+/// follower's found anchors are `confirmed` (the header it accepted at that height),
+/// `unverified` (that epoch is not accepted yet) or `equivocation` (another header).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AnchorEntryStatus {
+    /// Broadcast, not in a best-chain block.
+    Pending,
+    /// Superseded by a fee-bumped replacement.
+    Replaced,
+    /// In a best-chain block (a follower: and it commits the header accepted at its height).
+    Confirmed,
+    /// A conflicting transaction confirmed instead.
+    Conflicted,
+    /// Found by a follower before it accepted that epoch.
+    Unverified,
+    /// Found by a follower, committing another header than the one accepted at its height.
+    Equivocation,
+}
+
 /// One anchor transaction as the API shows it.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct AnchorEntry {
@@ -82,8 +103,8 @@ pub struct AnchorEntry {
     pub epoch: u32,
     /// Header hash committed.
     pub header_hash: Hash32,
-    /// `pending`, `confirmed`, `replaced`, `conflicted`.
-    pub status: String,
+    /// Where the anchor stands.
+    pub status: AnchorEntryStatus,
     /// Block height when confirmed.
     pub height: Option<u32>,
     /// Confirmations.
@@ -100,7 +121,7 @@ impl AnchorView {
         let mut out: Vec<_> = self
             .anchors
             .iter()
-            .filter(|a| a.status == "confirmed")
+            .filter(|a| a.status == AnchorEntryStatus::Confirmed)
             .filter_map(|a| {
                 Some(cairn_audit::AnchorClaim {
                     txid: a.txid.parse().ok()?,
@@ -119,12 +140,12 @@ impl AnchorView {
         let confirmed = self
             .anchors
             .iter()
-            .filter(|a| a.status == "confirmed" && a.epoch >= epoch)
+            .filter(|a| a.status == AnchorEntryStatus::Confirmed && a.epoch >= epoch)
             .min_by_key(|a| (a.height, a.epoch));
         if let Some(a) = confirmed {
             return json!({"status": "confirmed", "txid": a.txid, "anchored_epoch": a.epoch, "height": a.height, "confirmations": a.confirmations});
         }
-        match self.anchors.iter().find(|a| a.status == "pending" && a.epoch >= epoch) {
+        match self.anchors.iter().find(|a| a.status == AnchorEntryStatus::Pending && a.epoch >= epoch) {
             Some(a) => json!({"status": "pending", "txid": a.txid, "anchored_epoch": a.epoch}),
             None if self.enabled => json!({"status": "unanchored"}),
             None => json!({"status": "anchoring_disabled"}),
@@ -880,11 +901,11 @@ async fn receipt_ots(
 /// Totals for dashboards: tasks per state, receipts, epochs, ledger sums, workers, anchors.
 async fn stats(State(s): State<ApiState>) -> ApiResult {
     let anchor = s.anchor.read().map(|a| a.clone()).unwrap_or_default();
-    let count = |st: &str| anchor.anchors.iter().filter(|a| a.status == st).count();
+    let count = |st: AnchorEntryStatus| anchor.anchors.iter().filter(|a| a.status == st).count();
     let anchors = json!({
-        "confirmed": count("confirmed"),
-        "pending": count("pending"),
-        "replaced": count("replaced"),
+        "confirmed": count(AnchorEntryStatus::Confirmed),
+        "pending": count(AnchorEntryStatus::Pending),
+        "replaced": count(AnchorEntryStatus::Replaced),
         "settled_epoch": anchor.settled_epoch,
         "bitcoin_tip": anchor.tip_height,
     });

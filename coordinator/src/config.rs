@@ -10,7 +10,6 @@ use std::path::PathBuf;
 use cairn_spec::task::PPB;
 use cairn_spec::{ComparisonRule, ExecutorKind, Hash32, Network, TaskClass};
 use serde::{Deserialize, Serialize};
-use thiserror::Error;
 
 use crate::lifecycle::{LifecycleConfig, Tunables};
 
@@ -18,28 +17,7 @@ use crate::lifecycle::{LifecycleConfig, Tunables};
 /// default dust relay fee is 546 sats; the others are lower).
 pub const DUST_SAFE_SATS: u64 = 546;
 
-/// Largest config file read.
-pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
-
-/// A setting that is missing, malformed or out of range.
-#[derive(Debug, Error)]
-#[non_exhaustive]
-pub enum ConfigError {
-    /// The file could not be read.
-    #[error("reading config {path}: {reason}")]
-    Read {
-        /// Path.
-        path: PathBuf,
-        /// Why.
-        reason: String,
-    },
-    /// The TOML does not parse or has unknown keys.
-    #[error("config: {0}")]
-    Parse(String),
-    /// A value is out of range.
-    #[error("config: {0}")]
-    Invalid(String),
-}
+pub use cairn_config::{ConfigError, MAX_CONFIG_BYTES};
 
 /// HTTP API settings.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -298,6 +276,17 @@ impl Default for NodeConfig {
     }
 }
 
+impl cairn_config::Layered for NodeConfig {
+    type Overrides = Overrides;
+    fn apply(&mut self, o: Overrides) {
+        NodeConfig::apply(self, o);
+    }
+    /// Every value checked, as the lifecycle settings are built from them.
+    fn validate(&self) -> Result<(), ConfigError> {
+        self.lifecycle().map(|_| ())
+    }
+}
+
 /// Values from flags or their environment variables (clap resolves flag over env); each set
 /// one replaces the file's value.
 #[derive(Clone, Debug, Default)]
@@ -323,20 +312,12 @@ pub struct Overrides {
 impl NodeConfig {
     /// Parses a TOML document.
     pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
-        toml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))
+        cairn_config::from_toml(text)
     }
 
     /// Reads a TOML file (bounded).
     pub fn from_file(path: &std::path::Path) -> Result<Self, ConfigError> {
-        use std::io::Read;
-        let err = |reason: String| ConfigError::Read { path: path.to_owned(), reason };
-        let f = std::fs::File::open(path).map_err(|e| err(e.to_string()))?;
-        let mut text = String::new();
-        f.take(MAX_CONFIG_BYTES + 1).read_to_string(&mut text).map_err(|e| err(e.to_string()))?;
-        if text.len() as u64 > MAX_CONFIG_BYTES {
-            return Err(err(format!("larger than {MAX_CONFIG_BYTES} bytes")));
-        }
-        Self::from_toml(&text)
+        cairn_config::from_file(path)
     }
 
     /// Applies flag/env overrides.
@@ -369,8 +350,7 @@ impl NodeConfig {
 
     /// The network, validated.
     pub fn network(&self) -> Result<Network, ConfigError> {
-        Network::from_name(&self.network)
-            .ok_or_else(|| ConfigError::Invalid(format!("unknown network {:?}", self.network)))
+        cairn_config::network(&self.network)
     }
 
     /// Checks every value and builds the lifecycle settings.

@@ -24,7 +24,7 @@ use thiserror::Error;
 use tokio::sync::mpsc;
 
 use crate::anchor_store::KvAnchorStore;
-use crate::api::{self, AnchorEntry, AnchorView, ApiState};
+use crate::api::{self, AnchorEntry, AnchorEntryStatus, AnchorView, ApiState};
 use crate::config::{BitcoinMode, ConfigError, NodeConfig};
 use crate::core::{Core, CoreError};
 use crate::keyfile;
@@ -923,20 +923,22 @@ fn start_anchor(
                     .values()
                     .map(|r| {
                         let (status, height) = match &r.status {
-                            AnchorStatus::Pending => ("pending", None),
-                            AnchorStatus::Replaced { .. } => ("replaced", None),
-                            AnchorStatus::Confirmed { height, .. } => ("confirmed", Some(*height)),
-                            AnchorStatus::Conflicted => ("conflicted", None),
+                            AnchorStatus::Pending => (AnchorEntryStatus::Pending, None),
+                            AnchorStatus::Replaced { .. } => (AnchorEntryStatus::Replaced, None),
+                            AnchorStatus::Confirmed { height, .. } => {
+                                (AnchorEntryStatus::Confirmed, Some(*height))
+                            }
+                            AnchorStatus::Conflicted => (AnchorEntryStatus::Conflicted, None),
                         };
                         let confirmations = match (height, tip_height) {
-                            (Some(h), Some(t)) => t.saturating_add(1).saturating_sub(h),
+                            (Some(h), Some(t)) => cairn_anchor::settle::confirmations(h, t),
                             _ => 0,
                         };
                         AnchorEntry {
                             txid: r.txid.to_string(),
                             epoch: r.payload.height,
                             header_hash: r.payload.header_hash,
-                            status: status.into(),
+                            status,
                             height,
                             confirmations,
                             fee_sats: r.fee.to_sat(),
@@ -945,11 +947,7 @@ fn start_anchor(
                     })
                     .collect();
                 anchors.sort_by_key(|a| std::cmp::Reverse(a.epoch));
-                let settled = anchors
-                    .iter()
-                    .filter(|a| a.status == "confirmed" && a.confirmations >= need)
-                    .map(|a| a.epoch)
-                    .max();
+                let settled = tip_height.and_then(|t| driver.machine().settled_epoch(t, need));
                 if let Ok(mut v) = view.write() {
                     *v = AnchorView {
                         enabled: true,

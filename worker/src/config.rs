@@ -9,25 +9,11 @@ use std::time::Duration;
 
 use cairn_spec::Network;
 use serde::{Deserialize, Serialize};
-use thiserror::Error;
 
 use crate::executor::chat::ChatExecutor;
 use crate::executor::command::CommandExecutor;
 
-/// A setting that cannot be used.
-#[derive(Debug, Error)]
-#[non_exhaustive]
-pub enum ConfigError {
-    /// The file could not be read.
-    #[error("config file {0}: {1}")]
-    Read(PathBuf, String),
-    /// The TOML is malformed or names an unknown setting.
-    #[error("config: {0}")]
-    Parse(String),
-    /// A value is out of range or inconsistent.
-    #[error("config: {0}")]
-    Invalid(String),
-}
+pub use cairn_config::ConfigError;
 
 /// One coordinator to work for.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
@@ -184,6 +170,16 @@ impl Default for WorkerConfig {
     }
 }
 
+impl cairn_config::Layered for WorkerConfig {
+    type Overrides = Overrides;
+    fn apply(&mut self, o: Overrides) {
+        WorkerConfig::apply(self, o);
+    }
+    fn validate(&self) -> Result<(), ConfigError> {
+        WorkerConfig::validate(self)
+    }
+}
+
 /// Values from the environment or flags that replace the file's.
 #[derive(Clone, Debug, Default)]
 pub struct Overrides {
@@ -206,14 +202,12 @@ pub struct Overrides {
 impl WorkerConfig {
     /// Parses TOML (unknown settings are errors: a typo must not silently fall back).
     pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
-        toml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))
+        cairn_config::from_toml(text)
     }
 
-    /// Reads and parses a file.
+    /// Reads and parses a file (bounded).
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
-        let text =
-            std::fs::read_to_string(path).map_err(|e| ConfigError::Read(path.to_owned(), e.to_string()))?;
-        Self::from_toml(&text)
+        cairn_config::from_file(path)
     }
 
     /// Applies overrides.
@@ -247,12 +241,7 @@ impl WorkerConfig {
 
     /// The network.
     pub fn network(&self) -> Result<Network, ConfigError> {
-        Network::from_name(&self.network).ok_or_else(|| {
-            ConfigError::Invalid(format!(
-                "network {:?}: expected mainnet, testnet4, signet or regtest",
-                self.network
-            ))
-        })
+        cairn_config::network(&self.network)
     }
 
     /// The models directory in use.

@@ -102,17 +102,13 @@ fn run(cli: Cli) -> Result<bool> {
 }
 
 fn resolve_config(a: &CoordinatorArgs) -> Result<NodeConfig> {
-    let mut cfg = match &a.config {
-        Some(p) => NodeConfig::from_file(p)?,
-        None => NodeConfig::default(),
-    };
     let bitcoin_mode = match a.bitcoin.as_deref() {
         None => None,
         Some("rpc") => Some(BitcoinMode::Rpc),
         Some("none") => Some(BitcoinMode::None),
         Some(other) => bail!("--bitcoin must be rpc or none, not {other:?}"),
     };
-    cfg.apply(Overrides {
+    let overrides = Overrides {
         network: a.network.clone(),
         data_dir: a.data_dir.clone(),
         api_listen: a.api_listen.clone(),
@@ -121,9 +117,8 @@ fn resolve_config(a: &CoordinatorArgs) -> Result<NodeConfig> {
         bitcoin_mode,
         rpc_url: a.rpc_url.clone(),
         rpc_cookie: a.rpc_cookie.clone(),
-    });
-    cfg.lifecycle()?;
-    Ok(cfg)
+    };
+    Ok(cairn_config::resolve::<NodeConfig>(a.config.as_deref(), overrides)?)
 }
 
 pub(crate) async fn shutdown_signal() {

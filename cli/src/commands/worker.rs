@@ -11,11 +11,7 @@ use super::shutdown_signal;
 use crate::args::{WorkerArgs, WorkerCommand};
 
 fn resolve_worker_config(a: &WorkerArgs) -> Result<cairn_worker::config::WorkerConfig> {
-    let mut cfg = match &a.config {
-        Some(p) => cairn_worker::config::WorkerConfig::from_file(p)?,
-        None => cairn_worker::config::WorkerConfig::default(),
-    };
-    cfg.apply(cairn_worker::config::Overrides {
+    let overrides = cairn_worker::config::Overrides {
         network: a.network.clone(),
         data_dir: a.data_dir.clone(),
         payout_address: a.payout_address.clone(),
@@ -23,9 +19,8 @@ fn resolve_worker_config(a: &WorkerArgs) -> Result<cairn_worker::config::WorkerC
         coordinator_api: a.coordinator_api.clone(),
         models_dir: a.models_dir.clone(),
         concurrent_tasks: a.concurrent_tasks,
-    });
-    cfg.validate()?;
-    Ok(cfg)
+    };
+    Ok(cairn_config::resolve(a.config.as_deref(), overrides)?)
 }
 
 /// A progress bar on stderr for the registration proof-of-work.

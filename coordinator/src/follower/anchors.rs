@@ -192,9 +192,4 @@ impl AnchorTracker {
         }
         Ok(report)
     }
-
-    /// Confirmations of an anchor at `height` when the best block is `best`.
-    pub fn confirmations(height: u32, best: u32) -> u32 {
-        best.saturating_add(1).saturating_sub(height)
-    }
 }

@@ -19,7 +19,7 @@ use tokio::sync::mpsc;
 
 use super::anchors::{AnchorTracker, FoundAnchor};
 use super::{Evidence, FetchedEpoch, Follower, Judgement, MAX_EPOCH_LEDGER, MAX_EPOCH_RECEIPTS};
-use crate::api::{self, AnchorEntry, AnchorView, ApiState, FollowView};
+use crate::api::{self, AnchorEntry, AnchorEntryStatus, AnchorView, ApiState, FollowView};
 use crate::config::{BitcoinMode, NodeConfig};
 use crate::keyfile;
 use crate::lifecycle_store as ls;
@@ -490,11 +490,14 @@ fn spawn_tracker(
                             shared.evidence(e);
                         }
                     }
-                    let settled = entries
-                        .iter()
-                        .filter(|a| a.status == "confirmed" && a.confirmations >= need)
-                        .map(|a| a.epoch)
-                        .max();
+                    // Only anchors of accepted headers settle anything.
+                    let settled = best.and_then(|tip| {
+                        let accepted = entries
+                            .iter()
+                            .filter(|a| a.status == AnchorEntryStatus::Confirmed)
+                            .filter_map(|a| a.height.map(|h| (a.epoch, h)));
+                        cairn_anchor::settle::settled_epoch(accepted, tip, need)
+                    });
                     if let Ok(mut v) = view.write() {
                         *v = AnchorView { enabled: true, tip_height: best, settled_epoch: settled, anchors: entries, last_error: None };
                     }
@@ -522,17 +525,17 @@ fn anchor_entries(found: &[FoundAnchor], shared: &Shared, best: Option<u32>) -> 
         .iter()
         .map(|a| {
             let status = match shared.accepted_hash(a.payload.height) {
-                Some(h) if h == a.payload.header_hash => "confirmed",
-                Some(_) => "equivocation",
-                None => "unverified",
+                Some(h) if h == a.payload.header_hash => AnchorEntryStatus::Confirmed,
+                Some(_) => AnchorEntryStatus::Equivocation,
+                None => AnchorEntryStatus::Unverified,
             };
             AnchorEntry {
                 txid: a.txid.to_string(),
                 epoch: a.payload.height,
                 header_hash: a.payload.header_hash,
-                status: status.into(),
+                status,
                 height: Some(a.height),
-                confirmations: best.map_or(0, |b| AnchorTracker::confirmations(a.height, b)),
+                confirmations: best.map_or(0, |b| cairn_anchor::settle::confirmations(a.height, b)),
                 fee_sats: 0,
                 payouts: Vec::new(),
             }

@@ -235,7 +235,7 @@ fn the_tracker_follows_the_anchor_chain_through_a_reorg_and_names_an_equivocatin
     assert_eq!(t.anchors.iter().map(|a| a.payload.height).collect::<Vec<_>>(), vec![1, 3]);
     let tip = btc.height();
     assert_eq!(t.next_height, tip + 1);
-    assert_eq!(AnchorTracker::confirmations(t.anchors[1].height, tip), 3);
+    assert_eq!(cairn_anchor::settle::confirmations(t.anchors[1].height, tip), 3);
     // A poll with nothing new changes nothing.
     assert_eq!(t.poll(&btc, &accepted_through(3), Some(3)).unwrap(), super::anchors::PollReport::default());
 
