@@ -1,6 +1,7 @@
 //! Bitcoin for Cairn: the chain-backend trait and its Bitcoin Core implementation, the
 //! anchor transaction builder and signer, the anchor state machine with its persistence
-//! seam and driver, payouts, and the verifier auditors use.
+//! seam and driver, payouts, and when anchored work settles. The auditor's verifier, which
+//! asks a backend here for every Bitcoin fact, is `cairn-audit`'s.
 //!
 //! Owns everything that touches Bitcoin. Must never hold sidechain logic (tasks, receipts,
 //! the ledger): it is told which epoch header to commit and reports what Bitcoin did.
@@ -14,7 +15,6 @@ pub mod scripted;
 pub mod settle;
 pub mod store;
 pub mod tx;
-pub mod verify;
 
 pub use backend::{BroadcastError, ChainBackend, ChainError, ChainInfo, UtxoInfo};
 pub use driver::{AnchorDriver, DriverError};

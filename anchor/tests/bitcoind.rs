@@ -11,7 +11,7 @@
     missing_docs
 )]
 
-mod common;
+use cairn_testkit::side as common;
 
 use std::time::Duration;
 
@@ -282,7 +282,7 @@ fn audit_a_receipt_against_bitcoin_core() {
     let AnchorStatus::Confirmed { block, .. } = d.machine().records()[&a].status else { panic!() };
     // A receipt of epoch 0, covered through the header chain by the anchor of epoch 2.
     let (r, i, path, headers) = side.parts(0, 4, 2);
-    let proof = cairn_anchor::verify::assemble_receipt_proof(
+    let proof = cairn_audit::verify::assemble_receipt_proof(
         Network::Regtest,
         r,
         i,
@@ -293,9 +293,9 @@ fn audit_a_receipt_against_bitcoin_core() {
         &env.rpc,
     )
     .unwrap();
-    let report = cairn_anchor::verify::verify_receipt(&proof, &env.rpc, Network::Regtest, 6);
+    let report = cairn_audit::verify::verify_receipt(&proof, &env.rpc, Network::Regtest, 6);
     assert!(report.ok(), "{report:#?}");
-    let report = cairn_anchor::verify::verify_receipt(&proof, &env.rpc, Network::Regtest, 7);
+    let report = cairn_audit::verify::verify_receipt(&proof, &env.rpc, Network::Regtest, 7);
     assert_eq!(report.first_failure().unwrap().name, "depth");
     // The block header in the proof is the one Core has, and the OTS path reaches its root.
     let v = proof.verify().unwrap();

@@ -10,8 +10,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use crate::verify::{find_equivocation, verify_anchor_chain, AnchorRef, Report};
 use bitcoin::Txid;
-use cairn_anchor::verify::{find_equivocation, verify_anchor_chain, AnchorRef, Report};
 use cairn_anchor::ChainBackend;
 use cairn_spec::{EpochHeader, Hash32, Network, SignedEpochHeader};
 use serde::Serialize;

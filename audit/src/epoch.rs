@@ -8,7 +8,7 @@
 
 use std::collections::HashSet;
 
-use cairn_anchor::verify::Report;
+use crate::verify::Report;
 use cairn_spec::receipt::ReceiptVerifier;
 use cairn_spec::{merkle, EpochHeader, Hash32, LedgerEntry, SignedEpochHeader, SignedReceipt};
 

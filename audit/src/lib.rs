@@ -9,14 +9,18 @@
 //!   anchor, and equivocation.
 //! - [`receipt`]: assembling a receipt's proof from a source and Bitcoin, bundles and `.ots`.
 //! - [`render`]: reports as ✓/✗ lines and tables.
+//! - [`verify`]: a receipt proof checked step by step against Bitcoin (the pure steps are
+//!   `cairn_spec::proof`'s), offline bundles, anchor-chain continuity, header equivocation.
 //!
-//! Owns the auditor's procedure. Must never hold protocol layouts (`cairn-spec`) or Bitcoin
-//! rules (`cairn-anchor`'s verifier), and never trust a source where a check can be made.
+//! Owns the auditor's procedure: every check that turns a claim into a verdict lives here.
+//! Must never hold protocol layouts (`cairn-spec`) or talk to Bitcoin other than through
+//! `cairn-anchor`'s backend, and never trust a source where a check can be made.
 
 pub mod chain;
 pub mod epoch;
 pub mod receipt;
 pub mod render;
 pub mod source;
+pub mod verify;
 
 pub use source::{AnchorClaim, ApiSource, Source, SourceError};

@@ -6,7 +6,7 @@
 //! Owns assembly and file reading. Must never verify anything (that is `cairn-anchor`'s
 //! verifier) nor take the source's word for a Bitcoin fact it can ask the node.
 
-use cairn_anchor::verify::assemble_receipt_proof;
+use crate::verify::assemble_receipt_proof;
 use cairn_anchor::ChainBackend;
 use cairn_spec::{Decode, Hash32, Network, ProofBundle, ReceiptProof};
 use thiserror::Error;

@@ -5,7 +5,7 @@
 
 use std::fmt::Write as _;
 
-use cairn_anchor::verify::{Outcome, Report};
+use crate::verify::{Outcome, Report};
 
 use crate::chain::ChainAudit;
 

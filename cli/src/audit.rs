@@ -8,10 +8,10 @@
 
 use std::path::{Path, PathBuf};
 
-use cairn_anchor::verify::{assemble_bundle, verify_bundle, verify_receipt};
 use cairn_anchor::{BitcoinCoreRpc, ChainBackend, RpcAuth, RpcConfig};
 use cairn_audit::chain::{audit_chain, Scope};
 use cairn_audit::receipt::{assemble, ProofFile};
+use cairn_audit::verify::{assemble_bundle, verify_bundle, verify_receipt};
 use cairn_audit::{render, ApiSource, Source};
 use cairn_spec::{Encode, Hash32, Network, ReceiptProof};
 use serde_json::json;

@@ -124,7 +124,7 @@ async fn a_receipt_audits_online_offline_and_through_opentimestamps() {
     let (code, out) = cairn(&a);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("VERIFIED") && !out.contains('✗'), "{out}");
-    for step in cairn_anchor::verify::RECEIPT_CHECKS {
+    for step in cairn_audit::verify::RECEIPT_CHECKS {
         assert!(out.contains(&format!("✓ {step}")), "{step} missing: {out}");
     }
     // Too shallow for a demanding auditor, or the wrong network: non-zero, step named.
@@ -170,7 +170,7 @@ async fn a_receipt_audits_online_offline_and_through_opentimestamps() {
     assert_eq!(code, 0, "{out}");
     let v: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["ok"], true);
-    assert_eq!(v["checks"].as_array().unwrap().len(), cairn_anchor::verify::BUNDLE_CHECKS.len());
+    assert_eq!(v["checks"].as_array().unwrap().len(), cairn_audit::verify::BUNDLE_CHECKS.len());
     // A tampered receipt inside the bundle is named.
     let mut parsed = cairn_spec::ProofBundle::from_bytes(&std::fs::read(&bundle).unwrap()).unwrap();
     parsed.proof.receipt.body.reward_sats += 1;

@@ -421,7 +421,7 @@ fn chaos(mut btc: Btc, label: &str) {
         for r in source.epoch_receipts(h).unwrap() {
             let proof = cairn_audit::receipt::assemble(&source, &r.id(), &*rpc, cairn_spec::Network::Regtest)
                 .unwrap();
-            let report = cairn_anchor::verify::verify_receipt(&proof, &*rpc, cairn_spec::Network::Regtest, 1);
+            let report = cairn_audit::verify::verify_receipt(&proof, &*rpc, cairn_spec::Network::Regtest, 1);
             assert!(report.ok(), "{label}: receipt {} of epoch {h}: {:?}", r.id(), report.first_failure());
             fig.receipts_verified += 1;
         }

@@ -826,7 +826,7 @@ async fn receipt_audit(
     };
     let network = s.network;
     let (report, block_height, anchor_txid) = tokio::task::spawn_blocking(move || {
-        let report = cairn_anchor::verify::verify_receipt(&proof, chain.as_ref(), network, min_depth);
+        let report = cairn_audit::verify::verify_receipt(&proof, chain.as_ref(), network, min_depth);
         let txid = bitcoin::consensus::deserialize::<bitcoin::Transaction>(&proof.anchor_tx)
             .ok()
             .map(|t| t.compute_txid().to_string());
@@ -860,7 +860,7 @@ async fn receipt_bundle(
         return Err(ApiError(StatusCode::NOT_FOUND, "this node does not anchor to Bitcoin".into()));
     };
     let bundle = tokio::task::spawn_blocking(move || {
-        cairn_anchor::verify::assemble_bundle(proof, chain.as_ref(), depth)
+        cairn_audit::verify::assemble_bundle(proof, chain.as_ref(), depth)
     })
     .await
     .map_err(|_| ApiError(StatusCode::INTERNAL_SERVER_ERROR, "bundle task failed".into()))?

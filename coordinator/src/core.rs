@@ -38,6 +38,9 @@ pub enum CoreError {
     /// A previous write failed.
     #[error("the node is stopping after a storage failure")]
     Poisoned,
+    /// The driver handed the store a step it had not sealed: nothing was written.
+    #[error(transparent)]
+    Unsealed(#[from] ls::Unsealed),
 }
 
 /// Why the core could not open.
@@ -53,6 +56,9 @@ pub enum OpenError {
     /// Writing the initial state failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The initial state could not be encoded.
+    #[error(transparent)]
+    Encode(#[from] ls::Unsealed),
 }
 
 /// Answers of a group commit, in order, and the effects of the accepted ones.
@@ -94,7 +100,7 @@ struct Job {
 
 /// A group signed and encoded, on its way to the store.
 struct Encoded {
-    batch: Option<crate::store::Batch>,
+    batch: Result<Option<crate::store::Batch>, ls::Unsealed>,
     effects: Vec<Effect>,
     written: mpsc::SyncSender<Result<Vec<Effect>, CoreError>>,
 }
@@ -116,8 +122,8 @@ impl Writer {
         // Two stages, so the receipts of group N+1 are signed while group N is written.
         let sign = std::thread::Builder::new().name("cairn-signer".into()).spawn(move || {
             for Job { mut step, written } in rx {
-                sign_receipts(&signer, &mut step);
-                let batch = (!step.changes.is_empty()).then(|| ls::batch_for(&step));
+                seal_receipts(&signer, &mut step);
+                let batch = if step.changes.is_empty() { Ok(None) } else { ls::batch_for(&step).map(Some) };
                 if encoded_tx.send(Encoded { batch, effects: step.effects, written }).is_err() {
                     return;
                 }
@@ -128,7 +134,10 @@ impl Writer {
                 let res = if p.poisoned.load(Ordering::SeqCst) {
                     Err(CoreError::Poisoned)
                 } else {
-                    batch.as_ref().map_or(Ok(()), |b| write(store.as_ref(), b)).map(|()| effects)
+                    match batch {
+                        Err(e) => Err(CoreError::from(e)),
+                        Ok(b) => b.as_ref().map_or(Ok(()), |b| write(store.as_ref(), b)).map(|()| effects),
+                    }
                 };
                 if res.is_err() {
                     p.poisoned.store(true, Ordering::SeqCst);
@@ -199,42 +208,46 @@ fn stored_receipts(changes: &[Change]) -> impl Iterator<Item = &cairn_spec::Sign
     })
 }
 
-/// Seals the step's unsigned receipts (a group commit leaves them unsigned) as batches of
-/// at most 256, one BIP340 signature each (SPEC.md §5.7), and gives the receipts its effects
-/// carry the same batch paths and signatures.
-fn sign_receipts(signer: &ReceiptSigner, step: &mut Step) {
-    let mut slots: Vec<(cairn_spec::Hash32, &mut cairn_spec::SignedReceipt)> = step
+/// Seals the step's unsealed receipts (a group commit leaves them unsealed) as batches of at
+/// most 256, one BIP340 signature each (SPEC.md §5.7): each `Change::UnsealedReceipt` becomes
+/// the `Change::Receipt` and each `Effect::UnsealedReceipt` the `Effect::Receipt` of the same
+/// sealed receipt.
+fn seal_receipts(signer: &ReceiptSigner, step: &mut Step) {
+    let bodies: Vec<(cairn_spec::Hash32, cairn_spec::WorkReceipt)> = step
         .changes
-        .iter_mut()
+        .iter()
         .filter_map(|c| match c {
-            Change::Receipt { id, receipt, .. } if receipt.signature.0 == [0; 64] => {
-                Some((*id, receipt.as_mut()))
-            }
+            Change::UnsealedReceipt { id, body, .. } => Some((*id, body.as_ref().clone())),
             _ => None,
         })
         .collect();
-    if slots.is_empty() {
+    if bodies.is_empty() {
         return;
     }
-    cairn_spec::SignedReceipt::seal_batch_ids(&mut slots, |m| signer.sign_batch(m));
-    let sealed: Vec<&cairn_spec::SignedReceipt> = stored_receipts(&step.changes).collect();
+    let mut sealed = cairn_spec::SignedReceipt::seal_batch(bodies, |m| signer.sign_batch(m)).into_iter();
+    for c in &mut step.changes {
+        if let Change::UnsealedReceipt { index, id, .. } = c {
+            let Some(receipt) = sealed.next() else { break };
+            *c = Change::Receipt { index: *index, id: *id, receipt: Box::new(receipt) };
+        }
+    }
+    let stored: Vec<&cairn_spec::SignedReceipt> = stored_receipts(&step.changes).collect();
     // The machine emits each receipt's effect right after its change, so the effects come in
     // the changes' order: match them by walking both (comparing bodies, not hashing ids), and
     // look an effect up by id only should that order ever differ.
-    let mut next = sealed.iter().peekable();
+    let mut next = stored.iter().peekable();
     let mut by_id: Option<std::collections::HashMap<cairn_spec::Hash32, &cairn_spec::SignedReceipt>> = None;
     for e in &mut step.effects {
-        let Effect::Receipt(r) = e else { continue };
+        let Effect::UnsealedReceipt(body) = e else { continue };
         let found = match next.peek() {
-            Some(s) if s.body == r.body => next.next().copied(),
+            Some(s) if s.body == **body => next.next().copied(),
             _ => by_id
-                .get_or_insert_with(|| sealed.iter().map(|s| (s.id(), *s)).collect())
-                .get(&r.id())
+                .get_or_insert_with(|| stored.iter().map(|s| (s.id(), *s)).collect())
+                .get(&cairn_spec::Object::id(body.as_ref()))
                 .copied(),
         };
         if let Some(s) = found {
-            r.batch = s.batch.clone();
-            r.signature = s.signature;
+            *e = Effect::Receipt(Box::new(s.clone()));
         }
     }
 }
@@ -259,7 +272,7 @@ impl Core {
             None => {
                 let m = Machine::new(cfg, key, now);
                 let mut b = crate::store::Batch::new();
-                ls::add(&mut b, &Change::Meta(Box::new(m.meta().clone())));
+                ls::add(&mut b, &Change::Meta(Box::new(m.meta().clone())))?;
                 store.write(b.sync())?;
                 m
             }
@@ -335,7 +348,7 @@ impl Core {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use cairn_spec::{Hash32, Network, SignedReceipt, SigningKey, Verdict, WorkReceipt};
+    use cairn_spec::{Hash32, Network, Object, SigningKey, Verdict, WorkReceipt};
 
     fn key(i: u8) -> SigningKey {
         let mut b = [0u8; 32];
@@ -344,12 +357,12 @@ mod tests {
         SigningKey::from_secret_bytes(b).unwrap()
     }
 
-    /// A step as a group commit leaves it: `n` unsigned receipts, each change with its
+    /// A step as a group commit leaves it: `n` unsealed receipts, each change with its
     /// effect; `reorder` shuffles the effects against the changes.
     fn step(coord: &SigningKey, n: u8, reorder: bool) -> Step {
         let mut step = Step::default();
         for i in 0..n {
-            let r = SignedReceipt::unsigned(WorkReceipt {
+            let r = WorkReceipt {
                 network: Network::Regtest,
                 coordinator: coord.public(),
                 epoch: 0,
@@ -360,13 +373,13 @@ mod tests {
                 verdict: Verdict::Accepted,
                 units: 1,
                 reward_sats: 10,
-            });
-            step.changes.push(Change::Receipt {
+            };
+            step.changes.push(Change::UnsealedReceipt {
                 index: u32::from(i),
                 id: r.id(),
-                receipt: Box::new(r.clone()),
+                body: Box::new(r.clone()),
             });
-            step.effects.push(Effect::Receipt(Box::new(r)));
+            step.effects.push(Effect::UnsealedReceipt(Box::new(r)));
         }
         if reorder {
             step.effects.reverse();
@@ -382,7 +395,7 @@ mod tests {
             Machine::new(LifecycleConfig::new(Network::Regtest, vec![]), coord.clone(), 0).receipt_signer();
         for reorder in [false, true] {
             let mut s = step(&coord, 9, reorder);
-            sign_receipts(&signer, &mut s);
+            seal_receipts(&signer, &mut s);
             let stored: Vec<&cairn_spec::SignedReceipt> = stored_receipts(&s.changes).collect();
             assert!(stored.iter().all(|r| r.verify() && r.batch.count == 9));
             let mut seen = 0;

@@ -125,10 +125,16 @@ fn superseded_key(c: &Change) -> Option<RowId> {
     }
 }
 
+/// A receipt reached the store before the driver sealed it (a driver bug): nothing of the
+/// step is written.
+#[derive(Debug, Error)]
+#[error("receipt {0} reached the store unsealed")]
+pub struct Unsealed(pub Hash32);
+
 /// The batch that persists `step`. A row changed several times in one step (a group commit
 /// of many events) is encoded once, with its last value: the result is the same as writing
 /// every change in order.
-pub fn batch_for(step: &Step) -> Batch {
+pub fn batch_for(step: &Step) -> Result<Batch, Unsealed> {
     let keys: Vec<Option<RowId>> = step.changes.iter().map(superseded_key).collect();
     let mut last = std::collections::HashMap::with_capacity(keys.len());
     for (i, k) in keys.iter().enumerate() {
@@ -147,16 +153,16 @@ pub fn batch_for(step: &Step) -> Batch {
             }
             continue;
         }
-        add(&mut b, c);
+        add(&mut b, c)?;
     }
     if step.sync {
         b.sync();
     }
-    b
+    Ok(b)
 }
 
-/// Adds one change to `b`.
-pub fn add(b: &mut Batch, c: &Change) {
+/// Adds one change to `b`; an unsealed receipt is refused.
+pub fn add(b: &mut Batch, c: &Change) -> Result<(), Unsealed> {
     match c {
         Change::Task(t) => {
             b.put(Table::Tasks, task_key(&t.id), t.to_bytes());
@@ -182,6 +188,7 @@ pub fn add(b: &mut Batch, c: &Change) {
             b.put(Table::Receipts, receipt_key(epoch, *index), receipt.to_bytes());
             b.put(Table::Receipts, receipt_id_key(id), receipt_key(epoch, *index));
         }
+        Change::UnsealedReceipt { id, .. } => return Err(Unsealed(*id)),
         Change::Worker(w) => {
             b.put(Table::Workers, w.key().as_bytes().to_vec(), json(w.as_ref()));
         }
@@ -217,6 +224,7 @@ pub fn add(b: &mut Batch, c: &Change) {
             }
         }
     }
+    Ok(())
 }
 
 /// Bytes per stored blob chunk (one `GetBlob` answer at most reads two).

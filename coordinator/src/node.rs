@@ -569,6 +569,11 @@ impl Ctx {
                     self.metrics.receipts.inc();
                     self.publish(GossipMessage::Receipt(*r)).await
                 }
+                // The core seals every receipt before a step is written; one left unsealed
+                // is not gossiped.
+                Effect::UnsealedReceipt(r) => {
+                    tracing::error!(target: "cairn::node", receipt = %cairn_spec::Object::id(r.as_ref()), "unsealed receipt not gossiped")
+                }
                 Effect::Epoch(h) => {
                     self.metrics.epochs.inc();
                     tracing::info!(target: "cairn::node", height = h.body.height, hash = %h.id(), receipts = h.body.receipt_count, "epoch closed");

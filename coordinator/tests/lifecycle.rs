@@ -76,7 +76,7 @@ impl Harness {
     }
 
     fn apply(&mut self, step: Step) {
-        self.store.write(&ls::batch_for(&step)).unwrap();
+        self.store.write(&ls::batch_for(&step).unwrap()).unwrap();
         self.effects.extend(step.effects);
         self.m.check_invariants().unwrap();
     }

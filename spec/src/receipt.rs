@@ -124,64 +124,53 @@ impl SignedReceipt {
     /// Longest encoding: a path of `MAX_PATH` siblings (505 bytes).
     pub const MAX_LEN: usize = Self::MIN_LEN + 32 * Self::MAX_PATH;
 
-    /// An unsigned receipt (a batch of one with a zero signature), to be sealed later by
-    /// `seal_batch`.
-    pub fn unsigned(body: WorkReceipt) -> Self {
-        SignedReceipt {
-            body,
-            batch: MerkleProof { index: 0, count: 1, siblings: Vec::new() },
-            signature: Signature([0; 64]),
-        }
-    }
-
     /// Signs one receipt alone (a batch of one).
     pub fn sign(body: WorkReceipt, key: &SigningKey, aux_rand: &[u8; 32]) -> Self {
-        let mut r = Self::unsigned(body);
-        Self::seal_batch(&mut [&mut r], |m| key.sign(m, aux_rand));
-        r
+        Self::seal_one(body.id(), body, |m| key.sign(m, aux_rand))
+    }
+
+    /// Seals one receipt body (with its id, `WorkReceipt::id`) as a batch of one.
+    pub fn seal_one(id: Hash32, body: WorkReceipt, sign: impl FnOnce(&Hash32) -> Signature) -> Self {
+        let signature = sign(&batch_id(1, &MerkleTree::new(vec![id]).root()));
+        SignedReceipt { body, batch: MerkleProof { index: 0, count: 1, siblings: Vec::new() }, signature }
     }
 
     /// Signs receipts as batches of at most `MAX_BATCH`, in order: one call to `sign` per
     /// batch, with the batch id to sign.
-    pub fn sign_all(bodies: Vec<WorkReceipt>, mut sign: impl FnMut(&Hash32) -> Signature) -> Vec<Self> {
-        let mut out: Vec<Self> = bodies.into_iter().map(Self::unsigned).collect();
-        for chunk in out.chunks_mut(Self::MAX_BATCH) {
-            let mut refs: Vec<&mut SignedReceipt> = chunk.iter_mut().collect();
-            Self::seal_batch(&mut refs, &mut sign);
-        }
-        out
+    pub fn sign_all(bodies: Vec<WorkReceipt>, sign: impl FnMut(&Hash32) -> Signature) -> Vec<Self> {
+        Self::seal_batch(bodies.into_iter().map(|b| (b.id(), b)).collect(), sign)
     }
 
-    /// Makes `receipts` (1 to `MAX_BATCH` of them, all for the same coordinator) one batch:
-    /// builds the tree over their ids, signs its batch id once with `sign`, and gives each
-    /// receipt its path and the signature. Longer inputs are sealed in consecutive batches
-    /// of `MAX_BATCH`; an empty input does nothing.
-    pub fn seal_batch(receipts: &mut [&mut SignedReceipt], sign: impl FnMut(&Hash32) -> Signature) {
-        let mut with_ids: Vec<(Hash32, &mut SignedReceipt)> =
-            receipts.iter_mut().map(|r| (r.id(), &mut **r)).collect();
-        Self::seal_batch_ids(&mut with_ids, sign);
-    }
-
-    /// [`seal_batch`](Self::seal_batch) for receipts whose ids the caller already holds
-    /// (each pair: the receipt's [`id`](Self::id), the receipt), so they are not hashed again.
-    /// An id that is not its receipt's puts a wrong leaf in the tree: no receipt of that batch
-    /// then verifies, so the mistake cannot go unnoticed by any checker.
-    pub fn seal_batch_ids(
-        receipts: &mut [(Hash32, &mut SignedReceipt)],
+    /// Seals receipt bodies (each paired with its id, `WorkReceipt::id`, so it is not
+    /// hashed again) into signed receipts, in order, as consecutive batches of at most
+    /// `MAX_BATCH`: per batch, the tree over the ids, its batch id signed once with `sign`,
+    /// and each receipt given its path and that signature. An id that is not its body's puts
+    /// a wrong leaf in the tree: no receipt of that batch then verifies, so the mistake cannot
+    /// go unnoticed by any checker.
+    pub fn seal_batch(
+        bodies: Vec<(Hash32, WorkReceipt)>,
         mut sign: impl FnMut(&Hash32) -> Signature,
-    ) {
-        for chunk in receipts.chunks_mut(Self::MAX_BATCH) {
+    ) -> Vec<Self> {
+        let mut out = Vec::with_capacity(bodies.len());
+        let mut rest = bodies.into_iter().peekable();
+        while rest.peek().is_some() {
+            let chunk: Vec<(Hash32, WorkReceipt)> = rest.by_ref().take(Self::MAX_BATCH).collect();
             let tree = MerkleTree::new(chunk.iter().map(|(id, _)| *id).collect());
             // At most MAX_BATCH (256) leaves, so the count fits a u16.
             let count = chunk.len() as u16;
             let signature = sign(&batch_id(count, &tree.root()));
-            for (i, (_, r)) in chunk.iter_mut().enumerate() {
-                if let Some(p) = tree.proof(i as u32) {
-                    r.batch = p;
-                }
-                r.signature = signature;
+            for (i, (_, body)) in chunk.into_iter().enumerate() {
+                // Every index of the tree has a path; were one missing, the receipt would
+                // carry an empty one and fail verification rather than pass.
+                let batch = tree.proof(i as u32).unwrap_or(MerkleProof {
+                    index: i as u32,
+                    count: u32::from(count),
+                    siblings: Vec::new(),
+                });
+                out.push(SignedReceipt { body, batch, signature });
             }
         }
+        out
     }
 
     /// The receipt's id (its leaf hash); the batch and signature do not enter it.

@@ -11,6 +11,7 @@
 
 #[cfg(feature = "node")]
 pub mod node;
+pub mod side;
 
 use std::io::Write;
 use std::path::PathBuf;

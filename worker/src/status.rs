@@ -7,9 +7,9 @@
 //! Owns the report. Must never trust the coordinator's word where a signature or Bitcoin can
 //! speak: the API is only where the bytes come from.
 
-use cairn_anchor::verify::verify_receipt;
 use cairn_anchor::ChainBackend;
 use cairn_audit::receipt::{assemble, ProofSourceError};
+use cairn_audit::verify::verify_receipt;
 use cairn_audit::{ApiSource, Source, SourceError};
 use cairn_spec::{Hash32, Network, PubKey};
 use serde_json::{json, Value};

@@ -67,9 +67,9 @@ const num = (s) => Number(String(s).replace(/[^0-9]/g, ""));
   // The API is read after the page, and an epoch only moves forward (unanchored → pending →
   // confirmed): the card may show an earlier state than the API, never a later or unknown one.
   const order = ["unanchored", "pending", "confirmed"];
-  const card = order.findIndex((st) => cards[cards.length - 1].cls.split(/\s+/).includes(st));
-  const api = order.indexOf(e.anchor.status);
-  if (card < 0 || api < 0 || card > api) {
+  const shownAt = order.findIndex((st) => cards[cards.length - 1].cls.split(/\s+/).includes(st));
+  const servedAt = order.indexOf(e.anchor.status);
+  if (shownAt < 0 || servedAt < 0 || shownAt > servedAt) {
     fail(`epoch ${newest}: card ${cards[cards.length - 1].cls}, API ${e.anchor.status}`);
   }
   if (!cards.some((c) => c.cls.includes("confirmed"))) fail("no anchored epoch shown as confirmed");

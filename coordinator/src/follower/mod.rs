@@ -143,9 +143,18 @@ impl Follower {
         }
         let mut b = Batch::new();
         for (i, r) in e.receipts.iter().enumerate() {
-            ls::add(&mut b, &Change::Receipt { index: i as u32, id: r.id(), receipt: Box::new(r.clone()) });
+            if let Err(e) = ls::add(
+                &mut b,
+                &Change::Receipt { index: i as u32, id: r.id(), receipt: Box::new(r.clone()) },
+            ) {
+                return refuse("receipts", e.to_string());
+            }
         }
-        ls::add(&mut b, &Change::Epoch { header: Box::new(e.header.clone()), ledger: e.ledger.clone() });
+        if let Err(e) =
+            ls::add(&mut b, &Change::Epoch { header: Box::new(e.header.clone()), ledger: e.ledger.clone() })
+        {
+            return refuse("epoch", e.to_string());
+        }
         b.sync();
         Judgement::Accept(b)
     }

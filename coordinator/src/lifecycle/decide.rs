@@ -273,19 +273,31 @@ impl Machine {
                     units: rec.task.units,
                     reward_sats: paid,
                 };
-                let signed = match &signer {
-                    // Sealed later with the group's other receipts, as one batch, by the
-                    // driver (`ReceiptSigner`).
-                    None => SignedReceipt::unsigned(receipt),
+                let rid = receipt.id();
+                // Alone, a receipt is a batch of one; in a group commit the driver seals the
+                // group's receipts as one batch (`ReceiptSigner`).
+                let (change, effect) = match &signer {
+                    None => (
+                        Change::UnsealedReceipt {
+                            index: self.meta.open_receipts,
+                            id: rid,
+                            body: Box::new(receipt.clone()),
+                        },
+                        Effect::UnsealedReceipt(Box::new(receipt)),
+                    ),
                     Some(signer) => {
-                        let mut r = SignedReceipt::unsigned(receipt);
-                        SignedReceipt::seal_batch(&mut [&mut r], |m| signer.sign_batch(m));
-                        r
+                        let signed = SignedReceipt::seal_one(rid, receipt, |m| signer.sign_batch(m));
+                        (
+                            Change::Receipt {
+                                index: self.meta.open_receipts,
+                                id: rid,
+                                receipt: Box::new(signed.clone()),
+                            },
+                            Effect::Receipt(Box::new(signed)),
+                        )
                     }
                 };
-                let rid = signed.id();
                 a.receipt = Some(rid);
-                let index = self.meta.open_receipts;
                 self.open_leaves.push(rid);
                 self.meta.open_receipts += 1;
                 if v.is_accepted() {
@@ -314,9 +326,9 @@ impl Machine {
                     w.streak = 0;
                     w.rejected += 1;
                 }
-                step.changes.push(Change::Receipt { index, id: rid, receipt: Box::new(signed.clone()) });
+                step.changes.push(change);
                 self.meta.counts.receipts += 1;
-                step.effects.push(Effect::Receipt(Box::new(signed)));
+                step.effects.push(effect);
             }
             if sv.verdict != Some(Verdict::Accepted) {
                 w.note_rejection(Rejection {

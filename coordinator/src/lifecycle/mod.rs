@@ -187,6 +187,17 @@ pub enum Change {
         /// The receipt.
         receipt: Box<SignedReceipt>,
     },
+    /// A receipt issued in a group commit, not signed yet: the driver seals the group's
+    /// receipts as one batch and replaces each with a [`Change::Receipt`] before anything is
+    /// persisted (the store refuses an unsealed one).
+    UnsealedReceipt {
+        /// Position in the epoch's receipts tree.
+        index: u32,
+        /// The receipt's id (its leaf).
+        id: Hash32,
+        /// The receipt's body.
+        body: Box<WorkReceipt>,
+    },
     /// A worker record.
     Worker(Box<WorkerRecord>),
     /// A ledger entry.
@@ -227,6 +238,9 @@ pub enum Effect {
     Announce(Box<Signed<TaskAnnouncement>>),
     /// Gossip a receipt.
     Receipt(Box<SignedReceipt>),
+    /// Gossip a receipt once sealed: the driver replaces it with [`Effect::Receipt`] when it
+    /// seals the group (a group commit's receipts are signed as one batch).
+    UnsealedReceipt(Box<WorkReceipt>),
     /// Gossip an epoch header.
     Epoch(Box<SignedEpochHeader>),
     /// Hand an epoch to the anchor.

@@ -1,5 +1,9 @@
-//! A small sidechain for tests: a coordinator key, epochs of signed receipts and their
-//! signed, hash-chained headers.
+//! A small sidechain for tests of anchoring and auditing: a coordinator key, epochs of
+//! signed receipts and their signed, hash-chained headers.
+//!
+//! Owns made-up but valid sidechain data. Must never stand in for a node's own output in a
+//! test of the node.
+// Test support: a failed set-up is a failed test.
 #![allow(dead_code, clippy::unwrap_used, clippy::indexing_slicing, missing_docs)]
 
 use cairn_spec::hash::sha256;

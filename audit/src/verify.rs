@@ -14,7 +14,7 @@ use cairn_spec::{
 };
 use serde::Serialize;
 
-use crate::backend::{bitcoin_merkle_path, ChainBackend, ChainError};
+use cairn_anchor::backend::{bitcoin_merkle_path, ChainBackend, ChainError};
 
 /// One named check and its outcome.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]

@@ -2,18 +2,18 @@
 //! real node): every failure is reported under the name of the step that failed.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing, missing_docs)]
 
-mod common;
+use cairn_testkit::side as common;
 
 use bitcoin::{Amount, Txid};
 use cairn_anchor::machine::{AnchorConfig, AnchorStatus, Notice};
 use cairn_anchor::scripted::ScriptedBackend;
 use cairn_anchor::store::MemoryStore;
 use cairn_anchor::tx::{anchor_script, KeySigner};
-use cairn_anchor::verify::{
+use cairn_anchor::AnchorDriver;
+use cairn_audit::verify::{
     assemble_bundle, assemble_receipt_proof, find_equivocation, verify_anchor_chain, verify_bundle,
     verify_receipt, AnchorRef, Outcome, Report, BUNDLE_CHECKS,
 };
-use cairn_anchor::AnchorDriver;
 use cairn_spec::{Decode, Encode, Network, ReceiptProof, Signed, SigningKey};
 use common::Side;
 
@@ -88,7 +88,7 @@ fn a_good_receipt_passes_every_named_check() {
     let p = proof(&w, 0, 6, 0, 1);
     let r = verify_receipt(&p, &w.chain, Network::Regtest, 6);
     assert!(r.ok(), "{r:#?}");
-    assert_eq!(r.checks.len(), cairn_anchor::verify::RECEIPT_CHECKS.len());
+    assert_eq!(r.checks.len(), cairn_audit::verify::RECEIPT_CHECKS.len());
     // Epoch 2 is covered by the anchor of epoch 3.
     assert!(verify_receipt(&proof(&w, 2, 3, 1, 3), &w.chain, Network::Regtest, 1).ok());
     // And the offline part of the proof exports to OpenTimestamps operations that reach the
