@@ -825,6 +825,15 @@ def apply_ops(msg, ops):
 
 # ----------------------------------------------------------------------------- §11 wire
 
+WIRE_VERSION = 2
+# error reason byte -> (name, HTTP-like code), the table of §11.4 (response tag 0)
+ERROR_REASONS = {
+    1: ("malformed", 400), 2: ("bad_signature", 400), 3: ("not_registered", 403),
+    4: ("banned", 403), 5: ("lapsed", 403), 6: ("not_found", 404), 7: ("deadline_passed", 408),
+    8: ("conflict", 409), 9: ("already_decided", 409), 10: ("lease_expired", 409),
+    11: ("no_commitment", 409), 12: ("too_early", 425), 13: ("worker_limit", 429),
+    14: ("rate_limited", 429), 15: ("busy", 503), 16: ("internal", 500),
+}
 # gossip kind -> (object type, topic)
 GOSSIP_KINDS = {1: ("task_announcement", "tasks"), 2: ("receipt", "receipts"), 3: ("epoch_header", "epochs")}
 # request tag -> object type for signed bodies
@@ -841,7 +850,7 @@ def dec_signed(r, ty):
 
 
 def dec_gossip(r):
-    if r.uint(1) != 1:
+    if r.uint(1) != WIRE_VERSION:
         raise DecodeError("unknown_version")
     kind = r.uint(1)
     if kind not in GOSSIP_KINDS:
@@ -850,7 +859,7 @@ def dec_gossip(r):
 
 
 def dec_request(r):
-    if r.uint(1) != 1:
+    if r.uint(1) != WIRE_VERSION:
         raise DecodeError("unknown_version")
     r.uint(8)
     r.uint(8)
@@ -880,12 +889,13 @@ def dec_request(r):
 
 
 def dec_response(r):
-    if r.uint(1) != 1:
+    if r.uint(1) != WIRE_VERSION:
         raise DecodeError("unknown_version")
     r.uint(8)
     tag = r.uint(1)
     if tag == 0:
-        r.uint(2)
+        if r.uint(1) not in ERROR_REASONS:
+            raise DecodeError("invalid_tag")
         try:
             r.var(4, 256).decode()
         except UnicodeDecodeError:
@@ -953,12 +963,12 @@ def decode_wire(ty, b):
 
 def check_wire(v):
     n = 0
-    assert v["request_protocol"] == "/cairn/1/regtest/req"
+    assert v["request_protocol"] == "/cairn/%d/regtest/req" % WIRE_VERSION
     for c in v["gossip"]:
         b = h(c["encoding"])
         ty, topic = GOSSIP_KINDS[b[1]]
-        assert b[0] == 1 and b[1] == c["kind"] and b[2:] == h(c["inner"])
-        assert c["topic"] == "cairn/1/regtest/" + topic
+        assert b[0] == WIRE_VERSION and b[1] == c["kind"] and b[2:] == h(c["inner"])
+        assert c["topic"] == "cairn/%d/regtest/%s" % (WIRE_VERSION, topic)
         assert decode_wire("gossip", b) is None
         inner = h(c["inner"])
         tag, _, _, _ = OBJECTS[ty]
@@ -975,12 +985,22 @@ def check_wire(v):
         n += 1
     for c in v["requests"]:
         b = h(c["encoding"])
-        assert b[0] == 1 and int.from_bytes(b[1:9], "big") == c["id"] and int.from_bytes(b[9:17], "big") == c["deadline_ms"]
+        assert b[0] == WIRE_VERSION and int.from_bytes(b[1:9], "big") == c["id"] and int.from_bytes(b[9:17], "big") == c["deadline_ms"]
         assert b[17] == c["kind"] and decode_wire("request", b) is None
         n += 1
     for c in v["responses"]:
         b = h(c["encoding"])
-        assert b[0] == 1 and int.from_bytes(b[1:9], "big") == c["id"] and b[9] == c["kind"]
+        assert b[0] == WIRE_VERSION and int.from_bytes(b[1:9], "big") == c["id"] and b[9] == c["kind"]
+        assert decode_wire("response", b) is None
+        n += 1
+    # one refusal per reason: version, id, tag 0, reason byte, message len32
+    assert sorted(c["reason_byte"] for c in v["errors"]) == sorted(ERROR_REASONS)
+    for c in v["errors"]:
+        b = h(c["encoding"])
+        msg = c["message"].encode()
+        assert b[0] == WIRE_VERSION and int.from_bytes(b[1:9], "big") == c["id"] and b[9] == 0
+        assert b[10] == c["reason_byte"] and ERROR_REASONS[b[10]] == (c["reason"], c["code"]), c
+        assert b[11:15] == len(msg).to_bytes(4, "big") and b[15:] == msg
         assert decode_wire("response", b) is None
         n += 1
     for c in v["invalid"]:

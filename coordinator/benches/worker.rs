@@ -126,13 +126,13 @@ async fn protocol_overhead(m: MiniLm) {
             proto += t.elapsed();
             let t = Instant::now();
             let mut answer = w.reveal(id, &result).await;
-            if matches!(answer, ResponseBody::Error { code: 425, .. }) {
+            if matches!(answer, ResponseBody::Error { reason: cairn_spec::ErrorReason::TooEarly, .. }) {
                 // Audited: the reveal waits for the audit replica's commitment.
                 assert!(matches!(auditor.claim(id).await, ResponseBody::Lease { .. }));
                 assert!(matches!(auditor.commit(id, &result).await, ResponseBody::Ack));
                 assert!(matches!(
                     auditor.reveal(id, &result).await,
-                    ResponseBody::Error { code: 425, .. } | ResponseBody::Ack
+                    ResponseBody::Error { reason: cairn_spec::ErrorReason::TooEarly, .. } | ResponseBody::Ack
                 ));
                 audited += 1;
                 let t = Instant::now();

@@ -19,7 +19,7 @@ use cairn_anchor::{
     RpcConfig,
 };
 use cairn_p2p::{Network, NetworkConfig, NetworkEvent, Peer, ReplyToken};
-use cairn_spec::{GossipMessage, Hash32, Request, RequestBody, ResponseBody, SigningKey};
+use cairn_spec::{ErrorReason, GossipMessage, Hash32, Request, RequestBody, ResponseBody, SigningKey};
 use thiserror::Error;
 use tokio::sync::mpsc;
 
@@ -657,7 +657,7 @@ impl Ctx {
     /// failure, and the workers retry elsewhere or after its restart.
     async fn unavailable(&self, replies: Vec<ReplyToken>) {
         for reply in replies {
-            let body = ResponseBody::Error { code: 500, message: "node unavailable".into() };
+            let body = ResponseBody::error(ErrorReason::Internal, "node unavailable");
             let _ = self.net.respond(reply, body).await;
         }
     }
@@ -671,7 +671,7 @@ impl Ctx {
             Err(r) => {
                 self.metrics.refusals.inc();
                 tracing::debug!(target: "cairn::node", reason = %r, "request refused");
-                ResponseBody::Error { code: r.code(), message: r.to_string() }
+                r.to_response()
             }
         };
         if let Err(e) = self.net.respond(reply, body).await {
@@ -687,7 +687,7 @@ impl Ctx {
     }
 
     fn store(&self) -> Result<Arc<dyn KvStore>, Refusal> {
-        self.core.lock().map(|c| c.store().clone()).map_err(|_| Refusal::Conflict("node unavailable".into()))
+        self.core.lock().map(|c| c.store().clone()).map_err(|_| Refusal::Unavailable("node unavailable"))
     }
 }
 

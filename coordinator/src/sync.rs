@@ -27,7 +27,7 @@ pub fn is_read(body: &RequestBody) -> bool {
 
 fn storage(e: ls::LoadError) -> Refusal {
     tracing::error!(target: "cairn::sync", error = %e, "storage read failed");
-    Refusal::Conflict("storage read failed".into())
+    Refusal::Unavailable("storage read failed")
 }
 
 /// Answers a read request from `store`.

@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 
 use cairn_p2p::{Acceptance, Network, NetworkConfig, NetworkEvent, Peer};
 use cairn_spec::{
-    Claim, Encode, GossipMessage, Hash32, Payload, RequestBody, ResponseBody, Signed, Task, TaskAnnouncement,
-    Topic,
+    Claim, Encode, ErrorReason, GossipMessage, Hash32, Payload, RequestBody, ResponseBody, Signed, Task,
+    TaskAnnouncement, Topic,
 };
 use common::{http, key, start_agent, start_node};
 use serde_json::Value;
@@ -166,7 +166,10 @@ async fn the_honest_network_keeps_working_under_attack_and_the_flooder_is_grayli
                 let mut dropped = false;
                 while let Some(answer) = burst.join_next().await {
                     match answer.unwrap() {
-                        Ok(ResponseBody::Error { code: 429, .. }) => limited += 1,
+                        Ok(ResponseBody::Error {
+                            reason: ErrorReason::RateLimited | ErrorReason::WorkerLimit,
+                            ..
+                        }) => limited += 1,
                         Ok(ResponseBody::Error { .. }) => refused += 1,
                         Ok(other) => panic!("a forged claim was answered with {other:?}"),
                         Err(_) => dropped = true,

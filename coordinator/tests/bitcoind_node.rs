@@ -19,7 +19,7 @@ use cairn_anchor::regtest::RegtestNode;
 use cairn_anchor::{AnchorStore, Changeset};
 use cairn_coordinator::anchor_store::KvAnchorStore;
 use cairn_coordinator::store::RocksStore;
-use cairn_spec::{PubKey, ResponseBody};
+use cairn_spec::{ErrorReason, PubKey, ResponseBody};
 use common::{http, Worker};
 
 use serde_json::{json, Value};
@@ -84,8 +84,14 @@ async fn epochs_are_anchored_settled_and_paid_out() {
         cairn_spec::RequestBody::Register(cairn_spec::Signed::sign(reg, &w2.key, &[1; 32]))
     };
     // An output that does not exist, or a signature by another key: refused.
-    assert!(matches!(w2.req(bonded(7, &bond_key)).await, ResponseBody::Error { code: 400, .. }));
-    assert!(matches!(w2.req(bonded(0, &w2.key)).await, ResponseBody::Error { code: 400, .. }));
+    assert!(matches!(
+        w2.req(bonded(7, &bond_key)).await,
+        ResponseBody::Error { reason: ErrorReason::Malformed, .. }
+    ));
+    assert!(matches!(
+        w2.req(bonded(0, &w2.key)).await,
+        ResponseBody::Error { reason: ErrorReason::Malformed, .. }
+    ));
     assert_eq!(w2.req(bonded(0, &bond_key)).await, ResponseBody::Ack);
     assert_eq!(http(api, "GET", &format!("/v1/workers/{}", w2.public()), None, None).1["status"], "active");
     // A bond counts only while Bitcoin shows it unspent: with the block holding it invalidated
@@ -103,7 +109,10 @@ async fn epochs_are_anchored_settled_and_paid_out() {
     assert_eq!(seen["status"], "lapsed", "{seen}");
     assert!(seen["bond_lost"]["reason"].as_str().unwrap().contains("no longer confirmed"), "{seen}");
     assert!(seen["ban"].is_null());
-    assert!(matches!(w2.claim(cairn_spec::Hash32([1; 32])).await, ResponseBody::Error { code: 403, .. }));
+    assert!(matches!(
+        w2.claim(cairn_spec::Hash32([1; 32])).await,
+        ResponseBody::Error { reason: ErrorReason::Lapsed, .. }
+    ));
     w2.net.shutdown().await;
 
     let run_task = |n: u32| {

@@ -156,7 +156,7 @@ async fn impostor(
                         entries: l.into_iter().skip(from as usize).collect(),
                     }
                 }
-                _ => ResponseBody::Error { code: 400, message: "no".into() },
+                _ => ResponseBody::error(cairn_spec::ErrorReason::Malformed, "no"),
             };
             let _ = n2.respond(reply, body).await;
         }

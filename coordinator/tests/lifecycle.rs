@@ -11,8 +11,8 @@ use cairn_coordinator::store::{KvStore, MemoryStore, StoreError, Table};
 use cairn_spec::task::PPB;
 use cairn_spec::work::commitment_value;
 use cairn_spec::{
-    Claim, Commitment, ComparisonRule, Encode, ExecutorKind, Hash32, Network, Object, Payload, PubKey,
-    Registration, Reveal, Signed, SigningKey, Task, TaskClass, Verdict,
+    Claim, Commitment, ComparisonRule, Encode, ErrorReason, ExecutorKind, Hash32, Network, Object, Payload,
+    PubKey, Registration, Reveal, Signed, SigningKey, Task, TaskClass, Verdict,
 };
 
 const NET: Network = Network::Regtest;
@@ -562,6 +562,45 @@ fn expired_leases_return_the_task() {
 }
 
 #[test]
+fn refusals_a_worker_must_react_to_carry_their_own_reason() {
+    let class = exact(1);
+    let mut h = Harness::new(vec![class.clone()], |c| c.tunables.audit_min_ppm = 0);
+    let ws = workers(3);
+    for w in &ws {
+        h.register(w);
+    }
+    let id = h.submit(&class, b"typed", None);
+    // A reveal with no commitment recorded: without a lease, then with a lease only.
+    let err = h.reveal(&ws[0], id, b"r").unwrap_err();
+    assert_eq!((err.clone(), err.reason()), (Refusal::NoCommitment, ErrorReason::NoCommitment));
+    let exp = h.claim(&ws[0], id).unwrap();
+    assert_eq!(h.reveal(&ws[0], id, b"r").unwrap_err(), Refusal::NoCommitment);
+    // A commitment that arrives once the lease has run out (before a tick reopens the slot).
+    h.now = exp;
+    let err = h.commit(&ws[0], id, b"late").unwrap_err();
+    assert_eq!((err.clone(), err.reason()), (Refusal::LeaseExpired, ErrorReason::LeaseExpired));
+    h.tick(0);
+    // Too early (a new worker's task waits for its audit replica), then decided: a later
+    // message about the task is refused as decided.
+    h.claim(&ws[0], id).unwrap();
+    h.commit(&ws[0], id, b"r").unwrap();
+    assert_eq!(h.reveal(&ws[0], id, b"r").unwrap_err().reason(), ErrorReason::TooEarly);
+    h.claim(&ws[2], id).unwrap();
+    h.commit(&ws[2], id, b"r").unwrap();
+    h.reveal(&ws[0], id, b"r").unwrap();
+    h.reveal(&ws[2], id, b"r").unwrap();
+    let err = h.claim(&ws[1], id).unwrap_err();
+    assert_eq!((err.clone(), err.reason()), (Refusal::AlreadyDecided, ErrorReason::AlreadyDecided));
+    // The code is the reason's, and the wire answer carries the reason with the text.
+    for r in [Refusal::LeaseExpired, Refusal::NoCommitment, Refusal::AlreadyDecided] {
+        assert_eq!(r.code(), 409);
+        assert_eq!(r.to_response(), cairn_spec::ResponseBody::error(r.reason(), r.to_string()));
+    }
+    assert_eq!(Refusal::Limit("leases".into()).reason(), ErrorReason::WorkerLimit);
+    assert_eq!(Refusal::Unavailable("node unavailable").code(), 500);
+}
+
+#[test]
 fn duplicates_and_replays_are_idempotent() {
     let class = exact(1);
     let mut h = Harness::new(vec![class.clone()], |c| c.tunables.audit_min_ppm = 0);
@@ -605,7 +644,7 @@ fn duplicates_and_replays_are_idempotent() {
     let receipts = h.m.meta().open_receipts;
     // The replayed reveal after the decision changes nothing and is refused clearly.
     let err = h.reveal(w, id, b"r").unwrap_err();
-    assert!(matches!(err, Refusal::Conflict(_)));
+    assert!(matches!(err, Refusal::AlreadyDecided));
     assert_eq!(h.m.meta().open_receipts, receipts);
     assert_eq!(h.m.meta().credited, before.credited + 400);
     // A forged signature is refused before the machine sees it.

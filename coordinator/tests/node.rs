@@ -11,7 +11,9 @@ use std::collections::BTreeSet;
 use cairn_coordinator::api::ROUTES;
 use cairn_coordinator::config::CanaryConfig;
 use cairn_coordinator::node::NodeInfo;
-use cairn_spec::{Decode, Hash32, LedgerEntry, MerkleProof, Object, PubKey, ResponseBody, SignedReceipt};
+use cairn_spec::{
+    Decode, ErrorReason, Hash32, LedgerEntry, MerkleProof, Object, PubKey, ResponseBody, SignedReceipt,
+};
 use common::{http, Worker};
 use serde_json::Value;
 
@@ -95,18 +97,21 @@ async fn api_and_workers_over_real_sockets() {
     let w0 = Worker::start(common::key(1), &coord_addr).await;
     let w1 = Worker::start(common::key(2), &coord_addr).await;
     // Unregistered workers are refused.
-    assert!(matches!(w0.claim(task).await, ResponseBody::Error { code: 403, .. }));
+    assert!(matches!(w0.claim(task).await, ResponseBody::Error { reason: ErrorReason::NotRegistered, .. }));
     assert_eq!(w0.register(coordinator, 4).await, ResponseBody::Ack);
     assert_eq!(w1.register(coordinator, 4).await, ResponseBody::Ack);
     // A message signed by one worker but sent from another worker's node is refused.
     let c = cairn_spec::Claim { task, worker: w0.public(), claimed_at: common::now() };
     let forged = cairn_spec::RequestBody::Claim(cairn_spec::Signed::sign(c, &w0.key, &[0; 32]));
-    assert!(matches!(w1.req(forged).await, ResponseBody::Error { code: 400, .. }));
+    assert!(matches!(w1.req(forged).await, ResponseBody::Error { reason: ErrorReason::Malformed, .. }));
 
     assert!(matches!(w0.claim(task).await, ResponseBody::Lease { task: t, .. } if t == task));
     assert_eq!(w0.commit(task, b"HELLO").await, ResponseBody::Ack);
     // New workers are always audited (p = 1/streak): a second replica is needed.
-    assert!(matches!(w0.reveal(task, b"HELLO").await, ResponseBody::Error { code: 425, .. }));
+    assert!(matches!(
+        w0.reveal(task, b"HELLO").await,
+        ResponseBody::Error { reason: ErrorReason::TooEarly, .. }
+    ));
     assert!(matches!(w1.claim(task).await, ResponseBody::Lease { .. }));
     assert_eq!(w1.commit(task, b"HELLO").await, ResponseBody::Ack);
     assert_eq!(w0.reveal(task, b"HELLO").await, ResponseBody::Ack);

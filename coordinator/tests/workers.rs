@@ -307,7 +307,10 @@ async fn a_blob_input_is_fetched_checked_and_run() {
     let cairn_spec::ResponseBody::Blob { bytes, .. } = r else { panic!("{r:?}") };
     assert_eq!(bytes.as_slice(), &input[..cairn_spec::wire::MAX_BLOB_ANSWER]);
     let r = probe.req(cairn_spec::RequestBody::GetBlob { hash: Hash32([9; 32]), offset: 0, len: 10 }).await;
-    assert!(matches!(r, cairn_spec::ResponseBody::Error { code: 404, .. }), "{r:?}");
+    assert!(
+        matches!(r, cairn_spec::ResponseBody::Error { reason: cairn_spec::ErrorReason::NotFound, .. }),
+        "{r:?}"
+    );
     probe.net.shutdown().await;
 
     let mut stops = Vec::new();

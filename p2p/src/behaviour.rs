@@ -43,10 +43,10 @@ pub(crate) fn topic(t: Topic, network: Network) -> IdentTopic {
     IdentTopic::new(t.name(network))
 }
 
-/// The identify protocol version: carries the network, so peers of another network are
-/// recognised and dropped at once.
+/// The identify protocol version: carries the wire version and the network, so peers of
+/// another network or wire version are recognised and dropped at once.
 pub(crate) fn identify_version(network: Network) -> String {
-    format!("/cairn/1/{}", network.name())
+    format!("/cairn/{}/{}", cairn_spec::wire::WIRE_VERSION, network.name())
 }
 
 fn score_params(network: Network) -> PeerScoreParams {

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cairn_spec::wire::{Topic, MAX_GOSSIP_BYTES};
-use cairn_spec::{Decode, GossipMessage, Network, Request, Response, ResponseBody};
+use cairn_spec::{Decode, ErrorReason, GossipMessage, Network, Request, Response, ResponseBody};
 use futures::StreamExt;
 use libp2p::gossipsub::{self, MessageAcceptance};
 use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
@@ -282,8 +282,8 @@ impl EventLoop {
         }
     }
 
-    fn answer(&mut self, channel: ResponseChannel<Response>, id: u64, code: u16, message: &str) {
-        let body = ResponseBody::Error { code, message: message.to_owned() };
+    fn answer(&mut self, channel: ResponseChannel<Response>, id: u64, reason: ErrorReason, message: &str) {
+        let body = ResponseBody::error(reason, message);
         let _ = self.swarm.behaviour_mut().rpc.send_response(channel, Response { id, body });
     }
 
@@ -295,13 +295,18 @@ impl EventLoop {
                     if !self.allow_request(peer) {
                         self.metrics.rate_limited.inc();
                         self.strike(peer);
-                        return self.answer(channel, request.id, 429, "rate limited");
+                        return self.answer(channel, request.id, ErrorReason::RateLimited, "rate limited");
                     }
                     if request.deadline_ms < unix_millis() {
-                        return self.answer(channel, request.id, 408, "deadline passed");
+                        return self.answer(
+                            channel,
+                            request.id,
+                            ErrorReason::DeadlinePassed,
+                            "deadline passed",
+                        );
                     }
                     if self.pending_in.len() >= MAX_PENDING_INBOUND {
-                        return self.answer(channel, request.id, 503, "busy");
+                        return self.answer(channel, request.id, ErrorReason::Busy, "busy");
                     }
                     self.next_token += 1;
                     let token = ReplyToken(self.next_token);
@@ -309,7 +314,7 @@ impl EventLoop {
                     self.pending_in.insert(token.0, (id, channel));
                     if !self.emit(NetworkEvent::Request { from: Peer(peer), request, reply: token }) {
                         if let Some((id, channel)) = self.pending_in.remove(&token.0) {
-                            self.answer(channel, id, 503, "busy");
+                            self.answer(channel, id, ErrorReason::Busy, "busy");
                         }
                     }
                 }
@@ -360,7 +365,7 @@ impl EventLoop {
                 ..
             })) => {
                 if info.protocol_version != identify_version(self.network()) {
-                    tracing::info!(target: "cairn::p2p", peer = %peer_id, version = %info.protocol_version, "peer of another network; disconnecting");
+                    tracing::info!(target: "cairn::p2p", peer = %peer_id, version = %info.protocol_version, "peer of another network or wire version; disconnecting");
                     let _ = self.swarm.disconnect_peer_id(peer_id);
                     return;
                 }

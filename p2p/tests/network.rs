@@ -11,8 +11,8 @@ use cairn_p2p::{Acceptance, Network, NetworkConfig, NetworkEvent, Peer, RejectRe
 use cairn_spec::hash::sha256;
 use cairn_spec::wire::Topic;
 use cairn_spec::{
-    Encode, EpochHeader, GossipMessage, Hash32, RequestBody, ResponseBody, Signed, SignedEpochHeader,
-    SigningKey,
+    Encode, EpochHeader, ErrorReason, GossipMessage, Hash32, RequestBody, ResponseBody, Signed,
+    SignedEpochHeader, SigningKey,
 };
 use tokio::sync::mpsc;
 
@@ -333,7 +333,9 @@ async fn requests_beyond_the_rate_are_refused() {
         );
     }
     assert_eq!(answers.iter().filter(|a| **a == ResponseBody::Ack).count(), 3, "{answers:?}");
-    assert!(answers.iter().any(|a| matches!(a, ResponseBody::Error { code: 429, .. })));
+    assert!(answers
+        .iter()
+        .any(|a| matches!(a, ResponseBody::Error { reason: ErrorReason::RateLimited, .. })));
     assert!(server.net.metrics().rate_limited >= 2);
     client.net.shutdown().await;
     server.net.shutdown().await;

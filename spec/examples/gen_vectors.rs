@@ -790,7 +790,7 @@ fn receipt_proof_vectors() -> Value {
 // ---------------------------------------------------------------- wire
 
 fn wire_vectors() -> Value {
-    use cairn_spec::wire::{request_protocol, Request, RequestBody, Response, ResponseBody};
+    use cairn_spec::wire::{request_protocol, ErrorReason, Request, RequestBody, Response, ResponseBody};
     let coord = key(1);
     let worker = key(2);
     let task = sample_task(&coord);
@@ -841,7 +841,7 @@ fn wire_vectors() -> Value {
     })
     .collect();
     let responses: Vec<Value> = [
-        ResponseBody::Error { code: 429, message: "rate limited".into() },
+        ResponseBody::error(ErrorReason::RateLimited, "rate limited"),
         ResponseBody::Ack,
         ResponseBody::Lease { task: task.id(), expires_at: 1_767_225_660 },
         ResponseBody::Blob { total: 100_000, offset: 65_536, bytes: vec![7; 16] },
@@ -870,10 +870,42 @@ fn wire_vectors() -> Value {
         json!({ "id": r.id, "kind": r.to_bytes()[9], "encoding": hex::encode(r.to_bytes()) })
     })
     .collect();
+    // One refusal per reason: the byte, its name and its code pin the table of §11.4.
+    let errors: Vec<Value> = ErrorReason::ALL
+        .into_iter()
+        .enumerate()
+        .map(|(i, reason)| {
+            let r = Response { id: 3000 + i as u64, body: ResponseBody::error(reason, reason.name()) };
+            json!({
+                "id": r.id,
+                "reason": reason.name(),
+                "reason_byte": reason.byte(),
+                "code": reason.code(),
+                "message": reason.name(),
+                "encoding": hex::encode(r.to_bytes()),
+            })
+        })
+        .collect();
     let mut invalid = Vec::new();
     let mut g = GossipMessage::Receipt(rec.clone()).to_bytes();
-    g[0] = 2;
+    g[0] = cairn_spec::wire::WIRE_VERSION + 1;
     invalid.push(json!({ "type": "gossip", "name": "unknown wire version", "encoding": hex::encode(&g), "error": "unknown_version" }));
+    // Version 1 carried `code u16` where version 2 carries the reason byte: refused whole.
+    let mut old =
+        Response { id: 3, body: ResponseBody::error(ErrorReason::RateLimited, "rate limited") }.to_bytes();
+    old[0] = 1;
+    invalid.push(json!({ "type": "response", "name": "refusal of wire version 1", "encoding": hex::encode(&old), "error": "unknown_version" }));
+    for (name, byte) in [
+        ("error reason 0 (unassigned)", 0u8),
+        ("error reason 17 (unassigned)", 17),
+        ("error reason 255 (unassigned)", 255),
+    ] {
+        let mut e = Response { id: 3, body: ResponseBody::error(ErrorReason::Internal, "x") }.to_bytes();
+        e[10] = byte;
+        invalid.push(
+            json!({ "type": "response", "name": name, "encoding": hex::encode(&e), "error": "invalid_tag" }),
+        );
+    }
     let mut g = GossipMessage::Receipt(rec).to_bytes();
     g[1] = 9;
     invalid.push(json!({ "type": "gossip", "name": "unknown kind", "encoding": hex::encode(&g), "error": "invalid_tag" }));
@@ -907,11 +939,12 @@ fn wire_vectors() -> Value {
     forged[10..12].copy_from_slice(&200u16.to_be_bytes());
     invalid.push(json!({ "type": "response", "name": "epoch count beyond the bytes present", "encoding": hex::encode(&forged), "error": "unexpected_end" }));
     json!({
-        "description": "Network frames (SPEC.md section 11): gossip messages with their topic and signed inner object, request and response frames; invalid frames with the decoder error code",
+        "description": "Network frames (SPEC.md section 11): gossip messages with their topic and signed inner object, request and response frames, one refusal per error reason (byte, name, code); invalid frames with the decoder error code",
         "request_protocol": request_protocol(Network::Regtest),
         "gossip": gossip,
         "requests": requests,
         "responses": responses,
+        "errors": errors,
         "invalid": invalid,
     })
 }

@@ -40,7 +40,8 @@ pub use receipt::{SignedReceipt, Verdict, WorkReceipt};
 pub use signed::{Object, Signed, Signer};
 pub use task::{ComparisonRule, ExecutorKind, Payload, Task, TaskClass};
 pub use wire::{
-    Claim, GossipMessage, Request, RequestBody, Response, ResponseBody, TaskAnnouncement, Terms, Topic,
+    Claim, ErrorReason, GossipMessage, Request, RequestBody, Response, ResponseBody, TaskAnnouncement, Terms,
+    Topic,
 };
 pub use work::{Bond, Commitment, Registration, Reveal};
 

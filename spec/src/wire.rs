@@ -39,8 +39,9 @@ pub const MAX_RECEIPTS_PER_REQUEST: usize = 2048;
 /// Most ledger entries per `GetLedger` request or `Ledger` response (≈ 467 KiB).
 pub const MAX_LEDGER_PER_REQUEST: usize = 8192;
 
-/// The wire protocol version carried in topic names and protocol ids.
-pub const WIRE_VERSION: u8 = 1;
+/// The wire protocol version carried in topic names, protocol ids and every frame. Version 2
+/// carries a typed [`ErrorReason`] in a refusal where version 1 carried a number.
+pub const WIRE_VERSION: u8 = 2;
 
 /// A gossip topic.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -57,7 +58,7 @@ impl Topic {
     /// All topics.
     pub const ALL: [Topic; 3] = [Topic::Tasks, Topic::Receipts, Topic::Epochs];
 
-    /// The topic string on `network`: `cairn/1/<network>/<topic>`.
+    /// The topic string on `network`: `cairn/<WIRE_VERSION>/<network>/<topic>`.
     pub fn name(self, network: Network) -> String {
         let t = match self {
             Topic::Tasks => "tasks",
@@ -403,16 +404,151 @@ impl Decode for Request {
     }
 }
 
+/// Why a request was refused (response tag 0), one byte on the wire. A requester reacts to
+/// the reason, never to the message text; the HTTP-like [`code`](ErrorReason::code) is derived
+/// from it, so the two cannot disagree. Closed: a byte with no reason here is refused with
+/// `InvalidTag`, and a new reason needs a new wire version.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum ErrorReason {
+    /// 1: malformed or out of bounds (400).
+    Malformed = 1,
+    /// 2: a signature does not verify (400).
+    BadSignature = 2,
+    /// 3: the worker has not registered (403).
+    NotRegistered = 3,
+    /// 4: the worker is banned (403).
+    Banned = 4,
+    /// 5: the worker's admission ended (its bond is gone): it must register again (403).
+    Lapsed = 5,
+    /// 6: unknown object (404).
+    NotFound = 6,
+    /// 7: the request's deadline passed before it was handled (408).
+    DeadlinePassed = 7,
+    /// 8: conflicts with the recorded state (409).
+    Conflict = 8,
+    /// 9: the task is already decided (409).
+    AlreadyDecided = 9,
+    /// 10: the worker's lease on the task ran out: claim it again (409).
+    LeaseExpired = 10,
+    /// 11: no commitment from this worker is recorded for the task (409).
+    NoCommitment = 11,
+    /// 12: valid, but not yet: retry later (425).
+    TooEarly = 12,
+    /// 13: a per-worker limit is reached (429).
+    WorkerLimit = 13,
+    /// 14: the peer's request rate is exceeded (429).
+    RateLimited = 14,
+    /// 15: the node is overloaded (503).
+    Busy = 15,
+    /// 16: the node failed internally (500).
+    Internal = 16,
+}
+
+impl ErrorReason {
+    /// Every reason, in byte order.
+    pub const ALL: [ErrorReason; 16] = [
+        ErrorReason::Malformed,
+        ErrorReason::BadSignature,
+        ErrorReason::NotRegistered,
+        ErrorReason::Banned,
+        ErrorReason::Lapsed,
+        ErrorReason::NotFound,
+        ErrorReason::DeadlinePassed,
+        ErrorReason::Conflict,
+        ErrorReason::AlreadyDecided,
+        ErrorReason::LeaseExpired,
+        ErrorReason::NoCommitment,
+        ErrorReason::TooEarly,
+        ErrorReason::WorkerLimit,
+        ErrorReason::RateLimited,
+        ErrorReason::Busy,
+        ErrorReason::Internal,
+    ];
+
+    /// The byte on the wire.
+    pub const fn byte(self) -> u8 {
+        self as u8
+    }
+
+    /// The reason a byte stands for, if any.
+    pub const fn from_byte(b: u8) -> Option<Self> {
+        Some(match b {
+            1 => ErrorReason::Malformed,
+            2 => ErrorReason::BadSignature,
+            3 => ErrorReason::NotRegistered,
+            4 => ErrorReason::Banned,
+            5 => ErrorReason::Lapsed,
+            6 => ErrorReason::NotFound,
+            7 => ErrorReason::DeadlinePassed,
+            8 => ErrorReason::Conflict,
+            9 => ErrorReason::AlreadyDecided,
+            10 => ErrorReason::LeaseExpired,
+            11 => ErrorReason::NoCommitment,
+            12 => ErrorReason::TooEarly,
+            13 => ErrorReason::WorkerLimit,
+            14 => ErrorReason::RateLimited,
+            15 => ErrorReason::Busy,
+            16 => ErrorReason::Internal,
+            _ => return None,
+        })
+    }
+
+    /// The HTTP-like status code (the HTTP API answers with it).
+    pub const fn code(self) -> u16 {
+        match self {
+            ErrorReason::Malformed | ErrorReason::BadSignature => 400,
+            ErrorReason::NotRegistered | ErrorReason::Banned | ErrorReason::Lapsed => 403,
+            ErrorReason::NotFound => 404,
+            ErrorReason::DeadlinePassed => 408,
+            ErrorReason::Conflict
+            | ErrorReason::AlreadyDecided
+            | ErrorReason::LeaseExpired
+            | ErrorReason::NoCommitment => 409,
+            ErrorReason::TooEarly => 425,
+            ErrorReason::WorkerLimit | ErrorReason::RateLimited => 429,
+            ErrorReason::Internal => 500,
+            ErrorReason::Busy => 503,
+        }
+    }
+
+    /// Stable snake-case name, as written in SPEC.md §11.4 and `spec/vectors/`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            ErrorReason::Malformed => "malformed",
+            ErrorReason::BadSignature => "bad_signature",
+            ErrorReason::NotRegistered => "not_registered",
+            ErrorReason::Banned => "banned",
+            ErrorReason::Lapsed => "lapsed",
+            ErrorReason::NotFound => "not_found",
+            ErrorReason::DeadlinePassed => "deadline_passed",
+            ErrorReason::Conflict => "conflict",
+            ErrorReason::AlreadyDecided => "already_decided",
+            ErrorReason::LeaseExpired => "lease_expired",
+            ErrorReason::NoCommitment => "no_commitment",
+            ErrorReason::TooEarly => "too_early",
+            ErrorReason::WorkerLimit => "worker_limit",
+            ErrorReason::RateLimited => "rate_limited",
+            ErrorReason::Busy => "busy",
+            ErrorReason::Internal => "internal",
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// What a response says.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ResponseBody {
-    /// 0: refused, with a code and a reason for people.
+    /// 0: refused, with a typed reason and a message for people.
     Error {
-        /// Machine-readable code (400 bad request, 403 not registered or banned, 404 not
-        /// found, 408 deadline passed, 409 conflict, 425 too early, 429 rate limited, 500
-        /// internal).
-        code: u16,
-        /// Reason, at most 256 bytes of UTF-8.
+        /// What the requester reacts to.
+        reason: ErrorReason,
+        /// For people only, at most 256 bytes of UTF-8 (longer is cut when encoded).
         message: String,
     },
     /// 1: accepted.
@@ -451,6 +587,13 @@ pub enum ResponseBody {
     },
 }
 
+impl ResponseBody {
+    /// A refusal for `reason`, with a message for people.
+    pub fn error(reason: ErrorReason, message: impl Into<String>) -> Self {
+        ResponseBody::Error { reason, message: message.into() }
+    }
+}
+
 /// A coordinator's terms for workers (response tag 6).
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Terms {
@@ -475,13 +618,13 @@ impl Encode for Response {
     fn encode(&self, w: &mut Writer) {
         w.u8(WIRE_VERSION).u64(self.id);
         match &self.body {
-            ResponseBody::Error { code, message } => {
+            ResponseBody::Error { reason, message } => {
                 // Cut to the bound at a character boundary so the result stays UTF-8.
                 let mut end = message.len().min(MAX_ERROR_MESSAGE);
                 while !message.is_char_boundary(end) {
                     end -= 1;
                 }
-                w.u8(0).u16(*code).bytes_u32(message.get(..end).unwrap_or_default().as_bytes());
+                w.u8(0).u8(reason.byte()).bytes_u32(message.get(..end).unwrap_or_default().as_bytes());
             }
             ResponseBody::Ack => {
                 w.u8(1);
@@ -540,12 +683,14 @@ impl Decode for Response {
         let id = r.u64("id")?;
         let body = match r.u8("response")? {
             0 => {
-                let code = r.u16("code")?;
+                let b = r.u8("reason")?;
+                let reason =
+                    ErrorReason::from_byte(b).ok_or(DecodeError::InvalidTag { field: "reason", tag: b })?;
                 let m = r.bytes_u32("message", MAX_ERROR_MESSAGE)?;
                 let message = std::str::from_utf8(m)
                     .map_err(|_| DecodeError::InvalidValue { field: "message", reason: "not UTF-8" })?
                     .to_owned();
-                ResponseBody::Error { code, message }
+                ResponseBody::Error { reason, message }
             }
             1 => ResponseBody::Ack,
             2 => ResponseBody::Lease { task: Hash32(r.array("task")?), expires_at: r.u64("expires_at")? },
@@ -594,5 +739,80 @@ impl Decode for Response {
             tag => return Err(DecodeError::InvalidTag { field: "response", tag }),
         };
         Ok(Response { id, body })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn error_frame(reason_byte: u8) -> Vec<u8> {
+        let mut b = vec![WIRE_VERSION];
+        b.extend_from_slice(&7u64.to_be_bytes());
+        b.extend_from_slice(&[0, reason_byte, 0, 0, 0, 2, b'h', b'i']);
+        b
+    }
+
+    #[test]
+    fn every_error_reason_round_trips_as_its_byte() {
+        for (i, reason) in ErrorReason::ALL.into_iter().enumerate() {
+            assert_eq!(usize::from(reason.byte()), i + 1, "{reason:?} is out of byte order");
+            assert_eq!(ErrorReason::from_byte(reason.byte()), Some(reason));
+            let r = Response { id: 7, body: ResponseBody::error(reason, "hi") };
+            let bytes = r.to_bytes();
+            assert_eq!(bytes, error_frame(reason.byte()));
+            assert_eq!(Response::from_bytes(&bytes), Ok(r));
+        }
+    }
+
+    #[test]
+    fn an_unassigned_error_reason_byte_is_refused() {
+        for b in (0..=u8::MAX).filter(|b| ErrorReason::from_byte(*b).is_none()) {
+            assert_eq!(
+                Response::from_bytes(&error_frame(b)),
+                Err(DecodeError::InvalidTag { field: "reason", tag: b }),
+                "reason byte {b}"
+            );
+        }
+        assert_eq!(ErrorReason::from_byte(0), None);
+        assert_eq!(ErrorReason::from_byte(17), None);
+    }
+
+    #[test]
+    fn each_reason_has_the_code_of_its_kind() {
+        let codes: Vec<(&str, u16)> = ErrorReason::ALL.iter().map(|r| (r.name(), r.code())).collect();
+        assert_eq!(
+            codes,
+            [
+                ("malformed", 400),
+                ("bad_signature", 400),
+                ("not_registered", 403),
+                ("banned", 403),
+                ("lapsed", 403),
+                ("not_found", 404),
+                ("deadline_passed", 408),
+                ("conflict", 409),
+                ("already_decided", 409),
+                ("lease_expired", 409),
+                ("no_commitment", 409),
+                ("too_early", 425),
+                ("worker_limit", 429),
+                ("rate_limited", 429),
+                ("busy", 503),
+                ("internal", 500),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_long_error_message_is_cut_at_a_character_boundary() {
+        let r = Response { id: 1, body: ResponseBody::error(ErrorReason::Internal, "é".repeat(200)) };
+        match Response::from_bytes(&r.to_bytes()) {
+            Ok(Response { body: ResponseBody::Error { reason, message }, .. }) => {
+                assert_eq!(reason, ErrorReason::Internal);
+                assert_eq!(message, "é".repeat(MAX_ERROR_MESSAGE / 2));
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }

@@ -259,7 +259,7 @@ fn check_receipt_proofs(v: &Value) -> usize {
 
 fn check_wire(v: &Value) -> usize {
     let mut n = 0;
-    assert_eq!(v["request_protocol"], "/cairn/1/regtest/req");
+    assert_eq!(v["request_protocol"], "/cairn/2/regtest/req");
     for c in arr(&v["gossip"]) {
         let m = GossipMessage::from_bytes(&bytes(&c["encoding"])).unwrap();
         assert_eq!(m.topic().name(Network::Regtest), c["topic"].as_str().unwrap());
@@ -279,6 +279,20 @@ fn check_wire(v: &Value) -> usize {
         assert_eq!(hex::encode(r.to_bytes()), c["encoding"].as_str().unwrap());
         n += 1;
     }
+    let mut reasons = Vec::new();
+    for c in arr(&v["errors"]) {
+        let r = Response::from_bytes(&bytes(&c["encoding"])).unwrap();
+        assert_eq!(r.id, c["id"].as_u64().unwrap());
+        let ResponseBody::Error { reason, message } = &r.body else { panic!("not a refusal: {c}") };
+        assert_eq!(reason.name(), c["reason"].as_str().unwrap());
+        assert_eq!(u64::from(reason.byte()), c["reason_byte"].as_u64().unwrap());
+        assert_eq!(u64::from(reason.code()), c["code"].as_u64().unwrap());
+        assert_eq!(message, c["message"].as_str().unwrap());
+        assert_eq!(hex::encode(r.to_bytes()), c["encoding"].as_str().unwrap());
+        reasons.push(*reason);
+        n += 1;
+    }
+    assert_eq!(reasons, ErrorReason::ALL, "one refusal vector per reason, in byte order");
     for c in arr(&v["invalid"]) {
         let got = decode_err(c["type"].as_str().unwrap(), &bytes(&c["encoding"]));
         assert_eq!(got, Some(c["error"].as_str().unwrap()), "{}", c["name"]);

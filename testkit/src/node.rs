@@ -23,8 +23,8 @@ use cairn_p2p::{Acceptance, Network, NetworkConfig, NetworkEvent, Peer};
 use cairn_spec::work::commitment_value;
 use cairn_spec::ExecutorKind;
 use cairn_spec::{
-    Claim, Commitment, GossipMessage, Hash32, Payload, PubKey, Registration, RequestBody, ResponseBody,
-    Reveal, Signed, SigningKey,
+    Claim, Commitment, ErrorReason, GossipMessage, Hash32, Payload, PubKey, Registration, RequestBody,
+    ResponseBody, Reveal, Signed, SigningKey,
 };
 use serde_json::Value;
 
@@ -143,9 +143,11 @@ impl Worker {
     pub async fn req(&self, body: RequestBody) -> ResponseBody {
         for _ in 0..50 {
             match self.try_req(body.clone()).await {
-                Some(ResponseBody::Error { code: 429, .. }) | None => {
-                    tokio::time::sleep(Duration::from_millis(100)).await
-                }
+                Some(ResponseBody::Error {
+                    reason: ErrorReason::RateLimited | ErrorReason::WorkerLimit,
+                    ..
+                })
+                | None => tokio::time::sleep(Duration::from_millis(100)).await,
                 Some(r) => return r,
             }
         }

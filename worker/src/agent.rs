@@ -15,15 +15,15 @@ use std::time::Duration;
 use cairn_p2p::{keyfile, Acceptance, Network, NetworkConfig, NetworkEvent, Peer};
 use cairn_spec::work::{bond_message, commitment_value};
 use cairn_spec::{
-    Bond, Claim, Commitment, GossipMessage, Hash32, Object, Payload, PubKey, Registration, RequestBody,
-    ResponseBody, Reveal, Signed, SigningKey, TaskClass, Terms,
+    Bond, Claim, Commitment, ErrorReason, GossipMessage, Hash32, Object, Payload, PubKey, Registration,
+    RequestBody, ResponseBody, Reveal, Signed, SigningKey, TaskClass, Terms,
 };
 use thiserror::Error;
 use tokio::sync::{oneshot, Semaphore};
 
 use crate::config::WorkerConfig;
 use crate::executor::{can_run, ExecError, Executor};
-use crate::job::{Action, Job};
+use crate::job::{Action, AfterRefusal, Job};
 use crate::journal::{Journal, RegistrationRecord};
 
 /// Why the worker stopped.
@@ -312,7 +312,7 @@ async fn terms(net: &Network, peer: &Peer, addr: &str) -> Result<Terms, AgentErr
         let _ = net.dial(addr).await;
         match net.request(peer, RequestBody::GetTerms, REQUEST_TIMEOUT).await {
             Ok(ResponseBody::Terms(t)) => return Ok(*t),
-            Ok(ResponseBody::Error { code, message }) => last = format!("error {code}: {message}"),
+            Ok(ResponseBody::Error { reason, message }) => last = format!("refused ({reason}): {message}"),
             Ok(other) => last = format!("unexpected answer {other:?}"),
             Err(e) => last = e.to_string(),
         }
@@ -388,9 +388,12 @@ async fn register(
                 tracing::info!(target: "cairn::worker", coordinator = %coordinator, "registered");
                 return Ok(());
             }
-            Ok(ResponseBody::Error { code: 429, message }) => last = message,
-            Ok(ResponseBody::Error { code, message }) => {
-                return Err(AgentError::Refused(addr.to_owned(), format!("{message} (code {code})")));
+            Ok(ResponseBody::Error {
+                reason: ErrorReason::RateLimited | ErrorReason::WorkerLimit,
+                message,
+            }) => last = message,
+            Ok(ResponseBody::Error { reason, message }) => {
+                return Err(AgentError::Refused(addr.to_owned(), format!("{message} ({reason})")));
             }
             Ok(other) => last = format!("unexpected answer {other:?}"),
             Err(e) => {
@@ -576,9 +579,12 @@ async fn fetch_blob(
                     "the coordinator served a blob chunk that does not fit the input".into(),
                 ))
             }
-            Some(ResponseBody::Error { code: 429, message }) => return Err(BlobError::Transient(message)),
-            Some(ResponseBody::Error { code, message }) => {
-                return Err(BlobError::Bad(format!("blob input refused ({code}): {message}")))
+            Some(ResponseBody::Error {
+                reason: ErrorReason::RateLimited | ErrorReason::WorkerLimit,
+                message,
+            }) => return Err(BlobError::Transient(message)),
+            Some(ResponseBody::Error { reason, message }) => {
+                return Err(BlobError::Bad(format!("blob input refused ({reason}): {message}")))
             }
             other => return Err(BlobError::Transient(format!("blob: {other:?}"))),
         }
@@ -636,21 +642,17 @@ async fn drive(s: &Arc<Shared>, mut job: Job) -> Result<(), AgentError> {
                         job.on_lease(expires_at);
                         s.save(&job)?;
                     }
-                    Some(ResponseBody::Error { code: 429, message }) => {
-                        // Nothing promised yet: giving up costs nothing, so rate limits count here.
-                        job.on_transient(message);
-                        tokio::time::sleep(busy_backoff()).await;
-                    }
-                    Some(ResponseBody::Error { code, message }) => {
-                        // Not ours to run now (fully claimed, closed, unknown): nothing was
-                        // promised, so nothing is journaled; look again if it is announced later.
-                        tracing::debug!(target: "cairn::worker", task = %job.id, code, %message, "claim refused");
-                        if code == 403 {
-                            tracing::error!(target: "cairn::worker", coordinator = %job.coordinator, %message, "the coordinator refuses this worker");
+                    Some(ResponseBody::Error { reason, message }) => match job.on_refusal(reason, &message) {
+                        AfterRefusal::Skip { worker_refused } => {
+                            tracing::debug!(target: "cairn::worker", task = %job.id, %reason, %message, "claim refused");
+                            if worker_refused {
+                                tracing::error!(target: "cairn::worker", coordinator = %job.coordinator, %reason, %message, "the coordinator refuses this worker");
+                            }
+                            skip(s, job.id, Skip::refused(now), now);
+                            return Ok(());
                         }
-                        skip(s, job.id, Skip::refused(now), now);
-                        return Ok(());
-                    }
+                        after => after_refusal(after, early_polls).await,
+                    },
                     other => {
                         job.on_transient(format!("claim: {other:?}"));
                         tokio::time::sleep(Duration::from_millis(300)).await;
@@ -700,16 +702,8 @@ async fn drive(s: &Arc<Shared>, mut job: Job) -> Result<(), AgentError> {
                         s.save(&job)?;
                         permit = None;
                     }
-                    Some(ResponseBody::Error { code: 429, message }) => {
-                        job.on_busy(message);
-                        tokio::time::sleep(busy_backoff()).await;
-                    }
-                    // A lease that ran out: nothing of ours is held; the task may be retaken.
-                    Some(ResponseBody::Error { code: 409, message }) if message.contains("lease expired") => {
-                        job.abandon_retryable(format!("commitment refused (409): {message}"), true);
-                    }
-                    Some(ResponseBody::Error { code, message }) => {
-                        job.abandon(format!("commitment refused ({code}): {message}"));
+                    Some(ResponseBody::Error { reason, message }) => {
+                        after_refusal(job.on_refusal(reason, &message), early_polls).await;
                     }
                     other => {
                         job.on_transient(format!("commit: {other:?}"));
@@ -731,25 +725,12 @@ async fn drive(s: &Arc<Shared>, mut job: Job) -> Result<(), AgentError> {
                         job.on_reveal_ack();
                         s.save(&job)?;
                     }
-                    // Other replicas have not all committed yet: wait, without counting it
-                    // as a failure (the reveal window bounds the wait).
-                    Some(ResponseBody::Error { code: 425, .. }) => {
-                        early_polls += 1;
-                        tokio::time::sleep(reveal_poll(early_polls)).await;
-                    }
-                    Some(ResponseBody::Error { code: 429, message }) => {
-                        job.on_busy(message);
-                        tokio::time::sleep(busy_backoff()).await;
-                    }
-                    // The coordinator holds no commitment of ours: start over if it offers the
-                    // task again.
-                    Some(ResponseBody::Error { code: 409, message })
-                        if message.contains("no commitment from this worker") =>
-                    {
-                        job.abandon_retryable(format!("reveal refused (409): {message}"), true);
-                    }
-                    Some(ResponseBody::Error { code, message }) => {
-                        job.abandon(format!("reveal refused ({code}): {message}"));
+                    Some(ResponseBody::Error { reason, message }) => {
+                        let after = job.on_refusal(reason, &message);
+                        if after == AfterRefusal::Poll {
+                            early_polls += 1;
+                        }
+                        after_refusal(after, early_polls).await;
                     }
                     other => {
                         job.on_transient(format!("reveal: {other:?}"));
@@ -770,9 +751,18 @@ async fn drive(s: &Arc<Shared>, mut job: Job) -> Result<(), AgentError> {
     }
 }
 
-/// How long to wait after a 429: half a second to a second, spread at random so the jobs
-/// of a worker (and the workers of a network) that were slowed together do not return
-/// together.
+/// Waits as a refusal asks; what the job does next is already in the job.
+async fn after_refusal(after: AfterRefusal, early_polls: u32) {
+    match after {
+        AfterRefusal::Backoff => tokio::time::sleep(busy_backoff()).await,
+        AfterRefusal::Poll => tokio::time::sleep(reveal_poll(early_polls)).await,
+        AfterRefusal::Skip { .. } | AfterRefusal::GaveUp | AfterRefusal::Ignored => {}
+    }
+}
+
+/// How long to wait after a rate or per-worker limit: half a second to a second, spread at
+/// random so the jobs of a worker (and the workers of a network) that were slowed together do
+/// not return together.
 fn busy_backoff() -> Duration {
     let r = random32();
     Duration::from_millis(500 + u64::from(u16::from_be_bytes([r[0], r[1]])) % 500)

@@ -4,10 +4,11 @@
 //! Owns the rules that keep a worker honest and safe whatever the network does: it never
 //! reveals before its commitment was acknowledged, never reveals (nor commits) for a task
 //! whose lease it lost, and keeps the result and salt from before the commitment is sent so
-//! a restart reveals exactly what was committed. Must never do I/O or read a clock: the
-//! agent passes the time in and performs the action that comes out.
+//! a restart reveals exactly what was committed; and what a coordinator's refusal means for
+//! the job, by its typed reason. Must never do I/O, read a clock or act on a refusal's text:
+//! the agent passes the time in and performs the action that comes out.
 
-use cairn_spec::{Hash32, PubKey, Task, Verdict};
+use cairn_spec::{ErrorReason, Hash32, PubKey, Task, Verdict};
 use serde::{Deserialize, Serialize};
 
 /// Where a job is.
@@ -84,6 +85,26 @@ pub enum Action {
     Wait,
     /// Mark the job abandoned for this reason.
     Abandon(String),
+}
+
+/// What the agent does after the coordinator refused the job's claim, commitment or reveal
+/// ([`Job::on_refusal`] has already updated the job).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AfterRefusal {
+    /// The coordinator asks for less (a rate or per-worker limit): back off, then ask again.
+    Backoff,
+    /// The reveal came before every replica committed: ask again shortly.
+    Poll,
+    /// The claim was refused: nothing was promised, so nothing is journaled; leave the task
+    /// until it is announced again.
+    Skip {
+        /// The coordinator refuses this worker itself (not registered, banned, lapsed).
+        worker_refused: bool,
+    },
+    /// The job was given up (its stage says whether it may be retaken).
+    GaveUp,
+    /// No request of this job was outstanding in its stage: nothing changed.
+    Ignored,
 }
 
 /// A worker's job on one task of one coordinator.
@@ -196,12 +217,62 @@ impl Job {
         self.last_error = Some(error);
     }
 
-    /// The coordinator answered 429 (rate limited): it is alive and asks for less. Not a
-    /// failed attempt: a worker with many jobs waiting would otherwise give up honest work
-    /// while the coordinator is merely busy; the stage's own deadlines (lease, reveal window)
-    /// still bound the wait.
+    /// The coordinator refused with a rate or per-worker limit: it is alive and asks for
+    /// less. Not a failed attempt: a worker with many jobs waiting would otherwise give up
+    /// honest work while the coordinator is merely busy; the stage's own deadlines (lease,
+    /// reveal window) still bound the wait.
     pub fn on_busy(&mut self, error: String) {
         self.last_error = Some(error);
+    }
+
+    /// The coordinator refused the request of the job's stage (a claim when new, the
+    /// commitment when executed, the reveal when committed) for `reason`. Only the reason
+    /// decides; `message` is kept for people.
+    pub fn on_refusal(&mut self, reason: ErrorReason, message: &str) -> AfterRefusal {
+        let slowed = matches!(reason, ErrorReason::RateLimited | ErrorReason::WorkerLimit);
+        match self.stage {
+            Stage::New if slowed => {
+                // Nothing promised yet: giving up costs nothing, so slow-downs count here.
+                self.on_transient(message.to_owned());
+                AfterRefusal::Backoff
+            }
+            // Not ours to run now (fully claimed, closed, unknown).
+            Stage::New => AfterRefusal::Skip {
+                worker_refused: matches!(
+                    reason,
+                    ErrorReason::NotRegistered | ErrorReason::Banned | ErrorReason::Lapsed
+                ),
+            },
+            Stage::Executed { .. } | Stage::Committed { .. } if slowed => {
+                self.on_busy(message.to_owned());
+                AfterRefusal::Backoff
+            }
+            // A lease that ran out: nothing of ours is held; the task may be retaken.
+            Stage::Executed { .. } if reason == ErrorReason::LeaseExpired => {
+                self.abandon_retryable(format!("commitment refused ({reason}): {message}"), true);
+                AfterRefusal::GaveUp
+            }
+            Stage::Executed { .. } => {
+                self.abandon(format!("commitment refused ({reason}): {message}"));
+                AfterRefusal::GaveUp
+            }
+            // Other replicas have not all committed yet: not a failure (the reveal window
+            // bounds the wait).
+            Stage::Committed { .. } if reason == ErrorReason::TooEarly => AfterRefusal::Poll,
+            // The coordinator holds no commitment of ours: start over if it offers the task
+            // again.
+            Stage::Committed { .. } if reason == ErrorReason::NoCommitment => {
+                self.abandon_retryable(format!("reveal refused ({reason}): {message}"), true);
+                AfterRefusal::GaveUp
+            }
+            Stage::Committed { .. } => {
+                self.abandon(format!("reveal refused ({reason}): {message}"));
+                AfterRefusal::GaveUp
+            }
+            Stage::Leased { .. } | Stage::Revealed { .. } | Stage::Done { .. } | Stage::Abandoned { .. } => {
+                AfterRefusal::Ignored
+            }
+        }
     }
 
     /// A step was refused for good, or cannot be done.
@@ -370,5 +441,94 @@ mod tests {
         n.on_receipt(Verdict::Accepted, 1, Hash32([3; 32]), 0);
         n.abandon_retryable("late".into(), true);
         assert!(n.is_final() && !n.may_retake());
+    }
+
+    fn executed() -> Job {
+        let mut j = job();
+        j.on_lease(100);
+        j.on_executed(b"r".to_vec(), Hash32([2; 32]));
+        j
+    }
+
+    fn committed() -> Job {
+        let mut j = executed();
+        j.on_commit_ack(20, 30);
+        j
+    }
+
+    #[test]
+    fn the_refusal_reason_not_its_text_decides_what_the_worker_does() {
+        // A lost lease, whatever the text says: the job is dropped and may be retaken.
+        let mut j = executed();
+        assert_eq!(j.on_refusal(ErrorReason::LeaseExpired, "something else entirely"), AfterRefusal::GaveUp);
+        assert!(j.is_final() && j.may_retake(), "{:?}", j.stage);
+        // The text of a lost lease under another reason: slowed down, the job goes on.
+        let mut j = executed();
+        assert_eq!(
+            j.on_refusal(ErrorReason::RateLimited, "lease expired: claim the task again"),
+            AfterRefusal::Backoff
+        );
+        assert!(!j.is_final());
+        assert_eq!(j.next(50), Action::Commit);
+        // ... and as a plain conflict it is given up for good, not retaken.
+        let mut j = executed();
+        assert_eq!(
+            j.on_refusal(ErrorReason::Conflict, "lease expired: claim the task again"),
+            AfterRefusal::GaveUp
+        );
+        assert!(j.is_final() && !j.may_retake());
+
+        // No commitment recorded, whatever the text: dropped, may be retaken after a commit ack.
+        let mut k = committed();
+        assert_eq!(k.on_refusal(ErrorReason::NoCommitment, "nope"), AfterRefusal::GaveUp);
+        assert!(k.is_final() && k.may_retake());
+        let mut k = committed();
+        assert_eq!(
+            k.on_refusal(ErrorReason::Conflict, "no commitment from this worker"),
+            AfterRefusal::GaveUp
+        );
+        assert!(k.is_final() && !k.may_retake());
+        // Too early: poll, not a failure.
+        let mut k = committed();
+        assert_eq!(k.on_refusal(ErrorReason::TooEarly, "lease expired"), AfterRefusal::Poll);
+        assert_eq!((k.next(21), k.retries), (Action::Reveal, 0));
+        // Slowed down after the commitment: not a failed attempt either.
+        for reason in [ErrorReason::RateLimited, ErrorReason::WorkerLimit] {
+            let mut k = committed();
+            assert_eq!(k.on_refusal(reason, "slow down"), AfterRefusal::Backoff);
+            assert_eq!((k.next(21), k.retries), (Action::Reveal, 0));
+        }
+    }
+
+    #[test]
+    fn a_refused_claim_is_skipped_or_retried_by_its_reason() {
+        let mut j = job();
+        assert_eq!(
+            j.on_refusal(ErrorReason::RateLimited, "no commitment from this worker"),
+            AfterRefusal::Backoff
+        );
+        assert_eq!((j.next(0), j.retries), (Action::Claim, 1), "a slowed claim counts as an attempt");
+        for (reason, worker_refused) in [
+            (ErrorReason::Conflict, false),
+            (ErrorReason::NotFound, false),
+            (ErrorReason::AlreadyDecided, false),
+            (ErrorReason::NotRegistered, true),
+            (ErrorReason::Banned, true),
+            (ErrorReason::Lapsed, true),
+        ] {
+            let mut j = job();
+            assert_eq!(
+                j.on_refusal(reason, "lease expired"),
+                AfterRefusal::Skip { worker_refused },
+                "{reason}"
+            );
+            assert_eq!(j.stage, Stage::New, "a refused claim changes nothing in the job");
+        }
+        // A job with nothing outstanding ignores a stray refusal.
+        let mut d = committed();
+        d.on_reveal_ack();
+        let before = d.clone();
+        assert_eq!(d.on_refusal(ErrorReason::LeaseExpired, "x"), AfterRefusal::Ignored);
+        assert_eq!(d, before);
     }
 }

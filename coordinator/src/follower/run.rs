@@ -237,11 +237,11 @@ pub async fn run(
                         let b = request.body;
                         tokio::task::spawn_blocking(move || crate::sync::answer(store.as_ref(), &b))
                             .await
-                            .unwrap_or(Err(crate::lifecycle::Refusal::Conflict("node unavailable".into())))
+                            .unwrap_or(Err(crate::lifecycle::Refusal::Unavailable("node unavailable")))
                     } else {
                         Err(crate::lifecycle::Refusal::Invalid("a follower takes no worker messages".into()))
                     };
-                    let body = body.unwrap_or_else(|r| ResponseBody::Error { code: r.code(), message: r.to_string() });
+                    let body = body.unwrap_or_else(|r| r.to_response());
                     let _ = net.respond(reply, body).await;
                 }
                 Some(_) => {}
@@ -303,8 +303,8 @@ async fn ask(net: &Network, src: &Source, body: RequestBody) -> Result<ResponseB
     let mut last = String::new();
     for attempt in 0..2 {
         match net.request(&src.peer, body.clone(), REQUEST_TIMEOUT).await {
-            Ok(ResponseBody::Error { code, message }) => {
-                return Err(Stop::Unreachable(format!("{code} {message}")))
+            Ok(ResponseBody::Error { reason, message }) => {
+                return Err(Stop::Unreachable(format!("{reason}: {message}")))
             }
             Ok(r) => return Ok(r),
             Err(e) => {

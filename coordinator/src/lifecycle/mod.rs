@@ -24,9 +24,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use cairn_spec::hash::sha256;
 use cairn_spec::merkle;
 use cairn_spec::{
-    AnchorPayload, Claim, Commitment, EpochHeader, Hash32, LedgerEntry, Network, Object, Payload, PubKey,
-    Registration, Reveal, Signed, SignedEpochHeader, SignedReceipt, Signer, SigningKey, Task,
-    TaskAnnouncement, TaskClass, Verdict, WorkReceipt,
+    AnchorPayload, Claim, Commitment, EpochHeader, ErrorReason, Hash32, LedgerEntry, Network, Object,
+    Payload, PubKey, Registration, ResponseBody, Reveal, Signed, SignedEpochHeader, SignedReceipt, Signer,
+    SigningKey, Task, TaskAnnouncement, TaskClass, Verdict, WorkReceipt,
 };
 use thiserror::Error;
 
@@ -97,7 +97,9 @@ impl LifecycleConfig {
     }
 }
 
-/// Why a message was refused. A refusal never changes state.
+/// Why a message was refused. A refusal never changes state. A refusal the worker must
+/// react to in its own way has its own variant (its wire [`ErrorReason`]); the text is for
+/// people.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Refusal {
@@ -119,6 +121,15 @@ pub enum Refusal {
     /// Conflicts with the recorded state.
     #[error("{0}")]
     Conflict(String),
+    /// The task is already decided.
+    #[error("task already decided")]
+    AlreadyDecided,
+    /// A commitment after the worker's lease ran out: nothing of the worker's is held.
+    #[error("lease expired: claim the task again")]
+    LeaseExpired,
+    /// A reveal with no commitment from this worker recorded.
+    #[error("no commitment from this worker")]
+    NoCommitment,
     /// Valid, but not yet: retry later.
     #[error("{0}")]
     TooEarly(String),
@@ -128,19 +139,39 @@ pub enum Refusal {
     /// The worker's admission ended (its bond is gone): it must register again.
     #[error("worker's admission ended: {0}; register again")]
     Lapsed(String),
+    /// The node cannot read its own state (storage failed, or it is stopping).
+    #[error("{0}")]
+    Unavailable(&'static str),
 }
 
 impl Refusal {
-    /// The HTTP-like status code (also used on the wire).
-    pub fn code(&self) -> u16 {
+    /// The reason sent on the wire.
+    pub fn reason(&self) -> ErrorReason {
         match self {
-            Refusal::BadSignature | Refusal::Invalid(_) => 400,
-            Refusal::NotRegistered | Refusal::Banned(_) | Refusal::Lapsed(_) => 403,
-            Refusal::NotFound(_) => 404,
-            Refusal::Conflict(_) => 409,
-            Refusal::TooEarly(_) => 425,
-            Refusal::Limit(_) => 429,
+            Refusal::BadSignature => ErrorReason::BadSignature,
+            Refusal::Invalid(_) => ErrorReason::Malformed,
+            Refusal::NotRegistered => ErrorReason::NotRegistered,
+            Refusal::Banned(_) => ErrorReason::Banned,
+            Refusal::NotFound(_) => ErrorReason::NotFound,
+            Refusal::Conflict(_) => ErrorReason::Conflict,
+            Refusal::AlreadyDecided => ErrorReason::AlreadyDecided,
+            Refusal::LeaseExpired => ErrorReason::LeaseExpired,
+            Refusal::NoCommitment => ErrorReason::NoCommitment,
+            Refusal::TooEarly(_) => ErrorReason::TooEarly,
+            Refusal::Limit(_) => ErrorReason::WorkerLimit,
+            Refusal::Lapsed(_) => ErrorReason::Lapsed,
+            Refusal::Unavailable(_) => ErrorReason::Internal,
         }
+    }
+
+    /// The HTTP-like status code (the HTTP API's status), the reason's.
+    pub fn code(&self) -> u16 {
+        self.reason().code()
+    }
+
+    /// The refusal as a wire answer: its reason, and its text for people.
+    pub fn to_response(&self) -> ResponseBody {
+        ResponseBody::error(self.reason(), self.to_string())
     }
 }
 
@@ -543,7 +574,7 @@ impl Machine {
 
     fn open_mut(&mut self, id: &Hash32) -> Result<&mut TaskRecord, Refusal> {
         if self.finished.contains(id) {
-            return Err(Refusal::Conflict("task already decided".into()));
+            return Err(Refusal::AlreadyDecided);
         }
         self.open.get_mut(id).ok_or(Refusal::NotFound("task"))
     }

@@ -77,9 +77,7 @@ impl Machine {
         match slot.commitment {
             Some(v) if v == body.commitment => return Ok(Step::default()),
             Some(_) => return Err(Refusal::Conflict("a different commitment is already recorded".into())),
-            None if slot.lease_expires <= now => {
-                return Err(Refusal::Conflict("lease expired: claim the task again".into()))
-            }
+            None if slot.lease_expires <= now => return Err(Refusal::LeaseExpired),
             None => slot.commitment = Some(body.commitment),
         }
         if let Some(n) = self.leases.get_mut(&body.worker) {
@@ -110,10 +108,9 @@ impl Machine {
         self.active_worker(&body.worker)?;
         let rec = self.open_mut(&body.task)?;
         let in_reveal = matches!(rec.phase, Phase::Reveal { .. });
-        let slot =
-            rec.slot(&body.worker).ok_or(Refusal::Conflict("no commitment from this worker".into()))?;
+        let slot = rec.slot(&body.worker).ok_or(Refusal::NoCommitment)?;
         let Some(commitment) = slot.commitment else {
-            return Err(Refusal::Conflict("no commitment from this worker".into()));
+            return Err(Refusal::NoCommitment);
         };
         let hash = body.result.content_hash();
         match slot.revealed {
