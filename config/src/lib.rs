@@ -46,6 +46,17 @@ pub trait Layered: DeserializeOwned + Default {
     fn apply(&mut self, overrides: Self::Overrides);
     /// Checks every setting; a program starts only with a config that passes.
     fn validate(&self) -> Result<(), ConfigError>;
+
+    /// Parses a TOML document (unknown settings are errors: a typo must not silently fall
+    /// back to a default).
+    fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        from_toml(text)
+    }
+
+    /// Reads and parses a TOML file of at most [`MAX_CONFIG_BYTES`].
+    fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        from_file(path)
+    }
 }
 
 /// Parses a TOML document.

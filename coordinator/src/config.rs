@@ -17,7 +17,7 @@ use crate::lifecycle::{LifecycleConfig, Tunables};
 /// default dust relay fee is 546 sats; the others are lower).
 pub const DUST_SAFE_SATS: u64 = 546;
 
-pub use cairn_config::{ConfigError, MAX_CONFIG_BYTES};
+pub use cairn_config::{ConfigError, Layered, MAX_CONFIG_BYTES};
 
 /// HTTP API settings.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -310,16 +310,6 @@ pub struct Overrides {
 }
 
 impl NodeConfig {
-    /// Parses a TOML document.
-    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
-        cairn_config::from_toml(text)
-    }
-
-    /// Reads a TOML file (bounded).
-    pub fn from_file(path: &std::path::Path) -> Result<Self, ConfigError> {
-        cairn_config::from_file(path)
-    }
-
     /// Applies flag/env overrides.
     pub fn apply(&mut self, o: Overrides) {
         if let Some(v) = o.network {

@@ -19,5 +19,6 @@ pub mod lifecycle_store;
 pub mod metrics;
 pub mod node;
 pub mod parallel;
+mod shell;
 pub mod store;
 pub mod sync;

@@ -1,24 +1,22 @@
-//! The running coordinator: opens the store and keys, starts the p2p network, the HTTP API
-//! and the anchor worker thread, and drives the core with requests, ticks and Bitcoin
-//! reports until a shutdown signal.
+//! The running coordinator: in the node shell (`shell`: disk, key, network, API, stop
+//! order) it opens the core, starts the anchor worker thread, and drives the core with
+//! requests, ticks and Bitcoin reports until a shutdown signal.
 //!
-//! Owns the wiring and the order of shutdown (stop accepting work, finish in-flight writes,
-//! stop the network and the anchor thread, close the database). Must never decide anything
-//! the lifecycle or anchor machines decide, and never log a secret.
+//! Owns the coordinator's loop and what it drains before stopping (in-flight writes, then
+//! their answers). Must never decide anything the lifecycle or anchor machines decide, and
+//! never log a secret.
 
 use cairn_p2p::clock::unix_secs;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use bitcoin::hashes::Hash as _;
 use cairn_anchor::{
-    AnchorConfig, AnchorDriver, AnchorStatus, BitcoinCoreRpc, ChainBackend, KeySigner, Payout, RpcAuth,
-    RpcConfig,
+    AnchorConfig, AnchorDriver, AnchorStatus, BitcoinCoreRpc, ChainBackend, KeySigner, Payout,
 };
-use cairn_p2p::{Network, NetworkConfig, NetworkEvent, Peer, ReplyToken};
+use cairn_p2p::{Network, NetworkEvent, Peer, ReplyToken};
 use cairn_spec::{ErrorReason, GossipMessage, Hash32, Request, RequestBody, ResponseBody, SigningKey};
 use thiserror::Error;
 use tokio::sync::mpsc;
@@ -30,7 +28,8 @@ use crate::core::{Core, CoreError};
 use crate::keyfile;
 use crate::lifecycle::{Effect, PayoutRecord, Refusal, Verified};
 use crate::metrics::NodeMetrics;
-use crate::store::{KvStore, RocksStore};
+use crate::shell::{self, Background, Shell};
+use crate::store::KvStore;
 
 /// Why the node could not start or had to stop.
 #[derive(Debug, Error)]
@@ -110,21 +109,18 @@ pub async fn run(
     if lifecycle.classes.is_empty() {
         tracing::warn!(target: "cairn::node", "no task classes configured: tasks cannot be submitted");
     }
-    let dir = cfg.data_dir.clone();
-    std::fs::create_dir_all(&dir).map_err(|e| NodeError::Io(format!("data dir {}: {e}", dir.display())))?;
-    let key = keyfile::load_or_create(&dir.join("node.key"))?;
+    let mut shell = Shell::open(&cfg, "coordinator")?;
+    let (dir, key, store) = (shell.dir.clone(), shell.key.clone(), shell.store.clone());
     let token = hex::encode(keyfile::load_or_create(&resolve(&dir, &cfg.api.token_file))?.secret_bytes());
-    let store: Arc<dyn KvStore> =
-        Arc::new(RocksStore::open(&dir.join("db")).map_err(|e| NodeError::Open(e.to_string()))?);
     let core = Core::open(lifecycle, key.clone(), store.clone(), unix_secs())
         .map_err(|e| NodeError::Open(e.to_string()))?;
     tracing::info!(target: "cairn::node", coordinator = %key.public(), network = %network, "state opened");
     let core = Arc::new(Mutex::new(core));
 
-    let (net, mut events, p2p_addrs, metrics) = start_p2p(&cfg, &key).await?;
+    let (net, mut events, p2p_addrs, metrics) = shell.start_p2p(&cfg).await?;
 
     // Anchor thread.
-    let view = Arc::new(RwLock::new(AnchorView::default()));
+    let view = shell.anchor_view.clone();
     let (report_tx, mut reports) = mpsc::channel::<AnchorReport>(64);
     let (anchor_tx, anchor_thread, anchor_address) = match cfg.bitcoin.mode {
         BitcoinMode::None => {
@@ -143,13 +139,12 @@ pub async fn run(
     };
 
     let bond_rpc = match cfg.bitcoin.mode {
-        BitcoinMode::Rpc => Some(Arc::new(rpc_client(&cfg)?)),
+        BitcoinMode::Rpc => Some(Arc::new(shell::rpc_client(&cfg)?)),
         BitcoinMode::None => None,
     };
 
     // HTTP API.
     let (effects_tx, mut effects_rx) = mpsc::channel::<Vec<Effect>>(1024);
-    let stopping = Arc::new(AtomicBool::new(false));
     let state = ApiState {
         core: Some(core.clone()),
         store: store.clone(),
@@ -160,7 +155,7 @@ pub async fn run(
         effects: effects_tx.clone(),
         anchor: view.clone(),
         metrics: metrics.clone(),
-        stopping: stopping.clone(),
+        stopping: shell.stopping.clone(),
         canaries: Arc::new(api::CanaryMixer {
             pool: cfg
                 .canaries
@@ -178,7 +173,7 @@ pub async fn run(
         p2p: Arc::new(p2p_addrs.clone()),
         anchor_address: anchor_address.clone(),
     };
-    let (api_addr, api_stop_tx, api_task) = serve_api(&cfg, state).await?;
+    let api_addr = shell.serve_api(&cfg, state).await?;
     let info = NodeInfo {
         api: api_addr,
         p2p: p2p_addrs,
@@ -186,7 +181,7 @@ pub async fn run(
         anchor_address: anchor_address.clone(),
     };
     tracing::info!(target: "cairn::node", api = %api_addr, p2p = ?info.p2p, anchor_address = ?anchor_address, "serving");
-    announce(&dir, info, started);
+    shell.announce(info, started);
 
     let (written_tx, written_rx) = mpsc::channel::<Written>(GROUPS_IN_FLIGHT);
     let (checking_tx, checking_rx) = mpsc::channel::<Checking>(GROUPS_CHECKING);
@@ -281,12 +276,10 @@ pub async fn run(
         }
     };
 
-    // Shutdown: refuse new work, let the API finish in-flight requests, stop the network
-    // and the anchor thread, then close the database (dropping the last handle).
-    tracing::info!(target: "cairn::node", "shutting down");
-    stopping.store(true, Ordering::SeqCst);
-    let _ = api_stop_tx.send(());
-    let _ = tokio::time::timeout(Duration::from_secs(10), api_task).await;
+    // Shutdown: refuse new work and let the API finish in-flight requests; perform what they
+    // left, drain the groups in flight; then the shell stops the network and the anchor
+    // thread and closes the database (dropping the last handle).
+    shell.stop_api().await;
     while let Ok(effects) = effects_rx.try_recv() {
         ctx.perform(effects).await;
     }
@@ -295,64 +288,11 @@ pub async fn run(
     drop(ctx);
     let _ = decider.await;
     let _ = answerer.await;
-    net.shutdown().await;
-    drop(anchor_tx);
-    if let Some(h) = anchor_thread {
-        let _ = tokio::task::spawn_blocking(move || h.join()).await;
-    }
+    let anchor = anchor_tx.zip(anchor_thread).map(|(tx, handle)| Background { stop: Box::new(tx), handle });
     drop(core);
     drop(store);
-    tracing::info!(target: "cairn::node", "stopped cleanly");
+    shell.close(net, anchor).await;
     result
-}
-
-/// Starts the p2p network from the config's `[p2p]` section, with `key` as its identity, and
-/// the node's metrics registry (the network's counters in it). Shared by every role.
-pub(crate) async fn start_p2p(
-    cfg: &NodeConfig,
-    key: &SigningKey,
-) -> Result<(Network, mpsc::Receiver<NetworkEvent>, Vec<String>, Arc<NodeMetrics>), NodeError> {
-    let mut ncfg = NetworkConfig::new(cfg.network()?);
-    if !cfg.p2p.listen.is_empty() {
-        ncfg.listen = cfg.p2p.listen.clone();
-    }
-    ncfg.bootstrap = cfg.p2p.bootstrap.clone();
-    ncfg.mdns = cfg.p2p.mdns;
-    let (net, events) = Network::start(ncfg, key).await.map_err(|e| NodeError::P2p(e.to_string()))?;
-    let addrs =
-        net.wait_listening(Duration::from_secs(10)).await.map_err(|e| NodeError::P2p(e.to_string()))?;
-    let mut registry = prometheus_client::registry::Registry::default();
-    net.register_metrics(&mut registry);
-    Ok((net, events, addrs, Arc::new(NodeMetrics::new(registry))))
-}
-
-/// Serves the HTTP API on `[api] listen` until the returned switch is sent.
-pub(crate) async fn serve_api(
-    cfg: &NodeConfig,
-    state: ApiState,
-) -> Result<(SocketAddr, tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>), NodeError> {
-    let listener = tokio::net::TcpListener::bind(&cfg.api.listen)
-        .await
-        .map_err(|e| NodeError::Io(format!("API listen {}: {e}", cfg.api.listen)))?;
-    let addr = listener.local_addr().map_err(|e| NodeError::Io(e.to_string()))?;
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let app = api::router(state, cfg.api.max_body_bytes);
-    let task = tokio::spawn(async move {
-        let _ = axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                let _ = stop_rx.await;
-            })
-            .await;
-    });
-    Ok((addr, stop_tx, task))
-}
-
-/// Writes `<data-dir>/node.json` and tells the starter where the node serves.
-pub(crate) fn announce(dir: &Path, info: NodeInfo, started: Option<tokio::sync::oneshot::Sender<NodeInfo>>) {
-    let _ = std::fs::write(dir.join("node.json"), serde_json::to_vec_pretty(&info).unwrap_or_default());
-    if let Some(s) = started {
-        let _ = s.send(info);
-    }
 }
 
 #[derive(Clone)]
@@ -786,18 +726,6 @@ fn to_anchor_payouts(ps: &[PayoutRecord]) -> Vec<Payout> {
         .collect()
 }
 
-/// A Bitcoin Core client from the config (cookie preferred over user/password).
-pub(crate) fn rpc_client(cfg: &NodeConfig) -> Result<BitcoinCoreRpc, NodeError> {
-    let b = &cfg.bitcoin;
-    let auth = match (&b.cookie_file, &b.rpc_user, &b.rpc_password) {
-        (Some(c), _, _) => RpcAuth::Cookie(c.clone()),
-        (None, Some(u), Some(p)) => RpcAuth::UserPass { user: u.clone(), password: p.clone() },
-        _ => return Err(NodeError::Bitcoin("set bitcoin.cookie_file, or rpc_user and rpc_password".into())),
-    };
-    BitcoinCoreRpc::new(RpcConfig::new(b.rpc_url.clone(), auth))
-        .map_err(|e| NodeError::Bitcoin(e.to_string()))
-}
-
 /// The value of a bond's output when Bitcoin Core reports it confirmed, unspent and paying to
 /// the bond key (P2TR, output key = bond key); `None` otherwise or when Core is unreachable.
 fn bond_value(rpc: &BitcoinCoreRpc, bond: &cairn_spec::Bond) -> Option<u64> {
@@ -830,7 +758,7 @@ fn start_anchor(
 ) -> Result<AnchorStart, NodeError> {
     let network = cfg.network()?;
     let b = &cfg.bitcoin;
-    let rpc = rpc_client(cfg)?;
+    let rpc = shell::rpc_client(cfg)?;
     rpc.wait_ready(Duration::from_secs(60)).map_err(|e| NodeError::Bitcoin(e.to_string()))?;
     let anchor_key: SigningKey = keyfile::load_or_create(&dir.join("anchor.key"))?;
     let address = cairn_anchor::anchor_address(&anchor_key.public(), network).to_string();

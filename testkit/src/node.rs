@@ -18,7 +18,9 @@ use std::net::{SocketAddr, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use cairn_coordinator::config::{BitcoinMode, BitcoinSection, ClassConfig, NodeConfig, RuleConfig};
+use cairn_coordinator::config::{
+    BitcoinMode, BitcoinSection, ClassConfig, Layered as _, NodeConfig, RuleConfig,
+};
 use cairn_p2p::{Acceptance, Network, NetworkConfig, NetworkEvent, Peer};
 use cairn_spec::work::commitment_value;
 use cairn_spec::ExecutorKind;

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::executor::chat::ChatExecutor;
 use crate::executor::command::CommandExecutor;
 
-pub use cairn_config::ConfigError;
+pub use cairn_config::{ConfigError, Layered};
 
 /// One coordinator to work for.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
@@ -200,16 +200,6 @@ pub struct Overrides {
 }
 
 impl WorkerConfig {
-    /// Parses TOML (unknown settings are errors: a typo must not silently fall back).
-    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
-        cairn_config::from_toml(text)
-    }
-
-    /// Reads and parses a file (bounded).
-    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
-        cairn_config::from_file(path)
-    }
-
     /// Applies overrides.
     pub fn apply(&mut self, o: Overrides) {
         if let Some(v) = o.network {

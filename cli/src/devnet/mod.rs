@@ -21,7 +21,7 @@ use cairn_anchor::{BitcoinCoreRpc, RpcAuth, RpcConfig};
 use serde_json::{json, Value};
 use thiserror::Error;
 
-use cairn_coordinator::config::NodeConfig;
+use cairn_coordinator::config::{Layered as _, NodeConfig};
 use cairn_coordinator::node::NodeInfo;
 
 /// Why the devnet could not run.

@@ -7,7 +7,6 @@
 //! refused, nor take worker messages (a follower runs no lifecycle).
 
 use cairn_p2p::clock::unix_secs;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -21,10 +20,10 @@ use super::anchors::{AnchorTracker, FoundAnchor};
 use super::{Evidence, FetchedEpoch, Follower, Judgement, MAX_EPOCH_LEDGER, MAX_EPOCH_RECEIPTS};
 use crate::api::{self, AnchorEntry, AnchorEntryStatus, AnchorView, ApiState, FollowView};
 use crate::config::{BitcoinMode, NodeConfig};
-use crate::keyfile;
 use crate::lifecycle_store as ls;
 use crate::node::{NodeError, NodeInfo};
-use crate::store::{KvStore, RocksStore};
+use crate::shell::{self, Background, Shell};
+use crate::store::KvStore;
 
 /// Headers asked per `GetEpochs` while syncing.
 const HEADERS_PER_ROUND: u16 = 64;
@@ -117,11 +116,8 @@ pub async fn run(
                 .map_err(|_| NodeError::Open(format!("follow.genesis_anchor {t:?} is not a txid")))
         })
         .transpose()?;
-    let dir = cfg.data_dir.clone();
-    std::fs::create_dir_all(&dir).map_err(|e| NodeError::Io(format!("data dir {}: {e}", dir.display())))?;
-    let key = keyfile::load_or_create(&dir.join("node.key"))?;
-    let store: Arc<dyn KvStore> =
-        Arc::new(RocksStore::open(&dir.join("db")).map_err(|e| NodeError::Open(e.to_string()))?);
+    let mut shell = Shell::open(&cfg, "follower")?;
+    let store = shell.store.clone();
     // What is on disk was verified before it was written; check the chain again at open so a
     // damaged database is found here rather than served.
     let held =
@@ -147,17 +143,17 @@ pub async fn run(
     let shared =
         Arc::new(Shared { store: store.clone(), view: view.clone(), evidence: Mutex::new(evidence) });
 
-    let (net, mut events, p2p_addrs, metrics) = crate::node::start_p2p(&cfg, &key).await?;
+    let (net, mut events, p2p_addrs, metrics) = shell.start_p2p(&cfg).await?;
 
     // Bitcoin: the follower's own node, scanned for the anchors.
-    let anchor_view = Arc::new(RwLock::new(AnchorView::default()));
+    let anchor_view = shell.anchor_view.clone();
     let (anchor_stop, anchor_thread, chain) = match cfg.bitcoin.mode {
         BitcoinMode::None => {
             tracing::warn!(target: "cairn::follow", "bitcoin.mode = none: epochs are verified but anchors are NOT CHECKED against Bitcoin");
             (None, None, None)
         }
         BitcoinMode::Rpc => {
-            let rpc = Arc::new(crate::node::rpc_client(&cfg)?);
+            let rpc = Arc::new(shell::rpc_client(&cfg)?);
             rpc.wait_ready(Duration::from_secs(60)).map_err(|e| NodeError::Bitcoin(e.to_string()))?;
             let info = rpc.chain_info().map_err(|e| NodeError::Bitcoin(e.to_string()))?;
             if info.chain != network.core_chain_name() {
@@ -187,7 +183,6 @@ pub async fn run(
     };
 
     // HTTP API: the read routes over this database; writes are refused (no core).
-    let stopping = Arc::new(AtomicBool::new(false));
     let (effects_tx, _effects_rx) = mpsc::channel(1);
     let state = ApiState {
         core: None,
@@ -199,17 +194,17 @@ pub async fn run(
         effects: effects_tx,
         anchor: anchor_view.clone(),
         metrics: metrics.clone(),
-        stopping: stopping.clone(),
+        stopping: shell.stopping.clone(),
         canaries: Arc::new(api::CanaryMixer::default()),
         chain,
         p2p: Arc::new(p2p_addrs.clone()),
         anchor_address: None,
     };
-    let (api_addr, api_stop_tx, api_task) = crate::node::serve_api(&cfg, state).await?;
+    let api_addr = shell.serve_api(&cfg, state).await?;
     let info =
         NodeInfo { api: api_addr, p2p: p2p_addrs, coordinator: coordinator.to_hex(), anchor_address: None };
     tracing::info!(target: "cairn::follow", api = %api_addr, p2p = ?info.p2p, "following");
-    crate::node::announce(&dir, info, started);
+    shell.announce(info, started);
 
     let mut tick = tokio::time::interval(Duration::from_secs(cfg.follow.sync_secs.max(1)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -250,18 +245,11 @@ pub async fn run(
         }
     };
 
-    tracing::info!(target: "cairn::follow", "shutting down");
-    stopping.store(true, Ordering::SeqCst);
-    let _ = api_stop_tx.send(());
-    let _ = tokio::time::timeout(Duration::from_secs(10), api_task).await;
-    net.shutdown().await;
-    drop(anchor_stop);
-    if let Some(h) = anchor_thread {
-        let _ = tokio::task::spawn_blocking(move || h.join()).await;
-    }
+    let anchor =
+        anchor_stop.zip(anchor_thread).map(|(stop, handle)| Background { stop: Box::new(stop), handle });
     drop(shared);
     drop(store);
-    tracing::info!(target: "cairn::follow", "stopped cleanly");
+    shell.close(net, anchor).await;
     result
 }
 
