@@ -460,7 +460,8 @@ reveal_secs = 60
 mod example {
     #[test]
     fn the_example_config_is_valid() {
-        let c = super::NodeConfig::from_toml(include_str!("../cairn.example.toml")).unwrap();
+        let c =
+            <super::NodeConfig as super::Layered>::from_toml(include_str!("../cairn.example.toml")).unwrap();
         assert_eq!(c.lifecycle().unwrap().classes.len(), 2);
     }
 }

@@ -4,7 +4,7 @@
 //! Owns parsing and validating every setting before anything starts. Must never read a key
 //! file's contents or open a connection: it only says where things are.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use cairn_spec::Network;
@@ -393,7 +393,9 @@ mod example {
 
     #[test]
     fn the_example_config_is_valid() {
-        let c = super::WorkerConfig::from_toml(include_str!("../cairn-worker.example.toml")).unwrap();
+        let c =
+            <super::WorkerConfig as super::Layered>::from_toml(include_str!("../cairn-worker.example.toml"))
+                .unwrap();
         c.validate().unwrap();
         assert_eq!(c.coordinators.len(), 1);
     }
