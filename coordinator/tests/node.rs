@@ -246,6 +246,23 @@ async fn api_and_workers_over_real_sockets() {
         assert_ne!(v["error"].as_str(), Some("no such route"), "{method} {path} not routed");
     }
 
+    // What the clients (the devnet, `cairn worker status`) deserialize, each route's body
+    // reads back as its `cairn_spec::api` type.
+    fn typed<T: serde::de::DeserializeOwned>(v: Value) -> T {
+        serde_json::from_value(v.clone()).unwrap_or_else(|e| panic!("{e}: {v}"))
+    }
+    use cairn_spec::api as body;
+    assert!(matches!(typed::<body::Health>(get("/v1/health").1), body::Health::Coordinator(_)));
+    assert!(matches!(typed::<body::Stats>(get("/v1/stats").1), body::Stats::Coordinator(_)));
+    typed::<body::Anchors>(get("/v1/anchors").1);
+    typed::<body::EpochReceipts>(get("/v1/epochs/0/receipts").1);
+    typed::<body::ReceiptProofView>(get(&format!("/v1/receipts/{receipt_id}/proof")).1);
+    typed::<body::WorkerView>(get(&format!("/v1/workers/{}", w0.public())).1);
+    typed::<body::LedgerView>(get(&format!("/v1/ledger/{}", w0.public())).1);
+    typed::<body::TaskList>(get("/v1/tasks").1);
+    typed::<body::Payouts>(get("/v1/payouts").1);
+    typed::<body::EvidenceList>(get("/v1/evidence").1);
+
     // Many requests in flight at once are persisted in group commits and each answered.
     let w2 = std::sync::Arc::new(Worker::start(common::key(3), &coord_addr).await);
     assert_eq!(w2.register(coordinator, 4).await, ResponseBody::Ack);
