@@ -128,8 +128,9 @@ impl utoipa::Modify for OperatorToken {
 /// Name of the operator token's security scheme in the OpenAPI document.
 const OPERATOR_TOKEN: &str = "operatorToken";
 
-/// What the anchor side reports for the API (refreshed by the node each anchor round).
-#[derive(Clone, Debug, Default, serde::Serialize)]
+/// What the anchor side reports for the API (refreshed by the node each anchor round); the
+/// routes answer with views of it (`Anchors`, `EpochAnchor`, `AnchorCounts`).
+#[derive(Clone, Debug, Default)]
 pub struct AnchorView {
     /// Whether epochs are anchored at all (false in `bitcoin.mode = "none"`).
     pub enabled: bool,
@@ -210,7 +211,7 @@ impl AnchorView {
 }
 
 /// What a follower reports for the API (refreshed by its driver).
-#[derive(Clone, Debug, Default, serde::Serialize)]
+#[derive(Clone, Debug, Default)]
 pub struct FollowView {
     /// Newest accepted epoch.
     pub tip_height: Option<u32>,
