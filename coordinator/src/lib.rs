@@ -7,7 +7,6 @@
 
 pub mod anchor_store;
 pub mod api;
-pub mod api_body;
 pub mod audit_source;
 pub mod config;
 pub mod core;

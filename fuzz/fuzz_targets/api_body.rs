@@ -1,9 +1,9 @@
-//! The coordinator's API body parser (`coordinator/src/api_body.rs`, included by path so the
+//! The coordinator's API body parser (`coordinator/src/api/body.rs`, included by path so the
 //! fuzz build needs no RocksDB) on arbitrary bytes: never a panic, and whatever it accepts
 //! holds its bounds.
 #![no_main]
 
-#[path = "../../coordinator/src/api_body.rs"]
+#[path = "../../coordinator/src/api/body.rs"]
 #[allow(dead_code)]
 mod api_body;
 

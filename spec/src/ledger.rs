@@ -12,6 +12,7 @@ use crate::signed::Object;
 
 /// One worker's balances.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LedgerEntry {
     /// Worker's key.
     pub worker: PubKey,

@@ -9,6 +9,7 @@
 #![cfg_attr(not(test), deny(clippy::indexing_slicing))]
 
 pub mod anchor_payload;
+pub mod api;
 pub mod bundle;
 pub mod codec;
 pub mod epoch;

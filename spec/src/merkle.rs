@@ -58,6 +58,7 @@ fn reduce_in_place(v: &mut Vec<Hash32>) {
 
 /// Proof that a leaf sits at `index` in a tree of `count` leaves.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MerkleProof {
     /// Position of the leaf.
     pub index: u32,

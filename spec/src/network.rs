@@ -7,6 +7,7 @@ use crate::codec::{DecodeError, Reader, Writer};
 
 /// A Bitcoin network. The code is the canonical one-byte encoding.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Network {
     /// Bitcoin mainnet (code 0).

@@ -16,6 +16,7 @@ use crate::signed::{Object, Signer};
 
 /// Why a result was rejected (or `None` for an accepted one).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Verdict {
     /// Agreed with the verdict of the task; rewarded (code 1, reason 0).

@@ -11,6 +11,7 @@ use cairn_anchor::ChainBackend;
 use cairn_audit::receipt::{assemble, ProofSourceError};
 use cairn_audit::verify::verify_receipt;
 use cairn_audit::{ApiSource, Source, SourceError};
+use cairn_spec::api::{LedgerView, WorkerView};
 use cairn_spec::{Hash32, Network, PubKey};
 use serde_json::{json, Value};
 
@@ -20,8 +21,10 @@ use crate::journal::Journal;
 /// Receipts verified per coordinator per run (the newest first).
 pub const MAX_VERIFIED: usize = 100;
 
-fn get(api: &str, path: &str) -> Result<Value, String> {
-    ApiSource::new(api).get(path).map_err(|e| e.to_string())
+/// A route's answer read as its body type (`cairn_spec::api`), or why it could not be.
+fn get<T: serde::de::DeserializeOwned>(api: &str, path: &str) -> Result<T, String> {
+    let v = ApiSource::new(api).get(path).map_err(|e| e.to_string())?;
+    serde_json::from_value(v).map_err(|e| format!("{api}{path}: unexpected answer: {e}"))
 }
 
 /// Checks one receipt: off-chain always, on-chain when `chain` is given and the coordinator
@@ -138,8 +141,29 @@ pub fn report(
             coordinators.push(json!({ "coordinator": ckey, "api": null, "note": "no api URL configured: earnings and proofs unavailable" }));
             continue;
         };
-        let ledger = get(api, &format!("/v1/ledger/{me}")).unwrap_or_else(|e| json!({ "error": e }));
-        let standing = get(api, &format!("/v1/workers/{me}")).unwrap_or_else(|e| json!({ "error": e }));
+        // What the coordinator says, shown as it says it (or why it could not be asked).
+        let standing = match get::<WorkerView>(api, &format!("/v1/workers/{me}")) {
+            Ok(w) => json!({
+                "status": w.status,
+                "accepted": w.accepted,
+                "rejected": w.rejected,
+                "rejections": w.rejections,
+                "error": null,
+            }),
+            Err(e) => {
+                json!({ "status": null, "accepted": null, "rejected": null, "rejections": null, "error": e })
+            }
+        };
+        let earnings = match get::<LedgerView>(api, &format!("/v1/ledger/{me}")) {
+            Ok(l) => json!({
+                "locked": l.locked,
+                "claimable": l.claimable,
+                "paid": l.paid,
+                "payouts": l.payouts,
+                "error": null,
+            }),
+            Err(e) => json!({ "locked": null, "claimable": null, "paid": null, "payouts": null, "error": e }),
+        };
         let mut done: Vec<_> = journal
             .jobs
             .values()
@@ -162,20 +186,8 @@ pub fn report(
         coordinators.push(json!({
             "coordinator": ckey,
             "api": api,
-            "standing": {
-                "status": standing["status"],
-                "accepted": standing["accepted"],
-                "rejected": standing["rejected"],
-                "rejections": standing["rejections"],
-                "error": standing["error"],
-            },
-            "earnings_sats": {
-                "locked": ledger["locked"],
-                "claimable": ledger["claimable"],
-                "paid": ledger["paid"],
-                "payouts": ledger["payouts"],
-                "error": ledger["error"],
-            },
+            "standing": standing,
+            "earnings_sats": earnings,
             "receipts_checked": counts,
             "receipt_failures": failures,
         }));

@@ -158,23 +158,22 @@ fn print_devnet_banner(s: &crate::devnet::Started) {
 }
 
 fn devnet_line(s: &crate::devnet::Status) -> String {
-    let t = &s.stats["tasks"];
-    let n = |v: &serde_json::Value| v.as_u64().unwrap_or(0);
+    let (t, ledger) = (&s.stats.tasks, &s.stats.ledger);
     let newest = s.confirmed.first().map(|(e, c)| format!(", newest #{e} {c} conf")).unwrap_or_default();
     format!(
         "[{:>4}s] tasks {} submitted, {} open, {} decided, {} failed | receipts {} | epochs {} | anchors {} confirmed{newest}, {} pending | paid {} sats, locked {}, claimable {} | block {}",
         s.uptime,
-        n(&t["submitted"]),
-        n(&t["commit"]) + n(&t["reveal"]),
-        n(&t["decided"]),
-        n(&t["failed"]),
-        n(&s.stats["receipts"]),
-        n(&s.stats["epochs"]),
+        t.submitted,
+        t.commit + t.reveal,
+        t.decided,
+        t.failed,
+        s.stats.receipts,
+        s.stats.epochs,
         s.confirmed.len(),
         s.pending,
-        n(&s.stats["ledger"]["paid"]),
-        n(&s.stats["ledger"]["locked"]),
-        n(&s.stats["ledger"]["claimable"]),
+        ledger.paid,
+        ledger.locked,
+        ledger.claimable,
         s.tip.map(|t| t.to_string()).unwrap_or_else(|| "?".into()),
     )
 }

@@ -18,6 +18,9 @@ use std::time::{Duration, Instant};
 use cairn_anchor::regtest::RegtestNode;
 use cairn_anchor::scripted::ScriptedBackend;
 use cairn_anchor::{BitcoinCoreRpc, RpcAuth, RpcConfig};
+use cairn_spec::api::{
+    AnchorEntryStatus, Anchors, CoordinatorHealth, CoordinatorStats, EpochReceipts, Health, Stats, SubmitTask,
+};
 use serde_json::{json, Value};
 use thiserror::Error;
 
@@ -124,8 +127,8 @@ pub struct Started {
 /// One look at the running network (from the API and Bitcoin).
 #[derive(Clone, Debug, Default)]
 pub struct Status {
-    /// `/v1/stats`.
-    pub stats: Value,
+    /// `/v1/stats` (all zeros when the coordinator did not answer).
+    pub stats: CoordinatorStats,
     /// Anchors (from `/v1/anchors`): confirmed ones, newest first: (epoch, confirmations).
     pub confirmed: Vec<(u32, u32)>,
     /// Anchors waiting in the mempool.
@@ -325,10 +328,16 @@ async fn rpc_call(
         .map_err(|e| DevnetError::Bitcoin(e.to_string()))
 }
 
-/// A blocking API GET off the async threads.
+/// A blocking API GET off the async threads: the JSON body, `None` when there is no answer.
 async fn api_get(api: &str, path: String) -> Option<Value> {
     let src = cairn_audit::source::ApiSource::new(api);
     tokio::task::spawn_blocking(move || src.get(&path).ok()).await.ok().flatten()
+}
+
+/// [`api_get`] read as the route's body type (`cairn_spec::api`); `None` when there is no
+/// answer or it is not that type.
+async fn api_get_as<T: serde::de::DeserializeOwned>(api: &str, path: String) -> Option<T> {
+    serde_json::from_value(api_get(api, path).await?).ok()
 }
 
 /// Runs the devnet until `shutdown` resolves. `on_start` is told where everything is once the
@@ -516,7 +525,7 @@ pub async fn run(
                     "minilm" => format!("{}\n{}", SENTENCES[(n as usize) % SENTENCES.len()], SENTENCES[(n as usize + 5) % SENTENCES.len()]),
                     _ => format!("task {n}: {}", SENTENCES[(n as usize) % SENTENCES.len()]),
                 };
-                let body = json!({ "class": class, "input_text": text, "units": 1, "budget_sats": 1000, "nonce": n });
+                let body = SubmitTask { class, input_text: Some(text), units: 1, budget_sats: 1000, nonce: Some(n), ..SubmitTask::default() };
                 let (agent, url, auth) = (agent.clone(), format!("{api}/v1/tasks"), format!("Bearer {token}"));
                 let ok = tokio::task::spawn_blocking(move || {
                     agent.post(&url).header("Authorization", &auth).send_json(&body).map(|r| r.status().as_u16() == 201).unwrap_or(false)
@@ -563,24 +572,22 @@ pub async fn run(
 }
 
 async fn look(api: &str, submitted: u64, refused: u64, t0: Instant) -> Status {
-    let stats = api_get(api, "/v1/stats".into()).await.unwrap_or(Value::Null);
-    let anchors = api_get(api, "/v1/anchors".into()).await.unwrap_or(Value::Null);
-    let list = anchors["anchors"].as_array().cloned().unwrap_or_default();
-    let confirmed = list
+    let stats = match api_get_as::<Stats>(api, "/v1/stats".into()).await {
+        Some(Stats::Coordinator(s)) => s,
+        _ => CoordinatorStats::default(),
+    };
+    let anchors = api_get_as::<Anchors>(api, "/v1/anchors".into()).await.unwrap_or_default();
+    let confirmed = anchors
+        .anchors
         .iter()
-        .filter(|a| a["status"] == "confirmed")
-        .filter_map(|a| {
-            Some((
-                u32::try_from(a["epoch"].as_u64()?).ok()?,
-                u32::try_from(a["confirmations"].as_u64()?).ok()?,
-            ))
-        })
+        .filter(|a| a.status == AnchorEntryStatus::Confirmed)
+        .map(|a| (a.epoch, a.confirmations))
         .collect();
     Status {
         stats,
         confirmed,
-        pending: list.iter().filter(|a| a["status"] == "pending").count(),
-        tip: anchors["tip_height"].as_u64().and_then(|t| u32::try_from(t).ok()),
+        pending: anchors.anchors.iter().filter(|a| a.status == AnchorEntryStatus::Pending).count(),
+        tip: anchors.tip_height,
         submitted,
         refused,
         uptime: t0.elapsed().as_secs(),
@@ -590,19 +597,15 @@ async fn look(api: &str, submitted: u64, refused: u64, t0: Instant) -> Status {
 /// Picks a receipt of an anchored epoch and writes its proof bundle and OpenTimestamps files
 /// into the data directory.
 async fn write_sample(api: &str, dir: &Path) -> Option<Sample> {
-    let anchors = api_get(api, "/v1/anchors".into()).await?;
-    let settled = anchors["anchors"]
-        .as_array()?
-        .iter()
-        .filter(|a| a["status"] == "confirmed")
-        .filter_map(|a| a["epoch"].as_u64())
-        .max()?;
+    let anchors = api_get_as::<Anchors>(api, "/v1/anchors".into()).await?;
+    let settled =
+        anchors.anchors.iter().filter(|a| a.status == AnchorEntryStatus::Confirmed).map(|a| a.epoch).max()?;
     for h in (0..=settled).rev() {
-        let page = api_get(api, format!("/v1/epochs/{h}/receipts?limit=1")).await?;
-        let Some(id) = page["ids"].as_array().and_then(|a| a.first()).and_then(Value::as_str) else {
+        let page = api_get_as::<EpochReceipts>(api, format!("/v1/epochs/{h}/receipts?limit=1")).await?;
+        let Some(id) = page.ids.first() else {
             continue;
         };
-        let id = id.to_owned();
+        let id = id.to_hex();
         let bundle = dir.join("sample-receipt.bundle");
         let stamped = dir.join("sample-receipt");
         let fetch = |path: String, out: PathBuf| {
@@ -637,9 +640,9 @@ pub async fn mine(
 ) -> Result<(), DevnetError> {
     let rpc = Arc::new(rpc);
     let address = loop {
-        match api_get(api, "/v1/health".into()).await {
-            Some(h) if h["anchor_address"].is_string() => {
-                break h["anchor_address"].as_str().unwrap_or_default().to_owned()
+        match api_get(api, "/v1/health".into()).await.map(serde_json::from_value::<Health>) {
+            Some(Ok(Health::Coordinator(CoordinatorHealth { anchor_address: Some(address), .. }))) => {
+                break address
             }
             Some(_) => {
                 return Err(DevnetError::Node(format!("{api} names no anchor address (is it anchoring?)")))

@@ -1,27 +1,13 @@
 //! The HTTP API's request bodies: untrusted bytes to validated values.
 //!
-//! Owns parsing and bounds-checking what a client sends in a task submission. Must never
-//! read or change node state (it knows nothing of classes or the store), so the fuzzer can
-//! drive it alone: `fuzz/fuzz_targets/api_body.rs` includes this file by path, which is also
-//! why it depends on nothing but `cairn-spec`, `serde`, `serde_json` and `hex`.
+//! Owns parsing and bounds-checking what a client sends in a task submission (its JSON shape
+//! is `cairn_spec::api::SubmitTask`). Must never read or change node state (it knows nothing
+//! of classes or the store), so the fuzzer can drive it alone: `fuzz/fuzz_targets/api_body.rs`
+//! includes this file by path, which is also why it depends on nothing but `cairn-spec`,
+//! `serde_json` and `hex`.
 
+use cairn_spec::api::SubmitTask;
 use cairn_spec::{Payload, PubKey};
-use serde::Deserialize;
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SubmitBody {
-    /// Class name or id.
-    class: String,
-    input_hex: Option<String>,
-    input_text: Option<String>,
-    units: u32,
-    budget_sats: u64,
-    nonce: Option<u64>,
-    requester: Option<String>,
-    /// A canary: the known answer, hex. Operator-only, never shown.
-    canary_answer_hex: Option<String>,
-}
 
 /// A submission that parsed and passed every check that needs no node state.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -47,7 +33,7 @@ pub struct Submission {
 /// Parses and checks a `POST /v1/tasks` body (its size is bounded by the HTTP layer, the
 /// operator's `api.max_body_bytes`); the error is the reason given to the client.
 pub fn submission(body: &[u8]) -> Result<Submission, String> {
-    let b: SubmitBody = serde_json::from_slice(body).map_err(|e| format!("invalid JSON body: {e}"))?;
+    let b: SubmitTask = serde_json::from_slice(body).map_err(|e| format!("invalid JSON body: {e}"))?;
     if b.class.is_empty() || b.class.len() > 128 {
         return Err("class must be a class name or id (1 to 128 characters)".into());
     }

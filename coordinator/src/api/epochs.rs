@@ -1,0 +1,133 @@
+//! Epochs: signed headers with how each stands in Bitcoin, the receipts and ledger snapshot
+//! each commits, and the operator's close.
+//!
+//! Owns the epoch views and their paging. Must never serve an epoch the store does not hold
+//! as closed, and never close one itself (`POST /v1/epochs/close` asks the core).
+
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use axum::Json;
+use cairn_p2p::clock::unix_secs;
+use cairn_spec::api::{EpochClosed, EpochLedger, EpochList, EpochReceipts, EpochView, ErrorBody};
+use cairn_spec::{Encode, SignedEpochHeader};
+
+use super::{authorize, bad, limit, lock, not_found, parse_height, AnchorView, ApiResult, ApiState, Page};
+use crate::lifecycle::Effect;
+use crate::lifecycle_store as ls;
+
+/// Most receipts in one page of `/v1/epochs/{height}/receipts`.
+pub const MAX_RECEIPT_PAGE: usize = 5000;
+
+/// A signed header as the API shows it, with its anchor.
+pub(super) fn header_view(h: &SignedEpochHeader, anchor: &AnchorView) -> EpochView {
+    EpochView {
+        height: h.body.height,
+        hash: h.id(),
+        header: h.clone(),
+        encoding: hex::encode(h.to_bytes()),
+        anchor: anchor.status_of(h.body.height),
+    }
+}
+
+/// A page of epochs, oldest first.
+#[utoipa::path(get, path = "/v1/epochs", tag = "epochs",
+    params(("from" = Option<u32>, Query, description = "First height (default 0)"),
+           ("limit" = Option<usize>, Query, description = "Page size, 1 to 500 (default 100)")),
+    responses((status = 200, description = "A page of epochs", body = EpochList),
+              (status = 400, description = "Malformed query", body = ErrorBody)))]
+pub(super) async fn list_epochs(State(s): State<ApiState>, Query(p): Query<Page>) -> ApiResult<EpochList> {
+    let n = limit(&p)?;
+    let store = s.store.clone();
+    let anchor = s.anchor_view();
+    let epochs = ls::headers(store.as_ref(), p.from.unwrap_or(0), n)?
+        .iter()
+        .map(|h| header_view(h, &anchor))
+        .collect();
+    Ok(Json(EpochList { epochs }))
+}
+
+/// One epoch.
+#[utoipa::path(get, path = "/v1/epochs/{height}", tag = "epochs",
+    params(("height" = u32, Path, description = "Epoch height")),
+    responses((status = 200, description = "The epoch", body = EpochView),
+              (status = 400, description = "Malformed height", body = ErrorBody),
+              (status = 404, description = "Unknown epoch", body = ErrorBody)))]
+pub(super) async fn get_epoch(State(s): State<ApiState>, Path(height): Path<String>) -> ApiResult<EpochView> {
+    let height = parse_height(&height)?;
+    let store = s.store.clone();
+    let h = ls::header(store.as_ref(), height)?.ok_or_else(|| not_found("epoch"))?;
+    Ok(Json(header_view(&h, &s.anchor_view())))
+}
+
+/// Closes the open epoch now (operator token required).
+#[utoipa::path(post, path = "/v1/epochs/close", tag = "epochs",
+    security(("operatorToken" = [])),
+    responses((status = 200, description = "The height closed, if any", body = EpochClosed),
+              (status = 401, description = "Missing or wrong operator token", body = ErrorBody),
+              (status = 404, description = "A follower takes no writes", body = ErrorBody),
+              (status = 503, description = "Shutting down or core unavailable", body = ErrorBody)))]
+pub(super) async fn close_epoch(State(s): State<ApiState>, headers: HeaderMap) -> ApiResult<EpochClosed> {
+    authorize(&s, &headers)?;
+    let t = unix_secs();
+    let (_, effects) = lock(&s)?.apply(|m| Ok(((), m.close_epoch(t))))?;
+    let closed = effects.iter().find_map(|e| match e {
+        Effect::Epoch(h) => Some(h.body.height),
+        _ => None,
+    });
+    let _ = s.effects.send(effects).await;
+    Ok(Json(EpochClosed { closed }))
+}
+
+/// A page of an epoch's receipts, in leaf order.
+#[utoipa::path(get, path = "/v1/epochs/{height}/receipts", tag = "epochs",
+    params(("height" = u32, Path, description = "Epoch height"),
+           ("from" = Option<u32>, Query, description = "First leaf index (default 0)"),
+           ("limit" = Option<usize>, Query, description = "Page size, 1 to 5000 (default 1000)")),
+    responses((status = 200, description = "A page of receipts", body = EpochReceipts),
+              (status = 400, description = "Malformed height or query", body = ErrorBody),
+              (status = 404, description = "Unknown epoch", body = ErrorBody)))]
+pub(super) async fn epoch_receipts(
+    State(s): State<ApiState>,
+    Path(height): Path<String>,
+    Query(p): Query<Page>,
+) -> ApiResult<EpochReceipts> {
+    let height = parse_height(&height)?;
+    let n = match p.limit {
+        Some(0) => return Err(bad("limit must be at least 1")),
+        Some(n) if n > MAX_RECEIPT_PAGE => return Err(bad(format!("limit above {MAX_RECEIPT_PAGE}"))),
+        Some(n) => n,
+        None => 1000,
+    };
+    let store = s.store.clone();
+    let h = ls::header(store.as_ref(), height)?.ok_or_else(|| not_found("epoch"))?;
+    let from = p.from.unwrap_or(0);
+    let page = ls::epoch_receipts_page(store.as_ref(), height, from, n)?;
+    Ok(Json(EpochReceipts {
+        height,
+        receipt_count: h.body.receipt_count,
+        from,
+        receipts: page.iter().map(|r| hex::encode(r.to_bytes())).collect(),
+        ids: page.iter().map(|r| r.id()).collect(),
+    }))
+}
+
+/// The ledger snapshot an epoch's state root commits.
+#[utoipa::path(get, path = "/v1/epochs/{height}/ledger", tag = "epochs",
+    params(("height" = u32, Path, description = "Epoch height")),
+    responses((status = 200, description = "The ledger snapshot", body = EpochLedger),
+              (status = 400, description = "Malformed height", body = ErrorBody),
+              (status = 404, description = "Unknown epoch or snapshot", body = ErrorBody)))]
+pub(super) async fn epoch_ledger(
+    State(s): State<ApiState>,
+    Path(height): Path<String>,
+) -> ApiResult<EpochLedger> {
+    let height = parse_height(&height)?;
+    let store = s.store.clone();
+    let h = ls::header(store.as_ref(), height)?.ok_or_else(|| not_found("epoch"))?;
+    let entries = ls::ledger_snapshot(store.as_ref(), height)?.ok_or_else(|| not_found("ledger snapshot"))?;
+    Ok(Json(EpochLedger {
+        height,
+        state_root: h.body.state_root,
+        entries: entries.iter().map(|e| hex::encode(e.to_bytes())).collect(),
+    }))
+}

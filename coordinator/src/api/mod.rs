@@ -1,0 +1,453 @@
+//! The HTTP API (axum, JSON, versioned under `/v1`): tasks, results, workers and their
+//! rejection reasons, epochs, anchors, receipts with Merkle proofs, ledger balances with a
+//! proof against the newest state root, health, and Prometheus `/metrics`. Write endpoints
+//! need the operator token (compared in constant time). Every body is a type of
+//! `cairn_spec::api`; the OpenAPI document ([`ApiDoc`], served at `/openapi.json`, checked in
+//! as `coordinator/openapi.json`) is generated from those types and the handlers' annotations,
+//! and a test holds it and [`ROUTES`] together.
+//!
+//! This module owns the router, the handlers' shared state, errors and the operator token;
+//! the handlers live in a file per resource. Must never decide anything (it calls the core)
+//! and never show what only the node may know: which tasks are canaries or audits.
+
+use std::sync::{Arc, Mutex, RwLock};
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use cairn_spec::api::{AnchorCounts, Anchors, EpochAnchor, ErrorBody};
+use cairn_spec::{Hash32, PubKey};
+use serde::Deserialize;
+use tokio::sync::mpsc;
+use utoipa::OpenApi;
+
+use crate::core::{Core, CoreError};
+use crate::lifecycle::{Effect, Refusal};
+use crate::lifecycle_store as ls;
+use crate::metrics::NodeMetrics;
+
+pub mod body;
+mod epochs;
+mod ledger;
+mod receipts;
+mod status;
+mod tasks;
+mod workers;
+
+pub use cairn_spec::api::{AnchorEntry, AnchorEntryStatus};
+pub use epochs::MAX_RECEIPT_PAGE;
+
+/// Largest page of a list.
+pub const MAX_PAGE: usize = 500;
+
+/// Every route: (method, path template). The OpenAPI document must list exactly these.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("get", "/v1/health"),
+    ("get", "/metrics"),
+    ("get", "/openapi.json"),
+    ("get", "/v1/classes"),
+    ("post", "/v1/tasks"),
+    ("get", "/v1/tasks"),
+    ("get", "/v1/tasks/{id}"),
+    ("get", "/v1/tasks/{id}/result"),
+    ("get", "/v1/workers"),
+    ("get", "/v1/workers/{key}"),
+    ("get", "/v1/epochs"),
+    ("post", "/v1/epochs/close"),
+    ("get", "/v1/epochs/{height}"),
+    ("get", "/v1/epochs/{height}/receipts"),
+    ("get", "/v1/epochs/{height}/ledger"),
+    ("get", "/v1/anchors"),
+    ("get", "/v1/receipts/{id}"),
+    ("get", "/v1/receipts/{id}/proof"),
+    ("get", "/v1/ledger/{worker}"),
+    ("get", "/v1/payouts"),
+    ("get", "/timestamp/{commitment}"),
+    ("get", "/v1/evidence"),
+    ("get", "/v1/stats"),
+    ("get", "/v1/receipts/{id}/audit"),
+    ("get", "/v1/receipts/{id}/bundle"),
+    ("get", "/v1/receipts/{id}/ots"),
+];
+
+/// The OpenAPI document of every route in [`ROUTES`], generated from the body types of
+/// `cairn_spec::api` and the handlers' `#[utoipa::path]` annotations.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Cairn coordinator API",
+        version = "1",
+        description = "JSON API of a Cairn coordinator node. Paths are versioned under /v1. Write endpoints need the operator token (Authorization: Bearer <token>; the token is in <data-dir>/operator.token). Errors are JSON objects {\"error\": reason} with a 4xx status; a refused request changes nothing."
+    ),
+    paths(
+        status::health,
+        status::metrics,
+        status::openapi_json,
+        status::anchors,
+        status::stats,
+        status::evidence,
+        tasks::classes,
+        tasks::submit_task,
+        tasks::list_tasks,
+        tasks::get_task,
+        tasks::get_result,
+        workers::list_workers,
+        workers::get_worker,
+        epochs::list_epochs,
+        epochs::close_epoch,
+        epochs::get_epoch,
+        epochs::epoch_receipts,
+        epochs::epoch_ledger,
+        receipts::get_receipt,
+        receipts::receipt_proof,
+        receipts::timestamp,
+        receipts::receipt_audit,
+        receipts::receipt_bundle,
+        receipts::receipt_ots,
+        ledger::ledger,
+        ledger::payouts,
+    ),
+    modifiers(&OperatorToken)
+)]
+pub struct ApiDoc;
+
+/// Adds the operator token's security scheme, which the write routes name.
+struct OperatorToken;
+
+impl utoipa::Modify for OperatorToken {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+        let components = doc.components.get_or_insert_with(Default::default);
+        components
+            .add_security_scheme(OPERATOR_TOKEN, SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)));
+    }
+}
+
+/// Name of the operator token's security scheme in the OpenAPI document.
+const OPERATOR_TOKEN: &str = "operatorToken";
+
+/// What the anchor side reports for the API (refreshed by the node each anchor round); the
+/// routes answer with views of it (`Anchors`, `EpochAnchor`, `AnchorCounts`).
+#[derive(Clone, Debug, Default)]
+pub struct AnchorView {
+    /// Whether epochs are anchored at all (false in `bitcoin.mode = "none"`).
+    pub enabled: bool,
+    /// Best height seen.
+    pub tip_height: Option<u32>,
+    /// Newest settled epoch.
+    pub settled_epoch: Option<u32>,
+    /// Anchor transactions, newest first.
+    pub anchors: Vec<AnchorEntry>,
+    /// Last error talking to Bitcoin Core, if the last round failed.
+    pub last_error: Option<String>,
+}
+
+impl AnchorView {
+    /// The confirmed anchors, in chain order, as an auditor's source names them.
+    pub fn claims(&self) -> Vec<cairn_audit::AnchorClaim> {
+        let mut out: Vec<_> = self
+            .anchors
+            .iter()
+            .filter(|a| a.status == AnchorEntryStatus::Confirmed)
+            .filter_map(|a| {
+                Some(cairn_audit::AnchorClaim {
+                    txid: a.txid.parse().ok()?,
+                    epoch: a.epoch,
+                    height: a.height?,
+                })
+            })
+            .collect();
+        out.sort_by_key(|a| (a.height, a.epoch));
+        out
+    }
+
+    /// The confirmed anchor covering `epoch` (the earliest-confirmed one committing it or a
+    /// later epoch), or a pending one.
+    pub fn status_of(&self, epoch: u32) -> EpochAnchor {
+        let confirmed = self
+            .anchors
+            .iter()
+            .filter(|a| a.status == AnchorEntryStatus::Confirmed && a.epoch >= epoch)
+            .min_by_key(|a| (a.height, a.epoch));
+        if let Some(a) = confirmed {
+            return EpochAnchor::Confirmed {
+                txid: a.txid.clone(),
+                anchored_epoch: a.epoch,
+                height: a.height,
+                confirmations: a.confirmations,
+            };
+        }
+        match self.anchors.iter().find(|a| a.status == AnchorEntryStatus::Pending && a.epoch >= epoch) {
+            Some(a) => EpochAnchor::Pending { txid: a.txid.clone(), anchored_epoch: a.epoch },
+            None if self.enabled => EpochAnchor::Unanchored,
+            None => EpochAnchor::AnchoringDisabled,
+        }
+    }
+
+    /// The `/v1/anchors` body.
+    pub fn to_body(&self) -> Anchors {
+        Anchors {
+            enabled: self.enabled,
+            tip_height: self.tip_height,
+            settled_epoch: self.settled_epoch,
+            anchors: self.anchors.clone(),
+            last_error: self.last_error.clone(),
+        }
+    }
+
+    /// The anchor totals of `/v1/stats`.
+    pub fn counts(&self) -> AnchorCounts {
+        let count = |st: AnchorEntryStatus| self.anchors.iter().filter(|a| a.status == st).count() as u64;
+        AnchorCounts {
+            confirmed: count(AnchorEntryStatus::Confirmed),
+            pending: count(AnchorEntryStatus::Pending),
+            replaced: count(AnchorEntryStatus::Replaced),
+            settled_epoch: self.settled_epoch,
+            bitcoin_tip: self.tip_height,
+        }
+    }
+}
+
+/// What a follower reports for the API (refreshed by its driver).
+#[derive(Clone, Debug, Default)]
+pub struct FollowView {
+    /// Newest accepted epoch.
+    pub tip_height: Option<u32>,
+    /// Peers synced from.
+    pub peers: Vec<String>,
+    /// Unix seconds of the last completed sync round.
+    pub last_sync: Option<u64>,
+    /// Last sync error, if the last round failed.
+    pub last_error: Option<String>,
+    /// Refused epochs and equivocations seen, oldest first.
+    pub evidence: Vec<crate::follower::Evidence>,
+}
+
+/// Shared state of the handlers.
+#[derive(Clone)]
+pub struct ApiState {
+    /// The core (`None` on a follower, which runs no lifecycle).
+    pub core: Option<Arc<Mutex<Core>>>,
+    /// The database the read routes serve from.
+    pub store: Arc<dyn crate::store::KvStore>,
+    /// The network.
+    pub network: cairn_spec::Network,
+    /// The coordinator this node is (or follows).
+    pub coordinator: PubKey,
+    /// A follower's sync status and evidence (`None` on a coordinator).
+    pub follower: Option<Arc<RwLock<FollowView>>>,
+    /// Operator token.
+    pub token: Arc<String>,
+    /// Where effects of accepted writes go (the node performs them).
+    pub effects: mpsc::Sender<Vec<Effect>>,
+    /// Anchor status.
+    pub anchor: Arc<RwLock<AnchorView>>,
+    /// Metrics.
+    pub metrics: Arc<NodeMetrics>,
+    /// Set once shutdown starts: writes are refused.
+    pub stopping: Arc<std::sync::atomic::AtomicBool>,
+    /// Canaries mixed in among submitted tasks.
+    pub canaries: Arc<CanaryMixer>,
+    /// The node's Bitcoin Core, for OpenTimestamps answers (`None` without anchoring).
+    pub chain: Option<Arc<dyn cairn_anchor::ChainBackend + Send + Sync>>,
+    /// The node's p2p listen addresses (ending in its peer id), for `/v1/health`: what a
+    /// worker given only the API dials.
+    pub p2p: Arc<Vec<String>>,
+    /// The anchor key's address (where anchoring is funded), on a coordinator that anchors.
+    pub anchor_address: Option<String>,
+}
+
+impl ApiState {
+    /// A copy of the anchor side's latest report.
+    fn anchor_view(&self) -> AnchorView {
+        self.anchor.read().map(|a| a.clone()).unwrap_or_default()
+    }
+
+    /// A copy of a follower's latest report (`None` on a coordinator).
+    fn follow_view(&self) -> Option<FollowView> {
+        self.follower.as_ref().and_then(|f| f.read().ok().map(|v| v.clone()))
+    }
+
+    /// Whether shutdown has started.
+    fn is_stopping(&self) -> bool {
+        self.stopping.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// Mixes a canary in after every `every` submitted tasks. A canary is built exactly like a
+/// default API submission (the coordinator as requester, a random nonce, the current time), so
+/// nothing in its announcement tells it apart; only its answer, kept by the node, differs.
+#[derive(Debug, Default)]
+pub struct CanaryMixer {
+    /// Pool: (class name, input, answer, units).
+    pub pool: Vec<(String, Vec<u8>, Vec<u8>, u32)>,
+    /// One canary per this many submissions (0: never).
+    pub every: u64,
+    /// Submissions so far.
+    pub count: std::sync::atomic::AtomicU64,
+}
+
+impl CanaryMixer {
+    /// The canary due after this submission, if any.
+    fn due(&self) -> Option<&(String, Vec<u8>, Vec<u8>, u32)> {
+        if self.every == 0 || self.pool.is_empty() {
+            return None;
+        }
+        let n = self.count.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+        if n % self.every != 0 {
+            return None;
+        }
+        let mut b = [0u8; 8];
+        getrandom::fill(&mut b).ok()?;
+        self.pool.get((u64::from_le_bytes(b) % self.pool.len() as u64) as usize)
+    }
+}
+
+/// An API error: status and reason.
+#[derive(Debug)]
+pub struct ApiError(StatusCode, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(ErrorBody { error: self.1 })).into_response()
+    }
+}
+
+impl From<Refusal> for ApiError {
+    fn from(r: Refusal) -> Self {
+        ApiError(StatusCode::from_u16(r.code()).unwrap_or(StatusCode::BAD_REQUEST), r.to_string())
+    }
+}
+
+impl From<CoreError> for ApiError {
+    fn from(e: CoreError) -> Self {
+        match e {
+            CoreError::Refused(r) => r.into(),
+            other => ApiError(StatusCode::SERVICE_UNAVAILABLE, other.to_string()),
+        }
+    }
+}
+
+impl From<ls::LoadError> for ApiError {
+    fn from(e: ls::LoadError) -> Self {
+        tracing::error!(target: "cairn::api", error = %e, "storage read failed");
+        ApiError(StatusCode::INTERNAL_SERVER_ERROR, "storage read failed".into())
+    }
+}
+
+fn bad(msg: impl Into<String>) -> ApiError {
+    ApiError(StatusCode::BAD_REQUEST, msg.into())
+}
+
+fn not_found(what: &str) -> ApiError {
+    ApiError(StatusCode::NOT_FOUND, format!("unknown {what}"))
+}
+
+/// A handler's answer: a typed body, or an error.
+type ApiResult<T> = Result<Json<T>, ApiError>;
+
+/// Constant-time equality: the time taken does not depend on where the inputs differ.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn authorize(state: &ApiState, headers: &HeaderMap) -> Result<(), ApiError> {
+    if state.core.is_none() {
+        return Err(ApiError(
+            StatusCode::NOT_FOUND,
+            "a follower takes no writes: send them to the coordinator".into(),
+        ));
+    }
+    let given = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if !constant_time_eq(given.as_bytes(), state.token.as_bytes()) {
+        return Err(ApiError(StatusCode::UNAUTHORIZED, "missing or wrong operator token".into()));
+    }
+    if state.is_stopping() {
+        return Err(ApiError(StatusCode::SERVICE_UNAVAILABLE, "node is shutting down".into()));
+    }
+    Ok(())
+}
+
+fn parse_hash(s: &str, what: &str) -> Result<Hash32, ApiError> {
+    Hash32::from_hex(s).map_err(|_| bad(format!("{what} must be 64 hex characters")))
+}
+
+fn parse_key(s: &str) -> Result<PubKey, ApiError> {
+    PubKey::from_hex(s).ok_or_else(|| bad("key must be a 64-hex-character x-only public key"))
+}
+
+fn parse_height(s: &str) -> Result<u32, ApiError> {
+    s.parse().map_err(|_| bad("height must be a non-negative integer"))
+}
+
+fn lock(state: &ApiState) -> Result<std::sync::MutexGuard<'_, Core>, ApiError> {
+    let Some(core) = &state.core else {
+        return Err(ApiError(
+            StatusCode::NOT_FOUND,
+            "a follower serves epochs, receipts, ledger snapshots and anchors; ask the coordinator for this"
+                .into(),
+        ));
+    };
+    core.lock().map_err(|_| ApiError(StatusCode::SERVICE_UNAVAILABLE, "core unavailable".into()))
+}
+
+/// Query of the list routes.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Page {
+    after: Option<String>,
+    from: Option<u32>,
+    limit: Option<usize>,
+}
+
+fn limit(p: &Page) -> Result<usize, ApiError> {
+    match p.limit {
+        Some(0) => Err(bad("limit must be at least 1")),
+        Some(n) if n > MAX_PAGE => Err(bad(format!("limit above {MAX_PAGE}"))),
+        Some(n) => Ok(n),
+        None => Ok(100),
+    }
+}
+
+/// The router.
+pub fn router(state: ApiState, max_body: usize) -> Router {
+    Router::new()
+        .route("/v1/health", get(status::health))
+        .route("/metrics", get(status::metrics))
+        .route("/openapi.json", get(status::openapi_json))
+        .route("/v1/classes", get(tasks::classes))
+        .route("/v1/tasks", post(tasks::submit_task).get(tasks::list_tasks))
+        .route("/v1/tasks/{id}", get(tasks::get_task))
+        .route("/v1/tasks/{id}/result", get(tasks::get_result))
+        .route("/v1/workers", get(workers::list_workers))
+        .route("/v1/workers/{key}", get(workers::get_worker))
+        .route("/v1/epochs", get(epochs::list_epochs))
+        .route("/v1/epochs/close", post(epochs::close_epoch))
+        .route("/v1/epochs/{height}", get(epochs::get_epoch))
+        .route("/v1/epochs/{height}/receipts", get(epochs::epoch_receipts))
+        .route("/v1/epochs/{height}/ledger", get(epochs::epoch_ledger))
+        .route("/v1/anchors", get(status::anchors))
+        .route("/v1/receipts/{id}", get(receipts::get_receipt))
+        .route("/v1/receipts/{id}/proof", get(receipts::receipt_proof))
+        .route("/v1/ledger/{worker}", get(ledger::ledger))
+        .route("/v1/payouts", get(ledger::payouts))
+        .route("/timestamp/{commitment}", get(receipts::timestamp))
+        .route("/v1/evidence", get(status::evidence))
+        .route("/v1/stats", get(status::stats))
+        .route("/v1/receipts/{id}/audit", get(receipts::receipt_audit))
+        .route("/v1/receipts/{id}/bundle", get(receipts::receipt_bundle))
+        .route("/v1/receipts/{id}/ots", get(receipts::receipt_ots))
+        .merge(crate::dashboard::routes())
+        .fallback(|| async { ApiError(StatusCode::NOT_FOUND, "no such route".into()) })
+        .layer(DefaultBodyLimit::max(max_body))
+        .with_state(state)
+}

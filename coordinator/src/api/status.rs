@@ -1,0 +1,165 @@
+//! The node's own state: `/v1/health`, `/v1/stats`, `/v1/anchors`, `/v1/evidence`,
+//! Prometheus `/metrics` and the OpenAPI document.
+//!
+//! Owns the views of how the node stands (role, network, sync, Bitcoin, totals). Must never
+//! change anything: every route here is a read, and none shows a canary or an audit flag.
+
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use cairn_spec::api::{
+    Anchors, CoordinatorHealth, CoordinatorStats, ErrorBody, Evidence, EvidenceList, FollowerHealth,
+    FollowerStats, Health, LedgerTotals, NodeStatus, Role, Stats, TaskCounts, WorkerCounts,
+};
+use utoipa::OpenApi;
+
+use super::{lock, ApiDoc, ApiResult, ApiState};
+use crate::lifecycle::Phase;
+
+fn node_status(s: &ApiState) -> NodeStatus {
+    if s.is_stopping() {
+        NodeStatus::Stopping
+    } else {
+        NodeStatus::Ok
+    }
+}
+
+/// Node status.
+#[utoipa::path(get, path = "/v1/health", tag = "node",
+    responses((status = 200, description = "Node status", body = Health),
+              (status = 503, description = "Core unavailable", body = ErrorBody)))]
+pub(super) async fn health(State(s): State<ApiState>) -> ApiResult<Health> {
+    let anchor = s.anchor_view();
+    if let Some(f) = s.follow_view() {
+        return Ok(Json(Health::Follower(FollowerHealth {
+            status: node_status(&s),
+            network: s.network,
+            coordinator: s.coordinator,
+            next_epoch: f.tip_height.map_or(0, |h| h.saturating_add(1)),
+            peers: f.peers,
+            last_sync: f.last_sync,
+            sync_error: f.last_error,
+            evidence: f.evidence.len() as u64,
+            p2p: s.p2p.as_ref().clone(),
+            anchoring: anchor.enabled,
+            bitcoin_tip: anchor.tip_height,
+            bitcoin_error: anchor.last_error,
+        })));
+    }
+    let core = lock(&s)?;
+    let m = core.machine();
+    Ok(Json(Health::Coordinator(CoordinatorHealth {
+        status: node_status(&s),
+        network: m.config().network,
+        coordinator: m.coordinator(),
+        next_epoch: m.meta().next_epoch,
+        open_tasks: m.open_tasks().count() as u64,
+        workers: m.workers().count() as u64,
+        p2p: s.p2p.as_ref().clone(),
+        anchor_address: s.anchor_address.clone(),
+        anchoring: anchor.enabled,
+        bitcoin_tip: anchor.tip_height,
+        bitcoin_error: anchor.last_error,
+    })))
+}
+
+/// Prometheus metrics.
+#[utoipa::path(get, path = "/metrics", tag = "node",
+    responses((status = 200, description = "Metrics in the OpenMetrics text format", body = String,
+               content_type = "application/openmetrics-text")))]
+pub(super) async fn metrics(State(s): State<ApiState>) -> Response {
+    let body = s.metrics.encode();
+    ([(axum::http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], body)
+        .into_response()
+}
+
+/// This document.
+#[utoipa::path(get, path = "/openapi.json", tag = "node",
+    responses((status = 200, description = "The OpenAPI document of this API", body = Object)))]
+pub(super) async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}
+
+/// Anchor transactions and the node's view of Bitcoin.
+#[utoipa::path(get, path = "/v1/anchors", tag = "node",
+    responses((status = 200, description = "Anchors, newest first", body = Anchors)))]
+pub(super) async fn anchors(State(s): State<ApiState>) -> ApiResult<Anchors> {
+    Ok(Json(s.anchor_view().to_body()))
+}
+
+/// Totals for dashboards: tasks per state, receipts, epochs, ledger sums, workers, anchors.
+#[utoipa::path(get, path = "/v1/stats", tag = "node",
+    responses((status = 200, description = "Totals", body = Stats),
+              (status = 503, description = "Core unavailable", body = ErrorBody)))]
+pub(super) async fn stats(State(s): State<ApiState>) -> ApiResult<Stats> {
+    let anchors = s.anchor_view().counts();
+    if let Some(f) = s.follow_view() {
+        return Ok(Json(Stats::Follower(FollowerStats {
+            epochs: f.tip_height.map_or(0, |h| u64::from(h) + 1),
+            anchors,
+        })));
+    }
+    let core = lock(&s)?;
+    let m = core.machine();
+    let (mut commit, mut reveal) = (0u64, 0u64);
+    for t in m.open_tasks() {
+        match t.phase {
+            Phase::Commit => commit += 1,
+            Phase::Reveal { .. } => reveal += 1,
+            _ => {}
+        }
+    }
+    let c = &m.meta().counts;
+    let mut ledger = LedgerTotals {
+        credited: m.meta().credited,
+        forfeited: m.meta().forfeited,
+        ..LedgerTotals::default()
+    };
+    let mut workers = WorkerCounts::default();
+    for w in m.workers() {
+        match (&w.banned, &w.bond_lost) {
+            (Some(_), _) => workers.banned += 1,
+            (None, Some(_)) => workers.lapsed += 1,
+            (None, None) => workers.active += 1,
+        }
+        if let Some(e) = m.balance(&w.key()) {
+            ledger.locked = ledger.locked.saturating_add(e.locked);
+            ledger.claimable = ledger.claimable.saturating_add(e.claimable);
+            ledger.paid = ledger.paid.saturating_add(e.paid);
+        }
+    }
+    Ok(Json(Stats::Coordinator(CoordinatorStats {
+        tasks: TaskCounts { submitted: c.submitted, commit, reveal, decided: c.decided, failed: c.failed },
+        receipts: c.receipts,
+        epochs: m.meta().next_epoch,
+        open_epoch_receipts: m.meta().open_receipts,
+        ledger,
+        workers,
+        anchors,
+    })))
+}
+
+/// Refused epochs and equivocations this node has seen, with the headers as evidence (a
+/// follower's; a coordinator keeps none).
+#[utoipa::path(get, path = "/v1/evidence", tag = "node",
+    responses((status = 200, description = "Evidence, oldest first", body = EvidenceList)))]
+pub(super) async fn evidence(State(s): State<ApiState>) -> ApiResult<EvidenceList> {
+    let f = s.follow_view();
+    Ok(Json(EvidenceList {
+        role: if f.is_some() { Role::Follower } else { Role::Coordinator },
+        evidence: f.map(|f| f.evidence.iter().map(evidence_view).collect()).unwrap_or_default(),
+    }))
+}
+
+fn evidence_view(e: &crate::follower::Evidence) -> Evidence {
+    Evidence {
+        kind: e.kind.clone(),
+        height: e.height,
+        check: e.check.clone(),
+        detail: e.detail.clone(),
+        headers: e.headers.clone(),
+        txid: e.txid.clone(),
+        source: e.source.clone(),
+        seen_at: e.seen_at,
+    }
+}

@@ -1,0 +1,228 @@
+//! Tasks: the classes served, submissions (with the canaries mixed in among them), the public
+//! task view and accepted results.
+//!
+//! Owns turning a checked submission into a task for the core, and a task record into its
+//! public view. Must never show a canary's answer or which slot is an audit replica, and never
+//! decide whether a task is accepted (the core does).
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use cairn_p2p::clock::unix_secs;
+use cairn_spec::api::{
+    ClassList, ClassView, ErrorBody, SlotView, SubmitTask, TaskCreated, TaskList, TaskPhase, TaskResult,
+    TaskView,
+};
+use cairn_spec::{Encode, Hash32, Payload, Task};
+
+use super::{authorize, bad, limit, lock, not_found, parse_hash, ApiError, ApiResult, ApiState, Page};
+use crate::lifecycle::{Phase, TaskRecord};
+use crate::lifecycle_store as ls;
+
+/// The task classes this coordinator serves.
+#[utoipa::path(get, path = "/v1/classes", tag = "tasks",
+    responses((status = 200, description = "Task classes", body = ClassList),
+              (status = 404, description = "A follower serves no classes", body = ErrorBody)))]
+pub(super) async fn classes(State(s): State<ApiState>) -> ApiResult<ClassList> {
+    let core = lock(&s)?;
+    let classes = core
+        .machine()
+        .classes()
+        .iter()
+        .map(|(id, c)| ClassView { id: *id, class: c.clone(), encoding: hex::encode(c.to_bytes()) })
+        .collect();
+    Ok(Json(ClassList { classes }))
+}
+
+/// Submits a task (operator token required).
+#[utoipa::path(post, path = "/v1/tasks", tag = "tasks", request_body = SubmitTask,
+    security(("operatorToken" = [])),
+    responses((status = 201, description = "Task accepted", body = TaskCreated),
+              (status = 400, description = "Malformed body", body = ErrorBody),
+              (status = 401, description = "Missing or wrong operator token", body = ErrorBody),
+              (status = 404, description = "Unknown class, or a follower", body = ErrorBody),
+              (status = 409, description = "Refused by the lifecycle", body = ErrorBody),
+              (status = 503, description = "Shutting down or core unavailable", body = ErrorBody)))]
+pub(super) async fn submit_task(
+    State(s): State<ApiState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    authorize(&s, &headers)?;
+    let b = super::body::submission(&body).map_err(bad)?;
+    let submitted_budget = b.budget_sats;
+    let (payload, blob, canary) = (b.payload, b.blob, b.canary);
+    let nonce = match b.nonce {
+        Some(n) => n,
+        None => {
+            let mut buf = [0u8; 8];
+            getrandom::fill(&mut buf)
+                .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+            u64::from_le_bytes(buf)
+        }
+    };
+    let t = unix_secs();
+    let (id, effects) = {
+        let mut core = lock(&s)?;
+        let m = core.machine();
+        let class = m
+            .classes()
+            .iter()
+            .find(|(id, c)| c.name == b.class || id.to_hex() == b.class)
+            .map(|(id, _)| *id)
+            .ok_or_else(|| not_found("task class"))?;
+        let task = Task {
+            network: m.config().network,
+            coordinator: m.coordinator(),
+            class,
+            requester: b.requester.unwrap_or(m.coordinator()),
+            nonce,
+            units: b.units,
+            budget_sats: b.budget_sats,
+            created_at: t,
+            input: payload,
+        };
+        match blob {
+            None => core.apply(|m| m.submit_task(task, canary, t))?,
+            Some(bytes) => core.apply(|m| m.submit_task_with_blob(task, bytes, canary, t))?,
+        }
+    };
+    s.metrics.tasks_submitted.inc();
+    let _ = s.effects.send(effects).await;
+    if let Some((class, input, answer, units)) = s.canaries.due().cloned() {
+        let mut b = [0u8; 8];
+        if getrandom::fill(&mut b).is_ok() {
+            let made = lock(&s).map(|mut core| {
+                let m = core.machine();
+                let Some((class_id, c)) = m.classes().iter().find(|(_, c)| c.name == class) else {
+                    return Vec::new();
+                };
+                let task = Task {
+                    network: m.config().network,
+                    coordinator: m.coordinator(),
+                    class: *class_id,
+                    requester: m.coordinator(),
+                    nonce: u64::from_le_bytes(b),
+                    units,
+                    // The budget of the submission it follows (when that covers the cost),
+                    // so a canary's budget is not the tell-tale exact cost.
+                    budget_sats: c
+                        .reward_per_unit
+                        .saturating_mul(u64::from(units))
+                        .saturating_mul(u64::from(c.replication))
+                        .max(submitted_budget),
+                    created_at: t,
+                    input: Payload::Inline(input),
+                };
+                core.apply(|m| m.submit_task(task, Some(answer), t)).map(|(_, e)| e).unwrap_or_default()
+            });
+            if let Ok(effects) = made {
+                let _ = s.effects.send(effects).await;
+            }
+        }
+    }
+    Ok((StatusCode::CREATED, Json(TaskCreated { id })).into_response())
+}
+
+/// The public view of a task: no canary answer, no audit flags.
+fn task_view(r: &TaskRecord) -> TaskView {
+    let assignments = r
+        .assignments
+        .iter()
+        .map(|a| SlotView {
+            worker: a.worker,
+            committed: a.commitment.is_some(),
+            revealed: a.revealed.is_some(),
+            verdict: a.verdict,
+            receipt: a.receipt,
+        })
+        .collect();
+    let (phase, result_hash, failure) = match &r.phase {
+        Phase::Commit => (TaskPhase::Open, None, None),
+        Phase::Reveal { .. } => (TaskPhase::Revealing, None, None),
+        Phase::Decided { result, .. } => (TaskPhase::Decided, Some(*result), None),
+        Phase::Failed { reason, .. } => (TaskPhase::Failed, None, Some(reason.clone())),
+    };
+    TaskView {
+        id: r.id,
+        class: r.task.class,
+        requester: r.task.requester,
+        units: r.task.units,
+        budget_sats: r.task.budget_sats,
+        accepted_at: r.accepted_at,
+        input_hash: r.task.input.content_hash(),
+        input_size: r.task.input.size(),
+        phase,
+        result_hash,
+        failure,
+        assignments,
+    }
+}
+
+fn load_task(s: &ApiState, id: &Hash32) -> Result<TaskRecord, ApiError> {
+    let core = lock(s)?;
+    if let Some(t) = core.machine().open_task(id) {
+        return Ok(t.clone());
+    }
+    let store = core.store().clone();
+    drop(core);
+    ls::task(store.as_ref(), id)?.ok_or_else(|| not_found("task"))
+}
+
+/// One task.
+#[utoipa::path(get, path = "/v1/tasks/{id}", tag = "tasks",
+    params(("id" = String, Path, description = "Task id, 64 hex characters")),
+    responses((status = 200, description = "The task", body = TaskView),
+              (status = 400, description = "Malformed id", body = ErrorBody),
+              (status = 404, description = "Unknown task", body = ErrorBody)))]
+pub(super) async fn get_task(State(s): State<ApiState>, Path(id): Path<String>) -> ApiResult<TaskView> {
+    let id = parse_hash(&id, "task id")?;
+    Ok(Json(task_view(&load_task(&s, &id)?)))
+}
+
+/// The accepted result of a decided task.
+#[utoipa::path(get, path = "/v1/tasks/{id}/result", tag = "tasks",
+    params(("id" = String, Path, description = "Task id, 64 hex characters")),
+    responses((status = 200, description = "The accepted result", body = TaskResult),
+              (status = 400, description = "Malformed id", body = ErrorBody),
+              (status = 404, description = "Unknown task or result not inline", body = ErrorBody),
+              (status = 409, description = "No accepted result yet", body = ErrorBody)))]
+pub(super) async fn get_result(State(s): State<ApiState>, Path(id): Path<String>) -> ApiResult<TaskResult> {
+    let id = parse_hash(&id, "task id")?;
+    let rec = load_task(&s, &id)?;
+    let Phase::Decided { result, .. } = rec.phase else {
+        return Err(ApiError(StatusCode::CONFLICT, "task has no accepted result (yet)".into()));
+    };
+    let store = s.store.clone();
+    for a in rec.assignments.iter().filter(|a| a.revealed == Some(result)) {
+        let key = [&id.0[..], a.worker.as_bytes()].concat();
+        if let Some(v) = store.get(crate::store::Table::Reveals, &key).map_err(|e| bad(e.to_string()))? {
+            let r: cairn_spec::Signed<cairn_spec::Reveal> = cairn_spec::Decode::from_bytes(&v)
+                .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+            if let Payload::Inline(bytes) = r.body.result {
+                return Ok(Json(TaskResult {
+                    task: id,
+                    result_hash: result,
+                    result_hex: hex::encode(bytes),
+                }));
+            }
+        }
+    }
+    Err(not_found("result"))
+}
+
+/// A page of tasks, by id.
+#[utoipa::path(get, path = "/v1/tasks", tag = "tasks",
+    params(("after" = Option<String>, Query, description = "Task id to list after"),
+           ("limit" = Option<usize>, Query, description = "Page size, 1 to 500 (default 100)")),
+    responses((status = 200, description = "A page of tasks", body = TaskList),
+              (status = 400, description = "Malformed query", body = ErrorBody)))]
+pub(super) async fn list_tasks(State(s): State<ApiState>, Query(p): Query<Page>) -> ApiResult<TaskList> {
+    let n = limit(&p)?;
+    let after = p.after.as_deref().map(|a| parse_hash(a, "after")).transpose()?;
+    let store = s.store.clone();
+    let tasks = ls::tasks(store.as_ref(), after.as_ref(), n)?.iter().map(task_view).collect();
+    Ok(Json(TaskList { tasks }))
+}
