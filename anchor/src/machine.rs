@@ -654,7 +654,7 @@ impl AnchorMachine {
             .head
             .utxos
             .iter()
-            .filter(|u| !u.coinbase || tip_height.saturating_add(1).saturating_sub(u.height) >= maturity)
+            .filter(|u| !u.coinbase || crate::settle::confirmations(u.height, tip_height) >= maturity)
             .copied()
             .collect();
         v.sort_by(|a, b| b.value.cmp(&a.value).then(a.outpoint.cmp(&b.outpoint)));

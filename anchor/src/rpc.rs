@@ -13,7 +13,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -41,6 +41,20 @@ pub enum RpcAuth {
         /// Password.
         password: String,
     },
+}
+
+impl RpcAuth {
+    /// The credentials a user gave: a cookie file wins; else a user with a password; `None`
+    /// when neither is complete.
+    pub fn from_parts(cookie: Option<&Path>, user: Option<&str>, password: Option<&str>) -> Option<Self> {
+        match (cookie, user, password) {
+            (Some(c), _, _) => Some(RpcAuth::Cookie(c.to_owned())),
+            (None, Some(u), Some(p)) => {
+                Some(RpcAuth::UserPass { user: u.to_owned(), password: p.to_owned() })
+            }
+            _ => None,
+        }
+    }
 }
 
 impl std::fmt::Debug for RpcAuth {

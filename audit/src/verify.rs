@@ -191,8 +191,10 @@ pub fn verify_receipt(
             Err(e) => e.to_string(),
         },
     );
-    let depth =
-        chain.as_ref().map(|c| c.tip_height.saturating_add(1).saturating_sub(v.block_height)).unwrap_or(0);
+    let depth = chain
+        .as_ref()
+        .map(|c| cairn_anchor::settle::confirmations(v.block_height, c.tip_height))
+        .unwrap_or(0);
     r.push("depth", depth >= min_depth, format!("{depth} confirmations, {min_depth} required"));
     r
 }

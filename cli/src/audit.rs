@@ -43,13 +43,12 @@ impl BitcoinArgs {
     /// A client, when a URL was given.
     pub fn client(&self) -> Result<Option<BitcoinCoreRpc>, CliError> {
         let Some(url) = &self.rpc_url else { return Ok(None) };
-        let auth = match (&self.rpc_cookie, &self.rpc_user, &self.rpc_password) {
-            (Some(c), _, _) => RpcAuth::Cookie(c.clone()),
-            (None, Some(u), Some(p)) => RpcAuth::UserPass { user: u.clone(), password: p.clone() },
-            _ => {
-                return Err(CliError("--rpc-url needs --rpc-cookie, or --rpc-user and --rpc-password".into()))
-            }
-        };
+        let auth = RpcAuth::from_parts(
+            self.rpc_cookie.as_deref(),
+            self.rpc_user.as_deref(),
+            self.rpc_password.as_deref(),
+        )
+        .ok_or_else(|| CliError("--rpc-url needs --rpc-cookie, or --rpc-user and --rpc-password".into()))?;
         BitcoinCoreRpc::new(RpcConfig::new(url.clone(), auth)).map(Some).map_err(err)
     }
 }

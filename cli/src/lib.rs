@@ -1,5 +1,6 @@
 //! The `cairn` command line: its flags (`args`), the commands that wire them to the libraries
-//! (`commands`), the devnet, and the auditor's commands with their printing.
+//! (`commands`), the devnet (`devnet`), the auditor's commands (`audit`) and `cairn decode`
+//! (`inspect`), with their printing.
 //!
 //! Owns everything a person types and reads. Must never hold node, worker or protocol logic:
 //! those live in `cairn-coordinator`, `cairn-worker`, `cairn-audit` and `cairn-spec`.

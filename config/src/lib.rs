@@ -79,7 +79,7 @@ pub fn from_file<C: DeserializeOwned>(path: &Path) -> Result<C, ConfigError> {
 /// The layers in order: defaults, then `file` when given, then `overrides`; then validated.
 pub fn resolve<C: Layered>(file: Option<&Path>, overrides: C::Overrides) -> Result<C, ConfigError> {
     let mut cfg = match file {
-        Some(p) => from_file(p)?,
+        Some(p) => C::from_file(p)?,
         None => C::default(),
     };
     cfg.apply(overrides);

@@ -11,7 +11,7 @@ use cairn_spec::task::PPB;
 use cairn_spec::{ComparisonRule, ExecutorKind, Hash32, Network, TaskClass};
 use serde::{Deserialize, Serialize};
 
-use crate::lifecycle::{LifecycleConfig, Tunables};
+use crate::lifecycle::{Canary, LifecycleConfig, Tunables};
 
 /// Smallest payout any standard output type may carry without being dust (P2PKH at the
 /// default dust relay fee is 546 sats; the others are lower).
@@ -307,6 +307,10 @@ pub struct Overrides {
     pub rpc_url: Option<String>,
     /// `--rpc-cookie` / `CAIRN_RPC_COOKIE`.
     pub rpc_cookie: Option<PathBuf>,
+    /// `cairn follow --coordinator-key` / `CAIRN_FOLLOW_COORDINATOR`.
+    pub follow_coordinator: Option<String>,
+    /// `cairn follow --genesis-anchor` / `CAIRN_FOLLOW_GENESIS_ANCHOR`.
+    pub follow_genesis_anchor: Option<String>,
 }
 
 impl NodeConfig {
@@ -335,6 +339,12 @@ impl NodeConfig {
         }
         if let Some(v) = o.rpc_cookie {
             self.bitcoin.cookie_file = Some(v);
+        }
+        if let Some(v) = o.follow_coordinator {
+            self.follow.coordinator = Some(v);
+        }
+        if let Some(v) = o.follow_genesis_anchor {
+            self.follow.genesis_anchor = Some(v);
         }
     }
 
@@ -395,6 +405,17 @@ impl NodeConfig {
         }
         let mut cfg = LifecycleConfig::new(network, classes);
         cfg.tunables = self.lifecycle.clone();
+        cfg.canaries = self
+            .canaries
+            .iter()
+            .map(|c| Canary {
+                class: c.class.clone(),
+                input: hex::decode(&c.input_hex).unwrap_or_default(),
+                answer: hex::decode(&c.answer_hex).unwrap_or_default(),
+                units: c.units,
+            })
+            .collect();
+        cfg.canary_every = self.canary_every;
         Ok(cfg)
     }
 }

@@ -1,6 +1,8 @@
 //! The running coordinator: in the node shell (`shell`: disk, key, network, API, stop
 //! order) it opens the core, starts the anchor worker thread, and drives the core with
-//! requests, ticks and Bitcoin reports until a shutdown signal.
+//! worker requests (in group commits), the HTTP API's writes (`api::Command`, with the
+//! randomness they need drawn here), ticks, bond checks and Bitcoin reports until a shutdown
+//! signal.
 //!
 //! Owns the coordinator's loop and what it drains before stopping (in-flight writes, then
 //! their answers). Must never decide anything the lifecycle or anchor machines decide, and
@@ -26,7 +28,7 @@ use crate::api::{self, AnchorEntry, AnchorEntryStatus, AnchorView, ApiState};
 use crate::config::{BitcoinMode, ConfigError, NodeConfig};
 use crate::core::{Core, CoreError};
 use crate::keyfile;
-use crate::lifecycle::{Effect, PayoutRecord, Refusal, Verified};
+use crate::lifecycle::{Effect, PayoutRecord, Refusal, TaskRequest, Verified};
 use crate::metrics::NodeMetrics;
 use crate::shell::{self, Background, Shell};
 use crate::store::KvStore;
@@ -144,7 +146,7 @@ pub async fn run(
     };
 
     // HTTP API.
-    let (effects_tx, mut effects_rx) = mpsc::channel::<Vec<Effect>>(1024);
+    let (commands_tx, mut commands) = mpsc::channel::<api::Command>(1024);
     let state = ApiState {
         core: Some(core.clone()),
         store: store.clone(),
@@ -152,23 +154,10 @@ pub async fn run(
         coordinator: key.public(),
         follower: None,
         token: Arc::new(token),
-        effects: effects_tx.clone(),
+        commands: Some(commands_tx),
         anchor: view.clone(),
         metrics: metrics.clone(),
         stopping: shell.stopping.clone(),
-        canaries: Arc::new(api::CanaryMixer {
-            pool: cfg
-                .canaries
-                .iter()
-                .map(|c| {
-                    let input = hex::decode(&c.input_hex).unwrap_or_default();
-                    let answer = hex::decode(&c.answer_hex).unwrap_or_default();
-                    (c.class.clone(), input, answer, c.units)
-                })
-                .collect(),
-            every: cfg.canary_every,
-            count: Default::default(),
-        }),
         chain: bond_rpc.clone().map(|r| r as Arc<dyn ChainBackend + Send + Sync>),
         p2p: Arc::new(p2p_addrs.clone()),
         anchor_address: anchor_address.clone(),
@@ -219,6 +208,7 @@ pub async fn run(
     let mut bonds = tokio::time::interval(Duration::from_secs(cfg.bitcoin.bond_check_secs.max(1)));
     bonds.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut writes = tokio::task::JoinSet::new();
     tokio::pin!(shutdown);
     let result: Result<(), NodeError> = loop {
         tokio::select! {
@@ -254,7 +244,13 @@ pub async fn run(
                 Some(_) => {}
                 None => break Err(NodeError::P2p("network stopped".into())),
             },
-            Some(effects) = effects_rx.recv() => ctx.perform(effects).await,
+            // A write waits for its synced batch off the loop, so worker requests keep
+            // flowing; the core's lock keeps writes in order.
+            Some(c) = commands.recv() => {
+                let ctx = ctx.clone();
+                writes.spawn(async move { ctx.on_command(c).await });
+            }
+            Some(_) = writes.join_next(), if !writes.is_empty() => {}
             Some(r) = reports.recv() => {
                 if let Err(e) = ctx.on_report(r).await { break Err(e) }
             }
@@ -279,10 +275,15 @@ pub async fn run(
     // Shutdown: refuse new work and let the API finish in-flight requests; perform what they
     // left, drain the groups in flight; then the shell stops the network and the anchor
     // thread and closes the database (dropping the last handle).
-    shell.stop_api().await;
-    while let Ok(effects) = effects_rx.try_recv() {
-        ctx.perform(effects).await;
+    // A write the API handed over before this point is decided and answered; one it tries to
+    // hand over after is refused as the node stopping.
+    commands.close();
+    while let Ok(c) = commands.try_recv() {
+        let ctx = ctx.clone();
+        writes.spawn(async move { ctx.on_command(c).await });
     }
+    while writes.join_next().await.is_some() {}
+    shell.stop_api().await;
     // Groups already checked are decided, and decided ones written and answered, before the
     // network stops.
     drop(ctx);
@@ -501,6 +502,58 @@ impl Ctx {
         }
     }
 
+    /// A write from the HTTP API: decided by the lifecycle, persisted, answered, then its
+    /// effects performed. The randomness it needs (a missing nonce; which canary, and its
+    /// nonce) is drawn here, at the edge.
+    async fn on_command(&self, c: api::Command) {
+        match c {
+            api::Command::SubmitTask { submission: s, reply } => {
+                let Some([nonce, pick, canary_nonce]) = draw() else {
+                    let _ = reply.send(Err(Refusal::Unavailable("no randomness from the OS").into()));
+                    return;
+                };
+                let s = *s;
+                let request = TaskRequest {
+                    class: s.class,
+                    requester: s.requester,
+                    nonce: s.nonce.unwrap_or(nonce),
+                    units: s.units,
+                    budget_sats: s.budget_sats,
+                    input: s.payload,
+                    blob: s.blob,
+                    canary: s.canary,
+                };
+                let now = unix_secs();
+                match self.apply(move |m| m.submit_request(request, [pick, canary_nonce], now)).await {
+                    Ok((id, effects)) => {
+                        self.metrics.tasks_submitted.inc();
+                        let _ = reply.send(Ok(id));
+                        self.perform(effects).await;
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(e));
+                    }
+                }
+            }
+            api::Command::CloseEpoch { reply } => {
+                let now = unix_secs();
+                match self.apply(move |m| Ok(((), m.close_epoch(now)))).await {
+                    Ok(((), effects)) => {
+                        let closed = effects.iter().find_map(|e| match e {
+                            Effect::Epoch(h) => Some(h.body.height),
+                            _ => None,
+                        });
+                        let _ = reply.send(Ok(closed));
+                        self.perform(effects).await;
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(e));
+                    }
+                }
+            }
+        }
+    }
+
     async fn perform(&self, effects: Vec<Effect>) {
         for e in effects {
             match e {
@@ -711,6 +764,15 @@ fn dispatch(
         WorkerMsg::Commit(v) => Ok((ResponseBody::Ack, m.commit(v, now)?)),
         WorkerMsg::Reveal(v) => Ok((ResponseBody::Ack, m.reveal(v, now)?)),
     }
+}
+
+/// Three random words from the OS.
+fn draw() -> Option<[u64; 3]> {
+    let mut b = [0u8; 24];
+    getrandom::fill(&mut b).ok()?;
+    let word =
+        |i: usize| b.get(i * 8..i * 8 + 8).and_then(|s| <[u8; 8]>::try_from(s).ok()).map(u64::from_le_bytes);
+    Some([word(0)?, word(1)?, word(2)?])
 }
 
 fn to_anchor_payouts(ps: &[PayoutRecord]) -> Vec<Payout> {

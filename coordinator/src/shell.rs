@@ -156,11 +156,11 @@ impl Shell {
 /// and password).
 pub(crate) fn rpc_client(cfg: &NodeConfig) -> Result<BitcoinCoreRpc, NodeError> {
     let b = &cfg.bitcoin;
-    let auth = match (&b.cookie_file, &b.rpc_user, &b.rpc_password) {
-        (Some(c), _, _) => RpcAuth::Cookie(c.clone()),
-        (None, Some(u), Some(p)) => RpcAuth::UserPass { user: u.clone(), password: p.clone() },
-        _ => return Err(NodeError::Bitcoin("set bitcoin.cookie_file, or rpc_user and rpc_password".into())),
-    };
+    let auth =
+        RpcAuth::from_parts(b.cookie_file.as_deref(), b.rpc_user.as_deref(), b.rpc_password.as_deref())
+            .ok_or_else(|| {
+                NodeError::Bitcoin("set bitcoin.cookie_file, or rpc_user and rpc_password".into())
+            })?;
     BitcoinCoreRpc::new(RpcConfig::new(b.rpc_url.clone(), auth))
         .map_err(|e| NodeError::Bitcoin(e.to_string()))
 }

@@ -19,7 +19,7 @@ mod service;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use cairn_spec::wire::Topic;
 use cairn_spec::{Encode, GossipMessage, PubKey, Request, RequestBody, ResponseBody, SigningKey};
@@ -458,11 +458,8 @@ impl Network {
         timeout: Duration,
     ) -> Result<ResponseBody, RequestError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let deadline_ms = SystemTime::now()
-            .checked_add(timeout)
-            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(u64::MAX);
+        let deadline_ms =
+            clock::unix_millis().saturating_add(u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX));
         let request = Request { id, deadline_ms, body };
         self.metrics.requests_out.inc();
         let peer = peer.0;

@@ -56,7 +56,7 @@ fn run(cli: Cli) -> Result<bool> {
             }
         }
         Command::Coordinator(args) => {
-            let cfg = resolve_config(&args)?;
+            let cfg = resolve_config(&args, None, None)?;
             if args.print_config {
                 println!("{}", serde_json::to_string_pretty(&cfg)?);
                 return Ok(true);
@@ -65,13 +65,7 @@ fn run(cli: Cli) -> Result<bool> {
             rt.block_on(node::run(cfg, shutdown_signal(), None))?;
         }
         Command::Follow(args) => {
-            let mut cfg = resolve_config(&args.node)?;
-            if let Some(k) = &args.coordinator_key {
-                cfg.follow.coordinator = Some(k.clone());
-            }
-            if let Some(g) = &args.genesis_anchor {
-                cfg.follow.genesis_anchor = Some(g.clone());
-            }
+            let cfg = resolve_config(&args.node, args.coordinator_key.clone(), args.genesis_anchor.clone())?;
             if args.node.print_config {
                 println!("{}", serde_json::to_string_pretty(&cfg)?);
                 return Ok(true);
@@ -101,7 +95,12 @@ fn run(cli: Cli) -> Result<bool> {
     Ok(true)
 }
 
-fn resolve_config(a: &CoordinatorArgs) -> Result<NodeConfig> {
+/// The node's config, layered; `cairn follow` adds its own two flags.
+fn resolve_config(
+    a: &CoordinatorArgs,
+    follow_coordinator: Option<String>,
+    follow_genesis_anchor: Option<String>,
+) -> Result<NodeConfig> {
     let bitcoin_mode = match a.bitcoin.as_deref() {
         None => None,
         Some("rpc") => Some(BitcoinMode::Rpc),
@@ -117,6 +116,8 @@ fn resolve_config(a: &CoordinatorArgs) -> Result<NodeConfig> {
         bitcoin_mode,
         rpc_url: a.rpc_url.clone(),
         rpc_cookie: a.rpc_cookie.clone(),
+        follow_coordinator,
+        follow_genesis_anchor,
     };
     Ok(cairn_config::resolve::<NodeConfig>(a.config.as_deref(), overrides)?)
 }

@@ -5,7 +5,7 @@
 //! does.
 
 use anyhow::{bail, Context, Result};
-use cairn_coordinator::keyfile;
+use cairn_p2p::keyfile;
 
 use super::shutdown_signal;
 use crate::args::{WorkerArgs, WorkerCommand};
@@ -59,9 +59,9 @@ pub(super) fn run_worker(args: &WorkerArgs) -> Result<()> {
             let journal = cairn_worker::journal::Journal::load(&cfg.data_dir.join("journal.json"))?;
             let backend = match rpc_url {
                 Some(url) => {
-                    let auth = match rpc_cookie {
-                        Some(c) => cairn_anchor::RpcAuth::Cookie(c.clone()),
-                        None => bail!("--rpc-url needs --rpc-cookie"),
+                    let Some(auth) = cairn_anchor::RpcAuth::from_parts(rpc_cookie.as_deref(), None, None)
+                    else {
+                        bail!("--rpc-url needs --rpc-cookie");
                     };
                     Some(cairn_anchor::BitcoinCoreRpc::new(cairn_anchor::RpcConfig::new(url.clone(), auth))?)
                 }

@@ -2,17 +2,15 @@
 //! each commits, and the operator's close.
 //!
 //! Owns the epoch views and their paging. Must never serve an epoch the store does not hold
-//! as closed, and never close one itself (`POST /v1/epochs/close` asks the core).
+//! as closed, and never close one itself (`POST /v1/epochs/close` asks the node).
 
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::Json;
-use cairn_p2p::clock::unix_secs;
 use cairn_spec::api::{EpochClosed, EpochLedger, EpochList, EpochReceipts, EpochView, ErrorBody};
 use cairn_spec::{Encode, SignedEpochHeader};
 
-use super::{authorize, bad, limit, lock, not_found, parse_height, AnchorView, ApiResult, ApiState, Page};
-use crate::lifecycle::Effect;
+use super::{authorize, bad, limit, not_found, parse_height, AnchorView, ApiResult, ApiState, Command, Page};
 use crate::lifecycle_store as ls;
 
 /// Most receipts in one page of `/v1/epochs/{height}/receipts`.
@@ -68,13 +66,7 @@ pub(super) async fn get_epoch(State(s): State<ApiState>, Path(height): Path<Stri
               (status = 503, description = "Shutting down or core unavailable", body = ErrorBody)))]
 pub(super) async fn close_epoch(State(s): State<ApiState>, headers: HeaderMap) -> ApiResult<EpochClosed> {
     authorize(&s, &headers)?;
-    let t = unix_secs();
-    let (_, effects) = lock(&s)?.apply(|m| Ok(((), m.close_epoch(t))))?;
-    let closed = effects.iter().find_map(|e| match e {
-        Effect::Epoch(h) => Some(h.body.height),
-        _ => None,
-    });
-    let _ = s.effects.send(effects).await;
+    let closed = super::command(&s, |reply| Command::CloseEpoch { reply }).await?;
     Ok(Json(EpochClosed { closed }))
 }
 

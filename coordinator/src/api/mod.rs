@@ -20,11 +20,11 @@ use axum::{Json, Router};
 use cairn_spec::api::{AnchorCounts, Anchors, EpochAnchor, ErrorBody};
 use cairn_spec::{Hash32, PubKey};
 use serde::Deserialize;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use utoipa::OpenApi;
 
 use crate::core::{Core, CoreError};
-use crate::lifecycle::{Effect, Refusal};
+use crate::lifecycle::Refusal;
 use crate::lifecycle_store as ls;
 use crate::metrics::NodeMetrics;
 
@@ -240,16 +240,15 @@ pub struct ApiState {
     pub follower: Option<Arc<RwLock<FollowView>>>,
     /// Operator token.
     pub token: Arc<String>,
-    /// Where effects of accepted writes go (the node performs them).
-    pub effects: mpsc::Sender<Vec<Effect>>,
+    /// Where writes go: the coordinator's node decides and persists them and answers once
+    /// they are on disk (`None` on a follower, which takes no writes).
+    pub commands: Option<mpsc::Sender<Command>>,
     /// Anchor status.
     pub anchor: Arc<RwLock<AnchorView>>,
     /// Metrics.
     pub metrics: Arc<NodeMetrics>,
     /// Set once shutdown starts: writes are refused.
     pub stopping: Arc<std::sync::atomic::AtomicBool>,
-    /// Canaries mixed in among submitted tasks.
-    pub canaries: Arc<CanaryMixer>,
     /// The node's Bitcoin Core, for OpenTimestamps answers (`None` without anchoring).
     pub chain: Option<Arc<dyn cairn_anchor::ChainBackend + Send + Sync>>,
     /// The node's p2p listen addresses (ending in its peer id), for `/v1/health`: what a
@@ -273,35 +272,6 @@ impl ApiState {
     /// Whether shutdown has started.
     fn is_stopping(&self) -> bool {
         self.stopping.load(std::sync::atomic::Ordering::SeqCst)
-    }
-}
-
-/// Mixes a canary in after every `every` submitted tasks. A canary is built exactly like a
-/// default API submission (the coordinator as requester, a random nonce, the current time), so
-/// nothing in its announcement tells it apart; only its answer, kept by the node, differs.
-#[derive(Debug, Default)]
-pub struct CanaryMixer {
-    /// Pool: (class name, input, answer, units).
-    pub pool: Vec<(String, Vec<u8>, Vec<u8>, u32)>,
-    /// One canary per this many submissions (0: never).
-    pub every: u64,
-    /// Submissions so far.
-    pub count: std::sync::atomic::AtomicU64,
-}
-
-impl CanaryMixer {
-    /// The canary due after this submission, if any.
-    fn due(&self) -> Option<&(String, Vec<u8>, Vec<u8>, u32)> {
-        if self.every == 0 || self.pool.is_empty() {
-            return None;
-        }
-        let n = self.count.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
-        if n % self.every != 0 {
-            return None;
-        }
-        let mut b = [0u8; 8];
-        getrandom::fill(&mut b).ok()?;
-        self.pool.get((u64::from_le_bytes(b) % self.pool.len() as u64) as usize)
     }
 }
 
@@ -343,6 +313,41 @@ fn bad(msg: impl Into<String>) -> ApiError {
 
 fn not_found(what: &str) -> ApiError {
     ApiError(StatusCode::NOT_FOUND, format!("unknown {what}"))
+}
+
+/// A write the HTTP API hands to the coordinator's node, answered once it is on disk: the
+/// same path into the core as a worker's request, so the node, not the handler, decides.
+#[derive(Debug)]
+pub enum Command {
+    /// `POST /v1/tasks`: a checked submission (the node draws a nonce when it has none).
+    SubmitTask {
+        /// The submission.
+        submission: Box<body::Submission>,
+        /// The task id, or why it was refused.
+        reply: oneshot::Sender<Result<Hash32, CoreError>>,
+    },
+    /// `POST /v1/epochs/close`.
+    CloseEpoch {
+        /// The height closed, if any.
+        reply: oneshot::Sender<Result<Option<u32>, CoreError>>,
+    },
+}
+
+/// Hands `make(reply)` to the node and waits for its answer.
+async fn command<T>(
+    s: &ApiState,
+    make: impl FnOnce(oneshot::Sender<Result<T, CoreError>>) -> Command,
+) -> Result<T, ApiError> {
+    let Some(commands) = &s.commands else {
+        return Err(ApiError(
+            StatusCode::NOT_FOUND,
+            "a follower takes no writes; ask the coordinator".into(),
+        ));
+    };
+    let unavailable = || ApiError(StatusCode::SERVICE_UNAVAILABLE, "the node is stopping".into());
+    let (tx, rx) = oneshot::channel();
+    commands.send(make(tx)).await.map_err(|_| unavailable())?;
+    Ok(rx.await.map_err(|_| unavailable())??)
 }
 
 /// A handler's answer: a typed body, or an error.

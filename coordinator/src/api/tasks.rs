@@ -1,23 +1,24 @@
-//! Tasks: the classes served, submissions (with the canaries mixed in among them), the public
-//! task view and accepted results.
+//! Tasks: the classes served, submissions, the public task view and accepted results.
 //!
-//! Owns turning a checked submission into a task for the core, and a task record into its
+//! Owns handing a checked submission to the node (`Command::SubmitTask`: the node draws the
+//! randomness and the lifecycle builds the task and mixes canaries in), and a task record's
 //! public view. Must never show a canary's answer or which slot is an audit replica, and never
-//! decide whether a task is accepted (the core does).
+//! decide whether a task is accepted.
 
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use cairn_p2p::clock::unix_secs;
 use cairn_spec::api::{
     ClassList, ClassView, ErrorBody, SlotView, SubmitTask, TaskCreated, TaskList, TaskPhase, TaskResult,
     TaskView,
 };
-use cairn_spec::{Encode, Hash32, Payload, Task};
+use cairn_spec::{Encode, Hash32, Payload};
 
-use super::{authorize, bad, limit, lock, not_found, parse_hash, ApiError, ApiResult, ApiState, Page};
+use super::{
+    authorize, bad, limit, lock, not_found, parse_hash, ApiError, ApiResult, ApiState, Command, Page,
+};
 use crate::lifecycle::{Phase, TaskRecord};
 use crate::lifecycle_store as ls;
 
@@ -51,78 +52,9 @@ pub(super) async fn submit_task(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     authorize(&s, &headers)?;
-    let b = super::body::submission(&body).map_err(bad)?;
-    let submitted_budget = b.budget_sats;
-    let (payload, blob, canary) = (b.payload, b.blob, b.canary);
-    let nonce = match b.nonce {
-        Some(n) => n,
-        None => {
-            let mut buf = [0u8; 8];
-            getrandom::fill(&mut buf)
-                .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-            u64::from_le_bytes(buf)
-        }
-    };
-    let t = unix_secs();
-    let (id, effects) = {
-        let mut core = lock(&s)?;
-        let m = core.machine();
-        let class = m
-            .classes()
-            .iter()
-            .find(|(id, c)| c.name == b.class || id.to_hex() == b.class)
-            .map(|(id, _)| *id)
-            .ok_or_else(|| not_found("task class"))?;
-        let task = Task {
-            network: m.config().network,
-            coordinator: m.coordinator(),
-            class,
-            requester: b.requester.unwrap_or(m.coordinator()),
-            nonce,
-            units: b.units,
-            budget_sats: b.budget_sats,
-            created_at: t,
-            input: payload,
-        };
-        match blob {
-            None => core.apply(|m| m.submit_task(task, canary, t))?,
-            Some(bytes) => core.apply(|m| m.submit_task_with_blob(task, bytes, canary, t))?,
-        }
-    };
-    s.metrics.tasks_submitted.inc();
-    let _ = s.effects.send(effects).await;
-    if let Some((class, input, answer, units)) = s.canaries.due().cloned() {
-        let mut b = [0u8; 8];
-        if getrandom::fill(&mut b).is_ok() {
-            let made = lock(&s).map(|mut core| {
-                let m = core.machine();
-                let Some((class_id, c)) = m.classes().iter().find(|(_, c)| c.name == class) else {
-                    return Vec::new();
-                };
-                let task = Task {
-                    network: m.config().network,
-                    coordinator: m.coordinator(),
-                    class: *class_id,
-                    requester: m.coordinator(),
-                    nonce: u64::from_le_bytes(b),
-                    units,
-                    // The budget of the submission it follows (when that covers the cost),
-                    // so a canary's budget is not the tell-tale exact cost.
-                    budget_sats: c
-                        .reward_per_unit
-                        .saturating_mul(u64::from(units))
-                        .saturating_mul(u64::from(c.replication))
-                        .max(submitted_budget),
-                    created_at: t,
-                    input: Payload::Inline(input),
-                };
-                core.apply(|m| m.submit_task(task, Some(answer), t)).map(|(_, e)| e).unwrap_or_default()
-            });
-            if let Ok(effects) = made {
-                let _ = s.effects.send(effects).await;
-            }
-        }
-    }
+    let submission = super::body::submission(&body).map_err(bad)?;
+    let id =
+        super::command(&s, |reply| Command::SubmitTask { submission: Box::new(submission), reply }).await?;
     Ok((StatusCode::CREATED, Json(TaskCreated { id })).into_response())
 }
 

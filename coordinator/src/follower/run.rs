@@ -14,11 +14,10 @@ use cairn_anchor::ChainBackend;
 use cairn_p2p::{Acceptance, Network, NetworkEvent, Peer};
 use cairn_spec::wire::{MAX_LEDGER_PER_REQUEST, MAX_RECEIPTS_PER_REQUEST};
 use cairn_spec::{GossipMessage, PubKey, RequestBody, ResponseBody, SignedEpochHeader};
-use tokio::sync::mpsc;
 
 use super::anchors::{AnchorTracker, FoundAnchor};
 use super::{Evidence, FetchedEpoch, Follower, Judgement, MAX_EPOCH_LEDGER, MAX_EPOCH_RECEIPTS};
-use crate::api::{self, AnchorEntry, AnchorEntryStatus, AnchorView, ApiState, FollowView};
+use crate::api::{AnchorEntry, AnchorEntryStatus, AnchorView, ApiState, FollowView};
 use crate::config::{BitcoinMode, NodeConfig};
 use crate::lifecycle_store as ls;
 use crate::node::{NodeError, NodeInfo};
@@ -183,7 +182,6 @@ pub async fn run(
     };
 
     // HTTP API: the read routes over this database; writes are refused (no core).
-    let (effects_tx, _effects_rx) = mpsc::channel(1);
     let state = ApiState {
         core: None,
         store: store.clone(),
@@ -191,11 +189,10 @@ pub async fn run(
         coordinator,
         follower: Some(view.clone()),
         token: Arc::new(String::new()),
-        effects: effects_tx,
+        commands: None,
         anchor: anchor_view.clone(),
         metrics: metrics.clone(),
         stopping: shell.stopping.clone(),
-        canaries: Arc::new(api::CanaryMixer::default()),
         chain,
         p2p: Arc::new(p2p_addrs.clone()),
         anchor_address: None,

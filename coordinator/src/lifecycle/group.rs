@@ -8,7 +8,8 @@ use super::*;
 
 impl Machine {
     /// Starts a group commit, for a driver that persists many events as one step: receipts
-    /// are left unsigned (all-zero signatures) until the driver seals them as one batch
+    /// are issued unsealed (`Change::UnsealedReceipt`, `Effect::UnsealedReceipt`) until the
+    /// driver seals them as one batch
     /// (`SignedReceipt::seal_batch` with [`ReceiptSigner`]: one signature per batch, SPEC.md
     /// §5.7), off the machine's thread; the counters (`Change::Meta`) and the worker, ledger and lock
     /// rows that receipts touch are left out of each event's step. The driver must call

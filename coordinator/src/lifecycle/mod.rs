@@ -31,6 +31,7 @@ use cairn_spec::{
 use thiserror::Error;
 
 pub use group::ReceiptSigner;
+pub use submit::{Canary, TaskRequest};
 
 use judge::{agree, judge, well_formed, Judgement};
 pub use records::{
@@ -47,6 +48,10 @@ pub struct LifecycleConfig {
     pub classes: Vec<TaskClass>,
     /// Admission, verification, epoch and payout settings (the `[lifecycle]` config section).
     pub tunables: Tunables,
+    /// Canaries the operator configured, mixed in among requested tasks.
+    pub canaries: Vec<Canary>,
+    /// One canary after every this many accepted requests (0: never).
+    pub canary_every: u64,
 }
 
 /// The lifecycle's tunable settings, read as they are from the `[lifecycle]` section of the
@@ -93,7 +98,13 @@ impl Default for Tunables {
 impl LifecycleConfig {
     /// Defaults for `network` with the given classes.
     pub fn new(network: Network, classes: Vec<TaskClass>) -> Self {
-        LifecycleConfig { network, classes, tunables: Tunables::default() }
+        LifecycleConfig {
+            network,
+            classes,
+            tunables: Tunables::default(),
+            canaries: Vec::new(),
+            canary_every: 0,
+        }
     }
 }
 
@@ -139,7 +150,7 @@ pub enum Refusal {
     /// The worker's admission ended (its bond is gone): it must register again.
     #[error("worker's admission ended: {0}; register again")]
     Lapsed(String),
-    /// The node cannot read its own state (storage failed, or it is stopping).
+    /// The node cannot serve: its storage failed, or it has no randomness to draw.
     #[error("{0}")]
     Unavailable(&'static str),
 }
@@ -359,6 +370,9 @@ pub struct Machine {
     /// `announced_at` of each open task's newest announcement (not persisted: after a restart
     /// the periodic re-announcement starts over).
     announced: HashMap<Hash32, u64>,
+    /// Requests accepted since start, for the canary cadence (not persisted: after a restart
+    /// the count starts over).
+    requests: u64,
 }
 
 /// The worker, ledger and lock rows touched during a group commit: a burst of reveals from
@@ -411,6 +425,7 @@ impl Machine {
             group_rows: GroupRows::default(),
             nonces: HashMap::new(),
             announced: HashMap::new(),
+            requests: 0,
         }
     }
 

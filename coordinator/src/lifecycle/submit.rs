@@ -1,13 +1,137 @@
-//! Tasks coming in: a requester's task or a canary, checked against its class and priced.
+//! Tasks coming in: a requester's task (built from what the API received), and the canaries
+//! mixed in among them, checked against their class and priced.
 //!
-//! Owns what makes a task acceptable and its first announcement. Must never choose canaries
-//! or draw randomness: the node supplies both.
+//! Owns what makes a task acceptable, how a request becomes a task, when a canary is due and
+//! what it costs, and a task's first announcement. Must never draw randomness: the node
+//! supplies every draw.
 
 use super::*;
 
+/// A requester's task as the API received it, its shape already checked: the class by name or
+/// by id (hex); the coordinator itself is the requester unless another key is named.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TaskRequest {
+    /// Class name or id.
+    pub class: String,
+    /// The requester, when not the coordinator.
+    pub requester: Option<PubKey>,
+    /// Idempotency nonce (the node draws one when the request named none).
+    pub nonce: u64,
+    /// Units of work.
+    pub units: u32,
+    /// Budget offered.
+    pub budget_sats: u64,
+    /// The input as it travels.
+    pub input: Payload,
+    /// The blob's bytes, when the input is a blob.
+    pub blob: Option<Vec<u8>>,
+    /// A canary's known answer, when the operator submits one by hand.
+    pub canary: Option<Vec<u8>>,
+}
+
+/// A canary the operator configured: a task with a known answer, indistinguishable from
+/// others to workers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Canary {
+    /// Class name.
+    pub class: String,
+    /// Input bytes.
+    pub input: Vec<u8>,
+    /// The known answer (canonical result).
+    pub answer: Vec<u8>,
+    /// Units of work.
+    pub units: u32,
+}
+
 impl Machine {
-    /// Accepts a task (from the API), or a canary with its known answer (from the node's
-    /// canary scheduler). Returns the task id; submitting the same task twice is a no-op.
+    /// Accepts a requester's task and, when one is due (after every `canary_every` requests
+    /// that created a task), a canary from the configured pool in the same step. `draw` is
+    /// randomness the node supplies: which canary, and its nonce. A canary is built like a
+    /// default request (the coordinator as requester, a random nonce, the current time) and
+    /// costs the budget of the request it follows when that covers its cost. That hides it
+    /// only among default requests: it is announced right after the request it follows and
+    /// copies its budget, which a watching requester can notice (issue 24 makes canaries
+    /// indistinguishable).
+    pub fn submit_request(
+        &mut self,
+        r: TaskRequest,
+        draw: [u64; 2],
+        now: u64,
+    ) -> Result<(Hash32, Step), Refusal> {
+        let class = self
+            .classes
+            .iter()
+            .find(|(id, c)| c.name == r.class || id.to_hex() == r.class)
+            .map(|(id, _)| *id)
+            .ok_or(Refusal::NotFound("task class"))?;
+        let task = Task {
+            network: self.cfg.network,
+            coordinator: self.me,
+            class,
+            requester: r.requester.unwrap_or(self.me),
+            nonce: r.nonce,
+            units: r.units,
+            budget_sats: r.budget_sats,
+            created_at: now,
+            input: r.input,
+        };
+        let (id, mut step) = self.submit(task, r.blob, r.canary, now)?;
+        if step.is_empty() {
+            // A retry of a request already accepted: the same task, nothing new to mix in.
+            return Ok((id, step));
+        }
+        self.requests += 1;
+        let every = self.cfg.canary_every;
+        let pool = self.cfg.canaries.len() as u64;
+        if every > 0 && pool > 0 && self.requests % every == 0 {
+            let pick = usize::try_from(draw[0] % pool).ok().and_then(|i| self.cfg.canaries.get(i)).cloned();
+            if let Some(c) = pick {
+                // A canary that cannot be submitted (its class is gone) is skipped: the request
+                // it follows stands.
+                if let Ok((_, s)) = self.submit_canary(&c, draw[1], r.budget_sats, now) {
+                    step.extend(s);
+                }
+            }
+        }
+        Ok((id, step))
+    }
+
+    fn submit_canary(
+        &mut self,
+        c: &Canary,
+        nonce: u64,
+        follows_budget: u64,
+        now: u64,
+    ) -> Result<(Hash32, Step), Refusal> {
+        let (class, cost) = self
+            .classes
+            .iter()
+            .find(|(_, k)| k.name == c.class)
+            .map(|(id, k)| {
+                let cost = k
+                    .reward_per_unit
+                    .saturating_mul(u64::from(c.units))
+                    .saturating_mul(u64::from(k.replication));
+                (*id, cost)
+            })
+            .ok_or(Refusal::NotFound("task class"))?;
+        let task = Task {
+            network: self.cfg.network,
+            coordinator: self.me,
+            class,
+            requester: self.me,
+            nonce,
+            units: c.units,
+            budget_sats: cost.max(follows_budget),
+            created_at: now,
+            input: Payload::Inline(c.input.clone()),
+        };
+        self.submit(task, None, Some(c.answer.clone()), now)
+    }
+
+    /// Accepts a task built by the caller, with a canary's known answer when it is one (tests
+    /// and benchmarks drive the machine this way; the node goes through `submit_request`).
+    /// Returns the task id; submitting the same task twice is a no-op.
     pub fn submit_task(
         &mut self,
         task: Task,
