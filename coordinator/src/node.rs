@@ -148,13 +148,10 @@ pub async fn run(
     // HTTP API.
     let (commands_tx, mut commands) = mpsc::channel::<api::Command>(1024);
     let state = ApiState {
-        core: Some(core.clone()),
+        role: api::Role::Coordinator { core: core.clone(), commands: commands_tx, token: Arc::new(token) },
         store: store.clone(),
         network,
         coordinator: key.public(),
-        follower: None,
-        token: Arc::new(token),
-        commands: Some(commands_tx),
         anchor: view.clone(),
         metrics: metrics.clone(),
         stopping: shell.stopping.clone(),

@@ -223,6 +223,10 @@ async fn a_follower_replicates_reverifies_and_keeps_evidence_of_a_bad_epoch() {
     // What only the coordinator knows is not served, and writes are not taken.
     assert_eq!(http(fapi, "GET", "/v1/workers", None, None).0, 404);
     assert_eq!(http(fapi, "POST", "/v1/epochs/close", Some(&token), None).0, 404);
+    // Not with the coordinator's token, nor with an empty one (a follower has no token).
+    let task = r#"{"class":"echo","input_text":"x","units":1,"budget_sats":1000}"#;
+    assert_eq!(http(fapi, "POST", "/v1/tasks", Some(&token), Some(task)).0, 404);
+    assert_eq!(http(fapi, "POST", "/v1/tasks", Some(""), Some(task)).0, 404);
     // The auditor's chain audit passes against the follower's API.
     let source = cairn_audit::ApiSource::new(&format!("http://{fapi}"));
     let audit =

@@ -39,15 +39,15 @@ fn payout_view(p: &PayoutRecord) -> Payout {
 pub(super) async fn ledger(State(s): State<ApiState>, Path(worker): Path<String>) -> ApiResult<LedgerView> {
     let key = parse_key(&worker)?;
     let store = s.store.clone();
-    let (entry, last) = match (&s.core, s.follow_view()) {
-        (Some(_), _) => {
+    let (entry, last) = match s.follow_view() {
+        None => {
             let core = lock(&s)?;
             let m = core.machine();
             (m.balance(&key).cloned(), m.meta().last_header.clone())
         }
         // A follower knows balances as of its newest accepted epoch: the snapshot there.
-        (None, f) => {
-            let last = match f.and_then(|f| f.tip_height) {
+        Some(f) => {
+            let last = match f.tip_height {
                 Some(h) => ls::header(store.as_ref(), h)?,
                 None => None,
             };

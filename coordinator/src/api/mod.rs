@@ -225,24 +225,38 @@ pub struct FollowView {
     pub evidence: Vec<crate::follower::Evidence>,
 }
 
+/// Which node serves the API: what only that role has.
+#[derive(Clone)]
+pub enum Role {
+    /// A coordinator: its core (the read routes look at its machine), where its writes go
+    /// (the node decides and persists them, and answers once they are on disk), and the
+    /// operator token those writes need.
+    Coordinator {
+        /// The core.
+        core: Arc<Mutex<Core>>,
+        /// The node's command path.
+        commands: mpsc::Sender<Command>,
+        /// The operator token.
+        token: Arc<String>,
+    },
+    /// A follower: no lifecycle, no writes; its sync status and evidence.
+    Follower {
+        /// What the sync loop reports.
+        view: Arc<RwLock<FollowView>>,
+    },
+}
+
 /// Shared state of the handlers.
 #[derive(Clone)]
 pub struct ApiState {
-    /// The core (`None` on a follower, which runs no lifecycle).
-    pub core: Option<Arc<Mutex<Core>>>,
+    /// The role, and what only it has.
+    pub role: Role,
     /// The database the read routes serve from.
     pub store: Arc<dyn crate::store::KvStore>,
     /// The network.
     pub network: cairn_spec::Network,
     /// The coordinator this node is (or follows).
     pub coordinator: PubKey,
-    /// A follower's sync status and evidence (`None` on a coordinator).
-    pub follower: Option<Arc<RwLock<FollowView>>>,
-    /// Operator token.
-    pub token: Arc<String>,
-    /// Where writes go: the coordinator's node decides and persists them and answers once
-    /// they are on disk (`None` on a follower, which takes no writes).
-    pub commands: Option<mpsc::Sender<Command>>,
     /// Anchor status.
     pub anchor: Arc<RwLock<AnchorView>>,
     /// Metrics.
@@ -266,7 +280,10 @@ impl ApiState {
 
     /// A copy of a follower's latest report (`None` on a coordinator).
     fn follow_view(&self) -> Option<FollowView> {
-        self.follower.as_ref().and_then(|f| f.read().ok().map(|v| v.clone()))
+        match &self.role {
+            Role::Follower { view } => view.read().ok().map(|v| v.clone()),
+            Role::Coordinator { .. } => None,
+        }
     }
 
     /// Whether shutdown has started.
@@ -338,7 +355,7 @@ async fn command<T>(
     s: &ApiState,
     make: impl FnOnce(oneshot::Sender<Result<T, CoreError>>) -> Command,
 ) -> Result<T, ApiError> {
-    let Some(commands) = &s.commands else {
+    let Role::Coordinator { commands, .. } = &s.role else {
         return Err(ApiError(
             StatusCode::NOT_FOUND,
             "a follower takes no writes; ask the coordinator".into(),
@@ -362,18 +379,18 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 fn authorize(state: &ApiState, headers: &HeaderMap) -> Result<(), ApiError> {
-    if state.core.is_none() {
+    let Role::Coordinator { token, .. } = &state.role else {
         return Err(ApiError(
             StatusCode::NOT_FOUND,
             "a follower takes no writes: send them to the coordinator".into(),
         ));
-    }
+    };
     let given = headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or("");
-    if !constant_time_eq(given.as_bytes(), state.token.as_bytes()) {
+    if !constant_time_eq(given.as_bytes(), token.as_bytes()) {
         return Err(ApiError(StatusCode::UNAUTHORIZED, "missing or wrong operator token".into()));
     }
     if state.is_stopping() {
@@ -395,7 +412,7 @@ fn parse_height(s: &str) -> Result<u32, ApiError> {
 }
 
 fn lock(state: &ApiState) -> Result<std::sync::MutexGuard<'_, Core>, ApiError> {
-    let Some(core) = &state.core else {
+    let Role::Coordinator { core, .. } = &state.role else {
         return Err(ApiError(
             StatusCode::NOT_FOUND,
             "a follower serves epochs, receipts, ledger snapshots and anchors; ask the coordinator for this"

@@ -17,7 +17,7 @@ use cairn_spec::{GossipMessage, PubKey, RequestBody, ResponseBody, SignedEpochHe
 
 use super::anchors::{AnchorTracker, FoundAnchor};
 use super::{Evidence, FetchedEpoch, Follower, Judgement, MAX_EPOCH_LEDGER, MAX_EPOCH_RECEIPTS};
-use crate::api::{AnchorEntry, AnchorEntryStatus, AnchorView, ApiState, FollowView};
+use crate::api::{self, AnchorEntry, AnchorEntryStatus, AnchorView, ApiState, FollowView};
 use crate::config::{BitcoinMode, NodeConfig};
 use crate::lifecycle_store as ls;
 use crate::node::{NodeError, NodeInfo};
@@ -183,13 +183,10 @@ pub async fn run(
 
     // HTTP API: the read routes over this database; writes are refused (no core).
     let state = ApiState {
-        core: None,
+        role: api::Role::Follower { view: view.clone() },
         store: store.clone(),
         network,
         coordinator,
-        follower: Some(view.clone()),
-        token: Arc::new(String::new()),
-        commands: None,
         anchor: anchor_view.clone(),
         metrics: metrics.clone(),
         stopping: shell.stopping.clone(),
