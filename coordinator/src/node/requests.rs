@@ -1,0 +1,258 @@
+//! Worker requests: grouped as they arrive, checked (signatures, on every core), decided by
+//! the machine as one group, written in one synced batch, then answered in order; and the
+//! read requests (terms, blobs, receipts, epochs) answered from the store.
+//!
+//! Owns the pipeline's order (check → decide → write → answer) and the refusals a request
+//! gets before the machine sees it. Must never answer a write before it is on disk.
+
+use super::*;
+
+/// A group of worker messages decided by the machine: its answers (and effects) are sent
+/// once its write is on disk.
+pub(super) struct Written {
+    pending: crate::core::Pending<ResponseBody>,
+    replies: Vec<ReplyToken>,
+}
+
+/// Groups in flight between the machine and their answers, at most (each holds up to
+/// `MAX_GROUP` requests); the next group waits for a place.
+pub const GROUPS_IN_FLIGHT: usize = 2;
+
+/// A group of worker messages being checked (signatures, on every core).
+pub(super) struct Checking {
+    checked: tokio::task::JoinHandle<Vec<(ReplyToken, Result<WorkerMsg, Refusal>)>>,
+}
+
+/// Groups whose check may run while the previous group is decided: the check of group N+1
+/// (most of the node's CPU per message) overlaps the machine deciding group N, as the ingest
+/// bench measures.
+pub const GROUPS_CHECKING: usize = 1;
+
+/// Decides each checked group, in the order the groups arrived: refusals from the check are
+/// answered at once, the rest decided by the machine as one group and handed to
+/// [`answer_groups`]. A failed decision (storage) answers the group with an error and stops:
+/// `fatal` tells the node's loop, which then stops the node.
+pub(super) async fn decide_groups(
+    ctx: Ctx,
+    mut groups: mpsc::Receiver<Checking>,
+    fatal: mpsc::Sender<CoreError>,
+) {
+    while let Some(Checking { checked }) = groups.recv().await {
+        // A check cannot panic on bad input; should one panic anyway, its group gets no
+        // answers rather than wrong ones (as `check_all` does for a panicking thread).
+        let checked = checked.await.unwrap_or_default();
+        let (mut replies, mut msgs) = (Vec::new(), Vec::new());
+        for (reply, c) in checked {
+            match c {
+                Ok(m) => {
+                    replies.push(reply);
+                    msgs.push(m);
+                }
+                Err(r) => ctx.respond(reply, Err(r)).await,
+            }
+        }
+        if msgs.is_empty() {
+            continue;
+        }
+        let now = unix_secs();
+        let core = ctx.core.clone();
+        let decided = tokio::task::spawn_blocking(move || match core.lock() {
+            Ok(mut c) => c.submit_many(msgs, |m, msg| dispatch(m, msg, now)),
+            Err(_) => Err(CoreError::Poisoned),
+        })
+        .await
+        .unwrap_or(Err(CoreError::Poisoned));
+        let failure = match decided {
+            // Answered once on disk, while the next group is checked and decided.
+            Ok(pending) => match ctx.written.send(Written { pending, replies }).await {
+                Ok(()) => continue,
+                Err(_) => CoreError::Poisoned,
+            },
+            Err(e) => {
+                ctx.unavailable(replies).await;
+                e
+            }
+        };
+        // The loop stops the node on the first failure it hears of; a second one is moot.
+        let _ = fatal.try_send(failure);
+        return;
+    }
+}
+
+/// Answers each group once it is on disk, in the order the groups were decided, after
+/// performing its effects. A failed write answers the group with an error and stops: `fatal`
+/// tells the node's loop, which then stops the node.
+pub(super) async fn answer_groups(
+    ctx: Ctx,
+    mut groups: mpsc::Receiver<Written>,
+    fatal: mpsc::Sender<CoreError>,
+) {
+    while let Some(Written { pending, replies }) = groups.recv().await {
+        let written =
+            tokio::task::spawn_blocking(move || pending.wait()).await.unwrap_or(Err(CoreError::Poisoned));
+        match written {
+            Ok((results, effects)) => {
+                ctx.perform(effects).await;
+                for (reply, answer) in replies.into_iter().zip(results) {
+                    ctx.respond(reply, answer).await;
+                }
+            }
+            Err(e) => {
+                ctx.unavailable(replies).await;
+                let _ = fatal.send(e).await;
+                return;
+            }
+        }
+    }
+}
+
+/// Most requests persisted in one group commit. Under load a group shares one synced write,
+/// one write of each touched ledger, lock and worker row, and a receipt batch signature per
+/// 256 receipts; the ingest bench (`cargo bench -p cairn-coordinator --bench ingest`) runs
+/// groups of this size. A group of 512 reveals is checked in about 25 ms on 2 cores.
+pub const MAX_GROUP: usize = 512;
+
+/// A worker message whose sender and signature were checked.
+pub(super) enum WorkerMsg {
+    Register(Verified<cairn_spec::Registration>, Option<u64>),
+    Claim(Verified<cairn_spec::Claim>),
+    Commit(Verified<cairn_spec::Commitment>),
+    Reveal(Verified<cairn_spec::Reveal>),
+}
+
+/// Worker messages must come from the worker's own node (its libp2p identity is its protocol
+/// key), so a relayed or replayed message from elsewhere is refused; then the signature.
+/// Checks a group's messages on every core (signature verification is most of the node's
+/// work per message), keeping their order.
+pub(super) fn check_all(
+    work: Vec<(Peer, RequestBody, ReplyToken)>,
+    rpc: Option<&BitcoinCoreRpc>,
+) -> Vec<(ReplyToken, Result<WorkerMsg, Refusal>)> {
+    let (replies, checks): (Vec<ReplyToken>, Vec<(Peer, RequestBody)>) =
+        work.into_iter().map(|(from, body, reply)| (reply, (from, body))).unzip();
+    // A checker cannot panic on bad input (every decoder and check returns a refusal);
+    // should one panic anyway, the group gets no answers rather than wrong ones.
+    match crate::parallel::map_ordered(checks, |(from, body)| check(&from, body, rpc)) {
+        Ok(results) => replies.into_iter().zip(results).collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+pub(super) fn check(
+    from: &Peer,
+    body: RequestBody,
+    rpc: Option<&BitcoinCoreRpc>,
+) -> Result<WorkerMsg, Refusal> {
+    let bound = |signer: &cairn_spec::PubKey| {
+        if from.protocol_key().as_ref() == Some(signer) {
+            Ok(())
+        } else {
+            Err(Refusal::Invalid("message signer is not the sending peer's key".into()))
+        }
+    };
+    match body {
+        RequestBody::Register(s) => {
+            bound(&s.body.worker)?;
+            let bond = match (&s.body.bond, rpc) {
+                (Some(b), Some(rpc)) => bond_value(rpc, b),
+                _ => None,
+            };
+            Ok(WorkerMsg::Register(Verified::check(s)?, bond))
+        }
+        RequestBody::Claim(s) => {
+            bound(&s.body.worker)?;
+            Ok(WorkerMsg::Claim(Verified::check(s)?))
+        }
+        RequestBody::Commit(s) => {
+            bound(&s.body.worker)?;
+            Ok(WorkerMsg::Commit(Verified::check(s)?))
+        }
+        RequestBody::Reveal(s) => {
+            bound(&s.body.worker)?;
+            Ok(WorkerMsg::Reveal(Verified::check(s)?))
+        }
+        _ => Err(Refusal::Invalid("not a worker message".into())),
+    }
+}
+
+pub(super) fn dispatch(
+    m: &mut crate::lifecycle::Machine,
+    msg: WorkerMsg,
+    now: u64,
+) -> Result<(ResponseBody, crate::lifecycle::Step), Refusal> {
+    match msg {
+        WorkerMsg::Register(v, bond) => Ok((ResponseBody::Ack, m.register_bonded(v, bond, now)?)),
+        WorkerMsg::Claim(v) => {
+            let task = v.get().body.task;
+            let (expires_at, step) = m.claim(v, now)?;
+            Ok((ResponseBody::Lease { task, expires_at }, step))
+        }
+        WorkerMsg::Commit(v) => Ok((ResponseBody::Ack, m.commit(v, now)?)),
+        WorkerMsg::Reveal(v) => Ok((ResponseBody::Ack, m.reveal(v, now)?)),
+    }
+}
+
+impl Ctx {
+    /// Answers a group of requests: reads at once; worker messages are checked (sender bound
+    /// to signer, signature) off the async threads and handed, in order, to `decide_groups`,
+    /// which decides each group once its check is done while the next group is checked.
+    pub(super) async fn on_requests(&self, batch: Vec<(Peer, Request, ReplyToken)>) -> Result<(), NodeError> {
+        let mut answers: Vec<(ReplyToken, Result<ResponseBody, Refusal>)> = Vec::new();
+        let mut work: Vec<(Peer, RequestBody, ReplyToken)> = Vec::new();
+        for (from, req, reply) in batch {
+            if matches!(req.body, RequestBody::GetTerms) || crate::sync::is_read(&req.body) {
+                answers.push((reply, self.read(req.body)));
+            } else {
+                work.push((from, req.body, reply));
+            }
+        }
+        if !work.is_empty() {
+            let rpc = self.bond_rpc.clone();
+            let checked = tokio::task::spawn_blocking(move || check_all(work, rpc.as_deref()));
+            if self.checking.send(Checking { checked }).await.is_err() {
+                return Err(CoreError::Poisoned.into());
+            }
+        }
+        for (reply, answer) in answers {
+            self.respond(reply, answer).await;
+        }
+        Ok(())
+    }
+
+    /// Answers a group the node could not decide or write: it is stopping after a storage
+    /// failure, and the workers retry elsewhere or after its restart.
+    pub(super) async fn unavailable(&self, replies: Vec<ReplyToken>) {
+        for reply in replies {
+            let body = ResponseBody::error(ErrorReason::Internal, "node unavailable");
+            let _ = self.net.respond(reply, body).await;
+        }
+    }
+
+    pub(super) async fn respond(&self, reply: ReplyToken, answer: Result<ResponseBody, Refusal>) {
+        let body = match answer {
+            Ok(b) => {
+                self.metrics.accepted_messages.inc();
+                b
+            }
+            Err(r) => {
+                self.metrics.refusals.inc();
+                tracing::debug!(target: "cairn::node", reason = %r, "request refused");
+                r.to_response()
+            }
+        };
+        if let Err(e) = self.net.respond(reply, body).await {
+            tracing::debug!(target: "cairn::node", error = %e, "response not sent");
+        }
+    }
+
+    pub(super) fn read(&self, body: RequestBody) -> Result<ResponseBody, Refusal> {
+        if matches!(body, RequestBody::GetTerms) {
+            return Ok(ResponseBody::Terms(Box::new((*self.terms).clone())));
+        }
+        crate::sync::answer(self.store()?.as_ref(), &body)
+    }
+
+    pub(super) fn store(&self) -> Result<Arc<dyn KvStore>, Refusal> {
+        self.core.lock().map(|c| c.store().clone()).map_err(|_| Refusal::Unavailable("node unavailable"))
+    }
+}
