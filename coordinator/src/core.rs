@@ -23,6 +23,7 @@ use crate::lifecycle::{
     Change, Effect, LifecycleConfig, Machine, ReceiptSigner, Refusal, RestoreError, Step,
 };
 use crate::lifecycle_store::{self as ls, LoadError};
+use crate::published::{Board, Published};
 use crate::store::{KvStore, StoreError};
 
 /// Why the core could not do something.
@@ -257,6 +258,9 @@ pub struct Core {
     machine: Machine,
     store: Arc<dyn KvStore>,
     writer: Writer,
+    /// What the API reads, replaced after every decision.
+    board: Board,
+    classes: Arc<Vec<(cairn_spec::Hash32, cairn_spec::TaskClass)>>,
 }
 
 impl Core {
@@ -278,7 +282,19 @@ impl Core {
             }
         };
         let writer = Writer::start(store.clone(), machine.receipt_signer());
-        Ok(Core { machine, store, writer })
+        let classes = Arc::new(machine.classes().iter().map(|(id, c)| (*id, c.clone())).collect());
+        let board = Board::new(Published::of(&machine, &classes));
+        Ok(Core { machine, store, writer, board, classes })
+    }
+
+    /// Where the latest summary of the machine is published (for readers that must not take
+    /// the core's lock).
+    pub fn board(&self) -> Board {
+        self.board.clone()
+    }
+
+    fn publish(&self) {
+        self.board.set(Published::of(&self.machine, &self.classes));
     }
 
     /// The machine (read-only), once everything it decided is on disk.
@@ -302,7 +318,11 @@ impl Core {
             return Err(CoreError::Poisoned);
         }
         let (out, step) = f(&mut self.machine)?;
+        let changed = !step.is_empty();
         let effects = self.writer.submit(step)?.recv().unwrap_or(Err(CoreError::Poisoned))?;
+        if changed {
+            self.publish();
+        }
         Ok((out, effects))
     }
 
@@ -341,6 +361,11 @@ impl Core {
         let changed = !all.changes.is_empty();
         all.changes.extend(self.machine.end_group(changed));
         let written = self.writer.submit(all)?;
+        // Published as decided: a reader may see a group a moment before its write lands
+        // (its answers still wait for the write).
+        if changed {
+            self.publish();
+        }
         Ok(Pending { answers, written })
     }
 }
@@ -407,5 +432,45 @@ mod tests {
             }
             assert_eq!(seen, 9);
         }
+    }
+
+    #[test]
+    fn readers_see_each_decision_through_the_board_even_while_the_core_is_held() {
+        use crate::lifecycle::TaskRequest;
+        let class = cairn_spec::TaskClass {
+            name: "echo".into(),
+            executor: cairn_spec::ExecutorKind::Command,
+            model_hash: Hash32::ZERO,
+            rule: cairn_spec::ComparisonRule::ExactHash,
+            replication: 1,
+            reward_per_unit: 10,
+            max_input_bytes: 64,
+            lease_secs: 60,
+            reveal_secs: 60,
+        };
+        let cfg = LifecycleConfig::new(Network::Regtest, vec![class]);
+        let mut core = Core::open(cfg, key(1), Arc::new(crate::store::MemoryStore::new()), 0).unwrap();
+        let board = core.board();
+        assert_eq!(board.get().unwrap().tasks.submitted, 0);
+        let request = TaskRequest {
+            class: "echo".into(),
+            requester: None,
+            nonce: 1,
+            units: 1,
+            budget_sats: 100,
+            input: cairn_spec::Payload::Inline(b"x".to_vec()),
+            blob: None,
+            canary: None,
+        };
+        core.apply(|m| m.submit_request(request, [0, 0], 0)).unwrap();
+        // A writer holds the core: a reader still gets the newest summary, at once.
+        let held = Mutex::new(core);
+        let _writer = held.lock().unwrap();
+        let seen = std::thread::spawn(move || {
+            board.get().map(|p| (p.tasks.submitted, p.open_tasks, p.tasks.commit))
+        })
+        .join()
+        .unwrap();
+        assert_eq!(seen, Some((1, 1, 1)));
     }
 }

@@ -18,6 +18,7 @@ pub mod lifecycle_store;
 pub mod metrics;
 pub mod node;
 pub mod parallel;
+pub mod published;
 mod shell;
 pub mod store;
 pub mod sync;

@@ -359,7 +359,27 @@ pub fn load(s: &dyn KvStore) -> Result<Option<Snapshot>, LoadError> {
     Ok(Some(snap))
 }
 
-/// A task record (open or final).
+/// Every registered worker's record, as last written, in key order.
+pub fn workers(s: &dyn KvStore) -> Result<Vec<WorkerRecord>, LoadError> {
+    scan_all(s, Table::Workers, b"")?
+        .iter()
+        .map(|(k, v)| parse::<WorkerRecord>(Table::Workers, k, v))
+        .collect()
+}
+
+/// One worker's record, as last written.
+pub fn worker(s: &dyn KvStore, key: &PubKey) -> Result<Option<WorkerRecord>, LoadError> {
+    let k = key.as_bytes().to_vec();
+    s.get(Table::Workers, &k)?.map(|v| parse(Table::Workers, &k, &v)).transpose()
+}
+
+/// A worker's balance as last written.
+pub fn balance(s: &dyn KvStore, worker: &PubKey) -> Result<Option<LedgerEntry>, LoadError> {
+    let k = ledger_key(worker);
+    s.get(Table::Ledger, &k)?.map(|v| decode(Table::Ledger, &k, &v)).transpose()
+}
+
+/// One task record, open or final, as last written.
 pub fn task(s: &dyn KvStore, id: &Hash32) -> Result<Option<TaskRecord>, LoadError> {
     let k = task_key(id);
     s.get(Table::Tasks, &k)?.map(|v| decode(Table::Tasks, &k, &v)).transpose()

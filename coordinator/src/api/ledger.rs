@@ -10,7 +10,7 @@ use axum::Json;
 use cairn_spec::api::{ErrorBody, LedgerProof, LedgerView, Payout, PayoutState, Payouts};
 use cairn_spec::{Encode, MerkleTree, Object};
 
-use super::{lock, not_found, parse_key, ApiResult, ApiState};
+use super::{not_found, parse_key, published, ApiResult, ApiState};
 use crate::lifecycle::{PayoutRecord, PayoutStatus};
 use crate::lifecycle_store as ls;
 
@@ -41,9 +41,8 @@ pub(super) async fn ledger(State(s): State<ApiState>, Path(worker): Path<String>
     let store = s.store.clone();
     let (entry, last) = match s.follow_view() {
         None => {
-            let core = lock(&s)?;
-            let m = core.machine();
-            (m.balance(&key).cloned(), m.meta().last_header.clone())
+            let last = published(&s)?.last_header.clone();
+            (ls::balance(store.as_ref(), &key)?, last)
         }
         // A follower knows balances as of its newest accepted epoch: the snapshot there.
         Some(f) => {

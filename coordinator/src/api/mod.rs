@@ -6,11 +6,15 @@
 //! as `coordinator/openapi.json`) is generated from those types and the handlers' annotations,
 //! and a test holds it and [`ROUTES`] together.
 //!
+//! Writes become [`Command`]s the node decides and persists (the same path into the core as
+//! a worker's request); reads come from the store and the summary the core publishes
+//! (`crate::published`), so the API never takes the core's lock.
+//!
 //! This module owns the router, the handlers' shared state, errors and the operator token;
-//! the handlers live in a file per resource. Must never decide anything (it calls the core)
-//! and never show what only the node may know: which tasks are canaries or audits.
+//! the handlers live in a file per resource. Must never decide anything nor write to the
+//! core, and never show what only the node may know: which tasks are canaries or audits.
 
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderMap, StatusCode};
@@ -23,10 +27,11 @@ use serde::Deserialize;
 use tokio::sync::{mpsc, oneshot};
 use utoipa::OpenApi;
 
-use crate::core::{Core, CoreError};
+use crate::core::CoreError;
 use crate::lifecycle::Refusal;
 use crate::lifecycle_store as ls;
 use crate::metrics::NodeMetrics;
+use crate::published::{Board, Published};
 
 pub mod body;
 mod epochs;
@@ -228,12 +233,13 @@ pub struct FollowView {
 /// Which node serves the API: what only that role has.
 #[derive(Clone)]
 pub enum Role {
-    /// A coordinator: its core (the read routes look at its machine), where its writes go
-    /// (the node decides and persists them, and answers once they are on disk), and the
-    /// operator token those writes need.
+    /// A coordinator: the summary its core publishes (what the read routes show besides the
+    /// store), where its writes go (the node decides and persists them, and answers once
+    /// they are on disk), and the operator token those writes need. The API never takes the
+    /// core's lock.
     Coordinator {
-        /// The core.
-        core: Arc<Mutex<Core>>,
+        /// The core's published summary.
+        board: Board,
         /// The node's command path.
         commands: mpsc::Sender<Command>,
         /// The operator token.
@@ -411,15 +417,16 @@ fn parse_height(s: &str) -> Result<u32, ApiError> {
     s.parse().map_err(|_| bad("height must be a non-negative integer"))
 }
 
-fn lock(state: &ApiState) -> Result<std::sync::MutexGuard<'_, Core>, ApiError> {
-    let Role::Coordinator { core, .. } = &state.role else {
+/// The coordinator's published summary (a follower has none: it serves what it replicated).
+fn published(state: &ApiState) -> Result<Arc<Published>, ApiError> {
+    let Role::Coordinator { board, .. } = &state.role else {
         return Err(ApiError(
             StatusCode::NOT_FOUND,
             "a follower serves epochs, receipts, ledger snapshots and anchors; ask the coordinator for this"
                 .into(),
         ));
     };
-    core.lock().map_err(|_| ApiError(StatusCode::SERVICE_UNAVAILABLE, "core unavailable".into()))
+    board.get().ok_or_else(|| ApiError(StatusCode::SERVICE_UNAVAILABLE, "core unavailable".into()))
 }
 
 /// Query of the list routes.

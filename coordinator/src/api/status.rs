@@ -9,12 +9,11 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use cairn_spec::api::{
     Anchors, CoordinatorHealth, CoordinatorStats, ErrorBody, Evidence, EvidenceList, FollowerHealth,
-    FollowerStats, Health, LedgerTotals, NodeStatus, Role, Stats, TaskCounts, WorkerCounts,
+    FollowerStats, Health, NodeStatus, Role, Stats,
 };
 use utoipa::OpenApi;
 
-use super::{lock, ApiDoc, ApiResult, ApiState};
-use crate::lifecycle::Phase;
+use super::{published, ApiDoc, ApiResult, ApiState};
 
 fn node_status(s: &ApiState) -> NodeStatus {
     if s.is_stopping() {
@@ -46,15 +45,14 @@ pub(super) async fn health(State(s): State<ApiState>) -> ApiResult<Health> {
             bitcoin_error: anchor.last_error,
         })));
     }
-    let core = lock(&s)?;
-    let m = core.machine();
+    let p = published(&s)?;
     Ok(Json(Health::Coordinator(CoordinatorHealth {
         status: node_status(&s),
-        network: m.config().network,
-        coordinator: m.coordinator(),
-        next_epoch: m.meta().next_epoch,
-        open_tasks: m.open_tasks().count() as u64,
-        workers: m.workers().count() as u64,
+        network: p.network,
+        coordinator: p.coordinator,
+        next_epoch: p.next_epoch,
+        open_tasks: p.open_tasks,
+        workers: p.worker_count(),
         p2p: s.p2p.as_ref().clone(),
         anchor_address: s.anchor_address.clone(),
         anchoring: anchor.enabled,
@@ -99,42 +97,14 @@ pub(super) async fn stats(State(s): State<ApiState>) -> ApiResult<Stats> {
             anchors,
         })));
     }
-    let core = lock(&s)?;
-    let m = core.machine();
-    let (mut commit, mut reveal) = (0u64, 0u64);
-    for t in m.open_tasks() {
-        match t.phase {
-            Phase::Commit => commit += 1,
-            Phase::Reveal { .. } => reveal += 1,
-            _ => {}
-        }
-    }
-    let c = &m.meta().counts;
-    let mut ledger = LedgerTotals {
-        credited: m.meta().credited,
-        forfeited: m.meta().forfeited,
-        ..LedgerTotals::default()
-    };
-    let mut workers = WorkerCounts::default();
-    for w in m.workers() {
-        match (&w.banned, &w.bond_lost) {
-            (Some(_), _) => workers.banned += 1,
-            (None, Some(_)) => workers.lapsed += 1,
-            (None, None) => workers.active += 1,
-        }
-        if let Some(e) = m.balance(&w.key()) {
-            ledger.locked = ledger.locked.saturating_add(e.locked);
-            ledger.claimable = ledger.claimable.saturating_add(e.claimable);
-            ledger.paid = ledger.paid.saturating_add(e.paid);
-        }
-    }
+    let p = published(&s)?;
     Ok(Json(Stats::Coordinator(CoordinatorStats {
-        tasks: TaskCounts { submitted: c.submitted, commit, reveal, decided: c.decided, failed: c.failed },
-        receipts: c.receipts,
-        epochs: m.meta().next_epoch,
-        open_epoch_receipts: m.meta().open_receipts,
-        ledger,
-        workers,
+        tasks: p.tasks.clone(),
+        receipts: p.receipts,
+        epochs: p.next_epoch,
+        open_epoch_receipts: p.open_receipts,
+        ledger: p.ledger.clone(),
+        workers: p.workers.clone(),
         anchors,
     })))
 }

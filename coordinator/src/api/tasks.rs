@@ -17,7 +17,7 @@ use cairn_spec::api::{
 use cairn_spec::{Encode, Hash32, Payload};
 
 use super::{
-    authorize, bad, limit, lock, not_found, parse_hash, ApiError, ApiResult, ApiState, Command, Page,
+    authorize, bad, limit, not_found, parse_hash, published, ApiError, ApiResult, ApiState, Command, Page,
 };
 use crate::lifecycle::{Phase, TaskRecord};
 use crate::lifecycle_store as ls;
@@ -27,10 +27,8 @@ use crate::lifecycle_store as ls;
     responses((status = 200, description = "Task classes", body = ClassList),
               (status = 404, description = "A follower serves no classes", body = ErrorBody)))]
 pub(super) async fn classes(State(s): State<ApiState>) -> ApiResult<ClassList> {
-    let core = lock(&s)?;
-    let classes = core
-        .machine()
-        .classes()
+    let classes = published(&s)?
+        .classes
         .iter()
         .map(|(id, c)| ClassView { id: *id, class: c.clone(), encoding: hex::encode(c.to_bytes()) })
         .collect();
@@ -94,13 +92,8 @@ fn task_view(r: &TaskRecord) -> TaskView {
 }
 
 fn load_task(s: &ApiState, id: &Hash32) -> Result<TaskRecord, ApiError> {
-    let core = lock(s)?;
-    if let Some(t) = core.machine().open_task(id) {
-        return Ok(t.clone());
-    }
-    let store = core.store().clone();
-    drop(core);
-    ls::task(store.as_ref(), id)?.ok_or_else(|| not_found("task"))
+    published(s)?;
+    ls::task(s.store.as_ref(), id)?.ok_or_else(|| not_found("task"))
 }
 
 /// One task.

@@ -9,8 +9,9 @@ use cairn_spec::api::{
     BondLost, ErrorBody, WorkerBan, WorkerList, WorkerRejection, WorkerStatus, WorkerView,
 };
 
-use super::{lock, not_found, parse_key, ApiResult, ApiState};
+use super::{not_found, parse_key, published, ApiResult, ApiState};
 use crate::lifecycle::WorkerRecord;
+use crate::lifecycle_store as ls;
 
 fn worker_view(w: &WorkerRecord) -> WorkerView {
     WorkerView {
@@ -45,8 +46,8 @@ fn worker_view(w: &WorkerRecord) -> WorkerView {
     responses((status = 200, description = "Workers", body = WorkerList),
               (status = 404, description = "A follower serves no workers", body = ErrorBody)))]
 pub(super) async fn list_workers(State(s): State<ApiState>) -> ApiResult<WorkerList> {
-    let core = lock(&s)?;
-    Ok(Json(WorkerList { workers: core.machine().workers().map(worker_view).collect() }))
+    published(&s)?;
+    Ok(Json(WorkerList { workers: ls::workers(s.store.as_ref())?.iter().map(worker_view).collect() }))
 }
 
 /// One worker: standing, counts and why it lost results.
@@ -57,7 +58,7 @@ pub(super) async fn list_workers(State(s): State<ApiState>) -> ApiResult<WorkerL
               (status = 404, description = "Unknown worker", body = ErrorBody)))]
 pub(super) async fn get_worker(State(s): State<ApiState>, Path(key): Path<String>) -> ApiResult<WorkerView> {
     let key = parse_key(&key)?;
-    let core = lock(&s)?;
-    let w = core.machine().worker(&key).ok_or_else(|| not_found("worker"))?;
-    Ok(Json(worker_view(w)))
+    published(&s)?;
+    let w = ls::worker(s.store.as_ref(), &key)?.ok_or_else(|| not_found("worker"))?;
+    Ok(Json(worker_view(&w)))
 }

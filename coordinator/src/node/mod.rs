@@ -114,6 +114,7 @@ pub async fn run(
     let core = Core::open(lifecycle, key.clone(), store.clone(), unix_secs())
         .map_err(|e| NodeError::Open(e.to_string()))?;
     tracing::info!(target: "cairn::node", coordinator = %key.public(), network = %network, "state opened");
+    let board = core.board();
     let core = Arc::new(Mutex::new(core));
 
     let (net, mut events, p2p_addrs, metrics) = shell.start_p2p(&cfg).await?;
@@ -145,7 +146,7 @@ pub async fn run(
     // HTTP API.
     let (commands_tx, mut commands) = mpsc::channel::<api::Command>(1024);
     let state = ApiState {
-        role: api::Role::Coordinator { core: core.clone(), commands: commands_tx, token: Arc::new(token) },
+        role: api::Role::Coordinator { board: board.clone(), commands: commands_tx, token: Arc::new(token) },
         store: store.clone(),
         network,
         coordinator: key.public(),

@@ -1,0 +1,120 @@
+//! What the HTTP API reads of the coordinator's machine, published by the core after each
+//! decision (one event, or one group): the counters and summaries `/v1/health`,
+//! `/v1/stats`, `/v1/classes` and `/v1/ledger` show. A read clones a pointer; it never takes
+//! the core's lock nor waits on a write. Records (tasks, balances, receipts, epochs) are read
+//! from the store, which holds what the core has written.
+//!
+//! Owns the summary and its hand-over. Must never hold what only the machine may know (a
+//! canary's answer, an audit draw): everything here is served to anyone.
+
+use std::sync::{Arc, RwLock};
+
+use cairn_spec::api::{LedgerTotals, TaskCounts, WorkerCounts};
+use cairn_spec::{Hash32, Network, PubKey, SignedEpochHeader, TaskClass};
+
+use crate::lifecycle::{Machine, Phase};
+
+/// The machine's state as the API shows it.
+#[derive(Clone, Debug)]
+pub struct Published {
+    /// The network.
+    pub network: Network,
+    /// The coordinator's key.
+    pub coordinator: PubKey,
+    /// The classes served, by id (fixed for the life of the process).
+    pub classes: Arc<Vec<(Hash32, TaskClass)>>,
+    /// Tasks by state.
+    pub tasks: TaskCounts,
+    /// Open tasks.
+    pub open_tasks: u64,
+    /// Receipts issued, ever.
+    pub receipts: u64,
+    /// The open epoch's height.
+    pub next_epoch: u32,
+    /// Receipts in the open epoch.
+    pub open_receipts: u32,
+    /// The newest closed epoch's header.
+    pub last_header: Option<SignedEpochHeader>,
+    /// Ledger sums.
+    pub ledger: LedgerTotals,
+    /// Registered workers by standing.
+    pub workers: WorkerCounts,
+}
+
+impl Published {
+    /// The summary of `m` (its classes given once, as they never change).
+    pub fn of(m: &Machine, classes: &Arc<Vec<(Hash32, TaskClass)>>) -> Self {
+        let meta = m.meta();
+        let mut tasks = TaskCounts {
+            submitted: meta.counts.submitted,
+            decided: meta.counts.decided,
+            failed: meta.counts.failed,
+            ..TaskCounts::default()
+        };
+        let mut open_tasks = 0;
+        for t in m.open_tasks() {
+            open_tasks += 1;
+            match t.phase {
+                Phase::Commit => tasks.commit += 1,
+                Phase::Reveal { .. } => tasks.reveal += 1,
+                _ => {}
+            }
+        }
+        let mut ledger =
+            LedgerTotals { credited: meta.credited, forfeited: meta.forfeited, ..LedgerTotals::default() };
+        let mut workers = WorkerCounts::default();
+        for w in m.workers() {
+            match (&w.banned, &w.bond_lost) {
+                (Some(_), _) => workers.banned += 1,
+                (None, Some(_)) => workers.lapsed += 1,
+                (None, None) => workers.active += 1,
+            }
+            if let Some(e) = m.balance(&w.key()) {
+                ledger.locked = ledger.locked.saturating_add(e.locked);
+                ledger.claimable = ledger.claimable.saturating_add(e.claimable);
+                ledger.paid = ledger.paid.saturating_add(e.paid);
+            }
+        }
+        Published {
+            network: m.config().network,
+            coordinator: m.coordinator(),
+            classes: classes.clone(),
+            tasks,
+            open_tasks,
+            receipts: meta.counts.receipts,
+            next_epoch: meta.next_epoch,
+            open_receipts: meta.open_receipts,
+            last_header: meta.last_header.clone(),
+            ledger,
+            workers,
+        }
+    }
+
+    /// Registered workers, whatever their standing.
+    pub fn worker_count(&self) -> u64 {
+        self.workers.active + self.workers.banned + self.workers.lapsed
+    }
+}
+
+/// The latest summary: the core replaces it, readers take a copy of the pointer.
+#[derive(Clone, Debug)]
+pub struct Board(Arc<RwLock<Arc<Published>>>);
+
+impl Board {
+    /// A board showing `first`.
+    pub fn new(first: Published) -> Self {
+        Board(Arc::new(RwLock::new(Arc::new(first))))
+    }
+
+    /// The latest summary.
+    pub fn get(&self) -> Option<Arc<Published>> {
+        self.0.read().ok().map(|p| p.clone())
+    }
+
+    /// Replaces the summary.
+    pub(crate) fn set(&self, p: Published) {
+        if let Ok(mut slot) = self.0.write() {
+            *slot = Arc::new(p);
+        }
+    }
+}
