@@ -7,7 +7,8 @@
 //! thread signs and encodes the previous group and another writes the one before, each in
 //! the order the groups were decided. A group's answers and effects come out of its [`Pending`] only
 //! once its write, and so every earlier one, is on disk; `machine()` waits for every write
-//! already handed over, so no reader sees state that is not on disk.
+//! already handed over, and the summary readers get (`crate::published`) is swapped in by the
+//! writer after each write, so no reader sees state that is not on disk.
 //!
 //! Owns the order "decide, persist, then act". Must never perform an effect itself (the node
 //! gossips and anchors) and never keep running after a failed write: memory would be ahead of
@@ -96,12 +97,15 @@ struct Progress {
 
 struct Job {
     step: Step,
+    /// The machine's summary once this step is on disk (published only then).
+    published: Option<Published>,
     written: mpsc::SyncSender<Result<Vec<Effect>, CoreError>>,
 }
 
 /// A group signed and encoded, on its way to the store.
 struct Encoded {
     batch: Result<Option<crate::store::Batch>, ls::Unsealed>,
+    published: Option<Published>,
     effects: Vec<Effect>,
     written: mpsc::SyncSender<Result<Vec<Effect>, CoreError>>,
 }
@@ -115,23 +119,23 @@ struct Writer {
 }
 
 impl Writer {
-    fn start(store: Arc<dyn KvStore>, signer: ReceiptSigner) -> Self {
+    fn start(store: Arc<dyn KvStore>, signer: ReceiptSigner, board: Board) -> Self {
         let (jobs, rx) = mpsc::sync_channel::<Job>(WRITE_QUEUE);
         let (encoded_tx, encoded) = mpsc::sync_channel::<Encoded>(1);
         let progress = Arc::new(Progress::default());
         let p = progress.clone();
         // Two stages, so the receipts of group N+1 are signed while group N is written.
         let sign = std::thread::Builder::new().name("cairn-signer".into()).spawn(move || {
-            for Job { mut step, written } in rx {
+            for Job { mut step, published, written } in rx {
                 seal_receipts(&signer, &mut step);
                 let batch = if step.changes.is_empty() { Ok(None) } else { ls::batch_for(&step).map(Some) };
-                if encoded_tx.send(Encoded { batch, effects: step.effects, written }).is_err() {
+                if encoded_tx.send(Encoded { batch, effects: step.effects, published, written }).is_err() {
                     return;
                 }
             }
         });
         let write = std::thread::Builder::new().name("cairn-writer".into()).spawn(move || {
-            for Encoded { batch, effects, written } in encoded {
+            for Encoded { batch, effects, published, written } in encoded {
                 let res = if p.poisoned.load(Ordering::SeqCst) {
                     Err(CoreError::Poisoned)
                 } else {
@@ -140,8 +144,11 @@ impl Writer {
                         Ok(b) => b.as_ref().map_or(Ok(()), |b| write(store.as_ref(), b)).map(|()| effects),
                     }
                 };
-                if res.is_err() {
-                    p.poisoned.store(true, Ordering::SeqCst);
+                match (&res, published) {
+                    (Err(_), _) => p.poisoned.store(true, Ordering::SeqCst),
+                    // Readers see a decision once it is on disk, before its answers go out.
+                    (Ok(_), Some(summary)) => board.set(summary),
+                    (Ok(_), None) => {}
                 }
                 if let Ok(mut c) = p.counts.lock() {
                     c.1 += 1;
@@ -159,13 +166,17 @@ impl Writer {
         self.progress.poisoned.load(Ordering::SeqCst)
     }
 
-    fn submit(&self, step: Step) -> Result<mpsc::Receiver<Result<Vec<Effect>, CoreError>>, CoreError> {
+    fn submit(
+        &self,
+        step: Step,
+        published: Option<Published>,
+    ) -> Result<mpsc::Receiver<Result<Vec<Effect>, CoreError>>, CoreError> {
         let jobs = self.jobs.as_ref().ok_or(CoreError::Poisoned)?;
         let (written, rx) = mpsc::sync_channel(1);
         if let Ok(mut c) = self.progress.counts.lock() {
             c.0 += 1;
         }
-        if jobs.send(Job { step, written }).is_err() {
+        if jobs.send(Job { step, published, written }).is_err() {
             self.progress.poisoned.store(true, Ordering::SeqCst);
             return Err(CoreError::Poisoned);
         }
@@ -281,9 +292,9 @@ impl Core {
                 m
             }
         };
-        let writer = Writer::start(store.clone(), machine.receipt_signer());
         let classes = Arc::new(machine.classes().iter().map(|(id, c)| (*id, c.clone())).collect());
         let board = Board::new(Published::of(&machine, &classes));
+        let writer = Writer::start(store.clone(), machine.receipt_signer(), board.clone());
         Ok(Core { machine, store, writer, board, classes })
     }
 
@@ -293,8 +304,9 @@ impl Core {
         self.board.clone()
     }
 
-    fn publish(&self) {
-        self.board.set(Published::of(&self.machine, &self.classes));
+    /// The summary to publish once `step` is on disk (none for a step that changed nothing).
+    fn summary(&self, step: &Step) -> Option<Published> {
+        (!step.changes.is_empty()).then(|| Published::of(&self.machine, &self.classes))
     }
 
     /// The machine (read-only), once everything it decided is on disk.
@@ -318,11 +330,8 @@ impl Core {
             return Err(CoreError::Poisoned);
         }
         let (out, step) = f(&mut self.machine)?;
-        let changed = !step.is_empty();
-        let effects = self.writer.submit(step)?.recv().unwrap_or(Err(CoreError::Poisoned))?;
-        if changed {
-            self.publish();
-        }
+        let published = self.summary(&step);
+        let effects = self.writer.submit(step, published)?.recv().unwrap_or(Err(CoreError::Poisoned))?;
         Ok((out, effects))
     }
 
@@ -360,12 +369,8 @@ impl Core {
         }
         let changed = !all.changes.is_empty();
         all.changes.extend(self.machine.end_group(changed));
-        let written = self.writer.submit(all)?;
-        // Published as decided: a reader may see a group a moment before its write lands
-        // (its answers still wait for the write).
-        if changed {
-            self.publish();
-        }
+        let published = self.summary(&all);
+        let written = self.writer.submit(all, published)?;
         Ok(Pending { answers, written })
     }
 }

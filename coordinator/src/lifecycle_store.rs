@@ -1,6 +1,6 @@
 //! The lifecycle's persistence: how each `Change` becomes table rows, how the machine's
-//! snapshot is loaded back, and the read-side lookups the API serves from disk (final tasks,
-//! receipts, epochs, ledger snapshots).
+//! snapshot is loaded back, and the read-side lookups the API serves from disk (tasks, open
+//! or final; workers; balances; receipts; epochs; ledger snapshots).
 //!
 //! Owns the key layouts of `tasks`, `commitments`, `reveals`, `receipts`, `ledger`, `epochs`,
 //! `workers` and the lifecycle rows of `meta` (SCHEMA.md). Must never decide anything: it

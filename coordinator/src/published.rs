@@ -1,8 +1,9 @@
-//! What the HTTP API reads of the coordinator's machine, published by the core after each
-//! decision (one event, or one group): the counters and summaries `/v1/health`,
-//! `/v1/stats`, `/v1/classes` and `/v1/ledger` show. A read clones a pointer; it never takes
-//! the core's lock nor waits on a write. Records (tasks, balances, receipts, epochs) are read
-//! from the store, which holds what the core has written.
+//! What the HTTP API reads of the coordinator's machine, published by the core's writer once
+//! each decision (one event, or one group) is on disk, before its answers go out: the
+//! counters and summaries `/v1/health`, `/v1/stats`, `/v1/classes` and `/v1/ledger` show. A
+//! read clones a pointer; it never takes the core's lock nor waits on a write. Records
+//! (tasks, workers, balances, receipts, epochs) are read from the store, which holds what the
+//! core has written.
 //!
 //! Owns the summary and its hand-over. Must never hold what only the machine may know (a
 //! canary's answer, an audit draw): everything here is served to anyone.
@@ -60,21 +61,18 @@ impl Published {
                 _ => {}
             }
         }
+        // Both walks are bounded by real work (tasks the operator submitted, workers who
+        // earned); standings are counted by the machine as they change, so registering many
+        // keys makes no publication slower.
         let mut ledger =
             LedgerTotals { credited: meta.credited, forfeited: meta.forfeited, ..LedgerTotals::default() };
-        let mut workers = WorkerCounts::default();
-        for w in m.workers() {
-            match (&w.banned, &w.bond_lost) {
-                (Some(_), _) => workers.banned += 1,
-                (None, Some(_)) => workers.lapsed += 1,
-                (None, None) => workers.active += 1,
-            }
-            if let Some(e) = m.balance(&w.key()) {
-                ledger.locked = ledger.locked.saturating_add(e.locked);
-                ledger.claimable = ledger.claimable.saturating_add(e.claimable);
-                ledger.paid = ledger.paid.saturating_add(e.paid);
-            }
+        for e in m.balances() {
+            ledger.locked = ledger.locked.saturating_add(e.locked);
+            ledger.claimable = ledger.claimable.saturating_add(e.claimable);
+            ledger.paid = ledger.paid.saturating_add(e.paid);
         }
+        let (active, banned, lapsed) = m.worker_standings();
+        let workers = WorkerCounts { active, banned, lapsed };
         Published {
             network: m.config().network,
             coordinator: m.coordinator(),

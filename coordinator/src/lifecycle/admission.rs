@@ -98,6 +98,8 @@ impl Machine {
                 bond_lost: None,
             },
         };
+        let before = self.workers.get(&rec.key()).map(Standing::of);
+        self.standings.moved(before, Standing::of(&rec));
         self.workers.insert(rec.key(), rec.clone());
         Ok(self.finish(Step { changes: vec![Change::Worker(Box::new(rec))], effects: vec![], sync: true }))
     }
@@ -122,6 +124,7 @@ impl Machine {
             return Step::default();
         }
         w.bond_lost = Some((why, now));
+        self.standings.moved(Some(Standing::Active), Standing::Lapsed);
         let mut step =
             Step { changes: vec![Change::Worker(Box::new(w.clone()))], effects: vec![], sync: true };
         self.release_slots(worker, now, &mut step);

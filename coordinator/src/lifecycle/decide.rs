@@ -350,7 +350,9 @@ impl Machine {
                     step.changes.push(Change::Ledger(e.clone()));
                 }
                 self.meta.forfeited = self.meta.forfeited.saturating_add(forfeited);
+                let before = Standing::of(w);
                 w.banned = Some(Ban { reason: sv.reason.clone(), task: rec.id, forfeited, at: now });
+                self.standings.moved(Some(before), Standing::Banned);
                 banned_now.push(a.worker);
                 for h in self.meta.locked.keys().copied().chain(std::iter::once(epoch)) {
                     step.changes.push(Change::Lock { epoch: h, worker: a.worker, amount: 0 });

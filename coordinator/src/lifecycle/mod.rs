@@ -373,6 +373,53 @@ pub struct Machine {
     /// Requests accepted since start, for the canary cadence (not persisted: after a restart
     /// the count starts over).
     requests: u64,
+    /// Registered workers by standing, kept as records change (counted again at restore).
+    standings: Standings,
+}
+
+/// Where a registered worker stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Standing {
+    /// Admitted and in good standing.
+    Active,
+    /// Banned for fraud.
+    Banned,
+    /// Its bond is gone; it may register again.
+    Lapsed,
+}
+
+impl Standing {
+    /// The standing of `w` (a ban outranks a lapse).
+    pub fn of(w: &WorkerRecord) -> Self {
+        match (&w.banned, &w.bond_lost) {
+            (Some(_), _) => Standing::Banned,
+            (None, Some(_)) => Standing::Lapsed,
+            (None, None) => Standing::Active,
+        }
+    }
+}
+
+/// How many registered workers are banned and lapsed (the rest are active).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Standings {
+    banned: u64,
+    lapsed: u64,
+}
+
+impl Standings {
+    /// A worker moved from `before` (`None`: newly registered) to `after`.
+    fn moved(&mut self, before: Option<Standing>, after: Standing) {
+        match before {
+            Some(Standing::Banned) => self.banned = self.banned.saturating_sub(1),
+            Some(Standing::Lapsed) => self.lapsed = self.lapsed.saturating_sub(1),
+            Some(Standing::Active) | None => {}
+        }
+        match after {
+            Standing::Banned => self.banned += 1,
+            Standing::Lapsed => self.lapsed += 1,
+            Standing::Active => {}
+        }
+    }
 }
 
 /// The worker, ledger and lock rows touched during a group commit: a burst of reveals from
@@ -426,6 +473,7 @@ impl Machine {
             nonces: HashMap::new(),
             announced: HashMap::new(),
             requests: 0,
+            standings: Standings::default(),
         }
     }
 
@@ -456,6 +504,9 @@ impl Machine {
             }
         }
         m.workers = snap.workers.into_iter().map(|w| (w.key(), w)).collect();
+        for w in m.workers.values() {
+            m.standings.moved(None, Standing::of(w));
+        }
         m.ledger = snap.ledger.into_iter().map(|e| (e.worker, e)).collect();
         m.queued_payouts = snap.queued_payouts.into_iter().map(|p| (p.id, p)).collect();
         m.meta.locked.clear();
@@ -479,6 +530,18 @@ impl Machine {
     /// The classes by id.
     pub fn classes(&self) -> &BTreeMap<Hash32, TaskClass> {
         &self.classes
+    }
+
+    /// Registered workers by standing: (active, banned, lapsed), without walking them.
+    pub fn worker_standings(&self) -> (u64, u64, u64) {
+        let s = self.standings;
+        let all = self.workers.len() as u64;
+        (all.saturating_sub(s.banned).saturating_sub(s.lapsed), s.banned, s.lapsed)
+    }
+
+    /// Every ledger entry (one per worker credited at least once).
+    pub fn balances(&self) -> impl Iterator<Item = &LedgerEntry> {
+        self.ledger.values()
     }
 
     /// An open task.
@@ -541,6 +604,13 @@ impl Machine {
     /// Checks the money invariants: every satoshi credited is locked, claimable, paid or
     /// forfeited, exactly once; each locked column equals the worker's locked buckets.
     pub fn check_invariants(&self) -> Result<(), String> {
+        let mut recount = Standings::default();
+        for w in self.workers.values() {
+            recount.moved(None, Standing::of(w));
+        }
+        if recount != self.standings {
+            return Err(format!("standings kept as {:?}, counted as {recount:?}", self.standings));
+        }
         let mut held: u128 = 0;
         for e in self.ledger.values() {
             held += u128::from(e.locked) + u128::from(e.claimable) + u128::from(e.paid);

@@ -1,4 +1,5 @@
-//! Bonds: re-asking Bitcoin Core about every bond that admitted a worker.
+//! Bonds: asking Bitcoin Core about a bond, when a worker registers with one (`bond_value`,
+//! used by `requests`) and again for every bond that admitted a worker.
 //!
 //! Owns the question put to Bitcoin and the lapse it reports. Must never end an admission
 //! on a failed question: only a bond Core says is spent, unconfirmed or too small.
