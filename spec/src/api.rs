@@ -749,12 +749,42 @@ pub struct LedgerView {
     pub proof: Option<LedgerProof>,
 }
 
-/// What a follower saw that a coordinator must answer for.
+/// What kind of wrong a follower saw.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum EvidenceKind {
+    /// A fetched epoch failed a check.
+    BadEpoch,
+    /// Two signed headers for one height.
+    Equivocation,
+    /// Bitcoin commits another header than the signed one accepted at that height.
+    AnchorEquivocation,
+}
+
+impl EvidenceKind {
+    /// Its name, as in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EvidenceKind::BadEpoch => "bad_epoch",
+            EvidenceKind::Equivocation => "equivocation",
+            EvidenceKind::AnchorEquivocation => "anchor_equivocation",
+        }
+    }
+}
+
+impl std::fmt::Display for EvidenceKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a follower saw that a coordinator must answer for (also the record it keeps).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Evidence {
-    /// `bad_epoch`, `equivocation` or `anchor_equivocation`.
-    pub kind: String,
+    /// What kind of wrong.
+    pub kind: EvidenceKind,
     /// Epoch height concerned.
     pub height: u32,
     /// The first check that failed (for `bad_epoch`), else the kind.

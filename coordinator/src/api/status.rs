@@ -8,8 +8,8 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use cairn_spec::api::{
-    Anchors, CoordinatorHealth, CoordinatorStats, ErrorBody, Evidence, EvidenceList, FollowerHealth,
-    FollowerStats, Health, NodeStatus, Role, Stats,
+    Anchors, CoordinatorHealth, CoordinatorStats, ErrorBody, EvidenceList, FollowerHealth, FollowerStats,
+    Health, NodeStatus, Role, Stats,
 };
 use utoipa::OpenApi;
 
@@ -117,19 +117,6 @@ pub(super) async fn evidence(State(s): State<ApiState>) -> ApiResult<EvidenceLis
     let f = s.follow_view();
     Ok(Json(EvidenceList {
         role: if f.is_some() { Role::Follower } else { Role::Coordinator },
-        evidence: f.map(|f| f.evidence.iter().map(evidence_view).collect()).unwrap_or_default(),
+        evidence: f.map(|f| f.evidence.clone()).unwrap_or_default(),
     }))
-}
-
-fn evidence_view(e: &crate::follower::Evidence) -> Evidence {
-    Evidence {
-        kind: e.kind.clone(),
-        height: e.height,
-        check: e.check.clone(),
-        detail: e.detail.clone(),
-        headers: e.headers.clone(),
-        txid: e.txid.clone(),
-        source: e.source.clone(),
-        seen_at: e.seen_at,
-    }
 }

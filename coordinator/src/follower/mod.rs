@@ -27,42 +27,19 @@ pub const MAX_EVIDENCE: usize = 1024;
 const EVIDENCE_PREFIX: &[u8] = b"follow/evidence/";
 const ANCHORS_KEY: &[u8] = b"follow/anchors";
 
-/// What a follower saw that a coordinator must answer for.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Evidence {
-    /// `bad_epoch` (a fetched epoch failed a check), `equivocation` (two signed headers for
-    /// one height), or `anchor_equivocation` (Bitcoin commits another header than the signed
-    /// one accepted at that height).
-    pub kind: String,
-    /// Epoch height concerned.
-    pub height: u32,
-    /// The first check that failed (for `bad_epoch`), else the kind.
-    pub check: String,
-    /// What failed, for people.
-    pub detail: String,
-    /// Hex encodings of the signed headers involved (the refused one, or both of a pair).
-    pub headers: Vec<String>,
-    /// The anchor transaction, for `anchor_equivocation`.
-    pub txid: Option<String>,
-    /// Who served it (a peer id or "gossip").
-    pub source: String,
-    /// Unix seconds when seen.
-    pub seen_at: u64,
-}
+pub use cairn_spec::api::{Evidence, EvidenceKind};
 
-impl Evidence {
-    /// Identifies the same evidence seen again (same kind, height and headers).
-    fn key(&self) -> Hash32 {
-        let mut bytes = self.kind.as_bytes().to_vec();
-        bytes.extend_from_slice(&self.height.to_be_bytes());
-        for h in &self.headers {
-            bytes.extend_from_slice(h.as_bytes());
-        }
-        if let Some(t) = &self.txid {
-            bytes.extend_from_slice(t.as_bytes());
-        }
-        cairn_spec::hash::sha256(&bytes)
+/// Identifies the same evidence seen again (same kind, height and headers).
+fn evidence_key(e: &Evidence) -> Hash32 {
+    let mut bytes = e.kind.as_str().as_bytes().to_vec();
+    bytes.extend_from_slice(&e.height.to_be_bytes());
+    for h in &e.headers {
+        bytes.extend_from_slice(h.as_bytes());
     }
+    if let Some(t) = &e.txid {
+        bytes.extend_from_slice(t.as_bytes());
+    }
+    cairn_spec::hash::sha256(&bytes)
 }
 
 /// A fetched epoch: its header and the parts its roots commit to.
@@ -113,7 +90,7 @@ impl Follower {
         }
         let refuse = |check: &str, detail: String| {
             Judgement::Refuse(Evidence {
-                kind: "bad_epoch".into(),
+                kind: EvidenceKind::BadEpoch,
                 height: h.height,
                 check: check.into(),
                 detail,
@@ -180,7 +157,7 @@ impl Follower {
             && a.hash() != s.hash()
             && seen.verify())
         .then(|| Evidence {
-            kind: "equivocation".into(),
+            kind: EvidenceKind::Equivocation,
             height: s.height,
             check: "equivocation".into(),
             detail: format!(
@@ -206,7 +183,7 @@ pub fn anchor_equivocation(
     now: u64,
 ) -> Option<Evidence> {
     (accepted.body.height == a.payload.height && accepted.id() != a.payload.header_hash).then(|| Evidence {
-        kind: "anchor_equivocation".into(),
+        kind: EvidenceKind::AnchorEquivocation,
         height: a.payload.height,
         check: "anchor_commits".into(),
         detail: format!(
@@ -261,8 +238,8 @@ pub fn keep_evidence(
     kept: &mut Vec<Evidence>,
     e: Evidence,
 ) -> Result<bool, ls::LoadError> {
-    let id = e.key();
-    if kept.iter().any(|k| k.key() == id) {
+    let id = evidence_key(&e);
+    if kept.iter().any(|k| evidence_key(k) == id) {
         return Ok(false);
     }
     let mut b = Batch::new();
