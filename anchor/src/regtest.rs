@@ -74,15 +74,27 @@ impl RegtestNode {
     pub fn start(exe: &Path, datadir: &Path) -> Result<Self, ChainError> {
         std::fs::create_dir_all(datadir).map_err(|e| ChainError::Permanent(format!("datadir: {e}")))?;
         let io = |e: std::io::Error| ChainError::Permanent(format!("free port: {e}"));
-        let mut node = RegtestNode {
-            exe: exe.to_owned(),
-            datadir: datadir.to_owned(),
-            rpc_port: free_port().map_err(io)?,
-            p2p_port: free_port().map_err(io)?,
-            child: None,
-        };
-        node.spawn()?;
-        Ok(node)
+        // A port found free can be taken by another process before bitcoind binds it (tests
+        // start several nodes at once): a node that exits during start is tried again on
+        // other ports, a few times.
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut node = RegtestNode {
+                exe: exe.to_owned(),
+                datadir: datadir.to_owned(),
+                rpc_port: free_port().map_err(io)?,
+                p2p_port: free_port().map_err(io)?,
+                child: None,
+            };
+            match node.spawn() {
+                Ok(()) => return Ok(node),
+                Err(e) if attempt < 3 && !node.is_running() => {
+                    tracing::warn!(target: "cairn::regtest", error = %e, attempt, "bitcoind did not start; trying other ports");
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     fn spawn(&mut self) -> Result<(), ChainError> {
