@@ -121,7 +121,11 @@ async fn api_and_workers_over_real_sockets() {
     assert_eq!(s, 200);
     assert_eq!(t["phase"], "decided", "{t}");
     assert!(t.get("canary").is_none() && t["assignments"][0].get("audit").is_none());
-    let (_, r) = get(&format!("/v1/tasks/{task}/result"));
+    // The result is its requester's (the operator token): served to anyone, it would hand
+    // workers the answers of decided canaries to remember.
+    assert_eq!(get(&format!("/v1/tasks/{task}/result")).0, 401);
+    assert_eq!(http(api, "GET", &format!("/v1/tasks/{task}/result"), Some("not-the-token"), None).0, 401);
+    let (_, r) = http(api, "GET", &format!("/v1/tasks/{task}/result"), Some(&token), None);
     assert_eq!(r["result_hex"], hex::encode(b"HELLO"));
     let receipt_id = h(&t["assignments"][0]["receipt"]);
     let (s, w) = get(&format!("/v1/workers/{}", w0.public()));

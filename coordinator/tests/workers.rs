@@ -337,7 +337,7 @@ async fn a_blob_input_is_fetched_checked_and_run() {
     loop {
         let (_, t) = http(api, "GET", &format!("/v1/tasks/{id}"), None, None);
         if t["phase"] == "decided" {
-            let (_, r) = http(api, "GET", &format!("/v1/tasks/{id}/result"), None, None);
+            let (_, r) = http(api, "GET", &format!("/v1/tasks/{id}/result"), Some(&token), None);
             assert_eq!(r["result_hex"], hex::encode(want.as_bytes()), "{r}");
             break;
         }

@@ -385,6 +385,16 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 fn authorize(state: &ApiState, headers: &HeaderMap) -> Result<(), ApiError> {
+    operator(state, headers)?;
+    if state.is_stopping() {
+        return Err(ApiError(StatusCode::SERVICE_UNAVAILABLE, "node is shutting down".into()));
+    }
+    Ok(())
+}
+
+/// Checks the operator token (the requester's credential: whoever may submit tasks, and read
+/// their results). A follower has none.
+fn operator(state: &ApiState, headers: &HeaderMap) -> Result<(), ApiError> {
     let Role::Coordinator { token, .. } = &state.role else {
         return Err(ApiError(
             StatusCode::NOT_FOUND,
@@ -398,9 +408,6 @@ fn authorize(state: &ApiState, headers: &HeaderMap) -> Result<(), ApiError> {
         .unwrap_or("");
     if !constant_time_eq(given.as_bytes(), token.as_bytes()) {
         return Err(ApiError(StatusCode::UNAUTHORIZED, "missing or wrong operator token".into()));
-    }
-    if state.is_stopping() {
-        return Err(ApiError(StatusCode::SERVICE_UNAVAILABLE, "node is shutting down".into()));
     }
     Ok(())
 }

@@ -107,14 +107,22 @@ pub(super) async fn get_task(State(s): State<ApiState>, Path(id): Path<String>) 
     Ok(Json(task_view(&load_task(&s, &id)?)))
 }
 
-/// The accepted result of a decided task.
+/// The accepted result of a decided task, for its requester (operator token required): a
+/// result served to anyone would hand workers the answers of decided canaries to remember.
 #[utoipa::path(get, path = "/v1/tasks/{id}/result", tag = "tasks",
+    security(("operatorToken" = [])),
     params(("id" = String, Path, description = "Task id, 64 hex characters")),
     responses((status = 200, description = "The accepted result", body = TaskResult),
               (status = 400, description = "Malformed id", body = ErrorBody),
+              (status = 401, description = "Missing or wrong operator token", body = ErrorBody),
               (status = 404, description = "Unknown task or result not inline", body = ErrorBody),
               (status = 409, description = "No accepted result yet", body = ErrorBody)))]
-pub(super) async fn get_result(State(s): State<ApiState>, Path(id): Path<String>) -> ApiResult<TaskResult> {
+pub(super) async fn get_result(
+    State(s): State<ApiState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult<TaskResult> {
+    super::operator(&s, &headers)?;
     let id = parse_hash(&id, "task id")?;
     let rec = load_task(&s, &id)?;
     let Phase::Decided { result, .. } = rec.phase else {
