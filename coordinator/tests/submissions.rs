@@ -95,8 +95,8 @@ fn a_canary_follows_every_nth_request_and_looks_like_a_default_request() {
     assert_ne!(c.id, id);
     assert_eq!(c.task.input, Payload::Inline(b"second canary".to_vec()));
     assert_eq!(c.canary.as_deref(), Some(&b"known"[..]));
-    // Nothing a worker sees tells it apart from a default request: the coordinator as
-    // requester, the time of the request, and the budget of the request it follows (which
+    // Nothing a worker sees tells it apart from the request it follows: the same requester
+    // (here the coordinator, by default), the time of the request, and its budget (which
     // covers the canary's cost: 100 sats × 1 unit × 2 replicas).
     let req = m.open_task(&id).unwrap();
     assert_eq!(c.task.requester, coord.public());
@@ -105,6 +105,20 @@ fn a_canary_follows_every_nth_request_and_looks_like_a_default_request() {
     assert_eq!(c.task.budget_sats, 50_000);
     assert_eq!(c.task.nonce, 77);
     assert_eq!(c.task.class, req.task.class);
+}
+
+#[test]
+fn a_canary_takes_the_requester_of_the_request_it_follows() {
+    // Were canaries always the coordinator's, a worker could cheat safely on every task a
+    // named requester submitted.
+    let (mut m, _) = machine(1, vec![canary(b"c")]);
+    let someone = SigningKey::from_secret_bytes([8; 32]).unwrap().public();
+    let mut r = request("echo", 1, 500);
+    r.requester = Some(someone);
+    m.submit_request(r, [0, 9], NOW).unwrap();
+    let c = m.open_tasks().find(|t| t.canary.is_some()).unwrap();
+    assert_eq!(c.task.requester, someone);
+    assert_eq!(m.open_tasks().filter(|t| t.task.requester == someone).count(), 2);
 }
 
 #[test]

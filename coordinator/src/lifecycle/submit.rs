@@ -43,15 +43,20 @@ pub struct Canary {
     pub units: u32,
 }
 
+/// What a canary copies from the request it follows, so the two look alike to workers.
+struct Follows {
+    requester: PubKey,
+    budget_sats: u64,
+}
+
 impl Machine {
     /// Accepts a requester's task and, when one is due (after every `canary_every` requests
     /// that created a task), a canary from the configured pool in the same step. `draw` is
-    /// randomness the node supplies: which canary, and its nonce. A canary is built like a
-    /// default request (the coordinator as requester, a random nonce, the current time) and
-    /// costs the budget of the request it follows when that covers its cost. That hides it
-    /// only among default requests: it is announced right after the request it follows and
-    /// copies its budget, which a watching requester can notice (issue 24 makes canaries
-    /// indistinguishable).
+    /// randomness the node supplies: which canary, and its nonce. A canary takes the requester
+    /// and time of the request it follows, a random nonce, and that request's budget when it
+    /// covers the canary's cost, so no field of its announcement sets it apart from the tasks
+    /// around it. It is still announced right after the request it follows, and its input
+    /// comes from a fixed pool (issue 24 makes canaries indistinguishable).
     pub fn submit_request(
         &mut self,
         r: TaskRequest,
@@ -75,6 +80,7 @@ impl Machine {
             created_at: now,
             input: r.input,
         };
+        let requester = task.requester;
         let (id, mut step) = self.submit(task, r.blob, r.canary, now)?;
         if step.is_empty() {
             // A retry of a request already accepted: the same task, nothing new to mix in.
@@ -88,7 +94,8 @@ impl Machine {
             if let Some(c) = pick {
                 // A canary that cannot be submitted (its class is gone) is skipped: the request
                 // it follows stands.
-                if let Ok((_, s)) = self.submit_canary(&c, draw[1], r.budget_sats, now) {
+                let follows = Follows { requester, budget_sats: r.budget_sats };
+                if let Ok((_, s)) = self.submit_canary(&c, draw[1], follows, now) {
                     step.extend(s);
                 }
             }
@@ -100,7 +107,7 @@ impl Machine {
         &mut self,
         c: &Canary,
         nonce: u64,
-        follows_budget: u64,
+        follows: Follows,
         now: u64,
     ) -> Result<(Hash32, Step), Refusal> {
         let (class, cost) = self
@@ -119,10 +126,10 @@ impl Machine {
             network: self.cfg.network,
             coordinator: self.me,
             class,
-            requester: self.me,
+            requester: follows.requester,
             nonce,
             units: c.units,
-            budget_sats: cost.max(follows_budget),
+            budget_sats: cost.max(follows.budget_sats),
             created_at: now,
             input: Payload::Inline(c.input.clone()),
         };
