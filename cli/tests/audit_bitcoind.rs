@@ -65,15 +65,7 @@ async fn a_receipt_audits_online_offline_and_through_opentimestamps() {
             let (s, v) = http(api, "POST", "/v1/tasks", Some(&token), Some(&body));
             assert_eq!(s, 201, "{v}");
             let id = cairn_spec::Hash32::from_hex(v["id"].as_str().unwrap()).unwrap();
-            for w in [&w0, &w1] {
-                if matches!(w.claim(id).await, ResponseBody::Lease { .. }) {
-                    assert_eq!(w.commit(id, b"ok").await, ResponseBody::Ack);
-                }
-            }
-            for w in [&w0, &w1] {
-                let _ = w.reveal(id, b"ok").await;
-            }
-            let (_, t) = http(api, "GET", &format!("/v1/tasks/{id}"), None, None);
+            let t = common::run_task(api, &[&w0, &w1], id, &|_| b"ok".to_vec()).await;
             for a in t["assignments"].as_array().unwrap() {
                 if let Some(r) = a["receipt"].as_str() {
                     receipts.push((epoch, r.to_owned()));

@@ -378,6 +378,11 @@ impl NodeConfig {
         if l.audit_min_ppm > 1_000_000 {
             return Err(ConfigError::Invalid("lifecycle.audit_min_ppm above 1000000".into()));
         }
+        if l.max_misses == 0 || l.offer_secs == 0 || l.live_secs == 0 {
+            return Err(ConfigError::Invalid(
+                "lifecycle.max_misses, offer_secs and live_secs must be at least 1".into(),
+            ));
+        }
         if l.epoch_max_receipts == 0 || l.epoch_interval_secs == 0 {
             return Err(ConfigError::Invalid("epoch cadence must be positive".into()));
         }

@@ -145,12 +145,6 @@ pub fn batch_for(step: &Step) -> Result<Batch, Unsealed> {
     let mut b = Batch::new();
     for (i, (c, k)) in step.changes.iter().zip(&keys).enumerate() {
         if k.as_ref().is_some_and(|k| last.get(k) != Some(&i)) {
-            // A task accepted and changed again in one step: its idempotency row is still due.
-            if let Change::Task(t) = c {
-                if t.assignments.is_empty() {
-                    b.put(Table::Tasks, nonce_key(&t.task.requester, t.task.nonce), t.id.0.to_vec());
-                }
-            }
             continue;
         }
         add(&mut b, c)?;
@@ -166,11 +160,6 @@ pub fn add(b: &mut Batch, c: &Change) -> Result<(), Unsealed> {
     match c {
         Change::Task(t) => {
             b.put(Table::Tasks, task_key(&t.id), t.to_bytes());
-            // The idempotency row is written when the task is accepted (no assignment yet);
-            // rewriting it with every later change would only repeat it.
-            if t.assignments.is_empty() {
-                b.put(Table::Tasks, nonce_key(&t.task.requester, t.task.nonce), t.id.0.to_vec());
-            }
             if t.phase.is_final() {
                 b.delete(Table::Tasks, open_key(&t.id));
             } else {
@@ -216,6 +205,9 @@ pub fn add(b: &mut Batch, c: &Change) -> Result<(), Unsealed> {
         }
         Change::Meta(m) => {
             b.put(Table::Meta, META_KEY.to_vec(), json(m.as_ref()));
+        }
+        Change::Accepted { requester, nonce, task } => {
+            b.put(Table::Tasks, nonce_key(requester, *nonce), task.0.to_vec());
         }
         Change::Blob { hash, bytes } => {
             b.put(Table::Blobs, hash.0.to_vec(), (bytes.len() as u64).to_be_bytes().to_vec());

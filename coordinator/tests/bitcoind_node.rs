@@ -124,15 +124,7 @@ async fn epochs_are_anchored_settled_and_paid_out() {
             let (s, v) = http(api, "POST", "/v1/tasks", Some(&token), Some(&body));
             assert_eq!(s, 201);
             let id = cairn_spec::Hash32::from_hex(v["id"].as_str().unwrap()).unwrap();
-            for w in [w0, w1] {
-                if matches!(w.claim(id).await, ResponseBody::Lease { .. }) {
-                    assert_eq!(w.commit(id, b"ok").await, ResponseBody::Ack);
-                }
-            }
-            for w in [w0, w1] {
-                let _ = w.reveal(id, b"ok").await;
-            }
-            let (_, t) = http(api, "GET", &format!("/v1/tasks/{id}"), None, None);
+            let t = common::run_task(api, &[w0, w1], id, &|_| b"ok".to_vec()).await;
             assert_eq!(t["phase"], "decided", "{t}");
             id
         }

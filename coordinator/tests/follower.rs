@@ -30,16 +30,8 @@ async fn epoch_of_tasks(api: SocketAddr, token: &str, ws: &[&Worker], n: u32, ta
         let (s, v) = http(api, "POST", "/v1/tasks", Some(token), Some(&body));
         assert_eq!(s, 201, "{v}");
         let task = Hash32::from_hex(v["id"].as_str().unwrap()).unwrap();
-        let mut took = Vec::new();
-        for w in ws {
-            if matches!(w.claim(task).await, ResponseBody::Lease { .. }) {
-                assert_eq!(w.commit(task, b"OUT").await, ResponseBody::Ack);
-                took.push(w);
-            }
-        }
-        for w in took {
-            assert_eq!(w.reveal(task, b"OUT").await, ResponseBody::Ack);
-        }
+        let t = common::run_task(api, ws, task, &|_| b"OUT".to_vec()).await;
+        assert_eq!(t["phase"], "decided", "{t}");
     }
     let (s, v) = http(api, "POST", "/v1/epochs/close", Some(token), None);
     assert_eq!(s, 200, "{v}");

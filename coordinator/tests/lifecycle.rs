@@ -3,238 +3,19 @@
 //! intervals to prove the persisted state is complete.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing, missing_docs)]
+mod harness;
+
 use cairn_coordinator::lifecycle::{
-    Effect, LifecycleConfig, Machine, PayoutStatus, Phase, Refusal, Step, Verified,
+    Effect, LifecycleConfig, Machine, PayoutStatus, Phase, Refusal, Verified,
 };
 use cairn_coordinator::lifecycle_store as ls;
 use cairn_coordinator::store::{KvStore, MemoryStore, StoreError, Table};
-use cairn_spec::task::PPB;
 use cairn_spec::work::commitment_value;
 use cairn_spec::{
-    Claim, Commitment, ComparisonRule, Encode, ErrorReason, ExecutorKind, Hash32, Network, Object, Payload,
-    PubKey, Registration, Reveal, Signed, SigningKey, Task, TaskClass, Verdict,
+    Claim, Commitment, Encode, ErrorReason, Hash32, Network, Object, Payload, PubKey, Registration, Reveal,
+    Signed, SigningKey, Task, TaskClass, Verdict,
 };
-
-const NET: Network = Network::Regtest;
-const ADDR: &str = "bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080";
-
-fn key(i: u32) -> SigningKey {
-    let mut b = [0u8; 32];
-    b[..4].copy_from_slice(&(i + 1).to_be_bytes());
-    b[31] = 7;
-    SigningKey::from_secret_bytes(b).unwrap()
-}
-
-fn class(name: &str, rule: ComparisonRule, replication: u8) -> TaskClass {
-    TaskClass {
-        name: name.into(),
-        executor: ExecutorKind::Embedding,
-        model_hash: Hash32([9; 32]),
-        rule,
-        replication,
-        reward_per_unit: 100,
-        max_input_bytes: 4096,
-        lease_secs: 60,
-        reveal_secs: 60,
-    }
-}
-
-fn exact(replication: u8) -> TaskClass {
-    class("exact", ComparisonRule::ExactHash, replication)
-}
-
-fn cosine(replication: u8) -> TaskClass {
-    class("embed", ComparisonRule::Cosine { min_ppb: PPB / 100 * 99 }, replication)
-}
-
-struct Harness {
-    m: Machine,
-    store: MemoryStore,
-    cfg: LifecycleConfig,
-    coord: SigningKey,
-    now: u64,
-    nonce: u64,
-    effects: Vec<Effect>,
-}
-
-impl Harness {
-    fn new(classes: Vec<TaskClass>, tweak: impl FnOnce(&mut LifecycleConfig)) -> Self {
-        let mut cfg = LifecycleConfig::new(NET, classes);
-        cfg.tunables.pow_difficulty = 4;
-        tweak(&mut cfg);
-        let coord = key(1000);
-        let now = 1_700_000_000;
-        Harness {
-            m: Machine::new(cfg.clone(), coord.clone(), now),
-            store: MemoryStore::new(),
-            cfg,
-            coord,
-            now,
-            nonce: 0,
-            effects: Vec::new(),
-        }
-    }
-
-    fn apply(&mut self, step: Step) {
-        self.store.write(&ls::batch_for(&step).unwrap()).unwrap();
-        self.effects.extend(step.effects);
-        self.m.check_invariants().unwrap();
-    }
-
-    /// Restores the machine from the store and checks it agrees with the live one.
-    fn reload(&mut self) {
-        let snap = ls::load(&self.store).unwrap().expect("state stored");
-        let m = Machine::restore(self.cfg.clone(), self.coord.clone(), snap).unwrap();
-        assert_eq!(m.meta(), self.m.meta());
-        assert_eq!(m.open_tasks().collect::<Vec<_>>(), self.m.open_tasks().collect::<Vec<_>>());
-        assert_eq!(m.workers().collect::<Vec<_>>(), self.m.workers().collect::<Vec<_>>());
-        self.m = m;
-    }
-
-    fn register(&mut self, w: &SigningKey) {
-        let mut reg = registration(self.coord.public(), w, self.now);
-        assert!(reg.solve_pow(4, 1 << 20));
-        let step =
-            self.m.register(Verified::check(Signed::sign(reg, w, &[0; 32])).unwrap(), self.now).unwrap();
-        self.apply(step);
-    }
-
-    fn submit(&mut self, class: &TaskClass, input: &[u8], canary: Option<Vec<u8>>) -> Hash32 {
-        self.nonce += 1;
-        let task = Task {
-            network: NET,
-            coordinator: self.coord.public(),
-            class: class.id(),
-            requester: key(2000).public(),
-            nonce: self.nonce,
-            units: 2,
-            budget_sats: 10_000,
-            created_at: self.now,
-            input: Payload::Inline(input.to_vec()),
-        };
-        let (id, step) = self.m.submit_task(task, canary, self.now).unwrap();
-        self.apply(step);
-        id
-    }
-
-    fn claim(&mut self, w: &SigningKey, task: Hash32) -> Result<u64, Refusal> {
-        let c = Claim { task, worker: w.public(), claimed_at: self.now };
-        let (exp, step) = self.m.claim(Verified::check(Signed::sign(c, w, &[0; 32]))?, self.now)?;
-        self.apply(step);
-        Ok(exp)
-    }
-
-    fn commit(&mut self, w: &SigningKey, task: Hash32, result: &[u8]) -> Result<[u8; 32], Refusal> {
-        let salt = salt_for(w, &task);
-        let v = commitment_value(&task, &w.public(), &cairn_spec::content_hash(result), &salt);
-        self.commit_value(w, task, v)?;
-        Ok(salt)
-    }
-
-    fn commit_value(&mut self, w: &SigningKey, task: Hash32, v: Hash32) -> Result<(), Refusal> {
-        let c = Commitment { task, worker: w.public(), commitment: v };
-        let step = self.m.commit(Verified::check(Signed::sign(c, w, &[0; 32]))?, self.now)?;
-        self.apply(step);
-        Ok(())
-    }
-
-    fn reveal(&mut self, w: &SigningKey, task: Hash32, result: &[u8]) -> Result<(), Refusal> {
-        self.reveal_salted(w, task, result, salt_for(w, &task))
-    }
-
-    fn reveal_salted(
-        &mut self,
-        w: &SigningKey,
-        task: Hash32,
-        result: &[u8],
-        salt: [u8; 32],
-    ) -> Result<(), Refusal> {
-        let r = Reveal { task, worker: w.public(), result: Payload::Inline(result.to_vec()), salt };
-        let step = self.m.reveal(Verified::check(Signed::sign(r, w, &[0; 32]))?, self.now)?;
-        self.apply(step);
-        Ok(())
-    }
-
-    fn tick(&mut self, secs: u64) {
-        self.now += secs;
-        let step = self.m.tick(self.now);
-        self.apply(step);
-    }
-
-    /// Runs a task to its end with `answers` (worker index → result), workers claiming in
-    /// order as slots open (audits and escalations pull in further workers).
-    fn run_task(&mut self, task: Hash32, workers: &[SigningKey], answer: &dyn Fn(usize) -> Vec<u8>) {
-        let mut joined: Vec<usize> = Vec::new();
-        for _round in 0..20 {
-            let Some(rec) = self.m.open_task(&task).cloned() else { return };
-            match rec.phase {
-                Phase::Commit => {
-                    let idx = (0..workers.len())
-                        .find(|i| {
-                            !joined.contains(i)
-                                && self.m.worker(&workers[*i].public()).unwrap().banned.is_none()
-                        })
-                        .expect("a free worker");
-                    joined.push(idx);
-                    self.claim(&workers[idx], task).unwrap();
-                    self.commit(&workers[idx], task, &answer(idx)).unwrap();
-                }
-                Phase::Reveal { .. } => {
-                    for &i in &joined {
-                        let w = &workers[i];
-                        let slot = rec.slot(&w.public());
-                        if slot.is_some_and(|s| s.revealed.is_none()) {
-                            match self.reveal(w, task, &answer(i)) {
-                                Ok(()) | Err(Refusal::Banned(_)) => {}
-                                Err(e) => panic!("reveal refused: {e}"),
-                            }
-                        }
-                    }
-                    if self.m.open_task(&task).is_some_and(|r| matches!(r.phase, Phase::Reveal { .. })) {
-                        self.tick(61);
-                    }
-                }
-                _ => return,
-            }
-        }
-        panic!("task did not finish");
-    }
-
-    fn final_task(&self, id: &Hash32) -> cairn_coordinator::lifecycle::TaskRecord {
-        ls::task(&self.store, id).unwrap().unwrap()
-    }
-}
-
-/// A registration of `w` at `coordinator` on regtest, without work or bond.
-fn registration(coordinator: PubKey, w: &SigningKey, created_at: u64) -> Registration {
-    Registration {
-        network: NET,
-        coordinator,
-        worker: w.public(),
-        payout_address: ADDR.into(),
-        created_at,
-        pow_nonce: 0,
-        bond: None,
-    }
-}
-
-fn salt_for(w: &SigningKey, task: &Hash32) -> [u8; 32] {
-    let mut s = task.0;
-    s[0] ^= w.public().as_bytes()[0];
-    s[31] = 0x5a;
-    s
-}
-
-fn vector(seed: u32, noise: f32) -> Vec<u8> {
-    (0..32u32)
-        .map(|i| ((seed * 31 + i * 7) % 17) as f32 - 8.0 + noise * (((i * 13 + seed) % 5) as f32 - 2.0))
-        .flat_map(|x| x.to_le_bytes())
-        .collect()
-}
-
-fn workers(n: u32) -> Vec<SigningKey> {
-    (0..n).map(key).collect()
-}
+use harness::*;
 
 #[test]
 fn happy_path_receipts_epoch_settlement_payout() {
@@ -242,7 +23,7 @@ fn happy_path_receipts_epoch_settlement_payout() {
     let mut h = Harness::new(vec![class.clone()], |c| {
         c.tunables.audit_min_ppm = 0;
         c.tunables.epoch_interval_secs = 300;
-        c.tunables.payout_threshold_sats = 1000;
+        c.tunables.payout_threshold_sats = 400;
     });
     let ws = workers(4);
     for w in &ws {
@@ -303,7 +84,8 @@ fn happy_path_receipts_epoch_settlement_payout() {
         .iter()
         .any(|e| matches!(e, Effect::Anchor(p) if p.height == 0 && p.header_hash == header.id())));
     // Locked until settled, then claimable, then paid out over the threshold.
-    let w0 = ws[0].public();
+    // The worker drawn most often (slots are drawn at random among the ready workers).
+    let w0 = ws.iter().map(|w| w.public()).max_by_key(|k| h.m.balance(k).map_or(0, |e| e.locked)).unwrap();
     let locked = h.m.balance(&w0).unwrap().locked;
     assert!(locked > 0);
     let step = h.m.settle(0, h.now);
@@ -360,33 +142,35 @@ fn a_copied_result_is_caught_by_the_commitment() {
     for w in &ws {
         h.register(w);
     }
-    // Give both workers a streak so no audit replica joins (1/streak with p_min 0).
     let task = h.submit(&class, b"copy me", None);
-    h.claim(&ws[0], task).unwrap();
-    h.claim(&ws[1], task).unwrap();
+    // Only workers 0 and 1 ask for it, so both are drawn.
+    assert_eq!(h.take(task, &ws[..2]), vec![0, 1]);
     let salt0 = h.commit(&ws[0], task, b"honest answer").unwrap();
     // The copier commits before seeing anything: it can only copy the commitment value.
     let c0 = commitment_value(&task, &ws[0].public(), &cairn_spec::content_hash(b"honest answer"), &salt0);
     h.commit_value(&ws[1], task, c0).unwrap();
-    let rec = h.m.open_task(&task).unwrap().clone();
-    if rec.phase == Phase::Commit {
-        // An audit replica was drawn: let an honest third worker fill it.
-        h.claim(&ws[2], task).unwrap();
-        h.commit(&ws[2], task, b"honest answer").unwrap();
-    }
+    assert!(matches!(h.m.open_task(&task).unwrap().phase, Phase::Reveal { .. }));
     h.reveal(&ws[0], task, b"honest answer").unwrap();
     // Even with the leaked result and salt, the copier's reveal does not open its commitment.
     let err = h.reveal_salted(&ws[1], task, b"honest answer", salt0).unwrap_err();
     assert!(matches!(err, Refusal::Invalid(ref m) if m.contains("does not open")), "{err}");
-    if h.m.open_task(&task).is_some_and(|r| r.slot(&ws[2].public()).is_some()) {
+    h.tick(61);
+    // New workers are audited (p = 1/streak), once the reveal window is over: the third
+    // worker is drawn and answers honestly.
+    if h.m.open_task(&task).is_some_and(|r| r.phase == Phase::Commit) {
+        assert_eq!(h.take(task, &ws[2..]), vec![0]);
+        h.commit(&ws[2], task, b"honest answer").unwrap();
+        // The copier's window closed when the audit was drawn: too late to reveal anything.
+        let late = h.reveal_salted(&ws[1], task, b"honest answer", salt0).unwrap_err();
+        assert!(matches!(late, Refusal::Conflict(ref m) if m.contains("window")), "{late}");
         h.reveal(&ws[2], task, b"honest answer").unwrap();
     }
-    h.tick(61);
     let rec = h.final_task(&task);
     assert_eq!(rec.slot(&ws[1].public()).unwrap().verdict, Some(Verdict::NoReveal));
     assert_eq!(h.m.balance(&ws[1].public()).map(|e| e.locked).unwrap_or(0), 0);
     let copier = h.m.worker(&ws[1].public()).unwrap();
     assert!(copier.rejections.iter().any(|r| r.verdict == Some(Verdict::NoReveal)));
+    assert_eq!((copier.misses, copier.streak), (1, 0), "a commitment never revealed is a miss");
 }
 
 #[test]
@@ -399,27 +183,36 @@ fn a_lazy_worker_is_caught_by_audits_within_a_bounded_number_of_tasks() {
     }
     let lazy = ws[0].public();
     // Worker 0 first works honestly and earns a long streak, so audits of its tasks fall to
-    // the floor p_min = 10%; then it turns lazy (it always claims first).
-    for t in 0..40u32 {
+    // the floor p_min = 10%; then it turns lazy.
+    for t in 0..80u32 {
         let id = h.submit(&class, &(1000 + t).to_be_bytes(), None);
         h.run_task(id, &ws, &|_| b"right".to_vec());
     }
-    assert!(h.m.worker(&lazy).unwrap().streak >= 10);
+    assert!(h.m.worker(&lazy).unwrap().streak >= 10, "{}", h.m.worker(&lazy).unwrap().streak);
     let receipts = |h: &Harness| h.effects.iter().filter(|e| matches!(e, Effect::Receipt(_))).count();
     let honest_receipts = receipts(&h);
-    println!("honest phase: 40 tasks, {honest_receipts} receipts (audits and escalations add replicas)");
+    println!("honest phase: 80 tasks, {honest_receipts} receipts (audits and escalations add replicas)");
     let locked_before = h.m.balance(&lazy).unwrap().locked;
     assert!(locked_before > 0);
+    let lazy_tasks = std::cell::Cell::new(0u32);
     let mut tasks = 0u32;
     while h.m.worker(&lazy).unwrap().banned.is_none() {
         tasks += 1;
-        // At p_min = 0.1 per task, 100 unaudited tasks in a row happen with probability 3e-5.
-        assert!(tasks <= 100, "lazy worker not caught within 100 tasks");
+        // At p_min = 0.1 per task it is drawn for, 100 unaudited lazy tasks in a row happen with
+        // probability 3e-5.
+        assert!(lazy_tasks.get() <= 100, "lazy worker not caught within 100 of its tasks");
         let id = h.submit(&class, &(5000 + tasks).to_be_bytes(), None);
         let t = tasks;
-        h.run_task(id, &ws, &|i| if i == 0 { format!("random {t}").into_bytes() } else { b"right".to_vec() });
+        h.run_task(id, &ws, &|i| {
+            if i == 0 {
+                lazy_tasks.set(lazy_tasks.get() + 1);
+                format!("random {t}").into_bytes()
+            } else {
+                b"right".to_vec()
+            }
+        });
     }
-    println!("lazy worker with a streak banned after {tasks} lazy tasks");
+    println!("lazy worker with a streak banned after {} lazy tasks ({tasks} in all)", lazy_tasks.get());
     assert!(h.m.meta().forfeited >= locked_before);
     let w = h.m.worker(&lazy).unwrap();
     let ban = w.banned.clone().unwrap();
@@ -432,7 +225,7 @@ fn a_lazy_worker_is_caught_by_audits_within_a_bounded_number_of_tasks() {
     // Honest workers were never penalised.
     for w in &ws[1..] {
         let r = h.m.worker(&w.public()).unwrap();
-        assert_eq!(r.rejected, 0, "honest worker rejected: {:?}", r.rejections);
+        assert_eq!((r.rejected, r.misses), (0, 0), "honest worker rejected: {:?}", r.rejections);
     }
     h.reload();
 }
@@ -457,11 +250,13 @@ fn a_lazy_worker_fails_a_canary() {
         })
         .unwrap();
     assert_eq!(ann.body.task.id(), canary);
-    h.run_task(canary, &ws, &|_| b"5".to_vec());
+    // New workers are audited (p = 1), canaries like any task: both workers answer it.
+    h.run_task(canary, &ws, &|i| if i == 0 { b"5".to_vec() } else { b"4".to_vec() });
     let rec = h.final_task(&canary);
-    assert_eq!(rec.assignments[0].verdict, Some(Verdict::CanaryFailed));
+    assert_eq!(rec.slot(&ws[0].public()).unwrap().verdict, Some(Verdict::CanaryFailed));
+    assert_eq!(rec.slot(&ws[1].public()).unwrap().verdict, Some(Verdict::Accepted));
     assert!(h.m.worker(&ws[0].public()).unwrap().banned.is_some());
-    // The honest worker passes its canary.
+    // The honest worker passes its next canary alone.
     let c2 = h.submit(&class, b"what is 3+3", Some(b"6".to_vec()));
     h.run_task(c2, &ws, &|_| b"6".to_vec());
     assert_eq!(h.final_task(&c2).slot(&ws[1].public()).unwrap().verdict, Some(Verdict::Accepted));
@@ -476,16 +271,23 @@ fn a_banned_workers_other_slots_reopen_at_once() {
         h.register(w);
     }
     let (cheat, honest) = (&ws[0], &ws[1..]);
-    // The cheater holds a commitment on one task (waiting for its audit replica) and an
-    // uncommitted lease on another when it fails a canary.
+    // The cheater holds a commitment it has not revealed on one task and an uncommitted lease
+    // on another when it fails a canary (only it asks for them, so it is drawn).
     let committed = h.submit(&class, b"task one", None);
-    h.claim(cheat, committed).unwrap();
+    assert_eq!(h.take(committed, std::slice::from_ref(cheat)), vec![0]);
     h.commit(cheat, committed, b"ONE").unwrap();
-    assert!(matches!(h.m.open_task(&committed).unwrap().phase, Phase::Commit), "an audit replica is wanted");
+    assert!(matches!(h.m.open_task(&committed).unwrap().phase, Phase::Reveal { .. }));
     let leased = h.submit(&class, b"task two", None);
-    h.claim(cheat, leased).unwrap();
+    assert_eq!(h.take(leased, std::slice::from_ref(cheat)), vec![0]);
     let canary = h.submit(&class, b"what is 2+2", Some(b"4".to_vec()));
-    h.run_task(canary, std::slice::from_ref(cheat), &|_| b"5".to_vec());
+    assert_eq!(h.take(canary, std::slice::from_ref(cheat)), vec![0]);
+    h.commit(cheat, canary, b"5").unwrap();
+    h.reveal(cheat, canary, b"5").unwrap();
+    // Its audit replica is drawn among the honest workers.
+    let auditor = h.take(canary, honest);
+    assert_eq!(auditor.len(), 1);
+    h.commit(&honest[auditor[0]], canary, b"4").unwrap();
+    h.reveal(&honest[auditor[0]], canary, b"4").unwrap();
     assert!(h.m.worker(&cheat.public()).unwrap().banned.is_some());
     // Both slots are free again at once, with no tick: no lease or reveal window to wait out.
     for id in [committed, leased] {
@@ -533,7 +335,13 @@ fn disagreement_escalates_to_a_majority() {
         h.register(w);
     }
     let id = h.submit(&class, b"x", None);
-    // Worker 1 disagrees; the audit (new workers: p = 1) and escalation bring in more.
+    // Workers 0 and 1 are drawn (the only ones asking); worker 1 disagrees.
+    assert_eq!(h.take(id, &ws[..2]), vec![0, 1]);
+    h.commit(&ws[0], id, b"A").unwrap();
+    h.commit(&ws[1], id, b"B").unwrap();
+    h.reveal(&ws[0], id, b"A").unwrap();
+    h.reveal(&ws[1], id, b"B").unwrap();
+    // The audit (new workers: p = 1) and the escalation draw the others.
     h.run_task(id, &ws, &|i| if i == 1 { b"B".to_vec() } else { b"A".to_vec() });
     let rec = h.final_task(&id);
     assert!(matches!(rec.phase, Phase::Decided { result, .. } if result == cairn_spec::content_hash(b"A")));
@@ -550,12 +358,21 @@ fn expired_leases_return_the_task() {
         h.register(w);
     }
     let id = h.submit(&class, b"slow", None);
+    assert_eq!(h.take(id, &ws[..1]), vec![0]);
     let exp = h.claim(&ws[0], id).unwrap();
+    // Worker 1 was not drawn: asking is not taking.
     assert!(matches!(h.claim(&ws[1], id), Err(Refusal::Conflict(_))));
     h.tick(exp - h.now);
-    assert!(h.m.open_task(&id).unwrap().assignments.is_empty());
-    // The late worker's commitment is refused; another worker takes the task.
+    // The lease ran out: a miss for worker 0, which is not drawn for the task again; the
+    // slot goes to the other ready worker.
+    let rec = h.m.open_task(&id).unwrap().clone();
+    assert!(rec.slot(&ws[0].public()).is_none() && rec.declined == vec![ws[0].public()]);
+    let w0 = h.m.worker(&ws[0].public()).unwrap();
+    assert_eq!((w0.misses, w0.streak), (1, 0));
+    assert!(w0.rejections.iter().any(|r| r.reason.contains("lease expired")));
+    // The late worker's commitment is refused; the other worker takes the task.
     assert!(h.commit(&ws[0], id, b"late").is_err());
+    assert!(rec.slot(&ws[1].public()).is_some_and(|a| a.offered));
     h.claim(&ws[1], id).unwrap();
     h.reload();
     h.commit(&ws[1], id, b"done").unwrap();
@@ -564,7 +381,8 @@ fn expired_leases_return_the_task() {
 #[test]
 fn refusals_a_worker_must_react_to_carry_their_own_reason() {
     let class = exact(1);
-    let mut h = Harness::new(vec![class.clone()], |c| c.tunables.audit_min_ppm = 0);
+    let pair = TaskClass { name: "pair".into(), replication: 2, ..exact(1) };
+    let mut h = Harness::new(vec![class.clone(), pair.clone()], |c| c.tunables.audit_min_ppm = 0);
     let ws = workers(3);
     for w in &ws {
         h.register(w);
@@ -573,6 +391,7 @@ fn refusals_a_worker_must_react_to_carry_their_own_reason() {
     // A reveal with no commitment recorded: without a lease, then with a lease only.
     let err = h.reveal(&ws[0], id, b"r").unwrap_err();
     assert_eq!((err.clone(), err.reason()), (Refusal::NoCommitment, ErrorReason::NoCommitment));
+    assert_eq!(h.take(id, &ws[..1]), vec![0]);
     let exp = h.claim(&ws[0], id).unwrap();
     assert_eq!(h.reveal(&ws[0], id, b"r").unwrap_err(), Refusal::NoCommitment);
     // A commitment that arrives once the lease has run out (before a tick reopens the slot).
@@ -580,16 +399,18 @@ fn refusals_a_worker_must_react_to_carry_their_own_reason() {
     let err = h.commit(&ws[0], id, b"late").unwrap_err();
     assert_eq!((err.clone(), err.reason()), (Refusal::LeaseExpired, ErrorReason::LeaseExpired));
     h.tick(0);
-    // Too early (a new worker's task waits for its audit replica), then decided: a later
-    // message about the task is refused as decided.
-    h.claim(&ws[0], id).unwrap();
-    h.commit(&ws[0], id, b"r").unwrap();
-    assert_eq!(h.reveal(&ws[0], id, b"r").unwrap_err().reason(), ErrorReason::TooEarly);
-    h.claim(&ws[2], id).unwrap();
-    h.commit(&ws[2], id, b"r").unwrap();
-    h.reveal(&ws[0], id, b"r").unwrap();
-    h.reveal(&ws[2], id, b"r").unwrap();
-    let err = h.claim(&ws[1], id).unwrap_err();
+    // Too early: the other replica has not committed yet.
+    let two = h.submit(&pair, b"typed", None);
+    assert_eq!(h.take(two, &ws[1..]), vec![0, 1]);
+    h.commit(&ws[1], two, b"r").unwrap();
+    assert_eq!(h.reveal(&ws[1], two, b"r").unwrap_err().reason(), ErrorReason::TooEarly);
+    h.commit(&ws[2], two, b"r").unwrap();
+    h.reveal(&ws[1], two, b"r").unwrap();
+    h.reveal(&ws[2], two, b"r").unwrap();
+    // New workers are audited: worker 0 is drawn for the audit replica, then it is decided,
+    // and a later message about the task is refused as decided.
+    h.run_task(two, &ws, &|_| b"r".to_vec());
+    let err = h.claim(&ws[1], two).unwrap_err();
     assert_eq!((err.clone(), err.reason()), (Refusal::AlreadyDecided, ErrorReason::AlreadyDecided));
     // The code is the reason's, and the wire answer carries the reason with the text.
     for r in [Refusal::LeaseExpired, Refusal::NoCommitment, Refusal::AlreadyDecided] {
@@ -624,6 +445,7 @@ fn duplicates_and_replays_are_idempotent() {
     h.reload();
     let (id3, step) = h.m.submit_task(later, None, h.now).unwrap();
     assert_eq!((id3, step.is_empty()), (id, true));
+    assert_eq!(h.take(id, std::slice::from_ref(w)), vec![0]);
     let e1 = h.claim(w, id).unwrap();
     let claim = Signed::sign(Claim { task: id, worker: w.public(), claimed_at: h.now }, w, &[0; 32]);
     let (e2, step) = h.m.claim(Verified::check(claim).unwrap(), h.now).unwrap();
@@ -633,13 +455,13 @@ fn duplicates_and_replays_are_idempotent() {
     let v = commitment_value(&id, &w.public(), &cairn_spec::content_hash(b"r"), &salt);
     let c = Signed::sign(Commitment { task: id, worker: w.public(), commitment: v }, w, &[0; 32]);
     assert!(h.m.commit(Verified::check(c).unwrap(), h.now).unwrap().is_empty());
-    // A new worker's task always draws an audit replica (p = 1/streak = 1).
+    // The reveal is taken at once, like every reveal; a new worker's task then draws an audit
+    // replica (p = 1/streak = 1), and the same reveal again changes nothing.
+    h.reveal(w, id, b"r").unwrap();
     assert_eq!(h.m.open_task(&id).unwrap().phase, Phase::Commit);
-    assert_eq!(h.reveal(w, id, b"r").unwrap_err().code(), 425);
-    h.claim(&ws[1], id).unwrap();
+    h.reveal(w, id, b"r").unwrap();
+    assert_eq!(h.take(id, &ws[1..]), vec![0]);
     h.commit(&ws[1], id, b"r").unwrap();
-    h.reveal(w, id, b"r").unwrap();
-    h.reveal(w, id, b"r").unwrap();
     h.reveal(&ws[1], id, b"r").unwrap();
     let receipts = h.m.meta().open_receipts;
     // The replayed reveal after the decision changes nothing and is refused clearly.
@@ -696,7 +518,7 @@ fn bad_input_is_refused_without_changing_state() {
 #[test]
 fn group_commit_signs_every_receipt_and_writes_once() {
     use std::sync::Arc;
-    let class = exact(1);
+    let class = exact(2);
     let mut cfg = LifecycleConfig::new(NET, vec![class.clone()]);
     cfg.tunables.pow_difficulty = 0;
     cfg.tunables.audit_min_ppm = 0;
@@ -706,13 +528,13 @@ fn group_commit_signs_every_receipt_and_writes_once() {
     let mut core =
         cairn_coordinator::core::Core::open(cfg.clone(), coord.clone(), store.clone(), now).unwrap();
     let ws = workers(40);
-    let mut reveals = Vec::new();
+    let mut ids = Vec::new();
     for w in &ws {
         let reg = registration(coord.public(), w, now);
         let v = Verified::check(Signed::sign(reg, w, &[0; 32])).unwrap();
         core.apply(|m| Ok(((), m.register(v, now)?))).unwrap();
     }
-    for (i, w) in ws.iter().enumerate() {
+    for i in 0..ws.len() {
         let task = Task {
             network: NET,
             coordinator: coord.public(),
@@ -725,28 +547,58 @@ fn group_commit_signs_every_receipt_and_writes_once() {
             input: Payload::Inline(vec![i as u8]),
         };
         let (id, _) = core.apply(|m| m.submit_task(task, None, now)).unwrap();
-        // New workers are audited: two replicas per task (this worker and the next).
-        for w in [w, &ws[(i + 1) % ws.len()]] {
-            let c = Verified::check(Signed::sign(
-                Claim { task: id, worker: w.public(), claimed_at: now },
-                w,
-                &[0; 32],
-            ))
-            .unwrap();
+        ids.push(id);
+    }
+    // Every worker asks for the first task, so all are ready to be drawn; the next tick draws
+    // two replicas for each task.
+    for w in &ws {
+        let c = Verified::check(Signed::sign(
+            Claim { task: ids[0], worker: w.public(), claimed_at: now },
+            w,
+            &[0; 32],
+        ))
+        .unwrap();
+        let _ = core.apply(|m| m.claim(c, now));
+    }
+    core.apply(|m| Ok(((), m.tick(now)))).unwrap();
+    // The drawn workers take their slots and commit; their reveals are collected. Called
+    // again for the audit replicas drawn once a task's reveals are in.
+    let commit_drawn = |core: &mut cairn_coordinator::core::Core| -> Vec<Verified<Reveal>> {
+        let mut out = Vec::new();
+        let slots: Vec<(Hash32, PubKey)> = core
+            .machine()
+            .open_tasks()
+            .flat_map(|t| t.assignments.iter().filter(|a| a.offered).map(move |a| (t.id, a.worker)))
+            .collect();
+        for (id, wk) in slots {
+            let w = ws.iter().find(|w| w.public() == wk).unwrap();
+            let c =
+                Verified::check(Signed::sign(Claim { task: id, worker: wk, claimed_at: now }, w, &[0; 32]))
+                    .unwrap();
             core.apply(|m| m.claim(c, now)).unwrap();
             let salt = salt_for(w, &id);
-            let v = commitment_value(&id, &w.public(), &cairn_spec::content_hash(b"r"), &salt);
+            let v = commitment_value(&id, &wk, &cairn_spec::content_hash(b"r"), &salt);
             let c = Verified::check(Signed::sign(
-                Commitment { task: id, worker: w.public(), commitment: v },
+                Commitment { task: id, worker: wk, commitment: v },
                 w,
                 &[0; 32],
             ))
             .unwrap();
             core.apply(|m| Ok(((), m.commit(c, now)?))).unwrap();
-            let r = Reveal { task: id, worker: w.public(), result: Payload::Inline(b"r".to_vec()), salt };
-            reveals.push(Verified::check(Signed::sign(r, w, &[0; 32])).unwrap());
+            let r = Reveal { task: id, worker: wk, result: Payload::Inline(b"r".to_vec()), salt };
+            out.push(Verified::check(Signed::sign(r, w, &[0; 32])).unwrap());
         }
-    }
+        out
+    };
+    let reveals = commit_drawn(&mut core);
+    assert_eq!(reveals.len(), 80, "two replicas drawn per task");
+    // New workers are audited (p = 1/streak = 1): the first reveals draw an audit replica per
+    // task and decide nothing; the audit replicas' reveals then decide all 40 tasks in one group.
+    let (answers, effects) = core.apply_many(reveals, |m, v| Ok(((), m.reveal(v, now)?))).unwrap();
+    assert!(answers.iter().all(Result::is_ok));
+    assert!(!effects.iter().any(|e| matches!(e, Effect::Receipt(_))));
+    let reveals = commit_drawn(&mut core);
+    assert_eq!(reveals.len(), 40, "one audit replica per task");
     let (answers, effects) = core.apply_many(reveals, |m, v| Ok(((), m.reveal(v, now)?))).unwrap();
     assert!(answers.iter().all(Result::is_ok));
     let gossiped: Vec<_> = effects
@@ -756,14 +608,14 @@ fn group_commit_signs_every_receipt_and_writes_once() {
             _ => None,
         })
         .collect();
-    assert_eq!(gossiped.len(), 80);
+    assert_eq!(gossiped.len(), 120);
     assert!(gossiped.iter().all(|r| r.verify()));
     let stored = ls::epoch_receipts(store.as_ref(), 0).unwrap();
-    assert_eq!(stored.len(), 80);
+    assert_eq!(stored.len(), 120);
     assert!(stored.iter().all(|r| r.verify()));
     // One batch, one signature (SPEC.md §5.7), the one the machine itself would make
     // (deterministic signatures), and what was gossiped is what was stored.
-    assert!(stored.iter().all(|r| r.batch.count == 80 && r.signature == stored[0].signature));
+    assert!(stored.iter().all(|r| r.batch.count == 120 && r.signature == stored[0].signature));
     let batch = stored[0].batch_id().unwrap();
     assert!(stored.iter().all(|r| r.batch_id() == Some(batch)));
     assert_eq!(core.machine().sign_receipt_batch(&batch), stored[0].signature);
@@ -777,8 +629,9 @@ fn group_commit_signs_every_receipt_and_writes_once() {
     let restored = Machine::restore(cfg, coord, ls::load(store.as_ref()).unwrap().unwrap()).unwrap();
     assert_eq!(restored.meta(), live.meta());
     assert_eq!(restored.workers().collect::<Vec<_>>(), live.workers().collect::<Vec<_>>());
+    let locked: u64 = live.balances().map(|e| e.locked).sum();
+    assert_eq!(locked, 120 * 100, "every receipt accepted and locked");
     for w in &ws {
-        assert!(live.balance(&w.public()).is_some_and(|e| e.locked == 200), "two accepted receipts each");
         assert_eq!(restored.balance(&w.public()), live.balance(&w.public()));
     }
 }
@@ -825,7 +678,7 @@ fn a_bond_admits_a_worker_without_proof_of_work() {
     let bonded = h.m.bonded_workers();
     assert_eq!(bonded.iter().map(|(w, b)| (*w, b.vout)).collect::<Vec<_>>(), vec![(w0.public(), 0)]);
     let task = h.submit(&class, b"x", None);
-    h.claim(&w0, task).unwrap();
+    assert_eq!(h.take(task, std::slice::from_ref(&w0)), vec![0]);
     let step = h.m.bond_lost(&w0.public(), "bond output is spent".into(), h.now);
     h.apply(step);
     assert!(h.m.open_task(&task).unwrap().slot(&w0.public()).is_none(), "its lease reopened");
@@ -842,7 +695,7 @@ fn a_bond_admits_a_worker_without_proof_of_work() {
     let step =
         h.m.register_bonded(reg(reg_for(&w0, &coord, 0, &bond_key), &w0), Some(10_000), h.now).unwrap();
     h.apply(step);
-    h.claim(&w0, task).unwrap();
+    assert_eq!(h.take(task, std::slice::from_ref(&w0)), vec![0]);
     // The same output cannot back a second worker.
     let err =
         h.m.register_bonded(reg(reg_for(&w1, &coord, 0, &bond_key), &w1), Some(10_000), h.now).unwrap_err();
@@ -907,6 +760,10 @@ fn a_task_accepted_and_claimed_in_one_step_keeps_its_idempotency_row() {
     let mut h = Harness::new(vec![class.clone()], |_| {});
     let w = key(3);
     h.register(&w);
+    // The worker asked for an earlier task: it is ready, so the new task's slot is drawn for it
+    // as the task is accepted.
+    let earlier = h.submit(&class, b"earlier", None);
+    let _ = h.claim(&w, earlier);
     let task = Task {
         network: NET,
         coordinator: h.coord.public(),
@@ -942,25 +799,35 @@ fn a_commitment_survives_a_restart_before_the_other_replicas_commit() {
         h.register(w);
     }
     let id = h.submit(&class, b"two replicas", None);
-    h.claim(&ws[0], id).unwrap();
+    assert_eq!(h.take(id, &ws[..1]), vec![0]);
     h.commit(&ws[0], id, b"answer").unwrap();
     // Restart here: the restored task still holds worker 0's commitment (reload compares the
     // restored open tasks with the live ones).
     h.reload();
     let slot = |h: &Harness, w: &SigningKey| h.m.open_task(&id).and_then(|t| t.slot(&w.public()).cloned());
     assert!(slot(&h, &ws[0]).is_some_and(|a| a.commitment.is_some()));
-    // The others join (a new worker's streak may draw an audit replica), with a restart after
-    // each commitment; then every committed worker reveals and the task is decided.
-    for w in &ws[1..] {
-        if h.m.open_task(&id).is_some_and(|t| t.phase == Phase::Commit) {
-            h.claim(w, id).unwrap();
-            h.commit(w, id, b"answer").unwrap();
-            h.reload();
-        }
-    }
-    for w in &ws {
-        if slot(&h, w).is_some_and(|a| a.commitment.is_some()) {
-            h.reveal(w, id, b"answer").unwrap();
+    // The others are drawn as they ask (a new worker's streak draws an audit replica once the
+    // reveals are in), with a restart after each commitment; every committed worker reveals
+    // and the task is decided.
+    for _ in 0..6 {
+        match h.m.open_task(&id).map(|t| t.phase.clone()) {
+            Some(Phase::Commit) => {
+                for w in &ws {
+                    if slot(&h, w).is_none() && h.take(id, std::slice::from_ref(w)) == vec![0] {
+                        h.commit(w, id, b"answer").unwrap();
+                        h.reload();
+                        break;
+                    }
+                }
+            }
+            Some(Phase::Reveal { .. }) => {
+                for w in &ws {
+                    if slot(&h, w).is_some_and(|a| a.commitment.is_some() && a.revealed.is_none()) {
+                        h.reveal(w, id, b"answer").unwrap();
+                    }
+                }
+            }
+            _ => break,
         }
     }
     assert!(matches!(h.final_task(&id).phase, Phase::Decided { .. }), "{:?}", h.final_task(&id).phase);
@@ -974,26 +841,22 @@ fn no_escalation_when_no_other_worker_can_take_the_slot() {
     let class = exact(2);
     for extra in [false, true] {
         let mut h = Harness::new(vec![class.clone()], |c| c.tunables.audit_min_ppm = 0);
-        let ws = workers(if extra { 4 } else { 3 });
+        let ws = workers(if extra { 3 } else { 2 });
         for w in &ws {
             h.register(w);
         }
         let id = h.submit(&class, b"who answers", None);
-        // Everyone who can join commits (a new worker's streak draws an audit replica).
-        let mut joined = Vec::new();
-        for w in &ws[..3] {
-            if h.m.open_task(&id).is_some_and(|t| t.phase == Phase::Commit) {
-                h.claim(w, id).unwrap();
-                h.commit(w, id, b"answer").unwrap();
-                joined.push(w.clone());
-            }
+        let joined = h.take(id, &ws);
+        assert_eq!(joined.len(), 2);
+        for &i in &joined {
+            h.commit(&ws[i], id, b"answer").unwrap();
         }
         assert!(matches!(h.m.open_task(&id).unwrap().phase, Phase::Reveal { .. }));
         // Only one reveal arrives before the window closes: no majority.
-        h.reveal(&joined[0], id, b"answer").unwrap();
+        h.reveal(&ws[joined[0]], id, b"answer").unwrap();
         h.tick(u64::from(class.reveal_secs) + 1);
-        if joined.len() < ws.len() {
-            // A worker not on the task exists: the task asks it (escalation).
+        if extra {
+            // A worker not on the task exists: the task asks it (an audit or an escalation).
             assert_eq!(h.m.open_task(&id).map(|t| t.phase.clone()), Some(Phase::Commit));
         } else {
             match h.final_task(&id).phase {
@@ -1021,9 +884,9 @@ fn announced(h: &mut Harness, id: Hash32, seen: &mut std::collections::HashSet<V
 
 #[test]
 fn a_slot_that_opens_is_announced_at_once() {
-    // A worker refused a full task hears of its next free slot from gossip at once, instead of
-    // waiting for the node's periodic re-announcement (found by the end-to-end bench: audit
-    // replicas waited up to 10 s).
+    // A worker drawn for a slot hears of it from gossip at once, instead of waiting for the
+    // node's periodic re-announcement (found by the end-to-end bench: audit replicas waited up
+    // to 10 s).
     let class = exact(1);
     let mut h = Harness::new(vec![class.clone()], |c| c.tunables.audit_min_ppm = 0);
     let ws = workers(4);
@@ -1034,37 +897,61 @@ fn a_slot_that_opens_is_announced_at_once() {
     let mut seen = std::collections::HashSet::new();
     let id = h.submit(&class, b"audited", None);
     assert_eq!(announced(&mut h, id, &mut seen), 1, "a new task is announced");
-    h.claim(&ws[0], id).unwrap();
-    assert!(matches!(h.claim(&ws[1], id), Err(Refusal::Conflict(_))), "full");
+    // Nobody was ready: asking draws nothing by itself and is refused...
+    assert!(matches!(h.claim(&ws[0], id), Err(Refusal::Conflict(_))));
+    assert!(matches!(h.claim(&ws[1], id), Err(Refusal::Conflict(_))));
     assert_eq!(announced(&mut h, id, &mut seen), 0);
-    // A new worker's streak draws an audit replica (p = 1): its slot is announced.
-    h.commit(&ws[0], id, b"A").unwrap();
+    // ...the next tick draws among the ready workers and tells them.
+    h.tick(0);
+    assert_eq!(announced(&mut h, id, &mut seen), 1, "the drawn worker hears of it");
+    let first = h.take(id, &ws[..2]);
+    assert_eq!(first.len(), 1);
+    let (a, b) = (first[0], 1 - first[0]);
+    h.commit(&ws[a], id, b"A").unwrap();
+    assert_eq!(announced(&mut h, id, &mut seen), 0, "every slot is held; no audit before the reveal");
+    // Once the reveal is in, a new worker's streak draws an audit replica (p = 1), drawn
+    // among the ready workers at once: announced.
+    h.reveal(&ws[a], id, b"A").unwrap();
     assert_eq!(h.m.open_task(&id).unwrap().wanted, 2);
     assert_eq!(announced(&mut h, id, &mut seen), 1, "the audit replica's slot");
-    h.claim(&ws[1], id).unwrap();
-    h.commit(&ws[1], id, b"B").unwrap();
-    assert_eq!(announced(&mut h, id, &mut seen), 0, "every slot is held");
-    // Disagreement escalates: the new slot is announced.
-    h.reveal(&ws[0], id, b"A").unwrap();
-    h.reveal(&ws[1], id, b"B").unwrap();
+    assert_eq!(h.take(id, &ws[b..=b]), vec![0]);
+    h.commit(&ws[b], id, b"B").unwrap();
+    // Disagreement escalates: nobody else is ready, so the slot is announced unheld.
+    h.reveal(&ws[b], id, b"B").unwrap();
     assert_eq!(h.m.open_task(&id).unwrap().phase, Phase::Commit);
     assert_eq!(announced(&mut h, id, &mut seen), 1, "the escalation's slot");
-    // An expired lease gives its slot back: announced when the tick finds it.
+    let _ = h.claim(&ws[2], id);
+    h.tick(0);
+    assert_eq!(announced(&mut h, id, &mut seen), 1, "worker 2 drawn");
     let exp = h.claim(&ws[2], id).unwrap();
-    assert_eq!(announced(&mut h, id, &mut seen), 0);
+    // An expired lease gives its slot back: announced when the tick finds it.
     h.tick(exp - h.now);
     assert_eq!(announced(&mut h, id, &mut seen), 1, "the expired lease's slot");
+    let _ = h.claim(&ws[3], id);
+    h.tick(0);
+    assert_eq!(announced(&mut h, id, &mut seen), 1, "worker 3 drawn");
     h.claim(&ws[3], id).unwrap();
     h.commit(&ws[3], id, b"A").unwrap();
     h.reveal(&ws[3], id, b"A").unwrap();
+    // Two against one is not clear yet: one more replica is drawn (worker 2 again, the only
+    // one left) and announced.
+    assert_eq!(announced(&mut h, id, &mut seen), 1, "the second escalation's slot");
+    let _ = h.claim(&ws[2], id);
+    h.tick(0);
+    let exp = h.claim(&ws[2], id).unwrap();
+    assert!(exp > h.now);
+    h.commit(&ws[2], id, b"A").unwrap();
+    h.reveal(&ws[2], id, b"A").unwrap();
     assert!(matches!(h.final_task(&id).phase, Phase::Decided { .. }));
+    assert_eq!(announced(&mut h, id, &mut seen), 1, "worker 2 drawn");
     assert_eq!(announced(&mut h, id, &mut seen), 0, "a decided task is not announced");
 }
 
 #[test]
 fn no_audit_replica_when_no_other_worker_can_take_it() {
     // A network of one worker: an audit slot could never be filled and the task would wait
-    // in the commit phase for ever. With a second worker the same draw adds the slot.
+    // in the commit phase for ever. With a second worker the same draw adds the slot, after
+    // the reveal.
     let class = exact(1);
     for n in [1, 2] {
         let mut h = Harness::new(vec![class.clone()], |c| c.tunables.audit_min_ppm = 1_000_000);
@@ -1073,15 +960,16 @@ fn no_audit_replica_when_no_other_worker_can_take_it() {
             h.register(w);
         }
         let id = h.submit(&class, b"alone", None);
-        h.claim(&ws[0], id).unwrap();
+        assert_eq!(h.take(id, &ws[..1]), vec![0]);
         h.commit(&ws[0], id, b"ALONE").unwrap();
         let rec = h.m.open_task(&id).unwrap();
+        assert!(matches!(rec.phase, Phase::Reveal { .. }), "{:?}", rec.phase);
+        assert_eq!(rec.wanted, 1);
+        h.reveal(&ws[0], id, b"ALONE").unwrap();
         if n == 1 {
-            assert!(matches!(rec.phase, Phase::Reveal { .. }), "{:?}", rec.phase);
-            assert_eq!(rec.wanted, 1);
-            h.reveal(&ws[0], id, b"ALONE").unwrap();
             assert!(matches!(h.final_task(&id).phase, Phase::Decided { .. }));
         } else {
+            let rec = h.m.open_task(&id).unwrap();
             assert_eq!((rec.phase.clone(), rec.wanted), (Phase::Commit, 2), "audited");
         }
     }

@@ -16,6 +16,7 @@ use cairn_spec::{
 };
 use common::{http, Worker};
 use serde_json::Value;
+use std::time::Duration;
 
 async fn start(
     dir: &std::path::Path,
@@ -105,16 +106,15 @@ async fn api_and_workers_over_real_sockets() {
     let forged = cairn_spec::RequestBody::Claim(cairn_spec::Signed::sign(c, &w0.key, &[0; 32]));
     assert!(matches!(w1.req(forged).await, ResponseBody::Error { reason: ErrorReason::Malformed, .. }));
 
-    assert!(matches!(w0.claim(task).await, ResponseBody::Lease { task: t, .. } if t == task));
+    // Slots are drawn by the coordinator among the workers that asked: worker 0 alone asks.
+    let wait = Duration::from_secs(10);
+    assert!(matches!(w0.take(task, wait).await, ResponseBody::Lease { task: t, .. } if t == task));
     assert_eq!(w0.commit(task, b"HELLO").await, ResponseBody::Ack);
-    // New workers are always audited (p = 1/streak): a second replica is needed.
-    assert!(matches!(
-        w0.reveal(task, b"HELLO").await,
-        ResponseBody::Error { reason: ErrorReason::TooEarly, .. }
-    ));
-    assert!(matches!(w1.claim(task).await, ResponseBody::Lease { .. }));
-    assert_eq!(w1.commit(task, b"HELLO").await, ResponseBody::Ack);
+    // Its reveal is taken like any other; then, new workers being always audited
+    // (p = 1/streak), an audit replica is drawn: worker 1.
     assert_eq!(w0.reveal(task, b"HELLO").await, ResponseBody::Ack);
+    assert!(matches!(w1.take(task, wait).await, ResponseBody::Lease { .. }));
+    assert_eq!(w1.commit(task, b"HELLO").await, ResponseBody::Ack);
     assert_eq!(w1.reveal(task, b"HELLO").await, ResponseBody::Ack);
 
     let (s, t) = get(&format!("/v1/tasks/{task}"));
@@ -283,16 +283,23 @@ async fn api_and_workers_over_real_sockets() {
         );
         ids.push(h(&http(api, "POST", "/v1/tasks", Some(&token), Some(&body)).1["id"]));
     }
+    // Every worker asks for every task at once; the drawn ones commit.
+    let (w0, w1) = (std::sync::Arc::new(w0), std::sync::Arc::new(w1));
     let mut set = tokio::task::JoinSet::new();
     for id in ids.clone() {
-        let w = w2.clone();
-        set.spawn(async move {
-            assert!(matches!(w.claim(id).await, ResponseBody::Lease { .. }));
-            w.commit(id, b"G").await
-        });
+        for w in [w0.clone(), w1.clone(), w2.clone()] {
+            set.spawn(async move {
+                match w.take(id, Duration::from_secs(4)).await {
+                    ResponseBody::Lease { .. } => Some(w.commit(id, b"G").await),
+                    _ => None,
+                }
+            });
+        }
     }
     while let Some(r) = set.join_next().await {
-        assert_eq!(r.unwrap(), ResponseBody::Ack);
+        if let Some(r) = r.unwrap() {
+            assert_eq!(r, ResponseBody::Ack);
+        }
     }
     for id in &ids {
         let (_, t) = get(&format!("/v1/tasks/{id}"));

@@ -205,7 +205,7 @@ async fn a_restarted_worker_reveals_what_it_committed() {
     let id = Hash32::from_hex(v["id"].as_str().unwrap()).unwrap();
     let before = common::Worker::start(key.clone(), &info.p2p[0]).await;
     assert!(matches!(before.register(coord, 4).await, cairn_spec::ResponseBody::Ack));
-    assert!(matches!(before.claim(id).await, cairn_spec::ResponseBody::Lease { .. }));
+    assert!(matches!(before.take(id, Duration::from_secs(10)).await, cairn_spec::ResponseBody::Lease { .. }));
     assert!(matches!(before.commit(id, b"HELLO").await, cairn_spec::ResponseBody::Ack));
     before.net.shutdown().await;
     let task = {
@@ -246,10 +246,11 @@ async fn a_restarted_worker_reveals_what_it_committed() {
         max_output_bytes: 1000,
     });
     let (_, (stop_w, h)) = common::start_agent(&wdir, &info.p2p[0], exec).await;
-    // A new worker's results are audited (one extra replica): another worker takes it.
+    // A new worker's results are audited (one extra replica, drawn once its reveal is in):
+    // another worker asks and is drawn.
     let auditor = common::Worker::start(common::key(5), &info.p2p[0]).await;
     assert!(matches!(auditor.register(coord, 4).await, cairn_spec::ResponseBody::Ack));
-    if matches!(auditor.claim(id).await, cairn_spec::ResponseBody::Lease { .. }) {
+    if matches!(auditor.take(id, Duration::from_secs(20)).await, cairn_spec::ResponseBody::Lease { .. }) {
         assert!(matches!(auditor.commit(id, b"HELLO").await, cairn_spec::ResponseBody::Ack));
         let _ = auditor.reveal(id, b"HELLO").await;
     }

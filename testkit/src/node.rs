@@ -211,6 +211,53 @@ impl Worker {
     pub async fn reveal(&self, task: Hash32, result: &[u8]) -> ResponseBody {
         self.req(self.reveal_body(task, result)).await
     }
+
+    /// Asks for `task` until the coordinator draws this worker for one of its slots (its tick
+    /// draws once a second among the workers that asked) and the claim returns a lease; gives
+    /// up after `within`. The last answer.
+    pub async fn take(&self, task: Hash32, within: Duration) -> ResponseBody {
+        let end = std::time::Instant::now() + within;
+        loop {
+            let r = self.claim(task).await;
+            if matches!(r, ResponseBody::Lease { .. }) || std::time::Instant::now() >= end {
+                return r;
+            }
+            tokio::time::sleep(Duration::from_millis(150)).await;
+        }
+    }
+}
+
+/// Runs `task` to its end with scripted workers over p2p: they keep asking for it, each one
+/// drawn commits `result(i)` and reveals it (audit replicas and escalations are drawn after
+/// the reveals). Returns the decided or failed task's public view.
+pub async fn run_task(
+    api: SocketAddr,
+    ws: &[&Worker],
+    task: Hash32,
+    result: &dyn Fn(usize) -> Vec<u8>,
+) -> Value {
+    let mut on: Vec<usize> = Vec::new();
+    let mut revealed: Vec<usize> = Vec::new();
+    let end = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, v) = http(api, "GET", &format!("/v1/tasks/{task}"), None, None);
+        if v["phase"] == "decided" || v["phase"] == "failed" {
+            return v;
+        }
+        assert!(std::time::Instant::now() < end, "task {task} not decided: {v}");
+        for (i, w) in ws.iter().enumerate() {
+            if !on.contains(&i) && matches!(w.claim(task).await, ResponseBody::Lease { .. }) {
+                assert_eq!(w.commit(task, &result(i)).await, ResponseBody::Ack);
+                on.push(i);
+            }
+        }
+        for &i in &on {
+            if !revealed.contains(&i) && ws[i].reveal(task, &result(i)).await == ResponseBody::Ack {
+                revealed.push(i);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
 }
 
 type Started =

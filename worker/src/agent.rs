@@ -512,7 +512,7 @@ fn on_gossip(shared: &Arc<Shared>, message: GossipMessage) -> Acceptance {
 
 /// A task seen and not taken: announcements of it made before `since` are passed over until
 /// `until`. A task this worker cannot run is passed over for good (`since` and `until` never
-/// come); a task whose claim was refused (fully claimed) only until it is announced again,
+/// come); a task whose claim was refused (its slots drawn for others) only until it is announced again,
 /// since the coordinator announces a task again when a slot opens (an audit replica, an
 /// escalation, an expired lease), or for a few seconds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -230,20 +230,25 @@ impl Job {
     /// decides; `message` is kept for people.
     pub fn on_refusal(&mut self, reason: ErrorReason, message: &str) -> AfterRefusal {
         let slowed = matches!(reason, ErrorReason::RateLimited | ErrorReason::WorkerLimit);
+        // The coordinator could not take the request now (overloaded, a storage hiccup, the
+        // request outlived its own deadline on the way): nothing about the job is refused.
+        // Giving up a commitment for that would be a miss the worker pays for.
+        let unserved =
+            matches!(reason, ErrorReason::Busy | ErrorReason::Internal | ErrorReason::DeadlinePassed);
         match self.stage {
             Stage::New if slowed => {
                 // Nothing promised yet: giving up costs nothing, so slow-downs count here.
                 self.on_transient(message.to_owned());
                 AfterRefusal::Backoff
             }
-            // Not ours to run now (fully claimed, closed, unknown).
+            // Not ours to run now (drawn for other workers, closed, unknown).
             Stage::New => AfterRefusal::Skip {
                 worker_refused: matches!(
                     reason,
                     ErrorReason::NotRegistered | ErrorReason::Banned | ErrorReason::Lapsed
                 ),
             },
-            Stage::Executed { .. } | Stage::Committed { .. } if slowed => {
+            Stage::Executed { .. } | Stage::Committed { .. } if slowed || unserved => {
                 self.on_busy(message.to_owned());
                 AfterRefusal::Backoff
             }
@@ -492,11 +497,21 @@ mod tests {
         let mut k = committed();
         assert_eq!(k.on_refusal(ErrorReason::TooEarly, "lease expired"), AfterRefusal::Poll);
         assert_eq!((k.next(21), k.retries), (Action::Reveal, 0));
-        // Slowed down after the commitment: not a failed attempt either.
-        for reason in [ErrorReason::RateLimited, ErrorReason::WorkerLimit] {
+        // Slowed down, or not served now, after the commitment: not a failed attempt either,
+        // and never a reason to give up a commitment (a reveal never sent is a miss).
+        for reason in [
+            ErrorReason::RateLimited,
+            ErrorReason::WorkerLimit,
+            ErrorReason::Busy,
+            ErrorReason::Internal,
+            ErrorReason::DeadlinePassed,
+        ] {
             let mut k = committed();
             assert_eq!(k.on_refusal(reason, "slow down"), AfterRefusal::Backoff);
             assert_eq!((k.next(21), k.retries), (Action::Reveal, 0));
+            let mut j = executed();
+            assert_eq!(j.on_refusal(reason, "slow down"), AfterRefusal::Backoff);
+            assert_eq!(j.next(50), Action::Commit);
         }
     }
 

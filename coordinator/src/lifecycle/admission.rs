@@ -95,6 +95,7 @@ impl Machine {
                 rejected: 0,
                 banned: None,
                 rejections: Default::default(),
+                misses: 0,
                 bond_lost: None,
             },
         };

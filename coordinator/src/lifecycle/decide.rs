@@ -8,18 +8,26 @@ use super::*;
 
 impl Machine {
     /// Moves a task forward as far as its state and the time allow, and announces it again
-    /// when that opened a slot (an audit replica, an escalation, expired leases).
+    /// when workers were drawn for it or a slot opened that nobody holds.
     pub(super) fn advance(&mut self, id: &Hash32, now: u64, step: &mut Step) {
         let before = self.open.get(id).map_or(0, unheld_slots);
-        self.advance_phases(id, now, step);
-        self.announce_if_reopened(id, before, now, step);
+        let drew = self.advance_phases(id, now, step);
+        self.announce_if_reopened(id, before, drew, now, step);
     }
 
-    /// A task that gained slots nobody holds is announced at once: workers that were refused
-    /// a full task would otherwise wait for the periodic re-announcement to hear of them.
-    pub(super) fn announce_if_reopened(&mut self, id: &Hash32, before: usize, now: u64, step: &mut Step) {
+    /// Announces a task again when workers were just drawn for it (`drew`: they must hear of
+    /// it to claim) or it gained slots nobody holds (workers that ask for it become ready to be
+    /// drawn).
+    pub(super) fn announce_if_reopened(
+        &mut self,
+        id: &Hash32,
+        before: usize,
+        drew: bool,
+        now: u64,
+        step: &mut Step,
+    ) {
         let Some(t) = self.open.get(id) else { return };
-        if unheld_slots(t) > before {
+        if drew || unheld_slots(t) > before {
             // Each announcement of a task is a new gossip message: gossip drops a message it
             // has seen (its id is the hash of its bytes), and the signature is deterministic,
             // so a slot opening in the second the task was announced must carry a later time.
@@ -30,69 +38,73 @@ impl Machine {
         }
     }
 
-    pub(super) fn advance_phases(&mut self, id: &Hash32, now: u64, step: &mut Step) {
+    /// Moves a task through its phases: commit (slots drawn, leases, commitments) → reveal →
+    /// the audit draw, made only once every reveal is in or the window closed, so nothing a
+    /// worker sees before its reveal tells an audited task from another → decided. Returns
+    /// whether workers were drawn for it.
+    pub(super) fn advance_phases(&mut self, id: &Hash32, now: u64, step: &mut Step) -> bool {
+        let mut drew = false;
         loop {
-            let Some(rec) = self.open.get_mut(id) else { return };
-            let Some(class) = self.classes.get(&rec.task.class) else { return };
+            let Some(rec) = self.open.get(id) else { return drew };
+            let Some(class) = self.classes.get(&rec.task.class) else { return drew };
+            let reveal_secs = u64::from(class.reveal_secs);
+            let max = max_replicas(class, self.cfg.tunables.max_escalations);
             match rec.phase {
                 Phase::Commit => {
-                    let before = rec.assignments.len();
-                    let leases = &mut self.leases;
-                    rec.assignments.retain(|a| {
-                        let expired = a.commitment.is_none() && a.lease_expires <= now;
-                        if expired {
-                            if let Some(n) = leases.get_mut(&a.worker) {
-                                *n = n.saturating_sub(1);
-                            }
-                        }
-                        !expired
-                    });
-                    let changed = before != rec.assignments.len();
+                    let (swept, banned) = self.sweep_slots(id, now, step);
+                    for w in banned {
+                        self.release_slots(&w, now, step);
+                    }
+                    let drawn = self.fill_slots(id, now);
+                    drew |= !drawn.is_empty();
+                    let Some(rec) = self.open.get_mut(id) else { return drew };
                     if rec.committed() < usize::from(rec.wanted) {
-                        if changed {
+                        if swept || !drawn.is_empty() {
                             step.changes.push(Change::Task(Box::new(rec.clone())));
                         }
-                        return;
+                        return drew;
                     }
-                    if !rec.audit_drawn {
-                        rec.audit_drawn = true;
-                        let max = max_replicas(class, self.cfg.tunables.max_escalations);
-                        let streak = rec
-                            .assignments
-                            .iter()
-                            .filter_map(|a| self.workers.get(&a.worker).map(|w| w.streak))
-                            .min()
-                            .unwrap_or(0);
-                        if rec.canary.is_none()
-                            && rec.wanted < max
-                            && audit_draw(
-                                &self.seed,
-                                &self.meta,
-                                rec,
-                                streak,
-                                self.cfg.tunables.audit_min_ppm,
-                            )
-                            // An audit slot nobody could fill would hold the task for ever (a
-                            // network of one worker): audit only while someone else can join.
-                            && another_worker_can_join(&self.workers, rec)
-                        {
-                            rec.wanted += 1;
-                            step.changes.push(Change::Task(Box::new(rec.clone())));
-                            return;
-                        }
-                    }
-                    rec.phase = Phase::Reveal { deadline: now.saturating_add(u64::from(class.reveal_secs)) };
+                    rec.phase = Phase::Reveal { deadline: now.saturating_add(reveal_secs) };
                     step.changes.push(Change::Task(Box::new(rec.clone())));
                 }
                 Phase::Reveal { deadline } => {
-                    let all = rec.assignments.iter().all(|a| a.commitment.is_none() || a.revealed.is_some());
+                    let all = rec
+                        .assignments
+                        .iter()
+                        .all(|a| a.commitment.is_none() || a.revealed.is_some() || a.verdict.is_some());
                     if !all && now < deadline {
                         step.changes.push(Change::Task(Box::new(rec.clone())));
-                        return;
+                        return drew;
+                    }
+                    if !rec.audit_drawn {
+                        let streak = rec
+                            .assignments
+                            .iter()
+                            .filter(|a| a.commitment.is_some())
+                            .filter_map(|a| self.workers.get(&a.worker).map(|w| w.streak))
+                            .min()
+                            .unwrap_or(0);
+                        // Nothing revealed, nothing to audit: the task is decided (and asks
+                        // other workers) as it is.
+                        let audit = rec.wanted < max
+                            && rec.assignments.iter().any(|a| a.revealed.is_some())
+                            && audit_draw(&self.seed, &self.meta, rec, streak, self.cfg.tunables.audit_min_ppm)
+                            // An audit slot nobody could fill would hold the task for ever (a
+                            // network of one worker): audit only while someone else can join.
+                            && another_worker_can_join(&self.workers, rec);
+                        let Some(rec) = self.open.get_mut(id) else { return drew };
+                        rec.audit_drawn = true;
+                        if audit {
+                            close_unrevealed(rec);
+                            rec.wanted += 1;
+                            rec.phase = Phase::Commit;
+                            step.changes.push(Change::Task(Box::new(rec.clone())));
+                            continue;
+                        }
                     }
                     self.decide(id, now, step);
                 }
-                Phase::Decided { .. } | Phase::Failed { .. } => return,
+                Phase::Decided { .. } | Phase::Failed { .. } => return drew,
             }
         }
     }
@@ -164,7 +176,18 @@ impl Machine {
         } else {
             let quorum = if rec.wanted == 1 { 1 } else { 2 };
             let results: Vec<&[u8]> = valid.iter().map(|(_, b)| *b).collect();
-            match judge(&class.rule, &results, quorum) {
+            let mut judgement = judge(&class.rule, &results, quorum);
+            // A dispute is settled only once it is clear (three results agree) or no more
+            // replicas can be drawn: replicas that agree on an invented result would otherwise
+            // outvote the honest replica drawn to audit them.
+            let unclear = matches!(&judgement, Judgement::Decided { winners, clear: false } if winners.len() < valid.len());
+            let max = max_replicas(&class, self.cfg.tunables.max_escalations);
+            let can_grow = slots.len() < usize::from(max)
+                && self.open.get(id).is_some_and(|r| another_worker_can_join(&self.workers, r));
+            if unclear && can_grow {
+                judgement = Judgement::Undecided;
+            }
+            match judgement {
                 Judgement::Decided { winners, clear } => {
                     for (k, (i, b)) in valid.iter().enumerate() {
                         let win = winners.contains(&k);
@@ -199,6 +222,7 @@ impl Machine {
                     if committed < usize::from(max) && free {
                         let wanted = u8::try_from(committed + 1).unwrap_or(u8::MAX);
                         if let Some(rec) = self.open.get_mut(id) {
+                            close_unrevealed(rec);
                             rec.escalations = rec.escalations.saturating_add(1);
                             rec.wanted = wanted;
                             rec.phase = Phase::Commit;
@@ -247,7 +271,8 @@ impl Machine {
         // A machine used alone signs each receipt as a batch of one; in a group commit the
         // driver seals them all at once.
         let signer = (!self.group_commit).then(|| self.receipt_signer());
-        let mut banned_now = Vec::new();
+        let mut frauds: Vec<(PubKey, String)> = Vec::new();
+        let mut missed: Vec<PubKey> = Vec::new();
         for (i, a) in rec.assignments.iter_mut().enumerate() {
             self.results.remove(&(rec.id, a.worker));
             let Some(sv) = verdicts.get(&i) else {
@@ -321,6 +346,7 @@ impl Machine {
                         step.changes.push(Change::Ledger(e.clone()));
                     }
                     w.streak = w.streak.saturating_add(1);
+                    w.misses = 0;
                     w.accepted += 1;
                 } else {
                     w.streak = 0;
@@ -338,25 +364,10 @@ impl Machine {
                     at: now,
                 });
             }
-            if sv.fraud && w.banned.is_none() {
-                let forfeited = self.ledger.get(&a.worker).map(|e| e.locked).unwrap_or(0);
-                for bucket in self.meta.locked.values_mut() {
-                    if bucket.remove(&a.worker).is_some() {
-                        // Deleting rows per epoch is done below from the bucket keys.
-                    }
-                }
-                if let Some(e) = self.ledger.get_mut(&a.worker) {
-                    e.locked = 0;
-                    step.changes.push(Change::Ledger(e.clone()));
-                }
-                self.meta.forfeited = self.meta.forfeited.saturating_add(forfeited);
-                let before = Standing::of(w);
-                w.banned = Some(Ban { reason: sv.reason.clone(), task: rec.id, forfeited, at: now });
-                self.standings.moved(Some(before), Standing::Banned);
-                banned_now.push(a.worker);
-                for h in self.meta.locked.keys().copied().chain(std::iter::once(epoch)) {
-                    step.changes.push(Change::Lock { epoch: h, worker: a.worker, amount: 0 });
-                }
+            if sv.fraud {
+                frauds.push((a.worker, sv.reason.clone()));
+            } else if sv.verdict == Some(Verdict::NoReveal) {
+                missed.push(a.worker);
             }
             if self.group_commit {
                 self.group_rows.workers.insert(a.worker);
@@ -376,8 +387,21 @@ impl Machine {
             }
         };
         self.finished.insert(rec.id);
+        let task = rec.id;
         step.changes.push(Change::Task(Box::new(rec)));
         step.sync = true;
+        let mut banned_now = Vec::new();
+        for (w, why) in frauds {
+            if self.ban(w, why, task, now, step) {
+                banned_now.push(w);
+            }
+        }
+        for w in missed {
+            // A commitment never revealed costs what its slot would have paid.
+            if self.miss(w, task, reward, now, step) {
+                banned_now.push(w);
+            }
+        }
         for w in banned_now {
             self.release_slots(&w, now, step);
         }
@@ -389,6 +413,17 @@ impl Machine {
 pub(super) fn another_worker_can_join(workers: &BTreeMap<PubKey, WorkerRecord>, t: &TaskRecord) -> bool {
     let on_task: BTreeSet<PubKey> = t.assignments.iter().map(|a| a.worker).collect();
     workers.values().any(|w| w.banned.is_none() && w.bond_lost.is_none() && !on_task.contains(&w.key()))
+}
+
+/// Closes the reveal window of every committed slot that revealed nothing: the task moves on
+/// (to an audit or an escalation), and a reveal made knowing that could be chosen by it. The
+/// slot is judged as a miss when the task is decided.
+fn close_unrevealed(rec: &mut TaskRecord) {
+    for a in &mut rec.assignments {
+        if a.commitment.is_some() && a.revealed.is_none() && a.verdict.is_none() {
+            a.verdict = Some(Verdict::NoReveal);
+        }
+    }
 }
 
 /// Slots of a task in the commit phase that no assignment holds (a lease, live or not yet
@@ -406,8 +441,9 @@ pub(super) fn max_replicas(class: &TaskClass, max_escalations: u8) -> u8 {
 }
 
 /// The audit draw: probability max(p_min, 1/streak) of the least proven committed worker,
-/// from a hash of the node's secret seed, the newest block hash and the commitments. Workers
-/// committed before the draw, cannot know the seed, and cannot change their commitment.
+/// from a hash of the node's secret seed, the newest block hash, the commitments and the
+/// revealed results. It is made after the reveals: workers cannot know the seed, and nothing
+/// they can see before their reveal depends on it.
 pub(super) fn audit_draw(
     seed: &[u8; 32],
     meta: &MetaState,
@@ -425,6 +461,9 @@ pub(super) fn audit_draw(
     for a in &rec.assignments {
         if let Some(c) = a.commitment {
             pre.extend_from_slice(&c.0);
+        }
+        if let Some(r) = a.revealed {
+            pre.extend_from_slice(&r.0);
         }
     }
     let d = sha256(&pre).0;

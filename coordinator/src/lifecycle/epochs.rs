@@ -16,8 +16,8 @@ impl Machine {
         self.finish(Step { changes: vec![], ..Step::default() }).with_meta(&self.meta)
     }
 
-    /// Time passes: expired leases return their slots, reveal deadlines close, a due epoch
-    /// closes.
+    /// Time passes: lapsed offers and expired leases return their slots, slots nobody holds
+    /// are drawn among the workers ready now, reveal deadlines close, a due epoch closes.
     pub fn tick(&mut self, now: u64) -> Step {
         let mut step = Step::default();
         let due: Vec<Hash32> = self
@@ -25,7 +25,8 @@ impl Machine {
             .values()
             .filter(|t| match t.phase {
                 Phase::Commit => {
-                    t.assignments.iter().any(|a| a.commitment.is_none() && a.lease_expires <= now)
+                    t.assignments.len() < usize::from(t.wanted)
+                        || t.assignments.iter().any(|a| a.commitment.is_none() && a.lease_expires <= now)
                 }
                 Phase::Reveal { deadline } => deadline <= now,
                 _ => false,

@@ -55,8 +55,9 @@ pub fn agree(rule: &ComparisonRule, a: &[u8], b: &[u8]) -> bool {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Judgement {
     /// The results at these indices agree and form the verdict; the others are outvoted.
-    /// `clear` is true when the winners are at least two thirds of the results and at least
-    /// two, so a dissenting signed result is provable fraud rather than bad luck.
+    /// `clear` is true when at least three results agree (and they are a majority): a dissent
+    /// is then fraud rather than bad luck, and two keys of one owner holding two slots of a
+    /// task can never make an honest result look like fraud.
     Decided {
         /// Indices of the agreeing results.
         winners: Vec<usize>,
@@ -89,7 +90,7 @@ pub fn judge(rule: &ComparisonRule, results: &[&[u8]], quorum: usize) -> Judgeme
     if n == 0 || size < quorum.max(1) || size * 2 <= n {
         return Judgement::Undecided;
     }
-    let clear = size >= 2 && size * 3 >= n * 2;
+    let clear = size >= 3;
     Judgement::Decided { winners: best, clear }
 }
 
@@ -130,13 +131,15 @@ mod tests {
         assert_eq!(judge(&r, &[b"x"], 1), Judgement::Decided { winners: vec![0], clear: false });
         assert_eq!(judge(&r, &[b"x"], 2), Judgement::Undecided);
         assert_eq!(judge(&r, &[b"x", b"y"], 2), Judgement::Undecided);
+        // Two against one is a majority but not a clear one: two keys of one owner could be
+        // the two.
         assert_eq!(
             judge(&r, &[b"x", b"y", b"x"], 2),
-            Judgement::Decided { winners: vec![0, 2], clear: true }
+            Judgement::Decided { winners: vec![0, 2], clear: false }
         );
-        // 3 against 2 is a majority but not a clear one: dissent is outvoted, not fraud.
+        // Three agreeing results against two: the dissent is fraud.
         let five: [&[u8]; 5] = [b"x", b"y", b"x", b"y", b"x"];
-        assert_eq!(judge(&r, &five, 2), Judgement::Decided { winners: vec![0, 2, 4], clear: false });
+        assert_eq!(judge(&r, &five, 2), Judgement::Decided { winners: vec![0, 2, 4], clear: true });
         assert_eq!(judge(&r, &[b"x", b"y", b"x", b"y"], 2), Judgement::Undecided);
         assert_eq!(judge(&r, &[], 1), Judgement::Undecided);
     }

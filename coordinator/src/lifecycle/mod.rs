@@ -11,10 +11,12 @@
 //! the step's effects or answers the request that caused it.
 
 mod admission;
+mod assign;
 mod decide;
 mod epochs;
 mod group;
 pub mod judge;
+mod penalty;
 pub mod records;
 mod submit;
 mod work;
@@ -77,6 +79,14 @@ pub struct Tunables {
     pub payout_threshold_sats: u64,
     /// Smallest bond admitted instead of proof-of-work (0: bonds not accepted).
     pub bond_min_sats: u64,
+    /// Assignments a worker may miss in a row (a lease let expire, a commitment never
+    /// revealed) before it is banned.
+    pub max_misses: u32,
+    /// How long a worker drawn for a slot has to claim it before the slot is drawn again.
+    pub offer_secs: u64,
+    /// How long after its last claim on a class a worker counts as ready to be drawn for
+    /// that class's slots.
+    pub live_secs: u64,
 }
 
 impl Default for Tunables {
@@ -91,6 +101,9 @@ impl Default for Tunables {
             epoch_interval_secs: 600,
             payout_threshold_sats: 10_000,
             bond_min_sats: 0,
+            max_misses: 3,
+            offer_secs: 10,
+            live_secs: 120,
         }
     }
 }
@@ -264,6 +277,15 @@ pub enum Change {
     },
     /// The node-wide counters.
     Meta(Box<MetaState>),
+    /// A task was accepted: its idempotency row, (requester, nonce) → task id.
+    Accepted {
+        /// The requester.
+        requester: PubKey,
+        /// The submission's nonce.
+        nonce: u64,
+        /// The task.
+        task: Hash32,
+    },
     /// A task input kept as a content-addressed blob.
     Blob {
         /// Its content hash.
@@ -375,6 +397,9 @@ pub struct Machine {
     requests: u64,
     /// Registered workers by standing, kept as records change (counted again at restore).
     standings: Standings,
+    /// When each worker last claimed a task of each class, by class then worker: who is ready
+    /// to be drawn (not persisted: after a restart workers are drawn again once they claim).
+    seen: BTreeMap<Hash32, BTreeMap<PubKey, u64>>,
 }
 
 /// Where a registered worker stands.
@@ -474,6 +499,7 @@ impl Machine {
             announced: HashMap::new(),
             requests: 0,
             standings: Standings::default(),
+            seen: BTreeMap::new(),
         }
     }
 
@@ -490,6 +516,7 @@ impl Machine {
         }
         for t in snap.open_tasks {
             for a in &t.assignments {
+                // Offers count with leases: both are slots held without a commitment.
                 if a.commitment.is_none() {
                     *m.leases.entry(a.worker).or_default() += 1;
                 }
@@ -554,7 +581,8 @@ impl Machine {
         self.open.values()
     }
 
-    /// Fresh signed announcements of up to `max` tasks that still have open slots.
+    /// Fresh signed announcements of up to `max` tasks that still have slots nobody has taken
+    /// (free, or offered to a drawn worker that may have missed the announcement).
     pub fn open_announcements(&self, now: u64, max: usize) -> Vec<Signed<TaskAnnouncement>> {
         self.open
             .values()
@@ -562,7 +590,7 @@ impl Machine {
                 t.phase == Phase::Commit
                     && t.assignments
                         .iter()
-                        .filter(|a| a.commitment.is_some() || a.lease_expires > now)
+                        .filter(|a| a.commitment.is_some() || (!a.offered && a.lease_expires > now))
                         .count()
                         < usize::from(t.wanted)
             })

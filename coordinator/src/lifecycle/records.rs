@@ -64,6 +64,10 @@ pub struct Assignment {
     pub revealed: Option<Hash32>,
     /// This slot is the audit replica (not visible to the worker).
     pub audit: bool,
+    /// The coordinator drew this worker for the slot and it has not claimed it yet:
+    /// `lease_expires` is when the offer lapses (no cost to the worker; it is drawn again for
+    /// no other slot of this task). Claiming turns the offer into a lease.
+    pub offered: bool,
     /// Verdict, once decided.
     pub verdict: Option<Verdict>,
     /// Receipt id, once issued.
@@ -90,12 +94,18 @@ pub struct TaskRecord {
     pub audit_drawn: bool,
     /// Extra replicas added after disagreement.
     pub escalations: u8,
-    /// Slots, in claim order.
+    /// Slots, in the order they were drawn.
     pub assignments: Vec<Assignment>,
+    /// Workers whose offer on this task lapsed unclaimed, not drawn for it again (at most
+    /// [`MAX_DECLINED`]; past that the oldest may be drawn again).
+    pub declined: Vec<PubKey>,
 }
 
+/// Most workers a task remembers as having let an offer lapse.
+pub const MAX_DECLINED: usize = 64;
+
 /// Version byte of the `tasks` row encoding of a [`TaskRecord`] (SCHEMA.md).
-const TASK_RECORD_VERSION: u8 = 1;
+const TASK_RECORD_VERSION: u8 = 2;
 /// Most slots a stored task record may hold (replication, audit and escalation replicas are
 /// far fewer; the bound only keeps a corrupt row from asking for a huge allocation).
 const MAX_STORED_SLOTS: usize = 1024;
@@ -147,13 +157,18 @@ impl Encode for TaskRecord {
             Phase::Failed { reason, at } => w.u8(3).bytes_u32(reason.as_bytes()).u64(*at),
         };
         w.u8(self.wanted).u8(u8::from(self.audit_drawn)).u8(self.escalations);
+        // At most MAX_DECLINED (the machine keeps it so).
+        w.u8(self.declined.len().min(MAX_DECLINED) as u8);
+        for k in self.declined.iter().take(MAX_DECLINED) {
+            w.raw(k.as_bytes());
+        }
         // Never more than MAX_STORED_SLOTS (the machine adds a handful per task).
         w.u32(self.assignments.len() as u32);
         for a in &self.assignments {
             w.raw(a.worker.as_bytes()).u64(a.lease_expires);
             put_opt_hash(w, &a.commitment);
             put_opt_hash(w, &a.revealed);
-            w.u8(u8::from(a.audit));
+            w.u8(u8::from(a.audit)).u8(u8::from(a.offered));
             match a.verdict {
                 None => w.u8(0),
                 Some(v) => {
@@ -194,9 +209,15 @@ impl Decode for TaskRecord {
         let wanted = r.u8("wanted")?;
         let audit_drawn = get_flag(r, "audit_drawn")?;
         let escalations = r.u8("escalations")?;
+        let declined_len = usize::from(r.u8("declined")?);
+        let n = r.count("declined", declined_len, MAX_DECLINED, 32)?;
+        let mut declined = Vec::with_capacity(n);
+        for _ in 0..n {
+            declined.push(get_key(r, "declined")?);
+        }
         let len = r.u32("assignments")? as usize;
-        // A slot is at least 32 + 8 + 5 bytes.
-        let n = r.count("assignments", len, MAX_STORED_SLOTS, 45)?;
+        // A slot is at least 32 + 8 + 6 bytes.
+        let n = r.count("assignments", len, MAX_STORED_SLOTS, 46)?;
         let mut assignments = Vec::with_capacity(n);
         for _ in 0..n {
             let worker = get_key(r, "worker")?;
@@ -204,6 +225,7 @@ impl Decode for TaskRecord {
             let commitment = get_opt_hash(r, "commitment")?;
             let revealed = get_opt_hash(r, "revealed")?;
             let audit = get_flag(r, "audit")?;
+            let offered = get_flag(r, "offered")?;
             let verdict = match r.u8("verdict")? {
                 0 => None,
                 1 => {
@@ -222,11 +244,23 @@ impl Decode for TaskRecord {
                 commitment,
                 revealed,
                 audit,
+                offered,
                 verdict,
                 receipt,
             });
         }
-        Ok(TaskRecord { id, task, accepted_at, canary, phase, wanted, audit_drawn, escalations, assignments })
+        Ok(TaskRecord {
+            id,
+            task,
+            accepted_at,
+            canary,
+            phase,
+            wanted,
+            audit_drawn,
+            escalations,
+            assignments,
+            declined,
+        })
     }
 }
 
@@ -289,6 +323,10 @@ pub struct WorkerRecord {
     pub banned: Option<Ban>,
     /// Newest rejection reasons (at most `MAX_REJECTIONS_KEPT`).
     pub rejections: VecDeque<Rejection>,
+    /// Assignments missed in a row: a lease let expire without a commitment, or a commitment
+    /// never revealed. Reset by an accepted result; `max_misses` in a row is a ban.
+    #[serde(default)]
+    pub misses: u32,
     /// Set when the bond that admitted the worker stopped being a confirmed unspent output of
     /// at least the minimum (why, unix seconds): the worker must register again, by work or
     /// with another bond. Not fraud: nothing is forfeited.
@@ -442,6 +480,7 @@ mod tests {
             audit_drawn: true,
             escalations: 1,
             assignments,
+            declined: vec![key(40), key(41)],
         }
     }
 
@@ -452,6 +491,7 @@ mod tests {
             commitment: full.then_some(Hash32([n; 32])),
             revealed: full.then_some(Hash32([n + 1; 32])),
             audit: full,
+            offered: !full,
             verdict: full.then_some(Verdict::ALL[usize::from(n) % Verdict::ALL.len()]),
             receipt: full.then_some(Hash32([n + 2; 32])),
         }
@@ -503,7 +543,7 @@ mod tests {
             }
         }
         let mut bad = samples().remove(0).to_bytes();
-        bad[0] = 2;
+        bad[0] = 3;
         assert!(matches!(TaskRecord::from_bytes(&bad), Err(DecodeError::UnknownVersion { .. })));
         // A slot count beyond the bound is refused before anything is allocated for it.
         let r = samples().remove(0);

@@ -231,16 +231,22 @@ impl Machine {
             audit_drawn: false,
             escalations: 0,
             assignments: Vec::new(),
+            declined: Vec::new(),
         };
         self.announced.insert(id, now);
         let ann = self.sign(TaskAnnouncement { task, announced_at: now });
-        self.open.insert(id, rec.clone());
+        self.open.insert(id, rec);
+        // Its slots are drawn among the workers ready for its class before anyone hears of it;
+        // slots left when too few are ready are drawn by a later tick.
+        self.fill_slots(&id, now);
         self.meta.counts.submitted += 1;
-        let mut changes = Vec::with_capacity(2);
+        let mut changes = Vec::with_capacity(3);
+        let Some(rec) = self.open.get(&id) else { return Err(Refusal::NotFound("task")) };
         if let (Some(bytes), Payload::Blob { hash, .. }) = (blob, &rec.task.input) {
             changes.push(Change::Blob { hash: *hash, bytes });
         }
-        changes.push(Change::Task(Box::new(rec)));
+        changes.push(Change::Accepted { requester: rec.task.requester, nonce: rec.task.nonce, task: id });
+        changes.push(Change::Task(Box::new(rec.clone())));
         let step = Step { changes, effects: vec![Effect::Announce(Box::new(ann))], sync: true };
         Ok((id, self.finish(step)))
     }

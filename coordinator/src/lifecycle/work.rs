@@ -8,59 +8,38 @@ use super::decide::unheld_slots;
 use super::*;
 
 impl Machine {
-    /// Leases a task to a worker; returns the lease end. Claiming again returns the same lease.
+    /// Takes the slot of a task the coordinator drew this worker for; returns the lease end.
+    /// Claiming again returns the same lease. A worker that was not drawn is refused, and is
+    /// ready to be drawn for the class's slots from now on (the next tick draws for slots
+    /// nobody holds). Readiness is soft state: a refused claim changes nothing persisted.
     pub fn claim(&mut self, claim: Verified<Claim>, now: u64) -> Result<(u64, Step), Refusal> {
         let c = &claim.0.body;
         self.active_worker(&c.worker)?;
         self.check_time(c.claimed_at, now, "claim")?;
-        let held = self.leases.get(&c.worker).copied().unwrap_or(0);
-        let max_leases = self.cfg.tunables.max_leases_per_worker;
-        self.open_mut(&c.task)?;
-        let Machine { open, classes, leases, .. } = self;
+        let class = self.open_mut(&c.task)?.task.class;
+        self.mark_ready(class, c.worker, now);
+        let Machine { open, classes, .. } = self;
         let rec = open.get_mut(&c.task).ok_or(Refusal::NotFound("task"))?;
         let lease_secs = u64::from(classes.get(&rec.task.class).map(|k| k.lease_secs).unwrap_or(60));
         if rec.phase != Phase::Commit {
             return Err(Refusal::Conflict("task is not open for claims".into()));
         }
-        if let Some(a) = rec.slot(&c.worker) {
-            if a.commitment.is_some() {
-                return Err(Refusal::Conflict("already committed to this task".into()));
-            }
-            if a.lease_expires > now {
-                return Ok((a.lease_expires, Step::default()));
-            }
+        let Some(a) = rec.slot_mut(&c.worker) else {
+            return Err(Refusal::Conflict("task's slots are drawn for other workers".into()));
+        };
+        if a.commitment.is_some() {
+            return Err(Refusal::Conflict("already committed to this task".into()));
         }
-        let live = rec
-            .assignments
-            .iter()
-            .filter(|a| a.worker != c.worker && (a.commitment.is_some() || a.lease_expires > now))
-            .count();
-        if live >= usize::from(rec.wanted) {
-            return Err(Refusal::Conflict("task is fully claimed".into()));
+        if a.lease_expires <= now {
+            // Not swept yet: a lapsed offer or a lease let expire is not this worker's any more.
+            return Err(Refusal::Conflict("task's slots are drawn for other workers".into()));
         }
-        if held >= max_leases {
-            return Err(Refusal::Limit(format!(
-                "worker holds {held} uncommitted leases (limit {max_leases})"
-            )));
+        if !a.offered {
+            return Ok((a.lease_expires, Step::default()));
         }
         let expires = now.saturating_add(lease_secs);
-        let audit = rec.audit_drawn;
-        match rec.slot_mut(&c.worker) {
-            // An expired lease of this worker, not yet swept: renew it.
-            Some(a) => a.lease_expires = expires,
-            None => {
-                rec.assignments.push(Assignment {
-                    worker: c.worker,
-                    lease_expires: expires,
-                    commitment: None,
-                    revealed: None,
-                    audit,
-                    verdict: None,
-                    receipt: None,
-                });
-                *leases.entry(c.worker).or_default() += 1;
-            }
-        }
+        a.offered = false;
+        a.lease_expires = expires;
         let rec = rec.clone();
         Ok((expires, self.finish(Step { changes: vec![Change::Task(Box::new(rec))], ..Step::default() })))
     }
@@ -77,6 +56,9 @@ impl Machine {
         match slot.commitment {
             Some(v) if v == body.commitment => return Ok(Step::default()),
             Some(_) => return Err(Refusal::Conflict("a different commitment is already recorded".into())),
+            None if slot.offered => {
+                return Err(Refusal::Conflict("no lease on this task: claim it first".into()))
+            }
             None if slot.lease_expires <= now => return Err(Refusal::LeaseExpired),
             None => slot.commitment = Some(body.commitment),
         }
@@ -118,6 +100,11 @@ impl Machine {
             Some(_) => return Err(Refusal::Conflict("a different result was already revealed".into())),
             None => {}
         }
+        if slot.verdict.is_some() {
+            // Its reveal window closed (the task moved on to an audit or an escalation): a
+            // reveal now could be chosen knowing that.
+            return Err(Refusal::Conflict("the reveal window of this commitment closed".into()));
+        }
         if !in_reveal {
             return Err(Refusal::TooEarly(
                 "reveals open once every replica has committed; retry later".into(),
@@ -151,14 +138,20 @@ impl Machine {
             .open
             .values()
             .filter(|t| matches!(t.phase, Phase::Commit | Phase::Reveal { .. }))
-            .filter(|t| t.assignments.iter().any(|a| a.worker == *worker && a.revealed.is_none()))
+            .filter(|t| {
+                t.assignments
+                    .iter()
+                    .any(|a| a.worker == *worker && a.revealed.is_none() && a.verdict.is_none())
+            })
             .map(|t| t.id)
             .collect();
         for id in ids {
             let Some(rec) = self.open.get_mut(&id) else { continue };
             let before = unheld_slots(rec);
-            if let Some(pos) =
-                rec.assignments.iter().position(|a| a.worker == *worker && a.revealed.is_none())
+            if let Some(pos) = rec
+                .assignments
+                .iter()
+                .position(|a| a.worker == *worker && a.revealed.is_none() && a.verdict.is_none())
             {
                 let slot = rec.assignments.remove(pos);
                 if slot.commitment.is_none() {
@@ -168,8 +161,8 @@ impl Machine {
                 }
                 step.changes.push(Change::Task(Box::new(rec.clone())));
             }
-            self.advance_phases(&id, now, step);
-            self.announce_if_reopened(&id, before, now, step);
+            let drew = self.advance_phases(&id, now, step);
+            self.announce_if_reopened(&id, before, drew, now, step);
         }
     }
 }
