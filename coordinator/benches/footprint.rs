@@ -137,16 +137,47 @@ fn run_tasks(core: &mut Core, coord: &SigningKey, workers: &[SigningKey], from: 
             .collect();
         let (ids, _) = core.apply_many(tasks, |m, t| m.submit_task(t, None, NOW)).unwrap();
         let ids: Vec<Hash32> = ids.into_iter().map(Result::unwrap).collect();
-        // Claim and commit until every task has all the replicas it wants (an audit draw
-        // may add one); worker k for task t is (t + k) mod WORKERS.
-        let mut round = 0usize;
-        let mut todo: Vec<(usize, Hash32)> = ids.iter().copied().enumerate().collect();
-        while !todo.is_empty() {
-            let picks: Vec<(Hash32, &SigningKey)> = todo
+        // Every worker asks for a task, so all are ready to be drawn; a tick draws the slots.
+        // Then, until every task is decided: the drawn workers claim and commit, and the
+        // committed ones reveal (audit replicas and escalations are drawn at the reveals).
+        let asks = par_map(&workers.iter().collect::<Vec<_>>(), |w| {
+            Verified::check(Signed::sign(
+                Claim { task: ids[0], worker: w.public(), claimed_at: NOW },
+                w,
+                &[0; 32],
+            ))
+            .unwrap()
+        });
+        let _ = core.apply_many(asks, |m, c| m.claim(c, NOW)).unwrap();
+        core.apply(|m| Ok(((), m.tick(NOW)))).unwrap();
+        let by_key: std::collections::HashMap<_, _> = workers.iter().map(|w| (w.public(), w)).collect();
+        loop {
+            let m = core.machine();
+            let open: Vec<&cairn_coordinator::lifecycle::TaskRecord> =
+                ids.iter().filter_map(|id| m.open_task(id)).collect();
+            if open.is_empty() {
+                break;
+            }
+            let drawn: Vec<(Hash32, &SigningKey)> = open
                 .iter()
-                .map(|&(i, id)| (id, &workers[(start as usize + i + round) % workers.len()]))
+                .filter(|t| t.phase == Phase::Commit)
+                .flat_map(|t| {
+                    // Offered, or already taken by the ask above (claiming again is idempotent).
+                    t.assignments.iter().filter(|a| a.commitment.is_none()).map(|a| (t.id, by_key[&a.worker]))
+                })
                 .collect();
-            let claims = par_map(&picks, |(id, w)| {
+            let unrevealed: Vec<(Hash32, &SigningKey)> = open
+                .iter()
+                .filter(|t| matches!(t.phase, Phase::Reveal { .. }))
+                .flat_map(|t| {
+                    t.assignments
+                        .iter()
+                        .filter(|a| a.commitment.is_some() && a.revealed.is_none())
+                        .map(|a| (t.id, by_key[&a.worker]))
+                })
+                .collect();
+            assert!(!drawn.is_empty() || !unrevealed.is_empty(), "tasks stuck: {:?}", open.first());
+            let claims = par_map(&drawn, |(id, w)| {
                 Verified::check(Signed::sign(
                     Claim { task: *id, worker: w.public(), claimed_at: NOW },
                     w,
@@ -156,7 +187,7 @@ fn run_tasks(core: &mut Core, coord: &SigningKey, workers: &[SigningKey], from: 
             });
             let (a, _) = core.apply_many(claims, |m, c| m.claim(c, NOW)).unwrap();
             assert!(a.iter().all(Result::is_ok));
-            let commits = par_map(&picks, |(id, w)| {
+            let commits = par_map(&drawn, |(id, w)| {
                 let result = result_for(id);
                 let c = Commitment {
                     task: *id,
@@ -172,30 +203,18 @@ fn run_tasks(core: &mut Core, coord: &SigningKey, workers: &[SigningKey], from: 
             });
             let (a, _) = core.apply_many(commits, |m, c| Ok(((), m.commit(c, NOW)?))).unwrap();
             assert!(a.iter().all(Result::is_ok));
-            todo.retain(|(_, id)| {
-                matches!(core.machine().open_task(id).map(|r| &r.phase), Some(Phase::Commit))
+            let reveals = par_map(&unrevealed, |(id, w)| {
+                let r = Reveal {
+                    task: *id,
+                    worker: w.public(),
+                    result: Payload::Inline(result_for(id)),
+                    salt: salt(),
+                };
+                Verified::check(Signed::sign(r, w, &[0; 32])).unwrap()
             });
-            round += 1;
+            let (a, _) = core.apply_many(reveals, |m, r| Ok(((), m.reveal(r, NOW)?))).unwrap();
+            assert!(a.iter().all(Result::is_ok));
         }
-        let by_key: std::collections::HashMap<_, _> = workers.iter().map(|w| (w.public(), w)).collect();
-        let slots: Vec<(Hash32, &SigningKey)> = ids
-            .iter()
-            .flat_map(|id| {
-                let rec = core.machine().open_task(id).unwrap();
-                rec.assignments.iter().map(|a| (*id, by_key[&a.worker])).collect::<Vec<_>>()
-            })
-            .collect();
-        let reveals = par_map(&slots, |(id, w)| {
-            let r = Reveal {
-                task: *id,
-                worker: w.public(),
-                result: Payload::Inline(result_for(id)),
-                salt: salt(),
-            };
-            Verified::check(Signed::sign(r, w, &[0; 32])).unwrap()
-        });
-        let (a, _) = core.apply_many(reveals, |m, r| Ok(((), m.reveal(r, NOW)?))).unwrap();
-        assert!(a.iter().all(Result::is_ok));
         start = end;
     }
 }

@@ -155,8 +155,8 @@ fn class() -> TaskClass {
     }
 }
 
-/// A node with registered workers and `TASKS` tasks whose commitments are all in, and the
-/// signed reveals that will decide them. Set-up runs in group commits (not timed).
+/// A node with registered workers and `TASKS` tasks whose commitments are all in (a replica's
+/// revealed, an audit replica's committed), and the signed reveals that will decide them. Set-up runs in group commits (not timed).
 fn setup(dir: &std::path::Path, coord: &SigningKey, workers: &[SigningKey]) -> (Core, Vec<Signed<Reveal>>) {
     let class = class();
     let mut cfg = LifecycleConfig::new(Network::Regtest, vec![class.clone()]);
@@ -181,7 +181,6 @@ fn setup(dir: &std::path::Path, coord: &SigningKey, workers: &[SigningKey]) -> (
     }
     // An embedding-sized result: 384 little-endian f32.
     let result: Vec<u8> = (0..384u32).flat_map(|i| ((i % 17) as f32 - 8.0).to_le_bytes()).collect();
-    let result_hash = cairn_spec::content_hash(&result);
     let salt = [7u8; 32];
 
     let tasks: Vec<Task> = (0..TASKS)
@@ -203,55 +202,84 @@ fn setup(dir: &std::path::Path, coord: &SigningKey, workers: &[SigningKey]) -> (
             core.apply_many(group.iter().cloned(), |m, t| m.submit_task(t, None, NOW)).unwrap();
         ids.extend(answers.into_iter().map(|a| a.unwrap()));
     }
-    // Each pass gives every task still collecting commitments one more worker (the audit
-    // draw asks some for a second replica), until all have moved on to reveals.
-    let mut waiting: Vec<(Hash32, usize, usize)> =
-        ids.iter().enumerate().map(|(t, id)| (*id, t, t)).collect();
-    let mut reveals: Vec<(usize, Signed<Reveal>)> = Vec::new();
-    while !waiting.is_empty() {
-        for group in waiting.chunks(BATCH) {
-            let pick = |&(id, _, k): &(Hash32, usize, usize)| (id, &workers[k % workers.len()]);
-            let claims: Vec<Signed<Claim>> = map_ordered(group.to_vec(), |e| {
-                let (task, w) = pick(&e);
-                Signed::sign(Claim { task, worker: w.public(), claimed_at: NOW }, w, &[0; 32])
-            })
-            .unwrap();
-            let (answers, _) = core.apply_many(verify_all(claims), |m, c| m.claim(c, NOW)).unwrap();
-            assert!(answers.iter().all(Result::is_ok));
-            let commits: Vec<Signed<Commitment>> = map_ordered(group.to_vec(), |e| {
-                let (task, w) = pick(&e);
-                let c = Commitment {
+    // Every worker asks for a task, so all are ready to be drawn; a tick draws each task's
+    // replica among them. The replicas commit and reveal (not timed): new workers' tasks are
+    // always audited, so each reveal draws an audit replica. The audit replicas commit; their
+    // reveals, which decide every task (two receipts each), are what the ingest times.
+    let asks: Vec<Signed<Claim>> = workers
+        .iter()
+        .map(|w| Signed::sign(Claim { task: ids[0], worker: w.public(), claimed_at: NOW }, w, &[0; 32]))
+        .collect();
+    let _ = core.apply_many(verify_all(asks), |m, c| m.claim(c, NOW)).unwrap();
+    core.apply(|m| Ok(((), m.tick(NOW)))).unwrap();
+    let first = commit_drawn(&mut core, workers, &result, &salt);
+    for group in first.chunks(BATCH) {
+        let (answers, _) =
+            core.apply_many(verify_all(group.to_vec()), |m, r| Ok(((), m.reveal(r, NOW)?))).unwrap();
+        assert!(answers.iter().all(Result::is_ok));
+    }
+    let reveals = commit_drawn(&mut core, workers, &result, &salt);
+    assert_eq!(reveals.len(), ids.len(), "one audit replica per task");
+    (core, reveals)
+}
+
+/// Claims and commits every slot the machine drew (an offer), in task order, and returns the
+/// drawn workers' signed reveals.
+fn commit_drawn(
+    core: &mut Core,
+    workers: &[SigningKey],
+    result: &[u8],
+    salt: &[u8; 32],
+) -> Vec<Signed<Reveal>> {
+    let result_hash = cairn_spec::content_hash(result);
+    let drawn: Vec<(Hash32, usize)> = core
+        .machine()
+        .open_tasks()
+        .filter(|t| t.phase == Phase::Commit)
+        .flat_map(|t| {
+            t.assignments
+                .iter()
+                .filter(|a| a.offered)
+                .filter_map(|a| workers.iter().position(|w| w.public() == a.worker))
+                .map(move |k| (t.id, k))
+        })
+        .collect();
+    let mut reveals = Vec::new();
+    for group in drawn.chunks(BATCH) {
+        let claims: Vec<Signed<Claim>> = map_ordered(group.to_vec(), |(task, k)| {
+            let w = &workers[k];
+            Signed::sign(Claim { task, worker: w.public(), claimed_at: NOW }, w, &[0; 32])
+        })
+        .unwrap();
+        let (answers, _) = core.apply_many(verify_all(claims), |m, c| m.claim(c, NOW)).unwrap();
+        assert!(answers.iter().all(Result::is_ok));
+        let commits: Vec<Signed<Commitment>> = map_ordered(group.to_vec(), |(task, k)| {
+            let w = &workers[k];
+            let c = Commitment {
+                task,
+                worker: w.public(),
+                commitment: commitment_value(&task, &w.public(), &result_hash, salt),
+            };
+            Signed::sign(c, w, &[0; 32])
+        })
+        .unwrap();
+        let (answers, _) = core.apply_many(verify_all(commits), |m, c| Ok(((), m.commit(c, NOW)?))).unwrap();
+        assert!(answers.iter().all(Result::is_ok));
+        reveals.extend(
+            map_ordered(group.to_vec(), |(task, k)| {
+                let w = &workers[k];
+                let r = Reveal {
                     task,
                     worker: w.public(),
-                    commitment: commitment_value(&task, &w.public(), &result_hash, &salt),
+                    result: Payload::Inline(result.to_vec()),
+                    salt: *salt,
                 };
-                Signed::sign(c, w, &[0; 32])
+                Signed::sign(r, w, &[0; 32])
             })
-            .unwrap();
-            let (answers, _) =
-                core.apply_many(verify_all(commits), |m, c| Ok(((), m.commit(c, NOW)?))).unwrap();
-            assert!(answers.iter().all(Result::is_ok));
-            reveals.extend(
-                map_ordered(group.to_vec(), |e| {
-                    let (task, w) = pick(&e);
-                    let r =
-                        Reveal { task, worker: w.public(), result: Payload::Inline(result.clone()), salt };
-                    (e.1, Signed::sign(r, w, &[0; 32]))
-                })
-                .unwrap(),
-            );
-        }
-        let m = core.machine();
-        waiting = waiting
-            .into_iter()
-            .filter(|(id, _, _)| matches!(m.open_task(id).map(|t| &t.phase), Some(Phase::Commit)))
-            .map(|(id, t, k)| (id, t, k + 1))
-            .collect();
+            .unwrap(),
+        );
     }
-    // A task's replicas reveal together (reveals open for all of them at once), in task order.
-    reveals.sort_by_key(|(t, _)| *t);
-    let reveals = reveals.into_iter().map(|(_, r)| r).collect();
-    (core, reveals)
+    reveals
 }
 
 /// What one timed ingest did.

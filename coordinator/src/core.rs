@@ -283,7 +283,15 @@ impl Core {
         now: u64,
     ) -> Result<Self, OpenError> {
         let machine = match ls::load(store.as_ref())? {
-            Some(snap) => Machine::restore(cfg, key, snap)?,
+            Some(snap) => {
+                let mut m = Machine::restore(cfg, key, snap)?;
+                // The time the node was down is not the workers' to pay for.
+                let step = m.resume(now);
+                if !step.changes.is_empty() {
+                    store.write(&ls::batch_for(&step)?)?;
+                }
+                m
+            }
             None => {
                 let m = Machine::new(cfg, key, now);
                 let mut b = crate::store::Batch::new();

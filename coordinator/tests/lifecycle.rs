@@ -370,10 +370,9 @@ fn expired_leases_return_the_task() {
     let w0 = h.m.worker(&ws[0].public()).unwrap();
     assert_eq!((w0.misses, w0.streak), (1, 0));
     assert!(w0.rejections.iter().any(|r| r.reason.contains("lease expired")));
-    // The late worker's commitment is refused; the other worker takes the task.
+    // The late worker's commitment is refused; the other worker asks and takes the task.
     assert!(h.commit(&ws[0], id, b"late").is_err());
-    assert!(rec.slot(&ws[1].public()).is_some_and(|a| a.offered));
-    h.claim(&ws[1], id).unwrap();
+    assert_eq!(h.take(id, &ws[1..]), vec![0]);
     h.reload();
     h.commit(&ws[1], id, b"done").unwrap();
 }
@@ -934,8 +933,12 @@ fn a_slot_that_opens_is_announced_at_once() {
     h.commit(&ws[3], id, b"A").unwrap();
     h.reveal(&ws[3], id, b"A").unwrap();
     // Two against one is not clear yet: one more replica is drawn (worker 2 again, the only
-    // one left) and announced.
+    // one left, once its cooldown after the lease it let expire is over) and announced.
     assert_eq!(announced(&mut h, id, &mut seen), 1, "the second escalation's slot");
+    let _ = h.claim(&ws[2], id);
+    h.tick(0);
+    assert!(h.m.open_task(&id).unwrap().slot(&ws[2].public()).is_none(), "cooling down");
+    h.tick(10);
     let _ = h.claim(&ws[2], id);
     h.tick(0);
     let exp = h.claim(&ws[2], id).unwrap();
@@ -1060,4 +1063,35 @@ fn a_group_is_answered_only_once_written_and_a_failed_write_refuses_every_later_
         Err(CoreError::Poisoned)
     ));
     assert!(!stored(&ws[2]) && !stored(&ws[3]));
+}
+
+#[test]
+fn the_time_the_node_was_down_is_not_charged_to_workers() {
+    let class = exact(1);
+    let mut h = Harness::new(vec![class.clone()], |c| c.tunables.audit_min_ppm = 0);
+    let ws = workers(2);
+    for w in &ws {
+        h.register(w);
+    }
+    // One worker holds a lease; one committed and is about to reveal.
+    let leased = h.submit(&class, b"leased", None);
+    let x = h.take(leased, &ws)[0];
+    let committed = h.submit(&class, b"committed", None);
+    let y = h.take(committed, &ws)[0];
+    h.commit(&ws[y], committed, b"C").unwrap();
+    // The node is down for five minutes, past the lease and the reveal window.
+    h.reload();
+    h.now += 300;
+    let step = h.m.resume(h.now);
+    h.apply(step);
+    h.reload();
+    h.tick(1);
+    // Nothing was swept: the lease still holds and the reveal is taken.
+    assert!(h.m.open_task(&leased).unwrap().slot(&ws[x].public()).is_some());
+    h.commit(&ws[x], leased, b"L").unwrap();
+    h.reveal(&ws[y], committed, b"C").unwrap();
+    for w in &ws {
+        let r = h.m.worker(&w.public()).unwrap();
+        assert_eq!((r.misses, r.rejected), (0, 0), "{:?}", r.rejections);
+    }
 }

@@ -729,6 +729,7 @@ async fn drive(s: &Arc<Shared>, mut job: Job) -> Result<(), AgentError> {
                         let after = job.on_refusal(reason, &message);
                         if after == AfterRefusal::Poll {
                             early_polls += 1;
+                            job.on_reveals_not_open(unix_secs());
                         }
                         after_refusal(after, early_polls).await;
                     }

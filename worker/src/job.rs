@@ -203,6 +203,18 @@ impl Job {
         }
     }
 
+    /// The coordinator said at `now` that reveals are not open yet (`too_early`: other slots of
+    /// the task are still being drawn or committed, which has no bound the worker knows of).
+    /// Its answer, not a local timer, says when the window ends: the job keeps its commitment
+    /// and waits at least another reveal window, since a commitment never revealed is a miss
+    /// the worker pays for.
+    pub fn on_reveals_not_open(&mut self, now: u64) {
+        let secs = self.reveal_secs;
+        if let Stage::Committed { reveal_by, .. } = &mut self.stage {
+            *reveal_by = (*reveal_by).max(now.saturating_add(secs));
+        }
+    }
+
     /// The reveal was acknowledged.
     pub fn on_reveal_ack(&mut self) {
         if let Stage::Committed { result, .. } = &self.stage {
@@ -493,10 +505,15 @@ mod tests {
             AfterRefusal::GaveUp
         );
         assert!(k.is_final() && !k.may_retake());
-        // Too early: poll, not a failure.
+        // Too early: poll, not a failure; and however long the other slots take, the job does
+        // not give its commitment up while the coordinator says "not yet".
         let mut k = committed();
         assert_eq!(k.on_refusal(ErrorReason::TooEarly, "lease expired"), AfterRefusal::Poll);
         assert_eq!((k.next(21), k.retries), (Action::Reveal, 0));
+        let late = 10_000;
+        assert!(matches!(k.next(late), Action::Abandon(_)), "a local timer alone ends the wait");
+        k.on_reveals_not_open(late - 1);
+        assert_eq!(k.next(late), Action::Reveal);
         // Slowed down, or not served now, after the commitment: not a failed attempt either,
         // and never a reason to give up a commitment (a reveal never sent is a miss).
         for reason in [

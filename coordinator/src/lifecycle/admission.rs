@@ -96,6 +96,7 @@ impl Machine {
                 banned: None,
                 rejections: Default::default(),
                 misses: 0,
+                last_miss: 0,
                 bond_lost: None,
             },
         };

@@ -12,11 +12,30 @@ impl Machine {
     /// A worker asked for a task of `class` at `now`: it is ready to be drawn for that
     /// class's slots for `live_secs`. Soft state, never persisted.
     pub(super) fn mark_ready(&mut self, class: Hash32, worker: PubKey, now: u64) {
+        if self.cooldown.get(&worker).is_some_and(|(_, until)| now < *until) {
+            return;
+        }
         self.seen.entry(class).or_default().insert(worker, now);
     }
 
+    /// A worker let an offer or a lease lapse: it is not ready again for `offer_secs × 2^(n−1)`
+    /// (capped at a day) after its n-th lapse in a row, so keys that never answer cannot hold up
+    /// a task's slots one after another. Taking an offer ends the run.
+    fn lapsed(&mut self, worker: PubKey, now: u64) {
+        let offer_secs = self.cfg.tunables.offer_secs;
+        let e = self.cooldown.entry(worker).or_insert((0, 0));
+        e.0 = e.0.saturating_add(1);
+        let wait = offer_secs.saturating_mul(1u64 << (e.0 - 1).min(20)).min(86_400);
+        e.1 = now.saturating_add(wait);
+    }
+
+    /// A worker took an offer: its run of lapses ends.
+    pub(super) fn took_offer(&mut self, worker: &PubKey) {
+        self.cooldown.remove(worker);
+    }
+
     /// Draws workers for the slots of a task in its commit phase that nobody holds, one at a
-    /// time among the ready candidates (`candidates`); each drawn worker gets an offer for
+    /// time among the ready workers that are `eligible`; each drawn worker gets an offer for
     /// `offer_secs`. Returns the workers drawn (they must hear of the task again).
     pub(super) fn fill_slots(&mut self, id: &Hash32, now: u64) -> Vec<PubKey> {
         let mut drawn = Vec::new();
@@ -105,6 +124,9 @@ impl Machine {
                 ready.remove(w);
             }
         }
+        for w in lapsed.iter().chain(&missed) {
+            self.lapsed(*w, now);
+        }
         let mut banned = Vec::new();
         for w in missed {
             if let Some(rec) = self.workers.get_mut(&w) {
@@ -148,9 +170,9 @@ fn eligible(
         && leases.get(k).copied().unwrap_or(0) < max_leases
 }
 
-/// The draw of one slot: a hash of the node's secret seed, the task, the slot's position and
-/// how many offers of the task lapsed, reduced to an index among `n` candidates (in key
-/// order). Workers cannot predict it (the seed is secret) nor steer it (nothing in it is
+/// The draw of one slot: a hash of the node's secret seed, the task, the number of slots
+/// held, the workers that let a slot of it go, its escalations and audit draw, reduced to an
+/// index among `n` candidates (in key order). Workers cannot predict it (the seed is secret) nor steer it (nothing in it is
 /// theirs to choose).
 fn draw_index(seed: &[u8; 32], rec: &TaskRecord, n: usize) -> usize {
     let mut pre = b"cairn/assign".to_vec();
@@ -158,6 +180,9 @@ fn draw_index(seed: &[u8; 32], rec: &TaskRecord, n: usize) -> usize {
     pre.extend_from_slice(&rec.id.0);
     pre.extend_from_slice(&(rec.assignments.len() as u32).to_be_bytes());
     pre.extend_from_slice(&(rec.declined.len() as u32).to_be_bytes());
+    for k in &rec.declined {
+        pre.extend_from_slice(k.as_bytes());
+    }
     pre.extend_from_slice(&u32::from(rec.escalations).to_be_bytes());
     pre.extend_from_slice(&[u8::from(rec.audit_drawn)]);
     let d = sha256(&pre).0;

@@ -1,7 +1,8 @@
 //! Deciding a task: phases (commit → reveal → decided), the audit draw, escalation to more
-//! replicas, verdicts by the class's rule, receipts, credits and fraud.
+//! replicas, verdicts by the class's rule, receipts and credits; fraud and misses are handed
+//! to `penalty`.
 //!
-//! Owns every verdict and what it pays or forfeits. Must never read a worker's claim about its
+//! Owns every verdict and what it pays. Must never read a worker's claim about its
 //! own result beyond what it committed to.
 
 use super::*;
@@ -92,8 +93,11 @@ impl Machine {
                             // An audit slot nobody could fill would hold the task for ever (a
                             // network of one worker): audit only while someone else can join.
                             && another_worker_can_join(&self.workers, rec);
+                        let revealed = rec.assignments.iter().any(|a| a.revealed.is_some());
                         let Some(rec) = self.open.get_mut(id) else { return drew };
-                        rec.audit_drawn = true;
+                        // Drawn once, over revealed results: a task whose replicas all withheld
+                        // is audited when replicas drawn later reveal.
+                        rec.audit_drawn = revealed;
                         if audit {
                             close_unrevealed(rec);
                             rec.wanted += 1;
@@ -220,7 +224,9 @@ impl Machine {
                     // (found by the long chaos run: three workers, all on an escalated task).
                     let free = self.open.get(id).is_some_and(|r| another_worker_can_join(&self.workers, r));
                     if committed < usize::from(max) && free {
-                        let wanted = u8::try_from(committed + 1).unwrap_or(u8::MAX);
+                        // Never fewer than the class's replication: slots released (a banned
+                        // worker's) must not leave a task decided by fewer results.
+                        let wanted = u8::try_from(committed + 1).unwrap_or(u8::MAX).max(class.replication);
                         if let Some(rec) = self.open.get_mut(id) {
                             close_unrevealed(rec);
                             rec.escalations = rec.escalations.saturating_add(1);
@@ -346,7 +352,7 @@ impl Machine {
                         step.changes.push(Change::Ledger(e.clone()));
                     }
                     w.streak = w.streak.saturating_add(1);
-                    w.misses = 0;
+                    w.misses = w.misses.saturating_sub(1);
                     w.accepted += 1;
                 } else {
                     w.streak = 0;

@@ -16,6 +16,38 @@ impl Machine {
         self.finish(Step { changes: vec![], ..Step::default() }).with_meta(&self.meta)
     }
 
+    /// The node starts again at `now` after being down: the clocks workers were racing
+    /// (offers, leases, reveal windows) restart from now, so time the node could not hear
+    /// them is never charged to them as misses.
+    pub fn resume(&mut self, now: u64) -> Step {
+        let t = &self.cfg.tunables;
+        let offer_secs = t.offer_secs;
+        let mut step = Step::default();
+        for rec in self.open.values_mut() {
+            let Some(class) = self.classes.get(&rec.task.class) else { continue };
+            let mut changed = false;
+            for a in rec.assignments.iter_mut().filter(|a| a.commitment.is_none()) {
+                let secs = if a.offered { offer_secs } else { u64::from(class.lease_secs) };
+                let end = now.saturating_add(secs);
+                if a.lease_expires < end {
+                    a.lease_expires = end;
+                    changed = true;
+                }
+            }
+            if let Phase::Reveal { deadline } = rec.phase {
+                let end = now.saturating_add(u64::from(class.reveal_secs));
+                if deadline < end {
+                    rec.phase = Phase::Reveal { deadline: end };
+                    changed = true;
+                }
+            }
+            if changed {
+                step.changes.push(Change::Task(Box::new(rec.clone())));
+            }
+        }
+        self.finish(step)
+    }
+
     /// Time passes: lapsed offers and expired leases return their slots, slots nobody holds
     /// are drawn among the workers ready now, reveal deadlines close, a due epoch closes.
     pub fn tick(&mut self, now: u64) -> Step {

@@ -2,13 +2,16 @@
 //! commitments and reveals go in (each with the time as an argument); changes to persist and
 //! effects to perform come out. Verification, the ledger and epochs live in one machine because
 //! they change the same state in the same step; each concern has its own file of `impl
-//! Machine`: `submit` (tasks in), `admission` (who may work), `work` (claims, commitments,
-//! reveals), `decide` (verdicts, audits, escalation, fraud), `epochs` (ticks, epochs,
+//! Machine`: `submit` (tasks in), `admission` (who may work), `assign` (slots drawn among
+//! ready workers, offers), `work` (claims, commitments, reveals), `decide` (phases, the audit
+//! draw, verdicts, escalation), `penalty` (misses, forfeits, bans), `epochs` (ticks, epochs,
 //! settlement, payouts), `group` (group commit); this file holds the types and the state.
+//! SPEC.md §12 states the rules.
 //!
-//! Owns every decision about work and money. Must never do I/O, read a clock or draw
-//! randomness of its own: the node's driver persists each `Step` atomically before it acts on
-//! the step's effects or answers the request that caused it.
+//! Owns every decision about work and money. Must never do I/O, read a clock or use an
+//! outside source of randomness: the time comes with each event, and every draw is a hash of
+//! the coordinator's secret seed and the event's data. The node's driver persists each `Step`
+//! atomically before it acts on the step's effects or answers the request that caused it.
 
 mod admission;
 mod assign;
@@ -121,7 +124,8 @@ impl LifecycleConfig {
     }
 }
 
-/// Why a message was refused. A refusal never changes state. A refusal the worker must
+/// Why a message was refused. A refusal never changes persisted state (a refused claim may
+/// make its worker ready to be drawn: soft state, SPEC.md §12.1). A refusal the worker must
 /// react to in its own way has its own variant (its wire [`ErrorReason`]); the text is for
 /// people.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
@@ -148,8 +152,9 @@ pub enum Refusal {
     /// The task is already decided.
     #[error("task already decided")]
     AlreadyDecided,
-    /// A commitment after the worker's lease ran out: nothing of the worker's is held.
-    #[error("lease expired: claim the task again")]
+    /// A commitment after the worker's lease ran out: nothing of the worker's is held (the
+    /// lapse is a miss, SPEC.md §12.3).
+    #[error("lease expired")]
     LeaseExpired,
     /// A reveal with no commitment from this worker recorded.
     #[error("no commitment from this worker")]
@@ -400,6 +405,9 @@ pub struct Machine {
     /// When each worker last claimed a task of each class, by class then worker: who is ready
     /// to be drawn (not persisted: after a restart workers are drawn again once they claim).
     seen: BTreeMap<Hash32, BTreeMap<PubKey, u64>>,
+    /// Workers that let offers lapse: lapses in a row, and until when they are not ready (not
+    /// persisted, like readiness).
+    cooldown: HashMap<PubKey, (u32, u64)>,
 }
 
 /// Where a registered worker stands.
@@ -500,6 +508,7 @@ impl Machine {
             requests: 0,
             standings: Standings::default(),
             seen: BTreeMap::new(),
+            cooldown: HashMap::new(),
         }
     }
 

@@ -1,7 +1,7 @@
 //! What a worker loses: a miss (a lease let expire, a commitment never revealed) costs the
 //! slot's reward out of its locked credit and resets its streak (so its next tasks are
-//! audited); `max_misses` in a row, or provable fraud, is a ban that forfeits all its locked
-//! credit.
+//! audited); `max_misses` misses not worked off (each accepted result works one off), or
+//! fraud, is a ban that forfeits all its locked credit.
 //!
 //! Owns forfeits and bans and the rows they touch. Must never take more than is locked, nor
 //! touch claimable or paid credit: settled money is the worker's.
@@ -10,8 +10,9 @@ use super::*;
 
 impl Machine {
     /// A worker missed an assignment on `task` whose slot pays `cost`: its streak restarts, its
-    /// misses in a row grow, and up to `cost` of its locked credit is forfeited. Returns true
-    /// when this miss banned it (the caller releases its slots).
+    /// misses grow (once per second: slots that lapse together are one miss), and up to `cost`
+    /// of its locked credit is forfeited. Returns true when this miss banned it (the caller
+    /// releases its slots).
     pub(super) fn miss(
         &mut self,
         worker: PubKey,
@@ -26,12 +27,21 @@ impl Machine {
             return false;
         }
         w.streak = 0;
-        w.misses = w.misses.saturating_add(1);
+        if w.last_miss != now || w.misses == 0 {
+            w.misses = w.misses.saturating_add(1);
+        }
+        w.last_miss = now;
         let misses = w.misses;
         self.touch_worker(worker, step);
         self.forfeit(worker, cost, step);
         if misses >= max {
-            return self.ban(worker, format!("missed {misses} assignments in a row"), task, now, step);
+            return self.ban(
+                worker,
+                format!("missed {misses} assignments without working them off"),
+                task,
+                now,
+                step,
+            );
         }
         false
     }

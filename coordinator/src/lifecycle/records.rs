@@ -65,8 +65,8 @@ pub struct Assignment {
     /// This slot is the audit replica (not visible to the worker).
     pub audit: bool,
     /// The coordinator drew this worker for the slot and it has not claimed it yet:
-    /// `lease_expires` is when the offer lapses (no cost to the worker; it is drawn again for
-    /// no other slot of this task). Claiming turns the offer into a lease.
+    /// `lease_expires` is when the offer lapses (SPEC.md §12.1). Claiming turns the offer into
+    /// a lease.
     pub offered: bool,
     /// Verdict, once decided.
     pub verdict: Option<Verdict>,
@@ -96,8 +96,8 @@ pub struct TaskRecord {
     pub escalations: u8,
     /// Slots, in the order they were drawn.
     pub assignments: Vec<Assignment>,
-    /// Workers whose offer on this task lapsed unclaimed, not drawn for it again (at most
-    /// [`MAX_DECLINED`]; past that the oldest may be drawn again).
+    /// Workers that let a slot of this task go (an offer lapsed, or a lease expired): drawn for
+    /// it again only when no other worker is ready. The newest [`MAX_DECLINED`] are kept.
     pub declined: Vec<PubKey>,
 }
 
@@ -323,10 +323,14 @@ pub struct WorkerRecord {
     pub banned: Option<Ban>,
     /// Newest rejection reasons (at most `MAX_REJECTIONS_KEPT`).
     pub rejections: VecDeque<Rejection>,
-    /// Assignments missed in a row: a lease let expire without a commitment, or a commitment
-    /// never revealed. Reset by an accepted result; `max_misses` in a row is a ban.
+    /// Misses not yet worked off: a lease let expire without a commitment, or a commitment
+    /// never revealed. Each accepted result takes one off; reaching `max_misses` is a ban.
     #[serde(default)]
     pub misses: u32,
+    /// When its newest miss was counted (unix seconds): misses at the same second (slots that
+    /// lapsed together, as after one crash) count as one.
+    #[serde(default)]
+    pub last_miss: u64,
     /// Set when the bond that admitted the worker stopped being a confirmed unspent output of
     /// at least the minimum (why, unix seconds): the worker must register again, by work or
     /// with another bond. Not fraud: nothing is forfeited.

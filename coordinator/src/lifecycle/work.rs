@@ -9,15 +9,24 @@ use super::*;
 
 impl Machine {
     /// Takes the slot of a task the coordinator drew this worker for; returns the lease end.
-    /// Claiming again returns the same lease. A worker that was not drawn is refused, and is
-    /// ready to be drawn for the class's slots from now on (the next tick draws for slots
-    /// nobody holds). Readiness is soft state: a refused claim changes nothing persisted.
+    /// Claiming again returns the same lease. A worker that was not drawn is refused; when the
+    /// task seeks workers it is ready to be drawn for the class's slots from now on (the next
+    /// tick draws for slots nobody holds). Readiness is soft state: a refused claim changes
+    /// nothing persisted.
     pub fn claim(&mut self, claim: Verified<Claim>, now: u64) -> Result<(u64, Step), Refusal> {
         let c = &claim.0.body;
         self.active_worker(&c.worker)?;
         self.check_time(c.claimed_at, now, "claim")?;
-        let class = self.open_mut(&c.task)?.task.class;
-        self.mark_ready(class, c.worker, now);
+        let rec = self.open_mut(&c.task)?;
+        // Only a task that seeks workers (a slot free or offered: what announcements name)
+        // makes its claimant ready: a key cannot keep itself ready on tasks nobody is drawn for
+        // while honest workers, who only answer announcements, cannot.
+        let seeking = rec.phase == Phase::Commit
+            && (rec.assignments.len() < usize::from(rec.wanted) || rec.assignments.iter().any(|a| a.offered));
+        let class = rec.task.class;
+        if seeking {
+            self.mark_ready(class, c.worker, now);
+        }
         let Machine { open, classes, .. } = self;
         let rec = open.get_mut(&c.task).ok_or(Refusal::NotFound("task"))?;
         let lease_secs = u64::from(classes.get(&rec.task.class).map(|k| k.lease_secs).unwrap_or(60));
@@ -41,6 +50,7 @@ impl Machine {
         a.offered = false;
         a.lease_expires = expires;
         let rec = rec.clone();
+        self.took_offer(&c.worker);
         Ok((expires, self.finish(Step { changes: vec![Change::Task(Box::new(rec))], ..Step::default() })))
     }
 

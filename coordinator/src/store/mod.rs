@@ -16,7 +16,8 @@ pub use rocks::RocksStore;
 
 /// The schema version this build writes and accepts. Version 2: receipts are stored with
 /// their batch (SPEC.md §5.7); a version 1 database holds receipts signed one by one.
-/// Version 3: task records are binary (SCHEMA.md), no longer JSON.
+/// Version 3: task records are binary (SCHEMA.md), no longer JSON. Version 4: task records
+/// carry drawn slots (offers, and the workers that let a slot go; SPEC.md §12.1).
 pub const SCHEMA_VERSION: u32 = 4;
 
 /// Key of the schema version in the `meta` table.
