@@ -257,7 +257,12 @@ def valid_class_name(s):
 
 def enc_task_class(j):
     rule = j["rule"]
-    rb = b"\x01" if rule["kind"] == "exact_hash" else b"\x02" + u(rule["min_ppb"], 4)
+    if rule["kind"] == "exact_hash":
+        rb = b"\x01"
+    elif rule["kind"] == "cosine":
+        rb = b"\x02" + u(rule["min_ppb"], 4)
+    else:
+        rb = b"\x03" + u(rule["min_ppb"], 4) + u(rule["dim"], 2)
     name = j["name"].encode()
     return (b"\x01" + u(len(name), 1) + name + u(EXECUTORS[j["executor"]], 1) + h(j["model_hash"]) + rb
             + u(j["replication"], 1) + u(j["reward_per_unit"], 8) + u(j["max_input_bytes"], 4)
@@ -277,8 +282,10 @@ def dec_task_class(r):
         raise DecodeError("invalid_tag")
     dec_hash(r)
     rule = r.uint(1)
-    if rule == 2:
+    if rule in (2, 3):
         if r.uint(4) > 1_000_000_000:
+            raise DecodeError("invalid_value")
+        if rule == 3 and r.uint(2) == 0:
             raise DecodeError("invalid_value")
     elif rule != 1:
         raise DecodeError("invalid_tag")

@@ -124,8 +124,16 @@ impl Default for BitcoinSection {
 pub enum RuleConfig {
     /// Identical bytes.
     Exact,
-    /// Cosine similarity at least this (0–1).
+    /// Cosine similarity at least this (0–1), over the whole result.
     Cosine(f64),
+    /// Cosine similarity at least `threshold` (0–1) for every item of `dim` floats (batches
+    /// of embeddings).
+    CosineEach {
+        /// The threshold, 0–1.
+        threshold: f64,
+        /// Floats per item.
+        dim: u16,
+    },
 }
 
 /// A task class as written in the config.
@@ -167,9 +175,12 @@ impl ClassConfig {
             RuleConfig::Cosine(t) if (0.0..=1.0).contains(&t) => {
                 ComparisonRule::Cosine { min_ppb: (t * f64::from(PPB)).round() as u32 }
             }
-            RuleConfig::Cosine(t) => {
+            RuleConfig::CosineEach { threshold: t, dim } if (0.0..=1.0).contains(&t) && dim > 0 => {
+                ComparisonRule::CosineEach { min_ppb: (t * f64::from(PPB)).round() as u32, dim }
+            }
+            RuleConfig::Cosine(t) | RuleConfig::CosineEach { threshold: t, .. } => {
                 return Err(ConfigError::Invalid(format!(
-                    "class {}: cosine threshold {t} not in 0..=1",
+                    "class {}: cosine threshold {t} not in 0..=1, or an item width of zero",
                     self.name
                 )))
             }
@@ -214,7 +225,8 @@ pub struct NodeConfig {
     /// Canary pool: tasks with known answers the node mixes in among submitted tasks.
     #[serde(rename = "canary")]
     pub canaries: Vec<CanaryConfig>,
-    /// Mix in one canary after every this many submitted tasks (0: never).
+    /// Mix in one canary per this many submitted tasks on average, each from the pool and
+    /// used once (0: never).
     pub canary_every: u64,
     /// Follower settings (`cairn follow`).
     pub follow: FollowSection,
@@ -378,9 +390,10 @@ impl NodeConfig {
         if l.audit_min_ppm > 1_000_000 {
             return Err(ConfigError::Invalid("lifecycle.audit_min_ppm above 1000000".into()));
         }
-        if l.max_misses == 0 || l.offer_secs == 0 || l.live_secs == 0 {
+        if l.max_misses == 0 || l.offer_secs == 0 || l.live_secs == 0 || l.canary_spread_secs == 0 {
             return Err(ConfigError::Invalid(
-                "lifecycle.max_misses, offer_secs and live_secs must be at least 1".into(),
+                "lifecycle.max_misses, offer_secs, live_secs and canary_spread_secs must be at least 1"
+                    .into(),
             ));
         }
         if l.epoch_max_receipts == 0 || l.epoch_interval_secs == 0 {

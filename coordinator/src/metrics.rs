@@ -49,7 +49,11 @@ impl NodeMetrics {
             anchor_errors: Counter::default(),
         };
         let r = registry.sub_registry_with_prefix("cairn");
-        r.register("tasks_submitted", "Tasks accepted", m.tasks_submitted.clone());
+        r.register(
+            "tasks_submitted",
+            "Tasks accepted, canaries included (as /v1/stats counts them)",
+            m.tasks_submitted.clone(),
+        );
         r.register("receipts", "Work receipts issued", m.receipts.clone());
         r.register("epochs_closed", "Epochs closed", m.epochs.clone());
         r.register("worker_refusals", "Worker messages refused", m.refusals.clone());

@@ -21,15 +21,19 @@ use std::time::Duration;
 async fn start(
     dir: &std::path::Path,
 ) -> (NodeInfo, tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
-    // One canary mixed in after every 3 submitted tasks.
+    // A pool of 8 canaries, each used once: every submission makes one due (until the pool is
+    // used up), released within 2 seconds.
     let mut cfg = common::test_config(dir);
-    cfg.canary_every = 3;
-    cfg.canaries = vec![CanaryConfig {
-        class: "echo".into(),
-        input_hex: "6869".into(),
-        answer_hex: "4849".into(),
-        units: 1,
-    }];
+    cfg.canary_every = 1;
+    cfg.lifecycle.canary_spread_secs = 2;
+    cfg.canaries = (0..8)
+        .map(|i| CanaryConfig {
+            class: "echo".into(),
+            input_hex: hex::encode(format!("hi{i}")),
+            answer_hex: hex::encode(format!("HI{i}")),
+            units: 1,
+        })
+        .collect();
     common::start_node(&cfg).await
 }
 
@@ -204,7 +208,8 @@ async fn api_and_workers_over_real_sockets() {
     assert_eq!(s, 200);
     assert_eq!(st["receipts"], 2, "{st}");
     assert_eq!(st["tasks"]["decided"], 1, "{st}");
-    assert_eq!(st["tasks"]["submitted"], 1, "{st}");
+    // The task, and the canary its submission made due once released: counted alike.
+    assert!((1..=2).contains(&st["tasks"]["submitted"].as_u64().unwrap()), "{st}");
     assert_eq!(st["epochs"], 1, "{st}");
     assert_eq!(
         st["ledger"]["locked"].as_u64().unwrap()
@@ -221,6 +226,15 @@ async fn api_and_workers_over_real_sockets() {
     let (_, m) = get("/metrics");
     let m = m.as_str().unwrap().to_string();
     assert!(m.contains("cairn_receipts_total 2"), "{m}");
+    // Tasks accepted count canaries as /v1/stats does: the two never differ by the canaries
+    // (a difference would tell workers when one was mixed in).
+    // (Read again if a canary was released between the two reads.)
+    let same = (0..3).any(|_| {
+        let submitted = get("/v1/stats").1["tasks"]["submitted"].as_u64().unwrap();
+        let m = get("/metrics").1.as_str().unwrap().to_string();
+        m.contains(&format!("cairn_tasks_submitted_total {submitted}\n"))
+    });
+    assert!(same, "{m}");
     assert!(m.contains("cairn_p2p_peers"));
 
     // Malformed paths and queries.
@@ -306,9 +320,21 @@ async fn api_and_workers_over_real_sockets() {
         assert_eq!(t["assignments"][0]["committed"], true, "{t}");
     }
     w2.net.shutdown().await;
-    // Canaries were mixed in (14 submissions: 4 canaries), and no view tells them apart.
-    let all = get("/v1/tasks?limit=500").1["tasks"].as_array().unwrap().clone();
-    assert_eq!(all.len(), 13 + 4, "{}", all.len());
+    // Canaries were mixed in (the pool of 8, each once), and no view tells them apart.
+    let mut all = Vec::new();
+    for _ in 0..100 {
+        all = get("/v1/tasks?limit=500").1["tasks"].as_array().unwrap().clone();
+        if all.len() >= 13 + 8 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(all.len(), 13 + 8, "{}", all.len());
+    for i in 0..8 {
+        let hash = cairn_spec::Payload::Inline(format!("hi{i}").into_bytes()).content_hash().to_hex();
+        let uses = all.iter().filter(|t| t["input_hash"] == hash.as_str()).count();
+        assert_eq!(uses, 1, "canary input {i} used {uses} times: each is used once");
+    }
     let keys = |v: &Value| v.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
     assert!(all.iter().all(|t| keys(t) == keys(&all[0])));
     // No value carries the canary's answer (hex 4849). Ids, hashes and keys (64 hex digits)

@@ -80,45 +80,60 @@ fn a_request_becomes_the_coordinators_task_in_the_class_named_by_name_or_id() {
 }
 
 #[test]
-fn a_canary_follows_every_nth_request_and_looks_like_a_default_request() {
-    let (mut m, coord) = machine(2, vec![canary(b"first canary"), canary(b"second canary")]);
-    // Request 1: no canary due.
-    let (_, step) = m.submit_request(request("echo", 1, 50_000), [1, 77], NOW).unwrap();
-    assert_eq!(announced(&step.effects), 1);
-    assert_eq!(m.open_tasks().filter(|t| t.canary.is_some()).count(), 0);
-    // Request 2: a canary in the same step, the one the draw picks, with the drawn nonce.
-    let (id, step) = m.submit_request(request("echo", 2, 50_000), [1, 77], NOW).unwrap();
-    assert_eq!(announced(&step.effects), 2, "the request and its canary are announced together");
-    let canaries: Vec<_> = m.open_tasks().filter(|t| t.canary.is_some()).collect();
-    assert_eq!(canaries.len(), 1);
-    let c = canaries[0];
-    assert_ne!(c.id, id);
-    assert_eq!(c.task.input, Payload::Inline(b"second canary".to_vec()));
+fn a_canary_is_released_later_with_a_fresh_input_and_looks_like_its_neighbours() {
+    let (mut m, _) = machine(2, vec![canary(b"first canary"), canary(b"second canary")]);
+    let canaries = |m: &Machine| m.open_tasks().filter(|t| t.canary.is_some()).cloned().collect::<Vec<_>>();
+    // Request 1 makes a canary due (every request may, with probability 1/canary_every: here
+    // the draw 0 is a multiple of 2), to be released 1 + 7 seconds later: not next to the
+    // request.
+    let (_, step) = m.submit_request(request("echo", 1, 50_000), [0, 7], NOW).unwrap();
+    assert_eq!(announced(&step.effects), 1, "the request alone");
+    assert_eq!(announced(&m.tick(NOW + 7).effects), 0);
+    // Another requester's request in between: the canary will look like it.
+    let someone = SigningKey::from_secret_bytes([8; 32]).unwrap().public();
+    let mut r = request("echo", 2, 600);
+    r.requester = Some(someone);
+    m.submit_request(r, [1, 0], NOW + 7).unwrap();
+    assert!(canaries(&m).is_empty());
+    let step = m.tick(NOW + 8);
+    assert_eq!(announced(&step.effects), 1, "released by a tick, on its own");
+    let c = canaries(&m).remove(0);
+    assert_eq!(c.task.input, Payload::Inline(b"first canary".to_vec()));
     assert_eq!(c.canary.as_deref(), Some(&b"known"[..]));
-    // Nothing a worker sees tells it apart from the request it follows: the same requester
-    // (here the coordinator, by default), the time of the request, and its budget (which
-    // covers the canary's cost: 100 sats × 1 unit × 2 replicas).
-    let req = m.open_task(&id).unwrap();
-    assert_eq!(c.task.requester, coord.public());
-    assert_eq!(c.task.requester, req.task.requester);
-    assert_eq!(c.task.created_at, req.task.created_at);
-    assert_eq!(c.task.budget_sats, 50_000);
-    assert_eq!(c.task.nonce, 77);
-    assert_eq!(c.task.class, req.task.class);
+    assert_eq!((c.task.requester, c.task.budget_sats, c.task.created_at), (someone, 600, NOW + 8));
+    assert!(m.open_tasks().filter(|t| t.canary.is_none()).all(|t| t.task.class == c.task.class));
+    // The next one takes the next input of the pool: no input is ever used twice...
+    m.submit_request(request("echo", 3, 50_000), [0, 0], NOW + 9).unwrap();
+    m.tick(NOW + 10);
+    let inputs: Vec<Payload> = canaries(&m).into_iter().map(|t| t.task.input).collect();
+    assert_eq!(inputs.len(), 2);
+    assert!(inputs.contains(&Payload::Inline(b"second canary".to_vec())));
+    // ...so once the pool is used up, no canary is mixed in.
+    assert_eq!(m.canaries_left(), 0);
+    m.submit_request(request("echo", 4, 50_000), [0, 0], NOW + 11).unwrap();
+    m.tick(NOW + 100);
+    assert_eq!(canaries(&m).len(), 2);
 }
 
 #[test]
-fn a_canary_takes_the_requester_of_the_request_it_follows() {
-    // Were canaries always the coordinator's, a worker could cheat safely on every task a
-    // named requester submitted.
-    let (mut m, _) = machine(1, vec![canary(b"c")]);
-    let someone = SigningKey::from_secret_bytes([8; 32]).unwrap().public();
-    let mut r = request("echo", 1, 500);
-    r.requester = Some(someone);
-    m.submit_request(r, [0, 9], NOW).unwrap();
-    let c = m.open_tasks().find(|t| t.canary.is_some()).unwrap();
-    assert_eq!(c.task.requester, someone);
-    assert_eq!(m.open_tasks().filter(|t| t.task.requester == someone).count(), 2);
+fn canaries_come_at_random_on_average_once_per_canary_every_requests() {
+    let pool: Vec<Canary> = (0..1000u32).map(|i| canary(&i.to_be_bytes())).collect();
+    let (mut m, _) = machine(10, pool);
+    let mut rng = 0x1234_5678_u64;
+    let mut next = || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    for n in 0..2_000u64 {
+        let at = NOW + n * 2;
+        m.submit_request(request("echo", n, 50_000), [next(), next()], at).unwrap();
+        m.tick(at + 1);
+    }
+    let released = m.open_tasks().filter(|t| t.canary.is_some()).count();
+    println!("{released} canaries among 2000 requests (canary_every = 10)");
+    assert!((100..=260).contains(&released), "{released}");
 }
 
 #[test]
@@ -126,19 +141,21 @@ fn a_canary_never_costs_less_than_its_work_even_after_a_cheaper_request() {
     let big = Canary { units: 3, ..canary(b"c") };
     let (mut m, _) = machine(1, vec![big]);
     // The request covers its own 1 unit (100 × 1 × 2), not the canary's 3.
-    m.submit_request(request("echo", 1, 200), [0, 9], NOW).unwrap();
+    m.submit_request(request("echo", 1, 200), [0, 0], NOW).unwrap();
+    m.tick(NOW + 1);
     let c = m.open_tasks().find(|t| t.canary.is_some()).unwrap();
     assert_eq!(c.task.budget_sats, 600);
 }
 
 #[test]
-fn refused_requests_do_not_advance_the_canary_cadence() {
-    let (mut m, _) = machine(2, vec![canary(b"c")]);
-    m.submit_request(request("echo", 1, 500), [0, 9], NOW).unwrap();
+fn refused_requests_do_not_make_a_canary_due() {
+    let (mut m, _) = machine(1, vec![canary(b"c")]);
     for n in 0..5 {
-        m.submit_request(request("nope", 100 + n, 500), [0, 9], NOW).unwrap_err();
+        m.submit_request(request("nope", 100 + n, 500), [0, 0], NOW).unwrap_err();
     }
+    m.tick(NOW + 100);
     assert_eq!(m.open_tasks().filter(|t| t.canary.is_some()).count(), 0);
-    m.submit_request(request("echo", 2, 500), [0, 9], NOW).unwrap();
+    m.submit_request(request("echo", 2, 500), [0, 0], NOW + 100).unwrap();
+    m.tick(NOW + 101);
     assert_eq!(m.open_tasks().filter(|t| t.canary.is_some()).count(), 1);
 }

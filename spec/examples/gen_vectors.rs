@@ -224,6 +224,11 @@ fn object_vectors() -> Value {
         replication: 3,
         ..sample_class()
     };
+    let each = TaskClass {
+        name: "minilm.batch".into(),
+        rule: ComparisonRule::CosineEach { min_ppb: 999_900_000, dim: 384 },
+        ..sample_class()
+    };
     let task = sample_task(&coord);
     let blob_task = Task {
         input: Payload::Blob { hash: content_hash(b"big input"), size: 1 << 20 },
@@ -297,6 +302,7 @@ fn object_vectors() -> Value {
     let valid = vec![
         obj("task_class", &class),
         obj("task_class", &exact),
+        obj("task_class", &each),
         obj("task", &task),
         obj("task", &blob_task),
         signed_obj("registration", &Signed::sign(reg.clone(), &worker, &AUX)),
@@ -360,6 +366,14 @@ fn object_vectors() -> Value {
     let mut b = class_bytes.clone();
     b[rule_at + 5] = 0;
     bad("task_class", "replication zero", b, "invalid_value");
+    let each_bytes = each.to_bytes();
+    let each_rule_at = 2 + each.name.len() + 1 + 32;
+    let mut b = each_bytes.clone();
+    b[each_rule_at + 5..each_rule_at + 7].copy_from_slice(&0u16.to_be_bytes());
+    bad("task_class", "per-item cosine with item width zero", b, "invalid_value");
+    let mut b = each_bytes.clone();
+    b[each_rule_at] = 4;
+    bad("task_class", "unknown rule", b, "invalid_tag");
     let mut b = class_bytes.clone();
     b[rule_at + 5] = 17;
     bad("task_class", "replication above 16", b, "invalid_value");

@@ -117,6 +117,16 @@ pub enum ComparisonRule {
         /// Threshold in parts per billion, at most 1e9.
         min_ppb: u32,
     },
+    /// Sequences of `dim`-wide vectors of little-endian f32 (one per item of the input, as a
+    /// batch of sentence embeddings), agreeing when they hold as many items and every pair of
+    /// items has a cosine similarity of at least `min_ppb / 1e9` (code 3). One wrong item in a
+    /// batch is a disagreement, however long the batch.
+    CosineEach {
+        /// Threshold in parts per billion, at most 1e9.
+        min_ppb: u32,
+        /// Floats per item, at least 1.
+        dim: u16,
+    },
 }
 
 /// A class of tasks with its executor, model and verification rule.
@@ -164,6 +174,9 @@ impl Encode for TaskClass {
             ComparisonRule::Cosine { min_ppb } => {
                 w.u8(2).u32(min_ppb);
             }
+            ComparisonRule::CosineEach { min_ppb, dim } => {
+                w.u8(3).u32(min_ppb).u16(dim);
+            }
         }
         w.u8(self.replication)
             .u64(self.reward_per_unit)
@@ -201,6 +214,20 @@ impl Decode for TaskClass {
                     });
                 }
                 ComparisonRule::Cosine { min_ppb }
+            }
+            3 => {
+                let min_ppb = r.u32("rule")?;
+                if min_ppb > PPB {
+                    return Err(DecodeError::InvalidValue {
+                        field: "rule",
+                        reason: "cosine threshold above 1",
+                    });
+                }
+                let dim = r.u16("rule")?;
+                if dim == 0 {
+                    return Err(DecodeError::InvalidValue { field: "rule", reason: "item width zero" });
+                }
+                ComparisonRule::CosineEach { min_ppb, dim }
             }
             tag => return Err(DecodeError::InvalidTag { field: "rule", tag }),
         };

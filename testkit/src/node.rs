@@ -353,7 +353,8 @@ pub fn class(
     }
 }
 
-/// An all-MiniLM-L6-v2 class, pinned to the model's hash, agreeing at cosine `theta`.
+/// An all-MiniLM-L6-v2 class, pinned to the model's hash, agreeing at cosine `theta` sentence
+/// by sentence.
 pub fn minilm_class(
     name: &str,
     theta: f64,
@@ -361,7 +362,7 @@ pub fn minilm_class(
     reward_per_unit: u64,
     max_input_bytes: u32,
 ) -> ClassConfig {
-    let rule = RuleConfig::Cosine(theta);
+    let rule = RuleConfig::CosineEach { threshold: theta, dim: 384 };
     ClassConfig {
         model_hash: cairn_worker::models::MINILM_SHA256.into(),
         ..class(name, ExecutorKind::Embedding, rule, replication, reward_per_unit, max_input_bytes, 60)

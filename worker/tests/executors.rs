@@ -138,3 +138,37 @@ fn executors_take_only_classes_they_can_honour() {
     // A pinned model this executor does not have.
     assert!(can_run(&cmd, &class(ExecutorKind::Command, ComparisonRule::ExactHash, Hash32([1; 32]))).is_err());
 }
+
+/// An executor that only states its kind and rule.
+struct Promises(ComparisonRule);
+
+impl Executor for Promises {
+    fn kind(&self) -> ExecutorKind {
+        ExecutorKind::Embedding
+    }
+    fn rule(&self) -> ComparisonRule {
+        self.0
+    }
+    fn run(&self, _: &[u8]) -> Result<Vec<u8>, ExecError> {
+        Ok(Vec::new())
+    }
+}
+
+#[test]
+fn a_class_compared_item_by_item_is_taken_only_by_executors_that_promise_it() {
+    let each = |min_ppb, dim| {
+        class(ExecutorKind::Embedding, ComparisonRule::CosineEach { min_ppb, dim }, Hash32::ZERO)
+    };
+    let minilm = Promises(ComparisonRule::CosineEach { min_ppb: 999_900_000, dim: 384 });
+    assert!(can_run(&minilm, &each(999_000_000, 384)).is_ok());
+    assert!(can_run(&minilm, &each(999_900_000, 384)).is_ok());
+    assert!(can_run(&minilm, &each(999_990_000, 384)).is_err(), "stricter than it promises");
+    assert!(can_run(&minilm, &each(999_000_000, 512)).is_err(), "items of another width");
+    let whole = class(ExecutorKind::Embedding, ComparisonRule::Cosine { min_ppb: 999_000_000 }, Hash32::ZERO);
+    assert!(can_run(&minilm, &whole).is_ok(), "normalised items within it put the whole within it");
+    let exact = class(ExecutorKind::Embedding, ComparisonRule::ExactHash, Hash32::ZERO);
+    assert!(can_run(&minilm, &exact).is_err());
+    // An executor that promises only the whole result does not take a per-item class.
+    let loose = Promises(ComparisonRule::Cosine { min_ppb: 999_900_000 });
+    assert!(can_run(&loose, &each(999_000_000, 384)).is_err());
+}

@@ -208,6 +208,9 @@ enum Chain {
     Embedded(chain_rpc::EmbeddedRpc),
 }
 
+/// Canaries in the devnet's pool (one on average per ten tasks, each used once).
+const CANARIES: usize = 200;
+
 fn coordinator_toml(
     dir: &Path,
     opts: &DevnetOptions,
@@ -253,19 +256,21 @@ reward_per_unit = 50
 max_input_bytes = 4096
 lease_secs = 30
 reveal_secs = 30
-
-[[canary]]
-class = "upper"
-input_hex = "{canary_in}"
-answer_hex = "{canary_out}"
 "#,
         dir = dir.display(),
         port = opts.api_port,
         cookie = cookie.display(),
         epoch = opts.epoch_interval.as_secs().max(1),
-        canary_in = hex::encode("a canary looks like any task"),
-        canary_out = hex::encode("A CANARY LOOKS LIKE ANY TASK"),
     );
+    // A pool of canaries shaped like the devnet's own tasks, each used once (SPEC.md §12).
+    for i in 0..CANARIES {
+        let input = format!("task {}: {}", 100_000 + 7 * i, SENTENCES[(i * 3) % SENTENCES.len()]);
+        t.push_str(&format!(
+            "\n[[canary]]\nclass = \"upper\"\ninput_hex = \"{}\"\nanswer_hex = \"{}\"\n",
+            hex::encode(&input),
+            hex::encode(input.to_uppercase())
+        ));
+    }
     if let Some(hash) = minilm {
         t.push_str(&format!(
             r#"
@@ -273,7 +278,7 @@ answer_hex = "{canary_out}"
 name = "minilm"
 executor = "embedding"
 model_hash = "{hash}"
-rule = {{ cosine = 0.99 }}
+rule = {{ cosine_each = {{ threshold = 0.9999, dim = 384 }} }}
 replication = 2
 reward_per_unit = 20
 max_input_bytes = 8192

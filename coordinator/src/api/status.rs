@@ -66,6 +66,14 @@ pub(super) async fn health(State(s): State<ApiState>) -> ApiResult<Health> {
     responses((status = 200, description = "Metrics in the OpenMetrics text format", body = String,
                content_type = "application/openmetrics-text")))]
 pub(super) async fn metrics(State(s): State<ApiState>) -> Response {
+    // Tasks accepted, canaries included, as `/v1/stats` counts them: a count of requests alone
+    // would differ from it by the canaries, and tell workers when one was mixed in.
+    if let Ok(p) = published(&s) {
+        let have = s.metrics.tasks_submitted.get();
+        if p.tasks.submitted > have {
+            s.metrics.tasks_submitted.inc_by(p.tasks.submitted - have);
+        }
+    }
     let body = s.metrics.encode();
     ([(axum::http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], body)
         .into_response()

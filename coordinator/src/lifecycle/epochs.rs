@@ -68,6 +68,7 @@ impl Machine {
         for id in due {
             self.advance(&id, now, &mut step);
         }
+        self.release_canaries(now, &mut step);
         self.maybe_close_epoch(now, &mut step);
         self.finish(step)
     }

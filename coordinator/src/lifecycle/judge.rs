@@ -1,7 +1,8 @@
 //! Comparison of results under a class's rule, and the majority verdict over replicas.
 //!
-//! Owns what "agree" means (exact bytes, or cosine similarity of f32 vectors at or above the
-//! class threshold) and when a set of results has a winner. Must never touch workers,
+//! Owns what "agree" means (exact bytes, cosine similarity of f32 vectors at or above the
+//! class threshold, over the whole result or item by item) and when a set of results has a
+//! winner. Must never touch workers,
 //! rewards or storage: it answers questions about bytes only.
 
 use cairn_spec::task::PPB;
@@ -12,13 +13,17 @@ use cairn_spec::ComparisonRule;
 pub fn well_formed(rule: &ComparisonRule, result: &[u8]) -> bool {
     match rule {
         ComparisonRule::ExactHash => !result.is_empty(),
-        ComparisonRule::Cosine { .. } => {
-            result.len() % 4 == 0
-                && !result.is_empty()
-                && floats(result).all(f32::is_finite)
-                && floats(result).any(|x| x != 0.0)
+        ComparisonRule::Cosine { .. } => vector_ok(result),
+        ComparisonRule::CosineEach { dim, .. } => {
+            let width = 4 * usize::from(*dim);
+            !result.is_empty() && result.len() % width == 0 && result.chunks(width).all(vector_ok)
         }
     }
+}
+
+/// A non-empty vector of finite little-endian f32 with a non-zero norm.
+fn vector_ok(v: &[u8]) -> bool {
+    v.len() % 4 == 0 && !v.is_empty() && floats(v).all(f32::is_finite) && floats(v).any(|x| x != 0.0)
 }
 
 fn floats(b: &[u8]) -> impl Iterator<Item = f32> + '_ {
@@ -31,24 +36,30 @@ fn floats(b: &[u8]) -> impl Iterator<Item = f32> + '_ {
 pub fn agree(rule: &ComparisonRule, a: &[u8], b: &[u8]) -> bool {
     match rule {
         ComparisonRule::ExactHash => a == b,
-        ComparisonRule::Cosine { min_ppb } => {
-            if a.len() != b.len() {
-                return false;
-            }
-            // f64 accumulation so the comparison itself adds no noise worth speaking of.
-            let (mut dot, mut na, mut nb) = (0f64, 0f64, 0f64);
-            for (x, y) in floats(a).zip(floats(b)) {
-                let (x, y) = (f64::from(x), f64::from(y));
-                dot += x * y;
-                na += x * x;
-                nb += y * y;
-            }
-            if na == 0.0 || nb == 0.0 {
-                return false;
-            }
-            dot / (na.sqrt() * nb.sqrt()) >= f64::from(*min_ppb) / f64::from(PPB)
+        ComparisonRule::Cosine { min_ppb } => a.len() == b.len() && cosine_at_least(a, b, *min_ppb),
+        ComparisonRule::CosineEach { min_ppb, dim } => {
+            let width = 4 * usize::from(*dim);
+            a.len() == b.len()
+                && a.len() % width == 0
+                && a.chunks(width).zip(b.chunks(width)).all(|(x, y)| cosine_at_least(x, y, *min_ppb))
         }
     }
+}
+
+/// Whether two equally long f32 vectors have a cosine similarity of at least `min_ppb / 1e9`.
+fn cosine_at_least(a: &[u8], b: &[u8], min_ppb: u32) -> bool {
+    // f64 accumulation so the comparison itself adds no noise worth speaking of.
+    let (mut dot, mut na, mut nb) = (0f64, 0f64, 0f64);
+    for (x, y) in floats(a).zip(floats(b)) {
+        let (x, y) = (f64::from(x), f64::from(y));
+        dot += x * y;
+        na += x * x;
+        nb += y * y;
+    }
+    if na == 0.0 || nb == 0.0 {
+        return false;
+    }
+    dot / (na.sqrt() * nb.sqrt()) >= f64::from(min_ppb) / f64::from(PPB)
 }
 
 /// The outcome of comparing the valid results of one task.
@@ -114,6 +125,29 @@ mod tests {
         assert!(agree(&COS, &a, &noisy));
         assert!(!agree(&COS, &a, &other));
         assert!(!agree(&COS, &a, &vec_bytes(&[1.0, 2.0])));
+    }
+
+    #[test]
+    fn one_wrong_item_in_a_batch_is_a_disagreement_item_by_item() {
+        // 256 items of 384 floats; the cheat replaces one item with an unrelated vector.
+        let item = |seed: usize| -> Vec<f32> {
+            (0..384).map(|i| (((seed * 7919 + i * 104_729) % 1000) as f32 / 500.0) - 1.0).collect()
+        };
+        let truth: Vec<f32> = (0..256).flat_map(item).collect();
+        let mut cheat = truth.clone();
+        cheat.splice(0..384, item(9_999));
+        let noisy: Vec<f32> =
+            truth.iter().enumerate().map(|(i, x)| x + 1e-6 * ((i % 7) as f32 - 3.0)).collect();
+        let (t, c, n) = (vec_bytes(&truth), vec_bytes(&cheat), vec_bytes(&noisy));
+        let whole = ComparisonRule::Cosine { min_ppb: 990_000_000 };
+        let each = ComparisonRule::CosineEach { min_ppb: 990_000_000, dim: 384 };
+        assert!(agree(&whole, &t, &c), "one cosine over the batch lets the wrong item pass");
+        assert!(!agree(&each, &t, &c), "item by item it is caught");
+        assert!(agree(&each, &t, &n), "honest noise passes item by item");
+        assert!(well_formed(&each, &t) && !well_formed(&each, &t[..t.len() - 4]));
+        let mut zero_item = truth.clone();
+        zero_item[384..768].iter_mut().for_each(|x| *x = 0.0);
+        assert!(!well_formed(&each, &vec_bytes(&zero_item)), "an all-zero item is not a result");
     }
 
     #[test]

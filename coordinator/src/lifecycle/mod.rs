@@ -53,9 +53,9 @@ pub struct LifecycleConfig {
     pub classes: Vec<TaskClass>,
     /// Admission, verification, epoch and payout settings (the `[lifecycle]` config section).
     pub tunables: Tunables,
-    /// Canaries the operator configured, mixed in among requested tasks.
+    /// Canaries the operator configured, mixed in among requested tasks, each used once.
     pub canaries: Vec<Canary>,
-    /// One canary after every this many accepted requests (0: never).
+    /// On average one canary per this many accepted requests (0: never).
     pub canary_every: u64,
 }
 
@@ -90,6 +90,9 @@ pub struct Tunables {
     /// How long after its last claim on a class a worker counts as ready to be drawn for
     /// that class's slots.
     pub live_secs: u64,
+    /// A due canary is released at a random time up to this long after the request that made
+    /// it due.
+    pub canary_spread_secs: u64,
 }
 
 impl Default for Tunables {
@@ -107,6 +110,7 @@ impl Default for Tunables {
             max_misses: 3,
             offer_secs: 10,
             live_secs: 120,
+            canary_spread_secs: 60,
         }
     }
 }
@@ -397,9 +401,6 @@ pub struct Machine {
     /// `announced_at` of each open task's newest announcement (not persisted: after a restart
     /// the periodic re-announcement starts over).
     announced: HashMap<Hash32, u64>,
-    /// Requests accepted since start, for the canary cadence (not persisted: after a restart
-    /// the count starts over).
-    requests: u64,
     /// Registered workers by standing, kept as records change (counted again at restore).
     standings: Standings,
     /// When each worker last claimed a task of each class, by class then worker: who is ready
@@ -505,7 +506,6 @@ impl Machine {
             group_rows: GroupRows::default(),
             nonces: HashMap::new(),
             announced: HashMap::new(),
-            requests: 0,
             standings: Standings::default(),
             seen: BTreeMap::new(),
             cooldown: HashMap::new(),

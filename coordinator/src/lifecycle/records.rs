@@ -421,6 +421,15 @@ pub struct MetaState {
     /// Running totals for dashboards (`/v1/stats`); not part of any root.
     #[serde(default)]
     pub counts: Counts,
+    /// Canaries of the configured pool used so far (each is used once, in pool order).
+    #[serde(default)]
+    pub canaries_used: u64,
+    /// When the canaries made due are released (unix seconds; at most 64 waiting).
+    #[serde(default)]
+    pub canary_due: Vec<u64>,
+    /// The requester and budget of the newest request: what the next canary copies.
+    #[serde(default)]
+    pub canary_follows: Option<(PubKey, u64)>,
 }
 
 /// Running totals of what the lifecycle did, kept with the counters so they survive restarts.

@@ -1,9 +1,10 @@
 //! Tasks coming in: a requester's task (built from what the API received), and the canaries
 //! mixed in among them, checked against their class and priced.
 //!
-//! Owns what makes a task acceptable, how a request becomes a task, when a canary is due and
-//! what it costs, and a task's first announcement. Must never draw randomness: the node
-//! supplies every draw.
+//! Owns what makes a task acceptable, how a request becomes a task, when a canary is due, what
+//! it looks like and costs, and a task's first announcement. Must never draw randomness of its
+//! own: the node supplies every draw, and what workers must not predict is keyed by the
+//! coordinator's secret seed.
 
 use super::*;
 
@@ -29,8 +30,11 @@ pub struct TaskRequest {
     pub canary: Option<Vec<u8>>,
 }
 
+/// Most canaries made due and not yet released.
+const MAX_CANARIES_WAITING: u64 = 64;
+
 /// A canary the operator configured: a task with a known answer, indistinguishable from
-/// others to workers.
+/// others to workers. Each is used once.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Canary {
     /// Class name.
@@ -43,20 +47,15 @@ pub struct Canary {
     pub units: u32,
 }
 
-/// What a canary copies from the request it follows, so the two look alike to workers.
-struct Follows {
-    requester: PubKey,
-    budget_sats: u64,
-}
-
 impl Machine {
-    /// Accepts a requester's task and, when one is due (after every `canary_every` requests
-    /// that created a task), a canary from the configured pool in the same step. `draw` is
-    /// randomness the node supplies: which canary, and its nonce. A canary takes the requester
-    /// and time of the request it follows, a random nonce, and that request's budget when it
-    /// covers the canary's cost, so no field of its announcement sets it apart from the tasks
-    /// around it. It is still announced right after the request it follows, and its input
-    /// comes from a fixed pool (issue 24 makes canaries indistinguishable).
+    /// Accepts a requester's task. `draw` is randomness the node supplies: whether a canary
+    /// becomes due with this request (probability `1 / canary_every`), and how long after it
+    /// the canary is released (1 to `canary_spread_secs` seconds, by a later tick). A due canary
+    /// takes the next unused entry of the configured pool (each input is used once, so no input
+    /// repeats for a worker to remember), the requester and budget (when it covers the canary's
+    /// cost) of the newest request before its release, and a nonce only the coordinator can
+    /// derive: no field of its announcement, nor its place among the announcements, sets it
+    /// apart from the tasks around it.
     pub fn submit_request(
         &mut self,
         r: TaskRequest,
@@ -81,33 +80,67 @@ impl Machine {
             input: r.input,
         };
         let requester = task.requester;
-        let (id, mut step) = self.submit(task, r.blob, r.canary, now)?;
+        let (id, step) = self.submit(task, r.blob, r.canary, now)?;
         if step.is_empty() {
             // A retry of a request already accepted: the same task, nothing new to mix in.
             return Ok((id, step));
         }
-        self.requests += 1;
+        self.meta.canary_follows = Some((requester, r.budget_sats));
         let every = self.cfg.canary_every;
-        let pool = self.cfg.canaries.len() as u64;
-        if every > 0 && pool > 0 && self.requests % every == 0 {
-            let pick = usize::try_from(draw[0] % pool).ok().and_then(|i| self.cfg.canaries.get(i)).cloned();
-            if let Some(c) = pick {
-                // A canary that cannot be submitted (its class is gone) is skipped: the request
-                // it follows stands.
-                let follows = Follows { requester, budget_sats: r.budget_sats };
-                if let Ok((_, s)) = self.submit_canary(&c, draw[1], follows, now) {
-                    step.extend(s);
-                }
-            }
+        let waiting = self.meta.canary_due.len() as u64;
+        let left = self.canaries_left().saturating_sub(waiting);
+        if every > 0 && left > 0 && waiting < MAX_CANARIES_WAITING && draw[0] % every == 0 {
+            let spread = self.cfg.tunables.canary_spread_secs.max(1);
+            self.meta.canary_due.push(now.saturating_add(1).saturating_add(draw[1] % spread));
         }
-        Ok((id, step))
+        // The counters changed after `submit` wrote them: write them again.
+        Ok((id, step.with_meta(&self.meta)))
+    }
+
+    /// Releases the canaries due at `now` (called by `tick`).
+    pub(super) fn release_canaries(&mut self, now: u64, step: &mut Step) {
+        let before = self.meta.canary_due.len();
+        let due = self.meta.canary_due.iter().filter(|t| **t <= now).count();
+        self.meta.canary_due.retain(|t| *t > now);
+        for _ in 0..due {
+            self.release_canary(now, step);
+        }
+        if self.meta.canary_due.len() != before {
+            step.changes.push(Change::Meta(Box::new(self.meta.clone())));
+        }
+    }
+
+    fn release_canary(&mut self, now: u64, step: &mut Step) {
+        let Some(c) =
+            usize::try_from(self.meta.canaries_used).ok().and_then(|i| self.cfg.canaries.get(i)).cloned()
+        else {
+            return;
+        };
+        self.meta.canaries_used += 1;
+        let (requester, budget_sats) = self.meta.canary_follows.unwrap_or((self.me, 0));
+        let mut pre = b"cairn/canary-nonce".to_vec();
+        pre.extend_from_slice(&self.seed);
+        pre.extend_from_slice(&self.meta.canaries_used.to_be_bytes());
+        let d = sha256(&pre).0;
+        let nonce = u64::from_be_bytes([d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]]);
+        // A canary that cannot be submitted (its class is gone) is skipped.
+        if let Ok((_, s)) = self.submit_canary(&c, nonce, requester, budget_sats, now) {
+            step.extend(s);
+        }
+    }
+
+    /// Pool entries not used yet: once none is left, no canary is mixed in (the operator adds
+    /// fresh ones; an input used twice could be remembered).
+    pub fn canaries_left(&self) -> u64 {
+        (self.cfg.canaries.len() as u64).saturating_sub(self.meta.canaries_used)
     }
 
     fn submit_canary(
         &mut self,
         c: &Canary,
         nonce: u64,
-        follows: Follows,
+        requester: PubKey,
+        budget_sats: u64,
         now: u64,
     ) -> Result<(Hash32, Step), Refusal> {
         let (class, cost) = self
@@ -126,10 +159,10 @@ impl Machine {
             network: self.cfg.network,
             coordinator: self.me,
             class,
-            requester: follows.requester,
+            requester,
             nonce,
             units: c.units,
-            budget_sats: cost.max(follows.budget_sats),
+            budget_sats: cost.max(budget_sats),
             created_at: now,
             input: Payload::Inline(c.input.clone()),
         };

@@ -353,12 +353,12 @@ impl Ctx {
     }
 
     /// A write from the HTTP API: decided by the lifecycle, persisted, answered, then its
-    /// effects performed. The randomness it needs (a missing nonce; which canary, and its
-    /// nonce) is drawn here, at the edge.
+    /// effects performed. The randomness it needs (a missing nonce; whether a canary
+    /// becomes due, and when it is released) is drawn here, at the edge.
     async fn on_command(&self, c: api::Command) {
         match c {
             api::Command::SubmitTask { submission: s, reply } => {
-                let Some([nonce, pick, canary_nonce]) = draw() else {
+                let Some([nonce, canary_due, canary_delay]) = draw() else {
                     let _ = reply.send(Err(Refusal::Unavailable("no randomness from the OS").into()));
                     return;
                 };
@@ -374,9 +374,8 @@ impl Ctx {
                     canary: s.canary,
                 };
                 let now = unix_secs();
-                match self.apply(move |m| m.submit_request(request, [pick, canary_nonce], now)).await {
+                match self.apply(move |m| m.submit_request(request, [canary_due, canary_delay], now)).await {
                     Ok((id, effects)) => {
-                        self.metrics.tasks_submitted.inc();
                         let _ = reply.send(Ok(id));
                         self.perform(effects).await;
                     }

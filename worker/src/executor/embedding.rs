@@ -27,10 +27,10 @@ pub const MAX_SENTENCES: usize = 256;
 pub const MAX_TOKENS: usize = 256;
 /// Width of one embedding.
 pub const DIM: usize = 384;
-/// The agreement rule embedding results are judged by: cosine ≥ 0.9999. Honest runs on
-/// different CPUs, thread counts or batch paddings differ by ~1e-7; a different model or a
-/// made-up vector lands far below.
-pub const RULE: ComparisonRule = ComparisonRule::Cosine { min_ppb: 999_900_000 };
+/// The agreement rule embedding results are judged by: cosine ≥ 0.9999, sentence by
+/// sentence. Honest runs on different CPUs, thread counts or batch paddings differ by ~1e-7;
+/// a different model or a made-up vector lands far below, even for one sentence of a batch.
+pub const RULE: ComparisonRule = ComparisonRule::CosineEach { min_ppb: 999_900_000, dim: DIM as u16 };
 
 /// The files a model directory must hold.
 pub const FILES: [&str; 3] = ["model.safetensors", "tokenizer.json", "config.json"];

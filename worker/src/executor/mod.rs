@@ -60,22 +60,43 @@ pub fn can_run(exec: &dyn Executor, class: &TaskClass) -> Result<(), String> {
             exec.model_hash()
         ));
     }
+    let threshold = |need: u32, have: u32| {
+        if have > need {
+            Err(format!("class {} asks cosine >= {have} ppb; this executor promises {need} ppb", class.name))
+        } else {
+            Ok(())
+        }
+    };
     match (exec.rule(), class.rule) {
         (ComparisonRule::ExactHash, _) => Ok(()),
-        (ComparisonRule::Cosine { .. }, ComparisonRule::ExactHash) => Err(format!(
+        (_, ComparisonRule::ExactHash) => Err(format!(
             "class {} compares exact bytes; this executor's results are only equal within a tolerance",
             class.name
         )),
         (ComparisonRule::Cosine { min_ppb: need }, ComparisonRule::Cosine { min_ppb: have }) => {
-            if have > need {
-                Err(format!(
-                    "class {} asks cosine >= {have} ppb; this executor promises {need} ppb",
-                    class.name
-                ))
-            } else {
-                Ok(())
-            }
+            threshold(need, have)
         }
+        // Items of equal norms (normalised embeddings) each within the tolerance put the whole
+        // within it too.
+        (ComparisonRule::CosineEach { min_ppb: need, .. }, ComparisonRule::Cosine { min_ppb: have }) => {
+            threshold(need, have)
+        }
+        (
+            ComparisonRule::CosineEach { min_ppb: need, dim: mine },
+            ComparisonRule::CosineEach { min_ppb: have, dim },
+        ) => {
+            if dim != mine {
+                return Err(format!(
+                    "class {} compares items of {dim} floats; this executor's are {mine}",
+                    class.name
+                ));
+            }
+            threshold(need, have)
+        }
+        (ComparisonRule::Cosine { .. }, ComparisonRule::CosineEach { .. }) => Err(format!(
+            "class {} compares item by item; this executor promises only the whole result",
+            class.name
+        )),
     }
 }
 
