@@ -1092,6 +1092,11 @@ def check_objects(v):
         got = decode_object(c["type"], h(c["encoding"]))
         assert got == c["error"], (c["name"], got, c["error"])
         n += 1
+    for c in v["chat_settings"]:
+        text = "cairn/chat-settings/1\nmodel=%s\ntemperature=0\ntop_p=1\nseed=%d\nmax_tokens=%d\n" % (
+            c["model"], c["seed"], c["max_tokens"])
+        assert hashlib.sha256(text.encode()).hexdigest() == c["model_hash"], c["model"]
+        n += 1
     return n
 
 

@@ -149,6 +149,10 @@ pub struct ClassConfig {
     pub model_hash: String,
     /// Agreement rule.
     pub rule: RuleConfig,
+    /// For a `chat_completion` class: the generation settings it pins (its `model_hash` is
+    /// their hash, SPEC.md §5.2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chat: Option<ChatSettings>,
     /// Replicas.
     pub replication: u8,
     /// Sats per unit.
@@ -161,6 +165,19 @@ pub struct ClassConfig {
     pub reveal_secs: u32,
 }
 
+/// What a chat-completion class pins: the model its workers' endpoints run, the seed and the
+/// token limit (decoding is greedy: temperature 0, top_p 1).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChatSettings {
+    /// Model name as the endpoint knows it.
+    pub model: String,
+    /// Sampling seed.
+    pub seed: u64,
+    /// Most tokens generated.
+    pub max_tokens: u32,
+}
+
 fn zero_hash() -> String {
     "00".repeat(32)
 }
@@ -168,8 +185,34 @@ fn zero_hash() -> String {
 impl ClassConfig {
     /// The protocol class, validated as the decoder would.
     pub fn to_class(&self) -> Result<TaskClass, ConfigError> {
-        let model_hash = Hash32::from_hex(&self.model_hash)
+        let mut model_hash = Hash32::from_hex(&self.model_hash)
             .map_err(|e| ConfigError::Invalid(format!("class {}: model_hash: {e}", self.name)))?;
+        match (&self.chat, self.executor) {
+            (Some(c), ExecutorKind::ChatCompletion) => {
+                let pinned = cairn_spec::task::chat_settings_hash(&c.model, c.seed, c.max_tokens);
+                if model_hash != Hash32::ZERO && model_hash != pinned {
+                    return Err(ConfigError::Invalid(format!(
+                        "class {}: model_hash is not the hash of its chat settings ({pinned})",
+                        self.name
+                    )));
+                }
+                model_hash = pinned;
+            }
+            (Some(_), _) => {
+                return Err(ConfigError::Invalid(format!(
+                    "class {}: chat settings belong to a chat_completion class",
+                    self.name
+                )))
+            }
+            (None, ExecutorKind::ChatCompletion) if model_hash == Hash32::ZERO => {
+                return Err(ConfigError::Invalid(format!(
+                    "class {}: a chat_completion class pins its model, seed and token limit ([class.chat]): \
+                     honest workers running other settings would answer differently and be judged wrong",
+                    self.name
+                )))
+            }
+            (None, _) => {}
+        }
         let rule = match self.rule {
             RuleConfig::Exact => ComparisonRule::ExactHash,
             RuleConfig::Cosine(t) if (0.0..=1.0).contains(&t) => {
@@ -492,6 +535,29 @@ reveal_secs = 60
         let cosine = bad.classes.iter_mut().find(|c| matches!(c.rule, RuleConfig::Cosine(_))).unwrap();
         cosine.rule = RuleConfig::Cosine(1.5);
         assert!(bad.lifecycle().unwrap_err().to_string().contains("1.5"));
+    }
+    #[test]
+    fn a_chat_class_pins_its_generation_settings() {
+        let base = |chat: Option<ChatSettings>, model_hash: String| ClassConfig {
+            name: "chat".into(),
+            executor: ExecutorKind::ChatCompletion,
+            model_hash,
+            rule: RuleConfig::Exact,
+            chat,
+            replication: 2,
+            reward_per_unit: 10,
+            max_input_bytes: 4096,
+            lease_secs: 60,
+            reveal_secs: 60,
+        };
+        let settings = ChatSettings { model: "tiny-llm".into(), seed: 42, max_tokens: 16 };
+        let class = base(Some(settings.clone()), "00".repeat(32)).to_class().unwrap();
+        assert_eq!(class.model_hash, cairn_spec::task::chat_settings_hash("tiny-llm", 42, 16));
+        // Without settings, or with a hash that is not theirs: refused with the reason.
+        let e = base(None, "00".repeat(32)).to_class().unwrap_err();
+        assert!(e.to_string().contains("pins its model"), "{e}");
+        let e = base(Some(settings), "11".repeat(32)).to_class().unwrap_err();
+        assert!(e.to_string().contains("not the hash"), "{e}");
     }
 }
 

@@ -469,10 +469,21 @@ fn object_vectors() -> Value {
     bad("epoch_header", "more accepted than receipts", b, "invalid_value");
     let _ = enc;
 
+    let chat_settings: Vec<Value> = [("llama-3.2-1b-instruct-q8_0", 42u64, 256u32), ("qwen2.5-0.5b", 0, 64)]
+        .into_iter()
+        .map(|(model, seed, max_tokens)| {
+            json!({
+                "model": model, "seed": seed, "max_tokens": max_tokens,
+                "model_hash": cairn_spec::task::chat_settings_hash(model, seed, max_tokens).to_hex(),
+            })
+        })
+        .collect();
+
     json!({
-        "description": "Canonical encodings (SPEC.md sections 3 and 5). valid: encoding of the JSON form, its id (tagged hash of the unsigned body) and, for signed types, the signer whose BIP340 signature over the id ends the encoding. invalid: a defective encoding and the decoder's error code",
+        "description": "Canonical encodings (SPEC.md sections 3 and 5). valid: encoding of the JSON form, its id (tagged hash of the unsigned body) and, for signed types, the signer whose BIP340 signature over the id ends the encoding. invalid: a defective encoding and the decoder's error code. chat_settings: the model_hash a chat-completion class pins for these generation settings (section 5.2)",
         "valid": valid,
         "invalid": invalid,
+        "chat_settings": chat_settings,
     })
 }
 

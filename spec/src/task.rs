@@ -129,6 +129,16 @@ pub enum ComparisonRule {
     },
 }
 
+/// The `model_hash` a chat-completion class pins (SPEC.md §5.2): the SHA-256 of its generation
+/// settings, so that a worker whose endpoint would run another model, seed or token limit
+/// (and so answer differently, honestly) does not take the class.
+pub fn chat_settings_hash(model: &str, seed: u64, max_tokens: u32) -> Hash32 {
+    let text = format!(
+        "cairn/chat-settings/1\nmodel={model}\ntemperature=0\ntop_p=1\nseed={seed}\nmax_tokens={max_tokens}\n"
+    );
+    crate::hash::sha256(text.as_bytes())
+}
+
 /// A class of tasks with its executor, model and verification rule.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TaskClass {

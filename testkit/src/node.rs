@@ -344,6 +344,7 @@ pub fn class(
         name: name.into(),
         executor,
         model_hash: "00".repeat(32),
+        chat: None,
         rule,
         replication,
         reward_per_unit,

@@ -86,6 +86,24 @@ fn chat_completion_is_greedy_seeded_and_canonical() {
 }
 
 #[test]
+fn a_chat_class_is_taken_only_by_endpoints_with_the_settings_it_pins() {
+    let exec = chat("http://127.0.0.1:9/v1", 1000);
+    let pinned = |model: &str, seed: u64, max_tokens: u32| {
+        class(
+            ExecutorKind::ChatCompletion,
+            ComparisonRule::ExactHash,
+            cairn_spec::task::chat_settings_hash(model, seed, max_tokens),
+        )
+    };
+    assert!(can_run(&exec, &pinned("tiny-llm", 42, 16)).is_ok());
+    // Another model, seed or token limit would answer differently, honestly: not taken.
+    for other in [pinned("big-llm", 42, 16), pinned("tiny-llm", 7, 16), pinned("tiny-llm", 42, 17)] {
+        let e = can_run(&exec, &other).unwrap_err();
+        assert!(e.contains("pins model"), "{e}");
+    }
+}
+
+#[test]
 fn chat_failures_are_clear_errors() {
     let (url, _seen) = server(3, |v| match v["messages"][0]["content"].as_str().unwrap() {
         "slow" => (200, "{}".into(), 1500),

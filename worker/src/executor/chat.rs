@@ -10,7 +10,7 @@
 
 use std::time::Duration;
 
-use cairn_spec::{ComparisonRule, ExecutorKind};
+use cairn_spec::{ComparisonRule, ExecutorKind, Hash32};
 use serde_json::{json, Value};
 
 use super::{canonical_text, ExecError, Executor};
@@ -53,6 +53,12 @@ impl Executor for ChatExecutor {
 
     fn rule(&self) -> ComparisonRule {
         ComparisonRule::ExactHash
+    }
+
+    /// The hash of the settings that decide its answers (SPEC.md §5.2): it takes only a class
+    /// that pins exactly these.
+    fn model_hash(&self) -> Hash32 {
+        cairn_spec::task::chat_settings_hash(&self.model, self.seed, self.max_tokens)
     }
 
     fn run(&self, input: &[u8]) -> Result<Vec<u8>, ExecError> {
