@@ -261,8 +261,10 @@ def enc_task_class(j):
         rb = b"\x01"
     elif rule["kind"] == "cosine":
         rb = b"\x02" + u(rule["min_ppb"], 4)
-    else:
+    elif rule["kind"] == "cosine_each":
         rb = b"\x03" + u(rule["min_ppb"], 4) + u(rule["dim"], 2)
+    else:
+        raise ValueError("unknown rule kind %r" % rule["kind"])
     name = j["name"].encode()
     return (b"\x01" + u(len(name), 1) + name + u(EXECUTORS[j["executor"]], 1) + h(j["model_hash"]) + rb
             + u(j["replication"], 1) + u(j["reward_per_unit"], 8) + u(j["max_input_bytes"], 4)

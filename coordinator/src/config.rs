@@ -213,6 +213,12 @@ impl ClassConfig {
             }
             (None, _) => {}
         }
+        if self.executor == ExecutorKind::ChatCompletion && !matches!(self.rule, RuleConfig::Exact) {
+            return Err(ConfigError::Invalid(format!(
+                "class {}: a chat_completion class compares text exactly (rule = \"exact\")",
+                self.name
+            )));
+        }
         let rule = match self.rule {
             RuleConfig::Exact => ComparisonRule::ExactHash,
             RuleConfig::Cosine(t) if (0.0..=1.0).contains(&t) => {
@@ -450,13 +456,34 @@ impl NodeConfig {
         if self.bitcoin.finality_depth == 0 {
             return Err(ConfigError::Invalid("bitcoin.finality_depth must be at least 1".into()));
         }
+        let mut inputs = std::collections::BTreeSet::new();
         for c in &self.canaries {
-            if !classes.iter().any(|k| k.name == c.class) {
+            let Some(class) = classes.iter().find(|k| k.name == c.class) else {
                 return Err(ConfigError::Invalid(format!("canary names unknown class {}", c.class)));
-            }
-            if hex::decode(&c.input_hex).is_err() || hex::decode(&c.answer_hex).is_err() || c.units == 0 {
+            };
+            let (Ok(input), Ok(answer)) = (hex::decode(&c.input_hex), hex::decode(&c.answer_hex)) else {
+                return Err(ConfigError::Invalid(format!("canary of class {}: bad hex", c.class)));
+            };
+            // A canary travels inline (a task record with a larger inline input could not be
+            // read back), within its class's limit, with an answer the class's rule accepts.
+            let max = (class.max_input_bytes as usize).min(cairn_spec::task::MAX_INLINE_BYTES);
+            if c.units == 0 || input.is_empty() || input.len() > max {
                 return Err(ConfigError::Invalid(format!(
-                    "canary of class {}: bad hex or zero units",
+                    "canary of class {}: zero units, or an input of {} bytes (1 to {max})",
+                    c.class,
+                    input.len()
+                )));
+            }
+            if !crate::lifecycle::judge::well_formed(&class.rule, &answer) {
+                return Err(ConfigError::Invalid(format!(
+                    "canary of class {}: the answer is not a result the class's rule accepts",
+                    c.class
+                )));
+            }
+            // Each is used once: an input twice would be a repeat workers could remember.
+            if !inputs.insert(input) {
+                return Err(ConfigError::Invalid(format!(
+                    "canary of class {}: an input given twice",
                     c.class
                 )));
             }
@@ -537,6 +564,24 @@ reveal_secs = 60
         assert!(bad.lifecycle().unwrap_err().to_string().contains("1.5"));
     }
     #[test]
+    fn canaries_must_be_inline_well_formed_and_each_input_given_once() {
+        let with = |entries: &str| {
+            NodeConfig::from_toml(&format!("canary_every = 2\n{FILE}{entries}")).unwrap().lifecycle()
+        };
+        let entry = |input: &str, answer: &str| {
+            format!("[[canary]]\nclass = \"embed\"\ninput_hex = \"{input}\"\nanswer_hex = \"{answer}\"\n")
+        };
+        // An embedding answer: one f32 of 1.0.
+        let one = "0000803f";
+        assert!(with(&entry("6869", one)).is_ok());
+        let twice = format!("{}{}", entry("6869", one), entry("6869", one));
+        assert!(with(&twice).unwrap_err().to_string().contains("twice"));
+        let big = "00".repeat(4097);
+        assert!(with(&entry(&big, one)).unwrap_err().to_string().contains("4097 bytes"));
+        assert!(with(&entry("6869", "00")).unwrap_err().to_string().contains("rule accepts"));
+    }
+
+    #[test]
     fn a_chat_class_pins_its_generation_settings() {
         let base = |chat: Option<ChatSettings>, model_hash: String| ClassConfig {
             name: "chat".into(),
@@ -556,8 +601,13 @@ reveal_secs = 60
         // Without settings, or with a hash that is not theirs: refused with the reason.
         let e = base(None, "00".repeat(32)).to_class().unwrap_err();
         assert!(e.to_string().contains("pins its model"), "{e}");
-        let e = base(Some(settings), "11".repeat(32)).to_class().unwrap_err();
+        let e = base(Some(settings.clone()), "11".repeat(32)).to_class().unwrap_err();
         assert!(e.to_string().contains("not the hash"), "{e}");
+        // Text is compared exactly.
+        let e = ClassConfig { rule: RuleConfig::Cosine(0.9), ..base(Some(settings), "00".repeat(32)) }
+            .to_class()
+            .unwrap_err();
+        assert!(e.to_string().contains("exactly"), "{e}");
     }
 }
 

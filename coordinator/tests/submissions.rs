@@ -60,7 +60,10 @@ fn a_request_becomes_the_coordinators_task_in_the_class_named_by_name_or_id() {
     let rec = m.open_task(&id).unwrap();
     assert_eq!(rec.task.requester, coord.public());
     assert_eq!(rec.task.coordinator, coord.public());
-    assert_eq!((rec.task.created_at, rec.task.budget_sats, rec.task.nonce), (NOW, 500, 1));
+    assert_eq!((rec.task.created_at, rec.task.budget_sats), (NOW, 500));
+    // The announced nonce is keyed by the coordinator (requesters' own nonces, often 0, 1,
+    // 2, …, would set their tasks apart from canaries): not the requester's 1.
+    assert_ne!(rec.task.nonce, 1);
     let class_id = rec.task.class;
     assert_eq!(m.classes()[&class_id].name, "echo");
 
@@ -81,38 +84,55 @@ fn a_request_becomes_the_coordinators_task_in_the_class_named_by_name_or_id() {
 
 #[test]
 fn a_canary_is_released_later_with_a_fresh_input_and_looks_like_its_neighbours() {
-    let (mut m, _) = machine(2, vec![canary(b"first canary"), canary(b"second canary")]);
+    let (mut m, coord) = machine(2, vec![canary(b"first canary"), canary(b"second canary")]);
     let canaries = |m: &Machine| m.open_tasks().filter(|t| t.canary.is_some()).cloned().collect::<Vec<_>>();
     // Request 1 makes a canary due (every request may, with probability 1/canary_every: here
     // the draw 0 is a multiple of 2), to be released 1 + 7 seconds later: not next to the
     // request.
     let (_, step) = m.submit_request(request("echo", 1, 50_000), [0, 7], NOW).unwrap();
     assert_eq!(announced(&step.effects), 1, "the request alone");
-    assert_eq!(announced(&m.tick(NOW + 7).effects), 0);
-    // Another requester's request in between: the canary will look like it.
+    assert_eq!(announced(&m.release_canaries(NOW + 7).effects), 0);
+    // Another requester's request in between, which makes none due.
     let someone = SigningKey::from_secret_bytes([8; 32]).unwrap().public();
     let mut r = request("echo", 2, 600);
     r.requester = Some(someone);
     m.submit_request(r, [1, 0], NOW + 7).unwrap();
     assert!(canaries(&m).is_empty());
-    let step = m.tick(NOW + 8);
-    assert_eq!(announced(&step.effects), 1, "released by a tick, on its own");
+    // The node's own timer releases it (at a random moment, not on the tick), alone, with the
+    // requester and budget of the request that made it due.
+    assert_eq!(announced(&m.tick(NOW + 8).effects), 0, "never by the tick");
+    let step = m.release_canaries(NOW + 8);
+    assert_eq!(announced(&step.effects), 1, "released on its own");
     let c = canaries(&m).remove(0);
     assert_eq!(c.task.input, Payload::Inline(b"first canary".to_vec()));
     assert_eq!(c.canary.as_deref(), Some(&b"known"[..]));
-    assert_eq!((c.task.requester, c.task.budget_sats, c.task.created_at), (someone, 600, NOW + 8));
+    assert_eq!((c.task.requester, c.task.budget_sats, c.task.created_at), (coord.public(), 50_000, NOW + 8));
+    assert_ne!(c.task.requester, someone, "the request that made it due, not the newest");
     assert!(m.open_tasks().filter(|t| t.canary.is_none()).all(|t| t.task.class == c.task.class));
     // The next one takes the next input of the pool: no input is ever used twice...
     m.submit_request(request("echo", 3, 50_000), [0, 0], NOW + 9).unwrap();
-    m.tick(NOW + 10);
+    m.release_canaries(NOW + 10);
     let inputs: Vec<Payload> = canaries(&m).into_iter().map(|t| t.task.input).collect();
     assert_eq!(inputs.len(), 2);
     assert!(inputs.contains(&Payload::Inline(b"second canary".to_vec())));
     // ...so once the pool is used up, no canary is mixed in.
     assert_eq!(m.canaries_left(), 0);
     m.submit_request(request("echo", 4, 50_000), [0, 0], NOW + 11).unwrap();
-    m.tick(NOW + 100);
+    m.release_canaries(NOW + 100);
     assert_eq!(canaries(&m).len(), 2);
+}
+
+#[test]
+fn canaries_that_fell_due_while_the_node_was_down_are_dropped_not_released_together() {
+    let pool: Vec<Canary> = (0..10u8).map(|i| canary(&[b'c', i])).collect();
+    let (mut m, _) = machine(1, pool);
+    for n in 0..5 {
+        m.submit_request(request("echo", n, 50_000), [0, 5], NOW).unwrap();
+    }
+    // Down from NOW to NOW + 100: the five due at NOW + 6 would all come out first.
+    m.resume(NOW + 100);
+    assert_eq!(announced(&m.release_canaries(NOW + 100).effects), 0);
+    assert_eq!(m.canaries_left(), 10, "their inputs stay unused");
 }
 
 #[test]
@@ -129,7 +149,7 @@ fn canaries_come_at_random_on_average_once_per_canary_every_requests() {
     for n in 0..2_000u64 {
         let at = NOW + n * 2;
         m.submit_request(request("echo", n, 50_000), [next(), next()], at).unwrap();
-        m.tick(at + 1);
+        m.release_canaries(at + 1);
     }
     let released = m.open_tasks().filter(|t| t.canary.is_some()).count();
     println!("{released} canaries among 2000 requests (canary_every = 10)");
@@ -142,7 +162,7 @@ fn a_canary_never_costs_less_than_its_work_even_after_a_cheaper_request() {
     let (mut m, _) = machine(1, vec![big]);
     // The request covers its own 1 unit (100 × 1 × 2), not the canary's 3.
     m.submit_request(request("echo", 1, 200), [0, 0], NOW).unwrap();
-    m.tick(NOW + 1);
+    m.release_canaries(NOW + 1);
     let c = m.open_tasks().find(|t| t.canary.is_some()).unwrap();
     assert_eq!(c.task.budget_sats, 600);
 }
@@ -153,9 +173,9 @@ fn refused_requests_do_not_make_a_canary_due() {
     for n in 0..5 {
         m.submit_request(request("nope", 100 + n, 500), [0, 0], NOW).unwrap_err();
     }
-    m.tick(NOW + 100);
+    m.release_canaries(NOW + 100);
     assert_eq!(m.open_tasks().filter(|t| t.canary.is_some()).count(), 0);
     m.submit_request(request("echo", 2, 500), [0, 0], NOW + 100).unwrap();
-    m.tick(NOW + 101);
+    m.release_canaries(NOW + 101);
     assert_eq!(m.open_tasks().filter(|t| t.canary.is_some()).count(), 1);
 }

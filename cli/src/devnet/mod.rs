@@ -264,7 +264,8 @@ reveal_secs = 30
     );
     // A pool of canaries shaped like the devnet's own tasks, each used once (SPEC.md §12).
     for i in 0..CANARIES {
-        let input = format!("task {}: {}", 100_000 + 7 * i, SENTENCES[(i * 3) % SENTENCES.len()]);
+        let n = 100_000 + 7 * i;
+        let input = format!("task {n}: {}", SENTENCES[n % SENTENCES.len()]);
         t.push_str(&format!(
             "\n[[canary]]\nclass = \"upper\"\ninput_hex = \"{}\"\nanswer_hex = \"{}\"\n",
             hex::encode(&input),

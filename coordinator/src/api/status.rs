@@ -68,6 +68,9 @@ pub(super) async fn health(State(s): State<ApiState>) -> ApiResult<Health> {
 pub(super) async fn metrics(State(s): State<ApiState>) -> Response {
     // Tasks accepted, canaries included, as `/v1/stats` counts them: a count of requests alone
     // would differ from it by the canaries, and tell workers when one was mixed in.
+    // (One scrape at a time, so two at once do not both add the difference.)
+    static SYNC: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = SYNC.lock();
     if let Ok(p) = published(&s) {
         let have = s.metrics.tasks_submitted.get();
         if p.tasks.submitted > have {

@@ -12,20 +12,18 @@ impl Machine {
     /// A worker asked for a task of `class` at `now`: it is ready to be drawn for that
     /// class's slots for `live_secs`. Soft state, never persisted.
     pub(super) fn mark_ready(&mut self, class: Hash32, worker: PubKey, now: u64) {
-        if self.cooldown.get(&worker).is_some_and(|(_, until)| now < *until) {
-            return;
-        }
         self.seen.entry(class).or_default().insert(worker, now);
     }
 
-    /// A worker let an offer or a lease lapse: it is not ready again for `offer_secs × 2^(n−1)`
-    /// (capped at a day) after its n-th lapse in a row, so keys that never answer cannot hold up
-    /// a task's slots one after another. Taking an offer ends the run.
+    /// A worker let an offer or a lease lapse: it cools down for `offer_secs × 2^(n−1)` (at
+    /// most an hour) after its n-th lapse in a row, drawn only when no other worker is ready,
+    /// so keys that never answer cannot hold up a task's slots one after another. Taking an
+    /// offer ends the run.
     fn lapsed(&mut self, worker: PubKey, now: u64) {
         let offer_secs = self.cfg.tunables.offer_secs;
         let e = self.cooldown.entry(worker).or_insert((0, 0));
         e.0 = e.0.saturating_add(1);
-        let wait = offer_secs.saturating_mul(1u64 << (e.0 - 1).min(20)).min(86_400);
+        let wait = offer_secs.saturating_mul(1u64 << (e.0 - 1).min(20)).min(3_600);
         e.1 = now.saturating_add(wait);
     }
 
@@ -41,7 +39,7 @@ impl Machine {
         let mut drawn = Vec::new();
         let t = &self.cfg.tunables;
         let (offer_secs, live_secs, max_leases) = (t.offer_secs, t.live_secs, t.max_leases_per_worker);
-        let Machine { open, seen, workers, leases, seed, .. } = self;
+        let Machine { open, seen, workers, leases, seed, cooldown, .. } = self;
         let Some(rec) = open.get_mut(id) else { return drawn };
         if rec.phase != Phase::Commit {
             return drawn;
@@ -55,9 +53,12 @@ impl Machine {
                 .map(|(k, _)| *k)
                 .filter(|k| eligible(workers, leases, rec, k, max_leases))
                 .collect();
-            // Workers that let a slot of this task go are drawn again only when nobody else is
-            // ready: the task must not wait for ever on a network of few workers.
-            let fresh: Vec<PubKey> = ready.iter().filter(|k| !rec.declined.contains(k)).copied().collect();
+            // Workers that let a slot of this task go, or are cooling down after lapses, are
+            // drawn only when nobody else is ready: the task must not wait for ever on a
+            // network of few workers.
+            let cooling = |k: &PubKey| cooldown.get(k).is_some_and(|(_, until)| now < *until);
+            let fresh: Vec<PubKey> =
+                ready.iter().filter(|k| !rec.declined.contains(k) && !cooling(k)).copied().collect();
             let cands = if fresh.is_empty() { ready } else { fresh };
             if cands.is_empty() {
                 break;

@@ -45,6 +45,13 @@ impl Machine {
                 step.changes.push(Change::Task(Box::new(rec.clone())));
             }
         }
+        // Canaries that fell due while the node was down would all come out at once, first
+        // among the new tasks: they are dropped (their inputs stay unused).
+        let before = self.meta.canary_due.len();
+        self.meta.canary_due.retain(|(at, ..)| *at > now);
+        if self.meta.canary_due.len() != before {
+            step.changes.push(Change::Meta(Box::new(self.meta.clone())));
+        }
         self.finish(step)
     }
 
@@ -68,7 +75,6 @@ impl Machine {
         for id in due {
             self.advance(&id, now, &mut step);
         }
-        self.release_canaries(now, &mut step);
         self.maybe_close_epoch(now, &mut step);
         self.finish(step)
     }

@@ -424,12 +424,10 @@ pub struct MetaState {
     /// Canaries of the configured pool used so far (each is used once, in pool order).
     #[serde(default)]
     pub canaries_used: u64,
-    /// When the canaries made due are released (unix seconds; at most 64 waiting).
+    /// Canaries made due and not released yet (at most 64): when (unix seconds), and the
+    /// requester and budget of the request that made each due, which it copies.
     #[serde(default)]
-    pub canary_due: Vec<u64>,
-    /// The requester and budget of the newest request: what the next canary copies.
-    #[serde(default)]
-    pub canary_follows: Option<(PubKey, u64)>,
+    pub canary_due: Vec<(u64, PubKey, u64)>,
 }
 
 /// Running totals of what the lifecycle did, kept with the counters so they survive restarts.

@@ -50,11 +50,11 @@ pub struct Canary {
 impl Machine {
     /// Accepts a requester's task. `draw` is randomness the node supplies: whether a canary
     /// becomes due with this request (probability `1 / canary_every`), and how long after it
-    /// the canary is released (1 to `canary_spread_secs` seconds, by a later tick). A due canary
+    /// the canary is released (1 to `canary_spread_secs` seconds, by `release_canaries`). A due canary
     /// takes the next unused entry of the configured pool (each input is used once, so no input
-    /// repeats for a worker to remember), the requester and budget (when it covers the canary's
-    /// cost) of the newest request before its release, and a nonce only the coordinator can
-    /// derive: no field of its announcement, nor its place among the announcements, sets it
+    /// repeats for a worker to remember; the pool is append-only), the requester and budget
+    /// (when it covers the canary's cost) of the request that made it due, and a nonce only the
+    /// coordinator can derive: no field of its announcement, nor its place among the announcements, sets it
     /// apart from the tasks around it.
     pub fn submit_request(
         &mut self,
@@ -68,59 +68,73 @@ impl Machine {
             .find(|(id, c)| c.name == r.class || id.to_hex() == r.class)
             .map(|(id, _)| *id)
             .ok_or(Refusal::NotFound("task class"))?;
+        // The announced nonce is keyed by the coordinator's secret: requesters' own nonces
+        // (often 0, 1, 2, …) would otherwise set their tasks apart from canaries, whose nonces
+        // are drawn. The same request still maps to the same task.
+        let requester = r.requester.unwrap_or(self.me);
+        let mut pre = b"cairn/request-nonce".to_vec();
+        pre.extend_from_slice(&self.seed);
+        pre.extend_from_slice(requester.as_bytes());
+        pre.extend_from_slice(&r.nonce.to_be_bytes());
+        let d = sha256(&pre).0;
         let task = Task {
             network: self.cfg.network,
             coordinator: self.me,
             class,
-            requester: r.requester.unwrap_or(self.me),
-            nonce: r.nonce,
+            requester,
+            nonce: u64::from_be_bytes([d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]]),
             units: r.units,
             budget_sats: r.budget_sats,
             created_at: now,
             input: r.input,
         };
-        let requester = task.requester;
         let (id, step) = self.submit(task, r.blob, r.canary, now)?;
         if step.is_empty() {
             // A retry of a request already accepted: the same task, nothing new to mix in.
             return Ok((id, step));
         }
-        self.meta.canary_follows = Some((requester, r.budget_sats));
         let every = self.cfg.canary_every;
         let waiting = self.meta.canary_due.len() as u64;
         let left = self.canaries_left().saturating_sub(waiting);
         if every > 0 && left > 0 && waiting < MAX_CANARIES_WAITING && draw[0] % every == 0 {
             let spread = self.cfg.tunables.canary_spread_secs.max(1);
-            self.meta.canary_due.push(now.saturating_add(1).saturating_add(draw[1] % spread));
+            let at = now.saturating_add(1).saturating_add(draw[1] % spread);
+            self.meta.canary_due.push((at, requester, r.budget_sats));
+            // The counters changed after `submit` wrote them: write them again.
+            return Ok((id, step.with_meta(&self.meta)));
         }
-        // The counters changed after `submit` wrote them: write them again.
-        Ok((id, step.with_meta(&self.meta)))
+        Ok((id, step))
     }
 
-    /// Releases the canaries due at `now` (called by `tick`).
-    pub(super) fn release_canaries(&mut self, now: u64, step: &mut Step) {
-        let before = self.meta.canary_due.len();
-        let due = self.meta.canary_due.iter().filter(|t| **t <= now).count();
-        self.meta.canary_due.retain(|t| *t > now);
-        for _ in 0..due {
-            self.release_canary(now, step);
+    /// Releases the canaries due at `now`. The node calls it from a timer of its own, at
+    /// random moments: canaries announced at the tick's fixed phase in the second would stand
+    /// out among requesters' tasks, which arrive at any moment.
+    pub fn release_canaries(&mut self, now: u64) -> Step {
+        let mut step = Step::default();
+        let due: Vec<(PubKey, u64)> =
+            self.meta.canary_due.iter().filter(|(at, ..)| *at <= now).map(|(_, r, b)| (*r, *b)).collect();
+        if due.is_empty() {
+            return step;
         }
-        if self.meta.canary_due.len() != before {
-            step.changes.push(Change::Meta(Box::new(self.meta.clone())));
+        self.meta.canary_due.retain(|(at, ..)| *at > now);
+        for (requester, budget_sats) in due {
+            self.release_canary(requester, budget_sats, now, &mut step);
         }
+        step.changes.push(Change::Meta(Box::new(self.meta.clone())));
+        self.finish(step)
     }
 
-    fn release_canary(&mut self, now: u64, step: &mut Step) {
+    fn release_canary(&mut self, requester: PubKey, budget_sats: u64, now: u64, step: &mut Step) {
         let Some(c) =
             usize::try_from(self.meta.canaries_used).ok().and_then(|i| self.cfg.canaries.get(i)).cloned()
         else {
             return;
         };
         self.meta.canaries_used += 1;
-        let (requester, budget_sats) = self.meta.canary_follows.unwrap_or((self.me, 0));
         let mut pre = b"cairn/canary-nonce".to_vec();
         pre.extend_from_slice(&self.seed);
         pre.extend_from_slice(&self.meta.canaries_used.to_be_bytes());
+        pre.extend_from_slice(&cairn_spec::content_hash(&c.input).0);
         let d = sha256(&pre).0;
         let nonce = u64::from_be_bytes([d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]]);
         // A canary that cannot be submitted (its class is gone) is skipped.

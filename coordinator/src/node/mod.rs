@@ -203,6 +203,12 @@ pub async fn run(
     let mut bonds = tokio::time::interval(Duration::from_secs(cfg.bitcoin.bond_check_secs.max(1)));
     bonds.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Canaries are released on a timer of their own, at a random point of each wait: released
+    // by the tick they would appear at the tick's fixed phase in the second, where no
+    // requester's task does.
+    let canary_wait = || Duration::from_millis(200 + draw().map_or(0, |d| d[0] % 1600));
+    let canary_timer = tokio::time::sleep(canary_wait());
+    tokio::pin!(canary_timer);
     let mut writes = tokio::task::JoinSet::new();
     tokio::pin!(shutdown);
     let result: Result<(), NodeError> = loop {
@@ -253,6 +259,15 @@ pub async fn run(
             _ = bonds.tick() => {
                 if let Err(e) = ctx.recheck_bonds().await {
                     break Err(e);
+                }
+            }
+            _ = &mut canary_timer => {
+                canary_timer.as_mut().reset(tokio::time::Instant::now() + canary_wait());
+                let now = unix_secs();
+                match ctx.apply(move |m| Ok(((), m.release_canaries(now)))).await {
+                    Ok(((), effects)) => ctx.perform(effects).await,
+                    Err(e @ (CoreError::Store(_) | CoreError::Poisoned)) => break Err(e.into()),
+                    Err(_) => {}
                 }
             }
             _ = tick.tick() => {

@@ -20,8 +20,9 @@ use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
 
 use super::{canonical_f32, ExecError, Executor};
 
-/// Most sentences in one task.
-pub const MAX_SENTENCES: usize = 256;
+/// Most sentences in one task: as many embeddings as fit an inline result (42), since results
+/// travel inline and a result that cannot be revealed would be a miss.
+pub const MAX_SENTENCES: usize = cairn_spec::task::MAX_INLINE_BYTES / (4 * DIM);
 /// Tokens per sentence the model reads (sentence-transformers' `max_seq_length`); longer
 /// sentences are truncated, as the reference implementation does.
 pub const MAX_TOKENS: usize = 256;
