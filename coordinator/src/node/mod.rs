@@ -209,6 +209,7 @@ pub async fn run(
     let canary_wait = || Duration::from_millis(200 + draw().map_or(0, |d| d[0] % 1600));
     let canary_timer = tokio::time::sleep(canary_wait());
     tokio::pin!(canary_timer);
+    let mut pool_empty_told = false;
     let mut writes = tokio::task::JoinSet::new();
     tokio::pin!(shutdown);
     let result: Result<(), NodeError> = loop {
@@ -268,6 +269,18 @@ pub async fn run(
                     Ok(((), effects)) => ctx.perform(effects).await,
                     Err(e @ (CoreError::Store(_) | CoreError::Poisoned)) => break Err(e.into()),
                     Err(_) => {}
+                }
+                // The operator's to know, in its logs only (a public figure would tell workers
+                // that no canary can come).
+                if !pool_empty_told {
+                    let empty = ctx.core.lock().is_ok_and(|c| {
+                        let m = c.machine();
+                        m.config().canary_every > 0 && m.canaries_left() == 0
+                    });
+                    if empty {
+                        tracing::warn!(target: "cairn::node", "every configured canary has been used: add fresh [[canary]] entries (each is used once)");
+                        pool_empty_told = true;
+                    }
                 }
             }
             _ = tick.tick() => {
