@@ -319,3 +319,42 @@ fn slots_that_lapse_together_are_one_miss_and_accepted_work_pays_misses_off() {
         assert_eq!(w.misses, 0);
     }
 }
+
+/// The stake floor of the audit probability (SPEC.md §12.2): a worker whose credit has just
+/// settled has nothing locked to lose, so a lie would be free whatever its streak; its tasks
+/// are audited every time until it has something at stake again.
+#[test]
+fn a_worker_with_nothing_locked_is_audited_whatever_its_streak() {
+    let class = exact(1);
+    let mut h = Harness::new(vec![class.clone()], |c| {
+        c.tunables.audit_min_ppm = 0;
+        c.tunables.epoch_interval_secs = 10;
+    });
+    let ws = workers(3);
+    for w in &ws {
+        h.register(w);
+    }
+    for t in 0..60u32 {
+        let id = h.submit(&class, &t.to_be_bytes(), None);
+        h.run_task(id, &ws, &|_| b"right".to_vec());
+    }
+    assert!(ws.iter().all(|w| h.m.worker(&w.public()).unwrap().streak >= 8), "long streaks: 1/streak ≤ 12 %");
+    for round in 0..5u32 {
+        // The epoch closes and settles: nothing is locked any more.
+        h.tick(10);
+        let height = h.m.meta().next_epoch - 1;
+        let step = h.m.settle(height, h.now);
+        h.apply(step);
+        assert!(ws.iter().all(|w| h.m.balance(&w.public()).map_or(0, |e| e.locked) == 0));
+        let id = h.submit(&class, &(1000 + round).to_be_bytes(), None);
+        let held = h.take(id, &ws);
+        h.commit(&ws[held[0]], id, b"right").unwrap();
+        h.reveal(&ws[held[0]], id, b"right").unwrap();
+        assert_eq!(
+            h.m.open_task(&id).map(|t| t.phase.clone()),
+            Some(Phase::Commit),
+            "audited (round {round})"
+        );
+        h.run_task(id, &ws, &|_| b"right".to_vec());
+    }
+}

@@ -1091,3 +1091,22 @@ fn the_time_the_node_was_down_is_not_charged_to_workers() {
         assert_eq!((r.misses, r.rejected), (0, 0), "{:?}", r.rejections);
     }
 }
+
+/// Found by the chaos test: a claim is written unsynced, so a coordinator killed right after
+/// granting it comes back with the slot still only offered; the worker's commitment must then
+/// tell it to claim again (not refuse it for good, which left the task waiting on its offer).
+#[test]
+fn a_commitment_on_an_offer_whose_claim_was_lost_asks_the_worker_to_claim_again() {
+    let class = exact(1);
+    let mut h = Harness::new(vec![class.clone()], |c| c.tunables.audit_min_ppm = 0);
+    let ws = workers(1);
+    h.register(&ws[0]);
+    let id = h.submit(&class, b"lost claim", None);
+    let _ = h.claim(&ws[0], id);
+    h.tick(0);
+    assert!(h.m.open_task(&id).unwrap().slot(&ws[0].public()).is_some_and(|a| a.offered));
+    let err = h.commit(&ws[0], id, b"R").unwrap_err();
+    assert_eq!((err.clone(), err.reason()), (Refusal::LeaseExpired, ErrorReason::LeaseExpired));
+    h.claim(&ws[0], id).unwrap();
+    h.commit(&ws[0], id, b"R").unwrap();
+}

@@ -85,11 +85,23 @@ impl Machine {
                             .filter_map(|a| self.workers.get(&a.worker).map(|w| w.streak))
                             .min()
                             .unwrap_or(0);
+                        // The floor rises for workers with little at stake: a lie must cost
+                        // more, in expectation, than the slot pays (SPEC.md §12.4).
+                        let locked = rec
+                            .assignments
+                            .iter()
+                            .filter(|a| a.commitment.is_some())
+                            .map(|a| self.ledger.get(&a.worker).map_or(0, |e| e.locked))
+                            .min()
+                            .unwrap_or(0);
+                        let reward = class.reward_per_unit.saturating_mul(u64::from(rec.task.units));
+                        let floor = stake_floor_ppm(reward, locked, self.cfg.tunables.audit_stake_factor)
+                            .max(self.cfg.tunables.audit_min_ppm);
                         // Nothing revealed, nothing to audit: the task is decided (and asks
                         // other workers) as it is.
                         let audit = rec.wanted < max
                             && rec.assignments.iter().any(|a| a.revealed.is_some())
-                            && audit_draw(&self.seed, &self.meta, rec, streak, self.cfg.tunables.audit_min_ppm)
+                            && audit_draw(&self.seed, &self.meta, rec, streak, floor)
                             // An audit slot nobody could fill would hold the task for ever (a
                             // network of one worker): audit only while someone else can join.
                             && another_worker_can_join(&self.workers, rec);
@@ -444,6 +456,18 @@ pub(super) fn unheld_slots(t: &TaskRecord) -> usize {
 
 pub(super) fn max_replicas(class: &TaskClass, max_escalations: u8) -> u8 {
     class.replication.saturating_add(1).saturating_add(max_escalations).min(cairn_spec::task::MAX_REPLICATION)
+}
+
+/// The audit probability, in parts per million, that makes a lie cost more than it pays for a
+/// worker with `locked` at stake on a slot paying `reward`: `factor · reward / (reward +
+/// locked)`, capped at certainty (0 when `factor` is 0).
+pub(super) fn stake_floor_ppm(reward: u64, locked: u64, factor: u32) -> u32 {
+    if factor == 0 || reward == 0 {
+        return 0;
+    }
+    let num = u128::from(factor) * u128::from(reward) * 1_000_000;
+    let den = u128::from(reward) + u128::from(locked);
+    u32::try_from((num / den).min(1_000_000)).unwrap_or(1_000_000)
 }
 
 /// The audit draw: probability max(p_min, 1/streak) of the least proven committed worker,

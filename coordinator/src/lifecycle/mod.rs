@@ -68,6 +68,10 @@ pub struct Tunables {
     pub pow_difficulty: u32,
     /// Floor of the audit probability, in parts per million (BOINC's p_min).
     pub audit_min_ppm: u32,
+    /// The audit probability is at least `audit_stake_factor · r / (r + L)`, r the slot's reward
+    /// and L the least locked credit among its workers, so that with a coalition of up to a
+    /// quarter of the ready keys a lie never pays (SPEC.md §12.4); 0 turns this off.
+    pub audit_stake_factor: u32,
     /// Extra replicas a disagreement may add before the task fails.
     pub max_escalations: u8,
     /// Uncommitted leases one worker may hold at once.
@@ -100,6 +104,7 @@ impl Default for Tunables {
         Tunables {
             pow_difficulty: 16,
             audit_min_ppm: 50_000,
+            audit_stake_factor: 3,
             max_escalations: 2,
             max_leases_per_worker: 16,
             clock_skew_secs: 600,

@@ -66,9 +66,9 @@ impl Machine {
         match slot.commitment {
             Some(v) if v == body.commitment => return Ok(Step::default()),
             Some(_) => return Err(Refusal::Conflict("a different commitment is already recorded".into())),
-            None if slot.offered => {
-                return Err(Refusal::Conflict("no lease on this task: claim it first".into()))
-            }
+            // Drawn but not claimed (a claim the node lost in a crash: claims are written
+            // unsynced): nothing of the worker's is held; it claims again and gets its lease.
+            None if slot.offered => return Err(Refusal::LeaseExpired),
             None if slot.lease_expires <= now => return Err(Refusal::LeaseExpired),
             None => slot.commitment = Some(body.commitment),
         }
