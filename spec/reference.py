@@ -40,6 +40,7 @@ TAGS = [
     "cairn/commit-message", "cairn/reveal", "cairn/registration", "cairn/receipt",
     "cairn/ledger-entry", "cairn/merkle-node", "cairn/merkle-empty", "cairn/epoch-header",
     "cairn/task-announcement", "cairn/claim", "cairn/bond", "cairn/receipt-batch",
+    "cairn/draw-seed", "cairn/roster", "cairn/draw",
 ]
 
 # ----------------------------------------------------------------------------- §4 BIP340
@@ -173,8 +174,8 @@ def dec_payload(r):
     raise DecodeError("invalid_tag")
 
 
-def dec_version(r):
-    if r.uint(1) != 1:
+def dec_version(r, version=1):
+    if r.uint(1) != version:
         raise DecodeError("unknown_version")
 
 
@@ -384,20 +385,20 @@ def dec_reveal(r):
     r.take(32)
 
 
-RECEIPT_BODY_LEN = 180  # §5.7: the unsigned receipt has a fixed length
+RECEIPT_BODY_LEN = 184  # §5.7: the unsigned receipt has a fixed length
 
 
 def enc_receipt(j):
     v, reason = VERDICTS[j["verdict"]]
-    return (b"\x01" + u(NETWORKS[j["network"]], 1) + h(j["coordinator"]) + u(j["epoch"], 4) + h(j["task"])
+    return (b"\x02" + u(NETWORKS[j["network"]], 1) + h(j["coordinator"]) + u(j["epoch"], 4) + h(j["task"])
             + h(j["class"]) + h(j["worker"]) + h(j["result_hash"]) + u(v, 1) + u(reason, 1)
-            + u(j["units"], 4) + u(j["reward_sats"], 8))
+            + u(j["units"], 4) + u(j["reward_sats"], 8) + u(j["draw_epoch"], 4))
 
 
 def dec_receipt(r):
     """Returns the fields the proof verifier needs."""
     start = r.pos
-    dec_version(r)
+    dec_version(r, 2)
     net = dec_network(r)
     coord = dec_key(r)
     epoch = r.uint(4)
@@ -413,6 +414,8 @@ def dec_receipt(r):
         raise DecodeError("invalid_value")
     elif v == 1:
         r.uint(8)
+    if r.uint(4) > epoch:  # §12.1: a slot is drawn no later than its receipt's epoch
+        raise DecodeError("invalid_value")
     return {"network": net, "coordinator": coord, "epoch": epoch, "body": r.b[start:r.pos]}
 
 
@@ -429,14 +432,15 @@ def dec_ledger_entry(r):
 
 
 def enc_epoch_header(j):
-    return (b"\x01" + u(NETWORKS[j["network"]], 1) + h(j["coordinator"]) + u(j["height"], 4) + h(j["prev"])
+    return (b"\x02" + u(NETWORKS[j["network"]], 1) + h(j["coordinator"]) + u(j["height"], 4) + h(j["prev"])
             + h(j["receipts_root"]) + h(j["state_root"]) + u(j["receipt_count"], 4) + u(j["accepted_count"], 4)
-            + u(j["reward_sats"], 8) + u(j["time"], 8))
+            + u(j["reward_sats"], 8) + u(j["time"], 8) + h(j["draw_seed"]) + h(j["next_seed_hash"])
+            + h(j["next_roster"]))
 
 
 def dec_epoch_header(r):
     start = r.pos
-    dec_version(r)
+    dec_version(r, 2)
     net = dec_network(r)
     coord = dec_key(r)
     height = r.uint(4)
@@ -450,7 +454,9 @@ def dec_epoch_header(r):
         raise DecodeError("invalid_value")
     r.uint(8)
     r.uint(8)
+    draw_seed, next_seed_hash, _next_roster = dec_hash(r), dec_hash(r), dec_hash(r)
     return {"network": net, "coordinator": coord, "height": height, "prev": prev,
+            "draw_seed": draw_seed, "next_seed_hash": next_seed_hash,
             "receipts_root": receipts_root, "receipt_count": count, "body": r.b[start:r.pos]}
 
 
@@ -1160,6 +1166,64 @@ def check_receipt_proofs(v):
     return n
 
 
+# --- draws (§12.1)
+
+def roster_encoding(keys):
+    return u(len(keys), 4) + b"".join(keys)
+
+
+def dec_roster(b):
+    r = Reader(b)
+    n = r.uint(4)
+    keys = []
+    for _ in range(n):
+        k = dec_key(r)
+        if keys and keys[-1] >= k:
+            raise DecodeError("invalid_value")
+        keys.append(k)
+    if r.pos != len(b):
+        raise DecodeError("trailing_bytes")
+    return keys
+
+
+def draw_score(seed, task, key):
+    return tagged_hash("cairn/draw", seed + h(task["class"]) + h(task["requester"])
+                       + payload_hash(task["input"]) + key)
+
+
+def payload_hash(p):
+    if "inline" in p:
+        return tagged_hash("cairn/content", h(p["inline"]))
+    return h(p["blob"]["hash"])
+
+
+def check_draws(v):
+    n = 0
+    for c in v["seeds"]:
+        assert tagged_hash("cairn/draw-seed", h(c["seed"])).hex() == c["seed_hash"]
+        n += 1
+    for c in v["rosters"]:
+        keys = [h(k) for k in c["keys"]]
+        enc = roster_encoding(keys)
+        assert enc.hex() == c["encoding"] and dec_roster(enc) == keys
+        assert tagged_hash("cairn/roster", enc).hex() == c["root"]
+        n += 1
+    for c in v["rankings"]:
+        seed, task = h(c["seed"]), c["task"]["json"]
+        ranked = sorted((draw_score(seed, task, h(k)), h(k)) for k in c["roster"])
+        assert [(s.hex(), k.hex()) for s, k in ranked] == [(x["score"], x["key"]) for x in c["scores"]]
+        n += 1
+    for c in v["invalid_rosters"]:
+        try:
+            dec_roster(h(c["encoding"]))
+            code = "ok"
+        except DecodeError as e:
+            code = e.code
+        assert code != "ok", c["name"]
+        n += 1
+    return n
+
+
 CHECKS = {
     "tagged_hash.json": check_tagged_hash,
     "merkle.json": check_merkle,
@@ -1169,6 +1233,7 @@ CHECKS = {
     "anchor_payload.json": check_anchor_payload,
     "receipt_proof.json": check_receipt_proofs,
     "wire.json": check_wire,
+    "draws.json": check_draws,
 }
 
 

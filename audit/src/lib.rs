@@ -7,6 +7,8 @@
 //! - [`epoch`]: re-verifying one epoch from its header, its receipts and its ledger snapshot.
 //! - [`chain`]: the whole chain: every epoch, the anchor transactions from the genesis
 //!   anchor, and equivocation.
+//! - [`draws`]: who was drawn for each slot, recomputed from the seeds and rosters the
+//!   headers commit to, and which keys each draw passed over.
 //! - [`receipt`]: assembling a receipt's proof from a source and Bitcoin, bundles and `.ots`.
 //! - [`render`]: reports as ✓/✗ lines and tables.
 //! - [`verify`]: a receipt proof checked step by step against Bitcoin (the pure steps are
@@ -17,6 +19,7 @@
 //! `cairn-anchor`'s backend, and never trust a source where a check can be made.
 
 pub mod chain;
+pub mod draws;
 pub mod epoch;
 pub mod receipt;
 pub mod render;

@@ -80,3 +80,39 @@ pub fn chain(a: &ChainAudit) -> String {
     let _ = writeln!(out, "└{:─<22}┴{:─<24}┘", "", "");
     out
 }
+
+/// The draw audit: its checks, the tallies, the keys passed over most, and (for `worker`)
+/// every slot that passed it over.
+pub fn draws(a: &crate::draws::DrawAudit, worker: Option<&cairn_spec::PubKey>) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "draws of epoch {}:", a.epoch);
+    out.push_str(&checks(&a.report));
+    let n = a.slots.len();
+    let _ = writeln!(
+        out,
+        "slots: {n} · recomputed: {} · first-ranked among keys not on the task: {} · passed someone over: {} · off the roster: {} · drawn before the first header (not checkable): {}",
+        a.checkable(),
+        a.first_ranked(),
+        a.checkable() - a.first_ranked() - a.off_roster(),
+        a.off_roster(),
+        n - a.checkable(),
+    );
+    let over = a.passed_over();
+    if !over.is_empty() {
+        let _ =
+            writeln!(out, "keys passed over (a key that was asking for work the whole time should see few):");
+        for (k, c) in over.iter().take(20) {
+            let _ = writeln!(out, "  {k}  {c} slot(s)");
+        }
+    }
+    if let Some(w) = worker {
+        let mine: Vec<_> = a.slots.iter().filter(|s| s.passed_over.contains(w)).collect();
+        let _ = writeln!(out, "{w} was passed over for {} slot(s):", mine.len());
+        for s in mine {
+            let rank = s.rank.map_or("off the roster".to_owned(), |r| format!("rank {r}"));
+            let _ =
+                writeln!(out, "  task {} → {} ({rank}, drawn in epoch {})", s.task, s.worker, s.draw_epoch);
+        }
+    }
+    out
+}

@@ -8,7 +8,9 @@
 
 use std::time::Duration;
 
-use cairn_spec::{Decode, Hash32, LedgerEntry, MerkleProof, SignedEpochHeader, SignedReceipt};
+use cairn_spec::{
+    Decode, Hash32, LedgerEntry, MerkleProof, Object, Roster, SignedEpochHeader, SignedReceipt, Task,
+};
 use serde_json::Value;
 use thiserror::Error;
 
@@ -70,6 +72,14 @@ pub trait Source {
     fn receipt(&self, id: &Hash32) -> Result<LocatedReceipt, SourceError>;
     /// The anchors said to be confirmed, in chain order.
     fn anchors(&self) -> Result<Vec<AnchorClaim>, SourceError>;
+    /// The roster epoch `epoch`'s draws rank (SPEC.md §12.1).
+    fn roster(&self, epoch: u32) -> Result<Roster, SourceError> {
+        Err(SourceError::NotFound(format!("roster of epoch {epoch}: {} serves no rosters", self.describe())))
+    }
+    /// The task with id `id` (checked to hash to it).
+    fn task(&self, id: &Hash32) -> Result<Task, SourceError> {
+        Err(SourceError::NotFound(format!("task {id}: {} serves no tasks", self.describe())))
+    }
 
     /// Every header from `from` to `to` inclusive (fewer when the chain is shorter).
     fn header_range(&self, from: u32, to: u32) -> Result<Vec<SignedEpochHeader>, SourceError> {
@@ -185,6 +195,21 @@ impl Source for ApiSource {
         let path: MerkleProof = serde_json::from_value(v["merkle_proof"].clone())
             .map_err(|e| SourceError::BadAnswer(format!("merkle proof: {e}")))?;
         Ok(LocatedReceipt { epoch: receipt.body.epoch, receipt, path })
+    }
+
+    fn roster(&self, epoch: u32) -> Result<Roster, SourceError> {
+        decode_hex(&self.get(&format!("/v1/epochs/{epoch}/roster"))?["encoding"], "roster")
+    }
+
+    fn task(&self, id: &Hash32) -> Result<Task, SourceError> {
+        let task: Task = decode_hex(&self.get(&format!("/v1/tasks/{id}"))?["encoding"], "task")?;
+        if task.id() != *id {
+            return Err(SourceError::BadAnswer(format!(
+                "task {id}: the encoding served hashes to {}",
+                task.id()
+            )));
+        }
+        Ok(task)
     }
 
     fn anchors(&self) -> Result<Vec<AnchorClaim>, SourceError> {

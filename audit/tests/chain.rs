@@ -79,6 +79,7 @@ fn chain() -> Mem {
                     verdict: Verdict::Accepted,
                     units: 1,
                     reward_sats: 10 + i as u64,
+                    draw_epoch: 0,
                 };
                 let e =
                     ledger.entry(*w).or_insert(LedgerEntry { worker: *w, locked: 0, claimable: 0, paid: 0 });
@@ -99,6 +100,11 @@ fn chain() -> Mem {
             accepted_count: 3,
             reward_sats: 33,
             time: 1_767_225_600 + u64::from(height) * 600,
+            draw_seed: cairn_spec::Hash32([height as u8; 32]),
+            next_seed_hash: cairn_spec::draw::seed_hash(&cairn_spec::Hash32(
+                [(height as u8).wrapping_add(1); 32],
+            )),
+            next_roster: cairn_spec::Roster::default().root(),
         };
         prev = header.hash();
         m.headers.insert(height, Signed::sign(header, &c, &[0; 32]));

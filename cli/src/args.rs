@@ -252,6 +252,24 @@ pub(crate) enum AuditCommand {
         #[command(flatten)]
         chain: ChainFlags,
     },
+    /// Who was drawn for each slot of an epoch's receipts: the seeds and rosters the headers
+    /// committed to, every task's ranking recomputed, and the keys each draw passed over.
+    Draws {
+        /// Epoch height (whose receipts to check).
+        height: u32,
+        /// Coordinator's API.
+        #[arg(long, env = "CAIRN_API", conflicts_with = "data_dir")]
+        api: Option<String>,
+        /// Or a coordinator's data directory, opened read-only.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Also list every slot that passed over this worker key (hex).
+        #[arg(long)]
+        worker: Option<String>,
+        /// JSON output.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(clap::Args, Debug)]

@@ -268,6 +268,26 @@ pub fn audit_epochs(
     Ok(Outcome { output, ok })
 }
 
+/// `cairn audit draws`: the draws of epoch `height`'s receipts, recomputed.
+pub fn audit_draws(
+    height: u32,
+    api: Option<&str>,
+    data_dir: Option<&Path>,
+    worker: Option<&cairn_spec::PubKey>,
+    json: bool,
+) -> Result<Outcome, CliError> {
+    let source = open_source(api, data_dir)?;
+    let audit = cairn_audit::draws::audit_draws(source.as_ref(), height).map_err(err)?;
+    let ok = audit.report.ok();
+    let output = if json {
+        serde_json::to_string_pretty(&json!({ "ok": ok, "audit": audit, "passed_over": audit.passed_over() }))
+            .map_err(err)?
+    } else {
+        format!("source: {}\n{}", source.describe(), render::draws(&audit, worker))
+    };
+    Ok(Outcome { output, ok })
+}
+
 /// `cairn proof bundle`: writes a bundle with `depth` confirmations to `out`.
 pub fn proof_bundle(
     target: &str,

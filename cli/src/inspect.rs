@@ -124,6 +124,7 @@ mod tests {
             verdict: Verdict::Accepted,
             units: 1,
             reward_sats: 5,
+            draw_epoch: 0,
         };
         let rs = SignedReceipt::sign_all(vec![body(1), body(2), body(3)], |m| k.sign(m, &[0; 32]));
         let v = decode("receipt", &rs[1].to_bytes()).expect("decodes");

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use cairn_audit::source::{AnchorClaim, LocatedReceipt, Source, SourceError};
-use cairn_spec::{Hash32, LedgerEntry, SignedEpochHeader, SignedReceipt};
+use cairn_spec::{Hash32, LedgerEntry, Roster, SignedEpochHeader, SignedReceipt, Task};
 
 use crate::lifecycle_store as ls;
 use crate::store::KvStore;
@@ -56,5 +56,18 @@ impl Source for StoreSource {
 
     fn anchors(&self) -> Result<Vec<AnchorClaim>, SourceError> {
         Ok(self.anchors.clone())
+    }
+
+    fn roster(&self, epoch: u32) -> Result<Roster, SourceError> {
+        ls::roster(self.store.as_ref(), epoch)
+            .map_err(load)?
+            .ok_or_else(|| SourceError::NotFound(format!("roster of epoch {epoch}")))
+    }
+
+    fn task(&self, id: &Hash32) -> Result<Task, SourceError> {
+        ls::task(self.store.as_ref(), id)
+            .map_err(load)?
+            .map(|r| r.task)
+            .ok_or_else(|| SourceError::NotFound(format!("task {id}")))
     }
 }

@@ -411,6 +411,7 @@ mod tests {
                 verdict: Verdict::Accepted,
                 units: 1,
                 reward_sats: 10,
+                draw_epoch: 0,
             };
             step.changes.push(Change::UnsealedReceipt {
                 index: u32::from(i),

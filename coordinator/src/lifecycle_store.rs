@@ -7,8 +7,8 @@
 //! writes what the machine changed, in one batch per step.
 
 use cairn_spec::{
-    Decode, Encode, EpochHeader, Hash32, LedgerEntry, MerkleProof, PubKey, Reveal, Signed, SignedEpochHeader,
-    SignedReceipt,
+    Decode, Encode, EpochHeader, Hash32, LedgerEntry, MerkleProof, PubKey, Reveal, Roster, Signed,
+    SignedEpochHeader, SignedReceipt,
 };
 use thiserror::Error;
 
@@ -93,6 +93,11 @@ fn header_key(h: u32) -> Vec<u8> {
 }
 fn snapshot_key(h: u32) -> Vec<u8> {
     [b"s".as_slice(), &h.to_be_bytes()].concat()
+}
+/// `epochs`: `r` ‖ height → the roster epoch `height`'s draws rank (written with the header
+/// before it, which commits to its root).
+fn roster_key(h: u32) -> Vec<u8> {
+    [b"r".as_slice(), &h.to_be_bytes()].concat()
 }
 
 /// Identifies the row a change rewrites whole (a kind, then up to 36 bytes of key), when
@@ -194,9 +199,12 @@ pub fn add(b: &mut Batch, c: &Change) -> Result<(), Unsealed> {
         Change::Payout(p) => {
             b.put(Table::Ledger, payout_key(p.id), json(p));
         }
-        Change::Epoch { header, ledger } => {
+        Change::Epoch { header, ledger, roster } => {
             let h = header.body.height;
             b.put(Table::Epochs, header_key(h), header.to_bytes());
+            if let Some(roster) = roster {
+                b.put(Table::Epochs, roster_key(h.saturating_add(1)), roster.to_bytes());
+            }
             let mut snap = Vec::with_capacity(ledger.len() * 57);
             for e in ledger {
                 snap.extend_from_slice(&e.to_bytes());
@@ -348,6 +356,7 @@ pub fn load(s: &dyn KvStore) -> Result<Option<Snapshot>, LoadError> {
         snap.open_leaves.push(decode::<SignedReceipt>(Table::Receipts, &k, &v)?.id());
         Ok::<(), LoadError>(())
     })?;
+    snap.roster = roster(s, snap.meta.next_epoch)?;
     Ok(Some(snap))
 }
 
@@ -438,6 +447,12 @@ pub fn receipt_path(s: &dyn KvStore, epoch: u32, index: u32) -> Result<Option<Me
 /// A signed epoch header.
 pub fn header(s: &dyn KvStore, height: u32) -> Result<Option<SignedEpochHeader>, LoadError> {
     let k = header_key(height);
+    s.get(Table::Epochs, &k)?.map(|v| decode(Table::Epochs, &k, &v)).transpose()
+}
+
+/// The roster epoch `height`'s draws rank, when the header before it is stored.
+pub fn roster(s: &dyn KvStore, height: u32) -> Result<Option<Roster>, LoadError> {
+    let k = roster_key(height);
     s.get(Table::Epochs, &k)?.map(|v| decode(Table::Epochs, &k, &v)).transpose()
 }
 

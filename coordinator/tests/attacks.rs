@@ -358,3 +358,77 @@ fn a_worker_with_nothing_locked_is_audited_whatever_its_streak() {
         h.run_task(id, &ws, &|_| b"right".to_vec());
     }
 }
+
+/// A thousand new keys (each cost a registration, nothing more) ask for every task and lie
+/// whenever drawn, beside eight workers with credit locked. A task holds at most one light
+/// key while others are ready (SPEC.md §12.4), so the flood never fills a task's replicas
+/// nor outvotes its workers: each key it risks is banned the first time it lies on a replica.
+#[test]
+fn a_thousand_new_keys_hold_one_slot_of_a_task_at_most_and_never_profit() {
+    let class = exact(2);
+    let mut h = Harness::new(vec![class.clone()], |_| {});
+    let honest = workers(8);
+    for w in &honest {
+        h.register(w);
+    }
+    // The honest workers build stake: 1.4 × the slot's reward (200 sats) locked each.
+    let mut warm = 0u32;
+    while honest.iter().any(|w| h.m.balance(&w.public()).map_or(0, |e| e.locked) < 280) {
+        warm += 1;
+        let id = h.submit(&class, &[b"warm".as_slice(), &warm.to_be_bytes()].concat(), None);
+        h.run_task(id, &honest, &|_| b"right".to_vec());
+    }
+    let sybils: Vec<SigningKey> = (0..1000).map(|i| key(5000 + i)).collect();
+    for s in &sybils {
+        h.register(s);
+    }
+    // The flood asks first, while the task still seeks workers (a claim on a task whose slots
+    // are all taken makes nobody ready).
+    let mut all = sybils.clone();
+    all.extend(honest.iter().cloned());
+    let first_honest = sybils.len();
+    let is_sybil = |k: &PubKey| !honest.iter().any(|w| w.public() == *k);
+    let forfeited_before = h.m.meta().forfeited;
+    let (n, mut sybil_slots, mut most_on_a_task, mut sybil_credit) = (200u32, 0u32, 0usize, 0u64);
+    for t in 0..n {
+        let id = h.submit(&class, &t.to_be_bytes(), None);
+        // The flood asks often enough to stay ready (every key within `live_secs`).
+        let flood_asks = t % 20 == 0;
+        h.run_task_asking(id, &all, &|i| i >= first_honest || flood_asks, &|i| {
+            if i >= first_honest {
+                b"right".to_vec()
+            } else {
+                b"invented".to_vec()
+            }
+        });
+        let rec = h.final_task(&id);
+        let on_task = rec.assignments.iter().filter(|a| is_sybil(&a.worker)).count();
+        most_on_a_task = most_on_a_task.max(on_task);
+        sybil_slots += on_task as u32;
+        sybil_credit += rec
+            .assignments
+            .iter()
+            .filter(|a| is_sybil(&a.worker) && a.verdict == Some(Verdict::Accepted))
+            .map(|_| 200)
+            .sum::<u64>();
+        assert!(matches!(rec.phase, Phase::Decided { .. }), "{:?}", rec.phase);
+    }
+    let banned = sybils.iter().filter(|s| h.m.worker(&s.public()).unwrap().banned.is_some()).count();
+    let forfeited = h.m.meta().forfeited - forfeited_before;
+    println!(
+        "1000 new keys against 8 staked workers over {n} tasks: {sybil_slots} slots held, at most \
+         {most_on_a_task} on one task, {sybil_credit} sats credited, {forfeited} sats forfeited, \
+         {banned} keys banned"
+    );
+    assert!(sybil_slots > 0, "the flood was never drawn");
+    assert_eq!(most_on_a_task, 1, "two light keys on one task");
+    assert_eq!(sybil_credit, 0, "a lie was paid");
+    for w in &honest {
+        let r = h.m.worker(&w.public()).unwrap();
+        assert!(
+            r.banned.is_none() && r.misses == 0 && r.rejected == 0,
+            "an honest worker was penalised: {:?}",
+            r.rejections
+        );
+    }
+}

@@ -94,6 +94,8 @@ async fn impostor(
         receipt_count: 1,
         accepted_count: 1,
         reward_sats: 100,
+        // The key's holder knows the seed the next header must reveal.
+        draw_seed: cairn_coordinator::lifecycle::draw_seed_of(&key, last.body.height + 1),
         ..last.body.clone()
     };
     let receipt = SignedReceipt::sign(

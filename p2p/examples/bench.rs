@@ -90,6 +90,7 @@ async fn main() {
             verdict: Verdict::Accepted,
             units: 1,
             reward_sats: 1,
+            draw_epoch: 0,
         };
         let msg = GossipMessage::Receipt(SignedReceipt::sign(body.clone(), &coord, &[0; 32]));
         sent.insert(body.task, Instant::now());

@@ -108,6 +108,11 @@ fn headers(n: u32, network: cairn_spec::Network) -> Vec<SignedEpochHeader> {
                 accepted_count: 1,
                 reward_sats: 10,
                 time: 1_767_225_600 + u64::from(height),
+                draw_seed: cairn_spec::Hash32([height as u8; 32]),
+                next_seed_hash: cairn_spec::draw::seed_hash(&cairn_spec::Hash32(
+                    [(height as u8).wrapping_add(1); 32],
+                )),
+                next_roster: cairn_spec::Roster::default().root(),
             };
             prev = h.hash();
             Signed::sign(h, &coord, &[0; 32])

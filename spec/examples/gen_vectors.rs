@@ -84,6 +84,7 @@ fn receipt_body(coord: &SigningKey, epoch: u32, i: u32, verdict: Verdict) -> Wor
         verdict,
         units: 2,
         reward_sats: if accepted { 20 } else { 0 },
+        draw_epoch: epoch.saturating_sub(i % 2),
     }
 }
 
@@ -280,6 +281,9 @@ fn object_vectors() -> Value {
         accepted_count: 0,
         reward_sats: 0,
         time: 1_767_225_600,
+        draw_seed: h("draw-seed-0"),
+        next_seed_hash: draw::seed_hash(&h("draw-seed-1")),
+        next_roster: Roster::new(vec![key(20).public(), key(21).public(), key(22).public()]).root(),
     };
     let next = EpochHeader {
         height: 1,
@@ -290,6 +294,8 @@ fn object_vectors() -> Value {
         accepted_count: 2,
         reward_sats: 40,
         time: 1_767_226_200,
+        draw_seed: h("draw-seed-1"),
+        next_seed_hash: draw::seed_hash(&h("draw-seed-2")),
         ..genesis.clone()
     };
 
@@ -586,6 +592,9 @@ fn build_world() -> World {
             accepted_count: accepted,
             reward_sats: receipts.iter().map(|r| r.body.reward_sats).sum(),
             time: 1_767_225_600 + u64::from(height) * 600,
+            draw_seed: h(&format!("draw-seed-{height}")),
+            next_seed_hash: draw::seed_hash(&h(&format!("draw-seed-{}", height + 1))),
+            next_roster: Roster::default().root(),
         };
         prev = header.hash();
         epochs.push((receipts, Signed::sign(header, &coord, &AUX)));
@@ -974,6 +983,52 @@ fn wire_vectors() -> Value {
     })
 }
 
+// ---------------------------------------------------------------- draws (§12.1)
+
+fn draw_vectors() -> Value {
+    let coord = key(1);
+    let task = sample_task(&coord);
+    let seeds = [h("draw-seed-0"), h("draw-seed-1")];
+    let seed_cases: Vec<Value> =
+        seeds.iter().map(|s| json!({"seed": s.to_hex(), "seed_hash": draw::seed_hash(s).to_hex()})).collect();
+    let keys: Vec<PubKey> = (20..28u8).map(|n| key(n).public()).collect();
+    let mut rosters = Vec::new();
+    for n in [0usize, 1, 3, 8] {
+        let r = Roster::new(keys[..n].iter().rev().copied().collect());
+        rosters.push(json!({
+            "keys": r.keys().iter().map(|k| k.to_hex()).collect::<Vec<_>>(),
+            "encoding": hex::encode(r.to_bytes()),
+            "root": r.root().to_hex(),
+        }));
+    }
+    let roster = Roster::new(keys.clone());
+    let mut rankings = Vec::new();
+    for seed in &seeds {
+        let ranked = roster.ranking(seed, &task);
+        rankings.push(json!({
+            "seed": seed.to_hex(),
+            "task": obj("task", &task),
+            "roster": roster.keys().iter().map(|k| k.to_hex()).collect::<Vec<_>>(),
+            "scores": ranked.iter().map(|(s, k)| json!({"key": k.to_hex(), "score": s.to_hex()})).collect::<Vec<_>>(),
+        }));
+    }
+    let (a, b) =
+        if keys[0].as_bytes() > keys[1].as_bytes() { (keys[0], keys[1]) } else { (keys[1], keys[0]) };
+    let invalid = vec![
+        json!({"name": "keys out of order", "encoding": hex::encode([&2u32.to_be_bytes()[..], a.as_bytes(), b.as_bytes()].concat())}),
+        json!({"name": "a key twice", "encoding": hex::encode([&2u32.to_be_bytes()[..], a.as_bytes(), a.as_bytes()].concat())}),
+        json!({"name": "count beyond the keys", "encoding": hex::encode([&2u32.to_be_bytes()[..], a.as_bytes()].concat())}),
+        json!({"name": "not a key", "encoding": hex::encode([&1u32.to_be_bytes()[..], &not_a_key()[..]].concat())}),
+    ];
+    json!({
+        "description": "SPEC.md §12.1: draw seed commitments, rosters (encoding, root) and the scores that rank a roster's keys for a task (lowest first). Invalid rosters must not decode.",
+        "seeds": seed_cases,
+        "rosters": rosters,
+        "rankings": rankings,
+        "invalid_rosters": invalid,
+    })
+}
+
 /// Every vector file, by name, with its contents.
 pub fn all_vectors() -> BTreeMap<&'static str, Value> {
     BTreeMap::from([
@@ -985,6 +1040,7 @@ pub fn all_vectors() -> BTreeMap<&'static str, Value> {
         ("anchor_payload.json", anchor_payload_vectors()),
         ("receipt_proof.json", receipt_proof_vectors()),
         ("wire.json", wire_vectors()),
+        ("draws.json", draw_vectors()),
     ])
 }
 

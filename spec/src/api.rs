@@ -231,6 +231,10 @@ pub struct TaskView {
     pub failure: Option<String>,
     /// Slots, in claim order.
     pub assignments: Vec<SlotView>,
+    /// The task's canonical encoding, hex (SPEC.md §5.3): an auditor hashes it to the id and
+    /// recomputes the task's draws from it (§12.1). Only in `GET /v1/tasks/{id}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encoding: Option<String>,
 }
 
 /// `GET /v1/tasks`: a page of tasks.
@@ -426,6 +430,21 @@ pub struct EpochLedger {
     pub state_root: Hash32,
     /// Ledger entries' canonical encodings, hex, in leaf order.
     pub entries: Vec<String>,
+}
+
+/// `GET /v1/epochs/{height}/roster`: the keys epoch `height`'s draws rank (SPEC.md §12.1),
+/// committed by the header before it (`next_roster`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct EpochRoster {
+    /// The epoch whose draws rank these keys.
+    pub epoch: u32,
+    /// The roster's root (equal to `next_roster` of header `epoch − 1`).
+    pub root: Hash32,
+    /// The roster's canonical encoding, hex (u32 count ‖ keys ascending).
+    pub encoding: String,
+    /// The keys, hex, ascending.
+    pub keys: Vec<String>,
 }
 
 /// Where an anchor transaction stands: a coordinator's own anchors are `pending`,

@@ -32,6 +32,13 @@ pub struct EpochHeader {
     pub reward_sats: u64,
     /// Closing time, unix seconds (coordinator's clock; informational).
     pub time: u64,
+    /// The seed of the slot draws made while this epoch was open (SPEC.md §12.1), revealed
+    /// now; the header before committed to it in `next_seed_hash`.
+    pub draw_seed: Hash32,
+    /// `draw::seed_hash` of the next epoch's draw seed.
+    pub next_seed_hash: Hash32,
+    /// Root of the roster the next epoch's draws rank (`draw::Roster::root`).
+    pub next_roster: Hash32,
 }
 
 /// A header with the coordinator's signature.
@@ -39,9 +46,9 @@ pub type SignedEpochHeader = Signed<EpochHeader>;
 
 impl EpochHeader {
     /// Object version.
-    pub const VERSION: u8 = 1;
+    pub const VERSION: u8 = 2;
     /// Encoded length of the unsigned header.
-    pub const ENCODED_LEN: usize = 1 + 1 + 32 + 4 + 32 + 32 + 32 + 4 + 4 + 8 + 8;
+    pub const ENCODED_LEN: usize = 1 + 1 + 32 + 4 + 32 + 32 + 32 + 4 + 4 + 8 + 8 + 32 + 32 + 32;
     /// Offset of `prev` in the encoding.
     pub const PREV_OFFSET: usize = 1 + 1 + 32 + 4;
     /// Offset of `receipts_root` in the encoding.
@@ -53,12 +60,13 @@ impl EpochHeader {
     }
 
     /// True when `self` directly follows `prev` (same network and coordinator, next height,
-    /// `self.prev` is `prev`'s hash).
+    /// `self.prev` is `prev`'s hash) and reveals the draw seed `prev` committed to.
     pub fn follows(&self, prev: &EpochHeader) -> bool {
         self.network == prev.network
             && self.coordinator == prev.coordinator
             && Some(self.height) == prev.height.checked_add(1)
             && self.prev == prev.hash()
+            && crate::draw::seed_hash(&self.draw_seed) == prev.next_seed_hash
     }
 }
 
@@ -74,7 +82,10 @@ impl Encode for EpochHeader {
             .u32(self.receipt_count)
             .u32(self.accepted_count)
             .u64(self.reward_sats)
-            .u64(self.time);
+            .u64(self.time)
+            .raw(&self.draw_seed.0)
+            .raw(&self.next_seed_hash.0)
+            .raw(&self.next_roster.0);
     }
 }
 
@@ -105,6 +116,9 @@ impl Decode for EpochHeader {
         }
         let reward_sats = r.u64("reward_sats")?;
         let time = r.u64("time")?;
+        let draw_seed = Hash32(r.array("draw_seed")?);
+        let next_seed_hash = Hash32(r.array("next_seed_hash")?);
+        let next_roster = Hash32(r.array("next_roster")?);
         Ok(EpochHeader {
             network,
             coordinator,
@@ -116,6 +130,9 @@ impl Decode for EpochHeader {
             accepted_count,
             reward_sats,
             time,
+            draw_seed,
+            next_seed_hash,
+            next_roster,
         })
     }
 }

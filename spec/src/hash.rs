@@ -114,11 +114,17 @@ pub enum Tag {
     /// What a coordinator signs for a batch of receipts: the batch's leaf count and root
     /// (SPEC.md §5.7).
     ReceiptBatch,
+    /// Commitment to an epoch's draw seed (SPEC.md §12.1).
+    DrawSeed,
+    /// Root of the roster of keys an epoch's draws rank (SPEC.md §12.1).
+    Roster,
+    /// A key's score in the draws for a task (SPEC.md §12.1).
+    Draw,
 }
 
 impl Tag {
     /// All tags, in SPEC.md order.
-    pub const ALL: [Tag; 16] = [
+    pub const ALL: [Tag; 19] = [
         Tag::Content,
         Tag::TaskClass,
         Tag::Task,
@@ -135,6 +141,9 @@ impl Tag {
         Tag::Claim,
         Tag::Bond,
         Tag::ReceiptBatch,
+        Tag::DrawSeed,
+        Tag::Roster,
+        Tag::Draw,
     ];
 
     /// The ASCII tag string hashed into the prefix.
@@ -156,6 +165,9 @@ impl Tag {
             Tag::Claim => "cairn/claim",
             Tag::Bond => "cairn/bond",
             Tag::ReceiptBatch => "cairn/receipt-batch",
+            Tag::DrawSeed => "cairn/draw-seed",
+            Tag::Roster => "cairn/roster",
+            Tag::Draw => "cairn/draw",
         }
     }
 
@@ -177,6 +189,9 @@ impl Tag {
             Tag::Claim => 13,
             Tag::Bond => 14,
             Tag::ReceiptBatch => 15,
+            Tag::DrawSeed => 16,
+            Tag::Roster => 17,
+            Tag::Draw => 18,
         }
     }
 

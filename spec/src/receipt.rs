@@ -90,6 +90,9 @@ pub struct WorkReceipt {
     pub units: u32,
     /// Reward in satoshis (zero unless accepted).
     pub reward_sats: u64,
+    /// The epoch open when the worker's slot was drawn: its draw seed and roster ranked the
+    /// worker (SPEC.md §12.1). At most `epoch`.
+    pub draw_epoch: u32,
 }
 
 /// A receipt with the coordinator's signature over the batch it was issued in (SPEC.md
@@ -272,9 +275,9 @@ impl Decode for SignedReceipt {
 
 impl WorkReceipt {
     /// Object version.
-    pub const VERSION: u8 = 1;
+    pub const VERSION: u8 = 2;
     /// Encoded length of the unsigned receipt.
-    pub const ENCODED_LEN: usize = 1 + 1 + 32 + 4 + 32 + 32 + 32 + 32 + 1 + 1 + 4 + 8;
+    pub const ENCODED_LEN: usize = 1 + 1 + 32 + 4 + 32 + 32 + 32 + 32 + 1 + 1 + 4 + 8 + 4;
 
     /// The leaf hash of this receipt in its epoch's receipts tree (= its id).
     pub fn leaf_hash(&self) -> Hash32 {
@@ -290,7 +293,12 @@ impl Encode for WorkReceipt {
         w.u32(self.epoch).raw(&self.task.0).raw(&self.class.0);
         self.worker.encode(w);
         let (v, reason) = self.verdict.codes();
-        w.raw(&self.result_hash.0).u8(v).u8(reason).u32(self.units).u64(self.reward_sats);
+        w.raw(&self.result_hash.0)
+            .u8(v)
+            .u8(reason)
+            .u32(self.units)
+            .u64(self.reward_sats)
+            .u32(self.draw_epoch);
     }
 }
 
@@ -318,6 +326,13 @@ impl Decode for WorkReceipt {
                 reason: "a rejected result earns nothing",
             });
         }
+        let draw_epoch = r.u32("draw_epoch")?;
+        if draw_epoch > epoch {
+            return Err(DecodeError::InvalidValue {
+                field: "draw_epoch",
+                reason: "a slot cannot be drawn after its receipt's epoch",
+            });
+        }
         Ok(WorkReceipt {
             network,
             coordinator,
@@ -329,6 +344,7 @@ impl Decode for WorkReceipt {
             verdict,
             units,
             reward_sats,
+            draw_epoch,
         })
     }
 }
@@ -359,6 +375,7 @@ mod tests {
             verdict: Verdict::Accepted,
             units: 1,
             reward_sats: 10,
+            draw_epoch: 0,
         }
     }
 

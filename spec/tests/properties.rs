@@ -165,6 +165,7 @@ fn receipt() -> impl Strategy<Value = WorkReceipt> {
                     verdict,
                     units,
                     reward_sats: if verdict.is_accepted() { reward } else { 0 },
+                    draw_epoch: epoch / 2,
                 }
             },
         )
@@ -182,9 +183,22 @@ fn header() -> impl Strategy<Value = EpochHeader> {
         any::<u32>(),
         any::<u64>(),
         any::<u64>(),
+        (hash32(), hash32(), hash32()),
     )
         .prop_map(
-            |(network, coordinator, height, prev, receipts_root, state_root, a, b, reward_sats, time)| {
+            |(
+                network,
+                coordinator,
+                height,
+                prev,
+                receipts_root,
+                state_root,
+                a,
+                b,
+                reward_sats,
+                time,
+                draws,
+            )| {
                 EpochHeader {
                     network,
                     coordinator,
@@ -202,6 +216,9 @@ fn header() -> impl Strategy<Value = EpochHeader> {
                     accepted_count: a.min(b),
                     reward_sats,
                     time,
+                    draw_seed: draws.0,
+                    next_seed_hash: draws.1,
+                    next_roster: draws.2,
                 }
             },
         )
@@ -225,6 +242,7 @@ fn decode_all_canonical(bytes: &[u8]) {
     check::<ReceiptProof>(bytes);
     check::<Signed<TaskAnnouncement>>(bytes);
     check::<Signed<Claim>>(bytes);
+    check::<Roster>(bytes);
     check::<GossipMessage>(bytes);
     check::<Request>(bytes);
     check::<Response>(bytes);

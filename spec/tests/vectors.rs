@@ -301,6 +301,45 @@ fn check_wire(v: &Value) -> usize {
     n
 }
 
+fn check_draws(v: &Value) -> usize {
+    let mut n = 0;
+    for c in arr(&v["seeds"]) {
+        assert_eq!(draw::seed_hash(&hash(&c["seed"])), hash(&c["seed_hash"]));
+        n += 1;
+    }
+    for c in arr(&v["rosters"]) {
+        let keys: Vec<PubKey> = c["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| PubKey::from_hex(k.as_str().unwrap()).unwrap())
+            .collect();
+        let r = Roster::from_bytes(&bytes(&c["encoding"])).unwrap();
+        assert_eq!(r.keys(), keys.as_slice());
+        assert_eq!(r.root(), hash(&c["root"]));
+        n += 1;
+    }
+    for c in arr(&v["rankings"]) {
+        let task: Task = serde_json::from_value(c["task"]["json"].clone()).unwrap();
+        let roster = Roster::new(
+            arr(&c["roster"]).iter().map(|k| PubKey::from_hex(k.as_str().unwrap()).unwrap()).collect(),
+        );
+        let got: Vec<(String, String)> =
+            roster.ranking(&hash(&c["seed"]), &task).iter().map(|(s, k)| (s.to_hex(), k.to_hex())).collect();
+        let want: Vec<(String, String)> = arr(&c["scores"])
+            .iter()
+            .map(|x| (x["score"].as_str().unwrap().to_owned(), x["key"].as_str().unwrap().to_owned()))
+            .collect();
+        assert_eq!(got, want);
+        n += 1;
+    }
+    for c in arr(&v["invalid_rosters"]) {
+        assert!(Roster::from_bytes(&bytes(&c["encoding"])).is_err(), "{}", c["name"]);
+        n += 1;
+    }
+    n
+}
+
 #[test]
 fn every_vector_file_is_checked() {
     let mut checked = Vec::new();
@@ -320,6 +359,7 @@ fn every_vector_file_is_checked() {
             "anchor_payload.json" => check_anchor_payload(&v),
             "receipt_proof.json" => check_receipt_proofs(&v),
             "wire.json" => check_wire(&v),
+            "draws.json" => check_draws(&v),
             other => panic!("vector file {other} is not used by any test"),
         };
         assert!(cases > 0, "{name} has no cases");

@@ -35,6 +35,7 @@ impl Side {
                     verdict: Verdict::Accepted,
                     units: 1,
                     reward_sats: 10,
+                    draw_epoch: 0,
                 })
                 .collect();
             let receipts = SignedReceipt::sign_all(bodies, |m| coord.sign(m, &[0; 32]));
@@ -50,6 +51,11 @@ impl Side {
                 accepted_count: receipts_per_epoch,
                 reward_sats: 10 * u64::from(receipts_per_epoch),
                 time: 1_767_225_600 + u64::from(height) * 600,
+                draw_seed: cairn_spec::Hash32([height as u8; 32]),
+                next_seed_hash: cairn_spec::draw::seed_hash(&cairn_spec::Hash32(
+                    [(height as u8).wrapping_add(1); 32],
+                )),
+                next_roster: cairn_spec::Roster::default().root(),
             };
             prev = header.hash();
             epochs.push((receipts, Signed::sign(header, &coord, &[0; 32])));

@@ -42,6 +42,15 @@ pub(super) fn run_audit(command: AuditCommand) -> Result<bool> {
         )?,
         AuditCommand::Epoch { height, chain } => chain_audit(chain, height, Some(height))?,
         AuditCommand::Chain { from, to, chain } => chain_audit(chain, from, to)?,
+        AuditCommand::Draws { height, api, data_dir, worker, json } => {
+            let worker = worker
+                .as_deref()
+                .map(|w| {
+                    cairn_spec::PubKey::from_hex(w).with_context(|| format!("--worker {w:?} is not a key"))
+                })
+                .transpose()?;
+            a::audit_draws(height, api.as_deref(), data_dir.as_deref(), worker.as_ref(), json)?
+        }
     };
     print!("{}", out.output);
     Ok(out.ok)

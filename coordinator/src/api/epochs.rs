@@ -7,7 +7,9 @@
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::Json;
-use cairn_spec::api::{EpochClosed, EpochLedger, EpochList, EpochReceipts, EpochView, ErrorBody};
+use cairn_spec::api::{
+    EpochClosed, EpochLedger, EpochList, EpochReceipts, EpochRoster, EpochView, ErrorBody,
+};
 use cairn_spec::{Encode, SignedEpochHeader};
 
 use super::{authorize, bad, limit, not_found, parse_height, AnchorView, ApiResult, ApiState, Command, Page};
@@ -121,5 +123,26 @@ pub(super) async fn epoch_ledger(
         height,
         state_root: h.body.state_root,
         entries: entries.iter().map(|e| hex::encode(e.to_bytes())).collect(),
+    }))
+}
+
+/// The roster an epoch's draws rank (SPEC.md §12.1), written with the header before it.
+#[utoipa::path(get, path = "/v1/epochs/{height}/roster", tag = "epochs",
+    params(("height" = u32, Path, description = "The epoch whose draws rank the roster (1 or more)")),
+    responses((status = 200, description = "The roster", body = EpochRoster),
+              (status = 400, description = "Malformed height", body = ErrorBody),
+              (status = 404, description = "No header commits to a roster for that epoch here", body = ErrorBody)))]
+pub(super) async fn epoch_roster(
+    State(s): State<ApiState>,
+    Path(height): Path<String>,
+) -> ApiResult<EpochRoster> {
+    let height = parse_height(&height)?;
+    let store = s.store.clone();
+    let roster = ls::roster(store.as_ref(), height)?.ok_or_else(|| not_found("roster"))?;
+    Ok(Json(EpochRoster {
+        epoch: height,
+        root: roster.root(),
+        encoding: hex::encode(roster.to_bytes()),
+        keys: roster.keys().iter().map(|k| k.to_hex()).collect(),
     }))
 }

@@ -64,6 +64,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/epochs/{height}"),
     ("get", "/v1/epochs/{height}/receipts"),
     ("get", "/v1/epochs/{height}/ledger"),
+    ("get", "/v1/epochs/{height}/roster"),
     ("get", "/v1/anchors"),
     ("get", "/v1/receipts/{id}"),
     ("get", "/v1/receipts/{id}/proof"),
@@ -105,6 +106,7 @@ pub const ROUTES: &[(&str, &str)] = &[
         epochs::get_epoch,
         epochs::epoch_receipts,
         epochs::epoch_ledger,
+        epochs::epoch_roster,
         receipts::get_receipt,
         receipts::receipt_proof,
         receipts::timestamp,
@@ -471,6 +473,7 @@ pub fn router(state: ApiState, max_body: usize) -> Router {
         .route("/v1/epochs/{height}", get(epochs::get_epoch))
         .route("/v1/epochs/{height}/receipts", get(epochs::epoch_receipts))
         .route("/v1/epochs/{height}/ledger", get(epochs::epoch_ledger))
+        .route("/v1/epochs/{height}/roster", get(epochs::epoch_roster))
         .route("/v1/anchors", get(status::anchors))
         .route("/v1/receipts/{id}", get(receipts::get_receipt))
         .route("/v1/receipts/{id}/proof", get(receipts::receipt_proof))

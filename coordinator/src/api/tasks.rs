@@ -56,8 +56,9 @@ pub(super) async fn submit_task(
     Ok((StatusCode::CREATED, Json(TaskCreated { id })).into_response())
 }
 
-/// The public view of a task: no canary answer, no audit flags.
-fn task_view(r: &TaskRecord) -> TaskView {
+/// The public view of a task: no canary answer, no audit flags; with its encoding when
+/// `full` (one task's view, not a page's).
+fn task_view(r: &TaskRecord, full: bool) -> TaskView {
     let assignments = r
         .assignments
         .iter()
@@ -88,6 +89,7 @@ fn task_view(r: &TaskRecord) -> TaskView {
         result_hash,
         failure,
         assignments,
+        encoding: full.then(|| hex::encode(cairn_spec::Encode::to_bytes(&r.task))),
     }
 }
 
@@ -104,7 +106,7 @@ fn load_task(s: &ApiState, id: &Hash32) -> Result<TaskRecord, ApiError> {
               (status = 404, description = "Unknown task", body = ErrorBody)))]
 pub(super) async fn get_task(State(s): State<ApiState>, Path(id): Path<String>) -> ApiResult<TaskView> {
     let id = parse_hash(&id, "task id")?;
-    Ok(Json(task_view(&load_task(&s, &id)?)))
+    Ok(Json(task_view(&load_task(&s, &id)?, true)))
 }
 
 /// The accepted result of a decided task, for its requester (operator token required): a
@@ -156,6 +158,6 @@ pub(super) async fn list_tasks(State(s): State<ApiState>, Query(p): Query<Page>)
     let n = limit(&p)?;
     let after = p.after.as_deref().map(|a| parse_hash(a, "after")).transpose()?;
     let store = s.store.clone();
-    let tasks = ls::tasks(store.as_ref(), after.as_ref(), n)?.iter().map(task_view).collect();
+    let tasks = ls::tasks(store.as_ref(), after.as_ref(), n)?.iter().map(|t| task_view(t, false)).collect();
     Ok(Json(TaskList { tasks }))
 }

@@ -127,9 +127,10 @@ impl Follower {
                 return refuse("receipts", e.to_string());
             }
         }
-        if let Err(e) =
-            ls::add(&mut b, &Change::Epoch { header: Box::new(e.header.clone()), ledger: e.ledger.clone() })
-        {
+        if let Err(e) = ls::add(
+            &mut b,
+            &Change::Epoch { header: Box::new(e.header.clone()), ledger: e.ledger.clone(), roster: None },
+        ) {
             return refuse("epoch", e.to_string());
         }
         b.sync();

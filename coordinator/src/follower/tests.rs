@@ -45,6 +45,7 @@ pub(crate) fn epochs(n: u32) -> Vec<FetchedEpoch> {
                     verdict: Verdict::Accepted,
                     units: 1,
                     reward_sats: 100,
+                    draw_epoch: 0,
                 };
                 ledger
                     .entry(w)
@@ -65,6 +66,11 @@ pub(crate) fn epochs(n: u32) -> Vec<FetchedEpoch> {
             accepted_count: height + 1,
             reward_sats: 100 * u64::from(height + 1),
             time: 1_767_225_600 + u64::from(height) * 600,
+            draw_seed: cairn_spec::Hash32([height as u8; 32]),
+            next_seed_hash: cairn_spec::draw::seed_hash(&cairn_spec::Hash32(
+                [(height as u8).wrapping_add(1); 32],
+            )),
+            next_roster: cairn_spec::Roster::default().root(),
         };
         prev = header.hash();
         out.push(FetchedEpoch { header: Signed::sign(header, &c, &[0; 32]), receipts, ledger: entries });

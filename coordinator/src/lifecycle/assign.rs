@@ -35,45 +35,67 @@ impl Machine {
     /// Draws workers for the slots of a task in its commit phase that nobody holds, one at a
     /// time among the ready workers that are `eligible`; each drawn worker gets an offer for
     /// `offer_secs`. Returns the workers drawn (they must hear of the task again).
+    ///
+    /// The drawn worker is the candidate with the lowest `draw::score` under the open epoch's
+    /// seed, taken from the first group that holds one. Groups are ordered by: not a second
+    /// under-staked key on the task (SPEC.md §12.4), then fresh (not having let a slot of this
+    /// task go, not cooling down), then on the roster (§12.1). An auditor recomputes the
+    /// scores once the epoch's header reveals the seed, and sees which ranked keys were passed
+    /// over.
     pub(super) fn fill_slots(&mut self, id: &Hash32, now: u64) -> Vec<PubKey> {
         let mut drawn = Vec::new();
         let t = &self.cfg.tunables;
         let (offer_secs, live_secs, max_leases) = (t.offer_secs, t.live_secs, t.max_leases_per_worker);
-        let Machine { open, seen, workers, leases, seed, cooldown, .. } = self;
+        let epoch = self.meta.next_epoch;
+        let dseed = self.draw_seed(epoch);
+        let need = stake_needed(self.slot_reward(id), t.slot_stake_ppm);
+        let (pow_bits, pow_value) = (t.pow_difficulty, t.pow_value_sats);
+        let Machine { open, seen, workers, leases, cooldown, roster, ledger, .. } = self;
         let Some(rec) = open.get_mut(id) else { return drawn };
         if rec.phase != Phase::Commit {
             return drawn;
         }
         while rec.assignments.len() < usize::from(rec.wanted) {
-            let ready: Vec<PubKey> = seen
+            let cooling = |k: &PubKey| cooldown.get(k).is_some_and(|(_, until)| now < *until);
+            // A key with less at stake than the slot needs (a new key, most often) may hold
+            // one slot of a task: keys that cost nothing can then neither fill a task's
+            // replicas nor outvote its workers, while a new key still earns its first credit.
+            let understaked = |k: &PubKey| {
+                let locked = ledger.get(k).map_or(0, |e| e.locked);
+                let admission = workers
+                    .get(k)
+                    .filter(|w| w.registration.body.work_bits() >= pow_bits)
+                    .map_or(0, |_| pow_value);
+                locked.saturating_add(admission) < need
+            };
+            let one_already = rec.assignments.iter().any(|a| understaked(&a.worker));
+            // Workers that let a slot of this task go, or are cooling down after lapses, are
+            // drawn only when nobody else is ready: the task must not wait for ever on a
+            // network of few workers.
+            let best = seen
                 .get(&rec.task.class)
                 .into_iter()
                 .flatten()
                 .filter(|(_, at)| now.saturating_sub(**at) <= live_secs)
                 .map(|(k, _)| *k)
                 .filter(|k| eligible(workers, leases, rec, k, max_leases))
-                .collect();
-            // Workers that let a slot of this task go, or are cooling down after lapses, are
-            // drawn only when nobody else is ready: the task must not wait for ever on a
-            // network of few workers.
-            let cooling = |k: &PubKey| cooldown.get(k).is_some_and(|(_, until)| now < *until);
-            let fresh: Vec<PubKey> =
-                ready.iter().filter(|k| !rec.declined.contains(k) && !cooling(k)).copied().collect();
-            let cands = if fresh.is_empty() { ready } else { fresh };
-            if cands.is_empty() {
-                break;
-            }
-            let pick = draw_index(seed, rec, cands.len());
-            let Some(worker) = cands.get(pick).copied() else { break };
+                .map(|k| {
+                    let stale = rec.declined.contains(&k) || cooling(&k);
+                    let group = (one_already && understaked(&k), stale, !roster.contains(&k));
+                    (group, draw::score(&dseed, &rec.task, &k).0, k)
+                })
+                .min_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+            let Some((_, _, worker)) = best else { break };
             rec.assignments.push(Assignment {
                 worker,
                 lease_expires: now.saturating_add(offer_secs),
                 commitment: None,
                 revealed: None,
-                audit: rec.audit_drawn,
+                audit: rec.audit_drawn || rec.escalations > 0,
                 offered: true,
                 verdict: None,
                 receipt: None,
+                drawn_in: epoch,
             });
             *leases.entry(worker).or_default() += 1;
             drawn.push(worker);
@@ -157,6 +179,13 @@ impl Machine {
     }
 }
 
+/// What a worker must have at stake (locked credit plus admission value) to hold a slot
+/// paying `reward` beside another worker that has less: `ppm · reward / 10^6`, rounded up.
+pub(super) fn stake_needed(reward: u64, ppm: u32) -> u64 {
+    let n = u128::from(reward) * u128::from(ppm);
+    u64::try_from(n.div_ceil(1_000_000)).unwrap_or(u64::MAX)
+}
+
 /// Whether `k` may be drawn for a slot of `rec`: admitted, not on the task, and holding fewer
 /// uncommitted slots than the limit.
 fn eligible(
@@ -169,24 +198,4 @@ fn eligible(
     workers.get(k).is_some_and(|w| w.banned.is_none() && w.bond_lost.is_none())
         && !rec.assignments.iter().any(|a| a.worker == *k)
         && leases.get(k).copied().unwrap_or(0) < max_leases
-}
-
-/// The draw of one slot: a hash of the node's secret seed, the task, the number of slots
-/// held, the workers that let a slot of it go, its escalations and audit draw, reduced to an
-/// index among `n` candidates (in key order). Workers cannot predict it (the seed is secret) nor steer it (nothing in it is
-/// theirs to choose).
-fn draw_index(seed: &[u8; 32], rec: &TaskRecord, n: usize) -> usize {
-    let mut pre = b"cairn/assign".to_vec();
-    pre.extend_from_slice(seed);
-    pre.extend_from_slice(&rec.id.0);
-    pre.extend_from_slice(&(rec.assignments.len() as u32).to_be_bytes());
-    pre.extend_from_slice(&(rec.declined.len() as u32).to_be_bytes());
-    for k in &rec.declined {
-        pre.extend_from_slice(k.as_bytes());
-    }
-    pre.extend_from_slice(&u32::from(rec.escalations).to_be_bytes());
-    pre.extend_from_slice(&[u8::from(rec.audit_drawn)]);
-    let d = sha256(&pre).0;
-    let r = u64::from_be_bytes([d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]]);
-    (r % n.max(1) as u64) as usize
 }

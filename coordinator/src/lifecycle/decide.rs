@@ -207,6 +207,11 @@ impl Machine {
                 Judgement::Decided { winners, clear } => {
                     for (k, (i, b)) in valid.iter().enumerate() {
                         let win = winners.contains(&k);
+                        // Only a replica can be judged a fraud by a vote. A check slot (the
+                        // audit replica or an escalation, drawn after the reveals) that loses
+                        // is a mismatch: a coalition holding a task's replicas and one
+                        // escalation must not turn an honest audit into a ban (SPEC.md §12.2).
+                        let check = rec.assignments.get(*i).is_some_and(|a| a.audit);
                         if win && accepted.is_none() {
                             accepted = Some(revealed_hash(rec, *i, b));
                         }
@@ -214,7 +219,7 @@ impl Machine {
                             *i,
                             SlotVerdict {
                                 verdict: Some(if win { Verdict::Accepted } else { Verdict::Mismatch }),
-                                fraud: !win && clear,
+                                fraud: !win && clear && !check,
                                 reason: if win {
                                     String::new()
                                 } else {
@@ -315,6 +320,9 @@ impl Machine {
                     verdict: v,
                     units: rec.task.units,
                     reward_sats: paid,
+                    // A slot drawn in an epoch still open when the receipt is issued cannot
+                    // be later than it; `min` only guards a corrupt record.
+                    draw_epoch: a.drawn_in.min(epoch),
                 };
                 let rid = receipt.id();
                 // Alone, a receipt is a batch of one; in a group commit the driver seals the

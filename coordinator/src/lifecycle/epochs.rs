@@ -172,6 +172,11 @@ impl Machine {
         let prev = self.meta.last_header.as_ref().map(|h| h.id()).unwrap_or(Hash32::ZERO);
         let entries: Vec<LedgerEntry> = self.ledger.values().cloned().collect();
         let leaves: Vec<Hash32> = entries.iter().map(|e| e.id()).collect();
+        // The next epoch's draws rank every worker admitted now; the header commits to them,
+        // and to the next seed, before any of those draws is made (SPEC.md §12.1).
+        let roster = Roster::new(
+            self.workers.values().filter(|w| Standing::of(w) == Standing::Active).map(|w| w.key()).collect(),
+        );
         let header = EpochHeader {
             network: self.cfg.network,
             coordinator: self.me,
@@ -183,6 +188,9 @@ impl Machine {
             accepted_count: self.meta.open_accepted,
             reward_sats: self.meta.open_reward,
             time: now,
+            draw_seed: self.draw_seed(height),
+            next_seed_hash: draw::seed_hash(&self.draw_seed(height.saturating_add(1))),
+            next_roster: roster.root(),
         };
         let signed = self.sign(header);
         let payload = AnchorPayload { height, header_hash: signed.id() };
@@ -194,10 +202,22 @@ impl Machine {
         self.meta.open_reward = 0;
         self.meta.payouts_waiting = false;
         self.open_leaves.clear();
-        step.changes.push(Change::Epoch { header: Box::new(signed.clone()), ledger: entries });
+        step.changes.push(Change::Epoch {
+            header: Box::new(signed.clone()),
+            ledger: entries,
+            roster: Some(Box::new(roster.clone())),
+        });
+        self.roster = roster;
         step.effects.push(Effect::Epoch(Box::new(signed)));
         step.effects.push(Effect::Anchor(payload));
         step.sync = true;
+    }
+
+    /// The seed of the draws made while epoch `height` is open: derived from the
+    /// coordinator's secret, so fixed before the header before it commits to it, and unknown
+    /// to others until its own header reveals it.
+    pub(super) fn draw_seed(&self, height: u32) -> Hash32 {
+        draw_seed(&self.seed, height)
     }
 
     pub(super) fn maybe_close_epoch_on_count(&mut self, now: u64, step: &mut Step) {
@@ -205,4 +225,17 @@ impl Machine {
             self.close(now, step);
         }
     }
+}
+
+fn draw_seed(secret: &[u8; 32], height: u32) -> Hash32 {
+    let mut pre = b"cairn/draw-seed-secret".to_vec();
+    pre.extend_from_slice(secret);
+    pre.extend_from_slice(&height.to_be_bytes());
+    sha256(&pre)
+}
+
+/// The draw seed of epoch `height` of the coordinator whose key is `key` (what its header
+/// reveals): only the key's holder can compute it in advance.
+pub fn draw_seed_of(key: &SigningKey, height: u32) -> Hash32 {
+    draw_seed(&secret_seed(key), height)
 }

@@ -27,14 +27,15 @@ mod work;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use cairn_spec::hash::sha256;
-use cairn_spec::merkle;
+use cairn_spec::{draw, merkle};
 use cairn_spec::{
     AnchorPayload, Claim, Commitment, EpochHeader, ErrorReason, Hash32, LedgerEntry, Network, Object,
-    Payload, PubKey, Registration, ResponseBody, Reveal, Signed, SignedEpochHeader, SignedReceipt, Signer,
-    SigningKey, Task, TaskAnnouncement, TaskClass, Verdict, WorkReceipt,
+    Payload, PubKey, Registration, ResponseBody, Reveal, Roster, Signed, SignedEpochHeader, SignedReceipt,
+    Signer, SigningKey, Task, TaskAnnouncement, TaskClass, Verdict, WorkReceipt,
 };
 use thiserror::Error;
 
+pub use epochs::draw_seed_of;
 pub use group::ReceiptSigner;
 pub use submit::{Canary, TaskRequest};
 
@@ -97,6 +98,14 @@ pub struct Tunables {
     /// A due canary is released at a random time up to this long after the request that made
     /// it due.
     pub canary_spread_secs: u64,
+    /// A task holds at most one key whose locked credit plus admission value is below
+    /// `slot_stake_ppm · r / 10^6` (r the slot's reward), unless no other worker is ready
+    /// (SPEC.md §12.4); 0 turns this off.
+    pub slot_stake_ppm: u32,
+    /// What the operator holds one proof-of-work registration at `pow_difficulty` to cost, in
+    /// satoshis: the admission value of a key admitted by work. A bond counts nothing (it is
+    /// not forfeitable).
+    pub pow_value_sats: u64,
 }
 
 impl Default for Tunables {
@@ -116,6 +125,8 @@ impl Default for Tunables {
             offer_secs: 10,
             live_secs: 120,
             canary_spread_secs: 60,
+            slot_stake_ppm: 1_400_000,
+            pow_value_sats: 0,
         }
     }
 }
@@ -288,6 +299,9 @@ pub enum Change {
         header: Box<SignedEpochHeader>,
         /// Ledger entries in worker-key order.
         ledger: Vec<LedgerEntry>,
+        /// The roster the next epoch's draws rank (the header commits to its root); `None`
+        /// where a follower mirrors an epoch without it.
+        roster: Option<Box<Roster>>,
     },
     /// The node-wide counters.
     Meta(Box<MetaState>),
@@ -376,6 +390,8 @@ pub struct Snapshot {
     pub open_leaves: Vec<Hash32>,
     /// Every (requester, nonce) submitted, with its task id.
     pub nonces: Vec<(PubKey, u64, Hash32)>,
+    /// The roster the open epoch's draws rank (none before the first header).
+    pub roster: Option<Roster>,
 }
 
 /// A snapshot that does not add up.
@@ -414,6 +430,9 @@ pub struct Machine {
     /// Workers that let offers lapse: lapses in a row, and until when they are not ready (not
     /// persisted, like readiness).
     cooldown: HashMap<PubKey, (u32, u64)>,
+    /// The roster the open epoch's draws rank: the workers admitted when the newest header
+    /// was signed, which commits to it (empty before the first header).
+    roster: Roster,
 }
 
 /// Where a registered worker stands.
@@ -471,6 +490,13 @@ struct GroupRows {
     locks: BTreeSet<(u32, PubKey)>,
 }
 
+/// The coordinator's secret for draws workers must not predict, derived from its key.
+fn secret_seed(key: &SigningKey) -> [u8; 32] {
+    let mut pre = b"cairn/audit-seed".to_vec();
+    pre.extend_from_slice(&key.secret_bytes());
+    sha256(&pre).0
+}
+
 /// Outcome of one slot when a task is decided.
 struct SlotVerdict {
     verdict: Option<Verdict>,
@@ -488,9 +514,7 @@ impl Machine {
 
     fn build(cfg: LifecycleConfig, key: SigningKey, meta: MetaState) -> Self {
         let classes = cfg.classes.iter().map(|c| (c.id(), c.clone())).collect();
-        let mut pre = b"cairn/audit-seed".to_vec();
-        pre.extend_from_slice(&key.secret_bytes());
-        let seed = sha256(&pre).0;
+        let seed = secret_seed(&key);
         let me = key.public();
         Machine {
             cfg,
@@ -514,12 +538,18 @@ impl Machine {
             standings: Standings::default(),
             seen: BTreeMap::new(),
             cooldown: HashMap::new(),
+            roster: Roster::default(),
         }
     }
 
     /// Resumes from a snapshot.
     pub fn restore(cfg: LifecycleConfig, key: SigningKey, snap: Snapshot) -> Result<Self, RestoreError> {
         let mut m = Self::build(cfg, key, snap.meta);
+        m.roster = snap.roster.unwrap_or_default();
+        let committed = m.meta.last_header.as_ref().map(|h| h.body.next_roster);
+        if committed.is_some_and(|root| root != m.roster.root()) {
+            return Err(RestoreError("the stored roster is not the one the newest header commits to".into()));
+        }
         m.open_leaves = snap.open_leaves;
         if m.open_leaves.len() != m.meta.open_receipts as usize {
             return Err(RestoreError(format!(

@@ -62,7 +62,8 @@ pub struct Assignment {
     pub commitment: Option<Hash32>,
     /// Content hash of the revealed result, once revealed (and opening the commitment).
     pub revealed: Option<Hash32>,
-    /// This slot is the audit replica (not visible to the worker).
+    /// A check slot: the audit replica or an escalation, drawn after the task's first reveals
+    /// (not visible to the worker). A check that loses a vote is a mismatch, never fraud.
     pub audit: bool,
     /// The coordinator drew this worker for the slot and it has not claimed it yet:
     /// `lease_expires` is when the offer lapses (SPEC.md §12.1). Claiming turns the offer into
@@ -72,6 +73,9 @@ pub struct Assignment {
     pub verdict: Option<Verdict>,
     /// Receipt id, once issued.
     pub receipt: Option<Hash32>,
+    /// The epoch open when the worker was drawn: its seed and roster ranked the worker
+    /// (SPEC.md §12.1); the receipt carries it.
+    pub drawn_in: u32,
 }
 
 /// A task and its lifecycle state.
@@ -105,7 +109,7 @@ pub struct TaskRecord {
 pub const MAX_DECLINED: usize = 64;
 
 /// Version byte of the `tasks` row encoding of a [`TaskRecord`] (SCHEMA.md).
-const TASK_RECORD_VERSION: u8 = 2;
+const TASK_RECORD_VERSION: u8 = 3;
 /// Most slots a stored task record may hold (replication, audit and escalation replicas are
 /// far fewer; the bound only keeps a corrupt row from asking for a huge allocation).
 const MAX_STORED_SLOTS: usize = 1024;
@@ -165,7 +169,7 @@ impl Encode for TaskRecord {
         // Never more than MAX_STORED_SLOTS (the machine adds a handful per task).
         w.u32(self.assignments.len() as u32);
         for a in &self.assignments {
-            w.raw(a.worker.as_bytes()).u64(a.lease_expires);
+            w.raw(a.worker.as_bytes()).u64(a.lease_expires).u32(a.drawn_in);
             put_opt_hash(w, &a.commitment);
             put_opt_hash(w, &a.revealed);
             w.u8(u8::from(a.audit)).u8(u8::from(a.offered));
@@ -216,12 +220,13 @@ impl Decode for TaskRecord {
             declined.push(get_key(r, "declined")?);
         }
         let len = r.u32("assignments")? as usize;
-        // A slot is at least 32 + 8 + 6 bytes.
-        let n = r.count("assignments", len, MAX_STORED_SLOTS, 46)?;
+        // A slot is at least 32 + 8 + 4 + 6 bytes.
+        let n = r.count("assignments", len, MAX_STORED_SLOTS, 50)?;
         let mut assignments = Vec::with_capacity(n);
         for _ in 0..n {
             let worker = get_key(r, "worker")?;
             let lease_expires = r.u64("lease_expires")?;
+            let drawn_in = r.u32("drawn_in")?;
             let commitment = get_opt_hash(r, "commitment")?;
             let revealed = get_opt_hash(r, "revealed")?;
             let audit = get_flag(r, "audit")?;
@@ -247,6 +252,7 @@ impl Decode for TaskRecord {
                 offered,
                 verdict,
                 receipt,
+                drawn_in,
             });
         }
         Ok(TaskRecord {
@@ -505,6 +511,7 @@ mod tests {
             offered: !full,
             verdict: full.then_some(Verdict::ALL[usize::from(n) % Verdict::ALL.len()]),
             receipt: full.then_some(Hash32([n + 2; 32])),
+            drawn_in: u32::from(n) * 7,
         }
     }
 
@@ -554,7 +561,7 @@ mod tests {
             }
         }
         let mut bad = samples().remove(0).to_bytes();
-        bad[0] = 3;
+        bad[0] = TASK_RECORD_VERSION - 1;
         assert!(matches!(TaskRecord::from_bytes(&bad), Err(DecodeError::UnknownVersion { .. })));
         // A slot count beyond the bound is refused before anything is allocated for it.
         let r = samples().remove(0);

@@ -17,8 +17,10 @@ pub use rocks::RocksStore;
 /// The schema version this build writes and accepts. Version 2: receipts are stored with
 /// their batch (SPEC.md §5.7); a version 1 database holds receipts signed one by one.
 /// Version 3: task records are binary (SCHEMA.md), no longer JSON. Version 4: task records
-/// carry drawn slots (offers, and the workers that let a slot go; SPEC.md §12.1).
-pub const SCHEMA_VERSION: u32 = 4;
+/// carry drawn slots (offers, and the workers that let a slot go; SPEC.md §12.1). Version 5:
+/// headers and receipts of protocol version 2 (checkable draws), each slot's draw epoch, and
+/// each epoch's roster (SPEC.md §12.1).
+pub const SCHEMA_VERSION: u32 = 5;
 
 /// Key of the schema version in the `meta` table.
 pub const SCHEMA_KEY: &[u8] = b"schema_version";

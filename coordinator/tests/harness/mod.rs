@@ -173,45 +173,81 @@ impl Harness {
     /// their offers. Returns the indices in `ws` of the workers holding a lease or a
     /// commitment on the task.
     pub fn take(&mut self, task: Hash32, ws: &[SigningKey]) -> Vec<usize> {
-        for w in ws {
-            let _ = self.claim(w, task);
-        }
-        self.tick(0);
-        for w in ws {
-            if self.m.open_task(&task).and_then(|t| t.slot(&w.public())).is_some_and(|a| a.offered) {
-                self.claim(w, task).unwrap();
+        self.take_asking(task, ws, &|_| true)
+    }
+
+    /// As `take`, but only the workers `asks` names ask (become ready); any worker of `ws`
+    /// drawn takes its offer.
+    pub fn take_asking(
+        &mut self,
+        task: Hash32,
+        ws: &[SigningKey],
+        asks: &dyn Fn(usize) -> bool,
+    ) -> Vec<usize> {
+        for (i, w) in ws.iter().enumerate() {
+            if asks(i) {
+                let _ = self.claim(w, task);
             }
         }
+        self.tick(0);
+        let index: std::collections::HashMap<PubKey, usize> =
+            ws.iter().enumerate().map(|(i, w)| (w.public(), i)).collect();
+        let offered: Vec<usize> = self
+            .m
+            .open_task(&task)
+            .map(|t| {
+                t.assignments
+                    .iter()
+                    .filter(|a| a.offered)
+                    .filter_map(|a| index.get(&a.worker).copied())
+                    .collect()
+            })
+            .unwrap_or_default();
+        for i in offered {
+            self.claim(&ws[i], task).unwrap();
+        }
         let Some(t) = self.m.open_task(&task) else { return Vec::new() };
-        (0..ws.len())
-            .filter(|i| t.slot(&ws[*i].public()).is_some_and(|a| !a.offered && a.verdict.is_none()))
-            .collect()
+        let mut held: Vec<usize> = t
+            .assignments
+            .iter()
+            .filter(|a| !a.offered && a.verdict.is_none())
+            .filter_map(|a| index.get(&a.worker).copied())
+            .collect();
+        held.sort_unstable();
+        held
     }
 
     /// Runs a task to its end with `answers` (worker index → result): every admitted worker
     /// asks for it, the drawn ones commit and reveal (audits and escalations draw further
     /// workers).
     pub fn run_task(&mut self, task: Hash32, workers: &[SigningKey], answer: &dyn Fn(usize) -> Vec<u8>) {
+        self.run_task_asking(task, workers, &|_| true, answer)
+    }
+
+    /// As `run_task`, but only the workers `asks` names ask for the task; any worker of
+    /// `workers` drawn for it works it.
+    pub fn run_task_asking(
+        &mut self,
+        task: Hash32,
+        workers: &[SigningKey],
+        asks: &dyn Fn(usize) -> bool,
+        answer: &dyn Fn(usize) -> Vec<u8>,
+    ) {
         let mut committed: Vec<usize> = Vec::new();
         for _round in 0..40 {
             let Some(rec) = self.m.open_task(&task).cloned() else { return };
             match rec.phase {
                 Phase::Commit => {
-                    let free: Vec<SigningKey> = workers
+                    let banned: Vec<bool> = workers
                         .iter()
-                        .filter(|w| self.m.worker(&w.public()).is_some_and(|r| r.banned.is_none()))
-                        .cloned()
+                        .map(|w| self.m.worker(&w.public()).is_none_or(|r| r.banned.is_some()))
                         .collect();
-                    let held = self.take(task, &free);
-                    if held.iter().all(|i| {
-                        committed
-                            .contains(&workers.iter().position(|w| w.public() == free[*i].public()).unwrap())
-                    }) {
+                    let held = self.take_asking(task, workers, &|i| asks(i) && !banned[i]);
+                    if held.iter().all(|i| committed.contains(i)) {
                         // Nobody new was drawn (workers cooling down after a lapse): time passes.
                         self.tick(10);
                     }
-                    for i in held {
-                        let idx = workers.iter().position(|w| w.public() == free[i].public()).unwrap();
+                    for idx in held {
                         if !committed.contains(&idx) {
                             committed.push(idx);
                             self.commit(&workers[idx], task, &answer(idx)).unwrap();

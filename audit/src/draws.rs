@@ -1,0 +1,207 @@
+//! Re-checking who was drawn (SPEC.md §12.1): each receipt names the epoch its slot was
+//! drawn in; that epoch's header reveals the seed the header before committed to, and that
+//! header also committed to the roster the draw ranked. From them an auditor recomputes
+//! every task's ranking and sees, for every slot, which roster keys ranked before its worker
+//! and hold no slot of the task: the keys the coordinator passed over.
+//!
+//! Owns the draw checks and their tallies. The checks themselves ([`check_draws`]) never
+//! fetch; [`audit_draws`] gathers their parts from a [`Source`]. Must never call a passed-over
+//! key proof of cheating: a key passes over when it was not asking for work, which only that
+//! key's operator can tell.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use cairn_spec::{Hash32, Object, PubKey, Roster, SignedEpochHeader, SignedReceipt, Task};
+use serde::Serialize;
+
+use crate::source::{Source, SourceError};
+use crate::verify::Report;
+
+/// The checks of a draw audit, in order.
+pub const DRAW_CHECKS: [&str; 3] = ["draw_seeds", "rosters", "tasks"];
+
+/// What re-checking the draws of one epoch needs: its header (which reveals the seed), the
+/// header before (which committed to the seed and the roster), and the roster.
+#[derive(Clone, Debug)]
+pub struct DrawEpoch {
+    /// Header of the draw epoch.
+    pub header: SignedEpochHeader,
+    /// The header before it.
+    pub prev: SignedEpochHeader,
+    /// The roster its draws ranked.
+    pub roster: Roster,
+}
+
+/// One slot's draw, recomputed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct SlotDraw {
+    /// The task.
+    pub task: Hash32,
+    /// The worker that held the slot.
+    pub worker: PubKey,
+    /// The epoch its slot was drawn in.
+    pub draw_epoch: u32,
+    /// Whether the draw could be recomputed (not for slots drawn before the first header,
+    /// whose seed and roster nothing committed to in advance).
+    pub checkable: bool,
+    /// The worker's place in the task's ranking (0 first); `None` when it is not on the
+    /// roster (drawn because no roster key was ready) or the draw is not checkable.
+    pub rank: Option<u32>,
+    /// Roster keys ranked before the worker that hold no slot of the task.
+    pub passed_over: Vec<PubKey>,
+}
+
+/// The draws of one epoch's receipts, recomputed.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct DrawAudit {
+    /// The epoch whose receipts were checked.
+    pub epoch: u32,
+    /// The checks (seeds revealed as committed, rosters as committed, tasks as named).
+    pub report: Report,
+    /// Every slot, in receipt order.
+    pub slots: Vec<SlotDraw>,
+}
+
+impl DrawAudit {
+    /// Slots whose draw was recomputed.
+    pub fn checkable(&self) -> usize {
+        self.slots.iter().filter(|s| s.checkable).count()
+    }
+
+    /// Checkable slots whose worker ranked first among the keys not on the task.
+    pub fn first_ranked(&self) -> usize {
+        self.slots.iter().filter(|s| s.rank.is_some() && s.passed_over.is_empty()).count()
+    }
+
+    /// Checkable slots held by a worker off the roster.
+    pub fn off_roster(&self) -> usize {
+        self.slots.iter().filter(|s| s.checkable && s.rank.is_none()).count()
+    }
+
+    /// How many slots passed over each key, most first.
+    pub fn passed_over(&self) -> Vec<(PubKey, u32)> {
+        let mut n: BTreeMap<PubKey, u32> = BTreeMap::new();
+        for k in self.slots.iter().flat_map(|s| &s.passed_over) {
+            *n.entry(*k).or_default() += 1;
+        }
+        let mut v: Vec<(PubKey, u32)> = n.into_iter().collect();
+        v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.as_bytes().cmp(b.0.as_bytes())));
+        v
+    }
+}
+
+/// Recomputes the draws of `receipts` (one epoch's, already checked by `epoch::check_epoch`)
+/// from the `tasks` they name and the `draws` of their draw epochs (every draw epoch from 1
+/// on that a receipt names).
+pub fn check_draws(
+    epoch: u32,
+    receipts: &[SignedReceipt],
+    tasks: &BTreeMap<Hash32, Task>,
+    draws: &BTreeMap<u32, DrawEpoch>,
+) -> DrawAudit {
+    let mut audit = DrawAudit { epoch, ..DrawAudit::default() };
+    let named: BTreeSet<u32> = receipts.iter().map(|r| r.body.draw_epoch).filter(|e| *e > 0).collect();
+    let bad_seed = named.iter().find_map(|e| {
+        let Some(d) = draws.get(e) else { return Some(format!("epoch {e}: its headers were not found")) };
+        let (h, p) = (&d.header.body, &d.prev.body);
+        if h.height != *e || !d.header.verify() || !d.prev.verify() {
+            Some(format!("epoch {e}: header missing, misplaced or not signed"))
+        } else if !h.follows(p) {
+            Some(format!(
+                "epoch {e}: does not follow epoch {} or reveals another seed than it committed to",
+                p.height
+            ))
+        } else {
+            None
+        }
+    });
+    let seeds = named.iter().map(|e| e.to_string()).collect::<Vec<_>>().join(", ");
+    audit.report.push(
+        "draw_seeds",
+        bad_seed.is_none(),
+        bad_seed.unwrap_or_else(|| {
+            format!("draw epochs [{seeds}]: each header reveals the seed the one before committed to")
+        }),
+    );
+    let bad_roster = named.iter().find_map(|e| {
+        let d = draws.get(e)?;
+        (d.roster.root() != d.prev.body.next_roster).then(|| {
+            format!("epoch {e}: the roster served is not the one epoch {} committed to", d.prev.body.height)
+        })
+    });
+    audit.report.push(
+        "rosters",
+        bad_roster.is_none(),
+        bad_roster.unwrap_or_else(|| format!("draw epochs [{seeds}]: each roster is the one committed to")),
+    );
+    let bad_task = receipts.iter().find_map(|r| match tasks.get(&r.body.task) {
+        None => Some(format!("task {} not found", r.body.task)),
+        Some(t) if t.id() != r.body.task => Some(format!("task {} does not hash to its id", r.body.task)),
+        Some(t) if t.class != r.body.class => {
+            Some(format!("task {} is of another class than its receipt says", r.body.task))
+        }
+        Some(_) => None,
+    });
+    let n_tasks = receipts.iter().map(|r| r.body.task).collect::<BTreeSet<_>>().len();
+    audit.report.push(
+        "tasks",
+        bad_task.is_none(),
+        bad_task.unwrap_or_else(|| format!("{n_tasks} tasks hash to the ids their receipts name")),
+    );
+    if !audit.report.ok() {
+        return audit;
+    }
+    let mut holders: BTreeMap<Hash32, BTreeSet<PubKey>> = BTreeMap::new();
+    for r in receipts {
+        holders.entry(r.body.task).or_default().insert(r.body.worker);
+    }
+    let mut rankings: BTreeMap<(Hash32, u32), Vec<PubKey>> = BTreeMap::new();
+    for r in receipts {
+        let b = &r.body;
+        let (Some(task), Some(d)) = (tasks.get(&b.task), draws.get(&b.draw_epoch)) else {
+            audit.slots.push(SlotDraw {
+                task: b.task,
+                worker: b.worker,
+                draw_epoch: b.draw_epoch,
+                checkable: false,
+                rank: None,
+                passed_over: Vec::new(),
+            });
+            continue;
+        };
+        let ranking = rankings.entry((b.task, b.draw_epoch)).or_insert_with(|| {
+            d.roster.ranking(&d.header.body.draw_seed, task).into_iter().map(|(_, k)| k).collect()
+        });
+        let on_task = holders.get(&b.task);
+        let held = |k: &PubKey| on_task.is_some_and(|h| h.contains(k));
+        let rank = ranking.iter().position(|k| *k == b.worker);
+        let before = rank.map_or(&ranking[..], |i| ranking.get(..i).unwrap_or_default());
+        audit.slots.push(SlotDraw {
+            task: b.task,
+            worker: b.worker,
+            draw_epoch: b.draw_epoch,
+            checkable: true,
+            rank: rank.map(|i| i as u32),
+            passed_over: before.iter().filter(|k| !held(k)).copied().collect(),
+        });
+    }
+    audit
+}
+
+/// Gathers what re-checking the draws of epoch `epoch` needs from `source` and checks them.
+pub fn audit_draws(source: &dyn Source, epoch: u32) -> Result<DrawAudit, SourceError> {
+    let receipts = source.epoch_receipts(epoch)?;
+    let mut tasks = BTreeMap::new();
+    for id in receipts.iter().map(|r| r.body.task).collect::<BTreeSet<_>>() {
+        tasks.insert(id, source.task(&id)?);
+    }
+    let mut draws = BTreeMap::new();
+    for e in receipts.iter().map(|r| r.body.draw_epoch).filter(|e| *e > 0).collect::<BTreeSet<_>>() {
+        let hs = source.header_range(e - 1, e)?;
+        let (Some(prev), Some(header)) = (hs.first(), hs.get(1)) else {
+            return Err(SourceError::NotFound(format!("headers {} and {e}", e - 1)));
+        };
+        draws.insert(e, DrawEpoch { header: header.clone(), prev: prev.clone(), roster: source.roster(e)? });
+    }
+    Ok(check_draws(epoch, &receipts, &tasks, &draws))
+}

@@ -1,0 +1,109 @@
+//! Checkable slot draws (SPEC.md §12.1): an epoch's draw seed and the commitment to it, the
+//! roster of keys an epoch's draws rank, and a key's score for a task.
+//!
+//! Owns the draw arithmetic the coordinator draws with and auditors recompute. Must never
+//! decide who is ready for a slot: readiness is the coordinator's to judge, and an auditor
+//! sees which ranked keys a draw passed over.
+
+use crate::codec::{Decode, DecodeError, Encode, Reader, Writer};
+use crate::hash::{tagged_hash, Hash32, Tag};
+use crate::keys::PubKey;
+use crate::task::Task;
+
+/// The commitment to a draw seed that the header before its epoch carries:
+/// `tagged_hash("cairn/draw-seed", seed)`.
+pub fn seed_hash(seed: &Hash32) -> Hash32 {
+    tagged_hash(Tag::DrawSeed, &seed.0)
+}
+
+/// The score of `key` in the draws for `task` under an epoch's `seed`:
+/// `tagged_hash("cairn/draw", seed ‖ class ‖ requester ‖ input content hash ‖ key)`. The
+/// lowest score ranks first. Nothing the coordinator picks when it accepts a task (its nonce,
+/// its time) enters the score, so it cannot try tasks until its own keys rank first.
+pub fn score(seed: &Hash32, task: &Task, key: &PubKey) -> Hash32 {
+    let mut m = [0u8; 160];
+    m[..32].copy_from_slice(&seed.0);
+    m[32..64].copy_from_slice(&task.class.0);
+    m[64..96].copy_from_slice(task.requester.as_bytes());
+    m[96..128].copy_from_slice(&task.input.content_hash().0);
+    m[128..].copy_from_slice(key.as_bytes());
+    tagged_hash(Tag::Draw, &m)
+}
+
+/// The keys an epoch's draws rank: every worker admitted when the epoch before closed, in
+/// ascending byte order, each once.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Roster {
+    keys: Vec<PubKey>,
+}
+
+impl Roster {
+    /// Most keys a roster may hold.
+    pub const MAX_KEYS: usize = 1_000_000;
+
+    /// The roster of `keys` (sorted and deduplicated here).
+    pub fn new(mut keys: Vec<PubKey>) -> Self {
+        keys.sort_unstable_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+        keys.dedup();
+        Roster { keys }
+    }
+
+    /// The keys, ascending.
+    pub fn keys(&self) -> &[PubKey] {
+        &self.keys
+    }
+
+    /// Whether `key` is on the roster.
+    pub fn contains(&self, key: &PubKey) -> bool {
+        self.keys.binary_search_by(|k| k.as_bytes().cmp(key.as_bytes())).is_ok()
+    }
+
+    /// Its root, which the header before the epoch commits to:
+    /// `tagged_hash("cairn/roster", u32 count ‖ keys)`.
+    pub fn root(&self) -> Hash32 {
+        tagged_hash(Tag::Roster, &self.to_bytes())
+    }
+
+    /// The roster's keys for `task` under `seed`, lowest score first (ties, which need a
+    /// hash collision, by key).
+    pub fn ranking(&self, seed: &Hash32, task: &Task) -> Vec<(Hash32, PubKey)> {
+        let mut r: Vec<(Hash32, PubKey)> = self.keys.iter().map(|k| (score(seed, task, k), *k)).collect();
+        r.sort_unstable_by(|a, b| a.0 .0.cmp(&b.0 .0).then_with(|| a.1.as_bytes().cmp(b.1.as_bytes())));
+        r
+    }
+}
+
+impl Encode for Roster {
+    fn encode(&self, w: &mut Writer) {
+        w.u32(self.keys.len() as u32);
+        for k in &self.keys {
+            k.encode(w);
+        }
+    }
+}
+
+impl Decode for Roster {
+    const NAME: &'static str = "roster";
+
+    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        let n = r.u32("count")? as usize;
+        if n > Self::MAX_KEYS {
+            return Err(DecodeError::InvalidValue {
+                field: "count",
+                reason: "more keys than a roster may hold",
+            });
+        }
+        let mut keys: Vec<PubKey> = Vec::with_capacity(n.min(4096));
+        for _ in 0..n {
+            let k = PubKey::decode(r, "key")?;
+            if keys.last().is_some_and(|p| p.as_bytes() >= k.as_bytes()) {
+                return Err(DecodeError::InvalidValue {
+                    field: "key",
+                    reason: "keys must ascend, each once",
+                });
+            }
+            keys.push(k);
+        }
+        Ok(Roster { keys })
+    }
+}
