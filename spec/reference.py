@@ -1187,8 +1187,7 @@ def dec_roster(b):
 
 
 def draw_score(seed, task, key):
-    return tagged_hash("cairn/draw", seed + h(task["class"]) + h(task["requester"])
-                       + payload_hash(task["input"]) + key)
+    return tagged_hash("cairn/draw", seed + h(task["class"]) + payload_hash(task["input"]) + key)
 
 
 def payload_hash(p):

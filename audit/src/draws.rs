@@ -4,6 +4,10 @@
 //! every task's ranking and sees, for every slot, which roster keys ranked before its worker
 //! and hold no slot of the task: the keys the coordinator passed over.
 //!
+//! The receipts are checked against header E (signatures, count, root) and every header
+//! against the receipts' coordinator and network; that those headers are the ones anchored in
+//! Bitcoin is `cairn audit chain`'s check, not this one's.
+//!
 //! Owns the draw checks and their tallies. The checks themselves ([`check_draws`]) never
 //! fetch; [`audit_draws`] gathers their parts from a [`Source`]. Must never call a passed-over
 //! key proof of cheating: a key passes over when it was not asking for work, which only that
@@ -11,14 +15,15 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use cairn_spec::{Hash32, Object, PubKey, Roster, SignedEpochHeader, SignedReceipt, Task};
+use cairn_spec::receipt::ReceiptVerifier;
+use cairn_spec::{merkle, Hash32, Object, PubKey, Roster, SignedEpochHeader, SignedReceipt, Task};
 use serde::Serialize;
 
 use crate::source::{Source, SourceError};
 use crate::verify::Report;
 
 /// The checks of a draw audit, in order.
-pub const DRAW_CHECKS: [&str; 3] = ["draw_seeds", "rosters", "tasks"];
+pub const DRAW_CHECKS: [&str; 4] = ["receipts", "draw_seeds", "rosters", "tasks"];
 
 /// What re-checking the draws of one epoch needs: its header (which reveals the seed), the
 /// header before (which committed to the seed and the roster), and the roster.
@@ -90,23 +95,52 @@ impl DrawAudit {
     }
 }
 
-/// Recomputes the draws of `receipts` (one epoch's, already checked by `epoch::check_epoch`)
-/// from the `tasks` they name and the `draws` of their draw epochs (every draw epoch from 1
-/// on that a receipt names).
+/// Recomputes the draws of `receipts`, epoch `header`'s, from the `tasks` they name and the
+/// `draws` of their draw epochs (every draw epoch from 1 on that a receipt names).
 pub fn check_draws(
-    epoch: u32,
+    header: &SignedEpochHeader,
     receipts: &[SignedReceipt],
     tasks: &BTreeMap<Hash32, Task>,
     draws: &BTreeMap<u32, DrawEpoch>,
 ) -> DrawAudit {
+    let h = &header.body;
+    let epoch = h.height;
     let mut audit = DrawAudit { epoch, ..DrawAudit::default() };
+    let mut signatures = ReceiptVerifier::default();
+    let bad = receipts.iter().find_map(|r| {
+        let b = &r.body;
+        if !signatures.verify(r) {
+            Some(format!("receipt {} signature invalid", r.id()))
+        } else if b.coordinator != h.coordinator || b.network != h.network || b.epoch != epoch {
+            Some(format!("receipt {} is not epoch {epoch}'s of this coordinator", r.id()))
+        } else {
+            None
+        }
+    });
+    let leaves: Vec<Hash32> = receipts.iter().map(|r| r.id()).collect();
+    let whole = receipts.len() == h.receipt_count as usize && merkle::root(&leaves) == h.receipts_root;
+    let signed = header.verify();
+    audit.report.push(
+        "receipts",
+        signed && bad.is_none() && whole,
+        match (signed, bad, whole) {
+            (false, _, _) => format!("header {epoch} not signed by its coordinator"),
+            (_, Some(why), _) => why,
+            (_, None, false) => {
+                format!("the receipts served are not the {} header {epoch} commits to", h.receipt_count)
+            }
+            _ => format!("{} receipts, signed, the ones header {epoch} commits to", receipts.len()),
+        },
+    );
     let named: BTreeSet<u32> = receipts.iter().map(|r| r.body.draw_epoch).filter(|e| *e > 0).collect();
     let bad_seed = named.iter().find_map(|e| {
         let Some(d) = draws.get(e) else { return Some(format!("epoch {e}: its headers were not found")) };
-        let (h, p) = (&d.header.body, &d.prev.body);
-        if h.height != *e || !d.header.verify() || !d.prev.verify() {
+        let (dh, p) = (&d.header.body, &d.prev.body);
+        if dh.height != *e || !d.header.verify() || !d.prev.verify() {
             Some(format!("epoch {e}: header missing, misplaced or not signed"))
-        } else if !h.follows(p) {
+        } else if dh.coordinator != h.coordinator || dh.network != h.network {
+            Some(format!("epoch {e}: header of another coordinator or network"))
+        } else if !dh.follows(p) {
             Some(format!(
                 "epoch {e}: does not follow epoch {} or reveals another seed than it committed to",
                 p.height
@@ -190,6 +224,10 @@ pub fn check_draws(
 
 /// Gathers what re-checking the draws of epoch `epoch` needs from `source` and checks them.
 pub fn audit_draws(source: &dyn Source, epoch: u32) -> Result<DrawAudit, SourceError> {
+    let header = source
+        .header_range(epoch, epoch)?
+        .pop()
+        .ok_or_else(|| SourceError::NotFound(format!("header {epoch}")))?;
     let receipts = source.epoch_receipts(epoch)?;
     let mut tasks = BTreeMap::new();
     for id in receipts.iter().map(|r| r.body.task).collect::<BTreeSet<_>>() {
@@ -203,5 +241,5 @@ pub fn audit_draws(source: &dyn Source, epoch: u32) -> Result<DrawAudit, SourceE
         };
         draws.insert(e, DrawEpoch { header: header.clone(), prev: prev.clone(), roster: source.roster(e)? });
     }
-    Ok(check_draws(epoch, &receipts, &tasks, &draws))
+    Ok(check_draws(&header, &receipts, &tasks, &draws))
 }

@@ -107,7 +107,11 @@ pub fn draws(a: &crate::draws::DrawAudit, worker: Option<&cairn_spec::PubKey>) -
     }
     if let Some(w) = worker {
         let mine: Vec<_> = a.slots.iter().filter(|s| s.passed_over.contains(w)).collect();
-        let _ = writeln!(out, "{w} was passed over for {} slot(s):", mine.len());
+        let _ = writeln!(
+            out,
+            "{w} was passed over for {} slot(s) (a key missing from a draw epoch's roster is never counted: check GET /v1/epochs/<e>/roster):",
+            mine.len()
+        );
         for s in mine {
             let rank = s.rank.map_or("off the roster".to_owned(), |r| format!("rank {r}"));
             let _ =

@@ -432,3 +432,59 @@ fn a_thousand_new_keys_hold_one_slot_of_a_task_at_most_and_never_profit() {
         );
     }
 }
+
+/// Only two staked workers and three new keys that lie whenever drawn: every audit and
+/// escalation falls to the new keys (no other staked worker is free), yet their three agreeing
+/// results count as one vote beside the staked ones (SPEC.md §12.4). They are never paid and
+/// never get an honest worker banned or fined.
+#[test]
+fn light_keys_in_every_check_slot_cannot_outvote_staked_replicas() {
+    let class = exact(2);
+    let mut h = Harness::new(vec![class.clone()], |c| c.tunables.audit_min_ppm = 1_000_000);
+    let honest = workers(2);
+    for w in &honest {
+        h.register(w);
+    }
+    let mut warm = 0u32;
+    while honest.iter().any(|w| h.m.balance(&w.public()).map_or(0, |e| e.locked) < 280) {
+        warm += 1;
+        let id = h.submit(&class, &[b"warm".as_slice(), &warm.to_be_bytes()].concat(), None);
+        h.run_task(id, &honest, &|_| b"right".to_vec());
+    }
+    let sybils: Vec<SigningKey> = (0..3).map(|i| key(7000 + i)).collect();
+    for s in &sybils {
+        h.register(s);
+    }
+    let mut all = sybils.clone();
+    all.extend(honest.iter().cloned());
+    let is_sybil = |k: &PubKey| sybils.iter().any(|s| s.public() == *k);
+    let before = h.m.meta().forfeited;
+    let (mut checks_held, mut sybil_credit) = (0u32, 0u64);
+    for t in 0..60u32 {
+        let id = h.submit(&class, &t.to_be_bytes(), None);
+        h.run_task(id, &all, &|i| if i < sybils.len() { b"invented".to_vec() } else { b"right".to_vec() });
+        let rec = h.final_task(&id);
+        checks_held += rec.assignments.iter().filter(|a| a.audit && is_sybil(&a.worker)).count() as u32;
+        sybil_credit += rec
+            .assignments
+            .iter()
+            .filter(|a| is_sybil(&a.worker) && a.verdict == Some(Verdict::Accepted))
+            .count() as u64
+            * 200;
+        assert!(matches!(rec.phase, Phase::Decided { .. }), "{:?}", rec.phase);
+    }
+    println!(
+        "3 new keys lying against 2 staked workers: {checks_held} check slots held, {sybil_credit} sats credited, {} forfeited",
+        h.m.meta().forfeited - before
+    );
+    assert!(checks_held > 0, "the new keys never held a check slot");
+    assert_eq!(sybil_credit, 0, "a lie was paid");
+    for w in &honest {
+        let r = h.m.worker(&w.public()).unwrap();
+        assert!(
+            r.banned.is_none() && r.rejected == 0 && r.misses == 0,
+            "an honest worker was penalised: {:?}",
+            r.rejections
+        );
+    }
+}

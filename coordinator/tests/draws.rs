@@ -26,6 +26,7 @@ fn close(h: &mut Harness) -> u32 {
 
 /// What the auditor needs for epoch `epoch`'s receipts, read from the coordinator's store.
 struct Parts {
+    header: cairn_spec::SignedEpochHeader,
     receipts: Vec<cairn_spec::SignedReceipt>,
     tasks: BTreeMap<Hash32, Task>,
     draws: BTreeMap<u32, DrawEpoch>,
@@ -48,11 +49,12 @@ fn parts(h: &Harness, epoch: u32) -> Parts {
             },
         );
     }
-    Parts { receipts, tasks, draws }
+    Parts { header: ls::header(&h.store, epoch).unwrap().unwrap(), receipts, tasks, draws }
 }
 
 fn audit(epoch: u32, p: &Parts) -> DrawAudit {
-    check_draws(epoch, &p.receipts, &p.tasks, &p.draws)
+    assert_eq!(p.header.body.height, epoch);
+    check_draws(&p.header, &p.receipts, &p.tasks, &p.draws)
 }
 
 /// Registers `n` workers, runs tasks in epoch 0 until every worker has enough locked credit
@@ -150,6 +152,12 @@ fn a_seed_other_than_committed_a_swapped_roster_or_task_is_refused() {
     let e = close(&mut h);
     let honest = parts(&h, e);
     assert!(audit(e, &honest).report.ok());
+
+    // A source that leaves out a receipt (one whose draw would look bad) is caught: the
+    // receipts no longer add up to the header's root.
+    let mut p = parts(&h, e);
+    p.receipts.pop();
+    assert_eq!(audit(e, &p).report.first_failure().map(|c| c.name), Some("receipts"));
 
     // A header re-signed to reveal another seed (one the coordinator could grind after
     // seeing the tasks) does not open the commitment of the header before.

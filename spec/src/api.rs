@@ -441,10 +441,10 @@ pub struct EpochRoster {
     pub epoch: u32,
     /// The roster's root (equal to `next_roster` of header `epoch − 1`).
     pub root: Hash32,
-    /// The roster's canonical encoding, hex (u32 count ‖ keys ascending).
+    /// How many keys it holds.
+    pub count: u32,
+    /// The roster's canonical encoding, hex (u32 count ‖ keys ascending, 32 bytes each).
     pub encoding: String,
-    /// The keys, hex, ascending.
-    pub keys: Vec<String>,
 }
 
 /// Where an anchor transaction stands: a coordinator's own anchors are `pending`,

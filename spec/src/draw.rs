@@ -16,17 +16,17 @@ pub fn seed_hash(seed: &Hash32) -> Hash32 {
     tagged_hash(Tag::DrawSeed, &seed.0)
 }
 
-/// The score of `key` in the draws for `task` under an epoch's `seed`:
-/// `tagged_hash("cairn/draw", seed ‖ class ‖ requester ‖ input content hash ‖ key)`. The
-/// lowest score ranks first. Nothing the coordinator picks when it accepts a task (its nonce,
-/// its time) enters the score, so it cannot try tasks until its own keys rank first.
-pub fn score(seed: &Hash32, task: &Task, key: &PubKey) -> Hash32 {
-    let mut m = [0u8; 160];
+/// The score of `key` in the draws for a task of class `class` whose input has content hash
+/// `input` under an epoch's `seed`: `tagged_hash("cairn/draw", seed ‖ class ‖ input ‖ key)`.
+/// The lowest score ranks first. Nothing the coordinator fills in when it accepts a task (its
+/// nonce, its time, the requester it names) enters the score, so it cannot try versions of a
+/// task until its own keys rank first.
+pub fn score(seed: &Hash32, class: &Hash32, input: &Hash32, key: &PubKey) -> Hash32 {
+    let mut m = [0u8; 128];
     m[..32].copy_from_slice(&seed.0);
-    m[32..64].copy_from_slice(&task.class.0);
-    m[64..96].copy_from_slice(task.requester.as_bytes());
-    m[96..128].copy_from_slice(&task.input.content_hash().0);
-    m[128..].copy_from_slice(key.as_bytes());
+    m[32..64].copy_from_slice(&class.0);
+    m[64..96].copy_from_slice(&input.0);
+    m[96..].copy_from_slice(key.as_bytes());
     tagged_hash(Tag::Draw, &m)
 }
 
@@ -38,8 +38,9 @@ pub struct Roster {
 }
 
 impl Roster {
-    /// Most keys a roster may hold.
-    pub const MAX_KEYS: usize = 1_000_000;
+    /// Most keys a roster may hold (its encoding is then 16 MB: a roster is decoded under this
+    /// bound, not the 1 MiB bound of other objects).
+    pub const MAX_KEYS: usize = 500_000;
 
     /// The roster of `keys` (sorted and deduplicated here).
     pub fn new(mut keys: Vec<PubKey>) -> Self {
@@ -67,7 +68,9 @@ impl Roster {
     /// The roster's keys for `task` under `seed`, lowest score first (ties, which need a
     /// hash collision, by key).
     pub fn ranking(&self, seed: &Hash32, task: &Task) -> Vec<(Hash32, PubKey)> {
-        let mut r: Vec<(Hash32, PubKey)> = self.keys.iter().map(|k| (score(seed, task, k), *k)).collect();
+        let input = task.input.content_hash();
+        let mut r: Vec<(Hash32, PubKey)> =
+            self.keys.iter().map(|k| (score(seed, &task.class, &input, k), *k)).collect();
         r.sort_unstable_by(|a, b| a.0 .0.cmp(&b.0 .0).then_with(|| a.1.as_bytes().cmp(b.1.as_bytes())));
         r
     }
@@ -105,5 +108,16 @@ impl Decode for Roster {
             keys.push(k);
         }
         Ok(Roster { keys })
+    }
+
+    fn from_bytes(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let max = 4 + Self::MAX_KEYS * 32;
+        if bytes.len() > max {
+            return Err(DecodeError::TooLarge { len: bytes.len(), max });
+        }
+        let mut r = Reader::new(bytes);
+        let v = Self::decode(&mut r)?;
+        r.finish(Self::NAME)?;
+        Ok(v)
     }
 }

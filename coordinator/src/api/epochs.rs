@@ -142,7 +142,7 @@ pub(super) async fn epoch_roster(
     Ok(Json(EpochRoster {
         epoch: height,
         root: roster.root(),
+        count: roster.keys().len() as u32,
         encoding: hex::encode(roster.to_bytes()),
-        keys: roster.keys().iter().map(|k| k.to_hex()).collect(),
     }))
 }

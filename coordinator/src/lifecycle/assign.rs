@@ -1,6 +1,7 @@
 //! Who works on a task: the coordinator draws every slot (replicas, the audit replica,
-//! escalations) at random among the workers ready for the task's class, and a claim only takes
-//! a slot its worker was drawn for. An offer that lapses costs nothing; a lease let expire is a
+//! escalations) among the workers ready for the task's class, by the scores the open epoch's
+//! committed seed gives them (SPEC.md §12.1), and a claim only takes a slot its worker was
+//! drawn for. An offer that lapses costs nothing; a lease let expire is a
 //! miss (`penalty`).
 //!
 //! Owns the draw and the offers. Must never let a worker pick its slot (first come is not
@@ -49,25 +50,19 @@ impl Machine {
         let epoch = self.meta.next_epoch;
         let dseed = self.draw_seed(epoch);
         let need = stake_needed(self.slot_reward(id), t.slot_stake_ppm);
-        let (pow_bits, pow_value) = (t.pow_difficulty, t.pow_value_sats);
-        let Machine { open, seen, workers, leases, cooldown, roster, ledger, .. } = self;
+        let Machine { open, seen, workers, leases, cooldown, roster, ledger, cfg, .. } = self;
+        let tunables = &cfg.tunables;
         let Some(rec) = open.get_mut(id) else { return drawn };
         if rec.phase != Phase::Commit {
             return drawn;
         }
+        let input = rec.task.input.content_hash();
         while rec.assignments.len() < usize::from(rec.wanted) {
             let cooling = |k: &PubKey| cooldown.get(k).is_some_and(|(_, until)| now < *until);
             // A key with less at stake than the slot needs (a new key, most often) may hold
             // one slot of a task: keys that cost nothing can then neither fill a task's
             // replicas nor outvote its workers, while a new key still earns its first credit.
-            let understaked = |k: &PubKey| {
-                let locked = ledger.get(k).map_or(0, |e| e.locked);
-                let admission = workers
-                    .get(k)
-                    .filter(|w| w.registration.body.work_bits() >= pow_bits)
-                    .map_or(0, |_| pow_value);
-                locked.saturating_add(admission) < need
-            };
+            let understaked = |k: &PubKey| light(workers, ledger, tunables, k, need);
             let one_already = rec.assignments.iter().any(|a| understaked(&a.worker));
             // Workers that let a slot of this task go, or are cooling down after lapses, are
             // drawn only when nobody else is ready: the task must not wait for ever on a
@@ -82,7 +77,7 @@ impl Machine {
                 .map(|k| {
                     let stale = rec.declined.contains(&k) || cooling(&k);
                     let group = (one_already && understaked(&k), stale, !roster.contains(&k));
-                    (group, draw::score(&dseed, &rec.task, &k).0, k)
+                    (group, draw::score(&dseed, &rec.task.class, &input, &k).0, k)
                 })
                 .min_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
             let Some((_, _, worker)) = best else { break };
@@ -184,6 +179,23 @@ impl Machine {
 pub(super) fn stake_needed(reward: u64, ppm: u32) -> u64 {
     let n = u128::from(reward) * u128::from(ppm);
     u64::try_from(n.div_ceil(1_000_000)).unwrap_or(u64::MAX)
+}
+
+/// Whether `k` is light for a slot that needs `need` at stake: its locked credit plus its
+/// admission value (`pow_value_sats` when admitted by work; a bond counts nothing) is less.
+pub(super) fn light(
+    workers: &BTreeMap<PubKey, WorkerRecord>,
+    ledger: &BTreeMap<PubKey, LedgerEntry>,
+    t: &Tunables,
+    k: &PubKey,
+    need: u64,
+) -> bool {
+    let locked = ledger.get(k).map_or(0, |e| e.locked);
+    let admission = workers
+        .get(k)
+        .filter(|w| w.registration.body.work_bits() >= t.pow_difficulty)
+        .map_or(0, |_| t.pow_value_sats);
+    locked.saturating_add(admission) < need
 }
 
 /// Whether `k` may be drawn for a slot of `rec`: admitted, not on the task, and holding fewer

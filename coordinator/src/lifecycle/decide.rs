@@ -152,6 +152,7 @@ impl Machine {
                         SlotVerdict {
                             verdict: Some(Verdict::NoReveal),
                             fraud: false,
+                            fine: false,
                             reason: "committed but revealed nothing before the deadline".into(),
                         },
                     );
@@ -162,6 +163,7 @@ impl Machine {
                         SlotVerdict {
                             verdict: Some(Verdict::InvalidResult),
                             fraud: false,
+                            fine: false,
                             reason: "result is not well formed for the class's rule".into(),
                         },
                     );
@@ -182,6 +184,7 @@ impl Machine {
                     SlotVerdict {
                         verdict: Some(if ok { Verdict::Accepted } else { Verdict::CanaryFailed }),
                         fraud: !ok,
+                        fine: false,
                         reason: if ok { String::new() } else { "result contradicts a known answer".into() },
                     },
                 );
@@ -192,7 +195,16 @@ impl Machine {
         } else {
             let quorum = if rec.wanted == 1 { 1 } else { 2 };
             let results: Vec<&[u8]> = valid.iter().map(|(_, b)| *b).collect();
-            let mut judgement = judge(&class.rule, &results, quorum);
+            let need = assign::stake_needed(self.slot_reward(id), self.cfg.tunables.slot_stake_ppm);
+            let light: Vec<bool> = valid
+                .iter()
+                .map(|(i, _)| {
+                    rec.assignments.get(*i).is_some_and(|a| {
+                        assign::light(&self.workers, &self.ledger, &self.cfg.tunables, &a.worker, need)
+                    })
+                })
+                .collect();
+            let mut judgement = judge(&class.rule, &results, &light, quorum);
             // A dispute is settled only once it is clear (three results agree) or no more
             // replicas can be drawn: replicas that agree on an invented result would otherwise
             // outvote the honest replica drawn to audit them.
@@ -220,6 +232,7 @@ impl Machine {
                             SlotVerdict {
                                 verdict: Some(if win { Verdict::Accepted } else { Verdict::Mismatch }),
                                 fraud: !win && clear && !check,
+                                fine: !win && clear && check,
                                 reason: if win {
                                     String::new()
                                 } else {
@@ -267,6 +280,7 @@ impl Machine {
                             SlotVerdict {
                                 verdict: None,
                                 fraud: false,
+                                fine: false,
                                 reason: "task failed: no majority".into(),
                             },
                         );
@@ -296,6 +310,7 @@ impl Machine {
         let signer = (!self.group_commit).then(|| self.receipt_signer());
         let mut frauds: Vec<(PubKey, String)> = Vec::new();
         let mut missed: Vec<PubKey> = Vec::new();
+        let mut fined: Vec<PubKey> = Vec::new();
         for (i, a) in rec.assignments.iter_mut().enumerate() {
             self.results.remove(&(rec.id, a.worker));
             let Some(sv) = verdicts.get(&i) else {
@@ -392,6 +407,8 @@ impl Machine {
             }
             if sv.fraud {
                 frauds.push((a.worker, sv.reason.clone()));
+            } else if sv.fine {
+                fined.push(a.worker);
             } else if sv.verdict == Some(Verdict::NoReveal) {
                 missed.push(a.worker);
             }
@@ -421,6 +438,11 @@ impl Machine {
             if self.ban(w, why, task, now, step) {
                 banned_now.push(w);
             }
+        }
+        for w in fined {
+            // A check slot that lost a clear vote pays what the slot would have paid: lying
+            // where it cannot be banned must still cost.
+            self.forfeit(w, reward, step);
         }
         for w in missed {
             // A commitment never revealed costs what its slot would have paid.

@@ -172,11 +172,21 @@ impl Machine {
         let prev = self.meta.last_header.as_ref().map(|h| h.id()).unwrap_or(Hash32::ZERO);
         let entries: Vec<LedgerEntry> = self.ledger.values().cloned().collect();
         let leaves: Vec<Hash32> = entries.iter().map(|e| e.id()).collect();
-        // The next epoch's draws rank every worker admitted now; the header commits to them,
-        // and to the next seed, before any of those draws is made (SPEC.md §12.1).
-        let roster = Roster::new(
-            self.workers.values().filter(|w| Standing::of(w) == Standing::Active).map(|w| w.key()).collect(),
-        );
+        // The next epoch's draws rank every worker admitted now (the earliest admitted, when
+        // more than a roster holds: keys registered in a flood cannot push others out); the
+        // header commits to them, and to the next seed, before any of those draws is made
+        // (SPEC.md §12.1).
+        let mut admitted: Vec<(u64, PubKey)> = self
+            .workers
+            .values()
+            .filter(|w| Standing::of(w) == Standing::Active)
+            .map(|w| (w.registered_at, w.key()))
+            .collect();
+        if admitted.len() > Roster::MAX_KEYS {
+            admitted.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.as_bytes().cmp(b.1.as_bytes())));
+            admitted.truncate(Roster::MAX_KEYS);
+        }
+        let roster = Roster::new(admitted.into_iter().map(|(_, k)| k).collect());
         let header = EpochHeader {
             network: self.cfg.network,
             coordinator: self.me,

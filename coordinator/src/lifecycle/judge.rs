@@ -79,12 +79,27 @@ pub enum Judgement {
     Undecided,
 }
 
-/// Judges `results` (all well formed). `quorum` is how many must agree at least (1 when a
-/// single unaudited replica is the whole verdict, else 2); the winners must also be a strict
-/// majority. Agreement under a tolerance is not transitive, so the group is the largest set
-/// of results agreeing with one of them (the first such result on ties, for determinism).
-pub fn judge(rule: &ComparisonRule, results: &[&[u8]], quorum: usize) -> Judgement {
-    let n = results.len();
+/// Judges `results` (all well formed); `light[i]` says whether result `i` comes from a light
+/// key (SPEC.md §12.4). `quorum` is how many votes must agree at least (1 when a single
+/// unaudited replica is the whole verdict, else 2); the winners must also hold a strict
+/// majority of the votes. Where any result comes from a key that is not light, all the light
+/// keys' results together count as one vote at most, in the group and in the total: keys
+/// that cost nothing cannot outvote the others. Agreement under a tolerance is not
+/// transitive, so the group is the largest set of results agreeing with one of them (the
+/// first such result on ties, for determinism).
+pub fn judge(rule: &ComparisonRule, results: &[&[u8]], light: &[bool], quorum: usize) -> Judgement {
+    let is_light = |i: usize| light.get(i).copied().unwrap_or(false);
+    let weighed = (0..results.len()).any(|i| !is_light(i));
+    let votes = |members: &[usize]| -> usize {
+        let lights = members.iter().filter(|i| is_light(**i)).count();
+        if weighed {
+            members.len() - lights + lights.min(1)
+        } else {
+            members.len()
+        }
+    };
+    let all: Vec<usize> = (0..results.len()).collect();
+    let n = votes(&all);
     let mut best: Vec<usize> = Vec::new();
     for (i, a) in results.iter().enumerate() {
         let group: Vec<usize> = results
@@ -93,11 +108,11 @@ pub fn judge(rule: &ComparisonRule, results: &[&[u8]], quorum: usize) -> Judgeme
             .filter(|(j, b)| *j == i || agree(rule, a, b))
             .map(|(j, _)| j)
             .collect();
-        if group.len() > best.len() {
+        if votes(&group) > votes(&best) {
             best = group;
         }
     }
-    let size = best.len();
+    let size = votes(&best);
     if n == 0 || size < quorum.max(1) || size * 2 <= n {
         return Judgement::Undecided;
     }
@@ -162,6 +177,7 @@ mod tests {
     #[test]
     fn majorities() {
         let r = ComparisonRule::ExactHash;
+        let judge = |r: &ComparisonRule, res: &[&[u8]], q: usize| super::judge(r, res, &[], q);
         assert_eq!(judge(&r, &[b"x"], 1), Judgement::Decided { winners: vec![0], clear: false });
         assert_eq!(judge(&r, &[b"x"], 2), Judgement::Undecided);
         assert_eq!(judge(&r, &[b"x", b"y"], 2), Judgement::Undecided);
@@ -176,5 +192,30 @@ mod tests {
         assert_eq!(judge(&r, &five, 2), Judgement::Decided { winners: vec![0, 2, 4], clear: true });
         assert_eq!(judge(&r, &[b"x", b"y", b"x", b"y"], 2), Judgement::Undecided);
         assert_eq!(judge(&r, &[], 1), Judgement::Undecided);
+    }
+
+    #[test]
+    fn light_keys_count_as_one_vote_beside_others() {
+        let r = ComparisonRule::ExactHash;
+        // Two replicas against three light checks: the light keys are one vote.
+        let five: [&[u8]; 5] = [b"x", b"x", b"y", b"y", b"y"];
+        let light = [false, false, true, true, true];
+        assert_eq!(
+            super::judge(&r, &five, &light, 2),
+            Judgement::Decided { winners: vec![0, 1], clear: false }
+        );
+        // Two heavy keys and one light agreeing against two heavy: a clear win.
+        let light = [false, false, true, false, false];
+        let five: [&[u8]; 5] = [b"x", b"x", b"x", b"y", b"y"];
+        assert_eq!(
+            super::judge(&r, &five, &light, 2),
+            Judgement::Decided { winners: vec![0, 1, 2], clear: true }
+        );
+        // Only light keys (a new network): every result counts.
+        let three: [&[u8]; 3] = [b"x", b"y", b"x"];
+        assert_eq!(
+            super::judge(&r, &three, &[true, true, true], 2),
+            Judgement::Decided { winners: vec![0, 2], clear: false }
+        );
     }
 }

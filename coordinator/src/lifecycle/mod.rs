@@ -501,6 +501,8 @@ fn secret_seed(key: &SigningKey) -> [u8; 32] {
 struct SlotVerdict {
     verdict: Option<Verdict>,
     fraud: bool,
+    /// A check slot that lost a clear vote: it forfeits what the slot pays (not a ban).
+    fine: bool,
     reason: String,
 }
 
