@@ -97,6 +97,9 @@ struct Shared {
     skip: Mutex<HashMap<Hash32, Skip>>,
     /// Tasks with a driver running.
     driving: Mutex<HashSet<Hash32>>,
+    /// Tasks announced again while their driver ran (the announcement of a slot drawn for
+    /// this worker can cross the answer to its claim): the driver asks once more.
+    again: Mutex<HashSet<Hash32>>,
     permits: Semaphore,
     max_input: u32,
 }
@@ -278,6 +281,7 @@ pub async fn run(
         journal_path,
         skip: Mutex::new(HashMap::new()),
         driving: Mutex::new(HashSet::new()),
+        again: Mutex::new(HashSet::new()),
         permits: Semaphore::new(cfg.limits.concurrent_tasks),
         max_input: cfg.limits.max_input_bytes,
     });
@@ -598,6 +602,9 @@ async fn fetch_blob(
 fn spawn_driver(shared: &Arc<Shared>, job: Job) {
     let fresh = shared.driving.lock().map(|mut d| d.insert(job.id)).unwrap_or(false);
     if !fresh {
+        if let Ok(mut a) = shared.again.lock() {
+            a.insert(job.id);
+        }
         return;
     }
     let s = shared.clone();
@@ -608,6 +615,9 @@ fn spawn_driver(shared: &Arc<Shared>, job: Job) {
         }
         if let Ok(mut d) = s.driving.lock() {
             d.remove(&id);
+        }
+        if let Ok(mut a) = s.again.lock() {
+            a.remove(&id);
         }
     });
 }
@@ -647,6 +657,14 @@ async fn drive(s: &Arc<Shared>, mut job: Job) -> Result<(), AgentError> {
                             tracing::debug!(target: "cairn::worker", task = %job.id, %reason, %message, "claim refused");
                             if worker_refused {
                                 tracing::error!(target: "cairn::worker", coordinator = %job.coordinator, %reason, %message, "the coordinator refuses this worker");
+                            }
+                            // Announced again while this claim was on its way (the coordinator
+                            // draws at the tick after a claim and announces whom it drew): ask
+                            // once more rather than pass over the offer.
+                            let again = s.again.lock().map(|mut a| a.remove(&job.id)).unwrap_or(false);
+                            if again && !worker_refused {
+                                tokio::time::sleep(Duration::from_millis(200)).await;
+                                continue;
                             }
                             skip(s, job.id, Skip::refused(now), now);
                             return Ok(());

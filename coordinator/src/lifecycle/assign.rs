@@ -63,7 +63,7 @@ impl Machine {
             // one slot of a task: keys that cost nothing can then neither fill a task's
             // replicas nor outvote its workers, while a new key still earns its first credit.
             let understaked = |k: &PubKey| light(workers, ledger, tunables, k, need);
-            let one_already = rec.assignments.iter().any(|a| understaked(&a.worker));
+            let one_already = rec.assignments.iter().any(|a| a.light);
             // Workers that let a slot of this task go, or are cooling down after lapses, are
             // drawn only when nobody else is ready: the task must not wait for ever on a
             // network of few workers.
@@ -81,6 +81,7 @@ impl Machine {
                 })
                 .min_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
             let Some((_, _, worker)) = best else { break };
+            let is_light = understaked(&worker);
             rec.assignments.push(Assignment {
                 worker,
                 lease_expires: now.saturating_add(offer_secs),
@@ -91,6 +92,7 @@ impl Machine {
                 verdict: None,
                 receipt: None,
                 drawn_in: epoch,
+                light: is_light,
             });
             *leases.entry(worker).or_default() += 1;
             drawn.push(worker);

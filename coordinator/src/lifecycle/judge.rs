@@ -79,27 +79,33 @@ pub enum Judgement {
     Undecided,
 }
 
-/// Judges `results` (all well formed); `light[i]` says whether result `i` comes from a light
-/// key (SPEC.md §12.4). `quorum` is how many votes must agree at least (1 when a single
-/// unaudited replica is the whole verdict, else 2); the winners must also hold a strict
-/// majority of the votes. Where any result comes from a key that is not light, all the light
-/// keys' results together count as one vote at most, in the group and in the total: keys
-/// that cost nothing cannot outvote the others. Agreement under a tolerance is not
-/// transitive, so the group is the largest set of results agreeing with one of them (the
-/// first such result on ties, for determinism).
+/// Judges `results` (all well formed); `light[i]` says whether result `i` comes from a key
+/// that was light when drawn (SPEC.md §12.4). `quorum` is how many votes must agree at least
+/// (1 when a single unaudited replica is the whole verdict, else 2); the winners must also
+/// hold a strict majority of the votes. Where any result comes from a staked key, all the
+/// light keys' results together are one vote, which goes to the group holding more than half
+/// of them, and a win is clear only with three staked votes: keys that cost nothing cannot
+/// outvote a staked key into a ban. Where every result is light (a new network), each counts.
+/// Agreement under a tolerance is not transitive, so the group is the largest set of results
+/// agreeing with one of them (the first such result on ties, for determinism).
 pub fn judge(rule: &ComparisonRule, results: &[&[u8]], light: &[bool], quorum: usize) -> Judgement {
     let is_light = |i: usize| light.get(i).copied().unwrap_or(false);
     let weighed = (0..results.len()).any(|i| !is_light(i));
+    let lights_total = (0..results.len()).filter(|i| is_light(*i)).count();
+    let staked = |members: &[usize]| members.iter().filter(|i| !is_light(**i)).count();
     let votes = |members: &[usize]| -> usize {
-        let lights = members.iter().filter(|i| is_light(**i)).count();
+        let lights = members.len() - staked(members);
         if weighed {
-            members.len() - lights + lights.min(1)
+            staked(members) + usize::from(lights * 2 > lights_total)
         } else {
             members.len()
         }
     };
-    let all: Vec<usize> = (0..results.len()).collect();
-    let n = votes(&all);
+    let n = if weighed {
+        staked(&(0..results.len()).collect::<Vec<_>>()) + usize::from(lights_total > 0)
+    } else {
+        results.len()
+    };
     let mut best: Vec<usize> = Vec::new();
     for (i, a) in results.iter().enumerate() {
         let group: Vec<usize> = results
@@ -116,7 +122,7 @@ pub fn judge(rule: &ComparisonRule, results: &[&[u8]], light: &[bool], quorum: u
     if n == 0 || size < quorum.max(1) || size * 2 <= n {
         return Judgement::Undecided;
     }
-    let clear = size >= 3;
+    let clear = if weighed { staked(&best) >= 3 } else { size >= 3 };
     Judgement::Decided { winners: best, clear }
 }
 
@@ -204,13 +210,25 @@ mod tests {
             super::judge(&r, &five, &light, 2),
             Judgement::Decided { winners: vec![0, 1], clear: false }
         );
-        // Two heavy keys and one light agreeing against two heavy: a clear win.
+        // Two staked keys and one light agreeing against two staked: a win, not a clear one (a
+        // clear win needs three staked votes).
         let light = [false, false, true, false, false];
         let five: [&[u8]; 5] = [b"x", b"x", b"x", b"y", b"y"];
         assert_eq!(
             super::judge(&r, &five, &light, 2),
+            Judgement::Decided { winners: vec![0, 1, 2], clear: false }
+        );
+        // Three staked against two: clear.
+        let light = [false, false, false, true, false];
+        assert_eq!(
+            super::judge(&r, &five, &light, 2),
             Judgement::Decided { winners: vec![0, 1, 2], clear: true }
         );
+        // The light vote goes only to the group holding most light results: a staked liar
+        // with one light ally against three light honest results is no majority.
+        let lie: [&[u8]; 5] = [b"lie", b"lie", b"x", b"x", b"x"];
+        let light = [false, true, true, true, true];
+        assert_eq!(super::judge(&r, &lie, &light, 2), Judgement::Undecided);
         // Only light keys (a new network): every result counts.
         let three: [&[u8]; 3] = [b"x", b"y", b"x"];
         assert_eq!(

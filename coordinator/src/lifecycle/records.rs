@@ -76,6 +76,9 @@ pub struct Assignment {
     /// The epoch open when the worker was drawn: its seed and roster ranked the worker
     /// (SPEC.md §12.1); the receipt carries it.
     pub drawn_in: u32,
+    /// The worker was light when drawn (SPEC.md §12.4): its result counts in a vote as a
+    /// light key's, whatever its stake at the decision.
+    pub light: bool,
 }
 
 /// A task and its lifecycle state.
@@ -172,7 +175,7 @@ impl Encode for TaskRecord {
             w.raw(a.worker.as_bytes()).u64(a.lease_expires).u32(a.drawn_in);
             put_opt_hash(w, &a.commitment);
             put_opt_hash(w, &a.revealed);
-            w.u8(u8::from(a.audit)).u8(u8::from(a.offered));
+            w.u8(u8::from(a.audit)).u8(u8::from(a.offered)).u8(u8::from(a.light));
             match a.verdict {
                 None => w.u8(0),
                 Some(v) => {
@@ -220,8 +223,8 @@ impl Decode for TaskRecord {
             declined.push(get_key(r, "declined")?);
         }
         let len = r.u32("assignments")? as usize;
-        // A slot is at least 32 + 8 + 4 + 6 bytes.
-        let n = r.count("assignments", len, MAX_STORED_SLOTS, 50)?;
+        // A slot is at least 32 + 8 + 4 + 7 bytes.
+        let n = r.count("assignments", len, MAX_STORED_SLOTS, 51)?;
         let mut assignments = Vec::with_capacity(n);
         for _ in 0..n {
             let worker = get_key(r, "worker")?;
@@ -231,6 +234,7 @@ impl Decode for TaskRecord {
             let revealed = get_opt_hash(r, "revealed")?;
             let audit = get_flag(r, "audit")?;
             let offered = get_flag(r, "offered")?;
+            let light = get_flag(r, "light")?;
             let verdict = match r.u8("verdict")? {
                 0 => None,
                 1 => {
@@ -253,6 +257,7 @@ impl Decode for TaskRecord {
                 verdict,
                 receipt,
                 drawn_in,
+                light,
             });
         }
         Ok(TaskRecord {
@@ -512,6 +517,7 @@ mod tests {
             verdict: full.then_some(Verdict::ALL[usize::from(n) % Verdict::ALL.len()]),
             receipt: full.then_some(Hash32([n + 2; 32])),
             drawn_in: u32::from(n) * 7,
+            light: n % 2 == 1,
         }
     }
 
