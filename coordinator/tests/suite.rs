@@ -76,6 +76,9 @@ struct Invented(Arc<MiniLm>);
 /// (betting that repeats are canaries) and answers randomly otherwise.
 struct Memoriser(Arc<MiniLm>, Mutex<HashSet<Vec<u8>>>);
 
+/// Registration work of every key in the suite: 2^8 hashes.
+const POW_BITS: u32 = 8;
+
 fn declarations(m: &MiniLm) -> (ExecutorKind, ComparisonRule, Hash32) {
     (ExecutorKind::Embedding, m.rule(), m.model_hash())
 }
@@ -183,30 +186,63 @@ enum Script {
     /// Commits a placeholder, tries to read the others' result before revealing, reveals the
     /// placeholder when it cannot.
     Copycat,
+    /// Commits and reveals garbage; each time its key is banned it registers a fresh one (keys
+    /// cost 2^8 hashes here).
+    Rejoiner,
 }
 
 /// Plays `script` with `w` on every task announced until `stop`; counts the slots it held.
-async fn play(w: common::Worker, api: std::net::SocketAddr, script: Script, stop: Arc<Mutex<bool>>) -> u32 {
-    // Tasks it holds a slot of; tasks it asks for again until drawn or closed. A task announced
-    // again (for an audit or an escalation) is asked for again.
+/// Every key it registered is in `keys`.
+async fn play(
+    mut w: common::Worker,
+    api: std::net::SocketAddr,
+    script: Script,
+    coord: PubKey,
+    keys: Arc<Mutex<Vec<PubKey>>>,
+    stop: Arc<Mutex<bool>>,
+) -> u32 {
+    // Tasks it holds a slot of; tasks it asks for until drawn or closed, each with the time it
+    // may ask again. A task announced again (for an audit or an escalation) is asked for at
+    // once. It asks as eagerly as an honest agent may (once a second while a task seeks
+    // workers, where the agent waits for the next announcement): flooding the node is a
+    // liveness attack (issue 27), not a way to be paid.
     let mut done: HashSet<Hash32> = HashSet::new();
-    let mut asking: HashSet<Hash32> = HashSet::new();
+    let mut asking: std::collections::HashMap<Hash32, Instant> = std::collections::HashMap::new();
     let mut heard = 0usize;
     let mut old_reveal: Option<cairn_spec::RequestBody> = None;
     let mut held = 0u32;
     while !*stop.lock().unwrap() {
+        let now = Instant::now();
         {
             let announced = w.announced.lock().unwrap();
-            asking.extend(announced.iter().skip(heard).copied().filter(|i| !done.contains(i)));
+            for id in announced.iter().skip(heard).filter(|i| !done.contains(*i)) {
+                asking.insert(*id, now);
+            }
             heard = announced.len();
         }
-        for id in asking.clone() {
+        let due: Vec<Hash32> = asking.iter().filter(|(_, at)| **at <= now).map(|(id, _)| *id).collect();
+        for id in due {
             let r = w.claim(id).await;
+            if script == Script::Rejoiner
+                && matches!(&r, ResponseBody::Error { reason: cairn_spec::ErrorReason::Banned, .. })
+            {
+                // Banned: a fresh key, registered, asks for the tasks still open again.
+                let n = keys.lock().unwrap().len() as u32;
+                let fresh = common::Worker::start(common::key(5000 + n), &w.coord_addr).await;
+                assert_eq!(fresh.register(coord, POW_BITS).await, ResponseBody::Ack);
+                keys.lock().unwrap().push(fresh.public());
+                asking.insert(id, Instant::now());
+                w = fresh;
+                heard = 0;
+                break;
+            }
             if !matches!(r, ResponseBody::Lease { .. }) {
-                // Not drawn (yet): it asks again while the task seeks workers.
+                // Not drawn (yet): it asks again in a second while the task seeks workers.
                 let open =
                     matches!(&r, ResponseBody::Error { message, .. } if message.contains("drawn for other"));
-                if !open {
+                if open {
+                    asking.insert(id, Instant::now() + Duration::from_secs(1));
+                } else {
                     asking.remove(&id);
                 }
                 continue;
@@ -220,7 +256,7 @@ async fn play(w: common::Worker, api: std::net::SocketAddr, script: Script, stop
                 Script::Withholder => {
                     let _ = w.commit(id, &garbage).await;
                 }
-                Script::Replayer | Script::Copycat => {
+                Script::Replayer | Script::Copycat | Script::Rejoiner => {
                     let _ = w.commit(id, &garbage).await;
                     if script == Script::Copycat {
                         let (s, _) = get(api, format!("/v1/tasks/{id}/result")).await;
@@ -344,11 +380,16 @@ async fn every_strategy_nets_nothing_and_honest_workers_are_never_penalised() {
     let n: u64 = std::env::var("CAIRN_SUITE_TASKS").ok().and_then(|v| v.parse().ok()).unwrap_or(24);
     let model = Arc::new(MiniLm::load(&model_dir, Some(models::minilm_sha256())).unwrap());
     let dir = tempfile::tempdir().unwrap();
-    const POW_BITS: u32 = 8;
     let mut cfg = common::node_config(
         &dir.path().join("coord"),
         POW_BITS,
-        vec![common::minilm_class("minilm", 0.9999, 2, 100, 4096)],
+        vec![cairn_coordinator::config::ClassConfig {
+            // Leases and reveal windows of 15 s (60 s by default): a squatted slot or a withheld
+            // reveal holds its task up for that long, and the run is long enough already.
+            lease_secs: 15,
+            reveal_secs: 15,
+            ..common::minilm_class("minilm", 0.9999, 2, 100, 4096)
+        }],
     );
     cfg.lifecycle.epoch_max_receipts = 100_000;
     // Canaries: fresh inputs with the answers a batch computes, one per ten requests.
@@ -438,29 +479,62 @@ async fn every_strategy_nets_nothing_and_honest_workers_are_never_penalised() {
         ("lease squatter", Script::Squatter),
         ("reveal replayer", Script::Replayer),
         ("copycat", Script::Copycat),
+        ("rejoiner (a fresh key after each ban)", Script::Rejoiner),
     ]
     .into_iter()
     .enumerate()
     {
         let w = common::Worker::start(common::key(900 + i as u32), &p2p).await;
         assert_eq!(w.register(coord, POW_BITS).await, ResponseBody::Ack);
-        keys.entry(name).or_default().push(w.public());
-        scripted.push((name, tokio::spawn(play(w, api, script, halt.clone()))));
+        let ks = Arc::new(Mutex::new(vec![w.public()]));
+        scripted.push((name, ks.clone(), tokio::spawn(play(w, api, script, coord, ks, halt.clone()))));
     }
 
+    // Tasks are submitted `window` at a time (a steady stream of requests, as a busy network
+    // sees: at most `window` in flight), each settled task making room for the next.
+    let window: usize = std::env::var("CAIRN_SUITE_WINDOW").ok().and_then(|v| v.parse().ok()).unwrap_or(12);
     let started = Instant::now();
     let mut ids = Vec::new();
-    for i in 0..n {
-        ids.push(submit(api, &token, &input("task", i), i).await);
+    let mut views = Vec::new();
+    let mut flight: Vec<String> = Vec::new();
+    let mut reported = 0usize;
+    let end = Instant::now() + Duration::from_secs(300 + 6 * n);
+    while (views.len() as u64) < n {
+        while flight.len() < window && (ids.len() as u64) < n {
+            let i = ids.len() as u64;
+            let id = submit(api, &token, &input("task", i), i).await;
+            ids.push(id.clone());
+            flight.push(id);
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let mut still = Vec::new();
+        for id in flight {
+            let v = get(api, format!("/v1/tasks/{id}")).await.1;
+            if v["phase"] == "decided" || v["phase"] == "failed" {
+                views.push(v);
+            } else {
+                still.push(id);
+            }
+        }
+        flight = still;
+        if views.len() / 100 > reported {
+            reported = views.len() / 100;
+            eprintln!(
+                "suite: {} of {n} tasks settled after {:.0} s",
+                views.len(),
+                started.elapsed().as_secs_f64()
+            );
+        }
+        assert!(Instant::now() < end, "{} tasks still open, e.g. {}", flight.len(), flight[0]);
     }
-    let views = settle(api, &ids, Duration::from_secs(300 + 6 * n)).await;
     let secs = started.elapsed().as_secs_f64();
     *halt.lock().unwrap() = true;
     // The scripted attackers' own counts of the slots they took (a squatter's expired lease
     // leaves no slot behind in the task's view); a panic in one fails the suite.
     let mut scripted_held: BTreeMap<&str, u32> = BTreeMap::new();
-    for (name, h) in scripted {
+    for (name, ks, h) in scripted {
         scripted_held.insert(name, h.await.unwrap());
+        keys.insert(name, ks.lock().unwrap().clone());
     }
 
     // Every task and canary the run made, with its slots.
