@@ -23,7 +23,7 @@ use crate::source::{Source, SourceError};
 use crate::verify::Report;
 
 /// The checks of a draw audit, in order.
-pub const DRAW_CHECKS: [&str; 4] = ["receipts", "draw_seeds", "rosters", "tasks"];
+pub const DRAW_CHECKS: [&str; 5] = ["receipts", "draw_seeds", "rosters", "tasks", "draw_times"];
 
 /// What re-checking the draws of one epoch needs: its header (which reveals the seed), the
 /// header before (which committed to the seed and the roster), and the roster.
@@ -52,7 +52,8 @@ pub struct SlotDraw {
     /// The worker's place in the task's ranking (0 first); `None` when it is not on the
     /// roster (drawn because no roster key was ready) or the draw is not checkable.
     pub rank: Option<u32>,
-    /// Roster keys ranked before the worker that hold no slot of the task.
+    /// Roster keys ranked before the worker that hold no slot of the task (none for a worker
+    /// off the roster: which roster keys were ready then, only their operators know).
     pub passed_over: Vec<PubKey>,
 }
 
@@ -95,13 +96,15 @@ impl DrawAudit {
     }
 }
 
-/// Recomputes the draws of `receipts`, epoch `header`'s, from the `tasks` they name and the
-/// `draws` of their draw epochs (every draw epoch from 1 on that a receipt names).
+/// Recomputes the draws of `receipts`, epoch `header`'s, from the `tasks` they name, the
+/// `draws` of their draw epochs (every draw epoch from 1 on that a receipt names) and header 0
+/// (`first`, needed when a receipt of a later epoch names draw epoch 0).
 pub fn check_draws(
     header: &SignedEpochHeader,
     receipts: &[SignedReceipt],
     tasks: &BTreeMap<Hash32, Task>,
     draws: &BTreeMap<u32, DrawEpoch>,
+    first: Option<&SignedEpochHeader>,
 ) -> DrawAudit {
     let h = &header.body;
     let epoch = h.height;
@@ -182,6 +185,37 @@ pub fn check_draws(
         bad_task.is_none(),
         bad_task.unwrap_or_else(|| format!("{n_tasks} tasks hash to the ids their receipts name")),
     );
+    // A draw epoch must not have closed before its task existed: otherwise the coordinator
+    // could name, for a slot it hands to a key of its own, whichever revealed seed (or epoch
+    // 0's, not checkable) ranks that key first.
+    let first = if h.height == 0 { Some(header) } else { first };
+    let bad_time = receipts.iter().find_map(|r| {
+        let b = &r.body;
+        let task = tasks.get(&b.task)?;
+        let closed = if b.draw_epoch == 0 {
+            match first {
+                Some(g) if g.body.height == 0 && g.body.coordinator == h.coordinator && g.verify() => {
+                    g.body.time
+                }
+                _ => return Some(format!("receipt {} names draw epoch 0: header 0 was not found", r.id())),
+            }
+        } else {
+            draws.get(&b.draw_epoch)?.header.body.time
+        };
+        (closed < task.created_at).then(|| {
+            format!(
+                "receipt {} names draw epoch {}, closed at {closed}, before its task was created at {}",
+                r.id(),
+                b.draw_epoch,
+                task.created_at
+            )
+        })
+    });
+    audit.report.push(
+        "draw_times",
+        bad_time.is_none(),
+        bad_time.unwrap_or_else(|| "every draw epoch closed after its task was created".into()),
+    );
     if !audit.report.ok() {
         return audit;
     }
@@ -189,36 +223,54 @@ pub fn check_draws(
     for r in receipts {
         holders.entry(r.body.task).or_default().insert(r.body.worker);
     }
-    let mut rankings: BTreeMap<(Hash32, u32), Vec<PubKey>> = BTreeMap::new();
-    for r in receipts {
+    // One ranking at a time (a roster may hold 500,000 keys): receipts are visited grouped by
+    // task and draw epoch, in receipt order within a group, and the slots put back in receipt
+    // order.
+    let mut order: Vec<usize> = (0..receipts.len()).collect();
+    order.sort_by_key(|i| receipts.get(*i).map(|r| (r.body.task, r.body.draw_epoch)));
+    let mut ranking: (Option<(Hash32, u32)>, Vec<PubKey>) = (None, Vec::new());
+    let mut slots: Vec<(usize, SlotDraw)> = Vec::with_capacity(receipts.len());
+    for i in order {
+        let Some(r) = receipts.get(i) else { continue };
         let b = &r.body;
         let (Some(task), Some(d)) = (tasks.get(&b.task), draws.get(&b.draw_epoch)) else {
-            audit.slots.push(SlotDraw {
+            slots.push((
+                i,
+                SlotDraw {
+                    task: b.task,
+                    worker: b.worker,
+                    draw_epoch: b.draw_epoch,
+                    checkable: false,
+                    rank: None,
+                    passed_over: Vec::new(),
+                },
+            ));
+            continue;
+        };
+        if ranking.0 != Some((b.task, b.draw_epoch)) {
+            let keys = d.roster.ranking(&d.header.body.draw_seed, task).into_iter().map(|(_, k)| k).collect();
+            ranking = (Some((b.task, b.draw_epoch)), keys);
+        }
+        let on_task = holders.get(&b.task);
+        let held = |k: &PubKey| on_task.is_some_and(|h| h.contains(k));
+        let rank = ranking.1.iter().position(|k| *k == b.worker);
+        // A worker off the roster was drawn after every ready roster key: which of them were
+        // ready only their operators know, so no key is listed (the slot is counted apart).
+        let before = rank.map_or(&[][..], |i| ranking.1.get(..i).unwrap_or_default());
+        slots.push((
+            i,
+            SlotDraw {
                 task: b.task,
                 worker: b.worker,
                 draw_epoch: b.draw_epoch,
-                checkable: false,
-                rank: None,
-                passed_over: Vec::new(),
-            });
-            continue;
-        };
-        let ranking = rankings.entry((b.task, b.draw_epoch)).or_insert_with(|| {
-            d.roster.ranking(&d.header.body.draw_seed, task).into_iter().map(|(_, k)| k).collect()
-        });
-        let on_task = holders.get(&b.task);
-        let held = |k: &PubKey| on_task.is_some_and(|h| h.contains(k));
-        let rank = ranking.iter().position(|k| *k == b.worker);
-        let before = rank.map_or(&ranking[..], |i| ranking.get(..i).unwrap_or_default());
-        audit.slots.push(SlotDraw {
-            task: b.task,
-            worker: b.worker,
-            draw_epoch: b.draw_epoch,
-            checkable: true,
-            rank: rank.map(|i| i as u32),
-            passed_over: before.iter().filter(|k| !held(k)).copied().collect(),
-        });
+                checkable: true,
+                rank: rank.map(|i| i as u32),
+                passed_over: before.iter().filter(|k| !held(k)).copied().collect(),
+            },
+        ));
     }
+    slots.sort_by_key(|(i, _)| *i);
+    audit.slots = slots.into_iter().map(|(_, s)| s).collect();
     audit
 }
 
@@ -241,5 +293,10 @@ pub fn audit_draws(source: &dyn Source, epoch: u32) -> Result<DrawAudit, SourceE
         };
         draws.insert(e, DrawEpoch { header: header.clone(), prev: prev.clone(), roster: source.roster(e)? });
     }
-    Ok(check_draws(&header, &receipts, &tasks, &draws))
+    let first = if epoch > 0 && receipts.iter().any(|r| r.body.draw_epoch == 0) {
+        source.header_range(0, 0)?.pop()
+    } else {
+        None
+    };
+    Ok(check_draws(&header, &receipts, &tasks, &draws, first.as_ref()))
 }

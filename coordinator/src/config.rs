@@ -439,11 +439,19 @@ impl NodeConfig {
         if l.audit_min_ppm > 1_000_000 {
             return Err(ConfigError::Invalid("lifecycle.audit_min_ppm above 1000000".into()));
         }
-        if l.max_misses == 0 || l.offer_secs == 0 || l.live_secs == 0 || l.canary_spread_secs == 0 {
+        if l.max_misses == 0
+            || l.offer_secs == 0
+            || l.live_secs == 0
+            || l.canary_spread_secs == 0
+            || l.miss_window_secs == 0
+        {
             return Err(ConfigError::Invalid(
-                "lifecycle.max_misses, offer_secs, live_secs and canary_spread_secs must be at least 1"
+                "lifecycle.max_misses, miss_window_secs, offer_secs, live_secs and canary_spread_secs must be at least 1"
                     .into(),
             ));
+        }
+        if l.miss_window_secs > 86_400 {
+            return Err(ConfigError::Invalid("lifecycle.miss_window_secs above a day".into()));
         }
         if l.epoch_max_receipts == 0 || l.epoch_interval_secs == 0 {
             return Err(ConfigError::Invalid("epoch cadence must be positive".into()));

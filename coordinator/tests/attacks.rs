@@ -109,8 +109,11 @@ fn withholding_costs_the_slot_and_repeated_withholding_a_ban() {
         let id = h.submit(&class, &t.to_be_bytes(), None);
         let held = h.take(id, &ws);
         if held != vec![0] {
-            // (Other tasks go on without it: an accepted result would work off a miss.)
+            // (Other tasks go on without it: an accepted result would work off a miss. Time
+            // passes: its readiness lapses with everyone's, so the next task seeks workers
+            // and its claim makes it ready again.)
             h.run_task(id, &ws[1..], &|_| b"right".to_vec());
+            h.tick(130);
             continue;
         }
         h.commit(&ws[0], id, b"garbage").unwrap();
@@ -125,6 +128,8 @@ fn withholding_costs_the_slot_and_repeated_withholding_a_ban() {
             assert_eq!((w.misses, w.streak), (misses, 0), "each silence is a miss in a row");
             assert_eq!(h.m.meta().forfeited - forfeited_before, 200 * u64::from(misses));
         }
+        // The next silence is another outage (misses within `miss_window_secs` are one).
+        h.tick(300);
     }
     let w = h.m.worker(&sly).unwrap();
     assert!(w.banned.as_ref().unwrap().reason.contains("missed 3"), "{:?}", w.banned);
@@ -296,28 +301,39 @@ fn a_key_that_lets_offers_lapse_cools_down() {
 }
 
 #[test]
-fn slots_that_lapse_together_are_one_miss_and_accepted_work_pays_misses_off() {
+fn slots_that_lapse_in_one_outage_are_one_miss_and_accepted_work_pays_misses_off() {
     let class = exact(1);
     let mut h = Harness::new(vec![class.clone()], |c| c.tunables.audit_min_ppm = 0);
     let ws = workers(2);
     for w in &ws {
         h.register(w);
     }
-    // Worker 0 holds three leases when it crashes: they run out in the same second.
+    // Worker 0's machine stalls while it holds three leases taken twenty seconds apart: they
+    // run out at three moments of one outage, each costing its slot, and count as one miss.
     let ids: Vec<Hash32> = (0..3u8).map(|i| h.submit(&class, &[i], None)).collect();
     for id in &ids {
         assert_eq!(h.take(*id, &ws[..1]), vec![0]);
+        h.tick(20);
     }
     h.tick(60);
     let w = h.m.worker(&ws[0].public()).unwrap();
-    assert_eq!((w.misses, w.banned.is_none()), (1, true), "one crash is one miss");
+    assert_eq!((w.misses, w.banned.is_none()), (1, true), "one outage is one miss");
+    assert_eq!(w.rejections.len(), 3, "each lapse is recorded");
     // An accepted result works it off.
     let id = h.submit(&class, b"after", None);
     h.run_task(id, &ws, &|_| b"ok".to_vec());
     let w = h.m.worker(&ws[0].public()).unwrap();
-    if h.final_task(&id).slot(&ws[0].public()).is_some_and(|a| a.verdict == Some(Verdict::Accepted)) {
-        assert_eq!(w.misses, 0);
-    }
+    let worked =
+        h.final_task(&id).slot(&ws[0].public()).is_some_and(|a| a.verdict == Some(Verdict::Accepted));
+    let before = if worked { 0 } else { 1 };
+    assert_eq!(w.misses, before);
+    // A stall a window later is another miss: a key that keeps lapsing is counted once per
+    // window, never stretches one outage.
+    h.tick(300);
+    let id = h.submit(&class, b"later", None);
+    assert_eq!(h.take(id, &ws[..1]), vec![0]);
+    h.tick(70);
+    assert_eq!(h.m.worker(&ws[0].public()).unwrap().misses, before + 1);
 }
 
 /// The stake floor of the audit probability (SPEC.md §12.2): a worker whose credit has just
@@ -372,12 +388,7 @@ fn a_thousand_new_keys_hold_one_slot_of_a_task_at_most_and_never_profit() {
         h.register(w);
     }
     // The honest workers build stake: 1.4 × the slot's reward (200 sats) locked each.
-    let mut warm = 0u32;
-    while honest.iter().any(|w| h.m.balance(&w.public()).map_or(0, |e| e.locked) < 280) {
-        warm += 1;
-        let id = h.submit(&class, &[b"warm".as_slice(), &warm.to_be_bytes()].concat(), None);
-        h.run_task(id, &honest, &|_| b"right".to_vec());
-    }
+    h.build_stake(&class, &honest, 280);
     let sybils: Vec<SigningKey> = (0..1000).map(|i| key(5000 + i)).collect();
     for s in &sybils {
         h.register(s);
@@ -445,12 +456,7 @@ fn light_keys_in_every_check_slot_cannot_outvote_staked_replicas() {
     for w in &honest {
         h.register(w);
     }
-    let mut warm = 0u32;
-    while honest.iter().any(|w| h.m.balance(&w.public()).map_or(0, |e| e.locked) < 280) {
-        warm += 1;
-        let id = h.submit(&class, &[b"warm".as_slice(), &warm.to_be_bytes()].concat(), None);
-        h.run_task(id, &honest, &|_| b"right".to_vec());
-    }
+    h.build_stake(&class, &honest, 280);
     let sybils: Vec<SigningKey> = (0..3).map(|i| key(7000 + i)).collect();
     for s in &sybils {
         h.register(s);
@@ -486,5 +492,139 @@ fn light_keys_in_every_check_slot_cannot_outvote_staked_replicas() {
             "an honest worker was penalised: {:?}",
             r.rejections
         );
+    }
+}
+
+/// One staked key that lies, and only new (light) keys beside it, honest: the light keys'
+/// results are one vote against its one (SPEC.md §12.4), so neither side wins by count. The
+/// liar is never paid and never gets a light key fined or banned; the tasks it holds with
+/// light keys alone fail without verdicts, and the light keys lose nothing they had.
+#[test]
+fn a_staked_liar_among_light_keys_is_never_paid_and_penalises_nobody() {
+    let class = exact(2);
+    let mut h = Harness::new(vec![class.clone()], |c| c.tunables.audit_min_ppm = 1_000_000);
+    let staked = workers(3);
+    for w in &staked {
+        h.register(w);
+    }
+    h.build_stake(&class, &staked, 280);
+    // The other staked workers stop asking; their readiness lapses.
+    h.tick(300);
+    let liar = staked[0].clone();
+    let lights: Vec<SigningKey> = (0..4).map(|i| key(8000 + i)).collect();
+    for l in &lights {
+        h.register(l);
+    }
+    let mut all = vec![liar.clone()];
+    all.extend(lights.iter().cloned());
+    let liar_before = h.m.balance(&liar.public()).unwrap().clone();
+    let before = h.m.meta().forfeited;
+    let (mut held, mut failed, mut light_credit) = (0u32, 0u32, 0u64);
+    for t in 0..30u32 {
+        let id = h.submit(&class, &t.to_be_bytes(), None);
+        h.run_task(id, &all, &|i| if i == 0 { b"invented".to_vec() } else { b"right".to_vec() });
+        let rec = h.final_task(&id);
+        let mine = rec.assignments.iter().find(|a| a.worker == liar.public());
+        held += u32::from(mine.is_some());
+        assert!(mine.is_none_or(|a| a.verdict != Some(Verdict::Accepted)), "the lie was paid");
+        failed += u32::from(matches!(rec.phase, Phase::Failed { .. }));
+        light_credit += rec
+            .assignments
+            .iter()
+            .filter(|a| a.worker != liar.public() && a.verdict == Some(Verdict::Accepted))
+            .count() as u64
+            * 200;
+    }
+    let liar_after = h.m.balance(&liar.public()).unwrap().clone();
+    println!(
+        "a staked liar and 4 light keys over 30 tasks: the liar held {held} slots, {failed} tasks failed, \
+         light keys credited {light_credit} sats"
+    );
+    assert!(held > 0, "the liar was never drawn");
+    assert!(
+        liar_after.locked + liar_after.claimable + liar_after.paid
+            <= liar_before.locked + liar_before.claimable + liar_before.paid,
+        "the liar gained"
+    );
+    for l in &lights {
+        let r = h.m.worker(&l.public()).unwrap();
+        assert!(r.banned.is_none() && r.misses == 0, "a light key was penalised: {:?}", r.rejections);
+    }
+    let lights_kept: u64 =
+        lights.iter().map(|l| h.m.balance(&l.public()).map_or(0, |e| e.locked + e.claimable + e.paid)).sum();
+    assert_eq!(lights_kept, light_credit, "a light key lost credit it had earned");
+    // Whatever was forfeited was the liar's.
+    assert!(h.m.meta().forfeited - before <= liar_before.locked);
+}
+
+/// A reveal that opens its commitment but is not well formed for the class's rule (a zero
+/// vector under a cosine rule) is no answer: it costs what withholding costs, and three such
+/// outages ban (SPEC.md §12.3). Otherwise a key could sit in slots revealing zeros for free.
+#[test]
+fn a_malformed_reveal_costs_what_withholding_costs() {
+    let class = cosine(1);
+    let mut h = Harness::new(vec![class.clone()], |c| c.tunables.audit_min_ppm = 0);
+    let ws = workers(3);
+    for w in &ws {
+        h.register(w);
+    }
+    let right = vector(1, 0.0);
+    let mut t = 0u32;
+    while h.m.balance(&ws[0].public()).map_or(0, |e| e.locked) < 1000 {
+        t += 1;
+        let id = h.submit(&class, &t.to_be_bytes(), None);
+        h.run_task(id, &ws, &|_| right.clone());
+    }
+    let sly = ws[0].public();
+    let forfeited_before = h.m.meta().forfeited;
+    let zeros = vec![0u8; right.len()];
+    let mut outages = 0u32;
+    while h.m.worker(&sly).unwrap().banned.is_none() {
+        t += 1;
+        assert!(t < 500, "never banned");
+        let id = h.submit(&class, &t.to_be_bytes(), None);
+        if h.take(id, &ws) != vec![0] {
+            h.run_task(id, &ws[1..], &|_| right.clone());
+            h.tick(130);
+            continue;
+        }
+        h.commit(&ws[0], id, &zeros).unwrap();
+        h.reveal(&ws[0], id, &zeros).unwrap();
+        h.run_task(id, &ws[1..], &|_| right.clone());
+        assert_eq!(h.final_task(&id).slot(&sly).unwrap().verdict, Some(Verdict::InvalidResult));
+        outages += 1;
+        if outages < 3 {
+            assert_eq!(h.m.worker(&sly).unwrap().misses, outages, "a malformed reveal is a miss");
+            assert_eq!(h.m.meta().forfeited - forfeited_before, 200 * u64::from(outages));
+        }
+        h.tick(300);
+    }
+    assert_eq!(outages, 3);
+    assert!(h.m.worker(&sly).unwrap().banned.as_ref().unwrap().reason.contains("missed 3"));
+}
+
+/// A task whose replicas disagree, unaudited, is escalated at most `max_escalations` times
+/// (the audit replica is the one more slot an audited task may have), then fails.
+#[test]
+fn escalations_stop_at_max_escalations() {
+    let class = exact(2);
+    let mut h = Harness::new(vec![class.clone()], |c| {
+        c.tunables.audit_min_ppm = 0;
+        c.tunables.audit_stake_factor = 0;
+    });
+    let ws = workers(8);
+    for w in &ws {
+        h.register(w);
+    }
+    h.build_stake(&class, &ws, 2000);
+    // Every worker answers differently: no majority ever forms.
+    for n in 0..10u32 {
+        let id = h.submit(&class, &n.to_be_bytes(), None);
+        h.run_task(id, &ws, &|i| format!("answer {i}").into_bytes());
+        let rec = h.final_task(&id);
+        assert!(matches!(rec.phase, Phase::Failed { .. }), "{:?}", rec.phase);
+        assert_eq!(rec.escalations, 2, "{rec:?}");
+        // Two replicas, the audit replica when drawn, two escalations.
+        assert!(rec.assignments.len() <= 5, "{rec:?}");
     }
 }

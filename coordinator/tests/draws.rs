@@ -30,6 +30,7 @@ struct Parts {
     receipts: Vec<cairn_spec::SignedReceipt>,
     tasks: BTreeMap<Hash32, Task>,
     draws: BTreeMap<u32, DrawEpoch>,
+    first: Option<cairn_spec::SignedEpochHeader>,
 }
 
 fn parts(h: &Harness, epoch: u32) -> Parts {
@@ -49,12 +50,18 @@ fn parts(h: &Harness, epoch: u32) -> Parts {
             },
         );
     }
-    Parts { header: ls::header(&h.store, epoch).unwrap().unwrap(), receipts, tasks, draws }
+    Parts {
+        header: ls::header(&h.store, epoch).unwrap().unwrap(),
+        receipts,
+        tasks,
+        draws,
+        first: ls::header(&h.store, 0).unwrap(),
+    }
 }
 
 fn audit(epoch: u32, p: &Parts) -> DrawAudit {
     assert_eq!(p.header.body.height, epoch);
-    check_draws(&p.header, &p.receipts, &p.tasks, &p.draws)
+    check_draws(&p.header, &p.receipts, &p.tasks, &p.draws, p.first.as_ref())
 }
 
 /// Registers `n` workers, runs tasks in epoch 0 until every worker has enough locked credit
@@ -68,13 +75,7 @@ fn network(n: u32, replication: u8) -> (Harness, Vec<SigningKey>, cairn_spec::Ta
     for w in &ws {
         h.register(w);
     }
-    let mut warmup = 0u32;
-    while ws.iter().any(|w| h.m.balance(&w.public()).map_or(0, |e| e.locked) < 280) {
-        warmup += 1;
-        assert!(warmup < 200, "workers never built stake");
-        let id = h.submit(&class, &[b"warmup".as_slice(), &warmup.to_be_bytes()].concat(), None);
-        h.run_task(id, &ws, &|_| b"right".to_vec());
-    }
+    h.build_stake(&class, &ws, 280);
     assert_eq!(close(&mut h), 0);
     (h, ws, class)
 }
@@ -188,6 +189,22 @@ fn a_seed_other_than_committed_a_swapped_roster_or_task_is_refused() {
     let mut p = parts(&h, e);
     p.tasks.remove(&id);
     assert_eq!(audit(e, &p).report.first_failure().map(|c| c.name), Some("tasks"));
+
+    // A coordinator that names draw epoch 0 (drawn before the first header, so not checkable)
+    // for slots drawn later, re-signing the receipts and the header, is caught: epoch 0
+    // closed before those tasks existed.
+    let mut p = parts(&h, e);
+    for r in &mut p.receipts {
+        let mut b = r.body.clone();
+        b.draw_epoch = 0;
+        *r = cairn_spec::SignedReceipt::sign(b, &h.coord, &[0; 32]);
+    }
+    let mut body = p.header.body.clone();
+    body.receipts_root = cairn_spec::merkle::root(&p.receipts.iter().map(|r| r.id()).collect::<Vec<_>>());
+    p.header = Signed::sign(body, &h.coord, &[0; 32]);
+    p.draws.clear();
+    let a = audit(e, &p);
+    assert_eq!(a.report.first_failure().map(|c| c.name), Some("draw_times"), "{:?}", a.report);
 }
 
 #[test]

@@ -32,28 +32,9 @@ use cairn_worker::models;
 use common::start_node;
 use serde_json::Value;
 
-const SENTENCES: [&str; 16] = [
-    "A man is playing a guitar.",
-    "The cat sleeps on the warm windowsill.",
-    "Interest rates rose again this quarter.",
-    "Bitcoin blocks are found about every ten minutes.",
-    "She planted tomatoes in the spring.",
-    "The train to the city was delayed.",
-    "Proof of work makes rewriting history expensive.",
-    "Children were playing football in the park.",
-    "A recipe for bread needs flour, water and yeast.",
-    "The committee approved the new budget.",
-    "Rain is expected over the mountains tonight.",
-    "He fixed the bicycle with a borrowed wrench.",
-    "The museum opens a new exhibition on Monday.",
-    "Solar panels covered the roof of the barn.",
-    "Two students argued about the meaning of the poem.",
-    "The harbour was full of small fishing boats.",
-];
-
 /// The input of task `n` of a run tagged `tag`: three sentences, never the same twice.
 fn input(tag: &str, n: u64) -> String {
-    let s = |k: u64| SENTENCES[(k % 16) as usize];
+    let s = |k: u64| common::SENTENCES[(k % 16) as usize];
     format!("{} ({tag} {n})\n{}\n{}", s(n), s(n / 16 + 3 * n + 1), s(n / 256 + 5 * n + 2))
 }
 

@@ -48,19 +48,6 @@ impl Executor for RandomVectors {
     }
 }
 
-const SENTENCES: [&str; 10] = [
-    "A man is playing a guitar.",
-    "The cat sleeps on the warm windowsill.",
-    "Interest rates rose again this quarter.",
-    "Bitcoin blocks are found about every ten minutes.",
-    "She planted tomatoes in the spring.",
-    "The train to the city was delayed.",
-    "Proof of work makes rewriting history expensive.",
-    "Children were playing football in the park.",
-    "A recipe for bread needs flour, water and yeast.",
-    "The committee approved the new budget.",
-];
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn three_honest_workers_and_a_cheater() {
     let model_dir = match models::fetch_minilm(&models::default_models_dir(), None) {
@@ -96,8 +83,11 @@ async fn three_honest_workers_and_a_cheater() {
 
     let mut ids = Vec::new();
     for n in 0..50u64 {
-        let text =
-            format!("{}\n{}", SENTENCES[(n % 10) as usize], SENTENCES[((n / 10 + n + 1) % 10) as usize]);
+        let text = format!(
+            "{}\n{}",
+            common::SENTENCES[(n % 16) as usize],
+            common::SENTENCES[((n / 16 + n + 1) % 16) as usize]
+        );
         let body = serde_json::json!({
             "class": "minilm", "input_text": text, "units": 2, "budget_sats": 2000, "nonce": n,
         });

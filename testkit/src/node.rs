@@ -80,6 +80,26 @@ pub fn now() -> u64 {
     cairn_p2p::clock::unix_secs()
 }
 
+/// Sentences the embedding tests and the attack suite make their inputs of.
+pub const SENTENCES: [&str; 16] = [
+    "A man is playing a guitar.",
+    "The cat sleeps on the warm windowsill.",
+    "Interest rates rose again this quarter.",
+    "Bitcoin blocks are found about every ten minutes.",
+    "She planted tomatoes in the spring.",
+    "The train to the city was delayed.",
+    "Proof of work makes rewriting history expensive.",
+    "Children were playing football in the park.",
+    "A recipe for bread needs flour, water and yeast.",
+    "The committee approved the new budget.",
+    "Rain is expected over the mountains tonight.",
+    "He fixed the bicycle with a borrowed wrench.",
+    "The museum opens a new exhibition on Monday.",
+    "Solar panels covered the roof of the barn.",
+    "Two students argued about the meaning of the poem.",
+    "The harbour was full of small fishing boats.",
+];
+
 /// A worker node: its own libp2p identity (its protocol key), connected to the coordinator.
 pub struct Worker {
     pub key: SigningKey,

@@ -28,6 +28,18 @@ impl Machine {
         e.1 = now.saturating_add(wait);
     }
 
+    /// Forgets readiness older than `live_secs` and cooldowns over for an hour (lapses that far
+    /// apart are not a run): the soft state stays as large as the set of keys asking now, not
+    /// every key that ever asked, and a draw walks only those.
+    pub(super) fn prune_soft_state(&mut self, now: u64) {
+        let live = self.cfg.tunables.live_secs;
+        for ready in self.seen.values_mut() {
+            ready.retain(|_, at| now.saturating_sub(*at) <= live);
+        }
+        self.seen.retain(|_, ready| !ready.is_empty());
+        self.cooldown.retain(|_, (_, until)| now < until.saturating_add(3_600));
+    }
+
     /// A worker took an offer: its run of lapses ends.
     pub(super) fn took_offer(&mut self, worker: &PubKey) {
         self.cooldown.remove(worker);

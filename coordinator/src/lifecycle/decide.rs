@@ -195,23 +195,16 @@ impl Machine {
         } else {
             let quorum = if rec.wanted == 1 { 1 } else { 2 };
             let results: Vec<&[u8]> = valid.iter().map(|(_, b)| *b).collect();
-            let need = assign::stake_needed(self.slot_reward(id), self.cfg.tunables.slot_stake_ppm);
-            let light: Vec<bool> = valid
-                .iter()
-                .map(|(i, _)| {
-                    rec.assignments.get(*i).is_some_and(|a| {
-                        assign::light(&self.workers, &self.ledger, &self.cfg.tunables, &a.worker, need)
-                    })
-                })
-                .collect();
+            // Whether a key is light was fixed when it was drawn (SPEC.md §12.4): credit that
+            // settled or was forfeited since does not change how its result counts.
+            let light: Vec<bool> =
+                valid.iter().map(|(i, _)| rec.assignments.get(*i).is_some_and(|a| a.light)).collect();
             let mut judgement = judge(&class.rule, &results, &light, quorum);
-            // A dispute is settled only once it is clear (three results agree) or no more
+            // A dispute is settled only once it is clear (three staked votes agree) or no more
             // replicas can be drawn: replicas that agree on an invented result would otherwise
             // outvote the honest replica drawn to audit them.
             let unclear = matches!(&judgement, Judgement::Decided { winners, clear: false } if winners.len() < valid.len());
-            let max = max_replicas(&class, self.cfg.tunables.max_escalations);
-            let can_grow = slots.len() < usize::from(max)
-                && self.open.get(id).is_some_and(|r| another_worker_can_join(&self.workers, r));
+            let can_grow = self.can_escalate(id, &class, slots.len());
             if unclear && can_grow {
                 judgement = Judgement::Undecided;
             }
@@ -247,13 +240,9 @@ impl Machine {
                     }
                 }
                 Judgement::Undecided => {
-                    let max = max_replicas(&class, self.cfg.tunables.max_escalations);
                     let committed = slots.len();
-                    // Escalate only when some admitted worker is not on the task yet: otherwise
-                    // the extra slot could never be filled and the task would wait for ever
-                    // (found by the long chaos run: three workers, all on an escalated task).
                     let free = self.open.get(id).is_some_and(|r| another_worker_can_join(&self.workers, r));
-                    if committed < usize::from(max) && free {
+                    if self.can_escalate(id, &class, committed) {
                         // Never fewer than the class's replication: slots released (a banned
                         // worker's) must not leave a task decided by fewer results.
                         let wanted = u8::try_from(committed + 1).unwrap_or(u8::MAX).max(class.replication);
@@ -409,7 +398,9 @@ impl Machine {
                 frauds.push((a.worker, sv.reason.clone()));
             } else if sv.fine {
                 fined.push(a.worker);
-            } else if sv.verdict == Some(Verdict::NoReveal) {
+            } else if matches!(sv.verdict, Some(Verdict::NoReveal | Verdict::InvalidResult)) {
+                // A malformed reveal is no answer: it costs what withholding costs, or keys
+                // could sit in slots revealing zeros for free (SPEC.md §12.3).
                 missed.push(a.worker);
             }
             if self.group_commit {
@@ -445,7 +436,8 @@ impl Machine {
             self.forfeit(w, reward, step);
         }
         for w in missed {
-            // A commitment never revealed costs what its slot would have paid.
+            // A commitment never revealed (or revealed malformed) costs what its slot would
+            // have paid.
             if self.miss(w, task, reward, now, step) {
                 banned_now.push(w);
             }
@@ -454,6 +446,21 @@ impl Machine {
             self.release_slots(&w, now, step);
         }
         self.maybe_close_epoch_on_count(now, step);
+    }
+}
+
+impl Machine {
+    /// Whether task `id`, with `committed` slots committed, may draw one more replica: fewer
+    /// than `max_escalations` escalations so far, room under the replica cap, and some
+    /// admitted worker not on the task yet (otherwise the slot could never be filled and the
+    /// task would wait for ever: found by the long chaos run, three workers all on one task).
+    fn can_escalate(&self, id: &Hash32, class: &TaskClass, committed: usize) -> bool {
+        let max = max_replicas(class, self.cfg.tunables.max_escalations);
+        self.open.get(id).is_some_and(|r| {
+            r.escalations < self.cfg.tunables.max_escalations
+                && committed < usize::from(max)
+                && another_worker_can_join(&self.workers, r)
+        })
     }
 }
 
@@ -500,7 +507,8 @@ pub(super) fn stake_floor_ppm(reward: u64, locked: u64, factor: u32) -> u32 {
     u32::try_from((num / den).min(1_000_000)).unwrap_or(1_000_000)
 }
 
-/// The audit draw: probability max(p_min, 1/streak) of the least proven committed worker,
+/// The audit draw: probability max(floor, 1/streak), `streak` that of the least proven
+/// committed worker and `floor_ppm` the larger of `audit_min_ppm` and the stake floor,
 /// from a hash of the node's secret seed, the newest block hash, the commitments and the
 /// revealed results. It is made after the reveals: workers cannot know the seed, and nothing
 /// they can see before their reveal depends on it.
@@ -509,7 +517,7 @@ pub(super) fn audit_draw(
     meta: &MetaState,
     rec: &TaskRecord,
     streak: u32,
-    min_ppm: u32,
+    floor_ppm: u32,
 ) -> bool {
     let mut pre = b"cairn/audit-draw".to_vec();
     pre.extend_from_slice(seed);
@@ -528,6 +536,6 @@ pub(super) fn audit_draw(
     }
     let d = sha256(&pre).0;
     let r = u64::from_be_bytes([d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]]) % 1_000_000;
-    let p = (1_000_000 / u64::from(streak.max(1))).max(u64::from(min_ppm));
+    let p = (1_000_000 / u64::from(streak.max(1))).max(u64::from(floor_ppm));
     r < p
 }

@@ -75,6 +75,7 @@ impl Machine {
         for id in due {
             self.advance(&id, now, &mut step);
         }
+        self.prune_soft_state(now);
         self.maybe_close_epoch(now, &mut step);
         self.finish(step)
     }

@@ -66,9 +66,10 @@ fn cosine_at_least(a: &[u8], b: &[u8], min_ppb: u32) -> bool {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Judgement {
     /// The results at these indices agree and form the verdict; the others are outvoted.
-    /// `clear` is true when at least three results agree (and they are a majority): a dissent
-    /// is then fraud rather than bad luck, and two keys of one owner holding two slots of a
-    /// task can never make an honest result look like fraud.
+    /// `clear` is true when at least three votes agree (three staked keys' where any result is
+    /// staked) and they are a majority: a dissent is then fraud rather than bad luck, and two
+    /// keys of one owner holding two slots of a task can never make an honest result look like
+    /// fraud.
     Decided {
         /// Indices of the agreeing results.
         winners: Vec<usize>,

@@ -70,8 +70,8 @@ pub struct Tunables {
     /// Floor of the audit probability, in parts per million (BOINC's p_min).
     pub audit_min_ppm: u32,
     /// The audit probability is at least `audit_stake_factor · r / (r + L)`, r the slot's reward
-    /// and L the least locked credit among its workers, so that with a coalition of up to a
-    /// quarter of the ready keys a lie never pays (SPEC.md §12.4); 0 turns this off.
+    /// and L the least locked credit among its workers, so that with a coalition below 30 %
+    /// of the ready keys a lie never pays (SPEC.md §12.4); 0 turns this off.
     pub audit_stake_factor: u32,
     /// Extra replicas a disagreement may add before the task fails.
     pub max_escalations: u8,
@@ -90,6 +90,11 @@ pub struct Tunables {
     /// Assignments a worker may miss in a row (a lease let expire, a commitment never
     /// revealed) before it is banned.
     pub max_misses: u32,
+    /// Misses within this many seconds of the last counted one are one outage and count once
+    /// (each still costs its slot): an honest worker whose machine stalls for a few minutes
+    /// while holding several leases is not banned for it. A key that never works is still
+    /// banned after `max_misses` such windows.
+    pub miss_window_secs: u64,
     /// How long a worker drawn for a slot has to claim it before the slot is drawn again.
     pub offer_secs: u64,
     /// How long after its last claim on a class a worker counts as ready to be drawn for
@@ -122,6 +127,7 @@ impl Default for Tunables {
             payout_threshold_sats: 10_000,
             bond_min_sats: 0,
             max_misses: 3,
+            miss_window_secs: 300,
             offer_secs: 10,
             live_secs: 120,
             canary_spread_secs: 60,

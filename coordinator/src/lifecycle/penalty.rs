@@ -10,9 +10,9 @@ use super::*;
 
 impl Machine {
     /// A worker missed an assignment on `task` whose slot pays `cost`: its streak restarts, its
-    /// misses grow (once per second: slots that lapse together are one miss), and up to `cost`
-    /// of its locked credit is forfeited. Returns true when this miss banned it (the caller
-    /// releases its slots).
+    /// misses grow (once per `miss_window_secs` from the last counted miss: slots that lapse
+    /// in one outage are one miss), and up to `cost` of its locked credit is forfeited.
+    /// Returns true when this miss banned it (the caller releases its slots).
     pub(super) fn miss(
         &mut self,
         worker: PubKey,
@@ -27,10 +27,12 @@ impl Machine {
             return false;
         }
         w.streak = 0;
-        if w.last_miss != now || w.misses == 0 {
+        // The window runs from the counted miss, not the newest: a key lapsing every few
+        // seconds cannot stretch one outage for ever.
+        if w.misses == 0 || now >= w.last_miss.saturating_add(self.cfg.tunables.miss_window_secs.max(1)) {
             w.misses = w.misses.saturating_add(1);
+            w.last_miss = now;
         }
-        w.last_miss = now;
         let misses = w.misses;
         self.touch_worker(worker, step);
         self.forfeit(worker, cost, step);

@@ -52,8 +52,8 @@ impl Machine {
     /// becomes due with this request (probability `1 / canary_every`), and how long after it
     /// the canary is released (1 to `canary_spread_secs` seconds, by `release_canaries`). A due canary
     /// takes the next unused entry of the configured pool (each input is used once, so no input
-    /// repeats for a worker to remember; the pool is append-only), the requester and budget
-    /// (when it covers the canary's cost) of the request that made it due, and a nonce only the
+    /// repeats for a worker to remember; the pool is append-only), made due only by a request
+    /// of that entry's class and units, whose requester and budget it takes, and a nonce only the
     /// coordinator can derive: no field of its announcement, nor its place among the announcements, sets it
     /// apart from the tasks around it.
     pub fn submit_request(
@@ -95,8 +95,15 @@ impl Machine {
         }
         let every = self.cfg.canary_every;
         let waiting = self.meta.canary_due.len() as u64;
-        let left = self.canaries_left().saturating_sub(waiting);
-        if every > 0 && left > 0 && waiting < MAX_CANARIES_WAITING && draw[0] % every == 0 {
+        // Only a request of the next canary's class and units makes it due: it takes that
+        // request's requester and budget, which would set it apart under another class or size.
+        let next = usize::try_from(self.meta.canaries_used.saturating_add(waiting))
+            .ok()
+            .and_then(|i| self.cfg.canaries.get(i));
+        let alike = next.is_some_and(|c| {
+            c.units == r.units && self.classes.get(&class).is_some_and(|k| k.name == c.class)
+        });
+        if every > 0 && alike && waiting < MAX_CANARIES_WAITING && draw[0] % every == 0 {
             let spread = self.cfg.tunables.canary_spread_secs.max(1);
             let at = now.saturating_add(1).saturating_add(draw[1] % spread);
             self.meta.canary_due.push((at, requester, r.budget_sats));

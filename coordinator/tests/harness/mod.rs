@@ -217,6 +217,19 @@ impl Harness {
         held
     }
 
+    /// Runs tasks of `class` that `workers` all answer alike until each has `locked` sats of
+    /// locked credit: a network that ran honestly before the test (keys with stake are not
+    /// light, SPEC.md §12.4).
+    pub fn build_stake(&mut self, class: &TaskClass, workers: &[SigningKey], locked: u64) {
+        let mut warm = 0u32;
+        while workers.iter().any(|w| self.m.balance(&w.public()).map_or(0, |e| e.locked) < locked) {
+            warm += 1;
+            assert!(warm < 1000, "workers never built stake");
+            let id = self.submit(class, &[b"warm-up".as_slice(), &warm.to_be_bytes()].concat(), None);
+            self.run_task(id, workers, &|_| b"right".to_vec());
+        }
+    }
+
     /// Runs a task to its end with `answers` (worker index → result): every admitted worker
     /// asks for it, the drawn ones commit and reveal (audits and escalations draw further
     /// workers).
