@@ -119,7 +119,7 @@ impl Default for Tunables {
             pow_difficulty: 16,
             audit_min_ppm: 50_000,
             audit_stake_factor: 3,
-            max_escalations: 2,
+            max_escalations: 3,
             max_leases_per_worker: 16,
             clock_skew_secs: 600,
             epoch_max_receipts: 10_000,
