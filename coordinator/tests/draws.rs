@@ -146,6 +146,8 @@ fn a_coordinator_that_hands_slots_to_its_own_keys_is_seen_passing_the_others_ove
 #[test]
 fn a_seed_other_than_committed_a_swapped_roster_or_task_is_refused() {
     let (mut h, ws, class) = network(6, 2);
+    // The tasks come after header 0 closed.
+    h.tick(5);
     for t in 0..5u32 {
         let id = h.submit(&class, &t.to_be_bytes(), None);
         h.run_task(id, &ws, &|_| b"right".to_vec());

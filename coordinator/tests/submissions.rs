@@ -157,14 +157,20 @@ fn canaries_come_at_random_on_average_once_per_canary_every_requests() {
 }
 
 #[test]
-fn a_canary_never_costs_less_than_its_work_even_after_a_cheaper_request() {
+fn a_canary_is_made_due_only_by_a_request_of_its_class_and_units() {
     let big = Canary { units: 3, ..canary(b"c") };
     let (mut m, _) = machine(1, vec![big]);
-    // The request covers its own 1 unit (100 × 1 × 2), not the canary's 3.
+    // A 1-unit request (its budget covers 100 × 1 × 2, not the canary's 3 units) would lend
+    // the canary a budget and a size unlike its own: it does not make it due.
     m.submit_request(request("echo", 1, 200), [0, 0], NOW).unwrap();
-    m.release_canaries(NOW + 1);
+    m.release_canaries(NOW + 61);
+    assert!(m.open_tasks().all(|t| t.canary.is_none()));
+    // A 3-unit request does, and the canary takes its budget: it costs what its neighbour does.
+    let r = TaskRequest { units: 3, ..request("echo", 2, 700) };
+    m.submit_request(r, [0, 0], NOW + 62).unwrap();
+    m.release_canaries(NOW + 123);
     let c = m.open_tasks().find(|t| t.canary.is_some()).unwrap();
-    assert_eq!(c.task.budget_sats, 600);
+    assert_eq!((c.task.units, c.task.budget_sats), (3, 700));
 }
 
 #[test]
