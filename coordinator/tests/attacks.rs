@@ -308,8 +308,11 @@ fn slots_that_lapse_in_one_outage_are_one_miss_and_accepted_work_pays_misses_off
     for w in &ws {
         h.register(w);
     }
+    h.build_stake(&class, &ws, 1000);
+    h.tick(300);
     // Worker 0's machine stalls while it holds three leases taken twenty seconds apart: they
     // run out at three moments of one outage, each costing its slot, and count as one miss.
+    let forfeited = h.m.meta().forfeited;
     let ids: Vec<Hash32> = (0..3u8).map(|i| h.submit(&class, &[i], None)).collect();
     for id in &ids {
         assert_eq!(h.take(*id, &ws[..1]), vec![0]);
@@ -319,6 +322,18 @@ fn slots_that_lapse_in_one_outage_are_one_miss_and_accepted_work_pays_misses_off
     let w = h.m.worker(&ws[0].public()).unwrap();
     assert_eq!((w.misses, w.banned.is_none()), (1, true), "one outage is one miss");
     assert_eq!(w.rejections.len(), 3, "each lapse is recorded");
+    assert_eq!(h.m.meta().forfeited - forfeited, 600, "each lapse costs its slot");
+    // A key with nothing locked loses nothing by a miss: each of its lapses counts.
+    let fresh = key(4242);
+    h.register(&fresh);
+    h.tick(300);
+    for i in 0..3u8 {
+        let id = h.submit(&class, &[b'f', i], None);
+        assert_eq!(h.take(id, std::slice::from_ref(&fresh)), vec![0]);
+        h.tick(70);
+    }
+    let f = h.m.worker(&fresh.public()).unwrap();
+    assert!(f.banned.is_some(), "three lapses with nothing at stake ban: {f:?}");
     // An accepted result works it off.
     let id = h.submit(&class, b"after", None);
     h.run_task(id, &ws, &|_| b"ok".to_vec());

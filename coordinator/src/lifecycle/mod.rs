@@ -90,10 +90,10 @@ pub struct Tunables {
     /// Assignments a worker may miss in a row (a lease let expire, a commitment never
     /// revealed) before it is banned.
     pub max_misses: u32,
-    /// Misses within this many seconds of the last counted one are one outage and count once
-    /// (each still costs its slot): an honest worker whose machine stalls for a few minutes
-    /// while holding several leases is not banned for it. A key that never works is still
-    /// banned after `max_misses` such windows.
+    /// For a worker with credit locked, misses within this many seconds of the last counted
+    /// one are one outage and count once (each still costs its slot): an honest worker whose
+    /// machine stalls for a few minutes while holding several leases is not banned for it. A
+    /// key with nothing locked, which a miss costs nothing, has every second's misses counted.
     pub miss_window_secs: u64,
     /// How long a worker drawn for a slot has to claim it before the slot is drawn again.
     pub offer_secs: u64,

@@ -10,8 +10,9 @@ use super::*;
 
 impl Machine {
     /// A worker missed an assignment on `task` whose slot pays `cost`: its streak restarts, its
-    /// misses grow (once per `miss_window_secs` from the last counted miss: slots that lapse
-    /// in one outage are one miss), and up to `cost` of its locked credit is forfeited.
+    /// misses grow (for a worker with credit locked, once per `miss_window_secs` from the last
+    /// counted miss: slots that lapse in one outage are one miss; otherwise once per second),
+    /// and up to `cost` of its locked credit is forfeited.
     /// Returns true when this miss banned it (the caller releases its slots).
     pub(super) fn miss(
         &mut self,
@@ -22,6 +23,13 @@ impl Machine {
         step: &mut Step,
     ) -> bool {
         let max = self.cfg.tunables.max_misses;
+        // Only a worker with credit locked is forgiven an outage: it pays for each slot it
+        // misses. A key with nothing at stake would miss for free, so each of its misses counts.
+        let window = if self.ledger.get(&worker).is_some_and(|e| e.locked > 0) {
+            self.cfg.tunables.miss_window_secs.max(1)
+        } else {
+            1
+        };
         let Some(w) = self.workers.get_mut(&worker) else { return false };
         if w.banned.is_some() {
             return false;
@@ -29,7 +37,7 @@ impl Machine {
         w.streak = 0;
         // The window runs from the counted miss, not the newest: a key lapsing every few
         // seconds cannot stretch one outage for ever.
-        if w.misses == 0 || now >= w.last_miss.saturating_add(self.cfg.tunables.miss_window_secs.max(1)) {
+        if w.misses == 0 || now >= w.last_miss.saturating_add(window) {
             w.misses = w.misses.saturating_add(1);
             w.last_miss = now;
         }

@@ -338,8 +338,9 @@ pub struct WorkerRecord {
     /// never revealed. Each accepted result takes one off; reaching `max_misses` is a ban.
     #[serde(default)]
     pub misses: u32,
-    /// When its newest counted miss happened (unix seconds): misses within `miss_window_secs`
-    /// of it (slots that lapsed in one outage) count as one.
+    /// When its newest counted miss happened (unix seconds): later misses within the window
+    /// (`miss_window_secs` for a worker with credit locked, else the same second) count as
+    /// one with it.
     #[serde(default)]
     pub last_miss: u64,
     /// Set when the bond that admitted the worker stopped being a confirmed unspent output of
