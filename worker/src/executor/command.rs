@@ -109,15 +109,17 @@ impl Executor for CommandExecutor {
                 .map_err(|e| ExecError::Failed(format!("reading stdout: {e}")))?,
         };
         let err = err_reader.join().unwrap_or_default();
+        // Too much output first: a program stopped by the closed pipe (SIGPIPE, as `yes` is)
+        // exits unsuccessfully because it wrote too much (it raced the check in the loop).
+        if out.len() > limit {
+            return Err(ExecError::TooLarge(limit));
+        }
         if !status.success() {
             return Err(ExecError::Failed(format!(
                 "{} exited with {status}: {}",
                 self.program.display(),
                 String::from_utf8_lossy(&err).trim()
             )));
-        }
-        if out.len() > limit {
-            return Err(ExecError::TooLarge(limit));
         }
         Ok(out)
     }
