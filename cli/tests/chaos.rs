@@ -88,7 +88,7 @@ fn spawn_worker(cfg: &Path, dir: &Path, i: usize) -> Child {
     Command::new(env!("CARGO_BIN_EXE_cairn"))
         .args(["worker", "--config"])
         .arg(cfg)
-        .env("CAIRN_LOG", "warn")
+        .env("CAIRN_LOG", std::env::var("CAIRN_CHAOS_WORKER_LOG").unwrap_or_else(|_| "warn".into()))
         .stdout(Stdio::null())
         .stderr(log_file(dir, &format!("worker-{i}.log")))
         .spawn()
@@ -128,9 +128,36 @@ fn anchors(api: SocketAddr) -> Vec<Value> {
     get(api, "/v1/anchors").and_then(|v| v["anchors"].as_array().cloned()).unwrap_or_default()
 }
 
-/// Waits (up to `secs`) for `f`.
-fn wait_for(what: &str, secs: u64, f: impl FnMut() -> bool) {
-    cairn_testkit::wait_for(&format!("chaos: {what}"), Duration::from_secs(secs), f);
+/// The last lines each worker logged.
+fn worker_logs(dir: &Path) -> String {
+    (0..3)
+        .map(|i| {
+            let l = std::fs::read_to_string(dir.join(format!("worker-{i}.log"))).unwrap_or_default();
+            let tail: Vec<&str> = l.lines().rev().take(12).collect();
+            format!("worker {i}:\n{}", tail.into_iter().rev().collect::<Vec<_>>().join("\n"))
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Waits (up to `secs`) for `f`; on timeout, panics with what the node says and its log's tail.
+fn wait_for(what: &str, secs: u64, api: SocketAddr, dir: &Path, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !f() {
+        if Instant::now() >= deadline {
+            let log = std::fs::read_to_string(dir.join("coordinator.log")).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(30).collect();
+            panic!(
+                "chaos: timed out after {secs} s waiting for {what}\nstats: {}\nworkers: {}\nanchors: {:?}\ncoordinator log (tail):\n{}\n{}",
+                get(api, "/v1/stats").unwrap_or_default(),
+                get(api, "/v1/workers").unwrap_or_default(),
+                anchors(api),
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n"),
+                worker_logs(dir)
+            );
+        }
+        std::thread::sleep(cairn_testkit::POLL);
+    }
 }
 
 /// Anchors superseded by a replacement: `replaced` while the replacement waits, `conflicted`
@@ -277,7 +304,7 @@ fn chaos(mut btc: Btc, label: &str) {
             // The block holding the newest confirmed anchor is reorged out; a longer branch
             // follows. The anchor is mined again (or replaced); nothing conflicting appears.
             7 => {
-                wait_for("a confirmed anchor", 120, || {
+                wait_for("a confirmed anchor", 120, api, dir.path(), || {
                     anchors(api).iter().any(|a| a["status"] == "confirmed")
                 });
                 mining.store(false, Ordering::SeqCst);
@@ -301,7 +328,7 @@ fn chaos(mut btc: Btc, label: &str) {
                 mining.store(false, Ordering::SeqCst);
                 let _ = try_http(api, "POST", "/v1/epochs/close", Some(&token), None);
                 let mut pending = None;
-                wait_for("a pending anchor", 120, || {
+                wait_for("a pending anchor", 120, api, dir.path(), || {
                     pending = anchors(api).into_iter().find(|a| a["status"] == "pending");
                     pending.is_some()
                 });
@@ -321,7 +348,9 @@ fn chaos(mut btc: Btc, label: &str) {
                     }
                 }
                 mining.store(true, Ordering::SeqCst);
-                wait_for("the stuck anchor to be replaced", 60, || superseded(api) > replaced_before);
+                wait_for("the stuck anchor to be replaced", 60, api, dir.path(), || {
+                    superseded(api) > replaced_before
+                });
             }
             _ => {}
         }
@@ -340,14 +369,6 @@ fn chaos(mut btc: Btc, label: &str) {
     let t_settle = Instant::now();
     while !get(api, "/v1/stats").is_some_and(|s| s["tasks"]["commit"] == 0 && s["tasks"]["reveal"] == 0) {
         if t_settle.elapsed() > Duration::from_secs(180) {
-            let logs: Vec<String> = (0..3)
-                .map(|i| {
-                    let l = std::fs::read_to_string(dir.path().join(format!("worker-{i}.log")))
-                        .unwrap_or_default();
-                    let tail: Vec<&str> = l.lines().rev().take(8).collect();
-                    format!("worker {i}:\n{}", tail.into_iter().rev().collect::<Vec<_>>().join("\n"))
-                })
-                .collect();
             let tasks = get(api, "/v1/tasks?limit=500").unwrap_or_default();
             let open: Vec<&Value> = tasks["tasks"]
                 .as_array()
@@ -357,13 +378,13 @@ fn chaos(mut btc: Btc, label: &str) {
                 "{label}: open tasks not decided in 180 s: {}\nworkers: {}\nopen: {open:?}\n{}",
                 get(api, "/v1/stats").unwrap_or_default(),
                 get(api, "/v1/workers").unwrap_or_default(),
-                logs.join("\n")
+                worker_logs(dir.path())
             );
         }
         std::thread::sleep(Duration::from_millis(500));
     }
     let _ = try_http(api, "POST", "/v1/epochs/close", Some(&token), None);
-    wait_for("the newest epoch to be anchored two deep", 180, || {
+    wait_for("the newest epoch to be anchored two deep", 180, api, dir.path(), || {
         mine(1);
         let next = get(api, "/v1/stats").map(|s| s["epochs"].as_u64().unwrap_or(0)).unwrap_or(0);
         next > 0

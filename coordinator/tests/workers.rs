@@ -344,3 +344,87 @@ async fn a_blob_input_is_fetched_checked_and_run() {
     let _ = stop.send(());
     let _ = handle.await;
 }
+
+/// A coordinator restarts while its workers are idle: with nothing of theirs in flight, no
+/// request of theirs fails and dials it again, yet tasks reach them only over that
+/// connection. Each worker notices the lost coordinator and dials it until it is back, and
+/// the work submitted after the restart is done (the chaos test found a stream of tasks left
+/// untaken for minutes when every worker was idle at the moment of a restart).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_workers_rejoin_a_restarted_coordinator() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = common::test_config(&dir.path().join("coord"));
+    cfg.p2p.listen = vec![format!("/ip4/127.0.0.1/tcp/{}", common::free_port())];
+    cfg.api.listen = format!("127.0.0.1:{}", common::free_port());
+    // Long windows: no job of theirs times out and asks the coordinator anything meanwhile.
+    cfg.classes[0].lease_secs = 300;
+    cfg.classes[0].reveal_secs = 300;
+    let token = |dir: &std::path::Path| {
+        std::fs::read_to_string(dir.join("coord/operator.token")).unwrap().trim().to_string()
+    };
+    let (info, stop, handle) = start_node(&cfg).await;
+    let mut agents = Vec::new();
+    for i in 0..2 {
+        let exec = Arc::new(cairn_worker::executor::command::CommandExecutor {
+            program: "tr".into(),
+            args: vec!["a-z".into(), "A-Z".into()],
+            timeout: Duration::from_secs(5),
+            max_output_bytes: 1000,
+        });
+        agents.push(common::start_agent(&dir.path().join(format!("w{i}")), &info.p2p[0], exec).await.1);
+    }
+    let body = |n: u32| {
+        format!(r#"{{"class":"echo","input_text":"task {n}","units":1,"budget_sats":1000,"nonce":{n}}}"#)
+    };
+    let (s, v) = http(info.api, "POST", "/v1/tasks", Some(&token(dir.path())), Some(&body(1)));
+    assert_eq!(s, 201, "{v}");
+    decided(info.api, v["id"].as_str().unwrap(), "before the restart").await;
+
+    // The coordinator goes away while both workers wait for work, and comes back on the
+    // same addresses with the same key.
+    let _ = stop.send(());
+    let _ = handle.await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (info2, stop, handle) = start_node(&cfg).await;
+    assert_eq!(info2.p2p[0], info.p2p[0]);
+    // Both are back within a few of the workers' checks (every 2 s), well before the p2p
+    // layer's own routing-table refresh (every 30 s, and only while the entry lasts) would
+    // bring them.
+    let deadline = Instant::now() + Duration::from_secs(12);
+    loop {
+        let (_, m) = http(info2.api, "GET", "/metrics", None, None);
+        let peers = m.as_str().and_then(|m| m.lines().find_map(|l| l.strip_prefix("cairn_p2p_peers ")));
+        if peers == Some("2") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the idle workers did not dial the restarted coordinator: {peers:?} peers"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (s, v) = http(info2.api, "POST", "/v1/tasks", Some(&token(dir.path())), Some(&body(2)));
+    assert_eq!(s, 201, "{v}");
+    decided(info2.api, v["id"].as_str().unwrap(), "after the restart, with the workers idle through it")
+        .await;
+
+    for (s, h) in agents {
+        let _ = s.send(());
+        let _ = h.await;
+    }
+    let _ = stop.send(());
+    let _ = handle.await;
+}
+
+/// Waits up to a minute for task `id` to be decided.
+async fn decided(api: std::net::SocketAddr, id: &str, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, t) = http(api, "GET", &format!("/v1/tasks/{id}"), None, None);
+        if t["phase"] == "decided" {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{what}: not decided in 60 s: {t}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

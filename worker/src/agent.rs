@@ -295,6 +295,9 @@ pub async fn run(
     }
 
     tokio::pin!(shutdown);
+    let mut keep = tokio::time::interval(RECONNECT_EVERY);
+    keep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut lost: HashSet<Peer> = HashSet::new();
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
@@ -303,6 +306,7 @@ pub async fn run(
                 let verdict = on_gossip(&shared, message);
                 let _ = net.report(id, verdict).await;
             }
+            _ = keep.tick() => reconnect(&shared, &mut lost).await,
         }
     }
     tracing::info!(target: "cairn::worker", "worker stopping");
@@ -767,6 +771,28 @@ async fn drive(s: &Arc<Shared>, mut job: Job) -> Result<(), AgentError> {
             }
             return s.save(&job);
         }
+    }
+}
+
+/// How often the worker checks that it is connected to each coordinator.
+const RECONNECT_EVERY: Duration = Duration::from_secs(2);
+
+/// Dials again every coordinator this worker is not connected to. Tasks reach a worker only
+/// as gossip over that connection, so a worker idle when its coordinator restarted would
+/// otherwise never hear of work again (its requests, which also dial, are what it lacks).
+async fn reconnect(s: &Shared, lost: &mut HashSet<Peer>) {
+    let Ok(peers) = s.net.peers().await else { return };
+    for c in &s.coords {
+        if peers.contains(&c.peer) {
+            if lost.remove(&c.peer) {
+                tracing::info!(target: "cairn::worker", coordinator = %c.key, "connected to the coordinator again");
+            }
+            continue;
+        }
+        if lost.insert(c.peer) {
+            tracing::warn!(target: "cairn::worker", coordinator = %c.key, addr = %c.addr, "not connected to the coordinator; dialing it every few seconds");
+        }
+        let _ = s.net.dial(&c.addr).await;
     }
 }
 
