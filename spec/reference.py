@@ -431,16 +431,32 @@ def dec_ledger_entry(r):
     r.uint(8)
 
 
+def enc_beacon(j):
+    if j["kind"] == "none":
+        return b"\x00"
+    return b"\x01" + u(j["height"], 4) + h(j["hash"])
+
+
+def dec_beacon(r):
+    kind = r.uint(1)
+    if kind == 0:
+        return {"kind": "none"}
+    if kind == 1:
+        height = r.uint(4)
+        return {"kind": "block", "height": height, "hash": dec_hash(r).hex()}
+    raise DecodeError("invalid_tag")
+
+
 def enc_epoch_header(j):
-    return (b"\x02" + u(NETWORKS[j["network"]], 1) + h(j["coordinator"]) + u(j["height"], 4) + h(j["prev"])
+    return (b"\x03" + u(NETWORKS[j["network"]], 1) + h(j["coordinator"]) + u(j["height"], 4) + h(j["prev"])
             + h(j["receipts_root"]) + h(j["state_root"]) + u(j["receipt_count"], 4) + u(j["accepted_count"], 4)
             + u(j["reward_sats"], 8) + u(j["time"], 8) + h(j["draw_seed"]) + h(j["next_seed_hash"])
-            + h(j["next_roster"]))
+            + h(j["next_roster"]) + enc_beacon(j["beacon"]))
 
 
 def dec_epoch_header(r):
     start = r.pos
-    dec_version(r, 2)
+    dec_version(r, 3)
     net = dec_network(r)
     coord = dec_key(r)
     height = r.uint(4)
@@ -455,6 +471,9 @@ def dec_epoch_header(r):
     r.uint(8)
     r.uint(8)
     draw_seed, next_seed_hash, _next_roster = dec_hash(r), dec_hash(r), dec_hash(r)
+    beacon = dec_beacon(r)
+    if height == 0 and beacon["kind"] != "none":
+        raise DecodeError("invalid_value")
     return {"network": net, "coordinator": coord, "height": height, "prev": prev,
             "draw_seed": draw_seed, "next_seed_hash": next_seed_hash,
             "receipts_root": receipts_root, "receipt_count": count, "body": r.b[start:r.pos]}
@@ -1186,8 +1205,8 @@ def dec_roster(b):
     return keys
 
 
-def draw_score(seed, task, key):
-    return tagged_hash("cairn/draw", seed + h(task["class"]) + payload_hash(task["input"]) + key)
+def draw_score(seed, beacon, task, key):
+    return tagged_hash("cairn/draw", seed + enc_beacon(beacon) + h(task["class"]) + payload_hash(task["input"]) + key)
 
 
 def payload_hash(p):
@@ -1208,8 +1227,8 @@ def check_draws(v):
         assert tagged_hash("cairn/roster", enc).hex() == c["root"]
         n += 1
     for c in v["rankings"]:
-        seed, task = h(c["seed"]), c["task"]["json"]
-        ranked = sorted((draw_score(seed, task, h(k)), h(k)) for k in c["roster"])
+        seed, beacon, task = h(c["seed"]), c["beacon"], c["task"]["json"]
+        ranked = sorted((draw_score(seed, beacon, task, h(k)), h(k)) for k in c["roster"])
         assert [(s.hex(), k.hex()) for s, k in ranked] == [(x["score"], x["key"]) for x in c["scores"]]
         n += 1
     for c in v["invalid_rosters"]:

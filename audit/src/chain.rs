@@ -11,9 +11,10 @@
 use std::collections::{BTreeMap, HashMap};
 
 use crate::verify::{find_equivocation, verify_anchor_chain, AnchorRef, Report};
+use bitcoin::hashes::Hash as _;
 use bitcoin::Txid;
 use cairn_anchor::ChainBackend;
-use cairn_spec::{EpochHeader, Hash32, Network, SignedEpochHeader};
+use cairn_spec::{Beacon, EpochHeader, Hash32, Network, SignedEpochHeader};
 use serde::Serialize;
 
 use crate::epoch::{check_epoch, ledger_total};
@@ -118,6 +119,7 @@ pub fn audit_chain(
             _ => return Err(SourceError::NotFound(format!("epoch {}", scope.from.saturating_sub(1)))),
         }
     }
+    let prev_of_first = prev.clone();
     if headers.is_empty() {
         return Err(SourceError::NotFound(format!("epoch {}", scope.from)));
     }
@@ -273,8 +275,65 @@ pub fn audit_chain(
                     anchored_through.map_or("none".into(), |h| h.to_string())
                 ),
             );
+            // Each header's beacon is the block right after the one holding the anchor of
+            // the header before (SPEC.md §12.1), and a header whose predecessor is anchored
+            // must carry it.
+            let anchored_at: BTreeMap<(u32, Hash32), u32> =
+                payloads.iter().zip(&claims).map(|(p, c)| ((p.height, p.header_hash), c.height)).collect();
+            let bad_beacon = headers.iter().filter(|h| h.body.height > 0).find_map(|h| {
+                let e = h.body.height;
+                let before = match (by_height.get(&(e - 1)), &prev_of_first) {
+                    (Some(b), _) => b.id(),
+                    (None, Some(b)) if b.height == e - 1 => b.hash(),
+                    _ => return None,
+                };
+                // An anchored chain closes every epoch after the first armed (SPEC.md §12.1):
+                // each header names its beacon, and the anchor of the one before exists.
+                let at = anchored_at.get(&(e - 1, before));
+                match (h.body.beacon, at) {
+                    (Beacon::None, _) => Some(format!(
+                        "epoch {e} names no beacon, yet this chain is anchored in Bitcoin"
+                    )),
+                    (Beacon::Block { height, .. }, None) => Some(format!(
+                        "epoch {e} names beacon block {height}, but no anchor of header {} was found",
+                        e - 1
+                    )),
+                    (Beacon::Block { height, hash }, Some(a)) => {
+                        let found = match backend.block_hash(height) {
+                            Ok(b) => b.map(|b| Hash32(b.to_byte_array())),
+                            Err(e) => return Some(format!("bitcoin: {e}")),
+                        };
+                        if Some(height) != a.checked_add(1) {
+                            Some(format!(
+                                "epoch {e} names beacon block {height}, not {} (header {} is anchored at {a})",
+                                a.saturating_add(1),
+                                e - 1
+                            ))
+                        } else if found != Some(hash) {
+                            Some(format!("epoch {e}'s beacon is not the block at height {height} in the node's chain"))
+                        } else {
+                            None
+                        }
+                    }
+                }
+            });
+            r.push(
+                "beacons",
+                bad_beacon.is_none(),
+                bad_beacon.unwrap_or_else(|| {
+                    "each epoch's beacon is the block after its predecessor's anchor".to_owned()
+                }),
+            );
         } else if claims.is_empty() {
             r.push("anchors", true, "no confirmed anchors yet");
+            // A beacon names a block after an anchor: with none, no beacon can be right.
+            if let Some(h) = headers.iter().find(|h| h.body.beacon != Beacon::None) {
+                r.push(
+                    "beacons",
+                    false,
+                    format!("epoch {} names a beacon block, but no anchor was found", h.body.height),
+                );
+            }
         }
         anchors = Some(r);
     }

@@ -1,12 +1,14 @@
 //! Re-checking who was drawn (SPEC.md §12.1): each receipt names the epoch its slot was
-//! drawn in; that epoch's header reveals the seed the header before committed to, and that
-//! header also committed to the roster the draw ranked. From them an auditor recomputes
-//! every task's ranking and sees, for every slot, which roster keys ranked before its worker
-//! and hold no slot of the task: the keys the coordinator passed over.
+//! drawn in; that epoch's header reveals the seed the header before committed to and names
+//! the beacon (the Bitcoin block mixed in), and the header before also committed to the
+//! roster the draw ranked. From them an auditor recomputes every task's ranking and sees, for
+//! every slot, which roster keys ranked before its worker and hold no slot of the task: the
+//! keys the coordinator passed over.
 //!
 //! The receipts are checked against header E (signatures, count, root) and every header
 //! against the receipts' coordinator and network; that those headers are the ones anchored in
-//! Bitcoin is `cairn audit chain`'s check, not this one's.
+//! Bitcoin, and each beacon the block after the anchor before, is `cairn audit chain`'s
+//! check, not this one's.
 //!
 //! Owns the draw checks and their tallies. The checks themselves ([`check_draws`]) never
 //! fetch; [`audit_draws`] gathers their parts from a [`Source`]. Must never call a passed-over
@@ -23,7 +25,7 @@ use crate::source::{Source, SourceError};
 use crate::verify::Report;
 
 /// The checks of a draw audit, in order.
-pub const DRAW_CHECKS: [&str; 5] = ["receipts", "draw_seeds", "rosters", "tasks", "draw_times"];
+pub const DRAW_CHECKS: [&str; 6] = ["receipts", "linked", "draw_seeds", "rosters", "tasks", "draw_times"];
 
 /// What re-checking the draws of one epoch needs: its header (which reveals the seed), the
 /// header before (which committed to the seed and the roster), and the roster.
@@ -97,14 +99,16 @@ impl DrawAudit {
 }
 
 /// Recomputes the draws of `receipts`, epoch `header`'s, from the `tasks` they name, the
-/// `draws` of their draw epochs (every draw epoch from 1 on that a receipt names) and header 0
-/// (`first`, needed when a receipt of a later epoch names draw epoch 0).
+/// `draws` of their draw epochs (every draw epoch from 1 on that a receipt names) and the
+/// headers between them and `header` (`after`, by height: every header from the lowest draw
+/// epoch up to the one before `header`). Every header given must chain to `header`, so a
+/// source cannot serve one re-signed header for a single height.
 pub fn check_draws(
     header: &SignedEpochHeader,
     receipts: &[SignedReceipt],
     tasks: &BTreeMap<Hash32, Task>,
     draws: &BTreeMap<u32, DrawEpoch>,
-    first: Option<&SignedEpochHeader>,
+    after: &BTreeMap<u32, SignedEpochHeader>,
 ) -> DrawAudit {
     let h = &header.body;
     let epoch = h.height;
@@ -133,6 +137,30 @@ pub fn check_draws(
                 format!("the receipts served are not the {} header {epoch} commits to", h.receipt_count)
             }
             _ => format!("{} receipts, signed, the ones header {epoch} commits to", receipts.len()),
+        },
+    );
+    // Every header given, by height, must be the one that chains to header E.
+    let mut by_height: BTreeMap<u32, &SignedEpochHeader> = BTreeMap::new();
+    let mut clash = None;
+    let given = draws.values().flat_map(|d| [&d.header, &d.prev]).chain(after.values());
+    for g in given.chain(std::iter::once(header)) {
+        if by_height.insert(g.body.height, g).is_some_and(|o| o.id() != g.id()) {
+            clash = Some(g.body.height);
+        }
+    }
+    let unlinked = by_height
+        .iter()
+        .filter(|(at, _)| **at < epoch)
+        .find(|(at, g)| !by_height.get(&(**at + 1)).is_some_and(|n| n.body.follows(&g.body)))
+        .map(|(at, _)| *at);
+    let lowest = by_height.keys().next().copied().unwrap_or(epoch);
+    audit.report.push(
+        "linked",
+        clash.is_none() && unlinked.is_none(),
+        match (clash, unlinked) {
+            (Some(at), _) => format!("two different headers were served for epoch {at}"),
+            (None, Some(at)) => format!("header {at} does not chain to header {epoch}"),
+            (None, None) => format!("headers {lowest} to {epoch} chain to header {epoch}"),
         },
     );
     let named: BTreeSet<u32> = receipts.iter().map(|r| r.body.draw_epoch).filter(|e| *e > 0).collect();
@@ -185,26 +213,26 @@ pub fn check_draws(
         bad_task.is_none(),
         bad_task.unwrap_or_else(|| format!("{n_tasks} tasks hash to the ids their receipts name")),
     );
-    // A draw epoch must not have closed before its task existed: otherwise the coordinator
-    // could name, for a slot it hands to a key of its own, whichever revealed seed (or epoch
-    // 0's, not checkable) ranks that key first.
-    let first = if h.height == 0 { Some(header) } else { first };
+    // A draw epoch is the one open when its task was created or later, or the one before
+    // (whose draws go on while the open epoch waits for its beacon): the epoch after it must
+    // not have closed before the task existed. Otherwise the coordinator could name, for a
+    // slot it hands to a key of its own, whichever older seed (or epoch 0's, not checkable)
+    // ranks that key first.
     let bad_time = receipts.iter().find_map(|r| {
         let b = &r.body;
         let task = tasks.get(&b.task)?;
-        let closed = if b.draw_epoch == 0 {
-            match first {
-                Some(g) if g.body.height == 0 && g.body.coordinator == h.coordinator && g.verify() => {
-                    g.body.time
-                }
-                _ => return Some(format!("receipt {} names draw epoch 0: header 0 was not found", r.id())),
-            }
-        } else {
-            draws.get(&b.draw_epoch)?.header.body.time
+        if b.draw_epoch > epoch {
+            return Some(format!("receipt {} names draw epoch {}, after its own epoch", r.id(), b.draw_epoch));
+        }
+        let next = b.draw_epoch.checked_add(1).filter(|n| *n <= epoch)?;
+        let closer = if next == epoch { Some(header) } else { after.get(&next) };
+        let closed = match closer {
+            Some(c) if c.body.height == next && c.body.coordinator == h.coordinator && c.verify() => c.body.time,
+            _ => return Some(format!("receipt {} names draw epoch {}: header {next} was not found", r.id(), b.draw_epoch)),
         };
         (closed < task.created_at).then(|| {
             format!(
-                "receipt {} names draw epoch {}, closed at {closed}, before its task was created at {}",
+                "receipt {} names draw epoch {}, more than one epoch before the one its task was created in (header {next} closed at {closed}, the task was created at {})",
                 r.id(),
                 b.draw_epoch,
                 task.created_at
@@ -214,7 +242,9 @@ pub fn check_draws(
     audit.report.push(
         "draw_times",
         bad_time.is_none(),
-        bad_time.unwrap_or_else(|| "every draw epoch closed after its task was created".into()),
+        bad_time.unwrap_or_else(|| {
+            "every draw epoch is the one its task was created in, a later one, or the one before".into()
+        }),
     );
     if !audit.report.ok() {
         return audit;
@@ -248,7 +278,9 @@ pub fn check_draws(
             continue;
         };
         if ranking.0 != Some((b.task, b.draw_epoch)) {
-            let keys = d.roster.ranking(&d.header.body.draw_seed, task).into_iter().map(|(_, k)| k).collect();
+            let dh = &d.header.body;
+            let keys =
+                d.roster.ranking(&dh.draw_seed, &dh.beacon, task).into_iter().map(|(_, k)| k).collect();
             ranking = (Some((b.task, b.draw_epoch)), keys);
         }
         let on_task = holders.get(&b.task);
@@ -285,18 +317,23 @@ pub fn audit_draws(source: &dyn Source, epoch: u32) -> Result<DrawAudit, SourceE
     for id in receipts.iter().map(|r| r.body.task).collect::<BTreeSet<_>>() {
         tasks.insert(id, source.task(&id)?);
     }
+    // One range, from the header before the lowest draw epoch up to E's predecessor: the
+    // check ties each to header E.
+    let named: BTreeSet<u32> = receipts.iter().map(|r| r.body.draw_epoch).collect();
+    let lowest = named.first().map_or(epoch, |d| d.saturating_sub(1));
+    let after: BTreeMap<u32, SignedEpochHeader> = match epoch.checked_sub(1) {
+        Some(last) if lowest <= last => {
+            source.header_range(lowest, last)?.into_iter().map(|h| (h.body.height, h)).collect()
+        }
+        _ => BTreeMap::new(),
+    };
     let mut draws = BTreeMap::new();
-    for e in receipts.iter().map(|r| r.body.draw_epoch).filter(|e| *e > 0).collect::<BTreeSet<_>>() {
-        let hs = source.header_range(e - 1, e)?;
-        let (Some(prev), Some(header)) = (hs.first(), hs.get(1)) else {
+    for e in named.into_iter().filter(|e| *e > 0) {
+        let at = |h: u32| if h == epoch { Some(&header) } else { after.get(&h) };
+        let (Some(prev), Some(this)) = (at(e - 1), at(e)) else {
             return Err(SourceError::NotFound(format!("headers {} and {e}", e - 1)));
         };
-        draws.insert(e, DrawEpoch { header: header.clone(), prev: prev.clone(), roster: source.roster(e)? });
+        draws.insert(e, DrawEpoch { header: this.clone(), prev: prev.clone(), roster: source.roster(e)? });
     }
-    let first = if epoch > 0 && receipts.iter().any(|r| r.body.draw_epoch == 0) {
-        source.header_range(0, 0)?.pop()
-    } else {
-        None
-    };
-    Ok(check_draws(&header, &receipts, &tasks, &draws, first.as_ref()))
+    Ok(check_draws(&header, &receipts, &tasks, &draws, &after))
 }

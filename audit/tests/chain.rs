@@ -5,12 +5,14 @@
 
 use std::collections::BTreeMap;
 
+use bitcoin::hashes::Hash as _;
 use bitcoin::Amount;
 use cairn_anchor::machine::{AnchorConfig, AnchorStatus, Notice};
 use cairn_anchor::scripted::ScriptedBackend;
 use cairn_anchor::store::MemoryStore;
 use cairn_anchor::tx::{anchor_script, KeySigner};
 use cairn_anchor::AnchorDriver;
+use cairn_anchor::ChainBackend as _;
 use cairn_audit::chain::{audit_chain, ChainAudit, Scope};
 use cairn_audit::source::{AnchorClaim, LocatedReceipt, Source, SourceError};
 use cairn_spec::hash::sha256;
@@ -51,6 +53,12 @@ fn coord() -> SigningKey {
 
 /// Four epochs of three receipts; each worker's ledger grows by its rewards.
 fn chain() -> Mem {
+    chain_with(4, |_| Beacon::None)
+}
+
+/// `n` epochs of three receipts; each worker's ledger grows by its rewards; `beacon(prev)`
+/// names each later header's beacon, given the header before.
+fn chain_with(n: u32, mut beacon: impl FnMut(&SignedEpochHeader) -> Beacon) -> Mem {
     let c = coord();
     let workers: Vec<PubKey> =
         (1..=3u8).map(|i| SigningKey::from_secret_bytes([i; 32]).unwrap().public()).collect();
@@ -62,7 +70,7 @@ fn chain() -> Mem {
     };
     let mut ledger: BTreeMap<PubKey, LedgerEntry> = BTreeMap::new();
     let mut prev = Hash32::ZERO;
-    for height in 0..4u32 {
+    for height in 0..n {
         // Signed as one batch per epoch, as the coordinator's group commits do (SPEC.md §5.7).
         let bodies: Vec<WorkReceipt> = workers
             .iter()
@@ -105,6 +113,10 @@ fn chain() -> Mem {
                 [(height as u8).wrapping_add(1); 32],
             )),
             next_roster: cairn_spec::Roster::default().root(),
+            beacon: match height.checked_sub(1).and_then(|p| m.headers.get(&p)) {
+                Some(prev) => beacon(prev),
+                None => Beacon::None,
+            },
         };
         prev = header.hash();
         m.headers.insert(height, Signed::sign(header, &c, &[0; 32]));
@@ -193,22 +205,25 @@ fn equivocation_between_sources_is_reported_with_both_headers() {
     assert!(text.contains("EQUIVOCATION at epoch 2") && text.contains("header B:"), "{text}");
 }
 
-/// The scripted Bitcoin chain with anchors committing epochs 1 and 3 of `m`.
-fn anchored(m: &mut Mem) -> ScriptedBackend {
+/// Five epochs as a coordinator with Bitcoin makes them (SPEC.md §12.1): each header but
+/// the newest anchored on the scripted Bitcoin chain, and each later header's beacon the
+/// block right after the anchor of the one before.
+fn anchored() -> (Mem, ScriptedBackend) {
     let key = SigningKey::from_secret_bytes([42; 32]).unwrap();
-    let chain = ScriptedBackend::new();
-    chain.fund(&anchor_script(&key.public()), Amount::from_sat(1_000_000));
+    let btc = ScriptedBackend::new();
+    btc.fund(&anchor_script(&key.public()), Amount::from_sat(1_000_000));
     let mut d = AnchorDriver::open(
-        chain.clone(),
+        btc.clone(),
         MemoryStore::new(),
         AnchorConfig::new(Network::Regtest),
         Box::new(KeySigner::new(key)),
         0,
     )
     .unwrap();
-    for e in [1u32, 3] {
-        let h = &m.headers[&e];
-        d.submit_epoch(AnchorPayload { height: e, header_hash: h.id() }).unwrap();
+    let mut claims = Vec::new();
+    let mut m = chain_with(5, |prev| {
+        let e = prev.body.height;
+        d.submit_epoch(AnchorPayload { height: e, header_hash: prev.id() }).unwrap();
         let txid = d
             .step(1, [0; 32])
             .unwrap()
@@ -218,24 +233,26 @@ fn anchored(m: &mut Mem) -> ScriptedBackend {
                 _ => None,
             })
             .unwrap();
-        chain.mine(1);
+        btc.mine(1);
         d.step(1, [0; 32]).unwrap();
         let AnchorStatus::Confirmed { height, .. } = d.machine().records()[&txid].status else { panic!() };
-        m.anchors.push(AnchorClaim { txid, epoch: e, height });
-    }
-    chain.mine(3);
-    chain
+        claims.push(AnchorClaim { txid, epoch: e, height });
+        btc.mine(2);
+        let block = btc.block_hash(height + 1).unwrap().unwrap();
+        Beacon::Block { height: height + 1, hash: Hash32(block.to_byte_array()) }
+    });
+    m.anchors = claims;
+    (m, btc)
 }
 
 #[test]
 fn anchors_are_walked_and_a_header_bitcoin_does_not_commit_is_equivocation() {
-    let mut m = chain();
-    let btc = anchored(&mut m);
+    let (m, btc) = anchored();
     let genesis = m.anchors[0].txid;
     let scope = Scope { genesis: Some(genesis), ..Scope::default() };
     let a = audit_chain(&m, &[], Some(&btc), &scope, &mut |_, _| {}).unwrap();
     assert!(a.ok(), "{:#?}", a.anchors);
-    assert_eq!((a.anchor_count, a.anchored_through), (2, Some(3)));
+    assert_eq!((a.anchor_count, a.anchored_through), (4, Some(3)));
     // Without a pinned genesis the report says whose word it took.
     let a = audit_chain(&m, &[], Some(&btc), &Scope::default(), &mut |_, _| {}).unwrap();
     assert!(a.anchors.unwrap().checks.iter().any(|c| c.name == "genesis_trust"));
@@ -248,7 +265,7 @@ fn anchors_are_walked_and_a_header_bitcoin_does_not_commit_is_equivocation() {
     let a = audit_chain(&lie, &[], Some(&btc), &scope, &mut |_, _| {}).unwrap();
     assert!(!a.ok());
     assert_eq!(a.equivocations.len(), 1);
-    assert_eq!(a.equivocations[0].committed.unwrap(), (m.anchors[1].txid, m.headers[&3].id()));
+    assert_eq!(a.equivocations[0].committed.unwrap(), (m.anchors[3].txid, m.headers[&3].id()));
     assert_eq!(a.anchors.as_ref().unwrap().first_failure().unwrap().name, "anchor_commits");
     // A genesis anchor other than the one the auditor trusts breaks the walk.
     let wrong = Scope { genesis: Some(m.anchors[1].txid), ..Scope::default() };
@@ -259,4 +276,41 @@ fn anchors_are_walked_and_a_header_bitcoin_does_not_commit_is_equivocation() {
     far.anchors[1].height = 10_000;
     let a = audit_chain(&far, &[], Some(&btc), &scope, &mut |_, _| {}).unwrap();
     assert_eq!(a.anchors.unwrap().first_failure().unwrap().name, "anchor_block");
+}
+
+/// Each header's beacon must be the block right after the anchor of the header before, as
+/// the auditor's own node has it: a coordinator that names another block (one that ranks its
+/// own keys first), a made-up hash, or no beacon at all once it anchors, is caught.
+#[test]
+fn a_beacon_other_than_the_block_after_the_anchor_before_is_caught() {
+    let (m, btc) = anchored();
+    let scope = Scope { genesis: Some(m.anchors[0].txid), ..Scope::default() };
+    let Beacon::Block { height, .. } = m.headers[&4].body.beacon else { panic!("header 4 has a beacon") };
+    assert_eq!(height, m.anchors[3].height + 1);
+    let later = Hash32(btc.block_hash(height + 1).unwrap().unwrap().to_byte_array());
+    for (lie, what) in [
+        (Beacon::Block { height: height + 1, hash: later }, "a later block"),
+        (Beacon::Block { height, hash: Hash32([7; 32]) }, "another hash"),
+        (Beacon::None, "none"),
+    ] {
+        let mut m = m.clone();
+        let mut h = m.headers[&4].body.clone();
+        assert_ne!(h.beacon, lie);
+        h.beacon = lie;
+        m.headers.insert(4, Signed::sign(h, &coord(), &[0; 32]));
+        let a = audit_chain(&m, &[], Some(&btc), &scope, &mut |_, _| {}).unwrap();
+        assert!(!a.ok(), "{what}");
+        let failed = a.anchors.as_ref().unwrap().first_failure().unwrap();
+        assert_eq!(failed.name, "beacons", "{what}: {:#?}", a.anchors);
+    }
+    // A source that leaves out the newest anchor (so header 4's beacon has no anchor before
+    // it), or every anchor, cannot pass a beacon off either.
+    for keep in [3, 0] {
+        let mut cut = m.clone();
+        cut.anchors.truncate(keep);
+        let a = audit_chain(&cut, &[], Some(&btc), &Scope::default(), &mut |_, _| {}).unwrap();
+        assert!(!a.ok(), "{keep} anchors kept");
+        let failed = a.anchors.as_ref().unwrap().first_failure().unwrap();
+        assert_eq!(failed.name, "beacons", "{keep} anchors kept: {:#?}", a.anchors);
+    }
 }

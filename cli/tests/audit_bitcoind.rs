@@ -87,6 +87,12 @@ async fn a_receipt_audits_online_offline_and_through_opentimestamps() {
         wait_for("confirmation", &|| {
             http(api, "GET", &path, None, None).1["anchor"]["status"] == "confirmed"
         });
+        // The next epoch closes once armed: the block after this anchor's, finality-deep
+        // (SPEC.md §12.1), is its beacon.
+        call("generatetoaddress", json!([2, miner]));
+        wait_for("the next epoch armed", &|| {
+            http(api, "GET", "/v1/stats", None, None).1["open_epoch_armed"] == true
+        });
     }
     call("generatetoaddress", json!([5, miner]));
     let rpc_args = |v: &mut Vec<String>| {

@@ -73,6 +73,29 @@ fn log_file(dir: &Path, name: &str) -> Stdio {
     Stdio::from(std::fs::OpenOptions::new().create(true).append(true).open(dir.join(name)).unwrap())
 }
 
+/// Every process a test spawned, killed when the test ends (a panic included): a failed run
+/// must not leave nodes behind to slow the tests after it.
+#[derive(Default)]
+struct Reaper(std::sync::Mutex<Vec<u32>>);
+
+impl Reaper {
+    fn track(&self, c: Child) -> Child {
+        if let Ok(mut v) = self.0.lock() {
+            v.push(c.id());
+        }
+        c
+    }
+}
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        let pids = self.0.lock().map(|v| v.clone()).unwrap_or_default();
+        for pid in pids {
+            let _ = Command::new("kill").arg("-KILL").arg(pid.to_string()).stderr(Stdio::null()).status();
+        }
+    }
+}
+
 fn spawn_coordinator(cfg: &Path, dir: &Path) -> Child {
     Command::new(env!("CARGO_BIN_EXE_cairn"))
         .args(["coordinator", "--config"])
@@ -205,7 +228,8 @@ fn chaos(mut btc: Btc, label: &str) {
     let api: SocketAddr = cfg.api.listen.parse().unwrap();
     let p2p_port: u16 = cfg.p2p.listen[0].rsplit('/').next().unwrap().parse().unwrap();
 
-    let mut coordinator = spawn_coordinator(&cfg_path, dir.path());
+    let reaper = Reaper::default();
+    let mut coordinator = reaper.track(spawn_coordinator(&cfg_path, dir.path()));
     wait_up(api, dir.path());
     let token = std::fs::read_to_string(data.join("operator.token")).unwrap().trim().to_owned();
     let info: Value = serde_json::from_slice(&std::fs::read(data.join("node.json")).unwrap()).unwrap();
@@ -234,7 +258,7 @@ fn chaos(mut btc: Btc, label: &str) {
         })
         .collect();
     let mut workers: Vec<Child> =
-        worker_cfgs.iter().enumerate().map(|(i, c)| spawn_worker(c, dir.path(), i)).collect();
+        worker_cfgs.iter().enumerate().map(|(i, c)| reaper.track(spawn_worker(c, dir.path(), i))).collect();
 
     // Blocks keep coming, except while the harness holds them back.
     let mining = Arc::new(AtomicBool::new(true));
@@ -276,7 +300,7 @@ fn chaos(mut btc: Btc, label: &str) {
         std::thread::sleep(Duration::from_millis(1500 + rng.next(3000)));
         sigkill(&mut coordinator);
         fig.coordinator_kills += 1;
-        coordinator = spawn_coordinator(&cfg_path, dir.path());
+        coordinator = reaper.track(spawn_coordinator(&cfg_path, dir.path()));
         wait_up(api, dir.path());
         match fig.coordinator_kills {
             // A worker killed mid-stream (it has leases and commitments open), back a moment later.
@@ -284,7 +308,7 @@ fn chaos(mut btc: Btc, label: &str) {
                 sigkill(&mut workers[1]);
                 fig.worker_kills += 1;
                 std::thread::sleep(Duration::from_millis(800));
-                workers[1] = spawn_worker(&worker_cfgs[1], dir.path(), 1);
+                workers[1] = reaper.track(spawn_worker(&worker_cfgs[1], dir.path(), 1));
             }
             // Bitcoin goes away for a while and comes back.
             5 => {
@@ -301,21 +325,28 @@ fn chaos(mut btc: Btc, label: &str) {
                 mining.store(true, Ordering::SeqCst);
                 fig.outages += 1;
             }
-            // The block holding the newest confirmed anchor is reorged out; a longer branch
-            // follows. The anchor is mined again (or replaced); nothing conflicting appears.
+            // The block holding the newest anchor is reorged out while shallow: an epoch
+            // closes with blocks held back, its anchor is mined in one block, and that block
+            // is invalidated; a longer branch follows. The anchor is mined again (or
+            // replaced); nothing conflicting appears. (Shallower than `finality_depth`: the
+            // beacon after that anchor was not final, so no draw used it. A deeper reorg
+            // would move a beacon already used, which the chain audit reports, SPEC.md §12.1.)
             7 => {
-                wait_for("a confirmed anchor", 120, api, dir.path(), || {
-                    anchors(api).iter().any(|a| a["status"] == "confirmed")
+                wait_for("the open epoch to be armed", 120, api, dir.path(), || {
+                    get(api, "/v1/stats").is_some_and(|s| s["open_epoch_armed"] == true)
                 });
                 mining.store(false, Ordering::SeqCst);
-                let newest = anchors(api)
-                    .into_iter()
-                    .filter(|a| a["status"] == "confirmed")
-                    .max_by_key(|a| a["height"].as_u64())
-                    .unwrap();
-                let height = u32::try_from(newest["height"].as_u64().unwrap()).unwrap();
-                let block = rpc.block_hash(height).unwrap().unwrap();
-                rpc.raw_call("invalidateblock", json!([block.to_string()])).unwrap();
+                let _ = try_http(api, "POST", "/v1/epochs/close", Some(&token), None);
+                wait_for("an anchor to reorg", 120, api, dir.path(), || {
+                    anchors(api).iter().any(|a| a["status"] == "pending")
+                });
+                let mined = rpc.raw_call("generatetoaddress", json!([1, miner])).unwrap();
+                let block = mined[0].as_str().unwrap().to_owned();
+                let height = rpc.chain_info().unwrap().tip_height;
+                wait_for("the anchor confirmed", 60, api, dir.path(), || {
+                    anchors(api).iter().any(|a| a["status"] == "confirmed" && a["height"] == height)
+                });
+                rpc.raw_call("invalidateblock", json!([block])).unwrap();
                 // Another address than the invalidated block's coinbase: otherwise the first
                 // new block can be that very block again (same parent, transactions, second).
                 rpc.raw_call("generatetoaddress", json!([3, regtest_address(201)])).unwrap();
@@ -325,6 +356,11 @@ fn chaos(mut btc: Btc, label: &str) {
             // An anchor kept out of blocks (as if its fee were too low) must be replaced.
             9 => {
                 let replaced_before = superseded(api);
+                // The open epoch closes only once armed (its beacon block final, SPEC.md
+                // §12.1), which needs blocks: wait for that before holding them back.
+                wait_for("the open epoch to be armed", 120, api, dir.path(), || {
+                    get(api, "/v1/stats").is_some_and(|s| s["open_epoch_armed"] == true)
+                });
                 mining.store(false, Ordering::SeqCst);
                 let _ = try_http(api, "POST", "/v1/epochs/close", Some(&token), None);
                 let mut pending = None;
@@ -383,11 +419,15 @@ fn chaos(mut btc: Btc, label: &str) {
         }
         std::thread::sleep(Duration::from_millis(500));
     }
-    let _ = try_http(api, "POST", "/v1/epochs/close", Some(&token), None);
+    // The open epoch closes once armed (SPEC.md §12.1): asked again as blocks come, until no
+    // receipt is left in it.
     wait_for("the newest epoch to be anchored two deep", 180, api, dir.path(), || {
         mine(1);
-        let next = get(api, "/v1/stats").map(|s| s["epochs"].as_u64().unwrap_or(0)).unwrap_or(0);
-        next > 0
+        let _ = try_http(api, "POST", "/v1/epochs/close", Some(&token), None);
+        let Some(s) = get(api, "/v1/stats") else { return false };
+        let next = s["epochs"].as_u64().unwrap_or(0);
+        s["open_epoch_receipts"] == 0
+            && next > 0
             && get(api, &format!("/v1/epochs/{}", next - 1)).is_some_and(|e| {
                 e["anchor"]["status"] == "confirmed"
                     && e["anchor"]["confirmations"].as_u64().unwrap_or(0) >= 2

@@ -512,6 +512,7 @@ impl NodeConfig {
             })
             .collect();
         cfg.canary_every = self.canary_every;
+        cfg.beacons = self.bitcoin.mode == BitcoinMode::Rpc;
         Ok(cfg)
     }
 }

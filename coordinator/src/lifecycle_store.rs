@@ -357,6 +357,21 @@ pub fn load(s: &dyn KvStore) -> Result<Option<Snapshot>, LoadError> {
         Ok::<(), LoadError>(())
     })?;
     snap.roster = roster(s, snap.meta.next_epoch)?;
+    if let Some(prev) = snap.meta.next_epoch.checked_sub(1) {
+        snap.prev_roster = roster(s, prev)?;
+        // The epoch before's roster ranks draws while the open epoch waits for its beacon:
+        // it must be the one header `prev − 1` committed to.
+        if let Some(before) = prev.checked_sub(1).map(|b| header(s, b)).transpose()?.flatten() {
+            let stored = snap.prev_roster.as_ref().map(Roster::root);
+            if stored != Some(before.body.next_roster) {
+                return Err(corrupt(
+                    Table::Epochs,
+                    &roster_key(prev),
+                    "not the roster the header before committed to",
+                ));
+            }
+        }
+    }
     Ok(Some(snap))
 }
 

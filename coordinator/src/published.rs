@@ -34,6 +34,8 @@ pub struct Published {
     pub next_epoch: u32,
     /// Receipts in the open epoch.
     pub open_receipts: u32,
+    /// Whether the open epoch's draws use its own ranking and it may close (SPEC.md §12.1).
+    pub armed: bool,
     /// The newest closed epoch's header.
     pub last_header: Option<SignedEpochHeader>,
     /// Ledger sums.
@@ -82,6 +84,7 @@ impl Published {
             receipts: meta.counts.receipts,
             next_epoch: meta.next_epoch,
             open_receipts: meta.open_receipts,
+            armed: m.armed(),
             last_header: meta.last_header.clone(),
             ledger,
             workers,

@@ -113,6 +113,7 @@ fn headers(n: u32, network: cairn_spec::Network) -> Vec<SignedEpochHeader> {
                     [(height as u8).wrapping_add(1); 32],
                 )),
                 next_roster: cairn_spec::Roster::default().root(),
+                beacon: cairn_spec::Beacon::None,
             };
             prev = h.hash();
             Signed::sign(h, &coord, &[0; 32])

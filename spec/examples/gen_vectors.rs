@@ -284,6 +284,7 @@ fn object_vectors() -> Value {
         draw_seed: h("draw-seed-0"),
         next_seed_hash: draw::seed_hash(&h("draw-seed-1")),
         next_roster: Roster::new(vec![key(20).public(), key(21).public(), key(22).public()]).root(),
+        beacon: Beacon::None,
     };
     let next = EpochHeader {
         height: 1,
@@ -296,6 +297,7 @@ fn object_vectors() -> Value {
         time: 1_767_226_200,
         draw_seed: h("draw-seed-1"),
         next_seed_hash: draw::seed_hash(&h("draw-seed-2")),
+        beacon: Beacon::Block { height: 103, hash: h("block-103") },
         ..genesis.clone()
     };
 
@@ -473,6 +475,16 @@ fn object_vectors() -> Value {
     let acc_at = EpochHeader::RECEIPTS_ROOT_OFFSET + 64 + 4;
     b[acc_at..acc_at + 4].copy_from_slice(&4u32.to_be_bytes());
     bad("epoch_header", "more accepted than receipts", b, "invalid_value");
+    // The beacon is the last field: kind byte, then height and hash for a block.
+    let beacon_at = EpochHeader::MIN_ENCODED_LEN - 1;
+    let mut b = header_bytes.clone();
+    b[beacon_at] = 2;
+    bad("epoch_header", "unknown beacon kind", b, "invalid_tag");
+    let signed_genesis = Signed::sign(genesis.clone(), &coord, &AUX).to_bytes();
+    let mut b = signed_genesis[..beacon_at].to_vec();
+    b.extend_from_slice(&Beacon::Block { height: 1, hash: h("block-1") }.to_bytes());
+    b.extend_from_slice(&signed_genesis[beacon_at + 1..]);
+    bad("epoch_header", "a beacon for epoch 0", b, "invalid_value");
     let _ = enc;
 
     let chat_settings: Vec<Value> = [("llama-3.2-1b-instruct-q8_0", 42u64, 256u32), ("qwen2.5-0.5b", 0, 64)]
@@ -595,6 +607,11 @@ fn build_world() -> World {
             draw_seed: h(&format!("draw-seed-{height}")),
             next_seed_hash: draw::seed_hash(&h(&format!("draw-seed-{}", height + 1))),
             next_roster: Roster::default().root(),
+            beacon: if height == 0 {
+                Beacon::None
+            } else {
+                Beacon::Block { height: 100 + height * 3, hash: h(&format!("block-{}", 100 + height * 3)) }
+            },
         };
         prev = header.hash();
         epochs.push((receipts, Signed::sign(header, &coord, &AUX)));
@@ -1003,10 +1020,12 @@ fn draw_vectors() -> Value {
     }
     let roster = Roster::new(keys.clone());
     let mut rankings = Vec::new();
-    for seed in &seeds {
-        let ranked = roster.ranking(seed, &task);
+    let beacons = [Beacon::None, Beacon::Block { height: 103, hash: h("block-103") }];
+    for (seed, beacon) in seeds.iter().flat_map(|s| beacons.iter().map(move |b| (s, b))) {
+        let ranked = roster.ranking(seed, beacon, &task);
         rankings.push(json!({
             "seed": seed.to_hex(),
+            "beacon": beacon,
             "task": obj("task", &task),
             "roster": roster.keys().iter().map(|k| k.to_hex()).collect::<Vec<_>>(),
             "scores": ranked.iter().map(|(s, k)| json!({"key": k.to_hex(), "score": s.to_hex()})).collect::<Vec<_>>(),
@@ -1021,7 +1040,7 @@ fn draw_vectors() -> Value {
         json!({"name": "not a key", "encoding": hex::encode([&1u32.to_be_bytes()[..], &not_a_key()[..]].concat())}),
     ];
     json!({
-        "description": "SPEC.md §12.1: draw seed commitments, rosters (encoding, root) and the scores that rank a roster's keys for a task (lowest first). Invalid rosters must not decode.",
+        "description": "SPEC.md §12.1: draw seed commitments, rosters (encoding, root) and the scores that rank a roster's keys for a task under a seed and a beacon (lowest first; the beacon encoded as in the header). Invalid rosters must not decode.",
         "seeds": seed_cases,
         "rosters": rosters,
         "rankings": rankings,

@@ -674,6 +674,9 @@ pub struct CoordinatorStats {
     pub epochs: u32,
     /// Receipts in the open epoch.
     pub open_epoch_receipts: u32,
+    /// Whether the open epoch is armed: its beacon block is final, so its draws use its own
+    /// ranking and it may close (always, without Bitcoin; SPEC.md §12.1).
+    pub open_epoch_armed: bool,
     /// Ledger sums.
     pub ledger: LedgerTotals,
     /// Workers per standing.

@@ -16,18 +16,62 @@ pub fn seed_hash(seed: &Hash32) -> Hash32 {
     tagged_hash(Tag::DrawSeed, &seed.0)
 }
 
+/// The Bitcoin block whose hash an epoch's draws mix in (SPEC.md §12.1): mined after the
+/// anchor that fixed the epoch's roster and seed, so the coordinator could not know it when
+/// it fixed them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum Beacon {
+    /// No Bitcoin block: epoch 0 (nothing committed to its draws), or a coordinator running
+    /// without Bitcoin, whose draws an auditor cannot check.
+    None,
+    /// The block right after the one holding the anchor of the header before the epoch.
+    Block {
+        /// Its height.
+        height: u32,
+        /// Its hash, in Bitcoin's internal byte order (the reverse of how it is displayed).
+        hash: Hash32,
+    },
+}
+
+impl Encode for Beacon {
+    fn encode(&self, w: &mut Writer) {
+        match self {
+            Beacon::None => {
+                w.u8(0);
+            }
+            Beacon::Block { height, hash } => {
+                w.u8(1).u32(*height).raw(&hash.0);
+            }
+        }
+    }
+}
+
+impl Decode for Beacon {
+    const NAME: &'static str = "beacon";
+
+    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        match r.u8("beacon")? {
+            0 => Ok(Beacon::None),
+            1 => Ok(Beacon::Block { height: r.u32("beacon_height")?, hash: Hash32(r.array("beacon_hash")?) }),
+            tag => Err(DecodeError::InvalidTag { field: "beacon", tag }),
+        }
+    }
+}
+
 /// The score of `key` in the draws for a task of class `class` whose input has content hash
-/// `input` under an epoch's `seed`: `tagged_hash("cairn/draw", seed ‖ class ‖ input ‖ key)`.
-/// The lowest score ranks first. Nothing the coordinator fills in when it accepts a task (its
-/// nonce, its time, the requester it names) enters the score, so it cannot try versions of a
-/// task until its own keys rank first.
-pub fn score(seed: &Hash32, class: &Hash32, input: &Hash32, key: &PubKey) -> Hash32 {
-    let mut m = [0u8; 128];
-    m[..32].copy_from_slice(&seed.0);
-    m[32..64].copy_from_slice(&class.0);
-    m[64..96].copy_from_slice(&input.0);
-    m[96..].copy_from_slice(key.as_bytes());
-    tagged_hash(Tag::Draw, &m)
+/// `input` under an epoch's `seed` and `beacon`:
+/// `tagged_hash("cairn/draw", seed ‖ beacon ‖ class ‖ input ‖ key)`, the beacon encoded as in
+/// the header. The lowest score ranks first. Nothing the coordinator fills in when it accepts
+/// a task (its nonce, its time, the requester it names) enters the score, so it cannot try
+/// versions of a task until its own keys rank first; and the beacon did not exist when the
+/// roster and seed were fixed.
+pub fn score(seed: &Hash32, beacon: &Beacon, class: &Hash32, input: &Hash32, key: &PubKey) -> Hash32 {
+    let mut w = Writer::new();
+    w.raw(&seed.0);
+    beacon.encode(&mut w);
+    w.raw(&class.0).raw(&input.0).raw(key.as_bytes());
+    tagged_hash(Tag::Draw, &w.into_bytes())
 }
 
 /// The keys an epoch's draws rank: every worker admitted when the epoch before closed, in
@@ -65,12 +109,12 @@ impl Roster {
         tagged_hash(Tag::Roster, &self.to_bytes())
     }
 
-    /// The roster's keys for `task` under `seed`, lowest score first (ties, which need a
-    /// hash collision, by key).
-    pub fn ranking(&self, seed: &Hash32, task: &Task) -> Vec<(Hash32, PubKey)> {
+    /// The roster's keys for `task` under `seed` and `beacon`, lowest score first (ties,
+    /// which need a hash collision, by key).
+    pub fn ranking(&self, seed: &Hash32, beacon: &Beacon, task: &Task) -> Vec<(Hash32, PubKey)> {
         let input = task.input.content_hash();
         let mut r: Vec<(Hash32, PubKey)> =
-            self.keys.iter().map(|k| (score(seed, &task.class, &input, k), *k)).collect();
+            self.keys.iter().map(|k| (score(seed, beacon, &task.class, &input, k), *k)).collect();
         r.sort_unstable_by(|a, b| a.0 .0.cmp(&b.0 .0).then_with(|| a.1.as_bytes().cmp(b.1.as_bytes())));
         r
     }

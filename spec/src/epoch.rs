@@ -4,6 +4,7 @@
 //! Owns the header layout, its hash and the link rule. Must never decide when an epoch closes.
 
 use crate::codec::{expect_version, Decode, DecodeError, Encode, Reader, Writer};
+use crate::draw::Beacon;
 use crate::hash::{Hash32, Tag};
 use crate::keys::PubKey;
 use crate::network::Network;
@@ -39,6 +40,8 @@ pub struct EpochHeader {
     pub next_seed_hash: Hash32,
     /// Root of the roster the next epoch's draws rank (`draw::Roster::root`).
     pub next_roster: Hash32,
+    /// The Bitcoin block this epoch's draws mixed in (`None` at height 0 and without Bitcoin).
+    pub beacon: Beacon,
 }
 
 /// A header with the coordinator's signature.
@@ -46,9 +49,9 @@ pub type SignedEpochHeader = Signed<EpochHeader>;
 
 impl EpochHeader {
     /// Object version.
-    pub const VERSION: u8 = 2;
-    /// Encoded length of the unsigned header.
-    pub const ENCODED_LEN: usize = 1 + 1 + 32 + 4 + 32 + 32 + 32 + 4 + 4 + 8 + 8 + 32 + 32 + 32;
+    pub const VERSION: u8 = 3;
+    /// Shortest encoding of the unsigned header (no beacon block).
+    pub const MIN_ENCODED_LEN: usize = 1 + 1 + 32 + 4 + 32 + 32 + 32 + 4 + 4 + 8 + 8 + 32 + 32 + 32 + 1;
     /// Offset of `prev` in the encoding.
     pub const PREV_OFFSET: usize = 1 + 1 + 32 + 4;
     /// Offset of `receipts_root` in the encoding.
@@ -86,6 +89,7 @@ impl Encode for EpochHeader {
             .raw(&self.draw_seed.0)
             .raw(&self.next_seed_hash.0)
             .raw(&self.next_roster.0);
+        self.beacon.encode(w);
     }
 }
 
@@ -119,6 +123,13 @@ impl Decode for EpochHeader {
         let draw_seed = Hash32(r.array("draw_seed")?);
         let next_seed_hash = Hash32(r.array("next_seed_hash")?);
         let next_roster = Hash32(r.array("next_roster")?);
+        let beacon = Beacon::decode(r)?;
+        if height == 0 && beacon != Beacon::None {
+            return Err(DecodeError::InvalidValue {
+                field: "beacon",
+                reason: "epoch 0's draws have no beacon",
+            });
+        }
         Ok(EpochHeader {
             network,
             coordinator,
@@ -133,6 +144,7 @@ impl Decode for EpochHeader {
             draw_seed,
             next_seed_hash,
             next_roster,
+            beacon,
         })
     }
 }

@@ -31,7 +31,7 @@ pub mod work;
 pub use anchor_payload::{AnchorPayload, PayloadError};
 pub use bundle::ProofBundle;
 pub use codec::{Decode, DecodeError, Encode};
-pub use draw::Roster;
+pub use draw::{Beacon, Roster};
 pub use epoch::{EpochHeader, SignedEpochHeader};
 pub use hash::{content_hash, tagged_hash, Hash32, Tag};
 pub use keys::{PubKey, Signature, SigningKey};

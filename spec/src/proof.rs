@@ -111,7 +111,7 @@ impl Decode for ReceiptProof {
         if len == 0 {
             return Err(DecodeError::InvalidValue { field: "headers", reason: "at least one header" });
         }
-        let n = r.count("headers", len, MAX_PROOF_HEADERS, EpochHeader::ENCODED_LEN + 64)?;
+        let n = r.count("headers", len, MAX_PROOF_HEADERS, EpochHeader::MIN_ENCODED_LEN + 64)?;
         let headers = (0..n).map(|_| SignedEpochHeader::decode(r)).collect::<Result<Vec<_>, _>>()?;
         let anchor_kind = match r.u8("anchor_kind")? {
             1 => AnchorKind::OpReturnOutput,

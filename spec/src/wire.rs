@@ -711,7 +711,7 @@ impl Decode for Response {
                     "epochs",
                     len,
                     MAX_EPOCHS_PER_REQUEST,
-                    crate::epoch::EpochHeader::ENCODED_LEN + 64,
+                    crate::epoch::EpochHeader::MIN_ENCODED_LEN + 64,
                 )?;
                 ResponseBody::Epochs((0..n).map(|_| Signed::decode(r)).collect::<Result<_, _>>()?)
             }

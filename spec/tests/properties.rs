@@ -219,6 +219,12 @@ fn header() -> impl Strategy<Value = EpochHeader> {
                     draw_seed: draws.0,
                     next_seed_hash: draws.1,
                     next_roster: draws.2,
+                    // Both kinds of beacon; epoch 0 has none.
+                    beacon: if height == 0 || b % 2 == 1 {
+                        cairn_spec::Beacon::None
+                    } else {
+                        cairn_spec::Beacon::Block { height: a, hash: receipts_root }
+                    },
                 }
             },
         )

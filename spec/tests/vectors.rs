@@ -324,8 +324,12 @@ fn check_draws(v: &Value) -> usize {
         let roster = Roster::new(
             arr(&c["roster"]).iter().map(|k| PubKey::from_hex(k.as_str().unwrap()).unwrap()).collect(),
         );
-        let got: Vec<(String, String)> =
-            roster.ranking(&hash(&c["seed"]), &task).iter().map(|(s, k)| (s.to_hex(), k.to_hex())).collect();
+        let beacon: cairn_spec::Beacon = serde_json::from_value(c["beacon"].clone()).unwrap();
+        let got: Vec<(String, String)> = roster
+            .ranking(&hash(&c["seed"]), &beacon, &task)
+            .iter()
+            .map(|(s, k)| (s.to_hex(), k.to_hex()))
+            .collect();
         let want: Vec<(String, String)> = arr(&c["scores"])
             .iter()
             .map(|x| (x["score"].as_str().unwrap().to_owned(), x["key"].as_str().unwrap().to_owned()))

@@ -56,6 +56,7 @@ impl Side {
                     [(height as u8).wrapping_add(1); 32],
                 )),
                 next_roster: cairn_spec::Roster::default().root(),
+                beacon: cairn_spec::Beacon::None,
             };
             prev = header.hash();
             epochs.push((receipts, Signed::sign(header, &coord, &[0; 32])));

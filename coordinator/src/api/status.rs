@@ -114,6 +114,7 @@ pub(super) async fn stats(State(s): State<ApiState>) -> ApiResult<Stats> {
         receipts: p.receipts,
         epochs: p.next_epoch,
         open_epoch_receipts: p.open_receipts,
+        open_epoch_armed: p.armed,
         ledger: p.ledger.clone(),
         workers: p.workers.clone(),
         anchors,

@@ -71,6 +71,7 @@ pub(crate) fn epochs(n: u32) -> Vec<FetchedEpoch> {
                 [(height as u8).wrapping_add(1); 32],
             )),
             next_roster: cairn_spec::Roster::default().root(),
+            beacon: cairn_spec::Beacon::None,
         };
         prev = header.hash();
         out.push(FetchedEpoch { header: Signed::sign(header, &c, &[0; 32]), receipts, ledger: entries });

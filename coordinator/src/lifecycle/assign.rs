@@ -40,6 +40,16 @@ impl Machine {
         self.cooldown.retain(|_, (_, until)| now < until.saturating_add(3_600));
     }
 
+    /// The epoch whose seed, roster and beacon a draw made now uses (SPEC.md §12.1): the open
+    /// one once armed, else the one before, which closed armed. Draws never wait for Bitcoin.
+    pub fn draw_epoch(&self) -> (u32, Beacon) {
+        let open = self.meta.next_epoch;
+        match &self.meta.last_header {
+            Some(h) if !self.armed() => (h.body.height, h.body.beacon),
+            _ => (open, self.meta.beacon.unwrap_or(Beacon::None)),
+        }
+    }
+
     /// A worker took an offer: its run of lapses ends.
     pub(super) fn took_offer(&mut self, worker: &PubKey) {
         self.cooldown.remove(worker);
@@ -49,8 +59,8 @@ impl Machine {
     /// time among the ready workers that are `eligible`; each drawn worker gets an offer for
     /// `offer_secs`. Returns the workers drawn (they must hear of the task again).
     ///
-    /// The drawn worker is the candidate with the lowest `draw::score` under the open epoch's
-    /// seed, taken from the first group that holds one. Groups are ordered by: not a second
+    /// The drawn worker is the candidate with the lowest `draw::score` under the draw epoch's
+    /// seed and beacon ([`Machine::draw_epoch`]), taken from the first group that holds one. Groups are ordered by: not a second
     /// under-staked key on the task (SPEC.md §12.4), then fresh (not having let a slot of this
     /// task go, not cooling down), then on the roster (§12.1). An auditor recomputes the
     /// scores once the epoch's header reveals the seed, and sees which ranked keys were passed
@@ -59,10 +69,12 @@ impl Machine {
         let mut drawn = Vec::new();
         let t = &self.cfg.tunables;
         let (offer_secs, live_secs, max_leases) = (t.offer_secs, t.live_secs, t.max_leases_per_worker);
-        let epoch = self.meta.next_epoch;
+        let (epoch, beacon) = self.draw_epoch();
+        let of_open_epoch = epoch == self.meta.next_epoch;
         let dseed = self.draw_seed(epoch);
         let need = stake_needed(self.slot_reward(id), t.slot_stake_ppm);
-        let Machine { open, seen, workers, leases, cooldown, roster, ledger, cfg, .. } = self;
+        let Machine { open, seen, workers, leases, cooldown, roster, prev_roster, ledger, cfg, .. } = self;
+        let roster = if of_open_epoch { &*roster } else { &*prev_roster };
         let tunables = &cfg.tunables;
         let Some(rec) = open.get_mut(id) else { return drawn };
         if rec.phase != Phase::Commit {
@@ -89,7 +101,7 @@ impl Machine {
                 .map(|k| {
                     let stale = rec.declined.contains(&k) || cooling(&k);
                     let group = (one_already && understaked(&k), stale, !roster.contains(&k));
-                    (group, draw::score(&dseed, &rec.task.class, &input, &k).0, k)
+                    (group, draw::score(&dseed, &beacon, &rec.task.class, &input, &k).0, k)
                 })
                 .min_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
             let Some((_, _, worker)) = best else { break };

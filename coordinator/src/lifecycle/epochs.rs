@@ -149,6 +149,32 @@ impl Machine {
         step
     }
 
+    /// Arms the open epoch `epoch` with its beacon: the block right after the one holding
+    /// the anchor of the header before (whose id is `after`), now final (the driver reads it
+    /// from Bitcoin). Its draws then use its own seed and roster, and it may close. Ignored
+    /// for another epoch, for epoch 0 (nothing committed to its draws) and on a node without
+    /// beacons. A different beacon while the epoch is open (a reorg deeper than the finality
+    /// depth moved the anchor) replaces the old one, so the header names the block Bitcoin has.
+    pub fn arm(&mut self, epoch: u32, after: Hash32, beacon: Beacon) -> Step {
+        let fits = self.cfg.beacons
+            && epoch > 0
+            && epoch == self.meta.next_epoch
+            && self.meta.last_header.as_ref().is_some_and(|h| h.id() == after)
+            && self.meta.beacon != Some(beacon)
+            && matches!(beacon, Beacon::Block { .. });
+        if !fits {
+            return Step::default();
+        }
+        self.meta.beacon = Some(beacon);
+        self.finish(Step::default()).with_meta(&self.meta)
+    }
+
+    /// Whether the open epoch's draws use its own seed and roster: it is armed, or the node
+    /// draws without beacons.
+    pub fn armed(&self) -> bool {
+        !self.cfg.beacons || self.meta.next_epoch == 0 || self.meta.beacon.is_some()
+    }
+
     /// Closes the open epoch now if it holds any receipt or payouts wait for an anchor.
     pub fn close_epoch(&mut self, now: u64) -> Step {
         let mut step = Step::default();
@@ -170,6 +196,13 @@ impl Machine {
 
     pub(super) fn close(&mut self, now: u64, step: &mut Step) {
         let height = self.meta.next_epoch;
+        // An epoch closes armed (SPEC.md §12.1): its header carries the beacon its draws
+        // used, and the next header cannot be signed before this one's anchor is in a block.
+        let beacon = match (self.cfg.beacons && height > 0, self.meta.beacon) {
+            (false, _) => Beacon::None,
+            (true, Some(b)) => b,
+            (true, None) => return,
+        };
         let prev = self.meta.last_header.as_ref().map(|h| h.id()).unwrap_or(Hash32::ZERO);
         let entries: Vec<LedgerEntry> = self.ledger.values().cloned().collect();
         let leaves: Vec<Hash32> = entries.iter().map(|e| e.id()).collect();
@@ -202,6 +235,7 @@ impl Machine {
             draw_seed: self.draw_seed(height),
             next_seed_hash: draw::seed_hash(&self.draw_seed(height.saturating_add(1))),
             next_roster: roster.root(),
+            beacon,
         };
         let signed = self.sign(header);
         let payload = AnchorPayload { height, header_hash: signed.id() };
@@ -212,13 +246,14 @@ impl Machine {
         self.meta.open_accepted = 0;
         self.meta.open_reward = 0;
         self.meta.payouts_waiting = false;
+        self.meta.beacon = None;
         self.open_leaves.clear();
         step.changes.push(Change::Epoch {
             header: Box::new(signed.clone()),
             ledger: entries,
             roster: Some(Box::new(roster.clone())),
         });
-        self.roster = roster;
+        self.prev_roster = std::mem::replace(&mut self.roster, roster);
         step.effects.push(Effect::Epoch(Box::new(signed)));
         step.effects.push(Effect::Anchor(payload));
         step.sync = true;

@@ -29,7 +29,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use cairn_spec::hash::sha256;
 use cairn_spec::{draw, merkle};
 use cairn_spec::{
-    AnchorPayload, Claim, Commitment, EpochHeader, ErrorReason, Hash32, LedgerEntry, Network, Object,
+    AnchorPayload, Beacon, Claim, Commitment, EpochHeader, ErrorReason, Hash32, LedgerEntry, Network, Object,
     Payload, PubKey, Registration, ResponseBody, Reveal, Roster, Signed, SignedEpochHeader, SignedReceipt,
     Signer, SigningKey, Task, TaskAnnouncement, TaskClass, Verdict, WorkReceipt,
 };
@@ -58,6 +58,9 @@ pub struct LifecycleConfig {
     pub canaries: Vec<Canary>,
     /// On average one canary per this many accepted requests (0: never).
     pub canary_every: u64,
+    /// Draws mix in Bitcoin beacons (SPEC.md §12.1): the node anchors its epochs, and an
+    /// epoch closes only once armed with its beacon. Off for a node without Bitcoin.
+    pub beacons: bool,
 }
 
 /// The lifecycle's tunable settings, read as they are from the `[lifecycle]` section of the
@@ -146,6 +149,7 @@ impl LifecycleConfig {
             tunables: Tunables::default(),
             canaries: Vec::new(),
             canary_every: 0,
+            beacons: false,
         }
     }
 }
@@ -398,6 +402,9 @@ pub struct Snapshot {
     pub nonces: Vec<(PubKey, u64, Hash32)>,
     /// The roster the open epoch's draws rank (none before the first header).
     pub roster: Option<Roster>,
+    /// The roster the epoch before ranked (its draws go on while the open epoch waits for
+    /// its beacon).
+    pub prev_roster: Option<Roster>,
 }
 
 /// A snapshot that does not add up.
@@ -439,6 +446,8 @@ pub struct Machine {
     /// The roster the open epoch's draws rank: the workers admitted when the newest header
     /// was signed, which commits to it (empty before the first header).
     roster: Roster,
+    /// The roster of the epoch before (empty before the second header).
+    prev_roster: Roster,
 }
 
 /// Where a registered worker stands.
@@ -547,6 +556,7 @@ impl Machine {
             seen: BTreeMap::new(),
             cooldown: HashMap::new(),
             roster: Roster::default(),
+            prev_roster: Roster::default(),
         }
     }
 
@@ -554,6 +564,7 @@ impl Machine {
     pub fn restore(cfg: LifecycleConfig, key: SigningKey, snap: Snapshot) -> Result<Self, RestoreError> {
         let mut m = Self::build(cfg, key, snap.meta);
         m.roster = snap.roster.unwrap_or_default();
+        m.prev_roster = snap.prev_roster.unwrap_or_default();
         let committed = m.meta.last_header.as_ref().map(|h| h.body.next_roster);
         if committed.is_some_and(|root| root != m.roster.root()) {
             return Err(RestoreError("the stored roster is not the one the newest header commits to".into()));

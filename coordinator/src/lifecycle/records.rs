@@ -430,6 +430,10 @@ pub struct MetaState {
     /// cadence to pay them; the new state root commits the ledger that records them.
     #[serde(default)]
     pub payouts_waiting: bool,
+    /// The open epoch's beacon, once its block is final (SPEC.md §12.1): the epoch is armed,
+    /// its draws use its own seed and roster, and it may close.
+    #[serde(default)]
+    pub beacon: Option<cairn_spec::Beacon>,
     /// Running totals for dashboards (`/v1/stats`); not part of any root.
     #[serde(default)]
     pub counts: Counts,

@@ -274,6 +274,13 @@ impl Machine {
         if self.open.contains_key(&id) || self.finished.contains(&id) {
             return Ok((id, Step::default()));
         }
+        // An epoch waiting for its beacon cannot close (SPEC.md §12.1); once it holds as many
+        // receipts as an epoch may, new work waits for Bitcoin rather than growing it.
+        if !self.armed() && self.meta.open_receipts >= self.cfg.tunables.epoch_max_receipts {
+            return Err(Refusal::Unavailable(
+                "the open epoch is full and waits for its Bitcoin beacon; submit again later",
+            ));
+        }
         self.nonces.insert((task.requester, task.nonce), id);
         let rec = TaskRecord {
             id,

@@ -6,6 +6,7 @@
 //! anchor machine does, `cairn_anchor::settle`) nor move money (the lifecycle does).
 
 use super::*;
+use cairn_spec::Beacon;
 
 /// The anchor thread once started: its command channel, its handle, the anchor address.
 type AnchorStart = (std::sync::mpsc::Sender<AnchorCmd>, std::thread::JoinHandle<()>, String);
@@ -21,6 +22,9 @@ pub(super) struct AnchorReport {
     tip: Option<(u32, Hash32)>,
     settled: Option<u32>,
     confirmed: Vec<(Vec<u64>, bitcoin::Txid, u32)>,
+    /// The newest anchored header whose beacon block is final: its height and id, and the
+    /// beacon of the epoch after it.
+    beacon: Option<(u32, Hash32, Beacon)>,
 }
 
 pub(super) fn to_anchor_payouts(ps: &[PayoutRecord]) -> Vec<Payout> {
@@ -80,6 +84,7 @@ pub(super) fn start_anchor(
         driver.queue_payouts(to_anchor_payouts(&missing)).map_err(|e| NodeError::Bitcoin(e.to_string()))?;
     }
     let need = b.finality_depth.max(b.challenge_window_blocks);
+    let beacon_depth = b.finality_depth.max(1);
     let poll = Duration::from_secs(b.poll_secs.max(1));
     let (tx, rx) = std::sync::mpsc::channel::<AnchorCmd>();
     if let Ok(mut v) = view.write() {
@@ -170,6 +175,7 @@ pub(super) fn start_anchor(
                     .collect();
                 anchors.sort_by_key(|a| std::cmp::Reverse(a.epoch));
                 let settled = tip_height.and_then(|t| driver.machine().settled_epoch(t, need));
+                let beacon = tip_height.and_then(|t| beacon_after(&driver, t, beacon_depth));
                 if let Ok(mut v) = view.write() {
                     *v = AnchorView {
                         enabled: true,
@@ -183,6 +189,7 @@ pub(super) fn start_anchor(
                     tip: tip.map(|t| (t.tip_height, Hash32(t.tip_hash.to_byte_array()))),
                     settled,
                     confirmed,
+                    beacon,
                 };
                 if reports.blocking_send(report).is_err() {
                     return;
@@ -191,6 +198,36 @@ pub(super) fn start_anchor(
         })
         .map_err(|e| NodeError::Io(e.to_string()))?;
     Ok((tx, handle, address))
+}
+
+/// The beacon of the epoch after the newest header whose anchor is confirmed at `A`: the
+/// block at `A + 1` (a child of the anchor's block), once it has `depth` confirmations at tip
+/// `tip` (SPEC.md §12.1).
+fn beacon_after(
+    driver: &AnchorDriver<BitcoinCoreRpc, KvAnchorStore<dyn KvStore>>,
+    tip: u32,
+    depth: u32,
+) -> Option<(u32, Hash32, Beacon)> {
+    let (payload, at, anchor_block) = driver
+        .machine()
+        .records()
+        .values()
+        .filter_map(|r| match r.status {
+            AnchorStatus::Confirmed { height, block } => Some((r.payload, height, block)),
+            _ => None,
+        })
+        .max_by_key(|(p, _, _)| p.height)?;
+    let height = at.checked_add(1)?;
+    if cairn_anchor::settle::confirmations(height, tip) < depth {
+        return None;
+    }
+    let backend = driver.backend();
+    let hash = backend.block_hash(height).ok()??;
+    // A reorg between the anchor round and this read would give a block of another branch.
+    if backend.block_header(&hash).ok()?.prev_blockhash != anchor_block {
+        return None;
+    }
+    Some((payload.height, payload.header_hash, Beacon::Block { height, hash: Hash32(hash.to_byte_array()) }))
 }
 
 impl Ctx {
@@ -208,6 +245,9 @@ impl Ctx {
                 }
                 for (ids, txid, height) in &r.confirmed {
                     step.extend(m.payouts_confirmed(ids, *txid, *height));
+                }
+                if let Some((header, id, beacon)) = r.beacon {
+                    step.extend(m.arm(header.saturating_add(1), id, beacon));
                 }
                 Ok(((), step))
             })

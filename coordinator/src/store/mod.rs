@@ -19,8 +19,9 @@ pub use rocks::RocksStore;
 /// Version 3: task records are binary (SCHEMA.md), no longer JSON. Version 4: task records
 /// carry drawn slots (offers, and the workers that let a slot go; SPEC.md §12.1). Version 5:
 /// headers and receipts of protocol version 2 (checkable draws), each slot's draw epoch, and
-/// each epoch's roster (SPEC.md §12.1).
-pub const SCHEMA_VERSION: u32 = 5;
+/// each epoch's roster (SPEC.md §12.1). Version 6: headers of protocol version 3, each naming
+/// its draws' Bitcoin beacon, and the open epoch's beacon (SPEC.md §12.1).
+pub const SCHEMA_VERSION: u32 = 6;
 
 /// Key of the schema version in the `meta` table.
 pub const SCHEMA_KEY: &[u8] = b"schema_version";
