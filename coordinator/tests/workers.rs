@@ -78,6 +78,27 @@ async fn three_honest_workers_and_a_cheater() {
         assert_eq!(w.0.classes.len(), 1, "the embedding class is runnable");
         workers.push(w);
     }
+    // Warm-up: the honest workers earn the stake that makes their votes count in full
+    // (SPEC.md §12.4: lightness is fixed when a slot is drawn). Without it every slot of the
+    // 50 tasks, all drawn as they are accepted, would be drawn light, no vote would be a clear
+    // win, and a cheating replica would only ever be out-voted, never banned.
+    let locked = |k: &cairn_spec::PubKey| {
+        let (_, l) = http(api, "GET", &format!("/v1/ledger/{}", k.to_hex()), None, None);
+        l["locked"].as_u64().unwrap_or(0)
+    };
+    for n in 100..130u64 {
+        if workers.iter().all(|w| locked(&w.0.key) >= 280) {
+            break;
+        }
+        let body = serde_json::json!({
+            "class": "minilm", "input_text": common::SENTENCES[(n % 16) as usize], "units": 2,
+            "budget_sats": 2000, "nonce": n,
+        });
+        let (s, v) = http(api, "POST", "/v1/tasks", Some(&token), Some(&body.to_string()));
+        assert!(s == 201 || s == 200, "{s} {v}");
+        decided(api, v["id"].as_str().unwrap(), "warm-up").await;
+    }
+    assert!(workers.iter().all(|w| locked(&w.0.key) >= 280), "the honest workers hold stake");
     let cheater =
         common::start_agent(&dir.path().join("cheat"), &p2p, Arc::new(RandomVectors(model.clone()))).await;
 
