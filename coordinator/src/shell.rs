@@ -61,7 +61,8 @@ impl Shell {
         let dir = cfg.data_dir.clone();
         std::fs::create_dir_all(&dir)
             .map_err(|e| NodeError::Io(format!("data dir {}: {e}", dir.display())))?;
-        let key = keyfile::load_or_create(&dir.join("node.key"))?;
+        // A database was made with the node key: its headers and receipts are signed with it.
+        let key = keyfile::load_or_create_for(&dir.join("node.key"), dir.join("db").exists())?;
         let store: Arc<dyn KvStore> =
             Arc::new(RocksStore::open(&dir.join("db")).map_err(|e| NodeError::Open(e.to_string()))?);
         Ok(Shell {

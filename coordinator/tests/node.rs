@@ -368,3 +368,50 @@ async fn api_and_workers_over_real_sockets() {
     stop.send(()).unwrap();
     handle.await.unwrap();
 }
+
+/// A node never silently replaces a key it has used: with its database (or a worker with its
+/// journal) still there and the key file gone, it refuses to start and says why, and
+/// nothing is created; the key put back, it starts as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_key_beside_its_state_is_refused_never_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = common::test_config(&dir.path().join("coord"));
+    let (info, stop, handle) = common::start_node(&cfg).await;
+    let _ = stop.send(());
+    handle.await.unwrap();
+    let key_path = dir.path().join("coord/node.key");
+    let saved = std::fs::read(&key_path).unwrap();
+    std::fs::remove_file(&key_path).unwrap();
+    let err = cairn_coordinator::node::run(cfg.clone(), async {}, None).await.unwrap_err();
+    assert!(err.to_string().contains("node.key is missing"), "{err}");
+    assert!(!key_path.exists(), "no new key was made");
+    std::fs::write(&key_path, &saved).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&key_path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let (again, stop, handle) = common::start_node(&cfg).await;
+    assert_eq!(again.coordinator, info.coordinator, "the same identity");
+
+    // A worker with registrations in its journal and no key.
+    let wdir = dir.path().join("w");
+    let (_, (stop_w, h)) =
+        common::start_agent(&wdir, &again.p2p[0], std::sync::Arc::new(common::Upper)).await;
+    let _ = stop_w.send(());
+    h.await.unwrap();
+    std::fs::remove_file(wdir.join("worker.key")).unwrap();
+    let cfg_w = common::agent_config(&wdir, &again.p2p[0]);
+    let err = cairn_worker::agent::run(
+        cfg_w,
+        vec![std::sync::Arc::new(common::Upper)],
+        async {},
+        Default::default(),
+    )
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("worker.key is missing"), "{err}");
+    assert!(!wdir.join("worker.key").exists());
+    let _ = stop.send(());
+    let _ = handle.await;
+}

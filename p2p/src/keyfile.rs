@@ -39,6 +39,13 @@ pub enum KeyFileError {
     /// The operating system's random source failed.
     #[error("no randomness available for a new key: {0}")]
     Random(String),
+    /// The file is gone while state made with the key is still there.
+    #[error(
+        "key file {0} is missing, but this data directory holds state made with it; restore the key \
+         (a new one would sign another chain or strand the funds the old one holds), or start afresh \
+         in an empty data directory"
+    )]
+    Missing(PathBuf),
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> KeyFileError + '_ {
@@ -105,6 +112,16 @@ pub fn load_or_create(path: &Path) -> Result<SigningKey, KeyFileError> {
     }
 }
 
+/// As [`load_or_create`], but when `in_use` (state made with the key exists: a database, a
+/// journal, anchors) a missing file is [`KeyFileError::Missing`]: a node never silently
+/// replaces a key it has used.
+pub fn load_or_create_for(path: &Path, in_use: bool) -> Result<SigningKey, KeyFileError> {
+    if in_use && !path.exists() {
+        return Err(KeyFileError::Missing(path.to_owned()));
+    }
+    load_or_create(path)
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -123,6 +140,12 @@ mod tests {
         assert_eq!(load(&p).unwrap().public(), k.public());
         assert!(matches!(create(&p), Err(KeyFileError::Exists(_))));
         assert_eq!(load_or_create(&p).unwrap().public(), k.public());
+        // A key in use is never replaced when its file is gone; a new node's is created.
+        assert_eq!(load_or_create_for(&p, true).unwrap().public(), k.public());
+        fs::remove_file(&p).unwrap();
+        assert!(matches!(load_or_create_for(&p, true), Err(KeyFileError::Missing(_))));
+        assert!(!p.exists());
+        assert_ne!(load_or_create_for(&p, false).unwrap().public(), k.public());
     }
 
     #[cfg(unix)]

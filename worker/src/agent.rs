@@ -181,9 +181,11 @@ pub async fn run(
     let network = cfg.network()?;
     std::fs::create_dir_all(&cfg.data_dir)
         .map_err(|e| AgentError::P2p(format!("data dir {}: {e}", cfg.data_dir.display())))?;
-    let key = keyfile::load_or_create(&cfg.data_dir.join("worker.key"))?;
     let journal_path = cfg.data_dir.join("journal.json");
     let journal = Journal::load(&journal_path)?;
+    // Registrations and jobs were made with the worker key: credit is locked to it.
+    let in_use = !journal.registrations.is_empty() || !journal.jobs.is_empty();
+    let key = keyfile::load_or_create_for(&cfg.data_dir.join("worker.key"), in_use)?;
     tracing::info!(target: "cairn::worker", worker = %key.public(), payout = %cfg.payout_address, "worker starting");
 
     let mut ncfg = NetworkConfig::new(network);

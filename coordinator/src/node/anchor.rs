@@ -6,6 +6,7 @@
 //! anchor machine does, `cairn_anchor::settle`) nor move money (the lifecycle does).
 
 use super::*;
+use cairn_anchor::AnchorStore as _;
 use cairn_spec::Beacon;
 
 /// The anchor thread once started: its command channel, its handle, the anchor address.
@@ -53,7 +54,10 @@ pub(super) fn start_anchor(
     let b = &cfg.bitcoin;
     let rpc = shell::rpc_client(cfg)?;
     rpc.wait_ready(Duration::from_secs(60)).map_err(|e| NodeError::Bitcoin(e.to_string()))?;
-    let anchor_key: SigningKey = keyfile::load_or_create(&dir.join("anchor.key"))?;
+    // Anchors were made with the anchor key: its outputs hold the chain and the node's funds.
+    let anchored =
+        KvAnchorStore::new(store.clone()).load().map_err(|e| NodeError::Open(e.to_string()))?.is_some();
+    let anchor_key: SigningKey = keyfile::load_or_create_for(&dir.join("anchor.key"), anchored)?;
     let address = cairn_anchor::anchor_address(&anchor_key.public(), network).to_string();
     let mut acfg = AnchorConfig::new(network);
     acfg.fallback_fee_rate = bitcoin::FeeRate::from_sat_per_vb_u32(b.fallback_fee_sat_vb.max(1));
