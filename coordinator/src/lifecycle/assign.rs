@@ -60,11 +60,11 @@ impl Machine {
     /// `offer_secs`. Returns the workers drawn (they must hear of the task again).
     ///
     /// The drawn worker is the candidate with the lowest `draw::score` under the draw epoch's
-    /// seed and beacon ([`Machine::draw_epoch`]), taken from the first group that holds one. Groups are ordered by: not a second
-    /// under-staked key on the task (SPEC.md §12.4), then fresh (not having let a slot of this
-    /// task go, not cooling down), then on the roster (§12.1). An auditor recomputes the
-    /// scores once the epoch's header reveals the seed, and sees which ranked keys were passed
-    /// over.
+    /// seed and beacon ([`Machine::draw_epoch`]), taken from the first group that holds one.
+    /// Groups are ordered by: not a second under-staked key on the task (SPEC.md §12.4), then
+    /// fresh (not having let a slot of this task go, not cooling down), then on the draw
+    /// epoch's roster (§12.1). An auditor recomputes the scores once the draw epoch's header
+    /// reveals the seed, and sees which ranked keys were passed over.
     pub(super) fn fill_slots(&mut self, id: &Hash32, now: u64) -> Vec<PubKey> {
         let mut drawn = Vec::new();
         let t = &self.cfg.tunables;
