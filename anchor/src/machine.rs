@@ -47,6 +47,12 @@ pub struct AnchorConfig {
     pub coinbase_maturity: u32,
     /// Recent blocks kept with undo data: the deepest reorg handled.
     pub keep_blocks: usize,
+    /// Smallest output to the anchor address taken as a top-up; smaller ones (dust anyone
+    /// can send to the public address) are not tracked, nor swept into anchors.
+    pub min_topup: Amount,
+    /// Most own outputs tracked (the largest kept): the state stays bounded whatever is
+    /// sent to the address.
+    pub max_utxos: usize,
 }
 
 impl AnchorConfig {
@@ -67,6 +73,8 @@ impl AnchorConfig {
             max_payouts: 200,
             coinbase_maturity: 100,
             keep_blocks: 144,
+            min_topup: Amount::from_sat(10_000),
+            max_utxos: 1_000,
         }
     }
 }
@@ -170,6 +178,9 @@ pub struct BlockUndo {
     pub changed: Vec<(Txid, AnchorStatus)>,
     /// `last_confirmed` before the block.
     pub prev_last_confirmed: Option<Txid>,
+    /// Payout ids the block returned to the queue (every anchor carrying them conflicted).
+    #[serde(default)]
+    pub requeued: Vec<u64>,
 }
 
 /// The bounded part of the state, persisted whole with every changeset.
@@ -265,6 +276,16 @@ pub enum Notice {
         /// Txid.
         txid: Txid,
         /// Node's reason.
+        reason: String,
+    },
+    /// An anchor went out with fewer payouts than were queued (or none); the rest wait for
+    /// a later anchor.
+    PayoutsDeferred {
+        /// Payouts the anchor carries.
+        carried: usize,
+        /// Payouts still queued.
+        waiting: usize,
+        /// Why all of them did not fit.
         reason: String,
     },
     /// The transaction could not be built or signed.
@@ -515,6 +536,7 @@ impl AnchorMachine {
             removed: Vec::new(),
             changed: Vec::new(),
             prev_last_confirmed: self.head.last_confirmed,
+            requeued: Vec::new(),
         };
         let mut effects = Vec::new();
         let mut changed_records = Vec::new();
@@ -526,8 +548,11 @@ impl AnchorMachine {
                     undo.removed.push(self.head.utxos.remove(pos));
                 }
             }
+            // Output 0 of an anchor of ours is the chain, whatever its value.
+            let ours = self.records.contains_key(&txid);
             for (vout, out) in tx.output.iter().enumerate() {
-                if out.script_pubkey == self.script {
+                let chain = ours && vout == 0;
+                if out.script_pubkey == self.script && (chain || out.value >= self.config.min_topup) {
                     let outpoint = OutPoint { txid, vout: vout as u32 };
                     self.head.utxos.push(OwnUtxo {
                         outpoint,
@@ -585,6 +610,18 @@ impl AnchorMachine {
                 }
             }
         }
+        if self.head.utxos.len() > self.config.max_utxos {
+            // Keep the chain outputs and the largest top-ups; the rest stay on chain for the
+            // operator (they are not lost, only not tracked).
+            let chains: std::collections::HashSet<OutPoint> =
+                self.records.keys().map(|t| OutPoint { txid: *t, vout: 0 }).collect();
+            self.head.utxos.sort_by(|a, b| {
+                chains.contains(&b.outpoint).cmp(&chains.contains(&a.outpoint)).then(b.value.cmp(&a.value))
+            });
+            self.head.utxos.truncate(self.config.max_utxos);
+        }
+        self.conflict_descendants(&mut undo, &mut changed_records);
+        undo.requeued = self.requeue_orphaned_payouts(&changed_records);
         self.head.blocks.push_back(undo);
         while self.head.blocks.len() > self.config.keep_blocks {
             self.head.blocks.pop_front();
@@ -641,11 +678,67 @@ impl AnchorMachine {
                 }
             }
         }
+        // Those payouts ride on the anchors that are live again.
+        self.head.payout_queue.retain(|p| !undo.requeued.contains(&p.id));
         self.head.last_confirmed = undo.prev_last_confirmed;
         self.head.next_height = undo.height;
         self.last_rebroadcast_tip = None;
         effects.insert(0, self.persist(&changed));
         Ok(effects)
+    }
+
+    /// An anchor spending an output of a conflicted one can never confirm either: marks every
+    /// such descendant conflicted (recorded in `undo`), so nothing waits on it or bumps it.
+    fn conflict_descendants(&mut self, undo: &mut BlockUndo, changed: &mut Vec<Txid>) {
+        loop {
+            let dead: Vec<Txid> = self
+                .records
+                .values()
+                .filter(|r| matches!(r.status, AnchorStatus::Pending | AnchorStatus::Replaced { .. }))
+                .filter(|r| {
+                    r.inputs.iter().any(|u| {
+                        self.records
+                            .get(&u.outpoint.txid)
+                            .is_some_and(|p| p.status == AnchorStatus::Conflicted)
+                    })
+                })
+                .map(|r| r.txid)
+                .collect();
+            if dead.is_empty() {
+                return;
+            }
+            for txid in dead {
+                if let Some(r) = self.records.get_mut(&txid) {
+                    undo.changed.push((txid, r.status.clone()));
+                    r.status = AnchorStatus::Conflicted;
+                    changed.push(txid);
+                }
+            }
+        }
+    }
+
+    /// Payouts of the records in `changed` that no live anchor (pending, replaced or
+    /// confirmed) carries any more go back to the queue, each once; returns their ids.
+    fn requeue_orphaned_payouts(&mut self, changed: &[Txid]) -> Vec<u64> {
+        let mut requeued = Vec::new();
+        for txid in changed {
+            let Some(r) = self.records.get(txid) else { continue };
+            if r.status != AnchorStatus::Conflicted {
+                continue;
+            }
+            for p in r.payouts.clone() {
+                let carried = self
+                    .records
+                    .values()
+                    .any(|o| o.status != AnchorStatus::Conflicted && o.payouts.iter().any(|q| q.id == p.id));
+                let queued = self.head.payout_queue.iter().any(|q| q.id == p.id);
+                if !carried && !queued {
+                    requeued.push(p.id);
+                    self.head.payout_queue.push(p);
+                }
+            }
+        }
+        requeued
     }
 
     fn mature(&self, tip_height: u32) -> Vec<OwnUtxo> {
@@ -703,11 +796,19 @@ impl AnchorMachine {
             effects.extend(pending.iter().filter_map(|r| r.tx()).map(Effect::Broadcast));
             self.last_rebroadcast_tip = Some(ctx.tip_height);
         }
-        if let [only] = pending.as_slice() {
-            let stuck = ctx.tip_height >= only.since_height.saturating_add(self.config.stuck_after_blocks)
-                || ctx.fee_estimate.is_some_and(|e| only.fee_rate() < e);
+        // Pending anchors form one chain (a reorg can return several to the mempool); the
+        // root, whose chain input is confirmed, is what the rest wait on, so it is the one
+        // bumped. Its replacement commits the newest epoch, which covers the rest.
+        let root = pending.iter().find(|r| {
+            r.chain_input().is_none_or(|op| {
+                self.records.get(&op.txid).is_none_or(|p| matches!(p.status, AnchorStatus::Confirmed { .. }))
+            })
+        });
+        if let Some(root) = root {
+            let stuck = ctx.tip_height >= root.since_height.saturating_add(self.config.stuck_after_blocks)
+                || ctx.fee_estimate.is_some_and(|e| root.fee_rate() < e);
             if stuck {
-                effects.extend(self.replace(only, ctx, signer));
+                effects.extend(self.replace(root, ctx, signer));
             }
         }
         if !pending.is_empty() {
@@ -743,26 +844,56 @@ impl AnchorMachine {
                 }
             },
         };
+        // A top-up is spent only when it is worth more than twice what spending it costs.
+        let input_cost = crate::tx::fee_for(self.target_rate(ctx), bitcoin::Weight::from_wu(230));
         let extra: Vec<Utxo> = mature
             .iter()
-            .filter(|u| u.outpoint != chain_input.outpoint)
+            .filter(|u| u.outpoint != chain_input.outpoint && u.value > input_cost * 2)
             .take(self.config.max_inputs.saturating_sub(1))
             .map(|u| Utxo { outpoint: u.outpoint, value: u.value })
             .collect();
-        let take = self.head.payout_queue.len().min(self.config.max_payouts);
-        let payouts: Vec<Payout> = self.head.payout_queue.iter().take(take).cloned().collect();
-        let mut plan = AnchorPlan {
-            chain_input: Utxo { outpoint: chain_input.outpoint, value: chain_input.value },
-            extra_inputs: extra,
-            payload: latest,
-            payouts,
-            fee_rate: self.target_rate(ctx),
+        // Payouts never hold up an anchor: when the funds, the fee caps or the size limit do
+        // not allow them all, the anchor carries half as many, down to none; the rest wait.
+        // In queue order, each payout the inputs can still cover (one too large waits for
+        // funds without holding up the smaller ones behind it).
+        let mut budget = extra.iter().map(|u| u.value).fold(chain_input.value, |a, b| a + b);
+        budget = budget.checked_sub(crate::tx::MIN_CHAIN_VALUE).unwrap_or(Amount::ZERO);
+        let candidates: Vec<Payout> = self
+            .head
+            .payout_queue
+            .iter()
+            .filter(|p| p.amount >= p.script_pubkey.minimal_non_dust())
+            .filter(|p| match budget.checked_sub(p.amount) {
+                Some(left) => {
+                    budget = left;
+                    true
+                }
+                None => false,
+            })
+            .take(self.config.max_payouts)
+            .cloned()
+            .collect();
+        let mut take = candidates.len();
+        let mut deferred = None;
+        let (plan, built) = loop {
+            let mut plan = AnchorPlan {
+                chain_input: Utxo { outpoint: chain_input.outpoint, value: chain_input.value },
+                extra_inputs: extra.clone(),
+                payload: latest,
+                payouts: candidates.iter().take(take).cloned().collect(),
+                fee_rate: self.target_rate(ctx),
+            };
+            match self.build_within_caps(&mut plan, Amount::ZERO, ctx, signer) {
+                Ok(b) => break (plan, b),
+                Err(notice) if take > 0 => {
+                    deferred.get_or_insert_with(|| format!("{notice:?}"));
+                    take /= 2;
+                }
+                Err(notice) => return vec![Effect::Notice(notice)],
+            }
         };
-        let built = match self.build_within_caps(&mut plan, Amount::ZERO, ctx, signer) {
-            Ok(b) => b,
-            Err(notice) => return vec![Effect::Notice(notice)],
-        };
-        self.head.payout_queue.drain(..take);
+        let carried: Vec<u64> = plan.payouts.iter().map(|p| p.id).collect();
+        self.head.payout_queue.retain(|p| !carried.contains(&p.id));
         self.head.fee_spent_today += built.fee;
         let txid = built.tx.compute_txid();
         let record = AnchorRecord {
@@ -780,11 +911,21 @@ impl AnchorMachine {
         };
         self.head.next_seq += 1;
         self.records.insert(txid, record);
-        vec![
+        let mut effects = vec![
             self.persist(&[txid]),
             Effect::Broadcast(built.tx),
             Effect::Notice(Notice::Anchored { txid, payload: latest, fee: built.fee }),
-        ]
+        ];
+        if !self.head.payout_queue.is_empty() {
+            let reason = deferred
+                .unwrap_or_else(|| "the rest exceed what the anchor address holds, or are dust".to_owned());
+            effects.push(Effect::Notice(Notice::PayoutsDeferred {
+                carried: carried.len(),
+                waiting: self.head.payout_queue.len(),
+                reason,
+            }));
+        }
+        effects
     }
 
     /// Builds `plan`; when the fee exceeds what the caps allow (given `already` paid by the
@@ -830,16 +971,23 @@ impl AnchorMachine {
         let bumped = FeeRate::from_sat_per_kwu(old.fee_rate().to_sat_per_kwu().saturating_mul(5) / 4);
         let min_rate =
             FeeRate::from_sat_per_kwu(old.fee_rate().to_sat_per_kwu() + ctx.relay_fee.to_sat_per_kwu());
+        // BIP125 rule 3: the replacement also pays for the pending descendants it evicts.
+        let evicted =
+            self.pending_descendants(old.txid).iter().map(|r| r.fee).fold(Amount::ZERO, |a, b| a + b);
+        let min_fee = old.fee
+            + evicted
+            + crate::tx::fee_for(ctx.relay_fee, bitcoin::Weight::from_vb_unchecked(old.vsize));
+        // Same inputs and outputs (bar the payload's epoch): the size stays `old.vsize`.
+        let covers =
+            FeeRate::from_sat_per_kwu(min_fee.to_sat().saturating_mul(250).div_ceil(old.vsize.max(1)));
         let mut plan = AnchorPlan {
             chain_input: *chain_input,
             extra_inputs: extra.to_vec(),
             payload,
             payouts: old.payouts.clone(),
-            fee_rate: self.target_rate(ctx).max(bumped).max(min_rate),
+            fee_rate: self.target_rate(ctx).max(bumped).max(min_rate).max(covers),
         };
-        let min_fee =
-            old.fee + crate::tx::fee_for(ctx.relay_fee, bitcoin::Weight::from_vb_unchecked(old.vsize));
-        let built = match self.build_within_caps(&mut plan, old.fee, ctx, signer) {
+        let built = match self.build_within_caps(&mut plan, old.fee + evicted, ctx, signer) {
             Ok(b) if b.fee >= min_fee && plan.fee_rate >= min_rate => b,
             Ok(b) => {
                 return vec![Effect::Notice(Notice::FeeCapReached {
@@ -874,6 +1022,25 @@ impl AnchorMachine {
             Effect::Broadcast(built.tx),
             Effect::Notice(Notice::Replaced { old: old.txid, new: txid, payload, fee: built.fee }),
         ]
+    }
+
+    /// Pending records that spend, directly or through other pending records, an output of
+    /// `txid`.
+    fn pending_descendants(&self, txid: Txid) -> Vec<&AnchorRecord> {
+        let mut out: Vec<&AnchorRecord> = Vec::new();
+        let mut frontier = vec![txid];
+        while let Some(parent) = frontier.pop() {
+            for r in self.records.values() {
+                if r.status == AnchorStatus::Pending
+                    && r.inputs.iter().any(|u| u.outpoint.txid == parent)
+                    && !out.iter().any(|o| o.txid == r.txid)
+                {
+                    out.push(r);
+                    frontier.push(r.txid);
+                }
+            }
+        }
+        out
     }
 
     /// The node refused a broadcast.

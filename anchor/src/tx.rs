@@ -24,6 +24,9 @@ static SECP: LazyLock<Secp256k1<All>> = LazyLock::new(Secp256k1::new);
 /// the next anchor payable).
 pub const MIN_CHAIN_VALUE: Amount = Amount::from_sat(1_000);
 
+/// Largest anchor, in virtual bytes: the BIP431 (TRUC) limit for a version-3 transaction.
+pub const MAX_ANCHOR_VSIZE: u64 = 10_000;
+
 /// The anchor key's output script: a BIP86-style key-path P2TR (no script tree).
 pub fn anchor_script(key: &PubKey) -> ScriptBuf {
     ScriptBuf::new_p2tr(&SECP, key.x_only(), None)
@@ -107,6 +110,12 @@ pub enum BuildError {
     /// Signing failed (the signer refused or the transaction is malformed).
     #[error("signing failed: {0}")]
     Signing(String),
+    /// More than a TRUC transaction may weigh.
+    #[error("anchor of {vsize} vB exceeds the {MAX_ANCHOR_VSIZE} vB TRUC limit")]
+    TooLarge {
+        /// Its virtual size.
+        vsize: u64,
+    },
 }
 
 /// Signs the inputs of an anchor transaction. The seam a threshold (federated) signer will
@@ -205,7 +214,9 @@ pub fn build_anchor(
         plan.payouts.iter().map(|p| TxOut { value: p.amount, script_pubkey: p.script_pubkey.clone() }),
     );
     let mut tx = Transaction {
-        version: Version::TWO,
+        // TRUC (BIP431): whoever spends an unconfirmed payout output may add one child of
+        // at most 1,000 vB, so a payee cannot pin the anchor against replacement.
+        version: Version(3),
         lock_time: LockTime::ZERO,
         input: inputs
             .iter()
@@ -221,6 +232,9 @@ pub fn build_anchor(
     };
     // Key-path signatures are always 64 bytes, so the final weight is known before signing.
     let weight = tx.weight() + Weight::from_wu(KEYSPEND_WITNESS_WEIGHT * inputs.len() as u64 + 2);
+    if weight.to_vbytes_ceil() > MAX_ANCHOR_VSIZE {
+        return Err(BuildError::TooLarge { vsize: weight.to_vbytes_ceil() });
+    }
     let fee = fee_for(plan.fee_rate, weight);
     let needed = fee + payouts_total + MIN_CHAIN_VALUE;
     if available < needed {

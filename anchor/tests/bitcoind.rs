@@ -84,18 +84,19 @@ impl Env {
     }
 
     fn driver(&self, store: &MemoryStore) -> AnchorDriver<BitcoinCoreRpc, MemoryStore> {
+        self.driver_with(store, AnchorConfig::new(Network::Regtest))
+    }
+
+    fn driver_with(
+        &self,
+        store: &MemoryStore,
+        anchor: AnchorConfig,
+    ) -> AnchorDriver<BitcoinCoreRpc, MemoryStore> {
         let mut cfg = RpcConfig::new(self.node.rpc_url(), RpcAuth::Cookie(self.node.cookie_path()));
         cfg.attempts = 2;
         cfg.backoff = Duration::from_millis(50);
         let rpc = BitcoinCoreRpc::new(cfg).unwrap();
-        AnchorDriver::open(
-            rpc,
-            store.clone(),
-            AnchorConfig::new(Network::Regtest),
-            Box::new(KeySigner::new(key())),
-            0,
-        )
-        .unwrap()
+        AnchorDriver::open(rpc, store.clone(), anchor, Box::new(KeySigner::new(key())), 0).unwrap()
     }
 }
 
@@ -306,4 +307,292 @@ fn audit_a_receipt_against_bitcoin_core() {
     assert_eq!(hex::encode(root), root_display);
     let ops = proof.ots_ops().unwrap();
     assert_eq!(cairn_spec::proof::apply_ots(&v.receipt_leaf.0, &ops), v.block_merkle_root.0.to_vec());
+}
+
+fn payee() -> SigningKey {
+    SigningKey::from_secret_bytes([7; 32]).unwrap()
+}
+
+fn payouts(ids: &[u64]) -> Vec<tx::Payout> {
+    ids.iter()
+        .map(|id| tx::Payout {
+            id: *id,
+            script_pubkey: tx::anchor_script(&payee().public()),
+            amount: bitcoin::Amount::from_sat(10_000 * id),
+        })
+        .collect()
+}
+
+fn replaced(n: &[Notice]) -> Vec<(Txid, Txid)> {
+    n.iter()
+        .filter_map(|x| match x {
+            Notice::Replaced { old, new, .. } => Some((*old, *new)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn block_of(d: &AnchorDriver<BitcoinCoreRpc, MemoryStore>, txid: &Txid) -> bitcoin::BlockHash {
+    match d.machine().records()[txid].status {
+        AnchorStatus::Confirmed { block, .. } => block,
+        ref s => panic!("{txid} is {s:?}"),
+    }
+}
+
+/// Issue 25 item 4: a reorg mines an older (RBF) version of anchor A on the winning branch.
+/// A's child B, with payouts, can then never confirm: it must not stay pending (bumped
+/// against the daily cap for ever), and its payouts go out again, once, from the version
+/// that won.
+#[test]
+fn a_reorg_that_mines_an_older_version_of_an_anchor_requeues_its_childs_payouts_once() {
+    let Some(env) = start() else { return };
+    env.fund_anchor();
+    let store = MemoryStore::new();
+    let mut d = env.driver(&store);
+    d.submit_epoch(payload(0)).unwrap();
+    let a0 = anchored(&step(&mut d)).unwrap();
+    let a0_raw = d.machine().records()[&a0].raw.clone();
+    env.mine_empty(3);
+    d.submit_epoch(payload(1)).unwrap();
+    let a1 = replaced(&step(&mut d)).first().map(|r| r.1).expect("a stuck anchor is replaced");
+    env.mine(1);
+    assert_eq!(confirmed(&step(&mut d)), vec![a1]);
+    d.queue_payouts(payouts(&[1, 2])).unwrap();
+    d.submit_epoch(payload(2)).unwrap();
+    let b = anchored(&step(&mut d)).unwrap();
+    assert_eq!(d.machine().records()[&b].payouts.len(), 2);
+    env.mine(1);
+    assert_eq!(confirmed(&step(&mut d)), vec![b]);
+
+    // The branch that wins holds a0 where a1 was.
+    env.call("invalidateblock", json!([block_of(&d, &a1).to_string()]));
+    env.call("generateblock", json!([env.miner, [hex::encode(&a0_raw)]]));
+    env.mine_empty(2);
+    let n = step(&mut d);
+    let recs = d.machine().records();
+    assert!(matches!(recs[&a0].status, AnchorStatus::Confirmed { .. }), "{n:?}");
+    assert_eq!(recs[&a1].status, AnchorStatus::Conflicted);
+    assert_eq!(recs[&b].status, AnchorStatus::Conflicted, "the child of a lost version is dead too");
+    // Anchoring goes on from a0, and the next anchor carries b's payouts.
+    let c = anchored(&n).expect("a new anchor on top of a0");
+    assert_eq!(recs[&c].chain_input(), Some(OutPoint { txid: a0, vout: 0 }));
+    assert_eq!(recs[&c].payouts.iter().map(|p| p.id).collect::<Vec<_>>(), vec![1, 2]);
+    assert!(d.machine().head().payout_queue.is_empty());
+    env.mine(1);
+    assert_eq!(confirmed(&step(&mut d)), vec![c]);
+    for _ in 0..4 {
+        env.mine_empty(1);
+        let n = step(&mut d);
+        assert!(replaced(&n).is_empty() && anchored(&n).is_none(), "{n:?}");
+    }
+    assert!(d.machine().pending().is_empty());
+    // Each payout sits in exactly one confirmed anchor, and on chain in exactly one output.
+    for p in payouts(&[1, 2]) {
+        let carriers: Vec<&Txid> = d
+            .machine()
+            .records()
+            .values()
+            .filter(|r| matches!(r.status, AnchorStatus::Confirmed { .. }))
+            .filter(|r| r.payouts.iter().any(|q| q.id == p.id))
+            .map(|r| &r.txid)
+            .collect();
+        assert_eq!(carriers, vec![&c], "payout {}", p.id);
+    }
+    let tx = env.rpc.transaction(&c, Some(&block_of(&d, &c))).unwrap().unwrap();
+    let paid: u64 = tx.output.iter().skip(2).map(|o| o.value.to_sat()).sum();
+    assert_eq!(paid, 30_000);
+}
+
+/// Issue 25 item 7: a reorg returns two chained anchors to the mempool; when they are stuck
+/// the root is replaced (committing the newest epoch), and the child it evicts dies with it.
+#[test]
+fn two_anchors_pending_after_a_reorg_are_bumped() {
+    let Some(env) = start() else { return };
+    env.fund_anchor();
+    let store = MemoryStore::new();
+    let mut d = env.driver(&store);
+    let mut chain = Vec::new();
+    for epoch in 0..3 {
+        d.submit_epoch(payload(epoch)).unwrap();
+        chain.push(anchored(&step(&mut d)).unwrap());
+        env.mine(1);
+        step(&mut d);
+    }
+    let (a, b) = (chain[1], chain[2]);
+    env.call("invalidateblock", json!([block_of(&d, &a).to_string()]));
+    env.mine_empty(3);
+    step(&mut d);
+    assert_eq!(d.machine().pending().len(), 2, "both back in the mempool");
+    env.mine_empty(3);
+    d.submit_epoch(payload(3)).unwrap();
+    let n = step(&mut d);
+    let bumped = replaced(&n);
+    assert_eq!(bumped.len(), 1, "{n:?}");
+    assert_eq!(bumped[0].0, a, "the root is bumped");
+    let new = bumped[0].1;
+    assert_eq!(d.machine().records()[&new].payload, payload(3));
+    assert!(env.mempool().contains(&new.to_string()), "Core took the replacement: {n:?}");
+    env.mine(1);
+    assert_eq!(confirmed(&step(&mut d)), vec![new]);
+    assert_eq!(d.machine().records()[&a].status, AnchorStatus::Conflicted);
+    assert_eq!(d.machine().records()[&b].status, AnchorStatus::Conflicted);
+    assert!(d.machine().pending().is_empty());
+}
+
+/// Issue 25 item 5: a payee spends its unconfirmed payout with a large low-fee child to pin
+/// the anchor (BIP125 rule 3 would make the replacement pay for the child). Anchors are
+/// TRUC (version 3): Core refuses the large child, and the anchor is still bumped.
+#[test]
+fn a_payee_cannot_pin_an_anchor() {
+    let Some(env) = start() else { return };
+    env.fund_anchor();
+    let store = MemoryStore::new();
+    let mut d = env.driver(&store);
+    d.submit_epoch(payload(0)).unwrap();
+    anchored(&step(&mut d)).unwrap();
+    env.mine(1);
+    step(&mut d);
+    d.queue_payouts(vec![tx::Payout {
+        id: 1,
+        script_pubkey: tx::anchor_script(&payee().public()),
+        amount: bitcoin::Amount::from_sat(200_000),
+    }])
+    .unwrap();
+    d.submit_epoch(payload(1)).unwrap();
+    let b = anchored(&step(&mut d)).unwrap();
+    let raw: bitcoin::Transaction = d.machine().records()[&b].tx().unwrap();
+    assert_eq!(raw.version, bitcoin::transaction::Version(3));
+    let spend = |version: i32, outputs: usize| {
+        let value = bitcoin::Amount::from_sat(1_000);
+        let mut child = bitcoin::Transaction {
+            version: bitcoin::transaction::Version(version),
+            lock_time: bitcoin::absolute::LockTime::ZERO,
+            input: vec![bitcoin::TxIn {
+                previous_output: OutPoint { txid: b, vout: 2 },
+                sequence: bitcoin::Sequence::ENABLE_RBF_NO_LOCKTIME,
+                ..Default::default()
+            }],
+            output: (0..outputs)
+                .map(|_| bitcoin::TxOut { value, script_pubkey: tx::anchor_script(&payee().public()) })
+                .collect(),
+        };
+        let prev = [raw.output[2].clone()];
+        let w = tx::AnchorSigner::sign(&KeySigner::new(payee()), &child, &prev, &[5; 32]).unwrap();
+        child.input[0].witness = w[0].clone();
+        child
+    };
+    // 150 outputs: about 6,500 vB at about 1 sat/vB.
+    for version in [2, 3] {
+        let err = env.rpc.broadcast(&spend(version, 150)).unwrap_err();
+        assert!(err.to_string().contains("TRUC"), "version {version}: {err}");
+    }
+    assert_eq!(env.mempool(), vec![b.to_string()]);
+    env.mine_empty(3);
+    d.submit_epoch(payload(2)).unwrap();
+    let n = step(&mut d);
+    let bumped = replaced(&n);
+    assert_eq!(bumped.first().map(|r| r.0), Some(b), "{n:?}");
+    env.mine(1);
+    assert_eq!(confirmed(&step(&mut d)), vec![bumped[0].1]);
+}
+
+/// Issue 25 item 5: payouts never stop timestamping. Payouts the funds cannot cover, or too
+/// many for the fee cap or the TRUC size limit, wait; the anchor goes out without them (or
+/// with as many as fit), and Core takes it.
+#[test]
+fn payouts_that_do_not_fit_never_hold_up_an_anchor() {
+    let Some(env) = start() else { return };
+    env.fund_anchor();
+    let store = MemoryStore::new();
+    let mut cfg = AnchorConfig::new(Network::Regtest);
+    cfg.max_fee_per_anchor = bitcoin::Amount::from_sat(2_000);
+    cfg.max_payouts = 400;
+    let mut d = env.driver_with(&store, cfg);
+    let deferred = |n: &[Notice]| {
+        n.iter().find_map(|x| match x {
+            Notice::PayoutsDeferred { carried, waiting, .. } => Some((*carried, *waiting)),
+            _ => None,
+        })
+    };
+    // More than the anchor address holds.
+    let big = tx::Payout {
+        id: 1,
+        script_pubkey: tx::anchor_script(&payee().public()),
+        amount: bitcoin::Amount::from_sat(60 * 100_000_000),
+    };
+    d.queue_payouts(vec![big]).unwrap();
+    d.submit_epoch(payload(0)).unwrap();
+    let n = step(&mut d);
+    let a = anchored(&n).expect("the anchor goes out without the payout");
+    assert_eq!(deferred(&n), Some((0, 1)), "{n:?}");
+    assert!(d.machine().records()[&a].payouts.is_empty());
+    assert!(env.mempool().contains(&a.to_string()));
+    env.mine(1);
+    step(&mut d);
+    // 300 small payouts: neither the 2,000-sat cap nor 10,000 vB allow them all.
+    let many: Vec<tx::Payout> = (2..302)
+        .map(|id| tx::Payout {
+            id,
+            script_pubkey: tx::anchor_script(&payee().public()),
+            amount: bitcoin::Amount::from_sat(1_000),
+        })
+        .collect();
+    d.queue_payouts(many).unwrap();
+    d.submit_epoch(payload(1)).unwrap();
+    let n = step(&mut d);
+    let b = anchored(&n).expect("anchored");
+    let (carried, waiting) = deferred(&n).expect("some payouts wait");
+    let rec = &d.machine().records()[&b];
+    assert!(carried > 0 && carried < 300 && rec.payouts.len() == carried, "{n:?}");
+    assert_eq!(waiting, 301 - carried);
+    assert!(rec.fee <= bitcoin::Amount::from_sat(2_000) && rec.vsize <= tx::MAX_ANCHOR_VSIZE);
+    assert!(env.mempool().contains(&b.to_string()), "Core took it");
+    env.mine(1);
+    assert_eq!(confirmed(&step(&mut d)), vec![b]);
+}
+
+/// Issue 25 item 7: anyone can send dust to the public anchor address. It is neither
+/// tracked nor swept into anchors (each input would raise the anchor's fee against the
+/// caps), while a real top-up still is.
+#[test]
+fn dust_sent_to_the_anchor_address_is_not_swept() {
+    let Some(env) = start() else { return };
+    let payee_addr = anchor_address(&payee().public(), Network::Regtest).to_string();
+    let hash = env.call("generatetoaddress", json!([1, payee_addr]))[0].as_str().unwrap().parse().unwrap();
+    let coinbase = env.rpc.block(&hash).unwrap().txdata[0].clone();
+    env.fund_anchor();
+    let anchor_spk = tx::anchor_script(&key().public());
+    let mut output: Vec<bitcoin::TxOut> = (0..300)
+        .map(|_| bitcoin::TxOut { value: bitcoin::Amount::from_sat(600), script_pubkey: anchor_spk.clone() })
+        .collect();
+    output.push(bitcoin::TxOut {
+        value: bitcoin::Amount::from_sat(100_000),
+        script_pubkey: anchor_spk.clone(),
+    });
+    let fee = bitcoin::Amount::from_sat(100_000);
+    let change = coinbase.output[0].value - bitcoin::Amount::from_sat(300 * 600 + 100_000) - fee;
+    output.push(bitcoin::TxOut { value: change, script_pubkey: tx::anchor_script(&payee().public()) });
+    let mut spam = bitcoin::Transaction {
+        version: bitcoin::transaction::Version::TWO,
+        lock_time: bitcoin::absolute::LockTime::ZERO,
+        input: vec![bitcoin::TxIn {
+            previous_output: OutPoint { txid: coinbase.compute_txid(), vout: 0 },
+            ..Default::default()
+        }],
+        output,
+    };
+    let w = tx::AnchorSigner::sign(&KeySigner::new(payee()), &spam, &[coinbase.output[0].clone()], &[6; 32])
+        .unwrap();
+    spam.input[0].witness = w[0].clone();
+    env.rpc.broadcast(&spam).unwrap();
+    env.mine(1);
+    let store = MemoryStore::new();
+    let mut d = env.driver(&store);
+    d.submit_epoch(payload(0)).unwrap();
+    let a = anchored(&step(&mut d)).unwrap();
+    let rec = &d.machine().records()[&a];
+    assert_eq!(rec.inputs.len(), 2, "the funding output and the 100,000-sat top-up only: {:?}", rec.inputs);
+    assert!(rec.inputs.iter().all(|u| u.value.to_sat() >= 100_000));
+    assert!(d.machine().head().utxos.len() <= 2, "dust is not tracked");
+    assert!(env.mempool().contains(&a.to_string()));
 }

@@ -123,6 +123,27 @@ fn top_ups_at_the_anchor_address_are_spent_alongside() {
     assert_eq!(r.tx().unwrap().output[0].value, before + Amount::from_sat(250_000) - r.fee);
 }
 
+/// Whatever is sent to the public anchor address, the tracked set stays bounded: the chain
+/// output and the largest top-ups are kept.
+#[test]
+fn the_tracked_outputs_stay_bounded() {
+    let chain = ScriptedBackend::new();
+    let spk = anchor_script(&key().public());
+    chain.fund(&spk, Amount::from_sat(1_000_000));
+    let store = MemoryStore::new();
+    let mut cfg = config();
+    cfg.max_utxos = 3;
+    let mut d = open(&chain, &store, cfg);
+    let a0 = anchor_and_confirm(&chain, &mut d, 0);
+    let small: Vec<OutPoint> = (1..=5).map(|i| chain.fund(&spk, Amount::from_sat(20_000 + i))).collect();
+    let big = chain.fund(&spk, Amount::from_sat(500_000));
+    step(&mut d);
+    let tracked: Vec<OutPoint> = d.machine().head().utxos.iter().map(|u| u.outpoint).collect();
+    assert_eq!(tracked.len(), 3, "{tracked:?}");
+    assert!(tracked.contains(&OutPoint { txid: a0, vout: 0 }), "the chain output is always kept");
+    assert!(tracked.contains(&big) && tracked.contains(&small[4]), "the largest top-ups are kept");
+}
+
 #[test]
 fn coinbase_funding_waits_for_maturity() {
     let chain = ScriptedBackend::new();

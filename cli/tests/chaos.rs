@@ -208,6 +208,7 @@ struct Figures {
     anchors_confirmed: usize,
     receipts: usize,
     receipts_verified: usize,
+    payouts: usize,
 }
 
 fn chaos(mut btc: Btc, label: &str) {
@@ -433,6 +434,27 @@ fn chaos(mut btc: Btc, label: &str) {
                     && e["anchor"]["confirmations"].as_u64().unwrap_or(0) >= 2
             })
     });
+    // Every payout settlement queued is paid, finality-deep, and nothing new is on its way:
+    // blocks come only while some payout waits, and the answer counts once the node has seen
+    // the newest block twice in a row.
+    let mut stable = 0;
+    wait_for("every payout paid", 180, api, dir.path(), || {
+        let _ = try_http(api, "POST", "/v1/epochs/close", Some(&token), None);
+        let all_paid = get(api, "/v1/payouts").is_some_and(|p| {
+            p["payouts"].as_array().is_some_and(|l| l.iter().all(|p| p["status"]["status"] == "paid"))
+        });
+        let tip = miner_rpc.chain_info().ok().map(|c| u64::from(c.tip_height));
+        let seen = get(api, "/v1/anchors").and_then(|a| a["tip_height"].as_u64());
+        if !all_paid {
+            stable = 0;
+            mine(1);
+            return false;
+        }
+        stable = if tip.is_some() && tip == seen { stable + 1 } else { 0 };
+        stable >= 2
+    });
+    let confirmed_anchors: Vec<Value> =
+        anchors(api).into_iter().filter(|a| a["status"] == "confirmed").collect();
     miner_thread.join().unwrap();
 
     // The auditor's whole-chain audit: every epoch re-verified, the anchors walked as one
@@ -532,10 +554,59 @@ fn chaos(mut btc: Btc, label: &str) {
     let ledger: u64 = snap.ledger.iter().map(|e| e.locked + e.claimable + e.paid).sum();
     assert_eq!(ledger + snap.meta.forfeited, rewards, "{label}: the ledger does not add up");
     assert!(fig.decided > 0 && fig.accepted > 20, "{label}: too little work: {fig:?}");
+
+    // Every sat the ledger calls paid is in exactly one confirmed output on chain: each paid
+    // payout in an output of its own (its address, its amount) of a best-chain transaction,
+    // no payout in two confirmed anchors, and no confirmed anchor paying what no payout says.
+    let payouts = ls::payouts(&store).unwrap();
+    let paid_total: u64 = snap.ledger.iter().map(|e| e.paid).sum();
+    assert_eq!(payouts.iter().map(|p| p.amount).sum::<u64>(), paid_total, "{label}: payouts ≠ ledger paid");
+    let mut outputs_used = BTreeSet::new();
+    for p in &payouts {
+        let cairn_coordinator::lifecycle::PayoutStatus::Paid { txid, height } = p.status else {
+            panic!("{label}: payout {} still queued: {p:?}", p.id)
+        };
+        let block = rpc.block_hash(height).unwrap().expect("the payout's block");
+        let tx = rpc.transaction(&txid, Some(&block)).unwrap().unwrap_or_else(|| {
+            panic!("{label}: payout {} names {txid} at {height}, not in the best chain", p.id)
+        });
+        let script = p
+            .address
+            .parse::<bitcoin::Address<bitcoin::address::NetworkUnchecked>>()
+            .unwrap()
+            .assume_checked()
+            .script_pubkey();
+        let vout = (0..tx.output.len())
+            .find(|v| {
+                let o = &tx.output[*v];
+                o.script_pubkey == script
+                    && o.value.to_sat() == p.amount
+                    && !outputs_used.contains(&(txid, *v))
+            })
+            .unwrap_or_else(|| panic!("{label}: payout {p:?} has no output of its own in {txid}"));
+        outputs_used.insert((txid, vout));
+    }
+    let mut carried = BTreeSet::new();
+    let mut on_chain = 0u64;
+    for a in &confirmed_anchors {
+        let txid: bitcoin::Txid = a["txid"].as_str().unwrap().parse().unwrap();
+        let block = rpc.block_hash(u32::try_from(a["height"].as_u64().unwrap()).unwrap()).unwrap().unwrap();
+        let tx = rpc.transaction(&txid, Some(&block)).unwrap().expect("a confirmed anchor on chain");
+        on_chain += tx.output.iter().skip(2).map(|o| o.value.to_sat()).sum::<u64>();
+        for id in a["payouts"].as_array().unwrap() {
+            assert!(carried.insert(id.as_u64().unwrap()), "{label}: payout {id} in two confirmed anchors");
+        }
+    }
+    assert_eq!(
+        on_chain, paid_total,
+        "{label}: confirmed anchors pay {on_chain} sats, the ledger says {paid_total}"
+    );
+    fig.payouts = payouts.len();
+    assert!(fig.payouts > 0, "{label}: no payout was made");
     println!(
         "chaos ({label}, seed {seed}, {chaos_secs} s of chaos): {} tasks accepted ({} final, decided or failed; {} pending; none lost or duplicated); \
          {} coordinator SIGKILLs and {} worker SIGKILL survived; {} Bitcoin outage; {} reorg; {} anchor replacement(s); \
-         {} epochs chained, {} anchors confirmed in one chain of spends; {} receipts, {} verified against Bitcoin; credits = rewards = {rewards} sats",
+         {} epochs chained, {} anchors confirmed in one chain of spends; {} receipts, {} verified against Bitcoin; credits = rewards = {rewards} sats; {} payouts, each in one confirmed output",
         fig.accepted,
         fig.decided,
         fig.pending,
@@ -548,6 +619,7 @@ fn chaos(mut btc: Btc, label: &str) {
         fig.anchors_confirmed,
         fig.receipts,
         fig.receipts_verified,
+        fig.payouts,
     );
 }
 

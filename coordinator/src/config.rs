@@ -81,7 +81,7 @@ pub struct BitcoinSection {
     pub rpc_password: Option<String>,
     /// Confirmations before an epoch counts as anchored.
     pub finality_depth: u32,
-    /// Blocks after anchoring during which rewards stay locked (challenge window).
+    /// Blocks after finality during which rewards stay locked (challenge window).
     pub challenge_window_blocks: u32,
     /// Seconds between anchor rounds.
     pub poll_secs: u64,
@@ -96,6 +96,14 @@ pub struct BitcoinSection {
     /// Seconds between re-checks of the bonds that admitted workers (a spent bond ends the
     /// worker's admission).
     pub bond_check_secs: u64,
+}
+
+impl BitcoinSection {
+    /// Confirmations after which anchored rewards unlock: the anchor is final
+    /// (`finality_depth`), then the challenge window runs its course (SPEC.md §5.8).
+    pub fn unlock_depth(&self) -> u32 {
+        self.finality_depth.saturating_add(self.challenge_window_blocks)
+    }
 }
 
 impl Default for BitcoinSection {

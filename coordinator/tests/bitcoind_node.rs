@@ -190,9 +190,18 @@ async fn epochs_are_anchored_settled_and_paid_out() {
         Some((&rpc, 1)),
     );
     assert_eq!(state, "failed");
-    // k-deep and past the challenge window: the reward becomes claimable and is paid out.
-    call("generatetoaddress", json!([2, miner]));
+    // Rewards unlock once the anchor is final (k = 2) and the challenge window (w = 2) has
+    // run after that: at k + w = 4 confirmations, not at 3.
     let worker = w0.public().to_hex();
+    call("generatetoaddress", json!([2, miner]));
+    let tip = call("getblockcount", json!([])).as_u64().unwrap();
+    wait_for("the node sees 3 confirmations", &|| {
+        http(api, "GET", "/v1/anchors", None, None).1["tip_height"].as_u64() == Some(tip)
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let l = http(api, "GET", &format!("/v1/ledger/{worker}"), None, None).1;
+    assert!(l["locked"].as_u64().unwrap() > 0 && l["paid"] == 0, "unlocked at 3 confirmations: {l}");
+    call("generatetoaddress", json!([1, miner]));
     wait_for("settlement", &|| {
         let l = http(api, "GET", &format!("/v1/ledger/{worker}"), None, None).1;
         l["locked"] == 0 && l["paid"].as_u64().unwrap_or(0) > 0
@@ -218,6 +227,14 @@ async fn epochs_are_anchored_settled_and_paid_out() {
     wait_for("second anchor", &|| {
         http(api, "GET", "/v1/epochs/1", None, None).1["anchor"]["status"] == "pending"
     });
+    // Paid means final: not at one confirmation, at finality_depth (2).
+    call("generatetoaddress", json!([1, miner]));
+    wait_for("the payouts' anchor confirmed", &|| {
+        http(api, "GET", "/v1/epochs/1", None, None).1["anchor"]["status"] == "confirmed"
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let p = http(api, "GET", "/v1/payouts", None, None).1;
+    assert!(p["payouts"].as_array().unwrap().iter().all(|p| p["status"]["status"] == "queued"), "{p}");
     call("generatetoaddress", json!([1, miner]));
     wait_for("payout confirmation", &|| {
         let p = http(api, "GET", "/v1/payouts", None, None).1;

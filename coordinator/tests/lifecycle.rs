@@ -495,6 +495,14 @@ fn bad_input_is_refused_without_changing_state() {
     other.coordinator = key(5).public();
     other.solve_pow(4, 1 << 20);
     assert!(h.m.register(Verified::check(Signed::sign(other, &w, &[0; 32])).unwrap(), h.now).is_err());
+    // A payout address no anchor could pay: garbage, or another network's (issue 25 item 7).
+    for address in ["not-an-address", "bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4"] {
+        let mut bad = reg.clone();
+        bad.payout_address = address.into();
+        bad.solve_pow(4, 1 << 20);
+        let err = h.m.register(Verified::check(Signed::sign(bad, &w, &[0; 32])).unwrap(), h.now).unwrap_err();
+        assert!(err.to_string().contains("payout address"), "{err}");
+    }
     // Unregistered workers cannot claim.
     let id = h.submit(&class, b"t", None);
     assert_eq!(h.claim(&w, id), Err(Refusal::NotRegistered));

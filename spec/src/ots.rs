@@ -26,6 +26,13 @@ pub const MAX_OPS: usize = 255;
 /// Longest calendar URI in a pending attestation.
 pub const MAX_URI: usize = 1000;
 
+/// The characters python-opentimestamps allows in a calendar URI (`PendingAttestation`).
+pub const URI_CHARS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._/:";
+
+fn valid_uri(uri: &str) -> bool {
+    uri.len() <= MAX_URI && uri.bytes().all(|c| URI_CHARS.contains(&c))
+}
+
 const OP_SHA256: u8 = 0x08;
 const OP_APPEND: u8 = 0xf0;
 const OP_PREPEND: u8 = 0xf1;
@@ -154,8 +161,10 @@ impl LinearTimestamp {
             }
         }
         if let Attestation::Pending { uri } = &self.attestation {
-            if uri.len() > MAX_URI || !uri.bytes().all(|c| c.is_ascii_graphic()) {
-                return Err(OtsError::Bound("calendar URI is not printable ASCII of at most 1000 bytes"));
+            if !valid_uri(uri) {
+                return Err(OtsError::Bound(
+                    "calendar URI has a character outside A-Z a-z 0-9 - . _ / : or is over 1000 bytes",
+                ));
             }
         }
         Ok(())
@@ -313,6 +322,9 @@ impl<'a> OtsReader<'a> {
         } else if tag == TAG_PENDING {
             let uri = p.varbytes(MAX_URI, "calendar URI over 1000 bytes")?;
             let uri = std::str::from_utf8(uri).map_err(|_| OtsError::Bound("calendar URI is not UTF-8"))?;
+            if !valid_uri(uri) {
+                return Err(OtsError::Bound("calendar URI has a character python-opentimestamps refuses"));
+            }
             Attestation::Pending { uri: uri.to_owned() }
         } else {
             return Err(OtsError::AttestationTag(hex::encode(tag)));
@@ -397,6 +409,17 @@ mod tests {
         assert!(many.check(&[0; 32]).is_err());
         assert!(LinearTimestamp::deserialize(&many.serialize()).is_err());
         assert!(sample().check(&[0; 32]).is_ok());
+        // python-opentimestamps takes only A-Z a-z 0-9 - . _ / : in a calendar URI.
+        for uri in ["https://cal.example/x?a=1", "http://host/é", "http://a b"] {
+            let t = LinearTimestamp { ops: vec![], attestation: Attestation::Pending { uri: uri.into() } };
+            assert!(t.check(&[0; 32]).is_err(), "{uri}");
+            assert!(LinearTimestamp::deserialize(&t.serialize()).is_err(), "{uri}");
+        }
+        let ok = LinearTimestamp {
+            ops: vec![],
+            attestation: Attestation::Pending { uri: "https://a.pool.opentimestamps.org:443/x_y-z".into() },
+        };
+        assert!(ok.check(&[0; 32]).is_ok());
         // A non-minimal varuint (zero written in two bytes) as an argument length.
         assert_eq!(
             LinearTimestamp::deserialize(&[0xf0, 0x81, 0x00, 0x07, 0x00]),

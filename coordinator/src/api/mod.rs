@@ -278,6 +278,9 @@ pub struct ApiState {
     pub p2p: Arc<Vec<String>>,
     /// The anchor key's address (where anchoring is funded), on a coordinator that anchors.
     pub anchor_address: Option<String>,
+    /// Confirmations before `/timestamp/` answers (the node's `finality_depth`):
+    /// OpenTimestamps clients keep a calendar's answer for ever.
+    pub calendar_depth: u32,
 }
 
 impl ApiState {

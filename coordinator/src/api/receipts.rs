@@ -100,13 +100,14 @@ fn download(bytes: Vec<u8>, name: &str) -> Response {
 
 /// `GET /timestamp/<commitment>`, as an OpenTimestamps calendar answers it (SPEC.md §9.1): the
 /// serialized timestamp from a receipt's leaf hash to the Merkle root of the block holding its
-/// anchor, once that anchor is confirmed; 404 before, so `ots upgrade` tries again later.
+/// anchor, once that anchor is `finality_depth` deep; 404 before, so `ots upgrade` tries again
+/// later.
 #[utoipa::path(get, path = "/timestamp/{commitment}", tag = "receipts",
     params(("commitment" = String, Path, description = "Receipt id (the commitment an OpenTimestamps client asks about), 64 hex characters")),
     responses((status = 200, description = "Serialized OpenTimestamps timestamp", body = Vec<u8>,
                content_type = "application/octet-stream"),
               (status = 400, description = "Malformed commitment", body = ErrorBody),
-              (status = 404, description = "No proof yet, or the node does not anchor", body = ErrorBody),
+              (status = 404, description = "No proof yet (the anchor is not finality-deep), or the node does not anchor", body = ErrorBody),
               (status = 503, description = "Bitcoin Core unavailable", body = ErrorBody)))]
 pub(super) async fn timestamp(
     State(s): State<ApiState>,
@@ -114,6 +115,15 @@ pub(super) async fn timestamp(
 ) -> Result<Response, ApiError> {
     let id = parse_hash(&commitment, "commitment")?;
     let proof = node_proof(&s, id).await?;
+    // A client caches the answer for ever: only a final anchor is worth giving.
+    let tip = s.anchor.read().ok().and_then(|a| a.tip_height).unwrap_or(0);
+    let depth = cairn_anchor::settle::confirmations(proof.block_height, tip);
+    if depth < s.calendar_depth {
+        return Err(ApiError(
+            StatusCode::NOT_FOUND,
+            format!("no proof yet: the anchor has {depth} of {} confirmations", s.calendar_depth),
+        ));
+    }
     let t = cairn_spec::ots::receipt_timestamp(&proof)
         .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     Ok(([(axum::http::header::CONTENT_TYPE, "application/octet-stream")], t.serialize()).into_response())

@@ -166,7 +166,7 @@ pub async fn run(
                 .filter(|t| t.genesis == genesis && t.start_height == cfg.bitcoin.start_height)
                 .unwrap_or_else(|| AnchorTracker::new(cfg.bitcoin.start_height, genesis));
             let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
-            let need = cfg.bitcoin.finality_depth.max(cfg.bitcoin.challenge_window_blocks);
+            let need = cfg.bitcoin.unlock_depth();
             let poll = Duration::from_secs(cfg.bitcoin.poll_secs.max(1));
             let handle = spawn_tracker(
                 tracker,
@@ -193,6 +193,7 @@ pub async fn run(
         chain,
         p2p: Arc::new(p2p_addrs.clone()),
         anchor_address: None,
+        calendar_depth: cfg.bitcoin.finality_depth.max(1),
     };
     let api_addr = shell.serve_api(&cfg, state).await?;
     let info =

@@ -32,6 +32,13 @@ impl Machine {
         if r.coordinator != self.me {
             return Err(invalid("registration names another coordinator"));
         }
+        // An address no anchor can pay would leave the worker's earnings queued for ever.
+        if !r.payout_address.is_empty() && !payable(&r.payout_address, self.cfg.network) {
+            return Err(invalid(format!(
+                "payout address {:?} is not a {} Bitcoin address",
+                r.payout_address, self.cfg.network
+            )));
+        }
         if r.created_at > now.saturating_add(self.cfg.tunables.clock_skew_secs) {
             return Err(invalid("registration is dated in the future"));
         }
@@ -132,4 +139,11 @@ impl Machine {
         self.release_slots(worker, now, &mut step);
         self.finish(step)
     }
+}
+
+/// Whether `address` is a Bitcoin address of `network` (what a payout output can pay).
+fn payable(address: &str, network: cairn_spec::Network) -> bool {
+    address
+        .parse::<bitcoin::Address<bitcoin::address::NetworkUnchecked>>()
+        .is_ok_and(|a| a.is_valid_for_network(network.to_bitcoin()))
 }

@@ -31,7 +31,11 @@ pub(super) struct AnchorReport {
 pub(super) fn to_anchor_payouts(ps: &[PayoutRecord]) -> Vec<Payout> {
     ps.iter()
         .filter_map(|p| {
-            let addr = p.address.parse::<bitcoin::Address<bitcoin::address::NetworkUnchecked>>().ok()?;
+            // Registration refuses such addresses; one stored before that rule stays queued.
+            let Ok(addr) = p.address.parse::<bitcoin::Address<bitcoin::address::NetworkUnchecked>>() else {
+                tracing::error!(target: "cairn::anchor", payout = p.id, address = %p.address, "payout address does not parse; the payout stays queued");
+                return None;
+            };
             Some(Payout {
                 id: p.id,
                 script_pubkey: addr.assume_checked().script_pubkey(),
@@ -87,8 +91,9 @@ pub(super) fn start_anchor(
         tracing::warn!(target: "cairn::anchor", count = missing.len(), "re-queueing payouts the anchor had not recorded");
         driver.queue_payouts(to_anchor_payouts(&missing)).map_err(|e| NodeError::Bitcoin(e.to_string()))?;
     }
-    let need = b.finality_depth.max(b.challenge_window_blocks);
+    let need = b.unlock_depth();
     let beacon_depth = b.finality_depth.max(1);
+    let payout_depth = b.finality_depth.max(1);
     let poll = Duration::from_secs(b.poll_secs.max(1));
     let (tx, rx) = std::sync::mpsc::channel::<AnchorCmd>();
     if let Ok(mut v) = view.write() {
@@ -133,21 +138,29 @@ pub(super) fn start_anchor(
                 for n in notices {
                     tracing::info!(target: "cairn::anchor", notice = ?n, "anchor");
                 }
-                // Every confirmed anchor's payouts, not only this round's: the lifecycle ignores
+                let tip = driver.backend().chain_info().ok();
+                let tip_height = tip.as_ref().map(|t| t.tip_height);
+                // Every final anchor's payouts, not only this round's: the lifecycle ignores
                 // ids already paid, and a confirmation a crash made it miss is recorded now.
+                // Paid means finality-deep: a shallower reorg may move a payout to another
+                // anchor (the anchor machine re-queues it), and the ledger names the one that
+                // stays.
                 let confirmed: Vec<(Vec<u64>, bitcoin::Txid, u32)> = driver
                     .machine()
                     .records()
                     .values()
                     .filter_map(|r| match r.status {
-                        AnchorStatus::Confirmed { height, .. } if !r.payouts.is_empty() => {
+                        AnchorStatus::Confirmed { height, .. }
+                            if !r.payouts.is_empty()
+                                && tip_height.is_some_and(|t| {
+                                    cairn_anchor::settle::confirmations(height, t) >= payout_depth
+                                }) =>
+                        {
                             Some((r.payouts.iter().map(|p| p.id).collect(), r.txid, height))
                         }
                         _ => None,
                     })
                     .collect();
-                let tip = driver.backend().chain_info().ok();
-                let tip_height = tip.as_ref().map(|t| t.tip_height);
                 let mut anchors: Vec<AnchorEntry> = driver
                     .machine()
                     .records()

@@ -156,6 +156,7 @@ pub async fn run(
         chain: bond_rpc.clone().map(|r| r as Arc<dyn ChainBackend + Send + Sync>),
         p2p: Arc::new(p2p_addrs.clone()),
         anchor_address: anchor_address.clone(),
+        calendar_depth: cfg.bitcoin.finality_depth.max(1),
     };
     let api_addr = shell.serve_api(&cfg, state).await?;
     let info = NodeInfo {
