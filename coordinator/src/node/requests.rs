@@ -124,19 +124,40 @@ pub(super) enum WorkerMsg {
 /// key), so a relayed or replayed message from elsewhere is refused; then the signature.
 /// Checks a group's messages on every core (signature verification is most of the node's
 /// work per message), keeping their order.
-pub(super) fn check_all(
-    work: Vec<(Peer, RequestBody, ReplyToken)>,
+pub(super) fn check_all<R>(
+    work: Vec<(Peer, RequestBody, R)>,
     rpc: Option<&BitcoinCoreRpc>,
-) -> Vec<(ReplyToken, Result<WorkerMsg, Refusal>)> {
-    let (replies, checks): (Vec<ReplyToken>, Vec<(Peer, RequestBody)>) =
+) -> Vec<(R, Result<WorkerMsg, Refusal>)> {
+    let (replies, checks): (Vec<R>, Vec<(Peer, RequestBody)>) =
         work.into_iter().map(|(from, body, reply)| (reply, (from, body))).unzip();
+    // Each bond costs a question to Bitcoin Core, and a group's checks hold up the groups
+    // after it: a group asks about a bounded number; later bonded registrations retry.
+    let mut lookups = 0usize;
+    let checks: Vec<(Peer, RequestBody, bool)> = checks
+        .into_iter()
+        .map(|(from, body)| {
+            let bonded = matches!(&body, RequestBody::Register(s) if s.body.bond.is_some());
+            lookups += usize::from(bonded);
+            (from, body, !bonded || lookups <= MAX_BOND_LOOKUPS)
+        })
+        .collect();
     // A checker cannot panic on bad input (every decoder and check returns a refusal);
     // should one panic anyway, the group gets no answers rather than wrong ones.
-    match crate::parallel::map_ordered(checks, |(from, body)| check(&from, body, rpc)) {
+    let checked = crate::parallel::map_ordered(checks, |(from, body, ask)| {
+        if ask {
+            check(&from, body, rpc)
+        } else {
+            Err(Refusal::TooEarly("too many bonded registrations at once; retry".into()))
+        }
+    });
+    match checked {
         Ok(results) => replies.into_iter().zip(results).collect(),
         Err(_) => Vec::new(),
     }
 }
+
+/// Most bonds one group of requests asks Bitcoin Core about.
+const MAX_BOND_LOOKUPS: usize = 8;
 
 pub(super) fn check(
     from: &Peer,
@@ -153,11 +174,16 @@ pub(super) fn check(
     match body {
         RequestBody::Register(s) => {
             bound(&s.body.worker)?;
-            let bond = match (&s.body.bond, rpc) {
-                (Some(b), Some(rpc)) => bond_value(rpc, b),
+            // Signatures first: Bitcoin Core is asked about a bond only when the worker signed
+            // the registration and the bond's key signed the bond, so a forgery costs no
+            // question.
+            let v = Verified::check(s)?;
+            let r = &v.get().body;
+            let bond = match (&r.bond, rpc) {
+                (Some(b), Some(rpc)) if b.verify(&r.coordinator, &r.worker) => bond_value(rpc, b),
                 _ => None,
             };
-            Ok(WorkerMsg::Register(Verified::check(s)?, bond))
+            Ok(WorkerMsg::Register(v, bond))
         }
         RequestBody::Claim(s) => {
             bound(&s.body.worker)?;
@@ -254,5 +280,85 @@ impl Ctx {
 
     pub(super) fn store(&self) -> Result<Arc<dyn KvStore>, Refusal> {
         self.core.lock().map(|c| c.store().clone()).map_err(|_| Refusal::Unavailable("node unavailable"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+    use super::*;
+    use cairn_anchor::{RpcAuth, RpcConfig};
+    use cairn_spec::{Bond, Registration, Signed, SigningKey};
+    use std::net::TcpListener;
+
+    /// A "Bitcoin Core" that counts the connections made to it and answers none.
+    fn counting_core() -> (TcpListener, BitcoinCoreRpc) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let mut cfg = RpcConfig::new(
+            format!("http://{}", listener.local_addr().unwrap()),
+            RpcAuth::UserPass { user: "u".into(), password: "p".into() },
+        );
+        cfg.attempts = 1;
+        cfg.timeout = std::time::Duration::from_millis(200);
+        (listener, BitcoinCoreRpc::new(cfg).unwrap())
+    }
+
+    fn connections(l: &TcpListener) -> usize {
+        std::iter::from_fn(|| l.accept().ok()).count()
+    }
+
+    fn bonded(worker: &SigningKey, bond_signer: &SigningKey, worker_signer: &SigningKey) -> RequestBody {
+        let coordinator = SigningKey::from_secret_bytes([1; 32]).unwrap().public();
+        let bond_key = SigningKey::from_secret_bytes([2; 32]).unwrap();
+        let txid = cairn_spec::Hash32([9; 32]);
+        let reg = Registration {
+            network: cairn_spec::Network::Regtest,
+            coordinator,
+            worker: worker.public(),
+            payout_address: String::new(),
+            created_at: 1,
+            pow_nonce: 0,
+            bond: Some(Box::new(Bond {
+                txid,
+                vout: 0,
+                key: bond_key.public(),
+                signature: bond_signer.sign(
+                    &cairn_spec::work::bond_message(&coordinator, &worker.public(), &txid, 0),
+                    &[3; 32],
+                ),
+            })),
+        };
+        RequestBody::Register(Signed::sign(reg, worker_signer, &[4; 32]))
+    }
+
+    /// Issue 25 item 7: a forged registration or bond costs the node no question to Bitcoin
+    /// Core; a well-signed one does (so the count is not vacuous); a flood in one group asks
+    /// about a bounded number.
+    #[test]
+    fn bonds_are_looked_up_only_after_their_signatures_verify() {
+        let (listener, rpc) = counting_core();
+        let worker = SigningKey::from_secret_bytes([5; 32]).unwrap();
+        let bond_key = SigningKey::from_secret_bytes([2; 32]).unwrap();
+        let stranger = SigningKey::from_secret_bytes([6; 32]).unwrap();
+        let peer = Peer::for_key(&worker).unwrap();
+
+        let forged_registration = check(&peer, bonded(&worker, &bond_key, &stranger), Some(&rpc));
+        assert!(matches!(forged_registration, Err(Refusal::BadSignature)));
+        let forged_bond = check(&peer, bonded(&worker, &stranger, &worker), Some(&rpc));
+        assert!(matches!(forged_bond, Ok(WorkerMsg::Register(_, None))));
+        assert_eq!(connections(&listener), 0, "Core was asked about a forgery");
+
+        let genuine = check(&peer, bonded(&worker, &bond_key, &worker), Some(&rpc));
+        assert!(matches!(genuine, Ok(WorkerMsg::Register(_, None))), "no answer, no bond value");
+        assert!(connections(&listener) >= 1, "a well-signed bond is looked up");
+
+        let flood = (0..20).map(|_| (peer, bonded(&worker, &bond_key, &worker), ())).collect::<Vec<_>>();
+        let (listener, rpc) = counting_core();
+        let out = check_all(flood, Some(&rpc));
+        assert_eq!(out.len(), 20);
+        let refused = out.iter().filter(|(_, r)| matches!(r, Err(Refusal::TooEarly(_)))).count();
+        assert_eq!(refused, 20 - MAX_BOND_LOOKUPS);
+        assert!(connections(&listener) <= MAX_BOND_LOOKUPS);
     }
 }
