@@ -447,16 +447,34 @@ def dec_beacon(r):
     raise DecodeError("invalid_tag")
 
 
+def enc_anchor_binding(j):
+    if j["kind"] == "none":
+        return b"\x00"
+    return b"\x01" + h(j["key"]) + h(j["genesis_txid"]) + u(j["genesis_vout"], 4)
+
+
+def dec_anchor_binding(r):
+    kind = r.uint(1)
+    if kind == 0:
+        return {"kind": "none"}
+    if kind == 1:
+        key = dec_key(r)
+        txid = dec_hash(r)
+        vout = r.uint(4)
+        return {"kind": "key", "key": key.hex(), "genesis_txid": txid.hex(), "genesis_vout": vout}
+    raise DecodeError("invalid_tag")
+
+
 def enc_epoch_header(j):
-    return (b"\x03" + u(NETWORKS[j["network"]], 1) + h(j["coordinator"]) + u(j["height"], 4) + h(j["prev"])
+    return (b"\x04" + u(NETWORKS[j["network"]], 1) + h(j["coordinator"]) + u(j["height"], 4) + h(j["prev"])
             + h(j["receipts_root"]) + h(j["state_root"]) + u(j["receipt_count"], 4) + u(j["accepted_count"], 4)
             + u(j["reward_sats"], 8) + u(j["time"], 8) + h(j["draw_seed"]) + h(j["next_seed_hash"])
-            + h(j["next_roster"]) + enc_beacon(j["beacon"]))
+            + h(j["next_roster"]) + enc_beacon(j["beacon"]) + enc_anchor_binding(j["anchor"]))
 
 
 def dec_epoch_header(r):
     start = r.pos
-    dec_version(r, 3)
+    dec_version(r, 4)
     net = dec_network(r)
     coord = dec_key(r)
     height = r.uint(4)
@@ -474,7 +492,8 @@ def dec_epoch_header(r):
     beacon = dec_beacon(r)
     if height == 0 and beacon["kind"] != "none":
         raise DecodeError("invalid_value")
-    return {"network": net, "coordinator": coord, "height": height, "prev": prev,
+    anchor = dec_anchor_binding(r)
+    return {"network": net, "coordinator": coord, "height": height, "prev": prev, "anchor": anchor,
             "draw_seed": draw_seed, "next_seed_hash": next_seed_hash,
             "receipts_root": receipts_root, "receipt_count": count, "body": r.b[start:r.pos]}
 
@@ -786,6 +805,7 @@ def verify_proof(p):
         if not schnorr_verify(x["coordinator"], x["hash"], x["sig"]):
             raise ProofError("header_signature")
         if prev is not None and not (x["network"] == prev["network"] and x["coordinator"] == prev["coordinator"]
+                                     and x["anchor"] == prev["anchor"]
                                      and x["height"] == prev["height"] + 1 and x["prev"] == prev["hash"]):
             raise ProofError("header_link")
         prev = x

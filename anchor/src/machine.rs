@@ -204,6 +204,11 @@ pub struct Head {
     pub payout_queue: Vec<Payout>,
     /// Next record sequence number.
     pub next_seq: u64,
+    /// The output the first anchor spends, chosen once among the confirmed funds and never
+    /// changed: the chain's headers commit it (SPEC.md §7.1), so no other output of the key
+    /// can start a second chain.
+    #[serde(default)]
+    pub genesis: Option<OutPoint>,
 }
 
 /// What the driver must do, in order.
@@ -277,6 +282,13 @@ pub enum Notice {
         txid: Txid,
         /// Node's reason.
         reason: String,
+    },
+    /// The genesis output was chosen: the first header commits it (SPEC.md §7.1).
+    Genesis {
+        /// The output.
+        outpoint: OutPoint,
+        /// Its value.
+        value: Amount,
     },
     /// An anchor went out with fewer payouts than were queued (or none); the rest wait for
     /// a later anchor.
@@ -390,6 +402,7 @@ impl AnchorMachine {
                 fee_spent_today: Amount::ZERO,
                 payout_queue: Vec::new(),
                 next_seq: 0,
+                genesis: None,
             },
             records: BTreeMap::new(),
             last_rebroadcast_tip: None,
@@ -420,6 +433,11 @@ impl AnchorMachine {
     /// All records, by txid.
     pub fn records(&self) -> &BTreeMap<Txid, AnchorRecord> {
         &self.records
+    }
+
+    /// The genesis output, once chosen.
+    pub fn genesis(&self) -> Option<OutPoint> {
+        self.head.genesis
     }
 
     /// Next height to scan.
@@ -778,6 +796,17 @@ impl AnchorMachine {
     pub fn decide(&mut self, ctx: &DecideContext, signer: &dyn AnchorSigner) -> Vec<Effect> {
         self.roll_day(ctx.now_unix);
         let mut effects = Vec::new();
+        if self.head.genesis.is_none() && self.records.is_empty() {
+            // The largest confirmed output becomes the genesis output, before any header
+            // commits it (the first header waits for it).
+            if let Some(u) = self.mature(ctx.tip_height).first() {
+                if u.value >= crate::tx::MIN_CHAIN_VALUE {
+                    self.head.genesis = Some(u.outpoint);
+                    effects.push(self.persist(&[]));
+                    effects.push(Effect::Notice(Notice::Genesis { outpoint: u.outpoint, value: u.value }));
+                }
+            }
+        }
         let restarted: Vec<Txid> = self
             .records
             .values_mut()
@@ -834,8 +863,12 @@ impl AnchorMachine {
                     None => return Vec::new(),
                 }
             }
-            None => match mature.first() {
-                Some(u) => *u,
+            // The first anchor spends the genesis output the headers commit, and only it.
+            None => match self.head.genesis {
+                Some(g) => match mature.iter().find(|u| u.outpoint == g) {
+                    Some(u) => *u,
+                    None => return Vec::new(),
+                },
                 None => {
                     return vec![Effect::Notice(Notice::InsufficientFunds {
                         available: Amount::ZERO,

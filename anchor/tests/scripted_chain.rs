@@ -144,6 +144,30 @@ fn the_tracked_outputs_stay_bounded() {
     assert!(tracked.contains(&big) && tracked.contains(&small[4]), "the largest top-ups are kept");
 }
 
+/// The genesis output (SPEC.md §7.1) is chosen once, as soon as funds are confirmed, kept
+/// across a restart, and the first anchor spends it and nothing else as its chain input,
+/// even when a larger output arrives after.
+#[test]
+fn the_first_anchor_spends_the_genesis_output_chosen_before_any_header() {
+    let chain = ScriptedBackend::new();
+    let store = MemoryStore::new();
+    let mut d = open(&chain, &store, config());
+    step(&mut d);
+    assert_eq!(d.machine().genesis(), None, "no funds, no genesis");
+    let spk = anchor_script(&key().public());
+    let g = chain.fund(&spk, Amount::from_sat(200_000));
+    let n = step(&mut d);
+    assert!(n.iter().any(|x| matches!(x, Notice::Genesis { outpoint, .. } if *outpoint == g)), "{n:?}");
+    let big = chain.fund(&spk, Amount::from_sat(5_000_000));
+    let mut d = open(&chain, &store, config());
+    assert_eq!(d.machine().genesis(), Some(g), "kept across a restart");
+    let a0 = anchor_and_confirm(&chain, &mut d, 0);
+    let r = &d.machine().records()[&a0];
+    assert_eq!(r.chain_input(), Some(g));
+    assert!(r.inputs.iter().any(|u| u.outpoint == big), "the larger output is a top-up");
+    assert_eq!(d.machine().genesis(), Some(g));
+}
+
 #[test]
 fn coinbase_funding_waits_for_maturity() {
     let chain = ScriptedBackend::new();

@@ -94,8 +94,8 @@ pub struct Scope {
     pub from: u32,
     /// Last epoch (`None`: the newest).
     pub to: Option<u32>,
-    /// The genesis anchor the auditor trusts (`None`: the first the source names, which the
-    /// report says is the source's word).
+    /// The first anchor the auditor expects (`None`: whichever spends the genesis output
+    /// the headers name, SPEC.md §7.1).
     pub genesis: Option<Txid>,
 }
 
@@ -223,16 +223,12 @@ pub fn audit_chain(
                 }
             }
         }
-        let genesis = scope.genesis.or(refs.first().map(|a| a.txid));
-        if let (Some(genesis), true) = (genesis, r.ok()) {
-            if scope.genesis.is_none() {
-                r.push(
-                    "genesis_trust",
-                    true,
-                    format!("genesis anchor {genesis} as the source names it (pin it with --genesis-anchor)"),
-                );
-            }
-            let (walk, payloads) = verify_anchor_chain(genesis, &refs, backend);
+        // The binding every header of the chain names (they all agree: each header follows
+        // the one before, which includes the binding).
+        let binding = prev_of_first.as_ref().or(headers.first().map(|h| &h.body)).map(|h| h.anchor);
+        let bound = binding.is_some_and(|b| b != cairn_spec::AnchorBinding::None);
+        if let (Some(binding), true, true) = (binding, r.ok(), bound || !claims.is_empty()) {
+            let (walk, payloads) = verify_anchor_chain(&binding, scope.genesis, &refs, backend);
             anchor_count = payloads.len();
             r.checks.extend(walk.checks);
             let mut commits_ok = true;

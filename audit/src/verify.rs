@@ -10,7 +10,8 @@ use bitcoin::consensus::encode::serialize;
 use bitcoin::hashes::Hash as _;
 use bitcoin::{BlockHash, OutPoint, Transaction, Txid, Witness};
 use cairn_spec::{
-    AnchorPayload, Hash32, Network, ProofBundle, ReceiptProof, SignedEpochHeader, SignedReceipt,
+    AnchorBinding, AnchorPayload, Hash32, Network, ProofBundle, ReceiptProof, SignedEpochHeader,
+    SignedReceipt,
 };
 use serde::Serialize;
 
@@ -208,21 +209,37 @@ pub struct AnchorRef {
     pub block: BlockHash,
 }
 
-/// Checks that `anchors` form one chain of spends from `genesis` (the first must be it):
-/// each in a best-chain block, each carrying one Cairn payload, each spending its
-/// predecessor's output 0, payload heights increasing. Returns the report and the payloads.
+/// Checks that `anchors` are the chain of spends `binding` defines (SPEC.md §7.1): the first
+/// spends the genesis output (and is `pin`, when given), each later one its predecessor's
+/// output 0, each pays output 0 to the anchor key, sits in a best-chain block and carries one
+/// Cairn payload, payload heights increase; and that the newest chain output is unspent in
+/// the best chain, so no anchor was left out. Returns the report and the payloads.
 pub fn verify_anchor_chain(
-    genesis: Txid,
+    binding: &AnchorBinding,
+    pin: Option<Txid>,
     anchors: &[AnchorRef],
     backend: &dyn ChainBackend,
 ) -> (Report, Vec<AnchorPayload>) {
     let mut r = Report::default();
     let mut payloads = Vec::new();
+    let Some(genesis) = binding.genesis() else {
+        r.push("binding", false, "the chain's headers name no anchor key and genesis output");
+        return (r, payloads);
+    };
     r.push(
-        "genesis",
-        anchors.first().is_some_and(|a| a.txid == genesis),
-        format!("chain starts at {genesis}"),
+        "binding",
+        true,
+        format!("the headers bind the chain to its anchor key and genesis output {genesis}"),
     );
+    if let Some(pin) = pin {
+        if !r.push(
+            "genesis",
+            anchors.first().is_some_and(|a| a.txid == pin),
+            format!("the first anchor is {pin}, as pinned"),
+        ) {
+            return (r, payloads);
+        }
+    }
     let mut prev: Option<(Txid, u32)> = None;
     for a in anchors {
         let height = backend.block_height(&a.block);
@@ -247,11 +264,18 @@ pub fn verify_anchor_chain(
                 break;
             }
         };
-        if let Some((p, h)) = prev {
-            let spends = tx.input.first().map(|i| i.previous_output) == Some(OutPoint { txid: p, vout: 0 });
-            if !r.push("continuity", spends, format!("{} spends {p}:0", a.txid)) {
-                break;
-            }
+        // Input 0 spends the genesis output or the previous anchor's output 0, and output 0
+        // pays the anchor key: only the key's holder can have made it, and Bitcoin lets each
+        // output be spent once, so this chain cannot fork (SPEC.md §7.1).
+        let link = binding.check_link(&tx, prev.map(|p| p.0));
+        let what = match prev {
+            Some((p, _)) => format!("{} spends {p}:0 and pays the anchor key", a.txid),
+            None => format!("{} spends the genesis output {genesis} and pays the anchor key", a.txid),
+        };
+        if !r.push("continuity", link.is_ok(), link.err().map_or(what, |e| format!("{}: {e}", a.txid))) {
+            break;
+        }
+        if let Some((_, h)) = prev {
             if !r.push(
                 "payload_order",
                 payload.height > h,
@@ -262,6 +286,22 @@ pub fn verify_anchor_chain(
         }
         payloads.push(payload);
         prev = Some((a.txid, payload.height));
+    }
+    if r.ok() {
+        // Nothing spent the newest chain output in the best chain: no anchor was left out.
+        let tip = prev.map_or(genesis, |(txid, _)| OutPoint { txid, vout: 0 });
+        let unspent = backend.utxo(&tip, false);
+        r.push(
+            "tip_unspent",
+            matches!(unspent, Ok(Some(_))),
+            match unspent {
+                Ok(Some(_)) => format!("the chain output {tip} is unspent: no anchor was left out"),
+                Ok(None) => format!(
+                    "the chain output {tip} is spent (or was never confirmed): anchors the source did not name follow it"
+                ),
+                Err(e) => format!("bitcoin: {e}"),
+            },
+        );
     }
     (r, payloads)
 }

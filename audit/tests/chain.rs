@@ -53,12 +53,12 @@ fn coord() -> SigningKey {
 
 /// Four epochs of three receipts; each worker's ledger grows by its rewards.
 fn chain() -> Mem {
-    chain_with(4, |_| Beacon::None)
+    chain_with(4, AnchorBinding::None, |_| Beacon::None)
 }
 
 /// `n` epochs of three receipts; each worker's ledger grows by its rewards; `beacon(prev)`
 /// names each later header's beacon, given the header before.
-fn chain_with(n: u32, mut beacon: impl FnMut(&SignedEpochHeader) -> Beacon) -> Mem {
+fn chain_with(n: u32, anchor: AnchorBinding, mut beacon: impl FnMut(&SignedEpochHeader) -> Beacon) -> Mem {
     let c = coord();
     let workers: Vec<PubKey> =
         (1..=3u8).map(|i| SigningKey::from_secret_bytes([i; 32]).unwrap().public()).collect();
@@ -117,6 +117,7 @@ fn chain_with(n: u32, mut beacon: impl FnMut(&SignedEpochHeader) -> Beacon) -> M
                 Some(prev) => beacon(prev),
                 None => Beacon::None,
             },
+            anchor,
         };
         prev = header.hash();
         m.headers.insert(height, Signed::sign(header, &c, &[0; 32]));
@@ -216,12 +217,19 @@ fn anchored() -> (Mem, ScriptedBackend) {
         btc.clone(),
         MemoryStore::new(),
         AnchorConfig::new(Network::Regtest),
-        Box::new(KeySigner::new(key)),
+        Box::new(KeySigner::new(key.clone())),
         0,
     )
     .unwrap();
+    d.step(1, [0; 32]).unwrap();
+    let g = d.machine().genesis().unwrap();
+    let binding = AnchorBinding::Key {
+        key: key.public(),
+        genesis_txid: Hash32(g.txid.to_byte_array()),
+        genesis_vout: g.vout,
+    };
     let mut claims = Vec::new();
-    let mut m = chain_with(5, |prev| {
+    let mut m = chain_with(5, binding, |prev| {
         let e = prev.body.height;
         d.submit_epoch(AnchorPayload { height: e, header_hash: prev.id() }).unwrap();
         let txid = d
@@ -253,9 +261,10 @@ fn anchors_are_walked_and_a_header_bitcoin_does_not_commit_is_equivocation() {
     let a = audit_chain(&m, &[], Some(&btc), &scope, &mut |_, _| {}).unwrap();
     assert!(a.ok(), "{:#?}", a.anchors);
     assert_eq!((a.anchor_count, a.anchored_through), (4, Some(3)));
-    // Without a pinned genesis the report says whose word it took.
+    // Without a pinned first anchor, the genesis output the headers name is the root.
     let a = audit_chain(&m, &[], Some(&btc), &Scope::default(), &mut |_, _| {}).unwrap();
-    assert!(a.anchors.unwrap().checks.iter().any(|c| c.name == "genesis_trust"));
+    assert!(a.ok(), "{:#?}", a.anchors);
+    assert!(a.anchors.unwrap().checks.iter().any(|c| c.name == "binding"));
     // The source serves another (validly signed, linked) history from epoch 3 on: Bitcoin
     // commits the original header, so the audit reports equivocation with the txid.
     let mut lie = m.clone();
@@ -304,13 +313,65 @@ fn a_beacon_other_than_the_block_after_the_anchor_before_is_caught() {
         assert_eq!(failed.name, "beacons", "{what}: {:#?}", a.anchors);
     }
     // A source that leaves out the newest anchor (so header 4's beacon has no anchor before
-    // it), or every anchor, cannot pass a beacon off either.
+    // it), or every anchor, cannot pass a beacon off either; and Bitcoin shows the chain
+    // output it names as its tip was spent.
     for keep in [3, 0] {
         let mut cut = m.clone();
         cut.anchors.truncate(keep);
         let a = audit_chain(&cut, &[], Some(&btc), &Scope::default(), &mut |_, _| {}).unwrap();
         assert!(!a.ok(), "{keep} anchors kept");
-        let failed = a.anchors.as_ref().unwrap().first_failure().unwrap();
-        assert_eq!(failed.name, "beacons", "{keep} anchors kept: {:#?}", a.anchors);
+        let r = a.anchors.as_ref().unwrap();
+        assert_eq!(r.first_failure().unwrap().name, "tip_unspent", "{keep} anchors kept: {r:#?}");
+        let beacons = r.checks.iter().find(|c| c.name == "beacons").unwrap();
+        assert!(beacons.detail.contains("no anchor"), "{keep} anchors kept: {r:#?}");
     }
+}
+
+/// Issue 25 items 1 and 2: the coordinator anchors the same headers a second time from
+/// another output of its key (a second "wallet"), and serves those anchors. The headers bind
+/// the chain to the genesis output the first chain spends, so the walk refuses the second
+/// chain at its first anchor; and a source naming only the first anchors of the true chain
+/// is caught by the spent tip.
+#[test]
+fn anchors_grown_from_another_output_of_the_key_are_refused() {
+    let (m, btc) = anchored();
+    let key = SigningKey::from_secret_bytes([42; 32]).unwrap();
+    btc.fund(&anchor_script(&key.public()), Amount::from_sat(5_000_000));
+    // (Its anchors take no top-ups: they would spend the true chain's output.)
+    let mut cfg = AnchorConfig::new(Network::Regtest);
+    cfg.max_inputs = 1;
+    let mut second =
+        AnchorDriver::open(btc.clone(), MemoryStore::new(), cfg, Box::new(KeySigner::new(key)), 0).unwrap();
+    second.step(1, [0; 32]).unwrap();
+    let mut claims = Vec::new();
+    for c in &m.anchors {
+        second
+            .submit_epoch(AnchorPayload { height: c.epoch, header_hash: m.headers[&c.epoch].id() })
+            .unwrap();
+        let txid = second
+            .step(1, [0; 32])
+            .unwrap()
+            .iter()
+            .find_map(|n| match n {
+                Notice::Anchored { txid, .. } => Some(*txid),
+                _ => None,
+            })
+            .unwrap();
+        btc.mine(1);
+        second.step(1, [0; 32]).unwrap();
+        let AnchorStatus::Confirmed { height, .. } = second.machine().records()[&txid].status else {
+            panic!()
+        };
+        claims.push(AnchorClaim { txid, epoch: c.epoch, height });
+    }
+    assert_ne!(second.machine().genesis(), m.headers[&0].body.anchor.genesis());
+    let mut lie = m.clone();
+    lie.anchors = claims;
+    let a = audit_chain(&lie, &[], Some(&btc), &Scope::default(), &mut |_, _| {}).unwrap();
+    assert!(!a.ok());
+    let failed = a.anchors.as_ref().unwrap().first_failure().unwrap();
+    assert_eq!(failed.name, "continuity", "{:#?}", a.anchors);
+    assert!(failed.detail.contains("not the chain output"), "{}", failed.detail);
+    // The true chain still audits.
+    assert!(audit_chain(&m, &[], Some(&btc), &Scope::default(), &mut |_, _| {}).unwrap().ok());
 }

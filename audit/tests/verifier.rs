@@ -14,13 +14,14 @@ use cairn_audit::verify::{
     assemble_bundle, assemble_receipt_proof, find_equivocation, verify_anchor_chain, verify_bundle,
     verify_receipt, AnchorRef, Outcome, Report, BUNDLE_CHECKS,
 };
-use cairn_spec::{Decode, Encode, Network, ReceiptProof, Signed, SigningKey};
+use cairn_spec::{AnchorBinding, Decode, Encode, Network, ReceiptProof, Signed, SigningKey};
 use common::Side;
 
 struct World {
     chain: ScriptedBackend,
     side: Side,
     anchors: Vec<AnchorRef>,
+    binding: AnchorBinding,
 }
 
 /// Five epochs; anchors committing epochs 1, 3 and 4, each confirmed, then 5 more blocks.
@@ -33,10 +34,17 @@ fn world() -> World {
         chain.clone(),
         MemoryStore::new(),
         AnchorConfig::new(Network::Regtest),
-        Box::new(KeySigner::new(key)),
+        Box::new(KeySigner::new(key.clone())),
         0,
     )
     .unwrap();
+    d.step(1, [0; 32]).unwrap();
+    let g = d.machine().genesis().unwrap();
+    let binding = AnchorBinding::Key {
+        key: key.public(),
+        genesis_txid: cairn_spec::Hash32(bitcoin::hashes::Hash::to_byte_array(g.txid)),
+        genesis_vout: g.vout,
+    };
     let mut anchors = Vec::new();
     for e in [1, 3, 4] {
         d.submit_epoch(side.payload(e)).unwrap();
@@ -55,7 +63,7 @@ fn world() -> World {
         anchors.push(AnchorRef { txid, block });
     }
     chain.mine(5);
-    World { chain, side, anchors }
+    World { chain, side, anchors, binding }
 }
 
 fn proof(w: &World, epoch: u32, index: u32, anchor: usize, anchored_epoch: u32) -> ReceiptProof {
@@ -176,17 +184,35 @@ fn a_reorged_out_anchor_fails() {
 #[test]
 fn anchor_chain_continuity() {
     let w = world();
-    let (r, payloads) = verify_anchor_chain(w.anchors[0].txid, &w.anchors, &w.chain);
+    let b = &w.binding;
+    let (r, payloads) = verify_anchor_chain(b, Some(w.anchors[0].txid), &w.anchors, &w.chain);
     assert!(r.ok(), "{r:#?}");
     assert_eq!(payloads.iter().map(|p| p.height).collect::<Vec<_>>(), vec![1, 3, 4]);
     // Skipping an anchor breaks the chain of spends.
     let gap = [w.anchors[0], w.anchors[2]];
-    let (r, _) = verify_anchor_chain(w.anchors[0].txid, &gap, &w.chain);
+    let (r, _) = verify_anchor_chain(b, None, &gap, &w.chain);
     assert_eq!(failed(&r), "continuity");
-    // Starting elsewhere than the trusted genesis anchor is refused.
-    let (r, _) =
-        verify_anchor_chain(Txid::from_raw_hash(bitcoin::hashes::Hash::all_zeros()), &w.anchors, &w.chain);
+    // Starting elsewhere than the pinned first anchor is refused.
+    let zero = Txid::from_raw_hash(bitcoin::hashes::Hash::all_zeros());
+    let (r, _) = verify_anchor_chain(b, Some(zero), &w.anchors, &w.chain);
     assert_eq!(failed(&r), "genesis");
+    // Starting from another genesis output than the headers name is refused.
+    let AnchorBinding::Key { key, genesis_txid, .. } = *b else { panic!() };
+    let elsewhere = AnchorBinding::Key { key, genesis_txid, genesis_vout: 1 };
+    let (r, _) = verify_anchor_chain(&elsewhere, None, &w.anchors, &w.chain);
+    assert_eq!(failed(&r), "continuity");
+    // Anchors paying output 0 to another key are not this chain's.
+    let stranger = SigningKey::from_secret_bytes([43; 32]).unwrap().public();
+    let other_key =
+        AnchorBinding::Key { key: stranger, genesis_txid, genesis_vout: b.genesis().unwrap().vout };
+    let (r, _) = verify_anchor_chain(&other_key, None, &w.anchors, &w.chain);
+    assert_eq!(failed(&r), "continuity");
+    // Leaving out the newest anchor: its chain output shows spent.
+    let (r, _) = verify_anchor_chain(b, None, &w.anchors[..2], &w.chain);
+    assert_eq!(failed(&r), "tip_unspent");
+    // A chain that names no binding has nothing to walk.
+    let (r, _) = verify_anchor_chain(&AnchorBinding::None, None, &w.anchors, &w.chain);
+    assert_eq!(failed(&r), "binding");
 }
 
 #[test]
@@ -234,14 +260,14 @@ fn an_offline_bundle_names_each_failure() {
     let mut swapped = b.clone();
     swapped.headers.swap(1, 2);
     assert_eq!(name(&swapped, Network::Regtest, 1), "header_links");
-    // A header whose nonce was changed no longer meets its target (or, by luck, no longer
-    // links its successor); either way the chain of work breaks.
+    // The newest header with its nonce changed: on regtest about every other nonce still
+    // meets the target, and the first that does not is caught.
     let mut forged = b.clone();
     let mut broke = None;
     for n in 0..64u8 {
         forged.headers[4].0[76] = n;
-        let f = name(&forged, Network::Regtest, 1);
-        if f == "proof_of_work" {
+        let r = verify_bundle(&forged, Network::Regtest, 1);
+        if let Some(f) = r.first_failure().map(|c| c.name) {
             broke = Some(f);
             break;
         }

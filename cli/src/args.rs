@@ -173,8 +173,8 @@ pub(crate) struct FollowArgs {
     /// The coordinator's protocol key, hex (default: the key of the first `--bootstrap` peer).
     #[arg(long, env = "CAIRN_FOLLOW_COORDINATOR")]
     pub(crate) coordinator_key: Option<String>,
-    /// A txid you trust as the first anchor (default: the first transaction whose payload
-    /// commits a verified header).
+    /// A txid you expect as the first anchor (default: whichever spends the genesis output
+    /// the chain's headers name, SPEC.md §7.1).
     #[arg(long, env = "CAIRN_FOLLOW_GENESIS_ANCHOR")]
     pub(crate) genesis_anchor: Option<String>,
 }
@@ -240,8 +240,8 @@ pub(crate) enum AuditCommand {
         #[command(flatten)]
         chain: ChainFlags,
     },
-    /// The whole chain: every epoch, the anchor transactions from the genesis anchor, and
-    /// equivocation (also against --also sources).
+    /// The whole chain: every epoch, the anchor transactions from the genesis output the
+    /// headers name to an unspent tip, and equivocation (also against --also sources).
     Chain {
         /// First epoch.
         #[arg(long, default_value_t = 0)]
@@ -283,7 +283,8 @@ pub(crate) struct ChainFlags {
     /// More APIs (followers, mirrors) whose headers are compared for equivocation.
     #[arg(long, value_delimiter = ',')]
     pub(crate) also: Vec<String>,
-    /// The genesis anchor txid you trust (default: the first the API names, reported as such).
+    /// A txid you expect as the first anchor (the walk starts at the genesis output the
+    /// headers name either way, SPEC.md §7.1).
     #[arg(long)]
     pub(crate) genesis_anchor: Option<String>,
     /// JSON output.

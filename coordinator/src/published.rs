@@ -36,6 +36,8 @@ pub struct Published {
     pub open_receipts: u32,
     /// Whether the open epoch's draws use its own ranking and it may close (SPEC.md §12.1).
     pub armed: bool,
+    /// Whether the chain is bound to its anchor key and genesis output.
+    pub bound: bool,
     /// The newest closed epoch's header.
     pub last_header: Option<SignedEpochHeader>,
     /// Ledger sums.
@@ -85,6 +87,7 @@ impl Published {
             next_epoch: meta.next_epoch,
             open_receipts: meta.open_receipts,
             armed: m.armed(),
+            bound: m.bound(),
             last_header: meta.last_header.clone(),
             ledger,
             workers,

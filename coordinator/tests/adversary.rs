@@ -48,7 +48,7 @@ async fn peer(seed: u32, coord_addr: &str) -> (Network, Arc<Mutex<Vec<Signed<Tas
     tokio::spawn(async move {
         while let Some(ev) = events.recv().await {
             if let NetworkEvent::Gossip { message, id, .. } = ev {
-                if let GossipMessage::Task(t) = message {
+                if let GossipMessage::Task(t) = *message {
                     s2.lock().unwrap().push(t);
                 }
                 let _ = n2.report(id, Acceptance::Accept).await;

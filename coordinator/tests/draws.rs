@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use cairn_audit::draws::{check_draws, DrawAudit, DrawEpoch};
 use cairn_coordinator::lifecycle_store as ls;
-use cairn_spec::{Beacon, Hash32, Object, PubKey, Roster, Signed, SigningKey, Task};
+use cairn_spec::{AnchorBinding, Beacon, Hash32, Object, PubKey, Roster, Signed, SigningKey, Task};
 use harness::*;
 
 /// Closes the open epoch (it holds receipts) and returns its height.
@@ -22,6 +22,16 @@ fn close(h: &mut Harness) -> u32 {
     h.apply(step);
     assert_eq!(h.m.meta().next_epoch, height + 1, "epoch {height} closed");
     height
+}
+
+/// A binding as the anchor side reports it once it chose the genesis output.
+fn binding(vout: u32) -> AnchorBinding {
+    AnchorBinding::Key { key: key(900).public(), genesis_txid: Hash32([9; 32]), genesis_vout: vout }
+}
+
+fn bind(h: &mut Harness) {
+    let step = h.m.bind(binding(0));
+    h.apply(step);
 }
 
 /// What the auditor needs for epoch `epoch`'s receipts, read from the coordinator's store.
@@ -261,6 +271,7 @@ fn a_draw_does_not_depend_on_what_the_coordinator_picks_when_it_accepts_a_task()
 fn an_epoch_waits_for_its_beacon_while_draws_go_on_with_the_epoch_before() {
     let class = exact(2);
     let mut h = Harness::new(vec![class.clone()], |c| c.beacons = true);
+    bind(&mut h);
     let ws: Vec<SigningKey> = (0..8).map(|i| key(10 + i)).collect();
     for w in &ws {
         h.register(w);
@@ -390,6 +401,7 @@ fn a_full_epoch_waiting_for_its_beacon_takes_no_new_work() {
         c.beacons = true;
         c.tunables.epoch_max_receipts = 4;
     });
+    bind(&mut h);
     let ws: Vec<SigningKey> = (0..4).map(|i| key(10 + i)).collect();
     for w in &ws {
         h.register(w);
@@ -422,4 +434,54 @@ fn a_full_epoch_waiting_for_its_beacon_takes_no_new_work() {
     h.tick(1);
     assert_eq!(h.m.meta().next_epoch, meta.next_epoch + 1, "armed, the full epoch closes");
     assert!(h.m.submit_task(task(2), None, h.now).is_ok());
+}
+
+/// Issue 25 item 1: with Bitcoin, every header names the anchor key and genesis output. No
+/// header is signed before the anchor side chose them (the first epoch takes work until it
+/// is full, then refuses with the reason); once bound, the binding never changes, and the
+/// headers carry it through a restart.
+#[test]
+fn the_first_epoch_waits_for_the_anchor_binding_and_it_never_changes() {
+    let class = exact(2);
+    let mut h = Harness::new(vec![class.clone()], |c| {
+        c.beacons = true;
+        c.tunables.epoch_max_receipts = 2;
+    });
+    let ws: Vec<SigningKey> = (0..4).map(|i| key(10 + i)).collect();
+    for w in &ws {
+        h.register(w);
+    }
+    // One task, replicated twice: two receipts fill the epoch.
+    let id = h.submit(&class, b"first", None);
+    h.run_task(id, &ws, &|_| b"right".to_vec());
+    assert!(h.m.meta().open_receipts >= 2);
+    h.tick(3_600);
+    let step = h.m.close_epoch(h.now);
+    h.apply(step);
+    assert_eq!(h.m.meta().next_epoch, 0, "no header before the binding");
+    assert!(!h.m.bound());
+    let meta = h.m.meta().clone();
+    let late_task = cairn_spec::Task {
+        network: cairn_spec::Network::Regtest,
+        coordinator: h.coord.public(),
+        class: class.id(),
+        requester: key(2000).public(),
+        nonce: 7_777,
+        units: 2,
+        budget_sats: 10_000,
+        created_at: h.now,
+        input: cairn_spec::Payload::Inline(b"late".to_vec()),
+    };
+    let late = h.m.submit_task(late_task, None, h.now);
+    assert!(matches!(late, Err(cairn_coordinator::lifecycle::Refusal::Unavailable(_))), "{late:?}");
+    assert_eq!(h.m.meta(), &meta, "a refusal changes nothing");
+    // Unbound values are ignored; the first binding holds.
+    assert!(h.m.bind(AnchorBinding::None).is_empty());
+    bind(&mut h);
+    assert!(h.m.bind(binding(1)).is_empty(), "a second binding is ignored");
+    assert_eq!(close(&mut h), 0);
+    let h0 = ls::header(&h.store, 0).unwrap().unwrap();
+    assert_eq!(h0.body.anchor, binding(0));
+    h.reload();
+    assert_eq!(h.m.meta().anchor, Some(binding(0)));
 }

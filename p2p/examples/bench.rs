@@ -36,7 +36,7 @@ async fn node(seed: u8, arrivals: Arrivals) -> (Network, String) {
         while let Some(ev) = events.recv().await {
             match ev {
                 NetworkEvent::Gossip { message, id, .. } => {
-                    if let GossipMessage::Receipt(r) = &message {
+                    if let GossipMessage::Receipt(r) = message.as_ref() {
                         arrivals.lock().unwrap().entry(r.body.task).or_default().push(Instant::now());
                     }
                     let _ = n.report(id, Acceptance::Accept).await;

@@ -129,8 +129,8 @@ pub enum NetworkEvent {
     Gossip {
         /// The peer that forwarded it.
         from: Peer,
-        /// The message.
-        message: GossipMessage,
+        /// The message (boxed: a header with its beacon and binding is large).
+        message: Box<GossipMessage>,
         /// Its id, for the report.
         id: GossipId,
     },
@@ -138,8 +138,8 @@ pub enum NetworkEvent {
     Request {
         /// The requester.
         from: Peer,
-        /// The request (its deadline has not passed).
-        request: Request,
+        /// The request (its deadline has not passed; boxed, as requests can be large).
+        request: Box<Request>,
         /// Token for the answer.
         reply: ReplyToken,
     },

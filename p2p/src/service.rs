@@ -246,7 +246,7 @@ impl EventLoop {
         }
         self.metrics.gossip_in(t).inc();
         let gid = GossipId { id: id.clone(), source };
-        if !self.emit(NetworkEvent::Gossip { from: Peer(source), message: msg, id: gid }) {
+        if !self.emit(NetworkEvent::Gossip { from: Peer(source), message: Box::new(msg), id: gid }) {
             // The application is saturated: neither forward nor punish.
             self.swarm.behaviour_mut().gossipsub.report_message_validation_result(
                 &id,
@@ -312,7 +312,11 @@ impl EventLoop {
                     let token = ReplyToken(self.next_token);
                     let id = request.id;
                     self.pending_in.insert(token.0, (id, channel));
-                    if !self.emit(NetworkEvent::Request { from: Peer(peer), request, reply: token }) {
+                    if !self.emit(NetworkEvent::Request {
+                        from: Peer(peer),
+                        request: Box::new(request),
+                        reply: token,
+                    }) {
                         if let Some((id, channel)) = self.pending_in.remove(&token.0) {
                             self.answer(channel, id, ErrorReason::Busy, "busy");
                         }

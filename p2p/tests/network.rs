@@ -39,7 +39,7 @@ fn spawn_app(net: Network, mut events: mpsc::Receiver<NetworkEvent>, state: Arc<
                 NetworkEvent::Gossip { message, id, .. } => {
                     {
                         let mut s = state.lock().unwrap();
-                        if let GossipMessage::Epoch(h) = &message {
+                        if let GossipMessage::Epoch(h) = message.as_ref() {
                             s.headers.insert(h.body.height, h.clone());
                         }
                         s.gossip += 1;
@@ -114,6 +114,7 @@ fn headers(n: u32, network: cairn_spec::Network) -> Vec<SignedEpochHeader> {
                 )),
                 next_roster: cairn_spec::Roster::default().root(),
                 beacon: cairn_spec::Beacon::None,
+                anchor: cairn_spec::AnchorBinding::None,
             };
             prev = h.hash();
             Signed::sign(h, &coord, &[0; 32])

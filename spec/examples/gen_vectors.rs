@@ -285,6 +285,7 @@ fn object_vectors() -> Value {
         next_seed_hash: draw::seed_hash(&h("draw-seed-1")),
         next_roster: Roster::new(vec![key(20).public(), key(21).public(), key(22).public()]).root(),
         beacon: Beacon::None,
+        anchor: AnchorBinding::Key { key: key(30).public(), genesis_txid: h("funding-tx"), genesis_vout: 1 },
     };
     let next = EpochHeader {
         height: 1,
@@ -475,11 +476,19 @@ fn object_vectors() -> Value {
     let acc_at = EpochHeader::RECEIPTS_ROOT_OFFSET + 64 + 4;
     b[acc_at..acc_at + 4].copy_from_slice(&4u32.to_be_bytes());
     bad("epoch_header", "more accepted than receipts", b, "invalid_value");
-    // The beacon is the last field: kind byte, then height and hash for a block.
-    let beacon_at = EpochHeader::MIN_ENCODED_LEN - 1;
+    // The beacon, then the anchor binding, end the header: each a kind byte, then for a
+    // block its height and hash, for a key the key, the genesis txid and vout.
+    let beacon_at = EpochHeader::MIN_ENCODED_LEN - 2;
     let mut b = header_bytes.clone();
     b[beacon_at] = 2;
     bad("epoch_header", "unknown beacon kind", b, "invalid_tag");
+    let anchor_at = beacon_at + 1 + 4 + 32;
+    let mut b = header_bytes.clone();
+    b[anchor_at] = 2;
+    bad("epoch_header", "unknown anchor binding kind", b, "invalid_tag");
+    let mut b = header_bytes.clone();
+    b.truncate(anchor_at + 1 + 32 + 32);
+    bad("epoch_header", "anchor binding cut short", b, "unexpected_end");
     let signed_genesis = Signed::sign(genesis.clone(), &coord, &AUX).to_bytes();
     let mut b = signed_genesis[..beacon_at].to_vec();
     b.extend_from_slice(&Beacon::Block { height: 1, hash: h("block-1") }.to_bytes());
@@ -612,6 +621,7 @@ fn build_world() -> World {
             } else {
                 Beacon::Block { height: 100 + height * 3, hash: h(&format!("block-{}", 100 + height * 3)) }
             },
+            anchor: AnchorBinding::None,
         };
         prev = header.hash();
         epochs.push((receipts, Signed::sign(header, &coord, &AUX)));

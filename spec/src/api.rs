@@ -677,6 +677,9 @@ pub struct CoordinatorStats {
     /// Whether the open epoch is armed: its beacon block is final, so its draws use its own
     /// ranking and it may close (always, without Bitcoin; SPEC.md §12.1).
     pub open_epoch_armed: bool,
+    /// Whether the chain is bound to its anchor key and genesis output (SPEC.md §7.1): until
+    /// the anchor address holds a confirmed output, no epoch closes (always, without Bitcoin).
+    pub anchor_bound: bool,
     /// Ledger sums.
     pub ledger: LedgerTotals,
     /// Workers per standing.

@@ -3,6 +3,7 @@
 //!
 //! Owns the header layout, its hash and the link rule. Must never decide when an epoch closes.
 
+use crate::binding::AnchorBinding;
 use crate::codec::{expect_version, Decode, DecodeError, Encode, Reader, Writer};
 use crate::draw::Beacon;
 use crate::hash::{Hash32, Tag};
@@ -42,6 +43,9 @@ pub struct EpochHeader {
     pub next_roster: Hash32,
     /// The Bitcoin block this epoch's draws mixed in (`None` at height 0 and without Bitcoin).
     pub beacon: Beacon,
+    /// The key and genesis output the chain's anchors grow from (SPEC.md §7.1): the same in
+    /// every header of a chain; `None` only for a chain not anchored to Bitcoin.
+    pub anchor: AnchorBinding,
 }
 
 /// A header with the coordinator's signature.
@@ -49,9 +53,9 @@ pub type SignedEpochHeader = Signed<EpochHeader>;
 
 impl EpochHeader {
     /// Object version.
-    pub const VERSION: u8 = 3;
-    /// Shortest encoding of the unsigned header (no beacon block).
-    pub const MIN_ENCODED_LEN: usize = 1 + 1 + 32 + 4 + 32 + 32 + 32 + 4 + 4 + 8 + 8 + 32 + 32 + 32 + 1;
+    pub const VERSION: u8 = 4;
+    /// Shortest encoding of the unsigned header (no beacon block, no anchor binding).
+    pub const MIN_ENCODED_LEN: usize = 1 + 1 + 32 + 4 + 32 + 32 + 32 + 4 + 4 + 8 + 8 + 32 + 32 + 32 + 1 + 1;
     /// Offset of `prev` in the encoding.
     pub const PREV_OFFSET: usize = 1 + 1 + 32 + 4;
     /// Offset of `receipts_root` in the encoding.
@@ -62,11 +66,13 @@ impl EpochHeader {
         self.id()
     }
 
-    /// True when `self` directly follows `prev` (same network and coordinator, next height,
-    /// `self.prev` is `prev`'s hash) and reveals the draw seed `prev` committed to.
+    /// True when `self` directly follows `prev` (same network, coordinator and anchor
+    /// binding, next height, `self.prev` is `prev`'s hash) and reveals the draw seed `prev`
+    /// committed to.
     pub fn follows(&self, prev: &EpochHeader) -> bool {
         self.network == prev.network
             && self.coordinator == prev.coordinator
+            && self.anchor == prev.anchor
             && Some(self.height) == prev.height.checked_add(1)
             && self.prev == prev.hash()
             && crate::draw::seed_hash(&self.draw_seed) == prev.next_seed_hash
@@ -90,6 +96,7 @@ impl Encode for EpochHeader {
             .raw(&self.next_seed_hash.0)
             .raw(&self.next_roster.0);
         self.beacon.encode(w);
+        self.anchor.encode(w);
     }
 }
 
@@ -130,6 +137,7 @@ impl Decode for EpochHeader {
                 reason: "epoch 0's draws have no beacon",
             });
         }
+        let anchor = AnchorBinding::decode(r)?;
         Ok(EpochHeader {
             network,
             coordinator,
@@ -145,6 +153,7 @@ impl Decode for EpochHeader {
             next_seed_hash,
             next_roster,
             beacon,
+            anchor,
         })
     }
 }

@@ -10,6 +10,7 @@
 
 pub mod anchor_payload;
 pub mod api;
+pub mod binding;
 pub mod bundle;
 pub mod codec;
 pub mod draw;
@@ -29,6 +30,7 @@ pub mod wire;
 pub mod work;
 
 pub use anchor_payload::{AnchorPayload, PayloadError};
+pub use binding::AnchorBinding;
 pub use bundle::ProofBundle;
 pub use codec::{Decode, DecodeError, Encode};
 pub use draw::{Beacon, Roster};

@@ -225,6 +225,16 @@ fn header() -> impl Strategy<Value = EpochHeader> {
                     } else {
                         cairn_spec::Beacon::Block { height: a, hash: receipts_root }
                     },
+                    // Both kinds of binding.
+                    anchor: if b % 3 == 0 {
+                        cairn_spec::AnchorBinding::None
+                    } else {
+                        cairn_spec::AnchorBinding::Key {
+                            key: cairn_spec::SigningKey::from_secret_bytes([9; 32]).unwrap().public(),
+                            genesis_txid: state_root,
+                            genesis_vout: b,
+                        }
+                    },
                 }
             },
         )

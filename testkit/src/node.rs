@@ -127,7 +127,7 @@ impl Worker {
         tokio::spawn(async move {
             while let Some(ev) = events.recv().await {
                 if let NetworkEvent::Gossip { message, id, .. } = ev {
-                    if let GossipMessage::Task(t) = &message {
+                    if let GossipMessage::Task(t) = message.as_ref() {
                         a2.lock().unwrap().push(cairn_spec::Object::id(&t.body.task));
                     }
                     let _ = n2.report(id, Acceptance::Accept).await;

@@ -17,6 +17,11 @@ pub struct Side {
 
 impl Side {
     pub fn new(n_epochs: u32, receipts_per_epoch: u32) -> Side {
+        Side::bound(n_epochs, receipts_per_epoch, AnchorBinding::None)
+    }
+
+    /// As [`Side::new`], every header naming `anchor` as its anchor binding.
+    pub fn bound(n_epochs: u32, receipts_per_epoch: u32, anchor: AnchorBinding) -> Side {
         let coord = SigningKey::from_secret_bytes([11; 32]).unwrap();
         let worker = SigningKey::from_secret_bytes([12; 32]).unwrap().public();
         let mut epochs = Vec::new();
@@ -57,6 +62,7 @@ impl Side {
                 )),
                 next_roster: cairn_spec::Roster::default().root(),
                 beacon: cairn_spec::Beacon::None,
+                anchor,
             };
             prev = header.hash();
             epochs.push((receipts, Signed::sign(header, &coord, &[0; 32])));

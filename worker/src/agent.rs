@@ -203,7 +203,7 @@ pub async fn run(
         while let Some(ev) = events.recv().await {
             if let NetworkEvent::Gossip { message, id, .. } = ev {
                 if let Err(tokio::sync::mpsc::error::TrySendError::Full((_, id))) =
-                    gossip_tx.try_send((message, id))
+                    gossip_tx.try_send((*message, id))
                 {
                     let _ = net2.report(id, Acceptance::Ignore).await;
                 }

@@ -115,6 +115,7 @@ pub(super) async fn stats(State(s): State<ApiState>) -> ApiResult<Stats> {
         epochs: p.next_epoch,
         open_epoch_receipts: p.open_receipts,
         open_epoch_armed: p.armed,
+        anchor_bound: p.bound,
         ledger: p.ledger.clone(),
         workers: p.workers.clone(),
         anchors,

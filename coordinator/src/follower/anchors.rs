@@ -1,8 +1,10 @@
 //! Finding a coordinator's anchors on the follower's own Bitcoin node, trusting nothing the
-//! coordinator says about them: the first anchor is the first transaction whose Cairn payload
-//! commits a header the follower accepted (or the configured genesis anchor); every later one
-//! is the transaction that spends the previous anchor's output 0. Reorgs are followed block by
-//! block: a block that no longer is on the best chain is disconnected with its anchors.
+//! coordinator says about them: the chain's headers name the anchor key and the genesis
+//! output (SPEC.md §7.1); the first anchor is the transaction that spends that output, every
+//! later one the transaction that spends the previous anchor's output 0, and each must pay
+//! output 0 to the anchor key. A payload copied into someone else's transaction is nothing
+//! to the scan. Reorgs are followed block by block: a block that no longer is on the best
+//! chain is disconnected with its anchors.
 //!
 //! Owns the scan position, the recent blocks kept for reorg detection and the anchors found.
 //! Must never judge an epoch (the follower does) nor write anything (the driver saves it).
@@ -11,7 +13,7 @@ use std::collections::VecDeque;
 
 use bitcoin::{Block, BlockHash, OutPoint, Txid};
 use cairn_anchor::{ChainBackend, ChainError};
-use cairn_spec::{AnchorPayload, Hash32};
+use cairn_spec::{AnchorBinding, AnchorPayload};
 
 /// Blocks remembered for reorg detection; a deeper reorg restarts the scan.
 pub const KEEP_BLOCKS: usize = 288;
@@ -42,17 +44,19 @@ pub struct PollReport {
     pub disconnected: u32,
     /// Blocks connected.
     pub connected: u32,
-    /// Set when the scan waits for the follower to accept an epoch a candidate first
-    /// anchor commits (the height it waits for).
-    pub waiting_for_epoch: Option<u32>,
+    /// A transaction that spent the chain output without paying output 0 to the anchor key
+    /// (or without a Cairn payload): the chain ends there.
+    pub broken: Option<Txid>,
 }
 
 /// The scan over the best chain.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct AnchorTracker {
-    /// A txid the operator trusts as the first anchor (else the first that commits an
-    /// accepted header).
-    pub genesis: Option<Txid>,
+    /// The anchor key and genesis output the chain's headers name.
+    pub binding: AnchorBinding,
+    /// A txid the operator trusts as the first anchor: a first anchor with another txid is
+    /// refused.
+    pub pin: Option<Txid>,
     /// Height scanned from at the start.
     pub start_height: u32,
     /// Next block height to connect.
@@ -61,92 +65,72 @@ pub struct AnchorTracker {
     pub recent: VecDeque<(u32, BlockHash)>,
     /// The anchors found, in chain order.
     pub anchors: Vec<FoundAnchor>,
-}
-
-/// What a block told the tracker.
-enum Connect {
-    /// The block was taken (with the anchors it held).
-    Taken(Vec<FoundAnchor>),
-    /// A candidate first anchor commits an epoch not accepted yet: try this block later.
-    Wait(u32),
+    /// The transaction that spent the chain output but is no anchor of this chain.
+    #[serde(default)]
+    pub broken: Option<(Txid, BlockHash, u32)>,
 }
 
 impl AnchorTracker {
-    /// A tracker scanning from `start_height`.
-    pub fn new(start_height: u32, genesis: Option<Txid>) -> Self {
+    /// A tracker of the chain bound by `binding`, scanning from `start_height`.
+    pub fn new(start_height: u32, binding: AnchorBinding, pin: Option<Txid>) -> Self {
         AnchorTracker {
-            genesis,
+            binding,
+            pin,
             start_height,
             next_height: start_height,
             recent: VecDeque::new(),
             anchors: Vec::new(),
+            broken: None,
         }
     }
 
     /// The outpoint the next anchor must spend.
     fn chain_outpoint(&self) -> Option<OutPoint> {
-        self.anchors.last().map(|a| OutPoint { txid: a.txid, vout: 0 })
+        match self.anchors.last() {
+            Some(a) => Some(OutPoint { txid: a.txid, vout: 0 }),
+            None => self.binding.genesis(),
+        }
     }
 
-    /// Connects `block` at `height`. `accepted(h)` is the hash of the header the follower
-    /// accepted at epoch height `h`, and `tip` the newest accepted epoch height.
-    fn connect(
-        &mut self,
-        height: u32,
-        hash: BlockHash,
-        block: &Block,
-        accepted: &dyn Fn(u32) -> Option<Hash32>,
-        tip: Option<u32>,
-    ) -> Connect {
+    /// Connects `block` at `height`; returns the anchors it held.
+    fn connect(&mut self, height: u32, hash: BlockHash, block: &Block) -> Vec<FoundAnchor> {
         let mut found = Vec::new();
-        let mut chain = self.chain_outpoint();
         for tx in &block.txdata {
+            let Some(chain) = self.chain_outpoint() else { break };
+            if self.broken.is_some() || !tx.input.iter().any(|i| i.previous_output == chain) {
+                continue;
+            }
+            let txid = tx.compute_txid();
+            let prev = self.anchors.last().map(|a| a.txid);
             let payloads: Vec<AnchorPayload> = tx
                 .output
                 .iter()
                 .filter_map(|o| AnchorPayload::from_script(&o.script_pubkey))
                 .filter_map(Result::ok)
                 .collect();
-            let txid = tx.compute_txid();
-            let is_next = match chain {
-                // The chain moves by spending output 0, whatever the transaction commits: a
-                // spend committing another header is still the chain (and equivocation).
-                Some(op) => tx.input.first().map(|i| i.previous_output) == Some(op),
-                None => match (self.genesis, payloads.as_slice()) {
-                    (Some(g), _) => g == txid,
-                    (None, [p]) => match accepted(p.height) {
-                        Some(h) => h == p.header_hash,
-                        // Not judged yet: an epoch above the tip may be this coordinator's.
-                        None if tip.is_none_or(|t| p.height > t) => return Connect::Wait(p.height),
-                        None => false,
-                    },
-                    _ => false,
-                },
-            };
-            if !is_next {
-                continue;
+            let pinned = prev.is_some() || self.pin.is_none_or(|p| p == txid);
+            match (self.binding.check_link(tx, prev), payloads.as_slice(), pinned) {
+                // A spend committing another header is still the chain (and equivocation,
+                // which the follower judges).
+                (Ok(()), [payload], true) => {
+                    let a = FoundAnchor { txid, block: hash, height, payload: *payload };
+                    self.anchors.push(a.clone());
+                    found.push(a);
+                }
+                _ => self.broken = Some((txid, hash, height)),
             }
-            let Some(payload) = payloads.first().copied() else { continue };
-            found.push(FoundAnchor { txid, block: hash, height, payload });
-            chain = Some(OutPoint { txid, vout: 0 });
         }
-        self.anchors.extend(found.iter().cloned());
         self.recent.push_back((height, hash));
         while self.recent.len() > KEEP_BLOCKS {
             self.recent.pop_front();
         }
         self.next_height = height.saturating_add(1);
-        Connect::Taken(found)
+        found
     }
 
     /// Follows the best chain of `backend`: disconnects blocks no longer on it, then connects
     /// new ones (at most [`BLOCKS_PER_POLL`]).
-    pub fn poll(
-        &mut self,
-        backend: &dyn ChainBackend,
-        accepted: &dyn Fn(u32) -> Option<Hash32>,
-        tip: Option<u32>,
-    ) -> Result<PollReport, ChainError> {
+    pub fn poll(&mut self, backend: &dyn ChainBackend) -> Result<PollReport, ChainError> {
         let mut report = PollReport::default();
         while let Some(&(h, hash)) = self.recent.back() {
             if backend.block_hash(h)? == Some(hash) {
@@ -156,6 +140,9 @@ impl AnchorTracker {
             let (kept, dropped): (Vec<_>, Vec<_>) = self.anchors.drain(..).partition(|a| a.height < h);
             self.anchors = kept;
             report.dropped.extend(dropped);
+            if self.broken.is_some_and(|(_, _, at)| at >= h) {
+                self.broken = None;
+            }
             report.disconnected += 1;
             self.next_height = h;
         }
@@ -163,6 +150,7 @@ impl AnchorTracker {
             // Deeper than the blocks remembered: start over rather than guess.
             let dropped = std::mem::take(&mut self.anchors);
             report.dropped.extend(dropped);
+            self.broken = None;
             self.next_height = self.start_height;
         }
         let best = backend.chain_info()?.tip_height;
@@ -178,18 +166,11 @@ impl AnchorTracker {
                     break;
                 }
             }
-            match self.connect(h, hash, &block, accepted, tip) {
-                Connect::Taken(found) => {
-                    report.found.extend(found);
-                    report.connected += 1;
-                }
-                Connect::Wait(epoch) => {
-                    report.waiting_for_epoch = Some(epoch);
-                    break;
-                }
-            }
+            report.found.extend(self.connect(h, hash, &block));
+            report.connected += 1;
             budget -= 1;
         }
+        report.broken = self.broken.map(|b| b.0);
         Ok(report)
     }
 }

@@ -13,7 +13,7 @@ use std::time::Duration;
 use cairn_anchor::ChainBackend;
 use cairn_p2p::{Acceptance, Network, NetworkEvent, Peer};
 use cairn_spec::wire::{MAX_LEDGER_PER_REQUEST, MAX_RECEIPTS_PER_REQUEST};
-use cairn_spec::{GossipMessage, PubKey, RequestBody, ResponseBody, SignedEpochHeader};
+use cairn_spec::{AnchorBinding, GossipMessage, PubKey, RequestBody, ResponseBody, SignedEpochHeader};
 
 use super::anchors::{AnchorTracker, FoundAnchor};
 use super::{Evidence, FetchedEpoch, Follower, Judgement, MAX_EPOCH_LEDGER, MAX_EPOCH_RECEIPTS};
@@ -56,6 +56,15 @@ impl Shared {
             }
             Err(err) => tracing::error!(target: "cairn::follow", error = %err, "evidence not written"),
         }
+    }
+
+    /// The anchor binding the accepted genesis header names, when it binds the chain.
+    fn binding(&self) -> Option<AnchorBinding> {
+        ls::header(self.store.as_ref(), 0)
+            .ok()
+            .flatten()
+            .map(|h| h.body.anchor)
+            .filter(|b| *b != AnchorBinding::None)
     }
 
     fn accepted_hash(&self, height: u32) -> Option<cairn_spec::Hash32> {
@@ -161,15 +170,21 @@ pub async fn run(
                     info.chain
                 )));
             }
-            let tracker = super::load_tracker(store.as_ref())
-                .map_err(|e| NodeError::Open(e.to_string()))?
-                .filter(|t| t.genesis == genesis && t.start_height == cfg.bitcoin.start_height)
-                .unwrap_or_else(|| AnchorTracker::new(cfg.bitcoin.start_height, genesis));
+            // The scan needs the binding the chain's headers name: a tracker saved for another
+            // binding, pin or start is started over once it is known.
+            let saved = super::load_tracker(store.as_ref()).map_err(|e| NodeError::Open(e.to_string()))?;
+            let start = cfg.bitcoin.start_height;
+            let make = move |binding: AnchorBinding| {
+                saved
+                    .clone()
+                    .filter(|t| t.binding == binding && t.pin == genesis && t.start_height == start)
+                    .unwrap_or_else(|| AnchorTracker::new(start, binding, genesis))
+            };
             let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
             let need = cfg.bitcoin.unlock_depth();
             let poll = Duration::from_secs(cfg.bitcoin.poll_secs.max(1));
             let handle = spawn_tracker(
-                tracker,
+                Box::new(make),
                 rpc.clone(),
                 shared.clone(),
                 anchor_view.clone(),
@@ -215,7 +230,7 @@ pub async fn run(
             _ = tick.tick() => sync_now = true,
             ev = events.recv() => match ev {
                 Some(NetworkEvent::Gossip { from, message, id }) => {
-                    let verdict = match &message {
+                    let verdict = match message.as_ref() {
                         GossipMessage::Epoch(h) => on_gossip_header(h, &from, &follower, &shared, &mut sync_now),
                         _ => Acceptance::Ignore,
                     };
@@ -435,7 +450,7 @@ async fn fetch_epoch(net: &Network, src: &Source, header: SignedEpochHeader) -> 
 /// evidence when Bitcoin commits another header than the one accepted, and refreshes the
 /// API's anchor view.
 fn spawn_tracker(
-    mut tracker: AnchorTracker,
+    make: Box<dyn Fn(AnchorBinding) -> AnchorTracker + Send>,
     rpc: Arc<cairn_anchor::BitcoinCoreRpc>,
     shared: Arc<Shared>,
     view: Arc<RwLock<AnchorView>>,
@@ -448,13 +463,29 @@ fn spawn_tracker(
     }
     std::thread::Builder::new()
         .name("cairn-follow-anchors".into())
-        .spawn(move || loop {
-            // The sync loop keeps the view's tip current; rescanning every header per poll
-            // to find it again would grow with the chain.
-            let tip = shared.view.read().ok().and_then(|v| v.tip_height);
-            let accepted = |h: u32| shared.accepted_hash(h);
-            match tracker.poll(rpc.as_ref(), &accepted, tip) {
+        .spawn(move || {
+            let mut tracker: Option<AnchorTracker> = None;
+            loop {
+            // The anchors are found from the binding the accepted genesis header names.
+            if tracker.is_none() {
+                tracker = shared.binding().map(&make);
+                if tracker.is_none() {
+                    if let Ok(mut v) = view.write() {
+                        v.last_error = Some("waiting for the genesis header, which names the anchor key".into());
+                    }
+                }
+            }
+            let Some(tracker) = tracker.as_mut() else {
+                match stop.recv_timeout(poll) {
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => continue,
+                    _ => return,
+                }
+            };
+            match tracker.poll(rpc.as_ref()) {
                 Ok(report) => {
+                    if let Some(txid) = report.broken {
+                        tracing::warn!(target: "cairn::follow", %txid, "the chain output was spent by a transaction that is no anchor of this chain (output 0 not to the anchor key, no payload, or not the pinned genesis anchor): the anchor chain ends there");
+                    }
                     for a in &report.found {
                         tracing::info!(target: "cairn::follow", txid = %a.txid, epoch = a.payload.height, block = a.height, "anchor found");
                     }
@@ -462,7 +493,7 @@ fn spawn_tracker(
                         tracing::warn!(target: "cairn::follow", txid = %a.txid, epoch = a.payload.height, "anchor dropped by a reorg");
                     }
                     if report.connected + report.disconnected > 0 {
-                        if let Err(e) = super::save_tracker(shared.store.as_ref(), &tracker) {
+                        if let Err(e) = super::save_tracker(shared.store.as_ref(), tracker) {
                             tracing::warn!(target: "cairn::follow", error = %e, "anchor scan not saved");
                         }
                     }
@@ -495,6 +526,7 @@ fn spawn_tracker(
             match stop.recv_timeout(poll) {
                 Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
                 _ => return,
+            }
             }
         })
         .map_err(|e| NodeError::Io(e.to_string()))

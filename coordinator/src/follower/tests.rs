@@ -72,6 +72,7 @@ pub(crate) fn epochs(n: u32) -> Vec<FetchedEpoch> {
             )),
             next_roster: cairn_spec::Roster::default().root(),
             beacon: cairn_spec::Beacon::None,
+            anchor: AnchorBinding::None,
         };
         prev = header.hash();
         out.push(FetchedEpoch { header: Signed::sign(header, &c, &[0; 32]), receipts, ledger: entries });
@@ -189,8 +190,17 @@ fn equivocation_keeps_both_headers_and_evidence_is_kept_once_across_restarts() {
     assert_eq!(reloaded, vec![e]);
 }
 
-/// The scripted chain with `epochs` anchored in order, each confirmed in its own block.
-fn anchored(epochs: &[(u32, Hash32)]) -> (ScriptedBackend, Vec<bitcoin::Txid>) {
+/// The scripted chain with `epochs` anchored in order, each confirmed in its own block, and
+/// the binding the anchors grow from.
+fn anchored(epochs: &[(u32, Hash32)]) -> (ScriptedBackend, Vec<bitcoin::Txid>, AnchorBinding) {
+    anchored_after(epochs, |_| {})
+}
+
+/// As [`anchored`]; `before` runs on the chain once funded, before the first anchor.
+fn anchored_after(
+    epochs: &[(u32, Hash32)],
+    before: impl FnOnce(&ScriptedBackend),
+) -> (ScriptedBackend, Vec<bitcoin::Txid>, AnchorBinding) {
     let key = SigningKey::from_secret_bytes([42; 32]).unwrap();
     let btc = ScriptedBackend::new();
     btc.fund(&anchor_script(&key.public()), Amount::from_sat(1_000_000));
@@ -198,10 +208,18 @@ fn anchored(epochs: &[(u32, Hash32)]) -> (ScriptedBackend, Vec<bitcoin::Txid>) {
         btc.clone(),
         cairn_anchor::store::MemoryStore::new(),
         AnchorConfig::new(Network::Regtest),
-        Box::new(KeySigner::new(key)),
+        Box::new(KeySigner::new(key.clone())),
         0,
     )
     .unwrap();
+    d.step(1, [0; 32]).unwrap();
+    let g = d.machine().genesis().unwrap();
+    let binding = AnchorBinding::Key {
+        key: key.public(),
+        genesis_txid: Hash32(bitcoin::hashes::Hash::to_byte_array(g.txid)),
+        genesis_vout: g.vout,
+    };
+    before(&btc);
     let mut txids = Vec::new();
     for (e, hash) in epochs {
         d.submit_epoch(AnchorPayload { height: *e, header_hash: *hash }).unwrap();
@@ -219,58 +237,104 @@ fn anchored(epochs: &[(u32, Hash32)]) -> (ScriptedBackend, Vec<bitcoin::Txid>) {
         txids.push(txid);
     }
     btc.mine(2);
-    (btc, txids)
+    (btc, txids, binding)
 }
 
 #[test]
 fn the_tracker_follows_the_anchor_chain_through_a_reorg_and_names_an_equivocating_anchor() {
     let chain = epochs(4);
     let hashes: Vec<Hash32> = chain.iter().map(|e| e.header.id()).collect();
-    let (btc, txids) = anchored(&[(1, hashes[1]), (3, hashes[3])]);
-    let hs = &hashes;
-    let accepted_through = |tip: u32| move |h: u32| (h <= tip).then(|| hs[h as usize]);
+    let (btc, txids, binding) = anchored(&[(1, hashes[1]), (3, hashes[3])]);
 
-    // Nothing accepted yet: the scan waits at the first candidate rather than pass it by.
-    let mut t = AnchorTracker::new(0, None);
-    let r = t.poll(&btc, &|_| None, None).unwrap();
-    assert_eq!((r.waiting_for_epoch, t.anchors.len()), (Some(1), 0));
-    // Epochs 0..=1 accepted: the first anchor is found by its payload; the second spends the
-    // first, so it is found by the spend although epoch 3 is not accepted yet.
-    let r = t.poll(&btc, &accepted_through(1), Some(1)).unwrap();
-    assert_eq!(r.waiting_for_epoch, None);
+    // The first anchor spends the genesis output the headers name; the second spends it.
+    let mut t = AnchorTracker::new(0, binding, None);
+    let r = t.poll(&btc).unwrap();
+    assert_eq!(r.broken, None);
     assert_eq!(t.anchors.iter().map(|a| a.txid).collect::<Vec<_>>(), txids);
     assert_eq!(t.anchors.iter().map(|a| a.payload.height).collect::<Vec<_>>(), vec![1, 3]);
     let tip = btc.height();
     assert_eq!(t.next_height, tip + 1);
     assert_eq!(cairn_anchor::settle::confirmations(t.anchors[1].height, tip), 3);
     // A poll with nothing new changes nothing.
-    assert_eq!(t.poll(&btc, &accepted_through(3), Some(3)).unwrap(), super::anchors::PollReport::default());
+    assert_eq!(t.poll(&btc).unwrap(), super::anchors::PollReport::default());
 
     // Reorg: the last three blocks (the second anchor's among them) are replaced.
     btc.disconnect(3);
     btc.mine_empty(4);
-    let r = t.poll(&btc, &accepted_through(3), Some(3)).unwrap();
+    let r = t.poll(&btc).unwrap();
     assert_eq!((r.disconnected, r.dropped.len()), (3, 1));
     assert_eq!(r.dropped[0].txid, txids[1]);
     assert_eq!(t.anchors.len(), 1);
     // The dropped anchor was returned to the mempool; mined again, it is found again.
     btc.mine(1);
-    let r = t.poll(&btc, &accepted_through(3), Some(3)).unwrap();
+    let r = t.poll(&btc).unwrap();
     assert_eq!(r.found.iter().map(|a| a.txid).collect::<Vec<_>>(), vec![txids[1]]);
 
-    // A trusted genesis other than the chain's first anchor finds only what spends from it.
-    let mut g = AnchorTracker::new(0, Some(txids[1]));
-    g.poll(&btc, &|_| None, None).unwrap();
-    assert_eq!(g.anchors.iter().map(|a| a.txid).collect::<Vec<_>>(), vec![txids[1]]);
+    // A pinned first anchor other than the chain's: nothing is taken, and the chain is
+    // reported broken at its real first anchor.
+    let mut g = AnchorTracker::new(0, binding, Some(txids[1]));
+    let r = g.poll(&btc).unwrap();
+    assert!(g.anchors.is_empty());
+    assert_eq!(r.broken, Some(txids[0]));
 
     // The coordinator anchors another header for epoch 3: the spend is still the chain, and
     // measured against the accepted header it is equivocation, with the txid.
-    let (btc, txids) = anchored(&[(1, hashes[1]), (3, sha256(b"another epoch 3"))]);
-    let mut t = AnchorTracker::new(0, None);
-    t.poll(&btc, &accepted_through(3), Some(3)).unwrap();
+    let (btc, txids, binding) = anchored(&[(1, hashes[1]), (3, sha256(b"another epoch 3"))]);
+    let mut t = AnchorTracker::new(0, binding, None);
+    t.poll(&btc).unwrap();
     assert_eq!(t.anchors.len(), 2);
     assert!(anchor_equivocation(&t.anchors[0], &chain[1].header, 1).is_none());
     let e = anchor_equivocation(&t.anchors[1], &chain[3].header, 1).unwrap();
     assert_eq!((e.kind.as_str(), e.height, e.check.as_str()), ("anchor_equivocation", 3, "anchor_commits"));
     assert_eq!(e.txid, Some(txids[1].to_string()));
+}
+
+/// Issue 25 item 1: header hashes are gossiped before they are anchored, so anyone can copy
+/// one into their own OP_RETURN and get it mined first, or commit a huge height. Such a
+/// transaction does not spend the chain output, so it is nothing to the scan: no squatted
+/// root, no false equivocation, no stall.
+#[test]
+fn a_copied_or_huge_payload_in_someone_elses_transaction_is_ignored() {
+    let chain = epochs(2);
+    let hashes: Vec<Hash32> = chain.iter().map(|e| e.header.id()).collect();
+    let squatter = SigningKey::from_secret_bytes([77; 32]).unwrap();
+    let (btc, txids, binding) = anchored_after(&[(1, hashes[1])], |btc| {
+        // The squatter's copy of the payload, a bogus one spending it, and one with the
+        // highest height spending that, all mined before the real anchor.
+        let spk = anchor_script(&squatter.public());
+        let mut from = None;
+        for payload in [
+            AnchorPayload { height: 1, header_hash: hashes[1] },
+            AnchorPayload { height: 1, header_hash: sha256(b"bogus") },
+            AnchorPayload { height: u32::MAX, header_hash: sha256(b"stall") },
+        ] {
+            let chain_input = from.unwrap_or_else(|| cairn_anchor::tx::Utxo {
+                outpoint: btc.fund(&spk, Amount::from_sat(100_000)),
+                value: Amount::from_sat(100_000),
+            });
+            let plan = cairn_anchor::tx::AnchorPlan {
+                chain_input,
+                extra_inputs: vec![],
+                payload,
+                payouts: vec![],
+                fee_rate: bitcoin::FeeRate::from_sat_per_vb_u32(2),
+            };
+            let copy =
+                cairn_anchor::tx::build_anchor(&plan, &KeySigner::new(squatter.clone()), &[1; 32]).unwrap();
+            let txid = copy.tx.compute_txid();
+            btc.mine_with(vec![copy.tx]);
+            from = Some(cairn_anchor::tx::Utxo {
+                outpoint: bitcoin::OutPoint { txid, vout: 0 },
+                value: copy.chain_value,
+            });
+        }
+    });
+    let mut t = AnchorTracker::new(0, binding, None);
+    let r = t.poll(&btc).unwrap();
+    assert_eq!(r.broken, None);
+    assert_eq!(t.anchors.iter().map(|a| a.txid).collect::<Vec<_>>(), txids);
+    assert!(t
+        .anchors
+        .iter()
+        .all(|a| anchor_equivocation(a, &chain[a.payload.height as usize].header, 1).is_none()));
 }

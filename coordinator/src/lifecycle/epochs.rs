@@ -169,6 +169,22 @@ impl Machine {
         self.finish(Step::default()).with_meta(&self.meta)
     }
 
+    /// Binds the chain to its anchor key and genesis output (SPEC.md §7.1), as the anchor
+    /// side chose them. Set once: ignored on a node without Bitcoin, when already bound, or
+    /// for an unbound value.
+    pub fn bind(&mut self, binding: AnchorBinding) -> Step {
+        if !self.cfg.beacons || self.meta.anchor.is_some() || binding == AnchorBinding::None {
+            return Step::default();
+        }
+        self.meta.anchor = Some(binding);
+        self.finish(Step::default()).with_meta(&self.meta)
+    }
+
+    /// Whether the chain can sign headers: bound to its anchor key, or not anchored.
+    pub fn bound(&self) -> bool {
+        !self.cfg.beacons || self.meta.anchor.is_some()
+    }
+
     /// Whether the open epoch's draws use its own seed and roster: it is armed, or the node
     /// draws without beacons.
     pub fn armed(&self) -> bool {
@@ -200,6 +216,13 @@ impl Machine {
         // used, and the next header cannot be signed before this one's anchor is in a block.
         let beacon = match (self.cfg.beacons && height > 0, self.meta.beacon) {
             (false, _) => Beacon::None,
+            (true, Some(b)) => b,
+            (true, None) => return,
+        };
+        // Every header names the anchor key and genesis output (SPEC.md §7.1): the first
+        // waits until the anchor side chose them.
+        let anchor = match (self.cfg.beacons, self.meta.anchor) {
+            (false, _) => AnchorBinding::None,
             (true, Some(b)) => b,
             (true, None) => return,
         };
@@ -236,6 +259,7 @@ impl Machine {
             next_seed_hash: draw::seed_hash(&self.draw_seed(height.saturating_add(1))),
             next_roster: roster.root(),
             beacon,
+            anchor,
         };
         let signed = self.sign(header);
         let payload = AnchorPayload { height, header_hash: signed.id() };

@@ -29,9 +29,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use cairn_spec::hash::sha256;
 use cairn_spec::{draw, merkle};
 use cairn_spec::{
-    AnchorPayload, Beacon, Claim, Commitment, EpochHeader, ErrorReason, Hash32, LedgerEntry, Network, Object,
-    Payload, PubKey, Registration, ResponseBody, Reveal, Roster, Signed, SignedEpochHeader, SignedReceipt,
-    Signer, SigningKey, Task, TaskAnnouncement, TaskClass, Verdict, WorkReceipt,
+    AnchorBinding, AnchorPayload, Beacon, Claim, Commitment, EpochHeader, ErrorReason, Hash32, LedgerEntry,
+    Network, Object, Payload, PubKey, Registration, ResponseBody, Reveal, Roster, Signed, SignedEpochHeader,
+    SignedReceipt, Signer, SigningKey, Task, TaskAnnouncement, TaskClass, Verdict, WorkReceipt,
 };
 use thiserror::Error;
 
@@ -58,8 +58,9 @@ pub struct LifecycleConfig {
     pub canaries: Vec<Canary>,
     /// On average one canary per this many accepted requests (0: never).
     pub canary_every: u64,
-    /// Draws mix in Bitcoin beacons (SPEC.md §12.1): the node anchors its epochs, and an
-    /// epoch closes only once armed with its beacon. Off for a node without Bitcoin.
+    /// The node anchors its epochs in Bitcoin: headers commit the anchor binding (the first
+    /// waits for it, SPEC.md §7.1), and draws mix in Bitcoin beacons (an epoch closes only
+    /// once armed with its beacon, SPEC.md §12.1). Off for a node without Bitcoin.
     pub beacons: bool,
 }
 

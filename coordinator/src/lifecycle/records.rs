@@ -434,6 +434,10 @@ pub struct MetaState {
     /// its draws use its own seed and roster, and it may close.
     #[serde(default)]
     pub beacon: Option<cairn_spec::Beacon>,
+    /// The anchor key and genesis output every header commits (SPEC.md §7.1), once the
+    /// anchor side chose them; with Bitcoin, no header is signed before.
+    #[serde(default)]
+    pub anchor: Option<cairn_spec::AnchorBinding>,
     /// Running totals for dashboards (`/v1/stats`); not part of any root.
     #[serde(default)]
     pub counts: Counts,

@@ -281,6 +281,12 @@ impl Machine {
                 "the open epoch is full and waits for its Bitcoin beacon; submit again later",
             ));
         }
+        // Likewise the first epoch waits for the anchor's genesis output (SPEC.md §7.1).
+        if !self.bound() && self.meta.open_receipts >= self.cfg.tunables.epoch_max_receipts {
+            return Err(Refusal::Unavailable(
+                "the first epoch is full and waits for the anchor address to be funded; submit again later",
+            ));
+        }
         self.nonces.insert((task.requester, task.nonce), id);
         let rec = TaskRecord {
             id,

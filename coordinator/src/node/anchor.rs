@@ -7,7 +7,7 @@
 
 use super::*;
 use cairn_anchor::AnchorStore as _;
-use cairn_spec::Beacon;
+use cairn_spec::{AnchorBinding, Beacon};
 
 /// The anchor thread once started: its command channel, its handle, the anchor address.
 type AnchorStart = (std::sync::mpsc::Sender<AnchorCmd>, std::thread::JoinHandle<()>, String);
@@ -26,6 +26,8 @@ pub(super) struct AnchorReport {
     /// The newest anchored header whose beacon block is final: its height and id, and the
     /// beacon of the epoch after it.
     beacon: Option<(u32, Hash32, Beacon)>,
+    /// The anchor key and genesis output, once the anchor machine chose the output.
+    binding: Option<AnchorBinding>,
 }
 
 pub(super) fn to_anchor_payouts(ps: &[PayoutRecord]) -> Vec<Payout> {
@@ -63,6 +65,7 @@ pub(super) fn start_anchor(
         KvAnchorStore::new(store.clone()).load().map_err(|e| NodeError::Open(e.to_string()))?.is_some();
     let anchor_key: SigningKey = keyfile::load_or_create_for(&dir.join("anchor.key"), anchored)?;
     let address = cairn_anchor::anchor_address(&anchor_key.public(), network).to_string();
+    let anchor_pub = anchor_key.public();
     let mut acfg = AnchorConfig::new(network);
     acfg.fallback_fee_rate = bitcoin::FeeRate::from_sat_per_vb_u32(b.fallback_fee_sat_vb.max(1));
     acfg.max_fee_per_anchor = bitcoin::Amount::from_sat(b.max_fee_per_anchor_sats);
@@ -202,11 +205,17 @@ pub(super) fn start_anchor(
                         last_error: None,
                     };
                 }
+                let binding = driver.machine().genesis().map(|g| AnchorBinding::Key {
+                    key: anchor_pub,
+                    genesis_txid: Hash32(g.txid.to_byte_array()),
+                    genesis_vout: g.vout,
+                });
                 let report = AnchorReport {
                     tip: tip.map(|t| (t.tip_height, Hash32(t.tip_hash.to_byte_array()))),
                     settled,
                     confirmed,
                     beacon,
+                    binding,
                 };
                 if reports.blocking_send(report).is_err() {
                     return;
@@ -254,6 +263,9 @@ impl Ctx {
         let res = self
             .apply(move |m| {
                 let mut step = crate::lifecycle::Step::default();
+                if let Some(b) = r.binding {
+                    step.extend(m.bind(b));
+                }
                 if let Some((h, hash)) = r.tip {
                     step.extend(m.on_chain_tip(h, hash));
                 }

@@ -221,11 +221,11 @@ pub async fn run(
                 Some(NetworkEvent::Request { from, request, reply }) => {
                     // Group commit: take every request already waiting (up to a bound) and
                     // persist their changes in one synced batch.
-                    let mut batch = vec![(from, request, reply)];
+                    let mut batch = vec![(from, *request, reply)];
                     let mut other = None;
                     while batch.len() < MAX_GROUP {
                         match events.try_recv() {
-                            Ok(NetworkEvent::Request { from, request, reply }) => batch.push((from, request, reply)),
+                            Ok(NetworkEvent::Request { from, request, reply }) => batch.push((from, *request, reply)),
                             Ok(ev) => {
                                 other = Some(ev);
                                 break;

@@ -20,8 +20,11 @@ pub use rocks::RocksStore;
 /// carry drawn slots (offers, and the workers that let a slot go; SPEC.md §12.1). Version 5:
 /// headers and receipts of protocol version 2 (checkable draws), each slot's draw epoch, and
 /// each epoch's roster (SPEC.md §12.1). Version 6: headers of protocol version 3, each naming
-/// its draws' Bitcoin beacon, and the open epoch's beacon (SPEC.md §12.1).
-pub const SCHEMA_VERSION: u32 = 6;
+/// its draws' Bitcoin beacon, and the open epoch's beacon (SPEC.md §12.1). Version 7: headers
+/// of protocol version 4, each naming the anchor key and genesis output (SPEC.md §7.1); the
+/// binding in the node-wide record, the genesis output in the anchor head, the binding in the
+/// follower's anchor scan.
+pub const SCHEMA_VERSION: u32 = 7;
 
 /// Key of the schema version in the `meta` table.
 pub const SCHEMA_KEY: &[u8] = b"schema_version";
