@@ -664,8 +664,9 @@ def read_compact(r):
     return n
 
 
-def parse_tx(b):
-    """Outputs as [(script, script_offset)] of a canonical non-witness transaction (§8.2)."""
+def parse_tx(b, inputs=None):
+    """Outputs as [(script, script_offset)] of a canonical non-witness transaction (§8.2);
+    the spent outpoints (txid, vout) are appended to `inputs` when given."""
     r = Reader(b)
     try:
         r.take(4)
@@ -673,7 +674,9 @@ def parse_tx(b):
         if n_in == 0:
             raise DecodeError("tx_decode")  # would be the segwit marker
         for _ in range(n_in):
-            r.take(36)
+            op = r.take(36)
+            if inputs is not None:
+                inputs.append((op[:32], int.from_bytes(op[32:], "little")))
             r.take(read_compact(r))
             r.take(4)
         outs = []
@@ -686,6 +689,13 @@ def parse_tx(b):
     except DecodeError:
         raise DecodeError("tx_decode")
     return outs
+
+
+def p2tr_key_script(xonly):
+    """BIP86: the key-path-only P2TR script of an x-only key (output key = P + H_TapTweak(P)·G)."""
+    t = int.from_bytes(tagged_hash("TapTweak", xonly), "big")
+    q = point_add(lift_x(xonly), point_mul(G, t))
+    return b"\x51\x20" + q[0].to_bytes(32, "big")
 
 
 def decode_proof(b):
@@ -739,7 +749,7 @@ def ots_file(digest, ops, height):
 
 
 def read_proof(r):
-    dec_version(r)
+    dec_version(r, 2)
     p = {"network": dec_network(r)}
     p["receipt"] = dec_receipt(r)
     p["receipt_batch"] = dec_receipt_batch(r)
@@ -767,6 +777,10 @@ def read_proof(r):
     p["tx_path"] = [r.take(32) for _ in range(n)]
     p["block_header"] = r.take(80)
     p["block_height"] = r.uint(4)
+    n = r.uint(4)
+    if n > 1_000_000:
+        raise DecodeError("too_long")
+    p["spend_chain"] = [r.var(4, 100_000) for _ in range(n)]
     return p
 
 
@@ -836,7 +850,22 @@ def verify_proof(p):
         raise ProofError("payload_height")
     if header_hash != anchored["hash"]:
         raise ProofError("payload_hash")
-    # 7. block inclusion
+    # 7. the chain of spends from the genesis output the headers name (§7.1)
+    binding = anchored["anchor"]
+    if binding["kind"] != "key":
+        raise ProofError("anchor_unbound")
+    chain_script = p2tr_key_script(bytes.fromhex(binding["key"]))
+    spent = (bytes.fromhex(binding["genesis_txid"]), binding["genesis_vout"])
+    for raw in p["spend_chain"] + [p["tx"]]:
+        ins = []
+        try:
+            outs = parse_tx(raw, ins)
+        except DecodeError:
+            raise ProofError("spend_chain")
+        if ins[0] != spent or not outs or outs[0][0] != chain_script:
+            raise ProofError("spend_chain")
+        spent = (sha256d(raw), 0)
+    # 8. block inclusion
     txid = sha256d(p["tx"])
     idx, path = p["tx_index"], p["tx_path"]
     if len(path) < 32 and idx >> len(path):
@@ -867,7 +896,7 @@ def verify_proof(p):
     return {
         "receipt_leaf": leaf, "epoch_height": rc["epoch"], "anchored_height": anchored["height"],
         "anchored_hash": anchored["hash"], "txid": txid, "block_hash": sha256d(p["block_header"]),
-        "block_merkle_root": hh, "block_height": p["block_height"],
+        "block_merkle_root": hh, "block_height": p["block_height"], "chain_position": len(p["spend_chain"]),
     }, ops
 
 
@@ -1184,7 +1213,7 @@ def check_receipt_proofs(v):
         res, ops = verify_proof(decode_proof(h(c["proof"])))
         for k in ("receipt_leaf", "anchored_hash", "txid", "block_hash", "block_merkle_root"):
             assert res[k].hex() == c[k], (c["name"], k)
-        for k in ("epoch_height", "anchored_height", "block_height"):
+        for k in ("epoch_height", "anchored_height", "block_height", "chain_position"):
             assert res[k] == c[k], (c["name"], k)
         # JSON form: "sha256", {"prepend": hex} or {"append": hex}
         want = [(op, None) if op == "sha256" else next((k, h(a)) for k, a in op.items()) for op in c["ots_ops"]]

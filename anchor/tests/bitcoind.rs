@@ -273,9 +273,16 @@ fn node_down_and_back() {
 fn audit_a_receipt_against_bitcoin_core() {
     let Some(env) = start() else { return };
     env.fund_anchor();
-    let side = common::Side::new(3, 5);
     let store = MemoryStore::new();
     let mut d = env.driver(&store);
+    step(&mut d);
+    let g = d.machine().genesis().expect("the genesis output is chosen once funds are confirmed");
+    let binding = cairn_spec::AnchorBinding::Key {
+        key: key().public(),
+        genesis_txid: cairn_spec::Hash32(bitcoin::hashes::Hash::to_byte_array(g.txid)),
+        genesis_vout: g.vout,
+    };
+    let side = common::Side::bound(3, 5, binding);
     d.submit_epoch(side.payload(2)).unwrap();
     let a = anchored(&step(&mut d)).unwrap();
     env.mine(6);
@@ -291,6 +298,7 @@ fn audit_a_receipt_against_bitcoin_core() {
         headers,
         a,
         block,
+        &[],
         &env.rpc,
     )
     .unwrap();

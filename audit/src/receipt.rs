@@ -40,13 +40,12 @@ pub fn assemble(
 ) -> Result<ReceiptProof, ProofSourceError> {
     let located = source.receipt(id)?;
     let epoch = located.epoch;
+    let claims = source.anchors()?;
     // The first confirmed anchor committing this epoch or a later one covers it.
-    let claim = source
-        .anchors()?
-        .into_iter()
-        .filter(|a| a.epoch >= epoch)
-        .min_by_key(|a| (a.height, a.epoch))
-        .ok_or_else(|| ProofSourceError::NotAnchored(format!("no confirmed anchor covers epoch {epoch}")))?;
+    let claim =
+        claims.iter().filter(|a| a.epoch >= epoch).cloned().min_by_key(|a| (a.height, a.epoch)).ok_or_else(
+            || ProofSourceError::NotAnchored(format!("no confirmed anchor covers epoch {epoch}")),
+        )?;
     let headers = source.header_range(epoch, claim.epoch)?;
     if headers.len() as u64 != u64::from(claim.epoch - epoch) + 1 {
         return Err(SourceError::BadAnswer(format!("headers {epoch}..={} incomplete", claim.epoch)).into());
@@ -60,6 +59,14 @@ pub fn assemble(
                 claim.height, claim.txid
             ))
         })?;
+    // The anchors before it, for the chain of spends from the genesis output (SPEC.md §7.1).
+    let mut earlier = Vec::new();
+    for c in claims.iter().filter(|c| c.height <= claim.height && c.txid != claim.txid) {
+        let b = backend.block_hash(c.height).map_err(|e| ProofSourceError::Chain(e.to_string()))?;
+        if let Some(block) = b {
+            earlier.push(crate::verify::AnchorRef { txid: c.txid, block });
+        }
+    }
     assemble_receipt_proof(
         network,
         located.receipt,
@@ -68,6 +75,7 @@ pub fn assemble(
         headers,
         claim.txid,
         block,
+        &earlier,
         backend,
     )
     .map_err(|e| ProofSourceError::Chain(e.to_string()))

@@ -75,13 +75,14 @@ impl Report {
 }
 
 /// The checks of a receipt verification, in order.
-pub const RECEIPT_CHECKS: [&str; 11] = [
+pub const RECEIPT_CHECKS: [&str; 12] = [
     "network",
     "receipt_signature",
     "epoch",
     "receipt_inclusion",
     "header_chain",
     "anchor_payload",
+    "anchor_chain",
     "block_inclusion",
     "node_network",
     "block_on_best_chain",
@@ -99,17 +100,21 @@ fn step_of(code: &str) -> &'static str {
             "receipt_inclusion"
         }
         "header_signature" | "header_link" => "header_chain",
+        "anchor_unbound" | "spend_chain" => "anchor_chain",
         "block_index" | "block_merkle_root" => "block_inclusion",
         _ => "anchor_payload",
     }
 }
 
-/// Runs the pure steps of SPEC.md §8.3 (the first seven of [`RECEIPT_CHECKS`]) into `r`;
-/// returns what the proof establishes when they all pass.
+/// How many of [`RECEIPT_CHECKS`] are the pure steps of SPEC.md §8.3.
+const PURE_STEPS: usize = 8;
+
+/// Runs the pure steps of SPEC.md §8.3 (the first [`PURE_STEPS`] of [`RECEIPT_CHECKS`])
+/// into `r`; returns what the proof establishes when they all pass.
 fn pure_checks(proof: &ReceiptProof, r: &mut Report) -> Option<cairn_spec::VerifiedProof> {
     let pure = proof.verify();
     let failed_step = pure.as_ref().err().map(|e| (step_of(e.code()), e.to_string()));
-    for name in RECEIPT_CHECKS.iter().take(7) {
+    for name in RECEIPT_CHECKS.iter().take(PURE_STEPS) {
         match &failed_step {
             Some((step, msg)) if step == name => {
                 r.push(name, false, msg.clone());
@@ -128,6 +133,10 @@ fn pure_checks(proof: &ReceiptProof, r: &mut Report) -> Option<cairn_spec::Verif
                     ),
                     "header_chain" => format!("{} signed, linked headers", proof.headers.len()),
                     "anchor_payload" => "OP_RETURN commits to the last header".to_owned(),
+                    "anchor_chain" => format!(
+                        "anchor {} of the chain of spends from the genesis output the headers name",
+                        proof.spend_chain.len() + 1
+                    ),
                     _ => format!("transaction {} of the block", proof.tx_index),
                 };
                 r.push(name, true, detail);
@@ -148,7 +157,7 @@ pub fn verify_receipt(
 ) -> Report {
     let mut r = Report::default();
     let Some(v) = pure_checks(proof, &mut r) else {
-        for name in RECEIPT_CHECKS.iter().skip(7) {
+        for name in RECEIPT_CHECKS.iter().skip(PURE_STEPS) {
             r.push(name, false, "not reached");
         }
         return r;
@@ -334,7 +343,9 @@ pub fn strip_witness(tx: &Transaction) -> Transaction {
 }
 
 /// Builds a receipt proof from the sidechain data and what Bitcoin holds: the anchor
-/// transaction, its position and Merkle path in its block, the block header and height.
+/// transaction, its position and Merkle path in its block, the block header and height, and
+/// the chain of spends back to the genesis output the headers name, fetched from the blocks
+/// `earlier` (the anchors before it) names.
 #[allow(clippy::too_many_arguments)]
 pub fn assemble_receipt_proof(
     network: Network,
@@ -344,6 +355,7 @@ pub fn assemble_receipt_proof(
     headers: Vec<SignedEpochHeader>,
     anchor_txid: Txid,
     anchor_block: BlockHash,
+    earlier: &[AnchorRef],
     backend: &dyn ChainBackend,
 ) -> Result<ReceiptProof, ChainError> {
     let block = backend.block(&anchor_block)?;
@@ -356,6 +368,8 @@ pub fn assemble_receipt_proof(
     let height = backend
         .block_height(&anchor_block)?
         .ok_or_else(|| ChainError::Permanent(format!("block {anchor_block} is not on the best chain")))?;
+    let binding = headers.last().map(|h| h.body.anchor).unwrap_or(AnchorBinding::None);
+    let spend_chain = spend_chain(tx, &binding, earlier, backend)?;
     Ok(ReceiptProof {
         network,
         receipt,
@@ -368,19 +382,52 @@ pub fn assemble_receipt_proof(
         tx_path: bitcoin_merkle_path(&txids, index).unwrap_or_default(),
         block_header: serialize(&block.header),
         block_height: height,
+        spend_chain,
     })
+}
+
+/// The anchors before `anchor` on the chain of spends from `binding`'s genesis output,
+/// oldest first, followed back through input 0 and fetched from `backend` in the blocks
+/// `earlier` names (SPEC.md §7.1). Empty for an unbound chain (its proof cannot verify).
+fn spend_chain(
+    anchor: &Transaction,
+    binding: &AnchorBinding,
+    earlier: &[AnchorRef],
+    backend: &dyn ChainBackend,
+) -> Result<Vec<cairn_spec::proof::RawTx>, ChainError> {
+    let Some(genesis) = binding.genesis() else { return Ok(Vec::new()) };
+    let blocks: std::collections::HashMap<Txid, BlockHash> =
+        earlier.iter().map(|a| (a.txid, a.block)).collect();
+    let mut out = Vec::new();
+    let mut spent = anchor.input.first().map(|i| i.previous_output);
+    while let Some(op) = spent.filter(|op| *op != genesis) {
+        if out.len() >= cairn_spec::proof::MAX_SPEND_CHAIN {
+            return Err(ChainError::Permanent("the chain of spends is longer than a proof may carry".into()));
+        }
+        let block = blocks.get(&op.txid).ok_or_else(|| {
+            ChainError::Permanent(format!("{} (an earlier anchor) is not among the anchors named", op.txid))
+        })?;
+        let tx = backend
+            .transaction(&op.txid, Some(block))?
+            .ok_or_else(|| ChainError::Permanent(format!("{} not found in block {block}", op.txid)))?;
+        spent = tx.input.first().map(|i| i.previous_output);
+        out.push(cairn_spec::proof::RawTx(serialize(&strip_witness(&tx))));
+    }
+    out.reverse();
+    Ok(out)
 }
 
 /// The checks of an offline verification of a proof bundle, in order: the pure steps, then
 /// Bitcoin's rules applied to the bundle's own headers. No node is asked anything, so the
 /// best-chain question is answered only by proof-of-work; the report says how much.
-pub const BUNDLE_CHECKS: [&str; 12] = [
+pub const BUNDLE_CHECKS: [&str; 13] = [
     "network",
     "receipt_signature",
     "epoch",
     "receipt_inclusion",
     "header_chain",
     "anchor_payload",
+    "anchor_chain",
     "block_inclusion",
     "bundle_network",
     "header_links",

@@ -9,7 +9,7 @@ use cairn_anchor::machine::{AnchorConfig, AnchorStatus, Notice};
 use cairn_anchor::scripted::ScriptedBackend;
 use cairn_anchor::store::MemoryStore;
 use cairn_anchor::tx::{anchor_script, KeySigner};
-use cairn_anchor::AnchorDriver;
+use cairn_anchor::{AnchorDriver, ChainBackend as _};
 use cairn_audit::verify::{
     assemble_bundle, assemble_receipt_proof, find_equivocation, verify_anchor_chain, verify_bundle,
     verify_receipt, AnchorRef, Outcome, Report, BUNDLE_CHECKS,
@@ -26,7 +26,6 @@ struct World {
 
 /// Five epochs; anchors committing epochs 1, 3 and 4, each confirmed, then 5 more blocks.
 fn world() -> World {
-    let side = Side::new(5, 7);
     let key = SigningKey::from_secret_bytes([42; 32]).unwrap();
     let chain = ScriptedBackend::new();
     chain.fund(&anchor_script(&key.public()), Amount::from_sat(1_000_000));
@@ -45,6 +44,7 @@ fn world() -> World {
         genesis_txid: cairn_spec::Hash32(bitcoin::hashes::Hash::to_byte_array(g.txid)),
         genesis_vout: g.vout,
     };
+    let side = Side::bound(5, 7, binding);
     let mut anchors = Vec::new();
     for e in [1, 3, 4] {
         d.submit_epoch(side.payload(e)).unwrap();
@@ -76,6 +76,7 @@ fn proof(w: &World, epoch: u32, index: u32, anchor: usize, anchored_epoch: u32) 
         headers,
         w.anchors[anchor].txid,
         w.anchors[anchor].block,
+        &w.anchors[..anchor],
         &w.chain,
     )
     .unwrap()
@@ -135,6 +136,7 @@ fn a_header_not_in_the_op_return_fails_the_payload() {
         headers,
         w.anchors[0].txid,
         w.anchors[0].block,
+        &[],
         &w.chain,
     )
     .unwrap();
@@ -305,4 +307,76 @@ fn the_ots_export_reaches_the_block_merkle_root_and_reads_back() {
     // The stamped file hashes to the digest, so `ots verify` finds it next to the .ots.
     let stamped = cairn_spec::ots::stamped_receipt_file(&b.proof.receipt);
     assert_eq!(cairn_spec::hash::sha256(&stamped), v.receipt_leaf);
+}
+
+/// Issue 25 items 1 and 2, where receipts are judged: a receipt proof shows the anchor is on
+/// the chain of spends from the genesis output its headers name. Leaving an earlier anchor
+/// out, or anchoring the same header from another output of the key (a second wallet), fails
+/// `anchor_chain` (a chain whose headers name no binding: `spec/vectors/receipt_proof.json`).
+#[test]
+fn a_receipt_proof_carries_the_spend_chain_from_the_genesis_output() {
+    let w = world();
+    // The third anchor (epoch 4) covers epoch 4's receipts; two anchors come before it.
+    let p = proof(&w, 4, 0, 2, 4);
+    assert_eq!(p.spend_chain.len(), 2);
+    let r = verify_receipt(&p, &w.chain, Network::Regtest, 1);
+    assert!(r.ok(), "{r:#?}");
+    assert!(r.checks.iter().any(|c| c.name == "anchor_chain" && c.detail.contains("anchor 3")));
+    let mut gap = p.clone();
+    gap.spend_chain.remove(0);
+    assert_eq!(failed(&verify_receipt(&gap, &w.chain, Network::Regtest, 1)), "anchor_chain");
+    // Assembly needs the earlier anchors: without them it cannot build the chain.
+    let (r0, i0, path0, headers0) = w.side.parts(4, 0, 4);
+    assert!(assemble_receipt_proof(
+        Network::Regtest,
+        r0,
+        i0,
+        path0,
+        headers0,
+        w.anchors[2].txid,
+        w.anchors[2].block,
+        &w.anchors[..1],
+        &w.chain,
+    )
+    .is_err());
+
+    // A second wallet: the same key anchors epoch 4's header from another output; Bitcoin
+    // confirms it, and the proof is refused, since it is not on the chain from the genesis
+    // output.
+    let key = SigningKey::from_secret_bytes([42; 32]).unwrap();
+    w.chain.fund(&anchor_script(&key.public()), Amount::from_sat(9_000_000));
+    let mut cfg = AnchorConfig::new(Network::Regtest);
+    cfg.max_inputs = 1;
+    let mut second =
+        AnchorDriver::open(w.chain.clone(), MemoryStore::new(), cfg, Box::new(KeySigner::new(key)), 0)
+            .unwrap();
+    second.step(1, [0; 32]).unwrap();
+    assert_ne!(second.machine().genesis(), w.binding.genesis());
+    second.submit_epoch(w.side.payload(4)).unwrap();
+    let txid = second
+        .step(1, [0; 32])
+        .unwrap()
+        .iter()
+        .find_map(|n| match n {
+            Notice::Anchored { txid, .. } => Some(*txid),
+            _ => None,
+        })
+        .unwrap();
+    w.chain.mine(1);
+    second.step(1, [0; 32]).unwrap();
+    let AnchorStatus::Confirmed { block, .. } = second.machine().records()[&txid].status else { panic!() };
+    // (The honest proof with the rogue transaction and its block in place of the anchor's:
+    // assembly itself refuses to walk a chain that does not reach the genesis output.)
+    let blk = w.chain.block(&block).unwrap();
+    let txids: Vec<Txid> = blk.txdata.iter().map(|t| t.compute_txid()).collect();
+    let idx = txids.iter().position(|t| *t == txid).unwrap();
+    let mut rogue = p.clone();
+    rogue.anchor_tx =
+        bitcoin::consensus::encode::serialize(&cairn_audit::verify::strip_witness(&blk.txdata[idx]));
+    rogue.tx_index = idx as u32;
+    rogue.tx_path = cairn_anchor::backend::bitcoin_merkle_path(&txids, idx).unwrap_or_default();
+    rogue.block_header = bitcoin::consensus::encode::serialize(&blk.header);
+    rogue.block_height = w.chain.block_height(&block).unwrap().unwrap();
+    let report = verify_receipt(&rogue, &w.chain, Network::Regtest, 1);
+    assert_eq!(failed(&report), "anchor_chain", "{report:#?}");
 }

@@ -591,7 +591,28 @@ struct World {
     epochs: Vec<(Vec<SignedReceipt>, SignedEpochHeader)>,
 }
 
+/// The anchor key of the proof vectors' chain, and its genesis output.
+fn anchor_key() -> SigningKey {
+    key(30)
+}
+
+fn genesis_output() -> OutPoint {
+    OutPoint { txid: Txid::from_byte_array(h("funding").0), vout: 1 }
+}
+
+fn bound() -> AnchorBinding {
+    AnchorBinding::Key {
+        key: anchor_key().public(),
+        genesis_txid: Hash32(genesis_output().txid.to_byte_array()),
+        genesis_vout: genesis_output().vout,
+    }
+}
+
 fn build_world() -> World {
+    build_world_with(bound())
+}
+
+fn build_world_with(binding: AnchorBinding) -> World {
     let coord = key(1);
     let mut epochs: Vec<(Vec<SignedReceipt>, SignedEpochHeader)> = Vec::new();
     let mut prev = Hash32::ZERO;
@@ -621,7 +642,7 @@ fn build_world() -> World {
             } else {
                 Beacon::Block { height: 100 + height * 3, hash: h(&format!("block-{}", 100 + height * 3)) }
             },
-            anchor: AnchorBinding::None,
+            anchor: binding,
         };
         prev = header.hash();
         epochs.push((receipts, Signed::sign(header, &coord, &AUX)));
@@ -629,12 +650,17 @@ fn build_world() -> World {
     World { coord, epochs }
 }
 
+/// An anchor transaction spending the genesis output.
 fn anchor_tx(outputs: Vec<TxOut>) -> Transaction {
+    anchor_tx_spending(genesis_output(), outputs)
+}
+
+fn anchor_tx_spending(spends: OutPoint, outputs: Vec<TxOut>) -> Transaction {
     Transaction {
-        version: bitcoin::transaction::Version::TWO,
+        version: bitcoin::transaction::Version(3),
         lock_time: LockTime::ZERO,
         input: vec![TxIn {
-            previous_output: OutPoint { txid: Txid::from_byte_array(h("funding").0), vout: 1 },
+            previous_output: spends,
             script_sig: ScriptBuf::new(),
             sequence: Sequence::ENABLE_RBF_NO_LOCKTIME,
             witness: Witness::new(),
@@ -679,7 +705,39 @@ fn block_with(anchor: &[u8]) -> (Vec<u8>, Vec<Hash32>) {
     (header, vec![txids[3], l01])
 }
 
+/// The two anchors before the vectors' anchor: the first spends the genesis output and
+/// commits epoch 0, the second spends it and commits epoch 1.
+fn earlier_anchors(w: &World) -> Vec<Transaction> {
+    let first = anchor_tx(vec![p2tr_out(&anchor_key(), 60_000), payload_out(&w.payload(0))]);
+    let second = anchor_tx_spending(
+        OutPoint { txid: first.compute_txid(), vout: 0 },
+        vec![p2tr_out(&anchor_key(), 55_000), payload_out(&w.payload(1))],
+    );
+    vec![first, second]
+}
+
+impl World {
+    fn payload(&self, epoch: usize) -> AnchorPayload {
+        let hd = &self.epochs[epoch].1.body;
+        AnchorPayload { height: hd.height, header_hash: hd.hash() }
+    }
+}
+
+fn raw(tx: &Transaction) -> proof::RawTx {
+    proof::RawTx(bitcoin::consensus::encode::serialize(tx))
+}
+
 fn proof_for(w: &World, epoch: usize, index: u32, tx: &Transaction) -> ReceiptProof {
+    proof_with_chain(w, epoch, index, tx, earlier_anchors(w).iter().map(raw).collect())
+}
+
+fn proof_with_chain(
+    w: &World,
+    epoch: usize,
+    index: u32,
+    tx: &Transaction,
+    spend_chain: Vec<proof::RawTx>,
+) -> ReceiptProof {
     let (receipts, _) = &w.epochs[epoch];
     let tree = MerkleTree::new(receipts.iter().map(|r| r.body.leaf_hash()).collect());
     let tx_bytes = bitcoin::consensus::encode::serialize(tx);
@@ -696,14 +754,19 @@ fn proof_for(w: &World, epoch: usize, index: u32, tx: &Transaction) -> ReceiptPr
         tx_path,
         block_header,
         block_height: 101,
+        spend_chain,
     }
 }
 
 fn receipt_proof_vectors() -> Value {
     let w = build_world();
-    let last = &w.epochs.last().unwrap().1.body;
-    let payload = AnchorPayload { height: last.height, header_hash: last.hash() };
-    let good_tx = anchor_tx(vec![p2tr_out(&w.coord, 49_000), payload_out(&payload)]);
+    let payload = w.payload(2);
+    // The third anchor of the chain (SPEC.md §7.1): it spends the second's output 0.
+    let earlier = earlier_anchors(&w);
+    let chain_op = OutPoint { txid: earlier[1].compute_txid(), vout: 0 };
+    let anchor_out = |sats| p2tr_out(&anchor_key(), sats);
+    let good_tx = anchor_tx_spending(chain_op, vec![anchor_out(49_000), payload_out(&payload)]);
+    let anchor_tx = |outputs| anchor_tx_spending(chain_op, outputs);
 
     let mut valid = Vec::new();
     for (epoch, index) in [(0usize, 4u32), (0, 1), (1, 2), (2, 0)] {
@@ -729,7 +792,7 @@ fn receipt_proof_vectors() -> Value {
                 .collect(),
         };
         valid.push(json!({
-            "name": format!("receipt {index} of epoch {epoch}, anchored at epoch 2"),
+            "name": format!("receipt {index} of epoch {epoch}, anchored at epoch 2 by the chain's third anchor"),
             "ots_file": hex::encode(ots_file),
             "bundle": hex::encode(bundle.to_bytes()),
             "proof": hex::encode(p.to_bytes()),
@@ -741,6 +804,33 @@ fn receipt_proof_vectors() -> Value {
             "block_hash": v.block_hash.to_hex(),
             "block_merkle_root": v.block_merkle_root.to_hex(),
             "block_height": v.block_height,
+            "chain_position": v.chain_position,
+            "ots_ops": serde_json::to_value(&ops).unwrap(),
+        }));
+    }
+    // The chain's first anchor (it spends the genesis output itself) commits epoch 2 here.
+    {
+        let first = anchor_tx_spending(genesis_output(), vec![anchor_out(49_000), payload_out(&payload)]);
+        let p = proof_with_chain(&w, 2, 0, &first, vec![]);
+        let v = p.verify().unwrap();
+        let ops = p.ots_ops().unwrap();
+        let ots_file = cairn_spec::ots::receipt_timestamp(&p).unwrap().detached_file(&v.receipt_leaf.0);
+        let headers = (0u8..2).map(|i| cairn_spec::bundle::BlockHeaderBytes([i; 80])).collect();
+        let bundle = cairn_spec::ProofBundle { proof: p.clone(), headers };
+        valid.push(json!({
+            "name": "receipt 0 of epoch 2, anchored by the chain's first anchor (no earlier anchors)",
+            "ots_file": hex::encode(ots_file),
+            "bundle": hex::encode(bundle.to_bytes()),
+            "proof": hex::encode(p.to_bytes()),
+            "receipt_leaf": v.receipt_leaf.to_hex(),
+            "epoch_height": v.epoch_height,
+            "anchored_height": v.anchored_height,
+            "anchored_hash": v.anchored_hash.to_hex(),
+            "txid": v.txid.to_hex(),
+            "block_hash": v.block_hash.to_hex(),
+            "block_merkle_root": v.block_merkle_root.to_hex(),
+            "block_height": v.block_height,
+            "chain_position": v.chain_position,
             "ots_ops": serde_json::to_value(&ops).unwrap(),
         }));
     }
@@ -831,6 +921,46 @@ fn receipt_proof_vectors() -> Value {
     let mut p = base.clone();
     p.anchor_tx.push(0);
     push("anchor transaction with a trailing byte", p, "tx_decode");
+    // The chain of spends from the genesis output (SPEC.md §7.1).
+    let mut p = base.clone();
+    p.spend_chain.remove(0);
+    push("spend chain leaves out the first anchor", p, "spend_chain");
+    let mut p = base.clone();
+    p.spend_chain.clear();
+    push("spend chain left out: the anchor does not spend the genesis output", p, "spend_chain");
+    let mut p = base.clone();
+    p.spend_chain[1].0.push(0);
+    push("spend chain transaction with a trailing byte", p, "spend_chain");
+    let squat = anchor_tx_spending(
+        OutPoint { txid: Txid::from_byte_array(h("someone else's coins").0), vout: 0 },
+        vec![anchor_out(60_000), payload_out(&w.payload(0))],
+    );
+    let mut p = base.clone();
+    p.spend_chain[0] = raw(&squat);
+    push("spend chain starts from another output than the genesis output", p, "spend_chain");
+    push(
+        "anchor pays output 0 to another key than the anchor key",
+        with_tx(&anchor_tx(vec![p2tr_out(&w.coord, 49_000), payload_out(&payload)])),
+        "spend_chain",
+    );
+    let mut wrong_key = earlier.clone();
+    wrong_key[0].output[0] = p2tr_out(&w.coord, 60_000);
+    wrong_key[1].input[0].previous_output = OutPoint { txid: wrong_key[0].compute_txid(), vout: 0 };
+    let tip = anchor_tx_spending(
+        OutPoint { txid: wrong_key[1].compute_txid(), vout: 0 },
+        vec![anchor_out(49_000), payload_out(&payload)],
+    );
+    let mut p = with_tx(&tip);
+    p.spend_chain = wrong_key.iter().map(raw).collect();
+    push("an earlier anchor pays output 0 to another key", p, "spend_chain");
+    let unbound = build_world_with(AnchorBinding::None);
+    let unbound_tx =
+        anchor_tx_spending(genesis_output(), vec![anchor_out(49_000), payload_out(&unbound.payload(2))]);
+    push(
+        "headers name no anchor binding",
+        proof_with_chain(&unbound, 0, 1, &unbound_tx, vec![]),
+        "anchor_unbound",
+    );
     let mut p = base.clone();
     p.tx_index = 3;
     push("wrong transaction index", p, "block_merkle_root");

@@ -1,5 +1,6 @@
 //! Receipt proofs (SPEC.md §8): receipt → receipts root → epoch header → header chain →
-//! anchored header → anchor transaction → block Merkle root → block header at a height.
+//! anchored header → anchor transaction (and the chain of spends from the genesis output the
+//! headers name, SPEC.md §7.1) → block Merkle root → block header at a height.
 //!
 //! Owns the proof layout, the pure verification algorithm (every step that needs no chain
 //! access), and its mapping onto OpenTimestamps operations. Must never decide whether the
@@ -24,6 +25,15 @@ pub const MAX_PROOF_HEADERS: usize = 1024;
 pub const MAX_ANCHOR_TX_BYTES: usize = 100_000;
 /// Length of a Bitcoin block header.
 pub const BLOCK_HEADER_LEN: usize = 80;
+/// Most earlier anchors a proof may carry (its chain of spends from the genesis output).
+pub const MAX_SPEND_CHAIN: usize = 1_000_000;
+/// Shortest transaction in non-witness serialization (one input, one empty output).
+const MIN_TX_BYTES: usize = 4 + 1 + 41 + 1 + 9 + 4;
+
+/// One transaction in its non-witness serialization (hex in JSON).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
+pub struct RawTx(#[serde(with = "crate::serde_hex")] pub Vec<u8>);
 
 /// Where the anchor payload sits. Only one place today; a coinbase anchor from a
 /// cooperating pool is a later kind, so the proof names it rather than assuming it.
@@ -61,11 +71,16 @@ pub struct ReceiptProof {
     pub block_header: Vec<u8>,
     /// Height of that block.
     pub block_height: u32,
+    /// The anchors before the anchor transaction, oldest first, in non-witness
+    /// serialization: the first spends the genesis output the headers name, each later one
+    /// output 0 of the one before, and the anchor transaction output 0 of the last (empty
+    /// when the anchor transaction is the first anchor). SPEC.md §7.1.
+    pub spend_chain: Vec<RawTx>,
 }
 
 impl ReceiptProof {
     /// Object version.
-    pub const VERSION: u8 = 1;
+    pub const VERSION: u8 = 2;
 }
 
 impl Encode for ReceiptProof {
@@ -89,6 +104,10 @@ impl Encode for ReceiptProof {
             w.raw(&s.0);
         }
         w.raw(&self.block_header).u32(self.block_height);
+        w.u32(self.spend_chain.len() as u32);
+        for tx in &self.spend_chain {
+            w.bytes_u32(&tx.0);
+        }
     }
 }
 
@@ -122,6 +141,11 @@ impl Decode for ReceiptProof {
         let tx_path = hashes(r, "tx_path")?;
         let block_header = r.take("block_header", BLOCK_HEADER_LEN)?.to_vec();
         let block_height = r.u32("block_height")?;
+        let len = r.u32("spend_chain")? as usize;
+        let n = r.count("spend_chain", len, MAX_SPEND_CHAIN, 4 + MIN_TX_BYTES)?;
+        let spend_chain = (0..n)
+            .map(|_| Ok(RawTx(r.bytes_u32("spend_chain", MAX_ANCHOR_TX_BYTES)?.to_vec())))
+            .collect::<Result<Vec<_>, DecodeError>>()?;
         Ok(ReceiptProof {
             network,
             receipt,
@@ -134,6 +158,7 @@ impl Decode for ReceiptProof {
             tx_path,
             block_header,
             block_height,
+            spend_chain,
         })
     }
 }
@@ -214,6 +239,18 @@ pub enum ProofError {
     /// The payload commits to another header hash.
     #[error("payload commits to another header hash than the last header's")]
     PayloadHash,
+    /// The anchored header names no anchor key and genesis output: nothing ties the anchor
+    /// transaction to the coordinator.
+    #[error("the anchored header names no anchor key and genesis output")]
+    AnchorUnbound,
+    /// The anchor transaction is not on the chain of spends from the genesis output.
+    #[error("spend chain, transaction {index}: {reason}")]
+    SpendChain {
+        /// Position in the chain (the anchor transaction is the last).
+        index: u32,
+        /// What is wrong.
+        reason: String,
+    },
     /// The transaction's position does not fit its Merkle path.
     #[error("transaction index {index} does not fit a path of {depth} levels")]
     BlockIndex {
@@ -246,6 +283,8 @@ impl ProofError {
             ProofError::PayloadInvalid(_) => "payload_invalid",
             ProofError::PayloadHeight { .. } => "payload_height",
             ProofError::PayloadHash => "payload_hash",
+            ProofError::AnchorUnbound => "anchor_unbound",
+            ProofError::SpendChain { .. } => "spend_chain",
             ProofError::BlockIndex { .. } => "block_index",
             ProofError::BlockMerkleRoot => "block_merkle_root",
         }
@@ -269,6 +308,8 @@ pub struct VerifiedProof {
     pub anchored_hash: Hash32,
     /// Anchor txid in internal byte order (display order is reversed).
     pub txid: Hash32,
+    /// The anchor's position in the chain of spends from the genesis output (0: the first).
+    pub chain_position: u32,
     /// Block hash in internal byte order.
     pub block_hash: Hash32,
     /// The block's Merkle root in internal byte order.
@@ -290,11 +331,17 @@ struct AnchorTx {
     hash_offset: usize,
 }
 
-fn parse_anchor_tx(bytes: &[u8]) -> Result<AnchorTx, ProofError> {
-    let tx: Transaction = deserialize(bytes).map_err(|e| ProofError::TxDecode(e.to_string()))?;
+/// `bytes` as one transaction in its canonical non-witness serialization.
+fn canonical_tx(bytes: &[u8]) -> Result<Transaction, String> {
+    let tx: Transaction = deserialize(bytes).map_err(|e| e.to_string())?;
     if tx.input.iter().any(|i| !i.witness.is_empty()) || serialize(&tx) != bytes {
-        return Err(ProofError::TxDecode("not the canonical non-witness serialization".into()));
+        return Err("not the canonical non-witness serialization".into());
     }
+    Ok(tx)
+}
+
+fn parse_anchor_tx(bytes: &[u8]) -> Result<AnchorTx, ProofError> {
+    let tx = canonical_tx(bytes).map_err(ProofError::TxDecode)?;
     if bytes.len() == 64 {
         return Err(ProofError::Tx64Bytes);
     }
@@ -392,7 +439,23 @@ impl ReceiptProof {
         if tx.payload.header_hash != anchored_hash {
             return Err(ProofError::PayloadHash);
         }
-        // 7. The transaction is in the block.
+        // 7. The anchor transaction is on the chain of spends from the genesis output the
+        //    headers name (SPEC.md §7.1): only the anchor key's holder made it, and no other
+        //    chain can hold it.
+        let binding = &anchored.anchor;
+        if binding.genesis().is_none() {
+            return Err(ProofError::AnchorUnbound);
+        }
+        let mut prev = None;
+        let txs =
+            self.spend_chain.iter().map(|t| t.0.as_slice()).chain(std::iter::once(self.anchor_tx.as_slice()));
+        for (index, raw) in txs.enumerate() {
+            let fail = |reason: String| ProofError::SpendChain { index: index as u32, reason };
+            let link = canonical_tx(raw).map_err(fail)?;
+            binding.check_link(&link, prev).map_err(|e| fail(e.to_string()))?;
+            prev = Some(link.compute_txid());
+        }
+        // 8. The transaction is in the block.
         let txid = sha256d(&self.anchor_tx);
         let merkle_root = bitcoin_merkle_fold(txid, self.tx_index, &self.tx_path)?;
         if Some(merkle_root) != block_merkle_root(&self.block_header) {
@@ -405,6 +468,7 @@ impl ReceiptProof {
             anchored_height: anchored.height,
             anchored_hash,
             txid,
+            chain_position: self.spend_chain.len() as u32,
             block_hash: sha256d(&self.block_header),
             block_merkle_root: merkle_root,
             block_height: self.block_height,
