@@ -856,7 +856,8 @@ def verify_proof(p):
         raise ProofError("anchor_unbound")
     chain_script = p2tr_key_script(bytes.fromhex(binding["key"]))
     spent = (bytes.fromhex(binding["genesis_txid"]), binding["genesis_vout"])
-    for raw in p["spend_chain"] + [p["tx"]]:
+    committed = None
+    for i, raw in enumerate(p["spend_chain"] + [p["tx"]]):
         ins = []
         try:
             outs = parse_tx(raw, ins)
@@ -864,6 +865,20 @@ def verify_proof(p):
             raise ProofError("spend_chain")
         if ins[0] != spent or not outs or outs[0][0] != chain_script:
             raise ProofError("spend_chain")
+        if i < len(p["spend_chain"]):
+            # an earlier anchor: one valid Cairn payload, epochs increasing, before the anchored one
+            if len(raw) == 64:
+                raise ProofError("spend_chain")
+            try:
+                payloads = [parse_payload(d) for d in (cairn_script_data(s) for s, _ in outs) if d is not None]
+            except DecodeError:
+                raise ProofError("spend_chain")
+            if len(payloads) != 1:
+                raise ProofError("spend_chain")
+            height = payloads[0][0]
+            if (committed is not None and height <= committed) or height >= anchored["height"]:
+                raise ProofError("spend_chain")
+            committed = height
         spent = (sha256d(raw), 0)
     # 8. block inclusion
     txid = sha256d(p["tx"])

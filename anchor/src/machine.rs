@@ -53,6 +53,9 @@ pub struct AnchorConfig {
     /// Most own outputs tracked (the largest kept): the state stays bounded whatever is
     /// sent to the address.
     pub max_utxos: usize,
+    /// Confirmations an output needs before it can become the genesis output: the headers
+    /// commit it for ever, so a reorg must not be able to take it away.
+    pub genesis_depth: u32,
 }
 
 impl AnchorConfig {
@@ -75,6 +78,7 @@ impl AnchorConfig {
             keep_blocks: 144,
             min_topup: Amount::from_sat(10_000),
             max_utxos: 1_000,
+            genesis_depth: 1,
         }
     }
 }
@@ -97,7 +101,9 @@ pub enum AnchorStatus {
         /// Block hash.
         block: BlockHash,
     },
-    /// A conflicting transaction (its replacement, or its original) confirmed instead.
+    /// It can never confirm: a conflicting transaction (its replacement, its original, or
+    /// someone else's spend of an input) confirmed, or it spends an output of an anchor that
+    /// is itself conflicted.
     Conflicted,
 }
 
@@ -289,6 +295,12 @@ pub enum Notice {
         outpoint: OutPoint,
         /// Its value.
         value: Amount,
+    },
+    /// The genesis output is not among the confirmed outputs (a reorg deeper than
+    /// `genesis_depth` removed it): no anchor until it is back.
+    GenesisMissing {
+        /// The output.
+        outpoint: OutPoint,
     },
     /// An anchor went out with fewer payouts than were queued (or none); the rest wait for
     /// a later anchor.
@@ -631,8 +643,12 @@ impl AnchorMachine {
         if self.head.utxos.len() > self.config.max_utxos {
             // Keep the chain outputs and the largest top-ups; the rest stay on chain for the
             // operator (they are not lost, only not tracked).
-            let chains: std::collections::HashSet<OutPoint> =
-                self.records.keys().map(|t| OutPoint { txid: *t, vout: 0 }).collect();
+            let chains: std::collections::HashSet<OutPoint> = self
+                .records
+                .keys()
+                .map(|t| OutPoint { txid: *t, vout: 0 })
+                .chain(self.head.genesis)
+                .collect();
             self.head.utxos.sort_by(|a, b| {
                 chains.contains(&b.outpoint).cmp(&chains.contains(&a.outpoint)).then(b.value.cmp(&a.value))
             });
@@ -791,20 +807,24 @@ impl AnchorMachine {
         self.config.max_fee_per_anchor.min(already + day_left)
     }
 
-    /// One decision round: re-broadcast what is pending, replace a stuck anchor, or build
-    /// the next anchor for the newest epoch.
+    /// One decision round: choose the genesis output once funds are deep enough, re-broadcast
+    /// what is pending, replace the stuck root of the pending chain, or build the next anchor
+    /// for the newest epoch.
     pub fn decide(&mut self, ctx: &DecideContext, signer: &dyn AnchorSigner) -> Vec<Effect> {
         self.roll_day(ctx.now_unix);
         let mut effects = Vec::new();
         if self.head.genesis.is_none() && self.records.is_empty() {
-            // The largest confirmed output becomes the genesis output, before any header
-            // commits it (the first header waits for it).
-            if let Some(u) = self.mature(ctx.tip_height).first() {
-                if u.value >= crate::tx::MIN_CHAIN_VALUE {
-                    self.head.genesis = Some(u.outpoint);
-                    effects.push(self.persist(&[]));
-                    effects.push(Effect::Notice(Notice::Genesis { outpoint: u.outpoint, value: u.value }));
-                }
+            // The largest output `genesis_depth` deep becomes the genesis output, before any
+            // header commits it (the first header waits for it).
+            let depth = self.config.genesis_depth;
+            let deep = self.mature(ctx.tip_height).into_iter().find(|u| {
+                crate::settle::confirmations(u.height, ctx.tip_height) >= depth
+                    && u.value >= crate::tx::MIN_CHAIN_VALUE
+            });
+            if let Some(u) = deep {
+                self.head.genesis = Some(u.outpoint);
+                effects.push(self.persist(&[]));
+                effects.push(Effect::Notice(Notice::Genesis { outpoint: u.outpoint, value: u.value }));
             }
         }
         let restarted: Vec<Txid> = self
@@ -867,11 +887,13 @@ impl AnchorMachine {
             None => match self.head.genesis {
                 Some(g) => match mature.iter().find(|u| u.outpoint == g) {
                     Some(u) => *u,
-                    None => return Vec::new(),
+                    // A reorg deeper than `genesis_depth` took it, for now.
+                    None => return vec![Effect::Notice(Notice::GenesisMissing { outpoint: g })],
                 },
+                // No output was deep and large enough yet (headers wait for one).
                 None => {
                     return vec![Effect::Notice(Notice::InsufficientFunds {
-                        available: Amount::ZERO,
+                        available: self.spendable(ctx.tip_height),
                         needed: crate::tx::MIN_CHAIN_VALUE,
                     })]
                 }
@@ -1004,7 +1026,9 @@ impl AnchorMachine {
         let bumped = FeeRate::from_sat_per_kwu(old.fee_rate().to_sat_per_kwu().saturating_mul(5) / 4);
         let min_rate =
             FeeRate::from_sat_per_kwu(old.fee_rate().to_sat_per_kwu() + ctx.relay_fee.to_sat_per_kwu());
-        // BIP125 rule 3: the replacement also pays for the pending descendants it evicts.
+        // BIP125 rule 3: the replacement also pays for the pending descendants it evicts. A
+        // payee's child (TRUC bounds it to 1,000 vB) is not known here: if Core refuses the
+        // replacement for it, the refusal marks it stuck and the next round bids 25 % more.
         let evicted =
             self.pending_descendants(old.txid).iter().map(|r| r.fee).fold(Amount::ZERO, |a, b| a + b);
         let min_fee = old.fee

@@ -168,6 +168,32 @@ fn the_first_anchor_spends_the_genesis_output_chosen_before_any_header() {
     assert_eq!(d.machine().genesis(), Some(g));
 }
 
+/// The headers commit the genesis output for ever, so it is chosen only once
+/// `genesis_depth` deep: funding that a shallow reorg takes away is never chosen.
+#[test]
+fn the_genesis_output_is_chosen_only_once_final() {
+    let chain = ScriptedBackend::new();
+    let store = MemoryStore::new();
+    let mut cfg = config();
+    cfg.genesis_depth = 3;
+    let mut d = open(&chain, &store, cfg);
+    let spk = anchor_script(&key().public());
+    chain.fund(&spk, Amount::from_sat(300_000));
+    chain.mine(1);
+    step(&mut d);
+    assert_eq!(d.machine().genesis(), None, "two confirmations of three");
+    // A reorg takes that funding away (a faucet transaction never comes back).
+    chain.disconnect(2);
+    assert!(chain.mempool().is_empty());
+    chain.mine_empty(3);
+    step(&mut d);
+    assert_eq!(d.machine().genesis(), None);
+    let g = chain.fund(&spk, Amount::from_sat(200_000));
+    chain.mine(2);
+    step(&mut d);
+    assert_eq!(d.machine().genesis(), Some(g), "three confirmations");
+}
+
 #[test]
 fn coinbase_funding_waits_for_maturity() {
     let chain = ScriptedBackend::new();

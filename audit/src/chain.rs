@@ -321,7 +321,15 @@ pub fn audit_chain(
                 }),
             );
         } else if claims.is_empty() {
-            r.push("anchors", true, "no confirmed anchors yet");
+            r.push(
+                "anchors",
+                true,
+                if bound {
+                    "no confirmed anchors yet"
+                } else {
+                    "the headers name no anchor binding: this chain is not anchored to Bitcoin"
+                },
+            );
             // A beacon names a block after an anchor: with none, no beacon can be right.
             if let Some(h) = headers.iter().find(|h| h.body.beacon != Beacon::None) {
                 r.push(

@@ -1,14 +1,16 @@
 //! One receipt's proof, assembled from a source and the auditor's Bitcoin node: the receipt
 //! and its Merkle path, the headers from its epoch to the epoch the covering anchor commits,
-//! and — from Bitcoin itself — the anchor transaction, its place in its block and the block
-//! header. Also reads proof files in every form `cairn` writes them.
+//! and — from Bitcoin itself — the anchor transaction, its place in its block, the block
+//! header, and the chain of spends from the genesis output to it (SPEC.md §7.1). Also reads
+//! proof files in every form `cairn` writes them.
 //!
-//! Owns assembly and file reading. Must never verify anything (that is `cairn-anchor`'s
-//! verifier) nor take the source's word for a Bitcoin fact it can ask the node.
+//! Owns assembly and file reading. Must never verify anything (that is the pure verifier in
+//! `cairn-spec` and `crate::verify`) nor take the source's word for a Bitcoin fact it can ask
+//! the node.
 
 use crate::verify::assemble_receipt_proof;
 use cairn_anchor::ChainBackend;
-use cairn_spec::{Decode, Hash32, Network, ProofBundle, ReceiptProof};
+use cairn_spec::{Decode, Encode, Hash32, Network, ProofBundle, ReceiptProof};
 use thiserror::Error;
 
 use crate::source::{Source, SourceError};
@@ -111,12 +113,15 @@ impl ProofFile {
         if text.starts_with('{') {
             let v: serde_json::Value =
                 serde_json::from_str(text).map_err(|e| ProofSourceError::File(format!("JSON: {e}")))?;
+            // Through the binary form, so JSON meets the same bounds as the encoding.
             if v.get("proof").is_some() {
-                return serde_json::from_value(v)
-                    .map(ProofFile::Bundle)
-                    .map_err(|e| ProofSourceError::File(format!("bundle JSON: {e}")));
+                let b: ProofBundle = serde_json::from_value(v)
+                    .map_err(|e| ProofSourceError::File(format!("bundle JSON: {e}")))?;
+                return Self::parse(&b.to_bytes());
             }
-            return serde_json::from_value(v)
+            let p: ReceiptProof =
+                serde_json::from_value(v).map_err(|e| ProofSourceError::File(format!("proof JSON: {e}")))?;
+            return ReceiptProof::from_bytes(&p.to_bytes())
                 .map(ProofFile::Proof)
                 .map_err(|e| ProofSourceError::File(format!("proof JSON: {e}")));
         }

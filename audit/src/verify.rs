@@ -499,7 +499,12 @@ pub fn verify_bundle(bundle: &ProofBundle, network: Network, min_depth: u32) -> 
     }
     let params = bitcoin::consensus::Params::new(network.to_bitcoin());
     let limit = params.max_attainable_target;
-    let bad_pow = headers.iter().position(|h| h.target() > limit || h.validate_pow(h.target()).is_err());
+    // nBits decoded as Bitcoin Core does: a negative or overflowing encoding, a zero target
+    // or one above the network's limit is invalid, whatever a lossy decoding would make of it.
+    let bad_pow = headers.iter().position(|h| match core_target(h.bits) {
+        Some(t) => t > limit || !t.is_met_by(h.block_hash()),
+        None => true,
+    });
     let total_work = headers.iter().fold(bitcoin::Work::from_be_bytes([0; 32]), |acc, h| acc + h.work());
     let pow = match bad_pow {
         None => format!("every header meets its target; total work 2^{:.1} hashes", total_work.log2()),
@@ -524,6 +529,31 @@ pub fn verify_bundle(bundle: &ProofBundle, network: Network, min_depth: u32) -> 
         format!("{} confirmations in the bundle, {min_depth} required", bundle.depth()),
     );
     r
+}
+
+/// The target `bits` encodes, as Bitcoin Core's `DeriveTarget` reads it (`arith_uint256::
+/// SetCompact`): `None` when the encoding is negative, overflows 256 bits, or is zero.
+pub fn core_target(bits: bitcoin::CompactTarget) -> Option<bitcoin::Target> {
+    let n = bits.to_consensus();
+    let size = n >> 24;
+    let word = n & 0x007f_ffff;
+    let negative = word != 0 && n & 0x0080_0000 != 0;
+    let overflow = word != 0 && (size > 34 || (word > 0xff && size > 33) || (word > 0xffff && size > 32));
+    if negative || overflow || word == 0 {
+        return None;
+    }
+    let mut be = [0u8; 32];
+    let bytes = word.to_be_bytes(); // [0, b1, b2, b3]
+    for (i, b) in bytes[1..].iter().enumerate() {
+        // Byte i of the 3-byte mantissa lands at position size - 1 - i from the right; below
+        // the right end it is shifted out.
+        let from_right = (size as i64) - 1 - i as i64;
+        if (0..32).contains(&from_right) {
+            be[31 - from_right as usize] = *b;
+        }
+    }
+    let t = bitcoin::Target::from_be_bytes(be);
+    (t != bitcoin::Target::ZERO).then_some(t)
 }
 
 /// Difficulty transitions between consecutive headers, starting at `first_height`: no change
@@ -563,9 +593,13 @@ fn difficulty_rule(
             period_bits = Some(b.bits);
         }
     }
+    let first = headers.first().map(|h| h.block_hash()).unwrap_or_else(BlockHash::all_zeros);
     Ok(match network {
-        Network::Regtest => "regtest: every header at the one fixed difficulty, which anyone can meet; only a node can say this is the best chain".to_owned(),
-        _ => format!("transitions follow {network}'s rules; compare block {} with a node or explorer you trust", headers.first().map(|h| h.block_hash()).unwrap_or_else(BlockHash::all_zeros)),
+        Network::Regtest => "consistency only: regtest headers, at the one fixed difficulty anyone can meet; only a node can say this is the best chain".to_owned(),
+        // Test networks' proof-of-work is cheap to redo: the bundle shows consistency, not
+        // that Bitcoin holds the anchor.
+        Network::Signet | Network::Testnet4 => format!("consistency only: {network} work is cheap to produce; transitions follow {network}'s rules, and only a node or explorer you trust can say block {first} is on the best chain"),
+        _ => format!("transitions follow {network}'s rules; the claim is as strong as the work above; compare block {first} with a node or explorer you trust"),
     })
 }
 
@@ -603,6 +637,26 @@ mod tests {
     use super::*;
     use bitcoin::block::{Header, Version};
     use bitcoin::{CompactTarget, TxMerkleNode};
+
+    /// nBits as Bitcoin Core reads them: valid encodings agree with the usual decoding, and
+    /// negative, overflowing or zero ones are invalid (issue 25 item 3).
+    #[test]
+    fn nbits_are_decoded_as_core_does() {
+        for bits in [0x1d00_ffffu32, 0x207f_ffff, 0x1703_a30c, 0x0300_8000, 0x0412_3456] {
+            let c = CompactTarget::from_consensus(bits);
+            assert_eq!(core_target(c), Some(bitcoin::Target::from_compact(c)), "{bits:#x}");
+        }
+        for bits in [
+            0x1d80_ffffu32, // the sign bit set: negative
+            0x2300_ffff,    // exponent 35
+            0x2201_00ff,    // a 3-byte mantissa at exponent 34
+            0x2101_0000,    // a 3-byte mantissa at exponent 33
+            0x1d00_0000,    // zero
+            0x0100_0012,    // shifted out entirely: zero
+        ] {
+            assert_eq!(core_target(CompactTarget::from_consensus(bits)), None, "{bits:#x}");
+        }
+    }
 
     fn chain(bits: &[(u32, u32)]) -> Vec<Header> {
         let mut prev = BlockHash::all_zeros();

@@ -953,6 +953,27 @@ fn receipt_proof_vectors() -> Value {
     let mut p = with_tx(&tip);
     p.spend_chain = wrong_key.iter().map(raw).collect();
     push("an earlier anchor pays output 0 to another key", p, "spend_chain");
+    // Earlier anchors that are not anchors of this chain's epochs in order.
+    let relink = |mut chain: Vec<Transaction>| {
+        chain[1].input[0].previous_output = OutPoint { txid: chain[0].compute_txid(), vout: 0 };
+        let tip = anchor_tx_spending(
+            OutPoint { txid: chain[1].compute_txid(), vout: 0 },
+            vec![anchor_out(49_000), payload_out(&payload)],
+        );
+        let mut p = with_tx(&tip);
+        p.spend_chain = chain.iter().map(raw).collect();
+        p
+    };
+    let mut no_payload = earlier.clone();
+    no_payload[0].output.truncate(1);
+    push("an earlier anchor carries no payload", relink(no_payload), "spend_chain");
+    let mut backwards = earlier.clone();
+    backwards[0].output[1] = payload_out(&w.payload(1));
+    backwards[1].output[1] = payload_out(&w.payload(0));
+    push("earlier anchors commit epochs out of order", relink(backwards), "spend_chain");
+    let mut ahead = earlier.clone();
+    ahead[1].output[1] = payload_out(&payload);
+    push("an earlier anchor commits the anchored epoch already", relink(ahead), "spend_chain");
     let unbound = build_world_with(AnchorBinding::None);
     let unbound_tx =
         anchor_tx_spending(genesis_output(), vec![anchor_out(49_000), payload_out(&unbound.payload(2))]);

@@ -27,8 +27,6 @@ pub const MAX_ANCHOR_TX_BYTES: usize = 100_000;
 pub const BLOCK_HEADER_LEN: usize = 80;
 /// Most earlier anchors a proof may carry (its chain of spends from the genesis output).
 pub const MAX_SPEND_CHAIN: usize = 1_000_000;
-/// Shortest transaction in non-witness serialization (one input, one empty output).
-const MIN_TX_BYTES: usize = 4 + 1 + 41 + 1 + 9 + 4;
 
 /// One transaction in its non-witness serialization (hex in JSON).
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -142,7 +140,8 @@ impl Decode for ReceiptProof {
         let block_header = r.take("block_header", BLOCK_HEADER_LEN)?.to_vec();
         let block_height = r.u32("block_height")?;
         let len = r.u32("spend_chain")? as usize;
-        let n = r.count("spend_chain", len, MAX_SPEND_CHAIN, 4 + MIN_TX_BYTES)?;
+        // Each entry is at least its length prefix; a short one fails verification (step 7).
+        let n = r.count("spend_chain", len, MAX_SPEND_CHAIN, 4)?;
         let spend_chain = (0..n)
             .map(|_| Ok(RawTx(r.bytes_u32("spend_chain", MAX_ANCHOR_TX_BYTES)?.to_vec())))
             .collect::<Result<Vec<_>, DecodeError>>()?;
@@ -447,12 +446,26 @@ impl ReceiptProof {
             return Err(ProofError::AnchorUnbound);
         }
         let mut prev = None;
+        let mut committed: Option<u32> = None;
+        let earlier = self.spend_chain.len();
         let txs =
             self.spend_chain.iter().map(|t| t.0.as_slice()).chain(std::iter::once(self.anchor_tx.as_slice()));
         for (index, raw) in txs.enumerate() {
             let fail = |reason: String| ProofError::SpendChain { index: index as u32, reason };
             let link = canonical_tx(raw).map_err(fail)?;
             binding.check_link(&link, prev).map_err(|e| fail(e.to_string()))?;
+            if index < earlier {
+                // Each earlier anchor commits one epoch, each after the one before and before
+                // the anchored epoch, as the chain audit requires of the whole chain.
+                let p = parse_anchor_tx(raw).map_err(|e| fail(format!("not an anchor: {e}")))?.payload;
+                if committed.is_some_and(|c| p.height <= c) || p.height >= anchored.height {
+                    return Err(fail(format!(
+                        "commits epoch {}, not after the anchor before it and before epoch {}",
+                        p.height, anchored.height
+                    )));
+                }
+                committed = Some(p.height);
+            }
             prev = Some(link.compute_txid());
         }
         // 8. The transaction is in the block.

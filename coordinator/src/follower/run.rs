@@ -471,7 +471,7 @@ fn spawn_tracker(
                 tracker = shared.binding().map(&make);
                 if tracker.is_none() {
                     if let Ok(mut v) = view.write() {
-                        v.last_error = Some("waiting for the genesis header, which names the anchor key".into());
+                        v.last_error = Some("no anchor binding yet: the genesis header is not accepted, or it names none (a chain not anchored to Bitcoin)".into());
                     }
                 }
             }

@@ -70,6 +70,8 @@ pub(super) fn start_anchor(
     acfg.fallback_fee_rate = bitcoin::FeeRate::from_sat_per_vb_u32(b.fallback_fee_sat_vb.max(1));
     acfg.max_fee_per_anchor = bitcoin::Amount::from_sat(b.max_fee_per_anchor_sats);
     acfg.max_fee_per_day = bitcoin::Amount::from_sat(b.max_fee_per_day_sats);
+    // The headers commit the genesis output for ever: it must be final first.
+    acfg.genesis_depth = b.finality_depth.max(1);
     let mut driver = AnchorDriver::open(
         rpc,
         KvAnchorStore::new(store),
@@ -264,6 +266,9 @@ impl Ctx {
             .apply(move |m| {
                 let mut step = crate::lifecycle::Step::default();
                 if let Some(b) = r.binding {
+                    if m.meta().anchor.is_some_and(|bound| bound != b) {
+                        tracing::error!(target: "cairn::anchor", ?b, bound = ?m.meta().anchor, "the anchor side reports another genesis output than the chain's headers name: anchors will not continue this chain");
+                    }
                     step.extend(m.bind(b));
                 }
                 if let Some((h, hash)) = r.tip {

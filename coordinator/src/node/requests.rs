@@ -130,40 +130,35 @@ pub(super) fn check_all<R>(
 ) -> Vec<(R, Result<WorkerMsg, Refusal>)> {
     let (replies, checks): (Vec<R>, Vec<(Peer, RequestBody)>) =
         work.into_iter().map(|(from, body, reply)| (reply, (from, body))).unzip();
-    // Each bond costs a question to Bitcoin Core, and a group's checks hold up the groups
-    // after it: a group asks about a bounded number; later bonded registrations retry.
-    let mut lookups = 0usize;
-    let checks: Vec<(Peer, RequestBody, bool)> = checks
-        .into_iter()
-        .map(|(from, body)| {
-            let bonded = matches!(&body, RequestBody::Register(s) if s.body.bond.is_some());
-            lookups += usize::from(bonded);
-            (from, body, !bonded || lookups <= MAX_BOND_LOOKUPS)
-        })
-        .collect();
     // A checker cannot panic on bad input (every decoder and check returns a refusal);
     // should one panic anyway, the group gets no answers rather than wrong ones.
-    let checked = crate::parallel::map_ordered(checks, |(from, body, ask)| {
-        if ask {
-            check(&from, body, rpc)
-        } else {
-            Err(Refusal::TooEarly("too many bonded registrations at once; retry".into()))
+    let Ok(mut results) = crate::parallel::map_ordered(checks, |(from, body)| check(&from, body)) else {
+        return Vec::new();
+    };
+    // Then Bitcoin Core, about bonds whose registration and bond signatures verified only
+    // (a forgery costs no question and takes no turn). Each question holds up the groups
+    // after this one, so a group asks about a bounded number; later ones are told to retry.
+    let mut lookups = 0usize;
+    for result in &mut results {
+        let Ok(WorkerMsg::Register(v, value)) = result else { continue };
+        let r = &v.get().body;
+        let Some(bond) = r.bond.as_ref().filter(|b| b.verify(&r.coordinator, &r.worker)) else { continue };
+        lookups += 1;
+        if lookups > MAX_BOND_LOOKUPS {
+            *result = Err(Refusal::TooEarly("too many bonded registrations at once; retry".into()));
+        } else if let Some(rpc) = rpc {
+            *value = bond_value(rpc, bond);
         }
-    });
-    match checked {
-        Ok(results) => replies.into_iter().zip(results).collect(),
-        Err(_) => Vec::new(),
     }
+    replies.into_iter().zip(results).collect()
 }
 
 /// Most bonds one group of requests asks Bitcoin Core about.
 const MAX_BOND_LOOKUPS: usize = 8;
 
-pub(super) fn check(
-    from: &Peer,
-    body: RequestBody,
-    rpc: Option<&BitcoinCoreRpc>,
-) -> Result<WorkerMsg, Refusal> {
+/// Binds a worker message to its sender and checks its signature; a registration's bond is
+/// not looked up here (`check_all` does, after every signature of the group verified).
+pub(super) fn check(from: &Peer, body: RequestBody) -> Result<WorkerMsg, Refusal> {
     let bound = |signer: &cairn_spec::PubKey| {
         if from.protocol_key().as_ref() == Some(signer) {
             Ok(())
@@ -174,16 +169,7 @@ pub(super) fn check(
     match body {
         RequestBody::Register(s) => {
             bound(&s.body.worker)?;
-            // Signatures first: Bitcoin Core is asked about a bond only when the worker signed
-            // the registration and the bond's key signed the bond, so a forgery costs no
-            // question.
-            let v = Verified::check(s)?;
-            let r = &v.get().body;
-            let bond = match (&r.bond, rpc) {
-                (Some(b), Some(rpc)) if b.verify(&r.coordinator, &r.worker) => bond_value(rpc, b),
-                _ => None,
-            };
-            Ok(WorkerMsg::Register(v, bond))
+            Ok(WorkerMsg::Register(Verified::check(s)?, None))
         }
         RequestBody::Claim(s) => {
             bound(&s.body.worker)?;
@@ -343,15 +329,28 @@ mod tests {
         let stranger = SigningKey::from_secret_bytes([6; 32]).unwrap();
         let peer = Peer::for_key(&worker).unwrap();
 
-        let forged_registration = check(&peer, bonded(&worker, &bond_key, &stranger), Some(&rpc));
-        assert!(matches!(forged_registration, Err(Refusal::BadSignature)));
-        let forged_bond = check(&peer, bonded(&worker, &stranger, &worker), Some(&rpc));
-        assert!(matches!(forged_bond, Ok(WorkerMsg::Register(_, None))));
-        assert_eq!(connections(&listener), 0, "Core was asked about a forgery");
-
-        let genuine = check(&peer, bonded(&worker, &bond_key, &worker), Some(&rpc));
-        assert!(matches!(genuine, Ok(WorkerMsg::Register(_, None))), "no answer, no bond value");
-        assert!(connections(&listener) >= 1, "a well-signed bond is looked up");
+        // Forgeries first in the group, of both kinds, then one well-signed bond.
+        let mut group: Vec<(Peer, RequestBody, u32)> = Vec::new();
+        for i in 0..10 {
+            group.push((peer, bonded(&worker, &bond_key, &stranger), i));
+            group.push((peer, bonded(&worker, &stranger, &worker), 100 + i));
+        }
+        group.push((peer, bonded(&worker, &bond_key, &worker), 999));
+        let out = check_all(group, Some(&rpc));
+        assert_eq!(out.len(), 21);
+        for (tag, r) in &out {
+            match tag {
+                0..=9 => assert!(matches!(r, Err(Refusal::BadSignature))),
+                // A bond its key did not sign admits nothing: no value, no question.
+                100..=109 => assert!(matches!(r, Ok(WorkerMsg::Register(_, None)))),
+                _ => assert!(matches!(r, Ok(WorkerMsg::Register(_, None))), "no answer, no bond value"),
+            }
+        }
+        assert_eq!(
+            connections(&listener),
+            1,
+            "only the well-signed bond is looked up, forgeries took no turn"
+        );
 
         let flood = (0..20).map(|_| (peer, bonded(&worker, &bond_key, &worker), ())).collect::<Vec<_>>();
         let (listener, rpc) = counting_core();
@@ -359,6 +358,6 @@ mod tests {
         assert_eq!(out.len(), 20);
         let refused = out.iter().filter(|(_, r)| matches!(r, Err(Refusal::TooEarly(_)))).count();
         assert_eq!(refused, 20 - MAX_BOND_LOOKUPS);
-        assert!(connections(&listener) <= MAX_BOND_LOOKUPS);
+        assert_eq!(connections(&listener), MAX_BOND_LOOKUPS);
     }
 }
