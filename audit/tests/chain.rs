@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use bitcoin::hashes::Hash as _;
 use bitcoin::Amount;
-use cairn_anchor::machine::{AnchorConfig, AnchorStatus, Notice};
+use cairn_anchor::machine::AnchorConfig;
 use cairn_anchor::scripted::ScriptedBackend;
 use cairn_anchor::store::MemoryStore;
 use cairn_anchor::tx::{anchor_script, KeySigner};
@@ -221,29 +221,12 @@ fn anchored() -> (Mem, ScriptedBackend) {
         0,
     )
     .unwrap();
-    d.step(1, [0; 32]).unwrap();
-    let g = d.machine().genesis().unwrap();
-    let binding = AnchorBinding::Key {
-        key: key.public(),
-        genesis_txid: Hash32(g.txid.to_byte_array()),
-        genesis_vout: g.vout,
-    };
+    let binding = cairn_testkit::anchoring::binding(&mut d, &key.public());
     let mut claims = Vec::new();
     let mut m = chain_with(5, binding, |prev| {
         let e = prev.body.height;
-        d.submit_epoch(AnchorPayload { height: e, header_hash: prev.id() }).unwrap();
-        let txid = d
-            .step(1, [0; 32])
-            .unwrap()
-            .iter()
-            .find_map(|n| match n {
-                Notice::Anchored { txid, .. } => Some(*txid),
-                _ => None,
-            })
-            .unwrap();
-        btc.mine(1);
-        d.step(1, [0; 32]).unwrap();
-        let AnchorStatus::Confirmed { height, .. } = d.machine().records()[&txid].status else { panic!() };
+        let payload = AnchorPayload { height: e, header_hash: prev.id() };
+        let (txid, height, _) = cairn_testkit::anchoring::anchor_confirmed(&mut d, &btc, payload);
         claims.push(AnchorClaim { txid, epoch: e, height });
         btc.mine(2);
         let block = btc.block_hash(height + 1).unwrap().unwrap();
@@ -345,23 +328,8 @@ fn anchors_grown_from_another_output_of_the_key_are_refused() {
     second.step(1, [0; 32]).unwrap();
     let mut claims = Vec::new();
     for c in &m.anchors {
-        second
-            .submit_epoch(AnchorPayload { height: c.epoch, header_hash: m.headers[&c.epoch].id() })
-            .unwrap();
-        let txid = second
-            .step(1, [0; 32])
-            .unwrap()
-            .iter()
-            .find_map(|n| match n {
-                Notice::Anchored { txid, .. } => Some(*txid),
-                _ => None,
-            })
-            .unwrap();
-        btc.mine(1);
-        second.step(1, [0; 32]).unwrap();
-        let AnchorStatus::Confirmed { height, .. } = second.machine().records()[&txid].status else {
-            panic!()
-        };
+        let payload = AnchorPayload { height: c.epoch, header_hash: m.headers[&c.epoch].id() };
+        let (txid, height, _) = cairn_testkit::anchoring::anchor_confirmed(&mut second, &btc, payload);
         claims.push(AnchorClaim { txid, epoch: c.epoch, height });
     }
     assert_ne!(second.machine().genesis(), m.headers[&0].body.anchor.genesis());

@@ -5,7 +5,7 @@
 use cairn_testkit::side as common;
 
 use bitcoin::{Amount, Txid};
-use cairn_anchor::machine::{AnchorConfig, AnchorStatus, Notice};
+use cairn_anchor::machine::AnchorConfig;
 use cairn_anchor::scripted::ScriptedBackend;
 use cairn_anchor::store::MemoryStore;
 use cairn_anchor::tx::{anchor_script, KeySigner};
@@ -37,29 +37,11 @@ fn world() -> World {
         0,
     )
     .unwrap();
-    d.step(1, [0; 32]).unwrap();
-    let g = d.machine().genesis().unwrap();
-    let binding = AnchorBinding::Key {
-        key: key.public(),
-        genesis_txid: cairn_spec::Hash32(bitcoin::hashes::Hash::to_byte_array(g.txid)),
-        genesis_vout: g.vout,
-    };
+    let binding = cairn_testkit::anchoring::binding(&mut d, &key.public());
     let side = Side::bound(5, 7, binding);
     let mut anchors = Vec::new();
     for e in [1, 3, 4] {
-        d.submit_epoch(side.payload(e)).unwrap();
-        let txid = d
-            .step(1, [0; 32])
-            .unwrap()
-            .iter()
-            .find_map(|n| match n {
-                Notice::Anchored { txid, .. } => Some(*txid),
-                _ => None,
-            })
-            .unwrap();
-        chain.mine(1);
-        d.step(1, [0; 32]).unwrap();
-        let AnchorStatus::Confirmed { block, .. } = d.machine().records()[&txid].status else { panic!() };
+        let (txid, _, block) = cairn_testkit::anchoring::anchor_confirmed(&mut d, &chain, side.payload(e));
         anchors.push(AnchorRef { txid, block });
     }
     chain.mine(5);
@@ -352,19 +334,8 @@ fn a_receipt_proof_carries_the_spend_chain_from_the_genesis_output() {
             .unwrap();
     second.step(1, [0; 32]).unwrap();
     assert_ne!(second.machine().genesis(), w.binding.genesis());
-    second.submit_epoch(w.side.payload(4)).unwrap();
-    let txid = second
-        .step(1, [0; 32])
-        .unwrap()
-        .iter()
-        .find_map(|n| match n {
-            Notice::Anchored { txid, .. } => Some(*txid),
-            _ => None,
-        })
-        .unwrap();
-    w.chain.mine(1);
-    second.step(1, [0; 32]).unwrap();
-    let AnchorStatus::Confirmed { block, .. } = second.machine().records()[&txid].status else { panic!() };
+    let (txid, _, block) =
+        cairn_testkit::anchoring::anchor_confirmed(&mut second, &w.chain, w.side.payload(4));
     // (The honest proof with the rogue transaction and its block in place of the anchor's:
     // assembly itself refuses to walk a chain that does not reach the genesis output.)
     let blk = w.chain.block(&block).unwrap();

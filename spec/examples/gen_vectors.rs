@@ -768,31 +768,24 @@ fn receipt_proof_vectors() -> Value {
     let good_tx = anchor_tx_spending(chain_op, vec![anchor_out(49_000), payload_out(&payload)]);
     let anchor_tx = |outputs| anchor_tx_spending(chain_op, outputs);
 
-    let mut valid = Vec::new();
-    for (epoch, index) in [(0usize, 4u32), (0, 1), (1, 2), (2, 0)] {
-        let p = proof_for(&w, epoch, index, &good_tx);
+    // A bundle carrying two (format-only) headers above the block; their proof-of-work is the
+    // offline verifier's business, not the encoding's.
+    let valid_case = |name: String, p: &ReceiptProof| {
         let v = p.verify().unwrap();
         let ops = p.ots_ops().unwrap();
         assert_eq!(proof::apply_ots(&v.receipt_leaf.0, &ops), v.block_merkle_root.0.to_vec());
-        let rt = ReceiptProof::from_bytes(&p.to_bytes()).unwrap();
-        assert_eq!(rt, p);
-        let ots_file = cairn_spec::ots::receipt_timestamp(&p).unwrap().detached_file(&v.receipt_leaf.0);
-        // A bundle carrying two (format-only) headers above the block; their proof-of-work is
-        // the offline verifier's business, not the encoding's.
-        let bundle = cairn_spec::ProofBundle {
-            proof: p.clone(),
-            headers: (0u8..2)
-                .map(|i| {
-                    let mut b = [0u8; 80];
-                    b.iter_mut()
-                        .enumerate()
-                        .for_each(|(j, x)| *x = (j as u8).wrapping_mul(7).wrapping_add(i));
-                    cairn_spec::bundle::BlockHeaderBytes(b)
-                })
-                .collect(),
-        };
-        valid.push(json!({
-            "name": format!("receipt {index} of epoch {epoch}, anchored at epoch 2 by the chain's third anchor"),
+        assert_eq!(&ReceiptProof::from_bytes(&p.to_bytes()).unwrap(), p);
+        let ots_file = cairn_spec::ots::receipt_timestamp(p).unwrap().detached_file(&v.receipt_leaf.0);
+        let headers = (0u8..2)
+            .map(|i| {
+                let mut b = [0u8; 80];
+                b.iter_mut().enumerate().for_each(|(j, x)| *x = (j as u8).wrapping_mul(7).wrapping_add(i));
+                cairn_spec::bundle::BlockHeaderBytes(b)
+            })
+            .collect();
+        let bundle = cairn_spec::ProofBundle { proof: p.clone(), headers };
+        json!({
+            "name": name,
             "ots_file": hex::encode(ots_file),
             "bundle": hex::encode(bundle.to_bytes()),
             "proof": hex::encode(p.to_bytes()),
@@ -806,34 +799,20 @@ fn receipt_proof_vectors() -> Value {
             "block_height": v.block_height,
             "chain_position": v.chain_position,
             "ots_ops": serde_json::to_value(&ops).unwrap(),
-        }));
+        })
+    };
+    let mut valid = Vec::new();
+    for (epoch, index) in [(0usize, 4u32), (0, 1), (1, 2), (2, 0)] {
+        let name =
+            format!("receipt {index} of epoch {epoch}, anchored at epoch 2 by the chain's third anchor");
+        valid.push(valid_case(name, &proof_for(&w, epoch, index, &good_tx)));
     }
     // The chain's first anchor (it spends the genesis output itself) commits epoch 2 here.
-    {
-        let first = anchor_tx_spending(genesis_output(), vec![anchor_out(49_000), payload_out(&payload)]);
-        let p = proof_with_chain(&w, 2, 0, &first, vec![]);
-        let v = p.verify().unwrap();
-        let ops = p.ots_ops().unwrap();
-        let ots_file = cairn_spec::ots::receipt_timestamp(&p).unwrap().detached_file(&v.receipt_leaf.0);
-        let headers = (0u8..2).map(|i| cairn_spec::bundle::BlockHeaderBytes([i; 80])).collect();
-        let bundle = cairn_spec::ProofBundle { proof: p.clone(), headers };
-        valid.push(json!({
-            "name": "receipt 0 of epoch 2, anchored by the chain's first anchor (no earlier anchors)",
-            "ots_file": hex::encode(ots_file),
-            "bundle": hex::encode(bundle.to_bytes()),
-            "proof": hex::encode(p.to_bytes()),
-            "receipt_leaf": v.receipt_leaf.to_hex(),
-            "epoch_height": v.epoch_height,
-            "anchored_height": v.anchored_height,
-            "anchored_hash": v.anchored_hash.to_hex(),
-            "txid": v.txid.to_hex(),
-            "block_hash": v.block_hash.to_hex(),
-            "block_merkle_root": v.block_merkle_root.to_hex(),
-            "block_height": v.block_height,
-            "chain_position": v.chain_position,
-            "ots_ops": serde_json::to_value(&ops).unwrap(),
-        }));
-    }
+    let first = anchor_tx_spending(genesis_output(), vec![anchor_out(49_000), payload_out(&payload)]);
+    valid.push(valid_case(
+        "receipt 0 of epoch 2, anchored by the chain's first anchor (no earlier anchors)".into(),
+        &proof_with_chain(&w, 2, 0, &first, vec![]),
+    ));
 
     let base = proof_for(&w, 0, 1, &good_tx);
     let mut invalid: Vec<Value> = Vec::new();

@@ -9,6 +9,7 @@
 #![allow(clippy::panic, clippy::print_stderr)]
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod anchoring;
 #[cfg(feature = "node")]
 pub mod node;
 pub mod side;

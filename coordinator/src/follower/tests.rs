@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use bitcoin::Amount;
-use cairn_anchor::machine::{AnchorConfig, Notice};
+use cairn_anchor::machine::AnchorConfig;
 use cairn_anchor::scripted::ScriptedBackend;
 use cairn_anchor::tx::{anchor_script, KeySigner};
 use cairn_anchor::AnchorDriver;
@@ -212,29 +212,12 @@ fn anchored_after(
         0,
     )
     .unwrap();
-    d.step(1, [0; 32]).unwrap();
-    let g = d.machine().genesis().unwrap();
-    let binding = AnchorBinding::Key {
-        key: key.public(),
-        genesis_txid: Hash32(bitcoin::hashes::Hash::to_byte_array(g.txid)),
-        genesis_vout: g.vout,
-    };
+    let binding = cairn_testkit::anchoring::binding(&mut d, &key.public());
     before(&btc);
     let mut txids = Vec::new();
     for (e, hash) in epochs {
-        d.submit_epoch(AnchorPayload { height: *e, header_hash: *hash }).unwrap();
-        let txid = d
-            .step(1, [0; 32])
-            .unwrap()
-            .iter()
-            .find_map(|n| match n {
-                Notice::Anchored { txid, .. } => Some(*txid),
-                _ => None,
-            })
-            .unwrap();
-        btc.mine(1);
-        d.step(1, [0; 32]).unwrap();
-        txids.push(txid);
+        let payload = AnchorPayload { height: *e, header_hash: *hash };
+        txids.push(cairn_testkit::anchoring::anchor_confirmed(&mut d, &btc, payload).0);
     }
     btc.mine(2);
     (btc, txids, binding)
