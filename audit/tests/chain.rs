@@ -343,3 +343,46 @@ fn anchors_grown_from_another_output_of_the_key_are_refused() {
     // The true chain still audits.
     assert!(audit_chain(&m, &[], Some(&btc), &Scope::default(), &mut |_, _| {}).unwrap().ok());
 }
+
+/// A source one anchor behind Bitcoin (its list was read just before an anchor confirmed):
+/// the spent tip is asked about again on a fresh list before it counts, so an honest chain
+/// that is still growing audits ✓.
+struct Behind {
+    inner: Mem,
+    calls: std::cell::Cell<u32>,
+}
+
+impl Source for Behind {
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+    fn headers(&self, from: u32, count: u32) -> Result<Vec<SignedEpochHeader>, SourceError> {
+        self.inner.headers(from, count)
+    }
+    fn epoch_receipts(&self, h: u32) -> Result<Vec<SignedReceipt>, SourceError> {
+        self.inner.epoch_receipts(h)
+    }
+    fn ledger(&self, h: u32) -> Result<Vec<LedgerEntry>, SourceError> {
+        self.inner.ledger(h)
+    }
+    fn receipt(&self, id: &Hash32) -> Result<LocatedReceipt, SourceError> {
+        self.inner.receipt(id)
+    }
+    fn anchors(&self) -> Result<Vec<AnchorClaim>, SourceError> {
+        self.calls.set(self.calls.get() + 1);
+        let mut all = self.inner.anchors()?;
+        if self.calls.get() == 1 {
+            all.pop();
+        }
+        Ok(all)
+    }
+}
+
+#[test]
+fn a_source_one_anchor_behind_is_asked_again_before_the_tip_counts_as_spent() {
+    let (m, btc) = anchored();
+    let behind = Behind { inner: m, calls: std::cell::Cell::new(0) };
+    let a = audit_chain(&behind, &[], Some(&btc), &Scope::default(), &mut |_, _| {}).unwrap();
+    assert!(a.ok(), "{:#?}", a.anchors);
+    assert_eq!(behind.calls.get(), 2);
+}
