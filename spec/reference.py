@@ -708,19 +708,35 @@ def decode_proof(b):
 BUNDLE_MAGIC = b"cairnpb\x00"
 
 
+MAX_BUNDLE_HEADERS = 50 * 2016
+
+
 def decode_bundle(b):
-    """§8.4: magic, version, a receipt proof, then up to 4032 80-byte block headers."""
+    """§8.4: magic, version 2, a receipt proof, the headers before its block, its coinbase and
+    that coinbase's Merkle path, then the headers above; at most 50 × 2016 headers in all."""
     r = Reader(b)
     if r.take(8) != BUNDLE_MAGIC:
         raise DecodeError("invalid_value")
-    dec_version(r)
+    dec_version(r, 2)
     p = read_proof(r)
-    n = r.uint(2)
-    if n > 4032:
+
+    def headers(limit):
+        n = r.uint(4)
+        if n > limit:
+            raise DecodeError("too_long")
+        return [r.take(80) for _ in range(n)]
+
+    before = headers(MAX_BUNDLE_HEADERS)
+    if len(before) > p["block_height"]:
+        raise DecodeError("invalid_value")
+    coinbase = r.var(4, 100_000)
+    n = r.uint(1)
+    if n > 32:
         raise DecodeError("too_long")
-    headers = [r.take(80) for _ in range(n)]
+    coinbase_path = [r.take(32) for _ in range(n)]
+    above = headers(MAX_BUNDLE_HEADERS - len(before))
     r.finish()
-    return p, headers
+    return {"proof": p, "before": before, "coinbase": coinbase, "coinbase_path": coinbase_path, "headers": above}
 
 
 OTS_MAGIC = b"\x00OpenTimestamps\x00\x00Proof\x00\xbf\x89\xe2\xe8\x84\xe8\x92\x94"
@@ -1235,8 +1251,15 @@ def check_receipt_proofs(v):
         assert ops == want, c["name"]
         assert apply_ops(res["receipt_leaf"], ops) == res["block_merkle_root"]
         assert ots_file(res["receipt_leaf"], ops, res["block_height"]).hex() == c["ots_file"], c["name"]
-        bp, bh = decode_bundle(h(c["bundle"]))
-        assert bp == decode_proof(h(c["proof"])) and len(bh) == 2, c["name"]
+        bd = decode_bundle(h(c["bundle"]))
+        assert bd["proof"] == decode_proof(h(c["proof"])), c["name"]
+        assert (len(bd["before"]), len(bd["headers"])) == (1, 2), c["name"]
+        # The coinbase commits the block's height (BIP34: a minimal push above 16).
+        cb = bd["coinbase"]
+        hb = bd["proof"]["block_height"].to_bytes(4, "little").rstrip(b"\x00")
+        hb += b"\x00" if hb[-1] & 0x80 else b""
+        assert cb[42:43 + len(hb)] == bytes([len(hb)]) + hb, c["name"]  # after version, 1 input, outpoint, script length
+        assert len(bd["coinbase_path"]) == len(bd["proof"]["tx_path"]), c["name"]
         n += 1
     for c in v["invalid"]:
         try:

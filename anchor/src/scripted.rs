@@ -252,8 +252,9 @@ impl ScriptedChain {
 impl ScriptedBackend {
     /// A chain with only a genesis block.
     pub fn new() -> Self {
-        let genesis =
-            make_block(BlockHash::all_zeros(), 0, vec![coinbase(0, ScriptBuf::new(), Amount::ZERO)]);
+        // Regtest's own genesis block, so offline bundles connect to the checkpoint every
+        // regtest chain shares.
+        let genesis = bitcoin::blockdata::constants::genesis_block(bitcoin::Network::Regtest);
         ScriptedBackend(Arc::new(Mutex::new(ScriptedChain {
             blocks: vec![genesis],
             stale: HashMap::new(),

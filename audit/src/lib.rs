@@ -5,6 +5,8 @@
 //!   API, or a database), behind one trait. Nothing a source says is believed: signatures,
 //!   roots and Bitcoin decide.
 //! - [`epoch`]: re-verifying one epoch from its header, its receipts and its ledger snapshot.
+//! - [`headers`]: Bitcoin's header rules offline (checkpoints, exact retargeting, BIP34),
+//!   for proof bundles.
 //! - [`chain`]: the whole chain: every epoch, the anchor transactions from the genesis
 //!   anchor, and equivocation.
 //! - [`draws`]: who was drawn for each slot, recomputed from the seeds and rosters the
@@ -21,6 +23,7 @@
 pub mod chain;
 pub mod draws;
 pub mod epoch;
+pub mod headers;
 pub mod receipt;
 pub mod render;
 pub mod source;

@@ -17,6 +17,8 @@ use serde::Serialize;
 
 use cairn_anchor::backend::{bitcoin_merkle_path, ChainBackend, ChainError};
 
+use crate::headers::{coinbase_commits_height, core_target, HeaderRules};
+
 /// One named check and its outcome.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Check {
@@ -419,8 +421,9 @@ fn spend_chain(
 
 /// The checks of an offline verification of a proof bundle, in order: the pure steps, then
 /// Bitcoin's rules applied to the bundle's own headers. No node is asked anything, so the
-/// best-chain question is answered only by proof-of-work; the report says how much.
-pub const BUNDLE_CHECKS: [&str; 13] = [
+/// best-chain question is answered only by checkpoints and proof-of-work; the report says how
+/// much work stands behind the claim.
+pub const BUNDLE_CHECKS: [&str; 15] = [
     "network",
     "receipt_signature",
     "epoch",
@@ -431,20 +434,29 @@ pub const BUNDLE_CHECKS: [&str; 13] = [
     "block_inclusion",
     "bundle_network",
     "header_links",
+    "block_height",
+    "checkpoint",
     "proof_of_work",
     "difficulty",
     "depth",
 ];
 
-/// Blocks per difficulty period.
-const RETARGET_INTERVAL: u32 = 2016;
-/// testnet4's minimum-difficulty exception: a block more than 20 minutes after its parent.
-const MIN_DIFFICULTY_GAP_SECS: u32 = 20 * 60;
-
-/// Verifies a bundle with no node: the receipt proof, then that the included headers build
-/// on the anchor block, each with valid proof-of-work for `network`, with difficulty
-/// transitions its rules allow, at least `min_depth` blocks deep.
+/// Verifies a bundle with no node, under Bitcoin Core's rules and checkpoints for `network`
+/// (see [`verify_bundle_with`]).
 pub fn verify_bundle(bundle: &ProofBundle, network: Network, min_depth: u32) -> Report {
+    verify_bundle_with(bundle, network, &HeaderRules::of(network), min_depth)
+}
+
+/// Verifies a bundle with no node: the receipt proof; that the headers link from a difficulty
+/// period's start through the anchor block; that its coinbase commits its height (BIP34);
+/// that they pass through a checkpoint of `rules`; each header's proof-of-work, and its bits
+/// exactly as the rules require; at least `min_depth` blocks from the anchor block up.
+pub fn verify_bundle_with(
+    bundle: &ProofBundle,
+    network: Network,
+    rules: &HeaderRules,
+    min_depth: u32,
+) -> Report {
     use bitcoin::block::Header;
     use bitcoin::consensus::encode::deserialize;
 
@@ -467,57 +479,98 @@ pub fn verify_bundle(bundle: &ProofBundle, network: Network, min_depth: u32) -> 
         not_reached(&mut r);
         return r;
     }
-    let mut headers: Vec<Header> = Vec::with_capacity(bundle.headers.len() + 1);
-    let decoded = std::iter::once(proof.block_header.as_slice())
+    let first = bundle.start_height();
+    let at = bundle.before.len();
+    let decoded = bundle
+        .before
+        .iter()
+        .map(|h| &h.0[..])
+        .chain(std::iter::once(proof.block_header.as_slice()))
         .chain(bundle.headers.iter().map(|h| &h.0[..]))
         .map(deserialize::<Header>)
         .collect::<Result<Vec<_>, _>>();
-    match decoded {
-        Ok(h) => headers.extend(h),
+    let headers = match decoded {
+        Ok(h) => h,
         Err(e) => {
             r.push("header_links", false, format!("a block header does not decode: {e}"));
             not_reached(&mut r);
             return r;
         }
-    }
+    };
+    let height_of = |i: usize| first as usize + i;
     let broken = headers.windows(2).position(|w| matches!(w, [a, b] if b.prev_blockhash != a.block_hash()));
+    let last = height_of(headers.len().saturating_sub(1));
     let links = match broken {
         None => format!(
-            "{} headers from block {} at height {}",
+            "{} headers from height {first} to {last}, block {} at height {}",
             headers.len(),
-            headers.first().map(|h| h.block_hash()).unwrap_or_else(BlockHash::all_zeros),
+            headers[at].block_hash(),
             proof.block_height
         ),
-        Some(i) => format!(
-            "header at height {} does not build on the one before",
-            proof.block_height as usize + i + 1
-        ),
+        Some(i) => format!("header at height {} does not build on the one before", height_of(i + 1)),
     };
     if !r.push("header_links", broken.is_none(), links) {
         not_reached(&mut r);
         return r;
     }
-    let params = bitcoin::consensus::Params::new(network.to_bitcoin());
-    let limit = params.max_attainable_target;
+    let height = coinbase_height(bundle);
+    if !r.push("block_height", height.is_ok(), height.unwrap_or_else(|e| e)) {
+        not_reached(&mut r);
+        return r;
+    }
+    let checkpoint = match rules.connect(first, &headers) {
+        Ok(c) => {
+            r.push(
+                "checkpoint",
+                true,
+                format!("the headers pass through checkpoint {} at height {}", c.hash, c.height),
+            );
+            *c
+        }
+        Err(e) => {
+            r.push("checkpoint", false, e);
+            not_reached(&mut r);
+            return r;
+        }
+    };
     // nBits decoded as Bitcoin Core does: a negative or overflowing encoding, a zero target
     // or one above the network's limit is invalid, whatever a lossy decoding would make of it.
+    let limit = rules.limit();
     let bad_pow = headers.iter().position(|h| match core_target(h.bits) {
         Some(t) => t > limit || !t.is_met_by(h.block_hash()),
         None => true,
     });
-    let total_work = headers.iter().fold(bitcoin::Work::from_be_bytes([0; 32]), |acc, h| acc + h.work());
+    let after = headers.iter().skip((checkpoint.height - first) as usize + 1);
+    let forged = after.fold(bitcoin::Work::from_be_bytes([0; 32]), |acc, h| acc + h.work());
     let pow = match bad_pow {
-        None => format!("every header meets its target; total work 2^{:.1} hashes", total_work.log2()),
+        None => {
+            let total = checkpoint
+                .chain_work
+                .map(|w| format!("; the chain's work at the tip: 2^{:.1} hashes", (w + forged).log2()))
+                .unwrap_or_default();
+            format!(
+                "every header meets its target; forging the {} headers after checkpoint {} takes 2^{:.1} hashes{total}",
+                last.saturating_sub(checkpoint.height as usize),
+                checkpoint.height,
+                forged.log2()
+            )
+        }
         Some(i) => format!(
             "header at height {} does not meet its target or is easier than {network} allows",
-            proof.block_height as usize + i
+            height_of(i)
         ),
     };
     if !r.push("proof_of_work", bad_pow.is_none(), pow) {
         not_reached(&mut r);
         return r;
     }
-    let difficulty = difficulty_rule(network, proof.block_height, &headers, limit.to_compact_lossy());
+    let difficulty = rules.check_difficulty(first, &headers).map(|()| match network {
+        Network::Regtest => "consistency only: regtest headers, at the one fixed difficulty anyone can meet; only a node can say this is the best chain".to_owned(),
+        // Test networks' proof-of-work is cheap to redo: the bundle shows consistency, not
+        // that Bitcoin holds the anchor (and a signet block's signature is not checked).
+        Network::Signet | Network::Testnet4 => format!("consistency only: every header's bits are exactly what {network}'s rules require, but {network} work is cheap to produce; only a node or explorer you trust can say block {} is on the best chain", headers[at].block_hash()),
+        Network::Mainnet => format!("every header's bits are exactly what {network}'s rules require from checkpoint {}; the claim is as strong as the work after it", checkpoint.height),
+    });
     let ok = difficulty.is_ok();
     if !r.push("difficulty", ok, difficulty.unwrap_or_else(|e| e)) {
         not_reached(&mut r);
@@ -531,94 +584,61 @@ pub fn verify_bundle(bundle: &ProofBundle, network: Network, min_depth: u32) -> 
     r
 }
 
-/// The target `bits` encodes, as Bitcoin Core's `DeriveTarget` reads it (`arith_uint256::
-/// SetCompact`): `None` when the encoding is negative, overflows 256 bits, or is zero.
-pub fn core_target(bits: bitcoin::CompactTarget) -> Option<bitcoin::Target> {
-    let n = bits.to_consensus();
-    let size = n >> 24;
-    let word = n & 0x007f_ffff;
-    let negative = word != 0 && n & 0x0080_0000 != 0;
-    let overflow = word != 0 && (size > 34 || (word > 0xff && size > 33) || (word > 0xffff && size > 32));
-    if negative || overflow || word == 0 {
-        return None;
+/// The bundle's coinbase is transaction 0 of the anchor block (its Merkle path as deep as
+/// the anchor transaction's) and commits the proof's block height (BIP34).
+fn coinbase_height(bundle: &ProofBundle) -> Result<String, String> {
+    let proof = &bundle.proof;
+    let tx = cairn_spec::proof::canonical_tx(&bundle.coinbase.0)
+        .map_err(|e| format!("the coinbase does not decode: {e}"))?;
+    if bundle.coinbase.0.len() == 64 {
+        return Err("the coinbase is 64 bytes long (it could pose as a Merkle node)".into());
     }
-    let mut be = [0u8; 32];
-    let bytes = word.to_be_bytes(); // [0, b1, b2, b3]
-    for (i, b) in bytes[1..].iter().enumerate() {
-        // Byte i of the 3-byte mantissa lands at position size - 1 - i from the right; below
-        // the right end it is shifted out.
-        let from_right = (size as i64) - 1 - i as i64;
-        if (0..32).contains(&from_right) {
-            be[31 - from_right as usize] = *b;
-        }
+    if bundle.coinbase_path.len() != proof.tx_path.len() {
+        return Err(format!(
+            "the coinbase's Merkle path has {} levels, the anchor transaction's {}",
+            bundle.coinbase_path.len(),
+            proof.tx_path.len()
+        ));
     }
-    let t = bitcoin::Target::from_be_bytes(be);
-    (t != bitcoin::Target::ZERO).then_some(t)
+    let txid = Hash32(tx.compute_txid().to_byte_array());
+    let root = cairn_spec::proof::bitcoin_merkle_fold(txid, 0, &bundle.coinbase_path).ok();
+    if root.is_none() || root != cairn_spec::proof::block_merkle_root(&proof.block_header) {
+        return Err("the coinbase is not transaction 0 of the anchor block".into());
+    }
+    if !coinbase_commits_height(&tx, proof.block_height) {
+        return Err(format!(
+            "the anchor block's coinbase does not commit height {} (BIP34)",
+            proof.block_height
+        ));
+    }
+    Ok(format!("the anchor block's coinbase commits height {} (BIP34)", proof.block_height))
 }
 
-/// Difficulty transitions between consecutive headers, starting at `first_height`: no change
-/// inside a period, at most ×4 either way at a period boundary; regtest never retargets;
-/// testnet4 allows a minimum-difficulty block more than 20 minutes after its parent.
-fn difficulty_rule(
-    network: Network,
-    first_height: u32,
-    headers: &[bitcoin::block::Header],
-    min_bits: bitcoin::CompactTarget,
-) -> Result<String, String> {
-    // testnet4's period difficulty is that of its non-minimum blocks.
-    let normal = |bits: bitcoin::CompactTarget| network != Network::Testnet4 || bits != min_bits;
-    let mut period_bits = headers.first().map(|h| h.bits).filter(|b| normal(*b));
-    for (i, w) in headers.windows(2).enumerate() {
-        let [a, b] = w else { continue };
-        let height = first_height.saturating_add(i as u32 + 1);
-        let fail = |why: &str| Err(format!("header at height {height}: {why}"));
-        if network == Network::Regtest {
-            if b.bits != a.bits {
-                return fail("regtest never changes difficulty");
-            }
-        } else if height % RETARGET_INTERVAL == 0 {
-            let old = bitcoin::Target::from(period_bits.unwrap_or(a.bits));
-            let new = b.target();
-            if new > old.max_transition_threshold_unchecked() || new < old.min_transition_threshold() {
-                return fail("difficulty changes more than fourfold at a period boundary");
-            }
-            period_bits = Some(b.bits).filter(|b| normal(*b));
-        } else if !normal(b.bits) {
-            if b.time <= a.time.saturating_add(MIN_DIFFICULTY_GAP_SECS) {
-                return fail("a minimum-difficulty block less than 20 minutes after its parent");
-            }
-        } else if period_bits.is_some_and(|p| p != b.bits) {
-            return fail("difficulty changes inside a period");
-        } else {
-            period_bits = Some(b.bits);
-        }
-    }
-    let first = headers.first().map(|h| h.block_hash()).unwrap_or_else(BlockHash::all_zeros);
-    Ok(match network {
-        Network::Regtest => "consistency only: regtest headers, at the one fixed difficulty anyone can meet; only a node can say this is the best chain".to_owned(),
-        // Test networks' proof-of-work is cheap to redo: the bundle shows consistency, not
-        // that Bitcoin holds the anchor.
-        Network::Signet | Network::Testnet4 => format!("consistency only: {network} work is cheap to produce; transitions follow {network}'s rules, and only a node or explorer you trust can say block {first} is on the best chain"),
-        _ => format!("transitions follow {network}'s rules; the claim is as strong as the work above; compare block {first} with a node or explorer you trust"),
-    })
-}
-
-/// Builds a bundle: the receipt proof and the headers of the `depth - 1` blocks above its
-/// block on the backend's best chain.
+/// Builds a bundle: the receipt proof, the anchor block's coinbase, and the headers on the
+/// backend's best chain from the start of a difficulty period through the checkpoint
+/// Bitcoin Core's parameters name for the block, and `depth - 1` blocks above it (more when
+/// the checkpoint is higher).
 pub fn assemble_bundle(
     proof: ReceiptProof,
     backend: &dyn ChainBackend,
     depth: u32,
 ) -> Result<ProofBundle, ChainError> {
-    let above = depth.saturating_sub(1) as usize;
-    if above > cairn_spec::bundle::MAX_BUNDLE_HEADERS {
+    let rules = HeaderRules::of(proof.network);
+    let height = proof.block_height;
+    let checkpoint = rules
+        .checkpoint_for(height)
+        .map(|c| c.height)
+        .ok_or_else(|| ChainError::Permanent(format!("no checkpoint for {}", proof.network)))?;
+    let start = rules.period_start(checkpoint.min(height));
+    let end = height.saturating_add(depth.saturating_sub(1)).max(checkpoint);
+    if (end - start) as usize >= cairn_spec::bundle::MAX_BUNDLE_HEADERS {
         return Err(ChainError::Permanent(format!(
-            "a bundle carries at most {} headers above the anchor block",
-            cairn_spec::bundle::MAX_BUNDLE_HEADERS
+            "a bundle carries at most {} headers; this one would need {} (from height {start} to {end})",
+            cairn_spec::bundle::MAX_BUNDLE_HEADERS,
+            end - start
         )));
     }
-    let mut headers = Vec::with_capacity(above);
-    for h in (1..=above as u32).map(|i| proof.block_height.saturating_add(i)) {
+    let header_at = |h: u32| -> Result<cairn_spec::bundle::BlockHeaderBytes, ChainError> {
         let hash = backend.block_hash(h)?.ok_or_else(|| {
             ChainError::Permanent(format!(
                 "the chain has no block at height {h} yet: fewer than {depth} confirmations"
@@ -626,76 +646,24 @@ pub fn assemble_bundle(
         })?;
         let mut b = [0u8; cairn_spec::proof::BLOCK_HEADER_LEN];
         b.copy_from_slice(&serialize(&backend.block_header(&hash)?));
-        headers.push(cairn_spec::bundle::BlockHeaderBytes(b));
-    }
-    Ok(ProofBundle { proof, headers })
-}
-
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)]
-    use super::*;
-    use bitcoin::block::{Header, Version};
-    use bitcoin::{CompactTarget, TxMerkleNode};
-
-    /// nBits as Bitcoin Core reads them: valid encodings agree with the usual decoding, and
-    /// negative, overflowing or zero ones are invalid (issue 25 item 3).
-    #[test]
-    fn nbits_are_decoded_as_core_does() {
-        for bits in [0x1d00_ffffu32, 0x207f_ffff, 0x1703_a30c, 0x0300_8000, 0x0412_3456] {
-            let c = CompactTarget::from_consensus(bits);
-            assert_eq!(core_target(c), Some(bitcoin::Target::from_compact(c)), "{bits:#x}");
-        }
-        for bits in [
-            0x1d80_ffffu32, // the sign bit set: negative
-            0x2300_ffff,    // exponent 35
-            0x2201_00ff,    // a 3-byte mantissa at exponent 34
-            0x2101_0000,    // a 3-byte mantissa at exponent 33
-            0x1d00_0000,    // zero
-            0x0100_0012,    // shifted out entirely: zero
-        ] {
-            assert_eq!(core_target(CompactTarget::from_consensus(bits)), None, "{bits:#x}");
-        }
-    }
-
-    fn chain(bits: &[(u32, u32)]) -> Vec<Header> {
-        let mut prev = BlockHash::all_zeros();
-        bits.iter()
-            .map(|(b, time)| {
-                let h = Header {
-                    version: Version::TWO,
-                    prev_blockhash: prev,
-                    merkle_root: TxMerkleNode::all_zeros(),
-                    time: *time,
-                    bits: CompactTarget::from_consensus(*b),
-                    nonce: 0,
-                };
-                prev = h.block_hash();
-                h
-            })
-            .collect()
-    }
-
-    const MIN: u32 = 0x1d00_ffff;
-
-    fn rule(net: Network, first: u32, bits: &[(u32, u32)]) -> Result<String, String> {
-        difficulty_rule(net, first, &chain(bits), CompactTarget::from_consensus(MIN))
-    }
-
-    #[test]
-    fn difficulty_transitions_follow_each_networks_rules() {
-        let d = 0x1703_0000;
-        assert!(rule(Network::Mainnet, 100, &[(d, 0), (d, 600), (d, 1200)]).is_ok());
-        assert!(rule(Network::Mainnet, 100, &[(d, 0), (0x1702_0000, 600)]).is_err());
-        // At a period boundary (height 4032) up to fourfold either way.
-        assert!(rule(Network::Mainnet, 4031, &[(d, 0), (0x1701_8000, 600)]).is_ok());
-        assert!(rule(Network::Mainnet, 4031, &[(d, 0), (0x1600_1000, 600)]).is_err());
-        // testnet4: a minimum-difficulty block only after a 20-minute gap, then back.
-        assert!(rule(Network::Testnet4, 10, &[(d, 0), (MIN, 1201), (d, 1300)]).is_ok());
-        assert!(rule(Network::Testnet4, 10, &[(d, 0), (MIN, 600)]).is_err());
-        assert!(rule(Network::Testnet4, 10, &[(MIN, 0), (d, 600), (0x1702_0000, 1200)]).is_err());
-        // Mainnet has no such exception.
-        assert!(rule(Network::Mainnet, 10, &[(d, 0), (MIN, 1201)]).is_err());
-        assert!(rule(Network::Regtest, 4031, &[(0x207f_ffff, 0), (0x207f_fffe, 1)]).is_err());
-    }
+        Ok(cairn_spec::bundle::BlockHeaderBytes(b))
+    };
+    let before = (start..height).map(header_at).collect::<Result<Vec<_>, _>>()?;
+    let headers = (height + 1..=end).map(header_at).collect::<Result<Vec<_>, _>>()?;
+    let block_hash = bitcoin::consensus::encode::deserialize::<bitcoin::block::Header>(&proof.block_header)
+        .map_err(|e| ChainError::Permanent(format!("the proof's block header: {e}")))?
+        .block_hash();
+    let block = backend.block(&block_hash)?;
+    let coinbase = block
+        .txdata
+        .first()
+        .ok_or_else(|| ChainError::Permanent(format!("block {block_hash} has no transactions")))?;
+    let txids: Vec<Txid> = block.txdata.iter().map(|t| t.compute_txid()).collect();
+    Ok(ProofBundle {
+        before,
+        coinbase: cairn_spec::proof::RawTx(serialize(&strip_witness(coinbase))),
+        coinbase_path: bitcoin_merkle_path(&txids, 0).unwrap_or_default(),
+        headers,
+        proof,
+    })
 }

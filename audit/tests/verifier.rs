@@ -222,14 +222,19 @@ fn bundle_world() -> (World, cairn_spec::ProofBundle) {
 #[test]
 fn an_offline_bundle_passes_every_check_with_no_node() {
     let (_w, b) = bundle_world();
-    assert_eq!(b.headers.len(), 5);
+    // From regtest's genesis (its checkpoint, a period's first block) to 5 blocks above.
+    assert_eq!((b.start_height(), b.headers.len()), (0, 5));
+    assert_eq!(b.before.len() as u32, b.proof.block_height);
     // Through its encoding, as an auditor receives it.
     let b = cairn_spec::ProofBundle::from_bytes(&b.to_bytes()).unwrap();
     let r = verify_bundle(&b, Network::Regtest, 6);
     assert!(r.ok(), "{r:#?}");
     assert_eq!(r.checks.iter().map(|c| c.name).collect::<Vec<_>>(), BUNDLE_CHECKS.to_vec());
-    // Regtest proof-of-work proves little, and the report says so.
-    assert!(r.checks.iter().any(|c| c.name == "difficulty" && c.detail.contains("only a node")));
+    // Regtest proof-of-work proves little, and the report says so, with the work it saw.
+    let detail = |name: &str| r.checks.iter().find(|c| c.name == name).unwrap().detail.clone();
+    assert!(detail("difficulty").contains("consistency only"), "{r:#?}");
+    assert!(detail("proof_of_work").contains("hashes"), "{r:#?}");
+    assert!(detail("block_height").contains("BIP34"), "{r:#?}");
 }
 
 #[test]
@@ -243,6 +248,9 @@ fn an_offline_bundle_names_each_failure() {
     // Headers out of order do not build on each other.
     let mut swapped = b.clone();
     swapped.headers.swap(1, 2);
+    assert_eq!(name(&swapped, Network::Regtest, 1), "header_links");
+    let mut swapped = b.clone();
+    swapped.before.swap(0, 1);
     assert_eq!(name(&swapped, Network::Regtest, 1), "header_links");
     // The newest header with its nonce changed: on regtest about every other nonce still
     // meets the target, and the first that does not is caught.
@@ -270,6 +278,44 @@ fn an_offline_bundle_names_each_failure() {
     assert_eq!(name(&tampered, Network::Regtest, 1), "receipt_signature");
     // More confirmations than the chain has cannot be bundled.
     assert!(assemble_bundle(b.proof.clone(), &w.chain, 100).is_err());
+}
+
+/// Issue 25 item 3: heights are proven, not claimed. A bundle that says its block is one
+/// higher (so period boundaries would fall elsewhere), a coinbase from another block or one
+/// committing another height, and a run of headers cut short of the checkpoint all fail.
+#[test]
+fn a_bundle_cannot_lie_about_its_height_or_where_its_headers_start() {
+    let (_w, b) = bundle_world();
+    let name = |b: &cairn_spec::ProofBundle| failed(&verify_bundle(b, Network::Regtest, 1));
+    // The claimed height: the coinbase commits the real one.
+    let mut higher = b.clone();
+    higher.proof.block_height += 1;
+    assert_eq!(name(&higher), "block_height");
+    // ... and with a header dropped from the front, so the count still adds up, the run
+    // no longer starts at a period's first block or passes regtest's genesis.
+    higher.before.remove(0);
+    assert_eq!(name(&higher), "block_height");
+    let mut short = b.clone();
+    short.before.remove(0);
+    assert_eq!(name(&short), "checkpoint");
+    // A coinbase committing another height, even at the right place in the block.
+    let mut cb: bitcoin::Transaction = bitcoin::consensus::encode::deserialize(&b.coinbase.0).unwrap();
+    cb.input[0].script_sig = bitcoin::script::Builder::new().push_int(7).into_script();
+    let mut other = b.clone();
+    other.coinbase = cairn_spec::proof::RawTx(bitcoin::consensus::encode::serialize(&cb));
+    assert_eq!(name(&other), "block_height");
+    // A path for the coinbase that is not the block's.
+    let mut path = b.clone();
+    path.coinbase_path[0].0[0] ^= 1;
+    assert_eq!(name(&path), "block_height");
+    let mut shallow = b.clone();
+    shallow.coinbase_path.pop();
+    assert_eq!(name(&shallow), "block_height");
+    // A regtest chain shown to a mainnet auditor's rules: it starts from another genesis.
+    let rules = cairn_audit::headers::HeaderRules::of(Network::Mainnet);
+    let r = cairn_audit::verify::verify_bundle_with(&b, Network::Regtest, &rules, 1);
+    assert_eq!(failed(&r), "checkpoint");
+    assert!(r.first_failure().unwrap().detail.contains("another chain"), "{r:#?}");
 }
 
 #[test]

@@ -223,7 +223,8 @@ pub(crate) enum AuditCommand {
         /// Confirmations required.
         #[arg(long, default_value_t = 6)]
         min_depth: u32,
-        /// Verify a proof bundle with no node (proof-of-work of its headers).
+        /// Verify a proof bundle with no node (its headers from a checkpoint, their
+        /// proof-of-work and difficulty, the block's height from its coinbase).
         #[arg(long)]
         offline: bool,
         /// JSON output.
@@ -296,8 +297,9 @@ pub(crate) struct ChainFlags {
 
 #[derive(Subcommand, Debug)]
 pub(crate) enum ProofCommand {
-    /// Write a self-contained proof bundle: the receipt proof and the block headers above its
-    /// block (`cairn audit receipt --offline FILE` checks it with no node).
+    /// Write a self-contained proof bundle: the receipt proof, its block's coinbase, and the
+    /// block headers from a checkpoint to above its block (`cairn audit receipt --offline
+    /// FILE` checks it with no node).
     Bundle {
         /// Receipt id (with --api) or proof file.
         target: String,

@@ -62,8 +62,8 @@ pub struct Outcome {
     pub ok: bool,
 }
 
-/// Largest proof file read.
-const MAX_PROOF_FILE: u64 = 4 << 20;
+/// Largest proof file read: a bundle's most headers (8 MB) as hex JSON, and its proof.
+const MAX_PROOF_FILE: u64 = 32 << 20;
 
 fn read_file(path: &Path) -> Result<Vec<u8>, CliError> {
     use std::io::Read;

@@ -768,22 +768,48 @@ fn receipt_proof_vectors() -> Value {
     let good_tx = anchor_tx_spending(chain_op, vec![anchor_out(49_000), payload_out(&payload)]);
     let anchor_tx = |outputs| anchor_tx_spending(chain_op, outputs);
 
-    // A bundle carrying two (format-only) headers above the block; their proof-of-work is the
-    // offline verifier's business, not the encoding's.
+    // A bundle carrying (format-only) one header before the block, a coinbase and its path,
+    // and two headers above; whether they connect, meet their targets and commit the height
+    // is the offline verifier's business, not the encoding's.
     let valid_case = |name: String, p: &ReceiptProof| {
         let v = p.verify().unwrap();
         let ops = p.ots_ops().unwrap();
         assert_eq!(proof::apply_ots(&v.receipt_leaf.0, &ops), v.block_merkle_root.0.to_vec());
         assert_eq!(&ReceiptProof::from_bytes(&p.to_bytes()).unwrap(), p);
         let ots_file = cairn_spec::ots::receipt_timestamp(p).unwrap().detached_file(&v.receipt_leaf.0);
-        let headers = (0u8..2)
-            .map(|i| {
-                let mut b = [0u8; 80];
-                b.iter_mut().enumerate().for_each(|(j, x)| *x = (j as u8).wrapping_mul(7).wrapping_add(i));
-                cairn_spec::bundle::BlockHeaderBytes(b)
-            })
-            .collect();
-        let bundle = cairn_spec::ProofBundle { proof: p.clone(), headers };
+        let header = |i: u8| {
+            let mut b = [0u8; 80];
+            b.iter_mut().enumerate().for_each(|(j, x)| *x = (j as u8).wrapping_mul(7).wrapping_add(i));
+            cairn_spec::bundle::BlockHeaderBytes(b)
+        };
+        let coinbase = {
+            let mut sig = bitcoin::script::Builder::new()
+                .push_int(i64::from(p.block_height))
+                .into_script()
+                .into_bytes();
+            sig.extend_from_slice(b"cairn vectors");
+            Transaction {
+                version: bitcoin::transaction::Version::TWO,
+                lock_time: LockTime::ZERO,
+                input: vec![TxIn {
+                    previous_output: OutPoint::null(),
+                    script_sig: ScriptBuf::from_bytes(sig),
+                    sequence: Sequence::MAX,
+                    witness: Witness::new(),
+                }],
+                output: vec![TxOut {
+                    value: Amount::from_sat(5_000_000_000),
+                    script_pubkey: ScriptBuf::new_op_return([0u8; 0]),
+                }],
+            }
+        };
+        let bundle = cairn_spec::ProofBundle {
+            proof: p.clone(),
+            before: vec![header(9)],
+            coinbase: proof::RawTx(bitcoin::consensus::encode::serialize(&coinbase)),
+            coinbase_path: p.tx_path.iter().map(|h| Hash32(h.0.map(|b| b ^ 0x5a))).collect(),
+            headers: (0u8..2).map(header).collect(),
+        };
         json!({
             "name": name,
             "ots_file": hex::encode(ots_file),

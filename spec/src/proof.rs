@@ -109,7 +109,7 @@ impl Encode for ReceiptProof {
     }
 }
 
-fn hashes(r: &mut Reader<'_>, field: &'static str) -> Result<Vec<Hash32>, DecodeError> {
+pub(crate) fn hashes(r: &mut Reader<'_>, field: &'static str) -> Result<Vec<Hash32>, DecodeError> {
     let len = r.u8(field)? as usize;
     let n = r.count(field, len, MAX_DEPTH, 32)?;
     (0..n).map(|_| Ok(Hash32(r.array(field)?))).collect()
@@ -331,7 +331,7 @@ struct AnchorTx {
 }
 
 /// `bytes` as one transaction in its canonical non-witness serialization.
-fn canonical_tx(bytes: &[u8]) -> Result<Transaction, String> {
+pub fn canonical_tx(bytes: &[u8]) -> Result<Transaction, String> {
     let tx: Transaction = deserialize(bytes).map_err(|e| e.to_string())?;
     if tx.input.iter().any(|i| !i.witness.is_empty()) || serialize(&tx) != bytes {
         return Err("not the canonical non-witness serialization".into());
@@ -362,7 +362,7 @@ fn parse_anchor_tx(bytes: &[u8]) -> Result<AnchorTx, ProofError> {
 }
 
 /// Folds a Bitcoin Merkle path (sha256d of the concatenated pair).
-fn bitcoin_merkle_fold(txid: Hash32, index: u32, path: &[Hash32]) -> Result<Hash32, ProofError> {
+pub fn bitcoin_merkle_fold(txid: Hash32, index: u32, path: &[Hash32]) -> Result<Hash32, ProofError> {
     if path.len() < 32 && (u64::from(index) >> path.len()) != 0 {
         return Err(ProofError::BlockIndex { index, depth: path.len() });
     }

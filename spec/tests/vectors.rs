@@ -240,10 +240,13 @@ fn check_receipt_proofs(v: &Value) -> usize {
             cairn_spec::ots::Attestation::BitcoinBlockHeader { height: r.block_height }
         );
         assert_eq!(t.detached_file(&digest), bytes(&c["ots_file"]));
-        // The bundle (§8.4) carries this proof and its headers.
+        // The bundle (§8.4) carries this proof, a header before its block, its coinbase with
+        // a path as deep as the anchor transaction's, and two headers above.
         let b = cairn_spec::ProofBundle::from_bytes(&bytes(&c["bundle"])).unwrap();
         assert_eq!(b.proof, p);
-        assert_eq!(b.headers.len(), 2);
+        assert_eq!((b.before.len(), b.headers.len()), (1, 2));
+        assert_eq!(b.start_height(), p.block_height - 1);
+        assert_eq!(b.coinbase_path.len(), p.tx_path.len());
         assert_eq!(b.to_bytes(), bytes(&c["bundle"]));
         n += 1;
     }
