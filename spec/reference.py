@@ -466,15 +466,15 @@ def dec_anchor_binding(r):
 
 
 def enc_epoch_header(j):
-    return (b"\x04" + u(NETWORKS[j["network"]], 1) + h(j["coordinator"]) + u(j["height"], 4) + h(j["prev"])
+    return (b"\x05" + u(NETWORKS[j["network"]], 1) + h(j["coordinator"]) + u(j["height"], 4) + h(j["prev"])
             + h(j["receipts_root"]) + h(j["state_root"]) + u(j["receipt_count"], 4) + u(j["accepted_count"], 4)
             + u(j["reward_sats"], 8) + u(j["time"], 8) + h(j["draw_seed"]) + h(j["next_seed_hash"])
-            + h(j["next_roster"]) + enc_beacon(j["beacon"]) + enc_anchor_binding(j["anchor"]))
+            + h(j["next_roster"]) + enc_beacon(j["beacon"]) + enc_anchor_binding(j["anchor"]) + h(j["history"]))
 
 
 def dec_epoch_header(r):
     start = r.pos
-    dec_version(r, 4)
+    dec_version(r, 5)
     net = dec_network(r)
     coord = dec_key(r)
     height = r.uint(4)
@@ -493,8 +493,11 @@ def dec_epoch_header(r):
     if height == 0 and beacon["kind"] != "none":
         raise DecodeError("invalid_value")
     anchor = dec_anchor_binding(r)
+    history = dec_hash(r)  # §5.9: the Merkle root over the hashes of the headers before it
+    if height == 0 and history != tagged_hash("cairn/merkle-empty", b""):
+        raise DecodeError("invalid_value")
     return {"network": net, "coordinator": coord, "height": height, "prev": prev, "anchor": anchor,
-            "draw_seed": draw_seed, "next_seed_hash": next_seed_hash,
+            "history": history, "draw_seed": draw_seed, "next_seed_hash": next_seed_hash,
             "receipts_root": receipts_root, "receipt_count": count, "body": r.b[start:r.pos]}
 
 
@@ -765,7 +768,7 @@ def ots_file(digest, ops, height):
 
 
 def read_proof(r):
-    dec_version(r, 2)
+    dec_version(r, 3)
     p = {"network": dec_network(r)}
     p["receipt"] = dec_receipt(r)
     p["receipt_batch"] = dec_receipt_batch(r)
@@ -776,13 +779,17 @@ def read_proof(r):
         raise DecodeError("too_long")
     p["receipt_path"] = [r.take(32) for _ in range(n)]
     n = r.uint(2)
-    if n == 0 or n > 1024:
+    if n == 0 or n > 2:
         raise DecodeError("invalid_value" if n == 0 else "too_long")
     p["headers"] = []
     for _ in range(n):
         hd = dec_epoch_header(r)
         hd["sig"] = r.take(64)
         p["headers"].append(hd)
+    n = r.uint(1)
+    if n > 32:
+        raise DecodeError("too_long")
+    p["history_path"] = [r.take(32) for _ in range(n)]
     if r.uint(1) != 1:
         raise DecodeError("invalid_tag")
     p["tx"] = r.var(4, 100_000)
@@ -828,18 +835,26 @@ def verify_proof(p):
         raise ProofError(e.code)
     if merkle_fold(leaf, p["receipt_index"], hs[0]["receipt_count"], p["receipt_path"]) != hs[0]["receipts_root"]:
         raise ProofError("receipts_root_mismatch")
-    # 5. header chain
-    prev = None
+    # 5. header chain: a later anchored header holds the first in its history (§5.9)
     for x in hs:
         x["hash"] = tagged_hash("cairn/epoch-header", x["body"])
         if not schnorr_verify(x["coordinator"], x["hash"], x["sig"]):
             raise ProofError("header_signature")
-        if prev is not None and not (x["network"] == prev["network"] and x["coordinator"] == prev["coordinator"]
-                                     and x["anchor"] == prev["anchor"]
-                                     and x["height"] == prev["height"] + 1 and x["prev"] == prev["hash"]):
+    anchored, hp = hs[-1], p["history_path"]
+    history_steps = []
+    if len(hs) == 1:
+        if hp:
+            raise ProofError("history_path")
+    else:
+        first = hs[0]
+        if anchored["height"] <= first["height"] or anchored["anchor"] != first["anchor"]:
             raise ProofError("header_link")
-        prev = x
-    anchored = prev
+        try:
+            history_steps = merkle_steps(first["height"], anchored["height"], hp)
+        except DecodeError:
+            raise ProofError("history_path")
+        if merkle_fold(first["hash"], first["height"], anchored["height"], hp) != anchored["history"]:
+            raise ProofError("header_link")
     # 6. anchor transaction
     try:
         outs = parse_tx(p["tx"])
@@ -909,16 +924,24 @@ def verify_proof(p):
 
     # §9: the same path as OpenTimestamps operations.
     ops = []
-    for side, s in steps:
-        if side == "left":
-            ops.append(("prepend", prefix("cairn/merkle-node") + s))
-        else:
-            ops += [("prepend", prefix("cairn/merkle-node")), ("append", s)]
-        ops.append(("sha256", None))
-    for i, x in enumerate(hs):
-        at = 70 if i == 0 else 38
-        ops += [("prepend", prefix("cairn/epoch-header") + x["body"][:at]), ("append", x["body"][at + 32:]),
-                ("sha256", None)]
+
+    def tree_ops(tree_steps):
+        for side, s in tree_steps:
+            if side == "left":
+                ops.append(("prepend", prefix("cairn/merkle-node") + s))
+            else:
+                ops.extend([("prepend", prefix("cairn/merkle-node")), ("append", s)])
+            ops.append(("sha256", None))
+
+    def header_ops(body, at):
+        ops.extend([("prepend", prefix("cairn/epoch-header") + body[:at]), ("append", body[at + 32:]),
+                    ("sha256", None)])
+
+    tree_ops(steps)
+    header_ops(hs[0]["body"], 70)
+    if len(hs) == 2:
+        tree_ops(history_steps)
+        header_ops(anchored["body"], len(anchored["body"]) - 32)
     ops += [("prepend", p["tx"][:hash_offset]), ("append", p["tx"][hash_offset + 32:]),
             ("sha256", None), ("sha256", None)]
     for level, s in enumerate(path):

@@ -289,13 +289,14 @@ fn audit_a_receipt_against_bitcoin_core() {
     assert_eq!(confirmed(&step(&mut d)), vec![a]);
     let AnchorStatus::Confirmed { block, .. } = d.machine().records()[&a].status else { panic!() };
     // A receipt of epoch 0, covered through the header chain by the anchor of epoch 2.
-    let (r, i, path, headers) = side.parts(0, 4, 2);
+    let (r, i, path, headers, history) = side.parts(0, 4, 2);
     let proof = cairn_audit::verify::assemble_receipt_proof(
         Network::Regtest,
         r,
         i,
         path,
         headers,
+        history,
         a,
         block,
         &[],

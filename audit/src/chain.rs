@@ -123,6 +123,11 @@ pub fn audit_chain(
         }
     }
     let prev_of_first = prev.clone();
+    // The history every header commits is over all headers before it (SPEC.md §5.9).
+    let mut history = match base {
+        Some(b) => cairn_spec::merkle::Frontier::of(source.header_range(0, b)?.iter().map(|h| h.id())),
+        None => cairn_spec::merkle::Frontier::new(),
+    };
     if headers.is_empty() {
         return Err(SourceError::NotFound(format!("epoch {}", scope.from)));
     }
@@ -135,7 +140,8 @@ pub fn audit_chain(
     for (i, h) in headers.iter().enumerate() {
         let receipts = source.epoch_receipts(h.body.height)?;
         let ledger = source.ledger(h.body.height)?;
-        let report = check_epoch(h, prev.as_ref(), &receipts, &ledger);
+        let report = check_epoch(h, prev.as_ref(), &history, &receipts, &ledger);
+        history.push(h.id());
         for r in &receipts {
             if seen.insert(r.id(), h.body.height).is_some() {
                 duplicates.push(r.id());

@@ -1,5 +1,5 @@
 //! Re-verifying one epoch from its parts: the header's signature and its link to the one
-//! before, every receipt (signed by the coordinator, in this epoch, on this network, no
+//! before and to the history of all before it, every receipt (signed by the coordinator, in this epoch, on this network, no
 //! duplicates), the receipts root recomputed, the header's totals, and the state root
 //! recomputed from the ledger snapshot.
 //!
@@ -9,6 +9,7 @@
 use std::collections::HashSet;
 
 use crate::verify::Report;
+use cairn_spec::merkle::Frontier;
 use cairn_spec::receipt::ReceiptVerifier;
 use cairn_spec::{merkle, EpochHeader, Hash32, LedgerEntry, SignedEpochHeader, SignedReceipt};
 
@@ -16,11 +17,13 @@ use cairn_spec::{merkle, EpochHeader, Hash32, LedgerEntry, SignedEpochHeader, Si
 pub const EPOCH_CHECKS: [&str; 6] =
     ["header_signature", "header_link", "receipts", "receipts_root", "totals", "state_root"];
 
-/// Checks epoch `header` against its predecessor (`None` only for height 0), its receipts in
-/// index order, and the ledger entries its state root commits to.
+/// Checks epoch `header` against its predecessor (`None` only for height 0) and the history
+/// frontier over every header before it, its receipts in index order, and the ledger entries
+/// its state root commits to.
 pub fn check_epoch(
     header: &SignedEpochHeader,
     prev: Option<&EpochHeader>,
+    history: &Frontier,
     receipts: &[SignedReceipt],
     ledger: &[LedgerEntry],
 ) -> Report {
@@ -33,7 +36,20 @@ pub fn check_epoch(
             (h.height == 0 && h.prev == Hash32::ZERO, "genesis: height 0, previous hash all zeros".to_owned())
         }
     };
-    r.push("header_link", linked, if linked { why } else { format!("does not link: expected {why}") });
+    let (linked, why) = match (linked, h.history_is(history)) {
+        (false, _) => (false, format!("does not link: expected {why}")),
+        (true, false) => (
+            false,
+            format!(
+                "{why}, but commits history {} instead of {}, the root over the {} headers before it",
+                h.history,
+                history.root(),
+                history.len()
+            ),
+        ),
+        (true, true) => (true, format!("{why}, with the history of the {} headers before it", history.len())),
+    };
+    r.push("header_link", linked, why);
     let mut seen = HashSet::with_capacity(receipts.len());
     // Receipts come in signed batches (SPEC.md §5.7): each batch's signature is checked once.
     let mut signatures = ReceiptVerifier::default();

@@ -1,5 +1,6 @@
 //! One receipt's proof, assembled from a source and the auditor's Bitcoin node: the receipt
-//! and its Merkle path, the headers from its epoch to the epoch the covering anchor commits,
+//! and its Merkle path, its epoch's header and the one the covering anchor commits with the
+//! path between them (SPEC.md §8.1),
 //! and — from Bitcoin itself — the anchor transaction, its place in its block, the block
 //! header, and the chain of spends from the genesis output to it (SPEC.md §7.1). Also reads
 //! proof files in every form `cairn` writes them.
@@ -48,9 +49,16 @@ pub fn assemble(
         claims.iter().filter(|a| a.epoch >= epoch).cloned().min_by_key(|a| (a.height, a.epoch)).ok_or_else(
             || ProofSourceError::NotAnchored(format!("no confirmed anchor covers epoch {epoch}")),
         )?;
-    let headers = source.header_range(epoch, claim.epoch)?;
-    if headers.len() as u64 != u64::from(claim.epoch - epoch) + 1 {
-        return Err(SourceError::BadAnswer(format!("headers {epoch}..={} incomplete", claim.epoch)).into());
+    // The receipt's epoch's header and the anchored one's, with the path between them; the
+    // verifier checks both signatures and the path, so the source is not believed.
+    let mut headers = source.header_range(epoch, epoch)?;
+    let mut history_path = Vec::new();
+    if claim.epoch > epoch {
+        headers.extend(source.header_range(claim.epoch, claim.epoch)?);
+        history_path = source.history_path(epoch, claim.epoch)?;
+    }
+    if headers.len() != 1 + usize::from(claim.epoch > epoch) {
+        return Err(SourceError::BadAnswer(format!("headers {epoch} and {} incomplete", claim.epoch)).into());
     }
     let block = backend
         .block_hash(claim.height)
@@ -75,6 +83,7 @@ pub fn assemble(
         located.path.index,
         located.path.siblings,
         headers,
+        history_path,
         claim.txid,
         block,
         &earlier,

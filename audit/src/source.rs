@@ -81,6 +81,22 @@ pub trait Source {
         Err(SourceError::NotFound(format!("task {id}: {} serves no tasks", self.describe())))
     }
 
+    /// The Merkle siblings of epoch `epoch`'s header hash in the history tree epoch
+    /// `anchored`'s header commits (the hashes of headers 0 to `anchored − 1`; SPEC.md §5.9).
+    /// By default computed from those headers; a source that can answer directly does.
+    fn history_path(&self, epoch: u32, anchored: u32) -> Result<Vec<Hash32>, SourceError> {
+        let before = anchored
+            .checked_sub(1)
+            .filter(|b| epoch <= *b)
+            .ok_or_else(|| SourceError::BadAnswer(format!("epoch {epoch} is not before epoch {anchored}")))?;
+        let hashes: Vec<Hash32> = self.header_range(0, before)?.iter().map(|h| h.id()).collect();
+        if hashes.len() != anchored as usize {
+            return Err(SourceError::BadAnswer(format!("headers 0..{anchored} incomplete")));
+        }
+        let proof = cairn_spec::merkle::MerkleTree::new(hashes).proof(epoch);
+        proof.map(|p| p.siblings).ok_or_else(|| SourceError::BadAnswer(format!("no epoch {epoch}")))
+    }
+
     /// Every header from `from` to `to` inclusive (fewer when the chain is shorter).
     fn header_range(&self, from: u32, to: u32) -> Result<Vec<SignedEpochHeader>, SourceError> {
         let mut out = Vec::new();
@@ -210,6 +226,16 @@ impl Source for ApiSource {
             )));
         }
         Ok(task)
+    }
+
+    fn history_path(&self, epoch: u32, anchored: u32) -> Result<Vec<Hash32>, SourceError> {
+        let v = self.get(&format!("/v1/epochs/{anchored}/history/{epoch}"))?;
+        let a: cairn_spec::api::EpochHistory =
+            serde_json::from_value(v).map_err(|e| SourceError::BadAnswer(format!("history path: {e}")))?;
+        if a.siblings.len() > cairn_spec::merkle::MAX_DEPTH {
+            return Err(SourceError::BadAnswer("history path longer than any tree".into()));
+        }
+        Ok(a.siblings)
     }
 
     fn anchors(&self) -> Result<Vec<AnchorClaim>, SourceError> {

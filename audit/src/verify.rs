@@ -344,10 +344,11 @@ pub fn strip_witness(tx: &Transaction) -> Transaction {
     t
 }
 
-/// Builds a receipt proof from the sidechain data and what Bitcoin holds: the anchor
-/// transaction, its position and Merkle path in its block, the block header and height, and
-/// the chain of spends back to the genesis output the headers name, fetched from the blocks
-/// `earlier` (the anchors before it) names.
+/// Builds a receipt proof from the sidechain data (the receipt and its path, its epoch's
+/// header and the anchored one's with the history path between them) and what Bitcoin
+/// holds: the anchor transaction, its position and Merkle path in its block, the block
+/// header and height, and the chain of spends back to the genesis output the headers name,
+/// fetched from the blocks `earlier` (the anchors before it) names.
 #[allow(clippy::too_many_arguments)]
 pub fn assemble_receipt_proof(
     network: Network,
@@ -355,6 +356,7 @@ pub fn assemble_receipt_proof(
     receipt_index: u32,
     receipt_path: Vec<Hash32>,
     headers: Vec<SignedEpochHeader>,
+    history_path: Vec<Hash32>,
     anchor_txid: Txid,
     anchor_block: BlockHash,
     earlier: &[AnchorRef],
@@ -378,6 +380,7 @@ pub fn assemble_receipt_proof(
         receipt_index,
         receipt_path,
         headers,
+        history_path,
         anchor_kind: cairn_spec::proof::AnchorKind::OpReturnOutput,
         anchor_tx: serialize(&strip_witness(tx)),
         tx_index: index as u32,

@@ -70,6 +70,7 @@ fn chain_with(n: u32, anchor: AnchorBinding, mut beacon: impl FnMut(&SignedEpoch
     };
     let mut ledger: BTreeMap<PubKey, LedgerEntry> = BTreeMap::new();
     let mut prev = Hash32::ZERO;
+    let mut history = cairn_spec::merkle::Frontier::new();
     for height in 0..n {
         // Signed as one batch per epoch, as the coordinator's group commits do (SPEC.md §5.7).
         let bodies: Vec<WorkReceipt> = workers
@@ -118,8 +119,10 @@ fn chain_with(n: u32, anchor: AnchorBinding, mut beacon: impl FnMut(&SignedEpoch
                 None => Beacon::None,
             },
             anchor,
+            history: history.root(),
         };
         prev = header.hash();
+        history.push(prev);
         m.headers.insert(height, Signed::sign(header, &c, &[0; 32]));
         m.receipts.insert(height, receipts);
         m.ledgers.insert(height, entries);
@@ -185,6 +188,33 @@ fn each_lie_is_found_and_named() {
     let a = audit(&m);
     assert_eq!(a.duplicate_receipts, vec![dup.id()]);
     assert_eq!(failing(&a), vec![(1, "receipts")]);
+}
+
+/// Issue 25 item 6: a receipt proof reaches the anchored header through its history, so a
+/// coordinator that signs a header whose history holds another header for an earlier epoch
+/// (say, one committing receipts the chain never served) makes proofs for that header that
+/// verify on their own. The chain audit recomputes every history and names the header, over
+/// the whole chain and over a range.
+#[test]
+fn a_history_that_holds_another_header_is_named_by_the_chain_audit() {
+    let mut m = chain();
+    let mut fake = m.headers[&1].body.clone();
+    fake.receipts_root = sha256(b"receipts the chain never served");
+    let fake = Signed::sign(fake, &coord(), &[0; 32]);
+    let leaves = vec![m.headers[&0].id(), fake.id(), m.headers[&2].id()];
+    let mut h = m.headers[&3].body.clone();
+    h.history = merkle::root(&leaves);
+    m.headers.insert(3, Signed::sign(h, &coord(), &[0; 32]));
+    // The path from the other header reaches the signed history root...
+    let path = merkle::MerkleTree::new(leaves).proof(1).unwrap();
+    assert_eq!(path.root_for(&fake.id()).unwrap(), m.headers[&3].body.history);
+    // ...and the audit names the header that commits it, and only that one.
+    assert_eq!(failing(&audit(&m)), vec![(3, "header_link")]);
+    let part =
+        audit_chain(&m, &[], None, &Scope { from: 2, to: None, genesis: None }, &mut |_, _| {}).unwrap();
+    assert_eq!(failing(&part), vec![(3, "header_link")]);
+    let detail = &part.epochs[1].report.first_failure().unwrap().detail;
+    assert!(detail.contains("history"), "{detail}");
 }
 
 #[test]

@@ -49,13 +49,14 @@ fn world() -> World {
 }
 
 fn proof(w: &World, epoch: u32, index: u32, anchor: usize, anchored_epoch: u32) -> ReceiptProof {
-    let (r, i, path, headers) = w.side.parts(epoch, index, anchored_epoch);
+    let (r, i, path, headers, history) = w.side.parts(epoch, index, anchored_epoch);
     assemble_receipt_proof(
         Network::Regtest,
         r,
         i,
         path,
         headers,
+        history,
         w.anchors[anchor].txid,
         w.anchors[anchor].block,
         &w.anchors[..anchor],
@@ -109,13 +110,14 @@ fn a_wrong_sibling_fails_inclusion() {
 fn a_header_not_in_the_op_return_fails_the_payload() {
     let w = world();
     // Headers only up to epoch 0, but the anchor commits epoch 1.
-    let (r, i, path, headers) = w.side.parts(0, 1, 0);
+    let (r, i, path, headers, history) = w.side.parts(0, 1, 0);
     let p = assemble_receipt_proof(
         Network::Regtest,
         r,
         i,
         path,
         headers,
+        history,
         w.anchors[0].txid,
         w.anchors[0].block,
         &[],
@@ -354,13 +356,14 @@ fn a_receipt_proof_carries_the_spend_chain_from_the_genesis_output() {
     gap.spend_chain.remove(0);
     assert_eq!(failed(&verify_receipt(&gap, &w.chain, Network::Regtest, 1)), "anchor_chain");
     // Assembly needs the earlier anchors: without them it cannot build the chain.
-    let (r0, i0, path0, headers0) = w.side.parts(4, 0, 4);
+    let (r0, i0, path0, headers0, history) = w.side.parts(4, 0, 4);
     assert!(assemble_receipt_proof(
         Network::Regtest,
         r0,
         i0,
         path0,
         headers0,
+        history,
         w.anchors[2].txid,
         w.anchors[2].block,
         &w.anchors[..1],

@@ -496,10 +496,17 @@ pub fn payouts(s: &dyn KvStore) -> Result<Vec<PayoutRecord>, LoadError> {
     scan_all(s, Table::Ledger, b"p")?.into_iter().map(|(k, v)| parse(Table::Ledger, &k, &v)).collect()
 }
 
-/// Checks a header chain: every stored header follows the previous one.
+/// Checks a header chain (see [`checked_history`]); returns how many headers it holds.
 pub fn check_header_chain(s: &dyn KvStore) -> Result<u32, String> {
+    checked_history(s).map(|h| h.len() as u32)
+}
+
+/// Checks a header chain: every stored header follows the previous one and commits the
+/// history of the ones before it. Returns the history frontier over all of them.
+pub fn checked_history(s: &dyn KvStore) -> Result<cairn_spec::merkle::Frontier, String> {
     let rows = scan_all(s, Table::Epochs, b"h").map_err(|e| e.to_string())?;
     let mut prev: Option<EpochHeader> = None;
+    let mut history = cairn_spec::merkle::Frontier::new();
     for (k, v) in &rows {
         let h: SignedEpochHeader = decode(Table::Epochs, k, v).map_err(|e| e.to_string())?;
         if !h.verify() {
@@ -510,7 +517,14 @@ pub fn check_header_chain(s: &dyn KvStore) -> Result<u32, String> {
             Some(p) if !h.body.follows(p) => return Err(format!("epoch {} does not follow", h.body.height)),
             _ => {}
         }
+        if !h.body.history_is(&history) {
+            return Err(format!(
+                "epoch {} does not commit the history of the epochs before it",
+                h.body.height
+            ));
+        }
+        history.push(h.id());
         prev = Some(h.body);
     }
-    Ok(rows.len() as u32)
+    Ok(history)
 }

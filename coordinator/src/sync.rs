@@ -83,6 +83,7 @@ mod tests {
             coordinator: chain[0].header.body.coordinator,
             network: cairn_spec::Network::Regtest,
             tip: None,
+            history: Default::default(),
         };
         for e in &chain {
             let Judgement::Accept(b) = f.judge(e, "test", 0) else { panic!("refused") };

@@ -94,8 +94,10 @@ async fn impostor(
         receipt_count: 1,
         accepted_count: 1,
         reward_sats: 100,
-        // The key's holder knows the seed the next header must reveal.
+        // The key's holder knows the seed the next header must reveal, and the history of
+        // the headers before it.
         draw_seed: cairn_coordinator::lifecycle::draw_seed_of(&key, last.body.height + 1),
+        history: cairn_spec::merkle::Frontier::of(chain.headers.iter().map(|h| h.id())).root(),
         ..last.body.clone()
     };
     let receipt = SignedReceipt::sign(
@@ -203,6 +205,17 @@ async fn a_follower_replicates_reverifies_and_keeps_evidence_of_a_bad_epoch() {
             assert_eq!(get(fapi, &p), get(api, &p), "{p}");
         }
     }
+    // Both serve the path from epoch 0's header to header 2's history root (SPEC.md §5.9),
+    // and it reaches the root the signed header commits.
+    let hp = get(api, "/v1/epochs/2/history/0");
+    assert_eq!(get(fapi, "/v1/epochs/2/history/0"), hp);
+    let h0: SignedEpochHeader = decode(&get(api, "/v1/epochs/0")["encoding"]);
+    let h2: SignedEpochHeader = decode(&get(api, "/v1/epochs/2")["encoding"]);
+    let siblings: Vec<Hash32> = serde_json::from_value(hp["siblings"].clone()).unwrap();
+    let path = cairn_spec::merkle::MerkleProof { index: 0, count: 2, siblings };
+    assert_eq!(path.root_for(&h0.id()).unwrap(), h2.body.history);
+    assert_eq!(http(api, "GET", "/v1/epochs/2/history/2", None, None).0, 400);
+    assert_eq!(http(api, "GET", "/v1/epochs/9/history/0", None, None).0, 404);
     let rid = get(api, "/v1/epochs/1/receipts")["receipts"][0].clone();
     let rid = decode::<SignedReceipt>(&rid).id();
     let proof = get(fapi, &format!("/v1/receipts/{rid}/proof"));

@@ -264,7 +264,8 @@ async fn api_and_workers_over_real_sockets() {
             .replace("{id}", &receipt_id.to_hex())
             .replace("{key}", &w0.public().to_hex())
             .replace("{worker}", &w0.public().to_hex())
-            .replace("{height}", "0");
+            .replace("{height}", "0")
+            .replace("{epoch}", "0");
         let (_, v) = http(api, &method.to_uppercase(), &concrete, None, Some("{}"));
         assert_ne!(v["error"].as_str(), Some("no such route"), "{method} {path} not routed");
     }

@@ -95,6 +95,7 @@ async fn start(seed: u8) -> Node {
 fn headers(n: u32, network: cairn_spec::Network) -> Vec<SignedEpochHeader> {
     let coord = SigningKey::from_secret_bytes([77; 32]).unwrap();
     let mut prev = Hash32::ZERO;
+    let mut history = cairn_spec::merkle::Frontier::new();
     (0..n)
         .map(|height| {
             let h = EpochHeader {
@@ -115,8 +116,10 @@ fn headers(n: u32, network: cairn_spec::Network) -> Vec<SignedEpochHeader> {
                 next_roster: cairn_spec::Roster::default().root(),
                 beacon: cairn_spec::Beacon::None,
                 anchor: cairn_spec::AnchorBinding::None,
+                history: history.root(),
             };
             prev = h.hash();
+            history.push(prev);
             Signed::sign(h, &coord, &[0; 32])
         })
         .collect()

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use cairn_spec::hash::{sha256, Hash32};
 use cairn_spec::keys::verify;
 use cairn_spec::merkle::{self, MerkleTree};
-use cairn_spec::{Decode, ReceiptProof, SigningKey};
+use cairn_spec::{Decode, Encode, ReceiptProof, SigningKey};
 use sha2::{Digest, Sha256};
 
 /// Best wall time of `f` over `runs` runs.
@@ -112,11 +112,115 @@ fn main() {
         per_op(ver_t, k) / per_op(verify_t, n)
     );
 
+    println!("\n== Receipt proof size by epochs per anchor (receipt in the first epoch) ==");
+    println!(
+        "{:>8} {:>12} {:>8} {:>10} {:>16} {:>10}",
+        "epochs", "proof bytes", "ots ops", "history", "all headers (v2)", "v2 ops"
+    );
+    let mut sizes = Vec::new();
+    for n in [1u32, 100, 10_000] {
+        let p = proof_over(&proof, n);
+        let v = p.verify().unwrap();
+        assert_eq!(v.anchored_height, n);
+        let ops = p.ots_ops().unwrap();
+        let bytes = p.to_bytes().len();
+        // The v2 layout carried every header from the receipt's epoch to the anchored one
+        // and three OpenTimestamps operations for each: the same proof with n + 1 headers of
+        // the first one's encoded size and no history path.
+        let header_len = p.headers[0].to_bytes().len();
+        let v2_bytes = bytes - 1 - 32 * p.history_path.len() + (n as usize - 1) * header_len;
+        let v2_ops = ops.len() - 3 * p.history_path.len() - 2 + 3 * (n as usize - 1) + 3;
+        println!(
+            "{n:>8} {bytes:>12} {:>8} {:>10} {v2_bytes:>16} {v2_ops:>10}",
+            ops.len(),
+            format!("{} hashes", p.history_path.len())
+        );
+        sizes.push(format!("{n}: {bytes} B / {} ops (v2: {v2_bytes} B / {v2_ops} ops)", ops.len()));
+    }
+    println!("(OpenTimestamps clients refuse more than 255 operations.)");
+
     println!();
+    println!("summary: receipt proof size by epochs per anchor = {}", sizes.join(", "));
     println!(
         "summary: Merkle root time / raw SHA-256 time at {} leaves = {:.3}x",
         last_ratio.0, last_ratio.1
     );
     println!("summary: BIP340 verifications per second (one core) = {:.0}", 1e9 / per_op(verify_t, n));
     println!("summary: receipt proof verifications per second (one core) = {:.0}", 1e9 / per_op(ver_t, k));
+}
+
+/// A valid receipt proof for a receipt of epoch 0 whose epoch `n` is the first one anchored:
+/// the receipt of `base` re-signed by a fresh coordinator, its epoch's header, the anchored
+/// header at height `n` committing the history of headers 0 to `n − 1` (only the first is
+/// built; the others are stand-in hashes, as the proof never shows them), the chain's first
+/// anchor transaction spending the genesis output, alone in its block.
+fn proof_over(base: &ReceiptProof, n: u32) -> ReceiptProof {
+    use bitcoin::hashes::Hash as _;
+    use cairn_spec::{AnchorBinding, AnchorPayload, SignedEpochHeader, SignedReceipt};
+    let key = SigningKey::from_secret_bytes([7; 32]).unwrap();
+    let mut body = base.receipt.body.clone();
+    body.coordinator = key.public();
+    body.epoch = 0;
+    let receipt = SignedReceipt::sign(body, &key, &[0; 32]);
+    let genesis_txid = sha256(b"genesis output");
+    let binding = AnchorBinding::Key { key: key.public(), genesis_txid, genesis_vout: 0 };
+    let mut first = base.headers[0].body.clone();
+    first.coordinator = key.public();
+    first.height = 0;
+    first.prev = Hash32::ZERO;
+    first.receipts_root = receipt.body.leaf_hash();
+    first.receipt_count = 1;
+    first.accepted_count = 1;
+    first.beacon = cairn_spec::Beacon::None;
+    first.anchor = binding;
+    first.history = merkle::empty_root();
+    let first = SignedEpochHeader::sign(first, &key, &[0; 32]);
+    let mut leaves = vec![first.id()];
+    leaves.extend((1..n).map(|i| sha256(&i.to_le_bytes())));
+    let mut last = first.body.clone();
+    last.height = n;
+    last.prev = *leaves.last().unwrap();
+    last.history = merkle::root(&leaves);
+    let last = SignedEpochHeader::sign(last, &key, &[0; 32]);
+    let payload = AnchorPayload { height: n, header_hash: last.id() };
+    let tx = bitcoin::Transaction {
+        version: bitcoin::transaction::Version(3),
+        lock_time: bitcoin::absolute::LockTime::ZERO,
+        input: vec![bitcoin::TxIn {
+            previous_output: bitcoin::OutPoint {
+                txid: bitcoin::Txid::from_byte_array(genesis_txid.0),
+                vout: 0,
+            },
+            script_sig: bitcoin::ScriptBuf::new(),
+            sequence: bitcoin::Sequence::ENABLE_RBF_NO_LOCKTIME,
+            witness: bitcoin::Witness::new(),
+        }],
+        output: vec![
+            bitcoin::TxOut {
+                value: bitcoin::Amount::from_sat(50_000),
+                script_pubkey: cairn_spec::binding::key_script(&key.public()),
+            },
+            bitcoin::TxOut { value: bitcoin::Amount::ZERO, script_pubkey: payload.to_script() },
+        ],
+    };
+    let anchor_tx = bitcoin::consensus::encode::serialize(&tx);
+    let mut block_header = base.block_header.clone();
+    block_header[36..68].copy_from_slice(&cairn_spec::hash::sha256d(&anchor_tx).0);
+    let history_path = MerkleTree::new(leaves).proof(0).unwrap().siblings;
+    let headers = vec![first, last];
+    ReceiptProof {
+        network: base.network,
+        receipt,
+        receipt_index: 0,
+        receipt_path: Vec::new(),
+        headers,
+        history_path,
+        anchor_kind: base.anchor_kind,
+        anchor_tx,
+        tx_index: 0,
+        tx_path: Vec::new(),
+        block_header,
+        block_height: base.block_height,
+        spend_chain: Vec::new(),
+    }
 }

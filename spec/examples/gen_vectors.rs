@@ -286,10 +286,12 @@ fn object_vectors() -> Value {
         next_roster: Roster::new(vec![key(20).public(), key(21).public(), key(22).public()]).root(),
         beacon: Beacon::None,
         anchor: AnchorBinding::Key { key: key(30).public(), genesis_txid: h("funding-tx"), genesis_vout: 1 },
+        history: merkle::empty_root(),
     };
     let next = EpochHeader {
         height: 1,
         prev: genesis.hash(),
+        history: merkle::root(&[genesis.hash()]),
         receipts_root: h("r"),
         state_root: h("s"),
         receipt_count: 3,
@@ -476,9 +478,10 @@ fn object_vectors() -> Value {
     let acc_at = EpochHeader::RECEIPTS_ROOT_OFFSET + 64 + 4;
     b[acc_at..acc_at + 4].copy_from_slice(&4u32.to_be_bytes());
     bad("epoch_header", "more accepted than receipts", b, "invalid_value");
-    // The beacon, then the anchor binding, end the header: each a kind byte, then for a
-    // block its height and hash, for a key the key, the genesis txid and vout.
-    let beacon_at = EpochHeader::MIN_ENCODED_LEN - 2;
+    // The beacon, then the anchor binding, then the history root end the header: each of the
+    // first two a kind byte, then for a block its height and hash, for a key the key, the
+    // genesis txid and vout.
+    let beacon_at = EpochHeader::MIN_ENCODED_LEN - 2 - 32;
     let mut b = header_bytes.clone();
     b[beacon_at] = 2;
     bad("epoch_header", "unknown beacon kind", b, "invalid_tag");
@@ -494,6 +497,15 @@ fn object_vectors() -> Value {
     b.extend_from_slice(&Beacon::Block { height: 1, hash: h("block-1") }.to_bytes());
     b.extend_from_slice(&signed_genesis[beacon_at + 1..]);
     bad("epoch_header", "a beacon for epoch 0", b, "invalid_value");
+    // The history root: the empty tree's exactly at height 0 (genesis's is the 32 bytes
+    // before its signature).
+    let history_at = signed_genesis.len() - 64 - 32;
+    let mut b = signed_genesis.clone();
+    b[history_at] ^= 1;
+    bad("epoch_header", "a history for epoch 0", b, "invalid_value");
+    let mut b = header_bytes.clone();
+    b.truncate(b.len() - 64 - 1);
+    bad("epoch_header", "history cut short", b, "unexpected_end");
     let _ = enc;
 
     let chat_settings: Vec<Value> = [("llama-3.2-1b-instruct-q8_0", 42u64, 256u32), ("qwen2.5-0.5b", 0, 64)]
@@ -616,6 +628,7 @@ fn build_world_with(binding: AnchorBinding) -> World {
     let coord = key(1);
     let mut epochs: Vec<(Vec<SignedReceipt>, SignedEpochHeader)> = Vec::new();
     let mut prev = Hash32::ZERO;
+    let mut history = merkle::Frontier::new();
     for (height, n) in [(0u32, 5u32), (1, 3), (2, 1)] {
         // Each epoch's receipts are one signed batch, as a group commit issues them.
         let verdicts: Vec<Verdict> =
@@ -643,8 +656,10 @@ fn build_world_with(binding: AnchorBinding) -> World {
                 Beacon::Block { height: 100 + height * 3, hash: h(&format!("block-{}", 100 + height * 3)) }
             },
             anchor: binding,
+            history: history.root(),
         };
         prev = header.hash();
+        history.push(prev);
         epochs.push((receipts, Signed::sign(header, &coord, &AUX)));
     }
     World { coord, epochs }
@@ -742,12 +757,23 @@ fn proof_with_chain(
     let tree = MerkleTree::new(receipts.iter().map(|r| r.body.leaf_hash()).collect());
     let tx_bytes = bitcoin::consensus::encode::serialize(tx);
     let (block_header, tx_path) = block_with(&tx_bytes);
+    // The receipt's epoch's header, and the anchored (last) one's when later, with the path
+    // of the first in the second's history.
+    let anchored = w.epochs.len() - 1;
+    let mut headers = vec![w.epochs[epoch].1.clone()];
+    let mut history_path = Vec::new();
+    if epoch < anchored {
+        headers.push(w.epochs[anchored].1.clone());
+        let history = MerkleTree::new(w.epochs[..anchored].iter().map(|(_, hd)| hd.id()).collect());
+        history_path = history.proof(epoch as u32).unwrap().siblings;
+    }
     ReceiptProof {
         network: Network::Regtest,
         receipt: receipts[index as usize].clone(),
         receipt_index: index,
         receipt_path: tree.proof(index).unwrap().siblings,
-        headers: w.epochs[epoch..].iter().map(|(_, hd)| hd.clone()).collect(),
+        headers,
+        history_path,
         anchor_kind: proof::AnchorKind::OpReturnOutput,
         anchor_tx: tx_bytes,
         tx_index: 2,
@@ -885,14 +911,33 @@ fn receipt_proof_vectors() -> Value {
     let other = key(5);
     p.headers[1] = Signed::sign(p.headers[1].body.clone(), &other, &AUX);
     push("header signed by another key", p, "header_signature");
+    // The anchored header reaches the receipt's epoch through its history (SPEC.md §8.3
+    // step 5).
     let mut p = base.clone();
     p.headers.remove(1);
-    push("a header missing from the chain", p, "header_link");
+    push("anchored header left out, its history path kept", p, "history_path");
     let mut p = base.clone();
     let mut hdr = p.headers[1].body.clone();
-    hdr.prev = h("fork");
+    hdr.history = h("another chain's history");
     p.headers[1] = Signed::sign(hdr, &w.coord, &AUX);
-    push("header links to another predecessor", p, "header_link");
+    push("anchored header's history holds another chain", p, "header_link");
+    let mut p = base.clone();
+    p.history_path[0] = h("wrong sibling");
+    push("wrong sibling in the history path", p, "header_link");
+    let mut p = base.clone();
+    p.history_path.push(h("extra"));
+    push("history path longer than the history tree", p, "history_path");
+    let mut p = base.clone();
+    p.history_path.pop();
+    push("history path shorter than the history tree", p, "history_path");
+    let mut p = base.clone();
+    p.headers[1] = p.headers[0].clone();
+    push("anchored header no later than the receipt's epoch", p, "header_link");
+    let mut p = base.clone();
+    let mut hdr = p.headers[1].body.clone();
+    hdr.anchor = AnchorBinding::None;
+    p.headers[1] = Signed::sign(hdr, &w.coord, &AUX);
+    push("anchored header names another anchor binding", p, "header_link");
     let mut wrong_hash = payload;
     wrong_hash.header_hash = h("another header");
     push(

@@ -447,6 +447,22 @@ pub struct EpochRoster {
     pub encoding: String,
 }
 
+/// `GET /v1/epochs/{height}/history/{epoch}`: where epoch `epoch`'s header sits in the
+/// history tree header `height` commits (SPEC.md §5.9), the path a receipt proof carries
+/// (§8.1 `history_path`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct EpochHistory {
+    /// The header whose history tree this is.
+    pub height: u32,
+    /// The earlier epoch whose header hash is the leaf.
+    pub epoch: u32,
+    /// Header `height`'s `history` root.
+    pub root: Hash32,
+    /// The leaf's Merkle siblings, bottom up (SPEC.md §6.1).
+    pub siblings: Vec<Hash32>,
+}
+
 /// Where an anchor transaction stands: a coordinator's own anchors are `pending`,
 /// `replaced`, `confirmed` or `conflicted`; a follower's found anchors are `confirmed` (the
 /// header it accepted at that height), `unverified` (that epoch is not accepted yet) or

@@ -8,6 +8,7 @@ use crate::codec::{expect_version, Decode, DecodeError, Encode, Reader, Writer};
 use crate::draw::Beacon;
 use crate::hash::{Hash32, Tag};
 use crate::keys::PubKey;
+use crate::merkle::Frontier;
 use crate::network::Network;
 use crate::signed::{Object, Signed, Signer};
 
@@ -46,6 +47,10 @@ pub struct EpochHeader {
     /// The key and genesis output the chain's anchors grow from (SPEC.md §7.1): the same in
     /// every header of a chain; `None` only for a chain not anchored to Bitcoin.
     pub anchor: AnchorBinding,
+    /// Root of the Merkle tree (§6) over the hashes of every header before this one, heights
+    /// 0 to `height − 1` in order (the empty root at height 0): a receipt proof reaches an
+    /// anchored header from any earlier epoch by one inclusion path (SPEC.md §8.3 step 5).
+    pub history: Hash32,
 }
 
 /// A header with the coordinator's signature.
@@ -53,9 +58,10 @@ pub type SignedEpochHeader = Signed<EpochHeader>;
 
 impl EpochHeader {
     /// Object version.
-    pub const VERSION: u8 = 4;
+    pub const VERSION: u8 = 5;
     /// Shortest encoding of the unsigned header (no beacon block, no anchor binding).
-    pub const MIN_ENCODED_LEN: usize = 1 + 1 + 32 + 4 + 32 + 32 + 32 + 4 + 4 + 8 + 8 + 32 + 32 + 32 + 1 + 1;
+    pub const MIN_ENCODED_LEN: usize =
+        1 + 1 + 32 + 4 + 32 + 32 + 32 + 4 + 4 + 8 + 8 + 32 + 32 + 32 + 1 + 1 + 32;
     /// Offset of `prev` in the encoding.
     pub const PREV_OFFSET: usize = 1 + 1 + 32 + 4;
     /// Offset of `receipts_root` in the encoding.
@@ -64,6 +70,12 @@ impl EpochHeader {
     /// The header hash (its id).
     pub fn hash(&self) -> Hash32 {
         self.id()
+    }
+
+    /// True when `history` is the frontier over the hashes of the headers before this one:
+    /// as many as the height, with the root this header commits.
+    pub fn history_is(&self, history: &Frontier) -> bool {
+        history.len() == u64::from(self.height) && history.root() == self.history
     }
 
     /// True when `self` directly follows `prev` (same network, coordinator and anchor
@@ -97,6 +109,7 @@ impl Encode for EpochHeader {
             .raw(&self.next_roster.0);
         self.beacon.encode(w);
         self.anchor.encode(w);
+        w.raw(&self.history.0);
     }
 }
 
@@ -138,6 +151,13 @@ impl Decode for EpochHeader {
             });
         }
         let anchor = AnchorBinding::decode(r)?;
+        let history = Hash32(r.array("history")?);
+        if height == 0 && history != crate::merkle::empty_root() {
+            return Err(DecodeError::InvalidValue {
+                field: "history",
+                reason: "must be the empty tree's root at height 0",
+            });
+        }
         Ok(EpochHeader {
             network,
             coordinator,
@@ -154,6 +174,7 @@ impl Decode for EpochHeader {
             next_roster,
             beacon,
             anchor,
+            history,
         })
     }
 }

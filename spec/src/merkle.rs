@@ -235,6 +235,65 @@ impl MerkleTree {
     }
 }
 
+/// A tree grown one leaf at a time, kept as the roots of its perfect subtrees (its "peaks",
+/// largest first, sizes the bits of the leaf count): the root after each append is the same
+/// as [`root`] over all leaves so far, in O(log n) memory. Epoch headers commit their
+/// predecessors this way (SPEC.md §5.9 `history`), a Merkle mountain range whose bagging is
+/// the tree of §6.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Frontier {
+    count: u64,
+    peaks: Vec<Hash32>,
+}
+
+impl Frontier {
+    /// The frontier of the empty tree.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The frontier over `leaves`.
+    pub fn of(leaves: impl IntoIterator<Item = Hash32>) -> Self {
+        let mut f = Self::new();
+        leaves.into_iter().for_each(|l| f.push(l));
+        f
+    }
+
+    /// Leaves so far.
+    pub fn len(&self) -> u64 {
+        self.count
+    }
+
+    /// True when no leaf was appended.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Appends a leaf hash.
+    pub fn push(&mut self, leaf: Hash32) {
+        let mut h = leaf;
+        let mut c = self.count;
+        // Each trailing one bit of the count is a perfect subtree the new one completes.
+        while c & 1 == 1 {
+            match self.peaks.pop() {
+                Some(left) => h = merkle_node(&left, &h),
+                None => break,
+            }
+            c >>= 1;
+        }
+        self.peaks.push(h);
+        self.count += 1;
+    }
+
+    /// The root over every leaf appended ([`root`] of them).
+    pub fn root(&self) -> Hash32 {
+        let mut peaks = self.peaks.iter().rev();
+        let Some(last) = peaks.next() else { return empty_root() };
+        // A level's odd node is promoted, so the smaller peaks join first, right to left.
+        peaks.fold(*last, |acc, p| merkle_node(p, &acc))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -255,6 +314,21 @@ mod tests {
                 assert_eq!(p.root_for(&ls[i as usize]).unwrap(), tree.root(), "n={n} i={i}");
             }
         }
+    }
+
+    /// The frontier's root is the tree's root at every size (the shapes of §6 and of a
+    /// Merkle mountain range bagged right to left coincide).
+    #[test]
+    fn a_frontier_grows_the_same_root() {
+        let ls = leaves(300);
+        let mut f = Frontier::new();
+        assert_eq!(f.root(), empty_root());
+        for n in 1..=300usize {
+            f.push(ls[n - 1]);
+            assert_eq!(f.root(), root(&ls[..n]), "n={n}");
+            assert_eq!(f.peaks.len() as u32, (n as u32).count_ones());
+        }
+        assert_eq!(Frontier::of(ls[..77].iter().copied()).root(), root(&ls[..77]));
     }
 
     #[test]

@@ -19,8 +19,8 @@ use crate::merkle::{MerkleError, MerkleProof, Side, MAX_DEPTH};
 use crate::network::Network;
 use crate::receipt::SignedReceipt;
 
-/// Most epoch headers a proof may carry (the receipt's epoch up to the anchored one).
-pub const MAX_PROOF_HEADERS: usize = 1024;
+/// Most epoch headers a proof carries: the receipt's epoch and the anchored one.
+pub const MAX_PROOF_HEADERS: usize = 2;
 /// Largest anchor transaction (non-witness bytes; standard transactions are below this).
 pub const MAX_ANCHOR_TX_BYTES: usize = 100_000;
 /// Length of a Bitcoin block header.
@@ -53,8 +53,11 @@ pub struct ReceiptProof {
     pub receipt_index: u32,
     /// Siblings from the receipt's leaf to its epoch's receipts root.
     pub receipt_path: Vec<Hash32>,
-    /// Signed headers from the receipt's epoch up to the anchored epoch, in height order.
+    /// The receipt's epoch's signed header, then the anchored epoch's when that is later.
     pub headers: Vec<SignedEpochHeader>,
+    /// With two headers, the Merkle siblings of the first one's hash in the second one's
+    /// `history` tree (index: the first's height; leaves: the second's height); else empty.
+    pub history_path: Vec<Hash32>,
     /// Where the payload sits.
     pub anchor_kind: AnchorKind,
     /// The anchor transaction in its non-witness serialization (the bytes of its txid).
@@ -78,7 +81,7 @@ pub struct ReceiptProof {
 
 impl ReceiptProof {
     /// Object version.
-    pub const VERSION: u8 = 2;
+    pub const VERSION: u8 = 3;
 }
 
 impl Encode for ReceiptProof {
@@ -93,6 +96,10 @@ impl Encode for ReceiptProof {
         w.u16(self.headers.len() as u16);
         for h in &self.headers {
             h.encode(w);
+        }
+        w.u8(self.history_path.len() as u8);
+        for s in &self.history_path {
+            w.raw(&s.0);
         }
         match self.anchor_kind {
             AnchorKind::OpReturnOutput => w.u8(1),
@@ -130,6 +137,7 @@ impl Decode for ReceiptProof {
         }
         let n = r.count("headers", len, MAX_PROOF_HEADERS, EpochHeader::MIN_ENCODED_LEN + 64)?;
         let headers = (0..n).map(|_| SignedEpochHeader::decode(r)).collect::<Result<Vec<_>, _>>()?;
+        let history_path = hashes(r, "history_path")?;
         let anchor_kind = match r.u8("anchor_kind")? {
             1 => AnchorKind::OpReturnOutput,
             tag => return Err(DecodeError::InvalidTag { field: "anchor_kind", tag }),
@@ -151,6 +159,7 @@ impl Decode for ReceiptProof {
             receipt_index,
             receipt_path,
             headers,
+            history_path,
             anchor_kind,
             anchor_tx,
             tx_index,
@@ -206,12 +215,16 @@ pub enum ProofError {
         /// Header height.
         height: u32,
     },
-    /// A header does not follow the one before it.
-    #[error("epoch header {height} does not link to its predecessor")]
+    /// The anchored header does not reach the receipt's epoch: not later, another chain's,
+    /// or its history does not hold the receipt's epoch's header.
+    #[error("epoch header {height} does not reach the receipt's epoch")]
     HeaderLink {
         /// Header height.
         height: u32,
     },
+    /// The history path does not fit the anchored header's history tree.
+    #[error("history path: {0}")]
+    HistoryPath(MerkleError),
     /// The anchor transaction bytes are not one canonical non-witness transaction.
     #[error("anchor transaction does not decode: {0}")]
     TxDecode(String),
@@ -275,6 +288,7 @@ impl ProofError {
             ProofError::ReceiptsRootMismatch { .. } => "receipts_root_mismatch",
             ProofError::HeaderSignature { .. } => "header_signature",
             ProofError::HeaderLink { .. } => "header_link",
+            ProofError::HistoryPath(_) => "history_path",
             ProofError::TxDecode(_) => "tx_decode",
             ProofError::Tx64Bytes => "tx_64_bytes",
             ProofError::PayloadMissing => "payload_missing",
@@ -387,6 +401,20 @@ impl ReceiptProof {
         })
     }
 
+    /// The history path as a Merkle proof in the anchored header's history tree; `None` with
+    /// one header.
+    fn history_merkle(&self) -> Result<Option<MerkleProof>, ProofError> {
+        match self.headers.as_slice() {
+            [_] => Ok(None),
+            [first, anchored] => Ok(Some(MerkleProof {
+                index: first.body.height,
+                count: anchored.body.height,
+                siblings: self.history_path.clone(),
+            })),
+            _ => Err(ProofError::HeaderLink { height: 0 }),
+        }
+    }
+
     /// Runs every check that needs no chain access, in SPEC.md §8.3's order, and returns
     /// what the proof establishes or the first step that failed.
     pub fn verify(&self) -> Result<VerifiedProof, ProofError> {
@@ -415,20 +443,28 @@ impl ReceiptProof {
         if root != first.body.receipts_root {
             return Err(ProofError::ReceiptsRootMismatch { height: first.body.height });
         }
-        // 5. Every header is signed and links to the one before.
-        let mut prev: Option<&EpochHeader> = None;
-        for h in &self.headers {
-            if !h.verify() {
-                return Err(ProofError::HeaderSignature { height: h.body.height });
+        // 5. Every header is signed; a later anchored header holds the receipt's epoch's
+        //    header in its history, at that header's height.
+        if let Some(h) = self.headers.iter().find(|h| !h.verify()) {
+            return Err(ProofError::HeaderSignature { height: h.body.height });
+        }
+        let anchored = &self.headers.last().ok_or(ProofError::HeaderLink { height: 0 })?.body;
+        match self.history_merkle()? {
+            None if self.history_path.is_empty() => {}
+            None => {
+                let (index, count) = (first.body.height, first.body.height);
+                return Err(ProofError::HistoryPath(MerkleError::PathTooLong { index, count }));
             }
-            if let Some(p) = prev {
-                if !h.body.follows(p) {
-                    return Err(ProofError::HeaderLink { height: h.body.height });
+            Some(path) => {
+                if anchored.height <= first.body.height || anchored.anchor != first.body.anchor {
+                    return Err(ProofError::HeaderLink { height: anchored.height });
+                }
+                let reached = path.root_for(&first.body.hash()).map_err(ProofError::HistoryPath)?;
+                if reached != anchored.history {
+                    return Err(ProofError::HeaderLink { height: anchored.height });
                 }
             }
-            prev = Some(&h.body);
         }
-        let anchored = prev.ok_or(ProofError::HeaderLink { height: 0 })?;
         let anchored_hash = anchored.hash();
         // 6. The anchor transaction commits to the last header.
         let tx = parse_anchor_tx(&self.anchor_tx)?;
@@ -494,23 +530,33 @@ impl ReceiptProof {
         self.verify()?;
         let node_prefix = Tag::MerkleNode.prefix();
         let header_prefix = Tag::EpochHeader.prefix();
-        let mut ops = Vec::new();
-        for (side, s) in self.receipt_merkle()?.steps().map_err(ProofError::ReceiptPath)? {
-            match side {
-                Side::Left => ops.push(OtsOp::Prepend([&node_prefix[..], &s.0[..]].concat())),
-                Side::Right => {
-                    ops.push(OtsOp::Prepend(node_prefix.to_vec()));
-                    ops.push(OtsOp::Append(s.0.to_vec()));
+        let merkle_steps = |ops: &mut Vec<OtsOp>, steps: Vec<(Side, Hash32)>| {
+            for (side, s) in steps {
+                match side {
+                    Side::Left => ops.push(OtsOp::Prepend([&node_prefix[..], &s.0[..]].concat())),
+                    Side::Right => {
+                        ops.push(OtsOp::Prepend(node_prefix.to_vec()));
+                        ops.push(OtsOp::Append(s.0.to_vec()));
+                    }
                 }
+                ops.push(OtsOp::Sha256);
             }
-            ops.push(OtsOp::Sha256);
-        }
-        for (i, h) in self.headers.iter().enumerate() {
-            let enc = h.body.to_bytes();
-            let at = if i == 0 { EpochHeader::RECEIPTS_ROOT_OFFSET } else { EpochHeader::PREV_OFFSET };
+        };
+        // The header holding the message at `at`: the receipt's epoch's at its receipts root,
+        // the anchored one's at its history root (its last 32 bytes).
+        let header_step = |ops: &mut Vec<OtsOp>, enc: &[u8], at: usize| {
             ops.push(OtsOp::Prepend([&header_prefix[..], enc.get(..at).unwrap_or_default()].concat()));
             ops.push(OtsOp::Append(enc.get(at + 32..).unwrap_or_default().to_vec()));
             ops.push(OtsOp::Sha256);
+        };
+        let mut ops = Vec::new();
+        merkle_steps(&mut ops, self.receipt_merkle()?.steps().map_err(ProofError::ReceiptPath)?);
+        let first = self.headers.first().ok_or(ProofError::HeaderLink { height: 0 })?.body.to_bytes();
+        header_step(&mut ops, &first, EpochHeader::RECEIPTS_ROOT_OFFSET);
+        if let (Some(path), Some(anchored)) = (self.history_merkle()?, self.headers.get(1)) {
+            merkle_steps(&mut ops, path.steps().map_err(ProofError::HistoryPath)?);
+            let enc = anchored.body.to_bytes();
+            header_step(&mut ops, &enc, enc.len().saturating_sub(32));
         }
         let tx = parse_anchor_tx(&self.anchor_tx)?;
         let at = tx.hash_offset;

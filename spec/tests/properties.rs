@@ -235,6 +235,8 @@ fn header() -> impl Strategy<Value = EpochHeader> {
                             genesis_vout: b,
                         }
                     },
+                    // The empty tree's root exactly at height 0.
+                    history: if height == 0 { cairn_spec::merkle::empty_root() } else { state_root },
                 }
             },
         )

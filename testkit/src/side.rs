@@ -26,6 +26,7 @@ impl Side {
         let worker = SigningKey::from_secret_bytes([12; 32]).unwrap().public();
         let mut epochs = Vec::new();
         let mut prev = Hash32::ZERO;
+        let mut history = cairn_spec::merkle::Frontier::new();
         for height in 0..n_epochs {
             // One signed batch per epoch, as a coordinator's group commit issues them.
             let bodies: Vec<WorkReceipt> = (0..receipts_per_epoch)
@@ -63,8 +64,10 @@ impl Side {
                 next_roster: cairn_spec::Roster::default().root(),
                 beacon: cairn_spec::Beacon::None,
                 anchor,
+                history: history.root(),
             };
             prev = header.hash();
+            history.push(prev);
             epochs.push((receipts, Signed::sign(header, &coord, &[0; 32])));
         }
         Side { coord, epochs }
@@ -75,17 +78,24 @@ impl Side {
         AnchorPayload { height: h.height, header_hash: h.hash() }
     }
 
-    /// (receipt, index, path, headers from its epoch up to `anchored`).
+    /// (receipt, index, path, the headers a proof carries — its epoch's, and `anchored`'s
+    /// when later — and the path of the first in the second's history).
+    #[allow(clippy::type_complexity)]
     pub fn parts(
         &self,
         epoch: u32,
         index: u32,
         anchored: u32,
-    ) -> (SignedReceipt, u32, Vec<Hash32>, Vec<SignedEpochHeader>) {
+    ) -> (SignedReceipt, u32, Vec<Hash32>, Vec<SignedEpochHeader>, Vec<Hash32>) {
         let (receipts, _) = &self.epochs[epoch as usize];
         let tree = MerkleTree::new(receipts.iter().map(|r| r.body.leaf_hash()).collect());
-        let headers =
-            self.epochs[epoch as usize..=anchored as usize].iter().map(|(_, h)| h.clone()).collect();
-        (receipts[index as usize].clone(), index, tree.proof(index).unwrap().siblings, headers)
+        let mut headers = vec![self.epochs[epoch as usize].1.clone()];
+        let mut history = Vec::new();
+        if anchored > epoch {
+            headers.push(self.epochs[anchored as usize].1.clone());
+            let hashes = self.epochs[..anchored as usize].iter().map(|(_, h)| h.id()).collect();
+            history = MerkleTree::new(hashes).proof(epoch).unwrap().siblings;
+        }
+        (receipts[index as usize].clone(), index, tree.proof(index).unwrap().siblings, headers, history)
     }
 }

@@ -8,7 +8,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::Json;
 use cairn_spec::api::{
-    EpochClosed, EpochLedger, EpochList, EpochReceipts, EpochRoster, EpochView, ErrorBody,
+    EpochClosed, EpochHistory, EpochLedger, EpochList, EpochReceipts, EpochRoster, EpochView, ErrorBody,
 };
 use cairn_spec::{Encode, SignedEpochHeader};
 
@@ -145,4 +145,35 @@ pub(super) async fn epoch_roster(
         count: roster.keys().len() as u32,
         encoding: hex::encode(roster.to_bytes()),
     }))
+}
+
+/// The path from an earlier epoch's header to a later header's history root (SPEC.md §5.9),
+/// as a receipt proof carries it; the client checks it against the signed header.
+#[utoipa::path(get, path = "/v1/epochs/{height}/history/{epoch}", tag = "epochs",
+    params(("height" = u32, Path, description = "The later epoch (its header commits the history)"),
+           ("epoch" = u32, Path, description = "An epoch before it")),
+    responses((status = 200, description = "The path", body = EpochHistory),
+              (status = 400, description = "Malformed heights, or the epoch not before the height", body = ErrorBody),
+              (status = 404, description = "Unknown epoch", body = ErrorBody)))]
+pub(super) async fn epoch_history(
+    State(s): State<ApiState>,
+    Path((height, epoch)): Path<(String, String)>,
+) -> ApiResult<EpochHistory> {
+    let (height, epoch) = (parse_height(&height)?, parse_height(&epoch)?);
+    if epoch >= height {
+        return Err(bad("the epoch must be before the height"));
+    }
+    let store = s.store.clone();
+    let h = ls::header(store.as_ref(), height)?.ok_or_else(|| not_found("epoch"))?;
+    // Reading every earlier header is a scan of the store: off the async workers.
+    let hashes = tokio::task::spawn_blocking(move || -> Result<Vec<cairn_spec::Hash32>, ls::LoadError> {
+        Ok(ls::headers(store.as_ref(), 0, height as usize)?.iter().map(|h| h.id()).collect())
+    })
+    .await
+    .map_err(|_| ls::LoadError::from(crate::store::StoreError::Engine("history read stopped".into())))??;
+    let proof = (hashes.len() == height as usize)
+        .then(|| cairn_spec::merkle::MerkleTree::new(hashes).proof(epoch))
+        .flatten()
+        .ok_or_else(|| not_found("epoch"))?;
+    Ok(Json(EpochHistory { height, epoch, root: h.body.history, siblings: proof.siblings }))
 }

@@ -65,6 +65,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/epochs/{height}/receipts"),
     ("get", "/v1/epochs/{height}/ledger"),
     ("get", "/v1/epochs/{height}/roster"),
+    ("get", "/v1/epochs/{height}/history/{epoch}"),
     ("get", "/v1/anchors"),
     ("get", "/v1/receipts/{id}"),
     ("get", "/v1/receipts/{id}/proof"),
@@ -107,6 +108,7 @@ pub const ROUTES: &[(&str, &str)] = &[
         epochs::epoch_receipts,
         epochs::epoch_ledger,
         epochs::epoch_roster,
+        epochs::epoch_history,
         receipts::get_receipt,
         receipts::receipt_proof,
         receipts::timestamp,
@@ -477,6 +479,7 @@ pub fn router(state: ApiState, max_body: usize) -> Router {
         .route("/v1/epochs/{height}/receipts", get(epochs::epoch_receipts))
         .route("/v1/epochs/{height}/ledger", get(epochs::epoch_ledger))
         .route("/v1/epochs/{height}/roster", get(epochs::epoch_roster))
+        .route("/v1/epochs/{height}/history/{epoch}", get(epochs::epoch_history))
         .route("/v1/anchors", get(status::anchors))
         .route("/v1/receipts/{id}", get(receipts::get_receipt))
         .route("/v1/receipts/{id}/proof", get(receipts::receipt_proof))

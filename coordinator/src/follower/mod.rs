@@ -74,6 +74,9 @@ pub struct Follower {
     pub network: cairn_spec::Network,
     /// The newest accepted header.
     pub tip: Option<SignedEpochHeader>,
+    /// The Merkle frontier over the accepted headers' hashes: the next header must commit
+    /// its root (SPEC.md §5.9).
+    pub history: cairn_spec::merkle::Frontier,
 }
 
 impl Follower {
@@ -112,6 +115,7 @@ impl Follower {
         let report = cairn_audit::epoch::check_epoch(
             &e.header,
             self.tip.as_ref().map(|t| &t.body),
+            &self.history,
             &e.receipts,
             &e.ledger,
         );
@@ -139,6 +143,7 @@ impl Follower {
 
     /// Records that the accepted batch of `header` was written.
     pub fn accepted(&mut self, header: SignedEpochHeader) {
+        self.history.push(header.id());
         self.tip = Some(header);
     }
 

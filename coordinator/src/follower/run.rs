@@ -128,8 +128,9 @@ pub async fn run(
     let store = shell.store.clone();
     // What is on disk was verified before it was written; check the chain again at open so a
     // damaged database is found here rather than served.
-    let held =
-        ls::check_header_chain(store.as_ref()).map_err(|e| NodeError::Open(format!("stored chain: {e}")))?;
+    let history =
+        ls::checked_history(store.as_ref()).map_err(|e| NodeError::Open(format!("stored chain: {e}")))?;
+    let held = history.len();
     let tip = super::load_tip(store.as_ref()).map_err(|e| NodeError::Open(e.to_string()))?;
     if let Some(t) = &tip {
         if t.body.coordinator != coordinator || t.body.network != network {
@@ -139,7 +140,7 @@ pub async fn run(
             )));
         }
     }
-    let mut follower = Follower { coordinator, network, tip };
+    let mut follower = Follower { coordinator, network, tip, history };
     let evidence = super::load_evidence(store.as_ref()).map_err(|e| NodeError::Open(e.to_string()))?;
     tracing::info!(target: "cairn::follow", %coordinator, %network, epochs = held, evidence = evidence.len(), "follower state opened");
     let view = Arc::new(RwLock::new(FollowView {

@@ -29,6 +29,7 @@ pub(crate) fn epochs(n: u32) -> Vec<FetchedEpoch> {
         (1..=2u8).map(|i| SigningKey::from_secret_bytes([i; 32]).unwrap().public()).collect();
     let mut ledger: BTreeMap<PubKey, LedgerEntry> = BTreeMap::new();
     let mut prev = Hash32::ZERO;
+    let mut history = cairn_spec::merkle::Frontier::new();
     let mut out = Vec::new();
     for height in 0..n {
         let receipts: Vec<SignedReceipt> = (0..=height)
@@ -73,15 +74,22 @@ pub(crate) fn epochs(n: u32) -> Vec<FetchedEpoch> {
             next_roster: cairn_spec::Roster::default().root(),
             beacon: cairn_spec::Beacon::None,
             anchor: AnchorBinding::None,
+            history: history.root(),
         };
         prev = header.hash();
+        history.push(prev);
         out.push(FetchedEpoch { header: Signed::sign(header, &c, &[0; 32]), receipts, ledger: entries });
     }
     out
 }
 
 fn follower() -> Follower {
-    Follower { coordinator: coord().public(), network: Network::Regtest, tip: None }
+    Follower {
+        coordinator: coord().public(),
+        network: Network::Regtest,
+        tip: None,
+        history: Default::default(),
+    }
 }
 
 /// Judges and, when accepted, writes; returns the failed check of a refusal.
@@ -134,6 +142,8 @@ fn a_verified_chain_is_kept_and_each_bad_epoch_refused_with_nothing_written() {
     e.header.signature.0[9] ^= 1;
     lies.push(("header_signature", e));
     lies.push(("header_link", resign(good, |h| h.prev = sha256(b"a fork"))));
+    // A history root other than the one over the accepted headers (SPEC.md §5.9).
+    lies.push(("header_link", resign(good, |h| h.history = sha256(b"another history"))));
     lies.push(("totals", resign(good, |h| h.reward_sats += 5)));
     let other = SigningKey::from_secret_bytes([9; 32]).unwrap();
     let mut h = good.header.body.clone();

@@ -260,8 +260,10 @@ impl Machine {
             next_roster: roster.root(),
             beacon,
             anchor,
+            history: self.meta.history.root(),
         };
         let signed = self.sign(header);
+        self.meta.history.push(signed.id());
         let payload = AnchorPayload { height, header_hash: signed.id() };
         self.meta.next_epoch = height.saturating_add(1);
         self.meta.last_header = Some(signed.clone());

@@ -438,6 +438,10 @@ pub struct MetaState {
     /// anchor side chose them; with Bitcoin, no header is signed before.
     #[serde(default)]
     pub anchor: Option<cairn_spec::AnchorBinding>,
+    /// The Merkle frontier over every closed header's hash: the next header's `history`
+    /// is its root (SPEC.md §5.9).
+    #[serde(default)]
+    pub history: cairn_spec::merkle::Frontier,
     /// Running totals for dashboards (`/v1/stats`); not part of any root.
     #[serde(default)]
     pub counts: Counts,

@@ -23,8 +23,9 @@ pub use rocks::RocksStore;
 /// its draws' Bitcoin beacon, and the open epoch's beacon (SPEC.md §12.1). Version 7: headers
 /// of protocol version 4, each naming the anchor key and genesis output (SPEC.md §7.1); the
 /// binding in the node-wide record, the genesis output in the anchor head, the binding in the
-/// follower's anchor scan.
-pub const SCHEMA_VERSION: u32 = 7;
+/// follower's anchor scan. Version 8: headers of protocol version 5, each committing its
+/// predecessors' history root (SPEC.md §5.9); the history frontier in the node-wide record.
+pub const SCHEMA_VERSION: u32 = 8;
 
 /// Key of the schema version in the `meta` table.
 pub const SCHEMA_KEY: &[u8] = b"schema_version";
