@@ -97,7 +97,7 @@ fn main() {
     println!("sign:   {:>8.0} ns/op  ({:.0}/s)", per_op(sign_t, n), 1e9 / per_op(sign_t, n));
     println!("verify: {:>8.0} ns/op  ({:.0}/s)", per_op(verify_t, n), 1e9 / per_op(verify_t, n));
 
-    println!("\n== Receipt proof (vector: 5-receipt epoch, 3 headers, 4-tx block) ==");
+    println!("\n== Receipt proof (vector: 5-receipt epoch, 2 headers, 4-tx block) ==");
     let vectors = concat!(env!("CARGO_MANIFEST_DIR"), "/vectors/receipt_proof.json");
     let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(vectors).unwrap()).unwrap();
     let bytes = hex::decode(v["valid"][0]["proof"].as_str().unwrap()).unwrap();
@@ -107,7 +107,7 @@ fn main() {
     let ver_t = best(runs.min(3), || (0..k).filter(|_| proof.verify().is_ok()).count());
     println!("decode: {:>8.0} ns/proof", per_op(dec_t, k));
     println!(
-        "verify: {:>8.0} ns/proof  (4 Schnorr verifications + hashing; {:.1} Schnorr-verify equivalents)",
+        "verify: {:>8.0} ns/proof  (3 Schnorr verifications + hashing; {:.1} Schnorr-verify equivalents)",
         per_op(ver_t, k),
         per_op(ver_t, k) / per_op(verify_t, n)
     );

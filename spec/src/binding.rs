@@ -52,15 +52,32 @@ impl AnchorBinding {
     /// Why `tx` is not the anchor that spends `prev` under this binding (`prev`: the
     /// previous anchor's txid, `None` for the first anchor, which spends the genesis output).
     pub fn check_link(&self, tx: &Transaction, prev: Option<Txid>) -> Result<(), LinkError> {
-        let (Some(genesis), Some(script)) = (self.genesis(), self.chain_script()) else {
-            return Err(LinkError::Unbound);
-        };
-        let expected = prev.map_or(genesis, |txid| OutPoint { txid, vout: 0 });
+        self.links().ok_or(LinkError::Unbound)?.check(tx, prev)
+    }
+
+    /// The link rule of this binding, with the key's script derived once (a Taproot tweak),
+    /// for checking many links; `None` when unbound.
+    pub fn links(&self) -> Option<Links> {
+        Some(Links { genesis: self.genesis()?, script: self.chain_script()? })
+    }
+}
+
+/// The link rule of a key binding: where the chain starts and what every output 0 pays.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Links {
+    genesis: OutPoint,
+    script: ScriptBuf,
+}
+
+impl Links {
+    /// Why `tx` is not the anchor that spends `prev` (see [`AnchorBinding::check_link`]).
+    pub fn check(&self, tx: &Transaction, prev: Option<Txid>) -> Result<(), LinkError> {
+        let expected = prev.map_or(self.genesis, |txid| OutPoint { txid, vout: 0 });
         match tx.input.first().map(|i| i.previous_output) {
             Some(op) if op == expected => {}
             found => return Err(LinkError::Spends { expected, found }),
         }
-        if tx.output.first().map(|o| &o.script_pubkey) != Some(&script) {
+        if tx.output.first().map(|o| &o.script_pubkey) != Some(&self.script) {
             return Err(LinkError::ChainOutput);
         }
         Ok(())

@@ -477,10 +477,7 @@ impl ReceiptProof {
         // 7. The anchor transaction is on the chain of spends from the genesis output the
         //    headers name (SPEC.md §7.1): only the anchor key's holder made it, and no other
         //    chain can hold it.
-        let binding = &anchored.anchor;
-        if binding.genesis().is_none() {
-            return Err(ProofError::AnchorUnbound);
-        }
+        let links = anchored.anchor.links().ok_or(ProofError::AnchorUnbound)?;
         let mut prev = None;
         let mut committed: Option<u32> = None;
         let earlier = self.spend_chain.len();
@@ -489,7 +486,7 @@ impl ReceiptProof {
         for (index, raw) in txs.enumerate() {
             let fail = |reason: String| ProofError::SpendChain { index: index as u32, reason };
             let link = canonical_tx(raw).map_err(fail)?;
-            binding.check_link(&link, prev).map_err(|e| fail(e.to_string()))?;
+            links.check(&link, prev).map_err(|e| fail(e.to_string()))?;
             if index < earlier {
                 // Each earlier anchor commits one epoch, each after the one before and before
                 // the anchored epoch, as the chain audit requires of the whole chain.
