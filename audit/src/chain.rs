@@ -123,11 +123,31 @@ pub fn audit_chain(
         }
     }
     let prev_of_first = prev.clone();
-    // The history every header commits is over all headers before it (SPEC.md §5.9).
-    let mut history = match base {
-        Some(b) => cairn_spec::merkle::Frontier::of(source.header_range(0, b)?.iter().map(|h| h.id())),
-        None => cairn_spec::merkle::Frontier::new(),
-    };
+    // The history every header commits is over all headers before it (SPEC.md §5.9): for a
+    // range, the headers before it are checked as a chain (signatures, links, histories)
+    // ending at the range's predecessor, so a source cannot feed another history.
+    let mut history = cairn_spec::merkle::Frontier::new();
+    if let Some(b) = base {
+        let early = source.header_range(0, b)?;
+        let mut before: Option<&EpochHeader> = None;
+        for h in &early {
+            let linked = match before {
+                None => h.body.height == 0,
+                Some(p) => h.body.follows(p),
+            };
+            if !(linked && h.verify() && h.body.history_is(&history)) {
+                return Err(SourceError::BadAnswer(format!(
+                    "header {} before the range is not the chain's",
+                    h.body.height
+                )));
+            }
+            history.push(h.id());
+            before = Some(&h.body);
+        }
+        if early.len() as u64 != u64::from(b) + 1 || before != prev.as_ref() {
+            return Err(SourceError::BadAnswer(format!("the headers 0 to {b} do not end at epoch {b}")));
+        }
+    }
     if headers.is_empty() {
         return Err(SourceError::NotFound(format!("epoch {}", scope.from)));
     }

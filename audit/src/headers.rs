@@ -64,7 +64,8 @@ const MAX_TIMEWARP_SECS: i64 = 600;
 /// The header rules of one network.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HeaderRules {
-    /// The easiest target (Core's `powLimit`), as the bits that encode it.
+    /// The easiest target, as the compact bits of Core's `powLimit` (its genesis block's
+    /// bits; no compact value lies between the two, so comparing with either is the same).
     pub pow_limit: CompactTarget,
     /// Blocks per difficulty period (2016).
     pub interval: u32,
@@ -128,20 +129,23 @@ impl HeaderRules {
         height - height % self.interval.max(1)
     }
 
-    /// The checkpoint a bundle for a block at `height` connects to: the highest at or
-    /// below it, else the lowest above it.
+    /// The checkpoint a bundle for a block at `height` must pass: the lowest at or above it
+    /// (the block is then an ancestor of a block every node agrees on, fixed by its hash),
+    /// else the highest (the block is past every checkpoint, held only by the work after it).
+    /// A checkpoint below the block would leave the block to cheap early-chain difficulty.
     pub fn checkpoint_for(&self, height: u32) -> Option<&Checkpoint> {
-        self.checkpoints
-            .iter()
-            .rev()
-            .find(|c| c.height <= height)
-            .or_else(|| self.checkpoints.iter().find(|c| c.height > height))
+        self.checkpoints.iter().find(|c| c.height >= height).or_else(|| self.checkpoints.last())
     }
 
     /// Checks that `headers`, the first at `first_height`, start at a difficulty period's
-    /// first block and pass through a checkpoint, and through every checkpoint in their range
-    /// with its hash. Returns the highest checkpoint passed.
-    pub fn connect(&self, first_height: u32, headers: &[Header]) -> Result<&Checkpoint, String> {
+    /// first block, hold every checkpoint in their range with its hash, and pass the one
+    /// [`HeaderRules::checkpoint_for`] names for the block at `block_height`. Returns it.
+    pub fn connect(
+        &self,
+        first_height: u32,
+        headers: &[Header],
+        block_height: u32,
+    ) -> Result<&Checkpoint, String> {
         if first_height % self.interval.max(1) != 0 {
             return Err(format!(
                 "the headers start at height {first_height}, not at a difficulty period's first block (a multiple of {})",
@@ -149,7 +153,6 @@ impl HeaderRules {
             ));
         }
         let last = first_height.saturating_add(headers.len().saturating_sub(1) as u32);
-        let mut passed = None;
         for c in self.checkpoints.iter().filter(|c| (first_height..=last).contains(&c.height)) {
             let at = headers.get((c.height - first_height) as usize).map(|h| h.block_hash());
             if at != Some(c.hash) {
@@ -158,15 +161,15 @@ impl HeaderRules {
                     c.height, c.hash
                 ));
             }
-            passed = Some(c);
         }
-        passed.ok_or_else(|| {
-            let known: Vec<String> = self.checkpoints.iter().map(|c| c.height.to_string()).collect();
-            format!(
-                "the headers (heights {first_height} to {last}) reach no checkpoint (heights {})",
-                known.join(", ")
-            )
-        })
+        let needed = self.checkpoint_for(block_height).ok_or("the network has no checkpoint")?;
+        if !(first_height..=last).contains(&needed.height) {
+            return Err(format!(
+                "the headers (heights {first_height} to {last}) do not reach checkpoint {} at height {}, which a block at height {block_height} must connect to",
+                needed.hash, needed.height
+            ));
+        }
+        Ok(needed)
     }
 
     /// The bits the rules require of the block after `prior` (the headers from `first_height`
@@ -231,8 +234,8 @@ impl HeaderRules {
     }
 }
 
-/// `target × numerator / denominator` in 320-bit arithmetic (Core's `arith_uint256` never
-/// overflows here for a real network's limit; a test network's may, and saturates instead).
+/// `target × numerator / denominator` in 320-bit arithmetic, saturating (for a real
+/// network's limit, at most 2^234, Core's 256-bit `arith_uint256` never overflows here).
 fn scale(target: Target, numerator: u64, denominator: u64) -> Target {
     let le = target.to_le_bytes();
     let mut limbs = [0u64; 5];
@@ -425,9 +428,11 @@ mod tests {
             assert!(r.checkpoints.last().unwrap().chain_work.is_some(), "{net}");
         }
         let main = HeaderRules::of(Network::Mainnet);
-        assert_eq!(main.checkpoint_for(900_000).unwrap().height, 880_000);
+        // The lowest at or above the block; past the last one, the last one.
+        assert_eq!(main.checkpoint_for(900_000).unwrap().height, 910_000);
         assert_eq!(main.checkpoint_for(950_000).unwrap().height, 938_343);
         assert_eq!(main.checkpoint_for(935_000).unwrap().height, 935_000);
+        assert_eq!(main.checkpoint_for(1).unwrap().height, 840_000);
         let reg = HeaderRules::of(Network::Regtest);
         assert_eq!(reg.checkpoint_for(500).unwrap().height, 0);
         assert_eq!(
@@ -524,24 +529,29 @@ mod tests {
         let p = inside[19];
         inside.push(grind(Header { prev_blockhash: p.block_hash(), ..header(0x207f_ffff, p.time + 600) }));
         assert!(rules.check_difficulty(0, &inside).unwrap_err().contains("height 20"));
-        // Checkpoints: the run must start at a period's first block and pass through one.
-        rules.checkpoints = vec![Checkpoint { height: 16, hash: chain[16].block_hash(), chain_work: None }];
-        assert_eq!(rules.connect(0, &chain).unwrap().height, 16);
-        assert_eq!(rules.connect(16, &chain[16..]).unwrap().height, 16);
-        assert!(rules
-            .connect(1, &chain[1..])
-            .unwrap_err()
-            .contains("not at a difficulty period's first block"));
-        assert!(rules.connect(32, &chain[32..]).unwrap_err().contains("reach no checkpoint"));
+        // Checkpoints: the run must start at a period's first block and reach the block's.
+        rules.checkpoints = vec![
+            Checkpoint { height: 0, hash: chain[0].block_hash(), chain_work: None },
+            Checkpoint { height: 16, hash: chain[16].block_hash(), chain_work: None },
+        ];
+        assert_eq!(rules.connect(0, &chain, 10).unwrap().height, 16);
+        assert_eq!(rules.connect(16, &chain[16..], 40).unwrap().height, 16);
+        let err = rules.connect(1, &chain[1..], 40).unwrap_err();
+        assert!(err.contains("not at a difficulty period's first block"), "{err}");
+        assert!(rules.connect(32, &chain[32..], 40).unwrap_err().contains("do not reach checkpoint"));
+        // A block below a checkpoint must reach it: the genesis checkpoint alone does not fix
+        // a block of the first period, whose difficulty is the cheapest.
+        assert!(rules.connect(0, &chain[..12], 5).unwrap_err().contains("do not reach checkpoint"));
         // Another chain through the checkpoint's height.
-        let mut other = vec![genesis()];
+        let mut other = vec![chain[0]];
         mine(&rules, &mut other, 40, &[600]);
-        assert!(rules.connect(0, &other).unwrap_err().contains("another chain"));
+        assert!(rules.connect(0, &other, 20).unwrap_err().contains("another chain"));
     }
 
     /// A mainnet bundle cannot be made from cheap headers: a run that starts after Core's
-    /// last checkpoint reaches none, and one that claims a checkpoint's height holds another
-    /// block there.
+    /// last checkpoint reaches none, one that claims a checkpoint's height holds another
+    /// block there, and one built on the real genesis block for a block of the first
+    /// difficulty period (2^32 hashes a header) must still reach the first checkpoint.
     #[test]
     fn a_forged_mainnet_run_reaches_no_checkpoint() {
         let main = HeaderRules::of(Network::Mainnet);
@@ -549,11 +559,19 @@ mod tests {
         mine(&quick_rules(), &mut fake, 40, &[600]);
         let last = main.checkpoints.last().unwrap().height;
         let after = main.period_start(last) + 2016;
-        assert!(main.connect(after, &fake).unwrap_err().contains("reach no checkpoint"));
+        assert!(main.connect(after, &fake, after + 5).unwrap_err().contains("do not reach checkpoint"));
         let start = main.period_start(last);
         let mut long = fake.clone();
         long.resize(2016, fake[0]);
-        assert!(main.connect(start, &long).unwrap_err().contains("another chain"));
+        assert!(main.connect(start, &long, last + 1).unwrap_err().contains("another chain"));
+        // (Linked, not mined: the checkpoint is checked before any proof-of-work.)
+        let mut early = vec![bitcoin::blockdata::constants::genesis_block(bitcoin::Network::Bitcoin).header];
+        for _ in 0..7 {
+            let parent = *early.last().unwrap();
+            early.push(Header { prev_blockhash: parent.block_hash(), time: parent.time + 600, ..parent });
+        }
+        let err = main.connect(0, &early, 1).unwrap_err();
+        assert!(err.contains("do not reach checkpoint") && err.contains("840000"), "{err}");
         // Headers at regtest's limit are easier than mainnet allows.
         assert!(core_target(fake[1].bits).unwrap() > main.limit());
     }

@@ -9,6 +9,7 @@
 use bitcoin::consensus::encode::serialize;
 use bitcoin::hashes::Hash as _;
 use bitcoin::{BlockHash, OutPoint, Transaction, Txid, Witness};
+use cairn_spec::proof::ProofError;
 use cairn_spec::{
     AnchorBinding, AnchorPayload, Hash32, Network, ProofBundle, ReceiptProof, SignedEpochHeader,
     SignedReceipt,
@@ -101,7 +102,7 @@ fn step_of(code: &str) -> &'static str {
         "index_out_of_range" | "path_too_short" | "path_too_long" | "receipts_root_mismatch" => {
             "receipt_inclusion"
         }
-        "header_signature" | "header_link" => "header_chain",
+        "header_signature" | "header_link" | "history_path" => "header_chain",
         "anchor_unbound" | "spend_chain" => "anchor_chain",
         "block_index" | "block_merkle_root" => "block_inclusion",
         _ => "anchor_payload",
@@ -112,9 +113,25 @@ fn step_of(code: &str) -> &'static str {
 const PURE_STEPS: usize = 8;
 
 /// Runs the pure steps of SPEC.md §8.3 (the first [`PURE_STEPS`] of [`RECEIPT_CHECKS`])
-/// into `r`; returns what the proof establishes when they all pass.
-fn pure_checks(proof: &ReceiptProof, r: &mut Report) -> Option<cairn_spec::VerifiedProof> {
-    let pure = proof.verify();
+/// into `r`; returns what the proof establishes when they all pass. With `pin`, the anchor
+/// chain must also be the one grown from that genesis output (the one the verifier expects:
+/// headers naming another are another chain of the same coordinator).
+fn pure_checks(
+    proof: &ReceiptProof,
+    pin: Option<OutPoint>,
+    r: &mut Report,
+) -> Option<cairn_spec::VerifiedProof> {
+    let named = proof.headers.last().and_then(|h| h.body.anchor.genesis());
+    let pure = proof.verify().and_then(|v| match pin {
+        Some(p) if named != Some(p) => Err(ProofError::SpendChain {
+            index: 0,
+            reason: format!(
+                "the headers name genesis output {}, the verifier expects {p}",
+                named.map_or_else(|| "none".to_owned(), |n| n.to_string())
+            ),
+        }),
+        _ => Ok(v),
+    });
     let failed_step = pure.as_ref().err().map(|e| (step_of(e.code()), e.to_string()));
     for name in RECEIPT_CHECKS.iter().take(PURE_STEPS) {
         match &failed_step {
@@ -133,7 +150,15 @@ fn pure_checks(proof: &ReceiptProof, r: &mut Report) -> Option<cairn_spec::Verif
                         proof.receipt_index,
                         proof.headers.first().map_or(0, |h| h.body.receipt_count)
                     ),
-                    "header_chain" => format!("{} signed, linked headers", proof.headers.len()),
+                    "header_chain" => match proof.headers.as_slice() {
+                        [_, a] => format!(
+                            "epoch {}'s header in signed epoch {}'s history ({} hashes)",
+                            proof.receipt.body.epoch,
+                            a.body.height,
+                            proof.history_path.len()
+                        ),
+                        _ => "the receipt's epoch is the anchored one, signed".to_owned(),
+                    },
                     "anchor_payload" => "OP_RETURN commits to the last header".to_owned(),
                     "anchor_chain" => format!(
                         "anchor {} of the chain of spends from the genesis output the headers name",
@@ -150,15 +175,28 @@ fn pure_checks(proof: &ReceiptProof, r: &mut Report) -> Option<cairn_spec::Verif
 
 /// Verifies `proof` against Bitcoin through `backend`: every step named, the first failure
 /// stopping the rest. `network` is what the auditor expects; `min_depth` the confirmations
-/// required.
+/// required. See [`verify_receipt_pinned`] to require one anchor chain.
 pub fn verify_receipt(
     proof: &ReceiptProof,
     backend: &dyn ChainBackend,
     network: Network,
     min_depth: u32,
 ) -> Report {
+    verify_receipt_pinned(proof, backend, network, min_depth, None)
+}
+
+/// [`verify_receipt`], and with `pin` the anchor chain must grow from that genesis output
+/// (`anchor_chain` fails otherwise): the chain the verifier pinned when it first met the
+/// coordinator, so a receipt anchored on a second chain of the same coordinator is refused.
+pub fn verify_receipt_pinned(
+    proof: &ReceiptProof,
+    backend: &dyn ChainBackend,
+    network: Network,
+    min_depth: u32,
+    pin: Option<OutPoint>,
+) -> Report {
     let mut r = Report::default();
-    let Some(v) = pure_checks(proof, &mut r) else {
+    let Some(v) = pure_checks(proof, pin, &mut r) else {
         for name in RECEIPT_CHECKS.iter().skip(PURE_STEPS) {
             r.push(name, false, "not reached");
         }
@@ -447,18 +485,21 @@ pub const BUNDLE_CHECKS: [&str; 15] = [
 /// Verifies a bundle with no node, under Bitcoin Core's rules and checkpoints for `network`
 /// (see [`verify_bundle_with`]).
 pub fn verify_bundle(bundle: &ProofBundle, network: Network, min_depth: u32) -> Report {
-    verify_bundle_with(bundle, network, &HeaderRules::of(network), min_depth)
+    verify_bundle_with(bundle, network, &HeaderRules::of(network), min_depth, None)
 }
 
 /// Verifies a bundle with no node: the receipt proof; that the headers link from a difficulty
 /// period's start through the anchor block; that its coinbase commits its height (BIP34);
-/// that they pass through a checkpoint of `rules`; each header's proof-of-work, and its bits
-/// exactly as the rules require; at least `min_depth` blocks from the anchor block up.
+/// that they reach the checkpoint of `rules` the block connects to; each header's
+/// proof-of-work, and its bits exactly as the rules require; at least `min_depth` blocks from
+/// the anchor block up. With `pin`, the anchor chain must grow from that genesis output (see
+/// [`verify_receipt_pinned`]).
 pub fn verify_bundle_with(
     bundle: &ProofBundle,
     network: Network,
     rules: &HeaderRules,
     min_depth: u32,
+    pin: Option<OutPoint>,
 ) -> Report {
     use bitcoin::block::Header;
     use bitcoin::consensus::encode::deserialize;
@@ -470,7 +511,7 @@ pub fn verify_bundle_with(
             r.push(name, false, "not reached");
         }
     };
-    if pure_checks(proof, &mut r).is_none() {
+    if pure_checks(proof, pin, &mut r).is_none() {
         not_reached(&mut r);
         return r;
     }
@@ -482,14 +523,19 @@ pub fn verify_bundle_with(
         not_reached(&mut r);
         return r;
     }
-    let first = bundle.start_height();
     let at = bundle.before.len();
+    // Decoding refuses this; a bundle built in code might not have been decoded.
+    let Some(first) = u32::try_from(at).ok().and_then(|n| proof.block_height.checked_sub(n)) else {
+        r.push("header_links", false, "more headers before the block than its height");
+        not_reached(&mut r);
+        return r;
+    };
     let decoded = bundle
         .before
         .iter()
         .map(|h| &h.0[..])
         .chain(std::iter::once(proof.block_header.as_slice()))
-        .chain(bundle.headers.iter().map(|h| &h.0[..]))
+        .chain(bundle.above.iter().map(|h| &h.0[..]))
         .map(deserialize::<Header>)
         .collect::<Result<Vec<_>, _>>();
     let headers = match decoded {
@@ -521,7 +567,7 @@ pub fn verify_bundle_with(
         not_reached(&mut r);
         return r;
     }
-    let checkpoint = match rules.connect(first, &headers) {
+    let checkpoint = match rules.connect(first, &headers, proof.block_height) {
         Ok(c) => {
             r.push(
                 "checkpoint",
@@ -543,20 +589,31 @@ pub fn verify_bundle_with(
         Some(t) => t > limit || !t.is_met_by(h.block_hash()),
         None => true,
     });
-    let after = headers.iter().skip((checkpoint.height - first) as usize + 1);
-    let forged = after.fold(bitcoin::Work::from_be_bytes([0; 32]), |acc, h| acc + h.work());
     let pow = match bad_pow {
         None => {
+            // Summed only once every header's target is valid: an invalid one's work is
+            // meaningless and may overflow.
+            let after = headers.iter().skip((checkpoint.height - first) as usize + 1);
+            let forged = after.fold(bitcoin::Work::from_be_bytes([0; 32]), |acc, h| acc + h.work());
             let total = checkpoint
                 .chain_work
                 .map(|w| format!("; the chain's work at the tip: 2^{:.1} hashes", (w + forged).log2()))
                 .unwrap_or_default();
-            format!(
-                "every header meets its target; forging the {} headers after checkpoint {} takes 2^{:.1} hashes{total}",
-                last.saturating_sub(checkpoint.height as usize),
-                checkpoint.height,
-                forged.log2()
-            )
+            let held = if proof.block_height <= checkpoint.height {
+                format!(
+                    "block {} is an ancestor of checkpoint {} (fixed by its hash)",
+                    headers[at].block_hash(),
+                    checkpoint.height
+                )
+            } else {
+                format!(
+                    "forging the {} headers after checkpoint {} takes 2^{:.1} hashes",
+                    last.saturating_sub(checkpoint.height as usize),
+                    checkpoint.height,
+                    forged.log2()
+                )
+            };
+            format!("every header meets its target; {held}{total}")
         }
         Some(i) => format!(
             "header at height {} does not meet its target or is easier than {network} allows",
@@ -618,9 +675,9 @@ fn coinbase_height(bundle: &ProofBundle) -> Result<String, String> {
 }
 
 /// Builds a bundle: the receipt proof, the anchor block's coinbase, and the headers on the
-/// backend's best chain from the start of a difficulty period through the checkpoint
-/// Bitcoin Core's parameters name for the block, and `depth - 1` blocks above it (more when
-/// the checkpoint is higher).
+/// backend's best chain from the start of a difficulty period through the checkpoint the
+/// block must connect to ([`HeaderRules::checkpoint_for`]), and `depth - 1` blocks above it
+/// (more when the checkpoint is higher).
 pub fn assemble_bundle(
     proof: ReceiptProof,
     backend: &dyn ChainBackend,
@@ -652,7 +709,7 @@ pub fn assemble_bundle(
         Ok(cairn_spec::bundle::BlockHeaderBytes(b))
     };
     let before = (start..height).map(header_at).collect::<Result<Vec<_>, _>>()?;
-    let headers = (height + 1..=end).map(header_at).collect::<Result<Vec<_>, _>>()?;
+    let above = (height + 1..=end).map(header_at).collect::<Result<Vec<_>, _>>()?;
     let block_hash = bitcoin::consensus::encode::deserialize::<bitcoin::block::Header>(&proof.block_header)
         .map_err(|e| ChainError::Permanent(format!("the proof's block header: {e}")))?
         .block_hash();
@@ -666,7 +723,7 @@ pub fn assemble_bundle(
         before,
         coinbase: cairn_spec::proof::RawTx(serialize(&strip_witness(coinbase))),
         coinbase_path: bitcoin_merkle_path(&txids, 0).unwrap_or_default(),
-        headers,
+        above,
         proof,
     })
 }

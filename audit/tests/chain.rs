@@ -215,6 +215,15 @@ fn a_history_that_holds_another_header_is_named_by_the_chain_audit() {
     assert_eq!(failing(&part), vec![(3, "header_link")]);
     let detail = &part.epochs[1].report.first_failure().unwrap().detail;
     assert!(detail.contains("history"), "{detail}");
+    // A range audit checks the headers before the range as a chain: a source serving
+    // another header 0 (to feed the range another history) is refused.
+    let mut m = chain();
+    let mut h0 = m.headers[&0].body.clone();
+    h0.time += 1;
+    m.headers.insert(0, Signed::sign(h0, &coord(), &[0; 32]));
+    let range = Scope { from: 2, to: None, genesis: None };
+    let refused = audit_chain(&m, &[], None, &range, &mut |_, _| {});
+    assert!(matches!(refused, Err(cairn_audit::SourceError::BadAnswer(_))), "{refused:?}");
 }
 
 #[test]

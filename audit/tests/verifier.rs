@@ -225,7 +225,7 @@ fn bundle_world() -> (World, cairn_spec::ProofBundle) {
 fn an_offline_bundle_passes_every_check_with_no_node() {
     let (_w, b) = bundle_world();
     // From regtest's genesis (its checkpoint, a period's first block) to 5 blocks above.
-    assert_eq!((b.start_height(), b.headers.len()), (0, 5));
+    assert_eq!((b.start_height(), b.above.len()), (0, 5));
     assert_eq!(b.before.len() as u32, b.proof.block_height);
     // Through its encoding, as an auditor receives it.
     let b = cairn_spec::ProofBundle::from_bytes(&b.to_bytes()).unwrap();
@@ -249,7 +249,7 @@ fn an_offline_bundle_names_each_failure() {
     assert_eq!(name(&b, Network::Signet, 1), "bundle_network");
     // Headers out of order do not build on each other.
     let mut swapped = b.clone();
-    swapped.headers.swap(1, 2);
+    swapped.above.swap(1, 2);
     assert_eq!(name(&swapped, Network::Regtest, 1), "header_links");
     let mut swapped = b.clone();
     swapped.before.swap(0, 1);
@@ -259,7 +259,7 @@ fn an_offline_bundle_names_each_failure() {
     let mut forged = b.clone();
     let mut broke = None;
     for n in 0..64u8 {
-        forged.headers[4].0[76] = n;
+        forged.above[4].0[76] = n;
         let r = verify_bundle(&forged, Network::Regtest, 1);
         if let Some(f) = r.first_failure().map(|c| c.name) {
             broke = Some(f);
@@ -270,9 +270,9 @@ fn an_offline_bundle_names_each_failure() {
     // The newest header claiming an easier target than the network allows (an older one
     // would also break its successor's link).
     let mut easy = b.clone();
-    easy.headers[4].0[72..76].copy_from_slice(&0x2100_ffffu32.to_le_bytes());
+    easy.above[4].0[72..76].copy_from_slice(&0x2100_ffffu32.to_le_bytes());
     assert_eq!(name(&easy, Network::Regtest, 1), "proof_of_work");
-    easy.headers[0].0[72..76].copy_from_slice(&0x2100_ffffu32.to_le_bytes());
+    easy.above[0].0[72..76].copy_from_slice(&0x2100_ffffu32.to_le_bytes());
     assert_eq!(name(&easy, Network::Regtest, 1), "header_links");
     // A tampered receipt fails before any Bitcoin check.
     let mut tampered = b.clone();
@@ -315,7 +315,7 @@ fn a_bundle_cannot_lie_about_its_height_or_where_its_headers_start() {
     assert_eq!(name(&shallow), "block_height");
     // A regtest chain shown to a mainnet auditor's rules: it starts from another genesis.
     let rules = cairn_audit::headers::HeaderRules::of(Network::Mainnet);
-    let r = cairn_audit::verify::verify_bundle_with(&b, Network::Regtest, &rules, 1);
+    let r = cairn_audit::verify::verify_bundle_with(&b, Network::Regtest, &rules, 1, None);
     assert_eq!(failed(&r), "checkpoint");
     assert!(r.first_failure().unwrap().detail.contains("another chain"), "{r:#?}");
 }

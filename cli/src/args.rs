@@ -227,6 +227,11 @@ pub(crate) enum AuditCommand {
         /// proof-of-work and difficulty, the block's height from its coinbase).
         #[arg(long)]
         offline: bool,
+        /// The genesis output (TXID:VOUT) of the anchor chain you expect, as `cairn audit
+        /// chain` or your first audit showed it: a receipt anchored on another chain of the
+        /// same coordinator fails `anchor_chain`.
+        #[arg(long, value_name = "TXID:VOUT")]
+        genesis_output: Option<String>,
         /// JSON output.
         #[arg(long)]
         json: bool,

@@ -10,8 +10,9 @@ use std::path::{Path, PathBuf};
 
 use cairn_anchor::{BitcoinCoreRpc, ChainBackend, RpcAuth, RpcConfig};
 use cairn_audit::chain::{audit_chain, Scope};
+use cairn_audit::headers::HeaderRules;
 use cairn_audit::receipt::{assemble, ProofFile};
-use cairn_audit::verify::{assemble_bundle, verify_bundle, verify_receipt};
+use cairn_audit::verify::{assemble_bundle, verify_bundle_with, verify_receipt, verify_receipt_pinned};
 use cairn_audit::{render, ApiSource, Source};
 use cairn_spec::{Encode, Hash32, Network, ReceiptProof};
 use serde_json::json;
@@ -120,6 +121,8 @@ pub struct ReceiptAudit {
     pub min_depth: u32,
     /// Verify a bundle with no node.
     pub offline: bool,
+    /// The genesis output of the anchor chain the auditor expects.
+    pub genesis_output: Option<bitcoin::OutPoint>,
     /// JSON output.
     pub json: bool,
 }
@@ -141,13 +144,18 @@ pub fn audit_receipt(a: &ReceiptAudit, bitcoin: &BitcoinArgs) -> Result<Outcome,
         None => (proof.network, true),
     };
     let (mode, report) = match (&file, backend) {
-        (ProofFile::Bundle(b), _) if a.offline => ("offline bundle", verify_bundle(b, network, a.min_depth)),
+        (ProofFile::Bundle(b), _) if a.offline => (
+            "offline bundle",
+            verify_bundle_with(b, network, &HeaderRules::of(network), a.min_depth, a.genesis_output),
+        ),
         (ProofFile::Proof(_), None) => {
             return Err(CliError(
                 "--offline needs a proof bundle (`cairn proof bundle`), not a bare proof".into(),
             ))
         }
-        (_, Some(be)) => ("Bitcoin Core", verify_receipt(proof, be, network, a.min_depth)),
+        (_, Some(be)) => {
+            ("Bitcoin Core", verify_receipt_pinned(proof, be, network, a.min_depth, a.genesis_output))
+        }
         (_, None) => return Err(CliError("no Bitcoin Core given".into())),
     };
     let receipt = proof.receipt.id();

@@ -176,6 +176,24 @@ async fn a_receipt_audits_online_offline_and_through_opentimestamps() {
     let v: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["ok"], true);
     assert_eq!(v["checks"].as_array().unwrap().len(), cairn_audit::verify::BUNDLE_CHECKS.len());
+    // Pinned to the chain its headers name it holds, online and offline; pinned to another
+    // genesis output (another chain of the same coordinator) it fails `anchor_chain`.
+    let parsed = cairn_spec::ProofBundle::from_bytes(&std::fs::read(&bundle).unwrap()).unwrap();
+    let genesis = parsed.proof.headers.last().unwrap().body.anchor.genesis().unwrap();
+    let other = bitcoin::OutPoint { vout: genesis.vout + 1, ..genesis }.to_string();
+    let genesis = genesis.to_string();
+    for (pin, want) in [(genesis.as_str(), 0), (other.as_str(), 2)] {
+        let mut online = a.clone();
+        online.extend(["--genesis-output", pin]);
+        let (code, out) = cairn(&online);
+        assert_eq!(code, want, "{out}");
+        let (code, out) =
+            cairn(&["audit", "receipt", "--offline", &bpath, "--min-depth", "6", "--genesis-output", pin]);
+        assert_eq!(code, want, "{out}");
+        if want != 0 {
+            assert!(out.contains("step `anchor_chain` failed") && out.contains("expects"), "{out}");
+        }
+    }
     // A tampered receipt inside the bundle is named.
     let mut parsed = cairn_spec::ProofBundle::from_bytes(&std::fs::read(&bundle).unwrap()).unwrap();
     parsed.proof.receipt.body.reward_sats += 1;

@@ -303,6 +303,20 @@ fn scan_all(s: &dyn KvStore, t: Table, prefix: &[u8]) -> Result<Vec<Entry>, Stor
 pub fn load(s: &dyn KvStore) -> Result<Option<Snapshot>, LoadError> {
     let Some(raw) = s.get(Table::Meta, META_KEY)? else { return Ok(None) };
     let meta: MetaState = parse(Table::Meta, META_KEY, &raw)?;
+    // The history frontier the next header commits is re-derived from the stored headers
+    // and must be the one recorded: a damaged record would sign histories followers refuse.
+    let mut history = cairn_spec::merkle::Frontier::new();
+    for_each(s, Table::Epochs, b"h", |k, v| {
+        history.push(decode::<SignedEpochHeader>(Table::Epochs, &k, &v)?.id());
+        Ok::<(), LoadError>(())
+    })?;
+    if history != meta.history {
+        return Err(corrupt(
+            Table::Meta,
+            META_KEY,
+            "the history frontier is not the one over the stored headers",
+        ));
+    }
     let mut snap = Snapshot { meta, ..Snapshot::default() };
     let open: std::collections::HashSet<Vec<u8>> =
         scan_all(s, Table::Tasks, b"o")?.into_iter().map(|(k, _)| k[1..].to_vec()).collect();

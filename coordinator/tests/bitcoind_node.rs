@@ -165,8 +165,32 @@ async fn epochs_are_anchored_settled_and_paid_out() {
         &receipt,
         cairn_spec::Network::Regtest,
         Some((&rpc, 1)),
+        None,
     );
     assert_eq!(state, "anchored", "{detail}");
+    // A worker that pinned this coordinator's chain (its genesis header's genesis output)
+    // finds the receipt on it; one that pinned another chain of the same coordinator (a
+    // second wallet's) refuses it.
+    let enc = http(api, "GET", "/v1/epochs/0", None, None).1["encoding"].as_str().unwrap().to_owned();
+    let h0 = <cairn_spec::SignedEpochHeader as cairn_spec::Decode>::from_bytes(&hex::decode(enc).unwrap())
+        .unwrap();
+    let genesis = h0.body.anchor.genesis().expect("a bound chain");
+    let verify_pinned = |pin| {
+        cairn_worker::status::verify_one(
+            &url,
+            &me,
+            &coordinator,
+            &task1,
+            &receipt,
+            cairn_spec::Network::Regtest,
+            Some((&rpc, 1)),
+            Some(pin),
+        )
+    };
+    assert_eq!(verify_pinned(genesis).0, "anchored");
+    let (state, detail) = verify_pinned(bitcoin::OutPoint { vout: genesis.vout + 1, ..genesis });
+    assert_eq!(state, "failed", "{detail}");
+    assert!(detail.starts_with("anchor_chain") && detail.contains("expects"), "{detail}");
     // Too few confirmations, or someone else's receipt: refused with the reason.
     let (state, detail) = cairn_worker::status::verify_one(
         &url,
@@ -176,6 +200,7 @@ async fn epochs_are_anchored_settled_and_paid_out() {
         &receipt,
         cairn_spec::Network::Regtest,
         Some((&rpc, 6)),
+        None,
     );
     assert_eq!(state, "failed", "{detail}");
     assert!(detail.contains("depth"), "{detail}");
@@ -188,6 +213,7 @@ async fn epochs_are_anchored_settled_and_paid_out() {
         &receipt,
         cairn_spec::Network::Regtest,
         Some((&rpc, 1)),
+        None,
     );
     assert_eq!(state, "failed");
     // Rewards unlock once the anchor is final (k = 2) and the challenge window (w = 2) has

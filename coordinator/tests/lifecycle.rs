@@ -132,6 +132,16 @@ fn happy_path_receipts_epoch_settlement_payout() {
         .all(|p| p.status == PayoutStatus::Paid { txid, height: 120 }));
     assert_eq!(ls::check_header_chain(&h.store), Ok(2));
     h.reload();
+    // The history frontier the next header commits must be the one over the stored headers
+    // (SPEC.md §5.9): a damaged record is refused at load, never signed from.
+    let raw = h.store.get(Table::Meta, b"lifecycle").unwrap().unwrap();
+    let mut v: serde_json::Value = serde_json::from_slice(&raw).unwrap();
+    assert_eq!(v["history"]["count"], 2, "{}", v["history"]);
+    v["history"]["peaks"][0] = serde_json::to_value(cairn_spec::Hash32([7; 32])).unwrap();
+    let mut b = cairn_coordinator::store::Batch::new();
+    b.put(Table::Meta, b"lifecycle".to_vec(), serde_json::to_vec(&v).unwrap());
+    h.store.write(&b).unwrap();
+    assert!(matches!(ls::load(&h.store), Err(ls::LoadError::Corrupt { .. })));
 }
 
 #[test]

@@ -243,7 +243,11 @@ async fn a_restarted_worker_reveals_what_it_committed() {
     let mut journal = Journal { version: cairn_worker::journal::VERSION, ..Default::default() };
     journal.registrations.insert(
         coord.to_hex(),
-        cairn_worker::journal::RegistrationRecord { payout_address: ADDR.into(), at: common::now() },
+        cairn_worker::journal::RegistrationRecord {
+            payout_address: ADDR.into(),
+            at: common::now(),
+            binding: None,
+        },
     );
     journal.update(job);
     journal.save(&wdir.join("journal.json")).unwrap();

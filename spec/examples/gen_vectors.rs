@@ -834,7 +834,7 @@ fn receipt_proof_vectors() -> Value {
             before: vec![header(9)],
             coinbase: proof::RawTx(bitcoin::consensus::encode::serialize(&coinbase)),
             coinbase_path: p.tx_path.iter().map(|h| Hash32(h.0.map(|b| b ^ 0x5a))).collect(),
-            headers: (0u8..2).map(header).collect(),
+            above: (0u8..2).map(header).collect(),
         };
         json!({
             "name": name,

@@ -3,7 +3,7 @@
 //! height, its connection to a known block and the proof-of-work that buries it.
 //!
 //! Owns the file layout and its bounds. Must never judge the headers' proof-of-work: that is
-//! Bitcoin's rule, applied by anchor/'s offline verifier.
+//! Bitcoin's rule, applied by the auditor's offline verifier (`cairn-audit`'s `headers`).
 
 use crate::codec::{expect_version, Decode, DecodeError, Encode, Reader, Writer};
 use crate::hash::Hash32;
@@ -50,7 +50,7 @@ pub struct ProofBundle {
     /// The coinbase's Bitcoin Merkle path (it is transaction 0).
     pub coinbase_path: Vec<Hash32>,
     /// 80-byte headers of the blocks after the anchor block, in height order.
-    pub headers: Vec<BlockHeaderBytes>,
+    pub above: Vec<BlockHeaderBytes>,
 }
 
 impl ProofBundle {
@@ -59,7 +59,7 @@ impl ProofBundle {
 
     /// Confirmations the bundle shows: the anchor block and the headers above it.
     pub fn depth(&self) -> u32 {
-        self.headers.len() as u32 + 1
+        self.above.len() as u32 + 1
     }
 
     /// Height of the first header the bundle carries.
@@ -81,8 +81,8 @@ impl Encode for ProofBundle {
         for s in &self.coinbase_path {
             w.raw(&s.0);
         }
-        w.u32(self.headers.len() as u32);
-        for h in &self.headers {
+        w.u32(self.above.len() as u32);
+        for h in &self.above {
             w.raw(&h.0);
         }
     }
@@ -112,7 +112,7 @@ impl Decode for ProofBundle {
         }
         let coinbase = RawTx(r.bytes_u32("coinbase", MAX_ANCHOR_TX_BYTES)?.to_vec());
         let coinbase_path = hashes(r, "coinbase_path")?;
-        let headers = block_headers(r, MAX_BUNDLE_HEADERS - before.len())?;
-        Ok(ProofBundle { proof, before, coinbase, coinbase_path, headers })
+        let above = block_headers(r, MAX_BUNDLE_HEADERS - before.len())?;
+        Ok(ProofBundle { proof, before, coinbase, coinbase_path, above })
     }
 }

@@ -1,11 +1,11 @@
-//! Receipt proofs (SPEC.md §8): receipt → receipts root → epoch header → header chain →
-//! anchored header → anchor transaction (and the chain of spends from the genesis output the
+//! Receipt proofs (SPEC.md §8): receipt → receipts root → epoch header → its place in the
+//! anchored header's history → anchored header → anchor transaction (and the chain of spends from the genesis output the
 //! headers name, SPEC.md §7.1) → block Merkle root → block header at a height.
 //!
 //! Owns the proof layout, the pure verification algorithm (every step that needs no chain
 //! access), and its mapping onto OpenTimestamps operations. Must never decide whether the
 //! block is on the best chain or deep enough: that needs Bitcoin, and is the caller's step
-//! (anchor/'s verifier online, or a bundle's headers offline).
+//! (`cairn-audit`'s verifier, online or from a bundle's headers offline).
 
 use bitcoin::consensus::encode::{deserialize, serialize, VarInt};
 use bitcoin::Transaction;

@@ -244,7 +244,7 @@ fn check_receipt_proofs(v: &Value) -> usize {
         // a path as deep as the anchor transaction's, and two headers above.
         let b = cairn_spec::ProofBundle::from_bytes(&bytes(&c["bundle"])).unwrap();
         assert_eq!(b.proof, p);
-        assert_eq!((b.before.len(), b.headers.len()), (1, 2));
+        assert_eq!((b.before.len(), b.above.len()), (1, 2));
         assert_eq!(b.start_height(), p.block_height - 1);
         assert_eq!(b.coinbase_path.len(), p.tx_path.len());
         assert_eq!(b.to_bytes(), bytes(&c["bundle"]));

@@ -259,6 +259,7 @@ pub async fn run(
             hooks.progress.clone(),
         )
         .await?;
+        pin_chain(&net, &peer, &entry.p2p, ckey, &mut journal, &journal_path).await?;
         coords.push(Coord { key: ckey, peer, addr: entry.p2p.clone(), classes });
     }
     if coords.iter().all(|c| c.classes.is_empty()) {
@@ -390,9 +391,14 @@ async fn register(
     for _ in 0..30 {
         match net.request(peer, body.clone(), REQUEST_TIMEOUT).await {
             Ok(ResponseBody::Ack) => {
+                let binding = journal.registrations.get(&ck).and_then(|r| r.binding);
                 journal.registrations.insert(
                     ck,
-                    RegistrationRecord { payout_address: cfg.payout_address.clone(), at: unix_secs() },
+                    RegistrationRecord {
+                        payout_address: cfg.payout_address.clone(),
+                        at: unix_secs(),
+                        binding,
+                    },
                 );
                 journal.save(journal_path)?;
                 tracing::info!(target: "cairn::worker", coordinator = %coordinator, "registered");
@@ -414,6 +420,38 @@ async fn register(
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     Err(AgentError::Unreachable(addr.to_owned(), last))
+}
+
+/// Pins the coordinator's anchor chain the first time its genesis header is seen (trust on
+/// first use, kept in the journal): `cairn worker status` then requires every receipt to be
+/// anchored on it. A coordinator whose genesis header names another chain than the one
+/// pinned has signed two chains (equivocation at height 0) and is refused. Without a
+/// genesis header yet (the coordinator has not closed epoch 0), the pin waits for a restart.
+async fn pin_chain(
+    net: &Network,
+    peer: &Peer,
+    addr: &str,
+    coordinator: PubKey,
+    journal: &mut Journal,
+    journal_path: &std::path::Path,
+) -> Result<(), AgentError> {
+    let genesis = match net.request(peer, RequestBody::GetEpochs { from: 0, count: 1 }, REQUEST_TIMEOUT).await
+    {
+        Ok(ResponseBody::Epochs(headers)) => headers
+            .into_iter()
+            .next()
+            .filter(|h| h.body.height == 0 && h.body.coordinator == coordinator && h.verify()),
+        _ => None,
+    };
+    let Some(binding) = genesis.map(|h| h.body.anchor).filter(|b| b.genesis().is_some()) else {
+        return Ok(());
+    };
+    let Some(record) = journal.registrations.get_mut(&coordinator.to_hex()) else { return Ok(()) };
+    if record.pin(binding).map_err(|why| AgentError::Refused(addr.to_owned(), why))? {
+        journal.save(journal_path)?;
+        tracing::info!(target: "cairn::worker", %coordinator, genesis = ?binding.genesis(), "anchor chain pinned");
+    }
+    Ok(())
 }
 
 /// The bond proof for output `txid:vout` (txid as Bitcoin Core shows it): the output key

@@ -25,6 +25,33 @@ pub struct RegistrationRecord {
     pub payout_address: String,
     /// Unix seconds.
     pub at: u64,
+    /// The anchor chain the coordinator's genesis header named when this worker first saw
+    /// it (SPEC.md §7.1; trust on first use): receipts must be anchored on it, and a
+    /// coordinator whose genesis header later names another is not worked for.
+    #[serde(default)]
+    pub binding: Option<cairn_spec::AnchorBinding>,
+}
+
+impl RegistrationRecord {
+    /// Pins the anchor chain `seen` in the coordinator's genesis header: the first one seen
+    /// is kept (true: the record changed); the same again is fine; another is refused (the
+    /// coordinator signed two chains).
+    pub fn pin(&mut self, seen: cairn_spec::AnchorBinding) -> Result<bool, String> {
+        let name =
+            |b: &cairn_spec::AnchorBinding| b.genesis().map_or_else(|| "none".to_owned(), |g| g.to_string());
+        match self.binding {
+            Some(pinned) if pinned == seen => Ok(false),
+            Some(pinned) => Err(format!(
+                "its genesis header now names the anchor chain from {}, not the one from {} pinned when this worker first saw it: it signed two chains",
+                name(&seen),
+                name(&pinned)
+            )),
+            None => {
+                self.binding = Some(seen);
+                Ok(true)
+            }
+        }
+    }
 }
 
 /// Running totals per outcome.
@@ -160,13 +187,31 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
+    /// Issue 25 item 2: the chain a worker first sees is the one it holds the coordinator to.
+    #[test]
+    fn the_first_anchor_chain_seen_is_pinned_and_another_refused() {
+        let key = cairn_spec::SigningKey::from_secret_bytes([3; 32]).unwrap().public();
+        let chain = |vout| cairn_spec::AnchorBinding::Key {
+            key,
+            genesis_txid: cairn_spec::Hash32([9; 32]),
+            genesis_vout: vout,
+        };
+        let mut r = RegistrationRecord { payout_address: "x".into(), at: 1, binding: None };
+        assert_eq!(r.pin(chain(0)), Ok(true));
+        assert_eq!(r.pin(chain(0)), Ok(false));
+        let refused = r.pin(chain(1)).unwrap_err();
+        assert!(refused.contains("two chains"), "{refused}");
+        assert_eq!(r.binding, Some(chain(0)), "a refusal keeps the pin");
+    }
+
     #[test]
     fn missing_is_empty_and_round_trips() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("journal.json");
         let mut j = Journal::load(&p).unwrap();
         assert!(j.jobs.is_empty());
-        j.registrations.insert("ab".into(), RegistrationRecord { payout_address: "x".into(), at: 1 });
+        j.registrations
+            .insert("ab".into(), RegistrationRecord { payout_address: "x".into(), at: 1, binding: None });
         j.save(&p).unwrap();
         assert_eq!(Journal::load(&p).unwrap(), j);
         std::fs::write(&p, b"{not json").unwrap();

@@ -9,7 +9,7 @@
 
 use cairn_anchor::ChainBackend;
 use cairn_audit::receipt::{assemble, ProofSourceError};
-use cairn_audit::verify::verify_receipt;
+use cairn_audit::verify::verify_receipt_pinned;
 use cairn_audit::{ApiSource, Source, SourceError};
 use cairn_spec::api::{LedgerView, WorkerView};
 use cairn_spec::{Hash32, Network, PubKey};
@@ -28,7 +28,9 @@ fn get<T: serde::de::DeserializeOwned>(api: &str, path: &str) -> Result<T, Strin
 }
 
 /// Checks one receipt: off-chain always, on-chain when `chain` is given and the coordinator
-/// reports the epoch anchored. Returns (state, detail).
+/// reports the epoch anchored, on the anchor chain grown from `pin` when given (the one
+/// pinned at registration). Returns (state, detail).
+#[allow(clippy::too_many_arguments)]
 pub fn verify_one(
     api: &str,
     me: &PubKey,
@@ -37,13 +39,15 @@ pub fn verify_one(
     receipt_id: &Hash32,
     network: Network,
     chain: Option<(&dyn ChainBackend, u32)>,
+    pin: Option<bitcoin::OutPoint>,
 ) -> (&'static str, String) {
-    match verify_inner(api, me, coordinator, task, receipt_id, network, chain) {
+    match verify_inner(api, me, coordinator, task, receipt_id, network, chain, pin) {
         Ok(r) => r,
         Err(e) => ("failed", e),
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn verify_inner(
     api: &str,
     me: &PubKey,
@@ -52,6 +56,7 @@ fn verify_inner(
     receipt_id: &Hash32,
     network: Network,
     chain: Option<(&dyn ChainBackend, u32)>,
+    pin: Option<bitcoin::OutPoint>,
 ) -> Result<(&'static str, String), String> {
     let src = ApiSource::new(api);
     let located = match src.receipt(receipt_id) {
@@ -93,7 +98,7 @@ fn verify_inner(
         }
         Err(e) => return Err(e.to_string()),
     };
-    let report = verify_receipt(&proof, backend, network, min_depth);
+    let report = verify_receipt_pinned(&proof, backend, network, min_depth, pin);
     match report.first_failure() {
         None => Ok((
             "anchored",
@@ -176,8 +181,10 @@ pub fn report(
         done.sort_by_key(|d| std::cmp::Reverse(d.0));
         let mut counts = std::collections::BTreeMap::<&str, u64>::new();
         let mut failures = Vec::new();
+        // The chain pinned when this worker first saw the coordinator's genesis header.
+        let pin = journal.registrations.get(&ckey.to_hex()).and_then(|r| r.binding).and_then(|b| b.genesis());
         for (_, task, rid) in done.into_iter().take(MAX_VERIFIED) {
-            let (state, detail) = verify_one(api, me, &ckey, &task, &rid, network, chain);
+            let (state, detail) = verify_one(api, me, &ckey, &task, &rid, network, chain, pin);
             *counts.entry(state).or_default() += 1;
             if state == "failed" {
                 failures.push(json!({ "receipt": rid, "task": task, "why": detail }));

@@ -36,10 +36,27 @@ fn epoch_progress() -> impl FnMut(u32, u32) {
 pub(super) fn run_audit(command: AuditCommand) -> Result<bool> {
     use crate::audit as a;
     let out = match command {
-        AuditCommand::Receipt { target, api, network, min_depth, offline, json, rpc } => a::audit_receipt(
-            &a::ReceiptAudit { target, api, network: parse_network(&network)?, min_depth, offline, json },
-            &rpc.bitcoin(),
-        )?,
+        AuditCommand::Receipt { target, api, network, min_depth, offline, genesis_output, json, rpc } => {
+            let genesis_output = genesis_output
+                .as_deref()
+                .map(|o| {
+                    o.parse::<bitcoin::OutPoint>()
+                        .with_context(|| format!("--genesis-output {o:?} is not TXID:VOUT"))
+                })
+                .transpose()?;
+            a::audit_receipt(
+                &a::ReceiptAudit {
+                    target,
+                    api,
+                    network: parse_network(&network)?,
+                    min_depth,
+                    offline,
+                    genesis_output,
+                    json,
+                },
+                &rpc.bitcoin(),
+            )?
+        }
         AuditCommand::Epoch { height, chain } => chain_audit(chain, height, Some(height))?,
         AuditCommand::Chain { from, to, chain } => chain_audit(chain, from, to)?,
         AuditCommand::Draws { height, api, data_dir, worker, json } => {
