@@ -129,17 +129,35 @@ impl HeaderRules {
         height - height % self.interval.max(1)
     }
 
-    /// The checkpoint a bundle for a block at `height` must pass: the lowest at or above it
-    /// (the block is then an ancestor of a block every node agrees on, fixed by its hash),
-    /// else the highest (the block is past every checkpoint, held only by the work after it).
-    /// A checkpoint below the block would leave the block to cheap early-chain difficulty.
-    pub fn checkpoint_for(&self, height: u32) -> Option<&Checkpoint> {
-        self.checkpoints.iter().find(|c| c.height >= height).or_else(|| self.checkpoints.last())
+    /// Checkpoints a run may rest on: all but the genesis block when the network has others.
+    /// A run resting on genesis alone would leave its blocks to the first periods' difficulty,
+    /// which anyone meets cheaply (2^32 hashes a header on mainnet).
+    fn anchoring(&self) -> impl Iterator<Item = &Checkpoint> {
+        let skip = usize::from(self.checkpoints.len() > 1);
+        self.checkpoints.iter().skip(skip)
+    }
+
+    /// The checkpoint a bundle for a block at `height`, `depth` blocks deep, is built to: of
+    /// the highest one at or below the block and the lowest one above it, the one needing
+    /// fewer headers (below: from its period to the depth asked; above: from the block's
+    /// period to the checkpoint). `None` when the network has no checkpoint.
+    pub fn checkpoint_for(&self, height: u32, depth: u32) -> Option<&Checkpoint> {
+        let top = height.saturating_add(depth.saturating_sub(1));
+        let below = self.anchoring().filter(|c| c.height <= height).last();
+        let above = self.anchoring().find(|c| c.height > height);
+        let cost_below = below.map(|c| top - self.period_start(c.height));
+        let cost_above = above.map(|c| top.max(c.height) - self.period_start(height));
+        match (below, above) {
+            (Some(b), Some(a)) => Some(if cost_below <= cost_above { b } else { a }),
+            (b, a) => b.or(a),
+        }
     }
 
     /// Checks that `headers`, the first at `first_height`, start at a difficulty period's
-    /// first block, hold every checkpoint in their range with its hash, and pass the one
-    /// [`HeaderRules::checkpoint_for`] names for the block at `block_height`. Returns it.
+    /// first block, hold every checkpoint in their range with its hash, and hold at least
+    /// one checkpoint other than genesis (genesis only where it is the network's one).
+    /// Returns the highest held: a block at or below it is fixed by its hash, one above it is
+    /// held by the work after it.
     pub fn connect(
         &self,
         first_height: u32,
@@ -162,14 +180,15 @@ impl HeaderRules {
                 ));
             }
         }
-        let needed = self.checkpoint_for(block_height).ok_or("the network has no checkpoint")?;
-        if !(first_height..=last).contains(&needed.height) {
-            return Err(format!(
-                "the headers (heights {first_height} to {last}) do not reach checkpoint {} at height {}, which a block at height {block_height} must connect to",
-                needed.hash, needed.height
-            ));
-        }
-        Ok(needed)
+        // The highest checkpoint the run holds that it may rest on.
+        let held = self.anchoring().filter(|c| (first_height..=last).contains(&c.height)).last();
+        held.ok_or_else(|| {
+            let known: Vec<String> = self.anchoring().map(|c| c.height.to_string()).collect();
+            format!(
+                "the headers (heights {first_height} to {last}) do not reach a checkpoint (heights {}) that a block at height {block_height} can rest on",
+                known.join(", ")
+            )
+        })
     }
 
     /// The bits the rules require of the block after `prior` (the headers from `first_height`
@@ -428,13 +447,16 @@ mod tests {
             assert!(r.checkpoints.last().unwrap().chain_work.is_some(), "{net}");
         }
         let main = HeaderRules::of(Network::Mainnet);
-        // The lowest at or above the block; past the last one, the last one.
-        assert_eq!(main.checkpoint_for(900_000).unwrap().height, 910_000);
-        assert_eq!(main.checkpoint_for(950_000).unwrap().height, 938_343);
-        assert_eq!(main.checkpoint_for(935_000).unwrap().height, 935_000);
-        assert_eq!(main.checkpoint_for(1).unwrap().height, 840_000);
+        // The one needing fewer headers, genesis never where there are others.
+        assert_eq!(main.checkpoint_for(881_000, 6).unwrap().height, 880_000);
+        assert_eq!(main.checkpoint_for(900_000, 6).unwrap().height, 910_000);
+        assert_eq!(main.checkpoint_for(950_000, 6).unwrap().height, 938_343);
+        assert_eq!(main.checkpoint_for(935_000, 6).unwrap().height, 935_000);
+        assert_eq!(main.checkpoint_for(1, 6).unwrap().height, 840_000);
+        let signet = HeaderRules::of(Network::Signet);
+        assert_eq!(signet.checkpoint_for(170_000, 6).unwrap().height, 160_000);
         let reg = HeaderRules::of(Network::Regtest);
-        assert_eq!(reg.checkpoint_for(500).unwrap().height, 0);
+        assert_eq!(reg.checkpoint_for(500, 6).unwrap().height, 0);
         assert_eq!(
             reg.checkpoints[0].hash.to_string(),
             "0f9188f13cb7b2c71f2a335e3a4fc328bf5beb436012afca590b1a11466e2206"
@@ -538,10 +560,10 @@ mod tests {
         assert_eq!(rules.connect(16, &chain[16..], 40).unwrap().height, 16);
         let err = rules.connect(1, &chain[1..], 40).unwrap_err();
         assert!(err.contains("not at a difficulty period's first block"), "{err}");
-        assert!(rules.connect(32, &chain[32..], 40).unwrap_err().contains("do not reach checkpoint"));
-        // A block below a checkpoint must reach it: the genesis checkpoint alone does not fix
-        // a block of the first period, whose difficulty is the cheapest.
-        assert!(rules.connect(0, &chain[..12], 5).unwrap_err().contains("do not reach checkpoint"));
+        assert!(rules.connect(32, &chain[32..], 40).unwrap_err().contains("do not reach a checkpoint"));
+        // The genesis checkpoint alone does not hold a block of the first period, whose
+        // difficulty is the cheapest: the run must reach another.
+        assert!(rules.connect(0, &chain[..12], 5).unwrap_err().contains("do not reach a checkpoint"));
         // Another chain through the checkpoint's height.
         let mut other = vec![chain[0]];
         mine(&rules, &mut other, 40, &[600]);
@@ -559,7 +581,7 @@ mod tests {
         mine(&quick_rules(), &mut fake, 40, &[600]);
         let last = main.checkpoints.last().unwrap().height;
         let after = main.period_start(last) + 2016;
-        assert!(main.connect(after, &fake, after + 5).unwrap_err().contains("do not reach checkpoint"));
+        assert!(main.connect(after, &fake, after + 5).unwrap_err().contains("do not reach a checkpoint"));
         let start = main.period_start(last);
         let mut long = fake.clone();
         long.resize(2016, fake[0]);
@@ -571,7 +593,7 @@ mod tests {
             early.push(Header { prev_blockhash: parent.block_hash(), time: parent.time + 600, ..parent });
         }
         let err = main.connect(0, &early, 1).unwrap_err();
-        assert!(err.contains("do not reach checkpoint") && err.contains("840000"), "{err}");
+        assert!(err.contains("do not reach a checkpoint") && err.contains("840000"), "{err}");
         // Headers at regtest's limit are easier than mainnet allows.
         assert!(core_target(fake[1].bits).unwrap() > main.limit());
     }

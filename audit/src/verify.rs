@@ -675,9 +675,9 @@ fn coinbase_height(bundle: &ProofBundle) -> Result<String, String> {
 }
 
 /// Builds a bundle: the receipt proof, the anchor block's coinbase, and the headers on the
-/// backend's best chain from the start of a difficulty period through the checkpoint the
-/// block must connect to ([`HeaderRules::checkpoint_for`]), and `depth - 1` blocks above it
-/// (more when the checkpoint is higher).
+/// backend's best chain from the start of a difficulty period through a checkpoint (the one
+/// needing fewer headers, [`HeaderRules::checkpoint_for`]) and `depth - 1` blocks above the
+/// block (more when the checkpoint is higher).
 pub fn assemble_bundle(
     proof: ReceiptProof,
     backend: &dyn ChainBackend,
@@ -686,7 +686,7 @@ pub fn assemble_bundle(
     let rules = HeaderRules::of(proof.network);
     let height = proof.block_height;
     let checkpoint = rules
-        .checkpoint_for(height)
+        .checkpoint_for(height, depth)
         .map(|c| c.height)
         .ok_or_else(|| ChainError::Permanent(format!("no checkpoint for {}", proof.network)))?;
     let start = rules.period_start(checkpoint.min(height));

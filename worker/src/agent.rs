@@ -425,8 +425,9 @@ async fn register(
 /// Pins the coordinator's anchor chain the first time its genesis header is seen (trust on
 /// first use, kept in the journal): `cairn worker status` then requires every receipt to be
 /// anchored on it. A coordinator whose genesis header names another chain than the one
-/// pinned has signed two chains (equivocation at height 0) and is refused. Without a
-/// genesis header yet (the coordinator has not closed epoch 0), the pin waits for a restart.
+/// pinned has signed two chains (equivocation at height 0) and is refused, as is one that
+/// answers with a header that is not its signed header 0. Without a genesis header yet (no
+/// epoch closed) the pin waits for a restart, or for `worker status`.
 async fn pin_chain(
     net: &Network,
     peer: &Peer,
@@ -435,17 +436,29 @@ async fn pin_chain(
     journal: &mut Journal,
     journal_path: &std::path::Path,
 ) -> Result<(), AgentError> {
-    let genesis = match net.request(peer, RequestBody::GetEpochs { from: 0, count: 1 }, REQUEST_TIMEOUT).await
-    {
-        Ok(ResponseBody::Epochs(headers)) => headers
-            .into_iter()
-            .next()
-            .filter(|h| h.body.height == 0 && h.body.coordinator == coordinator && h.verify()),
-        _ => None,
+    let answer = net.request(peer, RequestBody::GetEpochs { from: 0, count: 1 }, REQUEST_TIMEOUT).await;
+    let genesis = match answer {
+        // No epoch closed yet: nothing to pin.
+        Ok(ResponseBody::Epochs(headers)) if headers.is_empty() => return Ok(()),
+        Ok(ResponseBody::Epochs(headers)) => headers.into_iter().next(),
+        other => {
+            // Unreachable for now: `worker status` then pins from the API's genesis header.
+            tracing::warn!(target: "cairn::worker", %coordinator, answer = ?other.map(|_| ()), "genesis header not fetched; anchor chain not pinned this run");
+            return Ok(());
+        }
     };
-    let Some(binding) = genesis.map(|h| h.body.anchor).filter(|b| b.genesis().is_some()) else {
+    let Some(genesis) =
+        genesis.filter(|h| h.body.height == 0 && h.body.coordinator == coordinator && h.verify())
+    else {
+        return Err(AgentError::Refused(
+            addr.to_owned(),
+            "it answered for its genesis header with one that is not its own signed header 0".into(),
+        ));
+    };
+    let binding = genesis.body.anchor;
+    if binding.genesis().is_none() {
         return Ok(());
-    };
+    }
     let Some(record) = journal.registrations.get_mut(&coordinator.to_hex()) else { return Ok(()) };
     if record.pin(binding).map_err(|why| AgentError::Refused(addr.to_owned(), why))? {
         journal.save(journal_path)?;

@@ -102,10 +102,25 @@ fn verify_inner(
     match report.first_failure() {
         None => Ok((
             "anchored",
-            format!("epoch {} committed in Bitcoin at height {}", b.epoch, proof.block_height),
+            format!(
+                "epoch {} committed in Bitcoin at height {}{}",
+                b.epoch,
+                proof.block_height,
+                if pin.is_none() {
+                    " (on an anchor chain not pinned: the coordinator served no genesis header)"
+                } else {
+                    ""
+                }
+            ),
         )),
         Some(c) => Err(format!("{}: {}", c.name, c.detail)),
     }
+}
+
+/// The anchor binding coordinator `ckey`'s signed genesis header names, from its API.
+fn genesis_binding(api: &str, ckey: &PubKey) -> Option<cairn_spec::AnchorBinding> {
+    let h = ApiSource::new(api).headers(0, 1).ok()?.into_iter().next()?;
+    (h.body.height == 0 && &h.body.coordinator == ckey && h.verify()).then_some(h.body.anchor)
 }
 
 /// The status report as JSON.
@@ -181,8 +196,14 @@ pub fn report(
         done.sort_by_key(|d| std::cmp::Reverse(d.0));
         let mut counts = std::collections::BTreeMap::<&str, u64>::new();
         let mut failures = Vec::new();
-        // The chain pinned when this worker first saw the coordinator's genesis header.
-        let pin = journal.registrations.get(&ckey.to_hex()).and_then(|r| r.binding).and_then(|b| b.genesis());
+        // The chain pinned when this worker first saw the coordinator's genesis header, else
+        // the one its signed genesis header names now (so no receipt is checked unpinned).
+        let pin = journal
+            .registrations
+            .get(&ckey.to_hex())
+            .and_then(|r| r.binding)
+            .or_else(|| genesis_binding(api, &ckey))
+            .and_then(|b| b.genesis());
         for (_, task, rid) in done.into_iter().take(MAX_VERIFIED) {
             let (state, detail) = verify_one(api, me, &ckey, &task, &rid, network, chain, pin);
             *counts.entry(state).or_default() += 1;
