@@ -157,16 +157,20 @@ async fn epochs_are_anchored_settled_and_paid_out() {
     let receipt = cairn_spec::Hash32::from_hex(slot["receipt"].as_str().unwrap()).unwrap();
     let url = format!("http://{api}");
     let me = w0.public();
-    let (state, detail) = cairn_worker::status::verify_one(
-        &url,
-        &me,
-        &coordinator,
-        &task1,
-        &receipt,
-        cairn_spec::Network::Regtest,
-        Some((&rpc, 1)),
-        None,
-    );
+    // The worker's check of one receipt: as `who`, `depth` confirmations, pinned or not.
+    let verify = |who: &cairn_spec::PubKey, depth: u32, pin: Option<bitcoin::OutPoint>| {
+        cairn_worker::status::verify_one(
+            &url,
+            who,
+            &coordinator,
+            &task1,
+            &receipt,
+            cairn_spec::Network::Regtest,
+            Some((&rpc, depth)),
+            pin,
+        )
+    };
+    let (state, detail) = verify(&me, 1, None);
     assert_eq!(state, "anchored", "{detail}");
     // A worker that pinned this coordinator's chain (its genesis header's genesis output)
     // finds the receipt on it; one that pinned another chain of the same coordinator (a
@@ -175,46 +179,16 @@ async fn epochs_are_anchored_settled_and_paid_out() {
     let h0 = <cairn_spec::SignedEpochHeader as cairn_spec::Decode>::from_bytes(&hex::decode(enc).unwrap())
         .unwrap();
     let genesis = h0.body.anchor.genesis().expect("a bound chain");
-    let verify_pinned = |pin| {
-        cairn_worker::status::verify_one(
-            &url,
-            &me,
-            &coordinator,
-            &task1,
-            &receipt,
-            cairn_spec::Network::Regtest,
-            Some((&rpc, 1)),
-            Some(pin),
-        )
-    };
-    assert_eq!(verify_pinned(genesis).0, "anchored");
-    let (state, detail) = verify_pinned(bitcoin::OutPoint { vout: genesis.vout + 1, ..genesis });
+    assert_eq!(verify(&me, 1, Some(genesis)).0, "anchored");
+    let (state, detail) = verify(&me, 1, Some(bitcoin::OutPoint { vout: genesis.vout + 1, ..genesis }));
     assert_eq!(state, "failed", "{detail}");
     assert!(detail.starts_with("anchor_chain") && detail.contains("expects"), "{detail}");
     // Too few confirmations, or someone else's receipt: refused with the reason.
-    let (state, detail) = cairn_worker::status::verify_one(
-        &url,
-        &me,
-        &coordinator,
-        &task1,
-        &receipt,
-        cairn_spec::Network::Regtest,
-        Some((&rpc, 6)),
-        None,
-    );
+    let (state, detail) = verify(&me, 6, None);
     assert_eq!(state, "failed", "{detail}");
     assert!(detail.contains("depth"), "{detail}");
     let other = w1.public();
-    let (state, _) = cairn_worker::status::verify_one(
-        &url,
-        &other,
-        &coordinator,
-        &task1,
-        &receipt,
-        cairn_spec::Network::Regtest,
-        Some((&rpc, 1)),
-        None,
-    );
+    let (state, _) = verify(&other, 1, None);
     assert_eq!(state, "failed");
     // Rewards unlock once the anchor is final (k = 2) and the challenge window (w = 2) has
     // run after that: at k + w = 4 confirmations, not at 3.
