@@ -55,6 +55,37 @@ pub struct ChainInfo {
     pub tip_hash: BlockHash,
     /// True while the node is still catching up.
     pub initial_block_download: bool,
+    /// Headers the node knows (at least `tip_height` when it does not say).
+    pub headers: u32,
+    /// The node's estimate of how much of the chain it has verified, in parts per million.
+    pub progress_ppm: u32,
+}
+
+/// The unspent outputs paying one script, as the node's UTXO set holds them at its tip
+/// (Bitcoin Core's `scantxoutset`): what a fresh node reads instead of scanning history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutputScan {
+    /// Height of the block the set was read at.
+    pub height: u32,
+    /// Its hash.
+    pub block: BlockHash,
+    /// The outputs found.
+    pub outputs: Vec<ScannedOutput>,
+}
+
+/// One output of an [`OutputScan`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScannedOutput {
+    /// Outpoint.
+    pub outpoint: OutPoint,
+    /// Value.
+    pub value: Amount,
+    /// Output script (the caller checks it is the one it asked for).
+    pub script_pubkey: ScriptBuf,
+    /// Height of the block that holds it.
+    pub height: u32,
+    /// True for a coinbase output.
+    pub coinbase: bool,
 }
 
 /// An unspent output as the node sees it.
@@ -86,6 +117,8 @@ pub trait ChainBackend {
     fn block_height(&self, hash: &BlockHash) -> Result<Option<u32>, ChainError>;
     /// A transaction: from the mempool, or from `block` when given.
     fn transaction(&self, txid: &Txid, block: Option<&BlockHash>) -> Result<Option<Transaction>, ChainError>;
+    /// Every confirmed unspent output paying `script`, read from the node's UTXO set.
+    fn scan_outputs(&self, script: &ScriptBuf) -> Result<OutputScan, ChainError>;
     /// An unspent output (mempool spends count as spent when `include_mempool`).
     fn utxo(&self, outpoint: &OutPoint, include_mempool: bool) -> Result<Option<UtxoInfo>, ChainError>;
     /// Fee rate to confirm within `target_blocks`, or `None` when the node has no estimate.

@@ -47,24 +47,34 @@ impl DriverError {
     }
 }
 
+/// Where a node with no anchor state starts following the chain.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Start {
+    /// Read the key's funds from the node's UTXO set at its tip and scan only the newest
+    /// blocks ([`AnchorMachine::from_scan`]): minutes on any network, whatever its length.
+    Tip,
+    /// Scan every block from this height (the funding must be at or above it).
+    Height(u32),
+}
+
 /// Drives one anchor machine against one backend and one store.
 pub struct AnchorDriver<B, S> {
     backend: B,
     store: S,
     machine: AnchorMachine,
     signer: Box<dyn AnchorSigner + Send + Sync>,
-    start_height: u32,
+    start: Start,
 }
 
 impl<B: ChainBackend, S: AnchorStore> AnchorDriver<B, S> {
-    /// Checks the node's network, then resumes the persisted state or starts a new one that
-    /// scans from `start_height`.
+    /// Checks the node's network, then resumes the persisted state or starts a new one from
+    /// `start` (and persists that start before returning).
     pub fn open(
         backend: B,
         store: S,
         config: AnchorConfig,
         signer: Box<dyn AnchorSigner + Send + Sync>,
-        start_height: u32,
+        start: Start,
     ) -> Result<Self, DriverError> {
         let info = backend.chain_info()?;
         if info.chain != config.network.core_chain_name() {
@@ -75,11 +85,10 @@ impl<B: ChainBackend, S: AnchorStore> AnchorDriver<B, S> {
             });
         }
         let key = signer.public_key();
-        let machine = match store.load().map_err(|e| DriverError::Store(e.to_string()))? {
-            Some((head, records)) => AnchorMachine::restore(config, &key, head, records),
-            None => AnchorMachine::new(config, &key, start_height),
-        };
-        Ok(AnchorDriver { backend, store, machine, signer, start_height })
+        let placeholder = AnchorMachine::new(config, &key, 0);
+        let mut driver = AnchorDriver { backend, store, machine: placeholder, signer, start };
+        driver.reload()?;
+        Ok(driver)
     }
 
     /// The machine (for status queries).
@@ -158,15 +167,35 @@ impl<B: ChainBackend, S: AnchorStore> AnchorDriver<B, S> {
         Ok(notices)
     }
 
-    /// Replaces the in-memory machine by the persisted state.
+    /// Replaces the in-memory machine by the persisted state, or by a fresh start when
+    /// nothing is persisted (a start from the tip is committed before it is used, so a crash
+    /// right after it resumes from the same point).
     fn reload(&mut self) -> Result<(), DriverError> {
         let config = self.machine.config().clone();
         let key = self.signer.public_key();
-        let start = self.start_height;
-        self.machine = match self.store.load().map_err(|e| DriverError::Store(e.to_string()))? {
-            Some((head, records)) => AnchorMachine::restore(config, &key, head, records),
-            None => AnchorMachine::new(config, &key, start),
-        };
+        if let Some((head, records)) = self.store.load().map_err(|e| DriverError::Store(e.to_string()))? {
+            self.machine = AnchorMachine::restore(config, &key, head, records);
+            return Ok(());
+        }
+        match self.start {
+            Start::Height(h) => self.machine = AnchorMachine::new(config, &key, h),
+            Start::Tip => {
+                let scan = self.backend.scan_outputs(&crate::tx::anchor_script(&key))?;
+                let (machine, effects) = AnchorMachine::from_scan(config, &key, &scan);
+                for effect in effects {
+                    match effect {
+                        Effect::Persist(cs) => {
+                            self.store.commit(&cs).map_err(|e| DriverError::Store(e.to_string()))?
+                        }
+                        Effect::Notice(n) => {
+                            tracing::info!(target: "cairn::anchor", notice = ?n, "started from the UTXO set")
+                        }
+                        Effect::Broadcast(_) => {}
+                    }
+                }
+                self.machine = machine;
+            }
+        }
         Ok(())
     }
 

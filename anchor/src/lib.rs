@@ -7,6 +7,7 @@
 //! the ledger): it is told which epoch header to commit and reports what Bitcoin did.
 
 pub mod backend;
+pub mod descriptor;
 pub mod driver;
 pub mod machine;
 pub mod regtest;
@@ -16,9 +17,11 @@ pub mod settle;
 pub mod store;
 pub mod tx;
 
-pub use backend::{BroadcastError, ChainBackend, ChainError, ChainInfo, UtxoInfo};
-pub use driver::{AnchorDriver, DriverError};
-pub use machine::{AnchorConfig, AnchorMachine, AnchorRecord, AnchorStatus, EpochAnchorStatus, Notice};
+pub use backend::{BroadcastError, ChainBackend, ChainError, ChainInfo, OutputScan, ScannedOutput, UtxoInfo};
+pub use driver::{AnchorDriver, DriverError, Start};
+pub use machine::{
+    AnchorConfig, AnchorMachine, AnchorRecord, AnchorStatus, EpochAnchorStatus, Notice, Standing,
+};
 pub use rpc::{BitcoinCoreRpc, RpcAuth, RpcConfig};
 pub use store::{AnchorStore, Changeset, MemoryStore};
 pub use tx::{anchor_address, anchor_script, AnchorSigner, KeySigner, Payout};

@@ -16,7 +16,7 @@ use cairn_spec::{AnchorPayload, Network, PubKey};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::backend::BroadcastError;
+use crate::backend::{BroadcastError, OutputScan};
 use crate::store::Changeset;
 use crate::tx::{anchor_script, build_anchor, AnchorPlan, AnchorSigner, BuildError, Payout, Utxo};
 
@@ -232,6 +232,17 @@ pub enum Effect {
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Notice {
+    /// A fresh node read its funds from the node's UTXO set instead of scanning history.
+    Started {
+        /// Height the UTXO set was read at.
+        scanned_at: u32,
+        /// First block the machine scans itself.
+        next_height: u32,
+        /// Outputs taken from the set.
+        outputs: usize,
+        /// Their value.
+        value: Amount,
+    },
     /// A new anchor was signed.
     Anchored {
         /// Txid.
@@ -387,6 +398,34 @@ pub enum EpochAnchorStatus {
     },
 }
 
+/// Figures an operator watches, read off the machine's state ([`AnchorMachine::standing`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Standing {
+    /// Confirmed, mature value at the anchor address.
+    pub spendable: Amount,
+    /// Newest epoch submitted for anchoring.
+    pub latest_epoch: Option<u32>,
+    /// Newest epoch a confirmed anchor commits.
+    pub anchored_epoch: Option<u32>,
+    /// Height of the newest confirmed anchor's block.
+    pub last_anchor_height: Option<u32>,
+    /// Anchors awaiting confirmation.
+    pub pending: usize,
+    /// Fees committed today (UTC).
+    pub fee_spent_today: Amount,
+}
+
+impl Standing {
+    /// Epochs submitted that no confirmed anchor commits yet.
+    pub fn unanchored_epochs(&self) -> u32 {
+        match (self.latest_epoch, self.anchored_epoch) {
+            (Some(l), Some(a)) => l.saturating_sub(a),
+            (Some(l), None) => l.saturating_add(1),
+            (None, _) => 0,
+        }
+    }
+}
+
 /// The anchor state machine.
 #[derive(Clone, Debug)]
 pub struct AnchorMachine {
@@ -432,6 +471,42 @@ impl AnchorMachine {
         }
     }
 
+    /// A fresh machine for `key` that starts from the node's UTXO set instead of the chain's
+    /// history: it keeps the outputs of `scan` that are at least `genesis_depth` blocks deep
+    /// and scans the blocks above them itself, so a reorg of the newest blocks is followed
+    /// like any other. The first effect persists the start; the driver commits it before
+    /// anything else.
+    pub fn from_scan(config: AnchorConfig, key: &PubKey, scan: &OutputScan) -> (Self, Vec<Effect>) {
+        let rescan = config.genesis_depth.max(1);
+        let first = scan.height.saturating_add(1).saturating_sub(rescan);
+        let mut m = Self::new(config, key, first);
+        // The node's answer is checked like any outside input: only this key's script, only
+        // blocks below the rescan, only what a top-up would count, one entry per outpoint.
+        let mut outputs: Vec<OwnUtxo> = scan
+            .outputs
+            .iter()
+            .filter(|o| o.script_pubkey == m.script && o.height < first && o.value >= m.config.min_topup)
+            .map(|o| OwnUtxo { outpoint: o.outpoint, value: o.value, height: o.height, coinbase: o.coinbase })
+            .collect();
+        outputs.sort_by_key(|o| o.outpoint);
+        outputs.dedup_by_key(|o| o.outpoint);
+        outputs.sort_by(|a, b| b.value.cmp(&a.value).then(a.outpoint.cmp(&b.outpoint)));
+        outputs.truncate(m.config.max_utxos);
+        let value = outputs.iter().map(|o| o.value).fold(Amount::ZERO, |a, b| a + b);
+        let count = outputs.len();
+        m.head.utxos = outputs;
+        let effects = vec![
+            m.persist(&[]),
+            Effect::Notice(Notice::Started {
+                scanned_at: scan.height,
+                next_height: first,
+                outputs: count,
+                value,
+            }),
+        ];
+        (m, effects)
+    }
+
     /// The configuration.
     pub fn config(&self) -> &AnchorConfig {
         &self.config
@@ -465,6 +540,33 @@ impl AnchorMachine {
     /// Confirmed spendable balance at the anchor address at `tip_height`.
     pub fn spendable(&self, tip_height: u32) -> Amount {
         self.mature(tip_height).iter().map(|u| u.value).fold(Amount::ZERO, |a, b| a + b)
+    }
+
+    /// What an operator watches, read off the state at `tip_height` (readiness, metrics).
+    pub fn standing(&self, tip_height: u32) -> Standing {
+        let newest = self
+            .records
+            .values()
+            .filter_map(|r| match r.status {
+                AnchorStatus::Confirmed { height, .. } => Some((r.payload.height, height)),
+                _ => None,
+            })
+            .max();
+        Standing {
+            spendable: self.spendable(tip_height),
+            latest_epoch: self.head.latest_epoch.map(|p| p.height),
+            anchored_epoch: newest.map(|(e, _)| e),
+            last_anchor_height: self
+                .records
+                .values()
+                .filter_map(|r| match r.status {
+                    AnchorStatus::Confirmed { height, .. } => Some(height),
+                    _ => None,
+                })
+                .max(),
+            pending: self.pending().len(),
+            fee_spent_today: self.head.fee_spent_today,
+        }
     }
 
     /// Records not yet confirmed, in creation order.

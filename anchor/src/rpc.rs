@@ -1,4 +1,4 @@
-//! The Bitcoin Core backend: a small JSON-RPC client over HTTP/1.1 on a plain TCP socket,
+//! The Bitcoin Core backend: a small JSON-RPC client over HTTP/1.1 (ureq, with keep-alive),
 //! with cookie or user/password auth, bounded responses, retries with backoff for transient
 //! failures, and a wait for the node to finish warming up.
 //!
@@ -11,8 +11,6 @@
 //! Owns talking to Core. Must never log credentials, never trust a response's size, and
 //! never turn a refusal into success except "already known" answers.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -22,12 +20,14 @@ use bitcoin::consensus::encode::{deserialize_hex, serialize_hex};
 use bitcoin::{Amount, Block, BlockHash, FeeRate, OutPoint, ScriptBuf, Transaction, Txid};
 use serde_json::{json, Value};
 
-use crate::backend::{BroadcastError, ChainBackend, ChainError, ChainInfo, UtxoInfo};
+use crate::backend::{
+    BroadcastError, ChainBackend, ChainError, ChainInfo, OutputScan, ScannedOutput, UtxoInfo,
+};
 
 /// Largest response accepted (a full block in hex is at most ~8 MB).
 const MAX_RESPONSE: usize = 32 << 20;
-/// Longest header line accepted.
-const MAX_HEADER_LINE: usize = 8 << 10;
+/// How long `scantxoutset` may take: it reads the whole UTXO set (minutes on mainnet).
+const SCAN_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 
 /// How to authenticate.
 #[derive(Clone)]
@@ -94,14 +94,27 @@ impl RpcConfig {
     }
 }
 
-/// A JSON-RPC client for Bitcoin Core.
-#[derive(Debug)]
+/// A JSON-RPC client for Bitcoin Core. Its HTTP agent keeps connections open between calls
+/// (Core serves keep-alive), so a scan of many blocks does not open a socket per block.
 pub struct BitcoinCoreRpc {
     config: RpcConfig,
-    host: String,
-    port: u16,
-    path: String,
+    agent: ureq::Agent,
     next_id: AtomicU64,
+}
+
+impl std::fmt::Debug for BitcoinCoreRpc {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BitcoinCoreRpc").field("config", &self.config).finish_non_exhaustive()
+    }
+}
+
+/// A failed exchange: too-large answers are the node's fault, everything else is transport.
+fn transport(e: ureq::Error) -> CallError {
+    match e {
+        ureq::Error::BodyExceedsLimit(_) => CallError::Parse("response too large".into()),
+        ureq::Error::LargeResponseHeader(..) => CallError::Parse("HTTP header too large".into()),
+        other => CallError::Transport(other.to_string()),
+    }
 }
 
 /// A failed call, before it is classified for callers.
@@ -175,26 +188,20 @@ fn btc_per_kvb(v: &Value) -> Option<FeeRate> {
     btc_to_sat(v).map(|sat_per_kvb| FeeRate::from_sat_per_kwu(sat_per_kvb.to_sat() / 4))
 }
 
-fn read_line_bounded(r: &mut impl BufRead) -> Result<String, CallError> {
-    let mut buf = Vec::new();
-    let n = r
-        .take(MAX_HEADER_LINE as u64)
-        .read_until(b'\n', &mut buf)
-        .map_err(|e| CallError::Transport(e.to_string()))?;
-    if n == 0 {
-        return Err(CallError::Transport("connection closed".into()));
-    }
-    if !buf.ends_with(b"\n") {
-        return Err(CallError::Parse("HTTP header line too long".into()));
-    }
-    Ok(String::from_utf8_lossy(&buf).trim_end().to_owned())
-}
-
 impl BitcoinCoreRpc {
     /// A client for `config` (no connection is made yet).
     pub fn new(config: RpcConfig) -> Result<Self, ChainError> {
-        let (host, port, path) = parse_url(&config.url)?;
-        Ok(BitcoinCoreRpc { config, host, port, path, next_id: AtomicU64::new(1) })
+        parse_url(&config.url)?;
+        let agent = ureq::Agent::config_builder()
+            .timeout_global(Some(config.timeout))
+            // Core answers errors with 500 and a JSON body: read it, do not fail on the status.
+            .http_status_as_error(false)
+            .max_redirects(0)
+            // Core is reached directly: a proxy from the environment must not see credentials.
+            .proxy(None)
+            .build()
+            .into();
+        Ok(BitcoinCoreRpc { config, agent, next_id: AtomicU64::new(1) })
     }
 
     fn auth_header(&self) -> Result<String, CallError> {
@@ -208,86 +215,36 @@ impl BitcoinCoreRpc {
         Ok(base64::engine::general_purpose::STANDARD.encode(cred))
     }
 
-    fn post(&self, body: &[u8]) -> Result<(u16, Vec<u8>), CallError> {
-        let t = |e: std::io::Error| CallError::Transport(e.to_string());
-        let addr = (self.host.as_str(), self.port)
-            .to_socket_addrs()
-            .map_err(t)?
-            .next()
-            .ok_or_else(|| CallError::Transport(format!("cannot resolve {}", self.host)))?;
-        let mut stream = TcpStream::connect_timeout(&addr, self.config.timeout).map_err(t)?;
-        stream.set_read_timeout(Some(self.config.timeout)).map_err(t)?;
-        stream.set_write_timeout(Some(self.config.timeout)).map_err(t)?;
-        let head = format!(
-            "POST {} HTTP/1.1\r\nHost: {}:{}\r\nAuthorization: Basic {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-            self.path,
-            self.host,
-            self.port,
-            self.auth_header()?,
-            body.len()
-        );
-        stream.write_all(head.as_bytes()).map_err(t)?;
-        stream.write_all(body).map_err(t)?;
-        let mut r = BufReader::new(stream);
-        let status_line = read_line_bounded(&mut r)?;
-        let status = status_line
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse::<u16>().ok())
-            .ok_or_else(|| CallError::Parse(format!("bad status line {status_line:?}")))?;
-        let mut length: Option<usize> = None;
-        let mut chunked = false;
-        loop {
-            let line = read_line_bounded(&mut r)?;
-            if line.is_empty() {
-                break;
-            }
-            if let Some((k, v)) = line.split_once(':') {
-                let (k, v) = (k.trim().to_ascii_lowercase(), v.trim());
-                if k == "content-length" {
-                    length = Some(v.parse().map_err(|_| CallError::Parse("bad Content-Length".into()))?);
-                } else if k == "transfer-encoding" && v.eq_ignore_ascii_case("chunked") {
-                    chunked = true;
-                }
-            }
+    fn post(&self, body: &[u8], timeout: Option<Duration>) -> Result<(u16, Vec<u8>), CallError> {
+        let mut req = self
+            .agent
+            .post(&self.config.url)
+            .header("Authorization", format!("Basic {}", self.auth_header()?))
+            .header("Content-Type", "application/json");
+        if let Some(t) = timeout {
+            req = req.config().timeout_global(Some(t)).build();
         }
-        let mut body = Vec::new();
-        if chunked {
-            loop {
-                let size_line = read_line_bounded(&mut r)?;
-                let size = usize::from_str_radix(size_line.split(';').next().unwrap_or("").trim(), 16)
-                    .map_err(|_| CallError::Parse("bad chunk size".into()))?;
-                if size == 0 {
-                    break;
-                }
-                if body.len() + size > MAX_RESPONSE {
-                    return Err(CallError::Parse("response too large".into()));
-                }
-                let start = body.len();
-                body.resize(start + size, 0);
-                r.read_exact(body.get_mut(start..).unwrap_or_default()).map_err(t)?;
-                read_line_bounded(&mut r)?;
-            }
-        } else if let Some(n) = length {
-            if n > MAX_RESPONSE {
-                return Err(CallError::Parse("response too large".into()));
-            }
-            body.resize(n, 0);
-            r.read_exact(&mut body).map_err(t)?;
-        } else {
-            r.take(MAX_RESPONSE as u64 + 1).read_to_end(&mut body).map_err(t)?;
-            if body.len() > MAX_RESPONSE {
-                return Err(CallError::Parse("response too large".into()));
-            }
-        }
+        let mut resp = req.send(body).map_err(transport)?;
+        let status = resp.status().as_u16();
+        let body =
+            resp.body_mut().with_config().limit(MAX_RESPONSE as u64).read_to_vec().map_err(transport)?;
         Ok((status, body))
     }
 
     fn call_once(&self, method: &str, params: &Value) -> Result<Value, CallError> {
+        self.call_once_within(method, params, None)
+    }
+
+    fn call_once_within(
+        &self,
+        method: &str,
+        params: &Value,
+        timeout: Option<Duration>,
+    ) -> Result<Value, CallError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let req = json!({ "jsonrpc": "1.0", "id": id, "method": method, "params": params });
         let body = serde_json::to_vec(&req).map_err(|e| CallError::Parse(e.to_string()))?;
-        let (status, resp) = self.post(&body)?;
+        let (status, resp) = self.post(&body, timeout)?;
         let parsed: Value = match serde_json::from_slice(&resp) {
             Ok(v) => v,
             Err(_) => {
@@ -400,6 +357,17 @@ impl ChainBackend for BitcoinCoreRpc {
                     .get("initialblockdownload")
                     .and_then(Value::as_bool)
                     .unwrap_or(false),
+                headers: v
+                    .get("headers")
+                    .and_then(Value::as_u64)
+                    .and_then(|h| u32::try_from(h).ok())
+                    .unwrap_or(tip_height)
+                    .max(tip_height),
+                progress_ppm: v
+                    .get("verificationprogress")
+                    .and_then(Value::as_f64)
+                    .filter(|p| p.is_finite())
+                    .map_or(0, |p| (p.clamp(0.0, 1.0) * 1e6).round() as u32),
             }),
             _ => Err(ChainError::Permanent(format!("{m}: malformed tip"))),
         }
@@ -493,6 +461,48 @@ impl ChainBackend for BitcoinCoreRpc {
                 .unwrap_or(0),
             coinbase: v.get("coinbase").and_then(Value::as_bool).unwrap_or(false),
         }))
+    }
+
+    fn scan_outputs(&self, script: &ScriptBuf) -> Result<OutputScan, ChainError> {
+        let m = "scantxoutset";
+        let desc = format!("raw({})", hex::encode(script.as_bytes()));
+        let v = self
+            .call_once_within(m, &json!(["start", [desc]]), Some(SCAN_TIMEOUT))
+            .map_err(CallError::into_chain)?;
+        if v.get("success").and_then(Value::as_bool) != Some(true) {
+            return Err(ChainError::Transient(format!("{m}: the scan did not complete")));
+        }
+        let height = field(&v, "height", m)?
+            .as_u64()
+            .and_then(|h| u32::try_from(h).ok())
+            .ok_or_else(|| ChainError::Permanent(format!("{m}: bad height")))?;
+        let block = hex_str(field(&v, "bestblock", m)?, m)?
+            .parse::<BlockHash>()
+            .map_err(|e| ChainError::Permanent(format!("{m}: bestblock: {e}")))?;
+        let unspents = field(&v, "unspents", m)?
+            .as_array()
+            .ok_or_else(|| ChainError::Permanent(format!("{m}: unspents is not a list")))?;
+        let outputs = unspents
+            .iter()
+            .map(|u| {
+                let bad = |what: &str| ChainError::Permanent(format!("{m}: unspent with a bad {what}"));
+                let txid = u.get("txid").and_then(Value::as_str).and_then(|t| t.parse::<Txid>().ok());
+                let vout = u.get("vout").and_then(Value::as_u64).and_then(|v| u32::try_from(v).ok());
+                let script = u.get("scriptPubKey").and_then(Value::as_str).and_then(|h| hex::decode(h).ok());
+                let height = u.get("height").and_then(Value::as_u64).and_then(|h| u32::try_from(h).ok());
+                Ok(ScannedOutput {
+                    outpoint: OutPoint {
+                        txid: txid.ok_or_else(|| bad("txid"))?,
+                        vout: vout.ok_or_else(|| bad("vout"))?,
+                    },
+                    value: u.get("amount").and_then(btc_to_sat).ok_or_else(|| bad("amount"))?,
+                    script_pubkey: ScriptBuf::from_bytes(script.ok_or_else(|| bad("scriptPubKey"))?),
+                    height: height.filter(|h| *h <= 0x7fff_ffff).ok_or_else(|| bad("height"))?,
+                    coinbase: u.get("coinbase").and_then(Value::as_bool).unwrap_or(false),
+                })
+            })
+            .collect::<Result<Vec<_>, ChainError>>()?;
+        Ok(OutputScan { height, block, outputs })
     }
 
     fn estimate_fee(&self, target_blocks: u16) -> Result<Option<FeeRate>, ChainError> {

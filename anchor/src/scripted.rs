@@ -20,7 +20,9 @@ use bitcoin::{
     TxMerkleNode, TxOut, Txid, Witness,
 };
 
-use crate::backend::{BroadcastError, ChainBackend, ChainError, ChainInfo, UtxoInfo};
+use crate::backend::{
+    BroadcastError, ChainBackend, ChainError, ChainInfo, OutputScan, ScannedOutput, UtxoInfo,
+};
 
 #[derive(Clone, Debug)]
 struct Coin {
@@ -405,7 +407,29 @@ impl ChainBackend for ScriptedBackend {
             tip_height: c.tip_height(),
             tip_hash: c.tip_hash(),
             initial_block_download: false,
+            headers: c.tip_height(),
+            progress_ppm: 1_000_000,
         })
+    }
+
+    fn scan_outputs(&self, script: &ScriptBuf) -> Result<OutputScan, ChainError> {
+        let c = self.up()?;
+        let mut outputs: Vec<ScannedOutput> = c
+            .utxo_set(false, &HashSet::new())
+            .into_iter()
+            .filter(|(_, coin)| coin.out.script_pubkey == *script)
+            .filter_map(|(outpoint, coin)| {
+                Some(ScannedOutput {
+                    outpoint,
+                    value: coin.out.value,
+                    script_pubkey: coin.out.script_pubkey,
+                    height: coin.height?,
+                    coinbase: coin.coinbase,
+                })
+            })
+            .collect();
+        outputs.sort_by_key(|o| o.outpoint);
+        Ok(OutputScan { height: c.tip_height(), block: c.tip_hash(), outputs })
     }
 
     fn block_hash(&self, height: u32) -> Result<Option<BlockHash>, ChainError> {

@@ -96,7 +96,14 @@ impl Env {
         cfg.attempts = 2;
         cfg.backoff = Duration::from_millis(50);
         let rpc = BitcoinCoreRpc::new(cfg).unwrap();
-        AnchorDriver::open(rpc, store.clone(), anchor, Box::new(KeySigner::new(key())), 0).unwrap()
+        AnchorDriver::open(
+            rpc,
+            store.clone(),
+            anchor,
+            Box::new(KeySigner::new(key())),
+            cairn_anchor::Start::Height(0),
+        )
+        .unwrap()
     }
 }
 
@@ -241,7 +248,7 @@ fn wrong_network_is_refused() {
         MemoryStore::new(),
         AnchorConfig::new(Network::Testnet4),
         Box::new(KeySigner::new(key())),
-        0,
+        cairn_anchor::Start::Height(0),
     )
     .err()
     .unwrap();
@@ -624,4 +631,100 @@ fn dust_sent_to_the_anchor_address_is_not_swept() {
     assert!(rec.inputs.iter().all(|u| u.value.to_sat() >= 100_000));
     assert!(d.machine().head().utxos.len() <= 2, "dust is not tracked");
     assert!(env.mempool().contains(&a.to_string()));
+}
+
+/// A backend that counts the blocks it serves: a fresh node on a long chain must not read
+/// the chain's history.
+struct Counting {
+    inner: BitcoinCoreRpc,
+    blocks: std::sync::Arc<std::sync::atomic::AtomicU32>,
+}
+
+impl ChainBackend for Counting {
+    fn chain_info(&self) -> Result<cairn_anchor::ChainInfo, cairn_anchor::ChainError> {
+        self.inner.chain_info()
+    }
+    fn block_hash(&self, height: u32) -> Result<Option<bitcoin::BlockHash>, cairn_anchor::ChainError> {
+        self.inner.block_hash(height)
+    }
+    fn block(&self, hash: &bitcoin::BlockHash) -> Result<bitcoin::Block, cairn_anchor::ChainError> {
+        self.blocks.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.block(hash)
+    }
+    fn block_height(&self, hash: &bitcoin::BlockHash) -> Result<Option<u32>, cairn_anchor::ChainError> {
+        self.inner.block_height(hash)
+    }
+    fn transaction(
+        &self,
+        txid: &Txid,
+        block: Option<&bitcoin::BlockHash>,
+    ) -> Result<Option<bitcoin::Transaction>, cairn_anchor::ChainError> {
+        self.inner.transaction(txid, block)
+    }
+    fn scan_outputs(
+        &self,
+        script: &bitcoin::ScriptBuf,
+    ) -> Result<cairn_anchor::OutputScan, cairn_anchor::ChainError> {
+        self.inner.scan_outputs(script)
+    }
+    fn utxo(
+        &self,
+        o: &OutPoint,
+        m: bool,
+    ) -> Result<Option<cairn_anchor::UtxoInfo>, cairn_anchor::ChainError> {
+        self.inner.utxo(o, m)
+    }
+    fn estimate_fee(&self, t: u16) -> Result<Option<bitcoin::FeeRate>, cairn_anchor::ChainError> {
+        self.inner.estimate_fee(t)
+    }
+    fn relay_fee(&self) -> Result<bitcoin::FeeRate, cairn_anchor::ChainError> {
+        self.inner.relay_fee()
+    }
+    fn in_mempool(&self, txid: &Txid) -> Result<bool, cairn_anchor::ChainError> {
+        self.inner.in_mempool(txid)
+    }
+    fn test_accept(&self, tx: &bitcoin::Transaction) -> Result<(), BroadcastError> {
+        self.inner.test_accept(tx)
+    }
+    fn broadcast(&self, tx: &bitcoin::Transaction) -> Result<Txid, BroadcastError> {
+        self.inner.broadcast(tx)
+    }
+}
+
+#[test]
+fn a_fresh_node_on_a_long_chain_anchors_from_the_utxo_set_without_reading_history() {
+    let Some(env) = start() else { return };
+    // Funds paid to the anchor key long ago (a coinbase at height 1, and another deep in the
+    // chain), then 2,000 and more blocks on top.
+    let addr = anchor_address(&key().public(), Network::Regtest).to_string();
+    env.call("generatetoaddress", json!([1, addr]));
+    env.mine(1_000);
+    env.call("generatetoaddress", json!([1, addr]));
+    env.mine(1_100);
+    let tip = env.rpc.chain_info().unwrap().tip_height;
+    assert!(tip >= 2_100, "{tip}");
+    let blocks = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let backend = Counting { inner: env.node.rpc().unwrap(), blocks: blocks.clone() };
+    let mut cfg = AnchorConfig::new(Network::Regtest);
+    cfg.genesis_depth = 6;
+    let store = MemoryStore::new();
+    let mut d = AnchorDriver::open(
+        backend,
+        store.clone(),
+        cfg.clone(),
+        Box::new(KeySigner::new(key())),
+        cairn_anchor::Start::Tip,
+    )
+    .unwrap();
+    assert_eq!(d.machine().next_height(), tip + 1 - 6);
+    assert_eq!(d.machine().head().utxos.len(), 2, "both coinbases, read from Core's UTXO set");
+    assert_eq!(d.machine().spendable(tip), bitcoin::Amount::from_sat(2 * 5_000_000_000));
+    d.submit_epoch(payload(0)).unwrap();
+    let txid = anchored(&d.step(1_767_225_600, [3; 32]).unwrap())
+        .expect("the first anchor, with no history scanned");
+    env.mine(1);
+    assert!(confirmed(&d.step(1_767_225_600, [3; 32]).unwrap()).contains(&txid));
+    let fetched = blocks.load(std::sync::atomic::Ordering::SeqCst);
+    eprintln!("blocks fetched to reach the first anchor on a chain of {tip}: {fetched}");
+    assert!(fetched <= 6 + 1, "a fresh node fetched {fetched} blocks");
 }

@@ -26,7 +26,14 @@ fn config() -> AnchorConfig {
 type Driver = AnchorDriver<ScriptedBackend, MemoryStore>;
 
 fn open(chain: &ScriptedBackend, store: &MemoryStore, config: AnchorConfig) -> Driver {
-    AnchorDriver::open(chain.clone(), store.clone(), config, Box::new(KeySigner::new(key())), 0).unwrap()
+    AnchorDriver::open(
+        chain.clone(),
+        store.clone(),
+        config,
+        Box::new(KeySigner::new(key())),
+        cairn_anchor::Start::Height(0),
+    )
+    .unwrap()
 }
 
 fn funded() -> (ScriptedBackend, MemoryStore, Driver) {
@@ -397,7 +404,7 @@ fn wrong_network_is_refused() {
         MemoryStore::new(),
         AnchorConfig::new(Network::Signet),
         Box::new(KeySigner::new(key())),
-        0,
+        cairn_anchor::Start::Height(0),
     )
     .err()
     .unwrap();
@@ -503,8 +510,14 @@ fn killed_after_any_write_and_restarted_it_never_loses_or_doubles_an_anchor() {
         chain.fund(&anchor_script(&key().public()), Amount::from_sat(1_000_000));
         let store = MemoryStore::new();
         let dying = DyingStore { inner: store.clone(), limit };
-        let mut d =
-            AnchorDriver::open(chain.clone(), dying, config(), Box::new(KeySigner::new(key())), 0).unwrap();
+        let mut d = AnchorDriver::open(
+            chain.clone(),
+            dying,
+            config(),
+            Box::new(KeySigner::new(key())),
+            cairn_anchor::Start::Height(0),
+        )
+        .unwrap();
         let mut round = 0;
         while round < ROUNDS {
             if scenario(&chain, &mut d, round).is_err() {
@@ -540,4 +553,107 @@ fn killed_after_any_write_and_restarted_it_never_loses_or_doubles_an_anchor() {
         }
         assert!(d.machine().pending().is_empty(), "limit {limit}");
     }
+}
+
+fn open_at_tip(chain: &ScriptedBackend, store: &MemoryStore, config: AnchorConfig) -> Driver {
+    AnchorDriver::open(
+        chain.clone(),
+        store.clone(),
+        config,
+        Box::new(KeySigner::new(key())),
+        cairn_anchor::Start::Tip,
+    )
+    .unwrap()
+}
+
+#[test]
+fn a_fresh_node_starts_from_the_utxo_set_and_scans_only_the_newest_blocks() {
+    let chain = ScriptedBackend::new();
+    let deep = chain.fund(&anchor_script(&key().public()), Amount::from_sat(1_000_000));
+    chain.mine(300);
+    let shallow = chain.fund(&anchor_script(&key().public()), Amount::from_sat(400_000));
+    chain.mine(1);
+    let tip = chain.height();
+    let mut cfg = config();
+    cfg.genesis_depth = 3;
+    let store = MemoryStore::new();
+    let mut d = open_at_tip(&chain, &store, cfg.clone());
+    // The start is persisted before anything else: a restart resumes from it, not the tip.
+    assert!(store.load().unwrap().is_some());
+    assert_eq!(d.machine().next_height(), tip + 1 - 3);
+    let held: Vec<OutPoint> = d.machine().head().utxos.iter().map(|u| u.outpoint).collect();
+    assert_eq!(held, vec![deep], "the deep output comes from the set; the shallow one from the blocks");
+    step(&mut d);
+    let mut held: Vec<OutPoint> = d.machine().head().utxos.iter().map(|u| u.outpoint).collect();
+    held.sort();
+    let mut want = vec![deep, shallow];
+    want.sort();
+    assert_eq!(held, want);
+    assert_eq!(d.machine().next_height(), tip + 1);
+    // It anchors like a node that scanned everything.
+    d.submit_epoch(payload(0)).unwrap();
+    let txid = anchored(&step(&mut d)).expect("anchored");
+    chain.mine(1);
+    assert!(confirmed(&step(&mut d)).contains(&txid));
+    // Restarted with the same store it resumes; the UTXO set is not read again.
+    chain.mine(2);
+    let again = open_at_tip(&chain, &store, cfg);
+    assert_eq!(again.machine().next_height(), tip + 3);
+}
+
+#[test]
+fn funds_inside_the_rescan_window_follow_a_reorg() {
+    let chain = ScriptedBackend::new();
+    chain.mine(10);
+    let op = chain.fund(&anchor_script(&key().public()), Amount::from_sat(1_000_000));
+    let mut cfg = config();
+    cfg.genesis_depth = 3;
+    let store = MemoryStore::new();
+    let mut d = open_at_tip(&chain, &store, cfg);
+    step(&mut d);
+    assert!(d.machine().head().utxos.iter().any(|u| u.outpoint == op));
+    // The funding block leaves the best chain: the output goes with it.
+    chain.disconnect(1);
+    chain.mine_empty(2);
+    step(&mut d);
+    assert!(d.machine().head().utxos.is_empty(), "{:?}", d.machine().head().utxos);
+}
+
+#[test]
+fn a_lying_utxo_scan_adds_nothing_that_is_not_the_keys_deep_output() {
+    use cairn_anchor::{OutputScan, ScannedOutput};
+    let mine = anchor_script(&key().public());
+    let other = anchor_script(&SigningKey::from_secret_bytes([5; 32]).unwrap().public());
+    let op = |n: u8| OutPoint {
+        txid: Txid::from_raw_hash(bitcoin::hashes::Hash::from_byte_array([n; 32])),
+        vout: 0,
+    };
+    let out = |n: u8, script: &bitcoin::ScriptBuf, sats: u64, height: u32| ScannedOutput {
+        outpoint: op(n),
+        value: Amount::from_sat(sats),
+        script_pubkey: script.clone(),
+        height,
+        coinbase: false,
+    };
+    let scan = OutputScan {
+        height: 1_000,
+        block: bitcoin::BlockHash::from_raw_hash(bitcoin::hashes::Hash::from_byte_array([9; 32])),
+        outputs: vec![
+            out(1, &mine, 500_000, 10),
+            // Another key's output, dust, one above the rescan window, one listed twice.
+            out(2, &other, 9_000_000, 10),
+            out(3, &mine, 500, 10),
+            out(4, &mine, 700_000, 999),
+            out(5, &mine, 600_000, 20),
+            out(5, &mine, 600_000, 20),
+        ],
+    };
+    let mut cfg = config();
+    cfg.genesis_depth = 6;
+    let (m, effects) = cairn_anchor::AnchorMachine::from_scan(cfg, &key().public(), &scan);
+    let mut held: Vec<OutPoint> = m.head().utxos.iter().map(|u| u.outpoint).collect();
+    held.sort();
+    assert_eq!(held, vec![op(1), op(5)]);
+    assert_eq!(m.next_height(), 995);
+    assert!(matches!(effects.first(), Some(cairn_anchor::machine::Effect::Persist(_))));
 }

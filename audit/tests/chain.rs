@@ -257,7 +257,7 @@ fn anchored() -> (Mem, ScriptedBackend) {
         MemoryStore::new(),
         AnchorConfig::new(Network::Regtest),
         Box::new(KeySigner::new(key.clone())),
-        0,
+        cairn_anchor::Start::Height(0),
     )
     .unwrap();
     let binding = cairn_testkit::anchoring::binding(&mut d, &key.public());
@@ -362,8 +362,14 @@ fn anchors_grown_from_another_output_of_the_key_are_refused() {
     // (Its anchors take no top-ups: they would spend the true chain's output.)
     let mut cfg = AnchorConfig::new(Network::Regtest);
     cfg.max_inputs = 1;
-    let mut second =
-        AnchorDriver::open(btc.clone(), MemoryStore::new(), cfg, Box::new(KeySigner::new(key)), 0).unwrap();
+    let mut second = AnchorDriver::open(
+        btc.clone(),
+        MemoryStore::new(),
+        cfg,
+        Box::new(KeySigner::new(key)),
+        cairn_anchor::Start::Height(0),
+    )
+    .unwrap();
     second.step(1, [0; 32]).unwrap();
     let mut claims = Vec::new();
     for c in &m.anchors {

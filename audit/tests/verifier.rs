@@ -34,7 +34,7 @@ fn world() -> World {
         MemoryStore::new(),
         AnchorConfig::new(Network::Regtest),
         Box::new(KeySigner::new(key.clone())),
-        0,
+        cairn_anchor::Start::Height(0),
     )
     .unwrap();
     let binding = cairn_testkit::anchoring::binding(&mut d, &key.public());
@@ -378,9 +378,14 @@ fn a_receipt_proof_carries_the_spend_chain_from_the_genesis_output() {
     w.chain.fund(&anchor_script(&key.public()), Amount::from_sat(9_000_000));
     let mut cfg = AnchorConfig::new(Network::Regtest);
     cfg.max_inputs = 1;
-    let mut second =
-        AnchorDriver::open(w.chain.clone(), MemoryStore::new(), cfg, Box::new(KeySigner::new(key)), 0)
-            .unwrap();
+    let mut second = AnchorDriver::open(
+        w.chain.clone(),
+        MemoryStore::new(),
+        cfg,
+        Box::new(KeySigner::new(key)),
+        cairn_anchor::Start::Height(0),
+    )
+    .unwrap();
     second.step(1, [0; 32]).unwrap();
     assert_ne!(second.machine().genesis(), w.binding.genesis());
     let (txid, _, block) =

@@ -66,6 +66,31 @@ pub(crate) enum Command {
         #[command(subcommand)]
         command: ProofCommand,
     },
+    /// The node's keys: export the anchor key as an output descriptor.
+    Key {
+        #[command(subcommand)]
+        command: KeyCommand,
+    },
+    /// Back up a stopped node's data directory (database checkpoint, keys, token) into a new
+    /// directory.
+    Backup {
+        /// The node's data directory.
+        #[arg(long, env = "CAIRN_DATA_DIR")]
+        data_dir: PathBuf,
+        /// The new directory the backup goes into.
+        #[arg(long)]
+        to: PathBuf,
+    },
+    /// Restore a backup into a new data directory; a node started there continues where the
+    /// backed-up one stood (same keys, same anchor chain).
+    Restore {
+        /// The backup made by `cairn backup`.
+        #[arg(long)]
+        from: PathBuf,
+        /// The new data directory.
+        #[arg(long)]
+        data_dir: PathBuf,
+    },
     /// Decode a protocol object and print it as JSON (validates it as the node would).
     Decode {
         /// Object kind: task-class, task, registration, commitment, reveal, receipt,
@@ -73,6 +98,22 @@ pub(crate) enum Command {
         kind: String,
         /// Hex of the object, `@FILE` for a binary file, or `-` for hex on stdin.
         input: String,
+    },
+}
+
+/// `cairn key` commands.
+#[derive(Subcommand, Debug)]
+pub(crate) enum KeyCommand {
+    /// Print the anchor key as an output descriptor, `tr(KEY)#checksum`, which Bitcoin Core's
+    /// `importdescriptors` (and `scantxoutset`) accept: the anchor outputs become visible to
+    /// (and, with the private key, spendable by) a Core wallet.
+    Export {
+        /// The node's data directory.
+        #[arg(long, env = "CAIRN_DATA_DIR")]
+        data_dir: PathBuf,
+        /// Print the watch-only descriptor (the public key) instead of the private one.
+        #[arg(long)]
+        public: bool,
     },
 }
 
@@ -107,6 +148,18 @@ pub(crate) struct CoordinatorArgs {
     /// Bitcoin Core cookie file.
     #[arg(long, env = "CAIRN_RPC_COOKIE")]
     pub(crate) rpc_cookie: Option<PathBuf>,
+    /// RPC user (instead of a cookie).
+    #[arg(long, env = "CAIRN_RPC_USER")]
+    pub(crate) rpc_user: Option<String>,
+    /// RPC password.
+    #[arg(long, env = "CAIRN_RPC_PASSWORD", hide_env_values = true)]
+    pub(crate) rpc_password: Option<String>,
+    /// Confirm that this node may anchor on mainnet, with real bitcoin.
+    #[arg(long, env = "CAIRN_ALLOW_MAINNET")]
+    pub(crate) allow_mainnet: bool,
+    /// Listen address of a listener for /metrics and /v1/ready only.
+    #[arg(long, env = "CAIRN_METRICS_LISTEN")]
+    pub(crate) metrics_listen: Option<String>,
     /// Print the resolved configuration as JSON and exit.
     #[arg(long)]
     pub(crate) print_config: bool,

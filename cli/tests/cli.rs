@@ -212,3 +212,102 @@ fn follow_resolves_whom_to_follow_and_refuses_what_it_cannot_follow() {
     ]);
     assert!(text(&out.stderr).contains("is not a txid"), "{}", text(&out.stderr));
 }
+
+/// `cairn coordinator` with `HOME` at `home` and no data-dir setting from the environment.
+fn coordinator_at(home: &std::path::Path, args: &[&str]) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_cairn"));
+    c.arg("coordinator").args(args).env("HOME", home).env_remove("RUST_BACKTRACE");
+    for k in [
+        "XDG_DATA_HOME",
+        "CAIRN_DATA_DIR",
+        "CAIRN_CONFIG",
+        "CAIRN_NETWORK",
+        "CAIRN_BITCOIN",
+        "CAIRN_ALLOW_MAINNET",
+    ] {
+        c.env_remove(k);
+    }
+    c.output().unwrap()
+}
+
+#[test]
+fn a_public_network_node_never_silently_makes_new_keys_nor_opens_another_networks_data() {
+    let home = tempfile::tempdir().unwrap();
+    // No data dir named on signet: refused before any key exists.
+    let out = coordinator_at(home.path(), &["--network", "signet", "--bitcoin", "none"]);
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(err.contains("--data-dir") && err.contains("signet"), "{err}");
+    assert!(!home.path().join(".cairn/signet/node.key").exists());
+    // The default is per network, under HOME.
+    let out = coordinator_at(home.path(), &["--network", "signet", "--print-config"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // A data dir that belongs to regtest is refused for signet.
+    let d = home.path().join("d");
+    std::fs::create_dir(&d).unwrap();
+    std::fs::write(d.join("network"), "regtest\n").unwrap();
+    let out = coordinator_at(
+        home.path(),
+        &["--network", "signet", "--bitcoin", "none", "--data-dir", d.to_str().unwrap()],
+    );
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("belongs to network \"regtest\""), "{}", text(&out.stderr));
+    assert!(!d.join("node.key").exists());
+    // Mainnet needs an explicit yes.
+    let out = coordinator_at(home.path(), &["--network", "mainnet", "--print-config"]);
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("allow_mainnet"), "{}", text(&out.stderr));
+    let out = coordinator_at(home.path(), &["--network", "mainnet", "--allow-mainnet", "--print-config"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    // Fees left unset take mainnet's defaults, not the test networks'.
+    assert!(v["bitcoin"]["max_fee_per_anchor_sats"].is_null(), "{v}");
+}
+
+#[test]
+fn print_config_never_prints_the_rpc_password() {
+    let home = tempfile::tempdir().unwrap();
+    let out =
+        coordinator_at(home.path(), &["--print-config", "--rpc-user", "u", "--rpc-password", "hunter2"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(!text(&out.stdout).contains("hunter2"));
+    assert!(text(&out.stdout).contains("\"rpc_user\": \"u\""), "{}", text(&out.stdout));
+}
+
+#[test]
+fn key_export_prints_the_anchor_descriptor_and_backups_refuse_what_they_would_overwrite() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    let key = data.join("anchor.key");
+    assert!(cairn(&["keygen", "--out", key.to_str().unwrap()]).status.success());
+    // Not a data directory yet (no network marker): refused.
+    let out = cairn(&["key", "export", "--data-dir", data.to_str().unwrap()]);
+    assert!(!out.status.success());
+    std::fs::write(data.join("network"), "signet\n").unwrap();
+    let out = cairn(&["key", "export", "--data-dir", data.to_str().unwrap(), "--public"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let public = text(&out.stdout).trim().to_owned();
+    let pubkey =
+        text(&cairn(&["pubkey", "--key", key.to_str().unwrap()]).stdout).lines().next().unwrap().to_owned();
+    assert!(public.starts_with(&format!("tr({pubkey})#")), "{public}");
+    let out = cairn(&["key", "export", "--data-dir", data.to_str().unwrap()]);
+    assert!(out.status.success());
+    let private = text(&out.stdout).trim().to_owned();
+    // Testnet WIF (signet), and a warning on stderr, not in what a script captures.
+    assert!(private.starts_with("tr(c") && private.contains('#'), "{private}");
+    assert!(text(&out.stderr).contains("spend"), "{}", text(&out.stderr));
+    // A backup of a directory without a database is refused, and so is a target in use.
+    let out = cairn(&[
+        "backup",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--to",
+        dir.path().join("b").to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("no database"), "{}", text(&out.stderr));
+    let out =
+        cairn(&["restore", "--from", dir.path().to_str().unwrap(), "--data-dir", data.to_str().unwrap()]);
+    assert!(!out.status.success());
+}

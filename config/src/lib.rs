@@ -8,6 +8,9 @@
 //! attributes), the order of the layers and the error a bad setting gets. Must never know what
 //! a setting means (each program's config module does) nor read a secret.
 
+pub mod data_dir;
+pub use data_dir::DataDir;
+
 use std::io::Read;
 use std::path::{Path, PathBuf};
 

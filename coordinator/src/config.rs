@@ -30,6 +30,8 @@ pub struct ApiSection {
     pub token_file: PathBuf,
     /// Largest request body accepted.
     pub max_body_bytes: usize,
+    /// A listener of its own for `/metrics` and `/v1/ready` (e.g. `127.0.0.1:9686`).
+    pub metrics_listen: Option<String>,
 }
 
 impl Default for ApiSection {
@@ -38,6 +40,7 @@ impl Default for ApiSection {
             listen: "127.0.0.1:8686".into(),
             token_file: "operator.token".into(),
             max_body_bytes: 256 * 1024,
+            metrics_listen: None,
         }
     }
 }
@@ -85,14 +88,20 @@ pub struct BitcoinSection {
     pub challenge_window_blocks: u32,
     /// Seconds between anchor rounds.
     pub poll_secs: u64,
-    /// Height to start scanning at on first start.
-    pub start_height: u32,
-    /// Fee rate when the node has no estimate, sat/vB.
-    pub fallback_fee_sat_vb: u32,
-    /// Most fee per anchor, sats.
-    pub max_fee_per_anchor_sats: u64,
-    /// Most fee per day, sats.
-    pub max_fee_per_day_sats: u64,
+    /// Height to start scanning at on first start. Unset: the node reads its funds from
+    /// Bitcoin Core's UTXO set at the tip (`scantxoutset`) and scans only the newest blocks.
+    pub start_height: Option<u32>,
+    /// Fee rate when the node has no estimate, sat/vB (default per network, see
+    /// [`FeeDefaults`]).
+    pub fallback_fee_sat_vb: Option<u32>,
+    /// Most fee per anchor, sats (default per network).
+    pub max_fee_per_anchor_sats: Option<u64>,
+    /// Most fee per day, sats (default per network).
+    pub max_fee_per_day_sats: Option<u64>,
+    /// Mainnet spends real money: the node refuses it unless this is set.
+    pub allow_mainnet: bool,
+    /// Blocks epochs may wait for a confirmed anchor before `/v1/ready` fails.
+    pub stuck_after_blocks: u32,
     /// Seconds between re-checks of the bonds that admitted workers (a spent bond ends the
     /// worker's admission).
     pub bond_check_secs: u64,
@@ -103,6 +112,48 @@ impl BitcoinSection {
     /// (`finality_depth`), then the challenge window runs its course (SPEC.md §5.8).
     pub fn unlock_depth(&self) -> u32 {
         self.finality_depth.saturating_add(self.challenge_window_blocks)
+    }
+}
+
+/// Fee settings a network gets when the config leaves them out: test networks' coins are
+/// free, so their caps only stop runaway loops; mainnet's cost money, so its caps are what a
+/// few anchors a day at a busy mempool's rates need, and raising them is the operator's call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FeeDefaults {
+    /// Rate without an estimate, sat/vB.
+    pub fallback_sat_vb: u32,
+    /// Cap per anchor, replacements included, sats.
+    pub max_per_anchor_sats: u64,
+    /// Cap per UTC day, sats.
+    pub max_per_day_sats: u64,
+}
+
+impl FeeDefaults {
+    /// The defaults of `network`.
+    pub fn of(network: Network) -> Self {
+        match network {
+            Network::Mainnet => {
+                FeeDefaults { fallback_sat_vb: 10, max_per_anchor_sats: 20_000, max_per_day_sats: 200_000 }
+            }
+            Network::Testnet4 => {
+                FeeDefaults { fallback_sat_vb: 10, max_per_anchor_sats: 50_000, max_per_day_sats: 1_000_000 }
+            }
+            Network::Signet | Network::Regtest => {
+                FeeDefaults { fallback_sat_vb: 2, max_per_anchor_sats: 50_000, max_per_day_sats: 1_000_000 }
+            }
+        }
+    }
+}
+
+impl BitcoinSection {
+    /// The fee settings in force on `network`: the config's, else the network's defaults.
+    pub fn fees(&self, network: Network) -> FeeDefaults {
+        let d = FeeDefaults::of(network);
+        FeeDefaults {
+            fallback_sat_vb: self.fallback_fee_sat_vb.unwrap_or(d.fallback_sat_vb),
+            max_per_anchor_sats: self.max_fee_per_anchor_sats.unwrap_or(d.max_per_anchor_sats),
+            max_per_day_sats: self.max_fee_per_day_sats.unwrap_or(d.max_per_day_sats),
+        }
     }
 }
 
@@ -117,10 +168,12 @@ impl Default for BitcoinSection {
             finality_depth: 6,
             challenge_window_blocks: 6,
             poll_secs: 10,
-            start_height: 0,
-            fallback_fee_sat_vb: 2,
-            max_fee_per_anchor_sats: 50_000,
-            max_fee_per_day_sats: 1_000_000,
+            start_height: None,
+            fallback_fee_sat_vb: None,
+            max_fee_per_anchor_sats: None,
+            max_fee_per_day_sats: None,
+            allow_mainnet: false,
+            stuck_after_blocks: 6,
             bond_check_secs: 60,
         }
     }
@@ -266,8 +319,10 @@ impl ClassConfig {
 pub struct NodeConfig {
     /// `mainnet`, `testnet4`, `signet` or `regtest`.
     pub network: String,
-    /// Data directory (database, key files, token).
-    pub data_dir: PathBuf,
+    /// Data directory (database, key files, token). Unset: `~/.cairn/<network>` (or under
+    /// `$XDG_DATA_HOME`), where a public network's keys are never created (see
+    /// [`cairn_config::DataDir`]).
+    pub data_dir: Option<PathBuf>,
     /// HTTP API.
     pub api: ApiSection,
     /// Peer-to-peer.
@@ -332,7 +387,7 @@ impl Default for NodeConfig {
     fn default() -> Self {
         NodeConfig {
             network: "regtest".into(),
-            data_dir: PathBuf::from("cairn-data"),
+            data_dir: None,
             api: ApiSection::default(),
             p2p: P2pSection::default(),
             bitcoin: BitcoinSection::default(),
@@ -376,6 +431,14 @@ pub struct Overrides {
     pub rpc_url: Option<String>,
     /// `--rpc-cookie` / `CAIRN_RPC_COOKIE`.
     pub rpc_cookie: Option<PathBuf>,
+    /// `--rpc-user` / `CAIRN_RPC_USER`.
+    pub rpc_user: Option<String>,
+    /// `--rpc-password` / `CAIRN_RPC_PASSWORD`.
+    pub rpc_password: Option<String>,
+    /// `--allow-mainnet` / `CAIRN_ALLOW_MAINNET`.
+    pub allow_mainnet: Option<bool>,
+    /// `--metrics-listen` / `CAIRN_METRICS_LISTEN`.
+    pub metrics_listen: Option<String>,
     /// `cairn follow --coordinator-key` / `CAIRN_FOLLOW_COORDINATOR`.
     pub follow_coordinator: Option<String>,
     /// `cairn follow --genesis-anchor` / `CAIRN_FOLLOW_GENESIS_ANCHOR`.
@@ -389,7 +452,7 @@ impl NodeConfig {
             self.network = v;
         }
         if let Some(v) = o.data_dir {
-            self.data_dir = v;
+            self.data_dir = Some(v);
         }
         if let Some(v) = o.api_listen {
             self.api.listen = v;
@@ -409,12 +472,38 @@ impl NodeConfig {
         if let Some(v) = o.rpc_cookie {
             self.bitcoin.cookie_file = Some(v);
         }
+        if let Some(v) = o.rpc_user {
+            self.bitcoin.rpc_user = Some(v);
+        }
+        if let Some(v) = o.rpc_password {
+            self.bitcoin.rpc_password = Some(v);
+        }
+        if let Some(v) = o.allow_mainnet {
+            self.bitcoin.allow_mainnet = v;
+        }
+        if let Some(v) = o.metrics_listen {
+            self.api.metrics_listen = Some(v);
+        }
         if let Some(v) = o.follow_coordinator {
             self.follow.coordinator = Some(v);
         }
         if let Some(v) = o.follow_genesis_anchor {
             self.follow.genesis_anchor = Some(v);
         }
+    }
+
+    /// The data directory: the one configured, else the network's default.
+    pub fn data_dir(&self) -> Result<cairn_config::DataDir, ConfigError> {
+        cairn_config::DataDir::from_env(self.data_dir.as_deref(), self.network()?)
+    }
+
+    /// The config with its secrets replaced by a marker, for printing.
+    pub fn redacted(&self) -> NodeConfig {
+        let mut c = self.clone();
+        if c.bitcoin.rpc_password.is_some() {
+            c.bitcoin.rpc_password = Some("<redacted>".into());
+        }
+        c
     }
 
     /// The network, validated.
@@ -468,6 +557,21 @@ impl NodeConfig {
             return Err(ConfigError::Invalid(format!(
                 "lifecycle.payout_threshold_sats must be at least {DUST_SAFE_SATS} (smaller outputs are dust and Bitcoin Core would not relay the anchor)"
             )));
+        }
+        if network == Network::Mainnet && !self.bitcoin.allow_mainnet && self.bitcoin.mode == BitcoinMode::Rpc
+        {
+            return Err(ConfigError::Invalid(
+                "network = mainnet anchors with real bitcoin: set bitcoin.allow_mainnet = true (or --allow-mainnet) to confirm".into(),
+            ));
+        }
+        let fees = self.bitcoin.fees(network);
+        if fees.fallback_sat_vb == 0
+            || fees.max_per_anchor_sats == 0
+            || fees.max_per_anchor_sats > fees.max_per_day_sats
+        {
+            return Err(ConfigError::Invalid(
+                "bitcoin fees: the fallback rate and the per-anchor cap must be positive, and the per-anchor cap at most the daily one".into(),
+            ));
         }
         if self.bitcoin.finality_depth == 0 {
             return Err(ConfigError::Invalid("bitcoin.finality_depth must be at least 1".into()));
@@ -557,7 +661,7 @@ reveal_secs = 60
         assert_eq!(c.bitcoin.finality_depth, 6);
         c.apply(Overrides { api_listen: Some("127.0.0.1:2222".into()), ..Overrides::default() });
         assert_eq!(c.api.listen, "127.0.0.1:2222");
-        assert_eq!(c.data_dir, PathBuf::from("/from/file"));
+        assert_eq!(c.data_dir, Some(PathBuf::from("/from/file")));
         let l = c.lifecycle().unwrap();
         assert_eq!(l.classes[0].rule, ComparisonRule::Cosine { min_ppb: 990_000_000 });
     }

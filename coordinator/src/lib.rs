@@ -8,6 +8,7 @@
 pub mod anchor_store;
 pub mod api;
 pub mod audit_source;
+pub mod backup;
 pub mod config;
 pub mod core;
 pub mod dashboard;

@@ -27,6 +27,20 @@ pub struct NodeMetrics {
     pub open_tasks: Gauge,
     /// Anchor rounds that failed.
     pub anchor_errors: Counter,
+    /// Confirmed, spendable sats at the anchor address.
+    pub anchor_balance_sats: Gauge,
+    /// Blocks since the newest confirmed anchor.
+    pub blocks_since_anchor: Gauge,
+    /// Blocks epochs have waited for a confirmed anchor.
+    pub anchor_blocks_waiting: Gauge,
+    /// Epochs no confirmed anchor commits.
+    pub unanchored_epochs: Gauge,
+    /// Fees committed to anchors today (UTC), sats.
+    pub anchor_fee_spent_today_sats: Gauge,
+    /// The daily fee cap, sats.
+    pub anchor_fee_cap_day_sats: Gauge,
+    /// 1 when `/v1/ready` would answer 200.
+    pub ready: Gauge,
 }
 
 impl Default for NodeMetrics {
@@ -47,6 +61,13 @@ impl NodeMetrics {
             accepted_messages: Counter::default(),
             open_tasks: Gauge::default(),
             anchor_errors: Counter::default(),
+            anchor_balance_sats: Gauge::default(),
+            blocks_since_anchor: Gauge::default(),
+            anchor_blocks_waiting: Gauge::default(),
+            unanchored_epochs: Gauge::default(),
+            anchor_fee_spent_today_sats: Gauge::default(),
+            anchor_fee_cap_day_sats: Gauge::default(),
+            ready: Gauge::default(),
         };
         let r = registry.sub_registry_with_prefix("cairn");
         r.register(
@@ -60,6 +81,33 @@ impl NodeMetrics {
         r.register("worker_accepted", "Worker messages accepted", m.accepted_messages.clone());
         r.register("open_tasks", "Tasks not yet decided", m.open_tasks.clone());
         r.register("anchor_errors", "Anchor rounds that failed", m.anchor_errors.clone());
+        r.register(
+            "anchor_balance_sats",
+            "Confirmed, spendable sats at the anchor address",
+            m.anchor_balance_sats.clone(),
+        );
+        r.register(
+            "blocks_since_anchor",
+            "Blocks since the newest confirmed anchor",
+            m.blocks_since_anchor.clone(),
+        );
+        r.register(
+            "anchor_blocks_waiting",
+            "Blocks epochs have waited for a confirmed anchor",
+            m.anchor_blocks_waiting.clone(),
+        );
+        r.register(
+            "unanchored_epochs",
+            "Epochs no confirmed anchor commits yet",
+            m.unanchored_epochs.clone(),
+        );
+        r.register(
+            "anchor_fee_spent_today_sats",
+            "Fees committed to anchors today (UTC)",
+            m.anchor_fee_spent_today_sats.clone(),
+        );
+        r.register("anchor_fee_cap_day_sats", "The daily anchor fee cap", m.anchor_fee_cap_day_sats.clone());
+        r.register("ready", "1 when /v1/ready answers 200", m.ready.clone());
         if let Ok(mut r) = m.registry.lock() {
             *r = registry;
         }

@@ -52,20 +52,46 @@ pub(crate) struct Shell {
     /// The log target of the role running in this shell.
     target: &'static str,
     api: Option<(oneshot::Sender<()>, tokio::task::JoinHandle<()>)>,
+    metrics_api: Option<(oneshot::Sender<()>, tokio::task::JoinHandle<()>)>,
+    /// The data directory as chosen (whether keys may be created in it).
+    pub(crate) data: cairn_config::DataDir,
+    /// Where the metrics listener listens, once started.
+    pub(crate) metrics_addr: Option<SocketAddr>,
+}
+
+/// The key in `name` under the data directory; a missing one is created only where the
+/// directory allows it ([`cairn_config::DataDir::may_create_keys`]), and never when state made
+/// with it exists (`in_use`).
+pub(crate) fn load_key(
+    data: &cairn_config::DataDir,
+    name: &str,
+    in_use: bool,
+) -> Result<SigningKey, NodeError> {
+    let path = data.path.join(name);
+    if !path.exists() && !data.may_create_keys() {
+        return Err(data.refuse_new_key(&path).into());
+    }
+    Ok(keyfile::load_or_create_for(&path, in_use)?)
 }
 
 impl Shell {
     /// Creates the data directory if needed, loads (or, on a new node, creates) the node key
     /// and opens the database.
     pub(crate) fn open(cfg: &NodeConfig, target: &'static str) -> Result<Self, NodeError> {
-        let dir = cfg.data_dir.clone();
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| NodeError::Io(format!("data dir {}: {e}", dir.display())))?;
+        let data = cfg.data_dir()?;
+        // Refused before anything is written: no directory appears where no node may start.
+        let node_key = data.path.join("node.key");
+        if !node_key.exists() && !data.may_create_keys() {
+            return Err(data.refuse_new_key(&node_key).into());
+        }
+        data.claim()?;
+        let dir = data.path.clone();
         // A database was made with the node key: its headers and receipts are signed with it.
-        let key = keyfile::load_or_create_for(&dir.join("node.key"), dir.join("db").exists())?;
+        let key = load_key(&data, "node.key", dir.join("db").exists())?;
         let store: Arc<dyn KvStore> =
             Arc::new(RocksStore::open(&dir.join("db")).map_err(|e| NodeError::Open(e.to_string()))?);
         Ok(Shell {
+            data,
             dir,
             key,
             store,
@@ -73,6 +99,8 @@ impl Shell {
             stopping: Arc::new(AtomicBool::new(false)),
             target,
             api: None,
+            metrics_api: None,
+            metrics_addr: None,
         })
     }
 
@@ -107,6 +135,24 @@ impl Shell {
             .await
             .map_err(|e| NodeError::Io(format!("API listen {}: {e}", cfg.api.listen)))?;
         let addr = listener.local_addr().map_err(|e| NodeError::Io(e.to_string()))?;
+        if let Some(m) = &cfg.api.metrics_listen {
+            // Scrapers and probes on a port of their own, which can stay private when the
+            // API is public.
+            let listener = tokio::net::TcpListener::bind(m)
+                .await
+                .map_err(|e| NodeError::Io(format!("metrics listen {m}: {e}")))?;
+            self.metrics_addr = Some(listener.local_addr().map_err(|e| NodeError::Io(e.to_string()))?);
+            let (stop_tx, stop_rx) = oneshot::channel::<()>();
+            let app = api::metrics_router(state.clone());
+            let task = tokio::spawn(async move {
+                let _ = axum::serve(listener, app)
+                    .with_graceful_shutdown(async {
+                        let _ = stop_rx.await;
+                    })
+                    .await;
+            });
+            self.metrics_api = Some((stop_tx, task));
+        }
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let app = api::router(state, cfg.api.max_body_bytes);
         let task = tokio::spawn(async move {
@@ -134,7 +180,7 @@ impl Shell {
     pub(crate) async fn stop_api(&mut self) {
         tracing::info!(target: "cairn::node", role = self.target, "shutting down");
         self.stopping.store(true, Ordering::SeqCst);
-        if let Some((stop, task)) = self.api.take() {
+        for (stop, task) in [self.api.take(), self.metrics_api.take()].into_iter().flatten() {
             let _ = stop.send(());
             let _ = tokio::time::timeout(API_DRAIN, task).await;
         }

@@ -29,7 +29,7 @@ fn driver<S: AnchorStore>(chain: &ScriptedBackend, store: S) -> AnchorDriver<Scr
         store,
         AnchorConfig::new(Network::Regtest),
         Box::new(KeySigner::new(key())),
-        0,
+        cairn_anchor::Start::Height(0),
     )
     .unwrap()
 }

@@ -258,3 +258,206 @@ async fn epochs_are_anchored_settled_and_paid_out() {
     handle.await.unwrap();
     drop(btc);
 }
+
+/// The `cairn_<name>` sample of a metrics text.
+fn gauge(text: &str, name: &str) -> Option<i64> {
+    text.lines().find_map(|l| l.strip_prefix(&format!("cairn_{name} ")).and_then(|v| v.trim().parse().ok()))
+}
+
+/// An operator's first start on a chain with history, and what they watch and keep: the node
+/// reads its funds from Core's UTXO set (no scan of 2,000 blocks), `/v1/ready` and the
+/// metrics listener say why it does not anchor (unfunded, then stuck) until it does, the
+/// exported descriptor is the anchor key's as Core reads descriptors, and a backup restored
+/// into a new directory continues the same anchor chain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_on_a_long_chain_reports_its_readiness_and_survives_a_backup_and_restore() {
+    let Some(exe) = cairn_testkit::bitcoind() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let btc = RegtestNode::start(&exe, &dir.path().join("bitcoind")).unwrap();
+    let rpc = btc.rpc().unwrap();
+    let call = |m: &str, p: Value| rpc.raw_call(m, p).unwrap();
+    let miner = "bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080";
+    call("generatetoaddress", json!([2_000, miner]));
+    let data = dir.path().join("data");
+    let mut cfg = common::rpc_config(&data, &btc.rpc_url(), &btc.cookie_path());
+    cfg.api.metrics_listen = Some("127.0.0.1:0".into());
+    cfg.bitcoin.stuck_after_blocks = 3;
+    let (info, stop_tx, handle) = common::start_node(&cfg).await;
+    let (api, metrics) = (info.api, info.metrics.expect("a metrics listener"));
+    let token = std::fs::read_to_string(data.join("operator.token")).unwrap().trim().to_string();
+    let coordinator = PubKey::from_hex(&info.coordinator).unwrap();
+    let w0 = Worker::start(common::key(1), &info.p2p[0]).await;
+    let w1 = Worker::start(common::key(2), &info.p2p[0]).await;
+    assert_eq!(w0.register(coordinator, 4).await, ResponseBody::Ack);
+    assert_eq!(w1.register(coordinator, 4).await, ResponseBody::Ack);
+    // Epochs close only with receipts in them: one task before each close.
+    let run_task = |api: std::net::SocketAddr, n: u32| {
+        let (w0, w1, token) = (&w0, &w1, token.clone());
+        async move {
+            let body = format!(
+                r#"{{"class":"echo","input_text":"t{n}","units":10,"budget_sats":1000,"nonce":{n}}}"#
+            );
+            let (s, v) = http(api, "POST", "/v1/tasks", Some(&token), Some(&body));
+            assert_eq!(s, 201, "{v}");
+            let id = cairn_spec::Hash32::from_hex(v["id"].as_str().unwrap()).unwrap();
+            let t = common::run_task(api, &[w0, w1], id, &|_| b"ok".to_vec()).await;
+            assert_eq!(t["phase"], "decided", "{t}");
+        }
+    };
+    let ready = || http(metrics, "GET", "/v1/ready", None, None);
+    let wait_for =
+        |what: &str, f: &dyn Fn() -> bool| cairn_testkit::wait_for(what, Duration::from_secs(30), f);
+    let problems = || ready().1["problems"].as_array().cloned().unwrap_or_default();
+    // Nothing at the anchor address: the chain cannot start, and the node says why.
+    wait_for("unfunded", &|| problems().iter().any(|p| p["problem"] == "unfunded"));
+    assert_eq!(ready().0, 503);
+    let scrape = || http(metrics, "GET", "/metrics", None, None).1.as_str().unwrap().to_owned();
+    let m = scrape();
+    assert_eq!(gauge(&m, "ready"), Some(0), "{m}");
+    assert_eq!(gauge(&m, "anchor_balance_sats"), Some(0), "{m}");
+    // The start was read from the tip: the anchor state's next block is near it, not block 0.
+    let tip = call("getblockcount", json!([])).as_u64().unwrap() as u32;
+    let head = KvAnchorStore::new(std::sync::Arc::new(RocksStore::open_read_only(&data.join("db")).unwrap()))
+        .load()
+        .unwrap()
+        .unwrap()
+        .0;
+    assert!(head.next_height + 10 > tip, "the node scans from {} on a chain of {tip}", head.next_height);
+
+    // Funded (a coinbase, matured): epoch 0 closes once the genesis output is final, is
+    // anchored and confirmed, and the node is ready.
+    call("generatetoaddress", json!([1, info.anchor_address.clone().unwrap()]));
+    call("generatetoaddress", json!([100, miner]));
+    // An epoch closes once its header can be signed (the genesis output final, the previous
+    // anchor's beacon block deep enough): ask until it is there.
+    let close = |api: std::net::SocketAddr, n: u32| {
+        let token = token.clone();
+        move || {
+            http(api, "POST", "/v1/epochs/close", Some(&token), None);
+            http(api, "GET", &format!("/v1/epochs/{n}"), None, None).0 == 200
+        }
+    };
+    run_task(api, 0).await;
+    wait_for("epoch 0", &close(api, 0));
+    wait_for("anchor broadcast", &|| {
+        http(api, "GET", "/v1/epochs/0", None, None).1["anchor"]["status"] == "pending"
+    });
+    call("generatetoaddress", json!([1, miner]));
+    wait_for("ready", &|| ready().0 == 200);
+    let m = scrape();
+    assert_eq!(gauge(&m, "ready"), Some(1), "{m}");
+    assert_eq!(gauge(&m, "unanchored_epochs"), Some(0), "{m}");
+    assert!(gauge(&m, "anchor_balance_sats").unwrap() > 0, "{m}");
+    assert!(gauge(&m, "anchor_fee_spent_today_sats").unwrap() > 0, "{m}");
+    assert!(gauge(&m, "anchor_fee_cap_day_sats").unwrap() > 0, "{m}");
+
+    // Epoch 1's anchor waits while blocks come without it: stuck, then anchored again.
+    call("generatetoaddress", json!([2, miner]));
+    run_task(api, 1).await;
+    wait_for("epoch 1", &close(api, 1));
+    wait_for("anchor broadcast", &|| {
+        http(api, "GET", "/v1/epochs/1", None, None).1["anchor"]["status"] == "pending"
+    });
+    for _ in 0..3 {
+        call("generateblock", json!([miner, []]));
+    }
+    wait_for("stuck", &|| problems().iter().any(|p| p["problem"] == "anchor_stuck"));
+    let m = scrape();
+    assert_eq!(gauge(&m, "unanchored_epochs"), Some(1), "{m}");
+    assert!(gauge(&m, "anchor_blocks_waiting").unwrap() >= 3, "{m}");
+    // The API's own listener answers the same.
+    assert_eq!(http(api, "GET", "/v1/ready", None, None).0, 503);
+    call("generatetoaddress", json!([1, miner]));
+    wait_for("ready", &|| ready().0 == 200);
+    call("generatetoaddress", json!([2, miner]));
+    let first = http(api, "GET", "/v1/anchors", None, None).1["anchors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["status"] == "confirmed" && a["epoch"] == 1)
+        .expect("epoch 1 anchored")["txid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // The exported descriptor is the anchor key's: Core reads it (checksum, private key),
+    // derives the anchor address from it and finds the anchor chain's output with it.
+    let anchor_key = cairn_coordinator::keyfile::load(&data.join("anchor.key")).unwrap();
+    let private = cairn_anchor::descriptor::private_descriptor(&anchor_key, cairn_spec::Network::Regtest);
+    let public = cairn_anchor::descriptor::public_descriptor(&anchor_key.public());
+    let info_ = call("getdescriptorinfo", json!([private]));
+    assert_eq!(info_["hasprivatekeys"], true, "{info_}");
+    assert_eq!(info_["checksum"].as_str(), private.split('#').nth(1), "{info_}");
+    assert_eq!(call("getdescriptorinfo", json!([public]))["descriptor"].as_str(), Some(public.as_str()));
+    assert_eq!(call("deriveaddresses", json!([private]))[0].as_str(), info.anchor_address.as_deref());
+    let scan = call("scantxoutset", json!(["start", [public]]));
+    assert!(
+        scan["unspents"].as_array().unwrap().iter().any(|u| u["txid"] == json!(first) && u["vout"] == 0),
+        "{scan}"
+    );
+
+    // Stopped, backed up, restored into a new directory, started there: the next anchor
+    // spends the chain output of the one before.
+    stop_tx.send(()).unwrap();
+    handle.await.unwrap();
+    let saved = dir.path().join("backup");
+    let manifest = cairn_coordinator::backup::backup(&data, &saved, 1).unwrap();
+    assert_eq!(manifest.network, "regtest");
+    assert!(manifest.files.iter().any(|f| f == "anchor.key"), "{manifest:?}");
+    // A restore never writes into a directory that holds something.
+    assert!(cairn_coordinator::backup::restore(&saved, &data).is_err());
+    let restored = dir.path().join("restored");
+    cairn_coordinator::backup::restore(&saved, &restored).unwrap();
+    // Where the old one listened, so the workers find it again by themselves.
+    let cfg2 = cairn_coordinator::config::NodeConfig { data_dir: Some(restored.clone()), ..cfg.clone() };
+    let (info2, stop_tx, handle) = common::start_node(&cfg2).await;
+    assert_eq!(info2.coordinator, info.coordinator);
+    assert_eq!(info2.anchor_address, info.anchor_address);
+    let api = info2.api;
+    run_task(api, 2).await;
+    wait_for("epoch 2", &close(api, 2));
+    wait_for("the restored node's anchor", &|| {
+        http(api, "GET", "/v1/epochs/2", None, None).1["anchor"]["status"] == "pending"
+    });
+    let second =
+        http(api, "GET", "/v1/anchors", None, None).1["anchors"][0]["txid"].as_str().unwrap().to_owned();
+    let tx = call("getrawtransaction", json!([second, true]));
+    assert!(
+        tx["vin"].as_array().unwrap().iter().any(|i| i["txid"] == json!(first) && i["vout"] == 0),
+        "the restored node's anchor spends the chain output: {tx}"
+    );
+    w0.net.shutdown().await;
+    w1.net.shutdown().await;
+    stop_tx.send(()).unwrap();
+    handle.await.unwrap();
+}
+
+/// A node started while Core is still in initial block download (a fresh regtest node is,
+/// until its first block) waits and says so, with Core's progress, then starts anchoring.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_waits_for_core_to_finish_syncing_and_says_so() {
+    let Some(exe) = cairn_testkit::bitcoind() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let btc = RegtestNode::start(&exe, &dir.path().join("bitcoind")).unwrap();
+    let rpc = btc.rpc().unwrap();
+    assert_eq!(rpc.raw_call("getblockchaininfo", json!([])).unwrap()["initialblockdownload"], true);
+    let data = dir.path().join("data");
+    let cfg = common::rpc_config(&data, &btc.rpc_url(), &btc.cookie_path());
+    let (info, stop_tx, handle) = common::start_node(&cfg).await;
+    let problems = || http(info.api, "GET", "/v1/ready", None, None).1["problems"].clone();
+    cairn_testkit::wait_for("core_syncing", Duration::from_secs(20), || {
+        problems()[0]["problem"] == "core_syncing"
+    });
+    let p = problems();
+    assert_eq!((p[0]["blocks"].as_u64(), p[0]["headers"].as_u64()), (Some(0), Some(0)), "{p}");
+    assert_eq!(http(info.api, "GET", "/v1/ready", None, None).0, 503);
+    // Nothing was read from the chain yet: no anchor state exists.
+    let db = std::sync::Arc::new(RocksStore::open_read_only(&data.join("db")).unwrap());
+    assert!(KvAnchorStore::new(db).load().unwrap().is_none());
+    rpc.raw_call("generatetoaddress", json!([1, "bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080"])).unwrap();
+    cairn_testkit::wait_for("the sync to end", Duration::from_secs(20), || {
+        problems()[0]["problem"] == "unfunded"
+    });
+    stop_tx.send(()).unwrap();
+    handle.await.unwrap();
+}

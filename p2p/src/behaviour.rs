@@ -49,6 +49,14 @@ pub(crate) fn identify_version(network: Network) -> String {
     format!("/cairn/{}/{}", cairn_spec::wire::WIRE_VERSION, network.name())
 }
 
+/// True when a peer's identify `protocolVersion` names Cairn with another wire version or
+/// network: such a peer is disconnected. Any other string (another libp2p implementation's
+/// default, say) is no reason to drop a peer (SPEC.md §11): the topics and the request
+/// protocol carry the network, so what it sends is checked there.
+pub(crate) fn announces_another_cairn(theirs: &str, network: Network) -> bool {
+    theirs.starts_with("/cairn/") && theirs != identify_version(network)
+}
+
 fn score_params(network: Network) -> PeerScoreParams {
     let mut p = PeerScoreParams::default();
     for t in Topic::ALL {
@@ -151,4 +159,20 @@ pub(crate) type Topics = HashMap<gossipsub::TopicHash, Topic>;
 
 pub(crate) fn topics(network: Network) -> Topics {
     Topic::ALL.iter().map(|t| (topic(*t, network).hash(), *t)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_peer_announcing_another_cairn_network_is_dropped() {
+        assert!(!announces_another_cairn("/cairn/1/regtest", Network::Regtest));
+        assert!(announces_another_cairn("/cairn/1/signet", Network::Regtest));
+        assert!(announces_another_cairn("/cairn/2/regtest", Network::Regtest));
+        // js-libp2p's and rust-libp2p's defaults, and nothing at all.
+        assert!(!announces_another_cairn("ipfs/0.1.0", Network::Regtest));
+        assert!(!announces_another_cairn("/ipfs/0.1.0", Network::Regtest));
+        assert!(!announces_another_cairn("", Network::Regtest));
+    }
 }

@@ -20,7 +20,7 @@ use libp2p::swarm::SwarmEvent;
 use libp2p::{identify, Multiaddr, PeerId, Swarm};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::behaviour::{identify_version, topic, Behaviour, BehaviourEvent, Topics};
+use crate::behaviour::{announces_another_cairn, topic, Behaviour, BehaviourEvent, Topics};
 use crate::config::NetworkConfig;
 use crate::{
     Acceptance, GossipId, Metrics, NetworkEvent, P2pError, Peer, RejectReason, ReplyToken, RequestError,
@@ -368,8 +368,8 @@ impl EventLoop {
                 info,
                 ..
             })) => {
-                if info.protocol_version != identify_version(self.network()) {
-                    tracing::info!(target: "cairn::p2p", peer = %peer_id, version = %info.protocol_version, "peer of another network or wire version; disconnecting");
+                if announces_another_cairn(&info.protocol_version, self.network()) {
+                    tracing::info!(target: "cairn::p2p", peer = %peer_id, version = %info.protocol_version, "peer of another Cairn network or wire version; disconnecting");
                     let _ = self.swarm.disconnect_peer_id(peer_id);
                     return;
                 }

@@ -34,6 +34,63 @@ pub enum NodeStatus {
     Stopping,
 }
 
+/// `/v1/ready`: whether the node does what it is run for (anchors its epochs). The answer is
+/// 200 when `ready`, else 503, so a load balancer or a probe reads it without parsing.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Readiness {
+    /// No problem below.
+    pub ready: bool,
+    /// What stands in the way, most basic first.
+    pub problems: Vec<ReadinessProblem>,
+}
+
+/// Why a node is not ready. The text is the node's own: nothing Bitcoin Core said is repeated
+/// (its errors can hold file paths).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case", tag = "problem")]
+pub enum ReadinessProblem {
+    /// The node is stopping.
+    Stopping,
+    /// The last round could not reach Bitcoin Core, or it refused the credentials.
+    CoreUnreachable,
+    /// Bitcoin Core is still downloading the chain; anchoring waits for it.
+    CoreSyncing {
+        /// Blocks it has.
+        blocks: u32,
+        /// Headers it knows.
+        headers: u32,
+        /// Its verification progress, parts per million.
+        progress_ppm: u32,
+    },
+    /// The anchor address holds too little to pay for the next anchor.
+    Unfunded {
+        /// Confirmed, spendable sats at the address.
+        available_sats: u64,
+        /// Sats the next anchor needs.
+        needed_sats: u64,
+    },
+    /// The fee caps stop the next anchor (or its replacement).
+    FeeCapReached {
+        /// Fee the anchor would need.
+        wanted_sats: u64,
+        /// What the caps allow now.
+        allowed_sats: u64,
+    },
+    /// Anchor rounds fail for a reason other than reaching Core (the node's log says which).
+    AnchorFailing,
+    /// The anchor side has not finished its first round yet.
+    Starting,
+    /// Epochs have waited for a confirmed anchor longer than the node allows.
+    AnchorStuck {
+        /// Epochs no confirmed anchor commits.
+        unanchored_epochs: u32,
+        /// Blocks they have waited.
+        blocks_waiting: u32,
+    },
+}
+
 /// Which kind of node answers: the coordinator, or a follower that checks it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

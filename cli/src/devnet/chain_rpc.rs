@@ -188,7 +188,42 @@ fn call(chain: &ScriptedBackend, method: &str, p: &[Value]) -> Result<Value, Rpc
                 "headers": i.tip_height,
                 "bestblockhash": i.tip_hash.to_string(),
                 "initialblockdownload": false,
+                "verificationprogress": 1.0,
                 "warnings": "embedded in-process regtest chain (not Bitcoin Core)",
+            }))
+        }
+        "scantxoutset" => {
+            // Only what Cairn asks: `start` with one `raw(<script hex>)` descriptor.
+            if param(p, 0)?.as_str() != Some("start") {
+                return Err(RpcError(-8, "only the start action is served".into()));
+            }
+            let desc = param(p, 1)?.get(0).and_then(Value::as_str).unwrap_or_default();
+            let script = desc
+                .strip_prefix("raw(")
+                .and_then(|d| d.strip_suffix(')'))
+                .and_then(|h| hex::decode(h).ok())
+                .ok_or_else(|| RpcError(-5, "only a raw(<hex>) descriptor is served".into()))?;
+            let scan = chain.scan_outputs(&bitcoin::ScriptBuf::from_bytes(script)).map_err(chain_err)?;
+            let unspents: Vec<Value> = scan
+                .outputs
+                .iter()
+                .map(|o| {
+                    json!({
+                        "txid": o.outpoint.txid.to_string(),
+                        "vout": o.outpoint.vout,
+                        "scriptPubKey": hex::encode(o.script_pubkey.as_bytes()),
+                        "amount": o.value.to_btc(),
+                        "coinbase": o.coinbase,
+                        "height": o.height,
+                    })
+                })
+                .collect();
+            Ok(json!({
+                "success": true,
+                "txouts": unspents.len(),
+                "height": scan.height,
+                "bestblock": scan.block.to_string(),
+                "unspents": unspents,
             }))
         }
         "getblockcount" => Ok(json!(chain.chain_info().map_err(chain_err)?.tip_height)),

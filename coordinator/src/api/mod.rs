@@ -42,6 +42,7 @@ mod tasks;
 mod workers;
 
 pub use cairn_spec::api::{AnchorEntry, AnchorEntryStatus};
+use cairn_spec::api::{Readiness, ReadinessProblem};
 pub use epochs::MAX_RECEIPT_PAGE;
 
 /// Largest page of a list.
@@ -50,6 +51,7 @@ pub const MAX_PAGE: usize = 500;
 /// Every route: (method, path template). The OpenAPI document must list exactly these.
 pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/health"),
+    ("get", "/v1/ready"),
     ("get", "/metrics"),
     ("get", "/openapi.json"),
     ("get", "/v1/classes"),
@@ -90,6 +92,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ),
     paths(
         status::health,
+        status::ready,
         status::metrics,
         status::openapi_json,
         status::anchors,
@@ -151,9 +154,42 @@ pub struct AnchorView {
     pub anchors: Vec<AnchorEntry>,
     /// Last error talking to Bitcoin Core, if the last round failed.
     pub last_error: Option<String>,
+    /// The anchor machine's figures at the last round (`None` before the first).
+    pub standing: Option<cairn_anchor::Standing>,
+    /// What stopped the last round from anchoring, if anything did.
+    pub blocked: Option<ReadinessProblem>,
+    /// Blocks epochs have waited for a confirmed anchor.
+    pub blocks_waiting: u32,
+    /// Blocks they may wait before the node is not ready.
+    pub stuck_after_blocks: u32,
 }
 
 impl AnchorView {
+    /// Whether the node anchors as it should (`/v1/ready`). A node that does not anchor by
+    /// configuration (`bitcoin.mode = "none"`) is ready when it serves.
+    pub fn readiness(&self, stopping: bool) -> Readiness {
+        let mut problems = Vec::new();
+        if stopping {
+            problems.push(ReadinessProblem::Stopping);
+        }
+        if self.enabled {
+            match (&self.blocked, self.tip_height) {
+                (Some(p), _) => problems.push(p.clone()),
+                (None, None) => problems.push(ReadinessProblem::Starting),
+                (None, Some(_)) => {}
+            }
+            if let Some(st) = &self.standing {
+                if self.blocks_waiting >= self.stuck_after_blocks.max(1) {
+                    problems.push(ReadinessProblem::AnchorStuck {
+                        unanchored_epochs: st.unanchored_epochs(),
+                        blocks_waiting: self.blocks_waiting,
+                    });
+                }
+            }
+        }
+        Readiness { ready: problems.is_empty(), problems }
+    }
+
     /// The confirmed anchors, in chain order, as an auditor's source names them.
     pub fn claims(&self) -> Vec<cairn_audit::AnchorClaim> {
         let mut out: Vec<_> = self
@@ -195,6 +231,20 @@ impl AnchorView {
         }
     }
 
+    /// What the API may say of the last error: its kind, never Bitcoin Core's own text (which
+    /// can hold file paths such as the cookie's). The node's log has the details.
+    pub fn public_error(&self) -> Option<String> {
+        self.last_error.as_ref().map(|_| {
+            match self.blocked {
+                Some(ReadinessProblem::CoreUnreachable) => {
+                    "cannot reach Bitcoin Core, or it refused the credentials (the node's log says which)"
+                }
+                _ => "the last anchor round failed (the node's log says why)",
+            }
+            .to_owned()
+        })
+    }
+
     /// The `/v1/anchors` body.
     pub fn to_body(&self) -> Anchors {
         Anchors {
@@ -202,7 +252,7 @@ impl AnchorView {
             tip_height: self.tip_height,
             settled_epoch: self.settled_epoch,
             anchors: self.anchors.clone(),
-            last_error: self.last_error.clone(),
+            last_error: self.public_error(),
         }
     }
 
@@ -461,10 +511,21 @@ fn limit(p: &Page) -> Result<usize, ApiError> {
     }
 }
 
+/// The metrics listener's router: `/metrics` and `/v1/ready` only, nothing that reads the
+/// chain's data or writes.
+pub fn metrics_router(state: ApiState) -> Router {
+    Router::new()
+        .route("/metrics", get(status::metrics))
+        .route("/v1/ready", get(status::ready))
+        .fallback(|| async { ApiError(StatusCode::NOT_FOUND, "no such route".into()) })
+        .with_state(state)
+}
+
 /// The router.
 pub fn router(state: ApiState, max_body: usize) -> Router {
     Router::new()
         .route("/v1/health", get(status::health))
+        .route("/v1/ready", get(status::ready))
         .route("/metrics", get(status::metrics))
         .route("/openapi.json", get(status::openapi_json))
         .route("/v1/classes", get(tasks::classes))

@@ -5,11 +5,12 @@
 //! change anything: every route here is a read, and none shows a canary or an audit flag.
 
 use axum::extract::State;
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use cairn_spec::api::{
     Anchors, CoordinatorHealth, CoordinatorStats, ErrorBody, EvidenceList, FollowerHealth, FollowerStats,
-    Health, NodeStatus, Role, Stats,
+    Health, NodeStatus, Readiness, Role, Stats,
 };
 use utoipa::OpenApi;
 
@@ -42,7 +43,7 @@ pub(super) async fn health(State(s): State<ApiState>) -> ApiResult<Health> {
             p2p: s.p2p.as_ref().clone(),
             anchoring: anchor.enabled,
             bitcoin_tip: anchor.tip_height,
-            bitcoin_error: anchor.last_error,
+            bitcoin_error: anchor.public_error(),
         })));
     }
     let p = published(&s)?;
@@ -57,8 +58,21 @@ pub(super) async fn health(State(s): State<ApiState>) -> ApiResult<Health> {
         anchor_address: s.anchor_address.clone(),
         anchoring: anchor.enabled,
         bitcoin_tip: anchor.tip_height,
-        bitcoin_error: anchor.last_error,
+        bitcoin_error: anchor.public_error(),
     })))
+}
+
+/// Readiness: 200 when the node anchors as it should, 503 with the reasons when it does not
+/// (Core unreachable or syncing, the anchor address unfunded, a fee cap reached, epochs
+/// waiting too long for a confirmed anchor).
+#[utoipa::path(get, path = "/v1/ready", tag = "node",
+    responses((status = 200, description = "Ready", body = Readiness),
+              (status = 503, description = "Not ready, with the reasons", body = Readiness)))]
+pub(super) async fn ready(State(s): State<ApiState>) -> Response {
+    let r = s.anchor_view().readiness(s.is_stopping());
+    s.metrics.ready.set(i64::from(r.ready));
+    let status = if r.ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, Json(r)).into_response()
 }
 
 /// Prometheus metrics.
@@ -77,6 +91,7 @@ pub(super) async fn metrics(State(s): State<ApiState>) -> Response {
             s.metrics.tasks_submitted.inc_by(p.tasks.submitted - have);
         }
     }
+    s.metrics.ready.set(i64::from(s.anchor_view().readiness(s.is_stopping()).ready));
     let body = s.metrics.encode();
     ([(axum::http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], body)
         .into_response()

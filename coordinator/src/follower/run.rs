@@ -174,7 +174,9 @@ pub async fn run(
             // The scan needs the binding the chain's headers name: a tracker saved for another
             // binding, pin or start is started over once it is known.
             let saved = super::load_tracker(store.as_ref()).map_err(|e| NodeError::Open(e.to_string()))?;
-            let start = cfg.bitcoin.start_height;
+            // A follower finds anchors by scanning blocks: from the configured height, else
+            // from the first block (the leader's first anchor is not known before that).
+            let start = cfg.bitcoin.start_height.unwrap_or(0);
             let make = move |binding: AnchorBinding| {
                 saved
                     .clone()
@@ -212,8 +214,13 @@ pub async fn run(
         calendar_depth: cfg.bitcoin.finality_depth.max(1),
     };
     let api_addr = shell.serve_api(&cfg, state).await?;
-    let info =
-        NodeInfo { api: api_addr, p2p: p2p_addrs, coordinator: coordinator.to_hex(), anchor_address: None };
+    let info = NodeInfo {
+        api: api_addr,
+        p2p: p2p_addrs,
+        coordinator: coordinator.to_hex(),
+        anchor_address: None,
+        metrics: shell.metrics_addr,
+    };
     tracing::info!(target: "cairn::follow", api = %api_addr, p2p = ?info.p2p, "following");
     shell.announce(info, started);
 
@@ -514,13 +521,24 @@ fn spawn_tracker(
                         cairn_anchor::settle::settled_epoch(accepted, tip, need)
                     });
                     if let Ok(mut v) = view.write() {
-                        *v = AnchorView { enabled: true, tip_height: best, settled_epoch: settled, anchors: entries, last_error: None };
+                        *v = AnchorView {
+                            enabled: true,
+                            tip_height: best,
+                            settled_epoch: settled,
+                            anchors: entries,
+                            ..AnchorView::default()
+                        };
                     }
                 }
                 Err(e) => {
                     tracing::warn!(target: "cairn::follow", error = %e, "anchor scan failed");
                     if let Ok(mut v) = view.write() {
                         v.last_error = Some(e.to_string());
+                        v.blocked = Some(if e.is_transient() {
+                            cairn_spec::api::ReadinessProblem::CoreUnreachable
+                        } else {
+                            cairn_spec::api::ReadinessProblem::AnchorFailing
+                        });
                     }
                 }
             }

@@ -219,7 +219,7 @@ fn anchored_after(
         cairn_anchor::store::MemoryStore::new(),
         AnchorConfig::new(Network::Regtest),
         Box::new(KeySigner::new(key.clone())),
-        0,
+        cairn_anchor::Start::Height(0),
     )
     .unwrap();
     let binding = cairn_testkit::anchoring::binding(&mut d, &key.public());

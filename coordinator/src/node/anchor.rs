@@ -7,6 +7,8 @@
 
 use super::*;
 use cairn_anchor::AnchorStore as _;
+use cairn_anchor::Notice;
+use cairn_spec::api::ReadinessProblem;
 use cairn_spec::{AnchorBinding, Beacon};
 
 /// The anchor thread once started: its command channel, its handle, the anchor address.
@@ -49,7 +51,7 @@ pub(super) fn to_anchor_payouts(ps: &[PayoutRecord]) -> Vec<Payout> {
 
 pub(super) fn start_anchor(
     cfg: &NodeConfig,
-    dir: &Path,
+    data: &cairn_config::DataDir,
     store: Arc<dyn KvStore>,
     view: Arc<RwLock<AnchorView>>,
     reports: mpsc::Sender<AnchorReport>,
@@ -60,57 +62,146 @@ pub(super) fn start_anchor(
     let b = &cfg.bitcoin;
     let rpc = shell::rpc_client(cfg)?;
     rpc.wait_ready(Duration::from_secs(60)).map_err(|e| NodeError::Bitcoin(e.to_string()))?;
+    rpc.check_network(network).map_err(|e| NodeError::Bitcoin(e.to_string()))?;
     // Anchors were made with the anchor key: its outputs hold the chain and the node's funds.
     let anchored =
         KvAnchorStore::new(store.clone()).load().map_err(|e| NodeError::Open(e.to_string()))?.is_some();
-    let anchor_key: SigningKey = keyfile::load_or_create_for(&dir.join("anchor.key"), anchored)?;
+    let anchor_key: SigningKey = shell::load_key(data, "anchor.key", anchored)?;
     let address = cairn_anchor::anchor_address(&anchor_key.public(), network).to_string();
     let anchor_pub = anchor_key.public();
     let mut acfg = AnchorConfig::new(network);
-    acfg.fallback_fee_rate = bitcoin::FeeRate::from_sat_per_vb_u32(b.fallback_fee_sat_vb.max(1));
-    acfg.max_fee_per_anchor = bitcoin::Amount::from_sat(b.max_fee_per_anchor_sats);
-    acfg.max_fee_per_day = bitcoin::Amount::from_sat(b.max_fee_per_day_sats);
+    let fees = b.fees(network);
+    acfg.fallback_fee_rate = bitcoin::FeeRate::from_sat_per_vb_u32(fees.fallback_sat_vb.max(1));
+    acfg.max_fee_per_anchor = bitcoin::Amount::from_sat(fees.max_per_anchor_sats);
+    acfg.max_fee_per_day = bitcoin::Amount::from_sat(fees.max_per_day_sats);
     // The headers commit the genesis output for ever: it must be final first.
     acfg.genesis_depth = b.finality_depth.max(1);
-    let mut driver = AnchorDriver::open(
-        rpc,
-        KvAnchorStore::new(store),
-        acfg,
-        Box::new(KeySigner::new(anchor_key)),
-        b.start_height,
-    )
-    .map_err(|e| NodeError::Bitcoin(e.to_string()))?;
-    // The lifecycle and the anchor persist in separate batches: a crash between the two can
-    // leave payouts the lifecycle queued that the anchor never saw. Hand those over again
-    // (payout ids make this idempotent: one the anchor already carries is not re-queued).
-    let known: std::collections::HashSet<u64> = driver
-        .machine()
-        .head()
-        .payout_queue
-        .iter()
-        .map(|p| p.id)
-        .chain(driver.machine().records().values().flat_map(|r| r.payouts.iter().map(|p| p.id)))
-        .collect();
-    let missing: Vec<PayoutRecord> = queued.into_iter().filter(|p| !known.contains(&p.id)).collect();
-    if !missing.is_empty() {
-        tracing::warn!(target: "cairn::anchor", count = missing.len(), "re-queueing payouts the anchor had not recorded");
-        driver.queue_payouts(to_anchor_payouts(&missing)).map_err(|e| NodeError::Bitcoin(e.to_string()))?;
-    }
+    metrics.anchor_fee_cap_day_sats.set(i64::try_from(fees.max_per_day_sats).unwrap_or(i64::MAX));
+    let start = match b.start_height {
+        Some(h) => cairn_anchor::Start::Height(h),
+        None => cairn_anchor::Start::Tip,
+    };
     let need = b.unlock_depth();
     let beacon_depth = b.finality_depth.max(1);
     let payout_depth = b.finality_depth.max(1);
     let poll = Duration::from_secs(b.poll_secs.max(1));
+    let stuck_after = b.stuck_after_blocks.max(1);
     let (tx, rx) = std::sync::mpsc::channel::<AnchorCmd>();
     if let Ok(mut v) = view.write() {
         v.enabled = true;
+        v.stuck_after_blocks = stuck_after;
     }
+    let set_blocked = {
+        let view = view.clone();
+        move |p: Option<ReadinessProblem>| {
+            if let Ok(mut v) = view.write() {
+                v.blocked = p;
+            }
+        }
+    };
+    let mut signer = Some(anchor_key);
+    let own_cfg = cfg.clone();
     let handle = std::thread::Builder::new()
         .name("cairn-anchor".into())
         .spawn(move || {
+            // Commands that arrive before the driver is open wait here, in order.
+            let mut early: Vec<AnchorCmd> = Vec::new();
+            let mut rpc = Some(rpc);
+            let mut logged = Instant::now() - Duration::from_secs(3600);
+            let mut driver = loop {
+                let backend = match rpc.take().map(Ok).unwrap_or_else(|| shell::rpc_client(&own_cfg)) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        tracing::error!(target: "cairn::anchor", error = %e, "no Bitcoin Core client; anchoring stopped");
+                        return;
+                    }
+                };
+                let ready = match backend.chain_info() {
+                    // Anchoring waits for Core to finish its download: the UTXO set and the
+                    // fee estimates are not the network's before that.
+                    Ok(i) if i.initial_block_download => {
+                        if logged.elapsed() >= Duration::from_secs(30) {
+                            logged = Instant::now();
+                            tracing::info!(target: "cairn::anchor", blocks = i.tip_height, headers = i.headers,
+                                progress = format!("{:.2}%", f64::from(i.progress_ppm) / 1e4),
+                                "Bitcoin Core is still syncing; anchoring starts when it is done");
+                        }
+                        set_blocked(Some(ReadinessProblem::CoreSyncing {
+                            blocks: i.tip_height,
+                            headers: i.headers,
+                            progress_ppm: i.progress_ppm,
+                        }));
+                        false
+                    }
+                    Ok(_) => true,
+                    Err(e) => {
+                        tracing::warn!(target: "cairn::anchor", error = %e, "cannot reach Bitcoin Core");
+                        set_blocked(Some(ReadinessProblem::CoreUnreachable));
+                        false
+                    }
+                };
+                if ready {
+                    let Some(key) = signer.take() else { return };
+                    let again = key.clone();
+                    match AnchorDriver::open(
+                        backend,
+                        KvAnchorStore::new(store.clone()),
+                        acfg.clone(),
+                        Box::new(KeySigner::new(key)),
+                        start,
+                    ) {
+                        Ok(d) => break d,
+                        Err(e) => {
+                            metrics.anchor_errors.inc();
+                            tracing::warn!(target: "cairn::anchor", error = %e, "anchor state not opened; retrying");
+                            if let Ok(mut v) = view.write() {
+                                v.last_error = Some(e.to_string());
+                            }
+                            set_blocked(Some(if e.is_transient() {
+                                ReadinessProblem::CoreUnreachable
+                            } else {
+                                ReadinessProblem::AnchorFailing
+                            }));
+                            signer = Some(again);
+                        }
+                    }
+                }
+                match rx.recv_timeout(poll) {
+                    Ok(cmd) => early.push(cmd),
+                    Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                }
+            };
+            set_blocked(None);
+            // The lifecycle and the anchor persist in separate batches: a crash between the
+            // two can leave payouts the lifecycle queued that the anchor never saw. Hand
+            // those over again (payout ids make this idempotent: one the anchor already
+            // carries is not re-queued).
+            let known: std::collections::HashSet<u64> = driver
+                .machine()
+                .head()
+                .payout_queue
+                .iter()
+                .map(|p| p.id)
+                .chain(driver.machine().records().values().flat_map(|r| r.payouts.iter().map(|p| p.id)))
+                .collect();
+            let missing: Vec<PayoutRecord> = queued.into_iter().filter(|p| !known.contains(&p.id)).collect();
+            if !missing.is_empty() {
+                tracing::warn!(target: "cairn::anchor", count = missing.len(), "re-queueing payouts the anchor had not recorded");
+                if let Err(e) = driver.queue_payouts(to_anchor_payouts(&missing)) {
+                    tracing::warn!(target: "cairn::anchor", error = %e, "payouts not queued");
+                }
+            }
+            let mut waiting_since: Option<u32> = None;
             let mut last = Instant::now() - poll;
+            let mut early = early.into_iter();
             loop {
                 let wait = poll.saturating_sub(last.elapsed());
-                match rx.recv_timeout(wait) {
+                let cmd = match early.next() {
+                    Some(c) => Ok(c),
+                    None => rx.recv_timeout(wait),
+                };
+                match cmd {
                     Ok(AnchorCmd::Epoch(p)) => {
                         if let Err(e) = driver.submit_epoch(p) {
                             tracing::warn!(target: "cairn::anchor", error = %e, "epoch not recorded");
@@ -136,15 +227,66 @@ pub(super) fn start_anchor(
                         tracing::warn!(target: "cairn::anchor", error = %e, "anchor round failed");
                         if let Ok(mut v) = view.write() {
                             v.last_error = Some(e.to_string());
+                            v.blocked = Some(if e.is_transient() {
+                                ReadinessProblem::CoreUnreachable
+                            } else {
+                                ReadinessProblem::AnchorFailing
+                            });
                         }
                         continue;
                     }
                 };
+                let mut blocked = None;
                 for n in notices {
                     tracing::info!(target: "cairn::anchor", notice = ?n, "anchor");
+                    match n {
+                        Notice::InsufficientFunds { available, needed } => {
+                            blocked = Some(ReadinessProblem::Unfunded {
+                                available_sats: available.to_sat(),
+                                needed_sats: needed.to_sat(),
+                            })
+                        }
+                        Notice::FeeCapReached { wanted, allowed } => {
+                            blocked = Some(ReadinessProblem::FeeCapReached {
+                                wanted_sats: wanted.to_sat(),
+                                allowed_sats: allowed.to_sat(),
+                            })
+                        }
+                        _ => {}
+                    }
                 }
                 let tip = driver.backend().chain_info().ok();
                 let tip_height = tip.as_ref().map(|t| t.tip_height);
+                let standing = tip_height.map(|t| driver.machine().standing(t));
+                // Before its genesis output the chain cannot start: the first epoch waits for
+                // it, so no round would say "insufficient funds" by itself.
+                if let (None, None, Some(st)) = (&blocked, driver.machine().genesis(), &standing) {
+                    if st.spendable < cairn_anchor::tx::MIN_CHAIN_VALUE {
+                        blocked = Some(ReadinessProblem::Unfunded {
+                            available_sats: st.spendable.to_sat(),
+                            needed_sats: cairn_anchor::tx::MIN_CHAIN_VALUE.to_sat(),
+                        });
+                    }
+                }
+                let mut blocks_waiting = 0;
+                if let (Some(t), Some(st)) = (tip_height, &standing) {
+                    // Epochs wait from the first round that saw them unanchored, or from the
+                    // newest confirmed anchor if that is later.
+                    if st.unanchored_epochs() == 0 {
+                        waiting_since = None;
+                    } else {
+                        let since = *waiting_since.get_or_insert(t);
+                        blocks_waiting = t.saturating_sub(since.max(st.last_anchor_height.unwrap_or(0)));
+                    }
+                    let gauge = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+                    metrics.anchor_balance_sats.set(gauge(st.spendable.to_sat()));
+                    metrics.unanchored_epochs.set(i64::from(st.unanchored_epochs()));
+                    metrics.anchor_blocks_waiting.set(i64::from(blocks_waiting));
+                    metrics.anchor_fee_spent_today_sats.set(gauge(st.fee_spent_today.to_sat()));
+                    if let Some(h) = st.last_anchor_height {
+                        metrics.blocks_since_anchor.set(i64::from(t.saturating_sub(h)));
+                    }
+                }
                 // Every final anchor's payouts, not only this round's: the lifecycle ignores
                 // ids already paid, and a confirmation a crash made it miss is recorded now.
                 // Paid means finality-deep: a shallower reorg may move a payout to another
@@ -205,6 +347,10 @@ pub(super) fn start_anchor(
                         settled_epoch: settled,
                         anchors,
                         last_error: None,
+                        standing,
+                        blocked,
+                        blocks_waiting,
+                        stuck_after_blocks: stuck_after,
                     };
                 }
                 let binding = driver.machine().genesis().map(|g| AnchorBinding::Key {

@@ -81,6 +81,9 @@ pub struct NodeInfo {
     pub coordinator: String,
     /// The anchor address to fund, when anchoring.
     pub anchor_address: Option<String>,
+    /// The metrics listener (`/metrics`, `/v1/ready`), when `api.metrics_listen` is set.
+    #[serde(default)]
+    pub metrics: Option<SocketAddr>,
 }
 
 fn resolve(data_dir: &Path, p: &Path) -> PathBuf {
@@ -132,8 +135,15 @@ pub async fn run(
                 Ok(c) => c.machine().queued_payouts().cloned().collect(),
                 Err(_) => Vec::new(),
             };
-            let (tx, handle, addr) =
-                start_anchor(&cfg, &dir, store.clone(), view.clone(), report_tx, metrics.clone(), queued)?;
+            let (tx, handle, addr) = start_anchor(
+                &cfg,
+                &shell.data,
+                store.clone(),
+                view.clone(),
+                report_tx,
+                metrics.clone(),
+                queued,
+            )?;
             (Some(tx), Some(handle), Some(addr))
         }
     };
@@ -164,6 +174,7 @@ pub async fn run(
         p2p: p2p_addrs,
         coordinator: key.public().to_hex(),
         anchor_address: anchor_address.clone(),
+        metrics: shell.metrics_addr,
     };
     tracing::info!(target: "cairn::node", api = %api_addr, p2p = ?info.p2p, anchor_address = ?anchor_address, "serving");
     shell.announce(info, started);

@@ -74,6 +74,13 @@ impl RocksStore {
         Ok(store)
     }
 
+    /// A consistent copy of the database at `to` (a RocksDB checkpoint: SST files hard-linked
+    /// where the file system allows, the rest copied). `to` must not exist.
+    pub fn checkpoint(&self, to: &Path) -> Result<(), StoreError> {
+        let cp = rocksdb::checkpoint::Checkpoint::new(&self.db).map_err(engine)?;
+        cp.create_checkpoint(to).map_err(engine)
+    }
+
     /// Where the database lives.
     pub fn path(&self) -> &Path {
         &self.path
