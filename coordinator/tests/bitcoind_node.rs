@@ -343,10 +343,10 @@ async fn a_node_on_a_long_chain_reports_its_readiness_and_survives_a_backup_and_
         http(api, "GET", "/v1/epochs/0", None, None).1["anchor"]["status"] == "pending"
     });
     call("generatetoaddress", json!([1, miner]));
-    wait_for("ready", &|| ready().0 == 200);
+    wait_for("the anchor confirmed", &|| gauge(&scrape(), "unanchored_epochs") == Some(0));
+    assert_eq!(ready().0, 200);
     let m = scrape();
     assert_eq!(gauge(&m, "ready"), Some(1), "{m}");
-    assert_eq!(gauge(&m, "unanchored_epochs"), Some(0), "{m}");
     assert!(gauge(&m, "anchor_balance_sats").unwrap() > 0, "{m}");
     assert!(gauge(&m, "anchor_fee_spent_today_sats").unwrap() > 0, "{m}");
     assert!(gauge(&m, "anchor_fee_cap_day_sats").unwrap() > 0, "{m}");
@@ -368,7 +368,8 @@ async fn a_node_on_a_long_chain_reports_its_readiness_and_survives_a_backup_and_
     // The API's own listener answers the same.
     assert_eq!(http(api, "GET", "/v1/ready", None, None).0, 503);
     call("generatetoaddress", json!([1, miner]));
-    wait_for("ready", &|| ready().0 == 200);
+    wait_for("the anchor confirmed", &|| gauge(&scrape(), "unanchored_epochs") == Some(0));
+    assert_eq!(ready().0, 200);
     call("generatetoaddress", json!([2, miner]));
     let first = http(api, "GET", "/v1/anchors", None, None).1["anchors"]
         .as_array()
