@@ -181,7 +181,27 @@ impl<B: ChainBackend, S: AnchorStore> AnchorDriver<B, S> {
             Start::Height(h) => self.machine = AnchorMachine::new(config, &key, h),
             Start::Tip => {
                 let scan = self.backend.scan_outputs(&crate::tx::anchor_script(&key))?;
-                let (machine, effects) = AnchorMachine::from_scan(config, &key, &scan);
+                // The set must be the best chain's at the height it names; a tip that moved
+                // (or an answer that lies) is retried rather than built on.
+                if self.backend.block_hash(scan.height)? != Some(scan.block) {
+                    return Err(ChainError::Transient(format!(
+                        "the UTXO set was read at block {} (height {}), which is not on the best chain now",
+                        scan.block, scan.height
+                    ))
+                    .into());
+                }
+                let first = AnchorMachine::scan_start(&config, scan.height);
+                let base = match first.checked_sub(1) {
+                    Some(h) => Some(
+                        self.backend
+                            .block_hash(h)?
+                            .ok_or_else(|| ChainError::Transient(format!("no block at height {h}")))?,
+                    ),
+                    None => None,
+                };
+                // The start is committed here rather than through `apply`, which reloads from
+                // the store (and so would come back here) when a commit fails.
+                let (machine, effects) = AnchorMachine::from_scan(config, &key, &scan, base);
                 for effect in effects {
                     match effect {
                         Effect::Persist(cs) => {

@@ -54,7 +54,8 @@ pub struct AnchorConfig {
     /// sent to the address.
     pub max_utxos: usize,
     /// Confirmations an output needs before it can become the genesis output: the headers
-    /// commit it for ever, so a reorg must not be able to take it away.
+    /// commit it for ever, so a reorg must not be able to take it away. A machine started
+    /// from a UTXO set also rescans this many blocks itself ([`AnchorMachine::scan_start`]).
     pub genesis_depth: u32,
 }
 
@@ -215,6 +216,11 @@ pub struct Head {
     /// can start a second chain.
     #[serde(default)]
     pub genesis: Option<OutPoint>,
+    /// The block just below the oldest one held (height and hash), when known: a block
+    /// connected with none held must build on it, so a reorg deeper than what the machine
+    /// holds is an error rather than a silent switch of branches.
+    #[serde(default)]
+    pub base: Option<(u32, BlockHash)>,
 }
 
 /// What the driver must do, in order.
@@ -454,6 +460,7 @@ impl AnchorMachine {
                 payout_queue: Vec::new(),
                 next_seq: 0,
                 genesis: None,
+                base: None,
             },
             records: BTreeMap::new(),
             last_rebroadcast_tip: None,
@@ -476,10 +483,17 @@ impl AnchorMachine {
     /// and scans the blocks above them itself, so a reorg of the newest blocks is followed
     /// like any other. The first effect persists the start; the driver commits it before
     /// anything else.
-    pub fn from_scan(config: AnchorConfig, key: &PubKey, scan: &OutputScan) -> (Self, Vec<Effect>) {
-        let rescan = config.genesis_depth.max(1);
-        let first = scan.height.saturating_add(1).saturating_sub(rescan);
+    /// `base` is the hash of the block below the first one scanned (`None` when that is the
+    /// chain's first block).
+    pub fn from_scan(
+        config: AnchorConfig,
+        key: &PubKey,
+        scan: &OutputScan,
+        base: Option<BlockHash>,
+    ) -> (Self, Vec<Effect>) {
+        let first = Self::scan_start(&config, scan.height);
         let mut m = Self::new(config, key, first);
+        m.head.base = first.checked_sub(1).zip(base);
         // The node's answer is checked like any outside input: only this key's script, only
         // blocks below the rescan, only what a top-up would count, one entry per outpoint.
         let mut outputs: Vec<OwnUtxo> = scan
@@ -505,6 +519,13 @@ impl AnchorMachine {
             }),
         ];
         (m, effects)
+    }
+
+    /// The first block a machine started from a UTXO set read at `scan_height` scans itself:
+    /// `genesis_depth` blocks (at least one) are rescanned, so an output younger than that,
+    /// which a reorg may still take away, is followed block by block.
+    pub fn scan_start(config: &AnchorConfig, scan_height: u32) -> u32 {
+        scan_height.saturating_add(1).saturating_sub(config.genesis_depth.max(1))
     }
 
     /// The configuration.
@@ -654,9 +675,16 @@ impl AnchorMachine {
     /// A block on top of the last connected one.
     pub fn on_block_connected(&mut self, height: u32, block: &Block) -> Result<Vec<Effect>, MachineError> {
         let hash = block.block_hash();
-        let connects = match self.head.blocks.back() {
-            Some(last) => last.hash == block.header.prev_blockhash && height == last.height + 1,
-            None => height == self.head.next_height,
+        let connects = match (self.head.blocks.back(), self.head.base) {
+            (Some(last), _) => last.hash == block.header.prev_blockhash && height == last.height + 1,
+            (None, Some((h, base))) if height == h.saturating_add(1) && height == self.head.next_height => {
+                if block.header.prev_blockhash != base {
+                    // The block below everything held left the best chain.
+                    return Err(MachineError::TooDeep(self.config.keep_blocks));
+                }
+                true
+            }
+            (None, _) => height == self.head.next_height,
         };
         if !connects {
             return Err(MachineError::NotConnected { height, hash, expected: self.head.next_height });
@@ -727,18 +755,30 @@ impl AnchorMachine {
                     }
                 }
             } else {
+                // Someone else spent the output the next anchor must spend (the key is used
+                // elsewhere: a second node, a stale restore): say so even with no anchor
+                // pending on it, or the chain would just stop without a word.
+                let head_output = match self.head.last_confirmed {
+                    Some(t) => Some(OutPoint { txid: t, vout: 0 }),
+                    None => self.head.genesis,
+                };
+                let mut told = false;
                 // A transaction of someone else spending what a pending anchor spends.
                 for r in self.records.values_mut() {
                     if matches!(r.status, AnchorStatus::Pending | AnchorStatus::Replaced { .. })
                         && r.spends_any(&spent)
                     {
                         if let Some(op) = r.chain_input() {
+                            told |= Some(op) == head_output;
                             effects.push(Effect::Notice(Notice::ForeignSpend { outpoint: op, txid }));
                         }
                         undo.changed.push((r.txid, r.status.clone()));
                         r.status = AnchorStatus::Conflicted;
                         changed_records.push(r.txid);
                     }
+                }
+                if let Some(op) = head_output.filter(|op| !told && spent.contains(op)) {
+                    effects.push(Effect::Notice(Notice::ForeignSpend { outpoint: op, txid }));
                 }
             }
         }
@@ -760,7 +800,9 @@ impl AnchorMachine {
         undo.requeued = self.requeue_orphaned_payouts(&changed_records);
         self.head.blocks.push_back(undo);
         while self.head.blocks.len() > self.config.keep_blocks {
-            self.head.blocks.pop_front();
+            if let Some(old) = self.head.blocks.pop_front() {
+                self.head.base = Some((old.height, old.hash));
+            }
         }
         self.head.next_height = height + 1;
         effects.insert(0, self.persist(&changed_records));

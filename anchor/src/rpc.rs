@@ -498,7 +498,8 @@ impl ChainBackend for BitcoinCoreRpc {
                     value: u.get("amount").and_then(btc_to_sat).ok_or_else(|| bad("amount"))?,
                     script_pubkey: ScriptBuf::from_bytes(script.ok_or_else(|| bad("scriptPubKey"))?),
                     height: height.filter(|h| *h <= 0x7fff_ffff).ok_or_else(|| bad("height"))?,
-                    coinbase: u.get("coinbase").and_then(Value::as_bool).unwrap_or(false),
+                    // Unsaid is taken as a coinbase: waiting for maturity is the safe error.
+                    coinbase: u.get("coinbase").and_then(Value::as_bool).unwrap_or(true),
                 })
             })
             .collect::<Result<Vec<_>, ChainError>>()?;

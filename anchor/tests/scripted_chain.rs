@@ -651,10 +651,126 @@ fn a_lying_utxo_scan_adds_nothing_that_is_not_the_keys_deep_output() {
     };
     let mut cfg = config();
     cfg.genesis_depth = 6;
-    let (m, effects) = cairn_anchor::AnchorMachine::from_scan(cfg, &key().public(), &scan);
+    let (m, effects) = cairn_anchor::AnchorMachine::from_scan(cfg, &key().public(), &scan, None);
     let mut held: Vec<OutPoint> = m.head().utxos.iter().map(|u| u.outpoint).collect();
     held.sort();
     assert_eq!(held, vec![op(1), op(5)]);
     assert_eq!(m.next_height(), 995);
     assert!(matches!(effects.first(), Some(cairn_anchor::machine::Effect::Persist(_))));
+}
+
+#[test]
+fn a_reorg_below_a_fresh_start_is_an_error_not_a_silent_switch_of_branches() {
+    let chain = ScriptedBackend::new();
+    let deep = chain.fund(&anchor_script(&key().public()), Amount::from_sat(1_000_000));
+    chain.mine(20);
+    let mut cfg = config();
+    cfg.genesis_depth = 2;
+    let store = MemoryStore::new();
+    let mut d = open_at_tip(&chain, &store, cfg);
+    step(&mut d);
+    assert!(d.machine().head().utxos.iter().any(|u| u.outpoint == deep));
+    // Five blocks replaced: three more than the machine holds. It must not connect the new
+    // branch on top of what it read below its start as if nothing happened.
+    chain.disconnect(5);
+    // Blocks paying another miner: the branch differs from the one it replaces.
+    chain.mine_to(&anchor_script(&SigningKey::from_secret_bytes([5; 32]).unwrap().public()), 6);
+    let err = d.step(1_767_225_600, [7; 32]).unwrap_err();
+    assert!(matches!(err, DriverError::Machine(cairn_anchor::machine::MachineError::TooDeep(_))), "{err}");
+}
+
+#[test]
+fn a_utxo_set_read_at_a_block_off_the_best_chain_is_not_built_on() {
+    use cairn_anchor::{OutputScan, ScannedOutput};
+    // A backend whose scan names a block the chain does not have (a lie, or a tip that moved).
+    struct Stale(ScriptedBackend);
+    impl ChainBackend for Stale {
+        fn chain_info(&self) -> Result<cairn_anchor::ChainInfo, cairn_anchor::ChainError> {
+            self.0.chain_info()
+        }
+        fn block_hash(&self, h: u32) -> Result<Option<bitcoin::BlockHash>, cairn_anchor::ChainError> {
+            self.0.block_hash(h)
+        }
+        fn block(&self, h: &bitcoin::BlockHash) -> Result<bitcoin::Block, cairn_anchor::ChainError> {
+            self.0.block(h)
+        }
+        fn block_height(&self, h: &bitcoin::BlockHash) -> Result<Option<u32>, cairn_anchor::ChainError> {
+            self.0.block_height(h)
+        }
+        fn transaction(
+            &self,
+            t: &Txid,
+            b: Option<&bitcoin::BlockHash>,
+        ) -> Result<Option<bitcoin::Transaction>, cairn_anchor::ChainError> {
+            self.0.transaction(t, b)
+        }
+        fn scan_outputs(&self, s: &bitcoin::ScriptBuf) -> Result<OutputScan, cairn_anchor::ChainError> {
+            let real = self.0.scan_outputs(s)?;
+            let fake: Vec<ScannedOutput> = real.outputs;
+            Ok(OutputScan {
+                block: bitcoin::BlockHash::from_raw_hash(bitcoin::hashes::Hash::from_byte_array([1; 32])),
+                outputs: fake,
+                ..real
+            })
+        }
+        fn utxo(
+            &self,
+            o: &OutPoint,
+            m: bool,
+        ) -> Result<Option<cairn_anchor::UtxoInfo>, cairn_anchor::ChainError> {
+            self.0.utxo(o, m)
+        }
+        fn estimate_fee(&self, t: u16) -> Result<Option<FeeRate>, cairn_anchor::ChainError> {
+            self.0.estimate_fee(t)
+        }
+        fn relay_fee(&self) -> Result<FeeRate, cairn_anchor::ChainError> {
+            self.0.relay_fee()
+        }
+        fn in_mempool(&self, t: &Txid) -> Result<bool, cairn_anchor::ChainError> {
+            self.0.in_mempool(t)
+        }
+        fn test_accept(&self, tx: &bitcoin::Transaction) -> Result<(), cairn_anchor::BroadcastError> {
+            self.0.test_accept(tx)
+        }
+        fn broadcast(&self, tx: &bitcoin::Transaction) -> Result<Txid, cairn_anchor::BroadcastError> {
+            self.0.broadcast(tx)
+        }
+    }
+    let chain = ScriptedBackend::new();
+    chain.fund(&anchor_script(&key().public()), Amount::from_sat(1_000_000));
+    chain.mine(10);
+    let store = MemoryStore::new();
+    let opened = AnchorDriver::open(
+        Stale(chain.clone()),
+        store.clone(),
+        config(),
+        Box::new(KeySigner::new(key())),
+        cairn_anchor::Start::Tip,
+    );
+    let err = opened.err().expect("refused");
+    assert!(err.is_transient(), "{err}");
+    assert!(store.load().unwrap().is_none(), "nothing was persisted");
+}
+
+#[test]
+fn the_chain_output_spent_by_someone_else_is_reported_even_with_no_anchor_pending() {
+    // A second node with the same key (or a stale restore) spends the chain output first.
+    let (chain, _store, mut d) = funded();
+    let txid = anchor_and_confirm(&chain, &mut d, 0);
+    let thief = bitcoin::Transaction {
+        version: bitcoin::transaction::Version::TWO,
+        lock_time: bitcoin::absolute::LockTime::ZERO,
+        input: vec![bitcoin::TxIn { previous_output: OutPoint { txid, vout: 0 }, ..Default::default() }],
+        output: vec![bitcoin::TxOut {
+            value: Amount::from_sat(500),
+            script_pubkey: anchor_script(&SigningKey::from_secret_bytes([5; 32]).unwrap().public()),
+        }],
+    };
+    chain.mine_with(vec![thief.clone()]);
+    let notices = step(&mut d);
+    assert!(
+        notices.iter().any(|n| matches!(n, Notice::ForeignSpend { outpoint, txid: by }
+            if *outpoint == OutPoint { txid, vout: 0 } && *by == thief.compute_txid())),
+        "{notices:?}"
+    );
 }

@@ -11,11 +11,24 @@ use clap::{Parser, Subcommand};
 #[derive(Parser, Debug)]
 #[command(name = "cairn", version, about = "Cairn: a Bitcoin-anchored sidechain that coordinates AI work", long_about = None)]
 pub struct Cli {
-    /// Log filter (tracing's env-filter syntax), e.g. `info` or `cairn=debug`.
-    #[arg(long, env = "CAIRN_LOG", default_value = "info", global = true)]
-    pub(crate) log: String,
+    /// Log filter (tracing's env-filter syntax), e.g. `info` or `cairn=debug`; without it,
+    /// `RUST_LOG`, else `info`.
+    #[arg(long, env = "CAIRN_LOG", global = true)]
+    pub(crate) log: Option<String>,
+    /// Log lines as text (coloured only on a terminal) or as JSON objects, one per line.
+    #[arg(long, env = "CAIRN_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub(crate) log_format: LogFormat,
     #[command(subcommand)]
     pub(crate) command: Command,
+}
+
+/// How log lines are written (to stderr).
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
 }
 
 #[derive(Subcommand, Debug)]
@@ -105,15 +118,16 @@ pub(crate) enum Command {
 #[derive(Subcommand, Debug)]
 pub(crate) enum KeyCommand {
     /// Print the anchor key as an output descriptor, `tr(KEY)#checksum`, which Bitcoin Core's
-    /// `importdescriptors` (and `scantxoutset`) accept: the anchor outputs become visible to
-    /// (and, with the private key, spendable by) a Core wallet.
+    /// `importdescriptors` (and `scantxoutset`) accept: watch-only by default, so a Core
+    /// wallet sees the anchor outputs; with `--private`, the key itself, so it can spend them.
     Export {
         /// The node's data directory.
         #[arg(long, env = "CAIRN_DATA_DIR")]
         data_dir: PathBuf,
-        /// Print the watch-only descriptor (the public key) instead of the private one.
+        /// Print the descriptor with the private key (WIF): whoever reads it can spend the
+        /// anchor chain's funds.
         #[arg(long)]
-        public: bool,
+        private: bool,
     },
 }
 
@@ -151,7 +165,7 @@ pub(crate) struct CoordinatorArgs {
     /// RPC user (instead of a cookie).
     #[arg(long, env = "CAIRN_RPC_USER")]
     pub(crate) rpc_user: Option<String>,
-    /// RPC password.
+    /// RPC password (prefer the variable: a flag shows in the process list).
     #[arg(long, env = "CAIRN_RPC_PASSWORD", hide_env_values = true)]
     pub(crate) rpc_password: Option<String>,
     /// Confirm that this node may anchor on mainnet, with real bitcoin.

@@ -136,12 +136,12 @@ async fn a_receipt_audits_online_offline_and_through_opentimestamps() {
     let mut deep = a.clone();
     deep[8] = "100";
     let (code, out) = cairn(&deep);
-    assert_eq!(code, 2, "{out}");
+    assert_eq!(code, 3, "{out}");
     assert!(out.contains("step `depth` failed"), "{out}");
     let mut wrong = a.clone();
     wrong[6] = "signet";
     let (code, out) = cairn(&wrong);
-    assert_eq!(code, 2, "{out}");
+    assert_eq!(code, 3, "{out}");
     assert!(out.contains("step `network` failed") || out.contains("step `node_network` failed"), "{out}");
 
     // Offline: a bundle with 6 confirmations, checked with no node at all.
@@ -182,7 +182,7 @@ async fn a_receipt_audits_online_offline_and_through_opentimestamps() {
     let genesis = parsed.proof.headers.last().unwrap().body.anchor.genesis().unwrap();
     let other = bitcoin::OutPoint { vout: genesis.vout + 1, ..genesis }.to_string();
     let genesis = genesis.to_string();
-    for (pin, want) in [(genesis.as_str(), 0), (other.as_str(), 2)] {
+    for (pin, want) in [(genesis.as_str(), 0), (other.as_str(), 3)] {
         let mut online = a.clone();
         online.extend(["--genesis-output", pin]);
         let (code, out) = cairn(&online);
@@ -200,7 +200,7 @@ async fn a_receipt_audits_online_offline_and_through_opentimestamps() {
     let forged = dir.path().join("forged.bundle");
     std::fs::write(&forged, parsed.to_bytes()).unwrap();
     let (code, out) = cairn(&["audit", "receipt", "--offline", forged.to_str().unwrap(), "--min-depth", "1"]);
-    assert_eq!(code, 2, "{out}");
+    assert_eq!(code, 3, "{out}");
     assert!(out.contains("step `receipt_signature` failed"), "{out}");
 
     // OpenTimestamps: the export, read by the reference library, reaches the block's root.

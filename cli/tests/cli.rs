@@ -239,9 +239,21 @@ fn a_public_network_node_never_silently_makes_new_keys_nor_opens_another_network
     let err = text(&out.stderr);
     assert!(err.contains("--data-dir") && err.contains("signet"), "{err}");
     assert!(!home.path().join(".cairn/signet/node.key").exists());
-    // The default is per network, under HOME.
-    let out = coordinator_at(home.path(), &["--network", "signet", "--print-config"]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    // Named, the default directory is used: the marker is written and a key created (the
+    // start then stops at Core, which this test does not run).
+    let named = home.path().join(".cairn/signet");
+    let core = ["--rpc-url", "http://127.0.0.1:1", "--rpc-user", "u", "--rpc-password", "p"];
+    let mut args = vec!["--network", "signet", "--data-dir", named.to_str().unwrap()];
+    args.extend(core);
+    assert!(!coordinator_at(home.path(), &args).status.success());
+    assert_eq!(std::fs::read_to_string(named.join("network")).unwrap(), "signet\n");
+    assert!(named.join("node.key").exists());
+    // Once it holds the keys, a start without --data-dir finds them there, under HOME, and
+    // again stops only at Core.
+    let mut args = vec!["--network", "signet"];
+    args.extend(core);
+    let err = text(&coordinator_at(home.path(), &args).stderr);
+    assert!(!err.contains("--data-dir") && err.contains("Bitcoin Core"), "{err}");
     // A data dir that belongs to regtest is refused for signet.
     let d = home.path().join("d");
     std::fs::create_dir(&d).unwrap();
@@ -260,7 +272,7 @@ fn a_public_network_node_never_silently_makes_new_keys_nor_opens_another_network
     let out = coordinator_at(home.path(), &["--network", "mainnet", "--allow-mainnet", "--print-config"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    // Fees left unset take mainnet's defaults, not the test networks'.
+    // Fees left unset stay unset, so the network's defaults apply (config.rs tests which).
     assert!(v["bitcoin"]["max_fee_per_anchor_sats"].is_null(), "{v}");
 }
 
@@ -275,7 +287,7 @@ fn print_config_never_prints_the_rpc_password() {
 }
 
 #[test]
-fn key_export_prints_the_anchor_descriptor_and_backups_refuse_what_they_would_overwrite() {
+fn key_export_prints_the_anchor_descriptor_and_backups_never_write_where_they_did_not_create() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     std::fs::create_dir(&data).unwrap();
@@ -285,29 +297,82 @@ fn key_export_prints_the_anchor_descriptor_and_backups_refuse_what_they_would_ov
     let out = cairn(&["key", "export", "--data-dir", data.to_str().unwrap()]);
     assert!(!out.status.success());
     std::fs::write(data.join("network"), "signet\n").unwrap();
-    let out = cairn(&["key", "export", "--data-dir", data.to_str().unwrap(), "--public"]);
+    let out = cairn(&["key", "export", "--data-dir", data.to_str().unwrap()]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let public = text(&out.stdout).trim().to_owned();
     let pubkey =
         text(&cairn(&["pubkey", "--key", key.to_str().unwrap()]).stdout).lines().next().unwrap().to_owned();
     assert!(public.starts_with(&format!("tr({pubkey})#")), "{public}");
-    let out = cairn(&["key", "export", "--data-dir", data.to_str().unwrap()]);
+    let out = cairn(&["key", "export", "--data-dir", data.to_str().unwrap(), "--private"]);
     assert!(out.status.success());
     let private = text(&out.stdout).trim().to_owned();
     // Testnet WIF (signet), and a warning on stderr, not in what a script captures.
     assert!(private.starts_with("tr(c") && private.contains('#'), "{private}");
     assert!(text(&out.stderr).contains("spend"), "{}", text(&out.stderr));
-    // A backup of a directory without a database is refused, and so is a target in use.
-    let out = cairn(&[
-        "backup",
-        "--data-dir",
-        data.to_str().unwrap(),
-        "--to",
-        dir.path().join("b").to_str().unwrap(),
-    ]);
+    // A backup of a directory without a database is refused.
+    let b = dir.path().join("b");
+    let out = cairn(&["backup", "--data-dir", data.to_str().unwrap(), "--to", b.to_str().unwrap()]);
     assert!(!out.status.success());
     assert!(text(&out.stderr).contains("no database"), "{}", text(&out.stderr));
-    let out =
-        cairn(&["restore", "--from", dir.path().to_str().unwrap(), "--data-dir", data.to_str().unwrap()]);
+    drop(cairn_coordinator::store::RocksStore::open(&data.join("db")).unwrap());
+    // Neither a backup nor a restore goes into a directory that exists, even an empty one.
+    let taken = dir.path().join("taken");
+    std::fs::create_dir(&taken).unwrap();
+    let out = cairn(&["backup", "--data-dir", data.to_str().unwrap(), "--to", taken.to_str().unwrap()]);
     assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("exists"), "{}", text(&out.stderr));
+    let out = cairn(&["backup", "--data-dir", data.to_str().unwrap(), "--to", b.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = cairn(&["restore", "--from", b.to_str().unwrap(), "--data-dir", taken.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(std::fs::read_dir(&taken).unwrap().next().is_none(), "nothing was written into it");
+    let restored = dir.path().join("restored");
+    let out = cairn(&["restore", "--from", b.to_str().unwrap(), "--data-dir", restored.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(std::fs::read(restored.join("anchor.key")).unwrap(), std::fs::read(&key).unwrap());
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        for f in ["anchor.key", "network", ""] {
+            let mode = std::fs::metadata(restored.join(f)).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode & 0o077, 0, "{f}: {mode:o}");
+        }
+    }
+}
+
+#[test]
+fn exit_codes_tell_a_usage_error_from_a_failure() {
+    // clap's usage error: 2. A command that cannot run: 1. (A failed audit check is 3, in
+    // audit_bitcoind.rs, where a real check fails.)
+    assert_eq!(cairn(&["--no-such-flag"]).status.code(), Some(2));
+    assert_eq!(cairn(&["audit", "receipt", "--min-depth", "many"]).status.code(), Some(2));
+    assert_eq!(cairn(&["decode", "receipt", "zz"]).status.code(), Some(1));
+}
+
+#[test]
+fn logs_are_plain_when_piped_and_json_when_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("a.key");
+    let out = cairn(&["keygen", "--out", key.to_str().unwrap()]);
+    let err = text(&out.stderr);
+    assert!(err.contains("created key file") && !err.contains('\u{1b}'), "{err:?}");
+    let key = dir.path().join("b.key");
+    let out = cairn(&["keygen", "--out", key.to_str().unwrap(), "--log-format", "json"]);
+    let line = text(&out.stderr).lines().next().unwrap_or_default().to_owned();
+    let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(v["fields"]["message"], "created key file", "{v}");
+    // RUST_LOG is honoured when no --log is given: `warn` hides the info line.
+    let key = dir.path().join("c.key");
+    let out = Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .args(["keygen", "--out", key.to_str().unwrap()])
+        .env("RUST_LOG", "warn")
+        .env_remove("CAIRN_LOG")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(!text(&out.stderr).contains("created key file"), "{}", text(&out.stderr));
+    // A value clap can list is refused by clap, naming the choices.
+    let out = cairn(&["keygen", "--out", "x", "--log-format", "xml"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("json"), "{}", text(&out.stderr));
 }

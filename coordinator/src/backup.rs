@@ -3,7 +3,7 @@
 //! files, the operator token and the network marker, plus a manifest naming what was saved.
 //!
 //! Owns which files make a backup and the order of a restore. Must never write into a
-//! directory that already holds anything, and never back up a database a running node holds
+//! directory it did not create, and never back up a database a running node holds
 //! (RocksDB's lock refuses it, and the error says to stop the node).
 
 use std::path::{Path, PathBuf};
@@ -39,9 +39,9 @@ pub struct Manifest {
 #[derive(Debug, Error)]
 #[non_exhaustive]
 pub enum BackupError {
-    /// The target holds something already.
-    #[error("{0} exists and is not empty: a backup or restore goes into a new directory")]
-    TargetNotEmpty(PathBuf),
+    /// The target exists already.
+    #[error("{0} exists: a backup or restore goes into a directory it creates")]
+    TargetExists(PathBuf),
     /// The source is not a node's data directory or a backup.
     #[error("{path}: {reason}")]
     Source {
@@ -72,21 +72,25 @@ fn io(path: &Path) -> impl Fn(std::io::Error) -> BackupError + '_ {
     move |e| BackupError::Io { path: path.to_owned(), reason: e.to_string() }
 }
 
-/// Creates `dir` (0700) when it does not exist, refuses it when it holds anything.
+/// Creates `dir` (0700), which must not exist: one made beforehand, by whoever, could be
+/// another user's, who could swap the keys in it later. Its parents are created as needed.
 fn fresh_dir(dir: &Path) -> Result<(), BackupError> {
-    if let Ok(mut entries) = std::fs::read_dir(dir) {
-        if entries.next().is_some() {
-            return Err(BackupError::TargetNotEmpty(dir.to_owned()));
-        }
+    if dir.symlink_metadata().is_ok() {
+        return Err(BackupError::TargetExists(dir.to_owned()));
+    }
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(io(parent))?;
     }
     let mut b = std::fs::DirBuilder::new();
-    b.recursive(true);
     #[cfg(unix)]
     {
         use std::os::unix::fs::DirBuilderExt;
         b.mode(0o700);
     }
-    b.create(dir).map_err(io(dir))
+    b.create(dir).map_err(|e| match e.kind() {
+        std::io::ErrorKind::AlreadyExists => BackupError::TargetExists(dir.to_owned()),
+        _ => io(dir)(e),
+    })
 }
 
 /// Copies a file keeping it private (0600): key files stay key files.
@@ -150,7 +154,10 @@ pub fn backup(data_dir: &Path, to: &Path, now_unix: u64) -> Result<Manifest, Bac
     }
     let manifest = Manifest { version: 1, network, files, created: now_unix };
     let path = to.join(MANIFEST);
-    std::fs::write(&path, serde_json::to_vec_pretty(&manifest).unwrap_or_default()).map_err(io(&path))?;
+    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).open(&path).map_err(io(&path))?;
+    std::io::Write::write_all(&mut f, &serde_json::to_vec_pretty(&manifest).unwrap_or_default())
+        .map_err(io(&path))?;
+    f.sync_all().map_err(io(&path))?;
     Ok(manifest)
 }
 
@@ -168,6 +175,13 @@ pub fn restore(from: &Path, to: &Path) -> Result<Manifest, BackupError> {
         return Err(BackupError::Source {
             path,
             reason: "a manifest of another version or naming other files".into(),
+        });
+    }
+    // The marker travels with the backup and names the network the manifest does.
+    if network_of(from)? != manifest.network {
+        return Err(BackupError::Source {
+            path,
+            reason: "its network marker and its manifest disagree".into(),
         });
     }
     fresh_dir(to)?;

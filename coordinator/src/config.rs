@@ -100,8 +100,9 @@ pub struct BitcoinSection {
     pub max_fee_per_day_sats: Option<u64>,
     /// Mainnet spends real money: the node refuses it unless this is set.
     pub allow_mainnet: bool,
-    /// Blocks epochs may wait for a confirmed anchor before `/v1/ready` fails.
-    pub stuck_after_blocks: u32,
+    /// Blocks epochs may wait for a confirmed anchor before `/v1/ready` fails (the anchor
+    /// machine's own replacement of a stuck anchor, by fee, comes sooner).
+    pub unready_after_blocks: u32,
     /// Seconds between re-checks of the bonds that admitted workers (a spent bond ends the
     /// worker's admission).
     pub bond_check_secs: u64,
@@ -173,7 +174,7 @@ impl Default for BitcoinSection {
             max_fee_per_anchor_sats: None,
             max_fee_per_day_sats: None,
             allow_mainnet: false,
-            stuck_after_blocks: 6,
+            unready_after_blocks: 6,
             bond_check_secs: 60,
         }
     }
@@ -631,6 +632,31 @@ impl NodeConfig {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn fees_default_per_network_and_the_config_wins() {
+        let b = BitcoinSection::default();
+        let main = b.fees(Network::Mainnet);
+        assert_eq!(
+            (main.fallback_sat_vb, main.max_per_anchor_sats, main.max_per_day_sats),
+            (10, 20_000, 200_000)
+        );
+        assert_eq!(b.fees(Network::Regtest).fallback_sat_vb, 2);
+        let set = BitcoinSection { max_fee_per_anchor_sats: Some(7_000), ..BitcoinSection::default() };
+        assert_eq!(set.fees(Network::Mainnet).max_per_anchor_sats, 7_000);
+        assert_eq!(set.fees(Network::Mainnet).max_per_day_sats, 200_000);
+        // A per-anchor cap above the daily one is refused.
+        let mut c = NodeConfig { network: "signet".into(), ..NodeConfig::default() };
+        c.bitcoin.max_fee_per_anchor_sats = Some(2_000_000);
+        assert!(c.lifecycle().is_err());
+        c.bitcoin.max_fee_per_anchor_sats = None;
+        assert!(c.lifecycle().is_ok());
+        // Mainnet only when asked for.
+        c.network = "mainnet".into();
+        assert!(c.lifecycle().unwrap_err().to_string().contains("allow_mainnet"));
+        c.bitcoin.allow_mainnet = true;
+        assert!(c.lifecycle().is_ok());
+    }
     use super::*;
 
     const FILE: &str = r#"

@@ -281,7 +281,7 @@ async fn a_node_on_a_long_chain_reports_its_readiness_and_survives_a_backup_and_
     let data = dir.path().join("data");
     let mut cfg = common::rpc_config(&data, &btc.rpc_url(), &btc.cookie_path());
     cfg.api.metrics_listen = Some("127.0.0.1:0".into());
-    cfg.bitcoin.stuck_after_blocks = 3;
+    cfg.bitcoin.unready_after_blocks = 3;
     let (info, stop_tx, handle) = common::start_node(&cfg).await;
     let (api, metrics) = (info.api, info.metrics.expect("a metrics listener"));
     let token = std::fs::read_to_string(data.join("operator.token")).unwrap().trim().to_string();
@@ -405,8 +405,23 @@ async fn a_node_on_a_long_chain_reports_its_readiness_and_survives_a_backup_and_
     let manifest = cairn_coordinator::backup::backup(&data, &saved, 1).unwrap();
     assert_eq!(manifest.network, "regtest");
     assert!(manifest.files.iter().any(|f| f == "anchor.key"), "{manifest:?}");
-    // A restore never writes into a directory that holds something.
-    assert!(cairn_coordinator::backup::restore(&saved, &data).is_err());
+    // A restore never writes into a directory it did not create.
+    assert!(matches!(
+        cairn_coordinator::backup::restore(&saved, &data),
+        Err(cairn_coordinator::backup::BackupError::TargetExists(_))
+    ));
+    // A backup's marker and manifest must agree.
+    let forged = dir.path().join("forged");
+    std::fs::create_dir(&forged).unwrap();
+    for f in ["cairn-backup.json", "network"] {
+        std::fs::copy(saved.join(f), forged.join(f)).unwrap();
+    }
+    std::fs::write(forged.join("network"), "signet\n").unwrap();
+    assert!(matches!(
+        cairn_coordinator::backup::restore(&forged, &dir.path().join("never")),
+        Err(cairn_coordinator::backup::BackupError::Source { .. })
+    ));
+    assert!(!dir.path().join("never").exists());
     let restored = dir.path().join("restored");
     cairn_coordinator::backup::restore(&saved, &restored).unwrap();
     // Where the old one listened, so the workers find it again by themselves.

@@ -53,7 +53,7 @@ pub struct Readiness {
 pub enum ReadinessProblem {
     /// The node is stopping.
     Stopping,
-    /// The last round could not reach Bitcoin Core, or it refused the credentials.
+    /// The last round could not reach Bitcoin Core (down, warming up, timing out).
     CoreUnreachable,
     /// Bitcoin Core is still downloading the chain; anchoring waits for it.
     CoreSyncing {
@@ -78,8 +78,22 @@ pub enum ReadinessProblem {
         /// What the caps allow now.
         allowed_sats: u64,
     },
-    /// Anchor rounds fail for a reason other than reaching Core (the node's log says which).
+    /// Anchor rounds fail for a reason other than reaching Core: Core refused the credentials
+    /// or a request, or the anchor state could not be written (the node's log says which).
     AnchorFailing,
+    /// An output of the anchor chain was spent by a transaction this node did not make: the
+    /// anchor key is used elsewhere (a second node with the same key, or a stale restore).
+    /// The chain cannot continue from here until the operator resolves it.
+    ChainOutputSpentElsewhere {
+        /// The spending transaction.
+        txid: String,
+    },
+    /// The anchor side has not reported for longer than its rounds take: it is stuck or
+    /// gone.
+    AnchorStale {
+        /// Seconds since its last report.
+        silent_secs: u64,
+    },
     /// The anchor side has not finished its first round yet.
     Starting,
     /// Epochs have waited for a confirmed anchor longer than the node allows.

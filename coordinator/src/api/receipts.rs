@@ -230,7 +230,18 @@ pub(super) async fn receipt_bundle(
     })
     .await
     .map_err(|_| ApiError(StatusCode::INTERNAL_SERVER_ERROR, "bundle task failed".into()))?
-    .map_err(|e| ApiError(StatusCode::SERVICE_UNAVAILABLE, format!("bitcoin: {e}")))?;
+    .map_err(|e| {
+        // Reaching Core failed: its text (which can name the cookie file) stays in the log.
+        if e.is_transient() {
+            tracing::warn!(target: "cairn::api", error = %e, "bundle not assembled");
+            ApiError(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "cannot reach this node's Bitcoin Core; try again later".into(),
+            )
+        } else {
+            ApiError(StatusCode::SERVICE_UNAVAILABLE, format!("bitcoin: {e}"))
+        }
+    })?;
     Ok(download(bundle.to_bytes(), &format!("{id}.bundle")))
 }
 

@@ -69,7 +69,7 @@ pub(super) async fn health(State(s): State<ApiState>) -> ApiResult<Health> {
     responses((status = 200, description = "Ready", body = Readiness),
               (status = 503, description = "Not ready, with the reasons", body = Readiness)))]
 pub(super) async fn ready(State(s): State<ApiState>) -> Response {
-    let r = s.anchor_view().readiness(s.is_stopping());
+    let r = s.anchor_view().readiness(s.is_stopping(), cairn_p2p::clock::unix_secs());
     s.metrics.ready.set(i64::from(r.ready));
     let status = if r.ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (status, Json(r)).into_response()
@@ -91,7 +91,9 @@ pub(super) async fn metrics(State(s): State<ApiState>) -> Response {
             s.metrics.tasks_submitted.inc_by(p.tasks.submitted - have);
         }
     }
-    s.metrics.ready.set(i64::from(s.anchor_view().readiness(s.is_stopping()).ready));
+    s.metrics
+        .ready
+        .set(i64::from(s.anchor_view().readiness(s.is_stopping(), cairn_p2p::clock::unix_secs()).ready));
     let body = s.metrics.encode();
     ([(axum::http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], body)
         .into_response()

@@ -85,11 +85,15 @@ pub(super) fn start_anchor(
     let beacon_depth = b.finality_depth.max(1);
     let payout_depth = b.finality_depth.max(1);
     let poll = Duration::from_secs(b.poll_secs.max(1));
-    let stuck_after = b.stuck_after_blocks.max(1);
+    let stuck_after = b.unready_after_blocks.max(1);
+    // A round makes a few calls, each retried within Core's timeouts: ten rounds' worth of
+    // silence, and at least five minutes, means the thread is stuck or gone.
+    let report_within = (10 * poll.as_secs()).max(300);
     let (tx, rx) = std::sync::mpsc::channel::<AnchorCmd>();
     if let Ok(mut v) = view.write() {
         v.enabled = true;
-        v.stuck_after_blocks = stuck_after;
+        v.unready_after_blocks = stuck_after;
+        v.report_within_secs = report_within;
     }
     let set_blocked = {
         let view = view.clone();
@@ -193,6 +197,7 @@ pub(super) fn start_anchor(
                 }
             }
             let mut waiting_since: Option<u32> = None;
+            let mut spent_elsewhere: Option<String> = None;
             let mut last = Instant::now() - poll;
             let mut early = early.into_iter();
             loop {
@@ -227,6 +232,7 @@ pub(super) fn start_anchor(
                         tracing::warn!(target: "cairn::anchor", error = %e, "anchor round failed");
                         if let Ok(mut v) = view.write() {
                             v.last_error = Some(e.to_string());
+                            v.last_report = Some(unix_secs());
                             v.blocked = Some(if e.is_transient() {
                                 ReadinessProblem::CoreUnreachable
                             } else {
@@ -245,6 +251,10 @@ pub(super) fn start_anchor(
                                 available_sats: available.to_sat(),
                                 needed_sats: needed.to_sat(),
                             })
+                        }
+                        Notice::ForeignSpend { txid, .. } => {
+                            tracing::error!(target: "cairn::anchor", %txid, "an anchor chain output was spent by a transaction this node did not make: is the anchor key used by another node (or was a stale backup restored)?");
+                            spent_elsewhere = Some(txid.to_string());
                         }
                         Notice::FeeCapReached { wanted, allowed } => {
                             blocked = Some(ReadinessProblem::FeeCapReached {
@@ -350,7 +360,10 @@ pub(super) fn start_anchor(
                         standing,
                         blocked,
                         blocks_waiting,
-                        stuck_after_blocks: stuck_after,
+                        unready_after_blocks: stuck_after,
+                        spent_elsewhere: spent_elsewhere.clone(),
+                        last_report: Some(unix_secs()),
+                        report_within_secs: report_within,
                     };
                 }
                 let binding = driver.machine().genesis().map(|g| AnchorBinding::Key {
