@@ -462,12 +462,9 @@ pub(crate) enum WorkerCommand {
     /// Tasks done, accepted and rejected with reasons; earnings locked / claimable / paid;
     /// each receipt checked (signature, inclusion, and with --rpc-url, Bitcoin).
     Status {
-        /// Bitcoin Core RPC URL: check receipts against Bitcoin itself.
-        #[arg(long, env = "CAIRN_RPC_URL")]
-        rpc_url: Option<String>,
-        /// Bitcoin Core cookie file.
-        #[arg(long, env = "CAIRN_RPC_COOKIE")]
-        rpc_cookie: Option<PathBuf>,
+        /// Bitcoin Core (with --rpc-url, receipts are checked against Bitcoin itself).
+        #[command(flatten)]
+        rpc: RpcArgs,
         /// Confirmations required of an anchor.
         #[arg(long, default_value_t = 1)]
         min_depth: u32,

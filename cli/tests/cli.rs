@@ -240,20 +240,21 @@ fn a_public_network_node_never_silently_makes_new_keys_nor_opens_another_network
     assert!(err.contains("--data-dir") && err.contains("signet"), "{err}");
     assert!(!home.path().join(".cairn/signet/node.key").exists());
     // Named, the default directory is used: the marker is written and a key created (the
-    // start then stops at Core, which this test does not run).
+    // start then stops at the Bitcoin settings, before anything waits for Core).
     let named = home.path().join(".cairn/signet");
-    let core = ["--rpc-url", "http://127.0.0.1:1", "--rpc-user", "u", "--rpc-password", "p"];
+    // An https URL is refused at once, after the keys and before any wait for Core.
+    let core = ["--rpc-url", "https://127.0.0.1:1", "--rpc-user", "u", "--rpc-password", "p"];
     let mut args = vec!["--network", "signet", "--data-dir", named.to_str().unwrap()];
     args.extend(core);
     assert!(!coordinator_at(home.path(), &args).status.success());
     assert_eq!(std::fs::read_to_string(named.join("network")).unwrap(), "signet\n");
     assert!(named.join("node.key").exists());
     // Once it holds the keys, a start without --data-dir finds them there, under HOME, and
-    // again stops only at Core.
+    // again stops only at the Bitcoin settings.
     let mut args = vec!["--network", "signet"];
     args.extend(core);
     let err = text(&coordinator_at(home.path(), &args).stderr);
-    assert!(!err.contains("--data-dir") && err.contains("Bitcoin Core"), "{err}");
+    assert!(!err.contains("--data-dir") && err.contains("must start with http://"), "{err}");
     // A data dir that belongs to regtest is refused for signet.
     let d = home.path().join("d");
     std::fs::create_dir(&d).unwrap();
@@ -375,4 +376,22 @@ fn logs_are_plain_when_piped_and_json_when_asked() {
     let out = cairn(&["keygen", "--out", "x", "--log-format", "xml"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("json"), "{}", text(&out.stderr));
+}
+
+#[test]
+fn worker_status_takes_a_cookie_or_a_user_and_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("worker.key");
+    assert!(cairn(&["keygen", "--out", key.to_str().unwrap()]).status.success());
+    let d = dir.path().to_str().unwrap();
+    let mut args = vec!["worker", "status", "--data-dir", d, "--rpc-url", "http://127.0.0.1:1"];
+    args.extend(["--payout-address", "bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080"]);
+    args.extend(["--coordinator-api", "http://127.0.0.1:1"]);
+    let out = cairn(&args);
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("--rpc-user"), "{}", text(&out.stderr));
+    // With a user and password it goes ahead (the node is not there: the report says so).
+    args.extend(["--rpc-user", "u", "--rpc-password", "p"]);
+    let out = cairn(&args);
+    assert!(!text(&out.stderr).contains("--rpc-user"), "{}", text(&out.stderr));
 }

@@ -53,15 +53,18 @@ pub(super) fn run_worker(args: &WorkerArgs) -> Result<()> {
             let hooks = cairn_worker::agent::Hooks { started: None, progress: Some(pow_progress()) };
             rt.block_on(cairn_worker::agent::run(cfg, executors, shutdown_signal(), hooks))?;
         }
-        Some(WorkerCommand::Status { rpc_url, rpc_cookie, min_depth }) => {
+        Some(WorkerCommand::Status { rpc, min_depth }) => {
             let key = keyfile::load(&cfg.data_dir.join("worker.key"))
                 .context("no worker key in the data directory: has this worker ever started?")?;
             let journal = cairn_worker::journal::Journal::load(&cfg.data_dir.join("journal.json"))?;
-            let backend = match rpc_url {
+            let backend = match &rpc.rpc_url {
                 Some(url) => {
-                    let Some(auth) = cairn_anchor::RpcAuth::from_parts(rpc_cookie.as_deref(), None, None)
-                    else {
-                        bail!("--rpc-url needs --rpc-cookie");
+                    let Some(auth) = cairn_anchor::RpcAuth::from_parts(
+                        rpc.rpc_cookie.as_deref(),
+                        rpc.rpc_user.as_deref(),
+                        rpc.rpc_password.as_deref(),
+                    ) else {
+                        bail!("--rpc-url needs --rpc-cookie, or --rpc-user and --rpc-password");
                     };
                     Some(cairn_anchor::BitcoinCoreRpc::new(cairn_anchor::RpcConfig::new(url.clone(), auth))?)
                 }
