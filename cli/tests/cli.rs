@@ -395,3 +395,39 @@ fn worker_status_takes_a_cookie_or_a_user_and_password() {
     let out = cairn(&args);
     assert!(!text(&out.stderr).contains("--rpc-user"), "{}", text(&out.stderr));
 }
+
+#[test]
+fn worker_status_is_text_for_people_and_json_when_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("worker.key");
+    let out = cairn(&["keygen", "--out", key.to_str().unwrap()]);
+    assert!(out.status.success());
+    let d = dir.path().to_str().unwrap();
+    let payout = "bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080";
+    let args = [
+        "worker",
+        "status",
+        "--data-dir",
+        d,
+        "--payout-address",
+        payout,
+        "--coordinator-api",
+        "http://127.0.0.1:1",
+    ];
+    let out = cairn(&args);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let t = text(&out.stdout);
+    assert!(t.contains(&format!("payout    {payout}")), "{t}");
+    assert!(t.contains("results   0 accepted, 0 rejected, 0 abandoned; credited 0.00000000 BTC"), "{t}");
+    assert!(t.contains("journal   no jobs"), "{t}");
+    // The coordinator named only by its API is not there: the report says so, not nothing.
+    assert!(t.contains("UNREACHABLE http://127.0.0.1:1/v1/health"), "{t}");
+    assert!(serde_json::from_str::<serde_json::Value>(&t).is_err(), "text, not JSON: {t}");
+    let out = cairn(&[&args[..], &["--json"]].concat());
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["payout_address"], payout, "{v}");
+    assert_eq!(v["totals"]["accepted"], 0, "{v}");
+    assert_eq!(v["checked_against_bitcoin"], false, "{v}");
+    assert!(v["coordinators"][0]["problem"].as_str().unwrap().contains("127.0.0.1:1"), "{v}");
+}

@@ -171,7 +171,7 @@ async fn epochs_are_anchored_settled_and_paid_out() {
         )
     };
     let (state, detail) = verify(&me, 1, None);
-    assert_eq!(state, "anchored", "{detail}");
+    assert_eq!(state, cairn_worker::status::ReceiptState::Anchored, "{detail}");
     // A worker that pinned this coordinator's chain (its genesis header's genesis output)
     // finds the receipt on it; one that pinned another chain of the same coordinator (a
     // second wallet's) refuses it.
@@ -179,17 +179,17 @@ async fn epochs_are_anchored_settled_and_paid_out() {
     let h0 = <cairn_spec::SignedEpochHeader as cairn_spec::Decode>::from_bytes(&hex::decode(enc).unwrap())
         .unwrap();
     let genesis = h0.body.anchor.genesis().expect("a bound chain");
-    assert_eq!(verify(&me, 1, Some(genesis)).0, "anchored");
+    assert_eq!(verify(&me, 1, Some(genesis)).0, cairn_worker::status::ReceiptState::Anchored);
     let (state, detail) = verify(&me, 1, Some(bitcoin::OutPoint { vout: genesis.vout + 1, ..genesis }));
-    assert_eq!(state, "failed", "{detail}");
+    assert_eq!(state, cairn_worker::status::ReceiptState::Failed, "{detail}");
     assert!(detail.starts_with("anchor_chain") && detail.contains("expects"), "{detail}");
     // Too few confirmations, or someone else's receipt: refused with the reason.
     let (state, detail) = verify(&me, 6, None);
-    assert_eq!(state, "failed", "{detail}");
+    assert_eq!(state, cairn_worker::status::ReceiptState::Failed, "{detail}");
     assert!(detail.contains("depth"), "{detail}");
     let other = w1.public();
     let (state, _) = verify(&other, 1, None);
-    assert_eq!(state, "failed");
+    assert_eq!(state, cairn_worker::status::ReceiptState::Failed);
     // Rewards unlock once the anchor is final (k = 2) and the challenge window (w = 2) has
     // run after that: at k + w = 4 confirmations, not at 3.
     let worker = w0.public().to_hex();

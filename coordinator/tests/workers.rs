@@ -180,13 +180,24 @@ async fn three_honest_workers_and_a_cheater() {
     })
     .await
     .unwrap();
-    eprintln!("status: {}", serde_json::to_string(&report["coordinators"][0]["receipts_checked"]).unwrap());
-    let c = &report["coordinators"][0];
-    assert_eq!(c["receipt_failures"].as_array().unwrap().len(), 0, "{c}");
-    let included = c["receipts_checked"]["included"].as_u64().unwrap_or(0);
-    assert_eq!(included, report["totals"]["accepted"].as_u64().unwrap().min(100), "{c}");
-    assert!(c["earnings_sats"]["locked"].as_u64().unwrap() > 0, "{c}");
-    assert_eq!(c["standing"]["status"], "active");
+    use cairn_worker::status::{Asked, ReceiptState};
+    eprintln!("status:\n{report}");
+    let c = &report.coordinators[0];
+    assert_eq!(c.receipt_failures.len(), 0, "{report}");
+    let included = c.receipts_checked.get(&ReceiptState::Included).copied().unwrap_or(0);
+    assert_eq!(included, report.totals.accepted.min(100), "{report}");
+    assert!(matches!(&c.earnings_sats, Some(Asked::Answer(l)) if l.locked > 0), "{report}");
+    assert!(
+        matches!(&c.standing, Some(Asked::Answer(w)) if w.status == cairn_spec::api::WorkerStatus::Active),
+        "{report}"
+    );
+    // The text a person reads says the same, and the JSON a program reads names the states.
+    let text = report.to_string();
+    assert!(text.contains(&format!("receipts  {included} included (against signatures only")), "{text}");
+    assert!(text.contains("standing  active"), "{text}");
+    let json = serde_json::to_value(&report).unwrap();
+    assert_eq!(json["coordinators"][0]["receipts_checked"]["included"], included, "{json}");
+    assert_eq!(json["coordinators"][0]["standing"]["answer"]["status"], "active", "{json}");
 
     for (_, (stop_w, h)) in workers.into_iter().chain([cheater]) {
         let _ = stop_w.send(());

@@ -1,7 +1,8 @@
 //! Finding a coordinator's p2p address from its HTTP API (`GET /v1/health` lists the node's
 //! listen addresses, each ending in its peer id): what lets a worker be configured with only
 //! `--coordinator-api http://coordinator:8686`, as in docker-compose where the coordinator's
-//! key is made on its first start.
+//! key is made on its first start. Over `https://` the answer, and so the peer id, cannot be
+//! swapped on the way; over `http://` it can, which is fine only on a trusted network.
 //!
 //! Owns the request and the address rewrite. Must never trust the answer further than the
 //! peer id it names: the worker checks every message against that key as for any coordinator.
@@ -15,11 +16,7 @@ const MAX_ANSWER: u64 = 64 * 1024;
 /// The p2p address to dial for the coordinator whose API is `api`: the port and peer id it
 /// reports, at the address its API's host name resolves to (it may listen on 0.0.0.0).
 pub fn p2p_from_api(api: &str) -> Result<String, String> {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_global(Some(Duration::from_secs(10)))
-        .http_status_as_error(false)
-        .build()
-        .into();
+    let agent = crate::web::agent(Duration::from_secs(10));
     let url = format!("{}/v1/health", api.trim_end_matches('/'));
     let mut r = agent.get(&url).call().map_err(|e| format!("{url}: {e}"))?;
     if r.status().as_u16() != 200 {
@@ -40,13 +37,12 @@ fn rewrite(addr: &str, api: &str) -> Result<String, String> {
     let port: u16 =
         after("tcp").and_then(|p| p.parse().ok()).ok_or_else(|| format!("{addr:?}: no tcp port"))?;
     let peer = after("p2p").filter(|p| !p.is_empty()).ok_or_else(|| format!("{addr:?}: no peer id"))?;
-    let host = api
-        .strip_prefix("http://")
-        .ok_or_else(|| format!("{api:?} is not an http:// URL"))?
-        .split(['/', '?'])
-        .next()
-        .unwrap_or_default();
-    let host = host.rsplit_once(':').map_or(host, |(h, _)| h).trim_start_matches('[').trim_end_matches(']');
+    let url = url::Url::parse(api).map_err(|e| format!("{api:?}: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!("{api:?} is not an http:// or https:// URL"));
+    }
+    let host = url.host_str().ok_or_else(|| format!("{api:?} names no host"))?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
     let ip = (host, port)
         .to_socket_addrs()
         .map_err(|e| format!("resolving {host}: {e}"))?
@@ -74,7 +70,13 @@ mod tests {
             format!("/ip4/127.0.0.1/tcp/7070/p2p/{peer}")
         );
         assert!(rewrite("/ip4/0.0.0.0/tcp/7070", "http://127.0.0.1:1").is_err());
-        assert!(rewrite(&a, "https://127.0.0.1").is_err());
+        // Over TLS, so the peer id cannot be swapped on the way.
+        assert_eq!(
+            rewrite(&a, "https://127.0.0.1:8443/").unwrap(),
+            format!("/ip4/127.0.0.1/tcp/7070/p2p/{peer}")
+        );
+        assert!(rewrite(&a, "ftp://127.0.0.1").is_err());
+        assert!(rewrite(&a, "http://[::1]:8686").unwrap().starts_with("/ip6/::1/tcp/7070/"));
         assert!(rewrite("/ip4/0.0.0.0/udp/1/p2p/x", "http://127.0.0.1").is_err());
     }
 }

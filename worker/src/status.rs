@@ -11,15 +11,128 @@ use cairn_anchor::ChainBackend;
 use cairn_audit::receipt::{assemble, ProofSourceError};
 use cairn_audit::verify::verify_receipt_pinned;
 use cairn_audit::{ApiSource, Source, SourceError};
+use std::collections::BTreeMap;
+use std::fmt;
+
 use cairn_spec::api::{LedgerView, WorkerView};
-use cairn_spec::{Hash32, Network, PubKey};
-use serde_json::{json, Value};
+use cairn_spec::{Hash32, Network, PubKey, Verdict};
+use serde::Serialize;
 
 use crate::job::Stage;
 use crate::journal::Journal;
 
 /// Receipts verified per coordinator per run (the newest first).
 pub const MAX_VERIFIED: usize = 100;
+
+/// Where one receipt stands, as far as the worker could check it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReceiptState {
+    /// Its epoch is not closed yet.
+    Pending,
+    /// In a signed epoch header; not (yet) checked against Bitcoin.
+    Included,
+    /// Its epoch is committed in Bitcoin, checked against Bitcoin itself.
+    Anchored,
+    /// A check failed: the coordinator's word does not hold.
+    Failed,
+}
+
+/// Where a job stands in the worker's journal.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobState {
+    /// Leased or executing.
+    Running,
+    /// Committed or revealed; no verdict yet.
+    AwaitingVerdict,
+    /// Accepted.
+    Accepted,
+    /// Rejected.
+    Rejected,
+    /// Given up.
+    Abandoned,
+}
+
+/// A job that did not end accepted.
+#[derive(Clone, Debug, Serialize)]
+pub struct Problem {
+    /// The task.
+    pub task: Hash32,
+    /// Its class.
+    pub class: String,
+    /// The verdict, when it was rejected.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verdict: Option<Verdict>,
+    /// Why it was given up, when it was.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub abandoned: Option<String>,
+}
+
+/// A receipt whose check failed.
+#[derive(Clone, Debug, Serialize)]
+pub struct ReceiptFailure {
+    /// The receipt.
+    pub receipt: Hash32,
+    /// Its task.
+    pub task: Hash32,
+    /// The failed check.
+    pub why: String,
+}
+
+/// An answer of the coordinator's API, or why there was none.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Asked<T> {
+    /// What it said.
+    Answer(T),
+    /// Why it could not be asked.
+    Error(String),
+}
+
+impl<T> From<Result<T, String>> for Asked<T> {
+    fn from(r: Result<T, String>) -> Self {
+        r.map_or_else(Asked::Error, Asked::Answer)
+    }
+}
+
+/// One coordinator, as the worker sees it.
+#[derive(Clone, Debug, Serialize)]
+pub struct CoordinatorStatus {
+    /// Its key (`None` when it could not be learned: see `problem`).
+    pub coordinator: Option<PubKey>,
+    /// Its API, when configured (without one, earnings and proofs are unavailable).
+    pub api: Option<String>,
+    /// Why it could not be asked at all.
+    pub problem: Option<String>,
+    /// Its word on this worker's standing.
+    pub standing: Option<Asked<WorkerView>>,
+    /// Its word on this worker's earnings, satoshis.
+    pub earnings_sats: Option<Asked<LedgerView>>,
+    /// Receipts checked (the newest [`MAX_VERIFIED`]) by the state they were found in.
+    pub receipts_checked: BTreeMap<ReceiptState, u64>,
+    /// The ones whose check failed.
+    pub receipt_failures: Vec<ReceiptFailure>,
+}
+
+/// `cairn worker status`: what the worker did and what each coordinator owes it.
+#[derive(Clone, Debug, Serialize)]
+pub struct StatusReport {
+    /// The worker's key.
+    pub worker: PubKey,
+    /// Where its rewards go.
+    pub payout_address: String,
+    /// Whether receipts were checked against Bitcoin (a Core was given).
+    pub checked_against_bitcoin: bool,
+    /// Totals from the journal (pruned jobs included).
+    pub totals: crate::journal::Totals,
+    /// Jobs in the journal by state.
+    pub jobs: BTreeMap<JobState, u64>,
+    /// The newest jobs that did not end accepted (at most 64).
+    pub problems: Vec<Problem>,
+    /// Each configured coordinator.
+    pub coordinators: Vec<CoordinatorStatus>,
+}
 
 /// A route's answer read as its body type (`cairn_spec::api`), or why it could not be.
 fn get<T: serde::de::DeserializeOwned>(api: &str, path: &str) -> Result<T, String> {
@@ -40,10 +153,10 @@ pub fn verify_one(
     network: Network,
     chain: Option<(&dyn ChainBackend, u32)>,
     pin: Option<bitcoin::OutPoint>,
-) -> (&'static str, String) {
+) -> (ReceiptState, String) {
     match verify_inner(api, me, coordinator, task, receipt_id, network, chain, pin) {
         Ok(r) => r,
-        Err(e) => ("failed", e),
+        Err(e) => (ReceiptState::Failed, e),
     }
 }
 
@@ -57,11 +170,13 @@ fn verify_inner(
     network: Network,
     chain: Option<(&dyn ChainBackend, u32)>,
     pin: Option<bitcoin::OutPoint>,
-) -> Result<(&'static str, String), String> {
+) -> Result<(ReceiptState, String), String> {
     let src = ApiSource::new(api);
     let located = match src.receipt(receipt_id) {
         Ok(l) => l,
-        Err(SourceError::NotFound(_)) => return Ok(("pending", "its epoch is not closed yet".into())),
+        Err(SourceError::NotFound(_)) => {
+            return Ok((ReceiptState::Pending, "its epoch is not closed yet".into()))
+        }
         Err(e) => return Err(e.to_string()),
     };
     let b = &located.receipt.body;
@@ -88,20 +203,20 @@ fn verify_inner(
         } else {
             "not anchored yet"
         };
-        return Ok(("included", format!("in signed epoch {}; {note}", b.epoch)));
+        return Ok((ReceiptState::Included, format!("in signed epoch {}; {note}", b.epoch)));
     };
     // Bitcoin's word, through the auditors' own assembly and verifier.
     let proof = match assemble(&src, receipt_id, backend, network) {
         Ok(p) => p,
         Err(ProofSourceError::NotAnchored(m)) => {
-            return Ok(("included", format!("in signed epoch {}; {m}", b.epoch)))
+            return Ok((ReceiptState::Included, format!("in signed epoch {}; {m}", b.epoch)))
         }
         Err(e) => return Err(e.to_string()),
     };
     let report = verify_receipt_pinned(&proof, backend, network, min_depth, pin);
     match report.first_failure() {
         None => Ok((
-            "anchored",
+            ReceiptState::Anchored,
             format!(
                 "epoch {} committed in Bitcoin at height {}{}",
                 b.epoch,
@@ -123,67 +238,71 @@ fn genesis_binding(api: &str, ckey: &PubKey) -> Option<cairn_spec::AnchorBinding
     (h.body.height == 0 && &h.body.coordinator == ckey && h.verify()).then_some(h.body.anchor)
 }
 
-/// The status report as JSON.
+/// The status report.
 pub fn report(
     cfg: &crate::config::WorkerConfig,
     me: &PubKey,
     journal: &Journal,
     chain: Option<(&dyn ChainBackend, u32)>,
-) -> Value {
+) -> StatusReport {
     let network = cfg.network().unwrap_or(Network::Regtest);
-    let mut by_stage = std::collections::BTreeMap::<&str, u64>::new();
+    let mut jobs = BTreeMap::<JobState, u64>::new();
     let mut problems = Vec::new();
     for j in journal.jobs.values() {
+        let problem =
+            |verdict, abandoned| Problem { task: j.id, class: j.class_name.clone(), verdict, abandoned };
         let s = match &j.stage {
-            Stage::New | Stage::Leased { .. } | Stage::Executed { .. } => "running",
-            Stage::Committed { .. } | Stage::Revealed { .. } => "awaiting_verdict",
-            Stage::Done { verdict, .. } if verdict.is_accepted() => "accepted",
+            Stage::New | Stage::Leased { .. } | Stage::Executed { .. } => JobState::Running,
+            Stage::Committed { .. } | Stage::Revealed { .. } => JobState::AwaitingVerdict,
+            Stage::Done { verdict, .. } if verdict.is_accepted() => JobState::Accepted,
             Stage::Done { verdict, .. } => {
-                problems.push(json!({ "task": j.id, "class": j.class_name, "verdict": verdict }));
-                "rejected"
+                problems.push(problem(Some(*verdict), None));
+                JobState::Rejected
             }
             Stage::Abandoned { reason, .. } => {
-                problems.push(json!({ "task": j.id, "class": j.class_name, "abandoned": reason }));
-                "abandoned"
+                problems.push(problem(None, Some(reason.clone())));
+                JobState::Abandoned
             }
         };
-        *by_stage.entry(s).or_default() += 1;
+        *jobs.entry(s).or_default() += 1;
     }
     let mut coordinators = Vec::new();
     for c in &cfg.coordinators {
-        let ckey = c
-            .p2p
-            .rsplit_once("/p2p/")
-            .and_then(|(_, p)| p.parse::<cairn_p2p::Peer>().ok())
-            .and_then(|p| p.protocol_key());
-        let Some(ckey) = ckey else { continue };
+        let unasked = |coordinator, problem| CoordinatorStatus {
+            coordinator,
+            api: c.api.clone(),
+            problem,
+            standing: None,
+            earnings_sats: None,
+            receipts_checked: BTreeMap::new(),
+            receipt_failures: Vec::new(),
+        };
+        // Only an API configured: its p2p address (and so its key) is asked of it, as the
+        // worker does at start.
+        let p2p = match (&c.api, c.p2p.is_empty()) {
+            (Some(api), true) => crate::discover::p2p_from_api(api),
+            _ => Ok(c.p2p.clone()),
+        };
+        let ckey = p2p.and_then(|p2p| {
+            p2p.rsplit_once("/p2p/")
+                .and_then(|(_, p)| p.parse::<cairn_p2p::Peer>().ok())
+                .and_then(|p| p.protocol_key())
+                .ok_or_else(|| format!("{p2p:?} does not end in a Cairn peer id"))
+        });
+        let ckey = match ckey {
+            Ok(k) => k,
+            Err(e) => {
+                coordinators.push(unasked(None, Some(e)));
+                continue;
+            }
+        };
         let Some(api) = &c.api else {
-            coordinators.push(json!({ "coordinator": ckey, "api": null, "note": "no api URL configured: earnings and proofs unavailable" }));
+            coordinators.push(unasked(Some(ckey), None));
             continue;
         };
         // What the coordinator says, shown as it says it (or why it could not be asked).
-        let standing = match get::<WorkerView>(api, &format!("/v1/workers/{me}")) {
-            Ok(w) => json!({
-                "status": w.status,
-                "accepted": w.accepted,
-                "rejected": w.rejected,
-                "rejections": w.rejections,
-                "error": null,
-            }),
-            Err(e) => {
-                json!({ "status": null, "accepted": null, "rejected": null, "rejections": null, "error": e })
-            }
-        };
-        let earnings = match get::<LedgerView>(api, &format!("/v1/ledger/{me}")) {
-            Ok(l) => json!({
-                "locked": l.locked,
-                "claimable": l.claimable,
-                "paid": l.paid,
-                "payouts": l.payouts,
-                "error": null,
-            }),
-            Err(e) => json!({ "locked": null, "claimable": null, "paid": null, "payouts": null, "error": e }),
-        };
+        let standing = get::<WorkerView>(api, &format!("/v1/workers/{me}")).into();
+        let earnings = get::<LedgerView>(api, &format!("/v1/ledger/{me}")).into();
         let mut done: Vec<_> = journal
             .jobs
             .values()
@@ -194,7 +313,7 @@ pub fn report(
             })
             .collect();
         done.sort_by_key(|d| std::cmp::Reverse(d.0));
-        let mut counts = std::collections::BTreeMap::<&str, u64>::new();
+        let mut counts = BTreeMap::<ReceiptState, u64>::new();
         let mut failures = Vec::new();
         // The chain pinned when this worker first saw the coordinator's genesis header, else
         // the one its signed genesis header names now (so no receipt is checked unpinned).
@@ -207,25 +326,147 @@ pub fn report(
         for (_, task, rid) in done.into_iter().take(MAX_VERIFIED) {
             let (state, detail) = verify_one(api, me, &ckey, &task, &rid, network, chain, pin);
             *counts.entry(state).or_default() += 1;
-            if state == "failed" {
-                failures.push(json!({ "receipt": rid, "task": task, "why": detail }));
+            if state == ReceiptState::Failed {
+                failures.push(ReceiptFailure { receipt: rid, task, why: detail });
             }
         }
-        coordinators.push(json!({
-            "coordinator": ckey,
-            "api": api,
-            "standing": standing,
-            "earnings_sats": earnings,
-            "receipts_checked": counts,
-            "receipt_failures": failures,
-        }));
+        coordinators.push(CoordinatorStatus {
+            coordinator: Some(ckey),
+            api: Some(api.clone()),
+            problem: None,
+            standing: Some(standing),
+            earnings_sats: Some(earnings),
+            receipts_checked: counts,
+            receipt_failures: failures,
+        });
     }
-    json!({
-        "worker": me,
-        "payout_address": cfg.payout_address,
-        "totals": journal.totals,
-        "jobs": by_stage,
-        "problems": problems.iter().rev().take(64).collect::<Vec<_>>(),
-        "coordinators": coordinators,
-    })
+    StatusReport {
+        worker: *me,
+        payout_address: cfg.payout_address.clone(),
+        checked_against_bitcoin: chain.is_some(),
+        totals: journal.totals.clone(),
+        jobs,
+        problems: problems.into_iter().rev().take(64).collect(),
+        coordinators,
+    }
+}
+
+impl fmt::Display for ReceiptState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ReceiptState::Pending => "pending",
+            ReceiptState::Included => "included",
+            ReceiptState::Anchored => "anchored",
+            ReceiptState::Failed => "FAILED",
+        })
+    }
+}
+
+impl fmt::Display for JobState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            JobState::Running => "running",
+            JobState::AwaitingVerdict => "awaiting verdict",
+            JobState::Accepted => "accepted",
+            JobState::Rejected => "rejected",
+            JobState::Abandoned => "abandoned",
+        })
+    }
+}
+
+fn btc(sats: u64) -> String {
+    format!("{}.{:08} BTC", sats / 100_000_000, sats % 100_000_000)
+}
+
+/// The report for a person: one screen, the figures first, every failure spelled out.
+impl fmt::Display for StatusReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let t = &self.totals;
+        writeln!(f, "worker    {}", self.worker)?;
+        writeln!(f, "payout    {}", self.payout_address)?;
+        writeln!(
+            f,
+            "results   {} accepted, {} rejected, {} abandoned; credited {}",
+            t.accepted,
+            t.rejected,
+            t.abandoned,
+            btc(t.credited_sats)
+        )?;
+        let jobs: Vec<String> = self.jobs.iter().map(|(s, n)| format!("{n} {s}")).collect();
+        writeln!(f, "journal   {}", if jobs.is_empty() { "no jobs".into() } else { jobs.join(", ") })?;
+        for c in &self.coordinators {
+            writeln!(f)?;
+            match &c.coordinator {
+                Some(k) => writeln!(f, "coordinator {k}")?,
+                None => writeln!(f, "coordinator (key unknown)")?,
+            }
+            if let Some(p) = &c.problem {
+                writeln!(f, "  api       {}", c.api.as_deref().unwrap_or("none"))?;
+                writeln!(f, "  UNREACHABLE {p}")?;
+                continue;
+            }
+            let Some(api) = &c.api else {
+                writeln!(f, "  no API URL configured: earnings and receipt proofs unavailable")?;
+                continue;
+            };
+            writeln!(f, "  api       {api}")?;
+            match &c.standing {
+                Some(Asked::Answer(w)) => {
+                    let status = serde_json::to_value(w.status).ok();
+                    let status = status.as_ref().and_then(|v| v.as_str()).unwrap_or("?");
+                    writeln!(f, "  standing  {status}: {} accepted, {} rejected", w.accepted, w.rejected)?;
+                    for r in w.rejections.iter().rev().take(3) {
+                        writeln!(
+                            f,
+                            "            rejected: {}",
+                            serde_json::to_string(r).unwrap_or_default()
+                        )?;
+                    }
+                }
+                Some(Asked::Error(e)) => writeln!(f, "  standing  unavailable: {e}")?,
+                None => {}
+            }
+            match &c.earnings_sats {
+                Some(Asked::Answer(l)) => {
+                    writeln!(
+                        f,
+                        "  earnings  {} locked, {} claimable, {} paid ({} payouts)",
+                        btc(l.locked),
+                        btc(l.claimable),
+                        btc(l.paid),
+                        l.payouts.len()
+                    )?;
+                }
+                Some(Asked::Error(e)) => writeln!(f, "  earnings  unavailable: {e}")?,
+                None => {}
+            }
+            let checked: Vec<String> = c.receipts_checked.iter().map(|(s, n)| format!("{n} {s}")).collect();
+            let against = if self.checked_against_bitcoin {
+                "against Bitcoin"
+            } else {
+                "against signatures only; give --rpc-url to check Bitcoin"
+            };
+            if checked.is_empty() {
+                writeln!(f, "  receipts  none yet")?;
+            } else {
+                writeln!(f, "  receipts  {} ({against})", checked.join(", "))?;
+            }
+            for x in &c.receipt_failures {
+                writeln!(f, "  FAILED    receipt {} (task {}): {}", x.receipt, x.task, x.why)?;
+            }
+        }
+        if !self.problems.is_empty() {
+            writeln!(f)?;
+            writeln!(f, "newest problems")?;
+            for p in self.problems.iter().take(10) {
+                let why = match (&p.verdict, &p.abandoned) {
+                    (Some(v), _) => format!("rejected: {}", serde_json::to_string(v).unwrap_or_default()),
+                    (None, Some(r)) => format!("abandoned: {r}"),
+                    (None, None) => String::new(),
+                };
+                writeln!(f, "  task {} ({}) {why}", p.task, p.class)?;
+            }
+        }
+        Ok(())
+    }
 }

