@@ -5,7 +5,19 @@
 
 use std::path::PathBuf;
 
+use clap::builder::{PossibleValue, PossibleValuesParser};
 use clap::{Parser, Subcommand};
+
+/// `--network`'s values (with the aliases the config accepts), so clap lists them in help,
+/// refuses others and completes them.
+fn network_names() -> PossibleValuesParser {
+    PossibleValuesParser::new([
+        PossibleValue::new("mainnet").aliases(["main", "bitcoin"]),
+        PossibleValue::new("testnet4"),
+        PossibleValue::new("signet"),
+        PossibleValue::new("regtest"),
+    ])
+}
 
 /// Cairn: a Bitcoin-anchored sidechain that coordinates AI work.
 #[derive(Parser, Debug)]
@@ -30,6 +42,18 @@ pub(crate) enum LogFormat {
     /// One JSON object per line, for log collectors.
     Json,
 }
+
+/// `--bitcoin`'s values.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum BitcoinArg {
+    /// Anchor through Bitcoin Core over JSON-RPC.
+    Rpc,
+    /// No anchoring (tests and demos only; the node says so loudly).
+    None,
+}
+
+/// Shells `cairn completions` writes for.
+pub(crate) use clap_complete::Shell;
 
 #[derive(Subcommand, Debug)]
 pub(crate) enum Command {
@@ -104,10 +128,22 @@ pub(crate) enum Command {
         #[arg(long)]
         data_dir: PathBuf,
     },
+    /// Print a completion script for SHELL on stdout, e.g. `cairn completions bash >
+    /// /etc/bash_completion.d/cairn`.
+    Completions {
+        /// The shell.
+        shell: Shell,
+    },
+    /// Write man pages (cairn.1 and one per subcommand, cairn-worker-status.1 ...) into DIR.
+    Man {
+        /// Directory to write into (created if missing).
+        #[arg(long, default_value = ".")]
+        out_dir: PathBuf,
+    },
     /// Decode a protocol object and print it as JSON (validates it as the node would).
     Decode {
-        /// Object kind: task-class, task, registration, commitment, reveal, receipt,
-        /// ledger-entry, epoch-header, receipt-proof.
+        /// Object kind.
+        #[arg(value_parser = PossibleValuesParser::new(crate::inspect::KINDS))]
         kind: String,
         /// Hex of the object, `@FILE` for a binary file, or `-` for hex on stdin.
         input: String,
@@ -138,8 +174,8 @@ pub(crate) struct CoordinatorArgs {
     /// TOML config file.
     #[arg(long, env = "CAIRN_CONFIG")]
     pub(crate) config: Option<PathBuf>,
-    /// Network: mainnet, testnet4, signet, regtest.
-    #[arg(long, env = "CAIRN_NETWORK")]
+    /// Network.
+    #[arg(long, env = "CAIRN_NETWORK", value_parser = network_names())]
     pub(crate) network: Option<String>,
     /// Data directory (database, keys, token).
     #[arg(long, env = "CAIRN_DATA_DIR")]
@@ -153,9 +189,9 @@ pub(crate) struct CoordinatorArgs {
     /// Bootstrap peers, comma separated.
     #[arg(long, env = "CAIRN_BOOTSTRAP", value_delimiter = ',')]
     pub(crate) bootstrap: Option<Vec<String>>,
-    /// `rpc` (anchor through Bitcoin Core) or `none` (no anchoring: tests and demos only).
-    #[arg(long, env = "CAIRN_BITCOIN")]
-    pub(crate) bitcoin: Option<String>,
+    /// How the node reaches Bitcoin.
+    #[arg(long, env = "CAIRN_BITCOIN", value_enum)]
+    pub(crate) bitcoin: Option<BitcoinArg>,
     /// Bitcoin Core RPC URL.
     #[arg(long, env = "CAIRN_RPC_URL")]
     pub(crate) rpc_url: Option<String>,
@@ -284,8 +320,8 @@ pub(crate) enum AuditCommand {
         /// Coordinator's or follower's API, to fetch a receipt by id.
         #[arg(long, env = "CAIRN_API")]
         api: Option<String>,
-        /// Network you expect: mainnet, testnet4, signet, regtest (default: the proof's).
-        #[arg(long)]
+        /// Network you expect (default: the proof's).
+        #[arg(long, value_parser = network_names())]
         network: Option<String>,
         /// Confirmations required.
         #[arg(long, default_value_t = 6)]
@@ -443,8 +479,8 @@ pub(crate) struct WorkerArgs {
     /// TOML config file.
     #[arg(long, env = "CAIRN_WORKER_CONFIG", global = true)]
     pub(crate) config: Option<PathBuf>,
-    /// Network: mainnet, testnet4, signet, regtest.
-    #[arg(long, env = "CAIRN_NETWORK", global = true)]
+    /// Network.
+    #[arg(long, env = "CAIRN_NETWORK", global = true, value_parser = network_names())]
     pub(crate) network: Option<String>,
     /// Data directory (protocol key, journal).
     #[arg(long, env = "CAIRN_DATA_DIR", global = true)]

@@ -164,9 +164,10 @@ fn worker_settings_are_checked_before_anything_starts() {
     assert_eq!(v["limits"]["concurrent_tasks"], 3, "the flag beats the environment");
     assert_eq!(v["payout_address"], "bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080");
     assert!(!data.exists(), "print-config creates nothing");
-    // An unknown model name is a clear error.
+    // An unknown model name is a usage error naming the known ones; nothing is fetched.
     let out = cairn(&["models", "fetch", "gpt5", "--models-dir", dir.path().to_str().unwrap()]);
-    assert!(text(&out.stderr).contains("unknown model"), "{}", text(&out.stderr));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("[possible values: minilm]"), "{}", text(&out.stderr));
 }
 
 #[test]
@@ -430,4 +431,56 @@ fn worker_status_is_text_for_people_and_json_when_asked() {
     assert_eq!(v["totals"]["accepted"], 0, "{v}");
     assert_eq!(v["checked_against_bitcoin"], false, "{v}");
     assert!(v["coordinators"][0]["problem"].as_str().unwrap().contains("127.0.0.1:1"), "{v}");
+}
+
+#[test]
+fn completions_and_man_pages_come_from_the_command_line_itself() {
+    // bash completes subcommands and the values clap knows (networks), from the script
+    // `cairn completions bash` prints, as a shell would load it.
+    let out = cairn(&["completions", "bash"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("cairn.bash");
+    std::fs::write(&script, &out.stdout).unwrap();
+    let complete = |line: &str| {
+        let words: Vec<&str> = line.split(' ').collect();
+        let prog = format!(
+            "source {}; COMP_WORDS=({}); COMP_CWORD={}; COMP_LINE='{line}'; COMP_POINT=${{#COMP_LINE}}; \
+             _cairn cairn '{}' '{}'; echo \"${{COMPREPLY[@]}}\"",
+            script.display(),
+            words.iter().map(|w| format!("'{w}'")).collect::<Vec<_>>().join(" "),
+            words.len() - 1,
+            words[words.len() - 1],
+            words[words.len().saturating_sub(2)],
+        );
+        let out = Command::new("bash").args(["-c", &prog]).output().unwrap();
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        text(&out.stdout).split_whitespace().map(str::to_owned).collect::<Vec<_>>()
+    };
+    assert_eq!(complete("cairn wor"), ["worker"]);
+    assert_eq!(complete("cairn coordinator --network "), ["mainnet", "testnet4", "signet", "regtest"]);
+    assert_eq!(complete("cairn coordinator --bitcoin "), ["rpc", "none"]);
+    for shell in ["zsh", "fish", "elvish", "powershell"] {
+        let out = cairn(&["completions", shell]);
+        assert!(out.status.success() && out.stdout.len() > 1000, "{shell}");
+    }
+    assert_eq!(cairn(&["completions", "tcsh"]).status.code(), Some(2), "an unknown shell is a usage error");
+
+    // One man page per command, in roff, with each command's flags.
+    let man = dir.path().join("man");
+    let out = cairn(&["man", "--out-dir", man.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let page = std::fs::read_to_string(man.join("cairn.1")).unwrap();
+    assert!(page.starts_with(".ie \\n(.g .ds Aq") || page.contains(".TH cairn 1"), "{page}");
+    let status = std::fs::read_to_string(man.join("cairn-worker-status.1")).unwrap();
+    assert!(status.contains(".TH cairn-worker-status 1") && status.contains("json"), "{status}");
+    assert!(man.join("cairn-audit-receipt.1").is_file());
+
+    // Values clap can list are refused by clap, naming the choices.
+    let out = cairn(&["coordinator", "--network", "testnet3"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("testnet4"), "{}", text(&out.stderr));
+    let out = cairn(&["decode", "block", "00"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("epoch-header"), "{}", text(&out.stderr));
 }

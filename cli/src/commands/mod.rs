@@ -14,7 +14,9 @@ use anyhow::{bail, Context, Result};
 use cairn_coordinator::config::{BitcoinMode, NodeConfig, Overrides};
 use cairn_coordinator::{keyfile, node};
 
-use crate::args::{Cli, Command, CoordinatorArgs, KeyCommand, LogFormat, ModelName, ModelsCommand};
+use crate::args::{
+    BitcoinArg, Cli, Command, CoordinatorArgs, KeyCommand, LogFormat, ModelName, ModelsCommand,
+};
 use crate::inspect;
 
 /// Exit code of a command that ran and found a check failing (an audit). Distinct from 1 (it
@@ -139,6 +141,21 @@ fn run(cli: Cli) -> Result<bool> {
                 data_dir.display()
             );
         }
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            // Into memory first: clap_complete panics on a failed write (a closed pipe).
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut cmd, "cairn", &mut script);
+            std::io::Write::write_all(&mut std::io::stdout(), &script)
+                .context("writing the completion script")?;
+        }
+        Command::Man { out_dir } => {
+            std::fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
+            let cmd = <Cli as clap::CommandFactory>::command();
+            clap_mangen::generate_to(cmd, &out_dir)
+                .with_context(|| format!("writing man pages into {}", out_dir.display()))?;
+            println!("{}", out_dir.display());
+        }
         Command::Decode { kind, input } => {
             let bytes = read_input(&input)?;
             let v = inspect::decode(&kind, &bytes)?;
@@ -156,12 +173,10 @@ fn resolve_config(
     follow_coordinator: Option<String>,
     follow_genesis_anchor: Option<String>,
 ) -> Result<NodeConfig> {
-    let bitcoin_mode = match a.bitcoin.as_deref() {
-        None => None,
-        Some("rpc") => Some(BitcoinMode::Rpc),
-        Some("none") => Some(BitcoinMode::None),
-        Some(other) => bail!("--bitcoin must be rpc or none, not {other:?}"),
-    };
+    let bitcoin_mode = a.bitcoin.map(|b| match b {
+        BitcoinArg::Rpc => BitcoinMode::Rpc,
+        BitcoinArg::None => BitcoinMode::None,
+    });
     let overrides = Overrides {
         network: a.network.clone(),
         data_dir: a.data_dir.clone(),
