@@ -91,6 +91,16 @@ setup_bitcoin_core() {
   fi
 }
 
+# js-libp2p (interop/js, pinned by its package-lock.json) for the test in which a peer of
+# another libp2p implementation joins a coordinator. Node.js 20 or newer.
+setup_interop_js() {
+  local pkgs=()
+  command -v node >/dev/null || pkgs+=(nodejs)
+  command -v npm >/dev/null || pkgs+=(npm)
+  [ ${#pkgs[@]} -eq 0 ] || setup_apt "${pkgs[@]}" || return 1
+  npm ci --prefix interop/js --no-audit --no-fund --silent >&2
+}
+
 # Chromium and playwright-core (which needs Node.js 20 or newer) for the dashboard's browser test.
 CAIRN_PLAYWRIGHT_VERSION=1.65.1
 setup_browser() {
