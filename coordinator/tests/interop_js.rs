@@ -48,7 +48,7 @@ async fn a_js_libp2p_peer_stays_connected_and_reads_task_gossip() {
     let out = child.stdout.take().unwrap();
     std::thread::spawn(move || {
         for line in BufReader::new(out).lines().map_while(Result::ok) {
-            let v = serde_json::from_str(&line).unwrap_or_else(|_| Value::String(line));
+            let v = serde_json::from_str(&line).unwrap_or(Value::String(line));
             if tx.send(v).is_err() {
                 return;
             }
