@@ -565,6 +565,17 @@ impl NodeConfig {
                 "network = mainnet anchors with real bitcoin: set bitcoin.allow_mainnet = true (or --allow-mainnet) to confirm".into(),
             ));
         }
+        let b = &self.bitcoin;
+        if b.cookie_file.is_some() && (b.rpc_user.is_some() || b.rpc_password.is_some()) {
+            // Otherwise one silently wins: a password set in the environment would be ignored
+            // for a cookie path left in the file (and the other way round).
+            return Err(ConfigError::Invalid(
+                "bitcoin: set cookie_file, or rpc_user and rpc_password, not both".into(),
+            ));
+        }
+        if b.rpc_user.is_some() != b.rpc_password.is_some() {
+            return Err(ConfigError::Invalid("bitcoin: rpc_user and rpc_password go together".into()));
+        }
         let fees = self.bitcoin.fees(network);
         if fees.fallback_sat_vb == 0
             || fees.max_per_anchor_sats == 0
@@ -655,6 +666,14 @@ mod tests {
         c.network = "mainnet".into();
         assert!(c.lifecycle().unwrap_err().to_string().contains("allow_mainnet"));
         c.bitcoin.allow_mainnet = true;
+        assert!(c.lifecycle().is_ok());
+        // One way to authenticate to Core, whole: a cookie, or a user with a password.
+        c.bitcoin.cookie_file = Some("/c".into());
+        c.bitcoin.rpc_password = Some("p".into());
+        assert!(c.lifecycle().unwrap_err().to_string().contains("not both"));
+        c.bitcoin.cookie_file = None;
+        assert!(c.lifecycle().unwrap_err().to_string().contains("go together"));
+        c.bitcoin.rpc_user = Some("u".into());
         assert!(c.lifecycle().is_ok());
     }
     use super::*;

@@ -22,7 +22,14 @@ pub(super) fn run_mine(a: &MineArgs) -> Result<()> {
     if a.print_config {
         println!(
             "{}",
-            serde_json::json!({ "api": a.api, "every_secs": every.as_secs_f64(), "rpc_url": a.rpc.rpc_url, "rpc_cookie": a.rpc.rpc_cookie })
+            serde_json::json!({
+                "api": a.api,
+                "every_secs": every.as_secs_f64(),
+                "rpc_url": a.rpc.rpc_url,
+                "rpc_cookie": a.rpc.rpc_cookie,
+                "rpc_user": a.rpc.rpc_user,
+                "rpc_password": a.rpc.rpc_password.as_ref().map(|_| "<redacted>"),
+            })
         );
         return Ok(());
     }
