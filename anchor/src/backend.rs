@@ -59,7 +59,15 @@ pub struct ChainInfo {
     pub headers: u32,
     /// The node's estimate of how much of the chain it has verified, in parts per million.
     pub progress_ppm: u32,
+    /// The node says it is Cairn's embedded in-process regtest chain ([`EMBEDDED_CHAIN_WARNING`]
+    /// in its `warnings`), not Bitcoin Core: what is "checked against Bitcoin" is then checked
+    /// against a simulation, and every screen must say so.
+    pub embedded: bool,
 }
+
+/// What Cairn's embedded regtest chain puts in `warnings` (getblockchaininfo,
+/// getnetworkinfo), so anything reading it over RPC knows it is not Bitcoin Core.
+pub const EMBEDDED_CHAIN_WARNING: &str = "embedded in-process regtest chain (not Bitcoin Core)";
 
 /// The unspent outputs paying one script, as the node's UTXO set holds them at its tip
 /// (Bitcoin Core's `scantxoutset`): what a fresh node reads instead of scanning history.

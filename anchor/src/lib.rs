@@ -17,7 +17,10 @@ pub mod settle;
 pub mod store;
 pub mod tx;
 
-pub use backend::{BroadcastError, ChainBackend, ChainError, ChainInfo, OutputScan, ScannedOutput, UtxoInfo};
+pub use backend::{
+    BroadcastError, ChainBackend, ChainError, ChainInfo, OutputScan, ScannedOutput, UtxoInfo,
+    EMBEDDED_CHAIN_WARNING,
+};
 pub use driver::{AnchorDriver, DriverError, Start};
 pub use machine::{
     AnchorConfig, AnchorMachine, AnchorRecord, AnchorStatus, EpochAnchorStatus, Notice, Standing,

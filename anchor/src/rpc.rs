@@ -350,7 +350,6 @@ impl ChainBackend for BitcoinCoreRpc {
         let tip_hash = hex_str(field(&v, "bestblockhash", m)?, m)?.parse::<BlockHash>();
         match (tip_height, tip_hash) {
             (Some(tip_height), Ok(tip_hash)) => Ok(ChainInfo {
-                chain,
                 tip_height,
                 tip_hash,
                 initial_block_download: v
@@ -368,6 +367,8 @@ impl ChainBackend for BitcoinCoreRpc {
                     .and_then(Value::as_f64)
                     .filter(|p| p.is_finite())
                     .map_or(0, |p| (p.clamp(0.0, 1.0) * 1e6).round() as u32),
+                embedded: chain == "regtest" && says_embedded(&v),
+                chain,
             }),
             _ => Err(ChainError::Permanent(format!("{m}: malformed tip"))),
         }
@@ -577,8 +578,30 @@ fn classify_rejection(reason: &str) -> BroadcastError {
     }
 }
 
+/// Whether a `getblockchaininfo` answer's `warnings` name Cairn's embedded chain: a string
+/// before Core 28, a list of strings since.
+fn says_embedded(v: &Value) -> bool {
+    let is = |w: &str| w.contains(crate::backend::EMBEDDED_CHAIN_WARNING);
+    match v.get("warnings") {
+        Some(Value::String(w)) => is(w),
+        Some(Value::Array(ws)) => ws.iter().any(|w| w.as_str().is_some_and(is)),
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_embedded_chain_is_told_apart_in_either_warnings_shape() {
+        use crate::backend::EMBEDDED_CHAIN_WARNING as W;
+        assert!(says_embedded(&json!({ "warnings": W })));
+        assert!(says_embedded(&json!({ "warnings": ["something else", W] })));
+        assert!(!says_embedded(&json!({ "warnings": "" })));
+        assert!(!says_embedded(&json!({ "warnings": ["This is a pre-release test build"] })));
+        assert!(!says_embedded(&json!({ "warnings": [1, null] })));
+        assert!(!says_embedded(&json!({})));
+    }
+
     use super::*;
 
     #[test]

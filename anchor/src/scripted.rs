@@ -409,6 +409,8 @@ impl ChainBackend for ScriptedBackend {
             initial_block_download: false,
             headers: c.tip_height(),
             progress_ppm: 1_000_000,
+            // The scripted chain is what the embedded chain runs on: never Bitcoin Core.
+            embedded: true,
         })
     }
 

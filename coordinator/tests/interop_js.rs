@@ -37,15 +37,26 @@ async fn a_js_libp2p_peer_stays_connected_and_reads_task_gossip() {
     let coordinator = PubKey::from_hex(&info.coordinator).unwrap();
     let topic = Topic::Tasks.name(Network::Regtest);
 
-    let mut child = Command::new("node")
-        .arg(dir.join("listen.mjs"))
-        .args([&info.p2p[0], &topic, "1", "90"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    /// The js peer, killed if the test ends early.
+    struct Peer(std::process::Child);
+    impl Drop for Peer {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let log = tmp.path().join("js-peer.stderr");
+    let mut child = Peer(
+        Command::new("node")
+            .arg(dir.join("listen.mjs"))
+            .args([&info.p2p[0], &topic, "1", "90"])
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Value>();
-    let out = child.stdout.take().unwrap();
+    let out = child.0.stdout.take().unwrap();
     std::thread::spawn(move || {
         for line in BufReader::new(out).lines().map_while(Result::ok) {
             let v = serde_json::from_str(&line).unwrap_or(Value::String(line));
@@ -97,8 +108,12 @@ async fn a_js_libp2p_peer_stays_connected_and_reads_task_gossip() {
     assert_eq!(GossipMessage::Task(ann.clone()).signer(), coordinator);
     assert_eq!(ann.body.task.id(), task_id, "the task posted over the API");
 
-    let status = tokio::task::spawn_blocking(move || child.wait()).await.unwrap().unwrap();
-    assert!(status.success(), "the js peer exits 0 once it read the message");
+    let status = tokio::task::spawn_blocking(move || child.0.wait()).await.unwrap().unwrap();
+    assert!(
+        status.success(),
+        "the js peer exits 0 once it read the message: {}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
     let _ = stop.send(());
     let _ = handle.await;
 }

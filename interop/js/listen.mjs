@@ -1,6 +1,6 @@
 // A peer of another libp2p implementation (js-libp2p, from npm, default settings) joining a
 // Cairn coordinator: it dials the address given, subscribes to a task topic, and prints each
-// gossip message it receives as one JSON line on stdout. Run by p2p/tests/interop_js.rs.
+// gossip message it receives as one JSON line on stdout. Run by coordinator/tests/interop_js.rs.
 //
 //   node listen.mjs <coordinator multiaddr> <topic> <messages to wait for> <timeout secs>
 //
@@ -42,7 +42,11 @@ const finish = async (code, why) => {
 }
 setTimeout(() => finish(1, 'timeout'), Number(timeoutArg ?? 60) * 1000)
 
-node.addEventListener('peer:disconnect', (e) => say({ event: 'disconnected', peer: e.detail.toString() }))
+let coordinator = null
+node.addEventListener('peer:disconnect', (e) => {
+  say({ event: 'disconnected', peer: e.detail.toString() })
+  if (coordinator !== null && e.detail.toString() === coordinator) finish(1, 'the coordinator closed the connection')
+})
 node.services.pubsub.addEventListener('message', (e) => {
   const m = e.detail
   if (m.topic !== topic) return
@@ -53,4 +57,5 @@ node.services.pubsub.addEventListener('message', (e) => {
 node.services.pubsub.subscribe(topic)
 
 const conn = await node.dial(multiaddr(addr))
-say({ event: 'connected', peer: conn.remotePeer.toString(), self: node.peerId.toString() })
+coordinator = conn.remotePeer.toString()
+say({ event: 'connected', peer: coordinator, self: node.peerId.toString() })

@@ -151,8 +151,23 @@ pub struct CoordinatorHealth {
     pub anchoring: bool,
     /// Best Bitcoin height seen.
     pub bitcoin_tip: Option<u32>,
+    /// What the node's Bitcoin is (`null` before it was first reached, or when not anchoring).
+    #[serde(default)]
+    pub bitcoin_backend: Option<BitcoinBackend>,
     /// Last error talking to Bitcoin Core.
     pub bitcoin_error: Option<String>,
+}
+
+/// What the node's Bitcoin is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum BitcoinBackend {
+    /// Bitcoin Core (or another node speaking its RPC).
+    BitcoinCore,
+    /// Cairn's embedded in-process regtest chain (demos, fast tests): not Bitcoin Core, and
+    /// nothing "checked against Bitcoin" here is.
+    EmbeddedRegtest,
 }
 
 /// A follower's `/v1/health`.

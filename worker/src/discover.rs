@@ -16,7 +16,7 @@ const MAX_ANSWER: u64 = 64 * 1024;
 /// The p2p address to dial for the coordinator whose API is `api`: the port and peer id it
 /// reports, at the address its API's host name resolves to (it may listen on 0.0.0.0).
 pub fn p2p_from_api(api: &str) -> Result<String, String> {
-    let agent = crate::web::agent(Duration::from_secs(10));
+    let agent = cairn_audit::web::agent(Duration::from_secs(10));
     let url = format!("{}/v1/health", api.trim_end_matches('/'));
     let mut r = agent.get(&url).call().map_err(|e| format!("{url}: {e}"))?;
     if r.status().as_u16() != 200 {

@@ -8,7 +8,6 @@
 //! - [`agent`]: the node: p2p, registration, claiming, executing, committing, revealing.
 //! - [`status`]: earnings and receipt verification for `cairn worker status`.
 //! - [`config`]: TOML + overrides.
-//! - [`web`]: the HTTP(S) client for model downloads and coordinator discovery.
 //!
 //! Owns everything a worker does. Must never hold protocol layouts (those are `cairn-spec`'s)
 //! nor libp2p types (those stay in `cairn-p2p`).
@@ -21,4 +20,3 @@ pub mod job;
 pub mod journal;
 pub mod models;
 pub mod status;
-pub mod web;

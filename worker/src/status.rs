@@ -122,13 +122,14 @@ pub struct StatusReport {
     pub worker: PubKey,
     /// Where its rewards go.
     pub payout_address: String,
-    /// Whether receipts were checked against Bitcoin (a Core was given).
-    pub checked_against_bitcoin: bool,
+    /// What receipts were checked against: `None` for signatures only (no Core given), else
+    /// what the node given says it is (Bitcoin Core, or the devnet's embedded chain).
+    pub checked_against: Option<cairn_spec::api::BitcoinBackend>,
     /// Totals from the journal (pruned jobs included).
     pub totals: crate::journal::Totals,
     /// Jobs in the journal by state.
     pub jobs: BTreeMap<JobState, u64>,
-    /// The newest jobs that did not end accepted (at most 64).
+    /// Jobs in the journal that did not end accepted (at most 64, by task id).
     pub problems: Vec<Problem>,
     /// Each configured coordinator.
     pub coordinators: Vec<CoordinatorStatus>,
@@ -343,10 +344,13 @@ pub fn report(
     StatusReport {
         worker: *me,
         payout_address: cfg.payout_address.clone(),
-        checked_against_bitcoin: chain.is_some(),
+        checked_against: chain.map(|(b, _)| match b.chain_info() {
+            Ok(i) if i.embedded => cairn_spec::api::BitcoinBackend::EmbeddedRegtest,
+            _ => cairn_spec::api::BitcoinBackend::BitcoinCore,
+        }),
         totals: journal.totals.clone(),
         jobs,
-        problems: problems.into_iter().rev().take(64).collect(),
+        problems: problems.into_iter().take(64).collect(),
         coordinators,
     }
 }
@@ -378,12 +382,28 @@ fn btc(sats: u64) -> String {
     format!("{}.{:08} BTC", sats / 100_000_000, sats % 100_000_000)
 }
 
+/// Text from outside (a coordinator's API, its error bodies, a verdict's reason) as it may be
+/// printed on a terminal: control characters (newlines, escape sequences) escaped, so a
+/// coordinator cannot forge or hide lines of the report.
+fn clean(s: &str) -> String {
+    s.chars()
+        .flat_map(|c| if c.is_control() { c.escape_default().collect::<Vec<_>>() } else { vec![c] })
+        .collect()
+}
+
+impl StatusReport {
+    /// Receipts whose check failed, over every coordinator.
+    pub fn failures(&self) -> usize {
+        self.coordinators.iter().map(|c| c.receipt_failures.len()).sum()
+    }
+}
+
 /// The report for a person: one screen, the figures first, every failure spelled out.
 impl fmt::Display for StatusReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let t = &self.totals;
         writeln!(f, "worker    {}", self.worker)?;
-        writeln!(f, "payout    {}", self.payout_address)?;
+        writeln!(f, "payout    {}", clean(&self.payout_address))?;
         writeln!(
             f,
             "results   {} accepted, {} rejected, {} abandoned; credited {}",
@@ -401,15 +421,15 @@ impl fmt::Display for StatusReport {
                 None => writeln!(f, "coordinator (key unknown)")?,
             }
             if let Some(p) = &c.problem {
-                writeln!(f, "  api       {}", c.api.as_deref().unwrap_or("none"))?;
-                writeln!(f, "  UNREACHABLE {p}")?;
+                writeln!(f, "  api       {}", clean(c.api.as_deref().unwrap_or("none")))?;
+                writeln!(f, "  NOT ASKED {}", clean(p))?;
                 continue;
             }
             let Some(api) = &c.api else {
                 writeln!(f, "  no API URL configured: earnings and receipt proofs unavailable")?;
                 continue;
             };
-            writeln!(f, "  api       {api}")?;
+            writeln!(f, "  api       {}", clean(api))?;
             match &c.standing {
                 Some(Asked::Answer(w)) => {
                     let status = serde_json::to_value(w.status).ok();
@@ -419,11 +439,11 @@ impl fmt::Display for StatusReport {
                         writeln!(
                             f,
                             "            rejected: {}",
-                            serde_json::to_string(r).unwrap_or_default()
+                            clean(&serde_json::to_string(r).unwrap_or_default())
                         )?;
                     }
                 }
-                Some(Asked::Error(e)) => writeln!(f, "  standing  unavailable: {e}")?,
+                Some(Asked::Error(e)) => writeln!(f, "  standing  unavailable: {}", clean(e))?,
                 None => {}
             }
             match &c.earnings_sats {
@@ -437,14 +457,16 @@ impl fmt::Display for StatusReport {
                         l.payouts.len()
                     )?;
                 }
-                Some(Asked::Error(e)) => writeln!(f, "  earnings  unavailable: {e}")?,
+                Some(Asked::Error(e)) => writeln!(f, "  earnings  unavailable: {}", clean(e))?,
                 None => {}
             }
             let checked: Vec<String> = c.receipts_checked.iter().map(|(s, n)| format!("{n} {s}")).collect();
-            let against = if self.checked_against_bitcoin {
-                "against Bitcoin"
-            } else {
-                "against signatures only; give --rpc-url to check Bitcoin"
+            let against = match self.checked_against {
+                Some(cairn_spec::api::BitcoinBackend::BitcoinCore) => "against Bitcoin",
+                Some(cairn_spec::api::BitcoinBackend::EmbeddedRegtest) => {
+                    "against the embedded regtest chain, NOT Bitcoin Core"
+                }
+                None => "against signatures only; give --rpc-url to check Bitcoin",
             };
             if checked.is_empty() {
                 writeln!(f, "  receipts  none yet")?;
@@ -452,21 +474,35 @@ impl fmt::Display for StatusReport {
                 writeln!(f, "  receipts  {} ({against})", checked.join(", "))?;
             }
             for x in &c.receipt_failures {
-                writeln!(f, "  FAILED    receipt {} (task {}): {}", x.receipt, x.task, x.why)?;
+                writeln!(f, "  FAILED    receipt {} (task {}): {}", x.receipt, x.task, clean(&x.why))?;
             }
         }
         if !self.problems.is_empty() {
             writeln!(f)?;
-            writeln!(f, "newest problems")?;
+            writeln!(f, "jobs not accepted")?;
             for p in self.problems.iter().take(10) {
                 let why = match (&p.verdict, &p.abandoned) {
                     (Some(v), _) => format!("rejected: {}", serde_json::to_string(v).unwrap_or_default()),
                     (None, Some(r)) => format!("abandoned: {r}"),
                     (None, None) => String::new(),
                 };
-                writeln!(f, "  task {} ({}) {why}", p.task, p.class)?;
+                writeln!(f, "  task {} ({}) {}", p.task, clean(&p.class), clean(&why))?;
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_from_a_coordinator_cannot_forge_report_lines() {
+        let forged = "boom\n  receipts  100 anchored (against Bitcoin)\x1b[2K\r";
+        let c = clean(forged);
+        assert!(!c.contains('\n') && !c.contains('\x1b') && !c.contains('\r'), "{c}");
+        assert!(c.contains("\\n") && c.contains("\\u{1b}"), "{c}");
+        assert_eq!(clean("plain ünïcode text"), "plain ünïcode text");
     }
 }

@@ -87,7 +87,7 @@ fn run(cli: Cli) -> Result<bool> {
             let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
             rt.block_on(cairn_coordinator::follower::run::run(cfg, shutdown_signal(), None))?;
         }
-        Command::Worker(args) => worker::run_worker(&args)?,
+        Command::Worker(args) => return worker::run_worker(&args),
         Command::Devnet(args) => devnet::run_devnet(&args)?,
         Command::Mine(args) => devnet::run_mine(&args)?,
         Command::Models {

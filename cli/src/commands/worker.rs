@@ -49,11 +49,12 @@ fn pow_progress() -> cairn_worker::agent::Progress {
     })
 }
 
-pub(super) fn run_worker(args: &WorkerArgs) -> Result<()> {
+/// Runs `cairn worker` or one of its subcommands; `Ok(false)` when a check failed.
+pub(super) fn run_worker(args: &WorkerArgs) -> Result<bool> {
     let cfg = resolve_worker_config(args)?;
     if args.print_config {
         println!("{}", serde_json::to_string_pretty(&cfg)?);
-        return Ok(());
+        return Ok(true);
     }
     match &args.command {
         None => {
@@ -82,12 +83,12 @@ pub(super) fn run_worker(args: &WorkerArgs) -> Result<()> {
             };
             let chain = backend.as_ref().map(|b| (b as &dyn cairn_anchor::ChainBackend, *min_depth));
             let report = cairn_worker::status::report(&cfg, &key.public(), &journal, chain);
-            if *json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
-            } else {
-                print!("{report}");
-            }
+            let text = if *json { serde_json::to_string_pretty(&report)? + "\n" } else { report.to_string() };
+            // A closed pipe (`| head`) ends the output, not the process with a panic.
+            let _ = std::io::Write::write_all(&mut std::io::stdout(), text.as_bytes());
+            // As `cairn audit`: a receipt whose check failed is exit code 3, not success.
+            return Ok(report.failures() == 0);
         }
     }
-    Ok(())
+    Ok(true)
 }

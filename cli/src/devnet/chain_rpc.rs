@@ -189,7 +189,7 @@ fn call(chain: &ScriptedBackend, method: &str, p: &[Value]) -> Result<Value, Rpc
                 "bestblockhash": i.tip_hash.to_string(),
                 "initialblockdownload": false,
                 "verificationprogress": 1.0,
-                "warnings": "embedded in-process regtest chain (not Bitcoin Core)",
+                "warnings": cairn_anchor::EMBEDDED_CHAIN_WARNING,
             }))
         }
         "scantxoutset" => {
@@ -231,7 +231,7 @@ fn call(chain: &ScriptedBackend, method: &str, p: &[Value]) -> Result<Value, Rpc
             "version": 0,
             "subversion": "/cairn-embedded-regtest/",
             "relayfee": btc_per_kvb(chain.relay_fee().map_err(chain_err)?),
-            "warnings": "embedded in-process regtest chain (not Bitcoin Core)",
+            "warnings": cairn_anchor::EMBEDDED_CHAIN_WARNING,
         })),
         "getmempoolinfo" => Ok(json!({
             "size": chain.mempool().len(),

@@ -75,6 +75,11 @@ const num = (s) => Number(String(s).replace(/[^0-9]/g, ""));
   if (!cards.some((c) => c.cls.includes("confirmed"))) fail("no anchored epoch shown as confirmed");
   const chart = await page.$$eval("#chart polyline", (ps) => ps.map((p) => p.dataset.series));
   if (chart.length !== 4) fail(`chart has ${chart.length} series`);
+  // The devnet runs on the embedded chain: the page says so, loudly, and does not call it
+  // Bitcoin Core's word.
+  if (!(await page.isVisible("#embedded-banner"))) fail("no embedded-chain banner on the embedded chain");
+  const against = await page.textContent("#checked-against");
+  if (!against.includes("NOT Bitcoin Core")) fail(`receipt checks described as: ${against}`);
   await page.screenshot({ path: path.join(out, "dashboard.png"), fullPage: true });
 
   // Receipt lookup: click a recent receipt of an anchored epoch; every step ✓.

@@ -148,6 +148,8 @@ pub struct AnchorView {
     pub enabled: bool,
     /// Best height seen.
     pub tip_height: Option<u32>,
+    /// What the node's Bitcoin is, once reached.
+    pub backend: Option<cairn_spec::api::BitcoinBackend>,
     /// Newest settled epoch.
     pub settled_epoch: Option<u32>,
     /// Anchor transactions, newest first.

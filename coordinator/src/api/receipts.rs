@@ -195,7 +195,16 @@ pub(super) async fn receipt_audit(
     Ok(Json(ReceiptAudit {
         receipt: id,
         network,
-        against: "this coordinator's Bitcoin node (audit with your own: cairn audit receipt)".into(),
+        against: match s.anchor_view().backend {
+            Some(cairn_spec::api::BitcoinBackend::EmbeddedRegtest) => {
+                "this coordinator's embedded regtest chain, NOT Bitcoin Core (a demo: audit with your own node, cairn audit receipt)"
+            }
+            Some(cairn_spec::api::BitcoinBackend::BitcoinCore) => {
+                "this coordinator's Bitcoin node (audit with your own: cairn audit receipt)"
+            }
+            None => "this coordinator's Bitcoin node, not yet identified (audit with your own: cairn audit receipt)",
+        }
+        .into(),
         min_depth,
         ok: report.ok(),
         failed_step: report.first_failure().map(|c| c.name.to_owned()),

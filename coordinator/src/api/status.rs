@@ -58,6 +58,7 @@ pub(super) async fn health(State(s): State<ApiState>) -> ApiResult<Health> {
         anchor_address: s.anchor_address.clone(),
         anchoring: anchor.enabled,
         bitcoin_tip: anchor.tip_height,
+        bitcoin_backend: anchor.backend,
         bitcoin_error: anchor.public_error(),
     })))
 }

@@ -177,6 +177,11 @@ async function poll() {
     $("coordinator").textContent = short(health.coordinator);
     $("coordinator").title = health.coordinator;
     $("tip").textContent = health.bitcoin_tip ?? "–";
+    const embedded = health.bitcoin_backend === "embedded_regtest";
+    $("embedded-banner").hidden = !embedded;
+    $("checked-against").textContent = embedded
+      ? "Checked here against this devnet's embedded regtest chain, NOT Bitcoin Core."
+      : "Checked here against this coordinator's Bitcoin node.";
     const st = $("status");
     st.textContent = health.bitcoin_error ? `bitcoin: ${health.bitcoin_error}` : health.anchoring ? "anchoring" : "not anchoring";
     st.className = `status ${health.bitcoin_error ? "err" : "ok"}`;

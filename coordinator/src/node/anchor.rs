@@ -8,7 +8,7 @@
 use super::*;
 use cairn_anchor::AnchorStore as _;
 use cairn_anchor::Notice;
-use cairn_spec::api::ReadinessProblem;
+use cairn_spec::api::{BitcoinBackend, ReadinessProblem};
 use cairn_spec::{AnchorBinding, Beacon};
 
 /// The anchor thread once started: its command channel, its handle, the anchor address.
@@ -351,9 +351,21 @@ pub(super) fn start_anchor(
                 let settled = tip_height.and_then(|t| driver.machine().settled_epoch(t, need));
                 let beacon = tip_height.and_then(|t| beacon_after(&driver, t, beacon_depth));
                 if let Ok(mut v) = view.write() {
+                    // What the node's Bitcoin is does not change when a read fails.
+                    let backend = tip
+                        .as_ref()
+                        .map(|t| {
+                            if t.embedded {
+                                BitcoinBackend::EmbeddedRegtest
+                            } else {
+                                BitcoinBackend::BitcoinCore
+                            }
+                        })
+                        .or(v.backend);
                     *v = AnchorView {
                         enabled: true,
                         tip_height,
+                        backend,
                         settled_epoch: settled,
                         anchors,
                         last_error: None,

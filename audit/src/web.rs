@@ -1,8 +1,9 @@
-//! The HTTP client the worker uses outside p2p (model downloads, coordinator discovery):
-//! HTTP and HTTPS, trusting the machine's certificate store.
+//! The HTTP(S) client for everything that is not Bitcoin Core: coordinators' and followers'
+//! APIs (audits, worker status, discovery) and model downloads. HTTP and HTTPS, trusting the
+//! machine's certificate store.
 //!
-//! Owns the client's settings. Must never be what integrity rests on: models are checked by
-//! pinned hashes and a discovered coordinator by the key its peer id names.
+//! Owns the client's settings, in one place for every caller. Must never be what integrity
+//! rests on: answers are checked by signatures, pinned hashes and Bitcoin.
 
 use std::time::Duration;
 
