@@ -154,7 +154,14 @@ pub fn audit_receipt(a: &ReceiptAudit, bitcoin: &BitcoinArgs) -> Result<Outcome,
             ))
         }
         (_, Some(be)) => {
-            ("Bitcoin Core", verify_receipt_pinned(proof, be, network, a.min_depth, a.genesis_output))
+            // What the node given says it is: the devnet's embedded chain is not Bitcoin Core,
+            // and the verdict must not say it was checked against Bitcoin.
+            let mode = if be.chain_info().is_ok_and(|i| i.embedded) {
+                "the embedded regtest chain (NOT Bitcoin Core)"
+            } else {
+                "Bitcoin Core"
+            };
+            (mode, verify_receipt_pinned(proof, be, network, a.min_depth, a.genesis_output))
         }
         (_, None) => return Err(CliError("no Bitcoin Core given".into())),
     };

@@ -82,6 +82,7 @@ async fn run_devnet(chain: ChainChoice, label: &str) {
         ..Default::default()
     };
     let (api2, btc2) = (api.clone(), bitcoin.clone());
+    let embedded = label == "embedded";
     let payouts = tokio::task::spawn_blocking(move || {
         // The whole chain: every epoch re-verified, the anchors walked as one chain of spends
         // from the genesis anchor, each committing a header of that chain.
@@ -98,6 +99,13 @@ async fn run_devnet(chain: ChainChoice, label: &str) {
         let audit = ReceiptAudit { target: id, api: Some(api2.clone()), min_depth: 1, ..Default::default() };
         let out = audit_cli::audit_receipt(&audit, &btc2).unwrap();
         assert!(out.ok, "receipt audit failed:\n{}", out.output);
+        // The verdict says what it was checked against.
+        let against = if embedded {
+            "verified against the embedded regtest chain (NOT Bitcoin Core)"
+        } else {
+            "verified against Bitcoin Core"
+        };
+        assert!(out.output.contains(against), "{}", out.output);
         get(&api2, "/v1/payouts")
     })
     .await
