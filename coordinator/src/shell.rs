@@ -53,6 +53,10 @@ pub(crate) struct Shell {
     target: &'static str,
     api: Option<(oneshot::Sender<()>, tokio::task::JoinHandle<()>)>,
     metrics_api: Option<(oneshot::Sender<()>, tokio::task::JoinHandle<()>)>,
+    /// Released by [`Shell::announce`]: the listeners accept from their bind, but nothing is
+    /// served before `node.json` says where the node is (a client that sees the API up finds
+    /// the file).
+    serve_after: Vec<oneshot::Sender<()>>,
     /// The data directory as chosen (whether keys may be created in it).
     pub(crate) data: cairn_config::DataDir,
     /// Where the metrics listener listens, once started.
@@ -100,6 +104,7 @@ impl Shell {
             target,
             api: None,
             metrics_api: None,
+            serve_after: Vec::new(),
             metrics_addr: None,
         })
     }
@@ -144,7 +149,12 @@ impl Shell {
             self.metrics_addr = Some(listener.local_addr().map_err(|e| NodeError::Io(e.to_string()))?);
             let (stop_tx, stop_rx) = oneshot::channel::<()>();
             let app = api::metrics_router(state.clone());
+            let (go_tx, go_rx) = oneshot::channel::<()>();
+            self.serve_after.push(go_tx);
             let task = tokio::spawn(async move {
+                if go_rx.await.is_err() {
+                    return;
+                }
                 let _ = axum::serve(listener, app)
                     .with_graceful_shutdown(async {
                         let _ = stop_rx.await;
@@ -155,7 +165,12 @@ impl Shell {
         }
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let app = api::router(state, cfg.api.max_body_bytes);
+        let (go_tx, go_rx) = oneshot::channel::<()>();
+        self.serve_after.push(go_tx);
         let task = tokio::spawn(async move {
+            if go_rx.await.is_err() {
+                return;
+            }
             let _ = axum::serve(listener, app)
                 .with_graceful_shutdown(async {
                     let _ = stop_rx.await;
@@ -167,9 +182,18 @@ impl Shell {
     }
 
     /// Writes where the node can be reached to `<data-dir>/node.json`, and tells `started`.
-    pub(crate) fn announce(&self, info: NodeInfo, started: Option<oneshot::Sender<NodeInfo>>) {
-        let _ =
-            std::fs::write(self.dir.join("node.json"), serde_json::to_vec_pretty(&info).unwrap_or_default());
+    /// Then the API serves.
+    pub(crate) fn announce(&mut self, info: NodeInfo, started: Option<oneshot::Sender<NodeInfo>>) {
+        // Whole or not at all: a reader never sees half a file.
+        let tmp = self.dir.join("node.json.tmp");
+        let written = std::fs::write(&tmp, serde_json::to_vec_pretty(&info).unwrap_or_default())
+            .and_then(|()| std::fs::rename(&tmp, self.dir.join("node.json")));
+        if let Err(e) = written {
+            tracing::warn!(target: "cairn::node", error = %e, "node.json not written");
+        }
+        for go in self.serve_after.drain(..) {
+            let _ = go.send(());
+        }
         if let Some(s) = started {
             let _ = s.send(info);
         }

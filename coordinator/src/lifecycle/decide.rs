@@ -67,6 +67,7 @@ impl Machine {
                     }
                     rec.phase = Phase::Reveal { deadline: now.saturating_add(reveal_secs) };
                     step.changes.push(Change::Task(Box::new(rec.clone())));
+                    step.effects.push(Effect::RevealsOpen(*id));
                 }
                 Phase::Reveal { deadline } => {
                     let all = rec

@@ -350,6 +350,9 @@ pub enum Effect {
     Anchor(AnchorPayload),
     /// Hand payouts to the anchor queue.
     Payouts(Vec<PayoutRecord>),
+    /// The task's reveal window opened (every slot holds a commitment): reveals that came
+    /// early may be tried again now.
+    RevealsOpen(Hash32),
 }
 
 /// What one event did: persist `changes` atomically (durably when `sync`), then perform

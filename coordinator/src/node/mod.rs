@@ -36,6 +36,7 @@ use crate::store::KvStore;
 
 mod anchor;
 mod bonds;
+mod held;
 mod requests;
 
 use anchor::{start_anchor, to_anchor_payouts, AnchorCmd, AnchorReport};
@@ -183,6 +184,7 @@ pub async fn run(
     let (checking_tx, checking_rx) = mpsc::channel::<Checking>(GROUPS_CHECKING);
     // The decider and the answerer each report a failed write; the loop stops on the first.
     let (fatal_tx, mut fatal_rx) = mpsc::channel::<CoreError>(2);
+    let (released_tx, mut released_rx) = mpsc::unbounded_channel();
     let ctx = Ctx {
         terms,
         core: core.clone(),
@@ -192,6 +194,8 @@ pub async fn run(
         metrics: metrics.clone(),
         written: mpsc::channel(1).0,
         checking: checking_tx,
+        held: Arc::new(Mutex::new(held::Held::default())),
+        released: released_tx,
     };
     // Each stage holds only the sender of the stage after it (the others are closed
     // channels), so when the node's loop drops its context the checked groups drain through
@@ -232,11 +236,11 @@ pub async fn run(
                 Some(NetworkEvent::Request { from, request, reply }) => {
                     // Group commit: take every request already waiting (up to a bound) and
                     // persist their changes in one synced batch.
-                    let mut batch = vec![(from, *request, reply)];
+                    let mut batch = vec![(from, *request, reply, None)];
                     let mut other = None;
                     while batch.len() < MAX_GROUP {
                         match events.try_recv() {
-                            Ok(NetworkEvent::Request { from, request, reply }) => batch.push((from, *request, reply)),
+                            Ok(NetworkEvent::Request { from, request, reply }) => batch.push((from, *request, reply, None)),
                             Ok(ev) => {
                                 other = Some(ev);
                                 break;
@@ -265,6 +269,12 @@ pub async fn run(
                 writes.spawn(async move { ctx.on_command(c).await });
             }
             Some(_) = writes.join_next(), if !writes.is_empty() => {}
+            // Reveals held for a window that has opened: decided like any request now.
+            Some(batch) = released_rx.recv() => {
+                if let Err(e) = ctx.on_requests(batch).await {
+                    break Err(e);
+                }
+            }
             Some(r) = reports.recv() => {
                 if let Err(e) = ctx.on_report(r).await { break Err(e) }
             }
@@ -301,6 +311,15 @@ pub async fn run(
                     Ok(((), effects)) => ctx.perform(effects).await,
                     Err(e @ (CoreError::Store(_) | CoreError::Poisoned)) => break Err(e.into()),
                     Err(_) => {}
+                }
+                // Held reveals whose hold is over get the answer they would have had at once.
+                let expired = ctx
+                    .held
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .expired(cairn_p2p::clock::unix_millis());
+                for (_, reply) in expired {
+                    ctx.respond(reply, Err(Refusal::TooEarly("reveals are not open yet: retry".into()))).await;
                 }
                 metrics.open_tasks.set(ctx.core.lock().map(|c| c.machine().open_tasks().count() as i64).unwrap_or(0));
             }
@@ -347,6 +366,11 @@ struct Ctx {
     /// Groups being checked, decided in order by [`decide_groups`] (live only in the node
     /// loop's copy).
     checking: mpsc::Sender<Checking>,
+    /// Reveals that came before their task's window, held until it opens.
+    held: Arc<Mutex<held::Held<ReplyToken>>>,
+    /// Held reveals released by their window opening, back to the node's loop (unbounded:
+    /// the loop feeds the pipeline that releases them, and at most `MAX_HELD` are held).
+    released: mpsc::UnboundedSender<Vec<requests::Incoming>>,
 }
 
 impl Ctx {
@@ -464,6 +488,17 @@ impl Ctx {
                 Effect::Anchor(p) => {
                     if let Some(a) = &self.anchor {
                         let _ = a.send(AnchorCmd::Epoch(p));
+                    }
+                }
+                Effect::RevealsOpen(task) => {
+                    let out =
+                        self.held.lock().unwrap_or_else(std::sync::PoisonError::into_inner).release(&task);
+                    if !out.is_empty() {
+                        let batch = out
+                            .into_iter()
+                            .map(|(r, reply)| (r.from, r.request.clone(), reply, Some(r)))
+                            .collect();
+                        let _ = self.released.send(batch);
                     }
                 }
                 Effect::Payouts(ps) => {

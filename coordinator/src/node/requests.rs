@@ -11,8 +11,10 @@ use super::*;
 /// once its write is on disk.
 pub(super) struct Written {
     pending: crate::core::Pending<ResponseBody>,
-    replies: Vec<ReplyToken>,
+    replies: Vec<(ReplyToken, Option<Retry>)>,
 }
+
+use super::held::Retry;
 
 /// Groups in flight between the machine and their answers, at most (each holds up to
 /// `MAX_GROUP` requests); the next group waits for a place.
@@ -20,8 +22,14 @@ pub const GROUPS_IN_FLIGHT: usize = 2;
 
 /// A group of worker messages being checked (signatures, on every core).
 pub(super) struct Checking {
-    checked: tokio::task::JoinHandle<Vec<(ReplyToken, Result<WorkerMsg, Refusal>)>>,
+    checked: tokio::task::JoinHandle<Vec<(Reply, Result<WorkerMsg, Refusal>)>>,
 }
+
+/// Where a worker message's answer goes, and for a reveal what retrying it needs.
+pub(super) type Reply = (ReplyToken, Option<Retry>);
+
+/// A request as it comes in: from the network (no retry yet) or released from holding.
+pub(super) type Incoming = (Peer, Request, ReplyToken, Option<Retry>);
 
 /// Groups whose check may run while the previous group is decided: the check of group N+1
 /// (most of the node's CPU per message) overlaps the machine deciding group N, as the ingest
@@ -48,7 +56,7 @@ pub(super) async fn decide_groups(
                     replies.push(reply);
                     msgs.push(m);
                 }
-                Err(r) => ctx.respond(reply, Err(r)).await,
+                Err(r) => ctx.respond(reply.0, Err(r)).await,
             }
         }
         if msgs.is_empty() {
@@ -69,7 +77,7 @@ pub(super) async fn decide_groups(
                 Err(_) => CoreError::Poisoned,
             },
             Err(e) => {
-                ctx.unavailable(replies).await;
+                ctx.unavailable(replies.into_iter().map(|r| r.0).collect()).await;
                 e
             }
         };
@@ -92,13 +100,30 @@ pub(super) async fn answer_groups(
             tokio::task::spawn_blocking(move || pending.wait()).await.unwrap_or(Err(CoreError::Poisoned));
         match written {
             Ok((results, effects)) => {
+                // A reveal too early for its window is held, not refused (`held`), before the
+                // effects run: a window this very group opened releases it at once.
+                let now_ms = cairn_p2p::clock::unix_millis();
+                let mut answers = Vec::with_capacity(results.len());
+                {
+                    let mut held = ctx.held.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                    for ((reply, retry), answer) in replies.into_iter().zip(results) {
+                        match (&answer, retry) {
+                            (Err(Refusal::TooEarly(_)), Some(retry)) => {
+                                if let Some(reply) = held.hold(retry, reply, now_ms) {
+                                    answers.push((reply, answer));
+                                }
+                            }
+                            _ => answers.push((reply, answer)),
+                        }
+                    }
+                }
                 ctx.perform(effects).await;
-                for (reply, answer) in replies.into_iter().zip(results) {
+                for (reply, answer) in answers {
                     ctx.respond(reply, answer).await;
                 }
             }
             Err(e) => {
-                ctx.unavailable(replies).await;
+                ctx.unavailable(replies.into_iter().map(|r| r.0).collect()).await;
                 let _ = fatal.send(e).await;
                 return;
             }
@@ -208,14 +233,18 @@ impl Ctx {
     /// Answers a group of requests: reads at once; worker messages are checked (sender bound
     /// to signer, signature) off the async threads and handed, in order, to `decide_groups`,
     /// which decides each group once its check is done while the next group is checked.
-    pub(super) async fn on_requests(&self, batch: Vec<(Peer, Request, ReplyToken)>) -> Result<(), NodeError> {
+    /// A reveal comes with what retrying it needs (`Retry`), its own when it is one released
+    /// from holding, so its hold is counted from its first arrival.
+    pub(super) async fn on_requests(&self, batch: Vec<Incoming>) -> Result<(), NodeError> {
         let mut answers: Vec<(ReplyToken, Result<ResponseBody, Refusal>)> = Vec::new();
-        let mut work: Vec<(Peer, RequestBody, ReplyToken)> = Vec::new();
-        for (from, req, reply) in batch {
+        let mut work: Vec<(Peer, RequestBody, (ReplyToken, Option<Retry>))> = Vec::new();
+        let now_ms = cairn_p2p::clock::unix_millis();
+        for (from, req, reply, retry) in batch {
             if matches!(req.body, RequestBody::GetTerms) || crate::sync::is_read(&req.body) {
                 answers.push((reply, self.read(req.body)));
             } else {
-                work.push((from, req.body, reply));
+                let retry = retry.or_else(|| Retry::of(&from, &req, now_ms));
+                work.push((from, req.body, (reply, retry)));
             }
         }
         if !work.is_empty() {
