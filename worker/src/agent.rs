@@ -24,7 +24,7 @@ use tokio::sync::{oneshot, Semaphore};
 use crate::config::WorkerConfig;
 use crate::executor::{can_run, ExecError, Executor};
 use crate::job::{Action, AfterRefusal, Job};
-use crate::journal::{Journal, RegistrationRecord};
+use crate::journal::{Entry, Journal, JournalLog, RegistrationRecord};
 
 /// Why the worker stopped.
 #[derive(Debug, Error)]
@@ -92,6 +92,9 @@ struct Shared {
     net: Network,
     coords: Vec<Coord>,
     journal: Mutex<Journal>,
+    /// The journal's log, appended under the journal's lock (always taken first), so the log
+    /// holds the steps in the order they were applied.
+    log: Mutex<JournalLog>,
     journal_path: PathBuf,
     /// Tasks seen and not taken (see [`Skip`]).
     skip: Mutex<HashMap<Hash32, Skip>>,
@@ -139,10 +142,17 @@ impl Shared {
         }
     }
 
+    /// Records `job`'s step on disk (one synced line in the journal's log) before it is acted
+    /// on; folds the log into a new snapshot when it is long.
     fn save(&self, job: &Job) -> Result<(), AgentError> {
-        let mut j = self.journal.lock().map_err(|_| AgentError::P2p("journal lock poisoned".into()))?;
+        let poisoned = || AgentError::P2p("journal lock poisoned".into());
+        let mut j = self.journal.lock().map_err(|_| poisoned())?;
         j.update(job.clone());
-        j.save(&self.journal_path)?;
+        let mut log = self.log.lock().map_err(|_| poisoned())?;
+        log.append(&Entry::Job(Box::new(job.clone())), true)?;
+        if log.wants_compaction() {
+            *log = j.save(&self.journal_path)?;
+        }
         Ok(())
     }
 }
@@ -276,11 +286,14 @@ pub async fn run(
             .collect(),
     };
     let pending: Vec<Job> = journal.jobs.values().filter(|j| !j.is_final()).cloned().collect();
+    // A fresh snapshot at start: the log this run appends to continues it.
+    let log = journal.save(&journal_path)?;
     let shared = Arc::new(Shared {
         key,
         net: net.clone(),
         coords,
         journal: Mutex::new(journal),
+        log: Mutex::new(log),
         journal_path,
         skip: Mutex::new(HashMap::new()),
         driving: Mutex::new(HashSet::new()),
@@ -520,7 +533,17 @@ fn on_gossip(shared: &Arc<Shared>, message: GossipMessage) -> Acceptance {
                 .journal
                 .lock()
                 .map(|mut j| match j.jobs.get(&id) {
-                    Some(job) if job.may_retake() => !j.retake(&id),
+                    Some(job) if job.may_retake() => {
+                        let retaken = j.retake(&id);
+                        if retaken {
+                            // Not synced: made durable by the new job's first synced step,
+                            // which is what it matters for.
+                            if let Ok(mut log) = shared.log.lock() {
+                                let _ = log.append(&Entry::Retake(id), false);
+                            }
+                        }
+                        !retaken
+                    }
                     Some(_) => true,
                     None => false,
                 })
@@ -682,14 +705,23 @@ fn spawn_driver(shared: &Arc<Shared>, job: Job) {
 /// Drives one job until it waits for its receipt or ends. The permit bounds the jobs
 /// claiming, executing and committing at once; it is let go before the reveal, whose wait
 /// depends on other workers (holding it there could stall every worker at once).
+/// [`Shared::save`] off the async threads: a journal fsync must not stall the runtime the
+/// network and the other jobs run on.
+async fn persist(s: &Arc<Shared>, job: &Job) -> Result<(), AgentError> {
+    let (s, job) = (s.clone(), job.clone());
+    tokio::task::spawn_blocking(move || s.save(&job))
+        .await
+        .map_err(|e| AgentError::P2p(format!("journal thread: {e}")))?
+}
+
 async fn drive(s: &Arc<Shared>, mut job: Job) -> Result<(), AgentError> {
     let Some(coord) = s.coord(&job.coordinator) else {
         job.abandon("coordinator no longer configured".into());
-        return s.save(&job);
+        return persist(s, &job).await;
     };
     let Some((class, exec)) = coord.classes.get(&job.task.class).cloned() else {
         job.abandon("class no longer runnable here".into());
-        return s.save(&job);
+        return persist(s, &job).await;
     };
     let (peer, addr) = (coord.peer, coord.addr.clone());
     let me = s.key.public();
@@ -707,7 +739,7 @@ async fn drive(s: &Arc<Shared>, mut job: Job) -> Result<(), AgentError> {
                 match s.request(&peer, &addr, RequestBody::Claim(c)).await {
                     Some(ResponseBody::Lease { expires_at, .. }) => {
                         job.on_lease(expires_at);
-                        s.save(&job)?;
+                        persist(s, &job).await?;
                     }
                     Some(ResponseBody::Error { reason, message }) => match job.on_refusal(reason, &message) {
                         AfterRefusal::Skip { worker_refused } => {
@@ -757,7 +789,7 @@ async fn drive(s: &Arc<Shared>, mut job: Job) -> Result<(), AgentError> {
                         let salt = s.salt(&job.id);
                         job.on_executed(result, salt);
                         // Kept on disk before the commitment leaves: a restart reveals this.
-                        s.save(&job)?;
+                        persist(s, &job).await?;
                     }
                     Ok(Err(ExecError::BadInput(why))) => job.abandon(format!("bad input: {why}")),
                     Ok(Err(e)) => {
@@ -774,7 +806,7 @@ async fn drive(s: &Arc<Shared>, mut job: Job) -> Result<(), AgentError> {
                 match s.request(&peer, &addr, RequestBody::Commit(c)).await {
                     Some(ResponseBody::Ack) => {
                         job.on_commit_ack(unix_secs(), u64::from(class.lease_secs));
-                        s.save(&job)?;
+                        persist(s, &job).await?;
                         permit = None;
                     }
                     Some(ResponseBody::Error { reason, message }) => {
@@ -798,7 +830,7 @@ async fn drive(s: &Arc<Shared>, mut job: Job) -> Result<(), AgentError> {
                 match s.request(&peer, &addr, RequestBody::Reveal(r)).await {
                     Some(ResponseBody::Ack) => {
                         job.on_reveal_ack();
-                        s.save(&job)?;
+                        persist(s, &job).await?;
                     }
                     Some(ResponseBody::Error { reason, message }) => {
                         let after = job.on_refusal(reason, &message);
@@ -822,7 +854,7 @@ async fn drive(s: &Arc<Shared>, mut job: Job) -> Result<(), AgentError> {
             if let crate::job::Stage::Abandoned { reason, .. } = &job.stage {
                 tracing::warn!(target: "cairn::worker", task = %job.id, %reason, "job abandoned");
             }
-            return s.save(&job);
+            return persist(s, &job).await;
         }
     }
 }

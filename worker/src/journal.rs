@@ -1,8 +1,11 @@
 //! The worker's journal on disk: every job's stage, the registrations made, and running
-//! totals, written atomically (temporary file, fsync, rename) after every step.
+//! totals. A snapshot (`journal.json`, written atomically: temporary file, fsync, rename)
+//! plus a log of the steps since (`journal.log`, one JSON line per step, appended and
+//! synced before the step is acted on), folded into a new snapshot every
+//! [`COMPACT_AFTER`] lines: a step costs one short append, not a rewrite of every job.
 //!
-//! Owns the journal file's format and its durability. Must never hold a secret: the salt of
-//! a commitment is kept (it must survive a restart to reveal), keys are not.
+//! Owns the journal files' format and their durability. Must never hold a secret: the salt
+//! of a commitment is kept (it must survive a restart to reveal), keys are not.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -17,6 +20,8 @@ use crate::job::{Job, Stage};
 pub const MAX_FINAL_JOBS: usize = 10_000;
 /// Journal format version.
 pub const VERSION: u32 = 1;
+/// Log lines after which the journal is folded into a new snapshot.
+pub const COMPACT_AFTER: usize = 4096;
 
 /// A registration the coordinator acknowledged.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -81,6 +86,34 @@ pub struct Journal {
     /// Order in which jobs became final (for pruning).
     #[serde(default)]
     pub finished: Vec<Hash32>,
+    /// Which log continues this snapshot: a log of another generation was folded in already
+    /// (a crash between writing a snapshot and starting its log leaves the old log behind).
+    #[serde(default)]
+    pub log_generation: u64,
+}
+
+/// One step in the log.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Entry {
+    /// The log's first line: the snapshot generation it continues.
+    Generation(u64),
+    /// A job changed ([`Journal::update`]).
+    Job(Box<Job>),
+    /// A job was forgotten to be taken afresh ([`Journal::retake`]).
+    Retake(Hash32),
+}
+
+/// The log file, open for appending.
+pub struct JournalLog {
+    path: PathBuf,
+    file: std::fs::File,
+    lines: usize,
+}
+
+/// Where the log of the snapshot at `path` lives.
+pub fn log_path(path: &Path) -> PathBuf {
+    path.with_extension("log")
 }
 
 /// Why the journal could not be read or written.
@@ -108,6 +141,8 @@ impl Journal {
                         format!("format version {} (this build reads {VERSION})", j.version),
                     ));
                 }
+                let mut j = j;
+                j.replay(&log_path(path))?;
                 Ok(j)
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -117,8 +152,50 @@ impl Journal {
         }
     }
 
-    /// Writes the journal so that a crash leaves either the old or the new file.
-    pub fn save(&self, path: &Path) -> Result<(), JournalError> {
+    /// Applies the log at `log` when it continues this snapshot. A last line cut short (a
+    /// crash during its append, so never acted on) is ignored; any other bad line is not.
+    fn replay(&mut self, log: &Path) -> Result<(), JournalError> {
+        let text = match std::fs::read_to_string(log) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(JournalError::Io(log.to_owned(), e.to_string())),
+        };
+        let corrupt = |m: String| JournalError::Corrupt(log.to_owned(), m);
+        let complete = text.ends_with('\n');
+        let lines: Vec<&str> = text.lines().collect();
+        let n = lines.len();
+        for (i, line) in lines.into_iter().enumerate() {
+            let entry = match serde_json::from_str::<Entry>(line) {
+                Ok(e) => e,
+                Err(_) if i + 1 == n && !complete => break,
+                Err(e) => return Err(corrupt(format!("line {}: {e}", i + 1))),
+            };
+            match (i, entry) {
+                (0, Entry::Generation(g)) if g == self.log_generation => {}
+                // Folded into this snapshot already.
+                (0, Entry::Generation(_)) => return Ok(()),
+                (0, _) => return Err(corrupt("no generation line".into())),
+                (_, Entry::Job(job)) => self.update(*job),
+                (_, Entry::Retake(id)) => {
+                    self.retake(&id);
+                }
+                (_, Entry::Generation(_)) => {
+                    return Err(corrupt(format!("line {}: a second generation", i + 1)))
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes a new snapshot (a crash leaves either the old or the new one) and starts its
+    /// log; returns the log, open for appending.
+    pub fn save(&mut self, path: &Path) -> Result<JournalLog, JournalError> {
+        self.log_generation += 1;
+        self.write_snapshot(path)?;
+        JournalLog::start(&log_path(path), self.log_generation)
+    }
+
+    fn write_snapshot(&self, path: &Path) -> Result<(), JournalError> {
         let err = |e: std::io::Error| JournalError::Io(path.to_owned(), e.to_string());
         let bytes = serde_json::to_vec(self).map_err(|e| JournalError::Io(path.to_owned(), e.to_string()))?;
         let tmp = path.with_extension("tmp");
@@ -182,6 +259,50 @@ impl Journal {
     }
 }
 
+impl JournalLog {
+    /// A new log continuing snapshot generation `generation` (replacing any old one).
+    fn start(path: &Path, generation: u64) -> Result<JournalLog, JournalError> {
+        let err = |e: std::io::Error| JournalError::Io(path.to_owned(), e.to_string());
+        let tmp = path.with_extension("log.tmp");
+        let mut line = serde_json::to_vec(&Entry::Generation(generation))
+            .map_err(|e| JournalError::Io(path.to_owned(), e.to_string()))?;
+        line.push(b'\n');
+        {
+            let mut f = std::fs::File::create(&tmp).map_err(err)?;
+            f.write_all(&line).map_err(err)?;
+            f.sync_all().map_err(err)?;
+        }
+        std::fs::rename(&tmp, path).map_err(err)?;
+        if let Some(dir) = path.parent() {
+            if let Ok(d) = std::fs::File::open(dir) {
+                let _ = d.sync_all();
+            }
+        }
+        let file = std::fs::OpenOptions::new().append(true).open(path).map_err(err)?;
+        Ok(JournalLog { path: path.to_owned(), file, lines: 0 })
+    }
+
+    /// Appends `entry`; when `sync`, returns once it is on disk (a step is acted on only
+    /// then). An entry that is not synced is made durable by the next synced one.
+    pub fn append(&mut self, entry: &Entry, sync: bool) -> Result<(), JournalError> {
+        let err = |e: std::io::Error| JournalError::Io(self.path.clone(), e.to_string());
+        let mut line =
+            serde_json::to_vec(entry).map_err(|e| JournalError::Io(self.path.clone(), e.to_string()))?;
+        line.push(b'\n');
+        self.file.write_all(&line).map_err(err)?;
+        if sync {
+            self.file.sync_data().map_err(err)?;
+        }
+        self.lines += 1;
+        Ok(())
+    }
+
+    /// Whether the log is long enough to fold into a new snapshot.
+    pub fn wants_compaction(&self) -> bool {
+        self.lines >= COMPACT_AFTER
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -216,6 +337,125 @@ mod tests {
         assert_eq!(Journal::load(&p).unwrap(), j);
         std::fs::write(&p, b"{not json").unwrap();
         assert!(matches!(Journal::load(&p), Err(JournalError::Corrupt(..))));
+    }
+
+    fn a_job(n: u8) -> Job {
+        use cairn_spec::{Network, Payload, SigningKey, Task};
+        let k = SigningKey::from_secret_bytes([7; 32]).unwrap();
+        let task = Task {
+            network: Network::Regtest,
+            coordinator: k.public(),
+            class: Hash32::ZERO,
+            requester: k.public(),
+            nonce: u64::from(n),
+            units: 1,
+            budget_sats: 100,
+            created_at: 0,
+            input: Payload::Inline(vec![n]),
+        };
+        Job::new(k.public(), task, Hash32([n; 32]), "c".into(), 30)
+    }
+
+    /// The worker's own sequence: a snapshot at start, then one appended line per step.
+    fn run(path: &Path, steps: &[Entry]) -> Journal {
+        let mut live = Journal::load(path).unwrap();
+        let mut log = live.save(path).unwrap();
+        for e in steps {
+            match e {
+                Entry::Job(j) => live.update((**j).clone()),
+                Entry::Retake(id) => {
+                    live.retake(id);
+                }
+                Entry::Generation(_) => unreachable!(),
+            }
+            log.append(e, true).unwrap();
+        }
+        live
+    }
+
+    #[test]
+    fn steps_appended_are_what_a_restart_finds_retakes_included() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("journal.json");
+        let mut a = a_job(1);
+        let mut steps = vec![Entry::Job(Box::new(a.clone()))];
+        a.on_lease(100);
+        steps.push(Entry::Job(Box::new(a.clone())));
+        a.on_executed(b"r".to_vec(), Hash32([2; 32]));
+        steps.push(Entry::Job(Box::new(a.clone())));
+        // A job given up with nothing held, forgotten, then taken afresh.
+        let mut b = a_job(2);
+        b.abandon_retryable("lease expired".into(), false);
+        steps.push(Entry::Job(Box::new(b.clone())));
+        steps.push(Entry::Retake(b.id));
+        steps.push(Entry::Job(Box::new(a_job(2))));
+        let live = run(&p, &steps);
+        let again = Journal::load(&p).unwrap();
+        assert_eq!(again, live);
+        assert_eq!(again.jobs[&b.id].stage, Stage::New, "the retake survives the restart");
+        assert_eq!(again.totals.abandoned, 0);
+        // Only short lines were written: the snapshot is the start's, the steps are appended.
+        let log = std::fs::read_to_string(log_path(&p)).unwrap();
+        assert_eq!(log.lines().count(), 1 + steps.len());
+    }
+
+    #[test]
+    fn a_torn_last_line_is_dropped_and_a_bad_one_elsewhere_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("journal.json");
+        let mut a = a_job(1);
+        let first = Entry::Job(Box::new(a.clone()));
+        a.on_lease(100);
+        let live = run(&p, &[first, Entry::Job(Box::new(a.clone()))]);
+        // A crash in the middle of the next append: half a line, never acted on.
+        let lp = log_path(&p);
+        let mut text = std::fs::read_to_string(&lp).unwrap();
+        let mut next = a.clone();
+        next.on_executed(b"r".to_vec(), Hash32([2; 32]));
+        let line = serde_json::to_string(&Entry::Job(Box::new(next))).unwrap();
+        text.push_str(&line[..line.len() / 2]);
+        std::fs::write(&lp, &text).unwrap();
+        assert_eq!(Journal::load(&p).unwrap(), live);
+        // Damage before the end is not a crash's: refused, not skipped.
+        let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+        lines[1] = "{garbage".into();
+        std::fs::write(&lp, lines.join("\n") + "\n").unwrap();
+        assert!(matches!(Journal::load(&p), Err(JournalError::Corrupt(..))));
+    }
+
+    #[test]
+    fn a_log_already_folded_into_the_snapshot_is_not_applied_twice() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("journal.json");
+        let mut a = a_job(1);
+        a.abandon("reveal window closed".into());
+        let live = run(&p, &[Entry::Job(Box::new(a.clone()))]);
+        assert_eq!(live.totals.abandoned, 1);
+        // A crash after the new snapshot was renamed into place, before its log started: the
+        // old log, whose steps the snapshot holds, is still there.
+        let old_log = std::fs::read(log_path(&p)).unwrap();
+        let mut j = Journal::load(&p).unwrap();
+        j.log_generation += 1;
+        j.write_snapshot(&p).unwrap();
+        std::fs::write(log_path(&p), &old_log).unwrap();
+        let again = Journal::load(&p).unwrap();
+        assert_eq!(again.totals, live.totals, "counted once");
+        assert_eq!(again.jobs, live.jobs);
+        // The old log is not read at all: a snapshot of the next generation without the job
+        // (as if it had been pruned) does not get it back from the old log.
+        let empty = Journal { version: VERSION, log_generation: j.log_generation, ..Default::default() };
+        empty.write_snapshot(&p).unwrap();
+        std::fs::write(log_path(&p), &old_log).unwrap();
+        assert!(Journal::load(&p).unwrap().jobs.is_empty());
+        // While a log of the snapshot's own generation is.
+        let mut text = String::from_utf8(old_log).unwrap();
+        text = text.replacen(
+            &format!("{{\"generation\":{}}}", live.log_generation),
+            &format!("{{\"generation\":{}}}", j.log_generation),
+            1,
+        );
+        std::fs::write(log_path(&p), text).unwrap();
+        assert_eq!(Journal::load(&p).unwrap().jobs.len(), 1);
     }
 
     #[test]
