@@ -37,7 +37,9 @@ pub struct NetworkConfig {
     pub idle_timeout: Duration,
     /// Discover peers on the local network with mDNS (LAN devnets; off by default).
     pub mdns: bool,
-    /// Malformed or rate-limited requests after which a peer is disconnected.
+    /// Strikes after which a peer is disconnected: a malformed request frame is one, and so is
+    /// each request from a peer a whole burst in debt (one that ignored a burst of refusals).
+    /// Strikes wear off one per second.
     pub max_strikes: u32,
 }
 

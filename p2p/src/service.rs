@@ -40,6 +40,21 @@ pub(crate) enum Command {
     Shutdown { reply: oneshot::Sender<()> },
 }
 
+/// Peers whose request bucket and strikes are remembered at most (beyond it, only connected
+/// peers' are kept).
+const MAX_TRACKED_PEERS: usize = 4096;
+
+/// What the request limit says of one request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Allowance {
+    /// Within the rate.
+    Allowed,
+    /// Over it: refused `rate_limited`.
+    Refused,
+    /// Over it after a whole burst of refusals ignored: refused, and a strike.
+    RefusedAndStruck,
+}
+
 struct Bucket {
     tokens: f64,
     last: Instant,
@@ -56,8 +71,11 @@ pub(crate) struct EventLoop {
         HashMap<OutboundRequestId, (u64, oneshot::Sender<Result<Response, RequestError>>)>,
     pub(crate) pending_in: HashMap<u64, (u64, ResponseChannel<Response>)>,
     pub(crate) next_token: u64,
+    /// Request buckets, kept after a peer disconnects while they say something (in debt, or
+    /// with strikes): reconnecting buys no fresh burst.
     buckets: HashMap<PeerId, Bucket>,
-    strikes: HashMap<PeerId, u32>,
+    /// Strikes and when the last one was counted; they wear off one per second.
+    strikes: HashMap<PeerId, (u32, Instant)>,
     pub(crate) listen_addrs: Vec<Multiaddr>,
 }
 
@@ -256,7 +274,11 @@ impl EventLoop {
         }
     }
 
-    fn allow_request(&mut self, peer: PeerId) -> bool {
+    /// The token bucket: a request costs a token, a refused one too (down to a debt of one
+    /// burst), so a peer that keeps asking stays refused and one that backs off recovers at
+    /// the refill rate. Only a peer a whole burst in debt, which ignored a burst of refusals,
+    /// earns a strike: an honest node's concurrent requests may be refused, never struck.
+    fn allow_request(&mut self, peer: PeerId) -> Allowance {
         let rate = f64::from(self.config.requests_per_second);
         let burst = f64::from(self.config.request_burst);
         let now = Instant::now();
@@ -265,20 +287,56 @@ impl EventLoop {
         b.last = now;
         if b.tokens >= 1.0 {
             b.tokens -= 1.0;
-            true
+            return Allowance::Allowed;
+        }
+        b.tokens = (b.tokens - 1.0).max(-burst);
+        if b.tokens <= -burst {
+            Allowance::RefusedAndStruck
         } else {
-            false
+            Allowance::Refused
         }
     }
 
-    /// Counts a misbehaviour on the request protocol; past the limit the peer is dropped.
+    /// Counts a misbehaviour on the request protocol (strikes wear off one per second); past
+    /// the limit the peer is dropped.
     fn strike(&mut self, peer: PeerId) {
-        let n = self.strikes.entry(peer).or_insert(0);
-        *n += 1;
+        let now = Instant::now();
+        let (n, last) = self.strikes.entry(peer).or_insert((0, now));
+        let worn = u32::try_from(now.duration_since(*last).as_secs()).unwrap_or(u32::MAX);
+        *n = n.saturating_sub(worn) + 1;
+        *last = now;
         if *n >= self.config.max_strikes {
             tracing::info!(target: "cairn::p2p", %peer, strikes = *n, "disconnecting a misbehaving peer");
-            self.strikes.remove(&peer);
             let _ = self.swarm.disconnect_peer_id(peer);
+        }
+    }
+
+    /// After `peer` disconnected: its bucket and strikes are kept while they say something,
+    /// so reconnecting resets nothing; the tables stay bounded (under a flood of identities
+    /// the ones that are gone are forgotten first).
+    fn forget_if_clean(&mut self, peer: PeerId) {
+        let burst = f64::from(self.config.request_burst);
+        let rate = f64::from(self.config.requests_per_second);
+        let now = Instant::now();
+        let full = self
+            .buckets
+            .get(&peer)
+            .is_none_or(|b| b.tokens + now.duration_since(b.last).as_secs_f64() * rate >= burst);
+        if full {
+            self.buckets.remove(&peer);
+        }
+        if self
+            .strikes
+            .get(&peer)
+            .is_some_and(|(n, last)| u64::from(*n) <= now.duration_since(*last).as_secs())
+        {
+            self.strikes.remove(&peer);
+        }
+        if self.buckets.len() > MAX_TRACKED_PEERS || self.strikes.len() > MAX_TRACKED_PEERS {
+            let connected: std::collections::HashSet<PeerId> =
+                self.swarm.connected_peers().copied().collect();
+            self.buckets.retain(|p, _| connected.contains(p));
+            self.strikes.retain(|p, _| connected.contains(p));
         }
     }
 
@@ -292,10 +350,20 @@ impl EventLoop {
             request_response::Event::Message { peer, message, .. } => match message {
                 request_response::Message::Request { request, channel, .. } => {
                     self.metrics.requests_in.inc();
-                    if !self.allow_request(peer) {
-                        self.metrics.rate_limited.inc();
-                        self.strike(peer);
-                        return self.answer(channel, request.id, ErrorReason::RateLimited, "rate limited");
+                    match self.allow_request(peer) {
+                        Allowance::Allowed => {}
+                        refused => {
+                            self.metrics.rate_limited.inc();
+                            if refused == Allowance::RefusedAndStruck {
+                                self.strike(peer);
+                            }
+                            return self.answer(
+                                channel,
+                                request.id,
+                                ErrorReason::RateLimited,
+                                "rate limited",
+                            );
+                        }
                     }
                     if request.deadline_ms < unix_millis() {
                         return self.answer(
@@ -344,6 +412,8 @@ impl EventLoop {
                 if let request_response::InboundFailure::Io(e) = &error {
                     if e.kind() == std::io::ErrorKind::InvalidData {
                         self.metrics.rejects.inc();
+                        // A frame no conforming node sends: a strike, as a flood of requests.
+                        self.strike(peer);
                         self.emit(NetworkEvent::Rejected {
                             from: Peer(peer),
                             reason: RejectReason::MalformedRequest,
@@ -385,7 +455,7 @@ impl EventLoop {
             }
             SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } => {
                 self.metrics.peers.dec();
-                self.buckets.remove(&peer_id);
+                self.forget_if_clean(peer_id);
                 self.emit(NetworkEvent::PeerDisconnected(Peer(peer_id)));
             }
             SwarmEvent::Behaviour(BehaviourEvent::Mdns(libp2p::mdns::Event::Discovered(found))) => {

@@ -372,3 +372,50 @@ async fn requests_beyond_the_rate_are_refused() {
     client.net.shutdown().await;
     server.net.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_honest_peer_is_refused_but_never_dropped_and_reconnecting_buys_no_burst() {
+    let mut cfg = config(cairn_spec::Network::Regtest);
+    cfg.requests_per_second = 2;
+    cfg.request_burst = 6;
+    cfg.max_strikes = 2;
+    let server = start_with(64, cfg).await;
+    let client = start(65).await;
+    client.net.dial(&server.addr).await.unwrap();
+    let peer = server.net.local_peer();
+    let ask = |timeout| {
+        client.net.request(&peer, RequestBody::GetReceipt { id: Hash32::ZERO }, Duration::from_secs(timeout))
+    };
+    // Bursts of concurrent requests above the rate, as a worker with many jobs in flight
+    // sends them, each followed by the back-off a refusal asks for: refused, never struck.
+    let mut refused = 0;
+    for _ in 0..4 {
+        let answers = futures::future::join_all((0..8).map(|_| ask(5))).await;
+        refused += answers
+            .iter()
+            .filter(|a| matches!(a, Ok(ResponseBody::Error { reason: ErrorReason::RateLimited, .. })))
+            .count();
+        tokio::time::sleep(Duration::from_secs(4)).await;
+    }
+    assert!(refused >= 4, "the bursts were over the rate: {refused} refused");
+    assert!(
+        !server.state.lock().unwrap().disconnected.contains(&client.net.local_peer()),
+        "an honest peer that backs off was dropped"
+    );
+    assert_eq!(ask(5).await.unwrap(), ResponseBody::Ack, "still served");
+
+    // Spend the bucket, disconnect and come back at once: still refused, no fresh burst.
+    let _ = futures::future::join_all((0..10).map(|_| ask(5))).await;
+    let _ = client.net.disconnect(&peer).await;
+    until("the client to be gone", Duration::from_secs(10), || {
+        server.state.lock().unwrap().disconnected.contains(&client.net.local_peer())
+    })
+    .await;
+    client.net.dial(&server.addr).await.unwrap();
+    assert!(
+        matches!(ask(5).await, Ok(ResponseBody::Error { reason: ErrorReason::RateLimited, .. })),
+        "a reconnect refilled the bucket"
+    );
+    client.net.shutdown().await;
+    server.net.shutdown().await;
+}
