@@ -14,6 +14,17 @@ use libp2p::StreamProtocol;
 #[derive(Clone, Default)]
 pub(crate) struct CairnCodec;
 
+/// An inbound request as read: decoded, or why not. A frame that does not decode is handed
+/// up as `Malformed` rather than failed in the codec, because libp2p drops a request whose
+/// read fails without telling anyone: the sender would cost nothing and hear nothing.
+#[derive(Debug)]
+pub(crate) enum Inbound {
+    /// A request.
+    Request(Box<Request>),
+    /// Not one: its length above the bound (unread), or its bytes undecodable.
+    Malformed(String),
+}
+
 async fn read_frame<T: AsyncRead + Unpin + Send>(io: &mut T, max: usize) -> io::Result<Vec<u8>> {
     let mut len = [0u8; 4];
     io.read_exact(&mut len).await?;
@@ -40,15 +51,22 @@ fn invalid(e: cairn_spec::DecodeError) -> io::Error {
 
 impl libp2p::request_response::Codec for CairnCodec {
     type Protocol = StreamProtocol;
-    type Request = Request;
+    type Request = Inbound;
     type Response = Response;
 
     async fn read_request<T: AsyncRead + Unpin + Send>(
         &mut self,
         _: &StreamProtocol,
         io: &mut T,
-    ) -> io::Result<Request> {
-        Request::from_bytes(&read_frame(io, MAX_REQUEST_BYTES).await?).map_err(invalid)
+    ) -> io::Result<Inbound> {
+        match read_frame(io, MAX_REQUEST_BYTES).await {
+            Ok(bytes) => Ok(Request::from_bytes(&bytes).map_or_else(
+                |e| Inbound::Malformed(format!("undecodable request ({})", e.code())),
+                |r| Inbound::Request(Box::new(r)),
+            )),
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => Ok(Inbound::Malformed(e.to_string())),
+            Err(e) => Err(e),
+        }
     }
 
     async fn read_response<T: AsyncRead + Unpin + Send>(
@@ -63,8 +81,11 @@ impl libp2p::request_response::Codec for CairnCodec {
         &mut self,
         _: &StreamProtocol,
         io: &mut T,
-        req: Request,
+        req: Inbound,
     ) -> io::Result<()> {
+        let Inbound::Request(req) = req else {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "only requests are sent"));
+        };
         let bytes = req.to_bytes();
         if bytes.len() > MAX_REQUEST_BYTES {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "request above its bound"));

@@ -187,7 +187,11 @@ impl EventLoop {
             }
             Command::Request { peer, request, reply } => {
                 let id = request.id;
-                let rid = self.swarm.behaviour_mut().rpc.send_request(&peer, *request);
+                let rid = self
+                    .swarm
+                    .behaviour_mut()
+                    .rpc
+                    .send_request(&peer, crate::codec::Inbound::Request(request));
                 self.pending_out.insert(rid, (id, reply));
             }
             Command::Respond { token, body, reply } => {
@@ -345,11 +349,24 @@ impl EventLoop {
         let _ = self.swarm.behaviour_mut().rpc.send_response(channel, Response { id, body });
     }
 
-    fn on_rpc(&mut self, ev: request_response::Event<Request, Response>) {
+    fn on_rpc(&mut self, ev: request_response::Event<crate::codec::Inbound, Response>) {
         match ev {
             request_response::Event::Message { peer, message, .. } => match message {
                 request_response::Message::Request { request, channel, .. } => {
                     self.metrics.requests_in.inc();
+                    let request = match request {
+                        crate::codec::Inbound::Request(r) => *r,
+                        crate::codec::Inbound::Malformed(why) => {
+                            // A frame no conforming node sends: refused, and a strike.
+                            self.metrics.rejects.inc();
+                            self.emit(NetworkEvent::Rejected {
+                                from: Peer(peer),
+                                reason: RejectReason::MalformedRequest,
+                            });
+                            self.strike(peer);
+                            return self.answer(channel, 0, ErrorReason::Malformed, &why);
+                        }
+                    };
                     match self.allow_request(peer) {
                         Allowance::Allowed => {}
                         refused => {
@@ -407,20 +424,10 @@ impl EventLoop {
                     let _ = reply.send(Err(e));
                 }
             }
-            request_response::Event::InboundFailure { peer, error, .. } => {
-                // A frame that did not decode, or above its bound: never reaches the app.
-                if let request_response::InboundFailure::Io(e) = &error {
-                    if e.kind() == std::io::ErrorKind::InvalidData {
-                        self.metrics.rejects.inc();
-                        // A frame no conforming node sends: a strike, as a flood of requests.
-                        self.strike(peer);
-                        self.emit(NetworkEvent::Rejected {
-                            from: Peer(peer),
-                            reason: RejectReason::MalformedRequest,
-                        });
-                    }
-                }
-            }
+            // A request that could not be read never gets here (libp2p drops it silently),
+            // which is why the codec hands malformed frames up as `Inbound::Malformed`; what
+            // is left (timeouts, closed streams) needs no answer.
+            request_response::Event::InboundFailure { .. } => {}
             request_response::Event::ResponseSent { .. } => {}
         }
     }

@@ -419,3 +419,115 @@ async fn a_busy_honest_peer_is_refused_but_never_dropped_and_reconnecting_buys_n
     client.net.shutdown().await;
     server.net.shutdown().await;
 }
+
+/// A client that writes raw bytes on Cairn's request protocol: what a broken or hostile
+/// implementation sends, which Cairn's own handle cannot.
+mod raw {
+    use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+    use libp2p::request_response::Codec;
+    use libp2p::StreamProtocol;
+    use std::io;
+
+    #[derive(Clone, Default)]
+    pub struct RawCodec;
+
+    impl Codec for RawCodec {
+        type Protocol = StreamProtocol;
+        type Request = Vec<u8>;
+        type Response = Vec<u8>;
+
+        async fn read_request<T: AsyncRead + Unpin + Send>(
+            &mut self,
+            _: &StreamProtocol,
+            _: &mut T,
+        ) -> io::Result<Vec<u8>> {
+            Err(io::Error::other("the raw client serves nothing"))
+        }
+
+        async fn read_response<T: AsyncRead + Unpin + Send>(
+            &mut self,
+            _: &StreamProtocol,
+            io: &mut T,
+        ) -> io::Result<Vec<u8>> {
+            let mut out = Vec::new();
+            io.take(1 << 20).read_to_end(&mut out).await?;
+            Ok(out)
+        }
+
+        async fn write_request<T: AsyncWrite + Unpin + Send>(
+            &mut self,
+            _: &StreamProtocol,
+            io: &mut T,
+            req: Vec<u8>,
+        ) -> io::Result<()> {
+            io.write_all(&req).await?;
+            io.close().await
+        }
+
+        async fn write_response<T: AsyncWrite + Unpin + Send>(
+            &mut self,
+            _: &StreamProtocol,
+            _: &mut T,
+            _: Vec<u8>,
+        ) -> io::Result<()> {
+            Err(io::Error::other("the raw client serves nothing"))
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_request_frames_are_strikes_and_cost_the_connection() {
+    use futures::StreamExt;
+    use libp2p::request_response::{self, ProtocolSupport};
+    use libp2p::swarm::SwarmEvent;
+    use libp2p::{noise, tcp, yamux, Multiaddr, PeerId, StreamProtocol};
+
+    let mut cfg = config(cairn_spec::Network::Regtest);
+    cfg.max_strikes = 3;
+    let server = start_with(66, cfg).await;
+    let server_id: PeerId = server.addr.rsplit('/').next().unwrap().parse().unwrap();
+    let protocol =
+        StreamProtocol::try_from_owned(cairn_spec::wire::request_protocol(cairn_spec::Network::Regtest))
+            .unwrap();
+    let mut swarm = libp2p::SwarmBuilder::with_new_identity()
+        .with_tokio()
+        .with_tcp(tcp::Config::default(), noise::Config::new, yamux::Config::default)
+        .unwrap()
+        .with_behaviour(|_| {
+            request_response::Behaviour::<raw::RawCodec>::new(
+                [(protocol, ProtocolSupport::Outbound)],
+                request_response::Config::default(),
+            )
+        })
+        .unwrap()
+        // The client keeps its connection up on its own: only the server may end it.
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+        .build();
+    let me = swarm.local_peer_id().to_string();
+    swarm.dial(server.addr.parse::<Multiaddr>().unwrap()).unwrap();
+    // A well-formed length, then bytes that are no request; sent until the server hangs up.
+    let garbage = [0u8, 0, 0, 4, 0xde, 0xad, 0xbe, 0xef].to_vec();
+    let closed = tokio::time::timeout(Duration::from_secs(20), async {
+        let mut sent = 0;
+        loop {
+            match swarm.select_next_some().await {
+                SwarmEvent::ConnectionEstablished { .. } if sent == 0 => {
+                    for _ in 0..3 {
+                        swarm.behaviour_mut().send_request(&server_id, garbage.clone());
+                        sent += 1;
+                    }
+                }
+                SwarmEvent::ConnectionClosed { peer_id, .. } if peer_id == server_id => return sent,
+                _ => {}
+            }
+        }
+    })
+    .await
+    .expect("the server kept a peer sending malformed frames");
+    assert_eq!(closed, 3);
+    until("the server to record the drop", Duration::from_secs(5), || {
+        server.state.lock().unwrap().disconnected.iter().any(|p| p.to_string() == me)
+    })
+    .await;
+    server.net.shutdown().await;
+}
