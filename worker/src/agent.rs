@@ -534,15 +534,14 @@ fn on_gossip(shared: &Arc<Shared>, message: GossipMessage) -> Acceptance {
                 .lock()
                 .map(|mut j| match j.jobs.get(&id) {
                     Some(job) if job.may_retake() => {
-                        let retaken = j.retake(&id);
-                        if retaken {
-                            // Not synced: made durable by the new job's first synced step,
-                            // which is what it matters for.
-                            if let Ok(mut log) = shared.log.lock() {
-                                let _ = log.append(&Entry::Retake(id), false);
-                            }
-                        }
-                        !retaken
+                        // Logged first (not synced: the new job's first synced step makes it
+                        // durable, and it matters only for that job); not retaken when it
+                        // cannot be logged, or a restart would drop the new job's steps.
+                        let logged = shared
+                            .log
+                            .lock()
+                            .is_ok_and(|mut log| log.append(&Entry::Retake(id), false).is_ok());
+                        !(logged && j.retake(&id))
                     }
                     Some(_) => true,
                     None => false,
@@ -702,9 +701,6 @@ fn spawn_driver(shared: &Arc<Shared>, job: Job) {
     });
 }
 
-/// Drives one job until it waits for its receipt or ends. The permit bounds the jobs
-/// claiming, executing and committing at once; it is let go before the reveal, whose wait
-/// depends on other workers (holding it there could stall every worker at once).
 /// [`Shared::save`] off the async threads: a journal fsync must not stall the runtime the
 /// network and the other jobs run on.
 async fn persist(s: &Arc<Shared>, job: &Job) -> Result<(), AgentError> {
@@ -714,6 +710,9 @@ async fn persist(s: &Arc<Shared>, job: &Job) -> Result<(), AgentError> {
         .map_err(|e| AgentError::P2p(format!("journal thread: {e}")))?
 }
 
+/// Drives one job until it waits for its receipt or ends. The permit bounds the jobs
+/// claiming, executing and committing at once; it is let go before the reveal, whose wait
+/// depends on other workers (holding it there could stall every worker at once).
 async fn drive(s: &Arc<Shared>, mut job: Job) -> Result<(), AgentError> {
     let Some(coord) = s.coord(&job.coordinator) else {
         job.abandon("coordinator no longer configured".into());

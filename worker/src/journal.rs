@@ -155,25 +155,30 @@ impl Journal {
     /// Applies the log at `log` when it continues this snapshot. A last line cut short (a
     /// crash during its append, so never acted on) is ignored; any other bad line is not.
     fn replay(&mut self, log: &Path) -> Result<(), JournalError> {
-        let text = match std::fs::read_to_string(log) {
+        let bytes = match std::fs::read(log) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
             Err(e) => return Err(JournalError::Io(log.to_owned(), e.to_string())),
         };
         let corrupt = |m: String| JournalError::Corrupt(log.to_owned(), m);
-        let complete = text.ends_with('\n');
-        let lines: Vec<&str> = text.lines().collect();
+        // Bytes, not text: a torn write may cut a character in two.
+        let lines: Vec<&[u8]> = bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty()).collect();
         let n = lines.len();
         for (i, line) in lines.into_iter().enumerate() {
-            let entry = match serde_json::from_str::<Entry>(line) {
+            let entry = match serde_json::from_slice::<Entry>(line) {
                 Ok(e) => e,
-                Err(_) if i + 1 == n && !complete => break,
+                // The last line, unreadable: a torn append (its pages may even have reached
+                // the disk out of order), never acted on.
+                Err(_) if i + 1 == n && i > 0 => break,
                 Err(e) => return Err(corrupt(format!("line {}: {e}", i + 1))),
             };
             match (i, entry) {
                 (0, Entry::Generation(g)) if g == self.log_generation => {}
                 // Folded into this snapshot already.
-                (0, Entry::Generation(_)) => return Ok(()),
+                (0, Entry::Generation(g)) if g < self.log_generation => return Ok(()),
+                (0, Entry::Generation(g)) => {
+                    return Err(corrupt(format!("log of generation {g} is newer than its snapshot's")))
+                }
                 (0, _) => return Err(corrupt("no generation line".into())),
                 (_, Entry::Job(job)) => self.update(*job),
                 (_, Entry::Retake(id)) => {
@@ -289,7 +294,13 @@ impl JournalLog {
         let mut line =
             serde_json::to_vec(entry).map_err(|e| JournalError::Io(self.path.clone(), e.to_string()))?;
         line.push(b'\n');
-        self.file.write_all(&line).map_err(err)?;
+        let before = self.file.metadata().map_err(err)?.len();
+        if let Err(e) = self.file.write_all(&line) {
+            // Half a line must not stay for the next one to be glued onto (a bad line in the
+            // middle would make the journal unloadable).
+            let _ = self.file.set_len(before);
+            return Err(err(e));
+        }
         if sync {
             self.file.sync_data().map_err(err)?;
         }
@@ -394,6 +405,16 @@ mod tests {
         assert_eq!(again, live);
         assert_eq!(again.jobs[&b.id].stage, Stage::New, "the retake survives the restart");
         assert_eq!(again.totals.abandoned, 0);
+        // A log newer than its snapshot is not one this snapshot continues: refused.
+        let log_text = std::fs::read_to_string(log_path(&p)).unwrap();
+        let newer = log_text.replacen(
+            &format!("{{\"generation\":{}}}", live.log_generation),
+            &format!("{{\"generation\":{}}}", live.log_generation + 1),
+            1,
+        );
+        std::fs::write(log_path(&p), &newer).unwrap();
+        assert!(matches!(Journal::load(&p), Err(JournalError::Corrupt(..))));
+        std::fs::write(log_path(&p), &log_text).unwrap();
         // Only short lines were written: the snapshot is the start's, the steps are appended.
         let log = std::fs::read_to_string(log_path(&p)).unwrap();
         assert_eq!(log.lines().count(), 1 + steps.len());
@@ -416,6 +437,10 @@ mod tests {
         text.push_str(&line[..line.len() / 2]);
         std::fs::write(&lp, &text).unwrap();
         assert_eq!(Journal::load(&p).unwrap(), live);
+        // Its pages may reach the disk out of order: a torn last line can end in a newline.
+        std::fs::write(&lp, format!("{text}\n")).unwrap();
+        assert_eq!(Journal::load(&p).unwrap(), live);
+        std::fs::write(&lp, &text).unwrap();
         // Damage before the end is not a crash's: refused, not skipped.
         let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
         lines[1] = "{garbage".into();

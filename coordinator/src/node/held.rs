@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 
 use cairn_p2p::Peer;
-use cairn_spec::{Hash32, Request, RequestBody};
+use cairn_spec::{Hash32, PubKey, Request, RequestBody};
 
 /// Longest a reveal is held, in milliseconds: well inside a worker's request timeout (10 s).
 pub const HOLD_MS: u64 = 5_000;
@@ -23,11 +23,16 @@ pub const DEADLINE_MARGIN_MS: u64 = 1_500;
 /// the p2p layer's bound on unanswered requests, so holding never makes the node busy.
 pub const MAX_HELD: usize = 1024;
 
+/// Most reveals held for one worker: one worker cannot take the pool from others, nor hold
+/// many of its own connection's streams (libp2p allows 100 at once).
+pub const MAX_HELD_PER_WORKER: usize = 16;
+
 /// What a reveal needs to be tried again: its task, sender and request, and when its hold
 /// ends (set once, at its first arrival).
 #[derive(Clone, Debug)]
 pub(super) struct Retry {
     pub(super) task: Hash32,
+    pub(super) worker: PubKey,
     pub(super) from: Peer,
     pub(super) request: Request,
     pub(super) until_ms: u64,
@@ -39,7 +44,13 @@ impl Retry {
         let RequestBody::Reveal(r) = &request.body else { return None };
         let until_ms =
             now_ms.saturating_add(HOLD_MS).min(request.deadline_ms.saturating_sub(DEADLINE_MARGIN_MS));
-        Some(Retry { task: r.body.task, from: *from, request: request.clone(), until_ms })
+        Some(Retry {
+            task: r.body.task,
+            worker: r.body.worker,
+            from: *from,
+            request: request.clone(),
+            until_ms,
+        })
     }
 }
 
@@ -47,31 +58,66 @@ impl Retry {
 /// layer's reply token).
 pub(super) struct Held<R> {
     by_task: HashMap<Hash32, Vec<(Retry, R)>>,
+    per_worker: HashMap<PubKey, usize>,
     count: usize,
 }
 
 impl<R> Default for Held<R> {
     fn default() -> Self {
-        Held { by_task: HashMap::new(), count: 0 }
+        Held { by_task: HashMap::new(), per_worker: HashMap::new(), count: 0 }
     }
 }
 
 impl<R> Held<R> {
-    /// Holds a too-early reveal; hands its reply back, to be answered now, when it may not be
-    /// held (its hold is over, or [`MAX_HELD`] are held).
+    /// Holds a too-early reveal. Hands back a reply to be answered now (`too_early`): this
+    /// one when it may not be held (its hold is over, or [`MAX_HELD`] are held, or
+    /// [`MAX_HELD_PER_WORKER`] of its worker's), or the one it replaces (the same worker's
+    /// earlier reveal for the same task: one is held per task and worker).
     pub(super) fn hold(&mut self, retry: Retry, reply: R, now_ms: u64) -> Option<R> {
-        if now_ms >= retry.until_ms || self.count >= MAX_HELD {
+        if now_ms >= retry.until_ms {
             return Some(reply);
         }
+        let slot = self.by_task.entry(retry.task).or_default();
+        if let Some(same) = slot.iter_mut().find(|(r, _)| r.worker == retry.worker) {
+            let (_, old) = std::mem::replace(same, (retry, reply));
+            return Some(old);
+        }
+        let mine = self.per_worker.get(&retry.worker).copied().unwrap_or(0);
+        if self.count >= MAX_HELD || mine >= MAX_HELD_PER_WORKER {
+            if slot.is_empty() {
+                self.by_task.remove(&retry.task);
+            }
+            return Some(reply);
+        }
+        *self.per_worker.entry(retry.worker).or_default() += 1;
         self.count += 1;
-        self.by_task.entry(retry.task).or_default().push((retry, reply));
+        slot.push((retry, reply));
         None
+    }
+
+    fn forget(&mut self, gone: &[(Retry, R)]) {
+        for (r, _) in gone {
+            if let Some(n) = self.per_worker.get_mut(&r.worker) {
+                *n -= 1;
+                if *n == 0 {
+                    self.per_worker.remove(&r.worker);
+                }
+            }
+        }
+        self.count -= gone.len();
+    }
+
+    /// Everything held, to be answered now (the node is stopping).
+    pub(super) fn drain(&mut self) -> Vec<(Retry, R)> {
+        let out: Vec<_> = self.by_task.drain().flat_map(|(_, v)| v).collect();
+        self.forget(&out);
+        out
     }
 
     /// The reveals held for `task`, to be tried again now that its reveals are open.
     pub(super) fn release(&mut self, task: &Hash32) -> Vec<(Retry, R)> {
         let out = self.by_task.remove(task).unwrap_or_default();
-        self.count -= out.len();
+        self.forget(&out);
         out
     }
 
@@ -84,7 +130,7 @@ impl<R> Held<R> {
             *v = kept;
             !v.is_empty()
         });
-        self.count -= out.len();
+        self.forget(&out);
         out
     }
 
@@ -147,13 +193,50 @@ mod tests {
         let r = Retry::of(&from, &req, now).unwrap();
         let mut held = Held::default();
         assert_eq!(held.hold(r, 0u32, now), Some(0));
-        // At most MAX_HELD.
+        // One per task and worker: a second reveal replaces the first, which is answered.
         let (from, req) = reveal(&k, 4, now + 60_000);
-        for i in 0..MAX_HELD {
-            assert!(held.hold(Retry::of(&from, &req, now).unwrap(), i as u32, now).is_none());
+        assert!(held.hold(Retry::of(&from, &req, now).unwrap(), 1, now).is_none());
+        assert_eq!(held.hold(Retry::of(&from, &req, now).unwrap(), 2, now), Some(1));
+        assert_eq!(held.len(), 1);
+        // At most MAX_HELD_PER_WORKER of one worker's.
+        for t in 5..(4 + MAX_HELD_PER_WORKER as u8) {
+            let (from, req) = reveal(&k, t, now + 60_000);
+            assert!(held.hold(Retry::of(&from, &req, now).unwrap(), u32::from(t), now).is_none());
         }
-        assert_eq!(held.hold(Retry::of(&from, &req, now).unwrap(), 7, now), Some(7), "a flood is not held");
+        let (from, req) = reveal(&k, 200, now + 60_000);
+        assert_eq!(
+            held.hold(Retry::of(&from, &req, now).unwrap(), 200, now),
+            Some(200),
+            "one worker's flood is not held"
+        );
+        assert_eq!(held.len(), MAX_HELD_PER_WORKER);
+        // At most MAX_HELD over all workers.
+        let mut n = 0u32;
+        'fill: for w in 1..=255u8 {
+            let key = SigningKey::from_secret_bytes([w; 32]).unwrap();
+            if key.public() == k.public() {
+                continue;
+            }
+            for t in 0..MAX_HELD_PER_WORKER as u8 {
+                if held.len() == MAX_HELD {
+                    break 'fill;
+                }
+                let (from, req) = reveal(&key, t, now + 60_000);
+                assert!(held.hold(Retry::of(&from, &req, now).unwrap(), n, now).is_none());
+                n += 1;
+            }
+        }
         assert_eq!(held.len(), MAX_HELD);
+        let key = SigningKey::from_secret_bytes([0xee; 32]).unwrap();
+        let (from, req) = reveal(&key, 1, now + 60_000);
+        assert_eq!(
+            held.hold(Retry::of(&from, &req, now).unwrap(), 9, now),
+            Some(9),
+            "a full pool holds no more"
+        );
+        // Stopping: everything comes back to be answered.
+        assert_eq!(held.drain().len(), MAX_HELD);
+        assert_eq!(held.len(), 0);
         // Anything but a reveal is never held.
         let other = Request { id: 2, deadline_ms: now + 60_000, body: RequestBody::GetTerms };
         assert!(Retry::of(&from, &other, now).is_none());

@@ -306,13 +306,8 @@ pub async fn run(
                 }
             }
             _ = tick.tick() => {
-                let now = unix_secs();
-                match ctx.apply(move |m| Ok(((), m.tick(now)))).await {
-                    Ok(((), effects)) => ctx.perform(effects).await,
-                    Err(e @ (CoreError::Store(_) | CoreError::Poisoned)) => break Err(e.into()),
-                    Err(_) => {}
-                }
-                // Held reveals whose hold is over get the answer they would have had at once.
+                // First, before the tick waits for the core: held reveals whose hold is over
+                // get the answer they would have had at once.
                 let expired = ctx
                     .held
                     .lock()
@@ -321,6 +316,13 @@ pub async fn run(
                 for (_, reply) in expired {
                     ctx.respond(reply, Err(Refusal::TooEarly("reveals are not open yet: retry".into()))).await;
                 }
+                let now = unix_secs();
+                match ctx.apply(move |m| Ok(((), m.tick(now)))).await {
+                    Ok(((), effects)) => ctx.perform(effects).await,
+                    Err(e @ (CoreError::Store(_) | CoreError::Poisoned)) => break Err(e.into()),
+                    Err(_) => {}
+                }
+
                 metrics.open_tasks.set(ctx.core.lock().map(|c| c.machine().open_tasks().count() as i64).unwrap_or(0));
             }
         }
@@ -340,9 +342,24 @@ pub async fn run(
     shell.stop_api().await;
     // Groups already checked are decided, and decided ones written and answered, before the
     // network stops.
+    let held = ctx.held.clone();
     drop(ctx);
     let _ = decider.await;
     let _ = answerer.await;
+    // Reveals still held, or released and not yet decided: answered, not left to time out.
+    let mut waiting: Vec<ReplyToken> = held
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .drain()
+        .into_iter()
+        .map(|(_, r)| r)
+        .collect();
+    while let Ok(batch) = released_rx.try_recv() {
+        waiting.extend(batch.into_iter().map(|(_, _, reply, _)| reply));
+    }
+    for reply in waiting {
+        let _ = net.respond(reply, ResponseBody::error(ErrorReason::TooEarly, "node stopping: retry")).await;
+    }
     let anchor = anchor_tx.zip(anchor_thread).map(|(tx, handle)| Background { stop: Box::new(tx), handle });
     drop(core);
     drop(store);
