@@ -125,21 +125,29 @@ impl EventLoop {
                     // Fails harmlessly while no peer is known.
                     let _ = self.swarm.behaviour_mut().kad.bootstrap();
                 }
-                _ = scores.tick() => self.count_graylisted(),
+                _ = scores.tick() => self.drop_graylisted(),
             }
         }
         tracing::debug!(target: "cairn::p2p", "event loop stopped");
     }
 
-    /// Sets the graylisted-peers gauge: connected peers scored below the threshold.
-    fn count_graylisted(&self) {
+    /// Disconnects the connected peers scored below the graylist threshold, and sets the
+    /// gauge to how many there were. Graylisting alone only ignores a peer's gossip; it
+    /// would still hold a connection slot and the swarm's attention. Its score outlives the
+    /// connection (gossipsub keeps it), so coming back it is dropped again.
+    fn drop_graylisted(&mut self) {
         let gs = &self.swarm.behaviour().gossipsub;
-        let n = self
+        let bad: Vec<PeerId> = self
             .swarm
             .connected_peers()
             .filter(|p| gs.peer_score(p).is_some_and(|s| s < crate::behaviour::GRAYLIST_THRESHOLD))
-            .count();
-        self.metrics.graylisted.set(i64::try_from(n).unwrap_or(i64::MAX));
+            .copied()
+            .collect();
+        self.metrics.graylisted.set(i64::try_from(bad.len()).unwrap_or(i64::MAX));
+        for peer in bad {
+            tracing::info!(target: "cairn::p2p", %peer, "disconnecting a graylisted peer");
+            let _ = self.swarm.disconnect_peer_id(peer);
+        }
     }
 
     fn network(&self) -> Network {

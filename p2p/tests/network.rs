@@ -237,6 +237,11 @@ async fn misbehaving_peers_are_rejected_scored_down_and_graylisted() {
         .await;
     let s1 = relay.net.peer_score(&p1).await.unwrap().unwrap();
     assert!(s1 < Network::GRAYLIST_THRESHOLD, "score {s1}");
+    // Graylisted, it loses its connection too (not only its gossip).
+    until("the relay to drop the graylisted peer", Duration::from_secs(10), || {
+        relay.state.lock().unwrap().disconnected.contains(&p1)
+    })
+    .await;
     // The honest network keeps working.
     honest.net.publish(&GossipMessage::Epoch(chain[0].clone())).await.unwrap();
     until("the honest header at the relay", Duration::from_secs(10), || {

@@ -4,6 +4,11 @@
 //! `too_early` and polled for again. A held reveal whose hold ends first (at most
 //! [`HOLD_MS`], never past its request's deadline) is refused `too_early`, as before.
 //!
+//! A held reveal is never missed by its release because a window opens only on a commit,
+//! and a commit goes through the same ordered pipeline as the reveal: the answerer holds a
+//! group's too-early reveals before it performs that group's effects. Anything else that
+//! could open a window (a tick, a report) would have to release after holding, too.
+//!
 //! Owns the holding and its bounds. Must never decide a reveal itself: a released reveal
 //! goes through the same check → decide → write → answer pipeline as any request, and a
 //! held one is not accepted (a crash loses it; the worker asks again).
