@@ -38,8 +38,8 @@ pub struct NetworkConfig {
     /// Discover peers on the local network with mDNS (LAN devnets; off by default).
     pub mdns: bool,
     /// Strikes after which a peer is disconnected: a malformed request frame is one, and so is
-    /// each request from a peer a whole burst in debt (one that ignored a burst of refusals).
-    /// Strikes wear off one per second.
+    /// each request refused beyond a second bucket of refusals (a peer asking at more than
+    /// twice the rate). Strikes wear off one per second.
     pub max_strikes: u32,
 }
 

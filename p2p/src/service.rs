@@ -57,6 +57,8 @@ enum Allowance {
 
 struct Bucket {
     tokens: f64,
+    /// Refusals the peer may still get without a strike (refilled at the same rate).
+    refusals: f64,
     last: Instant,
 }
 
@@ -286,26 +288,29 @@ impl EventLoop {
         }
     }
 
-    /// The token bucket: a request costs a token, a refused one too (down to a debt of one
-    /// burst), so a peer that keeps asking stays refused and one that backs off recovers at
-    /// the refill rate. Only a peer a whole burst in debt, which ignored a burst of refusals,
-    /// earns a strike: an honest node's concurrent requests may be refused, never struck.
+    /// Two token buckets, both at the node's rate and burst: one for requests served, one for
+    /// requests refused. A peer asking faster than the rate is served at the rate and refused
+    /// the rest; only a peer refused faster than the rate too (asking at more than twice it,
+    /// or a burst of refusals on top of a burst of requests) earns strikes. An honest node's
+    /// concurrent requests may be refused, never struck; a flood is struck at once.
     fn allow_request(&mut self, peer: PeerId) -> Allowance {
         let rate = f64::from(self.config.requests_per_second);
         let burst = f64::from(self.config.request_burst);
         let now = Instant::now();
-        let b = self.buckets.entry(peer).or_insert(Bucket { tokens: burst, last: now });
-        b.tokens = (b.tokens + now.duration_since(b.last).as_secs_f64() * rate).min(burst);
+        let b = self.buckets.entry(peer).or_insert(Bucket { tokens: burst, refusals: burst, last: now });
+        let refill = now.duration_since(b.last).as_secs_f64() * rate;
+        b.tokens = (b.tokens + refill).min(burst);
+        b.refusals = (b.refusals + refill).min(burst);
         b.last = now;
         if b.tokens >= 1.0 {
             b.tokens -= 1.0;
             return Allowance::Allowed;
         }
-        b.tokens = (b.tokens - 1.0).max(-burst);
-        if b.tokens <= -burst {
-            Allowance::RefusedAndStruck
-        } else {
+        if b.refusals >= 1.0 {
+            b.refusals -= 1.0;
             Allowance::Refused
+        } else {
+            Allowance::RefusedAndStruck
         }
     }
 
@@ -330,10 +335,10 @@ impl EventLoop {
         let burst = f64::from(self.config.request_burst);
         let rate = f64::from(self.config.requests_per_second);
         let now = Instant::now();
-        let full = self
-            .buckets
-            .get(&peer)
-            .is_none_or(|b| b.tokens + now.duration_since(b.last).as_secs_f64() * rate >= burst);
+        let full = self.buckets.get(&peer).is_none_or(|b| {
+            let refill = now.duration_since(b.last).as_secs_f64() * rate;
+            b.tokens + refill >= burst && b.refusals + refill >= burst
+        });
         if full {
             self.buckets.remove(&peer);
         }

@@ -417,9 +417,11 @@ async fn a_busy_honest_peer_is_refused_but_never_dropped_and_reconnecting_buys_n
     })
     .await;
     client.net.dial(&server.addr).await.unwrap();
+    // A fresh bucket would serve all four; the one kept serves a token or two by now.
+    let answers = futures::future::join_all((0..4).map(|_| ask(5))).await;
     assert!(
-        matches!(ask(5).await, Ok(ResponseBody::Error { reason: ErrorReason::RateLimited, .. })),
-        "a reconnect refilled the bucket"
+        answers.iter().any(|a| matches!(a, Ok(ResponseBody::Error { reason: ErrorReason::RateLimited, .. }))),
+        "a reconnect refilled the bucket: {answers:?}"
     );
     client.net.shutdown().await;
     server.net.shutdown().await;
