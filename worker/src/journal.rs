@@ -201,21 +201,8 @@ impl Journal {
     }
 
     fn write_snapshot(&self, path: &Path) -> Result<(), JournalError> {
-        let err = |e: std::io::Error| JournalError::Io(path.to_owned(), e.to_string());
         let bytes = serde_json::to_vec(self).map_err(|e| JournalError::Io(path.to_owned(), e.to_string()))?;
-        let tmp = path.with_extension("tmp");
-        {
-            let mut f = std::fs::File::create(&tmp).map_err(err)?;
-            f.write_all(&bytes).map_err(err)?;
-            f.sync_all().map_err(err)?;
-        }
-        std::fs::rename(&tmp, path).map_err(err)?;
-        if let Some(dir) = path.parent() {
-            if let Ok(d) = std::fs::File::open(dir) {
-                let _ = d.sync_all();
-            }
-        }
-        Ok(())
+        replace_atomically(path, &path.with_extension("tmp"), &bytes)
     }
 
     /// Forgets a job given up with nothing held by the coordinator ([`Job::may_retake`]) so
@@ -264,25 +251,32 @@ impl Journal {
     }
 }
 
+/// Replaces `path` with `bytes` so that a crash leaves the old file or the new one: written
+/// to `tmp`, synced, renamed over `path`, and the directory synced.
+fn replace_atomically(path: &Path, tmp: &Path, bytes: &[u8]) -> Result<(), JournalError> {
+    let err = |e: std::io::Error| JournalError::Io(path.to_owned(), e.to_string());
+    {
+        let mut f = std::fs::File::create(tmp).map_err(err)?;
+        f.write_all(bytes).map_err(err)?;
+        f.sync_all().map_err(err)?;
+    }
+    std::fs::rename(tmp, path).map_err(err)?;
+    if let Some(dir) = path.parent() {
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+    }
+    Ok(())
+}
+
 impl JournalLog {
     /// A new log continuing snapshot generation `generation` (replacing any old one).
     fn start(path: &Path, generation: u64) -> Result<JournalLog, JournalError> {
         let err = |e: std::io::Error| JournalError::Io(path.to_owned(), e.to_string());
-        let tmp = path.with_extension("log.tmp");
         let mut line = serde_json::to_vec(&Entry::Generation(generation))
             .map_err(|e| JournalError::Io(path.to_owned(), e.to_string()))?;
         line.push(b'\n');
-        {
-            let mut f = std::fs::File::create(&tmp).map_err(err)?;
-            f.write_all(&line).map_err(err)?;
-            f.sync_all().map_err(err)?;
-        }
-        std::fs::rename(&tmp, path).map_err(err)?;
-        if let Some(dir) = path.parent() {
-            if let Ok(d) = std::fs::File::open(dir) {
-                let _ = d.sync_all();
-            }
-        }
+        replace_atomically(path, &path.with_extension("log.tmp"), &line)?;
         let file = std::fs::OpenOptions::new().append(true).open(path).map_err(err)?;
         Ok(JournalLog { path: path.to_owned(), file, lines: 0 })
     }
