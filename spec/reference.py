@@ -985,7 +985,7 @@ ERROR_REASONS = {
 # gossip kind -> (object type, topic)
 GOSSIP_KINDS = {1: ("task_announcement", "tasks"), 2: ("receipt", "receipts"), 3: ("epoch_header", "epochs")}
 # request tag -> object type for signed bodies
-REQUEST_SIGNED = {1: "registration", 2: "claim", 3: "commitment", 4: "reveal"}
+REQUEST_SIGNED = {1: "registration", 2: "claim", 3: "commitment", 4: "reveal", 11: "task_announcement"}
 
 
 def dec_signed(r, ty):

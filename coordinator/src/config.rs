@@ -55,6 +55,11 @@ pub struct P2pSection {
     pub bootstrap: Vec<String>,
     /// LAN discovery.
     pub mdns: bool,
+    /// Requests each peer may make per second beyond the work it does (SPEC.md §11.5;
+    /// default 50). Work done is refunded, so this bounds reads, repeats and refusals only.
+    pub requests_per_second: Option<u32>,
+    /// Burst of such requests (default 100).
+    pub request_burst: Option<u32>,
 }
 
 /// How the node reaches Bitcoin.
@@ -529,6 +534,11 @@ impl NodeConfig {
                 classes.len(),
                 cairn_spec::wire::MAX_CLASSES_PER_TERMS
             )));
+        }
+        if self.p2p.requests_per_second == Some(0) || self.p2p.request_burst == Some(0) {
+            return Err(ConfigError::Invalid(
+                "p2p.requests_per_second and p2p.request_burst must be at least 1".into(),
+            ));
         }
         let l = &self.lifecycle;
         if l.pow_difficulty > 40 {

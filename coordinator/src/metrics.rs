@@ -6,9 +6,79 @@
 use std::sync::Mutex;
 
 use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
+
+/// A stage of a task's life on the node, from the stage before it (`node::stages`).
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub enum Stage {
+    /// The API's submission: checked, decided and written (synced).
+    Submit,
+    /// Written → the first announcement sent.
+    Announce,
+    /// Announced → the first claim in (gossip to the workers, their claim back).
+    Claim,
+    /// First claim in → the commitment that completes the replicas in (the lease back, the
+    /// workers' execution and journal, their commitments).
+    ExecuteAndCommit,
+    /// That commitment in → the reveal window open (checked, decided, written).
+    OpenWindow,
+    /// Window open → the last reveal in (held reveals are released at once).
+    Reveal,
+    /// Last reveal in → the receipts on disk (checked, decided, signed, written).
+    Decide,
+    /// Submission in → receipts on disk.
+    Total,
+}
+
+impl Stage {
+    /// The label value `/metrics` shows.
+    pub fn label(self) -> &'static str {
+        match self {
+            Stage::Submit => "submit",
+            Stage::Announce => "announce",
+            Stage::Claim => "claim",
+            Stage::ExecuteAndCommit => "execute_and_commit",
+            Stage::OpenWindow => "open_window",
+            Stage::Reveal => "reveal",
+            Stage::Decide => "decide",
+            Stage::Total => "total",
+        }
+    }
+
+    /// Every stage, in a task's order.
+    pub const ALL: [Stage; 8] = [
+        Stage::Submit,
+        Stage::Announce,
+        Stage::Claim,
+        Stage::ExecuteAndCommit,
+        Stage::OpenWindow,
+        Stage::Reveal,
+        Stage::Decide,
+        Stage::Total,
+    ];
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StageLabels {
+    stage: Stage,
+}
+
+impl EncodeLabelValue for Stage {
+    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), std::fmt::Error> {
+        use std::fmt::Write as _;
+        encoder.write_str(self.label())
+    }
+}
+
+fn stage_histogram() -> Histogram {
+    // 0.1 ms to about 13 s.
+    Histogram::new(exponential_buckets(0.000_1, 2.0, 18))
+}
 
 /// Counters and gauges of the node.
 pub struct NodeMetrics {
@@ -41,6 +111,8 @@ pub struct NodeMetrics {
     pub anchor_fee_cap_day_sats: Gauge,
     /// 1 when `/v1/ready` would answer 200.
     pub ready: Gauge,
+    /// Seconds each stage of a decided task took (`node::stages`).
+    stages: Family<StageLabels, Histogram, fn() -> Histogram>,
 }
 
 impl Default for NodeMetrics {
@@ -68,6 +140,7 @@ impl NodeMetrics {
             anchor_fee_spent_today_sats: Gauge::default(),
             anchor_fee_cap_day_sats: Gauge::default(),
             ready: Gauge::default(),
+            stages: Family::new_with_constructor(stage_histogram),
         };
         let r = registry.sub_registry_with_prefix("cairn");
         r.register(
@@ -108,10 +181,20 @@ impl NodeMetrics {
         );
         r.register("anchor_fee_cap_day_sats", "The daily anchor fee cap", m.anchor_fee_cap_day_sats.clone());
         r.register("ready", "1 when /v1/ready answers 200", m.ready.clone());
+        r.register(
+            "task_stage_seconds",
+            "Seconds a decided task spent in each stage on this node, from the stage before it",
+            m.stages.clone(),
+        );
         if let Ok(mut r) = m.registry.lock() {
             *r = registry;
         }
         m
+    }
+
+    /// A decided task spent `took` in `stage`.
+    pub fn observe_stage(&self, stage: Stage, took: std::time::Duration) {
+        self.stages.get_or_create(&StageLabels { stage }).observe(took.as_secs_f64());
     }
 
     /// The OpenMetrics text.

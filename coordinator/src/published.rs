@@ -100,25 +100,39 @@ impl Published {
     }
 }
 
-/// The latest summary: the core replaces it, readers take a copy of the pointer.
+/// The latest summary: the core replaces it after each write, readers take a copy of the
+/// pointer, and waiters (`GET /v1/tasks/{id}?wait_ms=`) are woken by each replacement.
 #[derive(Clone, Debug)]
-pub struct Board(Arc<RwLock<Arc<Published>>>);
+pub struct Board {
+    summary: Arc<RwLock<Arc<Published>>>,
+    /// Counts replacements; a receiver wakes at each.
+    written: Arc<tokio::sync::watch::Sender<u64>>,
+}
 
 impl Board {
     /// A board showing `first`.
     pub fn new(first: Published) -> Self {
-        Board(Arc::new(RwLock::new(Arc::new(first))))
+        Board {
+            summary: Arc::new(RwLock::new(Arc::new(first))),
+            written: Arc::new(tokio::sync::watch::channel(0).0),
+        }
     }
 
     /// The latest summary.
     pub fn get(&self) -> Option<Arc<Published>> {
-        self.0.read().ok().map(|p| p.clone())
+        self.summary.read().ok().map(|p| p.clone())
     }
 
-    /// Replaces the summary.
+    /// Replaces the summary (after a write is on disk) and wakes the waiters.
     pub(crate) fn set(&self, p: Published) {
-        if let Ok(mut slot) = self.0.write() {
+        if let Ok(mut slot) = self.summary.write() {
             *slot = Arc::new(p);
         }
+        self.written.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// A receiver that wakes after each write from now on.
+    pub fn watch(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.written.subscribe()
     }
 }

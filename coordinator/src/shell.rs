@@ -121,6 +121,12 @@ impl Shell {
         }
         ncfg.bootstrap = cfg.p2p.bootstrap.clone();
         ncfg.mdns = cfg.p2p.mdns;
+        if let Some(rate) = cfg.p2p.requests_per_second {
+            ncfg.requests_per_second = rate;
+        }
+        if let Some(burst) = cfg.p2p.request_burst {
+            ncfg.request_burst = burst;
+        }
         let (net, events) =
             Network::start(ncfg, &self.key).await.map_err(|e| NodeError::P2p(e.to_string()))?;
         let addrs =

@@ -32,6 +32,21 @@ pub(crate) fn protocol_key(peer: &PeerId) -> Option<PubKey> {
     PubKey::from_bytes(x)
 }
 
+/// The two peer ids a node with x-only protocol key `key` may have: the libp2p key is the
+/// full point, whose parity the x-only key does not carry.
+pub(crate) fn peers_of_key(key: &PubKey) -> Vec<PeerId> {
+    [0x02u8, 0x03]
+        .into_iter()
+        .filter_map(|parity| {
+            let mut compressed = [0u8; 33];
+            compressed[0] = parity;
+            compressed[1..].copy_from_slice(key.as_bytes());
+            let pk = identity::secp256k1::PublicKey::try_from_bytes(&compressed).ok()?;
+            Some(identity::PublicKey::from(pk).to_peer_id())
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -43,5 +58,18 @@ mod tests {
         assert_eq!(protocol_key(&kp.public().to_peer_id()), Some(key.public()));
         let other = Keypair::generate_ed25519();
         assert_eq!(protocol_key(&other.public().to_peer_id()), None);
+    }
+
+    /// Whatever the parity of a key's point, one of the two candidate ids is the peer's.
+    #[test]
+    fn one_of_the_two_candidate_ids_of_a_key_is_its_peer_id() {
+        for i in 1..=16u8 {
+            let key = SigningKey::from_secret_bytes([i; 32]).unwrap();
+            let id = keypair(&key).unwrap().public().to_peer_id();
+            let candidates = peers_of_key(&key.public());
+            assert_eq!(candidates.len(), 2);
+            assert!(candidates.contains(&id), "key {i}");
+            assert!(candidates.iter().all(|p| protocol_key(p) == Some(key.public())));
+        }
     }
 }

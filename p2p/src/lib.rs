@@ -100,6 +100,15 @@ pub enum Acceptance {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ReplyToken(u64);
 
+/// What an answered request costs its sender's request bucket.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cost {
+    /// The token it took stays spent (reads, refusals, repeats).
+    Charged,
+    /// The token is given back: the request moved the node's state on.
+    Refunded,
+}
+
 /// Why the network layer dropped a message before the application saw it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -475,9 +484,27 @@ impl Network {
         }
     }
 
-    /// Answers an inbound request.
+    /// Answers an inbound request; its token stays spent.
     pub async fn respond(&self, reply: ReplyToken, body: ResponseBody) -> Result<(), P2pError> {
-        self.ask(|r| Command::Respond { token: reply, body, reply: r }).await?
+        self.respond_at(reply, body, Cost::Charged).await
+    }
+
+    /// Answers an inbound request at `cost`: `Cost::Refunded` gives the requester back the
+    /// token of its request bucket the request took (SPEC.md §11.5), for requests that did
+    /// work the node wanted done.
+    pub async fn respond_at(
+        &self,
+        reply: ReplyToken,
+        body: ResponseBody,
+        cost: Cost,
+    ) -> Result<(), P2pError> {
+        self.ask(|r| Command::Respond { token: reply, body, cost, reply: r }).await?
+    }
+
+    /// The connected peer whose protocol key is `key`, if one is connected (a request to a
+    /// worker goes over the connection it made; its address is not known otherwise).
+    pub async fn connected_peer_of(&self, key: &PubKey) -> Result<Option<Peer>, P2pError> {
+        Ok(self.ask(|reply| Command::ConnectedPeerOf { key: *key, reply }).await?.map(Peer))
     }
 
     /// Connected peers.

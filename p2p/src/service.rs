@@ -23,21 +23,58 @@ use tokio::sync::{mpsc, oneshot};
 use crate::behaviour::{announces_another_cairn, topic, Behaviour, BehaviourEvent, Topics};
 use crate::config::NetworkConfig;
 use crate::{
-    Acceptance, GossipId, Metrics, NetworkEvent, P2pError, Peer, RejectReason, ReplyToken, RequestError,
+    Acceptance, Cost, GossipId, Metrics, NetworkEvent, P2pError, Peer, RejectReason, ReplyToken, RequestError,
 };
 
 pub(crate) enum Command {
-    Publish { topic: Topic, data: Vec<u8>, reply: oneshot::Sender<Result<(), P2pError>> },
-    Report { id: GossipId, acceptance: Acceptance },
-    Request { peer: PeerId, request: Box<Request>, reply: oneshot::Sender<Result<Response, RequestError>> },
-    Respond { token: ReplyToken, body: ResponseBody, reply: oneshot::Sender<Result<(), P2pError>> },
-    Dial { addr: Multiaddr, reply: oneshot::Sender<Result<(), P2pError>> },
-    Peers { reply: oneshot::Sender<Vec<PeerId>> },
-    ListenAddrs { reply: oneshot::Sender<Vec<Multiaddr>> },
-    Score { peer: PeerId, reply: oneshot::Sender<Option<f64>> },
-    MeshPeers { topic: Topic, reply: oneshot::Sender<usize> },
-    Disconnect { peer: PeerId },
-    Shutdown { reply: oneshot::Sender<()> },
+    Publish {
+        topic: Topic,
+        data: Vec<u8>,
+        reply: oneshot::Sender<Result<(), P2pError>>,
+    },
+    Report {
+        id: GossipId,
+        acceptance: Acceptance,
+    },
+    Request {
+        peer: PeerId,
+        request: Box<Request>,
+        reply: oneshot::Sender<Result<Response, RequestError>>,
+    },
+    Respond {
+        token: ReplyToken,
+        body: ResponseBody,
+        cost: Cost,
+        reply: oneshot::Sender<Result<(), P2pError>>,
+    },
+    Dial {
+        addr: Multiaddr,
+        reply: oneshot::Sender<Result<(), P2pError>>,
+    },
+    Peers {
+        reply: oneshot::Sender<Vec<PeerId>>,
+    },
+    ConnectedPeerOf {
+        key: cairn_spec::PubKey,
+        reply: oneshot::Sender<Option<PeerId>>,
+    },
+    ListenAddrs {
+        reply: oneshot::Sender<Vec<Multiaddr>>,
+    },
+    Score {
+        peer: PeerId,
+        reply: oneshot::Sender<Option<f64>>,
+    },
+    MeshPeers {
+        topic: Topic,
+        reply: oneshot::Sender<usize>,
+    },
+    Disconnect {
+        peer: PeerId,
+    },
+    Shutdown {
+        reply: oneshot::Sender<()>,
+    },
 }
 
 /// Peers whose request bucket and strikes are remembered at most (beyond it, only connected
@@ -71,7 +108,7 @@ pub(crate) struct EventLoop {
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) pending_out:
         HashMap<OutboundRequestId, (u64, oneshot::Sender<Result<Response, RequestError>>)>,
-    pub(crate) pending_in: HashMap<u64, (u64, ResponseChannel<Response>)>,
+    pub(crate) pending_in: HashMap<u64, (u64, ResponseChannel<Response>, PeerId)>,
     pub(crate) next_token: u64,
     /// Request buckets, kept after a peer disconnects while they say something (in debt, or
     /// with strikes): reconnecting buys no fresh burst.
@@ -204,14 +241,18 @@ impl EventLoop {
                     .send_request(&peer, crate::codec::Inbound::Request(request));
                 self.pending_out.insert(rid, (id, reply));
             }
-            Command::Respond { token, body, reply } => {
+            Command::Respond { token, body, cost, reply } => {
                 let r = match self.pending_in.remove(&token.0) {
-                    Some((id, channel)) => self
-                        .swarm
-                        .behaviour_mut()
-                        .rpc
-                        .send_response(channel, Response { id, body })
-                        .map_err(|_| P2pError::Closed("the requester is gone".into())),
+                    Some((id, channel, peer)) => {
+                        if cost == Cost::Refunded {
+                            self.refund(peer);
+                        }
+                        self.swarm
+                            .behaviour_mut()
+                            .rpc
+                            .send_response(channel, Response { id, body })
+                            .map_err(|_| P2pError::Closed("the requester is gone".into()))
+                    }
                     None => Err(P2pError::Closed(
                         "no such pending request (already answered or timed out)".into(),
                     )),
@@ -223,6 +264,11 @@ impl EventLoop {
                     self.swarm.behaviour_mut().kad.add_address(&peer, addr.clone());
                 }
                 let _ = reply.send(self.swarm.dial(addr).map_err(|e| P2pError::Transport(e.to_string())));
+            }
+            Command::ConnectedPeerOf { key, reply } => {
+                let peer =
+                    crate::identity::peers_of_key(&key).into_iter().find(|p| self.swarm.is_connected(p));
+                let _ = reply.send(peer);
             }
             Command::Peers { reply } => {
                 let _ = reply.send(self.swarm.connected_peers().copied().collect());
@@ -311,6 +357,16 @@ impl EventLoop {
             Allowance::Refused
         } else {
             Allowance::RefusedAndStruck
+        }
+    }
+
+    /// Gives back the token a request took: the application answered it as work that moved
+    /// its state on (`Cost::Refunded`), so a peer doing useful work is never slowed by the
+    /// rate meant for floods; what it asks beyond its work still spends the bucket.
+    fn refund(&mut self, peer: PeerId) {
+        let burst = f64::from(self.config.request_burst);
+        if let Some(b) = self.buckets.get_mut(&peer) {
+            b.tokens = (b.tokens + 1.0).min(burst);
         }
     }
 
@@ -409,13 +465,13 @@ impl EventLoop {
                     self.next_token += 1;
                     let token = ReplyToken(self.next_token);
                     let id = request.id;
-                    self.pending_in.insert(token.0, (id, channel));
+                    self.pending_in.insert(token.0, (id, channel, peer));
                     if !self.emit(NetworkEvent::Request {
                         from: Peer(peer),
                         request: Box::new(request),
                         reply: token,
                     }) {
-                        if let Some((id, channel)) = self.pending_in.remove(&token.0) {
+                        if let Some((id, channel, _)) = self.pending_in.remove(&token.0) {
                             self.answer(channel, id, ErrorReason::Busy, "busy");
                         }
                     }

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use cairn_p2p::{Acceptance, Network, NetworkConfig, NetworkEvent, Peer, RejectReason};
+use cairn_p2p::{Acceptance, Cost, Network, NetworkConfig, NetworkEvent, Peer, RejectReason};
 use cairn_spec::hash::sha256;
 use cairn_spec::wire::Topic;
 use cairn_spec::{
@@ -57,6 +57,11 @@ fn spawn_app(net: Network, mut events: mpsc::Receiver<NetworkEvent>, state: Arc<
                                     .map(|(_, h)| h.clone())
                                     .collect(),
                             )
+                        }
+                        // Stands for work the node wanted done: its token is given back.
+                        RequestBody::GetTerms => {
+                            let _ = net.respond_at(reply, ResponseBody::Ack, Cost::Refunded).await;
+                            continue;
                         }
                         _ => ResponseBody::Ack,
                     };
@@ -326,6 +331,46 @@ async fn regtest_and_signet_never_exchange_gossip() {
     for n in [&r, &s, &r2] {
         n.net.shutdown().await;
     }
+}
+
+/// Requests answered as work done give their token back (SPEC.md §11.5): a peer doing work
+/// is served far past the rate, and nothing carries over to what it asks beyond its work,
+/// which is limited as before. The node also finds a connected peer by its x-only key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn work_done_is_refunded_and_only_what_is_asked_beyond_it_is_limited() {
+    let mut cfg = config(cairn_spec::Network::Regtest);
+    cfg.requests_per_second = 1;
+    cfg.request_burst = 3;
+    let server = start_with(64, cfg).await;
+    let client = start(65).await;
+    client.net.dial(&server.addr).await.unwrap();
+    let peer = server.net.local_peer();
+    let ask = |body: RequestBody| {
+        let (net, peer) = (client.net.clone(), peer);
+        async move { net.request(&peer, body, Duration::from_secs(5)).await.unwrap() }
+    };
+    // Forty pieces of work in a row at a rate of one a second with a burst of three.
+    for i in 0..40 {
+        assert_eq!(ask(RequestBody::GetTerms).await, ResponseBody::Ack, "work {i}");
+    }
+    assert_eq!(server.net.metrics().rate_limited, 0);
+    // What it asks beyond its work: the burst, then refusals.
+    let mut reads = Vec::new();
+    for _ in 0..6 {
+        reads.push(ask(RequestBody::GetReceipt { id: Hash32::ZERO }).await);
+    }
+    let served = reads.iter().filter(|a| **a == ResponseBody::Ack).count();
+    assert!((3..=4).contains(&served), "the burst and at most one token refilled: {reads:?}");
+    assert!(server.net.metrics().rate_limited >= 2);
+
+    // The server reaches the client by its protocol key alone (x-only: either parity).
+    let client_key = SigningKey::from_secret_bytes([65; 32]).unwrap().public();
+    let found = server.net.connected_peer_of(&client_key).await.unwrap();
+    assert_eq!(found, Some(client.net.local_peer()));
+    let stranger = SigningKey::from_secret_bytes([66; 32]).unwrap().public();
+    assert_eq!(server.net.connected_peer_of(&stranger).await.unwrap(), None);
+    client.net.shutdown().await;
+    server.net.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1094,6 +1094,7 @@ fn wire_vectors() -> Value {
         RequestBody::GetTerms,
         RequestBody::GetEpochReceipts { height: 1, from: 0, count: 2048 },
         RequestBody::GetLedger { height: 1, from: 2, count: 8192 },
+        RequestBody::Offer(Box::new(ann.clone())),
     ]
     .into_iter()
     .enumerate()

@@ -287,6 +287,9 @@ pub enum RequestBody {
         /// At most `MAX_LEDGER_PER_REQUEST`.
         count: u16,
     },
+    /// 11: a coordinator tells a worker it drew for a slot (SPEC.md §12.1): the task's signed
+    /// announcement, sent to that worker alone; the worker claims as it would from gossip.
+    Offer(Box<Signed<TaskAnnouncement>>),
 }
 
 fn bounded_count(field: &'static str, count: u16, max: usize) -> Result<u16, DecodeError> {
@@ -345,6 +348,10 @@ impl Encode for Request {
             RequestBody::GetLedger { height, from, count } => {
                 w.u8(10).u32(*height).u32(*from).u16(*count);
             }
+            RequestBody::Offer(x) => {
+                w.u8(11);
+                x.encode(w);
+            }
         }
     }
 }
@@ -398,6 +405,7 @@ impl Decode for Request {
                 from: r.u32("from")?,
                 count: bounded_count("count", r.u16("count")?, MAX_LEDGER_PER_REQUEST)?,
             },
+            11 => RequestBody::Offer(Box::new(Signed::decode(r)?)),
             tag => return Err(DecodeError::InvalidTag { field: "request", tag }),
         };
         Ok(Request { id, deadline_ms, body })

@@ -107,6 +107,10 @@ pub struct Worker {
     pub coord: Peer,
     pub coord_addr: String,
     pub announced: Arc<Mutex<Vec<Hash32>>>,
+    /// The newest task announcement heard by gossip, as signed.
+    pub last_announcement: Arc<Mutex<Option<Signed<cairn_spec::TaskAnnouncement>>>>,
+    /// Tasks offered to this worker directly (SPEC §12.1), in order; each offer is answered `Ack`.
+    pub offers: Arc<Mutex<Vec<Hash32>>>,
 }
 
 pub fn salt(w: &PubKey, task: &Hash32) -> [u8; 32] {
@@ -123,19 +127,43 @@ impl Worker {
         let (net, mut events) = Network::start(cfg, &key).await.unwrap();
         let coord: Peer = coord_addr.rsplit('/').next().unwrap().parse().unwrap();
         let announced = Arc::new(Mutex::new(Vec::new()));
-        let (n2, a2) = (net.clone(), announced.clone());
+        let last_announcement = Arc::new(Mutex::new(None));
+        let offers = Arc::new(Mutex::new(Vec::new()));
+        let (n2, a2, l2, o2) = (net.clone(), announced.clone(), last_announcement.clone(), offers.clone());
         tokio::spawn(async move {
             while let Some(ev) = events.recv().await {
-                if let NetworkEvent::Gossip { message, id, .. } = ev {
-                    if let GossipMessage::Task(t) = message.as_ref() {
-                        a2.lock().unwrap().push(cairn_spec::Object::id(&t.body.task));
+                match ev {
+                    NetworkEvent::Gossip { message, id, .. } => {
+                        if let GossipMessage::Task(t) = message.as_ref() {
+                            a2.lock().unwrap().push(cairn_spec::Object::id(&t.body.task));
+                            *l2.lock().unwrap() = Some(t.clone());
+                        }
+                        let _ = n2.report(id, Acceptance::Accept).await;
                     }
-                    let _ = n2.report(id, Acceptance::Accept).await;
+                    NetworkEvent::Request { request, reply, .. } => {
+                        let body = match request.body {
+                            RequestBody::Offer(a) => {
+                                o2.lock().unwrap().push(cairn_spec::Object::id(&a.body.task));
+                                ResponseBody::Ack
+                            }
+                            _ => ResponseBody::error(ErrorReason::Malformed, "a worker answers only offers"),
+                        };
+                        let _ = n2.respond(reply, body).await;
+                    }
+                    _ => {}
                 }
             }
         });
         net.dial(coord_addr).await.unwrap();
-        let w = Worker { key, net, coord, coord_addr: coord_addr.to_string(), announced };
+        let w = Worker {
+            key,
+            net,
+            coord,
+            coord_addr: coord_addr.to_string(),
+            announced,
+            last_announcement,
+            offers,
+        };
         // Connected once a request round-trips.
         for _ in 0..100 {
             if w.try_req(RequestBody::GetEpochs { from: 0, count: 1 }).await.is_some() {

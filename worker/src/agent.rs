@@ -16,7 +16,7 @@ use cairn_p2p::{keyfile, Acceptance, Network, NetworkConfig, NetworkEvent, Peer}
 use cairn_spec::work::{bond_message, commitment_value};
 use cairn_spec::{
     Bond, Claim, Commitment, ErrorReason, GossipMessage, Hash32, Object, Payload, PubKey, Registration,
-    RequestBody, ResponseBody, Reveal, Signed, SigningKey, TaskClass, Terms,
+    RequestBody, ResponseBody, Reveal, Signed, SigningKey, TaskAnnouncement, TaskClass, Terms,
 };
 use thiserror::Error;
 use tokio::sync::{oneshot, Semaphore};
@@ -105,7 +105,20 @@ struct Shared {
     again: Mutex<HashSet<Hash32>>,
     permits: Semaphore,
     max_input: u32,
+    /// When each coordinator last offered this worker a task of each class (SPEC.md §12.1):
+    /// while recent, its gossiped tasks of that class are not claimed.
+    offered: Mutex<HashMap<(PubKey, Hash32), u64>>,
 }
+
+/// An offer as it came in: its sender, the offer, where the answer goes.
+type Offered = (Peer, Box<Signed<TaskAnnouncement>>, cairn_p2p::ReplyToken);
+
+/// How long after an offer of a class this worker relies on offers for that class and claims
+/// none of the coordinator's gossiped tasks of it (SPEC.md §12.1): claims on its offers keep
+/// it ready, and a claim on a task it was not drawn for would only be refused (and spend its
+/// request budget). Well under the coordinator's `live_secs` [120], so a worker no longer
+/// drawn claims again, and is ready again, long before its readiness lapses.
+const OFFERED_SECS: u64 = 30;
 
 fn random32() -> [u8; 32] {
     let mut b = [0u8; 32];
@@ -208,15 +221,36 @@ pub async fn run(
 
     // Events are drained from the start so the network never stalls while we register.
     let (gossip_tx, mut gossip_rx) = tokio::sync::mpsc::channel::<(GossipMessage, cairn_p2p::GossipId)>(1024);
+    let (offer_tx, mut offer_rx) = tokio::sync::mpsc::channel::<Offered>(1024);
     let net2 = net.clone();
     tokio::spawn(async move {
         while let Some(ev) = events.recv().await {
-            if let NetworkEvent::Gossip { message, id, .. } = ev {
-                if let Err(tokio::sync::mpsc::error::TrySendError::Full((_, id))) =
-                    gossip_tx.try_send((*message, id))
-                {
-                    let _ = net2.report(id, Acceptance::Ignore).await;
+            match ev {
+                NetworkEvent::Gossip { message, id, .. } => {
+                    if let Err(tokio::sync::mpsc::error::TrySendError::Full((_, id))) =
+                        gossip_tx.try_send((*message, id))
+                    {
+                        let _ = net2.report(id, Acceptance::Ignore).await;
+                    }
                 }
+                // A worker serves one request: a coordinator's offer (SPEC.md §11.4).
+                NetworkEvent::Request { from, request, reply } => match request.body {
+                    RequestBody::Offer(a) => {
+                        if let Err(e) = offer_tx.try_send((from, a, reply)) {
+                            let reply = match e {
+                                tokio::sync::mpsc::error::TrySendError::Full((_, _, r))
+                                | tokio::sync::mpsc::error::TrySendError::Closed((_, _, r)) => r,
+                            };
+                            let _ = net2.respond(reply, ResponseBody::error(ErrorReason::Busy, "busy")).await;
+                        }
+                    }
+                    _ => {
+                        let body =
+                            ResponseBody::error(ErrorReason::Malformed, "a worker answers only offers");
+                        let _ = net2.respond(reply, body).await;
+                    }
+                },
+                _ => {}
             }
         }
     });
@@ -300,6 +334,7 @@ pub async fn run(
         again: Mutex::new(HashSet::new()),
         permits: Semaphore::new(cfg.limits.concurrent_tasks),
         max_input: cfg.limits.max_input_bytes,
+        offered: Mutex::new(HashMap::new()),
     });
     // A restart picks up every job where the journal left it.
     for job in pending {
@@ -321,6 +356,15 @@ pub async fn run(
                 let Some((message, id)) = ev else { break };
                 let verdict = on_gossip(&shared, message);
                 let _ = net.report(id, verdict).await;
+            }
+            ev = offer_rx.recv() => {
+                let Some((from, offer, reply)) = ev else { break };
+                let (body, cost) = match on_offer(&shared, &from, *offer) {
+                    Ok(true) => (ResponseBody::Ack, cairn_p2p::Cost::Refunded),
+                    Ok(false) => (ResponseBody::Ack, cairn_p2p::Cost::Charged),
+                    Err(why) => (ResponseBody::error(ErrorReason::Malformed, why), cairn_p2p::Cost::Charged),
+                };
+                let _ = net.respond_at(reply, body, cost).await;
             }
             _ = keep.tick() => reconnect(&shared, &mut lost).await,
         }
@@ -523,56 +567,16 @@ fn on_gossip(shared: &Arc<Shared>, message: GossipMessage) -> Acceptance {
     };
     match message {
         GossipMessage::Task(a) => {
-            let announced_at = a.body.announced_at;
-            let task = a.body.task;
-            let id = task.id();
             let now = unix_secs();
-            // A job given up with nothing held by the coordinator is started afresh when the task
-            // is announced again (announcements name tasks with a free slot).
-            let known = shared
-                .journal
+            let class = a.body.task.class;
+            let offered = shared
+                .offered
                 .lock()
-                .map(|mut j| match j.jobs.get(&id) {
-                    Some(job) if job.may_retake() => {
-                        // Logged first (not synced: the new job's first synced step makes it
-                        // durable, and it matters only for that job); not retaken when it
-                        // cannot be logged, or a restart would drop the new job's steps.
-                        let logged = shared
-                            .log
-                            .lock()
-                            .is_ok_and(|mut log| log.append(&Entry::Retake(id), false).is_ok());
-                        !(logged && j.retake(&id))
-                    }
-                    Some(_) => true,
-                    None => false,
-                })
-                .unwrap_or(true)
-                || shared
-                    .skip
-                    .lock()
-                    .map(|s| s.get(&id).is_some_and(|k| k.passes_over(announced_at, now)))
-                    .unwrap_or(true);
-            if known {
-                return Acceptance::Accept;
+                .map(|o| o.get(&(coord.key, class)).is_some_and(|at| now < at.saturating_add(OFFERED_SECS)))
+                .unwrap_or(false);
+            if !offered {
+                take(shared, coord, a.body, now);
             }
-            let why_not = match coord.classes.get(&task.class) {
-                None => Some("class not run here"),
-                Some(_) if task.input.size() > u64::from(shared.max_input) => {
-                    Some("input above limits.max_input_bytes")
-                }
-                Some((c, _)) if task.input.size() > u64::from(c.max_input_bytes) => {
-                    Some("input above the class limit")
-                }
-                _ => None,
-            };
-            if let Some(why) = why_not {
-                tracing::debug!(target: "cairn::worker", task = %id, why, "task not taken");
-                skip(shared, id, Skip::FOREVER, now);
-                return Acceptance::Accept;
-            }
-            let Some((class, _)) = coord.classes.get(&task.class) else { return Acceptance::Accept };
-            let job = Job::new(coord.key, task, id, class.name.clone(), u64::from(class.reveal_secs));
-            spawn_driver(shared, job);
             Acceptance::Accept
         }
         GossipMessage::Receipt(r) => {
@@ -582,15 +586,102 @@ fn on_gossip(shared: &Arc<Shared>, message: GossipMessage) -> Acceptance {
                 if let Some(mut job) = job {
                     job.on_receipt(b.verdict, b.reward_sats, r.id(), b.epoch);
                     tracing::info!(target: "cairn::worker", task = %b.task, verdict = ?b.verdict, reward = b.reward_sats, "receipt");
-                    if let Err(e) = shared.save(&job) {
-                        tracing::error!(target: "cairn::worker", error = %e, "journal write failed");
-                    }
+                    // Off the gossip loop: its fsync must not hold up the next announcement.
+                    let s = shared.clone();
+                    tokio::task::spawn_blocking(move || {
+                        if let Err(e) = s.save(&job) {
+                            tracing::error!(target: "cairn::worker", error = %e, "journal write failed");
+                        }
+                    });
                 }
             }
             Acceptance::Accept
         }
         GossipMessage::Epoch(_) => Acceptance::Accept,
     }
+}
+
+/// Takes the task of an announcement (from gossip or an offer) of `coord`: starts a job
+/// unless one is known, the task is passed over, or it cannot run here. Returns whether a
+/// job was started.
+fn take(shared: &Arc<Shared>, coord: &Coord, a: TaskAnnouncement, now: u64) -> bool {
+    let announced_at = a.announced_at;
+    let task = a.task;
+    let id = task.id();
+    // A job given up with nothing held by the coordinator is started afresh when the task
+    // is announced again (announcements name tasks with a free slot).
+    let known = shared
+        .journal
+        .lock()
+        .map(|mut j| match j.jobs.get(&id) {
+            Some(job) if job.may_retake() => {
+                // Logged first (not synced: the new job's first synced step makes it
+                // durable, and it matters only for that job); not retaken when it
+                // cannot be logged, or a restart would drop the new job's steps.
+                let logged =
+                    shared.log.lock().is_ok_and(|mut log| log.append(&Entry::Retake(id), false).is_ok());
+                !(logged && j.retake(&id))
+            }
+            Some(_) => true,
+            None => false,
+        })
+        .unwrap_or(true)
+        || shared
+            .skip
+            .lock()
+            .map(|s| s.get(&id).is_some_and(|k| k.passes_over(announced_at, now)))
+            .unwrap_or(true);
+    if known {
+        return false;
+    }
+    let why_not = match coord.classes.get(&task.class) {
+        None => Some("class not run here"),
+        Some(_) if task.input.size() > u64::from(shared.max_input) => {
+            Some("input above limits.max_input_bytes")
+        }
+        Some((c, _)) if task.input.size() > u64::from(c.max_input_bytes) => {
+            Some("input above the class limit")
+        }
+        _ => None,
+    };
+    if let Some(why) = why_not {
+        tracing::debug!(target: "cairn::worker", task = %id, why, "task not taken");
+        skip(shared, id, Skip::FOREVER, now);
+        return false;
+    }
+    let Some((class, _)) = coord.classes.get(&task.class) else { return false };
+    let job = Job::new(coord.key, task, id, class.name.clone(), u64::from(class.reveal_secs));
+    spawn_driver(shared, job);
+    true
+}
+
+/// A coordinator's offer (SPEC.md §12.1): from the coordinator's own node and signed by it,
+/// taken as its gossiped announcement would be, and remembered so that the coordinator's
+/// gossiped tasks of the class are not claimed for a while. Returns whether a job was started
+/// (the offer did work, so its request is refunded), or why the offer is refused.
+fn on_offer(
+    shared: &Arc<Shared>,
+    from: &Peer,
+    offer: Signed<TaskAnnouncement>,
+) -> Result<bool, &'static str> {
+    let signer = offer.body.task.coordinator;
+    let Some(coord) = shared.coord(&signer) else { return Err("not a coordinator this worker works for") };
+    if from.protocol_key() != Some(coord.key) {
+        return Err("an offer comes from its coordinator's own node");
+    }
+    if !offer.verify() {
+        return Err("the offer's signature does not verify");
+    }
+    let now = unix_secs();
+    if coord.classes.contains_key(&offer.body.task.class) {
+        if let Ok(mut o) = shared.offered.lock() {
+            if o.len() >= 4096 {
+                o.retain(|_, at| now < at.saturating_add(OFFERED_SECS));
+            }
+            o.insert((coord.key, offer.body.task.class), now);
+        }
+    }
+    Ok(take(shared, coord, offer.body, now))
 }
 
 /// A task seen and not taken: announcements of it made before `since` are passed over until
@@ -711,8 +802,9 @@ async fn persist(s: &Arc<Shared>, job: &Job) -> Result<(), AgentError> {
 }
 
 /// Drives one job until it waits for its receipt or ends. The permit bounds the jobs
-/// claiming, executing and committing at once; it is let go before the reveal, whose wait
-/// depends on other workers (holding it there could stall every worker at once).
+/// executing at once (`limits.concurrent_tasks`: the hardware's share); claims, commitments
+/// and reveals are round trips that take none, so a job never queues for the executor to
+/// send one (the coordinator bounds the slots a worker holds uncommitted).
 async fn drive(s: &Arc<Shared>, mut job: Job) -> Result<(), AgentError> {
     let Some(coord) = s.coord(&job.coordinator) else {
         job.abandon("coordinator no longer configured".into());
@@ -729,7 +821,7 @@ async fn drive(s: &Arc<Shared>, mut job: Job) -> Result<(), AgentError> {
     loop {
         let now = unix_secs();
         let action = job.next(now);
-        if matches!(action, Action::Claim | Action::Execute | Action::Commit) && permit.is_none() {
+        if action == Action::Execute && permit.is_none() {
             permit = Some(s.permits.acquire().await.map_err(|e| AgentError::P2p(e.to_string()))?);
         }
         match action {
@@ -787,6 +879,7 @@ async fn drive(s: &Arc<Shared>, mut job: Job) -> Result<(), AgentError> {
                     Ok(Ok(result)) => {
                         let salt = s.salt(&job.id);
                         job.on_executed(result, salt);
+                        permit = None;
                         // Kept on disk before the commitment leaves: a restart reveals this.
                         persist(s, &job).await?;
                     }
@@ -806,7 +899,6 @@ async fn drive(s: &Arc<Shared>, mut job: Job) -> Result<(), AgentError> {
                     Some(ResponseBody::Ack) => {
                         job.on_commit_ack(unix_secs(), u64::from(class.lease_secs));
                         persist(s, &job).await?;
-                        permit = None;
                     }
                     Some(ResponseBody::Error { reason, message }) => {
                         after_refusal(job.on_refusal(reason, &message), early_polls).await;
@@ -818,7 +910,6 @@ async fn drive(s: &Arc<Shared>, mut job: Job) -> Result<(), AgentError> {
                 }
             }
             Action::Reveal => {
-                permit = None;
                 let crate::job::Stage::Committed { result, salt, .. } = &job.stage else { continue };
                 let r = s.sign(Reveal {
                     task: job.id,

@@ -98,15 +98,52 @@ fn load_task(s: &ApiState, id: &Hash32) -> Result<TaskRecord, ApiError> {
     ls::task(s.store.as_ref(), id)?.ok_or_else(|| not_found("task"))
 }
 
-/// One task.
+/// Query of `GET /v1/tasks/{id}`.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct WaitQuery {
+    /// Wait this long (ms, at most `MAX_WAIT_MS`) for the task to be decided or to fail.
+    wait_ms: Option<u64>,
+}
+
+/// The longest a `GET /v1/tasks/{id}?wait_ms=` waits: under common proxies' idle timeouts.
+pub const MAX_WAIT_MS: u64 = 30_000;
+
+/// One task; with `wait_ms`, answered as soon as it is decided or failed (each write on disk
+/// wakes the wait), or with its phase then when the time is up: a requester hears of its
+/// result within milliseconds, without polling.
 #[utoipa::path(get, path = "/v1/tasks/{id}", tag = "tasks",
-    params(("id" = String, Path, description = "Task id, 64 hex characters")),
-    responses((status = 200, description = "The task", body = TaskView),
-              (status = 400, description = "Malformed id", body = ErrorBody),
+    params(("id" = String, Path, description = "Task id, 64 hex characters"),
+           ("wait_ms" = Option<u64>, Query, description = "Wait up to this many ms (at most 30000) for the task to be decided or to fail")),
+    responses((status = 200, description = "The task (decided, failed, or as it stands when the wait is over)", body = TaskView),
+              (status = 400, description = "Malformed id or wait above 30000 ms", body = ErrorBody),
               (status = 404, description = "Unknown task", body = ErrorBody)))]
-pub(super) async fn get_task(State(s): State<ApiState>, Path(id): Path<String>) -> ApiResult<TaskView> {
+pub(super) async fn get_task(
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+    Query(q): Query<WaitQuery>,
+) -> ApiResult<TaskView> {
     let id = parse_hash(&id, "task id")?;
-    Ok(Json(task_view(&load_task(&s, &id)?, true)))
+    let wait = q.wait_ms.unwrap_or(0);
+    if wait > MAX_WAIT_MS {
+        return Err(bad(format!("wait_ms is at most {MAX_WAIT_MS}")));
+    }
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_millis(wait);
+    // Subscribed before the first read: a write between the read and the wait still wakes it.
+    let mut written = match &s.role {
+        super::Role::Coordinator { board, .. } if wait > 0 => Some(board.watch()),
+        _ => None,
+    };
+    loop {
+        let rec = load_task(&s, &id)?;
+        let done = matches!(rec.phase, Phase::Decided { .. } | Phase::Failed { .. });
+        let Some(rx) = written.as_mut().filter(|_| !done) else { return Ok(Json(task_view(&rec, true))) };
+        match tokio::time::timeout_at(deadline, rx.changed()).await {
+            Ok(Ok(())) => {}
+            // Time is up, or the node is stopping: the task as it stands.
+            _ => return Ok(Json(task_view(&load_task(&s, &id)?, true))),
+        }
+    }
 }
 
 /// The accepted result of a decided task, for its requester (operator token required): a

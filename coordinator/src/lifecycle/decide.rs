@@ -35,7 +35,8 @@ impl Machine {
             let at = self.announced.get(id).map_or(now, |last| now.max(last.saturating_add(1)));
             let ann = self.sign(TaskAnnouncement { task: t.task.clone(), announced_at: at });
             self.announced.insert(*id, at);
-            step.effects.push(Effect::Announce(Box::new(ann)));
+            step.effects.push(Effect::Announce(Box::new(ann.clone())));
+            step.effects.extend(super::offers(t, ann));
         }
     }
 

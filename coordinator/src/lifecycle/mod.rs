@@ -339,6 +339,14 @@ pub enum Change {
 pub enum Effect {
     /// Gossip a task announcement.
     Announce(Box<Signed<TaskAnnouncement>>),
+    /// Send the announcement to each worker holding an offer on its task, to it alone
+    /// (SPEC.md §12.1): it hears of its offer in one hop.
+    Offer {
+        /// The task's announcement (the same one gossiped).
+        announcement: Box<Signed<TaskAnnouncement>>,
+        /// The workers holding an offer on the task.
+        to: Vec<PubKey>,
+    },
     /// Gossip a receipt.
     Receipt(Box<SignedReceipt>),
     /// Gossip a receipt once sealed: the driver replaces it with [`Effect::Receipt`] when it
@@ -784,4 +792,11 @@ fn aux_for(seed: &[u8; 32], id: &Hash32) -> [u8; 32] {
     pre.extend_from_slice(seed);
     pre.extend_from_slice(&id.0);
     sha256(&pre).0
+}
+
+/// The direct offers that go with an announcement of `rec`: to every worker holding an offer
+/// on it (none when nobody does).
+pub(super) fn offers(rec: &TaskRecord, announcement: Signed<TaskAnnouncement>) -> Option<Effect> {
+    let to: Vec<PubKey> = rec.assignments.iter().filter(|a| a.offered).map(|a| a.worker).collect();
+    (!to.is_empty()).then(|| Effect::Offer { announcement: Box::new(announcement), to })
 }

@@ -314,7 +314,9 @@ impl Machine {
         }
         changes.push(Change::Accepted { requester: rec.task.requester, nonce: rec.task.nonce, task: id });
         changes.push(Change::Task(Box::new(rec.clone())));
-        let step = Step { changes, effects: vec![Effect::Announce(Box::new(ann))], sync: true };
+        let mut effects = vec![Effect::Announce(Box::new(ann.clone()))];
+        effects.extend(offers(rec, ann));
+        let step = Step { changes, effects, sync: true };
         Ok((id, self.finish(step)))
     }
 }

@@ -38,6 +38,7 @@ mod anchor;
 mod bonds;
 mod held;
 mod requests;
+mod stages;
 
 use anchor::{start_anchor, to_anchor_payouts, AnchorCmd, AnchorReport};
 use bonds::bond_value;
@@ -196,6 +197,7 @@ pub async fn run(
         checking: checking_tx,
         held: Arc::new(Mutex::new(held::Held::default())),
         released: released_tx,
+        stages: Arc::new(Mutex::new(stages::Stages::default())),
     };
     // Each stage holds only the sender of the stage after it (the others are closed
     // channels), so when the node's loop drops its context the checked groups drain through
@@ -388,6 +390,8 @@ struct Ctx {
     /// Held reveals released by their window opening, back to the node's loop (unbounded:
     /// the loop feeds the pipeline that releases them, and at most `MAX_HELD` are held).
     released: mpsc::UnboundedSender<Vec<requests::Incoming>>,
+    /// When each task reached each stage, for `cairn_task_stage_seconds`.
+    stages: Arc<Mutex<stages::Stages>>,
 }
 
 impl Ctx {
@@ -439,6 +443,7 @@ impl Ctx {
     async fn on_command(&self, c: api::Command) {
         match c {
             api::Command::SubmitTask { submission: s, reply } => {
+                let came = Instant::now();
                 let Some([nonce, canary_due, canary_delay]) = draw() else {
                     let _ = reply.send(Err(Refusal::Unavailable("no randomness from the OS").into()));
                     return;
@@ -457,6 +462,7 @@ impl Ctx {
                 let now = unix_secs();
                 match self.apply(move |m| m.submit_request(request, [canary_due, canary_delay], now)).await {
                     Ok((id, effects)) => {
+                        self.stage(id, stages::Event::Accepted(came));
                         let _ = reply.send(Ok(id));
                         self.perform(effects).await;
                     }
@@ -487,9 +493,26 @@ impl Ctx {
     async fn perform(&self, effects: Vec<Effect>) {
         for e in effects {
             match e {
-                Effect::Announce(a) => self.publish(GossipMessage::Task(*a)).await,
+                Effect::Announce(a) => {
+                    let task = cairn_spec::Object::id(&a.body.task);
+                    self.publish(GossipMessage::Task(*a)).await;
+                    self.stage(task, stages::Event::Announced);
+                }
+                Effect::Offer { announcement, to } => {
+                    // Off the loop: a worker slow to answer holds up nothing; one not
+                    // connected hears of its offer by gossip.
+                    for worker in to {
+                        let (net, body) = (self.net.clone(), RequestBody::Offer(announcement.clone()));
+                        tokio::spawn(async move {
+                            if let Ok(Some(peer)) = net.connected_peer_of(&worker).await {
+                                let _ = net.request(&peer, body, OFFER_TIMEOUT).await;
+                            }
+                        });
+                    }
+                }
                 Effect::Receipt(r) => {
                     self.metrics.receipts.inc();
+                    self.stage(r.body.task, stages::Event::Decided);
                     self.publish(GossipMessage::Receipt(*r)).await
                 }
                 // The core seals every receipt before a step is written; one left unsealed
@@ -508,6 +531,7 @@ impl Ctx {
                     }
                 }
                 Effect::RevealsOpen(task) => {
+                    self.stage(task, stages::Event::WindowOpen);
                     let out =
                         self.held.lock().unwrap_or_else(std::sync::PoisonError::into_inner).release(&task);
                     if !out.is_empty() {
@@ -527,6 +551,12 @@ impl Ctx {
         }
     }
 
+    /// Marks `event` of `task` now (`stages`).
+    fn stage(&self, task: Hash32, event: stages::Event) {
+        let mut s = self.stages.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        s.on(task, event, Instant::now(), &self.metrics);
+    }
+
     async fn publish(&self, m: GossipMessage) {
         if let Err(e) = self.net.publish(&m).await {
             // No peers yet is normal on a fresh network; receivers can also pull by request.
@@ -534,6 +564,10 @@ impl Ctx {
         }
     }
 }
+
+/// How long an offer's answer is waited for: the offer lasts `offer_secs`, and gossip carries
+/// it too.
+const OFFER_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Three random words from the OS.
 fn draw() -> Option<[u64; 3]> {

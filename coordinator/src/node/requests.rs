@@ -6,11 +6,12 @@
 //! gets before the machine sees it. Must never answer a write before it is on disk.
 
 use super::*;
+use cairn_p2p::Cost;
 
 /// A group of worker messages decided by the machine: its answers (and effects) are sent
 /// once its write is on disk.
 pub(super) struct Written {
-    pending: crate::core::Pending<ResponseBody>,
+    pending: crate::core::Pending<(ResponseBody, Cost)>,
     replies: Vec<(ReplyToken, Option<Retry>)>,
 }
 
@@ -53,6 +54,16 @@ pub(super) async fn decide_groups(
         for (reply, c) in checked {
             match c {
                 Ok(m) => {
+                    // Timed once its signature checked: a forgery marks nothing.
+                    let checked = match &m {
+                        WorkerMsg::Claim(c) => Some((c.get().body.task, stages::Event::Claim)),
+                        WorkerMsg::Commit(c) => Some((c.get().body.task, stages::Event::Commit)),
+                        WorkerMsg::Reveal(r) => Some((r.get().body.task, stages::Event::Reveal)),
+                        WorkerMsg::Register(..) => None,
+                    };
+                    if let Some((task, event)) = checked {
+                        ctx.stage(task, event);
+                    }
                     replies.push(reply);
                     msgs.push(m);
                 }
@@ -65,7 +76,15 @@ pub(super) async fn decide_groups(
         let now = unix_secs();
         let core = ctx.core.clone();
         let decided = tokio::task::spawn_blocking(move || match core.lock() {
-            Ok(mut c) => c.submit_many(msgs, |m, msg| dispatch(m, msg, now)),
+            Ok(mut c) => c.submit_many(msgs, |m, msg| {
+                // Work that moved a task on gives its request's token back (SPEC.md §11.5):
+                // an honest worker is never slowed by the rate meant for floods; a repeat, a
+                // refusal or a read is charged.
+                dispatch(m, msg, now).map(|(body, step)| {
+                    let cost = if step.changes.is_empty() { Cost::Charged } else { Cost::Refunded };
+                    ((body, cost), step)
+                })
+            }),
             Err(_) => Err(CoreError::Poisoned),
         })
         .await
@@ -119,7 +138,10 @@ pub(super) async fn answer_groups(
                 }
                 ctx.perform(effects).await;
                 for (reply, answer) in answers {
-                    ctx.respond(reply, answer).await;
+                    match answer {
+                        Ok((body, cost)) => ctx.respond_at(reply, Ok(body), cost).await,
+                        Err(r) => ctx.respond(reply, Err(r)).await,
+                    }
                 }
             }
             Err(e) => {
@@ -270,6 +292,16 @@ impl Ctx {
     }
 
     pub(super) async fn respond(&self, reply: ReplyToken, answer: Result<ResponseBody, Refusal>) {
+        self.respond_at(reply, answer, Cost::Charged).await
+    }
+
+    /// Answers a request at `cost` to its sender's request bucket.
+    pub(super) async fn respond_at(
+        &self,
+        reply: ReplyToken,
+        answer: Result<ResponseBody, Refusal>,
+        cost: Cost,
+    ) {
         let body = match answer {
             Ok(b) => {
                 self.metrics.accepted_messages.inc();
@@ -281,7 +313,7 @@ impl Ctx {
                 r.to_response()
             }
         };
-        if let Err(e) = self.net.respond(reply, body).await {
+        if let Err(e) = self.net.respond_at(reply, body, cost).await {
             tracing::debug!(target: "cairn::node", error = %e, "response not sent");
         }
     }
