@@ -13,6 +13,14 @@ export CARGO_INCREMENTAL=0
 out="${CAIRN_BENCHMARKS_OUT:-BENCHMARKS.md}"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
+# The figures of the file being replaced, shown beside the new ones ("before"): figure<TAB>value.
+if [ -f "$out" ]; then
+  awk -F' [|] ' '/^[|] / && $2 != "value" && $2 !~ /^---/ { sub(/^[|] /, "", $1); print $1 "\t" $2 }' "$out" >"$work/before.tsv"
+  before_commit="$(sed -n 's/.* at commit `\([0-9a-f]*\)`.*/\1/p' "$out" | head -1)"
+else
+  : >"$work/before.tsv"
+  before_commit=""
+fi
 
 # --workspace on every command: the same feature set as the tests, so nothing is rebuilt.
 benches=(spec ingest e2e worker footprint)
@@ -33,11 +41,14 @@ cpu="$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo 2>/dev/null |
   echo "Figures are wall-clock on a shared 2-core virtual machine: compare ratios measured in the same run"
   echo "rather than absolute numbers across machines."
   echo
-  echo "| figure | value | command |"
-  echo "|---|---|---|"
+  echo "\"before\" is the figure the replaced file showed${before_commit:+ (commit \`$before_commit\`)}; \"—\" where it had none."
+  echo
+  echo "| figure | value | before | command |"
+  echo "|---|---|---|---|"
   for b in "${benches[@]}"; do
     sed -n 's/^summary: \(.*\) = \(.*\)$/\1\t\2/p' "$work/$b.out" | while IFS=$'\t' read -r what value; do
-      echo "| $what | $value | \`cargo bench --workspace --bench $b\` |"
+      was="$(awk -F'\t' -v w="$what" '$1 == w { print $2; exit }' "$work/before.tsv")"
+      echo "| $what | $value | ${was:-—} | \`cargo bench --workspace --bench $b\` |"
     done
   done
   for b in "${benches[@]}"; do

@@ -66,9 +66,13 @@ pub enum OpenError {
 /// Answers of a group commit, in order, and the effects of the accepted ones.
 pub type Batched<T> = (Vec<Result<T, Refusal>>, Vec<Effect>);
 
-/// Groups decided but not yet written, at most: the machine runs at most this far ahead of
-/// the disk (and of the answers), then waits for the writer.
+/// Groups decided but not yet signed, at most: with the groups signed and waiting for the
+/// writer (`MAX_COALESCED`), how far the machine runs ahead of the disk (and of the answers)
+/// before it waits for the writer.
 const WRITE_QUEUE: usize = 4;
+
+/// Groups written together at most, when they queued while the writer synced.
+const MAX_COALESCED: usize = 64;
 
 /// A decided group on its way to disk: its answers, released with its effects once its write
 /// is durable.
@@ -121,7 +125,7 @@ struct Writer {
 impl Writer {
     fn start(store: Arc<dyn KvStore>, signer: ReceiptSigner, board: Board) -> Self {
         let (jobs, rx) = mpsc::sync_channel::<Job>(WRITE_QUEUE);
-        let (encoded_tx, encoded) = mpsc::sync_channel::<Encoded>(1);
+        let (encoded_tx, encoded) = mpsc::sync_channel::<Encoded>(MAX_COALESCED);
         let progress = Arc::new(Progress::default());
         let p = progress.clone();
         // Two stages, so the receipts of group N+1 are signed while group N is written.
@@ -135,26 +139,65 @@ impl Writer {
             }
         });
         let write = std::thread::Builder::new().name("cairn-writer".into()).spawn(move || {
-            for Encoded { batch, effects, published, written } in encoded {
+            // Groups that queued while the last write synced are written together, as one
+            // atomic batch and one fsync: a node taking many small writes (submissions come
+            // one by one) pays a sync per burst, not per write. Each is answered in order.
+            while let Ok(first) = encoded.recv() {
+                let mut group = vec![first];
+                while group.len() < MAX_COALESCED {
+                    match encoded.try_recv() {
+                        Ok(e) => group.push(e),
+                        Err(_) => break,
+                    }
+                }
                 let res = if p.poisoned.load(Ordering::SeqCst) {
                     Err(CoreError::Poisoned)
                 } else {
-                    match batch {
-                        Err(e) => Err(CoreError::from(e)),
-                        Ok(b) => b.as_ref().map_or(Ok(()), |b| write(store.as_ref(), b)).map(|()| effects),
+                    let mut merged = crate::store::Batch::new();
+                    let mut refused = None;
+                    for e in &mut group {
+                        match std::mem::replace(&mut e.batch, Ok(None)) {
+                            Ok(Some(b)) => {
+                                merged.append(b);
+                            }
+                            Ok(None) => {}
+                            Err(u) => {
+                                refused = Some(CoreError::from(u));
+                                break;
+                            }
+                        }
+                    }
+                    match refused {
+                        // Nothing of the group is written: it follows a group that cannot be.
+                        Some(e) => Err(e),
+                        None if merged.is_empty() => Ok(()),
+                        None => write(store.as_ref(), &merged),
                     }
                 };
-                match (&res, published) {
-                    (Err(_), _) => p.poisoned.store(true, Ordering::SeqCst),
-                    // Readers see a decision once it is on disk, before its answers go out.
-                    (Ok(_), Some(summary)) => board.set(summary),
-                    (Ok(_), None) => {}
+                let mut failure = res.err();
+                if failure.is_some() {
+                    p.poisoned.store(true, Ordering::SeqCst);
                 }
-                if let Ok(mut c) = p.counts.lock() {
-                    c.1 += 1;
+                let failed = failure.is_some();
+                for Encoded { effects, published, written, .. } in group {
+                    // The first group hears why; the others that it was not written.
+                    let answer = match failure.take() {
+                        Some(e) => Err(e),
+                        None if failed => Err(CoreError::Poisoned),
+                        None => {
+                            // Readers see a decision once it is on disk, before its answers go out.
+                            if let Some(summary) = published {
+                                board.set(summary);
+                            }
+                            Ok(effects)
+                        }
+                    };
+                    if let Ok(mut c) = p.counts.lock() {
+                        c.1 += 1;
+                    }
+                    p.done.notify_all();
+                    let _ = written.send(answer);
                 }
-                p.done.notify_all();
-                let _ = written.send(res);
             }
         });
         let threads: Vec<_> = [sign, write].into_iter().filter_map(Result::ok).collect();
@@ -343,6 +386,27 @@ impl Core {
         Ok((out, effects))
     }
 
+    /// A requester's submission: answered with the task it was accepted as when its
+    /// (requester, nonce) is on disk (the machine remembers only recent ones), else decided
+    /// by the machine and handed to the writer. The caller waits on the [`Pending`] without
+    /// holding the core, so submissions and worker messages share group commits.
+    pub fn submit_task(
+        &mut self,
+        r: crate::lifecycle::TaskRequest,
+        draw: [u64; 2],
+        now: u64,
+    ) -> Result<Pending<cairn_spec::Hash32>, CoreError> {
+        let (requester, nonce) = self.machine.submission_key(&r);
+        let stored = ls::accepted(self.store.as_ref(), &requester, nonce).map_err(|e| match e {
+            ls::LoadError::Store(e) => CoreError::Store(e),
+            other => CoreError::Store(StoreError::Engine(other.to_string())),
+        })?;
+        match stored {
+            Some(id) => self.submit_many([id], |_, id| Ok((id, Step::default()))),
+            None => self.submit_many([r], |m, r| m.submit_request(r, draw, now)),
+        }
+    }
+
     /// Runs many events and persists them in one batch (group commit), waiting until it is
     /// on disk: answers in order, each `Ok` only once the whole batch is written.
     pub fn apply_many<E, T>(
@@ -486,5 +550,56 @@ mod tests {
         .join()
         .unwrap();
         assert_eq!(seen, Some((1, 1, 1)));
+    }
+
+    /// The machine remembers only recent submissions; a request retried after many others,
+    /// or after a restart, is still the same task, found on disk, and nothing is written.
+    #[test]
+    fn a_submission_retried_long_after_or_after_a_restart_is_the_same_task() {
+        use crate::lifecycle::TaskRequest;
+        let class = cairn_spec::TaskClass {
+            name: "echo".into(),
+            executor: cairn_spec::ExecutorKind::Command,
+            model_hash: Hash32::ZERO,
+            rule: cairn_spec::ComparisonRule::ExactHash,
+            replication: 1,
+            reward_per_unit: 10,
+            max_input_bytes: 64,
+            lease_secs: 60,
+            reveal_secs: 60,
+        };
+        let mut cfg = LifecycleConfig::new(Network::Regtest, vec![class]);
+        cfg.recent = 32;
+        let store: Arc<dyn KvStore> = Arc::new(crate::store::MemoryStore::new());
+        let request = |nonce: u64, at: u64| TaskRequest {
+            class: "echo".into(),
+            requester: Some(key(7).public()),
+            nonce,
+            units: 1,
+            budget_sats: 100,
+            input: cairn_spec::Payload::Inline(format!("input {nonce} {at}").into_bytes()),
+            blob: None,
+            canary: None,
+        };
+        let submit = |core: &mut Core, nonce: u64, at: u64| {
+            let (mut answers, _) = core.submit_task(request(nonce, at), [1, 0], at).unwrap().wait().unwrap();
+            answers.pop().unwrap().unwrap()
+        };
+        let mut core = Core::open(cfg.clone(), key(1), store.clone(), 0).unwrap();
+        let first = submit(&mut core, 0, 1);
+        // Enough submissions after it that the machine's memory of it is gone.
+        for n in 1..=40 {
+            submit(&mut core, n, 1);
+        }
+        let board = core.board();
+        let count = || board.get().unwrap().tasks.submitted;
+        let before = count();
+        assert_eq!(submit(&mut core, 0, 50), first, "retried with another input and time");
+        assert_eq!(count(), before, "nothing new accepted");
+        drop(core);
+        let mut core = Core::open(cfg, key(1), store, 0).unwrap();
+        let board = core.board();
+        assert_eq!(submit(&mut core, 0, 60), first, "after a restart");
+        assert_eq!(board.get().unwrap().tasks.submitted, before);
     }
 }

@@ -299,6 +299,17 @@ fn scan_all(s: &dyn KvStore, t: Table, prefix: &[u8]) -> Result<Vec<Entry>, Stor
     Ok(out)
 }
 
+/// The task a submission keyed (requester, nonce) was accepted as, if it was.
+pub fn accepted(s: &dyn KvStore, requester: &PubKey, nonce: u64) -> Result<Option<Hash32>, LoadError> {
+    let k = nonce_key(requester, nonce);
+    match s.get(Table::Tasks, &k)? {
+        None => Ok(None),
+        Some(v) => {
+            Ok(Some(Hash32(v.as_slice().try_into().map_err(|_| corrupt(Table::Tasks, &k, "nonce row"))?)))
+        }
+    }
+}
+
 /// Loads the machine's snapshot; `None` when the store holds no lifecycle state yet.
 pub fn load(s: &dyn KvStore) -> Result<Option<Snapshot>, LoadError> {
     let Some(raw) = s.get(Table::Meta, META_KEY)? else { return Ok(None) };
@@ -318,30 +329,20 @@ pub fn load(s: &dyn KvStore) -> Result<Option<Snapshot>, LoadError> {
         ));
     }
     let mut snap = Snapshot { meta, ..Snapshot::default() };
-    let open: std::collections::HashSet<Vec<u8>> =
-        scan_all(s, Table::Tasks, b"o")?.into_iter().map(|(k, _)| k[1..].to_vec()).collect();
-    for_each(s, Table::Tasks, b"t", |k, v| {
-        let id = Hash32(k[1..].try_into().map_err(|_| corrupt(Table::Tasks, &k, "key length"))?);
-        if open.contains(&k[1..]) {
-            let rec: TaskRecord = decode(Table::Tasks, &k, &v)?;
-            for (rk, rv) in scan_all(s, Table::Reveals, &id.0)? {
-                snap.reveals.push(decode::<Signed<Reveal>>(Table::Reveals, &rk, &rv)?);
-            }
-            snap.open_tasks.push(rec);
-        } else {
-            snap.finished.push(id);
+    // Only open tasks are read: finished ones stay on disk (the machine keeps only what
+    // finishes from now on, and submissions are checked against their stored rows, `accepted`).
+    for (ok, _) in scan_all(s, Table::Tasks, b"o")? {
+        let k = [b"t".as_slice(), ok.get(1..).unwrap_or_default()].concat();
+        let id = Hash32(k[1..].try_into().map_err(|_| corrupt(Table::Tasks, &ok, "key length"))?);
+        let v = s
+            .get(Table::Tasks, &k)?
+            .ok_or_else(|| corrupt(Table::Tasks, &ok, "open task without its row"))?;
+        let rec: TaskRecord = decode(Table::Tasks, &k, &v)?;
+        for (rk, rv) in scan_all(s, Table::Reveals, &id.0)? {
+            snap.reveals.push(decode::<Signed<Reveal>>(Table::Reveals, &rk, &rv)?);
         }
-        Ok::<(), LoadError>(())
-    })?;
-    for_each(s, Table::Tasks, b"n", |k, v| {
-        let parsed = (|| {
-            let r = PubKey::from_bytes(k.get(1..33)?.try_into().ok()?)?;
-            let n = u64::from_be_bytes(k.get(33..41)?.try_into().ok()?);
-            Some((r, n, Hash32(v.as_slice().try_into().ok()?)))
-        })();
-        snap.nonces.push(parsed.ok_or_else(|| corrupt(Table::Tasks, &k, "nonce row"))?);
-        Ok::<(), LoadError>(())
-    })?;
+        snap.open_tasks.push(rec);
+    }
     for (k, v) in scan_all(s, Table::Workers, b"")? {
         snap.workers.push(parse::<WorkerRecord>(Table::Workers, &k, &v)?);
     }

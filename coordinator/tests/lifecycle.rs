@@ -451,11 +451,13 @@ fn duplicates_and_replays_are_idempotent() {
     let (id2, step) = h.m.submit_task(task.clone(), None, h.now).unwrap();
     assert_eq!((id2, step.is_empty()), (id, true));
     // A retry with a later created_at is the same submission (requester and nonce are the
-    // idempotency key), also after a restart.
-    let later = Task { created_at: task.created_at + 5, ..task };
-    h.reload();
+    // idempotency key); after a restart the machine has forgotten it, and the stored row the
+    // core consults first (`Core::submit_task`) names the task.
+    let later = Task { created_at: task.created_at + 5, ..task.clone() };
     let (id3, step) = h.m.submit_task(later, None, h.now).unwrap();
     assert_eq!((id3, step.is_empty()), (id, true));
+    h.reload();
+    assert_eq!(ls::accepted(&h.store, &task.requester, task.nonce).unwrap(), Some(id));
     assert_eq!(h.take(id, std::slice::from_ref(w)), vec![0]);
     let e1 = h.claim(w, id).unwrap();
     let claim = Signed::sign(Claim { task: id, worker: w.public(), claimed_at: h.now }, w, &[0; 32]);
@@ -799,10 +801,9 @@ fn a_task_accepted_and_claimed_in_one_step_keeps_its_idempotency_row() {
     let (_, claimed) = h.m.claim(Verified::check(Signed::sign(c, &w, &[0; 32])).unwrap(), h.now).unwrap();
     step.extend(claimed);
     h.apply(step);
-    // Restored from disk, a retried submission is still the same task.
+    // Restored from disk, a retried submission is still the same task: its row is stored.
     h.reload();
-    let (again, _) = h.m.submit_task(Task { created_at: h.now + 5, ..task }, None, h.now).unwrap();
-    assert_eq!(again, id);
+    assert_eq!(ls::accepted(&h.store, &task.requester, task.nonce).unwrap(), Some(id));
 }
 
 /// Found by the chaos test: a commitment acknowledged while other replicas were still
@@ -999,6 +1000,7 @@ struct GatedStore {
     inner: MemoryStore,
     gate: std::sync::Mutex<()>,
     fail: std::sync::atomic::AtomicBool,
+    writes: std::sync::atomic::AtomicUsize,
 }
 
 impl KvStore for GatedStore {
@@ -1007,6 +1009,7 @@ impl KvStore for GatedStore {
     }
     fn write(&self, batch: &cairn_coordinator::store::Batch) -> Result<(), StoreError> {
         let _held = self.gate.lock().unwrap();
+        self.writes.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         if self.fail.load(std::sync::atomic::Ordering::SeqCst) {
             return Err(StoreError::Engine("disk full (test)".into()));
         }
@@ -1035,6 +1038,7 @@ fn a_group_is_answered_only_once_written_and_a_failed_write_refuses_every_later_
         inner: MemoryStore::new(),
         gate: std::sync::Mutex::new(()),
         fail: false.into(),
+        writes: 0.into(),
     });
     let mut core = Core::open(cfg, coord.clone(), store.clone(), now).unwrap();
     let ws = workers(4);
@@ -1079,6 +1083,44 @@ fn a_group_is_answered_only_once_written_and_a_failed_write_refuses_every_later_
         Err(CoreError::Poisoned)
     ));
     assert!(!stored(&ws[2]) && !stored(&ws[3]));
+}
+
+/// Groups that queue while a write syncs are written together: one write (one fsync) for
+/// the burst, each group still answered with its own answers, in order, once on disk.
+#[test]
+fn groups_queued_behind_a_slow_write_share_one_write() {
+    use cairn_coordinator::core::Core;
+    use std::sync::atomic::Ordering;
+    use std::sync::Arc;
+    let mut cfg = LifecycleConfig::new(NET, vec![exact(1)]);
+    cfg.tunables.pow_difficulty = 0;
+    let coord = key(1000);
+    let now = 1_700_000_000;
+    let store = Arc::new(GatedStore {
+        inner: MemoryStore::new(),
+        gate: std::sync::Mutex::new(()),
+        fail: false.into(),
+        writes: 0.into(),
+    });
+    let mut core = Core::open(cfg, coord.clone(), store.clone(), now).unwrap();
+    let before = store.writes.load(Ordering::SeqCst);
+    let ws = workers(12);
+    let gate = store.gate.lock().unwrap();
+    let pending: Vec<_> = ws
+        .iter()
+        .map(|w| {
+            let v = Verified::check(Signed::sign(registration(coord.public(), w, now), w, &[0; 32])).unwrap();
+            core.submit_many([v], |m, v| Ok((v.get().body.worker, m.register(v, now)?))).unwrap()
+        })
+        .collect();
+    drop(gate);
+    for (p, w) in pending.into_iter().zip(&ws) {
+        let (answers, _) = p.wait().unwrap();
+        assert_eq!(answers, vec![Ok(w.public())]);
+        assert!(store.inner.get(Table::Workers, w.public().as_bytes()).unwrap().is_some());
+    }
+    let writes = store.writes.load(Ordering::SeqCst) - before;
+    assert!(writes <= 3, "12 groups queued behind one write took {writes} writes");
 }
 
 #[test]

@@ -422,7 +422,7 @@ impl Machine {
                 Phase::Failed { reason: reason.unwrap_or_else(|| "no result".into()), at: now }
             }
         };
-        self.finished.insert(rec.id);
+        self.finished.insert(rec.id, ());
         let task = rec.id;
         step.changes.push(Change::Task(Box::new(rec)));
         step.sync = true;

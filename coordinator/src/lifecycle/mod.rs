@@ -20,11 +20,12 @@ mod epochs;
 mod group;
 pub mod judge;
 mod penalty;
+mod recent;
 pub mod records;
 mod submit;
 mod work;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use cairn_spec::hash::sha256;
 use cairn_spec::{draw, merkle};
@@ -40,6 +41,9 @@ pub use group::ReceiptSigner;
 pub use submit::{Canary, TaskRequest};
 
 use judge::{agree, judge, well_formed, Judgement};
+use recent::Recent;
+/// Submissions (and finished tasks) the machine remembers; older ones are found on disk.
+pub const RECENT_SUBMISSIONS: usize = recent::RECENT;
 pub use records::{
     Assignment, Ban, Counts, MetaState, PayoutRecord, PayoutStatus, Phase, Rejection, TaskRecord,
     WorkerRecord,
@@ -62,6 +66,9 @@ pub struct LifecycleConfig {
     /// waits for it, SPEC.md §7.1), and draws mix in Bitcoin beacons (an epoch closes only
     /// once armed with its beacon, SPEC.md §12.1). Off for a node without Bitcoin.
     pub beacons: bool,
+    /// Finished tasks and accepted submissions the machine remembers (the newest); older ones
+    /// are on disk, where the core looks first. Bounds the machine's memory.
+    pub recent: usize,
 }
 
 /// The lifecycle's tunable settings, read as they are from the `[lifecycle]` section of the
@@ -151,6 +158,7 @@ impl LifecycleConfig {
             canaries: Vec::new(),
             canary_every: 0,
             beacons: false,
+            recent: RECENT_SUBMISSIONS,
         }
     }
 }
@@ -394,8 +402,6 @@ impl Step {
 pub struct Snapshot {
     /// Tasks not yet final.
     pub open_tasks: Vec<TaskRecord>,
-    /// Ids of final tasks.
-    pub finished: Vec<Hash32>,
     /// Reveals of open tasks.
     pub reveals: Vec<Signed<Reveal>>,
     /// Workers.
@@ -410,8 +416,6 @@ pub struct Snapshot {
     pub locks: Vec<(u32, PubKey, u64)>,
     /// Leaf hashes of the open epoch's receipts, in index order.
     pub open_leaves: Vec<Hash32>,
-    /// Every (requester, nonce) submitted, with its task id.
-    pub nonces: Vec<(PubKey, u64, Hash32)>,
     /// The roster the open epoch's draws rank (none before the first header).
     pub roster: Option<Roster>,
     /// The roster the epoch before ranked (its draws go on while the open epoch waits for
@@ -433,7 +437,8 @@ pub struct Machine {
     seed: [u8; 32],
     open: BTreeMap<Hash32, TaskRecord>,
     results: HashMap<(Hash32, PubKey), Vec<u8>>,
-    finished: HashSet<Hash32>,
+    /// Tasks that reached a final phase lately (older ones are only on disk).
+    finished: Recent<Hash32, ()>,
     workers: BTreeMap<PubKey, WorkerRecord>,
     ledger: BTreeMap<PubKey, LedgerEntry>,
     queued_payouts: BTreeMap<u64, PayoutRecord>,
@@ -443,7 +448,9 @@ pub struct Machine {
     group_commit: bool,
     /// Rows a group commit changed, written once with their final value when it ends.
     group_rows: GroupRows,
-    nonces: HashMap<(PubKey, u64), Hash32>,
+    /// Submissions accepted lately, by (requester, nonce); older ones are only on disk, where
+    /// the driver looks first ([`Machine::submission_key`]).
+    nonces: Recent<(PubKey, u64), Hash32>,
     /// `announced_at` of each open task's newest announcement (not persisted: after a restart
     /// the periodic re-announcement starts over).
     announced: HashMap<Hash32, u64>,
@@ -543,6 +550,7 @@ impl Machine {
 
     fn build(cfg: LifecycleConfig, key: SigningKey, meta: MetaState) -> Self {
         let classes = cfg.classes.iter().map(|c| (c.id(), c.clone())).collect();
+        let recent = cfg.recent;
         let seed = secret_seed(&key);
         let me = key.public();
         Machine {
@@ -553,7 +561,7 @@ impl Machine {
             seed,
             open: BTreeMap::new(),
             results: HashMap::new(),
-            finished: HashSet::new(),
+            finished: Recent::new(recent),
             workers: BTreeMap::new(),
             ledger: BTreeMap::new(),
             queued_payouts: BTreeMap::new(),
@@ -562,7 +570,7 @@ impl Machine {
             leases: HashMap::new(),
             group_commit: false,
             group_rows: GroupRows::default(),
-            nonces: HashMap::new(),
+            nonces: Recent::new(recent),
             announced: HashMap::new(),
             standings: Standings::default(),
             seen: BTreeMap::new(),
@@ -598,8 +606,6 @@ impl Machine {
             }
             m.open.insert(t.id, t);
         }
-        m.finished = snap.finished.into_iter().collect();
-        m.nonces = snap.nonces.into_iter().map(|(r, n, id)| ((r, n), id)).collect();
         for r in snap.reveals {
             if let Payload::Inline(bytes) = r.body.result {
                 m.results.insert((r.body.task, r.body.worker), bytes);
@@ -672,11 +678,6 @@ impl Machine {
             .take(max)
             .map(|t| self.sign(TaskAnnouncement { task: t.task.clone(), announced_at: now }))
             .collect()
-    }
-
-    /// Whether a task reached a final phase.
-    pub fn is_finished(&self, id: &Hash32) -> bool {
-        self.finished.contains(id)
     }
 
     /// A worker.
@@ -761,7 +762,7 @@ impl Machine {
     }
 
     fn open_mut(&mut self, id: &Hash32) -> Result<&mut TaskRecord, Refusal> {
-        if self.finished.contains(id) {
+        if self.finished.contains_key(id) {
             return Err(Refusal::AlreadyDecided);
         }
         self.open.get_mut(id).ok_or(Refusal::NotFound("task"))

@@ -48,6 +48,21 @@ pub struct Canary {
 }
 
 impl Machine {
+    /// The (requester, nonce) a request is accepted under, and its task carries: the same
+    /// request always maps to the same key (its idempotency key, checked against the stored
+    /// submissions before the machine sees it). The nonce is keyed by the coordinator's
+    /// secret: requesters' own nonces (often 0, 1, 2, …) would otherwise set their tasks apart
+    /// from canaries, whose nonces are drawn.
+    pub fn submission_key(&self, r: &TaskRequest) -> (PubKey, u64) {
+        let requester = r.requester.unwrap_or(self.me);
+        let mut pre = b"cairn/request-nonce".to_vec();
+        pre.extend_from_slice(&self.seed);
+        pre.extend_from_slice(requester.as_bytes());
+        pre.extend_from_slice(&r.nonce.to_be_bytes());
+        let d = sha256(&pre).0;
+        (requester, u64::from_be_bytes([d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]]))
+    }
+
     /// Accepts a requester's task. `draw` is randomness the node supplies: whether a canary
     /// becomes due with this request (probability `1 / canary_every`), and how long after it
     /// the canary is released (1 to `canary_spread_secs` seconds, by `release_canaries`). A due canary
@@ -68,21 +83,13 @@ impl Machine {
             .find(|(id, c)| c.name == r.class || id.to_hex() == r.class)
             .map(|(id, _)| *id)
             .ok_or(Refusal::NotFound("task class"))?;
-        // The announced nonce is keyed by the coordinator's secret: requesters' own nonces
-        // (often 0, 1, 2, …) would otherwise set their tasks apart from canaries, whose nonces
-        // are drawn. The same request still maps to the same task.
-        let requester = r.requester.unwrap_or(self.me);
-        let mut pre = b"cairn/request-nonce".to_vec();
-        pre.extend_from_slice(&self.seed);
-        pre.extend_from_slice(requester.as_bytes());
-        pre.extend_from_slice(&r.nonce.to_be_bytes());
-        let d = sha256(&pre).0;
+        let (requester, nonce) = self.submission_key(&r);
         let task = Task {
             network: self.cfg.network,
             coordinator: self.me,
             class,
             requester,
-            nonce: u64::from_be_bytes([d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]]),
+            nonce,
             units: r.units,
             budget_sats: r.budget_sats,
             created_at: now,
@@ -271,7 +278,7 @@ impl Machine {
             return Ok((*id, Step::default()));
         }
         let id = task.id();
-        if self.open.contains_key(&id) || self.finished.contains(&id) {
+        if self.open.contains_key(&id) || self.finished.contains_key(&id) {
             return Ok((id, Step::default()));
         }
         // An epoch waiting for its beacon cannot close (SPEC.md §12.1); once it holds as many

@@ -460,12 +460,32 @@ impl Ctx {
                     canary: s.canary,
                 };
                 let now = unix_secs();
-                match self.apply(move |m| m.submit_request(request, [canary_due, canary_delay], now)).await {
-                    Ok((id, effects)) => {
-                        self.stage(id, stages::Event::Accepted(came));
-                        let _ = reply.send(Ok(id));
-                        self.perform(effects).await;
-                    }
+                // The core is held only to decide; its write is waited for without it, so
+                // worker messages and other submissions share the group commits meanwhile.
+                let core = self.core.clone();
+                let decided = tokio::task::spawn_blocking(move || {
+                    let pending = match core.lock() {
+                        Ok(mut c) => c.submit_task(request, [canary_due, canary_delay], now)?,
+                        Err(_) => return Err(CoreError::Poisoned),
+                    };
+                    pending.wait()
+                })
+                .await
+                .unwrap_or(Err(CoreError::Poisoned));
+                match decided {
+                    Ok((mut answers, effects)) => match answers.pop() {
+                        Some(Ok(id)) => {
+                            self.stage(id, stages::Event::Accepted(came));
+                            let _ = reply.send(Ok(id));
+                            self.perform(effects).await;
+                        }
+                        Some(Err(r)) => {
+                            let _ = reply.send(Err(r.into()));
+                        }
+                        None => {
+                            let _ = reply.send(Err(CoreError::Poisoned));
+                        }
+                    },
                     Err(e) => {
                         let _ = reply.send(Err(e));
                     }

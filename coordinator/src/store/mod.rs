@@ -164,6 +164,14 @@ impl Batch {
     pub fn is_empty(&self) -> bool {
         self.ops.is_empty()
     }
+
+    /// Adds `other`'s operations after these (one write then applies both, in order), synced
+    /// when either is.
+    pub fn append(&mut self, other: Batch) -> &mut Self {
+        self.ops.extend(other.ops);
+        self.sync |= other.sync;
+        self
+    }
 }
 
 /// A key and its value.

@@ -26,17 +26,43 @@ fn engine(e: rocksdb::Error) -> StoreError {
     StoreError::Engine(e.to_string())
 }
 
+/// Memtables of all tables together, at most: part of the node's memory budget.
+const WRITE_BUFFERS_BYTES: usize = 64 << 20;
+/// One table's memtable before it is flushed.
+const WRITE_BUFFER_BYTES: usize = 16 << 20;
+/// Blocks, indexes and filters read from disk, shared by every table: the node's read cache,
+/// so a database of many gigabytes costs no more memory than this (its index blocks are
+/// cached here rather than pinned per file).
+const BLOCK_CACHE_BYTES: usize = 64 << 20;
+
+/// Options of the database and of each table: bounded memory (shared block cache, indexes
+/// and filters in it, small memtables) and LZ4.
+fn bounded(cache: &rocksdb::Cache) -> Options {
+    let mut opts = Options::default();
+    opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
+    opts.set_write_buffer_size(WRITE_BUFFER_BYTES);
+    opts.set_max_write_buffer_number(2);
+    let mut table = rocksdb::BlockBasedOptions::default();
+    table.set_block_cache(cache);
+    table.set_cache_index_and_filter_blocks(true);
+    table.set_pin_l0_filter_and_index_blocks_in_cache(true);
+    opts.set_block_based_table_factory(&table);
+    opts
+}
+
 impl RocksStore {
     /// Opens (creating if needed) the database at `path`; refuses another schema version.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let mut opts = Options::default();
+        let cache = rocksdb::Cache::new_lru_cache(BLOCK_CACHE_BYTES);
+        let mut opts = bounded(&cache);
         opts.create_if_missing(true);
         opts.create_missing_column_families(true);
-        opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
-        // Bound open files and memory for small machines; RocksDB's defaults assume servers.
         opts.set_max_open_files(256);
         opts.set_keep_log_file_num(4);
-        let cfs = Table::ALL.iter().map(|t| ColumnFamilyDescriptor::new(t.name(), Options::default()));
+        // Every table's memtables together, not each table's: RocksDB's defaults (64 MiB per
+        // table, two of them) would let ten tables hold over a gigabyte.
+        opts.set_db_write_buffer_size(WRITE_BUFFERS_BYTES);
+        let cfs = Table::ALL.iter().map(|t| ColumnFamilyDescriptor::new(t.name(), bounded(&cache)));
         let db = DB::open_cf_descriptors(&opts, path, cfs).map_err(engine)?;
         let store = RocksStore { db, path: path.to_owned() };
         match store.get(Table::Meta, SCHEMA_KEY)? {
