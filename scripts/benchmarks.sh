@@ -23,7 +23,7 @@ else
 fi
 
 # --workspace on every command: the same feature set as the tests, so nothing is rebuilt.
-benches=(spec ingest e2e worker footprint)
+benches=(spec ingest audit e2e worker footprint)
 echo "building the benches (release)..." >&2
 cargo bench --workspace --locked --no-run >&2
 for b in "${benches[@]}"; do
@@ -57,7 +57,7 @@ cpu="$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo 2>/dev/null |
     echo
     # The bench's own description: its first doc-comment block.
     src=""
-    for f in "spec/benches/$b.rs" "coordinator/benches/$b.rs"; do
+    for f in "spec/benches/$b.rs" "audit/benches/$b.rs" "coordinator/benches/$b.rs"; do
       if [ -f "$f" ]; then src="$f"; break; fi
     done
     if [ -n "$src" ]; then

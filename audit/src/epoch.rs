@@ -51,11 +51,13 @@ pub fn check_epoch(
     };
     r.push("header_link", linked, why);
     let mut seen = HashSet::with_capacity(receipts.len());
+    // Each receipt's id once (its encoding hashed), for every check below.
+    let ids: Vec<Hash32> = receipts.iter().map(|s| s.id()).collect();
     // Receipts come in signed batches (SPEC.md §5.7): each batch's signature is checked once.
     let mut signatures = ReceiptVerifier::default();
-    let bad = receipts.iter().enumerate().find_map(|(i, s)| {
+    let bad = receipts.iter().zip(&ids).enumerate().find_map(|(i, (s, id))| {
         let b = &s.body;
-        let why = if !signatures.verify(s) {
+        let why = if !signatures.verify_id(s, id) {
             "signature invalid"
         } else if b.coordinator != h.coordinator {
             "signed by another coordinator"
@@ -63,12 +65,12 @@ pub fn check_epoch(
             "names another epoch"
         } else if b.network != h.network {
             "names another network"
-        } else if !seen.insert(s.id()) {
+        } else if !seen.insert(*id) {
             "appears twice"
         } else {
             return None;
         };
-        Some(format!("receipt {i} ({}) {why}", s.id()))
+        Some(format!("receipt {i} ({id}) {why}"))
     });
     let count_ok = receipts.len() == h.receipt_count as usize;
     r.push(
@@ -76,7 +78,6 @@ pub fn check_epoch(
         bad.is_none() && count_ok,
         bad.unwrap_or_else(|| format!("{} signed receipts, header says {}", receipts.len(), h.receipt_count)),
     );
-    let ids: Vec<Hash32> = receipts.iter().map(|s| s.id()).collect();
     let root = merkle::root(&ids);
     r.push(
         "receipts_root",

@@ -12,7 +12,10 @@
 //! One warm-up task is decided first (untimed), so the workers are in the gossip mesh.
 //! Prints tasks/s, p50, p99 and max, then where a task's time goes on the coordinator, stage
 //! by stage (`cairn_task_stage_seconds` from `/metrics`: mean and the p50 bucket), and the
-//! rest (the requester's polling); asserts nothing about time.
+//! rest (the requester's polling). Then the same loop again under a flood from 64 identities
+//! (each its own key and connection: signed claims the node must check and refuse, and
+//! self-signed task announcements as gossip), run in the same process, with the ratios of
+//! the flooded p50 and p99 to the unloaded ones. Asserts nothing about time.
 #![allow(
     clippy::panic,
     clippy::unwrap_used,
@@ -89,65 +92,26 @@ async fn run(total: usize, window: usize) {
     let token = std::fs::read_to_string(dir.path().join("coord/operator.token")).unwrap().trim().to_string();
     let mut workers = Vec::new();
     for i in 0..WORKERS {
-        let (_, agent) =
-            common::start_agent(&dir.path().join(format!("w{i}")), &info.p2p[0], Arc::new(common::Upper))
-                .await;
+        // The trivial executor runs in microseconds: each worker runs as many at once as are
+        // in flight (a worker leases only what it can run, `limits.concurrent_tasks`).
+        let mut wcfg = common::agent_config(&dir.path().join(format!("w{i}")), &info.p2p[0]);
+        wcfg.limits.concurrent_tasks = window.max(1);
+        let (_, agent) = common::start_agent_with(wcfg, Arc::new(common::Upper)).await;
         workers.push(agent);
     }
 
-    // The closed loop: `window` threads, each submitting a task and waiting for it to be
-    // decided with a long poll (`GET /v1/tasks/{id}?wait_ms=`), then the next.
-    let token2 = token.clone();
-    let (latencies, secs) = tokio::task::spawn_blocking(move || {
-        let submit = Arc::new(move |n: usize| -> Hash32 {
-            let body = serde_json::json!({
-                "class": "upper", "input_text": format!("task number {n} of the end-to-end run"),
-                "units": 1, "budget_sats": 1000, "nonce": n as u64,
-            });
-            let (s, v) = common::http(api, "POST", "/v1/tasks", Some(&token2), Some(&body.to_string()));
-            assert!(s == 201 || s == 200, "{s} {v}");
-            Hash32::from_hex(v["id"].as_str().unwrap()).unwrap()
-        });
-        let decided = move |id: Hash32| {
-            let until = Instant::now() + Duration::from_secs(120);
-            loop {
-                let (_, v) = common::http(api, "GET", &format!("/v1/tasks/{id}?wait_ms=30000"), None, None);
-                match v["phase"].as_str() {
-                    Some("decided") => return,
-                    Some("failed") => panic!("task {id} failed: {v}"),
-                    _ => assert!(Instant::now() < until, "task {id} not decided in 120 s: {v}"),
-                }
-            }
-        };
-        // Warm-up (untimed): one task decided shows every worker is in the gossip mesh; an
-        // announcement made before that reaches them only when the coordinator announces
-        // open tasks again (every 10 s).
-        decided(submit(total + 1_000_000));
-        let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let t0 = Instant::now();
-        let threads: Vec<_> = (0..window)
-            .map(|_| {
-                let (next, submit) = (next.clone(), submit.clone());
-                std::thread::spawn(move || {
-                    let mut mine = Vec::new();
-                    loop {
-                        let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        if n >= total {
-                            return mine;
-                        }
-                        let id = submit(n);
-                        let at = Instant::now();
-                        decided(id);
-                        mine.push(at.elapsed());
-                    }
-                })
-            })
-            .collect();
-        let latencies: Vec<Duration> = threads.into_iter().flat_map(|t| t.join().unwrap()).collect();
-        (latencies, t0.elapsed().as_secs_f64())
-    })
-    .await
-    .unwrap();
+    let (latencies, secs) = closed_loop(api, token.clone(), 0, total, window, true).await;
+    eprintln!(
+        "unloaded: {} tasks in {secs:.2} s; now under a flood from {FLOODERS} identities",
+        latencies.len()
+    );
+    // Then the same under a flood from 64 identities (below), measured in the same process.
+    let flood_total = (total / 2).max(10);
+    let (flood_stop, flood_sent) = start_flood(&info.p2p[0], FLOODERS).await;
+    let (flood_latencies, flood_secs) =
+        closed_loop(api, token.clone(), total, flood_total, window, false).await;
+    let _ = flood_stop.send(true);
+    let flooded = flood_sent.load(std::sync::atomic::Ordering::Relaxed);
 
     let (_, stats) = common::http(api, "GET", "/v1/stats", None, None);
     let (_, metrics) = common::http(api, "GET", "/metrics", None, None);
@@ -188,7 +152,46 @@ async fn run(total: usize, window: usize) {
         );
     }
     println!("  coordinator stats: {stats}");
+    let mut flooded_sorted = flood_latencies.clone();
+    flooded_sorted.sort();
+    let (p50, p99) = (percentile(&sorted, 0.50), percentile(&sorted, 0.99));
+    let (fp50, fp99) = (percentile(&flooded_sorted, 0.50), percentile(&flooded_sorted, 0.99));
+    println!(
+        "  under a flood from {FLOODERS} identities ({flooded} requests and gossip messages sent): {} tasks in {flood_secs:.2} s = {:.1} tasks/s",
+        flood_latencies.len(),
+        flood_latencies.len() as f64 / flood_secs
+    );
+    println!(
+        "  latency under the flood: p50 {:.1} ms ({:.2}x unloaded), p99 {:.1} ms ({:.2}x), max {:.1} ms",
+        fp50.as_secs_f64() * 1e3,
+        fp50.as_secs_f64() / p50.as_secs_f64().max(1e-9),
+        fp99.as_secs_f64() * 1e3,
+        fp99.as_secs_f64() / p99.as_secs_f64().max(1e-9),
+        flooded_sorted.last().copied().unwrap_or_default().as_secs_f64() * 1e3
+    );
     println!();
+    let slowest = cairn_coordinator::metrics::Stage::ALL
+        .into_iter()
+        .filter(|s| *s != cairn_coordinator::metrics::Stage::Total)
+        .filter_map(|s| stage_figures(&metrics, s.label()).map(|(_, mean, _)| (s.label(), mean)))
+        .max_by(|a, b| a.1.total_cmp(&b.1));
+    if let Some((stage, mean)) = slowest {
+        println!(
+            "summary: end-to-end slowest stage on the coordinator (mean) = {stage} ({:.2} ms)",
+            mean * 1e3
+        );
+    }
+    println!(
+        "summary: end-to-end latency max = {:.1} ms",
+        sorted.last().copied().unwrap_or_default().as_secs_f64() * 1e3
+    );
+    println!(
+        "summary: end-to-end latency p50 / p99 under a flood from 64 identities = {:.1} ms / {:.1} ms ({:.2}x / {:.2}x unloaded)",
+        fp50.as_secs_f64() * 1e3,
+        fp99.as_secs_f64() * 1e3,
+        fp50.as_secs_f64() / p50.as_secs_f64().max(1e-9),
+        fp99.as_secs_f64() / p99.as_secs_f64().max(1e-9)
+    );
     println!(
         "summary: end-to-end tasks per second (3 workers, trivial executor) = {:.1}",
         latencies.len() as f64 / secs
@@ -204,4 +207,129 @@ async fn run(total: usize, window: usize) {
     }
     let _ = stop.send(());
     let _ = handle.await;
+}
+
+/// The closed loop: `window` threads, each submitting a task (nonces from `first`) and
+/// waiting for it to be decided with a long poll (`GET /v1/tasks/{id}?wait_ms=`), then the
+/// next, until `total` are decided; with `warm_up`, one untimed task first. Latencies (from
+/// each submission's answer) and the seconds the whole took.
+async fn closed_loop(
+    api: std::net::SocketAddr,
+    token: String,
+    first: usize,
+    total: usize,
+    window: usize,
+    warm_up: bool,
+) -> (Vec<Duration>, f64) {
+    tokio::task::spawn_blocking(move || {
+        let submit = Arc::new(move |n: usize| -> Hash32 {
+            let body = serde_json::json!({
+                "class": "upper", "input_text": format!("task number {n} of the end-to-end run"),
+                "units": 1, "budget_sats": 1000, "nonce": n as u64,
+            });
+            let (s, v) = common::http(api, "POST", "/v1/tasks", Some(&token), Some(&body.to_string()));
+            assert!(s == 201 || s == 200, "{s} {v}");
+            Hash32::from_hex(v["id"].as_str().unwrap()).unwrap()
+        });
+        let decided = move |id: Hash32| {
+            let until = Instant::now() + Duration::from_secs(120);
+            loop {
+                let (_, v) = common::http(api, "GET", &format!("/v1/tasks/{id}?wait_ms=20000"), None, None);
+                match v["phase"].as_str() {
+                    Some("decided") => return,
+                    Some("failed") => panic!("task {id} failed: {v}"),
+                    _ => assert!(Instant::now() < until, "task {id} not decided in 120 s: {v}"),
+                }
+            }
+        };
+        // Warm-up (untimed): one task decided shows every worker is in the gossip mesh; an
+        // announcement made before that reaches them only when the coordinator announces
+        // open tasks again (every 10 s).
+        if warm_up {
+            decided(submit(usize::MAX / 2));
+        }
+        let next = Arc::new(std::sync::atomic::AtomicUsize::new(first));
+        let t0 = Instant::now();
+        let threads: Vec<_> = (0..window)
+            .map(|_| {
+                let (next, submit) = (next.clone(), submit.clone());
+                std::thread::spawn(move || {
+                    let mut mine = Vec::new();
+                    loop {
+                        let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        if n >= first + total {
+                            return mine;
+                        }
+                        let id = submit(n);
+                        let at = Instant::now();
+                        decided(id);
+                        mine.push(at.elapsed());
+                    }
+                })
+            })
+            .collect();
+        let latencies: Vec<Duration> = threads.into_iter().flat_map(|t| t.join().unwrap()).collect();
+        (latencies, t0.elapsed().as_secs_f64())
+    })
+    .await
+    .unwrap()
+}
+
+/// Identities in the flood.
+const FLOODERS: u32 = 64;
+
+/// Starts `n` flooding peers against the coordinator at `coord`, each with its own key and
+/// connection, as fast as the coordinator answers: claims it signed for tasks that do not
+/// exist (each a signature the coordinator checks, then refuses: the peer is not
+/// registered), and task announcements it signed as coordinator of its own tasks, as gossip
+/// (valid signatures of a key nobody follows). A peer dropped for its strikes dials again.
+/// Returns the switch that stops them and the count of what they sent.
+async fn start_flood(
+    coord: &str,
+    n: u32,
+) -> (tokio::sync::watch::Sender<bool>, Arc<std::sync::atomic::AtomicU64>) {
+    use cairn_p2p::{Network, NetworkConfig, Peer};
+    use cairn_spec::{Claim, GossipMessage, Payload, RequestBody, Signed, Task, TaskAnnouncement};
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let sent = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let peer: Peer = coord.rsplit('/').next().unwrap().parse().unwrap();
+    for i in 0..n {
+        let key = common::key(50_000 + i);
+        let (net, mut events) =
+            Network::start(NetworkConfig::new(cairn_spec::Network::Regtest), &key).await.unwrap();
+        tokio::spawn(async move { while events.recv().await.is_some() {} });
+        let (addr, stopped, sent) = (coord.to_string(), stopped.clone(), sent.clone());
+        tokio::spawn(async move {
+            let mut k = 0u64;
+            while !*stopped.borrow() {
+                k += 1;
+                let mut task = [0u8; 32];
+                task[..4].copy_from_slice(&i.to_be_bytes());
+                task[4..12].copy_from_slice(&k.to_be_bytes());
+                let now = cairn_p2p::clock::unix_secs();
+                let claim = Claim { task: Hash32(task), worker: key.public(), claimed_at: now };
+                let body = RequestBody::Claim(Signed::sign(claim, &key, &task));
+                if net.request(&peer, body, Duration::from_secs(2)).await.is_err() {
+                    let _ = net.dial(&addr).await;
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                let own = Task {
+                    network: cairn_spec::Network::Regtest,
+                    coordinator: key.public(),
+                    class: Hash32([1; 32]),
+                    requester: key.public(),
+                    nonce: k,
+                    units: 1,
+                    budget_sats: 1,
+                    created_at: now,
+                    input: Payload::Inline(b"flood".to_vec()),
+                };
+                let ann = Signed::sign(TaskAnnouncement { task: own, announced_at: now }, &key, &task);
+                let _ = net.publish(&GossipMessage::Task(ann)).await;
+                sent.fetch_add(2, std::sync::atomic::Ordering::Relaxed);
+            }
+            net.shutdown().await;
+        });
+    }
+    (stop, sent)
 }

@@ -5,8 +5,9 @@
 //!
 //! Group commits are pipelined: the machine decides a group on the caller's thread while one
 //! thread signs and encodes the previous group and another writes the one before, each in
-//! the order the groups were decided. A group's answers and effects come out of its [`Pending`] only
-//! once its write, and so every earlier one, is on disk; `machine()` waits for every write
+//! the order the groups were decided; groups that queued while a write synced are written
+//! together (one atomic batch, one fsync). A group's answers and effects come out of its
+//! [`Pending`] only once its write, and so every earlier one, is on disk; `machine()` waits for every write
 //! already handed over, and the summary readers get (`crate::published`) is swapped in by the
 //! writer after each write, so no reader sees state that is not on disk.
 //!
@@ -71,8 +72,10 @@ pub type Batched<T> = (Vec<Result<T, Refusal>>, Vec<Effect>);
 /// before it waits for the writer.
 const WRITE_QUEUE: usize = 4;
 
-/// Groups written together at most, when they queued while the writer synced.
-const MAX_COALESCED: usize = 64;
+/// Groups written together at most, when they queued while the writer synced (also how many
+/// signed groups may wait for the writer: the machine runs at most `WRITE_QUEUE` +
+/// `MAX_COALESCED` groups ahead of the disk).
+const MAX_COALESCED: usize = 8;
 
 /// A decided group on its way to disk: its answers, released with its effects once its write
 /// is durable.
@@ -150,47 +153,50 @@ impl Writer {
                         Err(_) => break,
                     }
                 }
-                let res = if p.poisoned.load(Ordering::SeqCst) {
-                    Err(CoreError::Poisoned)
+                // The groups before one that cannot be written are written; it gets its error,
+                // and the groups behind it are refused (the node stops: nothing after a lost
+                // group may be answered as written).
+                let mut merged = crate::store::Batch::new();
+                let mut good = group.len();
+                let mut refused = None;
+                if p.poisoned.load(Ordering::SeqCst) {
+                    good = 0;
                 } else {
-                    let mut merged = crate::store::Batch::new();
-                    let mut refused = None;
-                    for e in &mut group {
+                    for (i, e) in group.iter_mut().enumerate() {
                         match std::mem::replace(&mut e.batch, Ok(None)) {
                             Ok(Some(b)) => {
                                 merged.append(b);
                             }
                             Ok(None) => {}
                             Err(u) => {
+                                good = i;
                                 refused = Some(CoreError::from(u));
                                 break;
                             }
                         }
                     }
-                    match refused {
-                        // Nothing of the group is written: it follows a group that cannot be.
-                        Some(e) => Err(e),
-                        None if merged.is_empty() => Ok(()),
-                        None => write(store.as_ref(), &merged),
+                }
+                let written_ok = if merged.is_empty() { Ok(()) } else { write(store.as_ref(), &merged) };
+                let mut failure = match written_ok {
+                    Ok(()) => refused,
+                    Err(e) => {
+                        good = 0;
+                        Some(e)
                     }
                 };
-                let mut failure = res.err();
-                if failure.is_some() {
+                if failure.is_some() || good < group.len() {
                     p.poisoned.store(true, Ordering::SeqCst);
                 }
-                let failed = failure.is_some();
-                for Encoded { effects, published, written, .. } in group {
-                    // The first group hears why; the others that it was not written.
-                    let answer = match failure.take() {
-                        Some(e) => Err(e),
-                        None if failed => Err(CoreError::Poisoned),
-                        None => {
-                            // Readers see a decision once it is on disk, before its answers go out.
-                            if let Some(summary) = published {
-                                board.set(summary);
-                            }
-                            Ok(effects)
+                for (i, Encoded { effects, published, written, .. }) in group.into_iter().enumerate() {
+                    // The first group not written hears why; the others that it was not.
+                    let answer = if i < good {
+                        // Readers see a decision once it is on disk, before its answers go out.
+                        if let Some(summary) = published {
+                            board.set(summary);
                         }
+                        Ok(effects)
+                    } else {
+                        Err(failure.take().unwrap_or(CoreError::Poisoned))
                     };
                     if let Ok(mut c) = p.counts.lock() {
                         c.1 += 1;

@@ -107,7 +107,12 @@ pub struct Board {
     summary: Arc<RwLock<Arc<Published>>>,
     /// Counts replacements; a receiver wakes at each.
     written: Arc<tokio::sync::watch::Sender<u64>>,
+    /// Places for waiters (`MAX_WAITERS`): each wakes at every write and reads its task.
+    waiters: Arc<tokio::sync::Semaphore>,
 }
+
+/// Requests waiting on the board at once, at most; a request beyond them is answered at once.
+pub const MAX_WAITERS: usize = 1024;
 
 impl Board {
     /// A board showing `first`.
@@ -115,6 +120,7 @@ impl Board {
         Board {
             summary: Arc::new(RwLock::new(Arc::new(first))),
             written: Arc::new(tokio::sync::watch::channel(0).0),
+            waiters: Arc::new(tokio::sync::Semaphore::new(MAX_WAITERS)),
         }
     }
 
@@ -131,8 +137,10 @@ impl Board {
         self.written.send_modify(|n| *n = n.wrapping_add(1));
     }
 
-    /// A receiver that wakes after each write from now on.
-    pub fn watch(&self) -> tokio::sync::watch::Receiver<u64> {
-        self.written.subscribe()
+    /// A receiver that wakes after each write from now on, with its place among the waiters;
+    /// `None` when every place is taken.
+    pub fn watch(&self) -> Option<(tokio::sync::watch::Receiver<u64>, tokio::sync::OwnedSemaphorePermit)> {
+        let place = self.waiters.clone().try_acquire_owned().ok()?;
+        Some((self.written.subscribe(), place))
     }
 }

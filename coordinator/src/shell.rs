@@ -114,6 +114,7 @@ impl Shell {
     pub(crate) async fn start_p2p(
         &self,
         cfg: &NodeConfig,
+        gossip_signers: Option<Vec<cairn_spec::PubKey>>,
     ) -> Result<(Network, mpsc::Receiver<NetworkEvent>, Vec<String>, Arc<NodeMetrics>), NodeError> {
         let mut ncfg = NetworkConfig::new(cfg.network()?);
         if !cfg.p2p.listen.is_empty() {
@@ -121,6 +122,7 @@ impl Shell {
         }
         ncfg.bootstrap = cfg.p2p.bootstrap.clone();
         ncfg.mdns = cfg.p2p.mdns;
+        ncfg.gossip_signers = gossip_signers;
         if let Some(rate) = cfg.p2p.requests_per_second {
             ncfg.requests_per_second = rate;
         }

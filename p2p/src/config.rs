@@ -37,6 +37,12 @@ pub struct NetworkConfig {
     pub idle_timeout: Duration,
     /// Discover peers on the local network with mDNS (LAN devnets; off by default).
     pub mdns: bool,
+    /// The signers whose gossip this node takes in (`None`: anyone's). Gossip signed by
+    /// anyone else is ignored (neither delivered nor forwarded, and not penalised) before its
+    /// BIP340 signature is checked: a flood of self-signed objects costs a node that names
+    /// the coordinators it follows a decode and a lookup each, and no slot in the event
+    /// channel its requests share (SPEC.md §11.3).
+    pub gossip_signers: Option<Vec<cairn_spec::PubKey>>,
     /// Strikes after which a peer is disconnected: a malformed request frame is one, and so is
     /// each request refused beyond a second bucket of refusals (a peer asking at more than
     /// twice the rate). Strikes wear off one per second.
@@ -61,6 +67,7 @@ impl NetworkConfig {
             channel_capacity: 1024,
             idle_timeout: Duration::from_secs(120),
             mdns: false,
+            gossip_signers: None,
             max_strikes: 20,
         }
     }

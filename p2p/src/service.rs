@@ -319,6 +319,15 @@ impl EventLoop {
         if msg.network() != self.network() {
             return self.reject(&id, source, RejectReason::WrongNetwork);
         }
+        if self.config.gossip_signers.as_ref().is_some_and(|signers| !signers.contains(&msg.signer())) {
+            // Not a signer this node follows: nothing to judge, so neither spread nor punish.
+            self.swarm.behaviour_mut().gossipsub.report_message_validation_result(
+                &id,
+                &source,
+                MessageAcceptance::Ignore,
+            );
+            return;
+        }
         if !msg.verify_signature() {
             return self.reject(&id, source, RejectReason::BadSignature);
         }

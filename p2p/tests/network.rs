@@ -356,11 +356,13 @@ async fn work_done_is_refunded_and_only_what_is_asked_beyond_it_is_limited() {
     assert_eq!(server.net.metrics().rate_limited, 0);
     // What it asks beyond its work: the burst, then refusals.
     let mut reads = Vec::new();
-    for _ in 0..6 {
+    let began = std::time::Instant::now();
+    for _ in 0..10 {
         reads.push(ask(RequestBody::GetReceipt { id: Hash32::ZERO }).await);
     }
+    let refilled = began.elapsed().as_secs() as usize + 1;
     let served = reads.iter().filter(|a| **a == ResponseBody::Ack).count();
-    assert!((3..=4).contains(&served), "the burst and at most one token refilled: {reads:?}");
+    assert!(served <= 3 + refilled, "the burst and what refilled meanwhile: {reads:?}");
     assert!(server.net.metrics().rate_limited >= 2);
 
     // The server reaches the client by its protocol key alone (x-only: either parity).

@@ -185,8 +185,13 @@ impl SignedReceipt {
     /// The id of the batch this receipt claims to belong to (what its signature signs), or
     /// `None` when the path does not fit the batch's shape.
     pub fn batch_id(&self) -> Option<Hash32> {
+        self.batch_id_of(&self.id())
+    }
+
+    /// [`batch_id`](Self::batch_id) for a receipt whose id (`self.id()`) the caller has.
+    pub fn batch_id_of(&self, id: &Hash32) -> Option<Hash32> {
         let count = u16::try_from(self.batch.count).ok()?;
-        let root = self.batch.root_for(&self.id()).ok()?;
+        let root = self.batch.root_for(id).ok()?;
         Some(batch_id(count, &root))
     }
 
@@ -209,7 +214,12 @@ pub struct ReceiptVerifier {
 impl ReceiptVerifier {
     /// The same answer as `receipt.verify()`.
     pub fn verify(&mut self, receipt: &SignedReceipt) -> bool {
-        let Some(batch) = receipt.batch_id() else { return false };
+        self.verify_id(receipt, &receipt.id())
+    }
+
+    /// [`verify`](Self::verify) for a receipt whose id (`receipt.id()`) the caller has.
+    pub fn verify_id(&mut self, receipt: &SignedReceipt, id: &Hash32) -> bool {
+        let Some(batch) = receipt.batch_id_of(id) else { return false };
         let k = (receipt.body.coordinator, batch, receipt.signature);
         if self.verified.contains(&k) {
             return true;

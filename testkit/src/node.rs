@@ -506,7 +506,14 @@ pub async fn start_agent(
     coord_p2p: &str,
     exec: std::sync::Arc<dyn cairn_worker::executor::Executor>,
 ) -> (cairn_worker::agent::WorkerInfo, Agent) {
-    let cfg = agent_config(dir, coord_p2p);
+    start_agent_with(agent_config(dir, coord_p2p), exec).await
+}
+
+/// As `start_agent`, with the worker config given.
+pub async fn start_agent_with(
+    cfg: cairn_worker::config::WorkerConfig,
+    exec: std::sync::Arc<dyn cairn_worker::executor::Executor>,
+) -> (cairn_worker::agent::WorkerInfo, Agent) {
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let (info_tx, info_rx) = tokio::sync::oneshot::channel();
     let h = tokio::spawn(async move {

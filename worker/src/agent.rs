@@ -212,6 +212,15 @@ pub async fn run(
     tracing::info!(target: "cairn::worker", worker = %key.public(), payout = %cfg.payout_address, "worker starting");
 
     let mut ncfg = NetworkConfig::new(network);
+    // Only its coordinators' gossip matters to a worker: anyone else's is ignored before its
+    // signature is checked.
+    ncfg.gossip_signers = Some(
+        cfg.coordinators
+            .iter()
+            .filter_map(|e| e.p2p.rsplit_once("/p2p/").and_then(|(_, p)| p.parse::<Peer>().ok()))
+            .filter_map(|p| p.protocol_key())
+            .collect(),
+    );
     if !cfg.p2p_listen.is_empty() {
         ncfg.listen = cfg.p2p_listen.clone();
     }
@@ -223,6 +232,13 @@ pub async fn run(
     let (gossip_tx, mut gossip_rx) = tokio::sync::mpsc::channel::<(GossipMessage, cairn_p2p::GossipId)>(1024);
     let (offer_tx, mut offer_rx) = tokio::sync::mpsc::channel::<Offered>(1024);
     let net2 = net.clone();
+    // Only a configured coordinator's node is queued an offer: a stranger's is answered at
+    // once, so strangers cannot fill the queue ahead of the coordinator's offers.
+    let coordinator_peers: HashSet<Peer> = cfg
+        .coordinators
+        .iter()
+        .filter_map(|e| e.p2p.rsplit_once("/p2p/").and_then(|(_, p)| p.parse::<Peer>().ok()))
+        .collect();
     tokio::spawn(async move {
         while let Some(ev) = events.recv().await {
             match ev {
@@ -235,6 +251,13 @@ pub async fn run(
                 }
                 // A worker serves one request: a coordinator's offer (SPEC.md §11.4).
                 NetworkEvent::Request { from, request, reply } => match request.body {
+                    RequestBody::Offer(_) if !coordinator_peers.contains(&from) => {
+                        let body = ResponseBody::error(
+                            ErrorReason::Malformed,
+                            "an offer comes from its coordinator's own node",
+                        );
+                        let _ = net2.respond(reply, body).await;
+                    }
                     RequestBody::Offer(a) => {
                         if let Err(e) = offer_tx.try_send((from, a, reply)) {
                             let reply = match e {
@@ -569,11 +592,14 @@ fn on_gossip(shared: &Arc<Shared>, message: GossipMessage) -> Acceptance {
         GossipMessage::Task(a) => {
             let now = unix_secs();
             let class = a.body.task.class;
-            let offered = shared
-                .offered
-                .lock()
-                .map(|o| o.get(&(coord.key, class)).is_some_and(|at| now < at.saturating_add(OFFERED_SECS)))
-                .unwrap_or(false);
+            // Only a task's first announcement is left to offers: one made again (a slot
+            // opened, an offer lapsed, the periodic re-announcement) is claimed as before, so
+            // gossip stays the fallback for an offer that did not arrive.
+            let first = a.body.announced_at <= a.body.task.created_at;
+            let offered = first
+                && shared.offered.lock().is_ok_and(|o| {
+                    o.get(&(coord.key, class)).is_some_and(|at| now < at.saturating_add(OFFERED_SECS))
+                });
             if !offered {
                 take(shared, coord, a.body, now);
             }
@@ -651,8 +677,7 @@ fn take(shared: &Arc<Shared>, coord: &Coord, a: TaskAnnouncement, now: u64) -> b
     }
     let Some((class, _)) = coord.classes.get(&task.class) else { return false };
     let job = Job::new(coord.key, task, id, class.name.clone(), u64::from(class.reveal_secs));
-    spawn_driver(shared, job);
-    true
+    spawn_driver(shared, job)
 }
 
 /// A coordinator's offer (SPEC.md §12.1): from the coordinator's own node and signed by it,
@@ -769,13 +794,15 @@ async fn fetch_blob(
     Ok(out)
 }
 
-fn spawn_driver(shared: &Arc<Shared>, job: Job) {
+/// Starts driving `job` unless a driver for it runs already (which is then told to ask
+/// again); whether it started one.
+fn spawn_driver(shared: &Arc<Shared>, job: Job) -> bool {
     let fresh = shared.driving.lock().map(|mut d| d.insert(job.id)).unwrap_or(false);
     if !fresh {
         if let Ok(mut a) = shared.again.lock() {
             a.insert(job.id);
         }
-        return;
+        return false;
     }
     let s = shared.clone();
     tokio::spawn(async move {
@@ -790,6 +817,7 @@ fn spawn_driver(shared: &Arc<Shared>, job: Job) {
             a.remove(&id);
         }
     });
+    true
 }
 
 /// [`Shared::save`] off the async threads: a journal fsync must not stall the runtime the
@@ -802,9 +830,10 @@ async fn persist(s: &Arc<Shared>, job: &Job) -> Result<(), AgentError> {
 }
 
 /// Drives one job until it waits for its receipt or ends. The permit bounds the jobs
-/// executing at once (`limits.concurrent_tasks`: the hardware's share); claims, commitments
-/// and reveals are round trips that take none, so a job never queues for the executor to
-/// send one (the coordinator bounds the slots a worker holds uncommitted).
+/// claiming and executing at once (`limits.concurrent_tasks`: the hardware's share): a worker
+/// never holds more leases than it can run, so a slow executor is never left with a lease it
+/// cannot finish in time (a miss). It is let go once the result is on disk: the commitment and
+/// the reveal are round trips, and the reveal's wait depends on other workers.
 async fn drive(s: &Arc<Shared>, mut job: Job) -> Result<(), AgentError> {
     let Some(coord) = s.coord(&job.coordinator) else {
         job.abandon("coordinator no longer configured".into());
@@ -821,8 +850,11 @@ async fn drive(s: &Arc<Shared>, mut job: Job) -> Result<(), AgentError> {
     loop {
         let now = unix_secs();
         let action = job.next(now);
-        if action == Action::Execute && permit.is_none() {
+        if matches!(action, Action::Claim | Action::Execute) && permit.is_none() {
             permit = Some(s.permits.acquire().await.map_err(|e| AgentError::P2p(e.to_string()))?);
+            // The wait may have been long: decide again at the time it ended (a lease may
+            // have run out meanwhile).
+            continue;
         }
         match action {
             Action::Claim => {

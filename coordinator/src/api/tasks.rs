@@ -110,8 +110,9 @@ pub(super) struct WaitQuery {
 pub const MAX_WAIT_MS: u64 = 30_000;
 
 /// One task; with `wait_ms`, answered as soon as it is decided or failed (each write on disk
-/// wakes the wait), or with its phase then when the time is up: a requester hears of its
-/// result within milliseconds, without polling.
+/// wakes the wait), or with its phase then when the time is up or the node stops: a requester
+/// hears of its result within milliseconds, without polling. At most
+/// `published::MAX_WAITERS` wait at once; beyond them the task is answered as it stands.
 #[utoipa::path(get, path = "/v1/tasks/{id}", tag = "tasks",
     params(("id" = String, Path, description = "Task id, 64 hex characters"),
            ("wait_ms" = Option<u64>, Query, description = "Wait up to this many ms (at most 30000) for the task to be decided or to fail")),
@@ -131,16 +132,21 @@ pub(super) async fn get_task(
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_millis(wait);
     // Subscribed before the first read: a write between the read and the wait still wakes it.
     let mut written = match &s.role {
-        super::Role::Coordinator { board, .. } if wait > 0 => Some(board.watch()),
+        super::Role::Coordinator { board, .. } if wait > 0 => board.watch(),
         _ => None,
     };
     loop {
         let rec = load_task(&s, &id)?;
         let done = matches!(rec.phase, Phase::Decided { .. } | Phase::Failed { .. });
-        let Some(rx) = written.as_mut().filter(|_| !done) else { return Ok(Json(task_view(&rec, true))) };
-        match tokio::time::timeout_at(deadline, rx.changed()).await {
+        let Some((rx, _place)) = written.as_mut().filter(|_| !done && !s.is_stopping()) else {
+            return Ok(Json(task_view(&rec, true)));
+        };
+        // Woken by a write, or every half second to see whether the node is stopping.
+        let tick = (tokio::time::Instant::now() + std::time::Duration::from_millis(500)).min(deadline);
+        match tokio::time::timeout_at(tick, rx.changed()).await {
             Ok(Ok(())) => {}
-            // Time is up, or the node is stopping: the task as it stands.
+            Err(_) if tick < deadline => {}
+            // Time is up: the task as it stands.
             _ => return Ok(Json(task_view(&load_task(&s, &id)?, true))),
         }
     }

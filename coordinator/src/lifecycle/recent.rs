@@ -4,7 +4,8 @@
 //! stays flat however many tasks a node has run.
 //!
 //! Owns the bound. Must never be the only record of anything: whatever it forgets is on disk
-//! (the driver looks there first).
+//! (for submissions the core looks there first; a worker message on a task forgotten here is
+//! refused `not_found` rather than `already_decided`, which a worker treats alike).
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::Hash;

@@ -122,7 +122,9 @@ pub async fn run(
     let board = core.board();
     let core = Arc::new(Mutex::new(core));
 
-    let (net, mut events, p2p_addrs, metrics) = shell.start_p2p(&cfg).await?;
+    // A coordinator relays no other coordinator's objects yet (federation): it takes in only
+    // its own, so others' self-signed gossip is ignored before any signature check.
+    let (net, mut events, p2p_addrs, metrics) = shell.start_p2p(&cfg, Some(vec![key.public()])).await?;
 
     // Anchor thread.
     let view = shell.anchor_view.clone();
@@ -475,7 +477,10 @@ impl Ctx {
                 match decided {
                     Ok((mut answers, effects)) => match answers.pop() {
                         Some(Ok(id)) => {
-                            self.stage(id, stages::Event::Accepted(came));
+                            // Timed from its first acceptance only (a retry is the same task).
+                            if !effects.is_empty() {
+                                self.stage(id, stages::Event::Accepted(came));
+                            }
                             let _ = reply.send(Ok(id));
                             self.perform(effects).await;
                         }

@@ -13,6 +13,8 @@ use cairn_p2p::Cost;
 pub(super) struct Written {
     pending: crate::core::Pending<(ResponseBody, Cost)>,
     replies: Vec<(ReplyToken, Option<Retry>)>,
+    /// The stage each message marks once accepted (`stages`), in the order of `replies`.
+    marks: Vec<Option<(Hash32, stages::Event)>>,
 }
 
 use super::held::Retry;
@@ -50,20 +52,18 @@ pub(super) async fn decide_groups(
         // A check cannot panic on bad input; should one panic anyway, its group gets no
         // answers rather than wrong ones (as `check_all` does for a panicking thread).
         let checked = checked.await.unwrap_or_default();
-        let (mut replies, mut msgs) = (Vec::new(), Vec::new());
+        let (mut replies, mut msgs, mut marks) = (Vec::new(), Vec::new(), Vec::new());
         for (reply, c) in checked {
             match c {
                 Ok(m) => {
-                    // Timed once its signature checked: a forgery marks nothing.
-                    let checked = match &m {
+                    // Timed once accepted and written (`answer_groups`): a refused or forged
+                    // message marks nothing.
+                    marks.push(match &m {
                         WorkerMsg::Claim(c) => Some((c.get().body.task, stages::Event::Claim)),
                         WorkerMsg::Commit(c) => Some((c.get().body.task, stages::Event::Commit)),
                         WorkerMsg::Reveal(r) => Some((r.get().body.task, stages::Event::Reveal)),
                         WorkerMsg::Register(..) => None,
-                    };
-                    if let Some((task, event)) = checked {
-                        ctx.stage(task, event);
-                    }
+                    });
                     replies.push(reply);
                     msgs.push(m);
                 }
@@ -78,10 +78,14 @@ pub(super) async fn decide_groups(
         let decided = tokio::task::spawn_blocking(move || match core.lock() {
             Ok(mut c) => c.submit_many(msgs, |m, msg| {
                 // Work that moved a task on gives its request's token back (SPEC.md §11.5):
-                // an honest worker is never slowed by the rate meant for floods; a repeat, a
-                // refusal or a read is charged.
+                // an honest worker is never slowed by the rate meant for floods. Each such
+                // refund is bounded by what the coordinator drew the worker for. A repeat, a
+                // refusal, a read or a registration (which a key may send again and again
+                // with new times) is charged.
+                let task_work = !matches!(msg, WorkerMsg::Register(..));
                 dispatch(m, msg, now).map(|(body, step)| {
-                    let cost = if step.changes.is_empty() { Cost::Charged } else { Cost::Refunded };
+                    let cost =
+                        if task_work && !step.changes.is_empty() { Cost::Refunded } else { Cost::Charged };
                     ((body, cost), step)
                 })
             }),
@@ -91,7 +95,7 @@ pub(super) async fn decide_groups(
         .unwrap_or(Err(CoreError::Poisoned));
         let failure = match decided {
             // Answered once on disk, while the next group is checked and decided.
-            Ok(pending) => match ctx.written.send(Written { pending, replies }).await {
+            Ok(pending) => match ctx.written.send(Written { pending, replies, marks }).await {
                 Ok(()) => continue,
                 Err(_) => CoreError::Poisoned,
             },
@@ -114,7 +118,7 @@ pub(super) async fn answer_groups(
     mut groups: mpsc::Receiver<Written>,
     fatal: mpsc::Sender<CoreError>,
 ) {
-    while let Some(Written { pending, replies }) = groups.recv().await {
+    while let Some(Written { pending, replies, marks }) = groups.recv().await {
         let written =
             tokio::task::spawn_blocking(move || pending.wait()).await.unwrap_or(Err(CoreError::Poisoned));
         match written {
@@ -125,7 +129,10 @@ pub(super) async fn answer_groups(
                 let mut answers = Vec::with_capacity(results.len());
                 {
                     let mut held = ctx.held.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-                    for ((reply, retry), answer) in replies.into_iter().zip(results) {
+                    for (((reply, retry), answer), mark) in replies.into_iter().zip(results).zip(marks) {
+                        if let (Ok(_), Some((task, event))) = (&answer, mark) {
+                            ctx.stage(task, event);
+                        }
                         match (&answer, retry) {
                             (Err(Refusal::TooEarly(_)), Some(retry)) => {
                                 if let Some(reply) = held.hold(retry, reply, now_ms) {

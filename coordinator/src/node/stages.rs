@@ -61,6 +61,9 @@ impl Stages {
     /// task went through in `metrics`.
     pub(super) fn on(&mut self, task: Hash32, event: Event, now: Instant, metrics: &NodeMetrics) {
         if let Event::Accepted(at) = event {
+            if self.marks.contains_key(&task) {
+                return;
+            }
             if self.marks.len() >= MAX_TIMED {
                 while let Some(old) = self.order.pop_front() {
                     if self.marks.remove(&old).is_some() {
