@@ -47,7 +47,8 @@ cpu="$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo 2>/dev/null |
   echo "|---|---|---|---|"
   for b in "${benches[@]}"; do
     sed -n 's/^summary: \(.*\) = \(.*\)$/\1\t\2/p' "$work/$b.out" | while IFS=$'\t' read -r what value; do
-      was="$(awk -F'\t' -v w="$what" '$1 == w { print $2; exit }' "$work/before.tsv")"
+      # The same figure, also when a count in its name changed (receipts ingested, say).
+      was="$(awk -F'\t' -v w="$what" 'BEGIN { gsub(/[0-9]+/, "#", w) } { k = $1; gsub(/[0-9]+/, "#", k) } k == w { print $2; exit }' "$work/before.tsv")"
       echo "| $what | $value | ${was:-—} | \`cargo bench --workspace --bench $b\` |"
     done
   done

@@ -105,6 +105,9 @@ async fn run(total: usize, window: usize) {
         "unloaded: {} tasks in {secs:.2} s; now under a flood from {FLOODERS} identities",
         latencies.len()
     );
+    // The stage breakdown of the unloaded run (its warm-up task included).
+    let (_, metrics) = common::http(api, "GET", "/metrics", None, None);
+    let metrics = metrics.as_str().unwrap_or_default().to_string();
     // Then the same under a flood from 64 identities (below), measured in the same process.
     let flood_total = (total / 2).max(10);
     let (flood_stop, flood_sent) = start_flood(&info.p2p[0], FLOODERS).await;
@@ -114,8 +117,6 @@ async fn run(total: usize, window: usize) {
     let flooded = flood_sent.load(std::sync::atomic::Ordering::Relaxed);
 
     let (_, stats) = common::http(api, "GET", "/v1/stats", None, None);
-    let (_, metrics) = common::http(api, "GET", "/metrics", None, None);
-    let metrics = metrics.as_str().unwrap_or_default().to_string();
     let mut sorted = latencies.clone();
     sorted.sort();
     println!(
@@ -132,7 +133,7 @@ async fn run(total: usize, window: usize) {
         percentile(&sorted, 0.99).as_secs_f64() * 1e3,
         sorted.last().copied().unwrap_or_default().as_secs_f64() * 1e3,
     );
-    println!("  where a task's time goes on the coordinator (each stage from the one before it; p50 is the histogram bucket holding it):");
+    println!("  where a task's time goes on the coordinator, unloaded (each stage from the one before it; p50 is the histogram bucket holding it):");
     for stage in cairn_coordinator::metrics::Stage::ALL {
         if let Some((count, mean, p50)) = stage_figures(&metrics, stage.label()) {
             println!(

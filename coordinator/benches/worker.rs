@@ -1,7 +1,9 @@
 //! `cargo bench -p cairn-coordinator --bench worker`: the worker's side of Cairn on this
 //! machine.
 //! 1. Embeddings per second with all-MiniLM-L6-v2 (candle, CPU) for batches of 1, 8 and 32
-//!    sentences.
+//!    sentences, and the FLOP/s that makes at batch 32 as a ratio to this machine's f32
+//!    matrix-multiply FLOP/s measured in the same run (candle's own matmul on the shapes of
+//!    the model's feed-forward layer).
 //! 2. The protocol's overhead per task: a real coordinator node over loopback (RocksDB,
 //!    synced writes) and a worker speaking libp2p run tasks one after another; the time of
 //!    claim, commit and reveal round trips is set against the execution time of the same task
@@ -85,8 +87,48 @@ fn main() {
     }
 
     println!("summary: embeddings per second, batches of 1 / 8 / 32 = {}", rates.join(" / "));
+    // FLOPs of one embedding: 6 layers of hidden 384 and feed-forward 1536 over L tokens:
+    // Q, K, V and output projections (4 · 2·L·384²), the feed-forward (2 · 2·L·384·1536) and
+    // attention (2 · 2·L²·384). A 12-word sentence of these words is about 14 tokens (each
+    // word one WordPiece, plus [CLS] and [SEP]).
+    let l = 14.0f64;
+    let flops = 6.0 * (2.0 * l * 384.0 * (4.0 * 384.0 + 2.0 * 1536.0) + 4.0 * l * l * 384.0);
+    let rate32: f64 = rates.last().and_then(|r| r.parse().ok()).unwrap_or(0.0);
+    let achieved = rate32 * flops;
+    let baseline = matmul_flops();
+    println!(
+        "  batch 32: about {:.1} GFLOP/s ({:.0} MFLOP per embedding); f32 matmul on this machine (candle, 448x384 . 384x1536): {:.1} GFLOP/s; ratio {:.2}",
+        achieved / 1e9,
+        flops / 1e6,
+        baseline / 1e9,
+        achieved / baseline
+    );
+    println!(
+        "summary: MiniLM FLOP/s at batch 32 / f32 matmul FLOP/s (same run) = {:.2}",
+        achieved / baseline
+    );
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     rt.block_on(protocol_overhead(m));
+}
+
+/// This machine's f32 matrix-multiply FLOP/s through candle (every core), on the shape of
+/// a batch of 32 × 14 tokens through the model's feed-forward layer; best of several.
+fn matmul_flops() -> f64 {
+    use candle_core::{Device, Tensor};
+    let (m, k, n) = (448usize, 384usize, 1536usize);
+    let a = Tensor::randn(0f32, 1.0, (m, k), &Device::Cpu).unwrap();
+    let b = Tensor::randn(0f32, 1.0, (k, n), &Device::Cpu).unwrap();
+    std::hint::black_box(a.matmul(&b).unwrap());
+    let mut best = f64::MAX;
+    for _ in 0..5 {
+        let reps = 20;
+        let t = Instant::now();
+        for _ in 0..reps {
+            std::hint::black_box(a.matmul(&b).unwrap());
+        }
+        best = best.min(t.elapsed().as_secs_f64() / f64::from(reps));
+    }
+    2.0 * (m * k * n) as f64 / best
 }
 
 async fn protocol_overhead(m: MiniLm) {
