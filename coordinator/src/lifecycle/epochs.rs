@@ -249,7 +249,7 @@ impl Machine {
             coordinator: self.me,
             height,
             prev,
-            receipts_root: merkle::root(&self.open_leaves),
+            receipts_root: self.open_leaves.root(),
             state_root: merkle::root(&leaves),
             receipt_count: self.meta.open_receipts,
             accepted_count: self.meta.open_accepted,
@@ -273,7 +273,7 @@ impl Machine {
         self.meta.open_reward = 0;
         self.meta.payouts_waiting = false;
         self.meta.beacon = None;
-        self.open_leaves.clear();
+        self.open_leaves = merkle::Frontier::new();
         step.changes.push(Change::Epoch {
             header: Box::new(signed.clone()),
             ledger: entries,

@@ -414,8 +414,9 @@ pub struct Snapshot {
     pub meta: MetaState,
     /// Locked amounts by epoch and worker.
     pub locks: Vec<(u32, PubKey, u64)>,
-    /// Leaf hashes of the open epoch's receipts, in index order.
-    pub open_leaves: Vec<Hash32>,
+    /// The open epoch's receipts so far, as the frontier of their Merkle tree (ids in index
+    /// order): its root is the receipts root, in O(log n) memory.
+    pub open_leaves: merkle::Frontier,
     /// The roster the open epoch's draws rank (none before the first header).
     pub roster: Option<Roster>,
     /// The roster the epoch before ranked (its draws go on while the open epoch waits for
@@ -443,7 +444,7 @@ pub struct Machine {
     ledger: BTreeMap<PubKey, LedgerEntry>,
     queued_payouts: BTreeMap<u64, PayoutRecord>,
     meta: MetaState,
-    open_leaves: Vec<Hash32>,
+    open_leaves: merkle::Frontier,
     leases: HashMap<PubKey, u32>,
     group_commit: bool,
     /// Rows a group commit changed, written once with their final value when it ends.
@@ -566,7 +567,7 @@ impl Machine {
             ledger: BTreeMap::new(),
             queued_payouts: BTreeMap::new(),
             meta,
-            open_leaves: Vec::new(),
+            open_leaves: merkle::Frontier::new(),
             leases: HashMap::new(),
             group_commit: false,
             group_rows: GroupRows::default(),
@@ -590,7 +591,7 @@ impl Machine {
             return Err(RestoreError("the stored roster is not the one the newest header commits to".into()));
         }
         m.open_leaves = snap.open_leaves;
-        if m.open_leaves.len() != m.meta.open_receipts as usize {
+        if m.open_leaves.len() != u64::from(m.meta.open_receipts) {
             return Err(RestoreError(format!(
                 "open epoch has {} receipts stored but the counters say {}",
                 m.open_leaves.len(),
