@@ -518,10 +518,9 @@ mod tests {
         }
     }
 
-    #[test]
-    fn readers_see_each_decision_through_the_board_even_while_the_core_is_held() {
-        use crate::lifecycle::TaskRequest;
-        let class = cairn_spec::TaskClass {
+    /// A one-replica class named "echo".
+    fn echo_class() -> cairn_spec::TaskClass {
+        cairn_spec::TaskClass {
             name: "echo".into(),
             executor: cairn_spec::ExecutorKind::Command,
             model_hash: Hash32::ZERO,
@@ -531,8 +530,13 @@ mod tests {
             max_input_bytes: 64,
             lease_secs: 60,
             reveal_secs: 60,
-        };
-        let cfg = LifecycleConfig::new(Network::Regtest, vec![class]);
+        }
+    }
+
+    #[test]
+    fn readers_see_each_decision_through_the_board_even_while_the_core_is_held() {
+        use crate::lifecycle::TaskRequest;
+        let cfg = LifecycleConfig::new(Network::Regtest, vec![echo_class()]);
         let mut core = Core::open(cfg, key(1), Arc::new(crate::store::MemoryStore::new()), 0).unwrap();
         let board = core.board();
         assert_eq!(board.get().unwrap().tasks.submitted, 0);
@@ -563,18 +567,7 @@ mod tests {
     #[test]
     fn a_submission_retried_long_after_or_after_a_restart_is_the_same_task() {
         use crate::lifecycle::TaskRequest;
-        let class = cairn_spec::TaskClass {
-            name: "echo".into(),
-            executor: cairn_spec::ExecutorKind::Command,
-            model_hash: Hash32::ZERO,
-            rule: cairn_spec::ComparisonRule::ExactHash,
-            replication: 1,
-            reward_per_unit: 10,
-            max_input_bytes: 64,
-            lease_secs: 60,
-            reveal_secs: 60,
-        };
-        let mut cfg = LifecycleConfig::new(Network::Regtest, vec![class]);
+        let mut cfg = LifecycleConfig::new(Network::Regtest, vec![echo_class()]);
         cfg.recent = 32;
         let store: Arc<dyn KvStore> = Arc::new(crate::store::MemoryStore::new());
         let request = |nonce: u64, at: u64| TaskRequest {

@@ -995,6 +995,23 @@ fn no_audit_replica_when_no_other_worker_can_take_it() {
     }
 }
 
+/// A core over a [`GatedStore`] with one exact class and free registration: the core, its
+/// store, the coordinator key and the time.
+fn gated_core() -> (cairn_coordinator::core::Core, std::sync::Arc<GatedStore>, SigningKey, u64) {
+    let mut cfg = LifecycleConfig::new(NET, vec![exact(1)]);
+    cfg.tunables.pow_difficulty = 0;
+    let coord = key(1000);
+    let now = 1_700_000_000;
+    let store = std::sync::Arc::new(GatedStore {
+        inner: MemoryStore::new(),
+        gate: std::sync::Mutex::new(()),
+        fail: false.into(),
+        writes: 0.into(),
+    });
+    let core = cairn_coordinator::core::Core::open(cfg, coord.clone(), store.clone(), now).unwrap();
+    (core, store, coord, now)
+}
+
 /// A store whose writes can be held back (while `gate` is locked) and made to fail.
 struct GatedStore {
     inner: MemoryStore,
@@ -1028,19 +1045,8 @@ impl KvStore for GatedStore {
 
 #[test]
 fn a_group_is_answered_only_once_written_and_a_failed_write_refuses_every_later_group() {
-    use cairn_coordinator::core::{Core, CoreError};
-    use std::sync::Arc;
-    let mut cfg = LifecycleConfig::new(NET, vec![exact(1)]);
-    cfg.tunables.pow_difficulty = 0;
-    let coord = key(1000);
-    let now = 1_700_000_000;
-    let store = Arc::new(GatedStore {
-        inner: MemoryStore::new(),
-        gate: std::sync::Mutex::new(()),
-        fail: false.into(),
-        writes: 0.into(),
-    });
-    let mut core = Core::open(cfg, coord.clone(), store.clone(), now).unwrap();
+    use cairn_coordinator::core::CoreError;
+    let (mut core, store, coord, now) = gated_core();
     let ws = workers(4);
     let reg = |w: &SigningKey| {
         Verified::check(Signed::sign(registration(coord.public(), w, now), w, &[0; 32])).unwrap()
@@ -1089,20 +1095,8 @@ fn a_group_is_answered_only_once_written_and_a_failed_write_refuses_every_later_
 /// the burst, each group still answered with its own answers, in order, once on disk.
 #[test]
 fn groups_queued_behind_a_slow_write_share_one_write() {
-    use cairn_coordinator::core::Core;
     use std::sync::atomic::Ordering;
-    use std::sync::Arc;
-    let mut cfg = LifecycleConfig::new(NET, vec![exact(1)]);
-    cfg.tunables.pow_difficulty = 0;
-    let coord = key(1000);
-    let now = 1_700_000_000;
-    let store = Arc::new(GatedStore {
-        inner: MemoryStore::new(),
-        gate: std::sync::Mutex::new(()),
-        fail: false.into(),
-        writes: 0.into(),
-    });
-    let mut core = Core::open(cfg, coord.clone(), store.clone(), now).unwrap();
+    let (mut core, store, coord, now) = gated_core();
     let before = store.writes.load(Ordering::SeqCst);
     let ws = workers(12);
     let gate = store.gate.lock().unwrap();
