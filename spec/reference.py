@@ -973,7 +973,7 @@ def apply_ops(msg, ops):
 
 # ----------------------------------------------------------------------------- §11 wire
 
-WIRE_VERSION = 2
+WIRE_VERSION = 3
 # error reason byte -> (name, HTTP-like code), the table of §11.4 (response tag 0)
 ERROR_REASONS = {
     1: ("malformed", 400), 2: ("bad_signature", 400), 3: ("not_registered", 403),

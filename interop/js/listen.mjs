@@ -1,4 +1,5 @@
-// A peer of another libp2p implementation (js-libp2p, from npm, default settings) joining a
+// A peer of another libp2p implementation (js-libp2p, from npm, default settings but gossipsub's
+// signature policy, StrictNoSign as SPEC §11.3 says: Cairn's gossip is unsigned by libp2p) joining a
 // Cairn coordinator: it dials the address given, subscribes to a task topic, and prints each
 // gossip message it receives as one JSON line on stdout. Run by coordinator/tests/interop_js.rs.
 //
@@ -31,7 +32,7 @@ const node = await createLibp2p({
   transports: [tcp()],
   connectionEncrypters: [noise()],
   streamMuxers: [yamux()],
-  services: { identify: identify(), pubsub: gossipsub({ allowPublishToZeroTopicPeers: true }) }
+  services: { identify: identify(), pubsub: gossipsub({ allowPublishToZeroTopicPeers: true, globalSignaturePolicy: 'StrictNoSign' }) }
 })
 
 let got = 0

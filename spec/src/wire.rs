@@ -39,9 +39,10 @@ pub const MAX_RECEIPTS_PER_REQUEST: usize = 2048;
 /// Most ledger entries per `GetLedger` request or `Ledger` response (≈ 467 KiB).
 pub const MAX_LEDGER_PER_REQUEST: usize = 8192;
 
-/// The wire protocol version carried in topic names, protocol ids and every frame. Version 2
-/// carries a typed [`ErrorReason`] in a refusal where version 1 carried a number.
-pub const WIRE_VERSION: u8 = 2;
+/// The wire protocol version carried in topic names, protocol ids and every frame. Version 3
+/// sends gossip unsigned by libp2p (each message carries its own BIP340 signature); version 2
+/// carried a typed [`ErrorReason`] in a refusal where version 1 carried a number.
+pub const WIRE_VERSION: u8 = 3;
 
 /// A gossip topic.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -262,7 +262,7 @@ fn check_receipt_proofs(v: &Value) -> usize {
 
 fn check_wire(v: &Value) -> usize {
     let mut n = 0;
-    assert_eq!(v["request_protocol"], "/cairn/2/regtest/req");
+    assert_eq!(v["request_protocol"], "/cairn/3/regtest/req");
     for c in arr(&v["gossip"]) {
         let m = GossipMessage::from_bytes(&bytes(&c["encoding"])).unwrap();
         assert_eq!(m.topic().name(Network::Regtest), c["topic"].as_str().unwrap());
