@@ -28,7 +28,8 @@ pub(crate) struct Behaviour {
     pub(crate) gossipsub: gossipsub::Behaviour,
     pub(crate) rpc: request_response::Behaviour<CairnCodec>,
     pub(crate) identify: identify::Behaviour,
-    pub(crate) kad: kad::Behaviour<kad::store::MemoryStore>,
+    /// Kademlia discovery, unless configured off (`NetworkConfig::discovery`).
+    pub(crate) kad: Toggle<kad::Behaviour<kad::store::MemoryStore>>,
     pub(crate) ping: ping::Behaviour,
     /// Local-network discovery, only when configured (a LAN devnet).
     pub(crate) mdns: Toggle<mdns::tokio::Behaviour>,
@@ -132,8 +133,11 @@ pub(crate) fn build(key: &Keypair, config: &NetworkConfig) -> Result<Behaviour, 
         identify::Config::new(identify_version(config.network), key.public())
             .with_agent_version(format!("cairn/{}", env!("CARGO_PKG_VERSION"))),
     );
-    let mut kad = kad::Behaviour::new(peer_id, kad::store::MemoryStore::new(peer_id));
-    kad.set_mode(Some(kad::Mode::Server));
+    let kad = config.discovery.then(|| {
+        let mut kad = kad::Behaviour::new(peer_id, kad::store::MemoryStore::new(peer_id));
+        kad.set_mode(Some(kad::Mode::Server));
+        kad
+    });
     let limits = connection_limits::Behaviour::new(
         connection_limits::ConnectionLimits::default()
             .with_max_established(Some(config.max_connections))
@@ -151,7 +155,7 @@ pub(crate) fn build(key: &Keypair, config: &NetworkConfig) -> Result<Behaviour, 
         gossipsub,
         rpc,
         identify,
-        kad,
+        kad: Toggle::from(kad),
         ping: ping::Behaviour::default(),
         mdns: mdns.into(),
     })

@@ -47,6 +47,10 @@ pub struct NetworkConfig {
     /// each request refused beyond a second bucket of refusals (a peer asking at more than
     /// twice the rate). Strikes wear off one per second.
     pub max_strikes: u32,
+    /// Whether the node takes part in Kademlia discovery (answers and asks `FIND_NODE`, and
+    /// dials the peers it learns of). Off, it talks only to the peers it dials or that dial
+    /// it: a node that needs no one but its bootstrap peers spends nothing on the DHT.
+    pub discovery: bool,
 }
 
 impl NetworkConfig {
@@ -69,6 +73,7 @@ impl NetworkConfig {
             mdns: false,
             gossip_signers: None,
             max_strikes: 20,
+            discovery: true,
         }
     }
 }

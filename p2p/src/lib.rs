@@ -367,7 +367,9 @@ impl Network {
         for b in &config.bootstrap {
             let addr = parse_addr(b)?;
             if let Some(peer) = service::peer_of(&addr) {
-                swarm.behaviour_mut().kad.add_address(&peer, addr.clone());
+                if let Some(k) = swarm.behaviour_mut().kad.as_mut() {
+                    k.add_address(&peer, addr.clone());
+                }
             }
             if let Err(e) = swarm.dial(addr) {
                 tracing::warn!(target: "cairn::p2p", bootstrap = %b, error = %e, "cannot dial bootstrap peer");

@@ -162,7 +162,9 @@ impl EventLoop {
                 ev = self.swarm.select_next_some() => self.on_swarm_event(ev),
                 _ = bootstrap.tick() => {
                     // Fails harmlessly while no peer is known.
-                    let _ = self.swarm.behaviour_mut().kad.bootstrap();
+                    if let Some(k) = self.swarm.behaviour_mut().kad.as_mut() {
+                        let _ = k.bootstrap();
+                    }
                 }
                 _ = scores.tick() => self.drop_graylisted(),
             }
@@ -261,7 +263,9 @@ impl EventLoop {
             }
             Command::Dial { addr, reply } => {
                 if let Some(peer) = peer_of(&addr) {
-                    self.swarm.behaviour_mut().kad.add_address(&peer, addr.clone());
+                    if let Some(k) = self.swarm.behaviour_mut().kad.as_mut() {
+                        k.add_address(&peer, addr.clone());
+                    }
                 }
                 let _ = reply.send(self.swarm.dial(addr).map_err(|e| P2pError::Transport(e.to_string())));
             }
@@ -528,8 +532,15 @@ impl EventLoop {
                     let _ = self.swarm.disconnect_peer_id(peer_id);
                     return;
                 }
-                for addr in info.listen_addrs {
-                    self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
+                // Only a peer that serves the DHT goes into the routing table: another would
+                // be handed to every peer that asks, to be dialled for nothing.
+                if !info.protocols.contains(&libp2p::kad::PROTOCOL_NAME) {
+                    return;
+                }
+                if let Some(k) = self.swarm.behaviour_mut().kad.as_mut() {
+                    for addr in info.listen_addrs {
+                        k.add_address(&peer_id, addr);
+                    }
                 }
             }
             SwarmEvent::ConnectionEstablished { peer_id, num_established, .. }
@@ -545,7 +556,9 @@ impl EventLoop {
             }
             SwarmEvent::Behaviour(BehaviourEvent::Mdns(libp2p::mdns::Event::Discovered(found))) => {
                 for (peer, addr) in found {
-                    self.swarm.behaviour_mut().kad.add_address(&peer, addr.clone());
+                    if let Some(k) = self.swarm.behaviour_mut().kad.as_mut() {
+                        k.add_address(&peer, addr.clone());
+                    }
                     let _ = self.swarm.dial(addr);
                 }
             }

@@ -190,6 +190,45 @@ async fn six_nodes_in_a_line_gossip_and_request() {
     }
 }
 
+/// Kademlia discovery finds peers for a node that takes part in it, and a node configured
+/// out of it (`discovery = false`: a flooder, say, or a node that needs its bootstrap peers
+/// alone) is neither handed out to others nor dials anyone it was not told to.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discovery_finds_peers_and_a_node_without_it_is_neither_found_nor_finding() {
+    let hub = start(90).await;
+    let b = start(91).await;
+    let mut off = config(cairn_spec::Network::Regtest);
+    off.discovery = false;
+    let quiet = start_with(92, off).await;
+    b.net.dial(&hub.addr).await.unwrap();
+    quiet.net.dial(&hub.addr).await.unwrap();
+    until("the hub to see both", Duration::from_secs(10), || futures_lite_block(hub.net.peers()).len() == 2)
+        .await;
+    let d = start(93).await;
+    d.net.dial(&hub.addr).await.unwrap();
+    let b_peer = b.net.local_peer();
+    let quiet_peer = quiet.net.local_peer();
+    let hub_peer = hub.net.local_peer();
+    // d asks the hub for peers and dials what it hears of: b, never the quiet node.
+    until("discovery to connect d to b", Duration::from_secs(20), || {
+        futures_lite_block(d.net.peers()).contains(&b_peer)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(!futures_lite_block(d.net.peers()).contains(&quiet_peer), "the quiet node was handed out");
+    assert!(!futures_lite_block(b.net.peers()).contains(&quiet_peer), "the quiet node was handed out");
+    assert_eq!(futures_lite_block(quiet.net.peers()), vec![hub_peer], "the quiet node dialled on its own");
+    for n in [&hub, &b, &quiet, &d] {
+        n.net.shutdown().await;
+    }
+}
+
+/// Runs a network call to completion from a synchronous check (the handle's calls are quick
+/// channel round trips to the event loop).
+fn futures_lite_block<T>(f: impl std::future::Future<Output = Result<T, cairn_p2p::P2pError>>) -> T {
+    tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(f)).unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn misbehaving_peers_are_rejected_scored_down_and_graylisted() {
     let honest = start(30).await;
