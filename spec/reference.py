@@ -1117,6 +1117,8 @@ def check_wire(v):
         ty, topic = GOSSIP_KINDS[b[1]]
         assert b[0] == WIRE_VERSION and b[1] == c["kind"] and b[2:] == h(c["inner"])
         assert c["topic"] == "cairn/%d/regtest/%s" % (WIRE_VERSION, topic)
+        name = c["topic"].encode()
+        assert sha256(len(name).to_bytes(2, "big") + name + b).hex() == c["message_id"]
         assert decode_wire("gossip", b) is None
         inner = h(c["inner"])
         tag, _, _, _ = OBJECTS[ty]

@@ -295,12 +295,6 @@ async fn closed_loop(
 /// Identities in the flood.
 const FLOODERS: u32 = 64;
 
-/// Starts `n` flooding peers against the coordinator at `coord`, each with its own key and
-/// connection, as fast as the coordinator answers: claims it signed for tasks that do not
-/// exist (each a signature the coordinator checks, then refuses: the peer is not
-/// registered), and task announcements it signed as coordinator of its own tasks, as gossip
-/// (valid signatures of a key nobody follows). A peer dropped for its strikes dials again.
-/// Returns the switch that stops them and the count of what they sent.
 /// A flooder's node: it aims at the coordinator alone, so it takes no part in discovery (it
 /// would otherwise dial, and be dialled by, every other flooder and worker: thousands of
 /// connections among the 68 nodes of this one process, which on a real network would be
@@ -312,6 +306,13 @@ fn flooder_config() -> cairn_p2p::NetworkConfig {
     c
 }
 
+/// Starts `n` flooding peers against the coordinator at `coord`, each with its own key and
+/// connection, as fast as the coordinator answers: claims it signed for tasks that do not
+/// exist (refused: the peer is not registered, which costs it a second of the rate, so most
+/// of its claims are refused by the network layer unchecked), and task announcements it
+/// signed as coordinator of its own tasks, as gossip (valid signatures of a key nobody
+/// follows). A peer dropped for its strikes dials again.
+/// Returns the switch that stops them and the count of what they sent.
 async fn start_flood(
     coord: &str,
     n: u32,

@@ -103,6 +103,15 @@ async fn api_and_workers_over_real_sockets() {
     let w1 = Worker::start(common::key(2), &coord_addr).await;
     // Unregistered workers are refused.
     assert!(matches!(w0.claim(task).await, ResponseBody::Error { reason: ErrorReason::NotRegistered, .. }));
+    // ...and a stranger's request costs it a second of its rate (SPEC §11.5): what it asks
+    // next is refused by the network layer (`req` below waits the second out).
+    assert!(
+        matches!(
+            w0.try_req(cairn_spec::RequestBody::GetTerms).await,
+            Some(ResponseBody::Error { reason: ErrorReason::RateLimited, .. })
+        ),
+        "in debt after a stranger's claim"
+    );
     assert_eq!(w0.register(coordinator, 4).await, ResponseBody::Ack);
     assert_eq!(w1.register(coordinator, 4).await, ResponseBody::Ack);
     // A message signed by one worker but sent from another worker's node is refused.

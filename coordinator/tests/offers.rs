@@ -179,11 +179,18 @@ async fn a_worker_takes_offers_only_from_its_coordinators_own_node() {
     };
     // The coordinator's genuine offer, replayed from the rogue's node.
     refused(&ask(RequestBody::Offer(Box::new(genuine.clone()))).await, "own node");
+    // A stranger's request costs it a second of its rate (SPEC §11.5): what it asks next is
+    // refused by the worker's network layer, unseen by the agent.
+    let next = ask(RequestBody::GetTerms).await;
+    assert!(matches!(next, ResponseBody::Error { reason: ErrorReason::RateLimited, .. }), "{next:?}");
+    let debt = || tokio::time::sleep(Duration::from_millis(1500));
+    debt().await;
     // An announcement the rogue signed as coordinator of its own task.
     let mut own = genuine.body.clone();
     own.task.coordinator = rogue_key.public();
     let forged = Signed::sign(own, &rogue_key, &[5; 32]);
     refused(&ask(RequestBody::Offer(Box::new(forged))).await, "own node");
+    debt().await;
     // Any other request.
     refused(&ask(RequestBody::GetTerms).await, "only offers");
 

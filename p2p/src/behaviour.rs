@@ -98,9 +98,11 @@ fn thresholds() -> PeerScoreThresholds {
     }
 }
 
-/// Content-addressed message ids: the same bytes are the same message, whoever sends them.
+/// Content-addressed message ids: the same bytes on the same topic are the same message,
+/// whoever sends them. The topic is hashed in, so a copy sent first on another topic (and
+/// rejected or dropped there) never makes the genuine one a duplicate (SPEC.md §11.3).
 fn message_id(m: &gossipsub::Message) -> MessageId {
-    MessageId::from(cairn_spec::hash::sha256(&m.data).0.to_vec())
+    MessageId::from(cairn_spec::wire::gossip_message_id(m.topic.as_str(), &m.data).0.to_vec())
 }
 
 pub(crate) fn build(key: &Keypair, config: &NetworkConfig) -> Result<Behaviour, String> {

@@ -107,6 +107,11 @@ pub enum Cost {
     Charged,
     /// The token is given back: the request moved the node's state on.
     Refunded,
+    /// A request no peer the node works with would send (from a key it does not know or has
+    /// banned, or whose signature fails): its sender's bucket owes a second of the rate, so
+    /// what it asks next is refused by the network layer, before any signature is checked
+    /// or the application sees it, until the debt is refilled.
+    Forfeit,
 }
 
 /// Why the network layer dropped a message before the application saw it.

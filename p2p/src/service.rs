@@ -246,8 +246,10 @@ impl EventLoop {
             Command::Respond { token, body, cost, reply } => {
                 let r = match self.pending_in.remove(&token.0) {
                     Some((id, channel, peer)) => {
-                        if cost == Cost::Refunded {
-                            self.refund(peer);
+                        match cost {
+                            Cost::Charged => {}
+                            Cost::Refunded => self.refund(peer),
+                            Cost::Forfeit => self.forfeit(peer),
                         }
                         self.swarm
                             .behaviour_mut()
@@ -380,6 +382,16 @@ impl EventLoop {
         let burst = f64::from(self.config.request_burst);
         if let Some(b) = self.buckets.get_mut(&peer) {
             b.tokens = (b.tokens + 1.0).min(burst);
+        }
+    }
+
+    /// Puts `peer`'s request bucket a second of the rate in debt (never deeper: a burst of
+    /// forfeits answered at once owes no more than one), so a stranger is served about once a
+    /// second and the rest of what it asks is refused here, at the cost of a counter.
+    fn forfeit(&mut self, peer: PeerId) {
+        let rate = f64::from(self.config.requests_per_second);
+        if let Some(b) = self.buckets.get_mut(&peer) {
+            b.tokens = b.tokens.min(-rate);
         }
     }
 
@@ -534,13 +546,14 @@ impl EventLoop {
                 }
                 // Only a peer that serves the DHT goes into the routing table: another would
                 // be handed to every peer that asks, to be dialled for nothing.
-                if !info.protocols.contains(&libp2p::kad::PROTOCOL_NAME) {
+                // (A peer dialled by address was put in by the dial; it is taken out here.)
+                let Some(k) = self.swarm.behaviour_mut().kad.as_mut() else { return };
+                if !info.protocols.iter().any(|p| k.protocol_names().contains(p)) {
+                    k.remove_peer(&peer_id);
                     return;
                 }
-                if let Some(k) = self.swarm.behaviour_mut().kad.as_mut() {
-                    for addr in info.listen_addrs {
-                        k.add_address(&peer_id, addr);
-                    }
+                for addr in info.listen_addrs {
+                    k.add_address(&peer_id, addr);
                 }
             }
             SwarmEvent::ConnectionEstablished { peer_id, num_established, .. }

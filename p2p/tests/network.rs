@@ -63,6 +63,11 @@ fn spawn_app(net: Network, mut events: mpsc::Receiver<NetworkEvent>, state: Arc<
                             let _ = net.respond_at(reply, ResponseBody::Ack, Cost::Refunded).await;
                             continue;
                         }
+                        // Stands for a stranger's request: it owes a second of the rate.
+                        RequestBody::GetLedger { .. } => {
+                            let _ = net.respond_at(reply, ResponseBody::Ack, Cost::Forfeit).await;
+                            continue;
+                        }
                         _ => ResponseBody::Ack,
                     };
                     let _ = net.respond(reply, body).await;
@@ -227,6 +232,44 @@ async fn discovery_finds_peers_and_a_node_without_it_is_neither_found_nor_findin
 /// channel round trips to the event loop).
 fn futures_lite_block<T>(f: impl std::future::Future<Output = Result<T, cairn_p2p::P2pError>>) -> T {
     tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(f)).unwrap()
+}
+
+/// A message id covers its topic (SPEC §11.3): an attacker that sends a genuine header first
+/// on the wrong topic (rejected there) neither censors the genuine message on its own topic
+/// nor gets the honest peer that sends it penalised as a sender of an invalid message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_on_the_wrong_topic_neither_censors_nor_frames_the_genuine_message() {
+    let target = start(94).await;
+    let attacker = start(95).await;
+    let honest = start(96).await;
+    attacker.net.dial(&target.addr).await.unwrap();
+    honest.net.dial(&target.addr).await.unwrap();
+    until_mesh(&[&target, &honest], Topic::Epochs).await;
+    until_mesh(&[&attacker], Topic::Receipts).await;
+    let h = headers(1, cairn_spec::Network::Regtest).remove(0);
+    let bytes = GossipMessage::Epoch(h.clone()).to_bytes();
+    let attacker_peer = attacker.net.local_peer();
+    attacker.net.publish_unchecked(Topic::Receipts, bytes).await.unwrap();
+    until("the wrong-topic copy to be rejected", Duration::from_secs(10), || {
+        target
+            .state
+            .lock()
+            .unwrap()
+            .rejected
+            .iter()
+            .any(|(p, r)| *p == attacker_peer && *r == RejectReason::WrongTopic)
+    })
+    .await;
+    honest.net.publish(&GossipMessage::Epoch(h)).await.unwrap();
+    until("the genuine header to arrive", Duration::from_secs(10), || {
+        target.state.lock().unwrap().headers.contains_key(&0)
+    })
+    .await;
+    let score = target.net.peer_score(&honest.net.local_peer()).await.unwrap().unwrap_or(0.0);
+    assert!(score >= 0.0, "the honest sender was penalised: {score}");
+    for n in [&target, &attacker, &honest] {
+        n.net.shutdown().await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -411,6 +454,55 @@ async fn work_done_is_refunded_and_only_what_is_asked_beyond_it_is_limited() {
     let stranger = SigningKey::from_secret_bytes([72; 32]).unwrap().public();
     assert_eq!(server.net.connected_peer_of(&stranger).await.unwrap(), None);
     client.net.shutdown().await;
+    server.net.shutdown().await;
+}
+
+/// A stranger's request (one the application answers `Cost::Forfeit`) puts its sender a
+/// second of the rate in debt: what it asks next, however much burst it had left, is refused
+/// by the network layer without reaching the application, until the second has passed; a
+/// burst of forfeits owes no more than one second; other peers are untouched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_strangers_request_costs_it_a_second_of_the_rate() {
+    let mut cfg = config(cairn_spec::Network::Regtest);
+    cfg.requests_per_second = 5;
+    cfg.request_burst = 50;
+    let server = start_with(73, cfg).await;
+    let stranger = start(74).await;
+    let honest = start(75).await;
+    stranger.net.dial(&server.addr).await.unwrap();
+    honest.net.dial(&server.addr).await.unwrap();
+    let peer = server.net.local_peer();
+    let ask = |net: &Network, body: RequestBody| {
+        let net = net.clone();
+        async move { net.request(&peer, body, Duration::from_secs(5)).await.unwrap() }
+    };
+    let ledger = || RequestBody::GetLedger { height: 0, from: 0, count: 1 };
+    let read = || RequestBody::GetReceipt { id: Hash32::ZERO };
+    // Ten at once: those the burst admitted before the first forfeit was answered are served
+    // (and forfeit), the rest refused; together they owe one second, not ten.
+    let all = futures::future::join_all((0..10).map(|_| ask(&stranger.net, ledger()))).await;
+    assert!(all.contains(&ResponseBody::Ack), "{all:?}");
+    assert!(
+        all.iter().all(|a| *a == ResponseBody::Ack
+            || matches!(a, ResponseBody::Error { reason: ErrorReason::RateLimited, .. })),
+        "{all:?}"
+    );
+    let began = std::time::Instant::now();
+    let limited = server.net.metrics().rate_limited;
+    // The burst it still had left buys nothing now.
+    let next = ask(&stranger.net, read()).await;
+    assert!(
+        matches!(&next, ResponseBody::Error { reason: ErrorReason::RateLimited, .. }),
+        "in debt, refused by the network layer: {next:?}"
+    );
+    assert_eq!(server.net.metrics().rate_limited, limited + 1);
+    // Another peer is served as before.
+    assert_eq!(ask(&honest.net, read()).await, ResponseBody::Ack);
+    // After the second (and the refill of the one token), it is served again.
+    tokio::time::sleep(Duration::from_millis(1500).saturating_sub(began.elapsed())).await;
+    assert_eq!(ask(&stranger.net, read()).await, ResponseBody::Ack, "the debt is one second");
+    stranger.net.shutdown().await;
+    honest.net.shutdown().await;
     server.net.shutdown().await;
 }
 

@@ -1075,6 +1075,7 @@ fn wire_vectors() -> Value {
         };
         json!({
             "topic": m.topic().name(Network::Regtest),
+            "message_id": cairn_spec::wire::gossip_message_id(&m.topic().name(Network::Regtest), &m.to_bytes()).to_hex(),
             "kind": m.to_bytes()[1],
             "encoding": hex::encode(m.to_bytes()),
             "inner": hex::encode(inner),

@@ -44,6 +44,19 @@ pub const MAX_LEDGER_PER_REQUEST: usize = 8192;
 /// carried a typed [`ErrorReason`] in a refusal where version 1 carried a number.
 pub const WIRE_VERSION: u8 = 3;
 
+/// A gossip message's id (SPEC.md §11.3): `SHA256(len u16 ‖ topic ‖ data)`, the topic's
+/// full name, so the same bytes sent on two topics are two messages and a copy on the wrong
+/// topic never makes the genuine one a duplicate.
+pub fn gossip_message_id(topic: &str, data: &[u8]) -> crate::Hash32 {
+    let name = topic.as_bytes();
+    let len = u16::try_from(name.len()).unwrap_or(u16::MAX);
+    let mut b = Vec::with_capacity(2 + name.len() + data.len());
+    b.extend_from_slice(&len.to_be_bytes());
+    b.extend_from_slice(name.get(..usize::from(len)).unwrap_or(name));
+    b.extend_from_slice(data);
+    crate::hash::sha256(&b)
+}
+
 /// A gossip topic.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Topic {

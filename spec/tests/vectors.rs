@@ -266,6 +266,8 @@ fn check_wire(v: &Value) -> usize {
     for c in arr(&v["gossip"]) {
         let m = GossipMessage::from_bytes(&bytes(&c["encoding"])).unwrap();
         assert_eq!(m.topic().name(Network::Regtest), c["topic"].as_str().unwrap());
+        let id = cairn_spec::wire::gossip_message_id(c["topic"].as_str().unwrap(), &m.to_bytes());
+        assert_eq!(id.to_hex(), c["message_id"].as_str().unwrap());
         assert!(m.verify_signature());
         assert_eq!(hex::encode(m.to_bytes()), c["encoding"].as_str().unwrap());
         n += 1;

@@ -251,12 +251,13 @@ pub async fn run(
                 }
                 // A worker serves one request: a coordinator's offer (SPEC.md §11.4).
                 NetworkEvent::Request { from, request, reply } => match request.body {
+                    // A stranger's request costs it a second of its rate (SPEC.md §11.5).
                     RequestBody::Offer(_) if !coordinator_peers.contains(&from) => {
                         let body = ResponseBody::error(
                             ErrorReason::Malformed,
                             "an offer comes from its coordinator's own node",
                         );
-                        let _ = net2.respond(reply, body).await;
+                        let _ = net2.respond_at(reply, body, cairn_p2p::Cost::Forfeit).await;
                     }
                     RequestBody::Offer(a) => {
                         if let Err(e) = offer_tx.try_send((from, a, reply)) {
@@ -270,7 +271,12 @@ pub async fn run(
                     _ => {
                         let body =
                             ResponseBody::error(ErrorReason::Malformed, "a worker answers only offers");
-                        let _ = net2.respond(reply, body).await;
+                        let cost = if coordinator_peers.contains(&from) {
+                            cairn_p2p::Cost::Charged
+                        } else {
+                            cairn_p2p::Cost::Forfeit
+                        };
+                        let _ = net2.respond_at(reply, body, cost).await;
                     }
                 },
                 _ => {}

@@ -152,7 +152,8 @@ pub async fn run(
     let shared =
         Arc::new(Shared { store: store.clone(), view: view.clone(), evidence: Mutex::new(evidence) });
 
-    let (net, mut events, p2p_addrs, metrics) = shell.start_p2p(&cfg, None).await?;
+    // It follows one coordinator: anyone else's gossip is ignored before its signature check.
+    let (net, mut events, p2p_addrs, metrics) = shell.start_p2p(&cfg, Some(vec![coordinator])).await?;
 
     // Bitcoin: the follower's own node, scanned for the anchors.
     let anchor_view = shell.anchor_view.clone();

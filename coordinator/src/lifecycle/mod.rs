@@ -213,6 +213,14 @@ pub enum Refusal {
 }
 
 impl Refusal {
+    /// Whether the refusal says its sender is no worker this node works with: a key it does
+    /// not know or has banned, or a signature that fails. Such a request costs its sender a
+    /// second of its request rate (SPEC.md §11.5), so a flood of them is refused by the
+    /// network layer before any of its signatures is checked.
+    pub fn from_a_stranger(&self) -> bool {
+        matches!(self, Refusal::BadSignature | Refusal::NotRegistered | Refusal::Banned(_))
+    }
+
     /// The reason sent on the wire.
     pub fn reason(&self) -> ErrorReason {
         match self {

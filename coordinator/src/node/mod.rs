@@ -122,9 +122,10 @@ pub async fn run(
     let board = core.board();
     let core = Arc::new(Mutex::new(core));
 
-    // A coordinator relays no other coordinator's objects yet (federation): it takes in only
-    // its own, so others' self-signed gossip is ignored before any signature check.
-    let (net, mut events, p2p_addrs, metrics) = shell.start_p2p(&cfg, Some(vec![key.public()])).await?;
+    // A coordinator takes in no one's gossip (it relays no other coordinator's objects yet,
+    // federation, and its own come back only as replays): all of it is ignored before any
+    // signature check.
+    let (net, mut events, p2p_addrs, metrics) = shell.start_p2p(&cfg, Some(Vec::new())).await?;
 
     // Anchor thread.
     let view = shell.anchor_view.clone();

@@ -309,15 +309,16 @@ impl Ctx {
         answer: Result<ResponseBody, Refusal>,
         cost: Cost,
     ) {
-        let body = match answer {
+        let (body, cost) = match answer {
             Ok(b) => {
                 self.metrics.accepted_messages.inc();
-                b
+                (b, cost)
             }
             Err(r) => {
                 self.metrics.refusals.inc();
                 tracing::debug!(target: "cairn::node", reason = %r, "request refused");
-                r.to_response()
+                let cost = if r.from_a_stranger() { Cost::Forfeit } else { cost };
+                (r.to_response(), cost)
             }
         };
         if let Err(e) = self.net.respond_at(reply, body, cost).await {
