@@ -14,7 +14,8 @@
 //! by stage (`cairn_task_stage_seconds` from `/metrics`: mean and the p50 bucket), and the
 //! rest (the requester's polling). Then the same loop again under a flood from 64 identities
 //! (each its own key and connection: signed claims the node must check and refuse, and
-//! self-signed task announcements as gossip, each flooder as fast as the node answers it),
+//! self-signed task announcements as gossip, 50 of each a second from each flooder whatever
+//! the node answers),
 //! run in the same process (so the flooders' own CPU is taken from the node's two cores),
 //! with the ratios of the flooded p50 and p99 to the unloaded ones, the flood's rate, and
 //! where a flooded task's time goes. Asserts nothing about time.
@@ -306,12 +307,22 @@ fn flooder_config() -> cairn_p2p::NetworkConfig {
     c
 }
 
+/// How often each flooder sends a claim and an announcement: 50 of each a second, the node's
+/// default request rate (the most a peer may ask without being refused), so the 64 offer
+/// 3,200 requests and 3,200 gossip messages a second, whatever the node answers (an open
+/// loop: a node that refuses faster is not sent more).
+const FLOOD_EVERY: Duration = Duration::from_millis(20);
+/// Requests a flooder leaves unanswered at most (its tick then sends gossip only).
+const FLOOD_IN_FLIGHT: usize = 32;
+
 /// Starts `n` flooding peers against the coordinator at `coord`, each with its own key and
-/// connection, as fast as the coordinator answers: claims it signed for tasks that do not
-/// exist (refused: the peer is not registered, which costs it a second of the rate, so most
-/// of its claims are refused by the network layer unchecked), and task announcements it
-/// signed as coordinator of its own tasks, as gossip (valid signatures of a key nobody
-/// follows). A peer dropped for its strikes dials again.
+/// connection, at a fixed rate (`FLOOD_EVERY`): claims it signed for tasks that do not exist
+/// (refused: the peer is not registered, which costs it a second of the rate, so most of its
+/// claims are refused by the network layer unchecked), and task announcements it signed as
+/// coordinator of its own tasks, as gossip (valid signatures of a key nobody follows, each
+/// new, so none is dropped as a duplicate). The claims are signed once, 64 of them, and sent
+/// round: the node cannot tell, and signing is the attackers' CPU, which on a real network
+/// is not the node's. A flooder whose requests fail dials again (at most every 100 ms).
 /// Returns the switch that stops them and the count of what they sent.
 async fn start_flood(
     coord: &str,
@@ -319,28 +330,56 @@ async fn start_flood(
 ) -> (tokio::sync::watch::Sender<bool>, Arc<std::sync::atomic::AtomicU64>) {
     use cairn_p2p::{Network, Peer};
     use cairn_spec::{Claim, GossipMessage, Payload, RequestBody, Signed, Task, TaskAnnouncement};
+    use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let sent = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let sent = Arc::new(AtomicU64::new(0));
     let peer: Peer = coord.rsplit('/').next().unwrap().parse().unwrap();
     for i in 0..n {
         let key = common::key(50_000 + i);
         let (net, mut events) = Network::start(flooder_config(), &key).await.unwrap();
         tokio::spawn(async move { while events.recv().await.is_some() {} });
-        let (addr, stopped, sent) = (coord.to_string(), stopped.clone(), sent.clone());
-        tokio::spawn(async move {
-            let mut k = 0u64;
-            while !*stopped.borrow() {
-                k += 1;
+        let now = cairn_p2p::clock::unix_secs();
+        let claims: Vec<RequestBody> = (0..64u64)
+            .map(|j| {
                 let mut task = [0u8; 32];
                 task[..4].copy_from_slice(&i.to_be_bytes());
-                task[4..12].copy_from_slice(&k.to_be_bytes());
-                let now = cairn_p2p::clock::unix_secs();
+                task[4..12].copy_from_slice(&j.to_be_bytes());
                 let claim = Claim { task: Hash32(task), worker: key.public(), claimed_at: now };
-                let body = RequestBody::Claim(Signed::sign(claim, &key, &task));
-                if net.request(&peer, body, Duration::from_secs(2)).await.is_err() {
-                    let _ = net.dial(&addr).await;
-                    tokio::time::sleep(Duration::from_millis(20)).await;
+                RequestBody::Claim(Signed::sign(claim, &key, &task))
+            })
+            .collect();
+        let (addr, mut stopped, sent) = (coord.to_string(), stopped.clone(), sent.clone());
+        tokio::spawn(async move {
+            let in_flight = Arc::new(AtomicUsize::new(0));
+            let lost = Arc::new(AtomicBool::new(true));
+            let mut tick = tokio::time::interval(FLOOD_EVERY);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            let mut redial_at = tokio::time::Instant::now();
+            let mut k = 0u64;
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = stopped.changed() => break,
                 }
+                k += 1;
+                if lost.load(Ordering::Relaxed) && tokio::time::Instant::now() >= redial_at {
+                    lost.store(false, Ordering::Relaxed);
+                    redial_at = tokio::time::Instant::now() + Duration::from_millis(100);
+                    let _ = net.dial(&addr).await;
+                }
+                if in_flight.load(Ordering::Relaxed) < FLOOD_IN_FLIGHT {
+                    in_flight.fetch_add(1, Ordering::Relaxed);
+                    let body = claims[(k % 64) as usize].clone();
+                    let (net, in_flight, lost) = (net.clone(), in_flight.clone(), lost.clone());
+                    tokio::spawn(async move {
+                        if net.request(&peer, body, Duration::from_secs(2)).await.is_err() {
+                            lost.store(true, Ordering::Relaxed);
+                        }
+                        in_flight.fetch_sub(1, Ordering::Relaxed);
+                    });
+                    sent.fetch_add(1, Ordering::Relaxed);
+                }
+                let now = cairn_p2p::clock::unix_secs();
                 let own = Task {
                     network: cairn_spec::Network::Regtest,
                     coordinator: key.public(),
@@ -352,9 +391,9 @@ async fn start_flood(
                     created_at: now,
                     input: Payload::Inline(b"flood".to_vec()),
                 };
-                let ann = Signed::sign(TaskAnnouncement { task: own, announced_at: now }, &key, &task);
+                let ann = Signed::sign(TaskAnnouncement { task: own, announced_at: now }, &key, &[0; 32]);
                 let _ = net.publish(&GossipMessage::Task(ann)).await;
-                sent.fetch_add(2, std::sync::atomic::Ordering::Relaxed);
+                sent.fetch_add(1, Ordering::Relaxed);
             }
             net.shutdown().await;
         });
