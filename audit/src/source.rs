@@ -139,8 +139,25 @@ impl ApiSource {
     /// GETs a JSON document.
     pub fn get(&self, path: &str) -> Result<Value, SourceError> {
         let url = format!("{}{path}", self.base);
-        let mut r =
-            self.agent.get(&url).call().map_err(|e| SourceError::Unreachable(format!("{url}: {e}")))?;
+        let mut tries = 0;
+        let mut r = loop {
+            let r =
+                self.agent.get(&url).call().map_err(|e| SourceError::Unreachable(format!("{url}: {e}")))?;
+            // A node limits each client's expensive reads: wait as it asks (a few times, a
+            // few seconds at most), then report what it said.
+            if r.status().as_u16() != 429 || tries >= MAX_RETRIES_AFTER_429 {
+                break r;
+            }
+            tries += 1;
+            let secs = r
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .unwrap_or(1)
+                .clamp(1, 5);
+            std::thread::sleep(std::time::Duration::from_secs(secs));
+        };
         let status = r.status().as_u16();
         let body: Value = r
             .body_mut()
@@ -156,6 +173,9 @@ impl ApiSource {
         }
     }
 }
+
+/// Times a read refused 429 (too many expensive reads) is asked again.
+const MAX_RETRIES_AFTER_429: u32 = 3;
 
 /// Decodes a hex field into a protocol object.
 pub fn decode_hex<T: Decode>(v: &Value, what: &str) -> Result<T, SourceError> {

@@ -32,6 +32,14 @@ pub struct ApiSection {
     pub max_body_bytes: usize,
     /// A listener of its own for `/metrics` and `/v1/ready` (e.g. `127.0.0.1:9686`).
     pub metrics_listen: Option<String>,
+    /// Expensive reads (proofs, audits, bundles, `.ots`, timestamps, payouts, a worker's
+    /// balance) each client address may make per second; past it, 429 with `Retry-After`.
+    pub heavy_reads_per_second: u32,
+    /// How many of them a client may make at once after a quiet spell.
+    pub heavy_read_burst: u32,
+    /// How many run at once, all clients together (they share the node's blocking threads
+    /// with its decisions); one that waits a second for its turn is answered 503.
+    pub heavy_reads_at_once: usize,
 }
 
 impl Default for ApiSection {
@@ -41,6 +49,9 @@ impl Default for ApiSection {
             token_file: "operator.token".into(),
             max_body_bytes: 256 * 1024,
             metrics_listen: None,
+            heavy_reads_per_second: 20,
+            heavy_read_burst: 40,
+            heavy_reads_at_once: 2,
         }
     }
 }
@@ -413,6 +424,16 @@ impl cairn_config::Layered for NodeConfig {
     }
     /// Every value checked, as the lifecycle settings are built from them.
     fn validate(&self) -> Result<(), ConfigError> {
+        let a = &self.api;
+        if a.heavy_reads_per_second == 0 || a.heavy_read_burst == 0 || a.heavy_reads_at_once == 0 {
+            return Err(ConfigError::Invalid(
+                "api.heavy_reads_per_second, heavy_read_burst and heavy_reads_at_once must be at least 1"
+                    .into(),
+            ));
+        }
+        if a.heavy_reads_at_once > 256 {
+            return Err(ConfigError::Invalid("api.heavy_reads_at_once above 256".into()));
+        }
         self.lifecycle().map(|_| ())
     }
 }

@@ -172,7 +172,14 @@ impl Shell {
             self.metrics_api = Some((stop_tx, task));
         }
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
-        let app = api::router(state, cfg.api.max_body_bytes);
+        let heavy = api::heavy::Limits {
+            per_second: cfg.api.heavy_reads_per_second,
+            burst: cfg.api.heavy_read_burst,
+            at_once: cfg.api.heavy_reads_at_once,
+        };
+        // Served with each client's address: the expensive reads are limited per client.
+        let app = api::router(state, cfg.api.max_body_bytes, heavy)
+            .into_make_service_with_connect_info::<std::net::SocketAddr>();
         let (go_tx, go_rx) = oneshot::channel::<()>();
         self.serve_after.push(go_tx);
         let task = tokio::spawn(async move {

@@ -425,3 +425,60 @@ async fn a_missing_key_beside_its_state_is_refused_never_replaced() {
     let _ = stop.send(());
     let _ = handle.await;
 }
+
+/// One GET from a client at `from` (a loopback address of its own), as (status, Retry-After).
+async fn get_from(from: std::net::IpAddr, api: std::net::SocketAddr, path: &str) -> (u16, Option<String>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(std::net::SocketAddr::new(from, 0)).unwrap();
+    let mut s = socket.connect(api).await.unwrap();
+    let req = format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(30), s.read_to_end(&mut out)).await.unwrap().unwrap();
+    let text = String::from_utf8_lossy(&out).to_string();
+    let status = text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let retry = text
+        .lines()
+        .find(|l| l.to_ascii_lowercase().starts_with("retry-after:"))
+        .map(|l| l.split_once(':').map(|(_, v)| v.trim().to_string()).unwrap_or_default());
+    (status, retry)
+}
+
+/// The expensive reads are limited per client (`api.heavy_read_burst`, then
+/// `heavy_reads_per_second`): a client that hammers one is answered 429 with `Retry-After`,
+/// while another client, the cheap reads and the node's own work go on as before; its
+/// turn comes back with time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_hammering_the_expensive_reads_is_limited_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = common::test_config(&dir.path().join("coord"));
+    cfg.api.heavy_reads_per_second = 1;
+    cfg.api.heavy_read_burst = 3;
+    let (info, stop, handle) = common::start_node(&cfg).await;
+    let api = info.api;
+    let (a, b) = (std::net::IpAddr::from([127, 0, 0, 1]), std::net::IpAddr::from([127, 0, 0, 2]));
+    let proof = format!("/v1/receipts/{}/proof", Hash32::ZERO);
+    for route in cairn_coordinator::api::HEAVY_ROUTES {
+        assert!(ROUTES.iter().any(|(_, r)| r == route), "{route} is a route");
+    }
+    // The burst: each read is answered (no such receipt).
+    for _ in 0..3 {
+        assert_eq!(get_from(a, api, &proof).await.0, 404);
+    }
+    // Then refused, every expensive route alike, with when to come back.
+    let (status, retry) = get_from(a, api, &proof).await;
+    assert_eq!(status, 429);
+    assert_eq!(retry.as_deref(), Some("1"));
+    assert_eq!(get_from(a, api, "/v1/payouts").await.0, 429);
+    // A cheap read from the same client, and the same read from another client, are served.
+    assert_eq!(get_from(a, api, "/v1/health").await.0, 200);
+    assert_eq!(get_from(a, api, "/v1/tasks").await.0, 200);
+    assert_eq!(get_from(b, api, &proof).await.0, 404);
+    assert_eq!(get_from(b, api, "/v1/payouts").await.0, 200);
+    // At one a second, its turn comes back.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(get_from(a, api, &proof).await.0, 404);
+    let _ = stop.send(());
+    handle.await.unwrap();
+}

@@ -35,6 +35,7 @@ use crate::published::{Board, Published};
 
 pub mod body;
 mod epochs;
+pub mod heavy;
 mod ledger;
 mod receipts;
 mod status;
@@ -81,6 +82,17 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/receipts/{id}/ots"),
 ];
 
+/// The expensive reads: limited per client and in how many run at once (`heavy`).
+pub const HEAVY_ROUTES: &[&str] = &[
+    "/v1/receipts/{id}/proof",
+    "/v1/ledger/{worker}",
+    "/v1/payouts",
+    "/timestamp/{commitment}",
+    "/v1/receipts/{id}/audit",
+    "/v1/receipts/{id}/bundle",
+    "/v1/receipts/{id}/ots",
+];
+
 /// The OpenAPI document of every route in [`ROUTES`], generated from the body types of
 /// `cairn_spec::api` and the handlers' `#[utoipa::path]` annotations.
 #[derive(OpenApi)]
@@ -88,7 +100,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     info(
         title = "Cairn coordinator API",
         version = "1",
-        description = "JSON API of a Cairn coordinator node. Paths are versioned under /v1. Write endpoints need the operator token (Authorization: Bearer <token>; the token is in <data-dir>/operator.token). Errors are JSON objects {\"error\": reason} with a 4xx status; a refused request changes nothing."
+        description = "JSON API of a Cairn coordinator node. Paths are versioned under /v1. Write endpoints need the operator token (Authorization: Bearer <token>; the token is in <data-dir>/operator.token). Errors are JSON objects {\"error\": reason} with a 4xx status; a refused request changes nothing. The expensive reads (receipt proofs, audits, bundles, .ots files, timestamps, payouts, a worker's balance) are limited per client address: past its burst and rate a client is answered 429 with Retry-After, and one that waits a second for a free slot 503."
     ),
     paths(
         status::health,
@@ -541,7 +553,18 @@ pub fn metrics_router(state: ApiState) -> Router {
 }
 
 /// The router.
-pub fn router(state: ApiState, max_body: usize) -> Router {
+/// The API's routes; the expensive reads ([`HEAVY_ROUTES`]) behind `heavy`'s limits.
+pub fn router(state: ApiState, max_body: usize, heavy: heavy::Limits) -> Router {
+    let heavy = heavy::HeavyReads::new(heavy);
+    let heavy_reads = Router::new()
+        .route("/v1/receipts/{id}/proof", get(receipts::receipt_proof))
+        .route("/v1/ledger/{worker}", get(ledger::ledger))
+        .route("/v1/payouts", get(ledger::payouts))
+        .route("/timestamp/{commitment}", get(receipts::timestamp))
+        .route("/v1/receipts/{id}/audit", get(receipts::receipt_audit))
+        .route("/v1/receipts/{id}/bundle", get(receipts::receipt_bundle))
+        .route("/v1/receipts/{id}/ots", get(receipts::receipt_ots))
+        .route_layer(axum::middleware::from_fn_with_state(heavy, heavy::limit));
     Router::new()
         .route("/v1/health", get(status::health))
         .route("/v1/ready", get(status::ready))
@@ -562,15 +585,9 @@ pub fn router(state: ApiState, max_body: usize) -> Router {
         .route("/v1/epochs/{height}/history/{epoch}", get(epochs::epoch_history))
         .route("/v1/anchors", get(status::anchors))
         .route("/v1/receipts/{id}", get(receipts::get_receipt))
-        .route("/v1/receipts/{id}/proof", get(receipts::receipt_proof))
-        .route("/v1/ledger/{worker}", get(ledger::ledger))
-        .route("/v1/payouts", get(ledger::payouts))
-        .route("/timestamp/{commitment}", get(receipts::timestamp))
         .route("/v1/evidence", get(status::evidence))
         .route("/v1/stats", get(status::stats))
-        .route("/v1/receipts/{id}/audit", get(receipts::receipt_audit))
-        .route("/v1/receipts/{id}/bundle", get(receipts::receipt_bundle))
-        .route("/v1/receipts/{id}/ots", get(receipts::receipt_ots))
+        .merge(heavy_reads)
         .merge(crate::dashboard::routes())
         .fallback(|| async { ApiError(StatusCode::NOT_FOUND, "no such route".into()) })
         .layer(DefaultBodyLimit::max(max_body))
