@@ -452,6 +452,68 @@ async fn idle_workers_rejoin_a_restarted_coordinator() {
     let _ = handle.await;
 }
 
+/// A coordinator whose state is lost (restored from before its workers registered, or
+/// wiped) comes back on the same addresses with the same key, and no longer knows its
+/// workers: their next claims are refused `not_registered`. Each registers again on its own
+/// (no restart, no operator) and the work submitted afterwards is done.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_a_coordinator_forgot_register_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = common::test_config(&dir.path().join("coord"));
+    cfg.p2p.listen = vec![format!("/ip4/127.0.0.1/tcp/{}", common::free_port())];
+    cfg.api.listen = format!("127.0.0.1:{}", common::free_port());
+    let token = |dir: &std::path::Path| {
+        std::fs::read_to_string(dir.join("coord/operator.token")).unwrap().trim().to_string()
+    };
+    let (info, stop, handle) = start_node(&cfg).await;
+    let mut agents = Vec::new();
+    for i in 0..2 {
+        agents.push(
+            common::start_agent(&dir.path().join(format!("w{i}")), &info.p2p[0], Arc::new(common::Upper))
+                .await
+                .1,
+        );
+    }
+    let body = |n: u32| {
+        format!(r#"{{"class":"echo","input_text":"task {n}","units":1,"budget_sats":1000,"nonce":{n}}}"#)
+    };
+    let (s, v) = http(info.api, "POST", "/v1/tasks", Some(&token(dir.path())), Some(&body(1)));
+    assert_eq!(s, 201, "{v}");
+    decided(info.api, v["id"].as_str().unwrap(), "before the loss").await;
+
+    // Everything but the key and the operator token is lost.
+    let _ = stop.send(());
+    let _ = handle.await;
+    for e in std::fs::read_dir(dir.path().join("coord")).unwrap() {
+        let e = e.unwrap();
+        let name = e.file_name().to_string_lossy().to_string();
+        if name != "node.key" && name != "operator.token" {
+            let p = e.path();
+            if p.is_dir() {
+                std::fs::remove_dir_all(&p).unwrap();
+            } else {
+                std::fs::remove_file(&p).unwrap();
+            }
+        }
+    }
+    let (info2, stop, handle) = start_node(&cfg).await;
+    assert_eq!(info2.p2p[0], info.p2p[0]);
+    let (_, w) = http(info2.api, "GET", "/v1/workers", None, None);
+    assert_eq!(w["workers"].as_array().map(Vec::len), Some(0), "the coordinator forgot them: {w}");
+    let (s, v) = http(info2.api, "POST", "/v1/tasks", Some(&token(dir.path())), Some(&body(2)));
+    assert_eq!(s, 201, "{v}");
+    decided(info2.api, v["id"].as_str().unwrap(), "after the loss, the workers registering again").await;
+    let (_, w) = http(info2.api, "GET", "/v1/workers", None, None);
+    assert!(w["workers"].as_array().is_some_and(|a| !a.is_empty()), "registered again: {w}");
+
+    for (s, h) in agents {
+        let _ = s.send(());
+        let _ = h.await;
+    }
+    let _ = stop.send(());
+    let _ = handle.await;
+}
+
 /// Waits up to a minute for task `id` to be decided.
 async fn decided(api: std::net::SocketAddr, id: &str, what: &str) {
     let deadline = Instant::now() + Duration::from_secs(60);

@@ -85,6 +85,8 @@ struct Coord {
     addr: String,
     /// Runnable classes by id, with their executor.
     classes: HashMap<Hash32, (TaskClass, Arc<dyn Executor>)>,
+    /// Its terms, as it gave them at start (what registering again costs).
+    terms: Terms,
 }
 
 struct Shared {
@@ -108,6 +110,13 @@ struct Shared {
     /// When each coordinator last offered this worker a task of each class (SPEC.md §12.1):
     /// while recent, its gossiped tasks of that class are not claimed.
     offered: Mutex<HashMap<(PubKey, Hash32), u64>>,
+    /// The configuration, for registering again.
+    cfg: WorkerConfig,
+    /// Coordinators that refused a claim as from a worker they do not know (their state was
+    /// lost or restored from before this worker registered): registered with again.
+    forgotten: Mutex<HashSet<PubKey>>,
+    /// Coordinators being registered with again now.
+    registering: Mutex<HashSet<PubKey>>,
 }
 
 /// An offer as it came in: its sender, the offer, where the answer goes.
@@ -333,7 +342,7 @@ pub async fn run(
         )
         .await?;
         pin_chain(&net, &peer, &entry.p2p, ckey, &mut journal, &journal_path).await?;
-        coords.push(Coord { key: ckey, peer, addr: entry.p2p.clone(), classes });
+        coords.push(Coord { key: ckey, peer, addr: entry.p2p.clone(), classes, terms });
     }
     if coords.iter().all(|c| c.classes.is_empty()) {
         return Err(AgentError::NothingToRun(
@@ -364,6 +373,9 @@ pub async fn run(
         permits: Semaphore::new(cfg.limits.concurrent_tasks),
         max_input: cfg.limits.max_input_bytes,
         offered: Mutex::new(HashMap::new()),
+        cfg: cfg.clone(),
+        forgotten: Mutex::new(HashSet::new()),
+        registering: Mutex::new(HashSet::new()),
     });
     // A restart picks up every job where the journal left it.
     for job in pending {
@@ -395,7 +407,10 @@ pub async fn run(
                 };
                 let _ = net.respond_at(reply, body, cost).await;
             }
-            _ = keep.tick() => reconnect(&shared, &mut lost).await,
+            _ = keep.tick() => {
+                reconnect(&shared, &mut lost).await;
+                register_again(&shared);
+            }
         }
     }
     tracing::info!(target: "cairn::worker", "worker stopping");
@@ -435,6 +450,37 @@ async fn register(
     if journal.registrations.get(&ck).is_some_and(|r| r.payout_address == cfg.payout_address) {
         return Ok(());
     }
+    send_registration(cfg, key, net, peer, addr, coordinator, terms, progress).await?;
+    record_registration(journal, cfg, coordinator);
+    journal.save(journal_path)?;
+    tracing::info!(target: "cairn::worker", coordinator = %coordinator, "registered");
+    Ok(())
+}
+
+/// Notes in the journal that `coordinator` admitted this worker with `cfg`'s payout address
+/// (the chain pinned for it, if any, kept).
+fn record_registration(journal: &mut Journal, cfg: &WorkerConfig, coordinator: PubKey) {
+    let ck = coordinator.to_hex();
+    let binding = journal.registrations.get(&ck).and_then(|r| r.binding);
+    journal.registrations.insert(
+        ck,
+        RegistrationRecord { payout_address: cfg.payout_address.clone(), at: unix_secs(), binding },
+    );
+}
+
+/// Registers with `coordinator` (its proof-of-work solved or its bond proven) until it
+/// acknowledges, refuses, or stays unreachable.
+#[allow(clippy::too_many_arguments)]
+async fn send_registration(
+    cfg: &WorkerConfig,
+    key: &SigningKey,
+    net: &Network,
+    peer: &Peer,
+    addr: &str,
+    coordinator: PubKey,
+    terms: &Terms,
+    progress: Option<Progress>,
+) -> Result<(), AgentError> {
     let network = cfg.network()?;
     let mut reg = Registration {
         network,
@@ -476,20 +522,7 @@ async fn register(
     let mut last = String::new();
     for _ in 0..30 {
         match net.request(peer, body.clone(), REQUEST_TIMEOUT).await {
-            Ok(ResponseBody::Ack) => {
-                let binding = journal.registrations.get(&ck).and_then(|r| r.binding);
-                journal.registrations.insert(
-                    ck,
-                    RegistrationRecord {
-                        payout_address: cfg.payout_address.clone(),
-                        at: unix_secs(),
-                        binding,
-                    },
-                );
-                journal.save(journal_path)?;
-                tracing::info!(target: "cairn::worker", coordinator = %coordinator, "registered");
-                return Ok(());
-            }
+            Ok(ResponseBody::Ack) => return Ok(()),
             Ok(ResponseBody::Error {
                 reason: ErrorReason::RateLimited | ErrorReason::WorkerLimit,
                 message,
@@ -876,6 +909,11 @@ async fn drive(s: &Arc<Shared>, mut job: Job) -> Result<(), AgentError> {
                             if worker_refused {
                                 tracing::error!(target: "cairn::worker", coordinator = %job.coordinator, %reason, %message, "the coordinator refuses this worker");
                             }
+                            if matches!(reason, ErrorReason::NotRegistered | ErrorReason::Lapsed) {
+                                if let Ok(mut f) = s.forgotten.lock() {
+                                    f.insert(job.coordinator);
+                                }
+                            }
                             // Announced again while this claim was on its way (the coordinator
                             // draws at the tick after a claim and announces whom it drew): ask
                             // once more rather than pass over the offer.
@@ -1006,6 +1044,41 @@ async fn reconnect(s: &Shared, lost: &mut HashSet<Peer>) {
             tracing::warn!(target: "cairn::worker", coordinator = %c.key, addr = %c.addr, "not connected to the coordinator; dialing it every few seconds");
         }
         let _ = s.net.dial(&c.addr).await;
+    }
+}
+
+/// Registers again, each in a task of its own (a proof-of-work may take a while), with the
+/// coordinators that said they do not know this worker; on their acknowledgement the journal
+/// records it (a fresh snapshot: registrations are not in the log).
+fn register_again(s: &Arc<Shared>) {
+    let forgotten: Vec<PubKey> = s.forgotten.lock().map(|mut f| f.drain().collect()).unwrap_or_default();
+    for ckey in forgotten {
+        let Some(c) = s.coord(&ckey) else { continue };
+        if !s.registering.lock().is_ok_and(|mut r| r.insert(ckey)) {
+            continue;
+        }
+        let (s, peer, addr, terms) = (s.clone(), c.peer, c.addr.clone(), c.terms.clone());
+        tokio::spawn(async move {
+            tracing::warn!(target: "cairn::worker", coordinator = %ckey, "the coordinator does not know this worker; registering again");
+            let sent = send_registration(&s.cfg, &s.key, &s.net, &peer, &addr, ckey, &terms, None).await;
+            let recorded = sent.and_then(|()| {
+                let poisoned = || AgentError::P2p("journal lock poisoned".into());
+                let mut j = s.journal.lock().map_err(|_| poisoned())?;
+                record_registration(&mut j, &s.cfg, ckey);
+                let mut log = s.log.lock().map_err(|_| poisoned())?;
+                *log = j.save(&s.journal_path)?;
+                Ok(())
+            });
+            match recorded {
+                Ok(()) => tracing::info!(target: "cairn::worker", coordinator = %ckey, "registered again"),
+                Err(e) => {
+                    tracing::error!(target: "cairn::worker", coordinator = %ckey, error = %e, "registering again failed")
+                }
+            }
+            if let Ok(mut r) = s.registering.lock() {
+                r.remove(&ckey);
+            }
+        });
     }
 }
 
