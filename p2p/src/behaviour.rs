@@ -117,6 +117,9 @@ pub(crate) fn build(key: &Keypair, config: &NetworkConfig) -> Result<Behaviour, 
         // is scored; anything larger is cut off by the transport.
         .max_transmit_size(2 * MAX_GOSSIP_BYTES)
         .heartbeat_interval(config.heartbeat)
+        // To the mesh and the preferred peers, not to every subscriber (SPEC.md §11.3): a
+        // crowd of idle subscribers would multiply the cost of every publication.
+        .flood_publish(false)
         .build()
         .map_err(|e| e.to_string())?;
     let mut gossipsub = gossipsub::Behaviour::new(MessageAuthenticity::Anonymous, gossip_config)?;

@@ -530,6 +530,17 @@ impl Network {
         self.ask(|reply| Command::MeshPeers { topic, reply }).await
     }
 
+    /// Sends `peer` every gossip message this node publishes while it stays connected, in
+    /// or out of the mesh (gossipsub's explicit peering; SPEC.md §11.3): a node publishes to
+    /// its mesh alone, so the peers it works with are named, and a crowd of subscribers costs
+    /// a publication nothing. At most 1024 at once; ignored for a peer not connected.
+    pub async fn prefer(&self, peer: &Peer) -> Result<(), P2pError> {
+        self.commands
+            .send(Command::Prefer { peer: peer.0 })
+            .await
+            .map_err(|_| P2pError::Closed("event loop stopped".into()))
+    }
+
     /// Closes every connection to a peer.
     pub async fn disconnect(&self, peer: &Peer) -> Result<(), P2pError> {
         self.commands

@@ -69,6 +69,9 @@ pub(crate) enum Command {
         topic: Topic,
         reply: oneshot::Sender<usize>,
     },
+    Prefer {
+        peer: PeerId,
+    },
     Disconnect {
         peer: PeerId,
     },
@@ -76,6 +79,9 @@ pub(crate) enum Command {
         reply: oneshot::Sender<()>,
     },
 }
+
+/// Preferred peers at most (`Network::prefer`).
+pub(crate) const MAX_PREFERRED: usize = 1024;
 
 /// Peers whose request bucket and strikes are remembered at most (beyond it, only connected
 /// peers' are kept).
@@ -115,6 +121,9 @@ pub(crate) struct EventLoop {
     buckets: HashMap<PeerId, Bucket>,
     /// Strikes and when the last one was counted; they wear off one per second.
     strikes: HashMap<PeerId, (u32, Instant)>,
+    /// Peers the application works with (`Network::prefer`), while connected: each gets
+    /// every gossip message this node publishes, whatever the mesh holds.
+    preferred: std::collections::HashSet<PeerId>,
     pub(crate) listen_addrs: Vec<Multiaddr>,
 }
 
@@ -142,6 +151,7 @@ impl EventLoop {
             next_token: 0,
             buckets: HashMap::new(),
             strikes: HashMap::new(),
+            preferred: std::collections::HashSet::new(),
             listen_addrs: Vec::new(),
         }
     }
@@ -291,6 +301,14 @@ impl EventLoop {
             }
             Command::Disconnect { peer } => {
                 let _ = self.swarm.disconnect_peer_id(peer);
+            }
+            Command::Prefer { peer } => {
+                if self.swarm.is_connected(&peer)
+                    && self.preferred.len() < MAX_PREFERRED
+                    && self.preferred.insert(peer)
+                {
+                    self.swarm.behaviour_mut().gossipsub.add_explicit_peer(&peer);
+                }
             }
             Command::Shutdown { .. } => {}
         }
@@ -564,6 +582,9 @@ impl EventLoop {
             }
             SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } => {
                 self.metrics.peers.dec();
+                if self.preferred.remove(&peer_id) {
+                    self.swarm.behaviour_mut().gossipsub.remove_explicit_peer(&peer_id);
+                }
                 self.forget_if_clean(peer_id);
                 self.emit(NetworkEvent::PeerDisconnected(Peer(peer_id)));
             }

@@ -272,6 +272,60 @@ async fn a_copy_on_the_wrong_topic_neither_censors_nor_frames_the_genuine_messag
     }
 }
 
+/// A node's preferred peers (`Network::prefer`) get every message it publishes, whatever
+/// their place in its mesh and their score: of two peers scored below the publish threshold
+/// (four invalid messages each: about −60, above the graylist's −80), the preferred one gets
+/// the node's messages and the other nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_preferred_peer_gets_every_publication_whatever_its_score() {
+    let hub = start(97).await;
+    // Each talks to the hub alone: neither can hear the other's forwards.
+    let alone = || {
+        let mut c = config(cairn_spec::Network::Regtest);
+        c.discovery = false;
+        c
+    };
+    let preferred = start_with(98, alone()).await;
+    let other = start_with(99, alone()).await;
+    preferred.net.dial(&hub.addr).await.unwrap();
+    other.net.dial(&hub.addr).await.unwrap();
+    until_mesh(&[&preferred, &other], Topic::Tasks).await;
+    // −10 × n² per topic: two on one topic and one on each of two others, about −60.
+    for n in [&preferred, &other] {
+        for (i, t) in [Topic::Tasks, Topic::Tasks, Topic::Receipts, Topic::Epochs].into_iter().enumerate() {
+            n.net.publish_unchecked(t, vec![0xde, 0xad, i as u8]).await.unwrap();
+        }
+    }
+    for n in [&preferred, &other] {
+        let p = n.net.local_peer();
+        let hub_net = hub.net.clone();
+        until("the hub to score the peer below the publish threshold", Duration::from_secs(10), || {
+            let s = futures_lite_block(hub_net.peer_score(&p)).unwrap_or(0.0);
+            s < PUBLISH_THRESHOLD && s > GRAYLIST_THRESHOLD
+        })
+        .await;
+    }
+    hub.net.prefer(&preferred.net.local_peer()).await.unwrap();
+    let all = headers(3, cairn_spec::Network::Regtest);
+    for h in &all {
+        hub.net.publish(&GossipMessage::Epoch(h.clone())).await.unwrap();
+    }
+    until("the preferred peer to get every header", Duration::from_secs(5), || {
+        preferred.state.lock().unwrap().headers.len() == 3
+    })
+    .await;
+    // Several heartbeats (200 ms each): the other peer is sent nothing.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(other.state.lock().unwrap().headers.is_empty(), "published to a peer below the threshold");
+    for n in [&hub, &preferred, &other] {
+        n.net.shutdown().await;
+    }
+}
+
+/// The hub's score thresholds (SPEC §11.5).
+const PUBLISH_THRESHOLD: f64 = -50.0;
+const GRAYLIST_THRESHOLD: f64 = -80.0;
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn misbehaving_peers_are_rejected_scored_down_and_graylisted() {
     let honest = start(30).await;

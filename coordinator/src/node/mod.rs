@@ -531,6 +531,9 @@ impl Ctx {
                         let (net, body) = (self.net.clone(), RequestBody::Offer(announcement.clone()));
                         tokio::spawn(async move {
                             if let Ok(Some(peer)) = net.connected_peer_of(&worker).await {
+                                // A worker it offers work to gets its gossip directly, however
+                                // crowded its mesh (SPEC.md §11.3).
+                                let _ = net.prefer(&peer).await;
                                 let _ = net.request(&peer, body, OFFER_TIMEOUT).await;
                             }
                         });
