@@ -322,6 +322,18 @@ async fn a_preferred_peer_gets_every_publication_whatever_its_score() {
     }
 }
 
+/// Publishing checks an object signed by another key (a relay) and refuses one whose
+/// signature fails, before anything is sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relayed_object_with_a_bad_signature_is_never_published() {
+    let n = start(100).await;
+    let mut h = headers(1, cairn_spec::Network::Regtest).remove(0);
+    h.body.height = 9;
+    let r = n.net.publish(&GossipMessage::Epoch(h)).await;
+    assert!(matches!(r, Err(cairn_p2p::P2pError::Publish(ref m)) if m.contains("signature")), "{r:?}");
+    n.net.shutdown().await;
+}
+
 /// The hub's score thresholds (SPEC §11.5).
 const PUBLISH_THRESHOLD: f64 = -50.0;
 const GRAYLIST_THRESHOLD: f64 = -80.0;
