@@ -145,7 +145,7 @@ impl ApiSource {
                 self.agent.get(&url).call().map_err(|e| SourceError::Unreachable(format!("{url}: {e}")))?;
             // A node limits each client's expensive reads: wait as it asks (a few times, a
             // few seconds at most), then report what it said.
-            if r.status().as_u16() != 429 || tries >= MAX_RETRIES_AFTER_429 {
+            if !matches!(r.status().as_u16(), 429 | 503) || tries >= MAX_RETRIES_AFTER_429 {
                 break r;
             }
             tries += 1;
@@ -174,7 +174,7 @@ impl ApiSource {
     }
 }
 
-/// Times a read refused 429 (too many expensive reads) is asked again.
+/// Times a read refused 429 (too many expensive reads) or 503 (busy) is asked again.
 const MAX_RETRIES_AFTER_429: u32 = 3;
 
 /// Decodes a hex field into a protocol object.

@@ -32,13 +32,15 @@ pub struct ApiSection {
     pub max_body_bytes: usize,
     /// A listener of its own for `/metrics` and `/v1/ready` (e.g. `127.0.0.1:9686`).
     pub metrics_listen: Option<String>,
-    /// Expensive reads (proofs, audits, bundles, `.ots`, timestamps, payouts, a worker's
-    /// balance) each client address may make per second; past it, 429 with `Retry-After`.
+    /// Expensive reads (proofs, audits, bundles, `.ots`, timestamps, payouts) each client
+    /// address (the TCP peer's: behind a reverse proxy, limit at the proxy) may make per
+    /// second; past it, 429 with `Retry-After`.
     pub heavy_reads_per_second: u32,
     /// How many of them a client may make at once after a quiet spell.
     pub heavy_read_burst: u32,
-    /// How many run at once, all clients together (they share the node's blocking threads
-    /// with its decisions); one that waits a second for its turn is answered 503.
+    /// How many run at once, all clients together, each on a blocking thread to its end
+    /// (the node's decisions use those threads too); one that waits a second for its turn is
+    /// answered 503.
     pub heavy_reads_at_once: usize,
 }
 

@@ -117,6 +117,10 @@ struct Shared {
     forgotten: Mutex<HashSet<PubKey>>,
     /// Coordinators being registered with again now.
     registering: Mutex<HashSet<PubKey>>,
+    /// When each coordinator may next be registered with again (unix seconds), and the wait
+    /// after that: doubled each time, so a coordinator that keeps forgetting this worker (or
+    /// says so falsely) cannot keep it solving proofs of work.
+    reregister_at: Mutex<HashMap<PubKey, (u64, u64)>>,
 }
 
 /// An offer as it came in: its sender, the offer, where the answer goes.
@@ -376,6 +380,7 @@ pub async fn run(
         cfg: cfg.clone(),
         forgotten: Mutex::new(HashSet::new()),
         registering: Mutex::new(HashSet::new()),
+        reregister_at: Mutex::new(HashMap::new()),
     });
     // A restart picks up every job where the journal left it.
     for job in pending {
@@ -1052,8 +1057,22 @@ async fn reconnect(s: &Shared, lost: &mut HashSet<Peer>) {
 /// records it (a fresh snapshot: registrations are not in the log).
 fn register_again(s: &Arc<Shared>) {
     let forgotten: Vec<PubKey> = s.forgotten.lock().map(|mut f| f.drain().collect()).unwrap_or_default();
+    let now = unix_secs();
     for ckey in forgotten {
         let Some(c) = s.coord(&ckey) else { continue };
+        // Not yet: its next refusal asks again.
+        let due = s.reregister_at.lock().is_ok_and(|mut at| {
+            let (when, wait) = at.get(&ckey).copied().unwrap_or((0, REREGISTER_FIRST_WAIT / 2));
+            if now < when {
+                return false;
+            }
+            let wait = wait.saturating_mul(2).min(REREGISTER_MAX_WAIT);
+            at.insert(ckey, (now.saturating_add(wait), wait));
+            true
+        });
+        if !due {
+            continue;
+        }
         if !s.registering.lock().is_ok_and(|mut r| r.insert(ckey)) {
             continue;
         }
@@ -1061,14 +1080,23 @@ fn register_again(s: &Arc<Shared>) {
         tokio::spawn(async move {
             tracing::warn!(target: "cairn::worker", coordinator = %ckey, "the coordinator does not know this worker; registering again");
             let sent = send_registration(&s.cfg, &s.key, &s.net, &peer, &addr, ckey, &terms, None).await;
-            let recorded = sent.and_then(|()| {
-                let poisoned = || AgentError::P2p("journal lock poisoned".into());
-                let mut j = s.journal.lock().map_err(|_| poisoned())?;
-                record_registration(&mut j, &s.cfg, ckey);
-                let mut log = s.log.lock().map_err(|_| poisoned())?;
-                *log = j.save(&s.journal_path)?;
-                Ok(())
-            });
+            let recorded = match sent {
+                // A snapshot and its fsync: off the async threads.
+                Ok(()) => {
+                    let s2 = s.clone();
+                    tokio::task::spawn_blocking(move || {
+                        let poisoned = || AgentError::P2p("journal lock poisoned".into());
+                        let mut j = s2.journal.lock().map_err(|_| poisoned())?;
+                        record_registration(&mut j, &s2.cfg, ckey);
+                        let mut log = s2.log.lock().map_err(|_| poisoned())?;
+                        *log = j.save(&s2.journal_path)?;
+                        Ok(())
+                    })
+                    .await
+                    .unwrap_or_else(|e| Err(AgentError::P2p(format!("journal thread: {e}"))))
+                }
+                Err(e) => Err(e),
+            };
             match recorded {
                 Ok(()) => tracing::info!(target: "cairn::worker", coordinator = %ckey, "registered again"),
                 Err(e) => {
@@ -1081,6 +1109,11 @@ fn register_again(s: &Arc<Shared>) {
         });
     }
 }
+
+/// The wait after a first registration again (seconds), doubled after each one, up to
+/// `REREGISTER_MAX_WAIT`.
+const REREGISTER_FIRST_WAIT: u64 = 10;
+const REREGISTER_MAX_WAIT: u64 = 3600;
 
 /// Waits as a refusal asks; what the job does next is already in the job.
 async fn after_refusal(after: AfterRefusal, early_polls: u32) {

@@ -1,9 +1,10 @@
 //! Limits on the API's expensive reads (receipt proofs, audits against Bitcoin Core, proof
-//! bundles, `.ots` files, calendar timestamps, the payout list): each client (by IP address)
-//! has a token bucket, and at most a few such reads run at once, on the blocking threads the
-//! node's decisions also use. A client past its bucket is answered 429 with `Retry-After`; a
-//! read that finds every slot taken for a second is answered 503. Cheap reads, the dashboard
-//! and writes are not limited here (writes need the operator's token).
+//! bundles, `.ots` files, calendar timestamps, the payout list): each client (by the TCP
+//! peer's IP address: behind a reverse proxy every client is the proxy, so limit there) has
+//! a token bucket, and at most a few such reads run at once, each on a blocking thread to its
+//! end. A client past its bucket is answered 429 with `Retry-After`; a read that finds every
+//! slot taken for a second is answered 503 with `Retry-After`. Cheap reads, the dashboard's
+//! polling and writes are not limited here (writes need the operator's token).
 //!
 //! Owns the buckets and the slots. Must never limit anything but the routes it is put on,
 //! and never grow without bound: past `MAX_CLIENTS` clients, the ones whose buckets are full
@@ -49,7 +50,7 @@ struct Bucket {
 pub struct HeavyReads {
     limits: Limits,
     buckets: Mutex<HashMap<IpAddr, Bucket>>,
-    slots: Semaphore,
+    slots: Arc<Semaphore>,
 }
 
 /// What a client's bucket says of one more read.
@@ -72,7 +73,7 @@ impl HeavyReads {
         Arc::new(HeavyReads {
             limits,
             buckets: Mutex::new(HashMap::new()),
-            slots: Semaphore::new(limits.at_once),
+            slots: Arc::new(Semaphore::new(limits.at_once)),
         })
     }
 
@@ -129,11 +130,27 @@ pub async fn limit(
         }
         return r;
     }
-    let Ok(Ok(_slot)) = tokio::time::timeout(SLOT_WAIT, heavy.slots.acquire()).await else {
-        return ApiError(StatusCode::SERVICE_UNAVAILABLE, "busy with other expensive reads; retry".into())
-            .into_response();
+    let Ok(Ok(slot)) = tokio::time::timeout(SLOT_WAIT, heavy.slots.clone().acquire_owned()).await else {
+        let mut r =
+            ApiError(StatusCode::SERVICE_UNAVAILABLE, "busy with other expensive reads; retry".into())
+                .into_response();
+        r.headers_mut().insert(axum::http::header::RETRY_AFTER, HeaderValue::from_static("1"));
+        return r;
     };
-    next.run(request).await
+    // The read runs on a blocking thread to its end, holding its slot, even if its client
+    // goes away: the slots bound the work itself, and the async threads (the p2p loop, the
+    // rest of the API) never wait on a read.
+    let handle = tokio::runtime::Handle::current();
+    match tokio::task::spawn_blocking(move || {
+        let r = handle.block_on(next.run(request));
+        drop(slot);
+        r
+    })
+    .await
+    {
+        Ok(r) => r,
+        Err(_) => ApiError(StatusCode::INTERNAL_SERVER_ERROR, "the read failed".into()).into_response(),
+    }
 }
 
 #[cfg(test)]

@@ -85,7 +85,6 @@ pub const ROUTES: &[(&str, &str)] = &[
 /// The expensive reads: limited per client and in how many run at once (`heavy`).
 pub const HEAVY_ROUTES: &[&str] = &[
     "/v1/receipts/{id}/proof",
-    "/v1/ledger/{worker}",
     "/v1/payouts",
     "/timestamp/{commitment}",
     "/v1/receipts/{id}/audit",
@@ -100,7 +99,7 @@ pub const HEAVY_ROUTES: &[&str] = &[
     info(
         title = "Cairn coordinator API",
         version = "1",
-        description = "JSON API of a Cairn coordinator node. Paths are versioned under /v1. Write endpoints need the operator token (Authorization: Bearer <token>; the token is in <data-dir>/operator.token). Errors are JSON objects {\"error\": reason} with a 4xx status; a refused request changes nothing. The expensive reads (receipt proofs, audits, bundles, .ots files, timestamps, payouts, a worker's balance) are limited per client address: past its burst and rate a client is answered 429 with Retry-After, and one that waits a second for a free slot 503."
+        description = "JSON API of a Cairn coordinator node. Paths are versioned under /v1. Write endpoints need the operator token (Authorization: Bearer <token>; the token is in <data-dir>/operator.token). Errors are JSON objects {\"error\": reason} with a 4xx or 5xx status; a refused request changes nothing. The expensive reads (receipt proofs, audits, bundles, .ots files, timestamps, payouts) are limited per client address (the TCP peer's): past its burst and rate a client is answered 429 with Retry-After, and a read that waits a second for a free slot 503 with Retry-After."
     ),
     paths(
         status::health,
@@ -558,7 +557,6 @@ pub fn router(state: ApiState, max_body: usize, heavy: heavy::Limits) -> Router 
     let heavy = heavy::HeavyReads::new(heavy);
     let heavy_reads = Router::new()
         .route("/v1/receipts/{id}/proof", get(receipts::receipt_proof))
-        .route("/v1/ledger/{worker}", get(ledger::ledger))
         .route("/v1/payouts", get(ledger::payouts))
         .route("/timestamp/{commitment}", get(receipts::timestamp))
         .route("/v1/receipts/{id}/audit", get(receipts::receipt_audit))
@@ -585,6 +583,7 @@ pub fn router(state: ApiState, max_body: usize, heavy: heavy::Limits) -> Router 
         .route("/v1/epochs/{height}/history/{epoch}", get(epochs::epoch_history))
         .route("/v1/anchors", get(status::anchors))
         .route("/v1/receipts/{id}", get(receipts::get_receipt))
+        .route("/v1/ledger/{worker}", get(ledger::ledger))
         .route("/v1/evidence", get(status::evidence))
         .route("/v1/stats", get(status::stats))
         .merge(heavy_reads)
