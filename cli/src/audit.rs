@@ -236,6 +236,7 @@ pub fn open_source(api: Option<&str>, data_dir: Option<&Path>) -> Result<Box<dyn
                 store,
                 anchors,
                 name: format!("database {}", db.display()),
+                trees: Default::default(),
             }))
         }
         _ => Err(CliError("give one source: --api URL or --data-dir DIR".into())),

@@ -19,6 +19,8 @@ pub struct StoreSource {
     pub anchors: Vec<AnchorClaim>,
     /// What to call it in reports.
     pub name: String,
+    /// Closed epochs' trees, kept across reads.
+    pub trees: Arc<crate::trees::EpochTrees>,
 }
 
 fn load(e: ls::LoadError) -> SourceError {
@@ -48,7 +50,9 @@ impl Source for StoreSource {
         let (epoch, index, receipt) = ls::receipt(self.store.as_ref(), id)
             .map_err(load)?
             .ok_or_else(|| SourceError::NotFound(format!("receipt {id}")))?;
-        let path = ls::receipt_path(self.store.as_ref(), epoch, index)
+        let path = self
+            .trees
+            .receipt_path(self.store.as_ref(), epoch, index)
             .map_err(load)?
             .ok_or_else(|| SourceError::NotFound(format!("epoch {epoch} is not closed yet")))?;
         Ok(LocatedReceipt { receipt, epoch, path })

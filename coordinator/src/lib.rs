@@ -23,3 +23,4 @@ pub mod published;
 mod shell;
 pub mod store;
 pub mod sync;
+pub mod trees;

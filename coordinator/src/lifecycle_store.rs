@@ -464,14 +464,29 @@ pub fn epoch_receipts_page(
 /// The Merkle path of the receipt at `index` of a closed epoch, checked against the header's
 /// receipts root. `None` when the epoch is not closed yet.
 pub fn receipt_path(s: &dyn KvStore, epoch: u32, index: u32) -> Result<Option<MerkleProof>, LoadError> {
+    let Some(tree) = receipts_tree(s, epoch)? else { return Ok(None) };
+    tree.proof(index).map(Some).ok_or_else(|| corrupt(Table::Receipts, &receipt_key(epoch, index), "index"))
+}
+
+/// The Merkle tree of a closed epoch's receipts, checked against the header's receipts
+/// root. `None` when the epoch is not closed yet.
+pub fn receipts_tree(s: &dyn KvStore, epoch: u32) -> Result<Option<cairn_spec::MerkleTree>, LoadError> {
     let Some(header) = header(s, epoch)? else { return Ok(None) };
     let leaves: Vec<Hash32> = epoch_receipts(s, epoch)?.iter().map(|r| r.id()).collect();
     let tree = cairn_spec::MerkleTree::new(leaves);
-    let key = header_key(epoch);
     if tree.root() != header.body.receipts_root {
-        return Err(corrupt(Table::Receipts, &key, "stored receipts disagree with the epoch header"));
+        return Err(corrupt(
+            Table::Receipts,
+            &header_key(epoch),
+            "stored receipts disagree with the epoch header",
+        ));
     }
-    tree.proof(index).map(Some).ok_or_else(|| corrupt(Table::Receipts, &receipt_key(epoch, index), "index"))
+    Ok(Some(tree))
+}
+
+/// A receipt index that is not in its epoch's tree: the stored rows disagree.
+pub fn bad_receipt_index(epoch: u32, index: u32) -> LoadError {
+    corrupt(Table::Receipts, &receipt_key(epoch, index), "index")
 }
 
 /// A signed epoch header.

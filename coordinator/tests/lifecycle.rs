@@ -1113,8 +1113,11 @@ fn groups_queued_behind_a_slow_write_share_one_write() {
         assert_eq!(answers, vec![Ok(w.public())]);
         assert!(store.inner.get(Table::Workers, w.public().as_bytes()).unwrap().is_some());
     }
+    // One write held at the gate; behind it the writer's queue holds 8 sealed groups (its
+    // capacity, written as one); the signer may hand over the last 3 one by one, as fast or
+    // slow as the machine is: at most 5 writes, whatever the timing (12 without coalescing).
     let writes = store.writes.load(Ordering::SeqCst) - before;
-    assert!(writes <= 3, "12 groups queued behind one write took {writes} writes");
+    assert!(writes <= 5, "12 groups queued behind one write took {writes} writes");
 }
 
 #[test]

@@ -8,7 +8,7 @@
 use axum::extract::{Path, State};
 use axum::Json;
 use cairn_spec::api::{ErrorBody, LedgerProof, LedgerView, Payout, PayoutState, Payouts};
-use cairn_spec::{Encode, MerkleTree, Object};
+use cairn_spec::Encode;
 
 use super::{not_found, parse_key, published, ApiResult, ApiState};
 use crate::lifecycle::{PayoutRecord, PayoutStatus};
@@ -51,27 +51,28 @@ pub(super) async fn ledger(State(s): State<ApiState>, Path(worker): Path<String>
                 None => None,
             };
             let entry = match &last {
-                Some(h) => ls::ledger_snapshot(store.as_ref(), h.body.height)?
-                    .and_then(|snap| snap.into_iter().find(|e| e.worker == key)),
+                Some(h) => {
+                    s.trees.ledger(store.as_ref(), h.body.height)?.and_then(|l| l.entry(&key)).map(|e| e.0)
+                }
                 None => None,
             };
             (entry, last)
         }
     };
     let entry = entry.ok_or_else(|| not_found("ledger entry"))?;
+    // Proven against the newest snapshot, indexed once per epoch (`crate::trees`).
     let mut proof = None;
     if let Some(h) = last {
-        if let Some(snap) = ls::ledger_snapshot(store.as_ref(), h.body.height)? {
-            if let Some((i, e)) = snap.iter().enumerate().find(|(_, e)| e.worker == key) {
-                let tree = MerkleTree::new(snap.iter().map(|e| e.id()).collect());
-                proof = tree.proof(i as u32).map(|merkle_proof| LedgerProof {
-                    epoch: h.body.height,
-                    state_root: h.body.state_root,
-                    entry: e.clone(),
-                    entry_encoding: hex::encode(e.to_bytes()),
-                    merkle_proof,
-                });
-            }
+        if let Some((e, merkle_proof)) =
+            s.trees.ledger(store.as_ref(), h.body.height)?.and_then(|l| l.entry(&key))
+        {
+            proof = Some(LedgerProof {
+                epoch: h.body.height,
+                state_root: h.body.state_root,
+                entry_encoding: hex::encode(e.to_bytes()),
+                entry: e,
+                merkle_proof,
+            });
         }
     }
     let payouts = ls::payouts(store.as_ref())?.iter().filter(|p| p.worker == key).map(payout_view).collect();

@@ -363,6 +363,8 @@ pub struct ApiState {
     /// Confirmations before `/timestamp/` answers (the node's `finality_depth`):
     /// OpenTimestamps clients keep a calendar's answer for ever.
     pub calendar_depth: u32,
+    /// Closed epochs' Merkle trees, kept for the reads that prove against them.
+    pub trees: Arc<crate::trees::EpochTrees>,
 }
 
 impl ApiState {

@@ -47,7 +47,7 @@ pub(super) async fn receipt_proof(
     let store = s.store.clone();
     let (epoch, index, r) = ls::receipt(store.as_ref(), &id)?.ok_or_else(|| not_found("receipt"))?;
     let (Some(header), Some(proof)) =
-        (ls::header(store.as_ref(), epoch)?, ls::receipt_path(store.as_ref(), epoch, index)?)
+        (ls::header(store.as_ref(), epoch)?, s.trees.receipt_path(store.as_ref(), epoch, index)?)
     else {
         return Err(ApiError(StatusCode::CONFLICT, "the receipt's epoch is not closed yet".into()));
     };
@@ -70,7 +70,8 @@ async fn node_proof(s: &ApiState, id: Hash32) -> Result<cairn_spec::ReceiptProof
     };
     let (store, network) = (s.store.clone(), s.network);
     let anchors = s.anchor.read().map(|a| a.claims()).unwrap_or_default();
-    let source = crate::audit_source::StoreSource { store, anchors, name: "this node".into() };
+    let source =
+        crate::audit_source::StoreSource { store, anchors, name: "this node".into(), trees: s.trees.clone() };
     let built = tokio::task::spawn_blocking(move || {
         cairn_audit::receipt::assemble(&source, &id, chain.as_ref(), network)
     })

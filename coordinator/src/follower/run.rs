@@ -213,6 +213,7 @@ pub async fn run(
         p2p: Arc::new(p2p_addrs.clone()),
         anchor_address: None,
         calendar_depth: cfg.bitcoin.finality_depth.max(1),
+        trees: Default::default(),
     };
     let api_addr = shell.serve_api(&cfg, state).await?;
     let info = NodeInfo {

@@ -174,6 +174,16 @@ fn a_verified_chain_is_kept_and_each_bad_epoch_refused_with_nothing_written() {
     assert_eq!(crate::lifecycle_store::ledger_snapshot(&store, 3).unwrap().unwrap(), chain[3].ledger);
     let path = crate::lifecycle_store::receipt_path(&store, 3, 2).unwrap().unwrap();
     assert_eq!(path.root_for(&chain[3].receipts[2].id()).unwrap(), chain[3].header.body.receipts_root);
+    // The API's cache of closed epochs' trees answers the same, built once, then kept.
+    let trees = crate::trees::EpochTrees::default();
+    let first = chain[3].ledger.first().expect("a ledger entry");
+    for _ in 0..2 {
+        assert_eq!(trees.receipt_path(&store, 3, 2).unwrap(), Some(path.clone()));
+        let (e, p) = trees.ledger(&store, 3).unwrap().unwrap().entry(&first.worker).unwrap();
+        assert_eq!(&e, first);
+        assert_eq!(p.root_for(&e.id()).unwrap(), chain[3].header.body.state_root);
+    }
+    assert_eq!(trees.receipt_path(&store, 9, 0).unwrap(), None, "no such epoch closed");
 }
 
 #[test]
