@@ -19,6 +19,10 @@
 //! run in the same process (so the flooders' own CPU is taken from the node's two cores),
 //! with the ratios of the flooded p50 and p99 to the unloaded ones, the flood's rate, and
 //! where a flooded task's time goes. Asserts nothing about time.
+//!
+//! With `--soak` (`cargo bench -p cairn-coordinator --bench e2e -- --soak`), only a soak: the
+//! same network at `CAIRN_SOAK_RATE` tasks a second (50) for `CAIRN_SOAK_SECS` (3600),
+//! printing the process's RSS every minute and its slope after the first tenth.
 #![allow(
     clippy::panic,
     clippy::unwrap_used,
@@ -81,11 +85,76 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(if quick { 20 } else { 600 });
     let window: usize = std::env::var("CAIRN_BENCH_WINDOW").ok().and_then(|v| v.parse().ok()).unwrap_or(16);
+    // `--soak`: the same network at a steady rate for `CAIRN_SOAK_SECS` (default an hour),
+    // printing the process's RSS as it goes; nothing else is measured.
+    let soak = std::env::args().any(|a| a == "--soak").then(|| {
+        let secs = std::env::var("CAIRN_SOAK_SECS").ok().and_then(|v| v.parse().ok()).unwrap_or(3600u64);
+        let rate = std::env::var("CAIRN_SOAK_RATE").ok().and_then(|v| v.parse().ok()).unwrap_or(50usize);
+        (secs, rate)
+    });
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
-    rt.block_on(run(total, window));
+    rt.block_on(run(total, window, soak));
 }
 
-async fn run(total: usize, window: usize) {
+/// This process's resident set (MiB), from `/proc/self/status`.
+fn rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// The soak: `rate` tasks a second (each second's tasks through the closed loop, then a wait
+/// for the next second) for `secs` seconds; RSS every minute, and its least-squares slope over
+/// the run after its first tenth (the caches' and RocksDB's warm-up), in MiB per hour.
+async fn soak_run(api: std::net::SocketAddr, token: String, secs: u64, rate: usize, window: usize) {
+    let began = Instant::now();
+    let mut next_sample = Duration::ZERO;
+    let mut samples: Vec<(f64, f64)> = Vec::new();
+    let mut done = 0usize;
+    while began.elapsed() < Duration::from_secs(secs) {
+        let second = Instant::now();
+        let (l, _) =
+            closed_loop(api, token.clone(), 10_000_000 + done, rate, window.min(rate).max(1), false).await;
+        done += l.len();
+        if began.elapsed() >= next_sample {
+            let (t, rss) = (began.elapsed().as_secs_f64(), rss_mib());
+            println!("  soak t={:>6.0} s  tasks={done:>8}  rss={rss:.1} MiB", t);
+            samples.push((t, rss));
+            next_sample += Duration::from_secs(60);
+        }
+        tokio::time::sleep(Duration::from_secs(1).saturating_sub(second.elapsed())).await;
+    }
+    let total = began.elapsed().as_secs_f64();
+    let tail: Vec<(f64, f64)> = samples.iter().copied().filter(|(t, _)| *t >= total / 10.0).collect();
+    let n = tail.len() as f64;
+    let slope = if n >= 2.0 {
+        let (mt, mr) = (tail.iter().map(|s| s.0).sum::<f64>() / n, tail.iter().map(|s| s.1).sum::<f64>() / n);
+        let cov: f64 = tail.iter().map(|(t, r)| (t - mt) * (r - mr)).sum();
+        let var: f64 = tail.iter().map(|(t, _)| (t - mt) * (t - mt)).sum();
+        if var > 0.0 {
+            cov / var * 3600.0
+        } else {
+            0.0
+        }
+    } else {
+        0.0
+    };
+    let first = tail.first().map_or(0.0, |s| s.1);
+    let last = samples.last().map_or(0.0, |s| s.1);
+    let peak = samples.iter().map(|s| s.1).fold(0.0, f64::max);
+    println!(
+        "summary: soak of {:.0} s at {:.1} tasks/s ({done} tasks), whole process RSS after warm-up {first:.1} -> {last:.1} MiB (peak {peak:.1}), slope {slope:+.1} MiB/hour",
+        total,
+        done as f64 / total
+    );
+}
+
+async fn run(total: usize, window: usize, soak: Option<(u64, usize)>) {
     let dir = tempfile::tempdir().unwrap();
     let class = common::exact_class("upper", REPLICATION, 10, 60);
     let mut cfg = common::node_config(&dir.path().join("coord"), 4, vec![class]);
@@ -103,6 +172,20 @@ async fn run(total: usize, window: usize) {
         workers.push(agent);
     }
 
+    if let Some((secs, rate)) = soak {
+        println!(
+            "soak: coordinator node + {WORKERS} worker agents in this process, {rate} tasks/s for {secs} s"
+        );
+        let _ = closed_loop(api, token.clone(), 0, 1, 1, true).await;
+        soak_run(api, token.clone(), secs, rate, window).await;
+        for (s, h) in workers {
+            let _ = s.send(());
+            let _ = h.await;
+        }
+        let _ = stop.send(());
+        let _ = handle.await;
+        return;
+    }
     let (latencies, secs) = closed_loop(api, token.clone(), 0, total, window, true).await;
     eprintln!(
         "unloaded: {} tasks in {secs:.2} s; now under a flood from {FLOODERS} identities",
