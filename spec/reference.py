@@ -1363,6 +1363,105 @@ def check_draws(v):
     return n
 
 
+# --- the validators' consensus (§13)
+
+SCORE_SCALE = 1_000_000
+MAX_MONEY = 21_000_000 * 100_000_000
+
+
+def consensus(params, workers, sheets):
+    """(outcome, None) or (None, error code), by §13.3."""
+    if (params["worker_budget_sats"] > MAX_MONEY or params["validator_budget_sats"] > MAX_MONEY
+            or params["baseline"] > SCORE_SCALE or params["tolerance"] > SCORE_SCALE):
+        return None, "bad_params"
+    if len(workers) > 1024:
+        return None, "too_many_workers"
+    if any(a >= b for a, b in zip(workers, workers[1:])):
+        return None, "workers_out_of_order"
+    if len(sheets) > 256:
+        return None, "too_many_sheets"
+    if any(a["validator"] >= b["validator"] for a, b in zip(sheets, sheets[1:])):
+        return None, "sheets_out_of_order"
+    rows = []
+    for sh in sheets:
+        if sh["stake"] == 0:
+            return None, "no_stake"
+        keys = [k for k, _ in sh["scores"]]
+        if len(keys) > 1024 or any(a >= b for a, b in zip(keys, keys[1:])):
+            return None, "bad_sheet"
+        row = {k: 0 for k in workers}
+        for k, score in sh["scores"]:
+            if score > SCORE_SCALE or k not in row:
+                return None, "bad_sheet"
+            row[k] = score
+        rows.append(row)
+    total = sum(sh["stake"] for sh in sheets)
+    out_workers = []
+    for k in workers:
+        col = sorted((row[k], sh["stake"]) for row, sh in zip(rows, sheets))
+        low = high = 0
+        cum = 0
+        for score, stake in col:
+            cum += stake
+            if 2 * cum >= total:
+                low = score
+                break
+        cum = 0
+        for score, stake in reversed(col):
+            cum += stake
+            if 2 * cum >= total:
+                high = score
+                break
+        c = sum(stake * min(max(score, low), high) for score, stake in col) // total if total else 0
+        out_workers.append({"worker": k, "low": low, "high": high, "score": c, "share_sats": 0})
+    excess = [max(0, w["score"] - params["baseline"]) for w in out_workers]
+    paid = 0
+    if sum(excess):
+        for w, e in zip(out_workers, excess):
+            w["share_sats"] = params["worker_budget_sats"] * e // sum(excess)
+            paid += w["share_sats"]
+    n = len(workers)
+    out_validators = []
+    for row, sh in zip(rows, sheets):
+        dev = sum(abs(row[w["worker"]] - w["score"]) for w in out_workers) // n if n else 0
+        agreement = max(0, params["tolerance"] - dev) if n else 0
+        out_validators.append({"validator": sh["validator"], "stake": sh["stake"], "deviation": dev,
+                               "agreement": agreement, "share_sats": 0})
+    weights = [v["stake"] * v["agreement"] for v in out_validators]
+    if sum(weights):
+        for v, wt in zip(out_validators, weights):
+            v["share_sats"] = params["validator_budget_sats"] * wt // sum(weights)
+            paid += v["share_sats"]
+    unallocated = params["worker_budget_sats"] + params["validator_budget_sats"] - paid
+    return {"workers": out_workers, "validators": out_validators, "unallocated_sats": unallocated}, None
+
+
+def check_consensus(v):
+    def inputs(c):
+        sheets = [{"validator": h(sh["validator"]), "stake": sh["stake"],
+                   "scores": [(h(k), score) for k, score in sh["scores"]]} for sh in c["sheets"]]
+        return c["params"], [h(k) for k in c["workers"]], sheets
+
+    def as_json(o):
+        return {
+            "workers": [dict(w, worker=w["worker"].hex()) for w in o["workers"]],
+            "validators": [dict(x, validator=x["validator"].hex()) for x in o["validators"]],
+            "unallocated_sats": o["unallocated_sats"],
+        }
+
+    n = 0
+    for c in v["valid"]:
+        o, err = consensus(*inputs(c))
+        assert err is None, (c["name"], err)
+        assert as_json(o) == c["outcome"], c["name"]
+        n += 1
+    for c in v["invalid"]:
+        o, err = consensus(*inputs(c))
+        assert err == c["error"], (c["name"], err)
+        n += 1
+    return n
+
+
 CHECKS = {
     "tagged_hash.json": check_tagged_hash,
     "merkle.json": check_merkle,
@@ -1373,6 +1472,7 @@ CHECKS = {
     "receipt_proof.json": check_receipt_proofs,
     "wire.json": check_wire,
     "draws.json": check_draws,
+    "consensus.json": check_consensus,
 }
 
 

@@ -1261,6 +1261,116 @@ fn draw_vectors() -> Value {
     })
 }
 
+// ---------------------------------------------------------------- consensus (§13)
+
+fn consensus_vectors() -> Value {
+    use cairn_spec::consensus::{consensus, ConsensusParams, Sheet};
+    let sorted = |mut k: Vec<PubKey>| {
+        k.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+        k
+    };
+    let workers = sorted((30..34u8).map(|n| key(n).public()).collect());
+    let validators = sorted((40..43u8).map(|n| key(n).public()).collect());
+    let sheet = |v: usize, stake: u64, scores: &[(usize, u32)]| Sheet {
+        validator: validators[v],
+        stake,
+        scores: scores.iter().map(|&(j, s)| (workers[j], s)).collect(),
+    };
+    let full =
+        |v: usize, stake: u64, s: [u32; 4]| sheet(v, stake, &[(0, s[0]), (1, s[1]), (2, s[2]), (3, s[3])]);
+    let params = ConsensusParams {
+        worker_budget_sats: 1_000_000,
+        validator_budget_sats: 180_000,
+        baseline: 250_000,
+        tolerance: 200_000,
+    };
+    let cases: Vec<(&str, ConsensusParams, Vec<PubKey>, Vec<Sheet>)> = vec![
+        (
+            "two honest validators and one inflating the poorest worker, equal stakes",
+            params,
+            workers.clone(),
+            vec![
+                full(0, 1_000, [905_000, 746_000, 515_000, 296_000]),
+                full(1, 1_000, [914_000, 737_000, 524_000, 305_000]),
+                full(2, 1_000, [250_000, 250_000, 250_000, 1_000_000]),
+            ],
+        ),
+        (
+            "unequal stakes; a sheet that leaves workers out scores them 0",
+            params,
+            workers.clone(),
+            vec![
+                full(0, 7, [600_001, 599_999, 400_000, 999_999]),
+                sheet(1, 5, &[(1, 800_000), (3, 123_457)]),
+                full(2, 3, [1_000_000, 0, 333_333, 666_667]),
+            ],
+        ),
+        ("no sheets: nobody earns", params, workers.clone(), vec![]),
+        (
+            "every score at or below the baseline: the workers' budget is unallocated",
+            ConsensusParams { baseline: 900_000, ..params },
+            workers[..2].to_vec(),
+            vec![sheet(0, 10, &[(0, 900_000), (1, 100)]), sheet(1, 10, &[(0, 850_000), (1, 0)])],
+        ),
+        ("no workers: the validators earn nothing", params, vec![], vec![sheet(0, 10, &[])]),
+    ];
+    let enc_sheets = |sheets: &[Sheet]| -> Vec<Value> {
+        sheets
+            .iter()
+            .map(|s| {
+                json!({
+                    "validator": s.validator.to_hex(),
+                    "stake": s.stake,
+                    "scores": s.scores.iter().map(|(k, v)| json!([k.to_hex(), v])).collect::<Vec<_>>(),
+                })
+            })
+            .collect()
+    };
+    let hexes = |k: &[PubKey]| k.iter().map(|k| k.to_hex()).collect::<Vec<_>>();
+    let valid: Vec<Value> = cases
+        .iter()
+        .map(|(name, p, w, sheets)| {
+            let o = consensus(p, w, sheets).unwrap();
+            json!({"name": name, "params": p, "workers": hexes(w), "sheets": enc_sheets(sheets), "outcome": o})
+        })
+        .collect();
+    let mut reversed = workers.clone();
+    reversed.reverse();
+    let invalid_cases: Vec<(&str, ConsensusParams, Vec<PubKey>, Vec<Sheet>)> = vec![
+        ("workers out of order", params, reversed, vec![]),
+        ("sheets out of order", params, workers.clone(), vec![full(1, 1, [0; 4]), full(0, 1, [0; 4])]),
+        ("a validator twice", params, workers.clone(), vec![full(0, 1, [0; 4]), full(0, 1, [0; 4])]),
+        ("a sheet without stake", params, workers.clone(), vec![full(0, 0, [0; 4])]),
+        ("a score above the scale", params, workers.clone(), vec![full(0, 1, [0, 0, 0, 1_000_001])]),
+        ("a sheet's scores out of order", params, workers.clone(), vec![sheet(0, 1, &[(1, 5), (0, 5)])]),
+        ("a score of a worker not scored here", params, workers[..2].to_vec(), vec![sheet(0, 1, &[(3, 5)])]),
+        (
+            "a tolerance above the scale",
+            ConsensusParams { tolerance: 1_000_001, ..params },
+            workers.clone(),
+            vec![],
+        ),
+        (
+            "a budget above all the money",
+            ConsensusParams { validator_budget_sats: 2_100_000_000_000_001, ..params },
+            workers.clone(),
+            vec![],
+        ),
+    ];
+    let invalid: Vec<Value> = invalid_cases
+        .iter()
+        .map(|(name, p, w, sheets)| {
+            let e = consensus(p, w, sheets).unwrap_err();
+            json!({"name": name, "params": p, "workers": hexes(w), "sheets": enc_sheets(sheets), "error": e.code()})
+        })
+        .collect();
+    json!({
+        "description": "SPEC.md §13: the validators' consensus of a scored class. Each valid case's outcome (per worker: low and high medians, score, share; per validator: deviation, agreement, share; unallocated sats) must be reproduced exactly; each invalid case refused with its error.",
+        "valid": valid,
+        "invalid": invalid,
+    })
+}
+
 /// Every vector file, by name, with its contents.
 pub fn all_vectors() -> BTreeMap<&'static str, Value> {
     BTreeMap::from([
@@ -1273,6 +1383,7 @@ pub fn all_vectors() -> BTreeMap<&'static str, Value> {
         ("receipt_proof.json", receipt_proof_vectors()),
         ("wire.json", wire_vectors()),
         ("draws.json", draw_vectors()),
+        ("consensus.json", consensus_vectors()),
     ])
 }
 

@@ -13,6 +13,7 @@ pub mod api;
 pub mod binding;
 pub mod bundle;
 pub mod codec;
+pub mod consensus;
 pub mod draw;
 pub mod epoch;
 pub mod hash;

@@ -349,6 +349,45 @@ fn check_draws(v: &Value) -> usize {
     n
 }
 
+fn check_consensus(v: &Value) -> usize {
+    use cairn_spec::consensus::{consensus, ConsensusParams, Outcome, Sheet};
+    let key = |k: &Value| PubKey::from_hex(k.as_str().unwrap()).unwrap();
+    let inputs = |c: &Value| {
+        let p: ConsensusParams = serde_json::from_value(c["params"].clone()).unwrap();
+        let workers: Vec<PubKey> = c["workers"].as_array().unwrap().iter().map(key).collect();
+        let sheets: Vec<Sheet> = c["sheets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| Sheet {
+                validator: key(&s["validator"]),
+                stake: s["stake"].as_u64().unwrap(),
+                scores: s["scores"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|x| (key(&x[0]), u32::try_from(x[1].as_u64().unwrap()).unwrap()))
+                    .collect(),
+            })
+            .collect();
+        (p, workers, sheets)
+    };
+    let mut n = 0;
+    for c in arr(&v["valid"]) {
+        let (p, workers, sheets) = inputs(c);
+        let want: Outcome = serde_json::from_value(c["outcome"].clone()).unwrap();
+        assert_eq!(consensus(&p, &workers, &sheets).unwrap(), want, "{}", c["name"]);
+        n += 1;
+    }
+    for c in arr(&v["invalid"]) {
+        let (p, workers, sheets) = inputs(c);
+        let got = consensus(&p, &workers, &sheets).unwrap_err();
+        assert_eq!(got.code(), c["error"].as_str().unwrap(), "{}", c["name"]);
+        n += 1;
+    }
+    n
+}
+
 #[test]
 fn every_vector_file_is_checked() {
     let mut checked = Vec::new();
@@ -369,6 +408,7 @@ fn every_vector_file_is_checked() {
             "receipt_proof.json" => check_receipt_proofs(&v),
             "wire.json" => check_wire(&v),
             "draws.json" => check_draws(&v),
+            "consensus.json" => check_consensus(&v),
             other => panic!("vector file {other} is not used by any test"),
         };
         assert!(cases > 0, "{name} has no cases");
