@@ -267,13 +267,24 @@ def enc_task_class(j):
     else:
         raise ValueError("unknown rule kind %r" % rule["kind"])
     name = j["name"].encode()
-    return (b"\x01" + u(len(name), 1) + name + u(EXECUTORS[j["executor"]], 1) + h(j["model_hash"]) + rb
+    objective = j.get("objective", {"kind": "verified"})
+    version, tail = b"\x01", b""
+    if objective["kind"] != "verified":
+        version = b"\x02"
+        tail = (u(OBJECTIVES[objective["kind"]], 1) + u(objective["worker_budget_sats"], 8)
+                + u(objective["validator_budget_sats"], 8) + u(objective["baseline"], 4) + u(objective["tolerance"], 4))
+    return (version + u(len(name), 1) + name + u(EXECUTORS[j["executor"]], 1) + h(j["model_hash"]) + rb
             + u(j["replication"], 1) + u(j["reward_per_unit"], 8) + u(j["max_input_bytes"], 4)
-            + u(j["lease_secs"], 4) + u(j["reveal_secs"], 4))
+            + u(j["lease_secs"], 4) + u(j["reveal_secs"], 4) + tail)
+
+
+OBJECTIVES = {"latency": 2, "quality": 3}
 
 
 def dec_task_class(r):
-    dec_version(r)
+    version = r.uint(1)
+    if version not in (1, 2):
+        raise DecodeError("unknown_version")
     name = r.var(1, 32)
     try:
         ok = valid_class_name(name.decode())
@@ -300,6 +311,14 @@ def dec_task_class(r):
     lease, reveal = r.uint(4), r.uint(4)
     if lease == 0 or reveal == 0:
         raise DecodeError("invalid_value")
+    if version == 2:
+        code = r.uint(1)
+        budgets = r.uint(8), r.uint(8)
+        baseline, tolerance = r.uint(4), r.uint(4)
+        if max(budgets) > MAX_MONEY or baseline > SCORE_SCALE or tolerance > SCORE_SCALE:
+            raise DecodeError("invalid_value")
+        if code not in OBJECTIVES.values():
+            raise DecodeError("invalid_tag")
 
 
 def enc_task(j):

@@ -102,6 +102,7 @@ fn class() -> TaskClass {
         max_input_bytes: 1024,
         lease_secs: 3600,
         reveal_secs: 3600,
+        objective: Default::default(),
     }
 }
 

@@ -324,6 +324,8 @@ impl ClassConfig {
             max_input_bytes: self.max_input_bytes,
             lease_secs: self.lease_secs,
             reveal_secs: self.reveal_secs,
+            // Scored objectives (SPEC.md §13) are not offered by this node yet.
+            objective: cairn_spec::Objective::Verified,
         };
         // The decoder holds every range rule: a class it would refuse is refused here.
         use cairn_spec::{Decode, Encode};

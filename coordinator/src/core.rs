@@ -530,6 +530,7 @@ mod tests {
             max_input_bytes: 64,
             lease_secs: 60,
             reveal_secs: 60,
+            objective: Default::default(),
         }
     }
 

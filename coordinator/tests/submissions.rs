@@ -20,6 +20,7 @@ fn class(name: &str, replication: u8) -> TaskClass {
         max_input_bytes: 4096,
         lease_secs: 60,
         reveal_secs: 60,
+        objective: Default::default(),
     }
 }
 

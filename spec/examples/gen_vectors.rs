@@ -43,6 +43,7 @@ fn sample_class() -> TaskClass {
         max_input_bytes: 65_536,
         lease_secs: 60,
         reveal_secs: 30,
+        objective: Default::default(),
     }
 }
 
@@ -230,6 +231,25 @@ fn object_vectors() -> Value {
         rule: ComparisonRule::CosineEach { min_ppb: 999_900_000, dim: 384 },
         ..sample_class()
     };
+    let terms = cairn_spec::consensus::ConsensusParams {
+        worker_budget_sats: 1_000_000,
+        validator_budget_sats: 180_000,
+        baseline: 250_000,
+        tolerance: 200_000,
+    };
+    let quality = TaskClass {
+        name: "minilm.quality".into(),
+        objective: cairn_spec::Objective::Quality(terms),
+        ..sample_class()
+    };
+    let latency = TaskClass {
+        name: "echo.fast".into(),
+        objective: cairn_spec::Objective::Latency(cairn_spec::consensus::ConsensusParams {
+            baseline: 0,
+            ..terms
+        }),
+        ..exact.clone()
+    };
     let task = sample_task(&coord);
     let blob_task = Task {
         input: Payload::Blob { hash: content_hash(b"big input"), size: 1 << 20 },
@@ -314,6 +334,8 @@ fn object_vectors() -> Value {
         obj("task_class", &class),
         obj("task_class", &exact),
         obj("task_class", &each),
+        obj("task_class", &quality),
+        obj("task_class", &latency),
         obj("task", &task),
         obj("task", &blob_task),
         signed_obj("registration", &Signed::sign(reg.clone(), &worker, &AUX)),
@@ -354,8 +376,25 @@ fn object_vectors() -> Value {
     let header_bytes = Signed::sign(next.clone(), &coord, &AUX).to_bytes();
 
     let mut b = class_bytes.clone();
-    b[0] = 2;
+    b[0] = 3;
     bad("task_class", "unknown version", b, "unknown_version");
+    let mut b = class_bytes.clone();
+    b[0] = 2;
+    bad("task_class", "version 2 without an objective", b, "unexpected_end");
+    let quality_bytes = quality.to_bytes();
+    let objective_at = quality_bytes.len() - 25;
+    for (code, name) in [(1u8, "version 2 with the verified objective"), (4, "unknown objective")] {
+        let mut b = quality_bytes.clone();
+        b[objective_at] = code;
+        bad("task_class", name, b, "invalid_tag");
+    }
+    let mut b = quality_bytes.clone();
+    let tolerance_at = quality_bytes.len() - 4;
+    b[tolerance_at..].copy_from_slice(&1_000_001u32.to_be_bytes());
+    bad("task_class", "validators' tolerance above the scale", b, "invalid_value");
+    let mut b = quality_bytes.clone();
+    b[objective_at + 1..objective_at + 9].copy_from_slice(&u64::MAX.to_be_bytes());
+    bad("task_class", "workers' budget above all the money", b, "invalid_value");
     let mut b = class_bytes.clone();
     b.push(0);
     bad("task_class", "trailing byte", b, "trailing_bytes");

@@ -44,7 +44,7 @@ pub use network::Network;
 pub use proof::{OtsOp, ProofError, ReceiptProof, VerifiedProof};
 pub use receipt::{SignedReceipt, Verdict, WorkReceipt};
 pub use signed::{Object, Signed, Signer};
-pub use task::{ComparisonRule, ExecutorKind, Payload, Task, TaskClass};
+pub use task::{ComparisonRule, ExecutorKind, Objective, Payload, Task, TaskClass};
 pub use wire::{
     Claim, ErrorReason, GossipMessage, Request, RequestBody, Response, ResponseBody, TaskAnnouncement, Terms,
     Topic,

@@ -4,6 +4,7 @@
 //! task is scheduled or verified: that is the coordinator's state machine.
 
 use crate::codec::{expect_version, Decode, DecodeError, Encode, Reader, Writer};
+use crate::consensus::{ConsensusParams, MAX_MONEY_SATS, SCORE_SCALE};
 use crate::hash::{content_hash, Hash32, Tag};
 use crate::keys::PubKey;
 use crate::network::Network;
@@ -139,6 +140,31 @@ pub fn chat_settings_hash(model: &str, seed: u64, max_tokens: u32) -> Hash32 {
     crate::hash::sha256(text.as_bytes())
 }
 
+/// What a class pays for (SPEC.md §5.2, §13).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum Objective {
+    /// Replicas agree and each verified unit earns `reward_per_unit` (a version 1 class).
+    #[default]
+    Verified,
+    /// Verified as above, and each epoch's budget shared by the validators' consensus of how
+    /// fast each worker answers correctly (objective code 2).
+    Latency(ConsensusParams),
+    /// Verified as above, and each epoch's budget shared by the validators' consensus of how
+    /// good each worker's outputs are against ground truth only validators hold (code 3).
+    Quality(ConsensusParams),
+}
+
+impl Objective {
+    /// The consensus terms of a scored objective; `None` for `Verified`.
+    pub fn terms(&self) -> Option<&ConsensusParams> {
+        match self {
+            Objective::Verified => None,
+            Objective::Latency(t) | Objective::Quality(t) => Some(t),
+        }
+    }
+}
+
 /// A class of tasks with its executor, model and verification rule.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TaskClass {
@@ -160,11 +186,16 @@ pub struct TaskClass {
     pub lease_secs: u32,
     /// Seconds allowed for reveals once commitments are closed.
     pub reveal_secs: u32,
+    /// What the class pays for: verified units alone, or also a scored objective.
+    #[serde(default)]
+    pub objective: Objective,
 }
 
 impl TaskClass {
-    /// Object version.
+    /// Object version of a class whose objective is `Verified`.
     pub const VERSION: u8 = 1;
+    /// Object version of a class with a scored objective (its terms follow `reveal_secs`).
+    pub const VERSION_SCORED: u8 = 2;
 }
 
 fn valid_class_name(s: &str) -> bool {
@@ -175,7 +206,8 @@ fn valid_class_name(s: &str) -> bool {
 
 impl Encode for TaskClass {
     fn encode(&self, w: &mut Writer) {
-        w.u8(Self::VERSION).bytes_u8(self.name.as_bytes()).u8(self.executor.code());
+        let version = if self.objective.terms().is_some() { Self::VERSION_SCORED } else { Self::VERSION };
+        w.u8(version).bytes_u8(self.name.as_bytes()).u8(self.executor.code());
         w.raw(&self.model_hash.0);
         match self.rule {
             ComparisonRule::ExactHash => {
@@ -193,6 +225,16 @@ impl Encode for TaskClass {
             .u32(self.max_input_bytes)
             .u32(self.lease_secs)
             .u32(self.reveal_secs);
+        let (code, terms) = match &self.objective {
+            Objective::Verified => return,
+            Objective::Latency(t) => (2, t),
+            Objective::Quality(t) => (3, t),
+        };
+        w.u8(code)
+            .u64(terms.worker_budget_sats)
+            .u64(terms.validator_budget_sats)
+            .u32(terms.baseline)
+            .u32(terms.tolerance);
     }
 }
 
@@ -200,7 +242,10 @@ impl Decode for TaskClass {
     const NAME: &'static str = "task class";
 
     fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
-        expect_version(r, Self::NAME, Self::VERSION)?;
+        let version = r.u8("version")?;
+        if version != Self::VERSION && version != Self::VERSION_SCORED {
+            return Err(DecodeError::UnknownVersion { object: Self::NAME, version });
+        }
         let name = std::str::from_utf8(r.bytes_u8("name", MAX_CLASS_NAME)?)
             .ok()
             .filter(|s| valid_class_name(s))
@@ -261,6 +306,32 @@ impl Decode for TaskClass {
                 reason: "must be at least one second",
             });
         }
+        let objective = if version == Self::VERSION {
+            Objective::Verified
+        } else {
+            let code = r.u8("objective")?;
+            let terms = ConsensusParams {
+                worker_budget_sats: r.u64("objective")?,
+                validator_budget_sats: r.u64("objective")?,
+                baseline: r.u32("objective")?,
+                tolerance: r.u32("objective")?,
+            };
+            if terms.worker_budget_sats > MAX_MONEY_SATS
+                || terms.validator_budget_sats > MAX_MONEY_SATS
+                || terms.baseline > SCORE_SCALE
+                || terms.tolerance > SCORE_SCALE
+            {
+                return Err(DecodeError::InvalidValue {
+                    field: "objective",
+                    reason: "a budget above all the money, or a score above the scale",
+                });
+            }
+            match code {
+                2 => Objective::Latency(terms),
+                3 => Objective::Quality(terms),
+                tag => return Err(DecodeError::InvalidTag { field: "objective", tag }),
+            }
+        };
         Ok(TaskClass {
             name,
             executor,
@@ -271,6 +342,7 @@ impl Decode for TaskClass {
             max_input_bytes,
             lease_secs,
             reveal_secs,
+            objective,
         })
     }
 }

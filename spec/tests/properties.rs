@@ -76,6 +76,7 @@ fn task_class() -> impl Strategy<Value = TaskClass> {
                     max_input_bytes,
                     lease_secs,
                     reveal_secs,
+                    objective: Default::default(),
                 }
             },
         )

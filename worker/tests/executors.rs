@@ -133,6 +133,7 @@ fn class(executor: ExecutorKind, rule: ComparisonRule, model_hash: Hash32) -> Ta
         max_input_bytes: 100,
         lease_secs: 10,
         reveal_secs: 10,
+        objective: Default::default(),
     }
 }
 

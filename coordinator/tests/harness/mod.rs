@@ -43,6 +43,7 @@ pub fn class(name: &str, rule: ComparisonRule, replication: u8) -> TaskClass {
         max_input_bytes: 4096,
         lease_secs: 60,
         reveal_secs: 60,
+        objective: Default::default(),
     }
 }
 
