@@ -40,7 +40,8 @@ TAGS = [
     "cairn/commit-message", "cairn/reveal", "cairn/registration", "cairn/receipt",
     "cairn/ledger-entry", "cairn/merkle-node", "cairn/merkle-empty", "cairn/epoch-header",
     "cairn/task-announcement", "cairn/claim", "cairn/bond", "cairn/receipt-batch",
-    "cairn/draw-seed", "cairn/roster", "cairn/draw",
+    "cairn/draw-seed", "cairn/roster", "cairn/draw", "cairn/score-commitment",
+    "cairn/score-commit", "cairn/score-reveal",
 ]
 
 # ----------------------------------------------------------------------------- §4 BIP340
@@ -381,6 +382,54 @@ def dec_registration(r):
         raise DecodeError("invalid_tag")
 
 
+def enc_score_commit(j):
+    return (b"\x01" + u(NETWORKS[j["network"]], 1) + h(j["coordinator"]) + h(j["class"]) + u(j["epoch"], 4)
+            + h(j["validator"]) + h(j["commitment"]))
+
+
+def dec_score_commit(r):
+    dec_version(r)
+    dec_network(r)
+    dec_key(r)
+    dec_hash(r)
+    r.uint(4)
+    dec_key(r)
+    dec_hash(r)
+
+
+def enc_scores(scores):
+    return u(len(scores), 2) + b"".join(h(k) + u(s, 4) for k, s in scores)
+
+
+def score_commitment_value(j):
+    return tagged_hash("cairn/score-commitment", h(j["class"]) + u(j["epoch"], 4) + h(j["validator"])
+                       + enc_scores(j["scores"]) + h(j["salt"]))
+
+
+def enc_score_reveal(j):
+    return (b"\x01" + u(NETWORKS[j["network"]], 1) + h(j["coordinator"]) + h(j["class"]) + u(j["epoch"], 4)
+            + h(j["validator"]) + enc_scores(j["scores"]) + h(j["salt"]))
+
+
+def dec_score_reveal(r):
+    dec_version(r)
+    dec_network(r)
+    dec_key(r)
+    dec_hash(r)
+    r.uint(4)
+    validator = dec_key(r)
+    n = r.uint(2)
+    if n > 1024:
+        raise DecodeError("too_long")
+    last = None
+    for _ in range(n):
+        k = dec_key(r)
+        if r.uint(4) > SCORE_SCALE or (last is not None and last >= k) or k == validator:
+            raise DecodeError("invalid_value")
+        last = k
+    r.take(32)
+
+
 def enc_commitment(j):
     return b"\x01" + h(j["task"]) + h(j["worker"]) + h(j["commitment"])
 
@@ -553,6 +602,8 @@ OBJECTS = {
     "epoch_header": ("cairn/epoch-header", enc_epoch_header, dec_epoch_header, "coordinator"),
     "task_announcement": ("cairn/task-announcement", enc_task_announcement, dec_task_announcement, "task"),
     "claim": ("cairn/claim", enc_claim, dec_claim, "worker"),
+    "score_commit": ("cairn/score-commit", enc_score_commit, dec_score_commit, "validator"),
+    "score_reveal": ("cairn/score-reveal", enc_score_reveal, dec_score_reveal, "validator"),
 }
 
 
@@ -1259,6 +1310,11 @@ def check_objects(v):
             c["model"], c["seed"], c["max_tokens"])
         assert hashlib.sha256(text.encode()).hexdigest() == c["model_hash"], c["model"]
         n += 1
+    # The score reveal opens the score commit (§13.4).
+    commit = next(c["json"] for c in v["valid"] if c["type"] == "score_commit")
+    reveal = next(c["json"] for c in v["valid"] if c["type"] == "score_reveal")
+    assert score_commitment_value(reveal).hex() == commit["commitment"]
+    n += 1
     return n
 
 

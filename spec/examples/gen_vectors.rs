@@ -250,6 +250,34 @@ fn object_vectors() -> Value {
         }),
         ..exact.clone()
     };
+    let validator = key(5);
+    let mut scored: Vec<(PubKey, u32)> =
+        vec![(worker.public(), 912_000), (key(3).public(), 250_000), (key(4).public(), 0)];
+    scored.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+    let score_reveal = ScoreReveal {
+        network: Network::Regtest,
+        coordinator: coord.public(),
+        class: quality.id(),
+        epoch: 7,
+        validator: validator.public(),
+        scores: scored,
+        salt: [0x5a; 32],
+    };
+    let score_commit = ScoreCommit {
+        network: Network::Regtest,
+        coordinator: coord.public(),
+        class: quality.id(),
+        epoch: 7,
+        validator: validator.public(),
+        commitment: cairn_spec::scores::score_commitment_value(
+            &score_reveal.class,
+            score_reveal.epoch,
+            &score_reveal.validator,
+            &score_reveal.scores,
+            &score_reveal.salt,
+        ),
+    };
+    assert!(score_reveal.opens(&score_commit));
     let task = sample_task(&coord);
     let blob_task = Task {
         input: Payload::Blob { hash: content_hash(b"big input"), size: 1 << 20 },
@@ -342,6 +370,8 @@ fn object_vectors() -> Value {
         signed_obj("registration", &Signed::sign(bonded, &worker, &AUX)),
         signed_obj("commitment", &Signed::sign(commitment.clone(), &worker, &AUX)),
         signed_obj("reveal", &Signed::sign(reveal.clone(), &worker, &AUX)),
+        signed_obj("score_commit", &Signed::sign(score_commit, &validator, &AUX)),
+        signed_obj("score_reveal", &Signed::sign(score_reveal.clone(), &validator, &AUX)),
         receipt_obj(&receipt(&coord, 1, 0, Verdict::Accepted)),
         receipt_obj(&receipt(&coord, 1, 1, Verdict::Mismatch)),
         receipt_obj(&batch[0]),
@@ -427,6 +457,26 @@ fn object_vectors() -> Value {
     let mut b = class_bytes.clone();
     b[rule_at + 5] = 17;
     bad("task_class", "replication above 16", b, "invalid_value");
+
+    // A score reveal: version, network, coordinator, class, epoch, validator, then the count at
+    // 102 and 36-byte entries from 104; the salt and signature follow.
+    let reveal_with = |scores: Vec<(PubKey, u32)>, by: &SigningKey| {
+        let r = ScoreReveal { scores, validator: by.public(), ..score_reveal.clone() };
+        Signed::sign(r, by, &AUX).to_bytes()
+    };
+    let entries = &score_reveal.scores;
+    let mut swapped = entries.clone();
+    swapped.swap(0, 1);
+    bad("score_reveal", "workers out of order", reveal_with(swapped, &validator), "invalid_value");
+    let twice = vec![entries[0], entries[0]];
+    bad("score_reveal", "a worker twice", reveal_with(twice, &validator), "invalid_value");
+    let mut high = entries.clone();
+    high[0].1 = 1_000_001;
+    bad("score_reveal", "a score above the scale", reveal_with(high, &validator), "invalid_value");
+    bad("score_reveal", "a validator scoring itself", reveal_with(entries.clone(), &worker), "invalid_value");
+    let mut b = reveal_with(entries.clone(), &validator);
+    b[102..104].copy_from_slice(&1025u16.to_be_bytes());
+    bad("score_reveal", "more than 1024 scores", b, "too_long");
 
     let mut b = task_bytes.clone();
     b[1] = 4;

@@ -120,11 +120,17 @@ pub enum Tag {
     Roster,
     /// A key's score in the draws for a task (SPEC.md §12.1).
     Draw,
+    /// The commitment value of a validator's score sheet (SPEC.md §13.4).
+    ScoreCommitment,
+    /// Id (signed digest) of a score commit.
+    ScoreCommit,
+    /// Id (signed digest) of a score reveal.
+    ScoreReveal,
 }
 
 impl Tag {
     /// All tags, in SPEC.md order.
-    pub const ALL: [Tag; 19] = [
+    pub const ALL: [Tag; 22] = [
         Tag::Content,
         Tag::TaskClass,
         Tag::Task,
@@ -144,6 +150,9 @@ impl Tag {
         Tag::DrawSeed,
         Tag::Roster,
         Tag::Draw,
+        Tag::ScoreCommitment,
+        Tag::ScoreCommit,
+        Tag::ScoreReveal,
     ];
 
     /// The ASCII tag string hashed into the prefix.
@@ -168,6 +177,9 @@ impl Tag {
             Tag::DrawSeed => "cairn/draw-seed",
             Tag::Roster => "cairn/roster",
             Tag::Draw => "cairn/draw",
+            Tag::ScoreCommitment => "cairn/score-commitment",
+            Tag::ScoreCommit => "cairn/score-commit",
+            Tag::ScoreReveal => "cairn/score-reveal",
         }
     }
 
@@ -192,6 +204,9 @@ impl Tag {
             Tag::DrawSeed => 16,
             Tag::Roster => 17,
             Tag::Draw => 18,
+            Tag::ScoreCommitment => 19,
+            Tag::ScoreCommit => 20,
+            Tag::ScoreReveal => 21,
         }
     }
 

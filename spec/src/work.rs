@@ -269,7 +269,7 @@ impl Signer for Reveal {
     }
 }
 
-mod salt_hex {
+pub(crate) mod salt_hex {
     use serde::{Deserialize, Deserializer, Serializer};
 
     pub fn serialize<S: Serializer>(v: &[u8; 32], s: S) -> Result<S::Ok, S::Error> {

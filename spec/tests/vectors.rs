@@ -141,6 +141,8 @@ fn decode_err(ty: &str, b: &[u8]) -> Option<&'static str> {
         "epoch_header" => SignedEpochHeader::from_bytes(b).err(),
         "task_announcement" => Signed::<TaskAnnouncement>::from_bytes(b).err(),
         "claim" => Signed::<Claim>::from_bytes(b).err(),
+        "score_commit" => Signed::<cairn_spec::ScoreCommit>::from_bytes(b).err(),
+        "score_reveal" => Signed::<cairn_spec::ScoreReveal>::from_bytes(b).err(),
         "gossip" => GossipMessage::from_bytes(b).err(),
         "request" => Request::from_bytes(b).err(),
         "response" => Response::from_bytes(b).err(),
@@ -166,11 +168,13 @@ fn check_objects(v: &Value) -> usize {
             "epoch_header" => round_trip_signed::<EpochHeader>(c),
             "task_announcement" => round_trip_signed::<TaskAnnouncement>(c),
             "claim" => round_trip_signed::<Claim>(c),
+            "score_commit" => round_trip_signed::<cairn_spec::ScoreCommit>(c),
+            "score_reveal" => round_trip_signed::<cairn_spec::ScoreReveal>(c),
             other => panic!("unknown object type {other}"),
         }
         n += 1;
     }
-    assert_eq!(types.len(), 10, "every object type has a valid vector");
+    assert_eq!(types.len(), 12, "every object type has a valid vector");
     for c in arr(&v["invalid"]) {
         let got = decode_err(c["type"].as_str().unwrap(), &bytes(&c["encoding"]));
         assert_eq!(got, Some(c["error"].as_str().unwrap()), "{}", c["name"]);
