@@ -14,7 +14,7 @@ fn check<T: Decode + Encode>(b: &[u8]) {
 fuzz_target!(|data: &[u8]| {
     // The first byte picks the type so the fuzzer can specialise; the rest is the input.
     let Some((&which, rest)) = data.split_first() else { return };
-    match which % 13 {
+    match which % 15 {
         0 => check::<TaskClass>(rest),
         1 => check::<Task>(rest),
         2 => check::<Signed<Registration>>(rest),
@@ -27,6 +27,8 @@ fuzz_target!(|data: &[u8]| {
         9 => check::<Signed<Claim>>(rest),
         10 => check::<GossipMessage>(rest),
         11 => check::<Request>(rest),
+        12 => check::<Signed<ScoreCommit>>(rest),
+        13 => check::<Signed<ScoreReveal>>(rest),
         _ => check::<Response>(rest),
     }
 });
