@@ -10,7 +10,8 @@
 //! submission's answer to the answer of a long poll, `GET /v1/tasks/{id}?wait_ms=`, that
 //! shows it decided (the node answers it as soon as the decision is on disk).
 //! One warm-up task is decided first (untimed), so the workers are in the gossip mesh.
-//! Prints tasks/s, p50, p99 and max, then where a task's time goes on the coordinator, stage
+//! Prints tasks/s, p50, p99 and max, then the latency with one task in flight at a time (what
+//! a user waits on when the network is not busy), then where a task's time goes on the coordinator, stage
 //! by stage (`cairn_task_stage_seconds` from `/metrics`: mean and the p50 bucket), and the
 //! rest (the requester's polling). Then the same loop again under a flood from 64 identities
 //! (each its own key and connection: signed claims the node must check and refuse, and
@@ -33,6 +34,10 @@
     missing_docs,
     dead_code
 )]
+
+/// The allocator the `cairn` binary runs with (ADR 0009), so memory is measured as operators run it.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 use cairn_testkit::node as common;
 
@@ -194,6 +199,11 @@ async fn run(total: usize, window: usize, soak: Option<(u64, usize)>) {
     // The stage breakdown of the unloaded run (its warm-up task included).
     let (_, metrics) = common::http(api, "GET", "/metrics", None, None);
     let metrics = metrics.as_str().unwrap_or_default().to_string();
+    // A task a user waits on when the network is not busy: one in flight at a time, so the
+    // figure is the protocol's own latency rather than the queue behind `window` others.
+    let (alone, _) = closed_loop(api, token.clone(), 5_000_000, (total / 4).max(10), 1, false).await;
+    let mut alone_sorted = alone.clone();
+    alone_sorted.sort();
     // Then the same under a flood from 64 identities (below), measured in the same process.
     let flood_total = (total / 2).max(10);
     let (flood_stop, flood_sent) = start_flood(&info.p2p[0], FLOODERS).await;
@@ -220,6 +230,13 @@ async fn run(total: usize, window: usize, soak: Option<(u64, usize)>) {
         percentile(&sorted, 0.50).as_secs_f64() * 1e3,
         percentile(&sorted, 0.99).as_secs_f64() * 1e3,
         sorted.last().copied().unwrap_or_default().as_secs_f64() * 1e3,
+    );
+    println!(
+        "  one task in flight at a time ({} tasks): p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        alone_sorted.len(),
+        percentile(&alone_sorted, 0.50).as_secs_f64() * 1e3,
+        percentile(&alone_sorted, 0.99).as_secs_f64() * 1e3,
+        alone_sorted.last().copied().unwrap_or_default().as_secs_f64() * 1e3,
     );
     println!("  where a task's time goes on the coordinator, unloaded (each stage from the one before it; p50 is the histogram bucket holding it):");
     for stage in cairn_coordinator::metrics::Stage::ALL {
@@ -301,6 +318,11 @@ async fn run(total: usize, window: usize, soak: Option<(u64, usize)>) {
         "summary: end-to-end latency p50 / p99 = {:.1} ms / {:.1} ms",
         percentile(&sorted, 0.50).as_secs_f64() * 1e3,
         percentile(&sorted, 0.99).as_secs_f64() * 1e3
+    );
+    println!(
+        "summary: end-to-end latency p50 / p99, one task in flight at a time = {:.1} ms / {:.1} ms",
+        percentile(&alone_sorted, 0.50).as_secs_f64() * 1e3,
+        percentile(&alone_sorted, 0.99).as_secs_f64() * 1e3
     );
     for (s, h) in workers {
         let _ = s.send(());

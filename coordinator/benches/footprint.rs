@@ -22,6 +22,10 @@
     missing_docs
 )]
 
+/// The allocator the `cairn` binary runs with (ADR 0009), so memory is measured as operators run it.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 use std::sync::Arc;
 use std::time::Instant;
 
