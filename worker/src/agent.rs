@@ -121,6 +121,30 @@ struct Shared {
     /// after that: doubled each time, so a coordinator that keeps forgetting this worker (or
     /// says so falsely) cannot keep it solving proofs of work.
     reregister_at: Mutex<HashMap<PubKey, (u64, u64)>>,
+    /// The newest epoch height seen from each coordinator (in its receipts and headers): what
+    /// `Freshness` measures old gossip against.
+    newest_epoch: Mutex<HashMap<PubKey, u32>>,
+}
+
+/// How far an announcement's time may lie from this worker's clock, either way, before it is
+/// neither taken nor passed on: a coordinator announces with its own time (and again every
+/// few seconds while a slot is open), so only a replay is older.
+pub const MAX_ANNOUNCEMENT_AGE_SECS: u64 = 300;
+/// Epochs behind the newest seen from its coordinator at which a receipt or header of another
+/// party is no longer passed on: a replay of old, validly signed gossip would otherwise be
+/// spread to every mesh peer again each time the peers' duplicate caches forget it.
+pub const STALE_EPOCHS: u32 = 2;
+
+/// Whether gossip of a coordinator this worker works for is recent enough to act on and
+/// spread, given `now` and the newest epoch height seen from that coordinator. Pure, so the
+/// rule is tested alone; the worker's own receipts are always taken (its journal wants them).
+fn fresh(message: &GossipMessage, now: u64, newest_epoch: Option<u32>) -> bool {
+    let behind = |height: u32| newest_epoch.is_some_and(|n| height.saturating_add(STALE_EPOCHS) <= n);
+    match message {
+        GossipMessage::Task(a) => a.body.announced_at.abs_diff(now) <= MAX_ANNOUNCEMENT_AGE_SECS,
+        GossipMessage::Receipt(r) => !behind(r.body.epoch),
+        GossipMessage::Epoch(h) => !behind(h.body.height),
+    }
 }
 
 /// An offer as it came in: its sender, the offer, where the answer goes.
@@ -381,6 +405,7 @@ pub async fn run(
         forgotten: Mutex::new(HashSet::new()),
         registering: Mutex::new(HashSet::new()),
         reregister_at: Mutex::new(HashMap::new()),
+        newest_epoch: Mutex::new(HashMap::new()),
     });
     // A restart picks up every job where the journal left it.
     for job in pending {
@@ -632,9 +657,24 @@ fn on_gossip(shared: &Arc<Shared>, message: GossipMessage) -> Acceptance {
         // Not a coordinator we work for: nothing to judge, so neither spread nor punish.
         return Acceptance::Ignore;
     };
+    let now = unix_secs();
+    let newest = shared.newest_epoch.lock().ok().and_then(|n| n.get(&coord.key).copied());
+    let own_receipt = matches!(&message, GossipMessage::Receipt(r) if r.body.worker == shared.key.public());
+    if !own_receipt && !fresh(&message, now, newest) {
+        // Neither acted on nor spread; not punished either (a slow clock is not an attack).
+        return Acceptance::Ignore;
+    }
+    let height = match &message {
+        GossipMessage::Receipt(r) => Some(r.body.epoch),
+        GossipMessage::Epoch(h) => Some(h.body.height),
+        GossipMessage::Task(_) => None,
+    };
+    if let (Some(h), Ok(mut n)) = (height, shared.newest_epoch.lock()) {
+        let e = n.entry(coord.key).or_insert(h);
+        *e = (*e).max(h);
+    }
     match message {
         GossipMessage::Task(a) => {
-            let now = unix_secs();
             let class = a.body.task.class;
             // Only a task's first announcement is left to offers: one made again (a slot
             // opened, an offer lapsed, the periodic re-announcement) is claimed as before, so
@@ -1161,6 +1201,61 @@ pub fn executors_from_config(cfg: &WorkerConfig) -> Result<Vec<Arc<dyn Executor>
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn old_gossip_is_neither_taken_nor_spread() {
+        use cairn_spec::{EpochHeader, Network, Task, TaskAnnouncement};
+        let coord = SigningKey::from_secret_bytes([1; 32]).unwrap();
+        let task = Task {
+            network: Network::Regtest,
+            coordinator: coord.public(),
+            class: Hash32([2; 32]),
+            requester: coord.public(),
+            nonce: 1,
+            units: 1,
+            budget_sats: 10,
+            created_at: 1_000,
+            input: cairn_spec::Payload::Inline(b"x".to_vec()),
+        };
+        let ann = |at: u64| {
+            GossipMessage::Task(Signed::sign(
+                TaskAnnouncement { task: task.clone(), announced_at: at },
+                &coord,
+                &[0; 32],
+            ))
+        };
+        let now = 10_000;
+        assert!(fresh(&ann(now), now, None));
+        assert!(fresh(&ann(now - MAX_ANNOUNCEMENT_AGE_SECS), now, None), "a slow clock");
+        assert!(fresh(&ann(now + MAX_ANNOUNCEMENT_AGE_SECS), now, None), "a fast one");
+        assert!(!fresh(&ann(now - MAX_ANNOUNCEMENT_AGE_SECS - 1), now, None), "a replay");
+        assert!(!fresh(&ann(now + MAX_ANNOUNCEMENT_AGE_SECS + 1), now, None));
+        let header = |height: u32| {
+            let h = EpochHeader {
+                network: Network::Regtest,
+                coordinator: coord.public(),
+                height,
+                prev: Hash32([1; 32]),
+                receipts_root: Hash32::ZERO,
+                state_root: Hash32::ZERO,
+                receipt_count: 0,
+                accepted_count: 0,
+                reward_sats: 0,
+                time: now,
+                draw_seed: Hash32::ZERO,
+                next_seed_hash: Hash32::ZERO,
+                next_roster: Hash32::ZERO,
+                beacon: cairn_spec::Beacon::None,
+                anchor: cairn_spec::AnchorBinding::None,
+                history: Hash32::ZERO,
+            };
+            GossipMessage::Epoch(Signed::sign(h, &coord, &[0; 32]))
+        };
+        assert!(fresh(&header(3), now, None), "nothing seen yet");
+        assert!(fresh(&header(3), now, Some(4)), "one epoch behind: still spreading");
+        assert!(!fresh(&header(3), now, Some(5)), "two behind: a replay");
+        assert!(fresh(&header(9), now, Some(5)));
+    }
 
     #[test]
     fn a_refused_task_is_looked_at_again_when_announced_again() {
