@@ -316,10 +316,10 @@ def dec_task_class(r):
         code = r.uint(1)
         budgets = r.uint(8), r.uint(8)
         baseline, tolerance = r.uint(4), r.uint(4)
-        if max(budgets) > MAX_MONEY or baseline > SCORE_SCALE or tolerance > SCORE_SCALE:
-            raise DecodeError("invalid_value")
         if code not in OBJECTIVES.values():
             raise DecodeError("invalid_tag")
+        if max(budgets) > MAX_MONEY or baseline > SCORE_SCALE or tolerance > SCORE_SCALE:
+            raise DecodeError("invalid_value")
 
 
 def enc_task(j):
@@ -402,8 +402,8 @@ def enc_scores(scores):
 
 
 def score_commitment_value(j):
-    return tagged_hash("cairn/score-commitment", h(j["class"]) + u(j["epoch"], 4) + h(j["validator"])
-                       + enc_scores(j["scores"]) + h(j["salt"]))
+    return tagged_hash("cairn/score-commitment", u(NETWORKS[j["network"]], 1) + h(j["coordinator"]) + h(j["class"])
+                       + u(j["epoch"], 4) + h(j["validator"]) + enc_scores(j["scores"]) + h(j["salt"]))
 
 
 def enc_score_reveal(j):
@@ -421,6 +421,8 @@ def dec_score_reveal(r):
     n = r.uint(2)
     if n > 1024:
         raise DecodeError("too_long")
+    if n * 36 > len(r.b) - r.pos:
+        raise DecodeError("unexpected_end")
     last = None
     for _ in range(n):
         k = dec_key(r)
@@ -1445,34 +1447,39 @@ MAX_MONEY = 21_000_000 * 100_000_000
 
 
 def consensus(params, workers, sheets):
-    """(outcome, None) or (None, error code), by §13.3."""
+    """(outcome, None) or (None, error code), by §13.3; workers are (key, units) pairs."""
     if (params["worker_budget_sats"] > MAX_MONEY or params["validator_budget_sats"] > MAX_MONEY
             or params["baseline"] > SCORE_SCALE or params["tolerance"] > SCORE_SCALE):
         return None, "bad_params"
     if len(workers) > 1024:
         return None, "too_many_workers"
-    if any(a >= b for a, b in zip(workers, workers[1:])):
+    keys = [k for k, _ in workers]
+    if any(a >= b for a, b in zip(keys, keys[1:])):
         return None, "workers_out_of_order"
+    if any(units > 1 << 40 for _, units in workers):
+        return None, "too_many_units"
     if len(sheets) > 256:
         return None, "too_many_sheets"
     if any(a["validator"] >= b["validator"] for a, b in zip(sheets, sheets[1:])):
         return None, "sheets_out_of_order"
     rows = []
     for sh in sheets:
-        if sh["stake"] == 0:
-            return None, "no_stake"
-        keys = [k for k, _ in sh["scores"]]
-        if len(keys) > 1024 or any(a >= b for a, b in zip(keys, keys[1:])):
+        if not 1 <= sh["stake"] <= MAX_MONEY:
+            return None, "bad_stake"
+        if sh["validator"] in keys:
+            return None, "validator_is_worker"
+        scored = [k for k, _ in sh["scores"]]
+        if (len(scored) > 1024 or any(a >= b for a, b in zip(scored, scored[1:]))
+                or any(score > SCORE_SCALE for _, score in sh["scores"])):
             return None, "bad_sheet"
-        row = {k: 0 for k in workers}
+        row = {k: 0 for k in keys}
         for k, score in sh["scores"]:
-            if score > SCORE_SCALE or k not in row:
-                return None, "bad_sheet"
-            row[k] = score
+            if k in row:
+                row[k] = score
         rows.append(row)
     total = sum(sh["stake"] for sh in sheets)
     out_workers = []
-    for k in workers:
+    for k, units in workers:
         col = sorted((row[k], sh["stake"]) for row, sh in zip(rows, sheets))
         low = high = 0
         cum = 0
@@ -1488,12 +1495,13 @@ def consensus(params, workers, sheets):
                 high = score
                 break
         c = sum(stake * min(max(score, low), high) for score, stake in col) // total if total else 0
-        out_workers.append({"worker": k, "low": low, "high": high, "score": c, "share_sats": 0})
-    excess = [max(0, w["score"] - params["baseline"]) for w in out_workers]
+        assert c == (low + high) // 2  # the stake-weighted median (§13.3)
+        out_workers.append({"worker": k, "units": units, "low": low, "high": high, "score": c, "share_sats": 0})
+    weights = [max(0, w["score"] - params["baseline"]) * w["units"] for w in out_workers]
     paid = 0
-    if sum(excess):
-        for w, e in zip(out_workers, excess):
-            w["share_sats"] = params["worker_budget_sats"] * e // sum(excess)
+    if sum(weights):
+        for w, wt in zip(out_workers, weights):
+            w["share_sats"] = params["worker_budget_sats"] * wt // sum(weights)
             paid += w["share_sats"]
     n = len(workers)
     out_validators = []
@@ -1502,10 +1510,10 @@ def consensus(params, workers, sheets):
         agreement = max(0, params["tolerance"] - dev) if n else 0
         out_validators.append({"validator": sh["validator"], "stake": sh["stake"], "deviation": dev,
                                "agreement": agreement, "share_sats": 0})
-    weights = [v["stake"] * v["agreement"] for v in out_validators]
-    if sum(weights):
-        for v, wt in zip(out_validators, weights):
-            v["share_sats"] = params["validator_budget_sats"] * wt // sum(weights)
+    vweights = [v["stake"] * v["agreement"] for v in out_validators]
+    if sum(vweights):
+        for v, wt in zip(out_validators, vweights):
+            v["share_sats"] = params["validator_budget_sats"] * wt // sum(vweights)
             paid += v["share_sats"]
     unallocated = params["worker_budget_sats"] + params["validator_budget_sats"] - paid
     return {"workers": out_workers, "validators": out_validators, "unallocated_sats": unallocated}, None
@@ -1515,7 +1523,7 @@ def check_consensus(v):
     def inputs(c):
         sheets = [{"validator": h(sh["validator"]), "stake": sh["stake"],
                    "scores": [(h(k), score) for k, score in sh["scores"]]} for sh in c["sheets"]]
-        return c["params"], [h(k) for k in c["workers"]], sheets
+        return c["params"], [(h(k), units) for k, units in c["workers"]], sheets
 
     def as_json(o):
         return {

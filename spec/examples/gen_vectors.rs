@@ -270,6 +270,8 @@ fn object_vectors() -> Value {
         epoch: 7,
         validator: validator.public(),
         commitment: cairn_spec::scores::score_commitment_value(
+            score_reveal.network,
+            &score_reveal.coordinator,
             &score_reveal.class,
             score_reveal.epoch,
             &score_reveal.validator,
@@ -370,7 +372,7 @@ fn object_vectors() -> Value {
         signed_obj("registration", &Signed::sign(bonded, &worker, &AUX)),
         signed_obj("commitment", &Signed::sign(commitment.clone(), &worker, &AUX)),
         signed_obj("reveal", &Signed::sign(reveal.clone(), &worker, &AUX)),
-        signed_obj("score_commit", &Signed::sign(score_commit, &validator, &AUX)),
+        signed_obj("score_commit", &Signed::sign(score_commit.clone(), &validator, &AUX)),
         signed_obj("score_reveal", &Signed::sign(score_reveal.clone(), &validator, &AUX)),
         receipt_obj(&receipt(&coord, 1, 0, Verdict::Accepted)),
         receipt_obj(&receipt(&coord, 1, 1, Verdict::Mismatch)),
@@ -477,6 +479,16 @@ fn object_vectors() -> Value {
     let mut b = reveal_with(entries.clone(), &validator);
     b[102..104].copy_from_slice(&1025u16.to_be_bytes());
     bad("score_reveal", "more than 1024 scores", b, "too_long");
+    let mut b = reveal_with(entries[..1].to_vec(), &validator);
+    b[102..104].copy_from_slice(&4u16.to_be_bytes());
+    bad("score_reveal", "a count beyond the bytes left", b, "unexpected_end");
+    let commit_bytes = Signed::sign(score_commit.clone(), &validator, &AUX).to_bytes();
+    let mut b = commit_bytes.clone();
+    b[70..102].copy_from_slice(&not_a_key());
+    bad("score_commit", "validator not a curve point", b, "invalid_public_key");
+    let mut b = commit_bytes;
+    b[0] = 2;
+    bad("score_commit", "unknown version", b, "unknown_version");
 
     let mut b = task_bytes.clone();
     b[1] = 4;
@@ -1352,18 +1364,23 @@ fn draw_vectors() -> Value {
 
 // ---------------------------------------------------------------- consensus (§13)
 
+/// A consensus vector's name, parameters, workers with their units, and sheets.
+type ConsensusCase<'a> =
+    (&'a str, cairn_spec::consensus::ConsensusParams, Vec<(PubKey, u64)>, Vec<cairn_spec::consensus::Sheet>);
+
 fn consensus_vectors() -> Value {
     use cairn_spec::consensus::{consensus, ConsensusParams, Sheet};
     let sorted = |mut k: Vec<PubKey>| {
         k.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
         k
     };
-    let workers = sorted((30..34u8).map(|n| key(n).public()).collect());
+    let keys = sorted((30..34u8).map(|n| key(n).public()).collect());
+    let workers: Vec<(PubKey, u64)> = keys.iter().zip([3u64, 1, 1, 2]).map(|(k, u)| (*k, u)).collect();
     let validators = sorted((40..43u8).map(|n| key(n).public()).collect());
     let sheet = |v: usize, stake: u64, scores: &[(usize, u32)]| Sheet {
         validator: validators[v],
         stake,
-        scores: scores.iter().map(|&(j, s)| (workers[j], s)).collect(),
+        scores: scores.iter().map(|&(j, s)| (keys[j], s)).collect(),
     };
     let full =
         |v: usize, stake: u64, s: [u32; 4]| sheet(v, stake, &[(0, s[0]), (1, s[1]), (2, s[2]), (3, s[3])]);
@@ -1373,9 +1390,9 @@ fn consensus_vectors() -> Value {
         baseline: 250_000,
         tolerance: 200_000,
     };
-    let cases: Vec<(&str, ConsensusParams, Vec<PubKey>, Vec<Sheet>)> = vec![
+    let cases: Vec<ConsensusCase<'_>> = vec![
         (
-            "two honest validators and one inflating the poorest worker, equal stakes",
+            "two honest validators and one inflating the poorest worker, equal stakes; shares weighted by units",
             params,
             workers.clone(),
             vec![
@@ -1402,6 +1419,18 @@ fn consensus_vectors() -> Value {
             vec![sheet(0, 10, &[(0, 900_000), (1, 100)]), sheet(1, 10, &[(0, 850_000), (1, 0)])],
         ),
         ("no workers: the validators earn nothing", params, vec![], vec![sheet(0, 10, &[])]),
+        (
+            "a score of a key that is not a scored worker is ignored",
+            params,
+            workers[..2].to_vec(),
+            vec![sheet(0, 4, &[(0, 700_000), (1, 600_000), (3, 1_000_000)]), sheet(1, 5, &[(0, 710_000), (1, 590_000)])],
+        ),
+        (
+            "the largest stakes and units: no product overflows",
+            ConsensusParams { worker_budget_sats: 2_100_000_000_000_000, validator_budget_sats: 2_100_000_000_000_000, ..params },
+            workers.iter().map(|(k, _)| (*k, 1u64 << 40)).collect(),
+            vec![full(0, 2_100_000_000_000_000, [1_000_000, 999_999, 500_000, 250_001]), full(1, 2_100_000_000_000_000, [1_000_000, 999_998, 500_001, 250_000])],
+        ),
     ];
     let enc_sheets = |sheets: &[Sheet]| -> Vec<Value> {
         sheets
@@ -1415,7 +1444,7 @@ fn consensus_vectors() -> Value {
             })
             .collect()
     };
-    let hexes = |k: &[PubKey]| k.iter().map(|k| k.to_hex()).collect::<Vec<_>>();
+    let hexes = |k: &[(PubKey, u64)]| k.iter().map(|(k, u)| json!([k.to_hex(), u])).collect::<Vec<_>>();
     let valid: Vec<Value> = cases
         .iter()
         .map(|(name, p, w, sheets)| {
@@ -1425,14 +1454,54 @@ fn consensus_vectors() -> Value {
         .collect();
     let mut reversed = workers.clone();
     reversed.reverse();
-    let invalid_cases: Vec<(&str, ConsensusParams, Vec<PubKey>, Vec<Sheet>)> = vec![
+    let many_workers: Vec<(PubKey, u64)> = {
+        let mut k: Vec<(PubKey, u64)> = (0..1025u64)
+            .map(|i| {
+                let mut b = [9u8; 32];
+                b[..8].copy_from_slice(&i.to_be_bytes());
+                (SigningKey::from_secret_bytes(b).unwrap().public(), 1)
+            })
+            .collect();
+        k.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+        k
+    };
+    let many_sheets: Vec<Sheet> = {
+        let mut v: Vec<Sheet> = (0..257u64)
+            .map(|i| {
+                let mut b = [10u8; 32];
+                b[..8].copy_from_slice(&i.to_be_bytes());
+                Sheet {
+                    validator: SigningKey::from_secret_bytes(b).unwrap().public(),
+                    stake: 1,
+                    scores: vec![],
+                }
+            })
+            .collect();
+        v.sort_by(|a, b| a.validator.as_bytes().cmp(b.validator.as_bytes()));
+        v
+    };
+    let invalid_cases: Vec<ConsensusCase<'_>> = vec![
         ("workers out of order", params, reversed, vec![]),
         ("sheets out of order", params, workers.clone(), vec![full(1, 1, [0; 4]), full(0, 1, [0; 4])]),
         ("a validator twice", params, workers.clone(), vec![full(0, 1, [0; 4]), full(0, 1, [0; 4])]),
         ("a sheet without stake", params, workers.clone(), vec![full(0, 0, [0; 4])]),
+        (
+            "a stake above all the money",
+            params,
+            workers.clone(),
+            vec![full(0, 2_100_000_000_000_001, [0; 4])],
+        ),
+        ("more than 1024 workers", params, many_workers, vec![]),
+        ("more than 256 sheets", params, workers.clone(), many_sheets),
+        ("units above 2^40", params, vec![(keys[0], (1 << 40) + 1)], vec![]),
+        (
+            "a validator that is also a scored worker",
+            params,
+            workers.clone(),
+            vec![Sheet { validator: keys[0], stake: 1, scores: vec![(keys[1], 5)] }],
+        ),
         ("a score above the scale", params, workers.clone(), vec![full(0, 1, [0, 0, 0, 1_000_001])]),
         ("a sheet's scores out of order", params, workers.clone(), vec![sheet(0, 1, &[(1, 5), (0, 5)])]),
-        ("a score of a worker not scored here", params, workers[..2].to_vec(), vec![sheet(0, 1, &[(3, 5)])]),
         (
             "a tolerance above the scale",
             ConsensusParams { tolerance: 1_000_001, ..params },
@@ -1454,7 +1523,7 @@ fn consensus_vectors() -> Value {
         })
         .collect();
     json!({
-        "description": "SPEC.md §13: the validators' consensus of a scored class. Each valid case's outcome (per worker: low and high medians, score, share; per validator: deviation, agreement, share; unallocated sats) must be reproduced exactly; each invalid case refused with its error.",
+        "description": "SPEC.md §13: the validators' consensus of a scored class. Workers are [key, verified units]. Each valid case's outcome (per worker: units, low and high medians, score, share; per validator: deviation, agreement, share; unallocated sats) must be reproduced exactly; each invalid case refused with its error.",
         "valid": valid,
         "invalid": invalid,
     })

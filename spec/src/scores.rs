@@ -11,11 +11,14 @@ use crate::keys::PubKey;
 use crate::network::Network;
 use crate::signed::{Object, Signer};
 
-/// The commitment value of a sheet:
-/// `tagged_hash("cairn/score-commitment", class ‖ epoch ‖ validator ‖ scores ‖ salt)`, the
-/// scores encoded as in the reveal. Binding the validator's key means a copied commitment
-/// cannot be opened by the copier, and the epoch means last epoch's reveal opens nothing now.
+/// The commitment value of a sheet: `tagged_hash("cairn/score-commitment", network ‖
+/// coordinator ‖ class ‖ epoch ‖ validator ‖ scores ‖ salt)`, the scores encoded as in the
+/// reveal (at most `MAX_WORKERS` of them, as a reveal that decodes holds). Binding the
+/// validator's key means a copied commitment cannot be opened by the copier, and the epoch
+/// means last epoch's reveal opens nothing now.
 pub fn score_commitment_value(
+    network: Network,
+    coordinator: &PubKey,
     class: &Hash32,
     epoch: u32,
     validator: &PubKey,
@@ -25,7 +28,9 @@ pub fn score_commitment_value(
     let mut w = Writer::new();
     encode_scores(&mut w, scores);
     let mut h = TaggedHasher::new(Tag::ScoreCommitment);
-    h.update(&class.0)
+    h.update(&[network.code()])
+        .update(coordinator.as_bytes())
+        .update(&class.0)
         .update(&epoch.to_be_bytes())
         .update(validator.as_bytes())
         .update(&w.into_bytes())
@@ -34,8 +39,10 @@ pub fn score_commitment_value(
 }
 
 fn encode_scores(w: &mut Writer, scores: &[(PubKey, u32)]) {
-    w.u16(u16::try_from(scores.len()).unwrap_or(u16::MAX));
-    for (k, s) in scores {
+    // A reveal holds at most MAX_WORKERS; the count and the entries written always agree.
+    let n = u16::try_from(scores.len()).unwrap_or(u16::MAX);
+    w.u16(n);
+    for (k, s) in scores.iter().take(usize::from(n)) {
         k.encode(w);
         w.u32(*s);
     }
@@ -135,8 +142,15 @@ impl ScoreReveal {
             && self.class == c.class
             && self.epoch == c.epoch
             && self.validator == c.validator
-            && score_commitment_value(&self.class, self.epoch, &self.validator, &self.scores, &self.salt)
-                == c.commitment
+            && score_commitment_value(
+                self.network,
+                &self.coordinator,
+                &self.class,
+                self.epoch,
+                &self.validator,
+                &self.scores,
+                &self.salt,
+            ) == c.commitment
     }
 }
 
@@ -162,10 +176,8 @@ impl Decode for ScoreReveal {
         let class = Hash32(r.array("class")?);
         let epoch = r.u32("epoch")?;
         let validator = PubKey::decode(r, "validator")?;
-        let count = usize::from(r.u16("scores")?);
-        if count > MAX_WORKERS {
-            return Err(DecodeError::TooLong { field: "scores", len: count, max: MAX_WORKERS });
-        }
+        let n = usize::from(r.u16("scores")?);
+        let count = r.count("scores", n, MAX_WORKERS, 36)?;
         let mut scores: Vec<(PubKey, u32)> = Vec::with_capacity(count);
         for _ in 0..count {
             let worker = PubKey::decode(r, "scores")?;
@@ -232,7 +244,15 @@ mod tests {
             class: r.class,
             epoch: r.epoch,
             validator: r.validator,
-            commitment: score_commitment_value(&r.class, r.epoch, &r.validator, &r.scores, &r.salt),
+            commitment: score_commitment_value(
+                r.network,
+                &r.coordinator,
+                &r.class,
+                r.epoch,
+                &r.validator,
+                &r.scores,
+                &r.salt,
+            ),
         }
     }
 

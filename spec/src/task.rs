@@ -316,6 +316,11 @@ impl Decode for TaskClass {
                 baseline: r.u32("objective")?,
                 tolerance: r.u32("objective")?,
             };
+            let objective = match code {
+                2 => Objective::Latency(terms),
+                3 => Objective::Quality(terms),
+                tag => return Err(DecodeError::InvalidTag { field: "objective", tag }),
+            };
             if terms.worker_budget_sats > MAX_MONEY_SATS
                 || terms.validator_budget_sats > MAX_MONEY_SATS
                 || terms.baseline > SCORE_SCALE
@@ -326,11 +331,7 @@ impl Decode for TaskClass {
                     reason: "a budget above all the money, or a score above the scale",
                 });
             }
-            match code {
-                2 => Objective::Latency(terms),
-                3 => Objective::Quality(terms),
-                tag => return Err(DecodeError::InvalidTag { field: "objective", tag }),
-            }
+            objective
         };
         Ok(TaskClass {
             name,

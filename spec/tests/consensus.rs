@@ -1,6 +1,7 @@
 //! The consensus of scored classes (SPEC.md §13) against the validators who try to bend it:
 //! one that inflates a poor worker and deflates the rest, one that splits its stake over many
-//! keys, a minority submitting anything at all, and a validator copying without evaluating.
+//! keys, a minority submitting anything at all, a validator copying without evaluating, and a
+//! worker splitting its work over many keys.
 #![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::print_stdout)]
 
 use cairn_spec::consensus::{consensus, ConsensusParams, Sheet, SCORE_SCALE};
@@ -18,6 +19,11 @@ fn sheet(v: PubKey, stake: u64, workers: &[PubKey], scores: &[u32]) -> Sheet {
     Sheet { validator: v, stake, scores: workers.iter().copied().zip(scores.iter().copied()).collect() }
 }
 
+/// Workers that each did one verified unit.
+fn work(w: &[PubKey]) -> Vec<(PubKey, u64)> {
+    w.iter().map(|k| (*k, 1)).collect()
+}
+
 fn sorted(mut sheets: Vec<Sheet>) -> Vec<Sheet> {
     sheets.sort_by(|a, b| a.validator.as_bytes().cmp(b.validator.as_bytes()));
     sheets
@@ -30,13 +36,12 @@ const PARAMS: ConsensusParams = ConsensusParams {
     tolerance: 200_000,
 };
 
-/// Four workers of true accuracy 0.91, 0.74, 0.52 and 0.30 (chance is 0.25); two honest
+/// Four workers of true accuracy 0.91, 0.74, 0.52 and 0.30 (chance is 0.25), one unit each; two honest
 /// validators measure them with a little noise; the third colludes with the poorest worker:
 /// it scores it perfect and the others at chance.
 #[test]
 fn a_colluding_validator_is_clipped_and_earns_less() {
     let w = keys(4, 1);
-    let truth = [910_000u32, 740_000, 520_000, 300_000];
     let v = keys(3, 40);
     let (h1, h2, colluder) = (v[0], v[1], v[2]);
     let honest1 = [905_000, 746_000, 515_000, 296_000];
@@ -48,14 +53,13 @@ fn a_colluding_validator_is_clipped_and_earns_less() {
         sheet(colluder, 1_000, &w, &inflating),
     ]);
     let without = sorted(vec![sheet(h1, 1_000, &w, &honest1), sheet(h2, 1_000, &w, &honest2)]);
-    let o = consensus(&PARAMS, &w, &with).unwrap();
-    let honest_only = consensus(&PARAMS, &w, &without).unwrap();
+    let o = consensus(&PARAMS, &work(&w), &with).unwrap();
+    let honest_only = consensus(&PARAMS, &work(&w), &without).unwrap();
 
     // Shares follow true quality.
     for k in 1..4 {
         assert!(o.workers[k - 1].share_sats > o.workers[k].share_sats, "{o:?}");
     }
-    let _ = truth;
     // Each worker's score stays within the honest validators' scores of it: the bound.
     for (j, x) in o.workers.iter().enumerate() {
         let (lo, hi) = (honest1[j].min(honest2[j]), honest1[j].max(honest2[j]));
@@ -88,7 +92,7 @@ fn a_colluding_validator_is_clipped_and_earns_less() {
 
 /// Splitting stake over many keys changes no score and earns the splitter no more.
 #[test]
-fn splitting_stake_over_a_thousand_keys_gains_nothing() {
+fn splitting_stake_over_a_hundred_keys_gains_nothing() {
     let w = keys(3, 1);
     let honest = [800_000u32, 600_000, 400_000];
     let skewed = [790_000u32, 640_000, 380_000];
@@ -98,8 +102,8 @@ fn splitting_stake_over_a_thousand_keys_gains_nothing() {
     let mut split = vec![sheet(keys(1, 60)[0], 3_000, &w, &honest)];
     split.extend(many.iter().map(|k| sheet(*k, 10, &w, &skewed)));
     let split = sorted(split);
-    let a = consensus(&PARAMS, &w, &base).unwrap();
-    let b = consensus(&PARAMS, &w, &split).unwrap();
+    let a = consensus(&PARAMS, &work(&w), &base).unwrap();
+    let b = consensus(&PARAMS, &work(&w), &split).unwrap();
     assert_eq!(
         a.workers.iter().map(|x| (x.score, x.share_sats)).collect::<Vec<_>>(),
         b.workers.iter().map(|x| (x.score, x.share_sats)).collect::<Vec<_>>()
@@ -122,9 +126,35 @@ fn copying_last_epochs_consensus_costs_when_workers_change() {
         sheet(v[1], 1_000, &w, &[805_000, 295_000, 702_000]),
         sheet(v[2], 1_000, &w, &last),
     ]);
-    let o = consensus(&PARAMS, &w, &sheets).unwrap();
+    let o = consensus(&PARAMS, &work(&w), &sheets).unwrap();
     let share = |k: PubKey| o.validators.iter().find(|x| x.validator == k).unwrap().share_sats;
     assert!(share(v[2]) < share(v[0]) && share(v[2]) < share(v[1]), "{:?}", o.validators);
+}
+
+/// A worker that runs its verified units under ten keys instead of one earns no more: shares
+/// follow score times units, not keys.
+#[test]
+fn splitting_work_over_many_keys_gains_nothing() {
+    let honest = keys(2, 1);
+    let sybils = keys(10, 200);
+    let one = keys(1, 150)[0];
+    let v = keys(2, 40);
+    let score = |w: &[PubKey]| -> Vec<u32> { w.iter().map(|_| 800_000).collect() };
+    let mut whole: Vec<(PubKey, u64)> = vec![(honest[0], 10), (honest[1], 10), (one, 10)];
+    whole.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+    let mut split: Vec<(PubKey, u64)> = vec![(honest[0], 10), (honest[1], 10)];
+    split.extend(sybils.iter().map(|k| (*k, 1)));
+    split.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+    let sheets = |w: &[(PubKey, u64)]| {
+        let ks: Vec<PubKey> = w.iter().map(|x| x.0).collect();
+        sorted(v.iter().map(|k| sheet(*k, 100, &ks, &score(&ks))).collect())
+    };
+    let a = consensus(&PARAMS, &whole, &sheets(&whole)).unwrap();
+    let b = consensus(&PARAMS, &split, &sheets(&split)).unwrap();
+    let alone = a.workers.iter().find(|x| x.worker == one).unwrap().share_sats;
+    let parts: u64 = b.workers.iter().filter(|x| sybils.contains(&x.worker)).map(|x| x.share_sats).sum();
+    assert!(parts <= alone, "ten keys {parts} > one key {alone}");
+    assert!(alone > 0);
 }
 
 fn score() -> impl Strategy<Value = u32> {
@@ -152,7 +182,7 @@ proptest! {
             .zip(&v)
             .map(|((stake, scores), k)| sheet(*k, *stake, &w, scores))
             .collect();
-        let o = consensus(&PARAMS, &w, &sorted(sheets)).unwrap();
+        let o = consensus(&PARAMS, &work(&w), &sorted(sheets)).unwrap();
         for (j, x) in o.workers.iter().enumerate() {
             let lo = honest.iter().map(|h| h.1[j]).min().unwrap();
             let hi = honest.iter().map(|h| h.1[j]).max().unwrap();

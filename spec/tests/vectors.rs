@@ -175,6 +175,11 @@ fn check_objects(v: &Value) -> usize {
         n += 1;
     }
     assert_eq!(types.len(), 12, "every object type has a valid vector");
+    // The score reveal opens the score commit (SPEC.md §13.4).
+    let json_of = |ty: &str| arr(&v["valid"]).iter().find(|c| c["type"] == ty).unwrap()["json"].clone();
+    let commit: cairn_spec::ScoreCommit = serde_json::from_value(json_of("score_commit")).unwrap();
+    let reveal: cairn_spec::ScoreReveal = serde_json::from_value(json_of("score_reveal")).unwrap();
+    assert!(reveal.opens(&commit));
     for c in arr(&v["invalid"]) {
         let got = decode_err(c["type"].as_str().unwrap(), &bytes(&c["encoding"]));
         assert_eq!(got, Some(c["error"].as_str().unwrap()), "{}", c["name"]);
@@ -358,7 +363,8 @@ fn check_consensus(v: &Value) -> usize {
     let key = |k: &Value| PubKey::from_hex(k.as_str().unwrap()).unwrap();
     let inputs = |c: &Value| {
         let p: ConsensusParams = serde_json::from_value(c["params"].clone()).unwrap();
-        let workers: Vec<PubKey> = c["workers"].as_array().unwrap().iter().map(key).collect();
+        let workers: Vec<(PubKey, u64)> =
+            c["workers"].as_array().unwrap().iter().map(|w| (key(&w[0]), w[1].as_u64().unwrap())).collect();
         let sheets: Vec<Sheet> = c["sheets"]
             .as_array()
             .unwrap()
