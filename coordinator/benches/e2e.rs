@@ -23,7 +23,8 @@
 //!
 //! With `--soak` (`cargo bench -p cairn-coordinator --bench e2e -- --soak`), only a soak: the
 //! same network at `CAIRN_SOAK_RATE` tasks a second (50) for `CAIRN_SOAK_SECS` (3600),
-//! printing the process's RSS every minute and its slope after the first tenth.
+//! printing the process's RSS (and RocksDB's part of it) every minute and its slope after the
+//! first tenth.
 #![allow(
     clippy::panic,
     clippy::unwrap_used,
@@ -128,7 +129,27 @@ async fn soak_run(api: std::net::SocketAddr, token: String, secs: u64, rate: usi
         done += l.len();
         if began.elapsed() >= next_sample {
             let (t, rss) = (began.elapsed().as_secs_f64(), rss_mib());
-            println!("  soak t={:>6.0} s  tasks={done:>8}  rss={rss:.1} MiB", t);
+            // The database's own share of it (bounded: memtables, block cache, table readers).
+            let (_, m) = common::http(api, "GET", "/metrics", None, None);
+            let part = |name: &str| -> f64 {
+                m.as_str()
+                    .unwrap_or_default()
+                    .lines()
+                    .find(|l| {
+                        l.starts_with("cairn_store_memory_bytes") && l.contains(&format!("part=\"{name}\""))
+                    })
+                    .and_then(|l| l.rsplit(' ').next())
+                    .and_then(|v| v.parse::<f64>().ok())
+                    .unwrap_or(0.0)
+                    / (1024.0 * 1024.0)
+            };
+            println!(
+                "  soak t={:>6.0} s  tasks={done:>8}  rss={rss:.1} MiB  (RocksDB: memtables {:.1}, block cache {:.1}, table readers {:.1} MiB)",
+                t,
+                part("memtables"),
+                part("block_cache"),
+                part("table_readers")
+            );
             samples.push((t, rss));
             next_sample += Duration::from_secs(60);
         }

@@ -113,6 +113,13 @@ pub struct NodeMetrics {
     pub ready: Gauge,
     /// Seconds each stage of a decided task took (`node::stages`).
     stages: Family<StageLabels, Histogram, fn() -> Histogram>,
+    /// Bytes the database holds in memory, by part.
+    store_memory: Family<MemoryLabels, Gauge>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct MemoryLabels {
+    part: &'static str,
 }
 
 impl Default for NodeMetrics {
@@ -141,6 +148,7 @@ impl NodeMetrics {
             anchor_fee_cap_day_sats: Gauge::default(),
             ready: Gauge::default(),
             stages: Family::new_with_constructor(stage_histogram),
+            store_memory: Family::default(),
         };
         let r = registry.sub_registry_with_prefix("cairn");
         r.register(
@@ -186,6 +194,11 @@ impl NodeMetrics {
             "Seconds a decided task spent in each stage on this node, from the stage before it",
             m.stages.clone(),
         );
+        r.register(
+            "store_memory_bytes",
+            "Bytes the database holds in memory: memtables, block_cache (bounded) and table_readers",
+            m.store_memory.clone(),
+        );
         if let Ok(mut r) = m.registry.lock() {
             *r = registry;
         }
@@ -195,6 +208,16 @@ impl NodeMetrics {
     /// A decided task spent `took` in `stage`.
     pub fn observe_stage(&self, stage: Stage, took: std::time::Duration) {
         self.stages.get_or_create(&StageLabels { stage }).observe(took.as_secs_f64());
+    }
+
+    /// What the database holds in memory now.
+    pub fn set_store_memory(&self, m: &crate::store::StoreMemory) {
+        let gauge = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        for (part, v) in
+            [("memtables", m.memtables), ("block_cache", m.block_cache), ("table_readers", m.table_readers)]
+        {
+            self.store_memory.get_or_create(&MemoryLabels { part }).set(gauge(v));
+        }
     }
 
     /// The OpenMetrics text.

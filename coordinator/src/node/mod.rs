@@ -330,6 +330,10 @@ pub async fn run(
                 }
 
                 metrics.open_tasks.set(ctx.core.lock().map(|c| c.machine().open_tasks().count() as i64).unwrap_or(0));
+                let store = ctx.core.lock().ok().map(|c| c.store().clone());
+                if let Some(m) = store.and_then(|s| s.memory()) {
+                    metrics.set_store_memory(&m);
+                }
             }
         }
     };

@@ -177,8 +177,24 @@ impl Batch {
 /// A key and its value.
 pub type Entry = (Vec<u8>, Vec<u8>);
 
+/// What a store holds in memory, in bytes, for the node's metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StoreMemory {
+    /// Write buffers (memtables) of every table, active and waiting to be flushed.
+    pub memtables: u64,
+    /// The shared read cache (blocks, indexes, filters).
+    pub block_cache: u64,
+    /// Table readers held outside the cache.
+    pub table_readers: u64,
+}
+
 /// The storage seam: named tables of ordered byte keys, atomic batches.
 pub trait KvStore: Send + Sync {
+    /// What the store holds in memory, when it can say (an in-memory store cannot).
+    fn memory(&self) -> Option<StoreMemory> {
+        None
+    }
+
     /// A value.
     fn get(&self, t: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
     /// Applies a batch atomically.

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use rocksdb::{ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB};
 
-use super::{Batch, Entry, KvStore, Op, StoreError, Table, SCHEMA_KEY, SCHEMA_VERSION};
+use super::{Batch, Entry, KvStore, Op, StoreError, StoreMemory, Table, SCHEMA_KEY, SCHEMA_VERSION};
 
 /// A RocksDB database with Cairn's tables.
 pub struct RocksStore {
@@ -120,6 +120,23 @@ impl RocksStore {
 }
 
 impl KvStore for RocksStore {
+    fn memory(&self) -> Option<StoreMemory> {
+        // Per-table figures summed; the block cache is shared, so any table reports all of it.
+        let sum = |name: &str| -> u64 {
+            Table::ALL
+                .iter()
+                .filter_map(|t| self.cf(*t).ok())
+                .filter_map(|cf| self.db.property_int_value_cf(cf, name).ok().flatten())
+                .sum()
+        };
+        let cache = self.db.property_int_value("rocksdb.block-cache-usage").ok().flatten().unwrap_or(0);
+        Some(StoreMemory {
+            memtables: sum("rocksdb.cur-size-all-mem-tables"),
+            block_cache: cache,
+            table_readers: sum("rocksdb.estimate-table-readers-mem"),
+        })
+    }
+
     fn get(&self, t: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         self.db.get_cf(self.cf(t)?, key).map_err(engine)
     }
@@ -188,6 +205,21 @@ mod tests {
     fn passes_the_shared_suite() {
         let dir = tempfile::tempdir().unwrap();
         super::super::suite::run(&RocksStore::open(&dir.path().join("db")).unwrap());
+    }
+
+    #[test]
+    fn reports_what_it_holds_in_memory() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = RocksStore::open(&dir.path().join("db")).unwrap();
+        let before = s.memory().unwrap();
+        let mut b = Batch::new();
+        for i in 0..1000u32 {
+            b.put(Table::Receipts, i.to_be_bytes().to_vec(), vec![7; 200]);
+        }
+        s.write(&b).unwrap();
+        let after = s.memory().unwrap();
+        assert!(after.memtables >= before.memtables + 200_000, "{before:?} -> {after:?}");
+        assert!(after.block_cache <= BLOCK_CACHE_BYTES as u64);
     }
 
     #[test]
