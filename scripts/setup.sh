@@ -42,14 +42,16 @@ setup_apt() {
   $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 }
 
-# What building Cairn needs: a C/C++ compiler for the -sys crates, libclang for RocksDB's
-# bindings, Python 3 for the model download and the spec's reference check.
+# What building Cairn needs: a C/C++ compiler for the -sys crates, make for jemalloc's
+# (tikv-jemalloc-sys runs configure and make), libclang for RocksDB's bindings, Python 3 for
+# the model download and the spec's reference check.
 setup_build_tools() {
   command -v cargo >/dev/null && command -v rustc >/dev/null \
     || { setup_say "cargo or rustc not found: install Rust (rustup) first"; return 1; }
   local pkgs=(libclang-dev)
   command -v cc >/dev/null || pkgs+=(gcc)
   command -v c++ >/dev/null || pkgs+=(g++)
+  command -v make >/dev/null || pkgs+=(make)
   command -v python3 >/dev/null || pkgs+=(python3)
   setup_apt "${pkgs[@]}"
 }

@@ -196,7 +196,7 @@ impl NodeMetrics {
         );
         r.register(
             "store_memory_bytes",
-            "Bytes the database holds in memory: memtables, block_cache (bounded) and table_readers",
+            "Bytes the database holds in memory: memtables, block_cache and table_readers",
             m.store_memory.clone(),
         );
         if let Ok(mut r) = m.registry.lock() {

@@ -121,23 +121,27 @@ struct Shared {
     /// after that: doubled each time, so a coordinator that keeps forgetting this worker (or
     /// says so falsely) cannot keep it solving proofs of work.
     reregister_at: Mutex<HashMap<PubKey, (u64, u64)>>,
-    /// The newest epoch height seen from each coordinator (in its receipts and headers): what
-    /// `Freshness` measures old gossip against.
+    /// The newest epoch height seen from each coordinator (in its receipts and headers, kept
+    /// in memory): what `fresh` measures old gossip against.
     newest_epoch: Mutex<HashMap<PubKey, u32>>,
 }
 
 /// How far an announcement's time may lie from this worker's clock, either way, before it is
 /// neither taken nor passed on: a coordinator announces with its own time (and again every
-/// few seconds while a slot is open), so only a replay is older.
-pub const MAX_ANNOUNCEMENT_AGE_SECS: u64 = 300;
-/// Epochs behind the newest seen from its coordinator at which a receipt or header of another
-/// party is no longer passed on: a replay of old, validly signed gossip would otherwise be
-/// spread to every mesh peer again each time the peers' duplicate caches forget it.
-pub const STALE_EPOCHS: u32 = 2;
+/// few seconds while a slot is open), so older gossip is a replay or a clock off by more than
+/// the coordinator itself tolerates (`clock_skew_secs`, 600 by default).
+pub const MAX_ANNOUNCEMENT_AGE_SECS: u64 = 600;
+/// Epochs behind the newest seen from its coordinator at which a receipt of another worker,
+/// or a header, is no longer passed on: a replay of old, validly signed gossip would otherwise
+/// be spread to every mesh peer again each time the peers' duplicate caches forget it (60 s).
+/// Several epochs, not one, so a late delivery where epochs close every few seconds still
+/// spreads.
+pub const STALE_EPOCHS: u32 = 6;
 
 /// Whether gossip of a coordinator this worker works for is recent enough to act on and
 /// spread, given `now` and the newest epoch height seen from that coordinator. Pure, so the
-/// rule is tested alone; the worker's own receipts are always taken (its journal wants them).
+/// rule is tested alone; the worker's own receipt of a job not yet done is always taken (its
+/// journal wants it).
 fn fresh(message: &GossipMessage, now: u64, newest_epoch: Option<u32>) -> bool {
     let behind = |height: u32| newest_epoch.is_some_and(|n| height.saturating_add(STALE_EPOCHS) <= n);
     match message {
@@ -659,8 +663,19 @@ fn on_gossip(shared: &Arc<Shared>, message: GossipMessage) -> Acceptance {
     };
     let now = unix_secs();
     let newest = shared.newest_epoch.lock().ok().and_then(|n| n.get(&coord.key).copied());
-    let own_receipt = matches!(&message, GossipMessage::Receipt(r) if r.body.worker == shared.key.public());
-    if !own_receipt && !fresh(&message, now, newest) {
+    // This worker's receipt of a job still waiting for it is taken however late; any other
+    // (another worker's, or one already recorded) is judged like all gossip, so a replay of
+    // old receipts costs no journal write and is not spread.
+    let awaited = match &message {
+        GossipMessage::Receipt(r) if r.body.worker == shared.key.public() => shared
+            .journal
+            .lock()
+            .ok()
+            .and_then(|j| j.jobs.get(&r.body.task).map(|job| !job.is_done()))
+            .unwrap_or(false),
+        _ => false,
+    };
+    if !awaited && !fresh(&message, now, newest) {
         // Neither acted on nor spread; not punished either (a slow clock is not an attack).
         return Acceptance::Ignore;
     }
@@ -691,7 +706,7 @@ fn on_gossip(shared: &Arc<Shared>, message: GossipMessage) -> Acceptance {
         }
         GossipMessage::Receipt(r) => {
             let b = &r.body;
-            if b.worker == shared.key.public() {
+            if awaited {
                 let job = shared.journal.lock().ok().and_then(|j| j.jobs.get(&b.task).cloned());
                 if let Some(mut job) = job {
                     job.on_receipt(b.verdict, b.reward_sats, r.id(), b.epoch);
@@ -1252,8 +1267,8 @@ mod tests {
             GossipMessage::Epoch(Signed::sign(h, &coord, &[0; 32]))
         };
         assert!(fresh(&header(3), now, None), "nothing seen yet");
-        assert!(fresh(&header(3), now, Some(4)), "one epoch behind: still spreading");
-        assert!(!fresh(&header(3), now, Some(5)), "two behind: a replay");
+        assert!(fresh(&header(3), now, Some(3 + STALE_EPOCHS - 1)), "a late delivery still spreads");
+        assert!(!fresh(&header(3), now, Some(3 + STALE_EPOCHS)), "a replay");
         assert!(fresh(&header(9), now, Some(5)));
     }
 

@@ -317,6 +317,11 @@ impl Job {
         matches!(self.stage, Stage::Abandoned { retake: true, .. })
     }
 
+    /// Whether the job's receipt is in (nothing more will happen to it).
+    pub fn is_done(&self) -> bool {
+        matches!(self.stage, Stage::Done { .. })
+    }
+
     /// The coordinator's receipt for this task and worker.
     pub fn on_receipt(&mut self, verdict: Verdict, reward_sats: u64, receipt: Hash32, epoch: u32) {
         if !matches!(self.stage, Stage::Done { .. }) {

@@ -221,6 +221,13 @@ pub async fn run(
     ctx.recover().await;
 
     let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut ticks: u64 = 0;
+    // The store never changes while the node runs: taken once, not under the core's lock each tick.
+    let store = ctx
+        .core
+        .lock()
+        .map(|c| c.store().clone())
+        .map_err(|_| NodeError::Open("the core's lock is poisoned".into()))?;
     let mut announce = tokio::time::interval(Duration::from_secs(10));
     let mut bonds = tokio::time::interval(Duration::from_secs(cfg.bitcoin.bond_check_secs.max(1)));
     bonds.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -330,9 +337,12 @@ pub async fn run(
                 }
 
                 metrics.open_tasks.set(ctx.core.lock().map(|c| c.machine().open_tasks().count() as i64).unwrap_or(0));
-                let store = ctx.core.lock().ok().map(|c| c.store().clone());
-                if let Some(m) = store.and_then(|s| s.memory()) {
-                    metrics.set_store_memory(&m);
+                // RocksDB's memory every tenth tick: its properties take the engine's own locks.
+                ticks += 1;
+                if ticks % 10 == 1 {
+                    if let Some(m) = store.memory() {
+                        metrics.set_store_memory(&m);
+                    }
                 }
             }
         }

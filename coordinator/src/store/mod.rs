@@ -190,7 +190,7 @@ pub struct StoreMemory {
 
 /// The storage seam: named tables of ordered byte keys, atomic batches.
 pub trait KvStore: Send + Sync {
-    /// What the store holds in memory, when it can say (an in-memory store cannot).
+    /// What the store holds in memory, when it reports it (the in-memory store does not).
     fn memory(&self) -> Option<StoreMemory> {
         None
     }
