@@ -62,7 +62,7 @@ pub struct ScoreCommit {
     pub epoch: u32,
     /// The validator.
     pub validator: PubKey,
-    /// `score_commitment_value(class, epoch, validator, scores, salt)`.
+    /// `score_commitment_value(network, coordinator, class, epoch, validator, scores, salt)`.
     pub commitment: Hash32,
 }
 
