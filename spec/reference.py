@@ -41,7 +41,7 @@ TAGS = [
     "cairn/ledger-entry", "cairn/merkle-node", "cairn/merkle-empty", "cairn/epoch-header",
     "cairn/task-announcement", "cairn/claim", "cairn/bond", "cairn/receipt-batch",
     "cairn/draw-seed", "cairn/roster", "cairn/draw", "cairn/score-commitment",
-    "cairn/score-commit", "cairn/score-reveal",
+    "cairn/score-commit", "cairn/score-reveal", "cairn/validator-registration", "cairn/scored-round",
 ]
 
 # ----------------------------------------------------------------------------- §4 BIP340
@@ -406,6 +406,107 @@ def score_commitment_value(j):
                        + u(j["epoch"], 4) + h(j["validator"]) + enc_scores(j["scores"]) + h(j["salt"]))
 
 
+def enc_validator_registration(j):
+    a = j["payout_address"].encode()
+    b = j["bond"]
+    return (b"\x01" + u(NETWORKS[j["network"]], 1) + h(j["coordinator"]) + h(j["validator"]) + u(len(a), 1) + a
+            + u(j["created_at"], 8) + h(b["txid"]) + u(b["vout"], 4) + h(b["key"]) + h(b["signature"]))
+
+
+def dec_validator_registration(r):
+    dec_version(r)
+    net = dec_network(r)
+    dec_key(r)
+    dec_key(r)
+    a = r.var(1, 90)
+    try:
+        ok = valid_address(a.decode("ascii"), net)
+    except UnicodeDecodeError:
+        ok = False
+    if not ok:
+        raise DecodeError("invalid_value")
+    r.uint(8)
+    r.take(32)
+    r.uint(4)
+    dec_key(r)
+    r.take(64)
+
+
+def enc_scored_round(j):
+    p = j["params"]
+    out = (b"\x01" + u(NETWORKS[j["network"]], 1) + h(j["coordinator"]) + h(j["class"]) + u(j["epoch"], 4)
+           + u(p["worker_budget_sats"], 8) + u(p["validator_budget_sats"], 8) + u(p["baseline"], 4)
+           + u(p["tolerance"], 4) + u(len(j["workers"]), 2))
+    for w in j["workers"]:
+        out += h(w["worker"]) + u(w["units"], 8) + u(w["score"], 4) + u(w["share_sats"], 8)
+    out += u(len(j["sheets"]), 2)
+    for sh in j["sheets"]:
+        out += (h(sh["validator"]) + u(sh["stake"], 8) + h(sh["bond_txid"]) + u(sh["bond_vout"], 4)
+                + h(sh["bond_key"]) + h(sh["bond_signature"]) + enc_scores(sh["scores"]) + h(sh["salt"]) + h(sh["signature"]) + u(sh["share_sats"], 8))
+    return out + u(j["unallocated_sats"], 8)
+
+
+def dec_scored_round(r):
+    dec_version(r)
+    dec_network(r)
+    dec_key(r)
+    dec_hash(r)
+    r.uint(4)
+    r.take(24)
+    n = r.uint(2)
+    if n > 1024:
+        raise DecodeError("too_long")
+    if n * 52 > len(r.b) - r.pos:
+        raise DecodeError("unexpected_end")
+    for _ in range(n):
+        dec_key(r)
+        r.take(20)
+    n = r.uint(2)
+    if n > 256:
+        raise DecodeError("too_long")
+    if n * 278 > len(r.b) - r.pos:
+        raise DecodeError("unexpected_end")
+    for _ in range(n):
+        dec_key(r)
+        r.take(44)
+        dec_key(r)
+        r.take(64)
+        k = r.uint(2)
+        if k > 1024:
+            raise DecodeError("too_long")
+        if k * 36 > len(r.b) - r.pos:
+            raise DecodeError("unexpected_end")
+        for _ in range(k):
+            dec_key(r)
+            r.uint(4)
+        r.take(104)
+    r.uint(8)
+
+
+def check_scored_round(j):
+    """§13.6: every sheet is its validator's signed reveal, and the outcome is the consensus
+    of the inputs, score by score and satoshi by satoshi; each bond is signed by its key for
+    this coordinator and validator, and no two sheets share a bond output."""
+    outputs = set()
+    for sh in j["sheets"]:
+        bond = {"txid": sh["bond_txid"], "vout": sh["bond_vout"]}
+        msg = bond_message(j["coordinator"], sh["validator"], bond)
+        assert schnorr_verify(h(sh["bond_key"]), msg, h(sh["bond_signature"])), "bond signature"
+        assert (sh["bond_txid"], sh["bond_vout"]) not in outputs, "shared bond"
+        outputs.add((sh["bond_txid"], sh["bond_vout"]))
+        reveal = {k: j[k] for k in ("network", "coordinator", "class", "epoch")}
+        reveal.update(validator=sh["validator"], scores=sh["scores"], salt=sh["salt"])
+        rid = tagged_hash("cairn/score-reveal", enc_score_reveal(reveal))
+        assert schnorr_verify(h(sh["validator"]), rid, h(sh["signature"])), "sheet signature"
+    sheets = [{"validator": h(sh["validator"]), "stake": sh["stake"],
+               "scores": [(h(k), score) for k, score in sh["scores"]]} for sh in j["sheets"]]
+    o, err = consensus(j["params"], [(h(w["worker"]), w["units"]) for w in j["workers"]], sheets)
+    assert err is None, err
+    assert [(w["score"], w["share_sats"]) for w in o["workers"]] == [(w["score"], w["share_sats"]) for w in j["workers"]]
+    assert [v["share_sats"] for v in o["validators"]] == [sh["share_sats"] for sh in j["sheets"]]
+    assert o["unallocated_sats"] == j["unallocated_sats"]
+
+
 def enc_score_reveal(j):
     return (b"\x01" + u(NETWORKS[j["network"]], 1) + h(j["coordinator"]) + h(j["class"]) + u(j["epoch"], 4)
             + h(j["validator"]) + enc_scores(j["scores"]) + h(j["salt"]))
@@ -536,15 +637,16 @@ def dec_anchor_binding(r):
 
 
 def enc_epoch_header(j):
-    return (b"\x05" + u(NETWORKS[j["network"]], 1) + h(j["coordinator"]) + u(j["height"], 4) + h(j["prev"])
+    return (b"\x06" + u(NETWORKS[j["network"]], 1) + h(j["coordinator"]) + u(j["height"], 4) + h(j["prev"])
             + h(j["receipts_root"]) + h(j["state_root"]) + u(j["receipt_count"], 4) + u(j["accepted_count"], 4)
             + u(j["reward_sats"], 8) + u(j["time"], 8) + h(j["draw_seed"]) + h(j["next_seed_hash"])
-            + h(j["next_roster"]) + enc_beacon(j["beacon"]) + enc_anchor_binding(j["anchor"]) + h(j["history"]))
+            + h(j["next_roster"]) + enc_beacon(j["beacon"]) + enc_anchor_binding(j["anchor"]) + h(j["scores_root"])
+            + h(j["history"]))
 
 
 def dec_epoch_header(r):
     start = r.pos
-    dec_version(r, 5)
+    dec_version(r, 6)
     net = dec_network(r)
     coord = dec_key(r)
     height = r.uint(4)
@@ -563,6 +665,9 @@ def dec_epoch_header(r):
     if height == 0 and beacon["kind"] != "none":
         raise DecodeError("invalid_value")
     anchor = dec_anchor_binding(r)
+    scores_root = dec_hash(r)  # §13.6: the empty root below height 2 (no round yet)
+    if height < 2 and scores_root != tagged_hash("cairn/merkle-empty", b""):
+        raise DecodeError("invalid_value")
     history = dec_hash(r)  # §5.9: the Merkle root over the hashes of the headers before it
     if height == 0 and history != tagged_hash("cairn/merkle-empty", b""):
         raise DecodeError("invalid_value")
@@ -606,6 +711,9 @@ OBJECTS = {
     "claim": ("cairn/claim", enc_claim, dec_claim, "worker"),
     "score_commit": ("cairn/score-commit", enc_score_commit, dec_score_commit, "validator"),
     "score_reveal": ("cairn/score-reveal", enc_score_reveal, dec_score_reveal, "validator"),
+    "validator_registration": ("cairn/validator-registration", enc_validator_registration,
+                               dec_validator_registration, "validator"),
+    "scored_round": ("cairn/scored-round", enc_scored_round, dec_scored_round, None),
 }
 
 
@@ -1057,7 +1165,8 @@ ERROR_REASONS = {
 # gossip kind -> (object type, topic)
 GOSSIP_KINDS = {1: ("task_announcement", "tasks"), 2: ("receipt", "receipts"), 3: ("epoch_header", "epochs")}
 # request tag -> object type for signed bodies
-REQUEST_SIGNED = {1: "registration", 2: "claim", 3: "commitment", 4: "reveal", 11: "task_announcement"}
+REQUEST_SIGNED = {1: "registration", 2: "claim", 3: "commitment", 4: "reveal", 11: "task_announcement",
+                  12: "validator_registration", 13: "score_commit", 14: "score_reveal"}
 
 
 def dec_signed(r, ty):
@@ -1295,9 +1404,10 @@ def check_objects(v):
             signer_key = c["json"]["task"]["coordinator"] if signer == "task" else c["json"][signer]
             assert signer_key == c["signer"]
             assert schnorr_verify(h(c["signer"]), signed, full[-64:]), c["type"]
-            bond = c["json"].get("bond") if c["type"] == "registration" else None
+            bond = c["json"].get("bond") if c["type"] in ("registration", "validator_registration") else None
             if bond is not None:
-                msg = bond_message(c["json"]["coordinator"], c["json"]["worker"], bond)
+                who = c["json"]["worker" if c["type"] == "registration" else "validator"]
+                msg = bond_message(c["json"]["coordinator"], who, bond)
                 assert schnorr_verify(h(bond["key"]), msg, h(bond["signature"])), "bond signature"
         else:
             assert full == body, c["type"]
@@ -1317,7 +1427,13 @@ def check_objects(v):
     reveal = next(c["json"] for c in v["valid"] if c["type"] == "score_reveal")
     assert score_commitment_value(reveal).hex() == commit["commitment"]
     n += 1
-    return n
+    # The scored round checks, and the third header's scores root commits it (§13.6).
+    rounds = [c for c in v["valid"] if c["type"] == "scored_round"]
+    for c in rounds:
+        check_scored_round(c["json"])
+    headers = [c["json"] for c in v["valid"] if c["type"] == "epoch_header"]
+    assert headers[2]["scores_root"] == merkle_root([h(c["id"]) for c in rounds]).hex()
+    return n + len(rounds)
 
 
 def check_state_root(v):

@@ -82,6 +82,7 @@ fn main() {
         next_roster: Roster::new(workers.clone()).root(),
         beacon: Beacon::None,
         anchor: AnchorBinding::None,
+        scores_root: cairn_spec::merkle::empty_root(),
         history: Frontier::new().root(),
     };
     let header = Signed::sign(header, &coord, &[2; 32]);

@@ -157,10 +157,26 @@ pub fn audit_chain(
     let mut duplicates = Vec::new();
     let mut rewards: u64 = 0;
     let mut last_ledger = None;
+    // The receipts of the last two epochs: a header's rounds score the epoch two before it.
+    let mut recent: std::collections::VecDeque<(u32, Vec<cairn_spec::SignedReceipt>)> = Default::default();
     for (i, h) in headers.iter().enumerate() {
         let receipts = source.epoch_receipts(h.body.height)?;
         let ledger = source.ledger(h.body.height)?;
-        let report = check_epoch(h, prev.as_ref(), &history, &receipts, &ledger);
+        let mut report = check_epoch(h, prev.as_ref(), &history, &receipts, &ledger);
+        let rounds = source.rounds(h.body.height)?;
+        let scored_epoch = h.body.height.checked_sub(2).filter(|_| !rounds.is_empty());
+        let scored = match scored_epoch {
+            None => None,
+            Some(e) => match recent.iter().find(|(height, _)| *height == e) {
+                Some((_, r)) => Some(r.clone()),
+                None => Some(source.epoch_receipts(e)?),
+            },
+        };
+        let bonds = backend.filter(|_| !rounds.is_empty()).map(|b| bond_values(b, &rounds));
+        match crate::scores::check_rounds(&h.body, &rounds, scored.as_deref(), bonds.as_ref()) {
+            Ok(detail) => report.push("scores", true, detail),
+            Err(detail) => report.push("scores", false, detail),
+        };
         history.push(h.id());
         for r in &receipts {
             if seen.insert(r.id(), h.body.height).is_some() {
@@ -168,12 +184,19 @@ pub fn audit_chain(
             }
         }
         let reward = receipts.iter().fold(0u64, |a, r| a.saturating_add(r.body.reward_sats));
-        rewards = rewards.saturating_add(reward);
+        let count = receipts.len() as u32;
+        recent.push_back((h.body.height, receipts));
+        if recent.len() > 2 {
+            recent.pop_front();
+        }
+        // The ledger holds what receipts paid and what scored rounds credited (SPEC.md §13.6).
+        let scored_sats = rounds.iter().fold(0u64, |a, r| a.saturating_add(r.credited_sats()));
+        rewards = rewards.saturating_add(reward).saturating_add(scored_sats);
         last_ledger = Some(ledger_total(&ledger));
         epochs.push(EpochResult {
             height: h.body.height,
             hash: h.id(),
-            receipts: receipts.len() as u32,
+            receipts: count,
             reward_sats: reward,
             report,
         });
@@ -188,7 +211,7 @@ pub fn audit_chain(
                 total.is_some_and(|t| t <= rewards),
                 match total {
                     Some(t) => format!(
-                        "ledger holds {t} sats of {rewards} paid in receipts ({} forfeited)",
+                        "ledger holds {t} sats of {rewards} paid in receipts and scored rounds ({} forfeited)",
                         rewards.saturating_sub(t)
                     ),
                     None => "ledger total overflows".to_owned(),
@@ -401,4 +424,31 @@ pub fn audit_chain(
         anchored_through,
         equivocations,
     })
+}
+
+/// What the auditor's node says each bond output of `rounds` is: the unspent output, else
+/// the output of the transaction if the node can find it (spent outputs of transactions
+/// outside its wallet need `-txindex`), as its value and whether it pays to the sheet's bond
+/// key (P2TR, the key as output key).
+fn bond_values(backend: &dyn ChainBackend, rounds: &[cairn_spec::ScoredRound]) -> crate::scores::BondValues {
+    let mut out = crate::scores::BondValues::new();
+    for sh in rounds.iter().flat_map(|r| &r.sheets) {
+        out.entry((sh.bond_txid, sh.bond_vout)).or_insert_with(|| {
+            let txid = Txid::from_byte_array(sh.bond_txid.0);
+            let op = bitcoin::OutPoint { txid, vout: sh.bond_vout };
+            let (value, script) = match backend.utxo(&op, false) {
+                Ok(Some(u)) => (u.value, u.script_pubkey),
+                _ => {
+                    let tx = backend.transaction(&txid, None).ok().flatten()?;
+                    let o = tx.output.get(sh.bond_vout as usize)?;
+                    (o.value, o.script_pubkey.clone())
+                }
+            };
+            let to_key = bitcoin::ScriptBuf::new_p2tr_tweaked(
+                bitcoin::key::TweakedPublicKey::dangerous_assume_tweaked(sh.bond_key.x_only()),
+            );
+            Some((value.to_sat(), script == to_key))
+        });
+    }
+    out
 }

@@ -5,6 +5,7 @@
 //!   API, or a database), behind one trait. Nothing a source says is believed: signatures,
 //!   roots and Bitcoin decide.
 //! - [`epoch`]: re-verifying one epoch from its header, its receipts and its ledger snapshot.
+//! - [`scores`]: re-computing the scored rounds an epoch credits (SPEC.md §13.6).
 //! - [`headers`]: Bitcoin's header rules offline (checkpoints, exact retargeting, BIP34),
 //!   for proof bundles.
 //! - [`chain`]: the whole chain: every epoch, the anchor transactions from the genesis
@@ -27,6 +28,7 @@ pub mod epoch;
 pub mod headers;
 pub mod receipt;
 pub mod render;
+pub mod scores;
 pub mod source;
 pub mod verify;
 pub mod web;

@@ -9,7 +9,8 @@
 use std::time::Duration;
 
 use cairn_spec::{
-    Decode, Hash32, LedgerEntry, MerkleProof, Object, Roster, SignedEpochHeader, SignedReceipt, Task,
+    Decode, Hash32, LedgerEntry, MerkleProof, Object, Roster, ScoredRound, SignedEpochHeader, SignedReceipt,
+    Task,
 };
 use serde_json::Value;
 use thiserror::Error;
@@ -72,6 +73,12 @@ pub trait Source {
     fn receipt(&self, id: &Hash32) -> Result<LocatedReceipt, SourceError>;
     /// The anchors said to be confirmed, in chain order.
     fn anchors(&self) -> Result<Vec<AnchorClaim>, SourceError>;
+    /// The scored rounds the header at `height` credits (SPEC.md §13.6). A source that serves
+    /// none answers none, and a header committing rounds then fails its `scores` check.
+    fn rounds(&self, height: u32) -> Result<Vec<ScoredRound>, SourceError> {
+        let _ = height;
+        Ok(Vec::new())
+    }
     /// The roster epoch `epoch`'s draws rank (SPEC.md §12.1).
     fn roster(&self, epoch: u32) -> Result<Roster, SourceError> {
         Err(SourceError::NotFound(format!("roster of epoch {epoch}: {} serves no rosters", self.describe())))
@@ -214,6 +221,11 @@ impl Source for ApiSource {
                 return Ok(out);
             }
         }
+    }
+
+    fn rounds(&self, height: u32) -> Result<Vec<ScoredRound>, SourceError> {
+        let v = self.get(&format!("/v1/epochs/{height}/rounds"))?;
+        list(&v, "rounds")?.iter().map(|r| decode_hex(r, "scored round")).collect()
     }
 
     fn ledger(&self, height: u32) -> Result<Vec<LedgerEntry>, SourceError> {

@@ -119,6 +119,7 @@ fn chain_with(n: u32, anchor: AnchorBinding, mut beacon: impl FnMut(&SignedEpoch
                 None => Beacon::None,
             },
             anchor,
+            scores_root: cairn_spec::merkle::empty_root(),
             history: history.root(),
         };
         prev = header.hash();

@@ -383,3 +383,338 @@ fn reqwest_bytes(api: std::net::SocketAddr, path: &str) -> Vec<u8> {
     assert!(!head.to_ascii_lowercase().contains("chunked"));
     body
 }
+
+/// Issue 28's test: a quality class scored over the network by 3 bonded validators, one
+/// colluding with the poorest of 4 workers; each validator evaluates the workers from the
+/// results they revealed, commits, then reveals; the round is anchored, and `cairn audit
+/// epoch` recomputes every share, checks each worker's units against its receipts and each
+/// stake against Bitcoin.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn validators_score_a_quality_class_and_the_audit_reproduces_every_share() {
+    use cairn_spec::consensus::{self, ConsensusParams, Sheet};
+    use cairn_spec::{content_hash, Hash32, Object, RequestBody, ScoredRound, Signed};
+    let Some(exe) = cairn_testkit::bitcoind() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let btc = RegtestNode::start(&exe, &dir.path().join("bitcoind")).unwrap();
+    let rpc = btc.rpc().unwrap();
+    let call = |m: &str, p: Value| rpc.raw_call(m, p).unwrap();
+    let miner = "bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080";
+    let data = dir.path().join("data");
+    let mut cfg = common::rpc_config(&data, &btc.rpc_url(), &btc.cookie_path());
+    let params = ConsensusParams {
+        worker_budget_sats: 1_000_000,
+        validator_budget_sats: 100_000,
+        baseline: 100_000,
+        tolerance: 100_000,
+    };
+    cfg.classes = vec![cairn_coordinator::config::ClassConfig {
+        objective: Some(cairn_coordinator::config::ObjectiveConfig {
+            kind: cairn_coordinator::config::ObjectiveKind::Quality,
+            worker_budget_sats: params.worker_budget_sats,
+            validator_budget_sats: params.validator_budget_sats,
+            baseline_ppm: params.baseline,
+            tolerance_ppm: params.tolerance,
+        }),
+        ..common::exact_class("labels", 1, 0, 30)
+    }];
+    let (info, stop_tx, handle) = common::start_node(&cfg).await;
+    let api = info.api;
+    let url = format!("http://{api}");
+    let token = std::fs::read_to_string(data.join("operator.token")).unwrap().trim().to_string();
+    let coordinator = PubKey::from_hex(&info.coordinator).unwrap();
+    call("generatetoaddress", json!([1, info.anchor_address.clone().unwrap()]));
+    // Each validator's bond: a coinbase paying its bond key (P2TR), confirmed; its value is
+    // the validator's stake.
+    let mut bonds = Vec::new();
+    for i in 0..3u32 {
+        let bond_key = common::key(40 + i);
+        let addr = bitcoin::Address::p2tr_tweaked(
+            bitcoin::key::TweakedPublicKey::dangerous_assume_tweaked(bond_key.public().x_only()),
+            bitcoin::Network::Regtest,
+        );
+        let block = call("generatetoaddress", json!([1, addr.to_string()]));
+        let coinbase = call("getblock", json!([block[0]]))["tx"][0].as_str().unwrap().to_string();
+        let txid: bitcoin::Txid = coinbase.parse().unwrap();
+        bonds.push((bond_key, txid));
+    }
+    call("generatetoaddress", json!([100, miner]));
+
+    let mut workers: Vec<Worker> = Vec::new();
+    for i in 1..=4 {
+        workers.push(Worker::start(common::key(i), &info.p2p[0]).await);
+    }
+    for w in &workers {
+        assert_eq!(w.register(coordinator, 4).await, ResponseBody::Ack);
+    }
+    let mut validators = Vec::new();
+    for (i, (bond_key, txid)) in bonds.iter().enumerate() {
+        use bitcoin::hashes::Hash as _;
+        let v = Worker::start(common::key(30 + i as u32), &info.p2p[0]).await;
+        let txid = Hash32(txid.to_byte_array());
+        let reg = cairn_spec::ValidatorRegistration {
+            network: cairn_spec::Network::Regtest,
+            coordinator,
+            validator: v.public(),
+            payout_address: common::ADDR.into(),
+            created_at: common::now(),
+            bond: cairn_spec::Bond {
+                txid,
+                vout: 0,
+                key: bond_key.public(),
+                signature: bond_key
+                    .sign(&cairn_spec::work::bond_message(&coordinator, &v.public(), &txid, 0), &[3; 32]),
+            },
+        };
+        let signed = Signed::sign(reg, &v.key, &[1; 32]);
+        assert_eq!(v.req(RequestBody::RegisterValidator(Box::new(signed))).await, ResponseBody::Ack);
+        validators.push(v);
+    }
+    // A worker's key cannot also validate, nor a validator's bond back a second key.
+    let w0 = &workers[0];
+    let (txid0, key0) = (bonds[0].1, &bonds[0].0);
+    let dup = {
+        use bitcoin::hashes::Hash as _;
+        let txid = Hash32(txid0.to_byte_array());
+        cairn_spec::ValidatorRegistration {
+            network: cairn_spec::Network::Regtest,
+            coordinator,
+            validator: w0.public(),
+            payout_address: common::ADDR.into(),
+            created_at: common::now(),
+            bond: cairn_spec::Bond {
+                txid,
+                vout: 0,
+                key: key0.public(),
+                signature: key0
+                    .sign(&cairn_spec::work::bond_message(&coordinator, &w0.public(), &txid, 0), &[3; 32]),
+            },
+        }
+    };
+    let refused =
+        w0.req(RequestBody::RegisterValidator(Box::new(Signed::sign(dup, &w0.key, &[1; 32])))).await;
+    assert!(
+        matches!(refused, ResponseBody::Error { reason: cairn_spec::ErrorReason::Conflict, .. }),
+        "{refused:?}"
+    );
+
+    // Epoch 0: labelled items; worker i answers right on a share of them that falls with i
+    // (worker 3 is the poor one). The truth is what the validators hold.
+    let right = |item: u32| format!("label-{}", item % 3).into_bytes();
+    let good = [9u32, 7, 5, 2]; // out of 10
+                                // Worker i gets its k-th task right when ⌊(k+1)·g/10⌋ > ⌊k·g/10⌋: g in every 10, evenly,
+                                // so the validators' estimates are near the truth whichever tasks each worker drew.
+    let done: std::sync::Mutex<std::collections::HashMap<(usize, u32), bool>> = Default::default();
+    let count = std::sync::Mutex::new([0u32; 4]);
+    let answer = |i: usize, item: u32| {
+        let correct = *done.lock().unwrap().entry((i, item)).or_insert_with(|| {
+            let mut c = count.lock().unwrap();
+            let k = c[i];
+            c[i] += 1;
+            (k + 1) * good[i] / 10 > k * good[i] / 10
+        });
+        if correct {
+            right(item)
+        } else {
+            b"wrong".to_vec()
+        }
+    };
+    let mut tasks: Vec<(u32, Hash32)> = Vec::new();
+    for item in 0..80u32 {
+        let body = format!(
+            r#"{{"class":"labels","input_text":"item {item}","units":1,"budget_sats":1000,"nonce":{item}}}"#
+        );
+        let (s, v) = http(api, "POST", "/v1/tasks", Some(&token), Some(&body));
+        assert_eq!(s, 201, "{v}");
+        let id = Hash32::from_hex(v["id"].as_str().unwrap()).unwrap();
+        let ws: Vec<&Worker> = workers.iter().collect();
+        let t = common::run_task(api, &ws, id, &|i| answer(i, item)).await;
+        assert_eq!(t["phase"], "decided", "{t}");
+        tasks.push((item, id));
+    }
+    let wait_for =
+        |what: &str, f: &dyn Fn() -> bool| cairn_testkit::wait_for(what, Duration::from_secs(30), f);
+    // Closes the open epoch `e` and waits until the next is armed (its beacon final).
+    let close = |e: u32| {
+        let (api, token, call) = (api, token.clone(), &call);
+        async move {
+            assert_eq!(http(api, "POST", "/v1/epochs/close", Some(&token), None).1["closed"], e);
+            let path = format!("/v1/epochs/{e}");
+            wait_for("anchor broadcast", &|| {
+                http(api, "GET", &path, None, None).1["anchor"]["status"] == "pending"
+            });
+            call("generatetoaddress", json!([3, miner]));
+            wait_for("the next epoch armed", &|| {
+                http(api, "GET", "/v1/stats", None, None).1["open_epoch_armed"] == true
+            });
+        }
+    };
+    close(0).await;
+
+    // Each validator evaluates what the workers revealed against the truth it holds: the
+    // first on every item, the second on all but the first four (two honest estimates that
+    // differ by a task or so per worker).
+    let mut seen: Vec<(u32, PubKey, Hash32)> = Vec::new();
+    for (item, id) in &tasks {
+        // One replica per task in a quality class: the accepted result is its worker's.
+        let t = http(api, "GET", &format!("/v1/tasks/{id}"), None, None).1;
+        let result = Hash32::from_hex(t["result_hash"].as_str().unwrap()).unwrap();
+        for a in t["assignments"].as_array().unwrap().iter().filter(|a| a["verdict"] == "accepted") {
+            seen.push((*item, PubKey::from_hex(a["worker"].as_str().unwrap()).unwrap(), result));
+        }
+    }
+    let accuracy = |w: &PubKey, which: &dyn Fn(u32) -> bool| -> u32 {
+        let mine: Vec<_> = seen.iter().filter(|(item, k, _)| k == w && which(*item)).collect();
+        let ok = mine.iter().filter(|(item, _, h)| *h == content_hash(&right(*item))).count();
+        (ok as u64 * 1_000_000 / mine.len().max(1) as u64) as u32
+    };
+    let mut keys: Vec<PubKey> = workers.iter().map(|w| w.public()).collect();
+    keys.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+    let poor = workers[3].public();
+    let sheets: Vec<Vec<(PubKey, u32)>> = vec![
+        keys.iter().map(|k| (*k, accuracy(k, &|_| true))).collect(),
+        keys.iter().map(|k| (*k, accuracy(k, &|i| i >= 4))).collect(),
+        // The colluder: its partner at the top, the rest pushed down.
+        keys.iter().map(|k| (*k, if *k == poor { 1_000_000 } else { accuracy(k, &|_| true) / 2 })).collect(),
+    ];
+    let class = cfg.classes[0].to_class().unwrap().id();
+    let reveal_of = |v: &Worker, scores: &[(PubKey, u32)]| cairn_spec::ScoreReveal {
+        network: cairn_spec::Network::Regtest,
+        coordinator,
+        class,
+        epoch: 0,
+        validator: v.public(),
+        scores: scores.to_vec(),
+        salt: content_hash(v.public().as_bytes()).0,
+    };
+    for (v, s) in validators.iter().zip(&sheets) {
+        let r = reveal_of(v, s);
+        let commit = cairn_spec::ScoreCommit {
+            network: r.network,
+            coordinator,
+            class,
+            epoch: 0,
+            validator: v.public(),
+            commitment: cairn_spec::scores::score_commitment_value(
+                r.network,
+                &coordinator,
+                &class,
+                0,
+                &r.validator,
+                &r.scores,
+                &r.salt,
+            ),
+        };
+        let c = RequestBody::ScoreCommit(Box::new(Signed::sign(commit, &v.key, &[2; 32])));
+        assert_eq!(v.req(c).await, ResponseBody::Ack);
+        // Revealing now is refused: commits are still open.
+        let early = v.req(RequestBody::ScoreReveal(Box::new(Signed::sign(r, &v.key, &[2; 32])))).await;
+        assert!(
+            matches!(early, ResponseBody::Error { reason: cairn_spec::ErrorReason::TooEarly, .. }),
+            "{early:?}"
+        );
+    }
+    close(1).await;
+    for (v, s) in validators.iter().zip(&sheets) {
+        let r = RequestBody::ScoreReveal(Box::new(Signed::sign(reveal_of(v, s), &v.key, &[2; 32])));
+        assert_eq!(v.req(r).await, ResponseBody::Ack);
+    }
+    assert_eq!(http(api, "POST", "/v1/epochs/close", Some(&token), None).1["closed"], 2);
+    wait_for("anchor broadcast", &|| {
+        http(api, "GET", "/v1/epochs/2", None, None).1["anchor"]["status"] == "pending"
+    });
+    call("generatetoaddress", json!([3, miner]));
+    wait_for("confirmation", &|| {
+        http(api, "GET", "/v1/epochs/2", None, None).1["anchor"]["status"] == "confirmed"
+    });
+
+    // The round the header at 2 commits.
+    let v = http(api, "GET", "/v1/epochs/2/rounds", None, None).1;
+    let rounds: Vec<ScoredRound> = v["rounds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| ScoredRound::from_bytes(&hex::decode(r.as_str().unwrap()).unwrap()).unwrap())
+        .collect();
+    assert_eq!(rounds.len(), 1, "{v}");
+    let round = &rounds[0];
+    let outcome = round.check().unwrap();
+    let per_unit = |k: &PubKey| {
+        let w = round.workers.iter().find(|w| w.worker == *k).unwrap();
+        w.share_sats as f64 / w.units as f64
+    };
+    let pay: Vec<f64> = workers.iter().map(|w| per_unit(&w.public())).collect();
+    let vshare = |v: &Worker| round.sheets.iter().find(|s| s.validator == v.public()).unwrap().share_sats;
+    assert!(
+        vshare(&validators[2]) < vshare(&validators[0]) && vshare(&validators[2]) < vshare(&validators[1])
+    );
+    // What the colluder moved, against the same round without it, and the bound: the honest
+    // validators' spread on each worker.
+    let mut honest: Vec<Sheet> = round.sheets[..]
+        .iter()
+        .filter(|s| s.validator != validators[2].public())
+        .map(|s| Sheet { validator: s.validator, stake: s.stake, scores: s.scores.clone() })
+        .collect();
+    honest.sort_by(|a, b| a.validator.as_bytes().cmp(b.validator.as_bytes()));
+    let units: Vec<(PubKey, u64)> = round.workers.iter().map(|w| (w.worker, w.units)).collect();
+    let without = consensus::consensus(&params, &units, &honest).unwrap();
+    for (o, b) in outcome.workers.iter().zip(&without.workers) {
+        let (a0, a1) = (
+            sheets[0].iter().find(|s| s.0 == o.worker).unwrap().1,
+            sheets[1].iter().find(|s| s.0 == o.worker).unwrap().1,
+        );
+        assert!(
+            (a0.min(a1)..=a0.max(a1)).contains(&o.score),
+            "score of {} outside the honest range",
+            o.worker
+        );
+        eprintln!(
+            "worker {}: score {} (without the colluder {}, honest spread {}), share {} sats ({:+})",
+            o.worker,
+            o.score,
+            b.score,
+            a0.abs_diff(a1),
+            o.share_sats,
+            o.share_sats as i64 - b.share_sats as i64
+        );
+    }
+    assert!(
+        pay.windows(2).all(|p| p[0] > p[1]),
+        "pay per unit follows true quality: {pay:?}, sheets {sheets:?}"
+    );
+    eprintln!(
+        "validators' shares: honest {} and {}, colluder {}",
+        vshare(&validators[0]),
+        vshare(&validators[1]),
+        vshare(&validators[2])
+    );
+
+    // `cairn audit epoch 2`, against Bitcoin Core: every share recomputed, units against the
+    // receipts, stakes against the bond outputs.
+    let mut e =
+        vec!["audit".into(), "epoch".into(), "2".into(), "--api".into(), url.clone(), "--json".into()];
+    e.extend([
+        "--rpc-url".into(),
+        btc.rpc_url(),
+        "--rpc-cookie".into(),
+        btc.cookie_path().display().to_string(),
+    ]);
+    let (code, out) = cairn(&e.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(code, 0, "{out}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    let checks = v["audit"]["epochs"][0]["report"]["checks"].as_array().unwrap().clone();
+    let scores = checks.iter().find(|c| c["name"] == "scores").unwrap();
+    assert_eq!(scores["outcome"], "pass", "{scores}");
+    let detail = scores["detail"].as_str().unwrap();
+    assert!(detail.contains("units match") && detail.contains("stakes match Bitcoin"), "{detail}");
+    eprintln!("cairn audit epoch 2: {detail}");
+    // The validators' credit is in the ledger.
+    let l = http(api, "GET", &format!("/v1/ledger/{}", validators[0].public()), None, None).1;
+    assert_eq!(l["locked"].as_u64(), Some(vshare(&validators[0])), "{l}");
+
+    for w in workers.iter().chain(&validators) {
+        w.net.shutdown().await;
+    }
+    stop_tx.send(()).unwrap();
+    handle.await.unwrap();
+    drop(btc);
+}

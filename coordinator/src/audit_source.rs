@@ -46,6 +46,10 @@ impl Source for StoreSource {
             .ok_or_else(|| SourceError::NotFound(format!("ledger snapshot of epoch {height}")))
     }
 
+    fn rounds(&self, height: u32) -> Result<Vec<cairn_spec::ScoredRound>, SourceError> {
+        ls::rounds(self.store.as_ref(), height).map_err(load)
+    }
+
     fn receipt(&self, id: &Hash32) -> Result<LocatedReceipt, SourceError> {
         let (epoch, index, receipt) = ls::receipt(self.store.as_ref(), id)
             .map_err(load)?

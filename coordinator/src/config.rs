@@ -243,6 +243,37 @@ pub struct ClassConfig {
     pub lease_secs: u32,
     /// Reveal seconds.
     pub reveal_secs: u32,
+    /// A scored objective (SPEC.md §13); absent: the class is verified.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub objective: Option<ObjectiveConfig>,
+}
+
+/// A scored class's objective and the terms its validators' consensus shares by (SPEC.md
+/// §5.2, §13), the `[class.objective]` table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ObjectiveConfig {
+    /// `quality` (outputs scored against ground truth the validators hold) or `latency`
+    /// (correct answers, faster earns more).
+    pub kind: ObjectiveKind,
+    /// Sats the workers share each epoch.
+    pub worker_budget_sats: u64,
+    /// Sats the validators share each epoch.
+    pub validator_budget_sats: u64,
+    /// Scores at or below this (parts per million; chance accuracy, say) earn nothing.
+    pub baseline_ppm: u32,
+    /// A validator this far from the consensus on average (ppm) earns nothing.
+    pub tolerance_ppm: u32,
+}
+
+/// The scored objectives a class may state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ObjectiveKind {
+    /// Scored against ground truth.
+    Quality,
+    /// Scored by speed among correct results.
+    Latency,
 }
 
 /// What a chat-completion class pins: the model its workers' endpoints run, the seed and the
@@ -324,8 +355,31 @@ impl ClassConfig {
             max_input_bytes: self.max_input_bytes,
             lease_secs: self.lease_secs,
             reveal_secs: self.reveal_secs,
-            // Scored objectives (SPEC.md §13) are not offered by this node yet.
-            objective: cairn_spec::Objective::Verified,
+            objective: match self.objective {
+                None => cairn_spec::Objective::Verified,
+                Some(o) => {
+                    let terms = cairn_spec::consensus::ConsensusParams {
+                        worker_budget_sats: o.worker_budget_sats,
+                        validator_budget_sats: o.validator_budget_sats,
+                        baseline: o.baseline_ppm,
+                        tolerance: o.tolerance_ppm,
+                    };
+                    match o.kind {
+                        ObjectiveKind::Latency => cairn_spec::Objective::Latency(terms),
+                        // A quality class runs each task once and pays only through its
+                        // budget (SPEC.md §5.2): replicas of workers of different quality
+                        // would disagree, and a per-unit price would pay junk.
+                        ObjectiveKind::Quality if self.replication != 1 || self.reward_per_unit != 0 => {
+                            return Err(ConfigError::Invalid(format!(
+                                "class {}: a quality class has replication = 1 and reward_per_unit = 0 \
+                                 (its budget, shared by the validators' consensus, is the pay)",
+                                self.name
+                            )))
+                        }
+                        ObjectiveKind::Quality => cairn_spec::Objective::Quality(terms),
+                    }
+                }
+            },
         };
         // The decoder holds every range rule: a class it would refuse is refused here.
         use cairn_spec::{Decode, Encode};
@@ -628,6 +682,14 @@ impl NodeConfig {
             let Some(class) = classes.iter().find(|k| k.name == c.class) else {
                 return Err(ConfigError::Invalid(format!("canary names unknown class {}", c.class)));
             };
+            // A quality class compares no answer (its validators judge results): a canary
+            // there would accept anything and be a free unit.
+            if !class.objective.compares_results() {
+                return Err(ConfigError::Invalid(format!(
+                    "canary of class {}: a quality class takes no canaries",
+                    c.class
+                )));
+            }
             let (Ok(input), Ok(answer)) = (hex::decode(&c.input_hex), hex::decode(&c.answer_hex)) else {
                 return Err(ConfigError::Invalid(format!("canary of class {}: bad hex", c.class)));
             };
@@ -795,6 +857,7 @@ reveal_secs = 60
             max_input_bytes: 4096,
             lease_secs: 60,
             reveal_secs: 60,
+            objective: None,
         };
         let settings = ChatSettings { model: "tiny-llm".into(), seed: 42, max_tokens: 16 };
         let class = base(Some(settings.clone()), "00".repeat(32)).to_class().unwrap();
@@ -819,5 +882,62 @@ mod example {
         let c =
             <super::NodeConfig as super::Layered>::from_toml(include_str!("../cairn.example.toml")).unwrap();
         assert_eq!(c.lifecycle().unwrap().classes.len(), 2);
+    }
+}
+
+#[cfg(test)]
+mod objectives {
+    use super::*;
+
+    fn quality() -> ClassConfig {
+        ClassConfig {
+            name: "q".into(),
+            executor: ExecutorKind::Command,
+            model_hash: zero_hash(),
+            rule: RuleConfig::Exact,
+            chat: None,
+            replication: 1,
+            reward_per_unit: 0,
+            max_input_bytes: 64,
+            lease_secs: 10,
+            reveal_secs: 10,
+            objective: Some(ObjectiveConfig {
+                kind: ObjectiveKind::Quality,
+                worker_budget_sats: 1000,
+                validator_budget_sats: 100,
+                baseline_ppm: 500_000,
+                tolerance_ppm: 100_000,
+            }),
+        }
+    }
+
+    #[test]
+    fn a_quality_class_states_its_terms_and_pays_only_through_them() {
+        let terms = cairn_spec::consensus::ConsensusParams {
+            worker_budget_sats: 1000,
+            validator_budget_sats: 100,
+            baseline: 500_000,
+            tolerance: 100_000,
+        };
+        assert_eq!(quality().to_class().unwrap().objective, cairn_spec::Objective::Quality(terms));
+        // A per-unit price would pay junk, and replicas of unequal workers would disagree.
+        let paid = ClassConfig { reward_per_unit: 5, ..quality() }.to_class().unwrap_err();
+        assert!(paid.to_string().contains("reward_per_unit = 0"), "{paid}");
+        let twice = ClassConfig { replication: 2, ..quality() }.to_class().unwrap_err();
+        assert!(twice.to_string().contains("replication = 1"), "{twice}");
+        // A canary would accept anything there.
+        let cfg = NodeConfig {
+            network: "regtest".into(),
+            classes: vec![quality()],
+            canaries: vec![CanaryConfig {
+                class: "q".into(),
+                input_hex: "61".into(),
+                answer_hex: "62".into(),
+                units: 1,
+            }],
+            ..NodeConfig::default()
+        };
+        let e = cfg.lifecycle().unwrap_err();
+        assert!(e.to_string().contains("no canaries"), "{e}");
     }
 }

@@ -13,7 +13,7 @@ use cairn_spec::{
 use thiserror::Error;
 
 use crate::lifecycle::{
-    Change, MetaState, PayoutRecord, PayoutStatus, Snapshot, Step, TaskRecord, WorkerRecord,
+    Change, MetaState, PayoutRecord, PayoutStatus, Snapshot, Step, TaskRecord, ValidatorRecord, WorkerRecord,
 };
 use crate::store::{Batch, Entry, KvStore, StoreError, Table};
 
@@ -98,6 +98,16 @@ fn snapshot_key(h: u32) -> Vec<u8> {
 /// before it, which commits to its root).
 fn roster_key(h: u32) -> Vec<u8> {
     [b"r".as_slice(), &h.to_be_bytes()].concat()
+}
+
+/// `scores`: kind (`c` commit, `r` reveal, `u` units) ‖ scored epoch ‖ class ‖ key.
+fn score_key(kind: u8, epoch: u32, class: &Hash32, key: &PubKey) -> Vec<u8> {
+    [&[kind][..], &epoch.to_be_bytes(), &class.0, key.as_bytes()].concat()
+}
+
+/// `scores`: `o` ‖ crediting header's height ‖ class.
+fn round_key(height: u32, class: &Hash32) -> Vec<u8> {
+    [b"o".as_slice(), &height.to_be_bytes(), &class.0].concat()
 }
 
 /// Identifies the row a change rewrites whole (a kind, then up to 36 bytes of key), when
@@ -216,6 +226,34 @@ pub fn add(b: &mut Batch, c: &Change) -> Result<(), Unsealed> {
         }
         Change::Accepted { requester, nonce, task } => {
             b.put(Table::Tasks, nonce_key(requester, *nonce), task.0.to_vec());
+        }
+        Change::Validator(v) => {
+            b.put(Table::Scores, [b"v".as_slice(), v.key().as_bytes()].concat(), json(v.as_ref()));
+        }
+        Change::ScoreCommit(c) => {
+            b.put(
+                Table::Scores,
+                score_key(b'c', c.body.epoch, &c.body.class, &c.body.validator),
+                c.to_bytes(),
+            );
+        }
+        Change::ScoreReveal(r) => {
+            b.put(
+                Table::Scores,
+                score_key(b'r', r.body.epoch, &r.body.class, &r.body.validator),
+                r.to_bytes(),
+            );
+        }
+        Change::Units { epoch, class, worker, units } => {
+            b.put(Table::Scores, score_key(b'u', *epoch, class, worker), units.to_be_bytes().to_vec());
+        }
+        Change::Round { height, round } => {
+            b.put(Table::Scores, round_key(*height, &round.class), round.to_bytes());
+        }
+        Change::ScoresDropped { epoch, class, key } => {
+            for kind in [b'c', b'r', b'u'] {
+                b.delete(Table::Scores, score_key(kind, *epoch, class, key));
+            }
         }
         Change::Blob { hash, bytes } => {
             b.put(Table::Blobs, hash.0.to_vec(), (bytes.len() as u64).to_be_bytes().to_vec());
@@ -371,6 +409,26 @@ pub fn load(s: &dyn KvStore) -> Result<Option<Snapshot>, LoadError> {
         snap.open_leaves.push(decode::<SignedReceipt>(Table::Receipts, &k, &v)?.id());
         Ok::<(), LoadError>(())
     })?;
+    for (k, v) in scan_all(s, Table::Scores, b"v")? {
+        snap.validators.push(parse::<ValidatorRecord>(Table::Scores, &k, &v)?);
+    }
+    for (k, v) in scan_all(s, Table::Scores, b"c")? {
+        snap.score_commits.push(decode(Table::Scores, &k, &v)?);
+    }
+    for (k, v) in scan_all(s, Table::Scores, b"r")? {
+        snap.score_reveals.push(decode(Table::Scores, &k, &v)?);
+    }
+    for (k, v) in scan_all(s, Table::Scores, b"u")? {
+        let (Some(e), Some(c), Some(w), Ok(u)) = (
+            k.get(1..5).and_then(|e| <[u8; 4]>::try_from(e).ok()),
+            k.get(5..37).and_then(|c| <[u8; 32]>::try_from(c).ok()),
+            k.get(37..69).and_then(|w| PubKey::from_bytes(w.try_into().ok()?)),
+            <[u8; 8]>::try_from(v.as_slice()),
+        ) else {
+            return Err(corrupt(Table::Scores, &k, "units row"));
+        };
+        snap.units.push((u32::from_be_bytes(e), Hash32(c), w, u64::from_be_bytes(u)));
+    }
     snap.roster = roster(s, snap.meta.next_epoch)?;
     if let Some(prev) = snap.meta.next_epoch.checked_sub(1) {
         snap.prev_roster = roster(s, prev)?;
@@ -507,6 +565,12 @@ pub fn headers(s: &dyn KvStore, from: u32, count: usize) -> Result<Vec<SignedEpo
         .into_iter()
         .map(|(k, v)| decode(Table::Epochs, &k, &v))
         .collect()
+}
+
+/// The scored rounds the header at `height` credits, by class id.
+pub fn rounds(s: &dyn KvStore, height: u32) -> Result<Vec<cairn_spec::ScoredRound>, LoadError> {
+    let prefix = [b"o".as_slice(), &height.to_be_bytes()].concat();
+    scan_all(s, Table::Scores, &prefix)?.iter().map(|(k, v)| decode(Table::Scores, k, v)).collect()
 }
 
 /// The ledger entries epoch `height`'s state root commits to, in key order.

@@ -14,7 +14,7 @@ fn check<T: Decode + Encode>(b: &[u8]) {
 fuzz_target!(|data: &[u8]| {
     // The first byte picks the type so the fuzzer can specialise; the rest is the input.
     let Some((&which, rest)) = data.split_first() else { return };
-    match which % 15 {
+    match which % 17 {
         0 => check::<TaskClass>(rest),
         1 => check::<Task>(rest),
         2 => check::<Signed<Registration>>(rest),
@@ -29,6 +29,8 @@ fuzz_target!(|data: &[u8]| {
         11 => check::<Request>(rest),
         12 => check::<Signed<ScoreCommit>>(rest),
         13 => check::<Signed<ScoreReveal>>(rest),
+        14 => check::<Signed<ValidatorRegistration>>(rest),
+        15 => check::<ScoredRound>(rest),
         _ => check::<Response>(rest),
     }
 });

@@ -40,7 +40,7 @@ fn spawn_app(net: Network, mut events: mpsc::Receiver<NetworkEvent>, state: Arc<
                     {
                         let mut s = state.lock().unwrap();
                         if let GossipMessage::Epoch(h) = message.as_ref() {
-                            s.headers.insert(h.body.height, h.clone());
+                            s.headers.insert(h.body.height, (**h).clone());
                         }
                         s.gossip += 1;
                     }
@@ -126,6 +126,7 @@ fn headers(n: u32, network: cairn_spec::Network) -> Vec<SignedEpochHeader> {
                 next_roster: cairn_spec::Roster::default().root(),
                 beacon: cairn_spec::Beacon::None,
                 anchor: cairn_spec::AnchorBinding::None,
+                scores_root: cairn_spec::merkle::empty_root(),
                 history: history.root(),
             };
             prev = h.hash();
@@ -166,7 +167,7 @@ async fn six_nodes_in_a_line_gossip_and_request() {
     }
     until_mesh(&nodes.iter().collect::<Vec<_>>(), Topic::Epochs).await;
     let h = headers(1, cairn_spec::Network::Regtest).remove(0);
-    nodes[0].net.publish(&GossipMessage::Epoch(h.clone())).await.unwrap();
+    nodes[0].net.publish(&GossipMessage::Epoch(Box::new(h.clone()))).await.unwrap();
     let started = std::time::Instant::now();
     until("the header to reach all six nodes", Duration::from_secs(20), || {
         nodes[1..].iter().all(|n| n.state.lock().unwrap().headers.contains_key(&0))
@@ -247,7 +248,7 @@ async fn a_copy_on_the_wrong_topic_neither_censors_nor_frames_the_genuine_messag
     until_mesh(&[&target, &honest], Topic::Epochs).await;
     until_mesh(&[&attacker], Topic::Receipts).await;
     let h = headers(1, cairn_spec::Network::Regtest).remove(0);
-    let bytes = GossipMessage::Epoch(h.clone()).to_bytes();
+    let bytes = GossipMessage::Epoch(Box::new(h.clone())).to_bytes();
     let attacker_peer = attacker.net.local_peer();
     attacker.net.publish_unchecked(Topic::Receipts, bytes).await.unwrap();
     until("the wrong-topic copy to be rejected", Duration::from_secs(10), || {
@@ -260,7 +261,7 @@ async fn a_copy_on_the_wrong_topic_neither_censors_nor_frames_the_genuine_messag
             .any(|(p, r)| *p == attacker_peer && *r == RejectReason::WrongTopic)
     })
     .await;
-    honest.net.publish(&GossipMessage::Epoch(h)).await.unwrap();
+    honest.net.publish(&GossipMessage::Epoch(Box::new(h))).await.unwrap();
     until("the genuine header to arrive", Duration::from_secs(10), || {
         target.state.lock().unwrap().headers.contains_key(&0)
     })
@@ -308,7 +309,7 @@ async fn a_preferred_peer_gets_every_publication_whatever_its_score() {
     hub.net.prefer(&preferred.net.local_peer()).await.unwrap();
     let all = headers(3, cairn_spec::Network::Regtest);
     for h in &all {
-        hub.net.publish(&GossipMessage::Epoch(h.clone())).await.unwrap();
+        hub.net.publish(&GossipMessage::Epoch(Box::new(h.clone()))).await.unwrap();
     }
     until("the preferred peer to get every header", Duration::from_secs(5), || {
         preferred.state.lock().unwrap().headers.len() == 3
@@ -329,7 +330,7 @@ async fn a_relayed_object_with_a_bad_signature_is_never_published() {
     let n = start(100).await;
     let mut h = headers(1, cairn_spec::Network::Regtest).remove(0);
     h.body.height = 9;
-    let r = n.net.publish(&GossipMessage::Epoch(h)).await;
+    let r = n.net.publish(&GossipMessage::Epoch(Box::new(h))).await;
     assert!(matches!(r, Err(cairn_p2p::P2pError::Publish(ref m)) if m.contains("signature")), "{r:?}");
     n.net.shutdown().await;
 }
@@ -357,9 +358,12 @@ async fn misbehaving_peers_are_rejected_scored_down_and_graylisted() {
     bad1.net.publish_unchecked(Topic::Epochs, vec![7u8; 200 * 1024]).await.unwrap();
     let mut forged = chain[1].clone();
     forged.signature.0[5] ^= 1;
-    bad2.net.publish_unchecked(Topic::Epochs, GossipMessage::Epoch(forged).to_bytes()).await.unwrap();
     bad2.net
-        .publish_unchecked(Topic::Receipts, GossipMessage::Epoch(chain[2].clone()).to_bytes())
+        .publish_unchecked(Topic::Epochs, GossipMessage::Epoch(Box::new(forged)).to_bytes())
+        .await
+        .unwrap();
+    bad2.net
+        .publish_unchecked(Topic::Receipts, GossipMessage::Epoch(Box::new(chain[2].clone())).to_bytes())
         .await
         .unwrap();
     until("four rejections at the relay", Duration::from_secs(10), || {
@@ -396,7 +400,7 @@ async fn misbehaving_peers_are_rejected_scored_down_and_graylisted() {
     })
     .await;
     // The honest network keeps working.
-    honest.net.publish(&GossipMessage::Epoch(chain[0].clone())).await.unwrap();
+    honest.net.publish(&GossipMessage::Epoch(Box::new(chain[0].clone()))).await.unwrap();
     until("the honest header at the relay", Duration::from_secs(10), || {
         relay.state.lock().unwrap().headers.contains_key(&0)
     })
@@ -416,13 +420,13 @@ async fn partitioned_node_catches_up_through_sync() {
     c.net.dial(&b.addr).await.unwrap();
     until_mesh(&[&a, &b, &c], Topic::Epochs).await;
     let chain = headers(5, cairn_spec::Network::Regtest);
-    a.net.publish(&GossipMessage::Epoch(chain[0].clone())).await.unwrap();
+    a.net.publish(&GossipMessage::Epoch(Box::new(chain[0].clone()))).await.unwrap();
     until("epoch 0 at c", Duration::from_secs(10), || c.state.lock().unwrap().headers.contains_key(&0)).await;
     // Cut c off, publish the rest while it is away.
     c.net.shutdown().await;
     until_mesh(&[&a, &b], Topic::Epochs).await;
     for h in &chain[1..] {
-        a.net.publish(&GossipMessage::Epoch(h.clone())).await.unwrap();
+        a.net.publish(&GossipMessage::Epoch(Box::new(h.clone()))).await.unwrap();
     }
     until("epochs 1-4 at b", Duration::from_secs(10), || b.state.lock().unwrap().headers.len() == 5).await;
     // c comes back with the same identity and asks b for what it missed.
@@ -460,7 +464,10 @@ async fn regtest_and_signet_never_exchange_gossip() {
     s.net.dial(&r.addr).await.unwrap();
     r2.net.dial(&r.addr).await.unwrap();
     until_mesh(&[&r, &r2], Topic::Epochs).await;
-    r.net.publish(&GossipMessage::Epoch(headers(1, cairn_spec::Network::Regtest).remove(0))).await.unwrap();
+    r.net
+        .publish(&GossipMessage::Epoch(Box::new(headers(1, cairn_spec::Network::Regtest).remove(0))))
+        .await
+        .unwrap();
     until("the regtest peer to get it", Duration::from_secs(10), || r2.state.lock().unwrap().gossip == 1)
         .await;
     // Identify tells them apart and they part ways; the signet node saw nothing.
@@ -473,7 +480,7 @@ async fn regtest_and_signet_never_exchange_gossip() {
     // A signet object cannot even be published by a regtest node.
     assert!(r
         .net
-        .publish(&GossipMessage::Epoch(headers(1, cairn_spec::Network::Signet).remove(0)))
+        .publish(&GossipMessage::Epoch(Box::new(headers(1, cairn_spec::Network::Signet).remove(0))))
         .await
         .is_err());
     for n in [&r, &s, &r2] {

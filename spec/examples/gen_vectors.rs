@@ -210,6 +210,78 @@ fn signed_obj<T: Object + Signer + serde::Serialize>(ty: &str, v: &Signed<T>) ->
     })
 }
 
+/// A scored round of `class` over epoch 7: each validator's sheet signed as its reveal, the
+/// outcome the consensus of the inputs (SPEC.md §13.6).
+fn scored_round(
+    coord: &SigningKey,
+    class: &TaskClass,
+    validators: &[&SigningKey],
+    workers: &[&SigningKey],
+    params: consensus::ConsensusParams,
+) -> ScoredRound {
+    let mut ws: Vec<PubKey> = workers.iter().map(|w| w.public()).collect();
+    ws.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+    let mut vs: Vec<&SigningKey> = validators.to_vec();
+    vs.sort_by(|a, b| a.public().as_bytes().cmp(b.public().as_bytes()));
+    let mut round = ScoredRound {
+        network: Network::Regtest,
+        coordinator: coord.public(),
+        class: class.id(),
+        epoch: 7,
+        params,
+        workers: ws
+            .iter()
+            .enumerate()
+            .map(|(i, &w)| rounds::RoundWorker { worker: w, units: 3 + i as u64, score: 0, share_sats: 0 })
+            .collect(),
+        sheets: Vec::new(),
+        unallocated_sats: 0,
+    };
+    for (n, v) in vs.iter().enumerate() {
+        let scores: Vec<(PubKey, u32)> = ws
+            .iter()
+            .enumerate()
+            .map(|(i, &w)| (w, 900_000 - 300_000 * i as u32 + 20_000 * n as u32))
+            .collect();
+        let salt = [0x60 + n as u8; 32];
+        let reveal = ScoreReveal {
+            network: round.network,
+            coordinator: round.coordinator,
+            class: round.class,
+            epoch: round.epoch,
+            validator: v.public(),
+            scores: scores.clone(),
+            salt,
+        };
+        let bond_txid = h(&format!("bond {n}"));
+        let bond_key = SigningKey::from_secret_bytes([0x70 + n as u8; 32]).expect("valid key");
+        let bond_msg = work::bond_message(&coord.public(), &v.public(), &bond_txid, n as u32);
+        round.sheets.push(rounds::RoundSheet {
+            validator: v.public(),
+            stake: 50_000 * (n as u64 + 1),
+            bond_txid,
+            bond_vout: n as u32,
+            bond_key: bond_key.public(),
+            bond_signature: bond_key.sign(&bond_msg, &AUX),
+            scores,
+            salt,
+            signature: Signed::sign(reveal, v, &AUX).signature,
+            share_sats: 0,
+        });
+    }
+    let out = round.recompute().expect("valid inputs");
+    for (w, o) in round.workers.iter_mut().zip(&out.workers) {
+        w.score = o.score;
+        w.share_sats = o.share_sats;
+    }
+    for (s, o) in round.sheets.iter_mut().zip(&out.validators) {
+        s.share_sats = o.share_sats;
+    }
+    round.unallocated_sats = out.unallocated_sats;
+    round.check().expect("the round checks");
+    round
+}
+
 fn not_a_key() -> [u8; 32] {
     (0u8..=255).map(|b| [b; 32]).find(|b| PubKey::from_bytes(*b).is_none()).unwrap()
 }
@@ -280,6 +352,24 @@ fn object_vectors() -> Value {
         ),
     };
     assert!(score_reveal.opens(&score_commit));
+    // A validator's bonded registration (SPEC.md §13.5): the bond key signs bond_message.
+    let vbond_key = SigningKey::from_secret_bytes([0x43; 32]).expect("valid key");
+    let vbond_txid = h("validator bond utxo");
+    let validator_reg = ValidatorRegistration {
+        network: Network::Regtest,
+        coordinator: coord.public(),
+        validator: validator.public(),
+        payout_address: "bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080".into(),
+        created_at: 1_767_225_600,
+        bond: work::Bond {
+            txid: vbond_txid,
+            vout: 2,
+            key: vbond_key.public(),
+            signature: vbond_key
+                .sign(&work::bond_message(&coord.public(), &validator.public(), &vbond_txid, 2), &AUX),
+        },
+    };
+    let round = scored_round(&coord, &quality, &[&validator, &key(6)], &[&worker, &key(3), &key(4)], terms);
     let task = sample_task(&coord);
     let blob_task = Task {
         input: Payload::Blob { hash: content_hash(b"big input"), size: 1 << 20 },
@@ -336,6 +426,7 @@ fn object_vectors() -> Value {
         next_roster: Roster::new(vec![key(20).public(), key(21).public(), key(22).public()]).root(),
         beacon: Beacon::None,
         anchor: AnchorBinding::Key { key: key(30).public(), genesis_txid: h("funding-tx"), genesis_vout: 1 },
+        scores_root: cairn_spec::merkle::empty_root(),
         history: merkle::empty_root(),
     };
     let next = EpochHeader {
@@ -352,6 +443,18 @@ fn object_vectors() -> Value {
         next_seed_hash: draw::seed_hash(&h("draw-seed-2")),
         beacon: Beacon::Block { height: 103, hash: h("block-103") },
         ..genesis.clone()
+    };
+    // The third header credits the scored round (of epoch 7 in this vector; the header's own
+    // height does not bind it, the auditor's check of `epoch = height − 2` does).
+    let third = EpochHeader {
+        height: 2,
+        prev: next.hash(),
+        history: merkle::root(&[genesis.hash(), next.hash()]),
+        draw_seed: h("draw-seed-2"),
+        next_seed_hash: draw::seed_hash(&h("draw-seed-3")),
+        beacon: Beacon::Block { height: 106, hash: h("block-106") },
+        scores_root: rounds::scores_root(std::slice::from_ref(&round)),
+        ..next.clone()
     };
 
     // A batch of five: paths of two and three siblings, and a promoted last leaf.
@@ -374,6 +477,8 @@ fn object_vectors() -> Value {
         signed_obj("reveal", &Signed::sign(reveal.clone(), &worker, &AUX)),
         signed_obj("score_commit", &Signed::sign(score_commit.clone(), &validator, &AUX)),
         signed_obj("score_reveal", &Signed::sign(score_reveal.clone(), &validator, &AUX)),
+        signed_obj("validator_registration", &Signed::sign(validator_reg.clone(), &validator, &AUX)),
+        obj("scored_round", &round),
         receipt_obj(&receipt(&coord, 1, 0, Verdict::Accepted)),
         receipt_obj(&receipt(&coord, 1, 1, Verdict::Mismatch)),
         receipt_obj(&batch[0]),
@@ -382,6 +487,7 @@ fn object_vectors() -> Value {
         obj("ledger_entry", &ledger),
         signed_obj("epoch_header", &Signed::sign(genesis.clone(), &coord, &AUX)),
         signed_obj("epoch_header", &Signed::sign(next.clone(), &coord, &AUX)),
+        signed_obj("epoch_header", &Signed::sign(third, &coord, &AUX)),
         signed_obj(
             "task_announcement",
             &Signed::sign(TaskAnnouncement { task: task.clone(), announced_at: 1_767_225_601 }, &coord, &AUX),
@@ -579,10 +685,10 @@ fn object_vectors() -> Value {
     let acc_at = EpochHeader::RECEIPTS_ROOT_OFFSET + 64 + 4;
     b[acc_at..acc_at + 4].copy_from_slice(&4u32.to_be_bytes());
     bad("epoch_header", "more accepted than receipts", b, "invalid_value");
-    // The beacon, then the anchor binding, then the history root end the header: each of the
-    // first two a kind byte, then for a block its height and hash, for a key the key, the
-    // genesis txid and vout.
-    let beacon_at = EpochHeader::MIN_ENCODED_LEN - 2 - 32;
+    // The beacon, then the anchor binding, then the scores root and the history root end the
+    // header: each of the first two a kind byte, then for a block its height and hash, for a
+    // key the key, the genesis txid and vout.
+    let beacon_at = EpochHeader::MIN_ENCODED_LEN - 2 - 64;
     let mut b = header_bytes.clone();
     b[beacon_at] = 2;
     bad("epoch_header", "unknown beacon kind", b, "invalid_tag");
@@ -607,6 +713,11 @@ fn object_vectors() -> Value {
     let mut b = header_bytes.clone();
     b.truncate(b.len() - 64 - 1);
     bad("epoch_header", "history cut short", b, "unexpected_end");
+    // The scores root: the empty tree's below height 2 (genesis's is the 32 bytes before its
+    // history).
+    let mut b = signed_genesis.clone();
+    b[history_at - 32] ^= 1;
+    bad("epoch_header", "a scores root for epoch 0", b, "invalid_value");
     let _ = enc;
 
     let chat_settings: Vec<Value> = [("llama-3.2-1b-instruct-q8_0", 42u64, 256u32), ("qwen2.5-0.5b", 0, 64)]
@@ -757,6 +868,7 @@ fn build_world_with(binding: AnchorBinding) -> World {
                 Beacon::Block { height: 100 + height * 3, hash: h(&format!("block-{}", 100 + height * 3)) }
             },
             anchor: binding,
+            scores_root: cairn_spec::merkle::empty_root(),
             history: history.root(),
         };
         prev = header.hash();
@@ -1165,7 +1277,7 @@ fn wire_vectors() -> Value {
     let gossip: Vec<Value> = [
         GossipMessage::Task(ann.clone()),
         GossipMessage::Receipt(rec.clone()),
-        GossipMessage::Epoch(hdr.clone()),
+        GossipMessage::Epoch(Box::new(hdr.clone())),
     ]
     .into_iter()
     .map(|m| {
@@ -1188,6 +1300,19 @@ fn wire_vectors() -> Value {
         &worker,
         &AUX,
     );
+    // A validator's registration, score commit and score reveal (SPEC.md §13.4, §13.5).
+    let validator = SigningKey::from_secret_bytes([0x55; 32]).expect("valid key");
+    let vbond_key = SigningKey::from_secret_bytes([0x43; 32]).expect("valid key");
+    let vbond_txid = h("validator bond utxo");
+    let sheet = ScoreReveal {
+        network: Network::Regtest,
+        coordinator: coord.public(),
+        class: h("a quality class"),
+        epoch: 7,
+        validator: validator.public(),
+        scores: vec![(worker.public(), 640_000)],
+        salt: [0x5a; 32],
+    };
     let requests: Vec<Value> = [
         RequestBody::Claim(claim.clone()),
         RequestBody::GetBlob { hash: content_hash(b"blob"), offset: 65_536, len: 65_536 },
@@ -1197,6 +1322,45 @@ fn wire_vectors() -> Value {
         RequestBody::GetEpochReceipts { height: 1, from: 0, count: 2048 },
         RequestBody::GetLedger { height: 1, from: 2, count: 8192 },
         RequestBody::Offer(Box::new(ann.clone())),
+        RequestBody::RegisterValidator(Box::new(Signed::sign(
+            ValidatorRegistration {
+                network: Network::Regtest,
+                coordinator: coord.public(),
+                validator: validator.public(),
+                payout_address: "bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080".into(),
+                created_at: 1_767_225_600,
+                bond: work::Bond {
+                    txid: vbond_txid,
+                    vout: 2,
+                    key: vbond_key.public(),
+                    signature: vbond_key
+                        .sign(&work::bond_message(&coord.public(), &validator.public(), &vbond_txid, 2), &AUX),
+                },
+            },
+            &validator,
+            &AUX,
+        ))),
+        RequestBody::ScoreCommit(Box::new(Signed::sign(
+            ScoreCommit {
+                network: Network::Regtest,
+                coordinator: coord.public(),
+                class: sheet.class,
+                epoch: sheet.epoch,
+                validator: validator.public(),
+                commitment: cairn_spec::scores::score_commitment_value(
+                    sheet.network,
+                    &sheet.coordinator,
+                    &sheet.class,
+                    sheet.epoch,
+                    &sheet.validator,
+                    &sheet.scores,
+                    &sheet.salt,
+                ),
+            },
+            &validator,
+            &AUX,
+        ))),
+        RequestBody::ScoreReveal(Box::new(Signed::sign(sheet.clone(), &validator, &AUX))),
     ]
     .into_iter()
     .enumerate()

@@ -533,6 +533,19 @@ pub struct EpochRoster {
     pub encoding: String,
 }
 
+/// `GET /v1/epochs/{height}/rounds`: the scored rounds the header at `height` credits
+/// (SPEC.md §13.6), whose root is its `scores_root`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct EpochRounds {
+    /// The crediting epoch.
+    pub height: u32,
+    /// Its header's scores root.
+    pub scores_root: Hash32,
+    /// Each round's canonical encoding, hex, in ascending class id order.
+    pub rounds: Vec<String>,
+}
+
 /// `GET /v1/epochs/{height}/history/{epoch}`: where epoch `epoch`'s header sits in the
 /// history tree header `height` commits (SPEC.md §5.9), the path a receipt proof carries
 /// (§8.1 `history_path`).

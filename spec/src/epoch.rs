@@ -47,6 +47,9 @@ pub struct EpochHeader {
     /// The key and genesis output the chain's anchors grow from (SPEC.md §7.1): the same in
     /// every header of a chain; `None` only for a chain not anchored to Bitcoin.
     pub anchor: AnchorBinding,
+    /// Root of the scored rounds this epoch credits (`rounds::scores_root`, SPEC.md §13.6):
+    /// the empty root when it credits none.
+    pub scores_root: Hash32,
     /// Root of the Merkle tree (§6) over the hashes of every header before this one, heights
     /// 0 to `height − 1` in order (the empty root at height 0): a receipt proof reaches an
     /// anchored header from any earlier epoch by one inclusion path (SPEC.md §8.3 step 5).
@@ -58,10 +61,10 @@ pub type SignedEpochHeader = Signed<EpochHeader>;
 
 impl EpochHeader {
     /// Object version.
-    pub const VERSION: u8 = 5;
+    pub const VERSION: u8 = 6;
     /// Shortest encoding of the unsigned header (no beacon block, no anchor binding).
     pub const MIN_ENCODED_LEN: usize =
-        1 + 1 + 32 + 4 + 32 + 32 + 32 + 4 + 4 + 8 + 8 + 32 + 32 + 32 + 1 + 1 + 32;
+        1 + 1 + 32 + 4 + 32 + 32 + 32 + 4 + 4 + 8 + 8 + 32 + 32 + 32 + 1 + 1 + 32 + 32;
     /// Offset of `prev` in the encoding.
     pub const PREV_OFFSET: usize = 1 + 1 + 32 + 4;
     /// Offset of `receipts_root` in the encoding.
@@ -109,7 +112,7 @@ impl Encode for EpochHeader {
             .raw(&self.next_roster.0);
         self.beacon.encode(w);
         self.anchor.encode(w);
-        w.raw(&self.history.0);
+        w.raw(&self.scores_root.0).raw(&self.history.0);
     }
 }
 
@@ -151,6 +154,14 @@ impl Decode for EpochHeader {
             });
         }
         let anchor = AnchorBinding::decode(r)?;
+        let scores_root = Hash32(r.array("scores_root")?);
+        // A round scores the epoch two before the header that credits it.
+        if height < 2 && scores_root != crate::merkle::empty_root() {
+            return Err(DecodeError::InvalidValue {
+                field: "scores_root",
+                reason: "must be the empty tree's root below height 2",
+            });
+        }
         let history = Hash32(r.array("history")?);
         if height == 0 && history != crate::merkle::empty_root() {
             return Err(DecodeError::InvalidValue {
@@ -174,6 +185,7 @@ impl Decode for EpochHeader {
             next_roster,
             beacon,
             anchor,
+            scores_root,
             history,
         })
     }

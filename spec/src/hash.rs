@@ -126,11 +126,15 @@ pub enum Tag {
     ScoreCommit,
     /// Id (signed digest) of a score reveal.
     ScoreReveal,
+    /// Id (signed digest) of a validator's registration (SPEC.md §13.5).
+    ValidatorRegistration,
+    /// Leaf hash of an epoch's scores tree: one class's scored round (SPEC.md §13.6).
+    ScoredRound,
 }
 
 impl Tag {
     /// All tags, in SPEC.md order.
-    pub const ALL: [Tag; 22] = [
+    pub const ALL: [Tag; 24] = [
         Tag::Content,
         Tag::TaskClass,
         Tag::Task,
@@ -153,6 +157,8 @@ impl Tag {
         Tag::ScoreCommitment,
         Tag::ScoreCommit,
         Tag::ScoreReveal,
+        Tag::ValidatorRegistration,
+        Tag::ScoredRound,
     ];
 
     /// The ASCII tag string hashed into the prefix.
@@ -180,6 +186,8 @@ impl Tag {
             Tag::ScoreCommitment => "cairn/score-commitment",
             Tag::ScoreCommit => "cairn/score-commit",
             Tag::ScoreReveal => "cairn/score-reveal",
+            Tag::ValidatorRegistration => "cairn/validator-registration",
+            Tag::ScoredRound => "cairn/scored-round",
         }
     }
 
@@ -207,6 +215,8 @@ impl Tag {
             Tag::ScoreCommitment => 19,
             Tag::ScoreCommit => 20,
             Tag::ScoreReveal => 21,
+            Tag::ValidatorRegistration => 22,
+            Tag::ScoredRound => 23,
         }
     }
 

@@ -24,6 +24,7 @@ pub mod network;
 pub mod ots;
 pub mod proof;
 pub mod receipt;
+pub mod rounds;
 pub mod scores;
 pub mod serde_hex;
 pub mod signed;
@@ -44,7 +45,8 @@ pub use merkle::{MerkleProof, MerkleTree};
 pub use network::Network;
 pub use proof::{OtsOp, ProofError, ReceiptProof, VerifiedProof};
 pub use receipt::{SignedReceipt, Verdict, WorkReceipt};
-pub use scores::{ScoreCommit, ScoreReveal};
+pub use rounds::{RoundSheet, RoundWorker, ScoredRound};
+pub use scores::{ScoreCommit, ScoreReveal, ValidatorRegistration};
 pub use signed::{Object, Signed, Signer};
 pub use task::{ComparisonRule, ExecutorKind, Objective, Payload, Task, TaskClass};
 pub use wire::{

@@ -1,5 +1,5 @@
-//! What validators sign (SPEC.md §13.4): the commitment to an epoch's score sheet, and the
-//! sheet revealed with the salt that opens it.
+//! What validators sign (SPEC.md §13.4, §13.5): their bonded registration, the commitment to
+//! an epoch's score sheet, and the sheet revealed with the salt that opens it.
 //!
 //! Owns their layouts and the commitment value. Must never weigh a sheet: stakes, which
 //! sheets count and the consensus over them belong to the coordinator and `consensus`.
@@ -10,6 +10,77 @@ use crate::hash::{Hash32, Tag, TaggedHasher};
 use crate::keys::PubKey;
 use crate::network::Network;
 use crate::signed::{Object, Signer};
+use crate::work::{Bond, MAX_ADDRESS_LEN};
+
+/// A validator's request to score a coordinator's scored classes, backed by a bond: a
+/// confirmed unspent Taproot output whose value is the validator's stake (SPEC.md §13.5).
+/// Signed by the validator. Its own object (not a worker's registration with a flag), so a
+/// worker's signed registration can never be replayed to make its key a validator.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ValidatorRegistration {
+    /// Network; the payout address must belong to it.
+    pub network: Network,
+    /// The coordinator registered with.
+    pub coordinator: PubKey,
+    /// The validator's protocol key.
+    pub validator: PubKey,
+    /// Bitcoin address paid for this validator's rewards.
+    pub payout_address: String,
+    /// Unix seconds when signed.
+    pub created_at: u64,
+    /// The bond: its output's value is the stake. Its key signs `bond_message(coordinator,
+    /// validator, txid, vout)`.
+    pub bond: Bond,
+}
+
+impl ValidatorRegistration {
+    /// Object version.
+    pub const VERSION: u8 = 1;
+}
+
+impl Encode for ValidatorRegistration {
+    fn encode(&self, w: &mut Writer) {
+        w.u8(Self::VERSION);
+        self.network.encode(w);
+        self.coordinator.encode(w);
+        self.validator.encode(w);
+        w.bytes_u8(self.payout_address.as_bytes()).u64(self.created_at);
+        w.raw(&self.bond.txid.0).u32(self.bond.vout);
+        self.bond.key.encode(w);
+        w.raw(&self.bond.signature.0);
+    }
+}
+
+impl Decode for ValidatorRegistration {
+    const NAME: &'static str = "validator registration";
+
+    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        expect_version(r, Self::NAME, Self::VERSION)?;
+        let network = Network::decode(r)?;
+        let coordinator = PubKey::decode(r, "coordinator")?;
+        let validator = PubKey::decode(r, "validator")?;
+        let addr = r.bytes_u8("payout_address", MAX_ADDRESS_LEN)?;
+        let payout_address = crate::work::payout_address(addr, network)?;
+        let created_at = r.u64("created_at")?;
+        let bond = Bond {
+            txid: Hash32(r.array("bond")?),
+            vout: r.u32("bond")?,
+            key: PubKey::decode(r, "bond")?,
+            signature: crate::keys::Signature(r.array("bond")?),
+        };
+        Ok(ValidatorRegistration { network, coordinator, validator, payout_address, created_at, bond })
+    }
+}
+
+impl Object for ValidatorRegistration {
+    const TAG: Tag = Tag::ValidatorRegistration;
+}
+
+impl Signer for ValidatorRegistration {
+    fn signer(&self) -> &PubKey {
+        &self.validator
+    }
+}
 
 /// The commitment value of a sheet: `tagged_hash("cairn/score-commitment", network ‖
 /// coordinator ‖ class ‖ epoch ‖ validator ‖ scores ‖ salt)`, the scores encoded as in the
@@ -38,7 +109,8 @@ pub fn score_commitment_value(
     h.finish()
 }
 
-fn encode_scores(w: &mut Writer, scores: &[(PubKey, u32)]) {
+/// Writes a sheet's scores: `u16` count, then (key, `u32` score) each.
+pub(crate) fn encode_scores(w: &mut Writer, scores: &[(PubKey, u32)]) {
     // A reveal holds at most MAX_WORKERS; the count and the entries written always agree.
     let n = u16::try_from(scores.len()).unwrap_or(u16::MAX);
     w.u16(n);

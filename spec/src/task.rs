@@ -150,8 +150,11 @@ pub enum Objective {
     /// Verified as above, and each epoch's budget shared by the validators' consensus of how
     /// fast each worker answers correctly (objective code 2).
     Latency(ConsensusParams),
-    /// Verified as above, and each epoch's budget shared by the validators' consensus of how
-    /// good each worker's outputs are against ground truth only validators hold (code 3).
+    /// Each epoch's budget shared by the validators' consensus of how good each worker's
+    /// outputs are against ground truth only validators hold (code 3). Workers of different
+    /// quality answer differently, so replicas are not compared: every well-formed result is
+    /// a verified unit, no audit replica is drawn, and no unit earns `reward_per_unit` (the
+    /// budget is the pay, SPEC.md §13).
     Quality(ConsensusParams),
 }
 
@@ -162,6 +165,11 @@ impl Objective {
             Objective::Verified => None,
             Objective::Latency(t) | Objective::Quality(t) => Some(t),
         }
+    }
+
+    /// Whether replicas' results are compared for agreement (all but quality classes).
+    pub fn compares_results(&self) -> bool {
+        !matches!(self, Objective::Quality(_))
     }
 }
 

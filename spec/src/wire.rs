@@ -12,6 +12,7 @@ use crate::keys::PubKey;
 use crate::ledger::LedgerEntry;
 use crate::network::Network;
 use crate::receipt::SignedReceipt;
+use crate::scores::{ScoreCommit, ScoreReveal, ValidatorRegistration};
 use crate::signed::{Object, Signed, Signer};
 use crate::task::{Task, TaskClass};
 use crate::work::{Commitment, Registration, Reveal};
@@ -173,8 +174,8 @@ pub enum GossipMessage {
     Task(Signed<TaskAnnouncement>),
     /// Kind 2, topic `receipts`.
     Receipt(SignedReceipt),
-    /// Kind 3, topic `epochs`.
-    Epoch(SignedEpochHeader),
+    /// Kind 3, topic `epochs` (boxed: a header is several times the other kinds' size).
+    Epoch(Box<SignedEpochHeader>),
 }
 
 impl GossipMessage {
@@ -243,7 +244,7 @@ impl Decode for GossipMessage {
         match r.u8("kind")? {
             1 => Ok(GossipMessage::Task(Signed::decode(r)?)),
             2 => Ok(GossipMessage::Receipt(SignedReceipt::decode(r)?)),
-            3 => Ok(GossipMessage::Epoch(Signed::decode(r)?)),
+            3 => Ok(GossipMessage::Epoch(Box::new(Signed::decode(r)?))),
             tag => Err(DecodeError::InvalidTag { field: "kind", tag }),
         }
     }
@@ -304,6 +305,12 @@ pub enum RequestBody {
     /// 11: a coordinator tells a worker it drew for a slot (SPEC.md §12.1): the task's signed
     /// announcement, sent to that worker alone; the worker claims as it would from gossip.
     Offer(Box<Signed<TaskAnnouncement>>),
+    /// 12: register as a validator of the coordinator's scored classes (SPEC.md §13.5).
+    RegisterValidator(Box<Signed<ValidatorRegistration>>),
+    /// 13: commit to a score sheet (SPEC.md §13.4).
+    ScoreCommit(Box<Signed<ScoreCommit>>),
+    /// 14: reveal a committed score sheet (SPEC.md §13.4).
+    ScoreReveal(Box<Signed<ScoreReveal>>),
 }
 
 fn bounded_count(field: &'static str, count: u16, max: usize) -> Result<u16, DecodeError> {
@@ -366,6 +373,18 @@ impl Encode for Request {
                 w.u8(11);
                 x.encode(w);
             }
+            RequestBody::RegisterValidator(x) => {
+                w.u8(12);
+                x.encode(w);
+            }
+            RequestBody::ScoreCommit(x) => {
+                w.u8(13);
+                x.encode(w);
+            }
+            RequestBody::ScoreReveal(x) => {
+                w.u8(14);
+                x.encode(w);
+            }
         }
     }
 }
@@ -420,6 +439,9 @@ impl Decode for Request {
                 count: bounded_count("count", r.u16("count")?, MAX_LEDGER_PER_REQUEST)?,
             },
             11 => RequestBody::Offer(Box::new(Signed::decode(r)?)),
+            12 => RequestBody::RegisterValidator(Box::new(Signed::decode(r)?)),
+            13 => RequestBody::ScoreCommit(Box::new(Signed::decode(r)?)),
+            14 => RequestBody::ScoreReveal(Box::new(Signed::decode(r)?)),
             tag => return Err(DecodeError::InvalidTag { field: "request", tag }),
         };
         Ok(Request { id, deadline_ms, body })

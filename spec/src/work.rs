@@ -120,16 +120,7 @@ impl Decode for Registration {
         let coordinator = PubKey::decode(r, "coordinator")?;
         let worker = PubKey::decode(r, "worker")?;
         let addr = r.bytes_u8("payout_address", MAX_ADDRESS_LEN)?;
-        let payout_address = std::str::from_utf8(addr)
-            .ok()
-            .filter(|s| {
-                bitcoin::Address::from_str(s).is_ok_and(|a| a.is_valid_for_network(network.to_bitcoin()))
-            })
-            .ok_or(DecodeError::InvalidValue {
-                field: "payout_address",
-                reason: "not a Bitcoin address of this network",
-            })?
-            .to_owned();
+        let payout_address = payout_address(addr, network)?;
         let created_at = r.u64("created_at")?;
         let pow_nonce = r.u64("pow_nonce")?;
         let bond = match r.u8("bond")? {
@@ -144,6 +135,18 @@ impl Decode for Registration {
         };
         Ok(Registration { network, coordinator, worker, payout_address, created_at, pow_nonce, bond })
     }
+}
+
+/// A payout address as decoded: ASCII naming a Bitcoin address of `network`.
+pub(crate) fn payout_address(bytes: &[u8], network: Network) -> Result<String, DecodeError> {
+    std::str::from_utf8(bytes)
+        .ok()
+        .filter(|s| bitcoin::Address::from_str(s).is_ok_and(|a| a.is_valid_for_network(network.to_bitcoin())))
+        .map(str::to_owned)
+        .ok_or(DecodeError::InvalidValue {
+            field: "payout_address",
+            reason: "not a Bitcoin address of this network",
+        })
 }
 
 impl Object for Registration {

@@ -237,6 +237,7 @@ fn header() -> impl Strategy<Value = EpochHeader> {
                         }
                     },
                     // The empty tree's root exactly at height 0.
+                    scores_root: cairn_spec::merkle::empty_root(),
                     history: if height == 0 { cairn_spec::merkle::empty_root() } else { state_root },
                 }
             },

@@ -143,6 +143,8 @@ fn decode_err(ty: &str, b: &[u8]) -> Option<&'static str> {
         "claim" => Signed::<Claim>::from_bytes(b).err(),
         "score_commit" => Signed::<cairn_spec::ScoreCommit>::from_bytes(b).err(),
         "score_reveal" => Signed::<cairn_spec::ScoreReveal>::from_bytes(b).err(),
+        "validator_registration" => Signed::<cairn_spec::ValidatorRegistration>::from_bytes(b).err(),
+        "scored_round" => cairn_spec::ScoredRound::from_bytes(b).err(),
         "gossip" => GossipMessage::from_bytes(b).err(),
         "request" => Request::from_bytes(b).err(),
         "response" => Response::from_bytes(b).err(),
@@ -170,16 +172,29 @@ fn check_objects(v: &Value) -> usize {
             "claim" => round_trip_signed::<Claim>(c),
             "score_commit" => round_trip_signed::<cairn_spec::ScoreCommit>(c),
             "score_reveal" => round_trip_signed::<cairn_spec::ScoreReveal>(c),
+            "validator_registration" => round_trip_signed::<cairn_spec::ValidatorRegistration>(c),
+            "scored_round" => round_trip::<cairn_spec::ScoredRound>(c),
             other => panic!("unknown object type {other}"),
         }
         n += 1;
     }
-    assert_eq!(types.len(), 12, "every object type has a valid vector");
+    assert_eq!(types.len(), 14, "every object type has a valid vector");
     // The score reveal opens the score commit (SPEC.md §13.4).
     let json_of = |ty: &str| arr(&v["valid"]).iter().find(|c| c["type"] == ty).unwrap()["json"].clone();
     let commit: cairn_spec::ScoreCommit = serde_json::from_value(json_of("score_commit")).unwrap();
     let reveal: cairn_spec::ScoreReveal = serde_json::from_value(json_of("score_reveal")).unwrap();
     assert!(reveal.opens(&commit));
+    // The validator's bond signs for it, the scored round is the consensus of its signed
+    // sheets, and the third header's scores root commits it (SPEC.md §13.5, §13.6).
+    let vreg: cairn_spec::ValidatorRegistration =
+        serde_json::from_value(json_of("validator_registration")).unwrap();
+    assert!(vreg.bond.verify(&vreg.coordinator, &vreg.validator));
+    let round: cairn_spec::ScoredRound = serde_json::from_value(json_of("scored_round")).unwrap();
+    round.check().unwrap();
+    let headers: Vec<Value> =
+        arr(&v["valid"]).iter().filter(|c| c["type"] == "epoch_header").map(|c| c["json"].clone()).collect();
+    assert_eq!(hash(&headers[2]["scores_root"]), cairn_spec::rounds::scores_root(&[round]));
+    n += 1;
     for c in arr(&v["invalid"]) {
         let got = decode_err(c["type"].as_str().unwrap(), &bytes(&c["encoding"]));
         assert_eq!(got, Some(c["error"].as_str().unwrap()), "{}", c["name"]);

@@ -403,6 +403,7 @@ pub fn class(
         max_input_bytes,
         lease_secs: window_secs,
         reveal_secs: window_secs,
+        objective: None,
     }
 }
 

@@ -64,6 +64,7 @@ impl Side {
                 next_roster: cairn_spec::Roster::default().root(),
                 beacon: cairn_spec::Beacon::None,
                 anchor,
+                scores_root: cairn_spec::merkle::empty_root(),
                 history: history.root(),
             };
             prev = header.hash();

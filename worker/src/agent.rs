@@ -1262,9 +1262,10 @@ mod tests {
                 next_roster: Hash32::ZERO,
                 beacon: cairn_spec::Beacon::None,
                 anchor: cairn_spec::AnchorBinding::None,
+                scores_root: cairn_spec::merkle::empty_root(),
                 history: Hash32::ZERO,
             };
-            GossipMessage::Epoch(Signed::sign(h, &coord, &[0; 32]))
+            GossipMessage::Epoch(Box::new(Signed::sign(h, &coord, &[0; 32])))
         };
         assert!(fresh(&header(3), now, None), "nothing seen yet");
         assert!(fresh(&header(3), now, Some(3 + STALE_EPOCHS - 1)), "a late delivery still spreads");

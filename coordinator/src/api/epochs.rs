@@ -8,7 +8,8 @@ use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::Json;
 use cairn_spec::api::{
-    EpochClosed, EpochHistory, EpochLedger, EpochList, EpochReceipts, EpochRoster, EpochView, ErrorBody,
+    EpochClosed, EpochHistory, EpochLedger, EpochList, EpochReceipts, EpochRoster, EpochRounds, EpochView,
+    ErrorBody,
 };
 use cairn_spec::{Encode, SignedEpochHeader};
 
@@ -176,4 +177,29 @@ pub(super) async fn epoch_history(
         .flatten()
         .ok_or_else(|| not_found("epoch"))?;
     Ok(Json(EpochHistory { height, epoch, root: h.body.history, siblings: proof.siblings }))
+}
+
+/// The scored rounds an epoch credits (SPEC.md §13.6): what `cairn audit epoch` recomputes.
+#[utoipa::path(get, path = "/v1/epochs/{height}/rounds", tag = "epochs",
+    params(("height" = u32, Path, description = "Epoch height")),
+    responses((status = 200, description = "The rounds", body = EpochRounds),
+              (status = 400, description = "Malformed height", body = ErrorBody),
+              (status = 404, description = "Unknown epoch, or its rounds not held here (a follower mirrors headers, not rounds)", body = ErrorBody)))]
+pub(super) async fn epoch_rounds(
+    State(s): State<ApiState>,
+    Path(height): Path<String>,
+) -> ApiResult<EpochRounds> {
+    let height = parse_height(&height)?;
+    let store = s.store.clone();
+    let h = ls::header(store.as_ref(), height)?.ok_or_else(|| not_found("epoch"))?;
+    let rounds = ls::rounds(store.as_ref(), height)?;
+    // Rounds that are not the ones the header commits are not served as if they were.
+    if cairn_spec::rounds::scores_root(&rounds) != h.body.scores_root {
+        return Err(not_found("rounds of this epoch"));
+    }
+    Ok(Json(EpochRounds {
+        height,
+        scores_root: h.body.scores_root,
+        rounds: rounds.iter().map(|r| hex::encode(r.to_bytes())).collect(),
+    }))
 }

@@ -69,6 +69,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/epochs/{height}/ledger"),
     ("get", "/v1/epochs/{height}/roster"),
     ("get", "/v1/epochs/{height}/history/{epoch}"),
+    ("get", "/v1/epochs/{height}/rounds"),
     ("get", "/v1/anchors"),
     ("get", "/v1/receipts/{id}"),
     ("get", "/v1/receipts/{id}/proof"),
@@ -123,6 +124,7 @@ pub const HEAVY_ROUTES: &[&str] = &[
         epochs::epoch_ledger,
         epochs::epoch_roster,
         epochs::epoch_history,
+        epochs::epoch_rounds,
         receipts::get_receipt,
         receipts::receipt_proof,
         receipts::timestamp,
@@ -583,6 +585,7 @@ pub fn router(state: ApiState, max_body: usize, heavy: heavy::Limits) -> Router 
         .route("/v1/epochs/{height}/ledger", get(epochs::epoch_ledger))
         .route("/v1/epochs/{height}/roster", get(epochs::epoch_roster))
         .route("/v1/epochs/{height}/history/{epoch}", get(epochs::epoch_history))
+        .route("/v1/epochs/{height}/rounds", get(epochs::epoch_rounds))
         .route("/v1/anchors", get(status::anchors))
         .route("/v1/receipts/{id}", get(receipts::get_receipt))
         .route("/v1/ledger/{worker}", get(ledger::ledger))

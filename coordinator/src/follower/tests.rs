@@ -74,6 +74,7 @@ pub(crate) fn epochs(n: u32) -> Vec<FetchedEpoch> {
             next_roster: cairn_spec::Roster::default().root(),
             beacon: cairn_spec::Beacon::None,
             anchor: AnchorBinding::None,
+            scores_root: cairn_spec::merkle::empty_root(),
             history: history.root(),
         };
         prev = header.hash();

@@ -42,6 +42,10 @@ impl Machine {
         if r.created_at > now.saturating_add(self.cfg.tunables.clock_skew_secs) {
             return Err(invalid("registration is dated in the future"));
         }
+        // One key is a worker or a validator, never both (a validator would score itself).
+        if self.scoring.validators.contains_key(&r.worker) {
+            return Err(Refusal::Conflict("this key is registered as a validator".into()));
+        }
         let bits = r.work_bits();
         if bits < self.cfg.tunables.pow_difficulty {
             let Some(bond) = &r.bond else {
@@ -75,6 +79,8 @@ impl Machine {
                         .bond
                         .as_ref()
                         .is_some_and(|b| b.txid == bond.txid && b.vout == bond.vout)
+            }) || self.scoring.validators.values().any(|v| {
+                v.registration.body.bond.txid == bond.txid && v.registration.body.bond.vout == bond.vout
             });
             if taken {
                 return Err(Refusal::Conflict("bond output already backs another worker".into()));

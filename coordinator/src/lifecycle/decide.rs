@@ -101,7 +101,10 @@ impl Machine {
                             .max(self.cfg.tunables.audit_min_ppm);
                         // Nothing revealed, nothing to audit: the task is decided (and asks
                         // other workers) as it is.
-                        let audit = rec.wanted < max
+                        // Results of a quality class are judged by its validators, not by
+                        // agreement: an audit replica would only disagree.
+                        let audit = class.objective.compares_results()
+                            && rec.wanted < max
                             && rec.assignments.iter().any(|a| a.revealed.is_some())
                             && audit_draw(&self.seed, &self.meta, rec, streak, floor)
                             // An audit slot nobody could fill would hold the task for ever (a
@@ -175,7 +178,25 @@ impl Machine {
         }
         let mut accepted: Option<Hash32> = None;
         let mut failure: Option<String> = None;
-        if let Some(expected) = &rec.canary {
+        if !class.objective.compares_results() {
+            // A quality class: every well-formed result is a unit of work, its worth left to
+            // the validators' consensus (SPEC.md §13).
+            for (i, b) in &valid {
+                accepted.get_or_insert_with(|| revealed_hash(rec, *i, b));
+                verdicts.insert(
+                    *i,
+                    SlotVerdict {
+                        verdict: Some(Verdict::Accepted),
+                        fraud: false,
+                        fine: false,
+                        reason: String::new(),
+                    },
+                );
+            }
+            if accepted.is_none() {
+                failure = Some("no well-formed result".into());
+            }
+        } else if let Some(expected) = &rec.canary {
             for (i, b) in &valid {
                 let ok = agree(&class.rule, b, expected);
                 if ok {
@@ -293,7 +314,10 @@ impl Machine {
     ) {
         let Some(mut rec) = self.open.remove(id) else { return };
         self.announced.remove(id);
-        let Some(per_unit) = self.classes.get(&rec.task.class).map(|c| c.reward_per_unit) else { return };
+        // A quality class pays through its validators' consensus alone (SPEC.md §13).
+        let Some(class) = self.classes.get(&rec.task.class) else { return };
+        let compares = class.objective.compares_results();
+        let per_unit = if compares { class.reward_per_unit } else { 0 };
         let reward = per_unit.saturating_mul(u64::from(rec.task.units));
         let epoch = self.meta.next_epoch;
         // A machine used alone signs each receipt as a batch of one; in a group commit the
@@ -302,6 +326,7 @@ impl Machine {
         let mut frauds: Vec<(PubKey, String)> = Vec::new();
         let mut missed: Vec<PubKey> = Vec::new();
         let mut fined: Vec<PubKey> = Vec::new();
+        let mut scored: Vec<PubKey> = Vec::new();
         for (i, a) in rec.assignments.iter_mut().enumerate() {
             self.results.remove(&(rec.id, a.worker));
             let Some(sv) = verdicts.get(&i) else {
@@ -361,25 +386,33 @@ impl Machine {
                     self.meta.open_accepted += 1;
                     self.meta.open_reward = self.meta.open_reward.saturating_add(paid);
                     self.meta.credited = self.meta.credited.saturating_add(paid);
-                    let e = self.ledger.entry(a.worker).or_insert(LedgerEntry {
-                        worker: a.worker,
-                        locked: 0,
-                        claimable: 0,
-                        paid: 0,
-                    });
-                    e.locked = e.locked.saturating_add(paid);
-                    let bucket = self.meta.locked.entry(epoch).or_default().entry(a.worker).or_default();
-                    *bucket = bucket.saturating_add(paid);
-                    if self.group_commit {
-                        self.group_rows.locks.insert((epoch, a.worker));
-                        self.group_rows.ledger.insert(a.worker);
-                    } else {
-                        step.changes.push(Change::Lock { epoch, worker: a.worker, amount: *bucket });
-                        step.changes.push(Change::Ledger(e.clone()));
+                    scored.push(a.worker);
+                    // A unit of a quality class earns nothing by itself (its round pays).
+                    if paid > 0 {
+                        let e = self.ledger.entry(a.worker).or_insert(LedgerEntry {
+                            worker: a.worker,
+                            locked: 0,
+                            claimable: 0,
+                            paid: 0,
+                        });
+                        e.locked = e.locked.saturating_add(paid);
+                        let bucket = self.meta.locked.entry(epoch).or_default().entry(a.worker).or_default();
+                        *bucket = bucket.saturating_add(paid);
+                        if self.group_commit {
+                            self.group_rows.locks.insert((epoch, a.worker));
+                            self.group_rows.ledger.insert(a.worker);
+                        } else {
+                            step.changes.push(Change::Lock { epoch, worker: a.worker, amount: *bucket });
+                            step.changes.push(Change::Ledger(e.clone()));
+                        }
                     }
-                    w.streak = w.streak.saturating_add(1);
-                    w.misses = w.misses.saturating_sub(1);
-                    w.accepted += 1;
+                    // Junk is accepted in a quality class (its validators judge it): it
+                    // builds no record that lowers a worker's audits or forgives its misses.
+                    if compares {
+                        w.streak = w.streak.saturating_add(1);
+                        w.misses = w.misses.saturating_sub(1);
+                        w.accepted += 1;
+                    }
                 } else {
                     w.streak = 0;
                     w.rejected += 1;
@@ -412,6 +445,9 @@ impl Machine {
             }
         }
         self.meta.locked.retain(|_, b| !b.is_empty());
+        for w in scored {
+            self.count_task(epoch, &rec.task.class, w, step);
+        }
         rec.phase = match (accepted, failure) {
             (Some(result), _) => {
                 self.meta.counts.decided += 1;

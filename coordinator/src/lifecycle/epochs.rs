@@ -103,8 +103,9 @@ impl Machine {
         self.meta.settled_epoch = Some(epoch);
         let mut payouts = Vec::new();
         for worker in touched {
-            let address = match self.workers.get(&worker) {
-                Some(w) if w.banned.is_none() => w.registration.body.payout_address.clone(),
+            let address = match (self.workers.get(&worker), self.scoring.validators.get(&worker)) {
+                (Some(w), _) if w.banned.is_none() => w.registration.body.payout_address.clone(),
+                (None, Some(v)) => v.registration.body.payout_address.clone(),
                 _ => String::new(),
             };
             let Some(e) = self.ledger.get_mut(&worker) else { continue };
@@ -194,7 +195,7 @@ impl Machine {
     /// Closes the open epoch now if it holds any receipt or payouts wait for an anchor.
     pub fn close_epoch(&mut self, now: u64) -> Step {
         let mut step = Step::default();
-        if self.meta.open_receipts > 0 || self.meta.payouts_waiting {
+        if self.meta.open_receipts > 0 || self.meta.payouts_waiting || self.scoring.waiting() {
             self.close(now, &mut step);
         }
         self.finish(step)
@@ -203,9 +204,8 @@ impl Machine {
     pub(super) fn maybe_close_epoch(&mut self, now: u64, step: &mut Step) {
         let m = &self.meta;
         let due = now >= m.epoch_opened_at.saturating_add(self.cfg.tunables.epoch_interval_secs);
-        if (m.open_receipts > 0 && (m.open_receipts >= self.cfg.tunables.epoch_max_receipts || due))
-            || (m.payouts_waiting && due)
-        {
+        let full = m.open_receipts >= self.cfg.tunables.epoch_max_receipts && self.count_may_close(now);
+        if (m.open_receipts > 0 && (full || due)) || ((m.payouts_waiting || self.scoring.waiting()) && due) {
             self.close(now, step);
         }
     }
@@ -227,6 +227,8 @@ impl Machine {
             (true, None) => return,
         };
         let prev = self.meta.last_header.as_ref().map(|h| h.id()).unwrap_or(Hash32::ZERO);
+        // Rounds credit the ledger this header's state root commits.
+        let rounds = self.close_rounds(height, step);
         let entries: Vec<LedgerEntry> = self.ledger.values().cloned().collect();
         let leaves: Vec<Hash32> = entries.iter().map(|e| e.id()).collect();
         // The next epoch's draws rank every worker admitted now (the earliest admitted, when
@@ -260,6 +262,7 @@ impl Machine {
             next_roster: roster.root(),
             beacon,
             anchor,
+            scores_root: cairn_spec::rounds::scores_root(&rounds),
             history: self.meta.history.root(),
         };
         let signed = self.sign(header);
@@ -293,7 +296,7 @@ impl Machine {
     }
 
     pub(super) fn maybe_close_epoch_on_count(&mut self, now: u64, step: &mut Step) {
-        if self.meta.open_receipts >= self.cfg.tunables.epoch_max_receipts {
+        if self.meta.open_receipts >= self.cfg.tunables.epoch_max_receipts && self.count_may_close(now) {
             self.close(now, step);
         }
     }

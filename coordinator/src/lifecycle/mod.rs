@@ -5,7 +5,8 @@
 //! Machine`: `submit` (tasks in), `admission` (who may work), `assign` (slots drawn among
 //! ready workers, offers), `work` (claims, commitments, reveals), `decide` (phases, the audit
 //! draw, verdicts, escalation), `penalty` (misses, forfeits, bans), `epochs` (ticks, epochs,
-//! settlement, payouts), `group` (group commit); this file holds the types and the state.
+//! settlement, payouts), `group` (group commit), `scoring` (validators, score sheets and the
+//! rounds of scored classes); this file holds the types and the state.
 //! SPEC.md §12 states the rules.
 //!
 //! Owns every decision about work and money. Must never do I/O, read a clock or use an
@@ -22,6 +23,7 @@ pub mod judge;
 mod penalty;
 mod recent;
 pub mod records;
+mod scoring;
 mod submit;
 mod work;
 
@@ -30,14 +32,16 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use cairn_spec::hash::sha256;
 use cairn_spec::{draw, merkle};
 use cairn_spec::{
-    AnchorBinding, AnchorPayload, Beacon, Claim, Commitment, EpochHeader, ErrorReason, Hash32, LedgerEntry,
-    Network, Object, Payload, PubKey, Registration, ResponseBody, Reveal, Roster, Signed, SignedEpochHeader,
-    SignedReceipt, Signer, SigningKey, Task, TaskAnnouncement, TaskClass, Verdict, WorkReceipt,
+    AnchorBinding, AnchorPayload, Beacon, Bond, Claim, Commitment, EpochHeader, ErrorReason, Hash32,
+    LedgerEntry, Network, Object, Payload, PubKey, Registration, ResponseBody, Reveal, Roster, Signed,
+    SignedEpochHeader, SignedReceipt, Signer, SigningKey, Task, TaskAnnouncement, TaskClass, Verdict,
+    WorkReceipt,
 };
 use thiserror::Error;
 
 pub use epochs::draw_seed_of;
 pub use group::ReceiptSigner;
+pub use scoring::{ScoreKey, ValidatorRecord};
 pub use submit::{Canary, TaskRequest};
 
 use judge::{agree, judge, well_formed, Judgement};
@@ -122,6 +126,13 @@ pub struct Tunables {
     /// satoshis: the admission value of a key admitted by work. A bond counts nothing (it is
     /// not forfeitable).
     pub pow_value_sats: u64,
+    /// Smallest bond (its output's value is the stake) a validator of scored classes is
+    /// admitted with.
+    pub validator_stake_min_sats: u64,
+    /// With scored classes, an epoch stays open at least this long before its receipt count
+    /// may close it: the commit and reveal windows are epochs (SPEC.md §13.4), and tasks
+    /// anyone submits must not be able to close one before honest validators are heard.
+    pub score_window_secs: u64,
 }
 
 impl Default for Tunables {
@@ -144,6 +155,8 @@ impl Default for Tunables {
             canary_spread_secs: 60,
             slot_stake_ppm: 1_400_000,
             pow_value_sats: 0,
+            validator_stake_min_sats: 10_000,
+            score_window_secs: 60,
         }
     }
 }
@@ -348,6 +361,40 @@ pub enum Change {
         /// Its bytes.
         bytes: Vec<u8>,
     },
+    /// A validator's record.
+    Validator(Box<ValidatorRecord>),
+    /// A validator's first commit of a sheet (SPEC.md §13.4).
+    ScoreCommit(Box<Signed<cairn_spec::ScoreCommit>>),
+    /// A validator's reveal that opened its commit.
+    ScoreReveal(Box<Signed<cairn_spec::ScoreReveal>>),
+    /// A worker's verified units of a scored class in an epoch, so far.
+    Units {
+        /// The epoch.
+        epoch: u32,
+        /// The class.
+        class: Hash32,
+        /// The worker.
+        worker: PubKey,
+        /// Its units so far.
+        units: u64,
+    },
+    /// A scored round, credited by the header at `height` (SPEC.md §13.6).
+    Round {
+        /// The crediting header's height.
+        height: u32,
+        /// The round.
+        round: Box<cairn_spec::ScoredRound>,
+    },
+    /// A scored epoch's commit, reveal and units rows of `key` (a validator's or a
+    /// worker's) in `class`, dropped once its round holds them.
+    ScoresDropped {
+        /// The scored epoch.
+        epoch: u32,
+        /// The class.
+        class: Hash32,
+        /// The key.
+        key: PubKey,
+    },
 }
 
 /// Something the node must do after the step is persisted.
@@ -430,6 +477,14 @@ pub struct Snapshot {
     /// The roster the epoch before ranked (its draws go on while the open epoch waits for
     /// its beacon).
     pub prev_roster: Option<Roster>,
+    /// Registered validators.
+    pub validators: Vec<ValidatorRecord>,
+    /// Score commits of epochs not yet rounded.
+    pub score_commits: Vec<Signed<cairn_spec::ScoreCommit>>,
+    /// Score reveals of epochs not yet rounded.
+    pub score_reveals: Vec<Signed<cairn_spec::ScoreReveal>>,
+    /// Verified units of scored classes not yet rounded: (epoch, class, worker, units).
+    pub units: Vec<(u32, Hash32, PubKey, u64)>,
 }
 
 /// A snapshot that does not add up.
@@ -476,6 +531,8 @@ pub struct Machine {
     roster: Roster,
     /// The roster of the epoch before (empty before the second header).
     prev_roster: Roster,
+    /// Validators, and the sheets and units of scored epochs not yet rounded.
+    scoring: scoring::Scoring,
 }
 
 /// Where a registered worker stands.
@@ -586,12 +643,15 @@ impl Machine {
             cooldown: HashMap::new(),
             roster: Roster::default(),
             prev_roster: Roster::default(),
+            scoring: scoring::Scoring::default(),
         }
     }
 
     /// Resumes from a snapshot.
-    pub fn restore(cfg: LifecycleConfig, key: SigningKey, snap: Snapshot) -> Result<Self, RestoreError> {
+    pub fn restore(cfg: LifecycleConfig, key: SigningKey, mut snap: Snapshot) -> Result<Self, RestoreError> {
+        let scoring = scoring::Scoring::restore(&mut snap);
         let mut m = Self::build(cfg, key, snap.meta);
+        m.scoring = scoring;
         m.roster = snap.roster.unwrap_or_default();
         m.prev_roster = snap.prev_roster.unwrap_or_default();
         let committed = m.meta.last_header.as_ref().map(|h| h.body.next_roster);
@@ -738,7 +798,10 @@ impl Machine {
         }
         let total = held + u128::from(self.meta.forfeited);
         if total != u128::from(self.meta.credited) {
-            return Err(format!("ledger holds {total} sats but receipts credited {}", self.meta.credited));
+            return Err(format!(
+                "ledger holds {total} sats but receipts and scored rounds credited {}",
+                self.meta.credited
+            ));
         }
         Ok(())
     }

@@ -31,8 +31,18 @@ impl Ctx {
     /// reached nothing is decided (a node outage is not a spent bond).
     pub(super) async fn recheck_bonds(&self) -> Result<(), NodeError> {
         let Some(rpc) = self.bond_rpc.clone() else { return Ok(()) };
-        let (bonds, min) = match self.core.lock() {
-            Ok(c) => (c.machine().bonded_workers(), c.machine().config().tunables.bond_min_sats),
+        // Each bond with the least value it must keep, and whether it backs a validator.
+        let bonds: Vec<(cairn_spec::PubKey, cairn_spec::Bond, u64, bool)> = match self.core.lock() {
+            Ok(c) => {
+                let m = c.machine();
+                let t = &m.config().tunables;
+                let workers = m.bonded_workers().into_iter().map(|(k, b)| (k, b, t.bond_min_sats, false));
+                let validators = m
+                    .bonded_validators()
+                    .into_iter()
+                    .map(|(k, b)| (k, b, t.validator_stake_min_sats.max(1), true));
+                workers.chain(validators).collect()
+            }
             Err(_) => return Ok(()),
         };
         if bonds.is_empty() {
@@ -41,10 +51,11 @@ impl Ctx {
         let lost = tokio::task::spawn_blocking(move || {
             bonds
                 .into_iter()
-                .filter_map(|(w, b)| match bond_status(&rpc, &b) {
+                .filter_map(|(w, b, min, validator)| match bond_status(&rpc, &b) {
                     Ok(Some(v)) if v >= min => None,
                     Ok(Some(v)) => Some((
                         w,
+                        validator,
                         format!(
                             "bond output {}:{} holds {v} sats, below {min}",
                             bitcoin::Txid::from_byte_array(b.txid.0),
@@ -53,6 +64,7 @@ impl Ctx {
                     )),
                     Ok(None) => Some((
                         w,
+                        validator,
                         format!(
                             "bond output {}:{} is spent or no longer confirmed",
                             bitcoin::Txid::from_byte_array(b.txid.0),
@@ -68,10 +80,14 @@ impl Ctx {
         })
         .await
         .unwrap_or_default();
-        for (w, why) in lost {
-            tracing::warn!(target: "cairn::node", worker = %w, reason = %why, "worker's bond lost: admission ended");
+        for (w, validator, why) in lost {
+            tracing::warn!(target: "cairn::node", key = %w, validator, reason = %why, "bond lost: admission ended");
             let now = unix_secs();
-            match self.apply(move |m| Ok(((), m.bond_lost(&w, why, now)))).await {
+            let lapse = move |m: &mut crate::lifecycle::Machine| match validator {
+                true => m.validator_bond_lost(&w, why, now),
+                false => m.bond_lost(&w, why, now),
+            };
+            match self.apply(move |m| Ok(((), lapse(m)))).await {
                 Ok(((), effects)) => self.perform(effects).await,
                 Err(e @ (CoreError::Store(_) | CoreError::Poisoned)) => return Err(e.into()),
                 Err(_) => {}

@@ -567,7 +567,7 @@ impl Ctx {
                 Effect::Epoch(h) => {
                     self.metrics.epochs.inc();
                     tracing::info!(target: "cairn::node", height = h.body.height, hash = %h.id(), receipts = h.body.receipt_count, "epoch closed");
-                    self.publish(GossipMessage::Epoch(*h)).await
+                    self.publish(GossipMessage::Epoch(h)).await
                 }
                 Effect::Anchor(p) => {
                     if let Some(a) = &self.anchor {

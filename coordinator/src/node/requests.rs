@@ -62,7 +62,10 @@ pub(super) async fn decide_groups(
                         WorkerMsg::Claim(c) => Some((c.get().body.task, stages::Event::Claim)),
                         WorkerMsg::Commit(c) => Some((c.get().body.task, stages::Event::Commit)),
                         WorkerMsg::Reveal(r) => Some((r.get().body.task, stages::Event::Reveal)),
-                        WorkerMsg::Register(..) => None,
+                        WorkerMsg::Register(..)
+                        | WorkerMsg::RegisterValidator(..)
+                        | WorkerMsg::ScoreCommit(..)
+                        | WorkerMsg::ScoreReveal(..) => None,
                     });
                     replies.push(reply);
                     msgs.push(m);
@@ -82,7 +85,8 @@ pub(super) async fn decide_groups(
                 // refund is bounded by what the coordinator drew the worker for. A repeat, a
                 // refusal, a read or a registration (which a key may send again and again
                 // with new times) is charged.
-                let task_work = !matches!(msg, WorkerMsg::Register(..));
+                let task_work =
+                    matches!(msg, WorkerMsg::Claim(..) | WorkerMsg::Commit(..) | WorkerMsg::Reveal(..));
                 dispatch(m, msg, now).map(|(body, step)| {
                     let cost =
                         if task_work && !step.changes.is_empty() { Cost::Refunded } else { Cost::Charged };
@@ -172,6 +176,10 @@ pub(super) enum WorkerMsg {
     Claim(Verified<cairn_spec::Claim>),
     Commit(Verified<cairn_spec::Commitment>),
     Reveal(Verified<cairn_spec::Reveal>),
+    /// A validator's registration, with its bond's value as Bitcoin Core reported it.
+    RegisterValidator(Verified<cairn_spec::ValidatorRegistration>, Option<u64>),
+    ScoreCommit(Verified<cairn_spec::ScoreCommit>),
+    ScoreReveal(Verified<cairn_spec::ScoreReveal>),
 }
 
 /// Worker messages must come from the worker's own node (its libp2p identity is its protocol
@@ -194,14 +202,28 @@ pub(super) fn check_all<R>(
     // after this one, so a group asks about a bounded number; later ones are told to retry.
     let mut lookups = 0usize;
     for result in &mut results {
-        let Ok(WorkerMsg::Register(v, value)) = result else { continue };
-        let r = &v.get().body;
-        let Some(bond) = r.bond.as_ref().filter(|b| b.verify(&r.coordinator, &r.worker)) else { continue };
+        let (bond, value) = match result {
+            Ok(WorkerMsg::Register(v, value)) => {
+                let r = &v.get().body;
+                let Some(bond) = r.bond.as_deref().filter(|b| b.verify(&r.coordinator, &r.worker)) else {
+                    continue;
+                };
+                (bond.clone(), value)
+            }
+            Ok(WorkerMsg::RegisterValidator(v, value)) => {
+                let r = &v.get().body;
+                if !r.bond.verify(&r.coordinator, &r.validator) {
+                    continue;
+                }
+                (r.bond.clone(), value)
+            }
+            _ => continue,
+        };
         lookups += 1;
         if lookups > MAX_BOND_LOOKUPS {
             *result = Err(Refusal::TooEarly("too many bonded registrations at once; retry".into()));
         } else if let Some(rpc) = rpc {
-            *value = bond_value(rpc, bond);
+            *value = bond_value(rpc, &bond);
         }
     }
     replies.into_iter().zip(results).collect()
@@ -237,6 +259,18 @@ pub(super) fn check(from: &Peer, body: RequestBody) -> Result<WorkerMsg, Refusal
             bound(&s.body.worker)?;
             Ok(WorkerMsg::Reveal(Verified::check(s)?))
         }
+        RequestBody::RegisterValidator(s) => {
+            bound(&s.body.validator)?;
+            Ok(WorkerMsg::RegisterValidator(Verified::check(*s)?, None))
+        }
+        RequestBody::ScoreCommit(s) => {
+            bound(&s.body.validator)?;
+            Ok(WorkerMsg::ScoreCommit(Verified::check(*s)?))
+        }
+        RequestBody::ScoreReveal(s) => {
+            bound(&s.body.validator)?;
+            Ok(WorkerMsg::ScoreReveal(Verified::check(*s)?))
+        }
         _ => Err(Refusal::Invalid("not a worker message".into())),
     }
 }
@@ -255,6 +289,9 @@ pub(super) fn dispatch(
         }
         WorkerMsg::Commit(v) => Ok((ResponseBody::Ack, m.commit(v, now)?)),
         WorkerMsg::Reveal(v) => Ok((ResponseBody::Ack, m.reveal(v, now)?)),
+        WorkerMsg::RegisterValidator(v, bond) => Ok((ResponseBody::Ack, m.register_validator(v, bond, now)?)),
+        WorkerMsg::ScoreCommit(v) => Ok((ResponseBody::Ack, m.score_commit(v)?)),
+        WorkerMsg::ScoreReveal(v) => Ok((ResponseBody::Ack, m.score_reveal(v)?)),
     }
 }
 

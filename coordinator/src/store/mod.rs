@@ -25,7 +25,9 @@ pub use rocks::RocksStore;
 /// binding in the node-wide record, the genesis output in the anchor head, the binding in the
 /// follower's anchor scan. Version 8: headers of protocol version 5, each committing its
 /// predecessors' history root (SPEC.md §5.9); the history frontier in the node-wide record.
-pub const SCHEMA_VERSION: u32 = 8;
+/// Version 9: headers of protocol version 6, each committing its scored rounds (SPEC.md
+/// §13.6); the `scores` table (validators, sheets, units, rounds).
+pub const SCHEMA_VERSION: u32 = 9;
 
 /// Key of the schema version in the `meta` table.
 pub const SCHEMA_KEY: &[u8] = b"schema_version";
@@ -53,11 +55,13 @@ pub enum Table {
     Anchors,
     /// Worker registrations and reputations.
     Workers,
+    /// Validators, score sheets, scored units and scored rounds (SPEC.md §13).
+    Scores,
 }
 
 impl Table {
     /// Every table.
-    pub const ALL: [Table; 10] = [
+    pub const ALL: [Table; 11] = [
         Table::Meta,
         Table::Tasks,
         Table::Blobs,
@@ -68,6 +72,7 @@ impl Table {
         Table::Epochs,
         Table::Anchors,
         Table::Workers,
+        Table::Scores,
     ];
 
     /// Column-family name.
@@ -83,6 +88,7 @@ impl Table {
             Table::Epochs => "epochs",
             Table::Anchors => "anchors",
             Table::Workers => "workers",
+            Table::Scores => "scores",
         }
     }
 }
