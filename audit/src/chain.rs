@@ -157,6 +157,13 @@ pub fn audit_chain(
     let mut duplicates = Vec::new();
     let mut rewards: u64 = 0;
     let mut last_ledger = None;
+    // The ledger the epoch before the range committed: each epoch's ledger may grow, key by
+    // key, by no more than that epoch credits the key.
+    let mut prev_ledger: Vec<cairn_spec::LedgerEntry> = match scope.from.checked_sub(1) {
+        None => Vec::new(),
+        Some(b) => source.ledger(b)?,
+    };
+    let classes = source.classes()?;
     // The receipts of the last two epochs: a header's rounds score the epoch two before it.
     let mut recent: std::collections::VecDeque<(u32, Vec<cairn_spec::SignedReceipt>)> = Default::default();
     for (i, h) in headers.iter().enumerate() {
@@ -173,9 +180,13 @@ pub fn audit_chain(
             },
         };
         let bonds = backend.filter(|_| !rounds.is_empty()).map(|b| bond_values(b, &rounds));
-        match crate::scores::check_rounds(&h.body, &rounds, scored.as_deref(), bonds.as_ref()) {
+        match crate::scores::check_rounds(&h.body, &rounds, scored.as_deref(), bonds.as_ref(), &classes) {
             Ok(detail) => report.push("scores", true, detail),
             Err(detail) => report.push("scores", false, detail),
+        };
+        match crate::scores::check_ledger_growth(&prev_ledger, &ledger, &receipts, &rounds) {
+            Ok(detail) => report.push("ledger_growth", true, detail),
+            Err(detail) => report.push("ledger_growth", false, detail),
         };
         history.push(h.id());
         for r in &receipts {
@@ -193,6 +204,7 @@ pub fn audit_chain(
         let scored_sats = rounds.iter().fold(0u64, |a, r| a.saturating_add(r.credited_sats()));
         rewards = rewards.saturating_add(reward).saturating_add(scored_sats);
         last_ledger = Some(ledger_total(&ledger));
+        prev_ledger = ledger;
         epochs.push(EpochResult {
             height: h.body.height,
             hash: h.id(),

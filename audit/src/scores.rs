@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 
-use cairn_spec::{rounds, EpochHeader, Hash32, PubKey, ScoredRound, SignedReceipt};
+use cairn_spec::{rounds, EpochHeader, Hash32, LedgerEntry, PubKey, ScoredRound, SignedReceipt, TaskClass};
 
 /// Each bond output a round names, as the auditor's Bitcoin node reports it: its value and
 /// whether it pays to the sheet's bond key (`None`: the node does not know the output — an
@@ -24,6 +24,7 @@ pub fn check_rounds(
     rounds: &[ScoredRound],
     scored: Option<&[SignedReceipt]>,
     bonds: Option<&BondValues>,
+    classes: &BTreeMap<Hash32, TaskClass>,
 ) -> Result<String, String> {
     let root = rounds::scores_root(rounds);
     if root != header.scores_root {
@@ -42,12 +43,24 @@ pub fn check_rounds(
     }
     let units = scored.map(units_by_class);
     let mut credited = 0u64;
+    let mut unknown_classes = 0usize;
     for r in rounds {
         let name = format!("round of class {}", r.class);
         if r.network != header.network || r.coordinator != header.coordinator || r.epoch != epoch {
             return Err(format!("{name} is not this chain's round of epoch {epoch}"));
         }
         r.check().map_err(|e| format!("{name}: {e}"))?;
+        // The class id commits to its terms: a round paying by others is the coordinator's.
+        if let Some(class) = classes.get(&r.class) {
+            if class.objective.terms() != Some(&r.params) {
+                return Err(format!(
+                    "{name} shares by terms {:?}, the class states {:?}",
+                    r.params, class.objective
+                ));
+            }
+        } else {
+            unknown_classes += 1;
+        }
         if let Some(units) = &units {
             for w in &r.workers {
                 let have = units.get(&(r.class, w.worker)).copied().unwrap_or(0);
@@ -92,8 +105,12 @@ pub fn check_rounds(
         None => "; stakes not checked (no Bitcoin node)",
         Some(_) => ", stakes match Bitcoin",
     };
+    let terms = match unknown_classes {
+        0 => ", terms match the classes".to_owned(),
+        n => format!("; the terms of {n} rounds not checked (class not served)"),
+    };
     Ok(format!(
-        "{} rounds over epoch {epoch} recomputed exactly ({} sats credited){}{stakes}",
+        "{} rounds over epoch {epoch} recomputed exactly ({} sats credited){}{stakes}{terms}",
         rounds.len(),
         credited,
         if units.is_some() {
@@ -120,4 +137,37 @@ fn bitcoin_txid(internal: &Hash32) -> String {
     let mut b = internal.0;
     b.reverse();
     hex::encode(b)
+}
+
+/// Key by key, the ledger after an epoch holds no more than the ledger before it plus what
+/// the epoch credits the key: its receipts' rewards and its shares of the epoch's rounds.
+/// (Payouts move sats between a key's columns; forfeits take them away.) A coordinator that
+/// credits a share to another key than its round names is caught here.
+pub fn check_ledger_growth(
+    before: &[LedgerEntry],
+    after: &[LedgerEntry],
+    receipts: &[SignedReceipt],
+    rounds: &[ScoredRound],
+) -> Result<String, String> {
+    let total = |e: &LedgerEntry| u128::from(e.locked) + u128::from(e.claimable) + u128::from(e.paid);
+    let mut allowed: BTreeMap<PubKey, u128> = before.iter().map(|e| (e.worker, total(e))).collect();
+    let credits = receipts
+        .iter()
+        .map(|r| (r.body.worker, r.body.reward_sats))
+        .chain(rounds.iter().flat_map(|r| r.workers.iter().map(|w| (w.worker, w.share_sats))))
+        .chain(rounds.iter().flat_map(|r| r.sheets.iter().map(|s| (s.validator, s.share_sats))));
+    for (key, sats) in credits {
+        *allowed.entry(key).or_default() += u128::from(sats);
+    }
+    for e in after {
+        let most = allowed.get(&e.worker).copied().unwrap_or(0);
+        if total(e) > most {
+            return Err(format!(
+                "key {} holds {} sats in the ledger; before the epoch and with what it credits the key, at most {most}",
+                e.worker,
+                total(e)
+            ));
+        }
+    }
+    Ok(format!("{} ledger entries grew by no more than the epoch credits them", after.len()))
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use cairn_spec::{
     Decode, Hash32, LedgerEntry, MerkleProof, Object, Roster, ScoredRound, SignedEpochHeader, SignedReceipt,
-    Task,
+    Task, TaskClass,
 };
 use serde_json::Value;
 use thiserror::Error;
@@ -73,6 +73,11 @@ pub trait Source {
     fn receipt(&self, id: &Hash32) -> Result<LocatedReceipt, SourceError>;
     /// The anchors said to be confirmed, in chain order.
     fn anchors(&self) -> Result<Vec<AnchorClaim>, SourceError>;
+    /// The task classes the source knows, by id (each checked to hash to its id); none by
+    /// default.
+    fn classes(&self) -> Result<std::collections::BTreeMap<Hash32, TaskClass>, SourceError> {
+        Ok(Default::default())
+    }
     /// The scored rounds the header at `height` credits (SPEC.md §13.6). A source that serves
     /// none answers none, and a header committing rounds then fails its `scores` check.
     fn rounds(&self, height: u32) -> Result<Vec<ScoredRound>, SourceError> {
@@ -221,6 +226,21 @@ impl Source for ApiSource {
                 return Ok(out);
             }
         }
+    }
+
+    fn classes(&self) -> Result<std::collections::BTreeMap<Hash32, TaskClass>, SourceError> {
+        // A follower serves no classes: then none are known.
+        let v = match self.get("/v1/classes") {
+            Err(SourceError::NotFound(_)) => return Ok(Default::default()),
+            other => other?,
+        };
+        list(&v, "classes")?
+            .iter()
+            .map(|c| {
+                let class: TaskClass = decode_hex(&c["encoding"], "task class")?;
+                Ok((class.id(), class))
+            })
+            .collect()
     }
 
     fn rounds(&self, height: u32) -> Result<Vec<ScoredRound>, SourceError> {

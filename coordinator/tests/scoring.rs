@@ -597,6 +597,28 @@ fn a_coordinator_that_credits_other_shares_than_the_consensus_is_named_by_the_au
         h.store.write(&b).unwrap();
         assert!(audit(&h).ok());
     }
+    // An honest round, but the ledger credits part of one worker's share to another key: the
+    // state root commits it, and the audit names the key that grew by more than it earned.
+    let mut moved = ledger.clone();
+    let (from, to) = (honest.workers[0].worker, honest.workers[1].worker);
+    for e in moved.iter_mut() {
+        if e.worker == from {
+            e.locked -= 1_000;
+        } else if e.worker == to {
+            e.locked += 1_000;
+        }
+    }
+    let mut forged = header.body.clone();
+    forged.state_root = cairn_spec::ledger::state_root(&moved).unwrap();
+    let forged = Signed::sign(forged, &h.coord, &[9; 32]);
+    let mut b = Batch::new();
+    ls::add(&mut b, &Change::Epoch { header: Box::new(forged), ledger: moved, roster: None }).unwrap();
+    h.store.write(&b).unwrap();
+    let a = audit(&h);
+    let e = a.epochs.iter().find(|e| e.height == 2).unwrap();
+    let failed = e.report.first_failure().unwrap();
+    assert_eq!(failed.name, "ledger_growth", "{failed:?}");
+    assert!(failed.detail.contains(&to.to_hex()), "{}", failed.detail);
 }
 
 #[test]
