@@ -245,7 +245,7 @@ impl Source for ApiSource {
 
     fn rounds(&self, height: u32) -> Result<Vec<ScoredRound>, SourceError> {
         let v = self.get(&format!("/v1/epochs/{height}/rounds"))?;
-        list(&v, "rounds")?.iter().map(|r| decode_hex(r, "scored round")).collect()
+        list(&v, "rounds")?.iter().map(|r| decode_hex(&r["encoding"], "scored round")).collect()
     }
 
     fn ledger(&self, height: u32) -> Result<Vec<LedgerEntry>, SourceError> {

@@ -633,7 +633,7 @@ async fn validators_score_a_quality_class_and_the_audit_reproduces_every_share()
         .as_array()
         .unwrap()
         .iter()
-        .map(|r| ScoredRound::from_bytes(&hex::decode(r.as_str().unwrap()).unwrap()).unwrap())
+        .map(|r| ScoredRound::from_bytes(&hex::decode(r["encoding"].as_str().unwrap()).unwrap()).unwrap())
         .collect();
     assert_eq!(rounds.len(), 1, "{v}");
     let round = &rounds[0];
@@ -710,6 +710,17 @@ async fn validators_score_a_quality_class_and_the_audit_reproduces_every_share()
     // The validators' credit is in the ledger.
     let l = http(api, "GET", &format!("/v1/ledger/{}", validators[0].public()), None, None).1;
     assert_eq!(l["locked"].as_u64(), Some(vshare(&validators[0])), "{l}");
+    // The dashboard shows the round as the API serves it, and plots each worker's score.
+    if let Some((chrome, pw)) = common::browser() {
+        let out = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("scores");
+        let url2 = url.clone();
+        let shown = tokio::task::spawn_blocking(move || {
+            common::run_browser_script("scores.cjs", &url2, &out, &chrome, &pw)
+        })
+        .await
+        .unwrap();
+        eprintln!("{shown}");
+    }
 
     for w in workers.iter().chain(&validators) {
         w.net.shutdown().await;

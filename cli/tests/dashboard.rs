@@ -14,42 +14,9 @@ use std::time::{Duration, Instant};
 use cairn_cli::devnet::{ChainChoice, DevnetOptions};
 use serde_json::Value;
 
-fn chromium() -> Option<PathBuf> {
-    std::env::var_os("CHROMIUM")
-        .map(PathBuf::from)
-        .or_else(|| Some(PathBuf::from("/usr/bin/chromium")))
-        .filter(|p| p.is_file())
-}
-
-fn playwright() -> Option<PathBuf> {
-    let dir = std::env::var_os("CAIRN_PLAYWRIGHT").map(PathBuf::from).or_else(|| {
-        std::env::var_os("HOME")
-            .map(|h| PathBuf::from(h).join(".cache/cairn/browser/node_modules/playwright-core"))
-    })?;
-    dir.join("package.json").is_file().then_some(dir)
-}
-
-/// The major version of `node` on PATH.
-fn node_major() -> Option<u32> {
-    let out = std::process::Command::new("node").arg("--version").output().ok()?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    text.trim().trim_start_matches('v').split('.').next()?.parse().ok()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn dashboard_in_headless_chromium() {
-    let (Some(chrome), Some(pw)) = (chromium(), playwright()) else {
-        return cairn_testkit::skip(
-            "needs /usr/bin/chromium (or CHROMIUM) and playwright-core in ~/.cache/cairn/browser (or CAIRN_PLAYWRIGHT); .ci/run installs both",
-        );
-    };
-    match node_major() {
-        None => return cairn_testkit::skip("no Node.js (`node`) to run playwright-core"),
-        Some(v) if v < 20 => {
-            return cairn_testkit::skip(&format!("Node.js {v} is older than the 20 playwright-core needs"))
-        }
-        Some(_) => {}
-    }
+    let Some((chrome, pw)) = common::browser() else { return };
     let dir = tempfile::tempdir().unwrap();
     let opts = DevnetOptions {
         data_dir: Some(dir.path().join("devnet")),
@@ -82,25 +49,15 @@ async fn dashboard_in_headless_chromium() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("dashboard");
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/browser/dashboard.cjs");
     let (api2, out2) = (api.clone(), out.clone());
     let result = tokio::task::spawn_blocking(move || {
-        std::process::Command::new("node")
-            .arg(&script)
-            .arg(&api2)
-            .arg(&out2)
-            .env("CHROMIUM", &chrome)
-            .env("PLAYWRIGHT_CORE", &pw)
-            .output()
-            .unwrap()
+        std::panic::catch_unwind(|| common::run_browser_script("dashboard.cjs", &api2, &out2, &chrome, &pw))
     })
     .await
     .unwrap();
     let _ = stop_tx.send(());
     let _ = tokio::time::timeout(Duration::from_secs(60), run).await;
-    let stdout = String::from_utf8_lossy(&result.stdout);
-    let stderr = String::from_utf8_lossy(&result.stderr);
-    assert!(result.status.success(), "browser check failed:\n{stdout}\n{stderr}");
+    let stdout = result.unwrap_or_else(|e| std::panic::resume_unwind(e));
     eprintln!("{stdout}");
     for f in ["dashboard.png", "receipt.png"] {
         assert!(std::fs::metadata(out.join(f)).map(|m| m.len() > 10_000).unwrap_or(false), "{f} not written");

@@ -542,8 +542,22 @@ pub struct EpochRounds {
     pub height: u32,
     /// Its header's scores root.
     pub scores_root: Hash32,
-    /// Each round's canonical encoding, hex, in ascending class id order.
-    pub rounds: Vec<String>,
+    /// The rounds, in ascending class id order (their ids are the scores tree's leaves).
+    pub rounds: Vec<RoundView>,
+}
+
+/// One scored round as the API shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RoundView {
+    /// The round's id (its leaf in the scores tree).
+    pub id: Hash32,
+    /// The round: the class, the scored epoch, its terms, each worker's units, score and
+    /// share, each validator's sheet, stake and share (SPEC.md §13.6).
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub round: crate::rounds::ScoredRound,
+    /// Its canonical encoding, hex: what an auditor hashes and checks.
+    pub encoding: String,
 }
 
 /// `GET /v1/epochs/{height}/history/{epoch}`: where epoch `epoch`'s header sits in the

@@ -9,9 +9,9 @@ use axum::http::HeaderMap;
 use axum::Json;
 use cairn_spec::api::{
     EpochClosed, EpochHistory, EpochLedger, EpochList, EpochReceipts, EpochRoster, EpochRounds, EpochView,
-    ErrorBody,
+    ErrorBody, RoundView,
 };
-use cairn_spec::{Encode, SignedEpochHeader};
+use cairn_spec::{Encode, Object, SignedEpochHeader};
 
 use super::{authorize, bad, limit, not_found, parse_height, AnchorView, ApiResult, ApiState, Command, Page};
 use crate::lifecycle_store as ls;
@@ -200,6 +200,9 @@ pub(super) async fn epoch_rounds(
     Ok(Json(EpochRounds {
         height,
         scores_root: h.body.scores_root,
-        rounds: rounds.iter().map(|r| hex::encode(r.to_bytes())).collect(),
+        rounds: rounds
+            .iter()
+            .map(|r| RoundView { id: r.id(), round: r.clone(), encoding: hex::encode(r.to_bytes()) })
+            .collect(),
     }))
 }

@@ -120,6 +120,85 @@ async function drawWorkers(list) {
   tbody.replaceChildren(...rows);
 }
 
+// Rounds of closed epochs never change: each is fetched once.
+const rounds = new Map();
+const PALETTE = ["#58a6ff", "#3fb950", "#d29922", "#f85149", "#bc8cff", "#39c5cf", "#ff7b72", "#e3b341"];
+
+async function drawScores(epochs) {
+  for (const e of epochs) {
+    if (e.height < 2 || rounds.has(e.height)) continue;
+    const r = await get(`/v1/epochs/${e.height}/rounds`).catch(() => null);
+    if (r) rounds.set(e.height, r.rounds.map((v) => v.round));
+  }
+  const heights = [...rounds.keys()].sort((a, b) => a - b).filter((h) => rounds.get(h).length).slice(-EPOCHS_SHOWN);
+  $("scores").hidden = heights.length === 0;
+  if (!heights.length) return;
+  // The newest round (of the first class in it) in full.
+  const newest = heights[heights.length - 1];
+  const round = rounds.get(newest)[0];
+  $("round-title").textContent = `round credited in epoch ${newest}: class ${short(round.class)}, work of epoch ${round.epoch}`;
+  $("round-workers").querySelector("tbody").replaceChildren(...round.workers.map((w) =>
+    el("tr", { "data-key": w.worker },
+      el("td", {}, el("code", { text: short(w.worker), title: w.worker })),
+      el("td", { text: fmt(w.units) }),
+      el("td", { class: "score", text: (w.score / 1e6).toFixed(3) }),
+      el("td", { class: "share", text: fmt(w.share_sats) }))));
+  $("round-validators").querySelector("tbody").replaceChildren(...round.sheets.map((s) =>
+    el("tr", { "data-key": s.validator },
+      el("td", {}, el("code", { text: short(s.validator), title: s.validator })),
+      el("td", { text: fmt(s.stake) }),
+      el("td", { class: "share", text: fmt(s.share_sats) }))));
+  // Each worker's consensus score in that class, epoch by epoch.
+  const points = new Map();
+  for (const h of heights) {
+    for (const w of rounds.get(h).filter((r) => r.class === round.class).flatMap((r) => r.workers)) {
+      if (!points.has(w.worker)) points.set(w.worker, []);
+      points.get(w.worker).push([h, w.score]);
+    }
+  }
+  const svg = $("scores-chart");
+  const W = 800, H = 220, L = 50, B = 20, T = 10;
+  const lo = heights[0], hi = Math.max(heights[0] + 1, newest);
+  const x = (h) => L + ((h - lo) * (W - L - 10)) / (hi - lo);
+  const y = (s) => H - B - (s * (H - B - T)) / 1e6;
+  const ns = "http://www.w3.org/2000/svg";
+  svg.replaceChildren();
+  const axis = document.createElementNS(ns, "path");
+  axis.setAttribute("d", `M${L},${T} V${H - B} H${W - 10}`);
+  axis.setAttribute("class", "axis");
+  axis.setAttribute("fill", "none");
+  svg.append(axis);
+  for (const [v, t] of [[0, "0"], [1e6, "1.0"]]) {
+    const label = document.createElementNS(ns, "text");
+    label.setAttribute("x", 4);
+    label.setAttribute("y", y(v) + 4);
+    label.textContent = t;
+    svg.append(label);
+  }
+  const legend = $("scores-legend");
+  legend.replaceChildren();
+  [...points.entries()].forEach(([key, pts], i) => {
+    const color = PALETTE[i % PALETTE.length];
+    const p = document.createElementNS(ns, pts.length > 1 ? "polyline" : "circle");
+    if (pts.length > 1) {
+      p.setAttribute("points", pts.map(([h, s]) => `${x(h)},${y(s)}`).join(" "));
+      p.setAttribute("fill", "none");
+      p.setAttribute("stroke", color);
+      p.setAttribute("stroke-width", "2");
+    } else {
+      p.setAttribute("cx", x(pts[0][0]));
+      p.setAttribute("cy", y(pts[0][1]));
+      p.setAttribute("r", "4");
+      p.setAttribute("fill", color);
+    }
+    p.setAttribute("data-worker", key);
+    svg.append(p);
+    const item = el("span", { text: short(key) });
+    item.style.color = color;
+    legend.append(item);
+  });
+}
+
 async function drawRecent(epochs) {
   const box = $("recent");
   // Receipts of the newest anchored epochs (a receipt verifies once its epoch is anchored).
@@ -190,6 +269,7 @@ async function poll() {
     const epochs = stats.epochs ? (await get(`/v1/epochs?from=${from}&limit=${EPOCHS_SHOWN}`)).epochs : [];
     drawTimeline(epochs);
     await drawWorkers(workers.workers || []);
+    await drawScores(epochs);
     await drawRecent(epochs);
     document.body.dataset.polled = String(Number(document.body.dataset.polled || 0) + 1);
   } catch (e) {
