@@ -261,6 +261,9 @@ pub(crate) struct DevnetArgs {
     /// Run no embedding tasks (no model fetch).
     #[arg(long)]
     pub(crate) no_embeddings: bool,
+    /// Validators of the quality subnet (0: no quality subnet).
+    #[arg(long, default_value_t = 3)]
+    pub(crate) validators: u8,
     /// Stop after this many seconds (default: run until Ctrl-C).
     #[arg(long)]
     pub(crate) duration: Option<u64>,

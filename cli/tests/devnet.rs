@@ -176,3 +176,119 @@ async fn devnet_on_bitcoind() {
     let Some(exe) = cairn_testkit::bitcoind() else { return };
     run_devnet(ChainChoice::Bitcoind(exe), "bitcoind").await;
 }
+
+/// The devnet's quality subnet (issue 28): MiniLM workers and two demo personas of lower
+/// quality embed labelled sentences that 3 bonded validators submit as ordinary tasks; each
+/// validator scores the workers on the labels it alone holds, commits, reveals; the round
+/// pays by measured quality, and `cairn audit epoch` against the devnet's chain recomputes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_quality_subnet_pays_by_measured_quality() {
+    if let Err(e) = cairn_worker::models::fetch_minilm(&cairn_worker::models::default_models_dir(), None) {
+        return cairn_testkit::skip(&format!("all-MiniLM-L6-v2 unavailable ({e})"));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let opts = DevnetOptions {
+        data_dir: Some(dir.path().join("devnet")),
+        workers: 2,
+        block_interval: Duration::from_millis(700),
+        epoch_interval: Duration::from_secs(4),
+        task_interval: Duration::from_millis(400),
+        api_port: 0,
+        chain: ChainChoice::Embedded,
+        embeddings: true,
+        validators: 3,
+        ..Default::default()
+    };
+    let (started, stop_tx, run) = common::start_devnet(opts).await;
+    assert_eq!(started.quality_off, None);
+    assert_eq!((started.personas.len(), started.validators.len()), (2, 3));
+    let api = started.api.clone();
+    // Who is who, by payout address: the MiniLM workers, then the two personas.
+    let address = |d: &std::path::Path| {
+        let key = cairn_coordinator::keyfile::load_or_create(&d.join("payout.key")).unwrap();
+        cairn_anchor::anchor_address(&key.public(), cairn_spec::Network::Regtest).to_string()
+    };
+    let minilm: Vec<String> = started.workers.iter().map(|(_, a)| a.clone()).collect();
+    let (first_words, one_vector) = (address(&started.personas[0].0), address(&started.personas[1].0));
+    // Wait for a round in which at least two validators scored all four workers.
+    let t0 = Instant::now();
+    let (height, round) = loop {
+        assert!(t0.elapsed() < Duration::from_secs(240), "no full round in 4 minutes");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let stats = get(&api, "/v1/stats");
+        let epochs = stats["epochs"].as_u64().unwrap_or(0) as u32;
+        let found = (2..epochs).rev().find_map(|h| {
+            let r = get(&api, &format!("/v1/epochs/{h}/rounds"));
+            let round = r["rounds"].as_array()?.first()?["round"].clone();
+            // Every validator has seen enough of every worker to score it.
+            let full = round["sheets"]
+                .as_array()?
+                .iter()
+                .filter(|s| s["scores"].as_array().map(Vec::len) == Some(4));
+            (round["workers"].as_array()?.len() == 4 && full.count() >= 2).then_some((h, round))
+        });
+        if let Some(f) = found {
+            break f;
+        }
+    };
+    let workers = get(&api, "/v1/workers");
+    let key_of = |addr: &str| {
+        workers["workers"].as_array().unwrap().iter().find(|w| w["payout_address"] == addr).unwrap()["key"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let score_of = |addr: &str| {
+        let k = key_of(addr);
+        round["workers"].as_array().unwrap().iter().find(|w| w["worker"] == k.as_str()).unwrap()["score"]
+            .as_u64()
+            .unwrap()
+    };
+    let good: Vec<u64> = minilm.iter().map(|a| score_of(a)).collect();
+    let (weak, lazy) = (score_of(&first_words), score_of(&one_vector));
+    eprintln!(
+        "round credited in epoch {height}: MiniLM {good:?}, first two words {weak}, one vector {lazy} (ppm)"
+    );
+    assert!(good.iter().all(|g| *g > weak) && weak > lazy, "scores follow quality: {round}");
+    // At chance (the baseline) the lazy worker earns nothing.
+    let share_of = |addr: &str| {
+        let k = key_of(addr);
+        round["workers"].as_array().unwrap().iter().find(|w| w["worker"] == k.as_str()).unwrap()["share_sats"]
+            .as_u64()
+            .unwrap()
+    };
+    assert_eq!(share_of(&one_vector), 0, "{round}");
+    assert!(minilm.iter().all(|a| share_of(a) > share_of(&first_words)), "{round}");
+
+    // The auditor recomputes the round from what the chain serves.
+    let bitcoin = BitcoinArgs {
+        rpc_url: Some(started.rpc_url.clone()),
+        rpc_cookie: Some(started.rpc_cookie.clone()),
+        ..Default::default()
+    };
+    let api2 = api.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        let args = ChainArgs {
+            api: Some(api2),
+            scope: cairn_audit::chain::Scope { from: height, to: Some(height), genesis: None },
+            json: true,
+            ..Default::default()
+        };
+        audit_cli::audit_epochs(&args, &bitcoin, &mut |_, _| {}).unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(out.ok, "{}", out.output);
+    let v: Value = serde_json::from_str(&out.output).unwrap();
+    let scores = v["audit"]["epochs"][0]["report"]["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "scores")
+        .cloned()
+        .unwrap();
+    eprintln!("cairn audit epoch {height}: {}", scores["detail"]);
+    assert!(scores["detail"].as_str().unwrap().contains("stakes match Bitcoin"), "{scores}");
+    let _ = stop_tx.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(60), run).await;
+}

@@ -3,8 +3,9 @@
 //! neighbour vote (cosine) among that worker's own embeddings, in parts per million.
 //!
 //! The labels are the validator's alone: workers embed sentences and never see a label, so
-//! the score measures the embeddings, not a guess. A worker that answers junk or one vector for
-//! everything scores at chance (about 500,000 with two balanced labels).
+//! the score measures the embeddings, not a guess. A worker that answers junk scores about
+//! chance (500,000 with two balanced labels); one that answers one vector for everything,
+//! near 0 (each item gets the majority label of all the others).
 //!
 //! Owns the score. Must never fetch or submit anything: the validator brings each worker's
 //! embeddings with the labels of the sentences they embed.
@@ -15,9 +16,12 @@ use cairn_spec::consensus::SCORE_SCALE;
 pub const K: usize = 5;
 
 /// The leave-one-out k-NN accuracy (ppm) of `items` (label, embedding), all of one worker:
-/// each item's label is predicted by the majority of its `K` most cosine-similar others (ties
-/// to the lower label; a vector of zero norm is similar to nothing). `None` with fewer than
-/// two items or embeddings of different widths.
+/// each item's label is predicted by the majority of its `K` most cosine-similar others, every
+/// other as similar as the `K`-th voting too (so the result never depends on the items' order;
+/// a worker answering one vector for everything gets the majority of all the others, which is
+/// wrong about as often as the labels are balanced); a tied vote goes to the lower label. A
+/// vector of zero norm is similar to nothing. `None` with fewer than two items or embeddings
+/// of different widths.
 pub fn knn_accuracy(items: &[(u8, Vec<f32>)]) -> Option<u32> {
     if items.len() < 2 {
         return None;
@@ -45,11 +49,10 @@ pub fn knn_accuracy(items: &[(u8, Vec<f32>)]) -> Option<u32> {
                 (if dot.is_finite() { dot } else { f64::MIN }, *l)
             })
             .collect();
-        // The most similar first; equal similarities keep the items' order (a constant
-        // embedding gives every neighbour the same similarity: the vote is then the first K).
         near.sort_by(|a, b| b.0.total_cmp(&a.0));
+        let kth = near.get(K.min(near.len()).saturating_sub(1)).map_or(f64::MIN, |n| n.0);
         let mut votes = [0u32; 256];
-        for (_, l) in near.iter().take(K) {
+        for (_, l) in near.iter().take_while(|(sim, _)| *sim >= kth) {
             if let Some(v) = votes.get_mut(usize::from(*l)) {
                 *v += 1;
             }
@@ -60,6 +63,27 @@ pub fn knn_accuracy(items: &[(u8, Vec<f32>)]) -> Option<u32> {
         }
     }
     Some((right * u64::from(SCORE_SCALE) / items.len() as u64) as u32)
+}
+
+/// The same number of items of each label (the first ones of each, as many as the rarest
+/// label has): on balanced items a worker that separates nothing cannot score above chance by
+/// answering the more frequent label.
+pub fn balanced(items: &[(u8, Vec<f32>)]) -> Vec<(u8, Vec<f32>)> {
+    let mut counts = std::collections::BTreeMap::<u8, usize>::new();
+    for (l, _) in items {
+        *counts.entry(*l).or_default() += 1;
+    }
+    let each = counts.values().copied().min().unwrap_or(0);
+    let mut taken = std::collections::BTreeMap::<u8, usize>::new();
+    items
+        .iter()
+        .filter(|(l, _)| {
+            let t = taken.entry(*l).or_default();
+            *t += 1;
+            *t <= each
+        })
+        .cloned()
+        .collect()
 }
 
 /// Embeddings of `count` sentences from a result's bytes (canonical little-endian f32, one
@@ -97,6 +121,17 @@ mod tests {
         assert!(knn_accuracy(&zeros).unwrap() <= 600_000);
         assert_eq!(knn_accuracy(&items[..1]), None);
         assert_eq!(knn_accuracy(&[(0, vec![1.0]), (1, vec![1.0, 2.0])]), None);
+    }
+
+    #[test]
+    fn balanced_items_leave_a_constant_answer_nothing() {
+        let items: Vec<(u8, Vec<f32>)> = (0..30).map(|i| (u8::from(i % 3 == 0), vec![1.0, 1.0])).collect();
+        let b = balanced(&items);
+        assert_eq!(b.iter().filter(|(l, _)| *l == 1).count(), 10);
+        assert_eq!(b.len(), 20);
+        // Unbalanced, one vector for all scores the majority's share; balanced, nothing.
+        assert!(knn_accuracy(&items).unwrap() >= 600_000);
+        assert_eq!(knn_accuracy(&b), Some(0));
     }
 
     #[test]

