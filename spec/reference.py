@@ -1213,6 +1213,8 @@ def dec_request(r):
         r.uint(4)
         if r.uint(2) > (2048 if tag == 9 else 8192):
             raise DecodeError("too_long")
+    elif tag == 15:
+        r.uint(4)
     else:
         raise DecodeError("invalid_tag")
 
@@ -1279,6 +1281,14 @@ def dec_response(r):
             raise DecodeError("unexpected_end")
         for _ in range(n):
             OBJECTS["ledger_entry"][2](r)
+    elif tag == 9:
+        n = r.uint(1)
+        if n > 64:
+            raise DecodeError("too_long")
+        if n * 106 > len(r.b) - r.pos:
+            raise DecodeError("unexpected_end")
+        for _ in range(n):
+            dec_scored_round(r)
     else:
         raise DecodeError("invalid_tag")
 

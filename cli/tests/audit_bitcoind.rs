@@ -710,6 +710,31 @@ async fn validators_score_a_quality_class_and_the_audit_reproduces_every_share()
     // The validators' credit is in the ledger.
     let l = http(api, "GET", &format!("/v1/ledger/{}", validators[0].public()), None, None).1;
     assert_eq!(l["locked"].as_u64(), Some(vshare(&validators[0])), "{l}");
+    // A follower mirrors the round over p2p (each round checked against the header's scores
+    // root and its own signed sheets), and what it serves audits the same.
+    let fdir = dir.path().join("follower");
+    let bitcoin = common::core_bitcoin(&btc.rpc_url(), &btc.cookie_path());
+    let (finfo, fstop, fhandle) =
+        common::start_follower(&common::follower_config(&fdir, &info.p2p[0], bitcoin)).await;
+    wait_for("the follower to mirror epoch 2", &|| {
+        http(finfo.api, "GET", "/v1/epochs/2/rounds", None, None).0 == 200
+    });
+    assert_eq!(
+        http(finfo.api, "GET", "/v1/epochs/2/rounds", None, None).1,
+        http(api, "GET", "/v1/epochs/2/rounds", None, None).1
+    );
+    let mut f =
+        vec!["audit".into(), "epoch".into(), "2".into(), "--api".into(), format!("http://{}", finfo.api)];
+    f.extend([
+        "--rpc-url".into(),
+        btc.rpc_url(),
+        "--rpc-cookie".into(),
+        btc.cookie_path().display().to_string(),
+    ]);
+    let (code, out) = cairn(&f.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(code, 0, "{out}");
+    fstop.send(()).unwrap();
+    fhandle.await.unwrap();
     // The dashboard shows the round as the API serves it, and plots each worker's score.
     if let Some((chrome, pw)) = common::browser() {
         let out = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("scores");

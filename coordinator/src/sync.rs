@@ -22,6 +22,7 @@ pub fn is_read(body: &RequestBody) -> bool {
             | RequestBody::GetEpochReceipts { .. }
             | RequestBody::GetLedger { .. }
             | RequestBody::GetBlob { .. }
+            | RequestBody::GetRounds { .. }
     )
 }
 
@@ -62,6 +63,25 @@ pub fn answer(store: &dyn KvStore, body: &RequestBody) -> Result<ResponseBody, R
                 .map_err(storage)?
                 .ok_or(Refusal::NotFound("blob"))?;
             Ok(ResponseBody::Blob { total, offset, bytes })
+        }
+        RequestBody::GetRounds { height } => {
+            let h = ls::header(store, height)
+                .map_err(storage)?
+                .ok_or(Refusal::NotFound("closed epoch at that height"))?;
+            let rounds = ls::rounds(store, height).map_err(storage)?;
+            // Rounds that are not the ones the header commits are not served as if they were
+            // (a follower holds none until it mirrored them).
+            if cairn_spec::rounds::scores_root(&rounds) != h.body.scores_root {
+                return Err(Refusal::NotFound("rounds of this epoch"));
+            }
+            // The answer must fit one response frame.
+            let size: usize = rounds.iter().map(|r| cairn_spec::Encode::to_bytes(r).len()).sum();
+            if size + 64 > cairn_spec::wire::MAX_RESPONSE_BYTES {
+                return Err(Refusal::Invalid(format!(
+                    "the rounds of epoch {height} take {size} bytes, more than one answer holds"
+                )));
+            }
+            Ok(ResponseBody::Rounds(rounds))
         }
         _ => Err(Refusal::Invalid("not a read request".into())),
     }

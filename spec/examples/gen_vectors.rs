@@ -1361,6 +1361,7 @@ fn wire_vectors() -> Value {
             &AUX,
         ))),
         RequestBody::ScoreReveal(Box::new(Signed::sign(sheet.clone(), &validator, &AUX))),
+        RequestBody::GetRounds { height: 9 },
     ]
     .into_iter()
     .enumerate()
@@ -1391,6 +1392,19 @@ fn wire_vectors() -> Value {
                 LedgerEntry { worker: coord.public(), locked: 0, claimable: 0, paid: 7 },
             ],
         },
+        ResponseBody::Rounds(vec![scored_round(
+            &coord,
+            &sample_class(),
+            &[&validator, &key(6)],
+            &[&worker, &key(3)],
+            cairn_spec::consensus::ConsensusParams {
+                worker_budget_sats: 10_000,
+                validator_budget_sats: 1_000,
+                baseline: 100_000,
+                tolerance: 200_000,
+            },
+        )]),
+        ResponseBody::Rounds(Vec::new()),
     ]
     .into_iter()
     .enumerate()

@@ -12,6 +12,7 @@ use crate::keys::PubKey;
 use crate::ledger::LedgerEntry;
 use crate::network::Network;
 use crate::receipt::SignedReceipt;
+use crate::rounds::ScoredRound;
 use crate::scores::{ScoreCommit, ScoreReveal, ValidatorRegistration};
 use crate::signed::{Object, Signed, Signer};
 use crate::task::{Task, TaskClass};
@@ -311,6 +312,11 @@ pub enum RequestBody {
     ScoreCommit(Box<Signed<ScoreCommit>>),
     /// 14: reveal a committed score sheet (SPEC.md §13.4).
     ScoreReveal(Box<Signed<ScoreReveal>>),
+    /// 15: the scored rounds a closed epoch's header commits (SPEC.md §13.6), for followers.
+    GetRounds {
+        /// Epoch height.
+        height: u32,
+    },
 }
 
 fn bounded_count(field: &'static str, count: u16, max: usize) -> Result<u16, DecodeError> {
@@ -385,6 +391,9 @@ impl Encode for Request {
                 w.u8(14);
                 x.encode(w);
             }
+            RequestBody::GetRounds { height } => {
+                w.u8(15).u32(*height);
+            }
         }
     }
 }
@@ -442,6 +451,7 @@ impl Decode for Request {
             12 => RequestBody::RegisterValidator(Box::new(Signed::decode(r)?)),
             13 => RequestBody::ScoreCommit(Box::new(Signed::decode(r)?)),
             14 => RequestBody::ScoreReveal(Box::new(Signed::decode(r)?)),
+            15 => RequestBody::GetRounds { height: r.u32("height")? },
             tag => return Err(DecodeError::InvalidTag { field: "request", tag }),
         };
         Ok(Request { id, deadline_ms, body })
@@ -629,6 +639,9 @@ pub enum ResponseBody {
         /// The entries (at most `MAX_LEDGER_PER_REQUEST`).
         entries: Vec<LedgerEntry>,
     },
+    /// 9: the scored rounds an epoch's header commits, in ascending class id order (at most
+    /// `MAX_CLASSES_PER_TERMS`).
+    Rounds(Vec<ScoredRound>),
 }
 
 impl ResponseBody {
@@ -715,6 +728,12 @@ impl Encode for Response {
                     e.encode(w);
                 }
             }
+            ResponseBody::Rounds(rs) => {
+                w.u8(9).u8(rs.len() as u8);
+                for r in rs {
+                    r.encode(w);
+                }
+            }
         }
     }
 }
@@ -779,6 +798,13 @@ impl Decode for Response {
                 let n = r.count("entries", len, MAX_LEDGER_PER_REQUEST, LedgerEntry::ENCODED_LEN)?;
                 let entries = (0..n).map(|_| LedgerEntry::decode(r)).collect::<Result<_, _>>()?;
                 ResponseBody::Ledger { total, entries }
+            }
+            9 => {
+                let len = usize::from(r.u8("rounds")?);
+                // A round is at least its fixed fields and two counts.
+                let n =
+                    r.count("rounds", len, MAX_CLASSES_PER_TERMS, 1 + 1 + 32 + 32 + 4 + 24 + 2 + 2 + 8)?;
+                ResponseBody::Rounds((0..n).map(|_| ScoredRound::decode(r)).collect::<Result<_, _>>()?)
             }
             tag => return Err(DecodeError::InvalidTag { field: "response", tag }),
         };

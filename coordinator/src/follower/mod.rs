@@ -51,6 +51,8 @@ pub struct FetchedEpoch {
     pub receipts: Vec<SignedReceipt>,
     /// The ledger entries its state root commits to.
     pub ledger: Vec<LedgerEntry>,
+    /// The scored rounds its scores root commits (SPEC.md §13.6).
+    pub rounds: Vec<cairn_spec::ScoredRound>,
 }
 
 /// The follower's judgement of a fetched epoch.
@@ -122,6 +124,12 @@ impl Follower {
         if let Some(f) = report.first_failure() {
             return refuse(f.name, f.detail.clone());
         }
+        // The rounds: the ones the header commits, each the consensus of its signed sheets.
+        if let Err(why) =
+            cairn_audit::scores::check_rounds(&e.header.body, &e.rounds, None, None, &Default::default())
+        {
+            return refuse("scores", why);
+        }
         let mut b = Batch::new();
         for (i, r) in e.receipts.iter().enumerate() {
             if let Err(e) = ls::add(
@@ -136,6 +144,13 @@ impl Follower {
             &Change::Epoch { header: Box::new(e.header.clone()), ledger: e.ledger.clone(), roster: None },
         ) {
             return refuse("epoch", e.to_string());
+        }
+        for r in &e.rounds {
+            if let Err(why) =
+                ls::add(&mut b, &Change::Round { height: e.header.body.height, round: Box::new(r.clone()) })
+            {
+                return refuse("scores", why.to_string());
+            }
         }
         b.sync();
         Judgement::Accept(b)

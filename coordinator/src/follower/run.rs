@@ -453,7 +453,16 @@ async fn fetch_epoch(net: &Network, src: &Source, header: SignedEpochHeader) -> 
             break;
         }
     }
-    Ok(FetchedEpoch { header, receipts, ledger })
+    // The scored rounds, when the header commits any.
+    let rounds = if header.body.scores_root == cairn_spec::merkle::empty_root() {
+        Vec::new()
+    } else {
+        let ResponseBody::Rounds(rounds) = ask(net, src, RequestBody::GetRounds { height }).await? else {
+            return Err(Stop::Unreachable("GetRounds answered with another kind".into()));
+        };
+        rounds
+    };
+    Ok(FetchedEpoch { header, receipts, ledger, rounds })
 }
 
 /// The anchor thread: polls the follower's Bitcoin Core, follows the anchor chain, keeps

@@ -79,7 +79,12 @@ pub(crate) fn epochs(n: u32) -> Vec<FetchedEpoch> {
         };
         prev = header.hash();
         history.push(prev);
-        out.push(FetchedEpoch { header: Signed::sign(header, &c, &[0; 32]), receipts, ledger: entries });
+        out.push(FetchedEpoch {
+            header: Signed::sign(header, &c, &[0; 32]),
+            receipts,
+            ledger: entries,
+            rounds: Vec::new(),
+        });
     }
     out
 }
