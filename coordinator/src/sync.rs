@@ -74,9 +74,11 @@ pub fn answer(store: &dyn KvStore, body: &RequestBody) -> Result<ResponseBody, R
             if cairn_spec::rounds::scores_root(&rounds) != h.body.scores_root {
                 return Err(Refusal::NotFound("rounds of this epoch"));
             }
-            // The answer must fit one response frame.
+            // The answer must be one decodable object.
             let size: usize = rounds.iter().map(|r| cairn_spec::Encode::to_bytes(r).len()).sum();
-            if size + 64 > cairn_spec::wire::MAX_RESPONSE_BYTES {
+            if rounds.len() > cairn_spec::wire::MAX_CLASSES_PER_TERMS
+                || size + 64 > cairn_spec::codec::MAX_OBJECT_BYTES
+            {
                 return Err(Refusal::Invalid(format!(
                     "the rounds of epoch {height} take {size} bytes, more than one answer holds"
                 )));

@@ -374,6 +374,7 @@ fn the_first_commit_stands_and_windows_are_enforced() {
     assert!(matches!(commit(&mut h, &late, 0, &sheet), Err(Refusal::Invalid(_))));
     // A reveal of other scores does not open the commit.
     assert!(matches!(reveal(&mut h, &v, 0, &other), Err(Refusal::Invalid(_))));
+
     // A validator that copies another's commitment value cannot open it: the value binds the
     // committer's key.
     let copier = validator(2, 100_000);
@@ -663,4 +664,25 @@ fn junk_accepted_in_a_quality_class_builds_no_record() {
         assert_eq!(h.m.balance(&w.public()).map_or(0, |e| e.locked), 0);
     }
     assert_eq!(h.m.meta().credited, 0);
+}
+
+#[test]
+fn a_sheet_naming_keys_that_did_no_work_is_refused() {
+    let mut h = scored_harness();
+    let ws = workers(2);
+    for w in &ws {
+        h.register(w);
+    }
+    let idle = key(77);
+    h.register(&idle);
+    let v = validator(0, 100_000);
+    register_validator(&mut h, &v).unwrap();
+    // Only ws ask for the tasks: the idle key does no work in epoch 0.
+    work(&mut h, &ws, 12);
+    close_epoch(&mut h);
+    let padded = sorted(vec![(ws[0].public(), 800_000), (ws[1].public(), 200_000), (idle.public(), 0)]);
+    commit(&mut h, &v, 0, &padded).unwrap();
+    close_epoch(&mut h);
+    let e = reveal(&mut h, &v, 0, &padded).unwrap_err();
+    assert!(matches!(&e, Refusal::Invalid(m) if m.contains("did no work")), "{e}");
 }

@@ -102,7 +102,7 @@ fn a_validator_tells_workers_of_different_quality_apart_on_real_labels() {
             .chunks(32)
             .flat_map(|c| {
                 let out = m.run(c.join("\n").as_bytes()).unwrap();
-                evaluate::split_embeddings(&out, c.len()).unwrap()
+                evaluate::split_embeddings(&out, c.len(), DIM).unwrap()
             })
             .collect()
     };

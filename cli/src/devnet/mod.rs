@@ -694,8 +694,10 @@ pub async fn run(
 
     // Stop validators and workers, then the coordinator, then Bitcoin.
     let _ = validators_stop.send(true);
-    for t in validator_tasks {
-        let _ = tokio::time::timeout(Duration::from_secs(15), t).await;
+    for mut t in validator_tasks {
+        if tokio::time::timeout(Duration::from_secs(15), &mut t).await.is_err() {
+            t.abort();
+        }
     }
     for s in stops {
         let _ = s.send(());

@@ -7,7 +7,8 @@
 //!   are named as such wherever they appear.
 //! - Validators: each holds the labelled sentences (UCI Sentiment Labelled Sentences, from a
 //!   registry package, `cairn_worker::datasets`), submits them as ordinary tasks of the class
-//!   (workers never see a label, and a task from a validator looks like any other), scores each
+//!   (a task carries no label, and a task from a validator looks like any other; the set is
+//!   public, so a worker could look labels up — a real subnet holds its labels out), scores each
 //!   worker by how well its embeddings separate the labels (`cairn_worker::evaluate`), commits
 //!   its sheet for epoch `e` once `e` closes and reveals it once `e + 1` closes, over p2p. Each
 //!   is bonded by a coinbase output the devnet mines to its bond key.
@@ -34,9 +35,12 @@ pub const CLASS: &str = "sentiment";
 const PER_TASK: usize = 8;
 /// Items of each worker a validator keeps to score it (the newest).
 const WINDOW: usize = 200;
-/// Items of a worker a validator needs before it scores it: fewer say too little, and a
-/// worker it cannot yet judge is left off its sheet (it scores 0 there).
+/// Items of a worker a validator needs before it scores it (half of each label, balanced):
+/// fewer say too little, and a worker it cannot yet judge is left off its sheet (it scores 0
+/// there).
 const MIN_ITEMS: usize = 40;
+/// Evaluation tasks a validator waits on at once (the oldest are given up).
+const MAX_PENDING: usize = 64;
 
 /// The class's `[[class]]` table.
 pub fn class_toml() -> String {
@@ -137,7 +141,7 @@ async fn http(
     .flatten()
 }
 
-/// A validator: its key, its p2p handle, and what it has seen of each worker.
+/// A validator: its key and its p2p handle to the coordinator.
 pub struct Validator {
     key: SigningKey,
     net: Network,
@@ -215,25 +219,26 @@ impl Validator {
         None
     }
 
-    /// Runs until `stop`: evaluation tasks every `setup.every`, a sheet committed for each
-    /// epoch as it closes and revealed as the next one does.
+    /// Runs until `stop`. Each pass: first the windows (commit the sheet of the epoch that
+    /// closed last, if not yet done; reveal every committed sheet whose window is open), then
+    /// one evaluation task submitted, then the results of tasks decided since.
     pub async fn run(self, setup: Setup, index: usize, stop: tokio::sync::watch::Receiver<bool>) {
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .timeout_global(Some(Duration::from_secs(10)))
             .http_status_as_error(false)
             .build()
             .into();
-        let me = self.key.public();
         let mut seen: BTreeMap<PubKey, VecDeque<(u8, Vec<f32>)>> = BTreeMap::new();
-        let mut pending: Vec<(Hash32, Vec<u8>)> = Vec::new();
-        // Committed sheets waiting for their reveal window, by scored epoch: scores and salt.
+        let mut pending: VecDeque<(Hash32, Vec<u8>)> = VecDeque::new();
+        // Committed sheets waiting for their reveal window, by scored epoch.
         let mut sheets: BTreeMap<u32, Sheet> = BTreeMap::new();
-        let mut next_epoch: Option<u32> = None;
+        let mut committed_through: Option<u32> = None;
         let mut n: usize = index * 7919;
         let mut tick = tokio::time::interval(setup.every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         while !*stop.borrow() {
             tick.tick().await;
+            self.windows(&agent, &setup, &seen, &mut sheets, &mut committed_through).await;
             // One evaluation task: labelled sentences, spread over the set.
             let items: Vec<&Labelled> = (0..PER_TASK)
                 .filter_map(|k| setup.data.get((n + k * 997) % setup.data.len().max(1)))
@@ -246,70 +251,97 @@ impl Validator {
                 http(&agent, "POST", format!("{}/v1/tasks", setup.api), &setup.token, Some(body)).await
             {
                 if let Some(id) = v["id"].as_str().and_then(|s| Hash32::from_hex(s).ok()) {
-                    pending.push((id, items.iter().map(|i| i.label).collect()));
+                    pending.push_back((id, items.iter().map(|i| i.label).collect()));
                 }
             }
-            // Results of tasks decided since.
-            let mut still = Vec::new();
-            for (id, labels) in std::mem::take(&mut pending) {
-                let Some(t) =
-                    http(&agent, "GET", format!("{}/v1/tasks/{id}", setup.api), &setup.token, None).await
-                else {
-                    still.push((id, labels));
+            while pending.len() > MAX_PENDING {
+                pending.pop_front();
+            }
+            self.collect(&agent, &setup, &mut pending, &mut seen).await;
+        }
+        self.net.shutdown().await;
+    }
+
+    /// Reads the results of tasks decided since the last pass into `seen`.
+    async fn collect(
+        &self,
+        agent: &ureq::Agent,
+        setup: &Setup,
+        pending: &mut VecDeque<(Hash32, Vec<u8>)>,
+        seen: &mut BTreeMap<PubKey, VecDeque<(u8, Vec<f32>)>>,
+    ) {
+        let mut still = VecDeque::new();
+        for (id, labels) in std::mem::take(pending) {
+            let Some(t) =
+                http(agent, "GET", format!("{}/v1/tasks/{id}", setup.api), &setup.token, None).await
+            else {
+                still.push_back((id, labels));
+                continue;
+            };
+            match t["phase"].as_str() {
+                Some("decided") => {}
+                Some("failed") => continue,
+                _ => {
+                    still.push_back((id, labels));
                     continue;
-                };
-                match t["phase"].as_str() {
-                    Some("decided") => {}
-                    Some("failed") => continue,
-                    _ => {
-                        still.push((id, labels));
-                        continue;
-                    }
-                }
-                let worker = t["assignments"]
-                    .as_array()
-                    .and_then(|a| a.iter().find(|s| s["verdict"] == "accepted"))
-                    .and_then(|s| s["worker"].as_str())
-                    .and_then(PubKey::from_hex);
-                let result =
-                    http(&agent, "GET", format!("{}/v1/tasks/{id}/result", setup.api), &setup.token, None)
-                        .await;
-                let bytes = result.and_then(|r| r["result_hex"].as_str().and_then(|h| hex::decode(h).ok()));
-                let (Some(worker), Some(bytes)) = (worker, bytes) else { continue };
-                let Some(vectors) = cairn_worker::evaluate::split_embeddings(&bytes, labels.len()) else {
-                    continue;
-                };
-                let ring = seen.entry(worker).or_default();
-                for (l, v) in labels.into_iter().zip(vectors) {
-                    ring.push_back((l, v));
-                    if ring.len() > WINDOW {
-                        ring.pop_front();
-                    }
                 }
             }
-            pending = still;
-            // Epochs: commit for the one that closed, reveal for the one before it.
-            let stats = http(&agent, "GET", format!("{}/v1/stats", setup.api), &setup.token, None).await;
-            let Some(now) = stats.and_then(|s| s["epochs"].as_u64()).and_then(|e| u32::try_from(e).ok())
+            let worker = t["assignments"]
+                .as_array()
+                .and_then(|a| a.iter().find(|s| s["verdict"] == "accepted"))
+                .and_then(|s| s["worker"].as_str())
+                .and_then(PubKey::from_hex);
+            let result =
+                http(agent, "GET", format!("{}/v1/tasks/{id}/result", setup.api), &setup.token, None).await;
+            let bytes = result.and_then(|r| r["result_hex"].as_str().and_then(|h| hex::decode(h).ok()));
+            let (Some(worker), Some(bytes)) = (worker, bytes) else { continue };
+            let Some(vectors) =
+                cairn_worker::evaluate::split_embeddings(&bytes, labels.len(), embedding::DIM)
             else {
                 continue;
             };
-            if next_epoch == Some(now) {
-                continue;
+            let ring = seen.entry(worker).or_default();
+            for (l, v) in labels.into_iter().zip(vectors) {
+                ring.push_back((l, v));
+                if ring.len() > WINDOW {
+                    ring.pop_front();
+                }
             }
-            next_epoch = Some(now);
-            if let Some(closed) = now.checked_sub(1) {
-                let scores: Vec<(PubKey, u32)> = seen
-                    .iter()
-                    .filter(|(k, ring)| **k != me && ring.len() >= MIN_ITEMS)
-                    .filter_map(|(k, ring)| {
-                        let items: Vec<(u8, Vec<f32>)> = ring.iter().cloned().collect();
-                        let items = cairn_worker::evaluate::balanced(&items);
-                        Some((*k, cairn_worker::evaluate::knn_accuracy(&items)?))
-                    })
-                    .collect();
-                let mut salt = [0u8; 32];
-                let _ = getrandom::fill(&mut salt);
+        }
+        *pending = still;
+    }
+
+    /// The score windows at the epoch now open: commits the sheet of the epoch that closed
+    /// last unless done (scoring the workers that did work of the class in it, as far as this
+    /// validator can judge them), and reveals each committed sheet whose window is open.
+    async fn windows(
+        &self,
+        agent: &ureq::Agent,
+        setup: &Setup,
+        seen: &BTreeMap<PubKey, VecDeque<(u8, Vec<f32>)>>,
+        sheets: &mut BTreeMap<u32, Sheet>,
+        committed_through: &mut Option<u32>,
+    ) {
+        let me = self.key.public();
+        let stats = http(agent, "GET", format!("{}/v1/stats", setup.api), &setup.token, None).await;
+        let Some(now) = stats.and_then(|s| s["epochs"].as_u64()).and_then(|e| u32::try_from(e).ok()) else {
+            return;
+        };
+        if let Some(closed) = now.checked_sub(1).filter(|c| *committed_through < Some(*c)) {
+            *committed_through = Some(closed);
+            let workers = self.workers_of(agent, setup, closed).await;
+            let scores: Vec<(PubKey, u32)> = seen
+                .iter()
+                .filter(|(k, _)| **k != me && workers.contains(*k))
+                .filter_map(|(k, ring)| {
+                    let items: Vec<(u8, Vec<f32>)> = ring.iter().cloned().collect();
+                    let items = cairn_worker::evaluate::balanced(&items, &[0, 1], MIN_ITEMS / 2)?;
+                    Some((*k, cairn_worker::evaluate::knn_accuracy(&items)?))
+                })
+                .collect();
+            let mut salt = [0u8; 32];
+            // A guessable salt would let others open the commitment before the reveal.
+            if getrandom::fill(&mut salt).is_ok() {
                 let commitment = cairn_spec::scores::score_commitment_value(
                     cairn_spec::Network::Regtest,
                     &setup.coordinator,
@@ -327,31 +359,69 @@ impl Validator {
                     validator: me,
                     commitment,
                 };
-                let signed = Signed::sign(c, &self.key, &salt);
-                if self.ask(RequestBody::ScoreCommit(Box::new(signed))).await == Some(ResponseBody::Ack) {
-                    sheets.insert(closed, (scores, salt));
-                }
-            }
-            if let Some(e) = now.checked_sub(2) {
-                if let Some((scores, salt)) = sheets.remove(&e) {
-                    let r = ScoreReveal {
-                        network: cairn_spec::Network::Regtest,
-                        coordinator: setup.coordinator,
-                        class: setup.class,
-                        epoch: e,
-                        validator: me,
-                        scores,
-                        salt,
-                    };
-                    let answer =
-                        self.ask(RequestBody::ScoreReveal(Box::new(Signed::sign(r, &self.key, &salt)))).await;
-                    if answer != Some(ResponseBody::Ack) {
-                        tracing::warn!(target: "cairn::devnet", epoch = e, ?answer, "a validator's reveal was refused");
+                match self.ask(RequestBody::ScoreCommit(Box::new(Signed::sign(c, &self.key, &[0; 32])))).await
+                {
+                    Some(ResponseBody::Ack) => {
+                        sheets.insert(closed, (scores, salt));
+                    }
+                    answer => {
+                        tracing::warn!(target: "cairn::devnet", epoch = closed, ?answer, "a validator's commit was refused")
                     }
                 }
             }
-            sheets.retain(|e, _| *e + 2 >= now);
         }
-        self.net.shutdown().await;
+        let due: Vec<u32> = sheets.keys().copied().filter(|e| e.checked_add(2) == Some(now)).collect();
+        for e in due {
+            let Some((scores, salt)) = sheets.remove(&e) else { continue };
+            let r = ScoreReveal {
+                network: cairn_spec::Network::Regtest,
+                coordinator: setup.coordinator,
+                class: setup.class,
+                epoch: e,
+                validator: me,
+                scores,
+                salt,
+            };
+            let answer =
+                self.ask(RequestBody::ScoreReveal(Box::new(Signed::sign(r, &self.key, &[0; 32])))).await;
+            if answer != Some(ResponseBody::Ack) {
+                tracing::warn!(target: "cairn::devnet", epoch = e, ?answer, "a validator's reveal was refused");
+            }
+        }
+        // Sheets whose window passed (the devnet paused) are of no use any more.
+        sheets.retain(|e, _| e.checked_add(2).is_some_and(|due| due >= now));
+    }
+
+    /// The workers with an accepted receipt of the class in closed epoch `epoch`: only they
+    /// are scored (a sheet naming others is refused).
+    async fn workers_of(
+        &self,
+        agent: &ureq::Agent,
+        setup: &Setup,
+        epoch: u32,
+    ) -> std::collections::BTreeSet<PubKey> {
+        let mut out = std::collections::BTreeSet::new();
+        let mut from = 0usize;
+        loop {
+            let url = format!("{}/v1/epochs/{epoch}/receipts?from={from}&limit=1000", setup.api);
+            let Some(page) = http(agent, "GET", url, &setup.token, None).await else { break };
+            let list = page["receipts"].as_array().cloned().unwrap_or_default();
+            for r in &list {
+                let receipt = r
+                    .as_str()
+                    .and_then(|h| hex::decode(h).ok())
+                    .and_then(|b| <cairn_spec::SignedReceipt as cairn_spec::Decode>::from_bytes(&b).ok());
+                if let Some(r) =
+                    receipt.filter(|r| r.body.class == setup.class && r.body.verdict.is_accepted())
+                {
+                    out.insert(r.body.worker);
+                }
+            }
+            from += list.len();
+            if list.len() < 1000 {
+                break;
+            }
+        }
+        out
     }
 }

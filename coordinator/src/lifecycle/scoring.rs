@@ -294,6 +294,17 @@ impl Machine {
         if !b.opens(&commit.body) {
             return Err(invalid("the reveal does not open the validator's commit"));
         }
+        // Units of the scored epoch are final by now: a sheet names only workers that did
+        // work of the class in it, so no sheet can swell a round with keys nobody scores
+        // (the round carries every sheet whole, signed).
+        if let Some((k, _)) =
+            b.scores.iter().find(|(k, _)| !self.scoring.units.contains_key(&(b.epoch, b.class, *k)))
+        {
+            return Err(invalid(format!(
+                "the sheet scores {k}, which did no work of the class in epoch {}",
+                b.epoch
+            )));
+        }
         if self.scoring.reveals.contains_key(&key) {
             return Ok(Step::default());
         }
