@@ -106,11 +106,12 @@ mod tests {
             network: cairn_spec::Network::Regtest,
             tip: None,
             history: Default::default(),
+            ledger: Vec::new(),
         };
         for e in &chain {
             let Judgement::Accept(b) = f.judge(e, "test", 0) else { panic!("refused") };
             store.write(&b).unwrap();
-            f.accepted(e.header.clone());
+            f.accepted(e.header.clone(), e.ledger.clone());
         }
         let ask = |body| answer(&store, &body);
         let ResponseBody::Epochs(hs) = ask(RequestBody::GetEpochs { from: 1, count: 256 }).unwrap() else {

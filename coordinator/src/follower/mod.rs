@@ -79,6 +79,9 @@ pub struct Follower {
     /// The Merkle frontier over the accepted headers' hashes: the next header must commit
     /// its root (SPEC.md §5.9).
     pub history: cairn_spec::merkle::Frontier,
+    /// The ledger the newest accepted header commits (empty before the first): the next
+    /// epoch's may grow, key by key, by no more than that epoch credits the key.
+    pub ledger: Vec<LedgerEntry>,
 }
 
 impl Follower {
@@ -124,6 +127,11 @@ impl Follower {
         if let Some(f) = report.first_failure() {
             return refuse(f.name, f.detail.clone());
         }
+        if let Err(why) =
+            cairn_audit::scores::check_ledger_growth(&self.ledger, &e.ledger, &e.receipts, &e.rounds)
+        {
+            return refuse("ledger_growth", why);
+        }
         // The rounds: the ones the header commits, each the consensus of its signed sheets.
         if let Err(why) =
             cairn_audit::scores::check_rounds(&e.header.body, &e.rounds, None, None, &Default::default())
@@ -156,10 +164,11 @@ impl Follower {
         Judgement::Accept(b)
     }
 
-    /// Records that the accepted batch of `header` was written.
-    pub fn accepted(&mut self, header: SignedEpochHeader) {
+    /// Records that the accepted batch of `header`, with the ledger it commits, was written.
+    pub fn accepted(&mut self, header: SignedEpochHeader, ledger: Vec<LedgerEntry>) {
         self.history.push(header.id());
         self.tip = Some(header);
+        self.ledger = ledger;
     }
 
     /// A header seen for a height already accepted: equivocation when it is validly signed by

@@ -140,7 +140,15 @@ pub async fn run(
             )));
         }
     }
-    let mut follower = Follower { coordinator, network, tip, history };
+    let ledger = match &tip {
+        Some(t) => ls::ledger_snapshot(store.as_ref(), t.body.height)
+            .map_err(|e| NodeError::Open(e.to_string()))?
+            .ok_or_else(|| {
+                NodeError::Open(format!("no ledger snapshot of the newest epoch {}", t.body.height))
+            })?,
+        None => Vec::new(),
+    };
+    let mut follower = Follower { coordinator, network, tip, history, ledger };
     let evidence = super::load_evidence(store.as_ref()).map_err(|e| NodeError::Open(e.to_string()))?;
     tracing::info!(target: "cairn::follow", %coordinator, %network, epochs = held, evidence = evidence.len(), "follower state opened");
     let view = Arc::new(RwLock::new(FollowView {
@@ -391,7 +399,7 @@ async fn sync_from(
                         .map_err(|e| Stop::Unreachable(e.to_string()))?
                         .map_err(|e| Stop::Unreachable(format!("storage write failed: {e}")))?;
                     tracing::info!(target: "cairn::follow", height = fetched.header.body.height, receipts = fetched.receipts.len(), hash = %fetched.header.id(), "epoch verified and kept");
-                    follower.accepted(fetched.header);
+                    follower.accepted(fetched.header, fetched.ledger);
                     if let Ok(mut v) = shared.view.write() {
                         v.tip_height = follower.tip.as_ref().map(|t| t.body.height);
                     }

@@ -95,6 +95,7 @@ fn follower() -> Follower {
         network: Network::Regtest,
         tip: None,
         history: Default::default(),
+        ledger: Vec::new(),
     }
 }
 
@@ -104,7 +105,7 @@ fn offer(f: &mut Follower, store: &MemoryStore, e: &FetchedEpoch) -> Option<Stri
         Judgement::Accept(b) => {
             assert!(b.is_sync(), "an accepted epoch is a synced write");
             store.write(&b).unwrap();
-            f.accepted(e.header.clone());
+            f.accepted(e.header.clone(), e.ledger.clone());
             None
         }
         Judgement::Refuse(ev) => {
@@ -151,6 +152,16 @@ fn a_verified_chain_is_kept_and_each_bad_epoch_refused_with_nothing_written() {
     // A history root other than the one over the accepted headers (SPEC.md §5.9).
     lies.push(("header_link", resign(good, |h| h.history = sha256(b"another history"))));
     lies.push(("totals", resign(good, |h| h.reward_sats += 5)));
+    // A ledger (state root signed) that moves credit from one worker to the other: each key
+    // may grow by no more than the epoch credits it.
+    let mut moved = good.clone();
+    moved.ledger[0].locked -= 50;
+    moved.ledger[1].locked += 50;
+    let root = cairn_spec::ledger::state_root(&moved.ledger).unwrap();
+    lies.push((
+        "ledger_growth",
+        FetchedEpoch { ledger: moved.ledger.clone(), ..resign(good, |h| h.state_root = root) },
+    ));
     let other = SigningKey::from_secret_bytes([9; 32]).unwrap();
     let mut h = good.header.body.clone();
     h.coordinator = other.public();
@@ -196,7 +207,7 @@ fn a_verified_chain_is_kept_and_each_bad_epoch_refused_with_nothing_written() {
 fn equivocation_keeps_both_headers_and_evidence_is_kept_once_across_restarts() {
     let chain = epochs(2);
     let mut f = follower();
-    f.accepted(chain[0].header.clone());
+    f.accepted(chain[0].header.clone(), chain[0].ledger.clone());
     let twin = resign(&chain[0], |h| h.time += 1).header;
     let e = f.equivocation(&chain[0].header, &twin, "gossip", 5).unwrap();
     assert_eq!((e.kind.as_str(), e.height), ("equivocation", 0));
