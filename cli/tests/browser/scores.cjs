@@ -32,8 +32,9 @@ const num = (s) => Number(String(s).replace(/[^0-9]/g, ""));
   for (const w of served.workers) {
     const row = `#round-workers tr[data-key="${w.worker}"]`;
     const share = num(await page.textContent(`${row} .share`));
-    const score = Number(await page.textContent(`${row} .score`));
-    if (share !== w.share_sats || Math.abs(score - w.score / 1e6) > 0.0005) fail(`worker ${w.worker}: page ${score} / ${share}, API ${w.score} / ${w.share_sats}`);
+    // The page shows the score to three decimals: the same formatting of the API's value.
+    const score = (await page.textContent(`${row} .score`)).trim();
+    if (share !== w.share_sats || score !== (w.score / 1e6).toFixed(3)) fail(`worker ${w.worker}: page ${score} / ${share}, API ${w.score} / ${w.share_sats}`);
     if (!(await page.$(`#scores-chart [data-worker="${w.worker}"]`))) fail(`no line for worker ${w.worker}`);
   }
   for (const v of served.sheets) {
