@@ -336,6 +336,38 @@ fn worker_config(
     cfg
 }
 
+/// A running worker agent: its stop switch and its task.
+type Agent =
+    (tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<Result<(), cairn_worker::agent::AgentError>>);
+
+/// Starts a worker agent and waits until it has registered; why not, when it stopped first.
+async fn start_agent(
+    wcfg: cairn_worker::config::WorkerConfig,
+    executors: Vec<Arc<dyn cairn_worker::executor::Executor>>,
+) -> Result<Agent, String> {
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let (started_tx, started_rx) = tokio::sync::oneshot::channel();
+    let hooks = cairn_worker::agent::Hooks { started: Some(started_tx), progress: None };
+    let h = tokio::spawn(async move {
+        cairn_worker::agent::run(
+            wcfg,
+            executors,
+            async move {
+                let _ = stop_rx.await;
+            },
+            hooks,
+        )
+        .await
+    });
+    if started_rx.await.is_err() {
+        return Err(match h.await {
+            Ok(Err(e)) => e.to_string(),
+            _ => "stopped before registering".into(),
+        });
+    }
+    Ok((stop_tx, h))
+}
+
 /// A blocking RPC call off the async threads.
 async fn rpc_call(
     rpc: &Arc<BitcoinCoreRpc>,
@@ -494,27 +526,9 @@ pub async fn run(
         let wcfg = worker_config(&wdir, &payout, &coord_p2p, &api, &opts.models_dir, minilm_hash.is_some());
         let executors = cairn_worker::agent::executors_from_config(&wcfg)
             .map_err(|e| DevnetError::Worker(e.to_string()))?;
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let (started_tx, started_rx) = tokio::sync::oneshot::channel();
-        let hooks = cairn_worker::agent::Hooks { started: Some(started_tx), progress: None };
-        let h = tokio::spawn(async move {
-            cairn_worker::agent::run(
-                wcfg,
-                executors,
-                async move {
-                    let _ = stop_rx.await;
-                },
-                hooks,
-            )
+        let (stop_tx, h) = start_agent(wcfg, executors)
             .await
-        });
-        if started_rx.await.is_err() {
-            let why = match h.await {
-                Ok(Err(e)) => e.to_string(),
-                _ => "stopped before registering".into(),
-            };
-            return Err(DevnetError::Worker(format!("worker {i}: {why}")));
-        }
+            .map_err(|why| DevnetError::Worker(format!("worker {i}: {why}")))?;
         workers.push((wdir, payout));
         stops.push(stop_tx);
         tasks.push(h);
@@ -554,23 +568,9 @@ pub async fn run(
             let mut executors = cairn_worker::agent::executors_from_config(&wcfg)
                 .map_err(|e| DevnetError::Worker(e.to_string()))?;
             executors.push(persona);
-            let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-            let (started_tx, started_rx) = tokio::sync::oneshot::channel();
-            let hooks = cairn_worker::agent::Hooks { started: Some(started_tx), progress: None };
-            let h = tokio::spawn(async move {
-                cairn_worker::agent::run(
-                    wcfg,
-                    executors,
-                    async move {
-                        let _ = stop_rx.await;
-                    },
-                    hooks,
-                )
+            let (stop_tx, h) = start_agent(wcfg, executors)
                 .await
-            });
-            if started_rx.await.is_err() {
-                return Err(DevnetError::Worker(format!("{what}: stopped before registering")));
-            }
+                .map_err(|why| DevnetError::Worker(format!("{what}: {why}")))?;
             personas.push((wdir, what.to_owned()));
             stops.push(stop_tx);
             tasks.push(h);

@@ -23,24 +23,13 @@ impl Machine {
     ) -> Result<Step, Refusal> {
         let signed = reg.0;
         let r = &signed.body;
-        if r.network != self.cfg.network {
-            return Err(invalid(format!(
-                "registration is for {}, this node runs {}",
-                r.network, self.cfg.network
-            )));
-        }
-        if r.coordinator != self.me {
-            return Err(invalid("registration names another coordinator"));
-        }
+        self.check_addressed(r.network, &r.coordinator, r.created_at, now)?;
         // An address no anchor can pay would leave the worker's earnings queued for ever.
         if !r.payout_address.is_empty() && !payable(&r.payout_address, self.cfg.network) {
             return Err(invalid(format!(
                 "payout address {:?} is not a {} Bitcoin address",
                 r.payout_address, self.cfg.network
             )));
-        }
-        if r.created_at > now.saturating_add(self.cfg.tunables.clock_skew_secs) {
-            return Err(invalid("registration is dated in the future"));
         }
         // One key is a worker or a validator, never both (a validator would score itself).
         if self.scoring.validators.contains_key(&r.worker) {
@@ -117,6 +106,30 @@ impl Machine {
         self.standings.moved(before, Standing::of(&rec));
         self.workers.insert(rec.key(), rec.clone());
         Ok(self.finish(Step { changes: vec![Change::Worker(Box::new(rec))], effects: vec![], sync: true }))
+    }
+
+    /// What every registration (a worker's or a validator's) must be: for this network and
+    /// this coordinator, and not dated in the future.
+    pub(super) fn check_addressed(
+        &self,
+        network: cairn_spec::Network,
+        coordinator: &PubKey,
+        created_at: u64,
+        now: u64,
+    ) -> Result<(), Refusal> {
+        if network != self.cfg.network {
+            return Err(invalid(format!(
+                "registration is for {network}, this node runs {}",
+                self.cfg.network
+            )));
+        }
+        if *coordinator != self.me {
+            return Err(invalid("registration names another coordinator"));
+        }
+        if created_at > now.saturating_add(self.cfg.tunables.clock_skew_secs) {
+            return Err(invalid("registration is dated in the future"));
+        }
+        Ok(())
     }
 
     /// Workers in force admitted by a bond rather than by proof-of-work, with their bonds:

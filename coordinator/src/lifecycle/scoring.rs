@@ -113,18 +113,7 @@ impl Machine {
     ) -> Result<Step, Refusal> {
         let signed = reg.0;
         let r = &signed.body;
-        if r.network != self.cfg.network {
-            return Err(invalid(format!(
-                "registration is for {}, this node runs {}",
-                r.network, self.cfg.network
-            )));
-        }
-        if r.coordinator != self.me {
-            return Err(invalid("registration names another coordinator"));
-        }
-        if r.created_at > now.saturating_add(self.cfg.tunables.clock_skew_secs) {
-            return Err(invalid("registration is dated in the future"));
-        }
+        self.check_addressed(r.network, &r.coordinator, r.created_at, now)?;
         if self.scored_classes().next().is_none() {
             return Err(invalid("this node has no scored class to validate"));
         }
