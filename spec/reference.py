@@ -42,6 +42,7 @@ TAGS = [
     "cairn/task-announcement", "cairn/claim", "cairn/bond", "cairn/receipt-batch",
     "cairn/draw-seed", "cairn/roster", "cairn/draw", "cairn/score-commitment",
     "cairn/score-commit", "cairn/score-reveal", "cairn/validator-registration", "cairn/scored-round",
+    "cairn/probe", "cairn/probe-answer",
 ]
 
 # ----------------------------------------------------------------------------- §4 BIP340
@@ -274,12 +275,15 @@ def enc_task_class(j):
         version = b"\x02"
         tail = (u(OBJECTIVES[objective["kind"]], 1) + u(objective["worker_budget_sats"], 8)
                 + u(objective["validator_budget_sats"], 8) + u(objective["baseline"], 4) + u(objective["tolerance"], 4))
+        if objective["kind"] == "latency":
+            tail += u(objective["fast_ms"], 4) + u(objective["slow_ms"], 4)
     return (version + u(len(name), 1) + name + u(EXECUTORS[j["executor"]], 1) + h(j["model_hash"]) + rb
             + u(j["replication"], 1) + u(j["reward_per_unit"], 8) + u(j["max_input_bytes"], 4)
             + u(j["lease_secs"], 4) + u(j["reveal_secs"], 4) + tail)
 
 
 OBJECTIVES = {"latency": 2, "quality": 3}
+MAX_SLOW_MS = 600_000
 
 
 def dec_task_class(r):
@@ -318,6 +322,10 @@ def dec_task_class(r):
         baseline, tolerance = r.uint(4), r.uint(4)
         if code not in OBJECTIVES.values():
             raise DecodeError("invalid_tag")
+        if code == OBJECTIVES["latency"]:
+            fast, slow = r.uint(4), r.uint(4)
+            if not fast < slow <= MAX_SLOW_MS:
+                raise DecodeError("invalid_value")
         if max(budgets) > MAX_MONEY or baseline > SCORE_SCALE or tolerance > SCORE_SCALE:
             raise DecodeError("invalid_value")
 
@@ -697,6 +705,56 @@ def dec_claim(r):
     r.uint(8)
 
 
+def enc_probe(j):
+    i = h(j["input"])
+    return (b"\x01" + u(NETWORKS[j["network"]], 1) + h(j["coordinator"]) + h(j["class"]) + h(j["validator"])
+            + h(j["worker"]) + h(j["nonce"]) + u(len(i), 4) + i)
+
+
+def dec_probe(r):
+    dec_version(r)
+    dec_network(r)
+    dec_key(r)
+    dec_hash(r)
+    validator = dec_key(r)
+    if dec_key(r) == validator:
+        raise DecodeError("invalid_value")
+    r.take(32)
+    r.var(4, 64 * 1024)
+
+
+def enc_probe_answer(j):
+    o = h(j["output"])
+    return b"\x01" + h(j["probe"]) + h(j["worker"]) + u(len(o), 4) + o
+
+
+def dec_probe_answer(r):
+    dec_version(r)
+    dec_hash(r)
+    dec_key(r)
+    r.var(4, 256 * 1024)
+
+
+def latency_score(terms, timings):
+    """§13.7: a worker's score from its validator's timings of it."""
+    fast, slow = terms["fast_ms"], terms["slow_ms"]
+    if not fast < slow <= MAX_SLOW_MS or not timings or any(t["kind"] == "wrong" for t in timings):
+        return 0
+    ms = sorted(min(t["ms"], slow) if t["kind"] == "answered" else slow for t in timings)
+    m = ms[(len(ms) - 1) // 2]
+    if m <= fast:
+        return SCORE_SCALE
+    return SCORE_SCALE * (slow - m) // (slow - fast)
+
+
+def check_latency(v):
+    n = 0
+    for c in v["cases"]:
+        assert latency_score(c["terms"], c["timings"]) == c["score"], c["name"]
+        n += 1
+    return n
+
+
 # type -> (tag of the id, encoder, decoder, signer field or None)
 OBJECTS = {
     "task_class": ("cairn/task-class", enc_task_class, dec_task_class, None),
@@ -714,6 +772,8 @@ OBJECTS = {
     "validator_registration": ("cairn/validator-registration", enc_validator_registration,
                                dec_validator_registration, "validator"),
     "scored_round": ("cairn/scored-round", enc_scored_round, dec_scored_round, None),
+    "probe": ("cairn/probe", enc_probe, dec_probe, "validator"),
+    "probe_answer": ("cairn/probe-answer", enc_probe_answer, dec_probe_answer, "worker"),
 }
 
 
@@ -1166,7 +1226,7 @@ ERROR_REASONS = {
 GOSSIP_KINDS = {1: ("task_announcement", "tasks"), 2: ("receipt", "receipts"), 3: ("epoch_header", "epochs")}
 # request tag -> object type for signed bodies
 REQUEST_SIGNED = {1: "registration", 2: "claim", 3: "commitment", 4: "reveal", 11: "task_announcement",
-                  12: "validator_registration", 13: "score_commit", 14: "score_reveal"}
+                  12: "validator_registration", 13: "score_commit", 14: "score_reveal", 17: "probe"}
 
 
 def dec_signed(r, ty):
@@ -1206,7 +1266,7 @@ def dec_request(r):
         r.uint(4)
         if r.uint(2) > 256:
             raise DecodeError("too_long")
-    elif tag == 8:
+    elif tag in (8, 16):
         pass
     elif tag in (9, 10):
         r.uint(4)
@@ -1289,6 +1349,20 @@ def dec_response(r):
             raise DecodeError("unexpected_end")
         for _ in range(n):
             dec_scored_round(r)
+    elif tag == 10:
+        n = r.uint(2)
+        if n > 1024:
+            raise DecodeError("too_long")
+        if n * 32 > len(r.b) - r.pos:
+            raise DecodeError("unexpected_end")
+        last = None
+        for _ in range(n):
+            k = dec_key(r)
+            if last is not None and last >= k:
+                raise DecodeError("invalid_value")
+            last = k
+    elif tag == 11:
+        dec_signed(r, "probe_answer")
     else:
         raise DecodeError("invalid_tag")
 
@@ -1682,6 +1756,7 @@ CHECKS = {
     "wire.json": check_wire,
     "draws.json": check_draws,
     "consensus.json": check_consensus,
+    "latency.json": check_latency,
 }
 
 

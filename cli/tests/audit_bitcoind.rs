@@ -414,6 +414,8 @@ async fn validators_score_a_quality_class_and_the_audit_reproduces_every_share()
             validator_budget_sats: params.validator_budget_sats,
             baseline_ppm: params.baseline,
             tolerance_ppm: params.tolerance,
+            fast_ms: None,
+            slow_ms: None,
         }),
         ..common::exact_class("labels", 1, 0, 30)
     }];
@@ -749,6 +751,397 @@ async fn validators_score_a_quality_class_and_the_audit_reproduces_every_share()
 
     for w in workers.iter().chain(&validators) {
         w.net.shutdown().await;
+    }
+    stop_tx.send(()).unwrap();
+    handle.await.unwrap();
+    drop(btc);
+}
+
+/// A demo executor: `Upper`, a fixed time later.
+struct SlowUpper(Duration);
+
+impl cairn_worker::executor::Executor for SlowUpper {
+    fn kind(&self) -> cairn_spec::ExecutorKind {
+        cairn_spec::ExecutorKind::Command
+    }
+    fn rule(&self) -> cairn_spec::ComparisonRule {
+        cairn_spec::ComparisonRule::ExactHash
+    }
+    fn run(&self, input: &[u8]) -> Result<Vec<u8>, cairn_worker::executor::ExecError> {
+        std::thread::sleep(self.0);
+        Ok(input.to_ascii_uppercase())
+    }
+}
+
+/// A fast cheat: answers at once, wrongly (the input as it came).
+struct Echo;
+
+impl cairn_worker::executor::Executor for Echo {
+    fn kind(&self) -> cairn_spec::ExecutorKind {
+        cairn_spec::ExecutorKind::Command
+    }
+    fn rule(&self) -> cairn_spec::ComparisonRule {
+        cairn_spec::ComparisonRule::ExactHash
+    }
+    fn run(&self, input: &[u8]) -> Result<Vec<u8>, cairn_worker::executor::ExecError> {
+        Ok(input.to_vec())
+    }
+}
+
+/// Issue 28, the latency objective, over real sockets against Bitcoin Core: four real worker
+/// agents run a latency class (two fast, one 300 ms slower, one fast and wrong); three bonded
+/// validators time each worker that did work with their own probes over p2p (SPEC.md §13.7),
+/// one of them colluding with the slow worker; the round pays the fast workers more than the
+/// slow one, the wrong one nothing, the colluder least; a stranger's probe and a relayed one
+/// are refused; and `cairn audit epoch` recomputes every share against the chain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn validators_time_a_latency_class_by_probes_and_the_audit_reproduces_every_share() {
+    use cairn_spec::probe::latency_score;
+    use cairn_spec::{Hash32, Object, RequestBody, ScoredRound, Signed, Timing};
+    let Some(exe) = cairn_testkit::bitcoind() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let btc = RegtestNode::start(&exe, &dir.path().join("bitcoind")).unwrap();
+    let rpc = btc.rpc().unwrap();
+    let call = |m: &str, p: Value| rpc.raw_call(m, p).unwrap();
+    let miner = "bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080";
+    let data = dir.path().join("data");
+    let mut cfg = common::rpc_config(&data, &btc.rpc_url(), &btc.cookie_path());
+    let (fast_ms, slow_ms) = (150, 1_500);
+    cfg.classes = vec![cairn_coordinator::config::ClassConfig {
+        objective: Some(cairn_coordinator::config::ObjectiveConfig {
+            kind: cairn_coordinator::config::ObjectiveKind::Latency,
+            worker_budget_sats: 1_000_000,
+            validator_budget_sats: 100_000,
+            baseline_ppm: 0,
+            tolerance_ppm: 150_000,
+            fast_ms: Some(fast_ms),
+            slow_ms: Some(slow_ms),
+        }),
+        ..common::exact_class("upper", 2, 10, 30)
+    }];
+    let class = cfg.classes[0].to_class().unwrap();
+    let cairn_spec::Objective::Latency(terms) = class.objective else { panic!() };
+    let (info, stop_tx, handle) = common::start_node(&cfg).await;
+    let api = info.api;
+    let url = format!("http://{api}");
+    let token = std::fs::read_to_string(data.join("operator.token")).unwrap().trim().to_string();
+    let coordinator = PubKey::from_hex(&info.coordinator).unwrap();
+    call("generatetoaddress", json!([1, info.anchor_address.clone().unwrap()]));
+    let mut bonds = Vec::new();
+    for i in 0..3u32 {
+        let bond_key = common::key(60 + i);
+        let addr = bitcoin::Address::p2tr_tweaked(
+            bitcoin::key::TweakedPublicKey::dangerous_assume_tweaked(bond_key.public().x_only()),
+            bitcoin::Network::Regtest,
+        );
+        let block = call("generatetoaddress", json!([1, addr.to_string()]));
+        let coinbase = call("getblock", json!([block[0]]))["tx"][0].as_str().unwrap().to_string();
+        let txid: bitcoin::Txid = coinbase.parse().unwrap();
+        bonds.push((bond_key, txid));
+    }
+    call("generatetoaddress", json!([100, miner]));
+
+    // The workers: real agents. Two fast, one slow, one fast and wrong.
+    let slow_by = Duration::from_millis(300);
+    let execs: Vec<std::sync::Arc<dyn cairn_worker::executor::Executor>> = vec![
+        std::sync::Arc::new(common::Upper),
+        std::sync::Arc::new(common::Upper),
+        std::sync::Arc::new(SlowUpper(slow_by)),
+        std::sync::Arc::new(Echo),
+    ];
+    let mut agents = Vec::new();
+    let mut infos = Vec::new();
+    for (i, e) in execs.into_iter().enumerate() {
+        let (wi, agent) = common::start_agent(&dir.path().join(format!("w{i}")), &info.p2p[0], e).await;
+        infos.push(wi);
+        agents.push(agent);
+    }
+    let mut validators = Vec::new();
+    for (i, (bond_key, txid)) in bonds.iter().enumerate() {
+        use bitcoin::hashes::Hash as _;
+        let v = Worker::start(common::key(50 + i as u32), &info.p2p[0]).await;
+        let txid = Hash32(txid.to_byte_array());
+        let reg = cairn_spec::ValidatorRegistration {
+            network: cairn_spec::Network::Regtest,
+            coordinator,
+            validator: v.public(),
+            payout_address: common::ADDR.into(),
+            created_at: common::now(),
+            bond: cairn_spec::Bond {
+                txid,
+                vout: 0,
+                key: bond_key.public(),
+                signature: bond_key
+                    .sign(&cairn_spec::work::bond_message(&coordinator, &v.public(), &txid, 0), &[3; 32]),
+            },
+        };
+        let signed = Signed::sign(reg, &v.key, &[1; 32]);
+        assert_eq!(v.req(RequestBody::RegisterValidator(Box::new(signed))).await, ResponseBody::Ack);
+        validators.push(v);
+    }
+
+    // Epoch 0: tasks, run by whichever agents claim them.
+    let mut ids = Vec::new();
+    for n in 0..24u32 {
+        let body = format!(
+            r#"{{"class":"upper","input_text":"task number {n}","units":1,"budget_sats":1000,"nonce":{n}}}"#
+        );
+        let (s, v) = http(api, "POST", "/v1/tasks", Some(&token), Some(&body));
+        assert_eq!(s, 201, "{v}");
+        ids.push(v["id"].as_str().unwrap().to_owned());
+    }
+    let wait_long =
+        |what: &str, f: &dyn Fn() -> bool| cairn_testkit::wait_for(what, Duration::from_secs(120), f);
+    wait_long("every task settled", &|| {
+        ids.iter().all(|id| {
+            let t = http(api, "GET", &format!("/v1/tasks/{id}"), None, None).1;
+            t["phase"] == "decided" || t["phase"] == "failed"
+        })
+    });
+    let wait_for =
+        |what: &str, f: &dyn Fn() -> bool| cairn_testkit::wait_for(what, Duration::from_secs(30), f);
+    let close = |e: u32| {
+        let (api, token, call) = (api, token.clone(), &call);
+        async move {
+            assert_eq!(http(api, "POST", "/v1/epochs/close", Some(&token), None).1["closed"], e);
+            let path = format!("/v1/epochs/{e}");
+            wait_for("anchor broadcast", &|| {
+                http(api, "GET", &path, None, None).1["anchor"]["status"] == "pending"
+            });
+            call("generatetoaddress", json!([3, miner]));
+            wait_for("the next epoch armed", &|| {
+                http(api, "GET", "/v1/stats", None, None).1["open_epoch_armed"] == true
+            });
+        }
+    };
+    close(0).await;
+
+    // Who did accepted work of the class in epoch 0: only they are scored.
+    let receipts = http(api, "GET", "/v1/epochs/0/receipts?from=0&limit=1000", None, None).1;
+    let mut scored: Vec<PubKey> = receipts["receipts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| cairn_spec::SignedReceipt::from_bytes(&hex::decode(r.as_str().unwrap()).unwrap()).unwrap())
+        .filter(|r| r.body.class == class.id() && r.body.verdict.is_accepted())
+        .map(|r| r.body.worker)
+        .collect();
+    scored.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+    scored.dedup();
+    let (fast0, fast1, slow, wrong) = (infos[0].key, infos[1].key, infos[2].key, infos[3].key);
+    assert!(!scored.contains(&wrong), "a wrong worker has no accepted unit");
+    assert!([fast0, fast1, slow].iter().all(|k| scored.contains(k)), "every honest worker did work");
+
+    // Each validator probes each worker from its own node: fresh inputs, its own result
+    // (the class's executor, run here) as the reference, its own clock.
+    let peer_of = |k: &PubKey| {
+        let wi = infos.iter().find(|w| w.key == *k).unwrap();
+        let addr = wi.p2p.iter().find(|a| a.contains("127.0.0.1")).unwrap().clone();
+        let peer: cairn_p2p::Peer = addr.rsplit('/').next().unwrap().parse().unwrap();
+        (addr, peer)
+    };
+    let mut timings: Vec<std::collections::BTreeMap<PubKey, Vec<Timing>>> = Vec::new();
+    for v in &validators {
+        let mut mine = std::collections::BTreeMap::new();
+        for k in [fast0, fast1, slow, wrong] {
+            let (addr, peer) = peer_of(&k);
+            v.net.dial(&addr).await.unwrap();
+            let mut ts = Vec::new();
+            for _ in 0..5 {
+                let mut nonce = [0u8; 8];
+                getrandom::fill(&mut nonce).unwrap();
+                let input = format!("probe {}", hex::encode(nonce)).into_bytes();
+                let own = input.to_ascii_uppercase();
+                let p = cairn_worker::probe::probe(
+                    &v.key,
+                    cairn_spec::Network::Regtest,
+                    coordinator,
+                    class.id(),
+                    k,
+                    input,
+                );
+                ts.push(cairn_worker::probe::time(&v.net, &peer, p, &own, &class.rule, slow_ms).await);
+            }
+            mine.insert(k, ts);
+        }
+        timings.push(mine);
+    }
+    for (i, t) in timings.iter().enumerate() {
+        eprintln!(
+            "validator {i}: fast {:?} {:?}, slow {:?}, wrong {:?}",
+            t[&fast0], t[&fast1], t[&slow], t[&wrong]
+        );
+        assert!(t[&wrong].iter().all(|x| *x == Timing::Wrong), "a wrong answer is named: {:?}", t[&wrong]);
+        assert!(t[&slow].iter().all(|x| matches!(x, Timing::Answered(ms) if *ms >= 300)), "{:?}", t[&slow]);
+    }
+    // A stranger's probe is refused, as is a validator's probe relayed by another node (each
+    // from its own stranger: a refused stranger's next request is refused by its rate).
+    let (addr, peer) = peer_of(&fast0);
+    for (n, want) in
+        [(70, cairn_spec::ErrorReason::NotRegistered), (71, cairn_spec::ErrorReason::BadSignature)]
+    {
+        let stranger = Worker::start(common::key(n), &info.p2p[0]).await;
+        stranger.net.dial(&addr).await.unwrap();
+        let signer =
+            if want == cairn_spec::ErrorReason::NotRegistered { &stranger.key } else { &validators[0].key };
+        let p = cairn_worker::probe::probe(
+            signer,
+            cairn_spec::Network::Regtest,
+            coordinator,
+            class.id(),
+            fast0,
+            b"x".to_vec(),
+        );
+        let mut r = None;
+        for _ in 0..50 {
+            match stranger
+                .net
+                .request(&peer, RequestBody::Probe(Box::new(p.clone())), Duration::from_secs(5))
+                .await
+            {
+                Ok(a) => {
+                    r = Some(a);
+                    break;
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+        let r = r.expect("the worker answers");
+        assert!(matches!(&r, ResponseBody::Error { reason, .. } if *reason == want), "{r:?}");
+        stranger.net.shutdown().await;
+    }
+
+    // Sheets: each honest validator scores by its timings (SPEC.md §13.7); the colluder puts
+    // the slow worker at the top and halves the others.
+    let sheets: Vec<Vec<(PubKey, u32)>> = timings
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            scored
+                .iter()
+                .map(|k| {
+                    let s = latency_score(&terms, &t[k]);
+                    (
+                        *k,
+                        if i == 2 {
+                            if *k == slow {
+                                1_000_000
+                            } else {
+                                s / 2
+                            }
+                        } else {
+                            s
+                        },
+                    )
+                })
+                .collect()
+        })
+        .collect();
+    let reveal_of = |v: &Worker, scores: &[(PubKey, u32)]| cairn_spec::ScoreReveal {
+        network: cairn_spec::Network::Regtest,
+        coordinator,
+        class: class.id(),
+        epoch: 0,
+        validator: v.public(),
+        scores: scores.to_vec(),
+        salt: cairn_spec::content_hash(v.public().as_bytes()).0,
+    };
+    for (v, s) in validators.iter().zip(&sheets) {
+        let r = reveal_of(v, s);
+        let commit = cairn_spec::ScoreCommit {
+            network: r.network,
+            coordinator,
+            class: class.id(),
+            epoch: 0,
+            validator: v.public(),
+            commitment: cairn_spec::scores::score_commitment_value(
+                r.network,
+                &coordinator,
+                &r.class,
+                0,
+                &r.validator,
+                &r.scores,
+                &r.salt,
+            ),
+        };
+        assert_eq!(
+            v.req(RequestBody::ScoreCommit(Box::new(Signed::sign(commit, &v.key, &[2; 32])))).await,
+            ResponseBody::Ack
+        );
+    }
+    close(1).await;
+    for (v, s) in validators.iter().zip(&sheets) {
+        let r = RequestBody::ScoreReveal(Box::new(Signed::sign(reveal_of(v, s), &v.key, &[2; 32])));
+        assert_eq!(v.req(r).await, ResponseBody::Ack);
+    }
+    assert_eq!(http(api, "POST", "/v1/epochs/close", Some(&token), None).1["closed"], 2);
+    wait_for("anchor broadcast", &|| {
+        http(api, "GET", "/v1/epochs/2", None, None).1["anchor"]["status"] == "pending"
+    });
+    call("generatetoaddress", json!([3, miner]));
+    wait_for("confirmation", &|| {
+        http(api, "GET", "/v1/epochs/2", None, None).1["anchor"]["status"] == "confirmed"
+    });
+    let v = http(api, "GET", "/v1/epochs/2/rounds", None, None).1;
+    let round =
+        ScoredRound::from_bytes(&hex::decode(v["rounds"][0]["encoding"].as_str().unwrap()).unwrap()).unwrap();
+    round.check().unwrap();
+    let w = |k: &PubKey| round.workers.iter().find(|w| w.worker == *k).unwrap();
+    let per_unit = |k: &PubKey| w(k).share_sats as f64 / w(k).units as f64;
+    eprintln!(
+        "scores: fast {} and {}, slow {}; pay per unit: fast {:.0} and {:.0}, slow {:.0}",
+        w(&fast0).score,
+        w(&fast1).score,
+        w(&slow).score,
+        per_unit(&fast0),
+        per_unit(&fast1),
+        per_unit(&slow)
+    );
+    assert!(round.workers.iter().all(|x| x.worker != wrong), "the wrong worker is not in the round");
+    assert!(w(&slow).score < w(&fast0).score && w(&slow).score < w(&fast1).score, "{round:?}");
+    assert!(per_unit(&slow) < per_unit(&fast0) && per_unit(&slow) < per_unit(&fast1));
+    // The colluder's inflation is clipped to the honest range, and it earns least.
+    let honest = |k: &PubKey| {
+        (sheets[0].iter().find(|s| s.0 == *k).unwrap().1, sheets[1].iter().find(|s| s.0 == *k).unwrap().1)
+    };
+    let (a, b) = honest(&slow);
+    assert!((a.min(b)..=a.max(b)).contains(&w(&slow).score), "clipped: {} not in {a}..{b}", w(&slow).score);
+    let vshare = |v: &Worker| round.sheets.iter().find(|s| s.validator == v.public()).unwrap().share_sats;
+    assert!(vshare(&validators[2]) < vshare(&validators[0]).min(vshare(&validators[1])));
+    eprintln!(
+        "validators' shares: honest {} and {}, colluder {}",
+        vshare(&validators[0]),
+        vshare(&validators[1]),
+        vshare(&validators[2])
+    );
+
+    // `cairn audit epoch 2` against Bitcoin Core recomputes the round.
+    let e: Vec<String> = vec![
+        "audit".into(),
+        "epoch".into(),
+        "2".into(),
+        "--api".into(),
+        url.clone(),
+        "--json".into(),
+        "--rpc-url".into(),
+        btc.rpc_url(),
+        "--rpc-cookie".into(),
+        btc.cookie_path().display().to_string(),
+    ];
+    let (code, out) = cairn(&e.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(code, 0, "{out}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    let checks = v["audit"]["epochs"][0]["report"]["checks"].as_array().unwrap().clone();
+    let scores = checks.iter().find(|c| c["name"] == "scores").unwrap();
+    assert_eq!(scores["outcome"], "pass", "{scores}");
+    eprintln!("cairn audit epoch 2: {}", scores["detail"]);
+
+    for v in &validators {
+        v.net.shutdown().await;
+    }
+    for (stop, h) in agents {
+        let _ = stop.send(());
+        let _ = h.await;
     }
     stop_tx.send(()).unwrap();
     handle.await.unwrap();

@@ -264,6 +264,13 @@ pub struct ObjectiveConfig {
     pub baseline_ppm: u32,
     /// A validator this far from the consensus on average (ppm) earns nothing.
     pub tolerance_ppm: u32,
+    /// Latency only: an answer this fast (ms) or faster scores the whole scale (SPEC.md §13.7).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fast_ms: Option<u32>,
+    /// Latency only: an answer this slow (ms) or slower, or none, scores 0; also how long a
+    /// validator waits for one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slow_ms: Option<u32>,
 }
 
 /// The scored objectives a class may state.
@@ -364,19 +371,43 @@ impl ClassConfig {
                         baseline: o.baseline_ppm,
                         tolerance: o.tolerance_ppm,
                     };
-                    match o.kind {
-                        ObjectiveKind::Latency => cairn_spec::Objective::Latency(terms),
+                    match (o.kind, o.fast_ms, o.slow_ms) {
+                        (ObjectiveKind::Latency, Some(fast_ms), Some(slow_ms)) => {
+                            let t = cairn_spec::LatencyTerms { consensus: terms, fast_ms, slow_ms };
+                            if !t.valid() {
+                                return Err(ConfigError::Invalid(format!(
+                                    "class {}: a latency class needs fast_ms < slow_ms <= {}",
+                                    self.name,
+                                    cairn_spec::probe::MAX_SLOW_MS
+                                )));
+                            }
+                            cairn_spec::Objective::Latency(t)
+                        }
+                        (ObjectiveKind::Latency, _, _) => {
+                            return Err(ConfigError::Invalid(format!(
+                                "class {}: a latency class states fast_ms and slow_ms (SPEC.md §13.7)",
+                                self.name
+                            )))
+                        }
+                        (ObjectiveKind::Quality, f, s) if f.is_some() || s.is_some() => {
+                            return Err(ConfigError::Invalid(format!(
+                                "class {}: fast_ms and slow_ms are terms of latency classes only",
+                                self.name
+                            )))
+                        }
                         // A quality class runs each task once and pays only through its
                         // budget (SPEC.md §5.2): replicas of workers of different quality
                         // would disagree, and a per-unit price would pay junk.
-                        ObjectiveKind::Quality if self.replication != 1 || self.reward_per_unit != 0 => {
+                        (ObjectiveKind::Quality, ..)
+                            if self.replication != 1 || self.reward_per_unit != 0 =>
+                        {
                             return Err(ConfigError::Invalid(format!(
                                 "class {}: a quality class has replication = 1 and reward_per_unit = 0 \
                                  (its budget, shared by the validators' consensus, is the pay)",
                                 self.name
                             )))
                         }
-                        ObjectiveKind::Quality => cairn_spec::Objective::Quality(terms),
+                        (ObjectiveKind::Quality, ..) => cairn_spec::Objective::Quality(terms),
                     }
                 }
             },
@@ -907,6 +938,8 @@ mod objectives {
                 validator_budget_sats: 100,
                 baseline_ppm: 500_000,
                 tolerance_ppm: 100_000,
+                fast_ms: None,
+                slow_ms: None,
             }),
         }
     }
@@ -939,5 +972,29 @@ mod objectives {
         };
         let e = cfg.lifecycle().unwrap_err();
         assert!(e.to_string().contains("no canaries"), "{e}");
+    }
+
+    #[test]
+    fn a_latency_class_states_its_times() {
+        let latency = |fast_ms, slow_ms| ClassConfig {
+            replication: 2,
+            reward_per_unit: 3,
+            objective: Some(ObjectiveConfig {
+                kind: ObjectiveKind::Latency,
+                fast_ms,
+                slow_ms,
+                ..quality().objective.unwrap()
+            }),
+            ..quality()
+        };
+        let class = latency(Some(20), Some(2000)).to_class().unwrap();
+        let cairn_spec::Objective::Latency(t) = class.objective else { panic!("{class:?}") };
+        assert_eq!((t.fast_ms, t.slow_ms, t.consensus.worker_budget_sats), (20, 2000, 1000));
+        for (f, s) in [(None, Some(2000)), (Some(20), None), (Some(20), Some(20)), (Some(1), Some(600_001))] {
+            assert!(latency(f, s).to_class().is_err(), "{f:?} {s:?}");
+        }
+        let mut q = quality();
+        q.objective.as_mut().unwrap().slow_ms = Some(100);
+        assert!(q.to_class().unwrap_err().to_string().contains("latency classes only"));
     }
 }

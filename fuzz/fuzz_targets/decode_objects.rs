@@ -14,7 +14,7 @@ fn check<T: Decode + Encode>(b: &[u8]) {
 fuzz_target!(|data: &[u8]| {
     // The first byte picks the type so the fuzzer can specialise; the rest is the input.
     let Some((&which, rest)) = data.split_first() else { return };
-    match which % 17 {
+    match which % 19 {
         0 => check::<TaskClass>(rest),
         1 => check::<Task>(rest),
         2 => check::<Signed<Registration>>(rest),
@@ -31,6 +31,8 @@ fuzz_target!(|data: &[u8]| {
         13 => check::<Signed<ScoreReveal>>(rest),
         14 => check::<Signed<ValidatorRegistration>>(rest),
         15 => check::<ScoredRound>(rest),
+        16 => check::<Signed<Probe>>(rest),
+        17 => check::<Signed<ProbeAnswer>>(rest),
         _ => check::<Response>(rest),
     }
 });

@@ -316,12 +316,24 @@ fn object_vectors() -> Value {
     };
     let latency = TaskClass {
         name: "echo.fast".into(),
-        objective: cairn_spec::Objective::Latency(cairn_spec::consensus::ConsensusParams {
-            baseline: 0,
-            ..terms
+        objective: cairn_spec::Objective::Latency(LatencyTerms {
+            consensus: cairn_spec::consensus::ConsensusParams { baseline: 0, ..terms },
+            fast_ms: 20,
+            slow_ms: 2_000,
         }),
         ..exact.clone()
     };
+    let probe = Probe {
+        network: Network::Regtest,
+        coordinator: coord.public(),
+        class: latency.id(),
+        validator: key(5).public(),
+        worker: worker.public(),
+        nonce: [9; 32],
+        input: b"probe 1".to_vec(),
+    };
+    let probe_answer =
+        ProbeAnswer { probe: probe.id(), worker: worker.public(), output: b"1 eborp".to_vec() };
     let validator = key(5);
     let mut scored: Vec<(PubKey, u32)> =
         vec![(worker.public(), 912_000), (key(3).public(), 250_000), (key(4).public(), 0)];
@@ -479,6 +491,8 @@ fn object_vectors() -> Value {
         signed_obj("score_reveal", &Signed::sign(score_reveal.clone(), &validator, &AUX)),
         signed_obj("validator_registration", &Signed::sign(validator_reg.clone(), &validator, &AUX)),
         obj("scored_round", &round),
+        signed_obj("probe", &Signed::sign(probe.clone(), &validator, &AUX)),
+        signed_obj("probe_answer", &Signed::sign(probe_answer.clone(), &worker, &AUX)),
         receipt_obj(&receipt(&coord, 1, 0, Verdict::Accepted)),
         receipt_obj(&receipt(&coord, 1, 1, Verdict::Mismatch)),
         receipt_obj(&batch[0]),
@@ -595,6 +609,23 @@ fn object_vectors() -> Value {
     let mut b = commit_bytes;
     b[0] = 2;
     bad("score_commit", "unknown version", b, "unknown_version");
+
+    // A probe naming its validator as the worker, or too long an input; an answer too long.
+    let p = Probe { worker: probe.validator, ..probe.clone() };
+    bad("probe", "a validator probing itself", Signed::sign(p, &validator, &AUX).to_bytes(), "invalid_value");
+    let p = Probe { input: vec![0; 64 * 1024 + 1], ..probe.clone() };
+    bad("probe", "an input above 64 KiB", Signed::sign(p, &validator, &AUX).to_bytes(), "too_long");
+    let a = ProbeAnswer { output: vec![0; 256 * 1024 + 1], ..probe_answer.clone() };
+    bad("probe_answer", "an output above 256 KiB", Signed::sign(a, &worker, &AUX).to_bytes(), "too_long");
+    // A latency class whose times are not fast < slow <= 600000 (they close the encoding).
+    let latency_bytes = latency.to_bytes();
+    let n = latency_bytes.len();
+    let mut b = latency_bytes.clone();
+    b[n - 8..n - 4].copy_from_slice(&2_000u32.to_be_bytes());
+    bad("task_class", "latency with fast_ms equal to slow_ms", b, "invalid_value");
+    let mut b = latency_bytes;
+    b[n - 4..].copy_from_slice(&600_001u32.to_be_bytes());
+    bad("task_class", "latency with slow_ms above ten minutes", b, "invalid_value");
 
     let mut b = task_bytes.clone();
     b[1] = 4;
@@ -1362,6 +1393,20 @@ fn wire_vectors() -> Value {
         ))),
         RequestBody::ScoreReveal(Box::new(Signed::sign(sheet.clone(), &validator, &AUX))),
         RequestBody::GetRounds { height: 9 },
+        RequestBody::GetValidators,
+        RequestBody::Probe(Box::new(Signed::sign(
+            Probe {
+                network: Network::Regtest,
+                coordinator: coord.public(),
+                class: sample_class().id(),
+                validator: validator.public(),
+                worker: worker.public(),
+                nonce: [5; 32],
+                input: b"what is 2+2".to_vec(),
+            },
+            &validator,
+            &AUX,
+        ))),
     ]
     .into_iter()
     .enumerate()
@@ -1405,6 +1450,16 @@ fn wire_vectors() -> Value {
             },
         )]),
         ResponseBody::Rounds(Vec::new()),
+        ResponseBody::Validators({
+            let mut v = vec![validator.public(), key(6).public()];
+            v.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+            v
+        }),
+        ResponseBody::ProbeAnswer(Box::new(Signed::sign(
+            ProbeAnswer { probe: Hash32([8; 32]), worker: worker.public(), output: b"4".to_vec() },
+            &worker,
+            &AUX,
+        ))),
     ]
     .into_iter()
     .enumerate()
@@ -1707,6 +1762,48 @@ fn consensus_vectors() -> Value {
     })
 }
 
+fn latency_vectors() -> Value {
+    use cairn_spec::probe::latency_score;
+    use Timing::{Answered, Missing, Wrong};
+    let terms = |fast_ms: u32, slow_ms: u32| LatencyTerms {
+        consensus: cairn_spec::consensus::ConsensusParams {
+            worker_budget_sats: 1_000_000,
+            validator_budget_sats: 100_000,
+            baseline: 0,
+            tolerance: 150_000,
+        },
+        fast_ms,
+        slow_ms,
+    };
+    let t = terms(50, 1_050);
+    let cases: Vec<(&str, LatencyTerms, Vec<Timing>)> = vec![
+        ("no timings", t, vec![]),
+        ("at fast_ms", t, vec![Answered(50)]),
+        ("under fast_ms", t, vec![Answered(3)]),
+        ("half way", t, vec![Answered(550)]),
+        ("a third of the way", t, vec![Answered(383)]),
+        ("at slow_ms", t, vec![Answered(1_050)]),
+        ("beyond slow_ms", t, vec![Answered(90_000)]),
+        ("the lower median of four", t, vec![Answered(700), Answered(60), Missing, Answered(400)]),
+        ("missing counts as slow", t, vec![Missing, Missing, Answered(51)]),
+        ("one wrong answer zeroes a fast worker", t, vec![Answered(1), Answered(1), Answered(1), Wrong]),
+        ("all missing", t, vec![Missing, Missing]),
+        ("times not fast < slow", terms(9, 9), vec![Answered(1)]),
+        ("slow above ten minutes", terms(0, 600_001), vec![Answered(1)]),
+        ("the widest span", terms(0, 600_000), vec![Answered(1)]),
+    ];
+    let cases: Vec<Value> = cases
+        .into_iter()
+        .map(|(name, terms, timings)| {
+            json!({"name": name, "terms": terms, "timings": timings, "score": latency_score(&terms, &timings)})
+        })
+        .collect();
+    json!({
+        "description": "SPEC.md §13.7: a validator's timings of one worker over an epoch, and the score they make. A timing is answered (agreeing with the validator's own result, after ms milliseconds), wrong, or missing (counted as slow_ms). Any wrong answer scores 0; otherwise the lower median m scores 1000000 at or below fast_ms, 0 at or above slow_ms, and 1000000·(slow_ms − m)/(slow_ms − fast_ms) between.",
+        "cases": cases,
+    })
+}
+
 /// Every vector file, by name, with its contents.
 pub fn all_vectors() -> BTreeMap<&'static str, Value> {
     BTreeMap::from([
@@ -1720,6 +1817,7 @@ pub fn all_vectors() -> BTreeMap<&'static str, Value> {
         ("wire.json", wire_vectors()),
         ("draws.json", draw_vectors()),
         ("consensus.json", consensus_vectors()),
+        ("latency.json", latency_vectors()),
     ])
 }
 

@@ -130,11 +130,15 @@ pub enum Tag {
     ValidatorRegistration,
     /// Leaf hash of an epoch's scores tree: one class's scored round (SPEC.md §13.6).
     ScoredRound,
+    /// Id (signed digest) of a validator's latency probe (SPEC.md §13.7).
+    Probe,
+    /// Id (signed digest) of a worker's answer to a probe (SPEC.md §13.7).
+    ProbeAnswer,
 }
 
 impl Tag {
     /// All tags, in SPEC.md order.
-    pub const ALL: [Tag; 24] = [
+    pub const ALL: [Tag; 26] = [
         Tag::Content,
         Tag::TaskClass,
         Tag::Task,
@@ -159,6 +163,8 @@ impl Tag {
         Tag::ScoreReveal,
         Tag::ValidatorRegistration,
         Tag::ScoredRound,
+        Tag::Probe,
+        Tag::ProbeAnswer,
     ];
 
     /// The ASCII tag string hashed into the prefix.
@@ -188,6 +194,8 @@ impl Tag {
             Tag::ScoreReveal => "cairn/score-reveal",
             Tag::ValidatorRegistration => "cairn/validator-registration",
             Tag::ScoredRound => "cairn/scored-round",
+            Tag::Probe => "cairn/probe",
+            Tag::ProbeAnswer => "cairn/probe-answer",
         }
     }
 
@@ -217,6 +225,8 @@ impl Tag {
             Tag::ScoreReveal => 21,
             Tag::ValidatorRegistration => 22,
             Tag::ScoredRound => 23,
+            Tag::Probe => 24,
+            Tag::ProbeAnswer => 25,
         }
     }
 

@@ -148,8 +148,9 @@ pub enum Objective {
     #[default]
     Verified,
     /// Verified as above, and each epoch's budget shared by the validators' consensus of how
-    /// fast each worker answers correctly (objective code 2).
-    Latency(ConsensusParams),
+    /// fast each worker answers correctly, timed by their probes (objective code 2, SPEC.md
+    /// §13.7).
+    Latency(crate::probe::LatencyTerms),
     /// Each epoch's budget shared by the validators' consensus of how good each worker's
     /// outputs are against ground truth only validators hold (code 3). Workers of different
     /// quality answer differently, so replicas are not compared: every well-formed result is
@@ -163,7 +164,8 @@ impl Objective {
     pub fn terms(&self) -> Option<&ConsensusParams> {
         match self {
             Objective::Verified => None,
-            Objective::Latency(t) | Objective::Quality(t) => Some(t),
+            Objective::Latency(t) => Some(&t.consensus),
+            Objective::Quality(t) => Some(t),
         }
     }
 
@@ -235,7 +237,7 @@ impl Encode for TaskClass {
             .u32(self.reveal_secs);
         let (code, terms) = match &self.objective {
             Objective::Verified => return,
-            Objective::Latency(t) => (2, t),
+            Objective::Latency(t) => (2, &t.consensus),
             Objective::Quality(t) => (3, t),
         };
         w.u8(code)
@@ -243,6 +245,9 @@ impl Encode for TaskClass {
             .u64(terms.validator_budget_sats)
             .u32(terms.baseline)
             .u32(terms.tolerance);
+        if let Objective::Latency(t) = &self.objective {
+            w.u32(t.fast_ms).u32(t.slow_ms);
+        }
     }
 }
 
@@ -325,7 +330,20 @@ impl Decode for TaskClass {
                 tolerance: r.u32("objective")?,
             };
             let objective = match code {
-                2 => Objective::Latency(terms),
+                2 => {
+                    let t = crate::probe::LatencyTerms {
+                        consensus: terms,
+                        fast_ms: r.u32("objective")?,
+                        slow_ms: r.u32("objective")?,
+                    };
+                    if !t.valid() {
+                        return Err(DecodeError::InvalidValue {
+                            field: "objective",
+                            reason: "latency times must have fast_ms < slow_ms <= 600000",
+                        });
+                    }
+                    Objective::Latency(t)
+                }
                 3 => Objective::Quality(terms),
                 tag => return Err(DecodeError::InvalidTag { field: "objective", tag }),
             };

@@ -11,6 +11,7 @@ use crate::hash::{Hash32, Tag};
 use crate::keys::PubKey;
 use crate::ledger::LedgerEntry;
 use crate::network::Network;
+use crate::probe::{Probe, ProbeAnswer};
 use crate::receipt::SignedReceipt;
 use crate::rounds::ScoredRound;
 use crate::scores::{ScoreCommit, ScoreReveal, ValidatorRegistration};
@@ -40,6 +41,8 @@ pub const MAX_CLASSES_PER_TERMS: usize = 64;
 pub const MAX_RECEIPTS_PER_REQUEST: usize = 2048;
 /// Most ledger entries per `GetLedger` request or `Ledger` response (≈ 467 KiB).
 pub const MAX_LEDGER_PER_REQUEST: usize = 8192;
+/// Most validator keys a `Validators` answer lists (what a coordinator admits at once).
+pub const MAX_VALIDATORS_LISTED: usize = 1024;
 
 /// The wire protocol version carried in topic names, protocol ids and every frame. Version 3
 /// sends gossip unsigned by libp2p (each message carries its own BIP340 signature); version 2
@@ -317,6 +320,11 @@ pub enum RequestBody {
         /// Epoch height.
         height: u32,
     },
+    /// The validators a coordinator admits (tag 16, empty body): a worker asks its own
+    /// coordinator, to know whose probes to answer (SPEC.md §13.7).
+    GetValidators,
+    /// 17: a validator asks a worker to run one input now, to time it (SPEC.md §13.7).
+    Probe(Box<Signed<Probe>>),
 }
 
 fn bounded_count(field: &'static str, count: u16, max: usize) -> Result<u16, DecodeError> {
@@ -394,6 +402,13 @@ impl Encode for Request {
             RequestBody::GetRounds { height } => {
                 w.u8(15).u32(*height);
             }
+            RequestBody::GetValidators => {
+                w.u8(16);
+            }
+            RequestBody::Probe(x) => {
+                w.u8(17);
+                x.encode(w);
+            }
         }
     }
 }
@@ -452,6 +467,8 @@ impl Decode for Request {
             13 => RequestBody::ScoreCommit(Box::new(Signed::decode(r)?)),
             14 => RequestBody::ScoreReveal(Box::new(Signed::decode(r)?)),
             15 => RequestBody::GetRounds { height: r.u32("height")? },
+            16 => RequestBody::GetValidators,
+            17 => RequestBody::Probe(Box::new(Signed::decode(r)?)),
             tag => return Err(DecodeError::InvalidTag { field: "request", tag }),
         };
         Ok(Request { id, deadline_ms, body })
@@ -642,6 +659,11 @@ pub enum ResponseBody {
     /// 9: the scored rounds an epoch's header commits, in ascending class id order (at most
     /// `MAX_CLASSES_PER_TERMS`).
     Rounds(Vec<ScoredRound>),
+    /// 10: the keys of the validators a coordinator admits and whose bonds still count, in
+    /// ascending order (at most `MAX_VALIDATORS_LISTED`).
+    Validators(Vec<PubKey>),
+    /// 11: a worker's signed answer to a probe.
+    ProbeAnswer(Box<Signed<ProbeAnswer>>),
 }
 
 impl ResponseBody {
@@ -734,6 +756,17 @@ impl Encode for Response {
                     r.encode(w);
                 }
             }
+            ResponseBody::Validators(ks) => {
+                let n = ks.len().min(MAX_VALIDATORS_LISTED);
+                w.u8(10).u16(n as u16);
+                for k in ks.iter().take(n) {
+                    k.encode(w);
+                }
+            }
+            ResponseBody::ProbeAnswer(a) => {
+                w.u8(11);
+                a.encode(w);
+            }
         }
     }
 }
@@ -806,6 +839,23 @@ impl Decode for Response {
                     r.count("rounds", len, MAX_CLASSES_PER_TERMS, 1 + 1 + 32 + 32 + 4 + 24 + 2 + 2 + 8)?;
                 ResponseBody::Rounds((0..n).map(|_| ScoredRound::decode(r)).collect::<Result<_, _>>()?)
             }
+            10 => {
+                let len = usize::from(r.u16("validators")?);
+                let n = r.count("validators", len, MAX_VALIDATORS_LISTED, 32)?;
+                let mut keys: Vec<PubKey> = Vec::with_capacity(n);
+                for _ in 0..n {
+                    let k = PubKey::decode(r, "validators")?;
+                    if keys.last().is_some_and(|l| l.as_bytes() >= k.as_bytes()) {
+                        return Err(DecodeError::InvalidValue {
+                            field: "validators",
+                            reason: "keys not in strictly ascending order",
+                        });
+                    }
+                    keys.push(k);
+                }
+                ResponseBody::Validators(keys)
+            }
+            11 => ResponseBody::ProbeAnswer(Box::new(Signed::decode(r)?)),
             tag => return Err(DecodeError::InvalidTag { field: "response", tag }),
         };
         Ok(Response { id, body })

@@ -145,6 +145,8 @@ fn decode_err(ty: &str, b: &[u8]) -> Option<&'static str> {
         "score_reveal" => Signed::<cairn_spec::ScoreReveal>::from_bytes(b).err(),
         "validator_registration" => Signed::<cairn_spec::ValidatorRegistration>::from_bytes(b).err(),
         "scored_round" => cairn_spec::ScoredRound::from_bytes(b).err(),
+        "probe" => Signed::<cairn_spec::Probe>::from_bytes(b).err(),
+        "probe_answer" => Signed::<cairn_spec::ProbeAnswer>::from_bytes(b).err(),
         "gossip" => GossipMessage::from_bytes(b).err(),
         "request" => Request::from_bytes(b).err(),
         "response" => Response::from_bytes(b).err(),
@@ -174,11 +176,13 @@ fn check_objects(v: &Value) -> usize {
             "score_reveal" => round_trip_signed::<cairn_spec::ScoreReveal>(c),
             "validator_registration" => round_trip_signed::<cairn_spec::ValidatorRegistration>(c),
             "scored_round" => round_trip::<cairn_spec::ScoredRound>(c),
+            "probe" => round_trip_signed::<cairn_spec::Probe>(c),
+            "probe_answer" => round_trip_signed::<cairn_spec::ProbeAnswer>(c),
             other => panic!("unknown object type {other}"),
         }
         n += 1;
     }
-    assert_eq!(types.len(), 14, "every object type has a valid vector");
+    assert_eq!(types.len(), 16, "every object type has a valid vector");
     // The score reveal opens the score commit (SPEC.md §13.4).
     let json_of = |ty: &str| arr(&v["valid"]).iter().find(|c| c["type"] == ty).unwrap()["json"].clone();
     let commit: cairn_spec::ScoreCommit = serde_json::from_value(json_of("score_commit")).unwrap();
@@ -413,6 +417,18 @@ fn check_consensus(v: &Value) -> usize {
     n
 }
 
+fn check_latency(v: &Value) -> usize {
+    let mut n = 0;
+    for c in arr(&v["cases"]) {
+        let terms: cairn_spec::LatencyTerms = serde_json::from_value(c["terms"].clone()).unwrap();
+        let timings: Vec<cairn_spec::Timing> = serde_json::from_value(c["timings"].clone()).unwrap();
+        let want = u32::try_from(c["score"].as_u64().unwrap()).unwrap();
+        assert_eq!(cairn_spec::probe::latency_score(&terms, &timings), want, "{}", c["name"]);
+        n += 1;
+    }
+    n
+}
+
 #[test]
 fn every_vector_file_is_checked() {
     let mut checked = Vec::new();
@@ -434,6 +450,7 @@ fn every_vector_file_is_checked() {
             "wire.json" => check_wire(&v),
             "draws.json" => check_draws(&v),
             "consensus.json" => check_consensus(&v),
+            "latency.json" => check_latency(&v),
             other => panic!("vector file {other} is not used by any test"),
         };
         assert!(cases > 0, "{name} has no cases");

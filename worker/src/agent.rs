@@ -15,8 +15,8 @@ use std::time::Duration;
 use cairn_p2p::{keyfile, Acceptance, Network, NetworkConfig, NetworkEvent, Peer};
 use cairn_spec::work::{bond_message, commitment_value};
 use cairn_spec::{
-    Bond, Claim, Commitment, ErrorReason, GossipMessage, Hash32, Object, Payload, PubKey, Registration,
-    RequestBody, ResponseBody, Reveal, Signed, SigningKey, TaskAnnouncement, TaskClass, Terms,
+    Bond, Claim, Commitment, ErrorReason, GossipMessage, Hash32, Object, Payload, Probe, ProbeAnswer, PubKey,
+    Registration, RequestBody, ResponseBody, Reveal, Signed, SigningKey, TaskAnnouncement, TaskClass, Terms,
 };
 use thiserror::Error;
 use tokio::sync::{oneshot, Semaphore};
@@ -124,6 +124,11 @@ struct Shared {
     /// The newest epoch height seen from each coordinator (in its receipts and headers, kept
     /// in memory): what `fresh` measures old gossip against.
     newest_epoch: Mutex<HashMap<PubKey, u32>>,
+    /// The validators each coordinator lists: whose latency probes are answered (SPEC.md
+    /// §13.7).
+    admitted: Mutex<crate::probe::Admitted>,
+    /// Probes answered at once (as many as tasks run): more are refused `busy`.
+    probing: Semaphore,
 }
 
 /// How far an announcement's time may lie from this worker's clock, either way, before it is
@@ -272,6 +277,7 @@ pub async fn run(
     // Events are drained from the start so the network never stalls while we register.
     let (gossip_tx, mut gossip_rx) = tokio::sync::mpsc::channel::<(GossipMessage, cairn_p2p::GossipId)>(1024);
     let (offer_tx, mut offer_rx) = tokio::sync::mpsc::channel::<Offered>(1024);
+    let (probe_tx, mut probe_rx) = tokio::sync::mpsc::channel::<Probed>(64);
     let net2 = net.clone();
     // Only a configured coordinator's node is queued an offer: a stranger's is answered at
     // once, so strangers cannot fill the queue ahead of the coordinator's offers.
@@ -309,9 +315,21 @@ pub async fn run(
                             let _ = net2.respond(reply, ResponseBody::error(ErrorReason::Busy, "busy")).await;
                         }
                     }
+                    // A validator's latency probe (SPEC.md §13.7), checked and run off this loop.
+                    RequestBody::Probe(p) => {
+                        if let Err(e) = probe_tx.try_send((from, p, reply)) {
+                            let reply = match e {
+                                tokio::sync::mpsc::error::TrySendError::Full((_, _, r))
+                                | tokio::sync::mpsc::error::TrySendError::Closed((_, _, r)) => r,
+                            };
+                            let _ = net2.respond(reply, ResponseBody::error(ErrorReason::Busy, "busy")).await;
+                        }
+                    }
                     _ => {
-                        let body =
-                            ResponseBody::error(ErrorReason::Malformed, "a worker answers only offers");
+                        let body = ResponseBody::error(
+                            ErrorReason::Malformed,
+                            "a worker answers only offers and probes",
+                        );
                         let cost = if coordinator_peers.contains(&from) {
                             cairn_p2p::Cost::Charged
                         } else {
@@ -410,6 +428,8 @@ pub async fn run(
         registering: Mutex::new(HashSet::new()),
         reregister_at: Mutex::new(HashMap::new()),
         newest_epoch: Mutex::new(HashMap::new()),
+        admitted: Mutex::new(crate::probe::Admitted::default()),
+        probing: Semaphore::new(cfg.limits.concurrent_tasks),
     });
     // A restart picks up every job where the journal left it.
     for job in pending {
@@ -441,6 +461,10 @@ pub async fn run(
                 };
                 let _ = net.respond_at(reply, body, cost).await;
             }
+            ev = probe_rx.recv() => {
+                let Some((from, p, reply)) = ev else { break };
+                tokio::spawn(on_probe(shared.clone(), from, p, reply));
+            }
             _ = keep.tick() => {
                 reconnect(&shared, &mut lost).await;
                 register_again(&shared);
@@ -450,6 +474,89 @@ pub async fn run(
     tracing::info!(target: "cairn::worker", "worker stopping");
     net.shutdown().await;
     Ok(())
+}
+
+/// A probe waiting to be checked and run: who sent it, the probe, the reply.
+type Probed = (Peer, Box<Signed<Probe>>, cairn_p2p::ReplyToken);
+
+/// Answers a validator's latency probe (SPEC.md §13.7): runs its input as a task's, in the
+/// same execution slots, and signs the output; refuses what `probe::check` refuses, a key
+/// the coordinator does not list (`not_registered`, at a stranger's cost), and more probes
+/// at once than tasks run (`busy`).
+async fn on_probe(s: Arc<Shared>, from: Peer, p: Box<Signed<Probe>>, reply: cairn_p2p::ReplyToken) {
+    let (body, cost) = match answer_probe(&s, &from, &p).await {
+        Ok(a) => (ResponseBody::ProbeAnswer(Box::new(a)), cairn_p2p::Cost::Charged),
+        Err(refused) => refused,
+    };
+    let _ = s.net.respond_at(reply, body, cost).await;
+}
+
+async fn answer_probe(
+    s: &Shared,
+    from: &Peer,
+    p: &Signed<Probe>,
+) -> Result<Signed<ProbeAnswer>, (ResponseBody, cairn_p2p::Cost)> {
+    use crate::probe::Refusal;
+    use cairn_p2p::Cost;
+    let refuse = |r: ErrorReason, why: &str, cost| (ResponseBody::error(r, why), cost);
+    let Ok(_slot) = s.probing.try_acquire() else {
+        return Err(refuse(ErrorReason::Busy, "busy", Cost::Charged));
+    };
+    let network =
+        s.cfg.network().map_err(|e| refuse(ErrorReason::Internal, &e.to_string(), Cost::Charged))?;
+    let classes: HashMap<PubKey, Vec<&TaskClass>> =
+        s.coords.iter().map(|c| (c.key, c.classes.values().map(|(k, _)| k).collect())).collect();
+    let class = match crate::probe::check(p, from.protocol_key(), &s.key.public(), network, &classes) {
+        Ok(c) => c.id(),
+        Err(Refusal::Stranger(why)) => return Err(refuse(ErrorReason::BadSignature, &why, Cost::Forfeit)),
+        Err(Refusal::NotHere(why)) => return Err(refuse(ErrorReason::Malformed, &why, Cost::Charged)),
+    };
+    let Some(coord) = s.coords.iter().find(|c| c.key == p.body.coordinator) else {
+        return Err(refuse(ErrorReason::Malformed, "not a coordinator of this worker", Cost::Charged));
+    };
+    let validator = p.body.validator;
+    let listed = |s: &Shared| s.admitted.lock().is_ok_and(|a| a.lists(&coord.key, &validator));
+    if !listed(s) {
+        let now = std::time::Instant::now();
+        let ask = s.admitted.lock().is_ok_and(|mut a| {
+            let may = a.may_ask(&coord.key, now);
+            if may {
+                a.asked(coord.key, now);
+            }
+            may
+        });
+        if ask {
+            if let Ok(ResponseBody::Validators(keys)) =
+                s.net.request(&coord.peer, RequestBody::GetValidators, REQUEST_TIMEOUT).await
+            {
+                if let Ok(mut a) = s.admitted.lock() {
+                    a.set(coord.key, keys, now);
+                }
+            }
+        }
+        if !listed(s) {
+            return Err(refuse(
+                ErrorReason::NotRegistered,
+                "not a validator this worker's coordinator lists",
+                Cost::Forfeit,
+            ));
+        }
+    }
+    let Some((_, exec)) = coord.classes.get(&class) else {
+        return Err(refuse(ErrorReason::Malformed, "no such class", Cost::Charged));
+    };
+    let _permit =
+        s.permits.acquire().await.map_err(|_| refuse(ErrorReason::Internal, "stopping", Cost::Charged))?;
+    let (e, input) = (exec.clone(), p.body.input.clone());
+    match tokio::task::spawn_blocking(move || e.run(&input)).await {
+        Ok(Ok(output)) if output.len() <= cairn_spec::probe::MAX_PROBE_OUTPUT => {
+            Ok(crate::probe::answer(p, &s.key, output))
+        }
+        Ok(Ok(_)) => Err(refuse(ErrorReason::Malformed, "the output is over the probe bound", Cost::Charged)),
+        Ok(Err(ExecError::BadInput(why))) => Err(refuse(ErrorReason::Malformed, &why, Cost::Charged)),
+        Ok(Err(e)) => Err(refuse(ErrorReason::Internal, &e.to_string(), Cost::Charged)),
+        Err(e) => Err(refuse(ErrorReason::Internal, &e.to_string(), Cost::Charged)),
+    }
 }
 
 async fn terms(net: &Network, peer: &Peer, addr: &str) -> Result<Terms, AgentError> {

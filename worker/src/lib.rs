@@ -21,4 +21,5 @@ pub mod executor;
 pub mod job;
 pub mod journal;
 pub mod models;
+pub mod probe;
 pub mod status;

@@ -1,66 +1,11 @@
-//! Comparison of results under a class's rule, and the majority verdict over replicas.
+//! The majority verdict over replicas, by the class's rule (`cairn_spec::compare` says what
+//! "agree" means).
 //!
-//! Owns what "agree" means (exact bytes, cosine similarity of f32 vectors at or above the
-//! class threshold, over the whole result or item by item) and when a set of results has a
-//! winner. Must never touch workers,
+//! Owns when a set of results has a winner. Must never touch workers,
 //! rewards or storage: it answers questions about bytes only.
 
-use cairn_spec::task::PPB;
+pub use cairn_spec::compare::{agree, well_formed};
 use cairn_spec::ComparisonRule;
-
-/// Whether `result` is well formed under `rule`: exact results are any non-empty bytes;
-/// cosine results are a non-empty vector of finite little-endian f32 with a non-zero norm.
-pub fn well_formed(rule: &ComparisonRule, result: &[u8]) -> bool {
-    match rule {
-        ComparisonRule::ExactHash => !result.is_empty(),
-        ComparisonRule::Cosine { .. } => vector_ok(result),
-        ComparisonRule::CosineEach { dim, .. } => {
-            let width = 4 * usize::from(*dim);
-            !result.is_empty() && result.len() % width == 0 && result.chunks(width).all(vector_ok)
-        }
-    }
-}
-
-/// A non-empty vector of finite little-endian f32 with a non-zero norm.
-fn vector_ok(v: &[u8]) -> bool {
-    v.len() % 4 == 0 && !v.is_empty() && floats(v).all(f32::is_finite) && floats(v).any(|x| x != 0.0)
-}
-
-fn floats(b: &[u8]) -> impl Iterator<Item = f32> + '_ {
-    b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-}
-
-/// Whether two well-formed results agree under `rule`. Honest numeric noise (different
-/// hardware, kernels, thread counts) moves a cosine by far less than any sane threshold, so
-/// it is agreement; a different answer is not.
-pub fn agree(rule: &ComparisonRule, a: &[u8], b: &[u8]) -> bool {
-    match rule {
-        ComparisonRule::ExactHash => a == b,
-        ComparisonRule::Cosine { min_ppb } => a.len() == b.len() && cosine_at_least(a, b, *min_ppb),
-        ComparisonRule::CosineEach { min_ppb, dim } => {
-            let width = 4 * usize::from(*dim);
-            a.len() == b.len()
-                && a.len() % width == 0
-                && a.chunks(width).zip(b.chunks(width)).all(|(x, y)| cosine_at_least(x, y, *min_ppb))
-        }
-    }
-}
-
-/// Whether two equally long f32 vectors have a cosine similarity of at least `min_ppb / 1e9`.
-fn cosine_at_least(a: &[u8], b: &[u8], min_ppb: u32) -> bool {
-    // f64 accumulation so the comparison itself adds no noise worth speaking of.
-    let (mut dot, mut na, mut nb) = (0f64, 0f64, 0f64);
-    for (x, y) in floats(a).zip(floats(b)) {
-        let (x, y) = (f64::from(x), f64::from(y));
-        dot += x * y;
-        na += x * x;
-        nb += y * y;
-    }
-    if na == 0.0 || nb == 0.0 {
-        return false;
-    }
-    dot / (na.sqrt() * nb.sqrt()) >= f64::from(min_ppb) / f64::from(PPB)
-}
 
 /// The outcome of comparing the valid results of one task.
 #[derive(Clone, Debug, PartialEq, Eq)]

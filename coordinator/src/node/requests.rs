@@ -306,7 +306,9 @@ impl Ctx {
         let mut work: Vec<(Peer, RequestBody, (ReplyToken, Option<Retry>))> = Vec::new();
         let now_ms = cairn_p2p::clock::unix_millis();
         for (from, req, reply, retry) in batch {
-            if matches!(req.body, RequestBody::GetTerms) || crate::sync::is_read(&req.body) {
+            if matches!(req.body, RequestBody::GetTerms | RequestBody::GetValidators)
+                || crate::sync::is_read(&req.body)
+            {
                 answers.push((reply, self.read(req.body)));
             } else {
                 let retry = retry.or_else(|| Retry::of(&from, &req, now_ms));
@@ -366,6 +368,15 @@ impl Ctx {
     pub(super) fn read(&self, body: RequestBody) -> Result<ResponseBody, Refusal> {
         if matches!(body, RequestBody::GetTerms) {
             return Ok(ResponseBody::Terms(Box::new((*self.terms).clone())));
+        }
+        if matches!(body, RequestBody::GetValidators) {
+            // Whose probes a worker answers (SPEC.md §13.7): admitted, bond still counting.
+            let core = self.core.lock().map_err(|_| Refusal::Unavailable("node unavailable"))?;
+            let mut keys: Vec<_> =
+                core.machine().validators().filter(|v| v.active()).map(|v| v.key()).collect();
+            keys.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+            keys.truncate(cairn_spec::wire::MAX_VALIDATORS_LISTED);
+            return Ok(ResponseBody::Validators(keys));
         }
         crate::sync::answer(self.store()?.as_ref(), &body)
     }
