@@ -517,6 +517,51 @@ fn a_validator_that_commits_and_never_reveals_earns_nothing() {
 }
 
 #[test]
+fn one_small_validator_alone_cannot_take_a_budget_nobody_else_validates() {
+    // A validator at the minimum bond scores its own worker alone: with a floor on the stake
+    // a round needs, no round is made and nothing is credited; with more stake it pays.
+    for (floor, paid) in [(250_000, false), (150_000, true)] {
+        let mut h = Harness::new(vec![quality_class()], |c| {
+            c.tunables.audit_min_ppm = 0;
+            c.tunables.audit_stake_factor = 0;
+            c.tunables.slot_stake_ppm = 0;
+            c.tunables.epoch_interval_secs = 300;
+            c.tunables.round_min_stake_sats = floor;
+        });
+        let ws = workers(1);
+        h.register(&ws[0]);
+        let (small, other) = (validator(0, 100_000), validator(1, 100_000));
+        register_validator(&mut h, &small).unwrap();
+        register_validator(&mut h, &other).unwrap();
+        work(&mut h, &ws, 3);
+        close_epoch(&mut h);
+        let sheet = sorted(vec![(ws[0].public(), 1_000_000)]);
+        commit(&mut h, &small, 0, &sheet).unwrap();
+        if paid {
+            commit(&mut h, &other, 0, &sheet).unwrap();
+        }
+        close_epoch(&mut h);
+        reveal(&mut h, &small, 0, &sheet).unwrap();
+        if paid {
+            reveal(&mut h, &other, 0, &sheet).unwrap();
+        }
+        close_epoch(&mut h);
+        let rounds = ls::rounds(&h.store, 2).unwrap();
+        let earned = h.m.balance(&ws[0].public()).map_or(0, |e| e.locked);
+        if paid {
+            assert_eq!(rounds.len(), 1);
+            assert_eq!(earned, PARAMS.worker_budget_sats);
+        } else {
+            assert!(rounds.is_empty(), "{rounds:?}");
+            assert_eq!(earned, 0);
+            assert_eq!(h.m.balance(&small.key.public()).map_or(0, |e| e.locked), 0);
+        }
+        let (ok, detail) = scores_check(&audit(&h), 2);
+        assert!(ok, "{detail}");
+    }
+}
+
+#[test]
 fn a_coordinator_that_credits_other_shares_than_the_consensus_is_named_by_the_audit() {
     let mut h = scored_harness();
     let ws = workers(3);

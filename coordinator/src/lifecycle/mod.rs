@@ -133,6 +133,11 @@ pub struct Tunables {
     /// may close it: the commit and reveal windows are epochs (SPEC.md §13.4), and tasks
     /// anyone submits must not be able to close one before honest validators are heard.
     pub score_window_secs: u64,
+    /// A scored class's round pays only when the sheets it counts hold at least this much
+    /// stake together (satoshis); below it the epoch's budget is not spent, so one validator
+    /// at the minimum bond and a worker of its own cannot take a whole budget nobody else
+    /// validates (SPEC.md §13.6). 0: any counted sheet will do.
+    pub round_min_stake_sats: u64,
 }
 
 impl Default for Tunables {
@@ -157,6 +162,7 @@ impl Default for Tunables {
             pow_value_sats: 0,
             validator_stake_min_sats: 10_000,
             score_window_secs: 60,
+            round_min_stake_sats: 0,
         }
     }
 }

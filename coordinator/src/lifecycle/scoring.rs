@@ -356,6 +356,12 @@ impl Machine {
             if workers.is_empty() && sheets.is_empty() {
                 continue;
             }
+            // Too little stake vouches for this round: nothing is paid, and nobody's work or
+            // sheet of the epoch is carried on (its units and sheets are dropped below).
+            let stake: u64 = sheets.iter().map(|s| s.0.stake).fold(0, u64::saturating_add);
+            if stake < self.cfg.tunables.round_min_stake_sats {
+                continue;
+            }
             let plain: Vec<Sheet> = sheets.iter().map(|s| s.0.clone()).collect();
             // The inputs are built to be valid (ordered, bounded, staked); a refusal here is a
             // bug, and the round is left out rather than crediting anything wrong.
