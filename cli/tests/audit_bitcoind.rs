@@ -947,7 +947,7 @@ async fn validators_time_a_latency_class_by_probes_and_the_audit_reproduces_ever
             let (addr, peer) = peer_of(&k);
             v.net.dial(&addr).await.unwrap();
             let mut ts = Vec::new();
-            for _ in 0..5 {
+            while ts.len() < 5 {
                 let mut nonce = [0u8; 8];
                 getrandom::fill(&mut nonce).unwrap();
                 let input = format!("probe {}", hex::encode(nonce)).into_bytes();
@@ -960,7 +960,11 @@ async fn validators_time_a_latency_class_by_probes_and_the_audit_reproduces_ever
                     k,
                     input,
                 );
-                ts.push(cairn_worker::probe::time(&v.net, &peer, p, &own, &class.rule, slow_ms).await);
+                // `busy` says nothing of speed: probed again.
+                match cairn_worker::probe::time(&v.net, &peer, p, &own, &class.rule, slow_ms).await {
+                    Some(t) => ts.push(t),
+                    None => tokio::time::sleep(Duration::from_millis(50)).await,
+                }
             }
             mine.insert(k, ts);
         }
@@ -971,7 +975,10 @@ async fn validators_time_a_latency_class_by_probes_and_the_audit_reproduces_ever
             "validator {i}: fast {:?} {:?}, slow {:?}, wrong {:?}",
             t[&fast0], t[&fast1], t[&slow], t[&wrong]
         );
-        assert!(t[&wrong].iter().all(|x| *x == Timing::Wrong), "a wrong answer is named: {:?}", t[&wrong]);
+        // Wrong when it answers; a worker the coordinator banned for its wrong results may
+        // also be unable to learn the validators, and refuse them (missing). Never answered.
+        assert!(t[&wrong].iter().all(|x| matches!(x, Timing::Wrong | Timing::Missing)), "{:?}", t[&wrong]);
+        assert_eq!(latency_score(&terms, &t[&wrong]), 0, "however fast, a wrong worker scores 0");
         assert!(t[&slow].iter().all(|x| matches!(x, Timing::Answered(ms) if *ms >= 300)), "{:?}", t[&slow]);
     }
     // A stranger's probe is refused, as is a validator's probe relayed by another node (each
@@ -1010,6 +1017,53 @@ async fn validators_time_a_latency_class_by_probes_and_the_audit_reproduces_ever
         assert!(matches!(&r, ResponseBody::Error { reason, .. } if *reason == want), "{r:?}");
         stranger.net.shutdown().await;
     }
+
+    // A validator flooding the slow worker with probes holds one probe there at a time: the
+    // rest are refused `busy`, and another validator's probes are still answered in time.
+    let (_, slow_peer) = peer_of(&slow);
+    let flood: Vec<_> = (0..16)
+        .map(|i| {
+            let (net, key) = (validators[2].net.clone(), validators[2].key.clone());
+            let input = format!("flood {i}").into_bytes();
+            let p = cairn_worker::probe::probe(
+                &key,
+                cairn_spec::Network::Regtest,
+                coordinator,
+                class.id(),
+                slow,
+                input,
+            );
+            tokio::spawn(async move {
+                net.request(&slow_peer, RequestBody::Probe(Box::new(p)), Duration::from_secs(10)).await
+            })
+        })
+        .collect();
+    let mut during = Vec::new();
+    while during.len() < 3 {
+        let input = format!("during the flood {}", during.len()).into_bytes();
+        let own = input.to_ascii_uppercase();
+        let p = cairn_worker::probe::probe(
+            &validators[0].key,
+            cairn_spec::Network::Regtest,
+            coordinator,
+            class.id(),
+            slow,
+            input,
+        );
+        match cairn_worker::probe::time(&validators[0].net, &slow_peer, p, &own, &class.rule, slow_ms).await {
+            Some(t) => during.push(t),
+            None => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
+    let mut busy = 0;
+    for f in flood {
+        if let Ok(ResponseBody::Error { reason: cairn_spec::ErrorReason::Busy, .. }) = f.await.unwrap() {
+            busy += 1;
+        }
+    }
+    eprintln!("during a flood of 16 probes ({busy} refused busy), another validator timed {during:?}");
+    assert!(busy >= 8, "a flooding validator holds one probe at a time: {busy} of 16 refused");
+    assert!(during.iter().all(|t| matches!(t, Timing::Answered(ms) if *ms < slow_ms)), "{during:?}");
 
     // Sheets: each honest validator scores by its timings (SPEC.md §13.7); the colluder puts
     // the slow worker at the top and halves the others.

@@ -623,9 +623,10 @@ fn object_vectors() -> Value {
     let mut b = latency_bytes.clone();
     b[n - 8..n - 4].copy_from_slice(&2_000u32.to_be_bytes());
     bad("task_class", "latency with fast_ms equal to slow_ms", b, "invalid_value");
-    let mut b = latency_bytes;
+    let mut b = latency_bytes.clone();
     b[n - 4..].copy_from_slice(&600_001u32.to_be_bytes());
     bad("task_class", "latency with slow_ms above ten minutes", b, "invalid_value");
+    bad("task_class", "latency cut before its times", latency_bytes[..n - 8].to_vec(), "unexpected_end");
 
     let mut b = task_bytes.clone();
     b[1] = 4;
@@ -1524,6 +1525,19 @@ fn wire_vectors() -> Value {
     let big =
         Request { id: 1, deadline_ms: 2, body: RequestBody::GetLedger { height: 0, from: 0, count: 8193 } };
     invalid.push(json!({ "type": "request", "name": "too many ledger entries asked", "encoding": hex::encode(big.to_bytes()), "error": "too_long" }));
+    // Validators: strictly ascending keys, at most 1024, and no count beyond the bytes left.
+    let mut two = vec![key(5).public(), key(6).public()];
+    two.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+    let unsorted = Response { id: 3, body: ResponseBody::Validators(vec![two[1], two[0]]) }.to_bytes();
+    invalid.push(json!({ "type": "response", "name": "validators out of order", "encoding": hex::encode(&unsorted), "error": "invalid_value" }));
+    let twice = Response { id: 3, body: ResponseBody::Validators(vec![two[0], two[0]]) }.to_bytes();
+    invalid.push(json!({ "type": "response", "name": "a validator listed twice", "encoding": hex::encode(&twice), "error": "invalid_value" }));
+    let mut forged = Response { id: 3, body: ResponseBody::Validators(two.clone()) }.to_bytes();
+    forged[10..12].copy_from_slice(&1025u16.to_be_bytes());
+    invalid.push(json!({ "type": "response", "name": "more than 1024 validators", "encoding": hex::encode(&forged), "error": "too_long" }));
+    let mut forged = Response { id: 3, body: ResponseBody::Validators(two) }.to_bytes();
+    forged[10..12].copy_from_slice(&3u16.to_be_bytes());
+    invalid.push(json!({ "type": "response", "name": "a validator count beyond the bytes left", "encoding": hex::encode(&forged), "error": "unexpected_end" }));
     let mut forged = Response { id: 3, body: ResponseBody::Receipts(vec![]) }.to_bytes();
     forged[10..12].copy_from_slice(&2049u16.to_be_bytes());
     invalid.push(json!({ "type": "response", "name": "receipt count above 2048", "encoding": hex::encode(&forged), "error": "too_long" }));

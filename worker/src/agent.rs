@@ -316,6 +316,15 @@ pub async fn run(
                         }
                     }
                     // A validator's latency probe (SPEC.md §13.7), checked and run off this loop.
+                    // A probe not sent from its signer's node is a stranger's: refused before
+                    // it takes a place in the queue.
+                    RequestBody::Probe(p) if from.protocol_key() != Some(p.body.validator) => {
+                        let body = ResponseBody::error(
+                            ErrorReason::BadSignature,
+                            "a probe comes from its validator's own node",
+                        );
+                        let _ = net2.respond_at(reply, body, cairn_p2p::Cost::Forfeit).await;
+                    }
                     RequestBody::Probe(p) => {
                         if let Err(e) = probe_tx.try_send((from, p, reply)) {
                             let reply = match e {
@@ -499,31 +508,23 @@ async fn answer_probe(
     use crate::probe::Refusal;
     use cairn_p2p::Cost;
     let refuse = |r: ErrorReason, why: &str, cost| (ResponseBody::error(r, why), cost);
-    let Ok(_slot) = s.probing.try_acquire() else {
-        return Err(refuse(ErrorReason::Busy, "busy", Cost::Charged));
-    };
-    let network =
-        s.cfg.network().map_err(|e| refuse(ErrorReason::Internal, &e.to_string(), Cost::Charged))?;
-    let classes: HashMap<PubKey, Vec<&TaskClass>> =
-        s.coords.iter().map(|c| (c.key, c.classes.values().map(|(k, _)| k).collect())).collect();
-    let class = match crate::probe::check(p, from.protocol_key(), &s.key.public(), network, &classes) {
-        Ok(c) => c.id(),
-        Err(Refusal::Stranger(why)) => return Err(refuse(ErrorReason::BadSignature, &why, Cost::Forfeit)),
-        Err(Refusal::NotHere(why)) => return Err(refuse(ErrorReason::Malformed, &why, Cost::Charged)),
-    };
-    let Some(coord) = s.coords.iter().find(|c| c.key == p.body.coordinator) else {
-        return Err(refuse(ErrorReason::Malformed, "not a coordinator of this worker", Cost::Charged));
-    };
+    // Who sent it first, then whether the coordinator lists it, then what it asks: nothing
+    // unauthenticated takes a slot, and an unlisted key always pays a stranger's cost.
+    if let Err(Refusal::Stranger(why) | Refusal::NotHere(why)) =
+        crate::probe::check_sender(p, from.protocol_key())
+    {
+        return Err(refuse(ErrorReason::BadSignature, &why, Cost::Forfeit));
+    }
     let validator = p.body.validator;
-    let listed = |s: &Shared| s.admitted.lock().is_ok_and(|a| a.lists(&coord.key, &validator));
-    if !listed(s) {
+    let coord = s.coords.iter().find(|c| c.key == p.body.coordinator);
+    if let Some(coord) = coord {
         let now = std::time::Instant::now();
         let ask = s.admitted.lock().is_ok_and(|mut a| {
-            let may = a.may_ask(&coord.key, now);
-            if may {
+            let ask = a.should_ask(&coord.key, &validator, now);
+            if ask {
                 a.asked(coord.key, now);
             }
-            may
+            ask
         });
         if ask {
             if let Ok(ResponseBody::Validators(keys)) =
@@ -534,28 +535,59 @@ async fn answer_probe(
                 }
             }
         }
-        if !listed(s) {
-            return Err(refuse(
-                ErrorReason::NotRegistered,
-                "not a validator this worker's coordinator lists",
-                Cost::Forfeit,
-            ));
-        }
     }
-    let Some((_, exec)) = coord.classes.get(&class) else {
-        return Err(refuse(ErrorReason::Malformed, "no such class", Cost::Charged));
+    let listed = coord.is_some_and(|c| s.admitted.lock().is_ok_and(|a| a.lists(&c.key, &validator)));
+    let Some(coord) = coord.filter(|_| listed) else {
+        return Err(refuse(
+            ErrorReason::NotRegistered,
+            "not a validator this worker's coordinator lists",
+            Cost::Forfeit,
+        ));
     };
-    let _permit =
-        s.permits.acquire().await.map_err(|_| refuse(ErrorReason::Internal, "stopping", Cost::Charged))?;
-    let (e, input) = (exec.clone(), p.body.input.clone());
-    match tokio::task::spawn_blocking(move || e.run(&input)).await {
+    let network =
+        s.cfg.network().map_err(|e| refuse(ErrorReason::Internal, &e.to_string(), Cost::Charged))?;
+    let classes: HashMap<PubKey, Vec<&TaskClass>> =
+        HashMap::from([(coord.key, coord.classes.values().map(|(k, _)| k).collect())]);
+    let exec = match crate::probe::check_target(p, &s.key.public(), network, &classes) {
+        Ok(class) => coord.classes.get(&class.id()).map(|(_, e)| e.clone()),
+        Err(Refusal::Stranger(why) | Refusal::NotHere(why)) => {
+            return Err(refuse(ErrorReason::Malformed, &why, Cost::Charged))
+        }
+    };
+    let Some(exec) = exec else { return Err(refuse(ErrorReason::Malformed, "no such class", Cost::Charged)) };
+    // One probe in flight per validator, and no more at once than tasks run.
+    if !s.admitted.lock().is_ok_and(|mut a| a.start(validator)) {
+        return Err(refuse(
+            ErrorReason::Busy,
+            "this validator's previous probe is still running",
+            Cost::Charged,
+        ));
+    }
+    let answered = run_probe(s, p, exec).await;
+    if let Ok(mut a) = s.admitted.lock() {
+        a.end(&validator);
+    }
+    answered.map_err(|(r, why)| refuse(r, &why, Cost::Charged))
+}
+
+/// Runs a checked probe in one of the worker's execution slots and signs the output.
+async fn run_probe(
+    s: &Shared,
+    p: &Signed<Probe>,
+    exec: Arc<dyn Executor>,
+) -> Result<Signed<ProbeAnswer>, (ErrorReason, String)> {
+    let Ok(_slot) = s.probing.try_acquire() else { return Err((ErrorReason::Busy, "busy".into())) };
+    let _permit = s.permits.acquire().await.map_err(|_| (ErrorReason::Internal, "stopping".to_string()))?;
+    let input = p.body.input.clone();
+    match tokio::task::spawn_blocking(move || exec.run(&input)).await {
         Ok(Ok(output)) if output.len() <= cairn_spec::probe::MAX_PROBE_OUTPUT => {
             Ok(crate::probe::answer(p, &s.key, output))
         }
-        Ok(Ok(_)) => Err(refuse(ErrorReason::Malformed, "the output is over the probe bound", Cost::Charged)),
-        Ok(Err(ExecError::BadInput(why))) => Err(refuse(ErrorReason::Malformed, &why, Cost::Charged)),
-        Ok(Err(e)) => Err(refuse(ErrorReason::Internal, &e.to_string(), Cost::Charged)),
-        Err(e) => Err(refuse(ErrorReason::Internal, &e.to_string(), Cost::Charged)),
+        // The worker's limit, not the validator's fault.
+        Ok(Ok(_)) => Err((ErrorReason::Internal, "the output is over the probe bound".into())),
+        Ok(Err(ExecError::BadInput(why))) => Err((ErrorReason::Malformed, why)),
+        Ok(Err(e)) => Err((ErrorReason::Internal, e.to_string())),
+        Err(e) => Err((ErrorReason::Internal, e.to_string())),
     }
 }
 

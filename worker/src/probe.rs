@@ -11,29 +11,34 @@ use std::time::{Duration, Instant};
 
 use cairn_p2p::{Network, Peer};
 use cairn_spec::{
-    ComparisonRule, Hash32, Object, Objective, Probe, ProbeAnswer, PubKey, RequestBody, ResponseBody, Signed,
-    TaskClass, Timing,
+    ComparisonRule, ErrorReason, Hash32, Object, Objective, Probe, ProbeAnswer, PubKey, RequestBody,
+    ResponseBody, Signed, TaskClass, Timing,
 };
 
 /// How often a worker asks a coordinator again for its validators when an unknown key
 /// probes: a stranger's probes cannot make it ask more often than this.
 pub const ASK_VALIDATORS_EVERY: Duration = Duration::from_secs(10);
+/// How long a coordinator's list of validators is trusted before it is asked again on the
+/// next probe: a validator dropped since (its bond spent) stops being answered within this.
+pub const VALIDATORS_TTL: Duration = Duration::from_secs(60);
 
 /// Why a worker does not run a probe.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Refusal {
-    /// Not from a validator the coordinator lists, or not sent by its signer's own node, or
-    /// not signed by it: a request no peer the worker works with would send.
+    /// Not signed by its validator, or not sent from that validator's own node: a request
+    /// no peer the worker works with would send (`bad_signature`, at a stranger's cost).
     Stranger(String),
     /// From a listed validator, but not something this worker runs (another worker, class,
-    /// coordinator or network, or an input over the class's bound).
+    /// coordinator or network, or an input over the class's bound): `malformed`.
     NotHere(String),
 }
 
-/// The validators each coordinator lists, as this worker last asked.
+/// The validators each coordinator lists, as this worker last asked, and the probes each
+/// validator has in flight here.
 #[derive(Default)]
 pub struct Admitted {
     by_coordinator: HashMap<PubKey, (HashSet<PubKey>, Instant)>,
+    in_flight: HashSet<PubKey>,
 }
 
 impl Admitted {
@@ -42,11 +47,17 @@ impl Admitted {
         self.by_coordinator.get(coordinator).is_some_and(|(keys, _)| keys.contains(validator))
     }
 
-    /// Whether `coordinator` may be asked again at `now`.
-    pub fn may_ask(&self, coordinator: &PubKey, now: Instant) -> bool {
-        self.by_coordinator
-            .get(coordinator)
-            .is_none_or(|(_, at)| now.duration_since(*at) >= ASK_VALIDATORS_EVERY)
+    /// Whether the list of `coordinator` should be asked for again at `now` before a probe
+    /// of `validator` is answered: the validator is not on it, or the list is older than
+    /// `VALIDATORS_TTL`; and never more often than `ASK_VALIDATORS_EVERY`.
+    pub fn should_ask(&self, coordinator: &PubKey, validator: &PubKey, now: Instant) -> bool {
+        match self.by_coordinator.get(coordinator) {
+            None => true,
+            Some((keys, at)) => {
+                let age = now.saturating_duration_since(*at);
+                age >= ASK_VALIDATORS_EVERY && (!keys.contains(validator) || age >= VALIDATORS_TTL)
+            }
+        }
     }
 
     /// Records `coordinator`'s answer at `now`.
@@ -59,26 +70,42 @@ impl Admitted {
     pub fn asked(&mut self, coordinator: PubKey, now: Instant) {
         self.by_coordinator.entry(coordinator).or_insert_with(|| (HashSet::new(), now)).1 = now;
     }
+
+    /// Takes `validator`'s one probe in flight: false when it has one already (a validator
+    /// probing faster than answers come only makes its own probes `busy`, never another's).
+    pub fn start(&mut self, validator: PubKey) -> bool {
+        self.in_flight.insert(validator)
+    }
+
+    /// Ends `validator`'s probe in flight.
+    pub fn end(&mut self, validator: &PubKey) {
+        self.in_flight.remove(validator);
+    }
 }
 
-/// What a worker checks of a probe before anything else, with no I/O: signed by its
-/// validator, sent from the validator's own node (`sender`), for this worker (`me`) on its
-/// network; then which of its coordinators and latency classes it names (`classes` is what
-/// this worker runs for each coordinator). Returns the class probed.
-pub fn check<'a>(
-    probe: &Signed<Probe>,
-    sender: Option<PubKey>,
-    me: &PubKey,
-    network: cairn_spec::Network,
-    classes: &'a HashMap<PubKey, Vec<&'a TaskClass>>,
-) -> Result<&'a TaskClass, Refusal> {
-    let p = &probe.body;
-    if sender != Some(p.validator) {
+/// The first check of a probe, before any other work: signed by its validator and sent from
+/// that validator's own node (`sender`, the connection's key).
+pub fn check_sender(probe: &Signed<Probe>, sender: Option<PubKey>) -> Result<(), Refusal> {
+    if sender != Some(probe.body.validator) {
         return Err(Refusal::Stranger("a probe comes from its validator's own node".into()));
     }
     if !probe.verify() {
         return Err(Refusal::Stranger("the probe's signature does not verify".into()));
     }
+    Ok(())
+}
+
+/// What a worker checks of a listed validator's probe: for this worker (`me`) on its
+/// network, naming one of its coordinators and a latency class it runs there (`classes`,
+/// what this worker runs for each coordinator), with an input within the class's bound.
+/// Returns the class probed.
+pub fn check_target<'a>(
+    probe: &Signed<Probe>,
+    me: &PubKey,
+    network: cairn_spec::Network,
+    classes: &'a HashMap<PubKey, Vec<&'a TaskClass>>,
+) -> Result<&'a TaskClass, Refusal> {
+    let p = &probe.body;
     if p.worker != *me || p.network != network {
         return Err(Refusal::NotHere("the probe names another worker or network".into()));
     }
@@ -97,16 +124,23 @@ pub fn check<'a>(
 
 /// A worker's signed answer to `probe`.
 pub fn answer(probe: &Signed<Probe>, key: &cairn_spec::SigningKey, output: Vec<u8>) -> Signed<ProbeAnswer> {
+    Signed::sign(ProbeAnswer { probe: probe.id(), worker: probe.body.worker, output }, key, &aux())
+}
+
+/// Fresh BIP340 auxiliary bytes: any value is safe, fresh ones also harden against faults.
+fn aux() -> [u8; 32] {
     let mut aux = [0u8; 32];
-    // BIP340 is safe with any aux; fresh bytes only harden against fault attacks.
     let _ = getrandom::fill(&mut aux);
-    Signed::sign(ProbeAnswer { probe: probe.id(), worker: probe.body.worker, output }, key, &aux)
+    aux
 }
 
 /// Sends `probe` to `peer` and times the answer on this node's clock, waiting at most
 /// `slow_ms`: *answered* when the worker named in the probe signed an answer to it whose
 /// output is well formed and agrees with `own` (the validator's own result for the input)
-/// under `rule`; *wrong* when such a signed answer disagrees; *missing* otherwise.
+/// under `rule`; *wrong* when such a signed answer disagrees; *missing* when none came in
+/// time, or any other answer. `None` when the worker said `busy` or `rate_limited`: that
+/// tells nothing of its speed, and the validator probes again later. The clock runs from
+/// the request, so a validator connects to the worker first or the dial is timed too.
 pub async fn time(
     net: &Network,
     peer: &Peer,
@@ -114,13 +148,13 @@ pub async fn time(
     own: &[u8],
     rule: &ComparisonRule,
     slow_ms: u32,
-) -> Timing {
+) -> Option<Timing> {
     let (id, worker) = (probe.id(), probe.body.worker);
     let started = Instant::now();
     let wait = Duration::from_millis(u64::from(slow_ms));
     let answer = net.request(peer, RequestBody::Probe(Box::new(probe)), wait).await;
     let ms = u32::try_from(started.elapsed().as_millis()).unwrap_or(u32::MAX);
-    match answer {
+    Some(match answer {
         Ok(ResponseBody::ProbeAnswer(a)) if a.body.probe == id && a.body.worker == worker && a.verify() => {
             let out = &a.body.output;
             if cairn_spec::compare::well_formed(rule, out) && cairn_spec::compare::agree(rule, out, own) {
@@ -129,8 +163,9 @@ pub async fn time(
                 Timing::Wrong
             }
         }
+        Ok(ResponseBody::Error { reason: ErrorReason::Busy | ErrorReason::RateLimited, .. }) => return None,
         _ => Timing::Missing,
-    }
+    })
 }
 
 /// A fresh probe of `worker` for `class` of `coordinator`, signed by `validator`: a random
@@ -146,7 +181,7 @@ pub fn probe(
     let mut nonce = [0u8; 32];
     let _ = getrandom::fill(&mut nonce);
     let p = Probe { network, coordinator, class, validator: validator.public(), worker, nonce, input };
-    Signed::sign(p, validator, &nonce)
+    Signed::sign(p, validator, &aux())
 }
 
 #[cfg(test)]
@@ -199,36 +234,56 @@ mod tests {
             probe(&v, net, coord, class, worker, input.to_vec())
         };
         let ok = p(fast.id(), me, b"abc");
-        assert_eq!(check(&ok, Some(v.public()), &me, net, &classes).unwrap().id(), fast.id());
-        // Relayed by another node, or re-signed by someone else: a stranger's.
-        assert!(matches!(check(&ok, Some(key(9).public()), &me, net, &classes), Err(Refusal::Stranger(_))));
+        assert!(check_sender(&ok, Some(v.public())).is_ok());
+        assert_eq!(check_target(&ok, &me, net, &classes).unwrap().id(), fast.id());
+        // Relayed by another node, or changed after signing: a stranger's.
+        assert!(matches!(check_sender(&ok, Some(key(9).public())), Err(Refusal::Stranger(_))));
         let mut forged = ok.clone();
         forged.body.input = b"abd".to_vec();
-        assert!(matches!(check(&forged, Some(v.public()), &me, net, &classes), Err(Refusal::Stranger(_))));
+        assert!(matches!(check_sender(&forged, Some(v.public())), Err(Refusal::Stranger(_))));
         // Not this worker's to run.
         let other = p(fast.id(), key(4).public(), b"abc");
-        assert!(matches!(check(&other, Some(v.public()), &me, net, &classes), Err(Refusal::NotHere(_))));
+        assert!(matches!(check_target(&other, &me, net, &classes), Err(Refusal::NotHere(_))));
         let plain = p(verified.id(), me, b"abc");
-        assert!(matches!(check(&plain, Some(v.public()), &me, net, &classes), Err(Refusal::NotHere(_))));
+        assert!(matches!(check_target(&plain, &me, net, &classes), Err(Refusal::NotHere(_))));
         let long = p(fast.id(), me, &[7; 17]);
-        assert!(matches!(check(&long, Some(v.public()), &me, net, &classes), Err(Refusal::NotHere(_))));
+        assert!(matches!(check_target(&long, &me, net, &classes), Err(Refusal::NotHere(_))));
         assert!(matches!(
-            check(&ok, Some(v.public()), &me, cairn_spec::Network::Signet, &classes),
+            check_target(&ok, &me, cairn_spec::Network::Signet, &classes),
             Err(Refusal::NotHere(_))
         ));
     }
 
     #[test]
     fn an_unknown_key_cannot_make_the_worker_ask_its_coordinator_often() {
-        let (coord, v) = (key(1).public(), key(2).public());
+        let (coord, v, stranger) = (key(1).public(), key(2).public(), key(5).public());
         let mut a = Admitted::default();
         let t0 = Instant::now();
-        assert!(a.may_ask(&coord, t0) && !a.lists(&coord, &v));
+        assert!(a.should_ask(&coord, &v, t0) && !a.lists(&coord, &v));
         a.set(coord, vec![v], t0);
-        assert!(a.lists(&coord, &v));
-        assert!(!a.may_ask(&coord, t0 + Duration::from_secs(9)));
+        assert!(a.lists(&coord, &v) && !a.should_ask(&coord, &v, t0));
+        // A stranger makes it ask at most every ASK_VALIDATORS_EVERY.
+        assert!(!a.should_ask(&coord, &stranger, t0 + Duration::from_secs(9)));
+        assert!(a.should_ask(&coord, &stranger, t0 + ASK_VALIDATORS_EVERY));
         a.asked(coord, t0 + ASK_VALIDATORS_EVERY);
         assert!(a.lists(&coord, &v), "a failed ask keeps the old list");
-        assert!(!a.may_ask(&coord, t0 + ASK_VALIDATORS_EVERY + Duration::from_secs(1)));
+        assert!(!a.should_ask(&coord, &stranger, t0 + ASK_VALIDATORS_EVERY + Duration::from_secs(1)));
+        // A listed validator is asked about again once the list is old: a dropped one stops
+        // being answered.
+        a.set(coord, vec![v], t0);
+        assert!(!a.should_ask(&coord, &v, t0 + Duration::from_secs(59)));
+        assert!(a.should_ask(&coord, &v, t0 + VALIDATORS_TTL));
+        a.set(coord, vec![], t0 + VALIDATORS_TTL);
+        assert!(!a.lists(&coord, &v));
+    }
+
+    #[test]
+    fn a_validator_has_one_probe_in_flight() {
+        let (v, w) = (key(2).public(), key(3).public());
+        let mut a = Admitted::default();
+        assert!(a.start(v) && !a.start(v), "a second probe of the same validator waits its turn");
+        assert!(a.start(w), "another validator is not held up");
+        a.end(&v);
+        assert!(a.start(v));
     }
 }

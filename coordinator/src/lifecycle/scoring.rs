@@ -16,7 +16,7 @@ use cairn_spec::{RoundSheet, RoundWorker, ScoreCommit, ScoreReveal, ScoredRound,
 
 /// Validators admitted at once, at most: each round weighs the `MAX_VALIDATORS` with the most
 /// stake among those that revealed, so keys at the minimum bond cannot keep a larger stake out.
-pub const MAX_ADMITTED_VALIDATORS: usize = 1024;
+pub const MAX_ADMITTED_VALIDATORS: usize = cairn_spec::wire::MAX_VALIDATORS_LISTED;
 
 use super::*;
 
