@@ -1038,7 +1038,9 @@ async fn validators_time_a_latency_class_by_probes_and_the_audit_reproduces_ever
             })
         })
         .collect();
-    let mut during = Vec::new();
+    // The flood lands first.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let (mut during, mut refused) = (Vec::new(), 0);
     while during.len() < 3 {
         let input = format!("during the flood {}", during.len()).into_bytes();
         let own = input.to_ascii_uppercase();
@@ -1052,7 +1054,10 @@ async fn validators_time_a_latency_class_by_probes_and_the_audit_reproduces_ever
         );
         match cairn_worker::probe::time(&validators[0].net, &slow_peer, p, &own, &class.rule, slow_ms).await {
             Some(t) => during.push(t),
-            None => tokio::time::sleep(Duration::from_millis(20)).await,
+            None => {
+                refused += 1;
+                tokio::time::sleep(Duration::from_millis(20)).await
+            }
         }
     }
     let mut busy = 0;
@@ -1063,6 +1068,8 @@ async fn validators_time_a_latency_class_by_probes_and_the_audit_reproduces_ever
     }
     eprintln!("during a flood of 16 probes ({busy} refused busy), another validator timed {during:?}");
     assert!(busy >= 8, "a flooding validator holds one probe at a time: {busy} of 16 refused");
+    // Two slots: the flood holds one, the other validator always finds the other free.
+    assert_eq!(refused, 0, "the other validator was refused busy {refused} times");
     assert!(during.iter().all(|t| matches!(t, Timing::Answered(ms) if *ms < slow_ms)), "{during:?}");
 
     // Sheets: each honest validator scores by its timings (SPEC.md §13.7); the colluder puts
