@@ -384,6 +384,53 @@ fn reqwest_bytes(api: std::net::SocketAddr, path: &str) -> Vec<u8> {
     body
 }
 
+/// Mines one coinbase to each bond key's P2TR output (the key untweaked, as a bond proves it)
+/// and returns their txids: each a validator's bond, its value the validator's stake. The
+/// caller matures them.
+fn bond_coinbases(
+    call: &dyn Fn(&str, Value) -> Value,
+    keys: Vec<cairn_spec::SigningKey>,
+) -> Vec<(cairn_spec::SigningKey, cairn_spec::Hash32)> {
+    use bitcoin::hashes::Hash as _;
+    keys.into_iter()
+        .map(|bond_key| {
+            let addr = bitcoin::Address::p2tr_tweaked(
+                bitcoin::key::TweakedPublicKey::dangerous_assume_tweaked(bond_key.public().x_only()),
+                bitcoin::Network::Regtest,
+            );
+            let block = call("generatetoaddress", json!([1, addr.to_string()]));
+            let coinbase = call("getblock", json!([block[0]]))["tx"][0].as_str().unwrap().to_string();
+            let txid: bitcoin::Txid = coinbase.parse().unwrap();
+            (bond_key, cairn_spec::Hash32(txid.to_byte_array()))
+        })
+        .collect()
+}
+
+/// `v`'s signed registration as a validator of `coordinator`, bonded by `txid:0` paying to
+/// `bond_key`.
+fn validator_registration(
+    coordinator: PubKey,
+    v: &Worker,
+    bond_key: &cairn_spec::SigningKey,
+    txid: cairn_spec::Hash32,
+) -> cairn_spec::RequestBody {
+    let reg = cairn_spec::ValidatorRegistration {
+        network: cairn_spec::Network::Regtest,
+        coordinator,
+        validator: v.public(),
+        payout_address: common::ADDR.into(),
+        created_at: common::now(),
+        bond: cairn_spec::Bond {
+            txid,
+            vout: 0,
+            key: bond_key.public(),
+            signature: bond_key
+                .sign(&cairn_spec::work::bond_message(&coordinator, &v.public(), &txid, 0), &[3; 32]),
+        },
+    };
+    cairn_spec::RequestBody::RegisterValidator(Box::new(cairn_spec::Signed::sign(reg, &v.key, &[1; 32])))
+}
+
 /// Issue 28's test: a quality class scored over the network by 3 bonded validators, one
 /// colluding with the poorest of 4 workers; each validator evaluates the workers from the
 /// results they revealed, commits, then reveals; the round is anchored, and `cairn audit
@@ -425,20 +472,7 @@ async fn validators_score_a_quality_class_and_the_audit_reproduces_every_share()
     let token = std::fs::read_to_string(data.join("operator.token")).unwrap().trim().to_string();
     let coordinator = PubKey::from_hex(&info.coordinator).unwrap();
     call("generatetoaddress", json!([1, info.anchor_address.clone().unwrap()]));
-    // Each validator's bond: a coinbase paying its bond key (P2TR), confirmed; its value is
-    // the validator's stake.
-    let mut bonds = Vec::new();
-    for i in 0..3u32 {
-        let bond_key = common::key(40 + i);
-        let addr = bitcoin::Address::p2tr_tweaked(
-            bitcoin::key::TweakedPublicKey::dangerous_assume_tweaked(bond_key.public().x_only()),
-            bitcoin::Network::Regtest,
-        );
-        let block = call("generatetoaddress", json!([1, addr.to_string()]));
-        let coinbase = call("getblock", json!([block[0]]))["tx"][0].as_str().unwrap().to_string();
-        let txid: bitcoin::Txid = coinbase.parse().unwrap();
-        bonds.push((bond_key, txid));
-    }
+    let bonds = bond_coinbases(&call, (0..3).map(|i| common::key(40 + i)).collect());
     call("generatetoaddress", json!([100, miner]));
 
     let mut workers: Vec<Worker> = Vec::new();
@@ -450,50 +484,14 @@ async fn validators_score_a_quality_class_and_the_audit_reproduces_every_share()
     }
     let mut validators = Vec::new();
     for (i, (bond_key, txid)) in bonds.iter().enumerate() {
-        use bitcoin::hashes::Hash as _;
         let v = Worker::start(common::key(30 + i as u32), &info.p2p[0]).await;
-        let txid = Hash32(txid.to_byte_array());
-        let reg = cairn_spec::ValidatorRegistration {
-            network: cairn_spec::Network::Regtest,
-            coordinator,
-            validator: v.public(),
-            payout_address: common::ADDR.into(),
-            created_at: common::now(),
-            bond: cairn_spec::Bond {
-                txid,
-                vout: 0,
-                key: bond_key.public(),
-                signature: bond_key
-                    .sign(&cairn_spec::work::bond_message(&coordinator, &v.public(), &txid, 0), &[3; 32]),
-            },
-        };
-        let signed = Signed::sign(reg, &v.key, &[1; 32]);
-        assert_eq!(v.req(RequestBody::RegisterValidator(Box::new(signed))).await, ResponseBody::Ack);
+        let reg = validator_registration(coordinator, &v, bond_key, *txid);
+        assert_eq!(v.req(reg).await, ResponseBody::Ack);
         validators.push(v);
     }
     // A worker's key cannot also validate, nor a validator's bond back a second key.
     let w0 = &workers[0];
-    let (txid0, key0) = (bonds[0].1, &bonds[0].0);
-    let dup = {
-        use bitcoin::hashes::Hash as _;
-        let txid = Hash32(txid0.to_byte_array());
-        cairn_spec::ValidatorRegistration {
-            network: cairn_spec::Network::Regtest,
-            coordinator,
-            validator: w0.public(),
-            payout_address: common::ADDR.into(),
-            created_at: common::now(),
-            bond: cairn_spec::Bond {
-                txid,
-                vout: 0,
-                key: key0.public(),
-                signature: key0
-                    .sign(&cairn_spec::work::bond_message(&coordinator, &w0.public(), &txid, 0), &[3; 32]),
-            },
-        }
-    };
-    let refused =
-        w0.req(RequestBody::RegisterValidator(Box::new(Signed::sign(dup, &w0.key, &[1; 32])))).await;
+    let refused = w0.req(validator_registration(coordinator, w0, &bonds[0].0, bonds[0].1)).await;
     assert!(
         matches!(refused, ResponseBody::Error { reason: cairn_spec::ErrorReason::Conflict, .. }),
         "{refused:?}"
@@ -797,7 +795,7 @@ impl cairn_worker::executor::Executor for Echo {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn validators_time_a_latency_class_by_probes_and_the_audit_reproduces_every_share() {
     use cairn_spec::probe::latency_score;
-    use cairn_spec::{Hash32, Object, RequestBody, ScoredRound, Signed, Timing};
+    use cairn_spec::{Object, RequestBody, ScoredRound, Signed, Timing};
     let Some(exe) = cairn_testkit::bitcoind() else { return };
     let dir = tempfile::tempdir().unwrap();
     let btc = RegtestNode::start(&exe, &dir.path().join("bitcoind")).unwrap();
@@ -827,18 +825,7 @@ async fn validators_time_a_latency_class_by_probes_and_the_audit_reproduces_ever
     let token = std::fs::read_to_string(data.join("operator.token")).unwrap().trim().to_string();
     let coordinator = PubKey::from_hex(&info.coordinator).unwrap();
     call("generatetoaddress", json!([1, info.anchor_address.clone().unwrap()]));
-    let mut bonds = Vec::new();
-    for i in 0..3u32 {
-        let bond_key = common::key(60 + i);
-        let addr = bitcoin::Address::p2tr_tweaked(
-            bitcoin::key::TweakedPublicKey::dangerous_assume_tweaked(bond_key.public().x_only()),
-            bitcoin::Network::Regtest,
-        );
-        let block = call("generatetoaddress", json!([1, addr.to_string()]));
-        let coinbase = call("getblock", json!([block[0]]))["tx"][0].as_str().unwrap().to_string();
-        let txid: bitcoin::Txid = coinbase.parse().unwrap();
-        bonds.push((bond_key, txid));
-    }
+    let bonds = bond_coinbases(&call, (0..3).map(|i| common::key(60 + i)).collect());
     call("generatetoaddress", json!([100, miner]));
 
     // The workers: real agents. Two fast, one slow, one fast and wrong.
@@ -858,25 +845,9 @@ async fn validators_time_a_latency_class_by_probes_and_the_audit_reproduces_ever
     }
     let mut validators = Vec::new();
     for (i, (bond_key, txid)) in bonds.iter().enumerate() {
-        use bitcoin::hashes::Hash as _;
         let v = Worker::start(common::key(50 + i as u32), &info.p2p[0]).await;
-        let txid = Hash32(txid.to_byte_array());
-        let reg = cairn_spec::ValidatorRegistration {
-            network: cairn_spec::Network::Regtest,
-            coordinator,
-            validator: v.public(),
-            payout_address: common::ADDR.into(),
-            created_at: common::now(),
-            bond: cairn_spec::Bond {
-                txid,
-                vout: 0,
-                key: bond_key.public(),
-                signature: bond_key
-                    .sign(&cairn_spec::work::bond_message(&coordinator, &v.public(), &txid, 0), &[3; 32]),
-            },
-        };
-        let signed = Signed::sign(reg, &v.key, &[1; 32]);
-        assert_eq!(v.req(RequestBody::RegisterValidator(Box::new(signed))).await, ResponseBody::Ack);
+        let reg = validator_registration(coordinator, &v, bond_key, *txid);
+        assert_eq!(v.req(reg).await, ResponseBody::Ack);
         validators.push(v);
     }
 
