@@ -384,6 +384,26 @@ fn reqwest_bytes(api: std::net::SocketAddr, path: &str) -> Vec<u8> {
     body
 }
 
+/// Closes the open epoch `e` through the API, mines its anchor past broadcast, and waits until
+/// the next epoch is armed (its beacon final).
+fn close_and_arm(
+    api: std::net::SocketAddr,
+    token: &str,
+    call: &dyn Fn(&str, Value) -> Value,
+    miner: &str,
+    e: u32,
+) {
+    let wait_for =
+        |what: &str, f: &dyn Fn() -> bool| cairn_testkit::wait_for(what, Duration::from_secs(30), f);
+    assert_eq!(http(api, "POST", "/v1/epochs/close", Some(token), None).1["closed"], e);
+    let path = format!("/v1/epochs/{e}");
+    wait_for("anchor broadcast", &|| http(api, "GET", &path, None, None).1["anchor"]["status"] == "pending");
+    call("generatetoaddress", json!([3, miner]));
+    wait_for("the next epoch armed", &|| {
+        http(api, "GET", "/v1/stats", None, None).1["open_epoch_armed"] == true
+    });
+}
+
 /// Mines one coinbase to each bond key's P2TR output (the key untweaked, as a bond proves it)
 /// and returns their txids: each a validator's bond, its value the validator's stake. The
 /// caller matures them.
@@ -533,22 +553,8 @@ async fn validators_score_a_quality_class_and_the_audit_reproduces_every_share()
     }
     let wait_for =
         |what: &str, f: &dyn Fn() -> bool| cairn_testkit::wait_for(what, Duration::from_secs(30), f);
-    // Closes the open epoch `e` and waits until the next is armed (its beacon final).
-    let close = |e: u32| {
-        let (api, token, call) = (api, token.clone(), &call);
-        async move {
-            assert_eq!(http(api, "POST", "/v1/epochs/close", Some(&token), None).1["closed"], e);
-            let path = format!("/v1/epochs/{e}");
-            wait_for("anchor broadcast", &|| {
-                http(api, "GET", &path, None, None).1["anchor"]["status"] == "pending"
-            });
-            call("generatetoaddress", json!([3, miner]));
-            wait_for("the next epoch armed", &|| {
-                http(api, "GET", "/v1/stats", None, None).1["open_epoch_armed"] == true
-            });
-        }
-    };
-    close(0).await;
+    let close = |e: u32| close_and_arm(api, &token, &call, miner, e);
+    close(0);
 
     // Each validator evaluates what the workers revealed against the truth it holds: the
     // first on every item, the second on all but the first four (two honest estimates that
@@ -613,7 +619,7 @@ async fn validators_score_a_quality_class_and_the_audit_reproduces_every_share()
             "{early:?}"
         );
     }
-    close(1).await;
+    close(1);
     for (v, s) in validators.iter().zip(&sheets) {
         let r = RequestBody::ScoreReveal(Box::new(Signed::sign(reveal_of(v, s), &v.key, &[2; 32])));
         assert_eq!(v.req(r).await, ResponseBody::Ack);
@@ -871,21 +877,8 @@ async fn validators_time_a_latency_class_by_probes_and_the_audit_reproduces_ever
     });
     let wait_for =
         |what: &str, f: &dyn Fn() -> bool| cairn_testkit::wait_for(what, Duration::from_secs(30), f);
-    let close = |e: u32| {
-        let (api, token, call) = (api, token.clone(), &call);
-        async move {
-            assert_eq!(http(api, "POST", "/v1/epochs/close", Some(&token), None).1["closed"], e);
-            let path = format!("/v1/epochs/{e}");
-            wait_for("anchor broadcast", &|| {
-                http(api, "GET", &path, None, None).1["anchor"]["status"] == "pending"
-            });
-            call("generatetoaddress", json!([3, miner]));
-            wait_for("the next epoch armed", &|| {
-                http(api, "GET", "/v1/stats", None, None).1["open_epoch_armed"] == true
-            });
-        }
-    };
-    close(0).await;
+    let close = |e: u32| close_and_arm(api, &token, &call, miner, e);
+    close(0);
 
     // Who did accepted work of the class in epoch 0: only they are scored.
     let receipts = http(api, "GET", "/v1/epochs/0/receipts?from=0&limit=1000", None, None).1;
@@ -1101,7 +1094,7 @@ async fn validators_time_a_latency_class_by_probes_and_the_audit_reproduces_ever
             ResponseBody::Ack
         );
     }
-    close(1).await;
+    close(1);
     for (v, s) in validators.iter().zip(&sheets) {
         let r = RequestBody::ScoreReveal(Box::new(Signed::sign(reveal_of(v, s), &v.key, &[2; 32])));
         assert_eq!(v.req(r).await, ResponseBody::Ack);
